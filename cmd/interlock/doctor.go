@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/runner"
+)
+
+// check is one line of `interlock doctor`.
+type check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok, warn, fail
+	Detail string `json:"detail"`
+	// Fix says what to do when the status is not ok.
+	Fix string `json:"fix,omitempty"`
+}
+
+func doctorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "doctor",
+		Usage: "check that this host can run interlock, and say what to fix",
+		Description: "Checks the kernel, cgroup v2, privileges, that the BPF programs load and attach,\n" +
+			"BTF, the BPF filesystem, the config, the journal, the daemon and runs left behind.\n" +
+			"Exits 0 when nothing fails (warnings allowed), 1 otherwise.",
+		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			checks := runChecks(ctx, cmd)
+			failed := 0
+			for _, c := range checks {
+				if c.Status == "fail" {
+					failed++
+				}
+			}
+			if cmd.Bool("json") {
+				if err := printJSON(checks); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range checks {
+					fmt.Printf("[%-4s] %s: %s\n", c.Status, c.Name, c.Detail)
+					if c.Fix != "" {
+						fmt.Printf("       → %s\n", c.Fix)
+					}
+				}
+			}
+			if failed > 0 {
+				return exitWith(exitFailed, fmt.Errorf("%d check(s) failed", failed))
+			}
+			return nil
+		},
+	}
+}
+
+func runChecks(ctx context.Context, cmd *cli.Command) []check {
+	var out []check
+	add := func(c check) { out = append(out, c) }
+
+	add(kernelCheck())
+
+	root, err := redirector.Cgroup2Root()
+	if err != nil {
+		add(check{Name: "cgroup2", Status: "fail", Detail: err.Error(),
+			Fix: "interlock needs the cgroup v2 hierarchy; boot with systemd.unified_cgroup_hierarchy=1 or mount cgroup2"})
+	} else {
+		mode := "pure (unified)"
+		if root != "/sys/fs/cgroup" {
+			mode = "hybrid"
+		}
+		add(check{Name: "cgroup2", Status: "ok", Detail: fmt.Sprintf("mounted at %s, %s", root, mode)})
+	}
+
+	missing, err := missingCaps()
+	switch {
+	case err != nil:
+		add(check{Name: "privileges", Status: "fail", Detail: err.Error()})
+	case len(missing) > 0:
+		names := []string{}
+		for _, c := range missing {
+			names = append(names, c.name+" ("+c.why+")")
+		}
+		add(check{Name: "privileges", Status: "fail", Detail: "missing " + strings.Join(names, ", "),
+			Fix: "run as root, or: setcap cap_bpf,cap_net_admin,cap_sys_admin+ep $(command -v interlock)"})
+	default:
+		add(check{Name: "privileges", Status: "ok", Detail: "CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN are effective"})
+	}
+
+	if root != "" && len(missing) == 0 {
+		if err := redirector.Probe(root); err != nil {
+			add(check{Name: "bpf programs", Status: "fail", Detail: err.Error(),
+				Fix: "the kernel must allow cgroup/connect4, connect6 and sockops programs (Linux 5.8+, CONFIG_CGROUP_BPF)"})
+		} else {
+			add(check{Name: "bpf programs", Status: "ok", Detail: "load, attach to a scratch cgroup and detach"})
+		}
+	} else {
+		add(check{Name: "bpf programs", Status: "fail", Detail: "not tried: cgroup2 or privileges missing", Fix: "fix the checks above first"})
+	}
+
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
+		add(check{Name: "btf", Status: "ok", Detail: "/sys/kernel/btf/vmlinux present"})
+	} else {
+		add(check{Name: "btf", Status: "ok", Detail: "no kernel BTF; interlock's programs do not need it"})
+	}
+
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		add(check{Name: "bpf filesystem", Status: "ok", Detail: "mounted at /sys/fs/bpf"})
+	} else {
+		add(check{Name: "bpf filesystem", Status: "warn", Detail: "not mounted at /sys/fs/bpf",
+			Fix: "interlock mounts it when it starts; to do it now: mount -t bpf bpffs /sys/fs/bpf"})
+	}
+
+	if _, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		add(check{Name: "ipv6 loopback", Status: "warn", Detail: err.Error(), Fix: "without ::1, connects to IPv6 targets are refused"})
+	}
+
+	cfg, err := config.Load(cmd.String("config"))
+	if err != nil {
+		add(check{Name: "config", Status: "fail", Detail: err.Error(), Fix: "fix the file at the line named, see the README's config reference"})
+		return out
+	}
+	add(check{Name: "config", Status: "ok", Detail: fmt.Sprintf("%s: %d targets, %d cgroups", configName(cfg), len(cfg.Targets), len(cfg.Intercept.Cgroups))})
+	if len(cfg.Targets) == 0 {
+		add(check{Name: "targets", Status: "warn", Detail: "no targets: nothing will be intercepted", Fix: "add targets to " + config.DefaultPath})
+	}
+	for _, cg := range cfg.Intercept.Cgroups {
+		if root == "" {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(root, cg)); err != nil {
+			add(check{Name: "cgroup " + cg, Status: "warn", Detail: "does not exist yet", Fix: "the daemon refuses to start until it exists; start the service that owns it, or fix intercept.cgroups"})
+		}
+	}
+	add(journalCheck(cfg.Journal.Path))
+
+	if c, err := control.Dial(ctx, cfg.Control.Socket, time.Second); err == nil {
+		s, _ := c.Status(ctx)
+		add(check{Name: "daemon", Status: "ok", Detail: fmt.Sprintf("pid %d answers on %s, %d live sessions", s.PID, cfg.Control.Socket, len(s.Live))})
+	} else {
+		add(check{Name: "daemon", Status: "ok", Detail: "not running; `interlock run` will embed the engine", Fix: ""})
+	}
+
+	for _, s := range runner.CollectStale(filepath.Join(filepath.Dir(cfg.Control.Socket), "runs"), true, nil) {
+		c := check{Name: "stale run", Status: "warn", Detail: fmt.Sprintf("interlock run pid %d died, cgroup %s", s.PID, s.Cgroup)}
+		if s.Populated {
+			c.Fix = "its processes' connects to targets are refused; end them: echo 1 > " + filepath.Join(s.CgroupDir, "cgroup.kill")
+		} else {
+			c.Fix = "the next `interlock run` cleans it up"
+		}
+		add(c)
+	}
+	return out
+}
+
+func kernelCheck() check {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return check{Name: "kernel", Status: "fail", Detail: err.Error()}
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(rel, ".", 3)
+	major, _ := strconv.Atoi(parts[0])
+	minor := 0
+	if len(parts) > 1 {
+		minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	}
+	if major < 5 || (major == 5 && minor < 8) {
+		return check{Name: "kernel", Status: "fail", Detail: rel + " is older than 5.8", Fix: "upgrade the kernel to 5.8 or later"}
+	}
+	return check{Name: "kernel", Status: "ok", Detail: rel + " (needs 5.8+)"}
+}
+
+func journalCheck(path string) check {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		dir := filepath.Dir(path)
+		for {
+			if _, err := os.Stat(dir); err == nil {
+				break
+			}
+			dir = filepath.Dir(dir)
+		}
+		if unix.Access(dir, unix.W_OK) != nil {
+			return check{Name: "journal", Status: "fail", Detail: path + " does not exist and " + dir + " is not writable", Fix: "create " + filepath.Dir(path) + " or set journal.path"}
+		}
+		return check{Name: "journal", Status: "ok", Detail: path + " will be created on first use"}
+	}
+	if err != nil {
+		return check{Name: "journal", Status: "fail", Detail: err.Error()}
+	}
+	return check{Name: "journal", Status: "ok", Detail: fmt.Sprintf("%s, %d bytes; check it with `interlock journal verify`", path, fi.Size())}
+}

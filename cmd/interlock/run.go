@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/urfave/cli/v3"
+
+	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/runner"
+)
+
+func runCommand() *cli.Command {
+	one := 1
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a command with its connections to targets intercepted",
+		ArgsUsage: "[--] CMD [ARGS...]",
+		Description: "Starts CMD in a fresh cgroup (below interlock's own) whose connections to the\n" +
+			"configured targets go through interlock. If an interlock daemon is running, it does\n" +
+			"the interception; otherwise this process does. When CMD exits, processes it left\n" +
+			"behind in the cgroup are killed, a one-line summary goes to stderr, and interlock\n" +
+			"exits with CMD's exit code (128+N if a signal N ended it).\n\n" +
+			"Exit codes of interlock's own: 64 usage, 69 unavailable, 71 system error, 77 missing\n" +
+			"privileges, 78 bad config, 126 CMD not executable, 127 CMD not found.",
+		StopOnNthArg: &one,
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.StringFlag{Name: "engine", Value: "auto", Usage: "auto (daemon if one runs), daemon, or embedded"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no summary line"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the engine's info messages to stderr"},
+		},
+		Action: runAction,
+	}
+}
+
+// runSession is the engine side of one `interlock run`: embedded or
+// delegated to the daemon.
+type runSession interface {
+	end(ctx context.Context, result model.RunEnd) (engine.Tally, error)
+	journalPath() string
+}
+
+func runAction(ctx context.Context, cmd *cli.Command) error {
+	argv := cmd.Args().Slice()
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	if len(argv) == 0 {
+		return exitWith(exitUsage, errors.New("run needs a command: interlock run [--] CMD [ARGS...]"))
+	}
+	mode := cmd.String("engine")
+	if mode != "auto" && mode != "daemon" && mode != "embedded" {
+		return exitWith(exitUsage, fmt.Errorf("--engine must be auto, daemon or embedded, not %q", mode))
+	}
+	if err := requireCaps(); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	minLevel := slog.LevelWarn
+	if cmd.Bool("verbose") {
+		minLevel = slog.LevelDebug - 4
+	}
+	log := newLogger(cfg, minLevel)
+	root, err := redirector.Cgroup2Root()
+	if err != nil {
+		return exitWith(exitUnavailable, err)
+	}
+	runDir := filepath.Join(filepath.Dir(cfg.Control.Socket), "runs")
+	for _, s := range runner.CollectStale(runDir, false, log) {
+		if s.Populated {
+			log.Warn("a killed `interlock run` left processes behind; their connects to targets are refused",
+				"cgroup", s.Cgroup, "end them with", "echo 1 > "+filepath.Join(s.CgroupDir, "cgroup.kill"))
+		}
+	}
+
+	cg, err := runner.Create(root, fmt.Sprintf("interlock-run-%d", os.Getpid()))
+	if err != nil {
+		return exitWith(exitOSErr, err)
+	}
+	defer func() {
+		if err := cg.Remove(); err != nil {
+			log.Warn("remove run cgroup", "cgroup", cg.Path, "err", err)
+		}
+	}()
+
+	start := time.Now()
+	var sess runSession
+	var daemon *control.Client
+	if mode != "embedded" {
+		daemon, err = control.Dial(ctx, cfg.Control.Socket, time.Second)
+		if err != nil && mode == "daemon" {
+			return exitWith(exitUnavailable, fmt.Errorf("no interlock daemon answers on %s: %w", cfg.Control.Socket, err))
+		}
+	}
+	if daemon != nil {
+		if cmd.IsSet("config") {
+			log.Warn("a daemon is running: its config governs this run, not --config", "daemon_config", cfg.Control.Socket)
+		}
+		sess, err = startDaemonRun(ctx, daemon, cg, argv)
+	} else {
+		sess, err = startEmbeddedRun(ctx, cfg, cg, argv, runDir, log)
+	}
+	if err != nil {
+		return err
+	}
+
+	child := cg.Command(argv)
+	if err := child.Start(); err != nil {
+		_, _ = sess.end(ctx, model.RunEnd{ExitCode: 127, DurationNS: time.Since(start).Nanoseconds()})
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return exitWith(127, fmt.Errorf("%s: command not found", argv[0]))
+		}
+		return exitWith(126, fmt.Errorf("start %s: %w", argv[0], err))
+	}
+	stopSignals := forwardSignals(child.Process)
+	waitErr := child.Wait()
+	stopSignals()
+	var ee *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &ee) {
+		log.Error("wait for command", "err", waitErr)
+	}
+	code, sig := runner.ExitStatus(child.ProcessState)
+
+	killed, kerr := cg.Kill(5 * time.Second)
+	if kerr != nil {
+		log.Error("could not end the processes the command left behind", "err", kerr)
+	}
+	tally, err := sess.end(ctx, model.RunEnd{
+		ExitCode: code, Signal: sig, DurationNS: time.Since(start).Nanoseconds(), Killed: killed,
+	})
+	if err != nil {
+		log.Error("finish the run's interception", "err", err)
+	}
+	if !cmd.Bool("quiet") {
+		fmt.Fprintln(os.Stderr, summaryLine(tally, killed, sess.journalPath()))
+	}
+	return childExit{code: code}
+}
+
+// forwardSignals passes termination signals on to the command. SIGINT and
+// SIGQUIT from a terminal already reach the whole foreground process group,
+// so interlock only ignores them rather than sending a second copy.
+func forwardSignals(p *os.Process) func() {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				if s != syscall.SIGINT && s != syscall.SIGQUIT {
+					_ = p.Signal(s)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}
+
+func summaryLine(t engine.Tally, killed int, journalPath string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "interlock: %d session", t.Sessions)
+	if t.Sessions != 1 {
+		b.WriteString("s")
+	}
+	if len(t.ByTarget) > 0 {
+		names := make([]string, 0, len(t.ByTarget))
+		for n := range t.ByTarget {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		parts := make([]string, 0, len(names))
+		for _, n := range names {
+			parts = append(parts, fmt.Sprintf("%s×%d", n, t.ByTarget[n]))
+		}
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, ", %d refused", t.Refused)
+	if t.Anomalies > 0 {
+		fmt.Fprintf(&b, ", %d anomalies", t.Anomalies)
+	}
+	fmt.Fprintf(&b, ", %s up, %s down", humanBytes(t.BytesUp), humanBytes(t.BytesDown))
+	if killed > 0 {
+		fmt.Fprintf(&b, ", %d leftover processes killed", killed)
+	}
+	fmt.Fprintf(&b, "; journal %s", journalPath)
+	return b.String()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// embeddedRun intercepts the run's cgroup with an engine in this process.
+type embeddedRun struct {
+	eng    *engine.Engine
+	watch  *engine.Watch
+	cg     *runner.Cgroup
+	id     string
+	state  runner.State
+	runDir string
+	log    *slog.Logger
+}
+
+func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup, argv []string, runDir string, log *slog.Logger) (runSession, error) {
+	ticks, err := runner.StartTicks()
+	if err != nil {
+		return nil, exitWith(exitOSErr, err)
+	}
+	linkPin := runner.LinkPinDir(cfg.BPF.PinPath, os.Getpid(), ticks)
+	state, err := runner.NewState(cg, linkPin)
+	if err != nil {
+		return nil, exitWith(exitOSErr, err)
+	}
+	if err := state.Save(runDir); err != nil {
+		return nil, exitWith(exitOSErr, err)
+	}
+	// The run intercepts its own cgroup only; the daemon's cgroups in the
+	// config are not its business.
+	runCfg := *cfg
+	runCfg.Intercept.Cgroups = nil
+	eng, err := engine.New(ctx, &runCfg, engine.Options{LinkPin: linkPin, Logger: log})
+	if err != nil {
+		state.Remove(runDir)
+		return nil, exitWith(engineExitCode(err), err)
+	}
+	r := &embeddedRun{eng: eng, cg: cg, state: state, runDir: runDir, log: log}
+	r.watch = eng.WatchCgroup(cg.Path, cg.ID)
+	if err := eng.Redirector().Attach(cg.Path); err != nil {
+		eng.Close()
+		state.Remove(runDir)
+		return nil, exitWith(exitOSErr, err)
+	}
+	eng.Start()
+	id, _ := uuid.NewV7()
+	r.id = id.String()
+	rs := model.RunStart{Argv: argv, Cgroup: cg.Path, CgroupID: cg.ID, Engine: "embedded", Invoker: eng.Self(ctx)}
+	// The run record is synced before the command starts: it says who
+	// started what, and must exist even if the host loses power next.
+	if _, err := eng.Journal().Append(ctx, model.Record{Kind: model.KindRunStart, Session: r.id, Data: rs}, model.Synced); err != nil {
+		r.teardown()
+		return nil, exitWith(exitIOErr, fmt.Errorf("journal the run: %w", err))
+	}
+	return r, nil
+}
+
+func (r *embeddedRun) journalPath() string { return r.eng.JournalPath() }
+
+func (r *embeddedRun) end(ctx context.Context, res model.RunEnd) (engine.Tally, error) {
+	// Sessions of the command's processes end when they do; wait briefly
+	// for their close records so the tally and journal are complete.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && r.eng.LiveIn(r.watch) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t := r.eng.Unwatch(r.watch)
+	res.Sessions, res.Refused, res.Anomalies = t.Sessions, t.Refused, t.Anomalies
+	res.BytesUp, res.BytesDown = t.BytesUp, t.BytesDown
+	_, err := r.eng.Journal().Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindRunEnd, Session: r.id, Data: res}, model.Synced)
+	return t, errors.Join(err, r.teardown())
+}
+
+func (r *embeddedRun) teardown() error {
+	err := r.eng.Redirector().Detach(r.cg.Path)
+	err = errors.Join(err, r.eng.Close())
+	if err == nil {
+		err = r.state.Remove(r.runDir)
+	}
+	return err
+}
+
+// daemonRun has the daemon intercept the run's cgroup.
+type daemonRun struct {
+	c    *control.Client
+	info control.RunInfo
+}
+
+func startDaemonRun(ctx context.Context, c *control.Client, cg *runner.Cgroup, argv []string) (runSession, error) {
+	info, err := c.StartRun(ctx, cg.Path, argv)
+	if err != nil {
+		return nil, exitWith(exitUnavailable, fmt.Errorf("the interlock daemon could not intercept the run: %w", err))
+	}
+	return &daemonRun{c: c, info: info}, nil
+}
+
+func (r *daemonRun) journalPath() string { return r.info.Journal }
+
+func (r *daemonRun) end(ctx context.Context, res model.RunEnd) (engine.Tally, error) {
+	return r.c.EndRun(context.WithoutCancel(ctx), r.info.ID, res)
+}
+
+// engineExitCode classifies an engine start failure.
+func engineExitCode(err error) int {
+	switch {
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return exitNoPerm
+	case errors.Is(err, syscall.ENOENT):
+		return exitUnavailable
+	default:
+		return exitUnavailable
+	}
+}

@@ -1,0 +1,177 @@
+// Package config reads interlock's configuration file: it defines the YAML
+// schema, fills in the built-in defaults, and rejects anything it does not
+// understand with an error that names the file, the line and the key.
+package config
+
+import (
+	"github.com/interlock/interlock/model"
+)
+
+// DefaultPath is where the daemon looks for its configuration when no path
+// is given.
+const DefaultPath = "/etc/interlock/interlock.yaml"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Source is the file the configuration was read from; it is empty for
+	// the built-in defaults.
+	Source string `yaml:"-"`
+
+	Journal   JournalConfig   `yaml:"journal"`
+	Intercept InterceptConfig `yaml:"intercept"`
+	Control   ControlConfig   `yaml:"control"`
+	BPF       BPFConfig       `yaml:"bpf"`
+	Log       LogConfig       `yaml:"log"`
+	Targets   []TargetConfig  `yaml:"targets"`
+
+	// lines maps a key path ("targets[1].address") to the line it was read
+	// from, so that Validate can name it. Nil for configs not parsed.
+	lines map[string]int
+}
+
+// SyncMode is journal.sync: how far a record must reach the disk before
+// the operation it describes goes ahead.
+type SyncMode string
+
+const (
+	// SyncNormal commits every record to the WAL before it is forwarded
+	// and fsyncs, before they take effect, the records of anything that
+	// changes state or grants access; plain reads and output are fsynced
+	// within journal.sync_interval.
+	SyncNormal SyncMode = "normal"
+	// SyncAlways makes every record wait for its fsync.
+	SyncAlways SyncMode = "always"
+)
+
+// FailMode is intercept.fail: what an intercepted connect to a target does
+// when interlock's listener is gone.
+type FailMode string
+
+const (
+	// FailClosed refuses the connect (EPERM, "Operation not permitted").
+	FailClosed FailMode = "closed"
+	// FailOpen lets the connection through to the target, unrecorded.
+	FailOpen FailMode = "open"
+)
+
+// LogLevel is log.level.
+type LogLevel string
+
+const (
+	LevelDebug LogLevel = "debug"
+	LevelInfo  LogLevel = "info"
+	LevelWarn  LogLevel = "warn"
+	LevelError LogLevel = "error"
+)
+
+// LogFormat is log.format.
+type LogFormat string
+
+const (
+	FormatText LogFormat = "text"
+	FormatJSON LogFormat = "json"
+)
+
+// JournalConfig is the journal section.
+type JournalConfig struct {
+	// Path is the SQLite database file (absolute).
+	Path string `yaml:"path"`
+	// Sync is the durability level.
+	Sync SyncMode `yaml:"sync"`
+	// SyncInterval bounds how long a committed but not yet fsynced record
+	// waits for the group fsync: the loss window for plain reads and output
+	// on power failure. 1ms to 1s.
+	SyncInterval Duration `yaml:"sync_interval"`
+}
+
+// InterceptConfig is the intercept section.
+type InterceptConfig struct {
+	// Cgroups are cgroup v2 paths relative to the cgroup2 mount, such as
+	// "/system.slice/actions-runner.service". Connections to targets from
+	// processes in these cgroups (and their descendants) are intercepted.
+	Cgroups []string `yaml:"cgroups"`
+	// Fail says what an intercepted connect does when the listener is gone.
+	Fail FailMode `yaml:"fail"`
+}
+
+// ControlConfig is the control section.
+type ControlConfig struct {
+	// Socket is the absolute path of the daemon's control socket.
+	Socket string `yaml:"socket"`
+}
+
+// BPFConfig is the bpf section.
+type BPFConfig struct {
+	// PinPath is the absolute directory, on a bpf filesystem, where
+	// programs, links and maps are pinned.
+	PinPath string `yaml:"pin_path"`
+}
+
+// LogConfig is the log section.
+type LogConfig struct {
+	Level  LogLevel  `yaml:"level"`
+	Format LogFormat `yaml:"format"`
+}
+
+// TargetConfig is one entry of targets: a destination whose connections are
+// intercepted.
+type TargetConfig struct {
+	// Name is unique among targets and names the target in policy and in
+	// the journal.
+	Name string `yaml:"name"`
+	// Protocol says how the traffic is inspected.
+	Protocol model.Protocol `yaml:"protocol"`
+	// Address is host:port or [ipv6]:port, as written in the file; the host
+	// is an IP literal or a DNS name.
+	Address string `yaml:"address"`
+}
+
+// Built-in defaults.
+const (
+	defaultJournalPath  = "/var/lib/interlock/journal.db"
+	defaultSyncInterval = Duration(10_000_000) // 10ms
+	defaultSocket       = "/run/interlock/interlock.sock"
+	defaultPinPath      = "/sys/fs/bpf/interlock"
+)
+
+// Default returns the built-in defaults: the configuration used when no
+// file exists, and the base that a file's keys override. It intercepts
+// nothing (no cgroups, no targets).
+func Default() *Config {
+	return &Config{
+		Journal: JournalConfig{
+			Path:         defaultJournalPath,
+			Sync:         SyncNormal,
+			SyncInterval: defaultSyncInterval,
+		},
+		Intercept: InterceptConfig{
+			Cgroups: []string{},
+			Fail:    FailClosed,
+		},
+		Control: ControlConfig{Socket: defaultSocket},
+		BPF:     BPFConfig{PinPath: defaultPinPath},
+		Log:     LogConfig{Level: LevelInfo, Format: FormatText},
+		Targets: []TargetConfig{},
+	}
+}
+
+// Target returns the target with the given name.
+func (c *Config) Target(name string) (TargetConfig, bool) {
+	for _, t := range c.Targets {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TargetConfig{}, false
+}
+
+// HostPort splits Address into its host (brackets removed from an IPv6
+// literal, otherwise as written) and port, checking the same rules as
+// Validate.
+func (t TargetConfig) HostPort() (host string, port uint16, err error) {
+	a, err := parseAddress(t.Address)
+	if err != nil {
+		return "", 0, err
+	}
+	return a.host, a.port, nil
+}

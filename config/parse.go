@@ -1,0 +1,521 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxFileSize is the largest configuration file Load and Parse accept.
+const maxFileSize = 1 << 20
+
+// Load reads the configuration file at path. With path "", it reads
+// DefaultPath if that file exists and otherwise returns Default() (with an
+// empty Source). A path given explicitly must exist.
+func Load(path string) (*Config, error) {
+	return load(path, DefaultPath)
+}
+
+func load(path, defaultPath string) (*Config, error) {
+	explicit := path != ""
+	if !explicit {
+		path = defaultPath
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if !explicit {
+				if _, lerr := os.Lstat(path); lerr == nil {
+					return nil, &Error{File: path, Msg: "is a symbolic link to a file that does not exist; fix or remove the link", err: err}
+				}
+				return Default(), nil
+			}
+			return nil, &Error{File: path, Msg: "config file does not exist; create it (every key is optional, " +
+				"see docs/config.md), or give no path to use " + DefaultPath + " if it exists and the built-in defaults otherwise", err: err}
+		}
+		return nil, &Error{File: path, Msg: "cannot open: " + unwrapPathError(err), err: err}
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, &Error{File: path, Msg: "is a directory; give the path of the configuration file"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read: " + unwrapPathError(err), err: err}
+	}
+	return Parse(path, data)
+}
+
+func unwrapPathError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// Parse reads a configuration from data: a YAML document holding one
+// mapping. Keys it leaves out keep their defaults. name is the file name
+// to use in errors and becomes Config.Source. The result has passed
+// Validate.
+func Parse(name string, data []byte) (*Config, error) {
+	if len(data) > maxFileSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("is larger than %d bytes (1 MiB), the limit for a configuration file", maxFileSize)}
+	}
+	// The parser may place an empty value, or the end of the file, on
+	// the line after the last one.
+	last := lastLine(data)
+	root, yerr := parseYAML(name, data)
+	if yerr != nil {
+		yerr.Line = min(yerr.Line, last)
+		return nil, yerr
+	}
+	cfg := Default()
+	cfg.Source = name
+	d := &decoder{errorList: errorList{file: name}, lines: map[string]int{}, explained: map[string]bool{}}
+	d.decode(root, reflect.ValueOf(cfg).Elem(), "", root.Line)
+	cfg.lines = d.lines
+
+	// Validate even after decoding errors, so that one run reports every
+	// problem, but leave out what a decoding error explains: a target
+	// whose name had the wrong type is not also missing its name.
+	v := &errorList{file: name, lines: d.lines}
+	cfg.validate(v)
+	all := d.errorList
+next:
+	for _, e := range v.errs {
+		if d.explained[e.Key] {
+			continue
+		}
+		for _, de := range d.errs {
+			if covers(de.Key, e.Key) {
+				continue next
+			}
+		}
+		all.errs = append(all.errs, e)
+	}
+	for _, e := range all.errs {
+		e.Line = min(e.Line, last)
+	}
+	if err := all.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// lastLine returns the number of the last line of data, not counting an
+// empty line after a final line break.
+func lastLine(data []byte) int {
+	lines := yamlLines(data)
+	if n := len(lines); n > 1 && len(lines[n-1]) == 0 {
+		return n - 1
+	}
+	return len(lines)
+}
+
+// parseYAML returns the top-level mapping node of the single document in
+// data.
+func parseYAML(name string, data []byte) (root *yaml.Node, err *Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			root, err = nil, &Error{File: name, Msg: fmt.Sprintf("YAML parser failed: %v", r)}
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: name, Msg: "holds no configuration (it is empty or only comments); " +
+				"write at least one key, or {} to use the built-in defaults"}
+		}
+		return nil, syntaxError(name, data, err)
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, syntaxError(name, data, err)
+	default:
+		return nil, &Error{File: name, Line: next.Line, Msg: "a second YAML document starts here; " +
+			"a configuration file holds one (remove the \"---\" line and what follows, or merge it into the first)"}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, &Error{File: name, Line: doc.Line, Msg: "holds no configuration"}
+	}
+	root = doc.Content[0]
+	if root.Kind == yaml.AliasNode && root.Alias != nil {
+		root = root.Alias
+	}
+	if isNull(root) && root.Value == "" {
+		return nil, &Error{File: name, Line: doc.Line, Msg: "holds an empty document; write at least one key, or {} to use the built-in defaults"}
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, &Error{File: name, Line: root.Line, Msg: "the top level must be a mapping of keys " +
+			"(journal, intercept, control, bpf, log, targets), not " + describe(root)}
+	}
+	return root, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns an error from the YAML parser into an *Error with the
+// line it names.
+func syntaxError(name string, data []byte, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		// The parser leaves the line out when its marks are on the first
+		// line, and for reader and anchor errors; find those lines here.
+		switch {
+		case strings.Contains(msg, "control characters"), strings.Contains(msg, "UTF-8"), strings.Contains(msg, "Unicode"):
+			line = badCharLine(data)
+		case strings.HasPrefix(msg, "unknown anchor '"):
+			anchor := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
+			if i := bytes.Index(data, []byte("*"+anchor)); i >= 0 {
+				line = lineOfOffset(data, i)
+			}
+		default:
+			line = 1
+		}
+	}
+	if line > 0 && (strings.Contains(msg, "cannot start any token") || strings.Contains(msg, "tab character")) {
+		// A tab in the indentation is the usual cause; the parser may name
+		// the line before it.
+		if tl := tabIndentLine(data, line); tl > 0 {
+			line, msg = tl, "a tab indents this line; YAML indents with spaces only"
+		}
+	}
+	return &Error{File: name, Line: line, Msg: "invalid YAML: " + msg, err: err}
+}
+
+// badCharLine returns the line of the first byte that is not valid UTF-8 or
+// is a character YAML does not allow, or 0.
+func badCharLine(data []byte) int {
+	for n, l := range yamlLines(data) {
+		for i := 0; i < len(l); {
+			r, size := utf8.DecodeRune(l[i:])
+			switch {
+			case r == utf8.RuneError && size <= 1:
+				return n + 1
+			case r == '\t':
+			case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0xfffe || r == 0xffff:
+				return n + 1
+			}
+			i += size
+		}
+	}
+	return 0
+}
+
+// tabIndentLine returns line or the line after it, whichever first has a
+// tab in its indentation, or 0.
+func tabIndentLine(data []byte, line int) int {
+	lines := yamlLines(data)
+	for n := line; n <= line+1 && n <= len(lines); n++ {
+		l := lines[n-1]
+		indent := l[:len(l)-len(bytes.TrimLeft(l, " \t"))]
+		if bytes.IndexByte(indent, '\t') >= 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// lineOfOffset returns the 1-based line holding data[off].
+func lineOfOffset(data []byte, off int) int {
+	return len(yamlLines(data[:off]))
+}
+
+// yamlLines splits data into lines the way the YAML parser counts them:
+// a line ends at \n, \r\n, \r, U+0085, U+2028 or U+2029.
+func yamlLines(data []byte) [][]byte {
+	var lines [][]byte
+	start := 0
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		brk := 0
+		switch {
+		case r == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			brk = 2
+		case r == '\n' || r == '\r' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			brk = size
+		}
+		if brk > 0 {
+			lines = append(lines, data[start:i])
+			i += brk
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(lines, data[start:])
+}
+
+// decoder copies a YAML node tree into a Config, checking every key
+// against the `yaml` tags of the struct it lands in and every value
+// against the Go type, and remembering which line each key came from.
+type decoder struct {
+	errorList
+	lines map[string]int
+	// explained holds keys that an error already accounts for: the key an
+	// unknown key was probably meant to be.
+	explained map[string]bool
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+// decode stores n into v. key is n's dotted path; line is where an error
+// about n as a whole is reported (the line of its key, or of the alias).
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			d.at(line, key, "alias to nothing")
+			return
+		}
+		n = n.Alias
+	}
+	if tag := n.ShortTag(); tag != "" && !strings.HasPrefix(tag, "!!") {
+		d.at(line, key, "custom YAML tags such as "+quote(tag)+" are not supported")
+		return
+	}
+	switch {
+	case v.Type() == durationType:
+		s, ok := d.scalar(n, key, line, "a duration such as 10ms")
+		if !ok {
+			return
+		}
+		dur, msg := parseDuration(s)
+		if msg != "" {
+			d.at(line, key, msg)
+			return
+		}
+		v.SetInt(int64(dur))
+	case v.Kind() == reflect.String:
+		if s, ok := d.scalar(n, key, line, "a string"); ok {
+			v.SetString(s)
+		}
+	case v.Kind() == reflect.Struct:
+		d.mapping(n, v, key, line)
+	case v.Kind() == reflect.Slice:
+		d.sequence(n, v, key, line)
+	default:
+		// Only reachable if the schema gains a type this walker lacks.
+		panic("config: no decoder for " + v.Type().String())
+	}
+}
+
+// scalar returns n's text if n is a non-null scalar.
+func (d *decoder) scalar(n *yaml.Node, key string, line int, want string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		d.at(line, key, "must be "+want+", not "+describe(n))
+		return "", false
+	}
+	switch n.ShortTag() {
+	case "!!null":
+		d.at(line, key, "has no value; write "+want+", or remove the key to use the default")
+		return "", false
+	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
+		return n.Value, true
+	default:
+		d.at(line, key, "must be "+want+", not a "+strings.TrimPrefix(n.ShortTag(), "!!")+" value")
+		return "", false
+	}
+}
+
+// mapping decodes a YAML mapping into the struct v. A null value leaves v
+// as it is (the defaults).
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, key string, line int) {
+	if isNull(n) {
+		return
+	}
+	fields := yamlFields(v.Type())
+	if n.Kind != yaml.MappingNode {
+		d.at(line, key, "must be a mapping of keys ("+strings.Join(sortedKeys(fields), ", ")+"), not "+describe(n))
+		return
+	}
+	seen := map[string]int{}
+	var guesses []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if kn.Kind != yaml.ScalarNode {
+			d.at(kn.Line, key, "a key must be a plain name, not "+describe(kn))
+			continue
+		}
+		name := kn.Value
+		child := joinKey(key, name)
+		if kn.ShortTag() == "!!merge" {
+			d.at(kn.Line, child, "merge keys (<<) are not supported; write the keys out")
+			continue
+		}
+		if first, dup := seen[name]; dup {
+			d.at(kn.Line, child, fmt.Sprintf("duplicate key (first set on line %d); remove one", first))
+			continue
+		}
+		seen[name] = kn.Line
+		idx, ok := fields[name]
+		if !ok {
+			msg, guess := unknownKeyMsg(name, fields)
+			d.at(kn.Line, child, msg)
+			if guess != "" {
+				guesses = append(guesses, guess)
+			}
+			continue
+		}
+		vline := kn.Line
+		if vn.Kind == yaml.ScalarNode && vn.Value != "" {
+			vline = vn.Line // a value may sit on the line after its key
+		}
+		d.lines[child] = vline
+		d.decode(vn, v.Field(idx), child, vline)
+	}
+	for _, g := range guesses {
+		if _, set := seen[g]; !set {
+			// A misspelt key is not also missing.
+			d.explained[joinKey(key, g)] = true
+		}
+	}
+}
+
+// sequence decodes a YAML sequence into the slice v, replacing its
+// contents. A null value means an empty list.
+func (d *decoder) sequence(n *yaml.Node, v reflect.Value, key string, line int) {
+	if isNull(n) {
+		v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.at(line, key, "must be a list (items on lines starting with \"- \", or [a, b]), not "+describe(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		child := key + "[" + strconv.Itoa(i) + "]"
+		d.lines[child] = item.Line
+		if isNull(item) {
+			d.at(item.Line, child, "is an empty list item; fill it in or remove its \"-\"")
+			continue
+		}
+		d.decode(item, s.Index(i), child, item.Line)
+	}
+	v.Set(s)
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names a node's kind for a message.
+func describe(n *yaml.Node) string {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "an empty value"
+		case "!!str":
+			return "the string " + quote(n.Value)
+		}
+		return "the value " + quote(n.Value)
+	}
+	return "an unexpected YAML node"
+}
+
+// yamlFields maps the yaml tag names of t's fields to their indexes.
+func yamlFields(t reflect.Type) map[string]int {
+	m := map[string]int{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		m[name] = i
+	}
+	return m
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// unknownKeyMsg returns the message for an unknown key and the known key
+// it suggests instead, if any.
+func unknownKeyMsg(name string, fields map[string]int) (msg, guess string) {
+	keys := sortedKeys(fields)
+	best, bestDist := "", 3
+	for _, k := range keys {
+		if dist := editDistance(strings.ToLower(name), k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	msg = "unknown key"
+	if best != "" {
+		msg += "; did you mean " + best + "?"
+	}
+	return msg + " (known keys here: " + strings.Join(keys, ", ") + ")", best
+}
+
+// editDistance is the Levenshtein distance, giving up (returning a large
+// value) for long strings.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// joinKey appends name to a dotted key path, quoting names that would make
+// the path ambiguous or unreadable.
+func joinKey(parent, name string) string {
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, ".[]\"' ") || strconv.Quote(name) != `"`+name+`"` {
+		name = quote(name)
+	}
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}

@@ -1,0 +1,98 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/model"
+)
+
+// Client talks to a daemon's control socket.
+type Client struct {
+	path string
+	http *http.Client
+}
+
+// Dial returns a client if a daemon answers on the socket within the
+// timeout, and an error otherwise.
+func Dial(ctx context.Context, path string, timeout time.Duration) (*Client, error) {
+	c := &Client{
+		path: path,
+		http: &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		}},
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := c.Status(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://interlock"+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("interlock daemon at %s: %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("interlock daemon: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("interlock daemon: bad answer: %w", err)
+	}
+	return nil
+}
+
+// Status asks the daemon for its status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// StartRun asks the daemon to intercept a cgroup.
+func (c *Client) StartRun(ctx context.Context, cgroup string, argv []string) (RunInfo, error) {
+	var ri RunInfo
+	err := c.do(ctx, http.MethodPost, "/v1/runs", RunRequest{Cgroup: cgroup, Argv: argv}, &ri)
+	return ri, err
+}
+
+// EndRun tells the daemon the run is over; it journals the result,
+// detaches the cgroup and returns the run's tally.
+func (c *Client) EndRun(ctx context.Context, id string, res model.RunEnd) (engine.Tally, error) {
+	var t engine.Tally
+	if id == "" {
+		return t, errors.New("no run id")
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+id+"/end", res, &t)
+	return t, err
+}

@@ -1,0 +1,315 @@
+// Package control is the daemon's local API: an HTTP interface on a unix
+// socket that only root may use. `interlock run` asks the daemon through it
+// to intercept a new cgroup, and the CLI reads status and live sessions.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/redirector"
+)
+
+// Status is what GET /v1/status returns.
+type Status struct {
+	Version  string                      `json:"version"`
+	PID      int                         `json:"pid"`
+	Config   string                      `json:"config"`
+	Journal  string                      `json:"journal"`
+	Targets  map[string][]netip.AddrPort `json:"targets"`
+	Cgroups  []string                    `json:"cgroups"`
+	Runs     []RunInfo                   `json:"runs"`
+	Hooks    redirector.Stats            `json:"hooks"`
+	Live     []engine.LiveSession        `json:"live"`
+	Total    engine.Tally                `json:"total"`
+	Listener []string                    `json:"listeners"`
+}
+
+// RunInfo describes one cgroup the daemon intercepts for an
+// `interlock run`.
+type RunInfo struct {
+	ID       string    `json:"id"`
+	Cgroup   string    `json:"cgroup"`
+	OwnerPID int32     `json:"owner_pid"`
+	Started  time.Time `json:"started"`
+	Journal  string    `json:"journal"`
+}
+
+// RunRequest is the body of POST /v1/runs.
+type RunRequest struct {
+	// Cgroup is the path, relative to the cgroup2 root, of the cgroup the
+	// caller created for its command.
+	Cgroup string   `json:"cgroup"`
+	Argv   []string `json:"argv"`
+}
+
+type run struct {
+	RunInfo
+	watch *engine.Watch
+}
+
+// Server serves the control API for one engine.
+type Server struct {
+	Engine  *engine.Engine
+	Version string
+	Config  string
+	Logger  *slog.Logger
+
+	mu   sync.Mutex
+	runs map[string]*run
+	srv  *http.Server
+	ln   net.Listener
+}
+
+type credKey struct{}
+
+// Listen creates the socket (mode 0600, parent 0755) and starts serving.
+func (s *Server) Listen(path string) error {
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	s.runs = map[string]*run{}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	// A socket left by a daemon that died is removed; a live one means
+	// another daemon runs, and two must not share one journal and pins.
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("another interlock daemon is listening on %s", path)
+	}
+	_ = os.Remove(path)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	s.ln = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("POST /v1/runs", s.startRun)
+	mux.HandleFunc("POST /v1/runs/{id}/end", s.endRun)
+	s.srv = &http.Server{
+		Handler:           s.onlyRoot(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if uc, ok := c.(*net.UnixConn); ok {
+				if raw, err := uc.SyscallConn(); err == nil {
+					var cred *unix.Ucred
+					raw.Control(func(fd uintptr) {
+						cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+					})
+					if cred != nil {
+						return context.WithValue(ctx, credKey{}, cred)
+					}
+				}
+			}
+			return ctx
+		},
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("control socket stopped", "err", err)
+		}
+	}()
+	go s.collectRuns()
+	return nil
+}
+
+// onlyRoot refuses peers that are not root, even if the socket's mode was
+// loosened by hand: the API attaches programs to cgroups.
+func (s *Server) onlyRoot(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+		if cred == nil || cred.Uid != 0 {
+			http.Error(w, "the interlock control socket is for root only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	_ = os.Remove(s.ln.Addr().String())
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	e := s.Engine
+	st := Status{
+		Version: s.Version, PID: os.Getpid(), Config: s.Config,
+		Journal: e.JournalPath(),
+		Targets: e.Redirector().TargetAddrs(),
+		Cgroups: e.Redirector().Attached(),
+		Live:    e.Live(),
+		Total:   e.Total(),
+	}
+	for _, ln := range e.Redirector().Listeners() {
+		st.Listener = append(st.Listener, ln.Addr().String())
+	}
+	st.Hooks, _ = e.Redirector().Stats()
+	s.mu.Lock()
+	for _, rn := range s.runs {
+		st.Runs = append(st.Runs, rn.RunInfo)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
+	var req RunRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		http.Error(w, "bad run request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !strings.HasPrefix(req.Cgroup, "/") || filepath.Clean(req.Cgroup) != req.Cgroup || req.Cgroup == "/" {
+		http.Error(w, "cgroup must be an absolute, clean path below the root", http.StatusBadRequest)
+		return
+	}
+	red := s.Engine.Redirector()
+	dir, err := redirector.CgroupDir(red.Cgroup2Root(), req.Cgroup)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id, err := redirector.CgroupID(dir)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := red.Attach(req.Cgroup); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+	runID, err := uuid.NewV7()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rn := &run{RunInfo: RunInfo{ID: runID.String(), Cgroup: req.Cgroup, Started: time.Now(), Journal: s.Engine.JournalPath()}}
+	rs := model.RunStart{Argv: req.Argv, Cgroup: req.Cgroup, CgroupID: id, Engine: "daemon"}
+	if cred != nil {
+		rn.OwnerPID = cred.Pid
+		rs.Invoker = s.Engine.IdentityOf(r.Context(), cred.Pid, cred.Uid, cred.Gid)
+	}
+	rn.watch = s.Engine.WatchCgroup(req.Cgroup, id)
+	// Synced before the caller starts its command, as in embedded runs.
+	if _, err := s.Engine.Journal().Append(r.Context(), model.Record{Kind: model.KindRunStart, Session: rn.ID, Data: rs}, model.Synced); err != nil {
+		s.Engine.Unwatch(rn.watch)
+		_ = red.Detach(req.Cgroup)
+		http.Error(w, "journal the run: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.mu.Lock()
+	s.runs[rn.ID] = rn
+	s.mu.Unlock()
+	s.Logger.Info("intercepting cgroup for interlock run", "cgroup", req.Cgroup, "owner", rn.OwnerPID)
+	writeJSON(w, http.StatusCreated, rn.RunInfo)
+}
+
+func (s *Server) endRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var res model.RunEnd
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&res); err != nil {
+		http.Error(w, "bad run result: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	rn, ok := s.runs[id]
+	delete(s.runs, id)
+	s.mu.Unlock()
+	if !ok {
+		http.Error(w, "no such run", http.StatusNotFound)
+		return
+	}
+	tally := s.finish(rn, res)
+	writeJSON(w, http.StatusOK, tally)
+}
+
+// finish ends a run: waits briefly for its sessions, journals run.end and
+// stops intercepting its cgroup.
+func (s *Server) finish(rn *run, res model.RunEnd) engine.Tally {
+	// Sessions of the run may still be closing; give them a moment so the
+	// tally is complete.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && s.Engine.LiveIn(rn.watch) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tally := s.Engine.Unwatch(rn.watch)
+	res.Sessions, res.Refused, res.Anomalies = tally.Sessions, tally.Refused, tally.Anomalies
+	res.BytesUp, res.BytesDown = tally.BytesUp, tally.BytesDown
+	if _, err := s.Engine.Journal().Append(context.Background(), model.Record{Kind: model.KindRunEnd, Session: rn.ID, Data: res}, model.Synced); err != nil {
+		s.Logger.Error("journal run end", "run", rn.ID, "err", err)
+	}
+	if err := s.Engine.Redirector().Detach(rn.Cgroup); err != nil {
+		s.Logger.Warn("detach run cgroup", "cgroup", rn.Cgroup, "err", err)
+	}
+	return tally
+}
+
+// collectRuns ends the runs whose `interlock run` died without saying so,
+// once their cgroup is empty. While processes remain, they stay
+// intercepted: a killed run must not set them free.
+func (s *Server) collectRuns() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for range t.C {
+		if s.srv == nil {
+			return
+		}
+		s.mu.Lock()
+		var dead []*run
+		for id, rn := range s.runs {
+			if rn.OwnerPID > 0 && syscall.Kill(int(rn.OwnerPID), 0) == nil {
+				continue
+			}
+			dir, err := redirector.CgroupDir(s.Engine.Redirector().Cgroup2Root(), rn.Cgroup)
+			if err != nil {
+				continue
+			}
+			if populated, err := redirector.CgroupPopulated(dir); err == nil && populated {
+				continue
+			}
+			delete(s.runs, id)
+			dead = append(dead, rn)
+		}
+		s.mu.Unlock()
+		for _, rn := range dead {
+			s.finish(rn, model.RunEnd{ExitCode: -1, Signal: "interlock run vanished"})
+			_ = os.Remove(filepath.Join(s.Engine.Redirector().Cgroup2Root(), rn.Cgroup))
+			s.Logger.Info("collected an abandoned run", "cgroup", rn.Cgroup)
+		}
+	}
+}

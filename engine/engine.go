@@ -1,0 +1,464 @@
+// Package engine runs interception: it wires the redirector, the protocol
+// handlers, policy and the journal together, accepts redirected
+// connections, and keeps the live tallies that `interlock run` and the
+// daemon's control socket report. Both the daemon and an `interlock run`
+// without a daemon drive one Engine.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/inspect/tcp"
+	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy"
+	"github.com/interlock/interlock/redirector"
+)
+
+// Options are the parts of an engine that differ between a daemon and an
+// embedded `interlock run`.
+type Options struct {
+	// MapPin and LinkPin: see redirector.Options.
+	MapPin  string
+	LinkPin string
+	// Resolve re-resolves target host names this often; 30s when zero.
+	Resolve time.Duration
+	// Grace is how long Close lets open sessions finish; 5s when zero.
+	Grace  time.Duration
+	Logger *slog.Logger
+}
+
+// Engine is a running interception engine.
+type Engine struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	journal *journal.Journal
+	red     *redirector.Redirector
+	ids     *redirector.Resolver
+	handler map[model.Protocol]inspect.Handler
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	live    map[string]*LiveSession
+	total   Tally
+	watches map[*Watch]struct{}
+}
+
+// LiveSession is an open session, as the control socket lists it.
+type LiveSession struct {
+	ID       string         `json:"id"`
+	Target   string         `json:"target"`
+	OrigDst  netip.AddrPort `json:"orig_dst"`
+	PID      uint32         `json:"pid"`
+	UID      uint32         `json:"uid"`
+	Exe      string         `json:"exe,omitempty"`
+	Cgroup   string         `json:"cgroup,omitempty"`
+	Started  time.Time      `json:"started"`
+	cgroupID uint64
+}
+
+// Tally counts sessions and bytes.
+type Tally struct {
+	Sessions  int            `json:"sessions"`
+	Refused   int            `json:"refused"`
+	Anomalies int            `json:"anomalies"`
+	BytesUp   int64          `json:"bytes_up"`
+	BytesDown int64          `json:"bytes_down"`
+	ByTarget  map[string]int `json:"by_target,omitempty"`
+	// FirstSeq and LastSeq bound the journal entries this tally covers.
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+}
+
+func (t *Tally) add(target string, o inspect.Outcome) {
+	t.Sessions++
+	if o.Refused {
+		t.Refused++
+	}
+	t.BytesUp += o.BytesUp
+	t.BytesDown += o.BytesDown
+	if t.ByTarget == nil {
+		t.ByTarget = map[string]int{}
+	}
+	t.ByTarget[target]++
+}
+
+// New opens the journal, loads and configures the BPF programs, and
+// attaches them to the configured cgroups. Call Run to start serving.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Resolve == 0 {
+		opts.Resolve = 30 * time.Second
+	}
+	if opts.Grace == 0 {
+		opts.Grace = 5 * time.Second
+	}
+	j, err := journal.Open(ctx, journal.Options{
+		Path:         cfg.Journal.Path,
+		Sync:         journal.SyncMode(cfg.Journal.Sync),
+		SyncInterval: time.Duration(cfg.Journal.SyncInterval),
+		Logger:       opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", cfg.Journal.Path, err)
+	}
+	root, err := redirector.Cgroup2Root()
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	ids := redirector.NewResolver(redirector.ResolverOptions{Cgroup2Root: root, Logger: opts.Logger})
+	red, err := redirector.New(ctx, redirector.Options{
+		MapPin:      opts.MapPin,
+		LinkPin:     opts.LinkPin,
+		FailOpen:    cfg.Intercept.Fail == config.FailOpen,
+		Cgroup2Root: root,
+		Identities:  ids,
+		Logger:      opts.Logger,
+	})
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	ectx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	e := &Engine{
+		ctx:     ectx,
+		cancel:  cancel,
+		cfg:     cfg,
+		opts:    opts,
+		log:     opts.Logger,
+		journal: j,
+		red:     red,
+		ids:     ids,
+		live:    map[string]*LiveSession{},
+		watches: map[*Watch]struct{}{},
+	}
+	pol := policy.Policy{}
+	e.handler = map[model.Protocol]inspect.Handler{
+		model.ProtoTCP: &tcp.Handler{Journal: j, Policy: pol, Logger: opts.Logger},
+	}
+	if err := red.SetTargets(ctx, targetsOf(cfg)); err != nil {
+		e.closeNow()
+		return nil, fmt.Errorf("intercept targets: %w", err)
+	}
+	for _, cg := range cfg.Intercept.Cgroups {
+		if err := red.Attach(cg); err != nil {
+			e.closeNow()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func targetsOf(cfg *config.Config) []model.Target {
+	out := make([]model.Target, 0, len(cfg.Targets))
+	for _, t := range cfg.Targets {
+		out = append(out, model.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address})
+	}
+	return out
+}
+
+// Journal is the engine's journal.
+func (e *Engine) Journal() *journal.Journal { return e.journal }
+
+// Redirector is the engine's redirector.
+func (e *Engine) Redirector() *redirector.Redirector { return e.red }
+
+// Start accepts intercepted connections in the background until Close.
+func (e *Engine) Start() {
+	for _, ln := range e.red.Listeners() {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.acceptLoop(ln)
+		}()
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.refreshTargets()
+	}()
+}
+
+func (e *Engine) acceptLoop(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || e.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: back off instead of spinning, keep
+			// serving the sessions already open.
+			e.log.Error("accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.serve(conn)
+		}()
+	}
+}
+
+func (e *Engine) serve(conn net.Conn) {
+	ctx := e.ctx
+	origin, err := e.red.Origin(ctx, conn)
+	if err != nil {
+		e.anomaly(conn, err)
+		conn.Close()
+		return
+	}
+	h, ok := e.handler[origin.Target.Protocol]
+	if !ok {
+		e.anomaly(conn, fmt.Errorf("no handler for protocol %q of target %s", origin.Target.Protocol, origin.Target.Name))
+		conn.Close()
+		return
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		e.anomaly(conn, fmt.Errorf("session id: %w", err))
+		conn.Close()
+		return
+	}
+	s := &inspect.Session{ID: id.String(), Origin: origin}
+	ls := &LiveSession{
+		ID: s.ID, Target: origin.Target.Name, OrigDst: origin.OrigDst,
+		PID: origin.Identity.Kernel.TGID, UID: origin.Identity.Kernel.UID,
+		Started: origin.Accepted, cgroupID: origin.Identity.Kernel.CgroupID,
+	}
+	if p := origin.Identity.Proc; p != nil {
+		ls.Exe, ls.Cgroup = p.Exe, p.CgroupPath
+	}
+	e.mu.Lock()
+	e.live[s.ID] = ls
+	e.mu.Unlock()
+
+	out := h.Serve(ctx, conn, s)
+
+	e.mu.Lock()
+	delete(e.live, s.ID)
+	e.total.add(ls.Target, out)
+	for w := range e.watches {
+		if w.covers(ls) {
+			w.tally.add(ls.Target, out)
+		}
+	}
+	e.mu.Unlock()
+}
+
+// anomaly journals a connection that reached the listener but cannot be
+// served. The record is synced: it is evidence of an attempt that was
+// refused.
+func (e *Engine) anomaly(conn net.Conn, cause error) {
+	a := model.Anomaly{Reason: cause.Error()}
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		a.Peer = ta.AddrPort()
+	}
+	if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		a.Local = ta.AddrPort()
+	}
+	e.log.Warn("refused connection", "peer", a.Peer, "reason", a.Reason)
+	if _, err := e.journal.Append(context.WithoutCancel(e.ctx), model.Record{Kind: model.KindAnomaly, Data: a}, model.Synced); err != nil {
+		e.log.Error("journal anomaly", "err", err)
+	}
+	e.mu.Lock()
+	e.total.Anomalies++
+	for w := range e.watches {
+		w.tally.Anomalies++
+	}
+	e.mu.Unlock()
+}
+
+// refreshTargets re-resolves target host names, so a DNS change moves the
+// interception with it.
+func (e *Engine) refreshTargets() {
+	t := time.NewTicker(e.opts.Resolve)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+			e.mu.Lock()
+			cfg := e.cfg
+			e.mu.Unlock()
+			if err := e.red.SetTargets(e.ctx, targetsOf(cfg)); err != nil {
+				e.log.Warn("re-resolving targets", "err", err)
+			}
+		}
+	}
+}
+
+// Reload applies a new config's targets and cgroups. Journal and bpf
+// settings need a restart; Reload says so instead of ignoring them.
+func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
+	e.mu.Lock()
+	old := e.cfg
+	e.mu.Unlock()
+	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail {
+		return errors.New("journal, bpf and intercept.fail settings change only on restart")
+	}
+	if err := e.red.SetTargets(ctx, targetsOf(cfg)); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, cg := range cfg.Intercept.Cgroups {
+		want[cg] = true
+		if err := e.red.Attach(cg); err != nil {
+			return err
+		}
+	}
+	for _, cg := range old.Intercept.Cgroups {
+		if !want[cg] {
+			if err := e.red.Detach(cg); err != nil {
+				e.log.Warn("detach cgroup", "cgroup", cg, "err", err)
+			}
+		}
+	}
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	return nil
+}
+
+// Live lists open sessions.
+func (e *Engine) Live() []LiveSession {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]LiveSession, 0, len(e.live))
+	for _, s := range e.live {
+		out = append(out, *s)
+	}
+	return out
+}
+
+// Total is the tally of every session this engine finished.
+func (e *Engine) Total() Tally {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.total
+}
+
+// Watch tallies the sessions of one cgroup subtree (an `interlock run`).
+type Watch struct {
+	path  string
+	id    uint64
+	tally Tally
+}
+
+func (w *Watch) covers(s *LiveSession) bool {
+	if s.cgroupID == w.id {
+		return true
+	}
+	return s.Cgroup != "" && (s.Cgroup == w.path || strings.HasPrefix(s.Cgroup, strings.TrimSuffix(w.path, "/")+"/"))
+}
+
+// WatchCgroup starts tallying sessions from a cgroup subtree.
+func (e *Engine) WatchCgroup(path string, id uint64) *Watch {
+	w := &Watch{path: path, id: id}
+	e.mu.Lock()
+	e.watches[w] = struct{}{}
+	e.mu.Unlock()
+	return w
+}
+
+// Unwatch stops a watch and returns its tally.
+func (e *Engine) Unwatch(w *Watch) Tally {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.watches, w)
+	return w.tally
+}
+
+// Close stops accepting, lets open sessions run for the grace period,
+// ends the rest, and closes the journal last so their close records land.
+func (e *Engine) Close() error {
+	for _, ln := range e.red.Listeners() {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		// Wait only for the sessions: the accept loops end with their
+		// listeners, Run's goroutines with the context.
+		for {
+			e.mu.Lock()
+			n := len(e.live)
+			e.mu.Unlock()
+			if n == 0 {
+				close(done)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(e.opts.Grace):
+		e.log.Warn("ending sessions still open after the grace period", "open", len(e.Live()))
+	}
+	e.cancel(errors.New("interlock is shutting down"))
+	e.wg.Wait()
+	return e.closeNow()
+}
+
+func (e *Engine) closeNow() error {
+	e.cancel(errors.New("interlock is shutting down"))
+	return errors.Join(e.red.Close(), e.journal.Close())
+}
+
+// JournalPath is the journal's database file.
+func (e *Engine) JournalPath() string { return e.cfg.Journal.Path }
+
+// LiveIn counts the open sessions a watch covers.
+func (e *Engine) LiveIn(w *Watch) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, s := range e.live {
+		if w.covers(s) {
+			n++
+		}
+	}
+	return n
+}
+
+// IdentityOf resolves a process that did not come through a connect hook,
+// such as a control socket peer (pid, uid and gid from SO_PEERCRED).
+func (e *Engine) IdentityOf(ctx context.Context, pid int32, uid, gid uint32) model.Identity {
+	k, err := redirector.KernelFactsOf(e.red.Cgroup2Root(), pid, uid, gid)
+	id := e.ids.Resolve(ctx, k)
+	if err != nil && id.ProcError == "" {
+		id.ProcError = err.Error()
+	}
+	return id
+}
+
+// Self is the identity of this interlock process: the invoker of an
+// embedded `interlock run`.
+func (e *Engine) Self(ctx context.Context) model.Identity {
+	return e.IdentityOf(ctx, int32(os.Getpid()), uint32(os.Getuid()), uint32(os.Getgid()))
+}

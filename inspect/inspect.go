@@ -1,0 +1,39 @@
+// Package inspect defines what every protocol handler (postgres, ssh, tcp)
+// is given and returns. Handlers speak their protocol on both legs, ask
+// policy, and write the journal; they never see the kernel side.
+package inspect
+
+import (
+	"context"
+	"net"
+
+	"github.com/interlock/interlock/model"
+)
+
+// Session is one intercepted connection as a handler receives it.
+type Session struct {
+	// ID names the session in every journal entry it produces.
+	ID     string
+	Origin model.Origin
+}
+
+// Outcome is what a handler reports when a session ends.
+type Outcome struct {
+	BytesUp   int64
+	BytesDown int64
+	// Refused is set when the session never reached the target: denied by
+	// policy, the journal could not record it, or the target was down.
+	Refused bool
+	Err     error
+}
+
+// Handler serves intercepted connections of one protocol. Serve owns the
+// client connection and closes it before returning.
+type Handler interface {
+	Serve(ctx context.Context, client net.Conn, s *Session) Outcome
+}
+
+// ConnectPolicy decides whether a session may reach its target at all.
+type ConnectPolicy interface {
+	DecideConnect(ctx context.Context, o model.Origin) model.Decision
+}

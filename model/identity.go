@@ -1,0 +1,89 @@
+// Package model is interlock's shared vocabulary: who connected (Identity), to
+// what (Target), through which intercepted connection (Origin), and the
+// journal records every layer writes. It is a leaf: it imports nothing of
+// interlock's, so every other package can depend on it.
+package model
+
+// Provenance says how far an identity attribute can be trusted.
+type Provenance string
+
+const (
+	// ProvKernel facts were captured by the BPF connect hook in the
+	// connecting task's own context; the process cannot forge them.
+	ProvKernel Provenance = "kernel"
+	// ProvProc facts were read from /proc and checked against the process
+	// start time, so a reused pid cannot lend its attributes.
+	ProvProc Provenance = "proc"
+	// ProvClaimed facts come from the process environment; the process can
+	// set them to anything, so policy must opt in to trust them.
+	ProvClaimed Provenance = "claimed"
+)
+
+// KernelFacts are what the cgroup connect hook recorded for a connection.
+type KernelFacts struct {
+	// PID is the kernel task id of the connecting thread (an io_uring
+	// worker or a plain thread, not necessarily the main one).
+	PID uint32 `json:"pid"`
+	// TGID is the process id; identity is resolved from it.
+	TGID uint32 `json:"tgid"`
+	// UID and GID are the connecting task's real ids.
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Comm string `json:"comm"`
+	// CgroupID is the cgroup v2 id (the cgroup directory's inode number).
+	CgroupID    uint64 `json:"cgroup_id"`
+	NetnsCookie uint64 `json:"netns_cookie"`
+	// ConnectBootNS is CLOCK_BOOTTIME at the connect call, in nanoseconds;
+	// it is compared with the process start time to detect pid reuse.
+	ConnectBootNS uint64 `json:"connect_boot_ns"`
+	// SocketUID is the socket owner uid reported by sock_diag at accept
+	// time; it cross-checks the BPF record. Zero when not checked.
+	SocketUID *uint32 `json:"socket_uid,omitempty"`
+	// SocketInode is the client socket's inode from sock_diag.
+	SocketInode uint32 `json:"socket_inode,omitempty"`
+}
+
+// ProcessRef names one ancestor in a parent chain.
+type ProcessRef struct {
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
+	Exe  string `json:"exe,omitempty"`
+	UID  uint32 `json:"uid"`
+}
+
+// ProcFacts are read from /proc and the cgroup filesystem at accept time.
+type ProcFacts struct {
+	Exe       string   `json:"exe"`
+	ExeSHA256 string   `json:"exe_sha256,omitempty"`
+	Cmdline   []string `json:"cmdline"`
+	// StartBootNS is the process start time since boot, in nanoseconds
+	// (resolution is one clock tick).
+	StartBootNS uint64 `json:"start_boot_ns"`
+	PPID        uint32 `json:"ppid"`
+	// Parents is the chain from the parent up to (and including) pid 1,
+	// nearest first.
+	Parents []ProcessRef `json:"parents,omitempty"`
+	// EUID and EGID differ from the kernel facts' real ids for setuid
+	// programs.
+	EUID        uint32 `json:"euid"`
+	EGID        uint32 `json:"egid"`
+	User        string `json:"user,omitempty"`
+	Group       string `json:"group,omitempty"`
+	CgroupPath  string `json:"cgroup_path"`
+	SystemdUnit string `json:"systemd_unit,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	PodUID      string `json:"pod_uid,omitempty"`
+}
+
+// Identity is everything interlock knows about who opened a connection,
+// grouped by provenance.
+type Identity struct {
+	Kernel KernelFacts `json:"kernel"`
+	// Proc is nil when the process was gone (or its pid reused) before it
+	// could be read; ProcError then says why.
+	Proc      *ProcFacts `json:"proc,omitempty"`
+	ProcError string     `json:"proc_error,omitempty"`
+	// Claimed holds CI job claims read from the environment, keyed by the
+	// variable name (GITHUB_REPOSITORY, CI_JOB_ID, ...).
+	Claimed map[string]string `json:"claimed,omitempty"`
+}

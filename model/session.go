@@ -1,0 +1,134 @@
+package model
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Protocol is how interlock inspects a target's traffic.
+type Protocol string
+
+const (
+	ProtoTCP      Protocol = "tcp"
+	ProtoPostgres Protocol = "postgres"
+	ProtoSSH      Protocol = "ssh"
+)
+
+// Target is a destination whose connections interlock intercepts.
+type Target struct {
+	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol"`
+	// Address is the configured host:port, before name resolution.
+	Address string `json:"address"`
+}
+
+// Origin is what interlock knows about an intercepted connection when it
+// accepts it: where the client meant to go and who the client is.
+type Origin struct {
+	Target Target `json:"target"`
+	// OrigDst is the destination the client passed to connect().
+	OrigDst netip.AddrPort `json:"orig_dst"`
+	// Client is the client socket's own address and port.
+	Client   netip.AddrPort `json:"client"`
+	Identity Identity       `json:"identity"`
+	Accepted time.Time      `json:"-"`
+}
+
+// Journal entry kinds shared by every layer.
+const (
+	KindJournalOpen  = "journal.open"
+	KindSessionOpen  = "session.open"
+	KindSessionClose = "session.close"
+	KindAnomaly      = "anomaly"
+)
+
+// SessionOpen is the data of a session.open entry.
+type SessionOpen struct {
+	Target   Target         `json:"target"`
+	OrigDst  netip.AddrPort `json:"orig_dst"`
+	Client   netip.AddrPort `json:"client"`
+	Identity Identity       `json:"identity"`
+	Decision Decision       `json:"decision"`
+}
+
+// SessionClose is the data of a session.close entry.
+type SessionClose struct {
+	// BytesUp flowed from the client to the target, BytesDown back.
+	BytesUp    int64  `json:"bytes_up"`
+	BytesDown  int64  `json:"bytes_down"`
+	DurationNS int64  `json:"duration_ns"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Anomaly is the data of an anomaly entry: something that should not
+// happen on the data path and was refused.
+type Anomaly struct {
+	Reason string         `json:"reason"`
+	Peer   netip.AddrPort `json:"peer,omitempty"`
+	Local  netip.AddrPort `json:"local,omitempty"`
+	Detail map[string]any `json:"detail,omitempty"`
+}
+
+// Durability says how far a record must have reached the disk before
+// Append returns.
+type Durability int
+
+const (
+	// Committed records are in SQLite's WAL (a crash of interlock loses
+	// nothing); the next group fsync makes them power-safe.
+	Committed Durability = iota
+	// Synced records have been fsynced. Use it for anything that changes
+	// state or grants access.
+	Synced
+)
+
+// Record is one journal entry before the journal numbers and chains it.
+type Record struct {
+	Kind    string
+	Session string
+	// Time is the event time; the journal uses its own clock when zero.
+	Time time.Time
+	// Data is marshalled to JSON. It must not contain floats: durations
+	// and times are integer nanoseconds.
+	Data any
+}
+
+// Recorder is how the data path writes the journal. Append returns the
+// entry's sequence number once the record is as durable as asked; an error
+// means the operation the record describes must not take effect.
+type Recorder interface {
+	Append(ctx context.Context, rec Record, d Durability) (uint64, error)
+}
+
+// Entry kinds for `interlock run`.
+const (
+	KindRunStart = "run.start"
+	KindRunEnd   = "run.end"
+)
+
+// RunStart is the data of a run.start entry: a command started under
+// `interlock run`, and who started it.
+type RunStart struct {
+	Argv     []string `json:"argv"`
+	Cgroup   string   `json:"cgroup"`
+	CgroupID uint64   `json:"cgroup_id"`
+	// Engine is "embedded" or "daemon".
+	Engine  string   `json:"engine"`
+	Invoker Identity `json:"invoker"`
+}
+
+// RunEnd is the data of a run.end entry.
+type RunEnd struct {
+	ExitCode   int    `json:"exit_code"`
+	Signal     string `json:"signal,omitempty"`
+	DurationNS int64  `json:"duration_ns"`
+	// Killed counts processes left in the run's cgroup after the command
+	// exited; they are killed so none outlives its interception.
+	Killed    int   `json:"killed"`
+	Sessions  int   `json:"sessions"`
+	Refused   int   `json:"refused"`
+	Anomalies int   `json:"anomalies"`
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
+}

@@ -1,0 +1,397 @@
+// Package redirector is the only part of interlock that knows the kernel
+// side: it loads and attaches the BPF programs, keeps the targets map in
+// step with the config, owns the listeners the programs redirect to, and
+// turns an accepted connection into (conn, Origin): the original
+// destination and the identity of the process that connected.
+package redirector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/bpf"
+	"github.com/interlock/interlock/model"
+)
+
+// Options configures a Redirector.
+type Options struct {
+	// MapPin pins the BPF maps there (a daemon); "" keeps them private to
+	// this process and the links that use them (an `interlock run`).
+	MapPin string
+	// LinkPin is the directory under which attachments are pinned, one
+	// subdirectory per cgroup. "" leaves links unpinned: they go away with
+	// this process, and with them the interception.
+	LinkPin string
+	// FailOpen lets intercepted connects through to the real target when
+	// the listener is gone. The default refuses them.
+	FailOpen bool
+	// Cgroup2Root is the cgroup v2 mount point; detected when "".
+	Cgroup2Root string
+	Hosts       HostResolver
+	Identities  *Resolver
+	Logger      *slog.Logger
+}
+
+// Redirector owns one loaded set of programs and its listeners.
+type Redirector struct {
+	opts  Options
+	root  string
+	progs *programs
+	diag  *sockDiag
+	log   *slog.Logger
+
+	listeners []net.Listener
+
+	mu       sync.Mutex
+	targets  map[uint32]resolvedTarget
+	attached map[string]*attachment
+}
+
+// New loads the programs and starts listening. Nothing is intercepted
+// until SetTargets and Attach are called.
+func New(ctx context.Context, opts Options) (*Redirector, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Hosts == nil {
+		opts.Hosts = net.DefaultResolver
+	}
+	if opts.Identities == nil {
+		return nil, errors.New("redirector: an identity resolver is required")
+	}
+	root := opts.Cgroup2Root
+	if root == "" {
+		var err error
+		if root, err = Cgroup2Root(); err != nil {
+			return nil, err
+		}
+	}
+	progs, err := loadPrograms(opts.MapPin, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	r := &Redirector{
+		opts:     opts,
+		root:     root,
+		progs:    progs,
+		diag:     newSockDiag(8),
+		log:      opts.Logger,
+		targets:  map[uint32]resolvedTarget{},
+		attached: map[string]*attachment{},
+	}
+	if err := r.listen(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// listen opens the loopback listeners, marks them so the hooks can tell
+// them from an impostor on the same port, and tells the hooks where they
+// are.
+func (r *Redirector) listen(ctx context.Context) error {
+	var markBytes [4]byte
+	if _, err := rand.Read(markBytes[:]); err != nil {
+		return err
+	}
+	mark := binary.LittleEndian.Uint32(markBytes[:]) | 1
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_MARK on the listener: %w", serr)
+		}
+		return nil
+	}}
+	ln4, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen on 127.0.0.1: %w", err)
+	}
+	r.listeners = append(r.listeners, ln4)
+	cfg := redirectConfig{Listen4: ln4.Addr().(*net.TCPAddr).AddrPort(), FailOpen: r.opts.FailOpen, ListenerMark: mark}
+	cfg.NetnsCookie = netnsCookie(ln4, r.log)
+	// Prefer the same port on ::1 so both are easy to spot in ss output.
+	ln6, err := lc.Listen(ctx, "tcp6", fmt.Sprintf("[::1]:%d", cfg.Listen4.Port()))
+	if err != nil {
+		ln6, err = lc.Listen(ctx, "tcp6", "[::1]:0")
+	}
+	if err != nil {
+		// Without ::1, IPv6 targets are refused by the hook (no v6
+		// listener configured): closed, not open.
+		r.log.Warn("no IPv6 loopback listener; connects to IPv6 targets will be refused", "err", err)
+	} else {
+		r.listeners = append(r.listeners, ln6)
+		ap := ln6.Addr().(*net.TCPAddr).AddrPort()
+		cfg.Listen6 = netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port())
+	}
+	selfPath, err := SelfCgroup()
+	if err != nil {
+		return err
+	}
+	selfDir, err := CgroupDir(r.root, selfPath)
+	if err != nil {
+		return err
+	}
+	if cfg.SelfCgroup, err = CgroupID(selfDir); err != nil {
+		return err
+	}
+	return r.progs.setConfig(cfg)
+}
+
+// netnsCookie is the network namespace of a socket; the hooks refuse
+// intercepted connects from other namespaces, whose loopback interlock
+// does not listen on. Kernels before 5.14 cannot tell (0 disables the
+// check).
+func netnsCookie(ln net.Listener, log *slog.Logger) uint64 {
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cookie uint64
+	_ = raw.Control(func(fd uintptr) {
+		c, err := unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		if err != nil {
+			log.Debug("SO_NETNS_COOKIE unavailable", "err", err)
+			return
+		}
+		cookie = c
+	})
+	return cookie
+}
+
+// Listeners returns the sockets intercepted connections arrive on. The
+// caller accepts on them and calls Origin for each connection.
+func (r *Redirector) Listeners() []net.Listener { return r.listeners }
+
+// Cgroup2Root is the cgroup v2 mount point in use.
+func (r *Redirector) Cgroup2Root() string { return r.root }
+
+// SetTargets resolves the targets and makes the kernel intercept exactly
+// their addresses. If a name does not resolve, the other targets are still
+// applied and the error says which one failed; addresses the failed target
+// had before stay intercepted, since dropping them would let its
+// connections through uninspected.
+func (r *Redirector) SetTargets(ctx context.Context, targets []model.Target) error {
+	resolved, resolveErr := resolveTargets(ctx, r.opts.Hosts, targets)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if resolveErr != nil {
+		got := map[uint32]bool{}
+		for _, t := range resolved {
+			got[t.id] = true
+		}
+		for _, t := range targets {
+			id := targetID(t.Name)
+			if prev, ok := r.targets[id]; ok && !got[id] {
+				resolved = append(resolved, prev)
+			}
+		}
+	}
+	if err := syncTargets(r.progs.objs.Targets, resolved); err != nil {
+		return errors.Join(resolveErr, err)
+	}
+	r.targets = make(map[uint32]resolvedTarget, len(resolved))
+	for _, t := range resolved {
+		r.targets[t.id] = t
+		r.log.Debug("intercepting target", "name", t.Name, "addresses", t.addrs)
+	}
+	return resolveErr
+}
+
+// TargetAddrs reports the addresses currently intercepted per target.
+func (r *Redirector) TargetAddrs() map[string][]netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string][]netip.AddrPort, len(r.targets))
+	for _, t := range r.targets {
+		out[t.Name] = append([]netip.AddrPort(nil), t.addrs...)
+	}
+	return out
+}
+
+// Attach intercepts the connects of every process in a cgroup (a path
+// relative to the cgroup2 root) and its descendants.
+func (r *Redirector) Attach(cgroupPath string) error {
+	dir, err := CgroupDir(r.root, cgroupPath)
+	if err != nil {
+		return err
+	}
+	id, err := CgroupID(dir)
+	if err != nil {
+		return fmt.Errorf("intercept cgroup %s: %w (create it, or fix intercept.cgroups)", cgroupPath, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.attached[cgroupPath]; ok {
+		return nil
+	}
+	pin := ""
+	if r.opts.LinkPin != "" {
+		pin = filepath.Join(r.opts.LinkPin, fmt.Sprintf("cg-%d", id))
+	}
+	a, err := r.progs.attach(dir, pin)
+	if err != nil {
+		return err
+	}
+	r.attached[cgroupPath] = a
+	return nil
+}
+
+// Detach stops intercepting a cgroup, removing pinned links too.
+func (r *Redirector) Detach(cgroupPath string) error {
+	r.mu.Lock()
+	a, ok := r.attached[cgroupPath]
+	delete(r.attached, cgroupPath)
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("cgroup %s is not intercepted", cgroupPath)
+	}
+	return a.detach()
+}
+
+// Attached lists the intercepted cgroup paths.
+func (r *Redirector) Attached() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.attached))
+	for p := range r.attached {
+		out = append(out, p)
+	}
+	return out
+}
+
+// ErrNoOrigin means an accepted connection was not redirected by the hooks
+// (or its record was lost): it must be closed, not served.
+var ErrNoOrigin = errors.New("no connect record for this connection")
+
+// Origin finds the connect record for an accepted connection, consuming
+// it, and resolves the identity of the process behind it.
+func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, error) {
+	local, lok := conn.LocalAddr().(*net.TCPAddr)
+	peer, pok := conn.RemoteAddr().(*net.TCPAddr)
+	if !lok || !pok {
+		return model.Origin{}, fmt.Errorf("%w: not a TCP connection", ErrNoOrigin)
+	}
+	lap, pap := local.AddrPort(), peer.AddrPort()
+	key := bpf.InterlockTupleKey{
+		Saddr: pap.Addr().As16(), Sport: pap.Port(),
+		Daddr: lap.Addr().As16(), Dport: lap.Port(),
+	}
+	var rec bpf.InterlockOrigin
+	m := r.progs.objs.Origins
+	if err := m.LookupAndDelete(&key, &rec); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, syscall.EINVAL) {
+			if err = m.Lookup(&key, &rec); err == nil {
+				_ = m.Delete(&key)
+			}
+		}
+		if err != nil {
+			return model.Origin{}, fmt.Errorf("%w (peer %s): %v", ErrNoOrigin, pap, err)
+		}
+	}
+
+	r.mu.Lock()
+	target, ok := r.targets[rec.TargetId]
+	r.mu.Unlock()
+	if !ok {
+		return model.Origin{}, fmt.Errorf("%w: connect record names target id %d, which is no longer configured", ErrNoOrigin, rec.TargetId)
+	}
+
+	k := model.KernelFacts{
+		PID: rec.Pid, TGID: rec.Tgid, UID: rec.Uid, GID: rec.Gid,
+		Comm:     commString(rec.Comm),
+		CgroupID: rec.CgroupId, NetnsCookie: rec.NetnsCookie, ConnectBootNS: rec.BootNs,
+	}
+	// sock_diag and /proc are independent: ask both at once.
+	type diagResult struct {
+		info sockInfo
+		err  error
+	}
+	diagCh := make(chan diagResult, 1)
+	go func() {
+		info, err := r.diag.lookup(pap, lap)
+		diagCh <- diagResult{info, err}
+	}()
+	id := r.opts.Identities.Resolve(ctx, k)
+	d := <-diagCh
+	if d.err == nil {
+		uid := d.info.UID
+		id.Kernel.SocketUID = &uid
+		id.Kernel.SocketInode = d.info.Inode
+		if uid != rec.Uid {
+			r.log.Warn("client socket owner differs from the connecting task",
+				"socket_uid", uid, "connect_uid", rec.Uid, "pid", rec.Tgid)
+		}
+	} else if !errors.Is(d.err, errNoSocket) {
+		r.log.Debug("sock_diag cross-check failed", "err", d.err)
+	}
+
+	var origAddr netip.Addr
+	if rec.OrigFamily == unix.AF_INET {
+		origAddr = netip.AddrFrom16(rec.OrigAddr).Unmap()
+	} else {
+		origAddr = netip.AddrFrom16(rec.OrigAddr)
+	}
+	return model.Origin{
+		Target:   target.Target,
+		OrigDst:  netip.AddrPortFrom(origAddr, rec.OrigPort),
+		Client:   netip.AddrPortFrom(pap.Addr().Unmap(), pap.Port()),
+		Identity: id,
+		Accepted: time.Now(),
+	}, nil
+}
+
+func commString(c [16]int8) string {
+	b := make([]byte, 0, len(c))
+	for _, ch := range c {
+		if ch == 0 {
+			break
+		}
+		b = append(b, byte(ch))
+	}
+	return string(b)
+}
+
+// Stats returns the BPF hooks' counters.
+func (r *Redirector) Stats() (Stats, error) { return r.progs.stats() }
+
+// Close stops listening (from then on the hooks refuse intercepted
+// connects, since the sockmap empties when the sockets close) and releases
+// this process's handles. Pinned links stay attached; unpinned ones go.
+func (r *Redirector) Close() error {
+	var errs []error
+	for _, ln := range r.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	r.mu.Lock()
+	for _, a := range r.attached {
+		a.close()
+	}
+	r.attached = map[string]*attachment{}
+	r.mu.Unlock()
+	r.diag.close()
+	if r.progs != nil {
+		errs = append(errs, r.progs.close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/model"
+)
+
+// TestDaemonInterceptsItsCgroups: the daemon intercepts the configured
+// cgroup and its descendants, and leaves every other process alone.
+func TestDaemonInterceptsItsCgroups(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, "daemon")
+	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	e.startDaemon()
+
+	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client in the intercepted cgroup failed: %s", out)
+	}
+	inside := parseClient(t, []byte(out))
+
+	// A descendant cgroup is covered too.
+	child := cgDir + "/job"
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(child)
+	out, _, code = runCmd(t, inCgroup(t, child, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client in a descendant cgroup failed: %s", out)
+	}
+	descendant := parseClient(t, []byte(out))
+
+	out, _, code = runCmd(t, inCgroup(t, cgroupRoot, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client outside failed: %s", out)
+	}
+	outside := parseClient(t, []byte(out))
+
+	waitSessions(t, e, 2)
+	sessions := e.sessions()
+	if so, ok := sessions[inside.Local]; !ok || int(so.Identity.Kernel.TGID) != inside.PID {
+		t.Errorf("inside client not recorded with its pid")
+	}
+	if so, ok := sessions[descendant.Local]; !ok || so.Identity.Proc == nil || so.Identity.Proc.CgroupPath != cgPath+"/job" {
+		t.Errorf("descendant client not recorded with its cgroup: %+v", so.Identity.Proc)
+	}
+	if _, ok := sessions[outside.Local]; ok {
+		t.Errorf("client outside the cgroup was intercepted")
+	}
+	direct := false
+	for _, p := range srv.peers() {
+		direct = direct || p == outside.Local
+	}
+	if !direct {
+		t.Errorf("outside client did not reach the server directly")
+	}
+}
+
+// TestRunUsesDaemon: with a daemon running, interlock run hands its cgroup
+// to the daemon instead of loading its own programs.
+func TestRunUsesDaemon(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	d := e.startDaemon()
+	out, stderr, code := e.runUnder(clientBin, "-addr", srv.addr())
+	if code != 0 {
+		t.Fatalf("run exited %d: %s %s", code, out, stderr)
+	}
+	res := parseClient(t, []byte(out))
+	if !strings.Contains(stderr, "interlock: 1 session (echo×1)") {
+		t.Errorf("summary: %q", stderr)
+	}
+	if so, ok := e.sessions()[res.Local]; !ok || int(so.Identity.Kernel.TGID) != res.PID {
+		t.Fatalf("session not recorded by the daemon")
+	}
+	var engine string
+	for _, en := range e.entries() {
+		if en.Kind == model.KindRunStart {
+			engine = string(en.Data)
+		}
+	}
+	if !strings.Contains(engine, `"engine":"daemon"`) {
+		t.Errorf("run.start does not say the daemon served it: %s", engine)
+	}
+	if !strings.Contains(d.stderr.String(), "intercepting cgroup for interlock run") {
+		t.Errorf("the daemon did not log the run")
+	}
+	// The run's cgroup is gone and detached afterwards.
+	c, err := control.Dial(context.Background(), e.socket, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Runs) != 0 || len(st.Cgroups) != 0 {
+		t.Errorf("daemon still tracks the finished run: runs=%v cgroups=%v", st.Runs, st.Cgroups)
+	}
+}
+
+// TestFailClosed: with the daemon stopped or killed, a connect to a target
+// from an intercepted cgroup is refused, never passed through, even when
+// another process has taken the listener's port.
+func TestFailClosed(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, "failclosed")
+	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			d := e.startDaemon()
+			c, err := control.Dial(context.Background(), e.socket, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+			if code != 0 {
+				t.Fatalf("client failed while the daemon runs: %s", out)
+			}
+			d.stop(t, sig)
+			before := len(srv.peers())
+
+			out, _, code = runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+			res := parseClient(t, []byte(out))
+			if code == 0 || !strings.Contains(res.Error, "operation not permitted") {
+				t.Errorf("with the daemon gone, connect gave %q (exit %d), want operation not permitted", res.Error, code)
+			}
+
+			// An impostor on the old listener port gets nothing either.
+			var impostor net.Listener
+			for _, a := range st.Listener {
+				if strings.HasPrefix(a, "127.0.0.1:") {
+					impostor, err = net.Listen("tcp4", a)
+				}
+			}
+			if impostor == nil || err != nil {
+				t.Fatalf("could not take the listener port %v: %v", st.Listener, err)
+			}
+			accepted := make(chan struct{}, 1)
+			go func() {
+				if c, err := impostor.Accept(); err == nil {
+					c.Close()
+					accepted <- struct{}{}
+				}
+			}()
+			out, _, code = runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+			impostor.Close()
+			res = parseClient(t, []byte(out))
+			if code == 0 || !strings.Contains(res.Error, "operation not permitted") {
+				t.Errorf("with an impostor on the port, connect gave %q (exit %d)", res.Error, code)
+			}
+			select {
+			case <-accepted:
+				t.Errorf("the impostor received an intercepted connection")
+			default:
+			}
+			if after := len(srv.peers()); after != before {
+				t.Errorf("the target saw %d connections while interlock was down", after-before)
+			}
+		})
+	}
+
+	// Back up again: the pinned programs are adopted and serve.
+	e.startDaemon()
+	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client failed after the daemon restarted: %s", out)
+	}
+}
+
+// TestFailOpen: with fail: open, connects go direct while the daemon is
+// down (the operator's explicit choice).
+func TestFailOpen(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, "failopen")
+	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n  fail: open\n", cgPath))
+	d := e.startDaemon()
+	d.stop(t, syscall.SIGTERM)
+	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("fail-open connect failed: %s", out)
+	}
+	res := parseClient(t, []byte(out))
+	direct := false
+	for _, p := range srv.peers() {
+		direct = direct || p == res.Local
+	}
+	if !direct {
+		t.Errorf("fail-open connection did not go direct")
+	}
+}
+
+// TestUnattributedConnectionRefused: a connection that reaches the listener
+// without going through the hooks is closed and journaled as an anomaly.
+func TestUnattributedConnectionRefused(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e.startDaemon()
+	c, err := control.Dial(context.Background(), e.socket, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", st.Listener[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "hello pid=1 bulk=0\n")
+	buf := make([]byte, 64)
+	if n, err := conn.Read(buf); err == nil {
+		t.Errorf("unattributed connection was served: %q", buf[:n])
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, en := range e.entries() {
+			if en.Kind == model.KindAnomaly && strings.Contains(string(en.Data), "no connect record") {
+				if len(srv.peers()) != 0 {
+					t.Errorf("the target saw the unattributed connection")
+				}
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("no anomaly entry was journaled")
+}
+
+// TestDaemonReload: SIGHUP applies new targets; a broken config is refused
+// and the running one kept.
+func TestDaemonReload(t *testing.T) {
+	a := startEcho(t, "tcp4", "127.0.0.2:0")
+	b := startEcho(t, "tcp4", "127.0.0.3:0")
+	cgPath, cgDir := makeCgroup(t, "reload")
+	extra := fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath)
+	e := newEnv(t, []target{{"a", a.addr()}}, extra)
+	d := e.startDaemon()
+	connect := func(addr string) clientResult {
+		out, _, _ := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", addr))
+		return parseClient(t, []byte(out))
+	}
+	rb := connect(b.addr())
+	waitFor(t, func() bool { return len(e.sessions()) == 0 && len(b.peers()) == 1 })
+	if _, ok := e.sessions()[rb.Local]; ok {
+		t.Fatalf("b was intercepted before it was a target")
+	}
+
+	good := strings.Replace(mustRead(t, e.cfgPath), "targets:\n", fmt.Sprintf("targets:\n  - name: b\n    protocol: tcp\n    address: %q\n", b.addr()), 1)
+	os.WriteFile(e.cfgPath, []byte(good), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(d.stderr.String(), "config reloaded") })
+	rb = connect(b.addr())
+	waitSessions(t, e, 1)
+	if _, ok := e.sessions()[rb.Local]; !ok {
+		t.Errorf("b not intercepted after reload")
+	}
+
+	os.WriteFile(e.cfgPath, []byte(good+"bogus_key: 1\n"), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(d.stderr.String(), "reload refused") })
+	ra := connect(a.addr())
+	waitSessions(t, e, 2)
+	if _, ok := e.sessions()[ra.Local]; !ok {
+		t.Errorf("a broken reload dropped the running config")
+	}
+}
+
+func waitSessions(t *testing.T, e *env, n int) {
+	t.Helper()
+	waitFor(t, func() bool { return len(e.sessions()) >= n })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("condition not met in time")
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
