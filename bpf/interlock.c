@@ -116,6 +116,22 @@ struct {
 	__type(value, struct origin);
 } origins SEC(".maps");
 
+// The original destination of each redirected socket, for as long as the
+// socket lives, so getpeername() tells the client where it meant to go
+// rather than interlock's listener. The kernel frees it with the socket.
+struct peer_addr {
+	__u8 addr[16]; // IPv6 form; IPv4 as ::ffff:a.b.c.d
+	__u16 port;    // host byte order
+	__u16 family;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct peer_addr);
+} peers SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
@@ -232,6 +248,22 @@ static __always_inline int record(void *ctx, const struct addr_key *dst,
 	return 1;
 }
 
+static __always_inline void remember_peer(struct bpf_sock_addr *ctx,
+					  const struct addr_key *dst, __u16 family)
+{
+	struct peer_addr *p;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk)
+		return;
+	p = bpf_sk_storage_get(&peers, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!p)
+		return;
+	__builtin_memcpy(p->addr, dst->addr, 16);
+	p->port = dst->port;
+	p->family = family;
+}
+
 static __always_inline const struct redirect_config *load_config(void)
 {
 	__u32 zero = 0;
@@ -270,6 +302,7 @@ int interlock_connect4(struct bpf_sock_addr *ctx)
 		return refuse(cfg, STAT_REFUSED_NO_LISTENER);
 	if (!record(ctx, &key, AF_INET, t->target_id))
 		return 0;
+	remember_peer(ctx, &key, AF_INET);
 
 	ctx->user_ip4 = cfg->listen_ip4;
 	ctx->user_port = bpf_htons(cfg->listen_port4);
@@ -325,6 +358,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
 		if (!record(ctx, &key, AF_INET, t->target_id))
 			return 0;
+		remember_peer(ctx, &key, AF_INET);
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
 		ctx->user_ip6[2] = bpf_htonl(0xffff);
@@ -335,6 +369,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
 		if (!record(ctx, &key, AF_INET6, t->target_id))
 			return 0;
+		remember_peer(ctx, &key, AF_INET6);
 		ctx->user_ip6[0] = cfg->listen_ip6[0];
 		ctx->user_ip6[1] = cfg->listen_ip6[1];
 		ctx->user_ip6[2] = cfg->listen_ip6[2];
@@ -342,6 +377,48 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 		ctx->user_port = bpf_htons(cfg->listen_port6);
 	}
 	count(STAT_REDIRECTED);
+	return 1;
+}
+
+// getpeername() on a redirected socket reports the original destination.
+SEC("cgroup/getpeername4")
+int interlock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct peer_addr *p;
+	__u32 ip4;
+
+	if (!sk)
+		return 1;
+	p = bpf_sk_storage_get(&peers, sk, 0, 0);
+	if (!p || p->family != AF_INET)
+		return 1;
+	__builtin_memcpy(&ip4, p->addr + 12, 4);
+	ctx->user_ip4 = ip4;
+	ctx->user_port = bpf_htons(p->port);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int interlock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct peer_addr *p;
+	__u32 a[4];
+
+	if (!sk)
+		return 1;
+	p = bpf_sk_storage_get(&peers, sk, 0, 0);
+	if (!p)
+		return 1;
+	// An IPv4 destination reached from a v6 socket is reported v4-mapped,
+	// as the client wrote it.
+	__builtin_memcpy(a, p->addr, 16);
+	ctx->user_ip6[0] = a[0];
+	ctx->user_ip6[1] = a[1];
+	ctx->user_ip6[2] = a[2];
+	ctx->user_ip6[3] = a[3];
+	ctx->user_port = bpf_htons(p->port);
 	return 1;
 }
 

@@ -37,6 +37,13 @@ type InterlockOrigin struct {
 	Comm        [16]int8
 }
 
+type InterlockPeerAddr struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Family uint16
+}
+
 type InterlockRedirectConfig struct {
 	_            structs.HostLayout
 	ListenIp4    uint32
@@ -83,20 +90,23 @@ type InterlockTupleKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	InterlockMapConfig             = "config"
-	InterlockMapOrigins            = "origins"
-	InterlockMapPending            = "pending"
-	InterlockMapStats              = "stats"
-	InterlockMapTargets            = "targets"
-	InterlockProgInterlockConnect4 = "interlock_connect4"
-	InterlockProgInterlockConnect6 = "interlock_connect6"
-	InterlockProgInterlockSockops  = "interlock_sockops"
-	InterlockVarUnusedAddrKey      = "unused_addr_key"
-	InterlockVarUnusedConfig       = "unused_config"
-	InterlockVarUnusedOrigin       = "unused_origin"
-	InterlockVarUnusedStat         = "unused_stat"
-	InterlockVarUnusedTargetVal    = "unused_target_val"
-	InterlockVarUnusedTupleKey     = "unused_tuple_key"
+	InterlockMapConfig                 = "config"
+	InterlockMapOrigins                = "origins"
+	InterlockMapPeers                  = "peers"
+	InterlockMapPending                = "pending"
+	InterlockMapStats                  = "stats"
+	InterlockMapTargets                = "targets"
+	InterlockProgInterlockConnect4     = "interlock_connect4"
+	InterlockProgInterlockConnect6     = "interlock_connect6"
+	InterlockProgInterlockGetpeername4 = "interlock_getpeername4"
+	InterlockProgInterlockGetpeername6 = "interlock_getpeername6"
+	InterlockProgInterlockSockops      = "interlock_sockops"
+	InterlockVarUnusedAddrKey          = "unused_addr_key"
+	InterlockVarUnusedConfig           = "unused_config"
+	InterlockVarUnusedOrigin           = "unused_origin"
+	InterlockVarUnusedStat             = "unused_stat"
+	InterlockVarUnusedTargetVal        = "unused_target_val"
+	InterlockVarUnusedTupleKey         = "unused_tuple_key"
 )
 
 // LoadInterlock returns the embedded CollectionSpec for Interlock.
@@ -141,9 +151,11 @@ type InterlockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockProgramSpecs struct {
-	InterlockConnect4 *ebpf.ProgramSpec `ebpf:"interlock_connect4"`
-	InterlockConnect6 *ebpf.ProgramSpec `ebpf:"interlock_connect6"`
-	InterlockSockops  *ebpf.ProgramSpec `ebpf:"interlock_sockops"`
+	InterlockConnect4     *ebpf.ProgramSpec `ebpf:"interlock_connect4"`
+	InterlockConnect6     *ebpf.ProgramSpec `ebpf:"interlock_connect6"`
+	InterlockGetpeername4 *ebpf.ProgramSpec `ebpf:"interlock_getpeername4"`
+	InterlockGetpeername6 *ebpf.ProgramSpec `ebpf:"interlock_getpeername6"`
+	InterlockSockops      *ebpf.ProgramSpec `ebpf:"interlock_sockops"`
 }
 
 // InterlockMapSpecs contains maps before they are loaded into the kernel.
@@ -152,6 +164,7 @@ type InterlockProgramSpecs struct {
 type InterlockMapSpecs struct {
 	Config  *ebpf.MapSpec `ebpf:"config"`
 	Origins *ebpf.MapSpec `ebpf:"origins"`
+	Peers   *ebpf.MapSpec `ebpf:"peers"`
 	Pending *ebpf.MapSpec `ebpf:"pending"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
 	Targets *ebpf.MapSpec `ebpf:"targets"`
@@ -191,6 +204,7 @@ func (o *InterlockObjects) Close() error {
 type InterlockMaps struct {
 	Config  *ebpf.Map `ebpf:"config"`
 	Origins *ebpf.Map `ebpf:"origins"`
+	Peers   *ebpf.Map `ebpf:"peers"`
 	Pending *ebpf.Map `ebpf:"pending"`
 	Stats   *ebpf.Map `ebpf:"stats"`
 	Targets *ebpf.Map `ebpf:"targets"`
@@ -200,6 +214,7 @@ func (m *InterlockMaps) Close() error {
 	return _InterlockClose(
 		m.Config,
 		m.Origins,
+		m.Peers,
 		m.Pending,
 		m.Stats,
 		m.Targets,
@@ -222,15 +237,19 @@ type InterlockVariables struct {
 //
 // It can be passed to LoadInterlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockPrograms struct {
-	InterlockConnect4 *ebpf.Program `ebpf:"interlock_connect4"`
-	InterlockConnect6 *ebpf.Program `ebpf:"interlock_connect6"`
-	InterlockSockops  *ebpf.Program `ebpf:"interlock_sockops"`
+	InterlockConnect4     *ebpf.Program `ebpf:"interlock_connect4"`
+	InterlockConnect6     *ebpf.Program `ebpf:"interlock_connect6"`
+	InterlockGetpeername4 *ebpf.Program `ebpf:"interlock_getpeername4"`
+	InterlockGetpeername6 *ebpf.Program `ebpf:"interlock_getpeername6"`
+	InterlockSockops      *ebpf.Program `ebpf:"interlock_sockops"`
 }
 
 func (p *InterlockPrograms) Close() error {
 	return _InterlockClose(
 		p.InterlockConnect4,
 		p.InterlockConnect6,
+		p.InterlockGetpeername4,
+		p.InterlockGetpeername6,
 		p.InterlockSockops,
 	)
 }

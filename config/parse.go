@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -49,12 +50,36 @@ func load(path, defaultPath string) (*Config, error) {
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return nil, &Error{File: path, Msg: "is a directory; give the path of the configuration file"}
+	} else if err == nil {
+		if msg := unsafeOwnership(fi); msg != "" {
+			return nil, &Error{File: path, Msg: msg}
+		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, &Error{File: path, Msg: "cannot read: " + unwrapPathError(err), err: err}
 	}
 	return Parse(path, data)
+}
+
+// unsafeOwnership refuses, when interlock runs as root, a config file that
+// someone other than root could have written: whoever can edit it can
+// drop targets or set fail: open, that is, turn interception off.
+func unsafeOwnership(fi fs.FileInfo) string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	if st.Uid != 0 {
+		return fmt.Sprintf("is owned by uid %d, not root; anyone who can edit it can switch interception off: chown root %s", st.Uid, fi.Name())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Sprintf("is writable by group or others (mode %04o); anyone who can edit it can switch interception off: chmod go-w %s", fi.Mode().Perm(), fi.Name())
+	}
+	return ""
 }
 
 func unwrapPathError(err error) string {

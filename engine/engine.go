@@ -55,10 +55,13 @@ type Engine struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	live    map[string]*LiveSession
-	total   Tally
-	watches map[*Watch]struct{}
+	mu                sync.Mutex
+	anomalyWindow     time.Time
+	anomalyCount      int
+	anomalySuppressed int
+	live              map[string]*LiveSession
+	total             Tally
+	watches           map[*Watch]struct{}
 }
 
 // LiveSession is an open session, as the control socket lists it.
@@ -270,6 +273,12 @@ func (e *Engine) serve(conn net.Conn) {
 	e.mu.Unlock()
 }
 
+// anomalyBudget is how many anomaly records a second may write one by
+// one. Any local user can connect to the listener, so without a bound a
+// connect loop could make interlock fsync (and fill the disk) at will;
+// beyond the budget, anomalies are counted and summarised once a second.
+const anomalyBudget = 20
+
 // anomaly journals a connection that reached the listener but cannot be
 // served. The record is synced: it is evidence of an attempt that was
 // refused.
@@ -281,27 +290,64 @@ func (e *Engine) anomaly(conn net.Conn, cause error) {
 	if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		a.Local = ta.AddrPort()
 	}
-	e.log.Warn("refused connection", "peer", a.Peer, "reason", a.Reason)
-	if _, err := e.journal.Append(context.WithoutCancel(e.ctx), model.Record{Kind: model.KindAnomaly, Data: a}, model.Synced); err != nil {
-		e.log.Error("journal anomaly", "err", err)
-	}
 	e.mu.Lock()
 	e.total.Anomalies++
 	for w := range e.watches {
 		w.tally.Anomalies++
 	}
+	now := time.Now().Truncate(time.Second)
+	if !now.Equal(e.anomalyWindow) {
+		e.anomalyWindow, e.anomalyCount = now, 0
+	}
+	e.anomalyCount++
+	over := e.anomalyCount > anomalyBudget
+	if over {
+		e.anomalySuppressed++
+	}
 	e.mu.Unlock()
+	if over {
+		return
+	}
+	e.log.Warn("refused connection", "peer", a.Peer, "reason", a.Reason)
+	e.appendAnomaly(a)
+}
+
+func (e *Engine) appendAnomaly(a model.Anomaly) {
+	if _, err := e.journal.Append(context.WithoutCancel(e.ctx), model.Record{Kind: model.KindAnomaly, Data: a}, model.Synced); err != nil {
+		e.log.Error("journal anomaly", "err", err)
+	}
+}
+
+// flushSuppressed writes one record for the anomalies over the budget.
+func (e *Engine) flushSuppressed() {
+	e.mu.Lock()
+	n := e.anomalySuppressed
+	e.anomalySuppressed = 0
+	e.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	e.log.Warn("refused connections over the per-second budget", "count", n)
+	e.appendAnomaly(model.Anomaly{
+		Reason: fmt.Sprintf("%d more refused connections without a connect record (over %d/s, summarised)", n, anomalyBudget),
+		Detail: map[string]any{"suppressed": n},
+	})
 }
 
 // refreshTargets re-resolves target host names, so a DNS change moves the
-// interception with it.
+// interception with it, and summarises suppressed anomalies.
 func (e *Engine) refreshTargets() {
 	t := time.NewTicker(e.opts.Resolve)
 	defer t.Stop()
+	flush := time.NewTicker(time.Second)
+	defer flush.Stop()
 	for {
 		select {
 		case <-e.ctx.Done():
+			e.flushSuppressed()
 			return
+		case <-flush.C:
+			e.flushSuppressed()
 		case <-t.C:
 			e.mu.Lock()
 			cfg := e.cfg

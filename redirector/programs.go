@@ -52,7 +52,7 @@ func loadPrograms(mapPin string, log *slog.Logger) (*programs, error) {
 		for _, m := range spec.Maps {
 			if m.Name == bpf.InterlockMapTargets || m.Name == bpf.InterlockMapConfig ||
 				m.Name == bpf.InterlockMapPending || m.Name == bpf.InterlockMapOrigins ||
-				m.Name == bpf.InterlockMapStats {
+				m.Name == bpf.InterlockMapStats || m.Name == bpf.InterlockMapPeers {
 				m.Pinning = ebpf.PinByName
 			}
 		}
@@ -150,7 +150,7 @@ func (p *programs) stats() (Stats, error) {
 	return s, nil
 }
 
-// attachment is the three programs attached to one cgroup.
+// attachment is interlock's programs attached to one cgroup.
 type attachment struct {
 	cgroupDir string
 	pinDir    string
@@ -170,6 +170,8 @@ func (p *programs) progsByAttach() []struct {
 		{"connect4", ebpf.AttachCGroupInet4Connect, p.objs.InterlockConnect4},
 		{"connect6", ebpf.AttachCGroupInet6Connect, p.objs.InterlockConnect6},
 		{"sockops", ebpf.AttachCGroupSockOps, p.objs.InterlockSockops},
+		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, p.objs.InterlockGetpeername4},
+		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, p.objs.InterlockGetpeername6},
 	}
 }
 

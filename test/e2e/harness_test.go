@@ -159,6 +159,7 @@ type clientResult struct {
 	PID   int    `json:"pid"`
 	UID   int    `json:"uid"`
 	Local string `json:"local"`
+	Peer  string `json:"peer"`
 	Reply string `json:"reply"`
 	Error string `json:"error"`
 }

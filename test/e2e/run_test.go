@@ -47,6 +47,11 @@ func TestRunAttributesTheSession(t *testing.T) {
 	if so.OrigDst.String() != srv.addr() {
 		t.Errorf("orig_dst = %s, want %s", so.OrigDst, srv.addr())
 	}
+	// getpeername() tells the client where it meant to go, not where
+	// interlock's listener is.
+	if res.Peer != srv.addr() {
+		t.Errorf("client's getpeername says %s, want %s", res.Peer, srv.addr())
+	}
 	k := so.Identity.Kernel
 	if int(k.TGID) != res.PID || int(k.UID) != res.UID {
 		t.Errorf("kernel facts pid=%d uid=%d, client says pid=%d uid=%d", k.TGID, k.UID, res.PID, res.UID)
@@ -156,7 +161,8 @@ func TestOutsideCgroupGoesDirect(t *testing.T) {
 
 // TestAddressForms: an IPv6 target is intercepted; an IPv4 target reached
 // through its v4-mapped IPv6 address is intercepted; 0.0.0.0 and :: reach
-// the loopback targets they mean.
+// the loopback targets they mean; a TCP Fast Open sendto, which never
+// calls connect(), is intercepted too.
 func TestAddressForms(t *testing.T) {
 	v4 := startEcho(t, "tcp4", "127.0.0.2:0")
 	v6 := startEcho(t, "tcp6", "[::1]:0")
@@ -171,6 +177,7 @@ func TestAddressForms(t *testing.T) {
 		{"any-v4", "tcp4", fmt.Sprintf("0.0.0.0:%d", lo.port()), lo.addr()},
 		{"any-v6", "tcp6", fmt.Sprintf("[::]:%d", v6.port()), v6.addr()},
 		{"v4-mapped-any", "raw6", fmt.Sprintf("[::ffff:0.0.0.0]:%d", lo.port()), lo.addr()},
+		{"tcp-fast-open", "tfo", v4.addr(), v4.addr()},
 	}
 	var script strings.Builder
 	for _, c := range cases {
@@ -202,6 +209,10 @@ func TestAddressForms(t *testing.T) {
 			}
 			if so.OrigDst.String() != c.wantDst {
 				t.Errorf("orig_dst %s, want %s", so.OrigDst, c.wantDst)
+			}
+			if peer, err := netip.ParseAddrPort(res.Peer); err != nil || peer.Port() != so.OrigDst.Port() ||
+				(peer.Addr().Unmap() != so.OrigDst.Addr() && !peer.Addr().Unmap().IsUnspecified()) {
+				t.Errorf("getpeername says %s, connected to %s", res.Peer, c.dial)
 			}
 			if int(so.Identity.Kernel.TGID) != res.PID {
 				t.Errorf("pid %d, want %d", so.Identity.Kernel.TGID, res.PID)

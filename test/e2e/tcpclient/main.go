@@ -22,13 +22,15 @@ type result struct {
 	PID   int    `json:"pid"`
 	UID   int    `json:"uid"`
 	Local string `json:"local,omitempty"`
+	// Peer is what getpeername() says the socket is connected to.
+	Peer  string `json:"peer,omitempty"`
 	Reply string `json:"reply,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
 func main() {
 	addr := flag.String("addr", "", "host:port to connect to")
-	network := flag.String("net", "tcp", "tcp, tcp4, tcp6, or raw6 (an AF_INET6 socket connecting to the address as written)")
+	network := flag.String("net", "tcp", "tcp, tcp4, tcp6, raw6 (an AF_INET6 socket connecting to the address as written) or tfo (TCP Fast Open, no connect call)")
 	bulk := flag.Int("bulk", 0, "bytes to send after the hello line, then half-close")
 	flag.Parse()
 	res := result{PID: os.Getpid(), UID: os.Getuid()}
@@ -45,9 +47,12 @@ func main() {
 func run(network, addr string, bulk int, res *result) error {
 	var c net.Conn
 	var err error
-	if network == "raw6" {
+	switch network {
+	case "raw6":
 		c, err = dialRaw6(addr)
-	} else {
+	case "tfo":
+		return runTFO(addr, res)
+	default:
 		c, err = net.DialTimeout(network, addr, 5*time.Second)
 	}
 	if err != nil {
@@ -55,6 +60,7 @@ func run(network, addr string, bulk int, res *result) error {
 	}
 	defer c.Close()
 	res.Local = c.LocalAddr().String()
+	res.Peer = c.RemoteAddr().String()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := fmt.Fprintf(c, "hello pid=%d bulk=%d\n", os.Getpid(), bulk); err != nil {
 		return err
@@ -109,4 +115,39 @@ func dialRaw6(addr string) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "raw6")
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// runTFO connects with TCP Fast Open: the hello line goes out with
+// sendto(MSG_FASTOPEN) and there is no connect() call at all.
+func runTFO(addr string, res *result) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	hello := []byte(fmt.Sprintf("hello pid=%d bulk=0\n", os.Getpid()))
+	sa := &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	if err := syscall.Sendto(fd, hello, syscall.MSG_FASTOPEN, sa); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("sendto MSG_FASTOPEN %s: %w", addr, err)
+	}
+	f := os.NewFile(uintptr(fd), "tfo")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res.Local = c.LocalAddr().String()
+	res.Peer = c.RemoteAddr().String()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	res.Reply = strings.TrimSpace(line)
+	return nil
 }
