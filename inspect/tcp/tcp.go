@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/interlock/interlock/inspect"
@@ -94,11 +95,12 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 // through userspace buffers.
 func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err error) {
 	var (
-		wg       sync.WaitGroup
-		abort    sync.Once
-		errUp    error
-		errDown  error
-		finished = make(chan struct{})
+		wg        sync.WaitGroup
+		abort     sync.Once
+		errUp     error
+		errDown   error
+		cancelled atomic.Bool
+		finished  = make(chan struct{})
 	)
 	kill := func() {
 		abort.Do(func() {
@@ -110,6 +112,7 @@ func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err e
 	go func() {
 		select {
 		case <-ctx.Done():
+			cancelled.Store(true)
 			kill()
 		case <-finished:
 		}
@@ -133,8 +136,8 @@ func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err e
 	wg.Wait()
 	close(finished)
 	err = errors.Join(quiet(errUp), quiet(errDown))
-	if ctx.Err() != nil && err != nil {
-		err = fmt.Errorf("interlock shutting down: %w", context.Cause(ctx))
+	if cancelled.Load() {
+		err = fmt.Errorf("session ended by interlock: %w", context.Cause(ctx))
 	}
 	return up, down, err
 }
