@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// envFacts describe the machine the numbers come from.
+type envFacts struct {
+	Kernel           string `json:"kernel"`
+	CPUs             int    `json:"cpus"`
+	CPUModel         string `json:"cpu_model,omitempty"`
+	GoVersion        string `json:"go_version"`
+	Interlock        string `json:"interlock_version"`
+	JournalPath      string `json:"journal_path"`
+	JournalFS        string `json:"journal_fs"`
+	JournalSync      string `json:"journal_sync"`
+	JournalSyncEvery string `json:"journal_sync_interval"`
+	// Disk sync latency in the journal's directory, measured in this
+	// run: fdatasync and fsync, each after a 4 KiB append. SQLite syncs
+	// its WAL with fsync.
+	FsyncN          int     `json:"fsync_n"`
+	FdatasyncP50US  float64 `json:"fdatasync_p50_us"`
+	FdatasyncP99US  float64 `json:"fdatasync_p99_us"`
+	FdatasyncMeanUS float64 `json:"fdatasync_mean_us"`
+	FsyncP50US      float64 `json:"fsync_p50_us"`
+	FsyncP99US      float64 `json:"fsync_p99_us"`
+	FsyncMeanUS     float64 `json:"fsync_mean_us"`
+}
+
+func kernelVersion() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func interlockVersion(bin string) (string, error) {
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %v: %s", bin, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// fsType names the filesystem holding dir.
+func fsType(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "unknown"
+	}
+	names := map[int64]string{
+		unix.EXT4_SUPER_MAGIC:      "ext4",
+		unix.TMPFS_MAGIC:           "tmpfs",
+		unix.XFS_SUPER_MAGIC:       "xfs",
+		unix.BTRFS_SUPER_MAGIC:     "btrfs",
+		unix.OVERLAYFS_SUPER_MAGIC: "overlayfs",
+	}
+	if n, ok := names[int64(st.Type)]; ok {
+		return n
+	}
+	return fmt.Sprintf("0x%x", st.Type)
+}
+
+// measureSync times n appends of 4 KiB to a file in dir, each followed by
+// sync (fdatasync or fsync): the floor of what a synchronous WAL commit
+// costs on the journal's disk.
+func measureSync(dir string, n int, sync func(fd int) error) (p50, p99, mean time.Duration, err error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	name := f.Name()
+	defer func() {
+		f.Close()
+		os.Remove(name)
+	}()
+	block := make([]byte, 4096)
+	for i := range block {
+		block[i] = byte(i)
+	}
+	lat := make([]time.Duration, 0, n)
+	var sum time.Duration
+	for range n {
+		if _, err := f.Write(block); err != nil {
+			return 0, 0, 0, fmt.Errorf("write %s: %w", name, err)
+		}
+		t0 := time.Now()
+		if err := sync(int(f.Fd())); err != nil {
+			return 0, 0, 0, fmt.Errorf("sync %s: %w", name, err)
+		}
+		d := time.Since(t0)
+		lat = append(lat, d)
+		sum += d
+	}
+	slices.Sort(lat)
+	return percentile(lat, 0.5), percentile(lat, 0.99), sum / time.Duration(n), nil
+}
+
+func collectEnv(interlockBin, journalPath string, fsyncN int) (envFacts, error) {
+	e := envFacts{
+		Kernel:           kernelVersion(),
+		CPUs:             runtime.NumCPU(),
+		CPUModel:         cpuModel(),
+		GoVersion:        runtime.Version(),
+		JournalPath:      journalPath,
+		JournalFS:        fsType(filepath.Dir(journalPath)),
+		JournalSync:      "normal",
+		JournalSyncEvery: "10ms",
+		FsyncN:           fsyncN,
+	}
+	v, err := interlockVersion(interlockBin)
+	if err != nil {
+		return e, err
+	}
+	e.Interlock = v
+	p50, p99, mean, err := measureSync(filepath.Dir(journalPath), fsyncN, unix.Fdatasync)
+	if err != nil {
+		return e, fmt.Errorf("measure fdatasync latency: %w", err)
+	}
+	e.FdatasyncP50US, e.FdatasyncP99US, e.FdatasyncMeanUS = us(p50), us(p99), us(mean)
+	p50, p99, mean, err = measureSync(filepath.Dir(journalPath), fsyncN, unix.Fsync)
+	if err != nil {
+		return e, fmt.Errorf("measure fsync latency: %w", err)
+	}
+	e.FsyncP50US, e.FsyncP99US, e.FsyncMeanUS = us(p50), us(p99), us(mean)
+	return e, nil
+}

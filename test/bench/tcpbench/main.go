@@ -1,0 +1,516 @@
+// Command tcpbench measures what interlock's TCP passthrough (issue 2)
+// costs a client: connect + first-byte round trip, echo round trips on an
+// open connection, and bulk throughput, each measured directly and through
+// `interlock run` side by side in one run, against the same in-process
+// server with the same client code.
+//
+// It is a benchmark, not a test: it prints numbers, ratios and the aims
+// next to them, and fails only when it cannot measure (not root, no
+// interlock binary, a client run that failed), never on the numbers.
+//
+//	go run ./test/bench/tcpbench -interlock ./bin/interlock
+//
+// The client is this binary re-executed as `tcpbench client ...`. For
+// "interlock" it runs as `interlock run -c CONFIG --engine embedded --
+// tcpbench client ...`, so its connects go through the BPF redirect, the
+// proxy and the journal of an embedded engine.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/redirector"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "client" {
+		os.Exit(clientMain(os.Args[2:]))
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+type options struct {
+	interlock   string
+	conns       int
+	echo        int
+	bulkMiB     int
+	rounds      int
+	jsonOut     bool
+	quick       bool
+	journalDir  string
+	only        string
+	keep        bool
+	warmConns   int
+	warmEcho    int
+	fsyncProbes int
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("tcpbench", flag.ContinueOnError)
+	fs.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required; `make build` makes ./bin/interlock)")
+	fs.IntVar(&o.conns, "conns", 2000, "connections measured per connect round")
+	fs.IntVar(&o.echo, "echo", 20000, "64-byte round trips measured per echo round")
+	fs.IntVar(&o.bulkMiB, "bulk-mib", 1024, "MiB moved per bulk round, each direction")
+	fs.IntVar(&o.rounds, "rounds", 2, "rounds per metric and side (direct, interlock, direct, interlock, …)")
+	fs.BoolVar(&o.jsonOut, "json", false, "also print the results as JSON")
+	fs.BoolVar(&o.quick, "quick", false, "small sizes for a smoke run (200 conns, 2000 round trips, 64 MiB)")
+	fs.StringVar(&o.journalDir, "journal-dir", "", "directory to put the journal in (default: the bench's temp dir; /dev/shm takes the disk's fsync out)")
+	fs.StringVar(&o.only, "only", "", "comma-separated subset of connect,echo,bulk")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (config, journal) and print where it is")
+	fs.IntVar(&o.warmConns, "warmup-conns", 50, "unmeasured connections before each connect round")
+	fs.IntVar(&o.warmEcho, "warmup-echo", 1000, "unmeasured round trips before each echo round")
+	fs.IntVar(&o.fsyncProbes, "fsync-probes", 200, "fdatasync calls timed on the journal's disk")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]func(){
+			"conns":        func() { o.conns = 200 },
+			"echo":         func() { o.echo = 2000 },
+			"bulk-mib":     func() { o.bulkMiB = 64 },
+			"warmup-conns": func() { o.warmConns = 20 },
+			"warmup-echo":  func() { o.warmEcho = 200 },
+			"fsync-probes": func() { o.fsyncProbes = 50 },
+		}
+		for name, apply := range quick {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	if o.interlock == "" {
+		return o, errors.New("-interlock PATH is required (build it with `make build`: ./bin/interlock)")
+	}
+	if o.conns <= 0 || o.echo <= 0 || o.bulkMiB <= 0 || o.rounds <= 0 || o.fsyncProbes <= 0 {
+		return o, errors.New("-conns, -echo, -bulk-mib, -rounds and -fsync-probes must be positive")
+	}
+	if o.warmConns < 0 || o.warmEcho < 0 {
+		return o, errors.New("warm-up counts cannot be negative")
+	}
+	return o, nil
+}
+
+// errInterrupted ends the run on SIGINT/SIGTERM, after cleaning up.
+var errInterrupted = errors.New("interrupted")
+
+func benchMain(args []string) int {
+	o, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "tcpbench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	err = run(ctx, o)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errInterrupted) || ctx.Err() != nil:
+		fmt.Fprintln(os.Stderr, "tcpbench: interrupted; cleaned up, no results")
+		return 130
+	default:
+		fmt.Fprintln(os.Stderr, "tcpbench: FAILED:", err)
+		return 1
+	}
+}
+
+// bench is one benchmark run's setup.
+type bench struct {
+	o         options
+	self      string
+	interlock string
+	dir       string // temp dir: config, control socket, run state
+	jdir      string // the journal's own temp dir (dir unless -journal-dir)
+	cfgPath   string
+	journal   string
+	pin       string
+	servers   map[string]*server
+}
+
+func run(ctx context.Context, o options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: interlock run loads BPF programs and creates cgroups (try: sudo make bench)")
+	}
+	b := &bench{o: o, servers: map[string]*server{}}
+	if b.interlock, err = filepath.Abs(o.interlock); err != nil {
+		return err
+	}
+	fi, err := os.Stat(b.interlock)
+	switch {
+	case err != nil:
+		return fmt.Errorf("interlock binary: %w (build it with `make build`)", err)
+	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("interlock binary %s is not an executable file", b.interlock)
+	}
+	if b.self, err = os.Executable(); err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+
+	defer func() {
+		if cerr := b.cleanup(); cerr != nil {
+			fmt.Fprintln(os.Stderr, "tcpbench: cleanup:", cerr)
+		}
+	}()
+	if err := b.setup(); err != nil {
+		return err
+	}
+
+	env, err := collectEnv(b.interlock, b.journal, o.fsyncProbes)
+	if err != nil {
+		return err
+	}
+	printEnv(os.Stdout, env, o)
+
+	res, err := b.measure(ctx)
+	if err != nil {
+		return err
+	}
+	opens, err := b.checkJournal(ctx, res)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  journal      %d session.open records, one per connection of the interlock side, none for the direct side\n", opens)
+	rows := summarize(res)
+	fmt.Println()
+	printTable(os.Stdout, rows, o)
+	printRounds(os.Stdout, res)
+	if o.jsonOut {
+		out := map[string]any{
+			"env":     env,
+			"params":  paramsOf(o),
+			"rounds":  res,
+			"summary": rows,
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		fmt.Println()
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func paramsOf(o options) map[string]any {
+	return map[string]any{
+		"conns": o.conns, "warmup_conns": o.warmConns, "echo": o.echo, "warmup_echo": o.warmEcho,
+		"echo_size": 64, "bulk_mib": o.bulkMiB, "rounds": o.rounds, "quick": o.quick,
+	}
+}
+
+func (b *bench) setup() error {
+	var err error
+	if b.dir, err = os.MkdirTemp("", "interlock-tcpbench-"); err != nil {
+		return err
+	}
+	b.jdir = b.dir
+	if b.o.journalDir != "" {
+		if b.jdir, err = os.MkdirTemp(b.o.journalDir, "interlock-tcpbench-journal-"); err != nil {
+			return fmt.Errorf("journal dir: %w", err)
+		}
+	}
+	b.journal = filepath.Join(b.jdir, "journal.db")
+	b.cfgPath = filepath.Join(b.dir, "interlock.yaml")
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	b.pin = "/sys/fs/bpf/interlock-tcpbench-" + hex.EncodeToString(rnd[:])
+
+	for _, s := range []struct {
+		name   string
+		handle func(*net.TCPConn)
+	}{
+		{"connect", serveConnect},
+		{"echo", serveEcho},
+		{"bulk", serveBulk},
+	} {
+		srv, err := startServer(s.name, "127.0.0.2:0", s.handle)
+		if err != nil {
+			return fmt.Errorf("start %s server on 127.0.0.2: %w", s.name, err)
+		}
+		b.servers[s.name] = srv
+	}
+
+	var c strings.Builder
+	fmt.Fprintf(&c, "journal:\n  path: %s\n  sync: normal\n  sync_interval: 10ms\n", b.journal)
+	fmt.Fprintf(&c, "control:\n  socket: %s\n", filepath.Join(b.dir, "run", "ctl.sock"))
+	fmt.Fprintf(&c, "bpf:\n  pin_path: %s\n", b.pin)
+	c.WriteString("log:\n  level: warn\ntargets:\n")
+	for _, name := range []string{"connect", "echo", "bulk"} {
+		fmt.Fprintf(&c, "  - name: bench-%s\n    protocol: tcp\n    address: %q\n", name, b.servers[name].addr())
+	}
+	return os.WriteFile(b.cfgPath, []byte(c.String()), 0o600)
+}
+
+func (b *bench) cleanup() error {
+	var errs []error
+	for _, s := range b.servers {
+		s.close()
+	}
+	if b.pin != "" {
+		if _, err := os.Stat(b.pin); err == nil {
+			if err := redirector.DetachPinned(b.pin); err != nil {
+				errs = append(errs, fmt.Errorf("remove pins %s: %w", b.pin, err))
+			}
+			os.Remove(b.pin)
+		}
+	}
+	if b.o.keep && b.dir != "" {
+		fmt.Fprintf(os.Stderr, "tcpbench: kept %s (config) and journal %s\n", b.dir, b.journal)
+		return errors.Join(errs...)
+	}
+	if b.jdir != "" && b.jdir != b.dir {
+		if err := os.RemoveAll(b.jdir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.dir != "" {
+		if err := os.RemoveAll(b.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// metric is one thing measured: the client arguments and the server.
+type metric struct {
+	name   string
+	server string
+	args   []string
+}
+
+func (b *bench) metrics() ([]metric, error) {
+	all := []metric{
+		{"connect", "connect", []string{"-mode", modeConnect, "-n", strconv.Itoa(b.o.conns), "-warmup", strconv.Itoa(b.o.warmConns)}},
+		{"echo", "echo", []string{"-mode", modeEcho, "-n", strconv.Itoa(b.o.echo), "-warmup", strconv.Itoa(b.o.warmEcho), "-size", "64"}},
+		{"bulk-up", "bulk", []string{"-mode", modeBulkUp, "-bytes", strconv.FormatInt(int64(b.o.bulkMiB)<<20, 10)}},
+		{"bulk-down", "bulk", []string{"-mode", modeBulkDown, "-bytes", strconv.FormatInt(int64(b.o.bulkMiB)<<20, 10)}},
+	}
+	if b.o.only == "" {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, w := range strings.Split(b.o.only, ",") {
+		switch w = strings.TrimSpace(w); w {
+		case "connect", "echo", "bulk":
+			want[w] = true
+		default:
+			return nil, fmt.Errorf("-only: unknown metric %q (connect, echo, bulk)", w)
+		}
+	}
+	var out []metric
+	for _, m := range all {
+		if want[m.name] || (want["bulk"] && m.server == "bulk") {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// results: metric → side → one clientResult per round.
+type results map[string]map[string][]clientResult
+
+const (
+	sideDirect    = "direct"
+	sideInterlock = "interlock"
+)
+
+// measure runs each metric direct, interlock, direct, interlock, … so a
+// drift of the machine over the run hits both sides alike.
+func (b *bench) measure(ctx context.Context) (results, error) {
+	ms, err := b.metrics()
+	if err != nil {
+		return nil, err
+	}
+	res := results{}
+	for _, m := range ms {
+		res[m.name] = map[string][]clientResult{}
+		for r := 1; r <= b.o.rounds; r++ {
+			for _, side := range []string{sideDirect, sideInterlock} {
+				cr, err := b.runClient(ctx, side, m)
+				if err != nil {
+					return nil, fmt.Errorf("%s, round %d, %s: %w", m.name, r, side, err)
+				}
+				res[m.name][side] = append(res[m.name][side], cr)
+				fmt.Fprintf(os.Stderr, "tcpbench: %-9s round %d %-9s %s\n", m.name, r, side, brief(cr))
+			}
+		}
+	}
+	return res, nil
+}
+
+func brief(r clientResult) string {
+	if r.MiBps > 0 {
+		return fmt.Sprintf("%.0f MiB/s (%d MiB in %.2fs)", r.MiBps, r.Bytes>>20, r.Seconds)
+	}
+	return fmt.Sprintf("p50 %.1f µs, p99 %.1f µs (n=%d)", r.P50US, r.P99US, r.N)
+}
+
+var summaryRE = regexp.MustCompile(`interlock: (\d+) sessions?\b.*?, (\d+) refused(?:, (\d+) anomalies)?`)
+
+// runClient runs one client process, directly or under `interlock run`,
+// and returns its result; any failure is an error, never a number.
+func (b *bench) runClient(ctx context.Context, side string, m metric) (clientResult, error) {
+	if ctx.Err() != nil {
+		return clientResult{}, errInterrupted
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	argv := append([]string{b.self, "client", "-addr", b.servers[m.server].addr()}, m.args...)
+	if side == sideInterlock {
+		argv = append([]string{b.interlock, "run", "-c", b.cfgPath, "--engine", "embedded", "--"}, argv...)
+	}
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Its own process group: a Ctrl-C reaches only the bench, which then
+	// ends the child in order (interlock forwards SIGTERM to the client
+	// and tears down its cgroup, links and journal).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	before := b.servers[m.server].accepted.Load()
+	runErr := cmd.Run()
+	if side == sideInterlock && cmd.Process != nil {
+		removeRunCgroup(cmd.Process.Pid)
+	}
+	if ctx.Err() != nil {
+		return clientResult{}, errInterrupted
+	}
+	if cctx.Err() != nil {
+		return clientResult{}, fmt.Errorf("client did not finish within 10 minutes; stderr: %s", tail(stderr.String()))
+	}
+	cr, perr := parseResult(stdout.Bytes())
+	if runErr != nil || perr != nil || cr.Error != "" {
+		msg := cr.Error
+		if msg == "" && perr != nil {
+			msg = perr.Error()
+		}
+		return cr, fmt.Errorf("client failed (%v): %s; stderr: %s", runErr, msg, tail(stderr.String()))
+	}
+	if got := b.servers[m.server].accepted.Load() - before; got != int64(cr.Conns) {
+		return cr, fmt.Errorf("the server accepted %d connections, the client opened %d", got, cr.Conns)
+	}
+	if side == sideInterlock {
+		// The run's summary line proves the connections went through the
+		// proxy: one session each, none refused.
+		sm := summaryRE.FindStringSubmatch(stderr.String())
+		if sm == nil {
+			return cr, fmt.Errorf("no summary line from interlock run; stderr: %s", tail(stderr.String()))
+		}
+		sessions, _ := strconv.Atoi(sm[1])
+		refused, _ := strconv.Atoi(sm[2])
+		if sessions != cr.Conns || refused != 0 || sm[3] != "" {
+			return cr, fmt.Errorf("interlock counted %d sessions (%d refused) for the client's %d connections: not all were proxied; summary: %q",
+				sessions, refused, cr.Conns, sm[0])
+		}
+	}
+	return cr, nil
+}
+
+// checkJournal counts the session.open records: there must be exactly one
+// per connection the interlock side opened. More would mean the direct
+// side was intercepted too; fewer, sessions that were not journaled.
+func (b *bench) checkJournal(ctx context.Context, res results) (int, error) {
+	want := 0
+	for _, sides := range res {
+		for _, r := range sides[sideInterlock] {
+			want += r.Conns
+		}
+	}
+	got := 0
+	err := journal.Entries(ctx, b.journal, 1, func(e journal.Entry) error {
+		if e.Kind == model.KindSessionOpen {
+			got++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read the journal %s: %w", b.journal, err)
+	}
+	if got != want {
+		return got, fmt.Errorf("the journal holds %d session.open records; the interlock side opened %d connections", got, want)
+	}
+	return got, nil
+}
+
+func parseResult(out []byte) (clientResult, error) {
+	var r clientResult
+	line := bytes.TrimSpace(out)
+	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
+		line = line[i+1:]
+	}
+	if len(line) == 0 {
+		return r, errors.New("no result on stdout")
+	}
+	if err := json.Unmarshal(line, &r); err != nil {
+		return r, fmt.Errorf("client output %q: %w", line, err)
+	}
+	return r, nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		s = "…" + s[len(s)-2000:]
+	}
+	if s == "" {
+		return "(empty)"
+	}
+	return s
+}
+
+// removeRunCgroup removes what a killed `interlock run` (pid) could not:
+// its cgroup, which it creates below ours. A run that ended normally has
+// removed it already.
+func removeRunCgroup(pid int) {
+	root, err := redirector.Cgroup2Root()
+	if err != nil {
+		return
+	}
+	self, err := redirector.SelfCgroup()
+	if err != nil {
+		return
+	}
+	dir, err := redirector.CgroupDir(root, filepath.Join(self, fmt.Sprintf("interlock-run-%d", pid)))
+	if err != nil {
+		return
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	for range 100 {
+		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

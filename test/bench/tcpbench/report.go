@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// row is one line of the results table. Direct and Interlock are medians
+// of the per-round values.
+type row struct {
+	Metric    string    `json:"metric"`
+	Unit      string    `json:"unit"`
+	Direct    *float64  `json:"direct,omitempty"`
+	Interlock float64   `json:"interlock"`
+	Ratio     *float64  `json:"ratio,omitempty"`
+	DirectR   []float64 `json:"direct_rounds,omitempty"`
+	InterR    []float64 `json:"interlock_rounds,omitempty"`
+	Aim       string    `json:"aim,omitempty"`
+	Met       *bool     `json:"aim_met,omitempty"`
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func values(rs []clientResult, f func(clientResult) float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// summarize turns the per-round results into the table's rows.
+func summarize(res results) []row {
+	var rows []row
+	side := func(name string, unit string, m string, f func(clientResult) float64) row {
+		d := values(res[m][sideDirect], f)
+		i := values(res[m][sideInterlock], f)
+		r := row{Metric: name, Unit: unit, Direct: ptr(median(d)), Interlock: median(i), DirectR: d, InterR: i}
+		if *r.Direct != 0 {
+			r.Ratio = ptr(r.Interlock / *r.Direct)
+		}
+		return r
+	}
+	p50 := func(r clientResult) float64 { return r.P50US }
+	p99 := func(r clientResult) float64 { return r.P99US }
+	rate := func(r clientResult) float64 { return r.MiBps }
+	if _, ok := res["connect"]; ok {
+		a := side("connect+1B round trip p50", "µs", "connect", p50)
+		rows = append(rows, a, side("connect+1B round trip p99", "µs", "connect", p99))
+		// Added p50 per round pair (interlock round k − direct round k),
+		// and its median; the headline is the difference of the medians.
+		var added []float64
+		for k := range min(len(a.DirectR), len(a.InterR)) {
+			added = append(added, a.InterR[k]-a.DirectR[k])
+		}
+		v := a.Interlock - *a.Direct
+		rows = append(rows, row{Metric: "connect added p50 (interlock − direct)", Unit: "µs",
+			Interlock: v, InterR: added, Aim: "≤ 150 µs", Met: ptr(v <= 150)})
+	}
+	if _, ok := res["echo"]; ok {
+		rows = append(rows, side("echo 64B round trip p50", "µs", "echo", p50), side("echo 64B round trip p99", "µs", "echo", p99))
+	}
+	for _, m := range []struct{ key, name string }{{"bulk-up", "bulk client→server"}, {"bulk-down", "bulk server→client"}} {
+		if _, ok := res[m.key]; !ok {
+			continue
+		}
+		r := side(m.name, "MiB/s", m.key, rate)
+		r.Aim = "≥ 0.90×"
+		if r.Ratio != nil {
+			r.Met = ptr(*r.Ratio >= 0.9)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 1000 || v <= -1000:
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.1f", v)
+	}
+}
+
+func printEnv(w io.Writer, e envFacts, o options) {
+	fmt.Fprintln(w, "interlock TCP passthrough benchmark (tcpbench)")
+	fmt.Fprintf(w, "  date         %s\n", time.Now().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "  kernel       %s\n", e.Kernel)
+	fmt.Fprintf(w, "  cpus         %d (%s)\n", e.CPUs, e.CPUModel)
+	fmt.Fprintf(w, "  go           %s\n", e.GoVersion)
+	fmt.Fprintf(w, "  interlock    %s (embedded engine: interlock run --engine embedded)\n", e.Interlock)
+	fmt.Fprintf(w, "  journal      %s on %s, sync: %s, sync_interval: %s (session.open is synced before the upstream dial in every mode)\n",
+		e.JournalPath, e.JournalFS, e.JournalSync, e.JournalSyncEvery)
+	fmt.Fprintf(w, "  disk sync    after a 4 KiB append in the journal's dir, n=%d each: fdatasync p50 %.1f µs, p99 %.1f µs; fsync (what SQLite's WAL uses) p50 %.1f µs, p99 %.1f µs\n",
+		e.FsyncN, e.FdatasyncP50US, e.FdatasyncP99US, e.FsyncP50US, e.FsyncP99US)
+	fmt.Fprintf(w, "  sizes        connect %d (+%d warm-up) per round, echo %d×64 B (+%d warm-up), bulk %d MiB each way; %d rounds per side, interleaved\n",
+		o.conns, o.warmConns, o.echo, o.warmEcho, o.bulkMiB, o.rounds)
+}
+
+func printTable(w io.Writer, rows []row, o options) {
+	head := []string{"metric", "direct", "interlock", "ratio i/d", "aim", ""}
+	table := [][]string{head}
+	for _, r := range rows {
+		d, ratio := "—", "—"
+		if r.Direct != nil {
+			d = num(*r.Direct)
+		}
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f×", *r.Ratio)
+		}
+		verdict := ""
+		if r.Met != nil {
+			verdict = "met"
+			if !*r.Met {
+				verdict = "MISSED"
+			}
+		}
+		table = append(table, []string{r.Metric + " (" + r.Unit + ")", d, num(r.Interlock), ratio, r.Aim, verdict})
+	}
+	widths := make([]int, len(head))
+	for _, t := range table {
+		for i, c := range t {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	fmt.Fprintf(w, "results (median of %d rounds per side)\n", o.rounds)
+	for k, t := range table {
+		var b strings.Builder
+		for i, c := range t {
+			pad := widths[i] - len([]rune(c))
+			if i == 0 || i >= 4 {
+				b.WriteString(c + strings.Repeat(" ", pad))
+			} else {
+				b.WriteString(strings.Repeat(" ", pad) + c)
+			}
+			b.WriteString("  ")
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+		if k == 0 {
+			total := 0
+			for _, wd := range widths {
+				total += wd + 2
+			}
+			fmt.Fprintln(w, strings.Repeat("-", total-2))
+		}
+	}
+}
+
+// printRounds shows every round's value: the spread behind each median.
+func printRounds(w io.Writer, res results) {
+	fmt.Fprintln(w, "\nper round (direct | interlock)")
+	for _, m := range []string{"connect", "echo", "bulk-up", "bulk-down"} {
+		s, ok := res[m]
+		if !ok {
+			continue
+		}
+		f := func(rs []clientResult) string {
+			var parts []string
+			for _, r := range rs {
+				if r.MiBps > 0 {
+					parts = append(parts, fmt.Sprintf("%.0f MiB/s", r.MiBps))
+				} else {
+					parts = append(parts, fmt.Sprintf("p50 %s p99 %s max %s", num(r.P50US), num(r.P99US), num(r.MaxUS)))
+				}
+			}
+			return strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(w, "  %-9s %s | %s\n", m, f(s[sideDirect]), f(s[sideInterlock]))
+	}
+}
