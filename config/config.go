@@ -17,6 +17,8 @@ type Config struct {
 	// the built-in defaults.
 	Source string `yaml:"-"`
 
+	// StateDir holds what interlock creates and keeps: keys, certificates.
+	StateDir  string          `yaml:"state_dir"`
 	Journal   JournalConfig   `yaml:"journal"`
 	Intercept InterceptConfig `yaml:"intercept"`
 	Control   ControlConfig   `yaml:"control"`
@@ -124,10 +126,69 @@ type TargetConfig struct {
 	// Address is host:port or [ipv6]:port, as written in the file; the host
 	// is an IP literal or a DNS name.
 	Address string `yaml:"address"`
+
+	// Credentials are what interlock logs in to the target with (postgres
+	// and ssh targets). Clients never see them.
+	Credentials *Credentials `yaml:"credentials,omitempty"`
+
+	// PostgreSQL targets.
+
+	// TLS is the upstream leg's TLS mode: disable, prefer, require or
+	// verify-full (default prefer).
+	TLS string `yaml:"tls,omitempty"`
+	// CAFile verifies the server's certificate under verify-full.
+	CAFile string `yaml:"ca_file,omitempty"`
+	// RecordResults is none, summary (default) or rows.
+	RecordResults string `yaml:"record_results,omitempty"`
+	// RecordRowsMax caps the rows recorded per statement under rows
+	// (default 100).
+	RecordRowsMax int `yaml:"record_rows_max,omitempty"`
+	// DenyStatements lists statement kinds refused before they reach the
+	// server, such as drop_database.
+	DenyStatements []string `yaml:"deny_statements,omitempty"`
+
+	// SSH targets.
+
+	// KnownHosts is a known_hosts file that verifies the target's host key.
+	KnownHosts string `yaml:"known_hosts,omitempty"`
+	// HostKey is the target's public host key in authorized_keys format,
+	// an alternative to KnownHosts.
+	HostKey string `yaml:"host_key,omitempty"`
+	// HostKeyFile is the private key interlock presents to clients for this
+	// target (typically the target's own host key). Without it interlock
+	// presents a host certificate signed by its own CA.
+	HostKeyFile string `yaml:"host_key_file,omitempty"`
+	// DenyExec lists command-line globs refused before they run.
+	DenyExec []string `yaml:"deny_exec,omitempty"`
+	// Allow opens what is refused by default.
+	Allow *SSHAllow `yaml:"allow,omitempty"`
+}
+
+// Credentials is a target's credentials section.
+type Credentials struct {
+	// User is the account interlock logs in as; a client asking for
+	// another user is refused.
+	User string `yaml:"user"`
+	// PasswordFile holds the password (postgres, or ssh password auth).
+	PasswordFile string `yaml:"password_file"`
+	// PasswordEnv names an environment variable of interlock's holding
+	// the password.
+	PasswordEnv string `yaml:"password_env"`
+	// KeyFile is an SSH private key (ssh targets).
+	KeyFile string `yaml:"key_file"`
+}
+
+// SSHAllow is an ssh target's allow section: channel types refused unless
+// set here. Each request is journaled either way.
+type SSHAllow struct {
+	PortForwarding  bool `yaml:"port_forwarding"`
+	AgentForwarding bool `yaml:"agent_forwarding"`
+	X11             bool `yaml:"x11"`
 }
 
 // Built-in defaults.
 const (
+	defaultStateDir     = "/var/lib/interlock"
 	defaultJournalPath  = "/var/lib/interlock/journal.db"
 	defaultSyncInterval = Duration(10_000_000) // 10ms
 	defaultSocket       = "/run/interlock/interlock.sock"
@@ -139,6 +200,7 @@ const (
 // nothing (no cgroups, no targets).
 func Default() *Config {
 	return &Config{
+		StateDir: defaultStateDir,
 		Journal: JournalConfig{
 			Path:         defaultJournalPath,
 			Sync:         SyncNormal,

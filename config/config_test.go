@@ -123,8 +123,12 @@ var parseErrorTests = []struct {
 
 	// Targets: protocols.
 	{"missing protocol", "targets:\n  - name: db\n    address: a:1\n", 2, "targets[0].protocol", "is required"},
-	{"postgres", "targets:\n  - name: db\n    protocol: postgres\n    address: a:1\n", 3, "targets[0].protocol", `"postgres" is not supported by this build yet`},
-	{"ssh", "targets:\n  - name: db\n    protocol: ssh\n    address: a:22\n", 3, "targets[0].protocol", `"ssh" is not supported by this build yet`},
+	{"postgres without credentials", "targets:\n  - name: db\n    protocol: postgres\n    address: a:1\n", 2, "targets[0].credentials", "is required for a postgres target"},
+	{"ssh without host key", "targets:\n  - name: db\n    protocol: ssh\n    address: a:22\n    credentials:\n      user: u\n      key_file: /k\n", 2, "targets[0].known_hosts", "always verifies the target's host key"},
+	{"tls on a tcp target", "targets:\n  - name: db\n    protocol: tcp\n    address: a:1\n    tls: require\n", 5, "targets[0].tls", "applies to postgres targets only"},
+	{"bad tls mode", "targets:\n  - name: db\n    protocol: postgres\n    address: a:1\n    credentials: {user: u}\n    tls: maybe\n", 6, "targets[0].tls", "is not one of"},
+	{"bad rows max", "targets:\n  - name: db\n    protocol: postgres\n    address: a:1\n    credentials: {user: u}\n    record_rows_max: lots\n", 6, "targets[0].record_rows_max", "is not a whole number"},
+	{"bad allow bool", "targets:\n  - name: h\n    protocol: ssh\n    address: a:22\n    credentials: {user: u, key_file: /k}\n    host_key: x\n    allow: {x11: maybe}\n", 7, "targets[0].allow.x11", "is not true or false"},
 	{"unknown protocol", "targets:\n  - name: db\n    protocol: http\n    address: a:1\n", 3, "targets[0].protocol", "not a protocol interlock knows"},
 
 	// Targets: addresses.
@@ -248,8 +252,8 @@ log:
 		"test.yaml:2: journal.sync: \"fast\" is not one of: normal, always",
 		"test.yaml:3: journal.sync_interval: \"10\" has no unit; write for example 10ms or 10s",
 		"test.yaml:5: targets[0].name: must be a string, not a list",
+		"test.yaml:5: targets[0].credentials: is required for a postgres target",
 		"test.yaml:5: targets[0].address: is required",
-		"test.yaml:6: targets[0].protocol: \"postgres\" is not supported by this build yet",
 		"test.yaml:7: targets[1].nme: unknown key; did you mean name?",
 		"test.yaml:7: targets[1].protocol: is required",
 		"test.yaml:7: targets[1].address: is required",
@@ -292,6 +296,7 @@ func TestDefault(t *testing.T) {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
 	want := &Config{
+		StateDir: "/var/lib/interlock",
 		Journal: JournalConfig{
 			Path:         "/var/lib/interlock/journal.db",
 			Sync:         SyncNormal,
@@ -369,7 +374,8 @@ targets:
 `
 
 var fullWant = &Config{
-	Source: "full.yaml",
+	Source:   "full.yaml",
+	StateDir: "/var/lib/interlock",
 	Journal: JournalConfig{
 		Path:         "/srv/interlock/journal.db",
 		Sync:         SyncAlways,
@@ -724,11 +730,11 @@ func TestHostPort(t *testing.T) {
 
 func TestValidateWithoutFile(t *testing.T) {
 	cfg := Default()
-	cfg.Targets = []TargetConfig{{Name: "db", Protocol: model.ProtoSSH, Address: "db:22"}}
+	cfg.Targets = []TargetConfig{{Name: "db", Protocol: model.ProtoSSH, Address: "db:22", HostKey: "k"}}
 	cfg.Journal.Path = "rel"
 	err := cfg.Validate()
 	want := "journal.path: \"rel\" is not an absolute path; it must start with /\n" +
-		"targets[0].protocol: \"ssh\" is not supported by this build yet; only tcp is (tcp records each connection but not what is said on it)"
+		"targets[0].credentials: is required for a ssh target: interlock logs in with credentials it holds, never the client's"
 	if err == nil || err.Error() != want {
 		t.Errorf("Validate() =\n%v\nwant\n%s", err, want)
 	}

@@ -333,6 +333,39 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 		if s, ok := d.scalar(n, key, line, "a string"); ok {
 			v.SetString(s)
 		}
+	case v.Kind() == reflect.Int:
+		s, ok := d.scalar(n, key, line, "a whole number")
+		if !ok {
+			return
+		}
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n.ShortTag() != "!!int" {
+			d.at(line, key, quote(s)+" is not a whole number")
+			return
+		}
+		v.SetInt(i)
+	case v.Kind() == reflect.Bool:
+		s, ok := d.scalar(n, key, line, "true or false")
+		if !ok {
+			return
+		}
+		switch s {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			d.at(line, key, quote(s)+" is not true or false")
+		}
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
+		// An optional section: present in the file means set.
+		if isNull(n) {
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.mapping(n, v.Elem(), key, line)
 	case v.Kind() == reflect.Struct:
 		d.mapping(n, v, key, line)
 	case v.Kind() == reflect.Slice:

@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 
 // validate adds c's problems to l.
 func (c *Config) validate(l *errorList) {
+	absPath(l, "state_dir", c.StateDir, false)
 	absPath(l, "journal.path", c.Journal.Path, true)
 	oneOf(l, "journal.sync", string(c.Journal.Sync), SyncNormal, SyncAlways)
 	if d := time.Duration(c.Journal.SyncInterval); d < minSyncInterval || d > maxSyncInterval {
@@ -173,15 +174,13 @@ func (c *Config) validateTargets(l *errorList) {
 		}
 
 		switch t.Protocol {
-		case model.ProtoTCP:
+		case model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH:
 		case "":
-			l.add(key+".protocol", "is required; write tcp (the only protocol this build supports)")
-		case model.ProtoPostgres, model.ProtoSSH:
-			l.add(key+".protocol", quote(string(t.Protocol))+" is not supported by this build yet; only tcp is "+
-				"(tcp records each connection but not what is said on it)")
+			l.add(key+".protocol", "is required; write tcp, postgres or ssh")
 		default:
-			l.add(key+".protocol", quote(string(t.Protocol))+" is not a protocol interlock knows; write tcp")
+			l.add(key+".protocol", quote(string(t.Protocol))+" is not a protocol interlock knows; write tcp, postgres or ssh")
 		}
+		validateTargetOptions(l, i, t)
 
 		if t.Address == "" {
 			l.add(key+".address", "is required; write host:port, such as db.internal:5432 or [2001:db8::5]:5432")

@@ -159,6 +159,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	e.handler = map[model.Protocol]inspect.Handler{
 		model.ProtoTCP: &tcp.Handler{Journal: j, Policy: pol, Logger: opts.Logger},
 	}
+	for _, t := range cfg.Targets {
+		if _, ok := e.handler[t.Protocol]; !ok {
+			e.closeNow()
+			return nil, fmt.Errorf("target %s: this build has no %s handler", t.Name, t.Protocol)
+		}
+	}
 	if err := red.SetTargets(ctx, targetsOf(cfg)); err != nil {
 		e.closeNow()
 		return nil, fmt.Errorf("intercept targets: %w", err)

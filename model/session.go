@@ -50,6 +50,10 @@ type SessionOpen struct {
 	Client   netip.AddrPort `json:"client"`
 	Identity Identity       `json:"identity"`
 	Decision Decision       `json:"decision"`
+	// Postgres and SSH describe what the client asked for, for sessions
+	// of those protocols.
+	Postgres *PGStartup  `json:"postgres,omitempty"`
+	SSH      *SSHStartup `json:"ssh,omitempty"`
 }
 
 // SessionClose is the data of a session.close entry.
@@ -92,13 +96,25 @@ type Record struct {
 	// Data is marshalled to JSON. It must not contain floats: durations
 	// and times are integer nanoseconds.
 	Data any
+	// Payload, when not nil, is content that may hold personal data
+	// (result rows, terminal output). It is stored beside the entry and
+	// committed to the chain through a salted hash, so a retention job can
+	// delete it later without breaking verification. []byte is stored as
+	// is; anything else is marshalled to JSON.
+	Payload any
 }
 
-// Recorder is how the data path writes the journal. Append returns the
-// entry's sequence number once the record is as durable as asked; an error
-// means the operation the record describes must not take effect.
+// Recorder is how the data path writes the journal.
 type Recorder interface {
+	// Append returns the entry's sequence number once the record is as
+	// durable as asked; an error means the operation the record describes
+	// must not take effect.
 	Append(ctx context.Context, rec Record, d Durability) (uint64, error)
+	// Post queues a record for the batched path and returns at once: for
+	// output streams and other records nothing waits on. The queue is
+	// bounded; what does not fit is counted and written as a journal.gap
+	// entry, never dropped silently.
+	Post(rec Record)
 }
 
 // Entry kinds for `interlock run`.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"runtime/debug"
 
@@ -132,6 +134,15 @@ func rootCommand() *cli.Command {
 }
 
 func main() {
+	// INTERLOCK_PPROF=127.0.0.1:6060 serves net/http/pprof, for profiling
+	// the data path; it is never on by default.
+	if addr := os.Getenv("INTERLOCK_PPROF"); addr != "" {
+		go func() {
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				fmt.Fprintln(os.Stderr, "interlock: pprof:", err)
+			}
+		}()
+	}
 	err := rootCommand().Run(context.Background(), os.Args)
 	os.Exit(exitCode(err))
 }

@@ -1,0 +1,186 @@
+package model
+
+// The records below are what protocol handlers journal inside a session,
+// and what the journal's exporters (statements.csv, asciicast, OCSF) read
+// back. Field names are part of the evidence format: add fields, never
+// rename or repurpose them. Times are integer nanoseconds.
+
+// Entry kinds written inside sessions.
+const (
+	// KindGap marks records lost because a bounded queue overflowed.
+	KindGap = "journal.gap"
+
+	KindPGStatement = "pg.statement"
+
+	KindSSHChannel = "ssh.channel" // a channel opened or refused
+	KindSSHRequest = "ssh.request" // pty-req, env, shell, exec, subsystem, signal, forwarding, ...
+	KindSSHExit    = "ssh.exit"    // exit-status or exit-signal of a channel
+	KindSSHIO      = "ssh.io"      // a chunk of channel data
+	KindSSHResize  = "ssh.resize"  // window-change
+	KindSSHSFTP    = "ssh.sftp"    // one sftp operation
+)
+
+// Gap is the data of a journal.gap entry.
+type Gap struct {
+	// Lost counts the records that could not be queued.
+	Lost uint64 `json:"lost"`
+	// Kinds counts the lost records by kind.
+	Kinds map[string]uint64 `json:"kinds,omitempty"`
+}
+
+// PGStartup is what a PostgreSQL client asked for when it connected;
+// SessionOpen.Postgres carries it. Passwords never appear.
+type PGStartup struct {
+	User        string            `json:"user"`
+	Database    string            `json:"database"`
+	Application string            `json:"application_name,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	// ProtocolVersion is "3.0" or "3.2".
+	ProtocolVersion string `json:"protocol_version"`
+	// ClientTLS says whether the client leg was TLS; UpstreamTLS the
+	// server leg.
+	ClientTLS   bool `json:"client_tls"`
+	UpstreamTLS bool `json:"upstream_tls"`
+	// UpstreamPID is the server backend's process id.
+	UpstreamPID uint32 `json:"upstream_pid,omitempty"`
+}
+
+// PGParam is one bound parameter of an extended-protocol statement.
+type PGParam struct {
+	// Type is the parameter's type name (int4, text, ...) or its OID when
+	// unknown.
+	Type string `json:"type,omitempty"`
+	// Value is the decoded value, masked where policy says so; nil is SQL
+	// NULL.
+	Value *string `json:"value"`
+	// Format is "text" or "binary", as sent.
+	Format string `json:"format"`
+}
+
+// PGStatement is the data of a pg.statement entry: one statement the
+// client ran, with what came back.
+type PGStatement struct {
+	SQL string `json:"sql"`
+	// Protocol is "simple" or "extended".
+	Protocol string `json:"protocol"`
+	// StatementName and Portal are the extended protocol's names ("" for
+	// the unnamed ones).
+	StatementName string    `json:"statement_name,omitempty"`
+	Portal        string    `json:"portal,omitempty"`
+	Params        []PGParam `json:"params,omitempty"`
+	// Kinds are the statement kinds the parser found (select, insert,
+	// drop_database, ...); Tables the relations it names.
+	Kinds  []string `json:"kinds"`
+	Tables []string `json:"tables,omitempty"`
+	// ReadOnly is true when the parser proved the statement reads only.
+	ReadOnly bool     `json:"read_only"`
+	Decision Decision `json:"decision"`
+	// Tag is the CommandComplete tag; Rows the rows returned or affected.
+	Tag  string `json:"tag,omitempty"`
+	Rows int64  `json:"rows"`
+	// SQLState and Error are set when the statement failed.
+	SQLState string `json:"sqlstate,omitempty"`
+	Error    string `json:"error,omitempty"`
+	StartNS  int64  `json:"start_ns"`
+	// DurationNS runs from forwarding to CommandComplete (or the error).
+	DurationNS int64 `json:"duration_ns"`
+	// Columns names the result columns, when there were any.
+	Columns []string `json:"columns,omitempty"`
+	// RowsRecorded counts the rows in the entry's payload (record_results:
+	// rows); Truncated says more rows came than were recorded.
+	RowsRecorded int  `json:"rows_recorded,omitempty"`
+	Truncated    bool `json:"truncated,omitempty"`
+}
+
+// SSHStartup is what an SSH client presented; SessionOpen.SSH carries it.
+type SSHStartup struct {
+	// User is the user name the client asked for.
+	User          string `json:"user"`
+	ClientVersion string `json:"client_version"`
+	// AuthMethod and KeyFingerprint are what the client offered
+	// (publickey, password, keyboard-interactive); they are recorded, not
+	// trusted: the kernel identity is the authentication.
+	AuthMethod     string `json:"auth_method"`
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	// UpstreamHostKey is the SHA256 fingerprint of the key the target
+	// presented and interlock verified.
+	UpstreamHostKey string `json:"upstream_host_key"`
+}
+
+// SSHChannel is the data of an ssh.channel entry.
+type SSHChannel struct {
+	Channel uint32 `json:"channel"`
+	// Type is session, direct-tcpip, forwarded-tcpip, x11,
+	// auth-agent@openssh.com, ...
+	Type string `json:"type"`
+	// Detail holds the destination of a forwarding channel.
+	Detail   string   `json:"detail,omitempty"`
+	Decision Decision `json:"decision"`
+}
+
+// SSHRequest is the data of an ssh.request entry.
+type SSHRequest struct {
+	// Channel is the channel the request is on; Global marks a
+	// connection-level request (tcpip-forward, keepalive, ...).
+	Channel uint32 `json:"channel"`
+	Global  bool   `json:"global,omitempty"`
+	Type    string `json:"type"`
+	// Command is the exec command line or the subsystem name.
+	Command string `json:"command,omitempty"`
+	// Term, Cols and Rows describe a pty-req.
+	Term string `json:"term,omitempty"`
+	Cols uint32 `json:"cols,omitempty"`
+	Rows uint32 `json:"rows,omitempty"`
+	// Env holds an env request's name=value.
+	Env      string   `json:"env,omitempty"`
+	Signal   string   `json:"signal,omitempty"`
+	Decision Decision `json:"decision"`
+	// OffsetNS is the time since the session started (monotonic).
+	OffsetNS int64 `json:"offset_ns"`
+}
+
+// SSHExit is the data of an ssh.exit entry.
+type SSHExit struct {
+	Channel    uint32 `json:"channel"`
+	ExitStatus *int   `json:"exit_status,omitempty"`
+	ExitSignal string `json:"exit_signal,omitempty"`
+	OffsetNS   int64  `json:"offset_ns"`
+}
+
+// SSHIO is the data of an ssh.io entry; the bytes themselves are the
+// entry's payload (kept apart so they can be deleted on retention without
+// breaking verification).
+type SSHIO struct {
+	Channel uint32 `json:"channel"`
+	// Stream is "i" (client to target), "o" (stdout) or "e" (stderr).
+	Stream string `json:"stream"`
+	// OffsetNS is the time since the session started (monotonic), enough
+	// to rebuild an asciicast v2 file.
+	OffsetNS int64 `json:"offset_ns"`
+	Bytes    int   `json:"bytes"`
+}
+
+// SSHResize is the data of an ssh.resize entry.
+type SSHResize struct {
+	Channel  uint32 `json:"channel"`
+	Cols     uint32 `json:"cols"`
+	Rows     uint32 `json:"rows"`
+	OffsetNS int64  `json:"offset_ns"`
+}
+
+// SSHSFTP is the data of an ssh.sftp entry.
+type SSHSFTP struct {
+	Channel uint32 `json:"channel"`
+	// Op is open, close, remove, rename, mkdir, rmdir, setstat, ...
+	Op     string `json:"op"`
+	Path   string `json:"path"`
+	Target string `json:"target,omitempty"` // rename's new path
+	// Flags are open's flags (read, write, create, truncate, append).
+	Flags []string `json:"flags,omitempty"`
+	// BytesRead and BytesWritten are totals for a handle, at its close.
+	BytesRead    int64    `json:"bytes_read,omitempty"`
+	BytesWritten int64    `json:"bytes_written,omitempty"`
+	Status       string   `json:"status"`
+	Decision     Decision `json:"decision"`
+	OffsetNS     int64    `json:"offset_ns"`
+}
