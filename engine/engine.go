@@ -21,7 +21,6 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
-	"github.com/interlock/interlock/inspect/tcp"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
@@ -49,6 +48,7 @@ type Engine struct {
 	journal *journal.Journal
 	red     *redirector.Redirector
 	ids     *redirector.Resolver
+	policy  *policy.Policy
 	handler map[model.Protocol]inspect.Handler
 
 	ctx    context.Context
@@ -155,9 +155,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		live:    map[string]*LiveSession{},
 		watches: map[*Watch]struct{}{},
 	}
-	pol := policy.Policy{}
-	e.handler = map[model.Protocol]inspect.Handler{
-		model.ProtoTCP: &tcp.Handler{Journal: j, Policy: pol, Logger: opts.Logger},
+	e.policy = policy.New(cfg)
+	if err := e.buildHandlers(cfg); err != nil {
+		e.closeNow()
+		return nil, err
 	}
 	for _, t := range cfg.Targets {
 		if _, ok := e.handler[t.Protocol]; !ok {
@@ -374,6 +375,14 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail {
 		return errors.New("journal, bpf and intercept.fail settings change only on restart")
 	}
+	for p, h := range e.handler {
+		if r, ok := h.(inspect.Reloader); ok {
+			if err := r.Reload(cfg); err != nil {
+				return fmt.Errorf("%s targets: %w", p, err)
+			}
+		}
+	}
+	e.policy.SetConfig(cfg)
 	if err := e.red.SetTargets(ctx, targetsOf(cfg)); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 )
 
@@ -36,4 +37,23 @@ type Handler interface {
 // ConnectPolicy decides whether a session may reach its target at all.
 type ConnectPolicy interface {
 	DecideConnect(ctx context.Context, o model.Origin) model.Decision
+}
+
+// Policy is the decision function handlers ask before an operation
+// reaches the target. Decide may block (a review holds the operation until
+// a human decides); it must return when ctx is done, with a deny. A
+// handler must journal the decision before acting on it, and act on
+// anything but Allow by refusing the operation (Mask is applied by the
+// handler to what flows back).
+type Policy interface {
+	ConnectPolicy
+	Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+}
+
+// Reloader is implemented by handlers that keep per-target settings from
+// the config: the engine calls Reload on SIGHUP, before new targets are
+// intercepted. Sessions already open may keep the settings they started
+// with.
+type Reloader interface {
+	Reload(cfg *config.Config) error
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -104,66 +103,6 @@ func verifyAction(ctx context.Context, cmd *cli.Command) error {
 		return exitWith(exitFailed, fmt.Errorf("journal verification failed at seq %d: %s", rep.FirstBadSeq, rep.Reason))
 	}
 	return nil
-}
-
-func sessionsCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "sessions",
-		Usage: "list recorded sessions",
-		Commands: []*cli.Command{{
-			Name:  "list",
-			Usage: "list sessions from the journal, newest first",
-			Flags: []cli.Flag{
-				configFlag(),
-				journalFlag(),
-				&cli.BoolFlag{Name: "json", Usage: "print JSON (one array)"},
-				&cli.DurationFlag{Name: "since", Usage: "only sessions opened within this long (e.g. 1h)"},
-				&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many sessions (0: all)"},
-			},
-			Action: sessionsListAction,
-		}},
-	}
-}
-
-func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
-	path, err := journalPath(cmd)
-	if err != nil {
-		return err
-	}
-	f := journal.SessionFilter{Limit: int(cmd.Int("limit"))}
-	if d := cmd.Duration("since"); d > 0 {
-		f.Since = time.Now().Add(-d)
-	}
-	list, err := journal.ListSessions(ctx, path, f)
-	if err != nil {
-		return exitWith(exitIOErr, fmt.Errorf("read sessions from %s: %w", path, err))
-	}
-	if cmd.Bool("json") {
-		if list == nil {
-			list = []journal.SessionSummary{}
-		}
-		return printJSON(list)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "OPENED\tSESSION\tTARGET\tDESTINATION\tPID\tUID\tEXE\tUP\tDOWN\tDURATION\tSTATUS")
-	for _, s := range list {
-		status, dur := "open", "-"
-		if s.Close != nil {
-			status = "closed"
-			dur = time.Duration(s.DurationNS).Round(time.Millisecond).String()
-		}
-		if s.Error != "" {
-			status = "error: " + firstLine(s.Error, 40)
-		}
-		exe := s.Exe
-		if exe == "" {
-			exe = "?"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n",
-			s.Open.Local().Format("2006-01-02 15:04:05"), s.ID, s.Target, s.OrigDst, s.PID, s.UID, exe,
-			s.BytesUp, s.BytesDown, dur, status)
-	}
-	return tw.Flush()
 }
 
 func firstLine(s string, max int) string {

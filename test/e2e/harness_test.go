@@ -189,6 +189,9 @@ type env struct {
 
 type target struct {
 	name, address string
+	// protocol defaults to tcp; extra is YAML added under the target,
+	// indented by four spaces (such as "credentials:\n      user: u").
+	protocol, extra string
 }
 
 // newEnv writes a config with the given targets (and extra YAML lines) into
@@ -208,12 +211,20 @@ func newEnv(t *testing.T, targets []target, extra string) *env {
 		pin:     "/sys/fs/bpf/interlock-e2e-" + hex.EncodeToString(rnd[:]),
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "journal:\n  path: %s\ncontrol:\n  socket: %s\nbpf:\n  pin_path: %s\nlog:\n  level: debug\n", e.journal, e.socket, e.pin)
+	fmt.Fprintf(&b, "state_dir: %s\njournal:\n  path: %s\ncontrol:\n  socket: %s\nbpf:\n  pin_path: %s\nlog:\n  level: debug\n",
+		filepath.Join(dir, "state"), e.journal, e.socket, e.pin)
 	b.WriteString(extra)
 	if len(targets) > 0 {
 		b.WriteString("targets:\n")
 		for _, tg := range targets {
-			fmt.Fprintf(&b, "  - name: %s\n    protocol: tcp\n    address: %q\n", tg.name, tg.address)
+			proto := tg.protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			fmt.Fprintf(&b, "  - name: %s\n    protocol: %s\n    address: %q\n", tg.name, proto, tg.address)
+			if tg.extra != "" {
+				fmt.Fprintf(&b, "    %s\n", tg.extra)
+			}
 		}
 	}
 	if err := os.WriteFile(e.cfgPath, []byte(b.String()), 0o644); err != nil {

@@ -1,0 +1,32 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/inspect/postgres"
+	"github.com/interlock/interlock/inspect/ssh"
+	"github.com/interlock/interlock/inspect/tcp"
+	"github.com/interlock/interlock/model"
+)
+
+// buildHandlers creates one handler per protocol. Each checks the settings
+// of its targets now, so a bad credential file stops the start instead of
+// the first session.
+func (e *Engine) buildHandlers(cfg *config.Config) error {
+	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: e.journal, Policy: e.policy, StateDir: cfg.StateDir, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: e.journal, Policy: e.policy, StateDir: cfg.StateDir, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("ssh: %w", err)
+	}
+	e.handler = map[model.Protocol]inspect.Handler{
+		model.ProtoTCP:      &tcp.Handler{Journal: e.journal, Policy: e.policy, Logger: e.log},
+		model.ProtoPostgres: pg,
+		model.ProtoSSH:      sh,
+	}
+	return nil
+}
