@@ -17,7 +17,7 @@ import (
 // and names that sequence number.
 func TestJournalVerifyDetectsTampering(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	for i := 0; i < 3; i++ {
 		if out, stderr, code := e.runUnder(clientBin, "-addr", srv.addr()); code != 0 {
 			t.Fatalf("run: %s %s", out, stderr)
@@ -115,7 +115,7 @@ func TestBrokenConfig(t *testing.T) {
 
 // TestDoctor: on this machine every check passes, and --json is parseable.
 func TestDoctor(t *testing.T) {
-	e := newEnv(t, []target{{"x", "127.0.0.2:1"}}, "")
+	e := newEnv(t, []target{{name: "x", address: "127.0.0.2:1"}}, "")
 	out, _, code := e.interlock("doctor", "-c", e.cfgPath)
 	if code != 0 {
 		t.Fatalf("doctor exit %d:\n%s", code, out)

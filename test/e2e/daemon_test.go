@@ -20,7 +20,7 @@ import (
 func TestDaemonInterceptsItsCgroups(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "daemon")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
 	e.startDaemon()
 
 	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
@@ -71,7 +71,7 @@ func TestDaemonInterceptsItsCgroups(t *testing.T) {
 // to the daemon instead of loading its own programs.
 func TestRunUsesDaemon(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	d := e.startDaemon()
 	out, stderr, code := e.runUnder(clientBin, "-addr", srv.addr())
 	if code != 0 {
@@ -116,7 +116,7 @@ func TestRunUsesDaemon(t *testing.T) {
 func TestFailClosed(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "failclosed")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
 
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestFailClosed(t *testing.T) {
 func TestFailOpen(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "failopen")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n  fail: open\n", cgPath))
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n  fail: open\n", cgPath))
 	d := e.startDaemon()
 	d.stop(t, syscall.SIGTERM)
 	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
@@ -210,7 +210,7 @@ func TestFailOpen(t *testing.T) {
 // without going through the hooks is closed and journaled as an anomaly.
 func TestUnattributedConnectionRefused(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	e.startDaemon()
 	c, err := control.Dial(context.Background(), e.socket, time.Second)
 	if err != nil {
@@ -286,7 +286,7 @@ func TestDaemonReload(t *testing.T) {
 	b := startEcho(t, "tcp4", "127.0.0.3:0")
 	cgPath, cgDir := makeCgroup(t, "reload")
 	extra := fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath)
-	e := newEnv(t, []target{{"a", a.addr()}}, extra)
+	e := newEnv(t, []target{{name: "a", address: a.addr()}}, extra)
 	d := e.startDaemon()
 	connect := func(addr string) clientResult {
 		out, _, _ := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", addr))

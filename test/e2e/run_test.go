@@ -20,7 +20,7 @@ import (
 // original destination and that process's pid, uid, exe, hash and cgroup.
 func TestRunAttributesTheSession(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 
 	out, stderr, code := e.runUnder(clientBin, "-addr", srv.addr())
 	if code != 0 {
@@ -122,7 +122,7 @@ func TestRunPassesExitCode(t *testing.T) {
 // not recorded.
 func TestOutsideCgroupGoesDirect(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	ready := filepath.Join(e.dir, "ready")
 	release := filepath.Join(e.dir, "release")
 	cmd := exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", "sh", "-c",
@@ -167,7 +167,7 @@ func TestAddressForms(t *testing.T) {
 	v4 := startEcho(t, "tcp4", "127.0.0.2:0")
 	v6 := startEcho(t, "tcp6", "[::1]:0")
 	lo := startEcho(t, "tcp4", "127.0.0.1:0")
-	e := newEnv(t, []target{{"v4", v4.addr()}, {"v6", v6.addr()}, {"lo", lo.addr()}}, "")
+	e := newEnv(t, []target{{name: "v4", address: v4.addr()}, {name: "v6", address: v6.addr()}, {name: "lo", address: lo.addr()}}, "")
 	cases := []struct {
 		name, net, dial, wantDst string
 	}{
@@ -225,7 +225,7 @@ func TestAddressForms(t *testing.T) {
 // the pid of the process that made it.
 func TestConcurrentProcesses(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	const n = 50
 	script := fmt.Sprintf("for i in $(seq %d); do %s -addr %s > %s/c.$i.json & done; wait", n, clientBin, srv.addr(), e.dir)
 	_, stderr, code := e.runUnder("sh", "-c", script)
@@ -269,7 +269,7 @@ func TestConcurrentProcesses(t *testing.T) {
 // with that uid and user name.
 func TestUIDAttribution(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	out, stderr, code := e.runUnder("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", clientBin, "-addr", srv.addr())
 	if code != 0 {
 		t.Fatalf("run exited %d: %s %s", code, out, stderr)
@@ -291,7 +291,7 @@ func TestUIDAttribution(t *testing.T) {
 // its write side still gets the answer, and the journal counts the bytes.
 func TestHalfCloseAndByteCounts(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	const bulk = 8 << 20
 	out, stderr, code := e.runUnder(clientBin, "-addr", srv.addr(), "-bulk", strconv.Itoa(bulk))
 	if code != 0 {
@@ -321,7 +321,7 @@ func TestHalfCloseAndByteCounts(t *testing.T) {
 // loop: the inner run proxies the client, the outer proxies the inner.
 func TestNestedRun(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
-	e := newEnv(t, []target{{"echo", srv.addr()}}, "")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, "")
 	out, stderr, code := e.runUnder(interlockBin, "run", "-c", e.cfgPath, "--", clientBin, "-addr", srv.addr())
 	if code != 0 {
 		t.Fatalf("nested run exited %d: %s %s", code, out, stderr)
