@@ -41,6 +41,7 @@ type Resolver struct {
 	names     *identNameCache
 	ancestors *identLRU[uint32, identAncestor]
 	chains    *identLRU[identChainKey, identChain]
+	procs     *identLRU[identProcKey, identProc]
 	mmSlots   chan struct{}
 	scratch   procfsScratchPool
 
@@ -80,6 +81,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 		names:     newIdentNameCache(),
 		ancestors: newIdentLRU[uint32, identAncestor](identAncestorCacheSize),
 		chains:    newIdentLRU[identChainKey, identChain](identAncestorCacheSize),
+		procs:     newIdentLRU[identProcKey, identProc](identProcCacheSize),
 		mmSlots:   make(chan struct{}, identMMSlots),
 	}
 	if r.procRoot == "" {
@@ -203,6 +205,12 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		return nil, nil, identErrReused
 	}
 	start, state := st.startTicks, st.state
+	procKey := identProcKey{tgid: tgid, startTicks: start, uid: k.UID, gid: k.GID, cgroupID: k.CgroupID}
+	if state != 'Z' && state != 'X' {
+		if pf, claims, ok := r.cachedProc(ctx, s, dirfd, procKey, st.ppid); ok {
+			return pf, claims, ""
+		}
+	}
 	pf := &model.ProcFacts{StartBootNS: start * r.tickNS, PPID: st.ppid}
 
 	// Ids (and the thread count, to tell an exited process from a
@@ -253,6 +261,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.user(k.UID)
 	pf.Group = r.names.group(k.GID)
+	r.rememberProc(s, dirfd, procKey, pf, claims)
 	return pf, claims, ""
 }
 

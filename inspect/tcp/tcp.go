@@ -48,38 +48,58 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		Identity: s.Origin.Identity,
 		Decision: decision,
 	}
-	// The open record grants access to the target, so it is synced before
-	// a single byte (or even the TCP handshake) reaches it.
-	if _, err := h.Journal.Append(ctx, model.Record{Kind: model.KindSessionOpen, Session: s.ID, Time: s.Origin.Accepted, Data: open}, model.Synced); err != nil {
-		log.Error("refusing session: the journal cannot record it", "err", err)
-		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
-	}
 	closeRec := func(o inspect.Outcome) inspect.Outcome {
 		c := model.SessionClose{BytesUp: o.BytesUp, BytesDown: o.BytesDown, DurationNS: time.Since(start).Nanoseconds()}
 		if o.Err != nil {
 			c.Error = o.Err.Error()
 		}
-		// A context that is already cancelled (shutdown) must not stop the
-		// close record: it is what ends the session in the evidence.
-		if _, err := h.Journal.Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindSessionClose, Session: s.ID, Data: c}, model.Committed); err != nil {
-			log.Error("journal session close", "err", err)
-		}
+		// The close record goes through the batched path: nothing waits on
+		// it, and it shares a transaction with whatever comes next.
+		h.Journal.Post(model.Record{Kind: model.KindSessionClose, Session: s.ID, Data: c})
 		return o
 	}
+	openRec := model.Record{Kind: model.KindSessionOpen, Session: s.ID, Time: s.Origin.Accepted, Data: open}
 	if decision.Action != model.Allow {
+		if _, err := h.Journal.Append(ctx, openRec, model.Synced); err != nil {
+			log.Error("journal a refused session", "err", err)
+		}
 		return closeRec(inspect.Outcome{Refused: true, Err: fmt.Errorf("denied by policy rule %q", decision.Rule)})
 	}
 
+	// The open record grants access to the target, so it is synced before
+	// a single byte of the client's reaches it. The TCP handshake with the
+	// target carries none of them, so it runs while the record is synced;
+	// if the journal fails, that connection is closed unused.
 	timeout := h.DialTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	d := net.Dialer{Timeout: timeout}
-	upstream, err := d.DialContext(ctx, "tcp", s.Origin.OrigDst.String())
-	if err != nil {
-		log.Info("target unreachable", "addr", s.Origin.OrigDst, "err", err)
-		return closeRec(inspect.Outcome{Refused: true, Err: fmt.Errorf("dial %s: %w", s.Origin.OrigDst, err)})
+	type dialed struct {
+		conn net.Conn
+		err  error
 	}
+	dialCtx, cancelDial := context.WithCancel(ctx)
+	defer cancelDial()
+	dialCh := make(chan dialed, 1)
+	go func() {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(dialCtx, "tcp", s.Origin.OrigDst.String())
+		dialCh <- dialed{c, err}
+	}()
+	if _, err := h.Journal.Append(ctx, openRec, model.Synced); err != nil {
+		cancelDial()
+		if r := <-dialCh; r.conn != nil {
+			r.conn.Close()
+		}
+		log.Error("refusing session: the journal cannot record it", "err", err)
+		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
+	}
+	r := <-dialCh
+	if r.err != nil {
+		log.Info("target unreachable", "addr", s.Origin.OrigDst, "err", r.err)
+		return closeRec(inspect.Outcome{Refused: true, Err: fmt.Errorf("dial %s: %w", s.Origin.OrigDst, r.err)})
+	}
+	upstream := r.conn
 	defer upstream.Close()
 
 	up, down, err := Pipe(ctx, client, upstream)

@@ -1,0 +1,111 @@
+package redirector
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/model"
+)
+
+// A process that opens many connections (a connection pool, a load test)
+// is resolved in full once; later connections within identProcTTL reuse
+// the result after checking, on every hit, that it still describes the
+// process: same pid and start time (not reused), same uid, gid and cgroup
+// in the kernel facts, the same executable file (statx key of
+// /proc/TGID/exe) and the same command line. An exec changes the exe or
+// the command line, and then the process is read again. The ids from
+// status and the parent are re-read every time, since setuid calls and
+// reparenting do not show in the key.
+const (
+	identProcTTL       = 2 * time.Second
+	identProcCacheSize = 4096
+)
+
+type identProcKey struct {
+	tgid       uint32
+	startTicks uint64
+	uid, gid   uint32
+	cgroupID   uint64
+}
+
+type identProc struct {
+	pf      model.ProcFacts
+	claims  map[string]string
+	exe     identFileKey
+	cmdline []byte
+	expires time.Time
+}
+
+// cachedProc returns the cached facts for key if they still hold.
+func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, key identProcKey, ppid uint32) (*model.ProcFacts, map[string]string, bool) {
+	c, ok := r.procs.get(key)
+	if !ok || time.Now().After(c.expires) {
+		return nil, nil, false
+	}
+	var st unix.Statx_t
+	if identStatx(dirfd, "exe", &st) != nil || identFileKeyOf(&st) != c.exe {
+		return nil, nil, false
+	}
+	// cmdline is read under the process's mmap lock: the same bounded
+	// slots as a full resolution.
+	if !identAcquire(ctx, r.mmSlots, identMMWait) {
+		return nil, nil, false
+	}
+	data, _, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
+	same := err == nil && bytes.Equal(data, c.cmdline)
+	<-r.mmSlots
+	if !same {
+		return nil, nil, false
+	}
+	pf := c.pf
+	if data, _, err := procfsReadAt(s, dirfd, "status", procfsMaxSmallFile); err == nil {
+		sts := procfsParseStatus(data)
+		pf.EUID, pf.EGID = sts.euid, sts.egid
+	} else {
+		return nil, nil, false
+	}
+	if r.testHookMidRead != nil {
+		r.testHookMidRead(key.tgid)
+	}
+	// The start time again: the process was the same one all along.
+	data, _, err = procfsReadAt(s, dirfd, "stat", procfsMaxSmallFile)
+	if err != nil {
+		return nil, nil, false
+	}
+	st2, parsed := procfsParseStat(data)
+	if !parsed || st2.startTicks != key.startTicks {
+		return nil, nil, false
+	}
+	pf.PPID = ppid
+	pf.Parents = r.parentChain(ctx, s, ppid, key.tgid, time.Now())
+	pf.Cmdline = append([]string(nil), c.pf.Cmdline...)
+	return &pf, c.claims, true
+}
+
+// rememberProc caches a fresh resolution with what validates it.
+func (r *Resolver) rememberProc(s *procfsScratch, dirfd int, key identProcKey, pf *model.ProcFacts, claims map[string]string) {
+	// A resolution that had to skip cmdline and environ (no slot) or lacks
+	// the hash is not worth keeping: the next one may do better.
+	if len(pf.Cmdline) == 0 || pf.ExeSHA256 == "" {
+		return
+	}
+	var st unix.Statx_t
+	if identStatx(dirfd, "exe", &st) != nil {
+		return
+	}
+	if !identAcquire(context.Background(), r.mmSlots, identMMWait) {
+		return
+	}
+	data, _, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
+	<-r.mmSlots
+	if err != nil {
+		return
+	}
+	r.procs.add(key, identProc{
+		pf: *pf, claims: claims, exe: identFileKeyOf(&st),
+		cmdline: bytes.Clone(data), expires: time.Now().Add(identProcTTL),
+	})
+}

@@ -1,0 +1,64 @@
+package redirector
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// TestResolveCacheSeesExec: a process resolved once is served from the
+// cache while it stays the same, and read again after it execs another
+// program under the same pid and start time.
+func TestResolveCacheSeesExec(t *testing.T) {
+	identTestNeedRoot(t)
+	root := identTestCgroup2Root(t)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "go")
+	cmd := exec.Command("/bin/sh", "-c", "while [ ! -e "+gate+" ]; do sleep 0.01; done; exec /usr/bin/sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	k := model.KernelFacts{
+		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),
+		ConnectBootNS: identTestBootNS(t),
+	}
+	r := NewResolver(ResolverOptions{})
+	shell, _ := filepath.EvalSymlinks("/bin/sh")
+	first := r.Resolve(context.Background(), k)
+	if first.Proc == nil || first.Proc.Exe != shell {
+		t.Fatalf("first resolution: %+v %s", first.Proc, first.ProcError)
+	}
+	if _, ok := r.procs.get(identProcKey{tgid: k.TGID, startTicks: first.Proc.StartBootNS / r.tickNS, uid: k.UID, gid: k.GID, cgroupID: k.CgroupID}); !ok {
+		t.Fatalf("the resolution was not cached")
+	}
+	second := r.Resolve(context.Background(), k)
+	if second.Proc == nil || second.Proc.Exe != shell || second.Proc.ExeSHA256 != first.Proc.ExeSHA256 || len(second.Proc.Parents) == 0 {
+		t.Fatalf("cached resolution differs: %+v", second.Proc)
+	}
+
+	os.WriteFile(gate, nil, 0o644)
+	sleep, _ := filepath.EvalSymlinks("/usr/bin/sleep")
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == sleep {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := r.Resolve(context.Background(), k)
+	if after.Proc == nil || after.Proc.Exe != sleep || after.Proc.ExeSHA256 != identTestFileSHA(t, sleep) {
+		t.Fatalf("after exec the cache still answered: %+v", after.Proc)
+	}
+	if len(after.Proc.Cmdline) != 2 || after.Proc.Cmdline[0] != "/usr/bin/sleep" {
+		t.Errorf("cmdline after exec: %q", after.Proc.Cmdline)
+	}
+}
