@@ -24,6 +24,7 @@ type Config struct {
 	Control   ControlConfig   `yaml:"control"`
 	BPF       BPFConfig       `yaml:"bpf"`
 	Log       LogConfig       `yaml:"log"`
+	Metrics   MetricsConfig   `yaml:"metrics"`
 	Targets   []TargetConfig  `yaml:"targets"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read

@@ -55,6 +55,7 @@ func (c *Config) validate(l *errorList) {
 	oneOf(l, "log.level", string(c.Log.Level), LevelDebug, LevelInfo, LevelWarn, LevelError)
 	oneOf(l, "log.format", string(c.Log.Format), FormatText, FormatJSON)
 
+	c.validateMetrics(l)
 	c.validateTargets(l)
 }
 

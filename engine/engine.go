@@ -22,6 +22,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/metrics"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 	"github.com/interlock/interlock/redirector"
@@ -49,6 +50,7 @@ type Engine struct {
 	red     *redirector.Redirector
 	ids     *redirector.Resolver
 	policy  *policy.Policy
+	metrics *metrics.Metrics
 	handler map[model.Protocol]inspect.Handler
 
 	ctx    context.Context
@@ -156,6 +158,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		watches: map[*Watch]struct{}{},
 	}
 	e.policy = policy.New(cfg)
+	e.metrics = metrics.New(metrics.Gauges{
+		JournalLastSeq: func() float64 { return float64(j.Stats().LastSeq) },
+		BPF:            red.Gauges,
+		LiveSessions:   func() float64 { return float64(len(e.Live())) },
+	})
 	if err := e.buildHandlers(cfg); err != nil {
 		e.closeNow()
 		return nil, err
@@ -236,8 +243,12 @@ func (e *Engine) acceptLoop(ln net.Listener) {
 
 func (e *Engine) serve(conn net.Conn) {
 	ctx := e.ctx
+	e.metrics.Connections.Inc()
 	origin, err := e.red.Origin(ctx, conn)
 	if err != nil {
+		if errors.Is(err, redirector.ErrNoOrigin) {
+			e.metrics.OriginMisses.Inc()
+		}
 		e.anomaly(conn, err)
 		conn.Close()
 		return
@@ -268,6 +279,13 @@ func (e *Engine) serve(conn net.Conn) {
 	e.mu.Unlock()
 
 	out := h.Serve(ctx, conn, s)
+	proto := string(origin.Target.Protocol)
+	e.metrics.Sessions.WithLabelValues(proto).Inc()
+	if out.Refused {
+		e.metrics.SessionsRefused.WithLabelValues(proto).Inc()
+	}
+	e.metrics.BytesUp.WithLabelValues(proto).Add(float64(out.BytesUp))
+	e.metrics.BytesDown.WithLabelValues(proto).Add(float64(out.BytesDown))
 
 	e.mu.Lock()
 	delete(e.live, s.ID)
@@ -490,6 +508,9 @@ func (e *Engine) closeNow() error {
 	e.cancel(errors.New("interlock is shutting down"))
 	return errors.Join(e.red.Close(), e.journal.Close())
 }
+
+// Metrics is the engine's instrumentation, served by the daemon.
+func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
 
 // JournalPath is the journal's database file.
 func (e *Engine) JournalPath() string { return e.cfg.Journal.Path }

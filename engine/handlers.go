@@ -8,6 +8,7 @@ import (
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
 	"github.com/interlock/interlock/inspect/tcp"
+	"github.com/interlock/interlock/metrics"
 	"github.com/interlock/interlock/model"
 )
 
@@ -15,16 +16,19 @@ import (
 // of its targets now, so a bad credential file stops the start instead of
 // the first session.
 func (e *Engine) buildHandlers(cfg *config.Config) error {
-	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: e.journal, Policy: e.policy, StateDir: cfg.StateDir, Logger: e.log})
+	// Handlers see the journal and policy through counting decorators.
+	rec := metrics.Recorder{Inner: e.journal, M: e.metrics}
+	pol := metrics.CountingPolicy{Inner: e.policy, M: e.metrics}
+	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: rec, Policy: pol, StateDir: cfg.StateDir, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: e.journal, Policy: e.policy, StateDir: cfg.StateDir, Logger: e.log})
+	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: rec, Policy: pol, StateDir: cfg.StateDir, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
 	e.handler = map[model.Protocol]inspect.Handler{
-		model.ProtoTCP:      &tcp.Handler{Journal: e.journal, Policy: e.policy, Logger: e.log},
+		model.ProtoTCP:      &tcp.Handler{Journal: rec, Policy: pol, Logger: e.log},
 		model.ProtoPostgres: pg,
 		model.ProtoSSH:      sh,
 	}

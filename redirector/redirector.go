@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type Redirector struct {
 	log   *slog.Logger
 
 	listeners []net.Listener
+	// taken counts connect records consumed by Origin; with the hooks'
+	// rekeyed count it gives how many wait in the origins map.
+	taken atomic.Uint64
 
 	mu       sync.Mutex
 	targets  map[uint32]resolvedTarget
@@ -307,6 +311,7 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 			return model.Origin{}, fmt.Errorf("%w (peer %s): %v", ErrNoOrigin, pap, err)
 		}
 	}
+	r.taken.Add(1)
 
 	r.mu.Lock()
 	target, ok := r.targets[rec.TargetId]
@@ -372,6 +377,33 @@ func commString(c [16]int8) string {
 
 // Stats returns the BPF hooks' counters.
 func (r *Redirector) Stats() (Stats, error) { return r.progs.stats() }
+
+// Gauges returns the hooks' counters and the maps' fill, for metrics.
+func (r *Redirector) Gauges() map[string]float64 {
+	out := map[string]float64{}
+	if st, err := r.progs.stats(); err == nil {
+		out["redirected"] = float64(st.Redirected)
+		out["refused_no_listener"] = float64(st.RefusedNoListener)
+		out["passed_fail_open"] = float64(st.PassedFailOpen)
+		out["refused_other_netns"] = float64(st.RefusedOtherNetns)
+		out["pending_map_full"] = float64(st.PendingMapFull)
+		out["origins_map_full"] = float64(st.OriginsMapFull)
+		// Records re-keyed but not taken: connections not accepted yet,
+		// or ones the LRU will age out.
+		if taken := r.taken.Load(); st.Rekeyed >= taken {
+			out["origins_waiting"] = float64(st.Rekeyed - taken)
+		}
+	}
+	r.mu.Lock()
+	n := 0
+	for _, t := range r.targets {
+		n += len(t.addrs)
+	}
+	r.mu.Unlock()
+	out["targets_map_entries"] = float64(n)
+	out["targets_map_capacity"] = float64(r.progs.objs.Targets.MaxEntries())
+	return out
+}
 
 // Close stops listening (from then on the hooks refuse intercepted
 // connects, since the sockmap empties when the sockets close) and releases

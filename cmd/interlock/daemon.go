@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,6 +70,19 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		eng.Close()
 		return exitWith(exitUnavailable, err)
 	}
+	var metricsSrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", eng.Metrics().Handler())
+		metricsSrv = &http.Server{Addr: cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			srv.Close()
+			eng.Close()
+			return exitWith(exitUnavailable, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err))
+		}
+		go metricsSrv.Serve(ln)
+	}
 	eng.Start()
 	addrs := []string{}
 	for _, ln := range eng.Redirector().Listeners() {
@@ -92,6 +106,9 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	var errs []error
 	errs = append(errs, srv.Close())
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
 	if cmd.Bool("detach-on-exit") {
 		for _, cg := range eng.Redirector().Attached() {
 			if err := eng.Redirector().Detach(cg); err != nil {

@@ -1,0 +1,164 @@
+// Package metrics is interlock's Prometheus instrumentation: the counters
+// and gauges the daemon serves on /metrics, and decorators that count
+// journal records and policy decisions without the handlers knowing.
+package metrics
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/interlock/interlock/model"
+)
+
+// Metrics holds every series interlock exports.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	Connections      prometheus.Counter
+	OriginMisses     prometheus.Counter
+	Sessions         *prometheus.CounterVec // protocol
+	SessionsRefused  *prometheus.CounterVec // protocol
+	Statements       *prometheus.CounterVec // target
+	Records          *prometheus.CounterVec // kind
+	RecordErrors     prometheus.Counter
+	Decisions        *prometheus.CounterVec // protocol, action
+	ApprovalsPending prometheus.Gauge
+	BytesUp          *prometheus.CounterVec // protocol
+	BytesDown        *prometheus.CounterVec // protocol
+}
+
+// Gauges are read at scrape time from the parts that own the numbers.
+type Gauges struct {
+	// JournalQueue is the number of records waiting for the writer.
+	JournalQueue func() float64
+	// JournalLag is how long, in seconds, the oldest committed but not yet
+	// synced record has waited.
+	JournalLag func() float64
+	// JournalLastSeq is the newest sequence number written.
+	JournalLastSeq func() float64
+	// BPF reads the hooks' counters and map fill, keyed by name.
+	BPF func() map[string]float64
+	// LiveSessions is the number of open sessions.
+	LiveSessions func() float64
+}
+
+// New creates the series and registers them with the gauges.
+func New(g Gauges) *Metrics {
+	reg := prometheus.NewRegistry()
+	f := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "interlock", Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	fv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "interlock", Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	m := &Metrics{
+		reg:             reg,
+		Connections:     f("connections_total", "Connections accepted on the listeners."),
+		OriginMisses:    f("origin_lookup_misses_total", "Accepted connections with no connect record (closed, journaled as anomalies)."),
+		Sessions:        fv("sessions_total", "Sessions served, by protocol.", "protocol"),
+		SessionsRefused: fv("sessions_refused_total", "Sessions refused (policy, journal or target down), by protocol.", "protocol"),
+		Statements:      fv("statements_total", "PostgreSQL statements journaled, by target.", "target"),
+		Records:         fv("journal_records_total", "Journal records written, by kind.", "kind"),
+		RecordErrors:    f("journal_record_errors_total", "Journal appends that failed (the operation was refused)."),
+		Decisions:       fv("decisions_total", "Policy decisions, by protocol and action.", "protocol", "action"),
+		BytesUp:         fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
+		BytesDown:       fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
+	}
+	m.ApprovalsPending = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "interlock", Name: "approvals_pending", Help: "Operations held for approval."})
+	reg.MustRegister(m.ApprovalsPending)
+	gauge := func(name, help string, fn func() float64) {
+		if fn != nil {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "interlock", Name: name, Help: help}, fn))
+		}
+	}
+	gauge("journal_queue_depth", "Records waiting for the journal writer.", g.JournalQueue)
+	gauge("journal_sync_lag_seconds", "Age of the oldest committed record not yet fsynced.", g.JournalLag)
+	gauge("journal_last_seq", "Newest journal sequence number.", g.JournalLastSeq)
+	gauge("sessions_live", "Open sessions.", g.LiveSessions)
+	if g.BPF != nil {
+		reg.MustRegister(&bpfCollector{read: g.BPF})
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+var bpfDesc = prometheus.NewDesc("interlock_bpf", "BPF hook counters and map fill, by name.", []string{"name"}, nil)
+
+type bpfCollector struct{ read func() map[string]float64 }
+
+func (c *bpfCollector) Describe(ch chan<- *prometheus.Desc) { ch <- bpfDesc }
+
+func (c *bpfCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, v := range c.read() {
+		ch <- prometheus.MustNewConstMetric(bpfDesc, prometheus.GaugeValue, v, name)
+	}
+}
+
+// Recorder counts what flows through a model.Recorder.
+type Recorder struct {
+	Inner model.Recorder
+	M     *Metrics
+}
+
+// Append implements model.Recorder.
+func (r Recorder) Append(ctx context.Context, rec model.Record, d model.Durability) (uint64, error) {
+	seq, err := r.Inner.Append(ctx, rec, d)
+	r.count(rec, err)
+	return seq, err
+}
+
+// Post implements model.Recorder.
+func (r Recorder) Post(rec model.Record) {
+	r.Inner.Post(rec)
+	r.count(rec, nil)
+}
+
+func (r Recorder) count(rec model.Record, err error) {
+	if err != nil {
+		r.M.RecordErrors.Inc()
+		return
+	}
+	r.M.Records.WithLabelValues(rec.Kind).Inc()
+}
+
+// Policy is the part of the decision function that Decide counts.
+type Policy interface {
+	DecideConnect(ctx context.Context, o model.Origin) model.Decision
+	Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+}
+
+// CountingPolicy counts the decisions of Inner.
+type CountingPolicy struct {
+	Inner Policy
+	M     *Metrics
+}
+
+// DecideConnect implements inspect.ConnectPolicy.
+func (p CountingPolicy) DecideConnect(ctx context.Context, o model.Origin) model.Decision {
+	d := p.Inner.DecideConnect(ctx, o)
+	p.M.Decisions.WithLabelValues(string(o.Target.Protocol), string(d.Action)).Inc()
+	return d
+}
+
+// Decide implements inspect.Policy.
+func (p CountingPolicy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
+	d := p.Inner.Decide(ctx, o, op)
+	p.M.Decisions.WithLabelValues(string(op.Protocol), string(d.Action)).Inc()
+	if op.Protocol == model.ProtoPostgres {
+		p.M.Statements.WithLabelValues(o.Target.Name).Inc()
+	}
+	return d
+}
