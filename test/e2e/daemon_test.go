@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -292,8 +294,19 @@ func TestDaemonReload(t *testing.T) {
 		out, _, _ := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", addr))
 		return parseClient(t, []byte(out))
 	}
+	// A session that stays open across the reloads.
+	release := filepath.Join(e.dir, "release")
+	held := inCgroup(t, cgDir, clientBin, "-addr", a.addr(), "-hold", release)
+	var heldOut bytes.Buffer
+	heldErr := &syncBuffer{}
+	held.Stdout, held.Stderr = &heldOut, heldErr
+	if err := held.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(heldErr.String(), "holding") })
+
 	rb := connect(b.addr())
-	waitFor(t, func() bool { return len(e.sessions()) == 0 && len(b.peers()) == 1 })
+	waitFor(t, func() bool { return len(e.sessions()) == 1 && len(b.peers()) == 1 })
 	if _, ok := e.sessions()[rb.Local]; ok {
 		t.Fatalf("b was intercepted before it was a target")
 	}
@@ -303,7 +316,7 @@ func TestDaemonReload(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool { return strings.Contains(d.stderr.String(), "config reloaded") })
 	rb = connect(b.addr())
-	waitSessions(t, e, 1)
+	waitSessions(t, e, 2)
 	if _, ok := e.sessions()[rb.Local]; !ok {
 		t.Errorf("b not intercepted after reload")
 	}
@@ -312,9 +325,18 @@ func TestDaemonReload(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool { return strings.Contains(d.stderr.String(), "reload refused") })
 	ra := connect(a.addr())
-	waitSessions(t, e, 2)
+	waitSessions(t, e, 3)
 	if _, ok := e.sessions()[ra.Local]; !ok {
 		t.Errorf("a broken reload dropped the running config")
+	}
+
+	// The session opened before both reloads still works.
+	os.WriteFile(release, nil, 0o644)
+	if err := held.Wait(); err != nil {
+		t.Fatalf("held session broke across reloads: %v %s", err, heldOut.String())
+	}
+	if res := parseClient(t, heldOut.Bytes()); !strings.Contains(res.Reply, "still here: again") {
+		t.Errorf("held session reply %q", res.Reply)
 	}
 }
 

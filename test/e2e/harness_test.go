@@ -144,6 +144,10 @@ func (s *echoServer) serve() {
 				return
 			}
 			fmt.Fprintf(c, "peer=%s pid=%d\n", c.RemoteAddr(), pid)
+			// A held client says hello again later on the same connection.
+			if again, err := r.ReadString('\n'); err == nil {
+				fmt.Fprintf(c, "still here: %s\n", strings.TrimSpace(again))
+			}
 		}()
 	}
 }

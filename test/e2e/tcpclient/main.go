@@ -32,9 +32,10 @@ func main() {
 	addr := flag.String("addr", "", "host:port to connect to")
 	network := flag.String("net", "tcp", "tcp, tcp4, tcp6, raw6 (an AF_INET6 socket connecting to the address as written) or tfo (TCP Fast Open, no connect call)")
 	bulk := flag.Int("bulk", 0, "bytes to send after the hello line, then half-close")
+	hold := flag.String("hold", "", "after the first reply, wait until this file exists, then say hello again on the same connection")
 	flag.Parse()
 	res := result{PID: os.Getpid(), UID: os.Getuid()}
-	err := run(*network, *addr, *bulk, &res)
+	err := run(*network, *addr, *bulk, *hold, &res)
 	if err != nil {
 		res.Error = err.Error()
 	}
@@ -44,7 +45,7 @@ func main() {
 	}
 }
 
-func run(network, addr string, bulk int, res *result) error {
+func run(network, addr string, bulk int, hold string, res *result) error {
 	var c net.Conn
 	var err error
 	switch network {
@@ -87,11 +88,31 @@ func run(network, addr string, bulk int, res *result) error {
 		res.Reply = strings.TrimSpace(string(b))
 		return nil
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}
 	res.Reply = strings.TrimSpace(line)
+	if hold == "" {
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "holding")
+	for {
+		if _, err := os.Stat(hold); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "again pid=%d\n", os.Getpid()); err != nil {
+		return fmt.Errorf("second hello: %w", err)
+	}
+	line, err = r.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("second reply: %w", err)
+	}
+	res.Reply += " | " + strings.TrimSpace(line)
 	return nil
 }
 
