@@ -9,10 +9,13 @@ LDFLAGS   := -X main.version=$(VERSION)
 ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 
 # Debian packages the tests and benchmarks use; installed when missing.
-TEST_DEBS := sqlite3 iproute2 util-linux procps
+# rpm, debootstrap, zsh and fish: the package tests (test/pkg) read the .rpm,
+# install the .deb into a Debian root and syntax-check the completions;
+# systemd provides systemd-analyze for the unit check.
+TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
-.PHONY: all build run test unit e2e bench generate check-generate deps deps-gen vet fmt clean
+.PHONY: all build run test unit e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
@@ -43,8 +46,9 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd packaging && $(GO) vet ./...
 
-test: deps vet check-generate unit e2e
+test: deps vet check-generate unit package e2e
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -55,6 +59,22 @@ e2e: build
 bench: build deps
 	$(GO) run ./test/bench/tcpbench -interlock ./$(BIN)
 
+# bench-journal: durable and batched append, verify and export, with the
+# disk's fsync latency measured in the same run (docs/benchmarks.md).
+bench-journal:
+	$(GO) run ./test/bench/journalbench
+
+# bench-pg: PostgreSQL through interlock, PgBouncer (session mode) and
+# direct, side by side (docs/benchmarks.md).
+bench-pg: build deps
+	@dpkg -s pgbouncer >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+	$(GO) run ./test/bench/pgbench -interlock ./$(BIN)
+
+# bench-ssh: ssh/scp through interlock and direct, side by side, against a
+# real sshd on 127.0.0.3 (docs/benchmarks.md).
+bench-ssh: build deps
+	$(GO) run ./test/bench/sshbench -interlock ./$(BIN)
+
 # generate rebuilds the BPF objects and Go bindings from bpf/*.c.
 generate: deps-gen
 	cd bpf && $(GO) generate ./...
@@ -63,5 +83,16 @@ generate: deps-gen
 check-generate: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf/ is stale: run 'make generate' and commit the result"; exit 1; }
 
+# package builds dist/interlock_VERSION-1_amd64.deb and
+# dist/interlock-VERSION-1.x86_64.rpm (packaging/nfpm.yaml, built with
+# nfpm's library by packaging/cmd/mkpkg, a module of its own so that nfpm's
+# dependencies stay out of interlock's).
+PKG_VERSION ?= $(shell sh packaging/version.sh)
+
+package:
+	@rm -f dist/*.deb dist/*.rpm
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(PKG_VERSION)' -o dist/build/interlock ./cmd/interlock
+	cd packaging && $(GO) run ./cmd/mkpkg -root .. -bin ../dist/build/interlock -version '$(PKG_VERSION)' -out ../dist
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -25,6 +25,7 @@ type Config struct {
 	BPF       BPFConfig       `yaml:"bpf"`
 	Log       LogConfig       `yaml:"log"`
 	Metrics   MetricsConfig   `yaml:"metrics"`
+	Policy    PolicyConfig    `yaml:"policy"`
 	Targets   []TargetConfig  `yaml:"targets"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read
@@ -71,6 +72,9 @@ const (
 type LogFormat string
 
 const (
+	// FormatAuto writes JSON when stderr is not a terminal (journald, a
+	// file, a pipe) and text on a terminal. It is the default.
+	FormatAuto LogFormat = "auto"
 	FormatText LogFormat = "text"
 	FormatJSON LogFormat = "json"
 )
@@ -85,6 +89,37 @@ type JournalConfig struct {
 	// waits for the group fsync: the loss window for plain reads and output
 	// on power failure. 1ms to 1s.
 	SyncInterval Duration `yaml:"sync_interval"`
+	// CheckpointSinks are where signed checkpoints go besides the file
+	// next to the database.
+	CheckpointSinks CheckpointSinks `yaml:"checkpoint_sinks"`
+}
+
+// CheckpointSinks is journal.checkpoint_sinks. Each sink receives every new
+// signed checkpoint. It is a struct of optional fields, not a list, so
+// that JournalConfig stays comparable (Reload compares it).
+type CheckpointSinks struct {
+	// File is an absolute path replaced with the newest checkpoint. Open
+	// also checks it: a journal behind it is refused.
+	File string `yaml:"file"`
+	// Syslog sends each checkpoint to the local syslog daemon.
+	Syslog bool `yaml:"syslog"`
+	// URL receives each checkpoint as an HTTP POST (http:// or https://).
+	URL string `yaml:"url"`
+}
+
+// List gives the sinks in the form journal.Options.CheckpointSinks takes.
+func (s CheckpointSinks) List() []string {
+	var out []string
+	if s.File != "" {
+		out = append(out, s.File)
+	}
+	if s.Syslog {
+		out = append(out, "syslog")
+	}
+	if s.URL != "" {
+		out = append(out, s.URL)
+	}
+	return out
 }
 
 // InterceptConfig is the intercept section.
@@ -213,7 +248,7 @@ func Default() *Config {
 		},
 		Control: ControlConfig{Socket: defaultSocket},
 		BPF:     BPFConfig{PinPath: defaultPinPath},
-		Log:     LogConfig{Level: LevelInfo, Format: FormatText},
+		Log:     LogConfig{Level: LevelInfo, Format: FormatAuto},
 		Targets: []TargetConfig{},
 	}
 }

@@ -55,7 +55,7 @@ var parseErrorTests = []struct {
 	{"source is not a key", "source: /x\n", 1, "source", "unknown key"},
 
 	// Wrong types.
-	{"section is a string", "journal: /var/lib/x\n", 1, "journal", "must be a mapping of keys (path, sync, sync_interval), not the string"},
+	{"section is a string", "journal: /var/lib/x\n", 1, "journal", "must be a mapping of keys (checkpoint_sinks, path, sync, sync_interval), not the string"},
 	{"section is a list", "log:\n  - info\n", 1, "log", "must be a mapping"},
 	{"targets is a mapping", "targets:\n  name: db\n", 1, "targets", "must be a list"},
 	{"cgroups is a string", "intercept:\n  cgroups: /system.slice\n", 2, "intercept.cgroups", "must be a list"},
@@ -90,13 +90,20 @@ var parseErrorTests = []struct {
 	{"bad fail", "intercept:\n  fail: never\n", 2, "intercept.fail", "is not one of: closed, open"},
 	{"bad level", "log:\n  level: warning\n", 2, "log.level", "is not one of: debug, info, warn, error"},
 	{"uppercase level", "log:\n  level: INFO\n", 2, "log.level", "must be written in lowercase: info"},
-	{"bad format", "log:\n  format: logfmt\n", 2, "log.format", "is not one of: text, json"},
+	{"bad format", "log:\n  format: logfmt\n", 2, "log.format", "is not one of: auto, text, json"},
 
 	// Paths.
 	{"relative journal path", "journal:\n  path: journal.db\n", 2, "journal.path", "not an absolute path"},
 	{"journal path is a dir", "journal:\n  path: /var/lib/interlock/\n", 2, "journal.path", "ends with /"},
 	{"empty journal path", "journal:\n  path: \"\"\n", 2, "journal.path", "must not be empty"},
 	{"control char in path", "journal:\n  path: \"/x\\ty\"\n", 2, "journal.path", "control characters"},
+	{"sink file relative", "journal:\n  checkpoint_sinks:\n    file: cp.txt\n", 3, "journal.checkpoint_sinks.file", "not an absolute path"},
+	{"sink file is a dir", "journal:\n  checkpoint_sinks:\n    file: /mnt/cp/\n", 3, "journal.checkpoint_sinks.file", "ends with /"},
+	{"sink file is the beside file", "journal:\n  path: /x/j.db\n  checkpoint_sinks:\n    file: /x/j.db.checkpoint\n", 4, "journal.checkpoint_sinks.file", "already keeps beside the journal"},
+	{"sink url scheme", "journal:\n  checkpoint_sinks:\n    url: ftp://audit.example/cp\n", 3, "journal.checkpoint_sinks.url", `"ftp://audit.example/cp" is not an http:// or https:// URL`},
+	{"sink url no host", "journal:\n  checkpoint_sinks:\n    url: \"https://\"\n", 3, "journal.checkpoint_sinks.url", "is not an http:// or https:// URL"},
+	{"sink syslog not bool", "journal:\n  checkpoint_sinks:\n    syslog: maybe\n", 3, "journal.checkpoint_sinks.syslog", "maybe"},
+	{"sinks is a list", "journal:\n  checkpoint_sinks: [syslog]\n", 2, "journal.checkpoint_sinks", "must be a mapping"},
 	{"relative socket", "control:\n  socket: interlock.sock\n", 2, "control.socket", "not an absolute path"},
 	{"long socket", "control:\n  socket: /" + strings.Repeat("s", 107) + "\n", 2, "control.socket", "is 108 bytes long; a unix socket path can be at most 107"},
 	{"relative pin path", "bpf:\n  pin_path: sys/fs/bpf/interlock\n", 2, "bpf.pin_path", "not an absolute path"},
@@ -305,7 +312,7 @@ func TestDefault(t *testing.T) {
 		Intercept: InterceptConfig{Cgroups: []string{}, Fail: FailClosed},
 		Control:   ControlConfig{Socket: "/run/interlock/interlock.sock"},
 		BPF:       BPFConfig{PinPath: "/sys/fs/bpf/interlock"},
-		Log:       LogConfig{Level: LevelInfo, Format: FormatText},
+		Log:       LogConfig{Level: LevelInfo, Format: FormatAuto},
 		Targets:   []TargetConfig{},
 	}
 	if !reflect.DeepEqual(d, want) {
@@ -621,7 +628,7 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Load(bad)
-		if err == nil || err.Error() != bad+":4: journal.pathh: unknown key; did you mean path? (known keys here: path, sync, sync_interval)" {
+		if err == nil || err.Error() != bad+":4: journal.pathh: unknown key; did you mean path? (known keys here: checkpoint_sinks, path, sync, sync_interval)" {
 			t.Errorf("got %v", err)
 		}
 	})
@@ -770,5 +777,25 @@ func TestDuration(t *testing.T) {
 	}
 	if s := Duration(1500 * time.Microsecond).String(); s != "1.5ms" {
 		t.Errorf("String = %s", s)
+	}
+}
+
+// TestCheckpointSinksParse: the sinks come through as written, and List
+// gives them in the form the journal takes.
+func TestCheckpointSinksParse(t *testing.T) {
+	src := "journal:\n  checkpoint_sinks:\n    file: /mnt/evidence/interlock.checkpoint\n    syslog: true\n    url: https://audit.example/checkpoints\n"
+	cfg, err := Parse("sinks.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CheckpointSinks{File: "/mnt/evidence/interlock.checkpoint", Syslog: true, URL: "https://audit.example/checkpoints"}
+	if cfg.Journal.CheckpointSinks != want {
+		t.Errorf("checkpoint_sinks = %+v, want %+v", cfg.Journal.CheckpointSinks, want)
+	}
+	if got := cfg.Journal.CheckpointSinks.List(); !reflect.DeepEqual(got, []string{want.File, "syslog", want.URL}) {
+		t.Errorf("List() = %q", got)
+	}
+	if got := Default().Journal.CheckpointSinks.List(); got != nil {
+		t.Errorf("default sinks %q, want none", got)
 	}
 }

@@ -357,6 +357,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 		default:
 			d.at(line, key, quote(s)+" is not true or false")
 		}
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Bool:
+		// An optional yes/no: absent means "not asked".
+		if isNull(n) {
+			return
+		}
+		b := reflect.New(v.Type().Elem())
+		d.decode(n, b.Elem(), key, line)
+		v.Set(b)
 	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
 		// An optional section: present in the file means set.
 		if isNull(n) {

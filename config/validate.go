@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -43,6 +44,7 @@ func (c *Config) validate(l *errorList) {
 	if d := time.Duration(c.Journal.SyncInterval); d < minSyncInterval || d > maxSyncInterval {
 		l.add("journal.sync_interval", fmt.Sprintf("%s is out of range; write a duration from %s to %s", d, minSyncInterval, maxSyncInterval))
 	}
+	c.validateCheckpointSinks(l)
 
 	c.validateCgroups(l)
 	oneOf(l, "intercept.fail", string(c.Intercept.Fail), FailClosed, FailOpen)
@@ -53,9 +55,10 @@ func (c *Config) validate(l *errorList) {
 	absPath(l, "bpf.pin_path", c.BPF.PinPath, false)
 
 	oneOf(l, "log.level", string(c.Log.Level), LevelDebug, LevelInfo, LevelWarn, LevelError)
-	oneOf(l, "log.format", string(c.Log.Format), FormatText, FormatJSON)
+	oneOf(l, "log.format", string(c.Log.Format), FormatAuto, FormatText, FormatJSON)
 
 	c.validateMetrics(l)
+	c.validatePolicy(l)
 	c.validateTargets(l)
 }
 
@@ -372,4 +375,23 @@ func dnsNameProblem(h string) string {
 		return "the host name's last label is all digits, which no DNS name has"
 	}
 	return ""
+}
+
+// validateCheckpointSinks checks journal.checkpoint_sinks. A file sink on
+// the journal's own checkpoint file is refused: it would be written twice
+// and prove nothing more.
+func (c *Config) validateCheckpointSinks(l *errorList) {
+	s := c.Journal.CheckpointSinks
+	if s.File != "" && absPath(l, "journal.checkpoint_sinks.file", s.File, true) && s.File == c.Journal.Path+".checkpoint" {
+		l.add("journal.checkpoint_sinks.file", quote(s.File)+" is the checkpoint file interlock already keeps beside the journal; name a file on another disk or host")
+	}
+	if s.URL != "" {
+		u, err := url.Parse(s.URL)
+		switch {
+		case hasControl(s.URL):
+			l.add("journal.checkpoint_sinks.url", quote(s.URL)+" holds control characters")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			l.add("journal.checkpoint_sinks.url", quote(s.URL)+" is not an http:// or https:// URL")
+		}
+	}
 }

@@ -24,7 +24,17 @@ type Client struct {
 // Dial returns a client if a daemon answers on the socket within the
 // timeout, and an error otherwise.
 func Dial(ctx context.Context, path string, timeout time.Duration) (*Client, error) {
-	c := &Client{
+	c := newClient(path)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := c.Status(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newClient(path string) *Client {
+	return &Client{
 		path: path,
 		http: &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -33,12 +43,6 @@ func Dial(ctx context.Context, path string, timeout time.Duration) (*Client, err
 			},
 		}},
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, err := c.Status(ctx); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {

@@ -110,20 +110,7 @@ func (s *Server) Listen(path string) error {
 	s.srv = &http.Server{
 		Handler:           s.onlyRoot(mux),
 		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if uc, ok := c.(*net.UnixConn); ok {
-				if raw, err := uc.SyscallConn(); err == nil {
-					var cred *unix.Ucred
-					raw.Control(func(fd uintptr) {
-						cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-					})
-					if cred != nil {
-						return context.WithValue(ctx, credKey{}, cred)
-					}
-				}
-			}
-			return ctx
-		},
+		ConnContext:       peerCred,
 	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -9,16 +9,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/journal"
@@ -50,6 +54,8 @@ type Engine struct {
 	red     *redirector.Redirector
 	ids     *redirector.Resolver
 	policy  *policy.Policy
+	broker  *approvals.Broker
+	webhook atomic.Pointer[approvals.Webhook]
 	metrics *metrics.Metrics
 	handler map[model.Protocol]inspect.Handler
 
@@ -61,6 +67,7 @@ type Engine struct {
 	anomalyWindow     time.Time
 	anomalyCount      int
 	anomalySuppressed int
+	waiting           map[string]bool
 	live              map[string]*LiveSession
 	total             Tally
 	watches           map[*Watch]struct{}
@@ -118,10 +125,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		opts.Grace = 5 * time.Second
 	}
 	j, err := journal.Open(ctx, journal.Options{
-		Path:         cfg.Journal.Path,
-		Sync:         journal.SyncMode(cfg.Journal.Sync),
-		SyncInterval: time.Duration(cfg.Journal.SyncInterval),
-		Logger:       opts.Logger,
+		Path:            cfg.Journal.Path,
+		StateDir:        cfg.StateDir,
+		CheckpointSinks: cfg.Journal.CheckpointSinks.List(),
+		Sync:            journal.SyncMode(cfg.Journal.Sync),
+		SyncInterval:    time.Duration(cfg.Journal.SyncInterval),
+		Logger:          opts.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", cfg.Journal.Path, err)
@@ -157,11 +166,26 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		live:    map[string]*LiveSession{},
 		watches: map[*Watch]struct{}{},
 	}
-	e.policy = policy.New(cfg)
+	if e.policy, err = policy.New(cfg); err != nil {
+		e.closeNow()
+		return nil, err
+	}
+	e.broker = approvals.New(approvals.Options{
+		Journal:  j,
+		Identify: e.IdentityOf,
+		Notify:   e.notify,
+		Logger:   opts.Logger,
+	})
+	e.policy.SetReviewer(e.broker)
+	if err := e.setWebhook(cfg); err != nil {
+		e.closeNow()
+		return nil, err
+	}
 	e.metrics = metrics.New(metrics.Gauges{
-		JournalLastSeq: func() float64 { return float64(j.Stats().LastSeq) },
-		BPF:            red.Gauges,
-		LiveSessions:   func() float64 { return float64(len(e.Live())) },
+		JournalLastSeq:   func() float64 { return float64(j.Stats().LastSeq) },
+		BPF:              red.Gauges,
+		LiveSessions:     func() float64 { return float64(len(e.Live())) },
+		ApprovalsPending: func() float64 { return float64(e.broker.PendingCount()) },
 	})
 	if err := e.buildHandlers(cfg); err != nil {
 		e.closeNow()
@@ -178,12 +202,97 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, fmt.Errorf("intercept targets: %w", err)
 	}
 	for _, cg := range cfg.Intercept.Cgroups {
-		if err := red.Attach(cg); err != nil {
+		if err := e.attachOrWait(cg); err != nil {
 			e.closeNow()
 			return nil, err
 		}
 	}
 	return e, nil
+}
+
+// attachOrWait attaches to a cgroup, or, if it does not exist yet (a CI
+// runner's service cgroup before the service first starts, after a boot),
+// remembers it: watchCgroups attaches it as soon as it appears. Other
+// errors are returned.
+func (e *Engine) attachOrWait(cg string) error {
+	err := e.red.Attach(cg)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	e.mu.Lock()
+	first := e.waiting == nil || !e.waiting[cg]
+	if e.waiting == nil {
+		e.waiting = map[string]bool{}
+	}
+	e.waiting[cg] = true
+	e.mu.Unlock()
+	if first {
+		e.log.Warn("cgroup does not exist yet; it is attached as soon as it appears. Processes that run in it "+
+			"before that are not intercepted: put the service in a slice that exists at boot (see docs/install.md)", "cgroup", cg)
+	}
+	return nil
+}
+
+// watchCgroups attaches waiting cgroups when they appear.
+func (e *Engine) watchCgroups() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A configured cgroup removed (its service stopped) or made anew
+		// lost its programs with the old directory: wait for it again.
+		for _, cg := range e.red.Stale() {
+			e.mu.Lock()
+			configured := slices.Contains(e.cfg.Intercept.Cgroups, cg)
+			e.mu.Unlock()
+			if !configured {
+				continue
+			}
+			if err := e.red.Detach(cg); err != nil {
+				e.log.Debug("forget a removed cgroup's links", "cgroup", cg, "err", err)
+			}
+			if err := e.attachOrWait(cg); err != nil {
+				e.log.Error("re-attach a cgroup that was made anew", "cgroup", cg, "err", err)
+			} else {
+				e.log.Info("cgroup was removed or made anew; re-attached or waiting for it", "cgroup", cg)
+			}
+		}
+		e.mu.Lock()
+		var cgs []string
+		for cg := range e.waiting {
+			cgs = append(cgs, cg)
+		}
+		e.mu.Unlock()
+		for _, cg := range cgs {
+			err := e.red.Attach(cg)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			e.mu.Lock()
+			delete(e.waiting, cg)
+			e.mu.Unlock()
+			if err != nil {
+				e.log.Error("attach to a cgroup that appeared", "cgroup", cg, "err", err)
+			} else {
+				e.log.Info("cgroup appeared; intercepting it", "cgroup", cg)
+			}
+		}
+	}
+}
+
+// Waiting lists configured cgroups that do not exist yet.
+func (e *Engine) Waiting() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.waiting))
+	for cg := range e.waiting {
+		out = append(out, cg)
+	}
+	return out
 }
 
 func targetsOf(cfg *config.Config) []model.Target {
@@ -209,10 +318,14 @@ func (e *Engine) Start() {
 			e.acceptLoop(ln)
 		}()
 	}
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.refreshTargets()
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.watchCgroups()
 	}()
 }
 
@@ -265,6 +378,7 @@ func (e *Engine) serve(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	origin.Session = id.String()
 	s := &inspect.Session{ID: id.String(), Origin: origin}
 	ls := &LiveSession{
 		ID: s.ID, Target: origin.Target.Name, OrigDst: origin.OrigDst,
@@ -279,6 +393,7 @@ func (e *Engine) serve(conn net.Conn) {
 	e.mu.Unlock()
 
 	out := h.Serve(ctx, conn, s)
+	e.broker.SessionEnded(s.ID)
 	proto := string(origin.Target.Protocol)
 	e.metrics.Sessions.WithLabelValues(proto).Inc()
 	if out.Refused {
@@ -400,17 +515,29 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 			}
 		}
 	}
-	e.policy.SetConfig(cfg)
+	if err := e.policy.SetConfig(cfg); err != nil {
+		return err
+	}
+	if err := e.setWebhook(cfg); err != nil {
+		return err
+	}
 	if err := e.red.SetTargets(ctx, targetsOf(cfg)); err != nil {
 		return err
 	}
 	want := map[string]bool{}
 	for _, cg := range cfg.Intercept.Cgroups {
 		want[cg] = true
-		if err := e.red.Attach(cg); err != nil {
+		if err := e.attachOrWait(cg); err != nil {
 			return err
 		}
 	}
+	e.mu.Lock()
+	for cg := range e.waiting {
+		if !want[cg] {
+			delete(e.waiting, cg)
+		}
+	}
+	e.mu.Unlock()
 	for _, cg := range old.Intercept.Cgroups {
 		if !want[cg] {
 			if err := e.red.Detach(cg); err != nil {
@@ -506,6 +633,9 @@ func (e *Engine) Close() error {
 
 func (e *Engine) closeNow() error {
 	e.cancel(errors.New("interlock is shutting down"))
+	if e.broker != nil {
+		e.broker.Close()
+	}
 	return errors.Join(e.red.Close(), e.journal.Close())
 }
 
@@ -543,4 +673,29 @@ func (e *Engine) IdentityOf(ctx context.Context, pid int32, uid, gid uint32) mod
 // embedded `interlock run`.
 func (e *Engine) Self(ctx context.Context) model.Identity {
 	return e.IdentityOf(ctx, int32(os.Getpid()), uint32(os.Getuid()), uint32(os.Getgid()))
+}
+
+// Approvals is the engine's approvals broker.
+func (e *Engine) Approvals() *approvals.Broker { return e.broker }
+
+// setWebhook (re)configures the approval webhook from cfg.
+func (e *Engine) setWebhook(cfg *config.Config) error {
+	w := cfg.Policy.Webhook
+	if w == nil {
+		e.webhook.Store(nil)
+		return nil
+	}
+	wh, err := approvals.NewWebhook(w.URL, time.Duration(w.Timeout), w.SecretFile, e.log)
+	if err != nil {
+		return fmt.Errorf("policy.webhook: %w", err)
+	}
+	e.webhook.Store(wh)
+	return nil
+}
+
+// notify tells the webhook, if any, of a new approval request.
+func (e *Engine) notify(req model.ApprovalRequest) {
+	if wh := e.webhook.Load(); wh != nil {
+		wh.Notify(req)
+	}
 }

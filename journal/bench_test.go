@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/interlock/interlock/model"
 )
@@ -53,4 +54,62 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPost measures the batched path: records posted as fast as the
+// queue takes them, committed in large batches.
+func BenchmarkPost(b *testing.B) {
+	j := openT(b, Options{Path: tempPath(b)})
+	rec := model.Record{Kind: model.KindSSHIO, Session: "0123456789abcdef", Data: model.SSHIO{Stream: "o", Bytes: 64},
+		Payload: []byte("total 48\ndrwxr-xr-x  2 deploy deploy 4096 Mar  1 12:00 releases\n")}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for {
+			st := j.Stats()
+			if st.Posted-st.PostWritten-st.PostLost < DefaultPostQueue/2 {
+				break
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		j.Post(rec)
+	}
+	for st := j.Stats(); st.PostWritten+st.PostLost < uint64(b.N); st = j.Stats() {
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.StopTimer()
+	if st := j.Stats(); st.PostLost != 0 {
+		b.Fatalf("%d lost", st.PostLost)
+	}
+}
+
+// BenchmarkVerify measures Verify per entry on a journal of statements and
+// output with payloads.
+func BenchmarkVerify(b *testing.B) {
+	path := tempPath(b)
+	j := openT(b, Options{Path: path})
+	const n = 100000
+	for i := range n {
+		if i%2 == 0 {
+			j.Post(model.Record{Kind: model.KindPGStatement, Session: "0123456789abcdef", Data: map[string]any{
+				"sql": "SELECT id, name FROM accounts WHERE id = $1", "kinds": []string{"select"}, "rows": 1, "duration_ns": 183000}})
+		} else {
+			j.Post(model.Record{Kind: model.KindSSHIO, Session: "0123456789abcdef", Data: model.SSHIO{Stream: "o", Bytes: 64},
+				Payload: []byte("total 48\ndrwxr-xr-x  2 deploy deploy 4096 Mar  1 12:00 releases\n")})
+		}
+		for st := j.Stats(); st.Posted-st.PostWritten-st.PostLost > DefaultPostQueue/2; st = j.Stats() {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	if err := j.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		rep, err := Verify(context.Background(), path, nil)
+		if err != nil || !rep.OK {
+			b.Fatal(rep, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 }

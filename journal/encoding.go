@@ -1,8 +1,9 @@
 package journal
 
 import (
-	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,11 +17,20 @@ import (
 
 // EncodingVersion is the "v" field of every entry body. A reader that meets
 // another version must refuse it rather than guess: the bytes are what the
-// chain vouches for.
+// chain and the tree vouch for.
 const EncodingVersion = 1
 
 // HashSize is the length of an entry hash (SHA-256).
 const HashSize = sha256.Size
+
+// SaltSize is the length of the random salt in front of a payload in its
+// commitment. It makes the commitment useless for guessing a deleted
+// payload ("was the card number X?").
+const SaltSize = 32
+
+// MaxPayload bounds one record's payload. Bigger content (a huge result
+// set) must be cut by the caller, which says so in the record's data.
+const MaxPayload = 16 << 20
 
 // ErrFloat is returned when a record's data contains a non-integer number.
 // Floats have several valid renderings, which would make the hashed bytes
@@ -43,8 +53,11 @@ type encodedRecord struct {
 	// timeNS is used when hasTime; otherwise the writer's clock decides.
 	timeNS  int64
 	hasTime bool
-	// tail is `,"kind":K,"session":S,"data":D}`.
+	// tail is `,"kind":K,"session":S,"data":D}` or, with a payload,
+	// `,"kind":K,"session":S,"data":D,"payload":"HEX"}`.
 	tail []byte
+	// payload and salt are stored beside the entry; nil without a payload.
+	payload, salt []byte
 }
 
 func encodeRecord(rec model.Record) (encodedRecord, error) {
@@ -74,6 +87,18 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 	if containsFloat(data) {
 		return encodedRecord{}, fmt.Errorf("%w: kind %s", ErrFloat, rec.Kind)
 	}
+	var commitment []byte
+	if rec.Payload != nil {
+		if er.payload, err = payloadBytes(rec.Payload); err != nil {
+			return encodedRecord{}, fmt.Errorf("journal: payload of %s record: %w", rec.Kind, err)
+		}
+		er.salt = make([]byte, SaltSize)
+		if _, err := rand.Read(er.salt); err != nil {
+			return encodedRecord{}, fmt.Errorf("journal: payload salt: %w", err)
+		}
+		c := PayloadCommitment(er.salt, er.payload)
+		commitment = c[:]
+	}
 	kind, err := json.Marshal(rec.Kind)
 	if err != nil {
 		return encodedRecord{}, fmt.Errorf("journal: marshal kind: %w", err)
@@ -82,20 +107,60 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 	if err != nil {
 		return encodedRecord{}, fmt.Errorf("journal: marshal session: %w", err)
 	}
-	tail := make([]byte, 0, len(`,"kind":,"session":,"data":}`)+len(kind)+len(session)+len(data))
-	tail = append(tail, `,"kind":`...)
-	tail = append(tail, kind...)
-	tail = append(tail, `,"session":`...)
-	tail = append(tail, session...)
-	tail = append(tail, `,"data":`...)
-	tail = append(tail, data...)
-	tail = append(tail, '}')
-	er.tail = tail
+	er.tail = appendTail(make([]byte, 0, len(kind)+len(session)+len(data)+120), kind, session, data, commitment)
 	return er, nil
 }
 
+func payloadBytes(p any) ([]byte, error) {
+	var b []byte
+	switch v := p.(type) {
+	case []byte:
+		b = v
+	case string:
+		b = []byte(v)
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) > MaxPayload {
+		return nil, fmt.Errorf("%d bytes is over the %d-byte limit", len(b), MaxPayload)
+	}
+	// A copy: the caller may reuse its buffer once Post returns.
+	return append(make([]byte, 0, len(b)), b...), nil
+}
+
+// appendTail writes everything after the time field. kind, session and data
+// are already JSON; commitment is nil or a payload commitment.
+func appendTail(dst, kind, session, data, commitment []byte) []byte {
+	dst = append(dst, `,"kind":`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `,"session":`...)
+	dst = append(dst, session...)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	if commitment != nil {
+		dst = append(dst, `,"payload":"`...)
+		dst = hex.AppendEncode(dst, commitment)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// PayloadCommitment is what an entry's body holds for its payload:
+// SHA-256(salt || payload).
+func PayloadCommitment(salt, payload []byte) [HashSize]byte {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write(payload)
+	var out [HashSize]byte
+	h.Sum(out[:0])
+	return out
+}
+
 // appendBody writes the exact bytes that are stored and hashed:
-// {"v":1,"seq":N,"time":T,"kind":"K","session":"S","data":D}
+// {"v":1,"seq":N,"time":T,"kind":"K","session":"S","data":D[,"payload":"HEX"]}
 func appendBody(dst []byte, seq uint64, timeNS int64, tail []byte) []byte {
 	dst = append(dst, `{"v":`...)
 	dst = strconv.AppendInt(dst, EncodingVersion, 10)
@@ -112,6 +177,17 @@ func chainHash(h hash.Hash, dst, prev, body []byte) []byte {
 	h.Write(prev)
 	h.Write(body)
 	return h.Sum(dst[:0])
+}
+
+// ChainHash is an entry's chain hash: SHA-256 over the previous entry's
+// chain hash (32 zero bytes before entry 1) and the entry's body.
+func ChainHash(prev, body []byte) [HashSize]byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(body)
+	var out [HashSize]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // containsFloat reports whether valid JSON holds a number token with a
@@ -150,78 +226,4 @@ func containsFloat(js []byte) bool {
 
 func isNumberByte(c byte) bool {
 	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
-}
-
-// body is a decoded entry body. Pointers tell a missing field from a zero.
-type body struct {
-	V       *int            `json:"v"`
-	Seq     *uint64         `json:"seq"`
-	Time    *int64          `json:"time"`
-	Kind    *string         `json:"kind"`
-	Session *string         `json:"session"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// parseBody decodes an entry body and checks that it is exactly the
-// canonical encoding of its own fields, so that two different byte strings
-// can never stand for the same entry.
-func parseBody(b []byte) (body, error) {
-	var p body
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("body does not parse: %v", err)
-	}
-	if p.V == nil {
-		return p, errors.New("body has no encoding version")
-	}
-	if *p.V != EncodingVersion {
-		return p, fmt.Errorf("body has unsupported encoding version %d", *p.V)
-	}
-	switch {
-	case p.Seq == nil:
-		return p, errors.New("body has no seq")
-	case p.Time == nil:
-		return p, errors.New("body has no time")
-	case p.Kind == nil:
-		return p, errors.New("body has no kind")
-	case p.Session == nil:
-		return p, errors.New("body has no session")
-	case p.Data == nil:
-		return p, errors.New("body has no data")
-	}
-	return p, nil
-}
-
-// canonical reports whether b is byte for byte what the writer would have
-// produced for p. Called after the hash check, it catches bodies that a
-// whole-chain rewrite could craft (whitespace, duplicate keys, reordered
-// fields) and that json.Unmarshal alone would accept.
-func (p body) canonical(b []byte) error {
-	if containsFloat(p.Data) {
-		return errors.New("body data contains a float")
-	}
-	kind, err := json.Marshal(*p.Kind)
-	if err != nil {
-		return fmt.Errorf("re-encode kind: %v", err)
-	}
-	session, err := json.Marshal(*p.Session)
-	if err != nil {
-		return fmt.Errorf("re-encode session: %v", err)
-	}
-	want := make([]byte, 0, len(b))
-	want = appendBody(want, *p.Seq, *p.Time, nil)
-	want = append(want, `,"kind":`...)
-	want = append(want, kind...)
-	want = append(want, `,"session":`...)
-	want = append(want, session...)
-	want = append(want, `,"data":`...)
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, p.Data); err != nil {
-		return fmt.Errorf("data does not parse: %v", err)
-	}
-	want = append(want, compact.Bytes()...)
-	want = append(want, '}')
-	if !bytes.Equal(want, b) {
-		return errors.New("body is not in canonical encoding")
-	}
-	return nil
 }

@@ -1,6 +1,9 @@
 // Package journal is interlock's tamper-evident record of what intercepted
-// sessions did: an append-only, hash-chained SQLite log, written through one
-// group-committing writer and checked by Verify.
+// sessions did: an append-only SQLite log whose entries are hash-chained and
+// are the leaves of an RFC 6962 Merkle tree, written through one
+// group-committing writer, with signed checkpoints kept inside and outside
+// the database, and checked by Verify. docs/journal.md specifies the
+// format.
 package journal
 
 import (
@@ -22,8 +25,8 @@ type SyncMode string
 
 const (
 	// SyncNormal fsyncs for Synced records, and otherwise at most
-	// SyncInterval after a commit: the documented loss bound on power
-	// failure for Committed records.
+	// SyncInterval after a record was handed over: the documented loss
+	// bound on power failure for Committed and posted records.
 	SyncNormal SyncMode = "normal"
 	// SyncAlways fsyncs every batch, so Committed and Synced are the same.
 	SyncAlways SyncMode = "always"
@@ -33,12 +36,14 @@ const (
 const (
 	DefaultSyncInterval = 10 * time.Millisecond
 	DefaultBusyTimeout  = 10 * time.Second
+	DefaultPostQueue    = 16384
+	DefaultPostLinger   = 2 * time.Millisecond
 )
 
-// Schema version stored in the meta table. Opening or reading a journal with
-// any other version is refused: guessing at an unknown layout could
-// misreport evidence.
-const SchemaVersion = 1
+// Schema version stored in the meta table. Version 1 (no tree, payloads or
+// checkpoints) is upgraded at Open; any other version is refused: guessing
+// at an unknown layout could misreport evidence.
+const SchemaVersion = 2
 
 // maxBatch bounds one transaction so a burst cannot hold the write lock
 // (and other processes) for long.
@@ -55,23 +60,46 @@ var ErrClosed = errors.New("journal: closed")
 type Options struct {
 	// Path is the SQLite file. Its directory is created (0750) if needed.
 	Path string
+	// StateDir holds the signing key (journal.key, 0600) and its public
+	// half (journal.pub); both are created at first start. Default: the
+	// directory of Path.
+	StateDir string
+	// CheckpointSinks receive every new checkpoint besides the file next
+	// to the database (Path + ".checkpoint"): absolute file paths,
+	// "syslog", or http(s) URLs that get a POST. File sinks are also
+	// checked at Open.
+	CheckpointSinks []string
 	// Sync is SyncNormal (the default) or SyncAlways.
 	Sync SyncMode
-	// SyncInterval bounds how long a Committed record may stay unsynced.
+	// SyncInterval bounds how long a Committed or posted record may stay
+	// unsynced.
 	SyncInterval time.Duration
 	// BusyTimeout is how long a write waits for another process's lock
 	// before the batch fails.
 	BusyTimeout time.Duration
-	Logger      *slog.Logger
+	// PostQueue bounds the records Post may hold; beyond it they are
+	// counted and written as a journal.gap entry.
+	PostQueue int
+	// PostLinger is how long a batch of posted records alone may wait for
+	// more before it commits (never past half the sync interval); negative
+	// disables the wait.
+	PostLinger time.Duration
+	Logger     *slog.Logger
 
 	// beforeBatch runs in the writer after it took a batch's first request
 	// and before it drains the queue; tests use it to shape batches.
 	beforeBatch func()
+	// checkpointInterval and heartbeat override the checkpoint cadence in
+	// tests.
+	checkpointInterval, heartbeat time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Path == "" {
 		return o, errors.New("journal: no path")
+	}
+	if o.StateDir == "" {
+		o.StateDir = filepath.Dir(o.Path)
 	}
 	switch o.Sync {
 	case "":
@@ -80,17 +108,36 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("journal: unknown sync mode %q (want %q or %q)", o.Sync, SyncNormal, SyncAlways)
 	}
-	switch {
-	case o.SyncInterval == 0:
-		o.SyncInterval = DefaultSyncInterval
-	case o.SyncInterval < 0:
-		return o, fmt.Errorf("journal: negative sync interval %s", o.SyncInterval)
+	for _, d := range []struct {
+		v    *time.Duration
+		def  time.Duration
+		name string
+	}{
+		{&o.SyncInterval, DefaultSyncInterval, "sync interval"},
+		{&o.BusyTimeout, DefaultBusyTimeout, "busy timeout"},
+		{&o.checkpointInterval, DefaultCheckpointInterval, "checkpoint interval"},
+		{&o.heartbeat, DefaultHeartbeat, "heartbeat"},
+	} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			return o, fmt.Errorf("journal: negative %s %s", d.name, *d.v)
+		}
 	}
 	switch {
-	case o.BusyTimeout == 0:
-		o.BusyTimeout = DefaultBusyTimeout
-	case o.BusyTimeout < 0:
-		return o, fmt.Errorf("journal: negative busy timeout %s", o.BusyTimeout)
+	case o.PostQueue == 0:
+		o.PostQueue = DefaultPostQueue
+	case o.PostQueue < 0:
+		return o, fmt.Errorf("journal: negative post queue %d", o.PostQueue)
+	}
+	if o.PostLinger == 0 {
+		o.PostLinger = DefaultPostLinger
+	}
+	for _, s := range o.CheckpointSinks {
+		if err := ParseSink(s); err != nil {
+			return o, fmt.Errorf("journal: checkpoint sink: %w", err)
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -100,21 +147,29 @@ func (o Options) withDefaults() (Options, error) {
 
 // Stats are counters of one Journal since Open.
 type Stats struct {
-	// Appends is the number of records committed.
+	// Appends is the number of entries committed (appended, posted and
+	// gap markers).
 	Appends uint64
 	// Batches is the number of committed write transactions holding records.
 	Batches uint64
 	// FsyncBatches counts the Batches committed with synchronous=FULL.
 	FsyncBatches uint64
-	// IdleSyncs counts syncs made because Committed records were waiting
+	// IdleSyncs counts syncs made because committed records were waiting
 	// for their interval and no batch came to carry the fsync.
 	IdleSyncs uint64
 	// FailedBatches counts batches rolled back; every record in them was
-	// refused.
+	// refused (posted ones are counted as lost).
 	FailedBatches uint64
 	// LastSeq is the sequence number of the last entry this Journal wrote
 	// (or the head it found at Open).
 	LastSeq uint64
+	// Posted counts records given to Post; PostWritten those committed;
+	// PostLost those that did not fit the queue (or failed), and Gaps the
+	// journal.gap entries that recorded them.
+	Posted, PostWritten, PostLost, Gaps uint64
+	// Checkpoints counts checkpoints signed; SignedSize is the tree size
+	// of the newest.
+	Checkpoints, SignedSize uint64
 }
 
 // Journal appends records to one journal file. It is safe for concurrent
@@ -124,22 +179,34 @@ type Journal struct {
 	log  *slog.Logger
 	id   string
 
-	// mu orders Append's hand-over against Close closing the queue: RLock
-	// to send, Lock to close.
+	// mu orders Append's and Post's hand-over against Close closing the
+	// queues: RLock to send, Lock to close.
 	mu     sync.RWMutex
 	closed bool
 	reqs   chan *request
+	posts  chan *request
+	ctl    chan *ctlRequest
 
 	done     chan struct{} // closed when the writer has stopped
 	closeErr error         // set by the writer before done
+	sinks    *sinks
+
+	gapMu   sync.Mutex
+	gapLost uint64
+	gapKind map[string]uint64
 
 	appends, batches, fsyncBatches, idleSyncs, failedBatches, lastSeq atomic.Uint64
+	posted, postWritten, postLost, gaps, checkpoints, signedSize      atomic.Uint64
 }
 
 type request struct {
 	rec  encodedRecord
 	sync bool
-	res  chan result
+	// res is nil for posted records: nobody waits for them.
+	res      chan result
+	postedAt time.Time
+	// gap is set on the journal.gap record the writer adds itself.
+	gap *model.Gap
 }
 
 type result struct {
@@ -147,41 +214,76 @@ type result struct {
 	err error
 }
 
+// ctlRequest runs fn in the writer goroutine, between batches.
+type ctlRequest struct {
+	fn   func(*writer) error
+	err  error
+	done chan struct{}
+}
+
 // Open opens the journal at opts.Path, creating it (0640) with its first
-// entry if it does not exist, and starts its writer.
+// entry if it does not exist, and the signing key in opts.StateDir if there
+// is none, and starts its writer. It refuses a journal that is behind, or
+// differs from, its last checkpoint kept outside it, and one whose entries
+// after its last checkpoint do not chain.
 func Open(ctx context.Context, opts Options) (*Journal, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	log := opts.Logger.With("component", "journal", "path", opts.Path)
+	signer, err := LoadOrCreateKey(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseMissingDatabase(opts, signer.Verifier()); err != nil {
+		return nil, err
+	}
 	if err := createFile(opts.Path); err != nil {
 		return nil, err
 	}
-	w, err := newWriter(ctx, opts, log)
+	w, err := newWriter(ctx, opts, log, signer)
 	if err != nil {
 		return nil, err
 	}
-	id, head, created, err := w.initSchema(ctx)
-	if err != nil {
-		w.close()
-		return nil, err
+	id, created, err := w.initSchema(ctx)
+	if err == nil {
+		err = w.prepare(ctx)
 	}
-	if err := w.prepare(ctx); err != nil {
+	if err == nil {
+		w.cps.origin = Origin(id)
+		err = w.startupChecks(ctx, created)
+	}
+	if err == nil {
+		// Sign nothing that is not on disk: what a crashed predecessor
+		// committed may still be only in the page cache.
+		err = w.syncNow()
+	}
+	if err != nil {
 		w.close()
 		return nil, err
 	}
 	j := &Journal{
-		opts: opts,
-		log:  log,
-		id:   id,
-		reqs: make(chan *request, queueSize),
-		done: make(chan struct{}),
+		opts:    opts,
+		log:     log,
+		id:      id,
+		reqs:    make(chan *request, queueSize),
+		posts:   make(chan *request, opts.PostQueue),
+		ctl:     make(chan *ctlRequest),
+		done:    make(chan struct{}),
+		gapKind: map[string]uint64{},
 	}
-	j.lastSeq.Store(head)
+	if j.sinks, err = startSinks(log, CheckpointPath(opts.Path), opts.CheckpointSinks); err != nil {
+		w.close()
+		return nil, err
+	}
+	j.lastSeq.Store(uint64(w.size))
+	j.signedSize.Store(uint64(w.cps.last.Size))
 	w.j = j
+	w.maybeCheckpoint(time.Now())
 	go w.run()
-	log.Info("journal opened", "journal_id", id, "head_seq", head, "created", created, "sync", string(opts.Sync), "sync_interval", opts.SyncInterval)
+	log.Info("journal opened", "journal_id", id, "head_seq", w.size, "created", created, "sync", string(opts.Sync),
+		"sync_interval", opts.SyncInterval, "key", signer.VerifierKey)
 	return j, nil
 }
 
@@ -211,6 +313,9 @@ func createFile(path string) error {
 
 // ID is the random journal id written in entry 1.
 func (j *Journal) ID() string { return j.id }
+
+// Path is the journal's database file.
+func (j *Journal) Path() string { return j.opts.Path }
 
 // Append adds rec to the journal and returns its sequence number once it is
 // as durable as d asks. An error means the record is not in the journal and
@@ -249,8 +354,28 @@ func (j *Journal) Append(ctx context.Context, rec model.Record, d model.Durabili
 	return res.seq, res.err
 }
 
-// Close writes what is queued, syncs, and stops the writer. Appends that
-// race with Close either get in before it or return ErrClosed.
+// control runs fn in the writer goroutine.
+func (j *Journal) control(ctx context.Context, fn func(*writer) error) error {
+	c := &ctlRequest{fn: fn, done: make(chan struct{})}
+	j.mu.RLock()
+	if j.closed {
+		j.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case j.ctl <- c:
+	case <-ctx.Done():
+		j.mu.RUnlock()
+		return ctx.Err()
+	}
+	j.mu.RUnlock()
+	<-c.done
+	return c.err
+}
+
+// Close writes what is queued (posted records included), syncs, signs a
+// final checkpoint and stops the writer. Appends that race with Close
+// either get in before it or return ErrClosed.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	if !j.closed {
@@ -271,6 +396,12 @@ func (j *Journal) Stats() Stats {
 		IdleSyncs:     j.idleSyncs.Load(),
 		FailedBatches: j.failedBatches.Load(),
 		LastSeq:       j.lastSeq.Load(),
+		Posted:        j.posted.Load(),
+		PostWritten:   j.postWritten.Load(),
+		PostLost:      j.postLost.Load(),
+		Gaps:          j.gaps.Load(),
+		Checkpoints:   j.checkpoints.Load(),
+		SignedSize:    j.signedSize.Load(),
 	}
 }
 

@@ -348,12 +348,12 @@ func TestRefusesForeignDatabases(t *testing.T) {
 	future := filepath.Join(dir, "future.db")
 	j := openT(t, Options{Path: future})
 	j.Close()
-	exec(future, `UPDATE meta SET value = 2 WHERE key = 'schema_version'`)
-	if _, err := Open(context.Background(), Options{Path: future, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "unsupported schema version 2") {
-		t.Errorf("Open of schema v2: %v", err)
+	exec(future, `UPDATE meta SET value = 3 WHERE key = 'schema_version'`)
+	if _, err := Open(context.Background(), Options{Path: future, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "unsupported schema version 3") {
+		t.Errorf("Open of schema v3: %v", err)
 	}
-	if _, err := Verify(context.Background(), future, nil); err == nil || !strings.Contains(err.Error(), "unsupported schema version 2") {
-		t.Errorf("Verify of schema v2: %v", err)
+	if _, err := Verify(context.Background(), future, nil); err == nil || !strings.Contains(err.Error(), "unsupported schema version 3") {
+		t.Errorf("Verify of schema v3: %v", err)
 	}
 
 	other := filepath.Join(dir, "other.db")

@@ -1,16 +1,11 @@
 package journal
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/interlock/interlock/model"
@@ -26,6 +21,9 @@ type Entry struct {
 	Body []byte
 	// Hash is SHA-256(previous entry's Hash || Body).
 	Hash []byte
+	// Payload is the entry's payload, nil when it has none or a retention
+	// job deleted it; Salt is the salt of its commitment.
+	Payload, Salt []byte
 }
 
 // Entries calls fn for every entry with seq >= fromSeq, in order, from one
@@ -38,7 +36,8 @@ func Entries(ctx context.Context, path string, fromSeq uint64, fn func(Entry) er
 	}
 	defer db.Close()
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT seq, time_ns, kind, session, body, hash FROM entries WHERE seq >= ? ORDER BY seq`, int64(min(fromSeq, 1<<63-1)))
+	rows, err := tx.QueryContext(ctx, `SELECT e.seq, e.time_ns, e.kind, e.session, e.body, e.hash, p.salt, p.data
+		FROM entries AS e LEFT JOIN payloads AS p ON p.seq = e.seq WHERE e.seq >= ? ORDER BY e.seq`, int64(min(fromSeq, 1<<63-1)))
 	if err != nil {
 		return fmt.Errorf("journal: read entries of %s: %w", path, err)
 	}
@@ -46,7 +45,7 @@ func Entries(ctx context.Context, path string, fromSeq uint64, fn func(Entry) er
 	for rows.Next() {
 		var e Entry
 		var seq int64
-		if err := rows.Scan(&seq, &e.TimeNS, &e.Kind, &e.Session, &e.Body, &e.Hash); err != nil {
+		if err := rows.Scan(&seq, &e.TimeNS, &e.Kind, &e.Session, &e.Body, &e.Hash, &e.Salt, &e.Payload); err != nil {
 			return fmt.Errorf("journal: read entry after %d: %w", e.Seq, err)
 		}
 		e.Seq = uint64(seq)
@@ -58,195 +57,6 @@ func Entries(ctx context.Context, path string, fromSeq uint64, fn func(Entry) er
 		return fmt.Errorf("journal: read entries of %s: %w", path, err)
 	}
 	return nil
-}
-
-// VerifyReport is the outcome of Verify.
-type VerifyReport struct {
-	// Entries is how many entries were checked and found good.
-	Entries uint64 `json:"entries"`
-	// HeadSeq and HeadHash are the last good entry: the journal's head
-	// when OK.
-	HeadSeq  uint64 `json:"head_seq"`
-	HeadHash string `json:"head_hash"`
-	OK       bool   `json:"ok"`
-	// FirstBadSeq and Reason name the first entry that failed.
-	FirstBadSeq uint64 `json:"first_bad_seq,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-}
-
-// progressEvery is how many entries Verify checks between progress calls.
-const progressEvery = 1 << 14
-
-// Verify walks the journal at path and checks every entry: sequence numbers
-// contiguous from 1, the body well-formed in the canonical encoding and
-// agreeing with its row (seq, time_ns, kind, session: those columns are
-// query helpers, so editing them must be caught too), and the hash chain.
-// It stops at the first bad entry. It opens the file read-only and reads
-// one snapshot, so it can run while writers append.
-//
-// progress, if not nil, is called now and then with the entries done and
-// the head seq of the snapshot.
-//
-// Limitation: the chain alone cannot show that entries were cut off the
-// end, nor that the whole chain was rewritten from some entry on with
-// hashes recomputed. Both are caught only once signed checkpoints exist:
-// until then a report of OK means "internally consistent", not "complete".
-func Verify(ctx context.Context, path string, progress func(done, total uint64)) (VerifyReport, error) {
-	db, tx, err := openReader(ctx, path)
-	if err != nil {
-		return VerifyReport{}, err
-	}
-	defer db.Close()
-	defer tx.Rollback()
-
-	var total int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&total); err != nil {
-		return VerifyReport{}, fmt.Errorf("journal: read head of %s: %w", path, err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT seq, time_ns, kind, session, body, hash FROM entries ORDER BY seq`)
-	if err != nil {
-		return VerifyReport{}, fmt.Errorf("journal: read entries of %s: %w", path, err)
-	}
-	defer rows.Close()
-
-	v := verifier{prev: make([]byte, HashSize), h: sha256.New()}
-	var r row
-	for rows.Next() {
-		if err := r.scan(rows); err != nil {
-			return VerifyReport{}, fmt.Errorf("journal: read entry %d of %s: %w", v.rep.HeadSeq+1, path, err)
-		}
-		want := v.rep.HeadSeq + 1
-		if r.seq > 0 && uint64(r.seq) > want {
-			// Name the missing entry itself, not its successor.
-			v.fail(want, fmt.Sprintf("entry %d missing", want))
-			return v.rep, rows.Close()
-		}
-		reason, hashBad := v.check(&r)
-		if hashBad {
-			reason = v.blameHash(rows, &r)
-		}
-		if reason != "" {
-			bad := uint64(r.seq)
-			if r.seq < 1 {
-				bad = want // a row that cannot be in the chain breaks it here
-			}
-			v.fail(bad, reason)
-			return v.rep, rows.Close()
-		}
-		if v.rep.Entries%progressEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return VerifyReport{}, err
-			}
-			if progress != nil {
-				progress(v.rep.Entries, uint64(total))
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return VerifyReport{}, fmt.Errorf("journal: read entries of %s: %w", path, err)
-	}
-	if v.rep.Entries == 0 {
-		v.fail(1, "entry 1 missing (the journal has no entries)")
-		return v.rep, nil
-	}
-	if progress != nil {
-		progress(v.rep.Entries, uint64(total))
-	}
-	v.rep.OK = true
-	return v.rep, nil
-}
-
-// row is reused for every entry and its RawBytes are only valid until the
-// next Scan: Verify holds one entry at a time (two when it blames a hash
-// break), however long the journal is.
-type row struct {
-	seq                               int64
-	timeNS, kind, session, body, hash sql.RawBytes
-	computed                          []byte // reused across rows
-}
-
-func (r *row) scan(rows *sql.Rows) error {
-	return rows.Scan(&r.seq, &r.timeNS, &r.kind, &r.session, &r.body, &r.hash)
-}
-
-type verifier struct {
-	rep  VerifyReport
-	prev []byte // hash of the last good entry (zeros before entry 1)
-	h    hash.Hash
-}
-
-func (v *verifier) fail(seq uint64, reason string) {
-	v.rep.FirstBadSeq = seq
-	v.rep.Reason = reason
-}
-
-// check returns why r is bad. hashBad means the chain breaks at r; the
-// caller then looks at the next entry to tell which of body and stored
-// hash was edited.
-func (v *verifier) check(r *row) (reason string, hashBad bool) {
-	if want := v.rep.HeadSeq + 1; r.seq < 1 || uint64(r.seq) != want {
-		return fmt.Sprintf("unexpected entry seq %d (expected %d)", r.seq, want), false
-	}
-	p, err := parseBody(r.body)
-	if err != nil {
-		return err.Error(), false
-	}
-	if *p.Seq != uint64(r.seq) {
-		return fmt.Sprintf("body seq %d does not match row seq %d", *p.Seq, r.seq), false
-	}
-	r.computed = chainHash(v.h, r.computed, v.prev, r.body)
-	if !bytes.Equal(r.computed, r.hash) {
-		return "", true
-	}
-	if err := p.canonical(r.body); err != nil {
-		return err.Error(), false
-	}
-	switch {
-	case string(r.timeNS) != strconv.FormatInt(*p.Time, 10):
-		return "time_ns column does not match body", false
-	case string(r.kind) != *p.Kind:
-		return "kind column does not match body", false
-	case string(r.session) != *p.Session:
-		return "session column does not match body", false
-	case r.seq == 1 && *p.Kind != model.KindJournalOpen:
-		return fmt.Sprintf("entry 1 is %q, not %q", *p.Kind, model.KindJournalOpen), false
-	}
-	v.prev = append(v.prev[:0], r.hash...)
-	v.rep.Entries++
-	v.rep.HeadSeq = uint64(r.seq)
-	v.rep.HeadHash = hex.EncodeToString(r.hash)
-	return "", false
-}
-
-// blameHash explains a chain break at r using the next entry, which was
-// chained from r's original hash: if it chains from the hash recomputed
-// over r's body, the body is intact and the stored hash was edited; if it
-// chains from the stored hash, the stored hash is original and the body
-// was edited.
-func (v *verifier) blameHash(rows *sql.Rows, r *row) string {
-	if len(r.hash) != HashSize {
-		return fmt.Sprintf("stored hash changed (%d bytes, want %d)", len(r.hash), HashSize)
-	}
-	computed := append([]byte(nil), r.computed...)
-	stored := append([]byte(nil), r.hash...)
-	const unsure = "hash mismatch: body or stored hash was changed"
-	if !rows.Next() {
-		return unsure
-	}
-	var next row
-	if err := next.scan(rows); err != nil || next.seq != r.seq+1 {
-		return unsure
-	}
-	switch {
-	case bytes.Equal(chainHash(v.h, nil, computed, next.body), next.hash):
-		return "stored hash changed"
-	case bytes.Equal(chainHash(v.h, nil, stored, next.body), next.hash):
-		if r.seq > 1 {
-			return fmt.Sprintf("hash mismatch: body was changed (or entry %d was rewritten together with its hash)", r.seq-1)
-		}
-		return "hash mismatch: body was changed"
-	}
-	return unsure
 }
 
 // SessionFilter narrows ListSessions.
@@ -363,7 +173,7 @@ func ListSessions(ctx context.Context, path string, f SessionFilter) ([]SessionS
 }
 
 func decodeData(b []byte, v any) error {
-	p, err := parseBody(b)
+	p, err := ParseBody(b)
 	if err != nil {
 		return err
 	}

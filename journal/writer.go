@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/interlock/interlock/model"
 )
 
 // writer owns the write connection. Everything in it is touched only by the
@@ -26,25 +30,43 @@ type writer struct {
 	// conn is dedicated so that per-connection pragmas (synchronous,
 	// busy_timeout) stay set and the statements stay prepared. nil after a
 	// connection was discarded; the next batch reconnects.
-	conn              *sql.Conn
-	insert, head, put *sql.Stmt
+	conn                                 *sql.Conn
+	insert, insertPayload, head, put, cp *sql.Stmt
 	// full is the connection's current synchronous setting, to skip
 	// redundant pragmas; valid only while conn is.
 	full bool
 
-	// unsyncedSince is when the oldest commit that has not been fsynced
-	// was made; zero when everything is synced.
+	// unsyncedSince is when the oldest record that is committed but not
+	// fsynced was handed to the journal (posted records count from Post,
+	// not from their commit); zero when everything is synced.
 	unsyncedSince time.Time
 	// syncRetryAt delays the next idle sync after a failed one, so a
 	// broken disk does not make the writer spin.
 	syncRetryAt time.Time
 
+	// order is the batch as committed: posted records first.
+	order []*request
+
 	h          hash.Hash
-	body       []byte
+	body, col  []byte
 	prev, curr []byte
+	stored     []tlog.Hash
+
+	// size is the tree size (head seq) this writer knows, headHash the
+	// chain hash of that entry and tree the compact range of that tree.
+	// synced is the size known to be fsynced: only that much is signed.
+	size, synced int64
+	headHash     []byte
+	tree         compactRange
+
+	cps checkpointer
+
+	// closing is set once the Append queue is closed: the writer drains
+	// what is posted and stops.
+	closing bool
 }
 
-func newWriter(ctx context.Context, opts Options, log *slog.Logger) (*writer, error) {
+func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Signer) (*writer, error) {
 	d, err := writerDSN(opts.Path, opts.BusyTimeout)
 	if err != nil {
 		return nil, err
@@ -59,6 +81,7 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger) (*writer, er
 		h:    sha256.New(),
 		prev: make([]byte, 0, HashSize),
 		curr: make([]byte, 0, HashSize),
+		cps:  checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
 	}
 	if err := w.connect(ctx); err != nil {
 		db.Close()
@@ -91,15 +114,21 @@ func (w *writer) connect(ctx context.Context) error {
 
 // prepare needs the schema, so Open calls it after initSchema.
 func (w *writer) prepare(ctx context.Context) error {
-	var err error
-	if w.insert, err = w.conn.PrepareContext(ctx, `INSERT INTO entries (seq, time_ns, kind, session, body, hash) VALUES (?, ?, ?, ?, ?, ?)`); err != nil {
-		return fmt.Errorf("journal: prepare insert: %w", err)
-	}
-	if w.head, err = w.conn.PrepareContext(ctx, `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`); err != nil {
-		return fmt.Errorf("journal: prepare head query: %w", err)
-	}
-	if w.put, err = w.conn.PrepareContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`); err != nil {
-		return fmt.Errorf("journal: prepare meta update: %w", err)
+	for _, p := range []struct {
+		s   **sql.Stmt
+		sql string
+	}{
+		{&w.insert, `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&w.insertPayload, `INSERT INTO payloads (seq, salt, data) VALUES (?, ?, ?)`},
+		{&w.head, `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`},
+		{&w.put, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`},
+		{&w.cp, `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`},
+	} {
+		s, err := w.conn.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("journal: prepare %q: %w", p.sql, err)
+		}
+		*p.s = s
 	}
 	return nil
 }
@@ -118,12 +147,12 @@ func (w *writer) discard() {
 }
 
 func (w *writer) closeStmts() {
-	for _, s := range []*sql.Stmt{w.insert, w.head, w.put} {
-		if s != nil {
-			s.Close()
+	for _, s := range []**sql.Stmt{&w.insert, &w.insertPayload, &w.head, &w.put, &w.cp} {
+		if *s != nil {
+			(*s).Close()
+			*s = nil
 		}
 	}
-	w.insert, w.head, w.put = nil, nil, nil
 }
 
 func (w *writer) close() {
@@ -141,45 +170,88 @@ func (w *writer) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	batch := make([]*request, 0, maxBatch)
-	for {
-		var syncC <-chan time.Time
-		if !w.unsyncedSince.IsZero() {
-			at := w.unsyncedSince.Add(w.opts.SyncInterval)
-			if w.syncRetryAt.After(at) {
-				at = w.syncRetryAt
-			}
-			timer.Reset(time.Until(at))
-			syncC = timer.C
+	for !w.closing {
+		wake := w.nextWake()
+		var timerC <-chan time.Time
+		if !wake.IsZero() {
+			timer.Reset(time.Until(wake))
+			timerC = timer.C
 		}
 		select {
 		case r, ok := <-j.reqs:
 			if !ok {
-				timer.Stop()
-				w.shutdown()
-				return
+				w.closing = true
+				break
 			}
 			batch = append(batch[:0], r)
 			if w.opts.beforeBatch != nil {
 				w.opts.beforeBatch()
 			}
-			batch = drain(j.reqs, batch)
+			batch = w.collect(batch)
 			w.process(batch)
-			clear(batch) // let the requests be collected
-		case <-syncC:
-			w.idleSync()
+		case r := <-j.posts:
+			batch = w.collect(append(batch[:0], r))
+			w.process(batch)
+		case c := <-j.ctl:
+			c.err = c.fn(w)
+			close(c.done)
+		case <-timerC:
+			timerC = nil
+			if !w.unsyncedSince.IsZero() && !time.Now().Before(w.syncAt()) {
+				w.idleSync()
+			}
+			w.maybeCheckpoint(time.Now())
 		}
+		// Go 1.23 timers: after Stop no stale tick can be received.
+		timer.Stop()
+		clear(batch) // let the requests be collected
 	}
+	// Appends are closed; records posted before Close are written too.
+	for {
+		batch = drain(j.reqs, j.posts, batch[:0], true)
+		if len(batch) == 0 {
+			break
+		}
+		w.process(batch)
+		clear(batch)
+	}
+	w.shutdown()
+}
+
+// syncAt is when committed records must be synced at the latest.
+func (w *writer) syncAt() time.Time {
+	at := w.unsyncedSince.Add(w.opts.SyncInterval)
+	if w.syncRetryAt.After(at) {
+		at = w.syncRetryAt
+	}
+	return at
+}
+
+// nextWake is when the writer must act on its own: a sync falling due or a
+// checkpoint. Zero means nothing is scheduled.
+func (w *writer) nextWake() time.Time {
+	var at time.Time
+	if !w.unsyncedSince.IsZero() {
+		at = w.syncAt()
+	}
+	if cp := w.cps.due(w.size, w.synced); !cp.IsZero() && (at.IsZero() || cp.Before(at)) {
+		at = cp
+	}
+	return at
 }
 
 // drain adds whatever is already queued, without waiting: group commit
 // comes from records that arrived while the previous batch was committing.
-func drain(reqs <-chan *request, batch []*request) []*request {
+func drain(reqs <-chan *request, posts <-chan *request, batch []*request, closing bool) []*request {
 	for len(batch) < maxBatch {
 		select {
 		case r, ok := <-reqs:
 			if !ok {
-				return batch
+				reqs = nil
+				continue
 			}
+			batch = append(batch, r)
+		case r := <-posts:
 			batch = append(batch, r)
 		default:
 			return batch
@@ -188,21 +260,105 @@ func drain(reqs <-chan *request, batch []*request) []*request {
 	return batch
 }
 
+// collect completes a batch. A batch holding only posted records may wait
+// a little (PostLinger, and never past their sync deadline) for more, so
+// that records posted close together, such as a session.close and the next
+// session.open, share a transaction. An Append ends the wait at once: a
+// caller is waiting for it.
+func (w *writer) collect(batch []*request) []*request {
+	j := w.j
+	batch = drain(j.reqs, j.posts, batch, w.closing)
+	if w.closing || len(batch) >= maxBatch || w.opts.PostLinger <= 0 {
+		return batch
+	}
+	oldest := time.Time{}
+	for _, r := range batch {
+		if r.res != nil {
+			return batch
+		}
+		if oldest.IsZero() || r.postedAt.Before(oldest) {
+			oldest = r.postedAt
+		}
+	}
+	// Leave half the interval for the commit and its fsync.
+	wait := min(w.opts.PostLinger, time.Until(oldest.Add(w.opts.SyncInterval/2)))
+	if wait <= 0 {
+		return batch
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-j.reqs:
+			if !ok {
+				w.closing = true
+				return batch
+			}
+			return drain(j.reqs, j.posts, append(batch, r), false)
+		case r := <-j.posts:
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
+}
+
 func (w *writer) process(batch []*request) {
+	if len(batch) == 0 {
+		return
+	}
 	j := w.j
 	start := time.Now()
-	full := w.opts.Sync == SyncAlways ||
-		(!w.unsyncedSince.IsZero() && start.Sub(w.unsyncedSince) >= w.opts.SyncInterval)
+	// Records posted before the last batch was committed may already have
+	// waited: their sync deadline counts from Post.
+	oldest := start
+	for _, r := range batch {
+		if r.res == nil && r.postedAt.Before(oldest) {
+			oldest = r.postedAt
+		}
+	}
+	if !w.unsyncedSince.IsZero() && w.unsyncedSince.Before(oldest) {
+		oldest = w.unsyncedSince
+	}
+	full := w.opts.Sync == SyncAlways || start.Sub(oldest) >= w.opts.SyncInterval
 	for _, r := range batch {
 		full = full || r.sync
 	}
-	first, err := w.commit(batch, full)
+	// Posted records go first: a caller that posts output and then appends
+	// (an exit status, a decision) finds them in that order in the journal.
+	// The gap marker follows the posts it accounts for.
+	w.order = w.order[:0]
+	for _, r := range batch {
+		if r.res == nil {
+			w.order = append(w.order, r)
+		}
+	}
+	if g := j.takeGap(); g != nil {
+		w.order = append(w.order, g)
+	}
+	for _, r := range batch {
+		if r.res != nil {
+			w.order = append(w.order, r)
+		}
+	}
+	batch = w.order
+	defer clear(w.order)
+	first, batch, err := w.commit(batch, full)
+	w.order = batch
 	if err != nil {
 		j.failedBatches.Add(1)
 		w.log.Error("journal batch failed; its records were refused", "records", len(batch), "synced", full, "err", err)
 		err = fmt.Errorf("journal: record not written: %w", err)
 		for _, r := range batch {
-			r.res <- result{err: err}
+			switch {
+			case r.res != nil:
+				r.res <- result{err: err}
+			case r.gap != nil:
+				j.restoreGap(r.gap)
+			default:
+				j.lose(r.rec.kind)
+			}
 		}
 		return
 	}
@@ -213,11 +369,28 @@ func (w *writer) process(batch []*request) {
 	if full {
 		j.fsyncBatches.Add(1)
 		w.unsyncedSince = time.Time{}
-	} else if w.unsyncedSince.IsZero() {
-		w.unsyncedSince = start
+		w.synced = w.size
+	} else if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
+		w.unsyncedSince = oldest
+	}
+	for _, r := range batch {
+		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
+			w.cps.want(int64(last))
+			break
+		}
 	}
 	for i, r := range batch {
-		r.res <- result{seq: first + uint64(i)}
+		switch {
+		case r.res != nil:
+			r.res <- result{seq: first + uint64(i)}
+		case r.gap != nil:
+			j.gaps.Add(1)
+		default:
+			j.postWritten.Add(1)
+		}
+	}
+	if full {
+		w.maybeCheckpoint(time.Now())
 	}
 }
 
@@ -225,36 +398,26 @@ func (w *writer) process(batch []*request) {
 // number. BEGIN IMMEDIATE takes the database write lock before the head is
 // read, so another process appending to the same file cannot slip an
 // entry between our read of the head and our insert.
-func (w *writer) commit(batch []*request, full bool) (first uint64, err error) {
+func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request, err error) {
 	ctx := context.Background() // bounded by busy_timeout, not by any caller
 	if err := w.begin(ctx, full); err != nil {
-		return 0, err
+		return 0, batch, err
 	}
+	saved := w.tree.clone()
+	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
 	defer func() {
 		if err != nil {
 			w.rollback()
+			w.tree, w.size, w.headHash = saved, savedSize, savedHead
 		}
 	}()
-
-	var headSeq int64
-	var headHash []byte
-	err = w.head.QueryRowContext(ctx).Scan(&headSeq, &headHash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		// Only if every entry was deleted from outside. Recording on
-		// keeps evidence of what happens next, where refusing would stop
-		// every intercepted operation; Verify reports the damage.
-		w.log.Warn("journal has no entries; chaining from zero")
-		headSeq, headHash, err = 0, make([]byte, HashSize), nil
-	case err != nil:
-		return 0, fmt.Errorf("read head: %w", err)
-	case len(headHash) != HashSize:
-		return 0, fmt.Errorf("head entry %d has a %d-byte hash", headSeq, len(headHash))
+	if err := w.syncHead(ctx); err != nil {
+		return 0, batch, err
 	}
-	prev := append(w.prev[:0], headHash...)
+	prev := append(w.prev[:0], w.headHash...)
 	curr := w.curr
-	seq := uint64(headSeq)
-	for _, r := range batch {
+	seq := uint64(w.size)
+	insert := func(r *request) error {
 		seq++
 		t := r.rec.timeNS
 		if !r.rec.hasTime {
@@ -262,16 +425,78 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, err error) {
 		}
 		w.body = appendBody(w.body[:0], seq, t, r.rec.tail)
 		curr = chainHash(w.h, curr, prev, w.body)
-		if _, err := w.insert.ExecContext(ctx, int64(seq), t, r.rec.kind, r.rec.session, w.body, curr); err != nil {
-			return 0, fmt.Errorf("insert entry %d: %w", seq, err)
+		w.stored = w.tree.add(tlog.RecordHash(w.body), w.stored)
+		w.col = treeColumn(w.col, w.stored)
+		if _, err := w.insert.ExecContext(ctx, int64(seq), t, r.rec.kind, r.rec.session, w.body, curr, w.col); err != nil {
+			return fmt.Errorf("insert entry %d: %w", seq, err)
+		}
+		if r.rec.payload != nil {
+			if _, err := w.insertPayload.ExecContext(ctx, int64(seq), r.rec.salt, r.rec.payload); err != nil {
+				return fmt.Errorf("insert payload of entry %d: %w", seq, err)
+			}
 		}
 		prev, curr = curr, prev
+		return nil
+	}
+	for _, r := range batch {
+		if err := insert(r); err != nil {
+			return 0, batch, err
+		}
+	}
+	// Records that arrived while this batch was being written join it
+	// when it is about to fsync anyway: the fsync is the expensive part,
+	// and they would otherwise wait for the next one.
+	if full && w.j != nil {
+		n := len(batch)
+		batch = drain(w.j.reqs, w.j.posts, batch, w.closing)
+		for _, r := range batch[n:] {
+			if err := insert(r); err != nil {
+				return 0, batch, err
+			}
+		}
 	}
 	w.prev, w.curr = prev, curr
+	firstSeq := uint64(w.size) + 1
 	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return 0, fmt.Errorf("commit entries %d-%d: %w", uint64(headSeq)+1, seq, err)
+		return 0, batch, fmt.Errorf("commit entries %d-%d: %w", firstSeq, seq, err)
 	}
-	return uint64(headSeq) + 1, nil
+	w.size, w.headHash = int64(seq), append(w.headHash[:0], prev...)
+	return firstSeq, batch, nil
+}
+
+// syncHead makes size, headHash and tree describe the database's head,
+// inside the write transaction. They differ when another process appended
+// to the same file since our last batch: then the tree's right edge is read
+// back from the entries' tree columns.
+func (w *writer) syncHead(ctx context.Context) error {
+	var headSeq int64
+	var headHash []byte
+	err := w.head.QueryRowContext(ctx).Scan(&headSeq, &headHash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// Only if every entry was deleted from outside. Recording on
+		// keeps evidence of what happens next, where refusing would stop
+		// every intercepted operation; Verify reports the damage.
+		w.log.Warn("journal has no entries; chaining from zero")
+		headSeq, headHash = 0, make([]byte, HashSize)
+	case err != nil:
+		return fmt.Errorf("read head: %w", err)
+	case len(headHash) != HashSize:
+		return fmt.Errorf("head entry %d has a %d-byte hash", headSeq, len(headHash))
+	}
+	if headSeq == w.size && bytes.Equal(headHash, w.headHash) {
+		return nil
+	}
+	tree, err := loadRange(ctx, w.conn, headSeq)
+	if err != nil {
+		return fmt.Errorf("read the tree's right edge at %d: %w", headSeq, err)
+	}
+	if headSeq < w.size {
+		w.log.Warn("journal head went back: entries were removed from outside", "had", w.size, "now", headSeq)
+		w.synced = min(w.synced, headSeq)
+	}
+	w.tree, w.size, w.headHash = tree, headSeq, append(w.headHash[:0], headHash...)
+	return nil
 }
 
 // begin sets the durability of the coming commit and opens the write
@@ -308,6 +533,9 @@ func (w *writer) begin(ctx context.Context, full bool) error {
 // open afterwards, it is discarded: a half-written batch must never be
 // committed by the next one.
 func (w *writer) rollback() {
+	if w.conn == nil {
+		return
+	}
 	_, rerr := w.conn.ExecContext(context.Background(), `ROLLBACK`)
 	inTx := true
 	cerr := w.conn.Raw(func(dc any) error {
@@ -352,11 +580,12 @@ func (w *writer) syncNow() (err error) {
 		return fmt.Errorf("commit sync: %w", err)
 	}
 	w.unsyncedSince, w.syncRetryAt = time.Time{}, time.Time{}
+	w.synced = w.size
 	return nil
 }
 
-// shutdown runs once the queue is closed and drained: sync what is still
-// only committed, then release the database.
+// shutdown runs once the queues are closed and drained: sync what is still
+// only committed, sign the final tree, then release the database.
 func (w *writer) shutdown() {
 	j := w.j
 	if !w.unsyncedSince.IsZero() {
@@ -367,6 +596,12 @@ func (w *writer) shutdown() {
 			j.idleSyncs.Add(1)
 		}
 	}
+	if w.synced == w.size && w.size > w.cps.last.Size {
+		w.checkpoint(time.Now())
+	}
 	w.close()
-	w.log.Info("journal closed", "last_seq", j.lastSeq.Load())
+	if j.sinks != nil {
+		j.sinks.close()
+	}
+	w.log.Info("journal closed", "last_seq", j.lastSeq.Load(), "signed_size", w.cps.last.Size)
 }

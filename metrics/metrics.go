@@ -18,17 +18,16 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	Connections      prometheus.Counter
-	OriginMisses     prometheus.Counter
-	Sessions         *prometheus.CounterVec // protocol
-	SessionsRefused  *prometheus.CounterVec // protocol
-	Statements       *prometheus.CounterVec // target
-	Records          *prometheus.CounterVec // kind
-	RecordErrors     prometheus.Counter
-	Decisions        *prometheus.CounterVec // protocol, action
-	ApprovalsPending prometheus.Gauge
-	BytesUp          *prometheus.CounterVec // protocol
-	BytesDown        *prometheus.CounterVec // protocol
+	Connections     prometheus.Counter
+	OriginMisses    prometheus.Counter
+	Sessions        *prometheus.CounterVec // protocol
+	SessionsRefused *prometheus.CounterVec // protocol
+	Statements      *prometheus.CounterVec // target
+	Records         *prometheus.CounterVec // kind
+	RecordErrors    prometheus.Counter
+	Decisions       *prometheus.CounterVec // protocol, action
+	BytesUp         *prometheus.CounterVec // protocol
+	BytesDown       *prometheus.CounterVec // protocol
 }
 
 // Gauges are read at scrape time from the parts that own the numbers.
@@ -44,6 +43,8 @@ type Gauges struct {
 	BPF func() map[string]float64
 	// LiveSessions is the number of open sessions.
 	LiveSessions func() float64
+	// ApprovalsPending is the number of operations held for approval.
+	ApprovalsPending func() float64
 }
 
 // New creates the series and registers them with the gauges.
@@ -72,8 +73,6 @@ func New(g Gauges) *Metrics {
 		BytesUp:         fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
 		BytesDown:       fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
 	}
-	m.ApprovalsPending = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "interlock", Name: "approvals_pending", Help: "Operations held for approval."})
-	reg.MustRegister(m.ApprovalsPending)
 	gauge := func(name, help string, fn func() float64) {
 		if fn != nil {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "interlock", Name: name, Help: help}, fn))
@@ -83,6 +82,7 @@ func New(g Gauges) *Metrics {
 	gauge("journal_sync_lag_seconds", "Age of the oldest committed record not yet fsynced.", g.JournalLag)
 	gauge("journal_last_seq", "Newest journal sequence number.", g.JournalLastSeq)
 	gauge("sessions_live", "Open sessions.", g.LiveSessions)
+	gauge("approvals_pending", "Operations held for approval.", g.ApprovalsPending)
 	if g.BPF != nil {
 		reg.MustRegister(&bpfCollector{read: g.BPF})
 	}

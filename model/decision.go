@@ -37,4 +37,27 @@ type Decision struct {
 	Action Action `json:"action"`
 	Rule   string `json:"rule,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Request is the approval request a review created; Grant the grant
+	// that let the operation through without a new request.
+	Request string `json:"request,omitempty"`
+	Grant   string `json:"grant,omitempty"`
+	// Mask says what to mask in what flows back (Action is Mask, or Allow
+	// after a review whose operation is also masked).
+	Mask *MaskSpec `json:"mask,omitempty"`
+}
+
+// MaskSpec is the masking an operation's results get.
+type MaskSpec struct {
+	Rules []MaskRule `json:"rules"`
+}
+
+// MaskRule is one mask rule that applies.
+type MaskRule struct {
+	Rule string `json:"rule"`
+	// Columns are table.column globs; Detectors name content detectors.
+	Columns   []string `json:"columns,omitempty"`
+	Detectors []string `json:"detectors,omitempty"`
+	// Live: an ssh session's live output is masked too, not only the
+	// recorded copy.
+	Live bool `json:"live,omitempty"`
 }

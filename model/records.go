@@ -1,5 +1,7 @@
 package model
 
+import "net/netip"
+
 // The records below are what protocol handlers journal inside a session,
 // and what the journal's exporters (statements.csv, asciicast, OCSF) read
 // back. Field names are part of the evidence format: add fields, never
@@ -11,6 +13,8 @@ const (
 	KindGap = "journal.gap"
 
 	KindPGStatement = "pg.statement"
+	KindPGResult    = "pg.result" // how a pg.statement ended
+	KindPGCancel    = "pg.cancel" // a CancelRequest, matched or not
 
 	KindSSHChannel = "ssh.channel" // a channel opened or refused
 	KindSSHRequest = "ssh.request" // pty-req, env, shell, exec, subsystem, signal, forwarding, ...
@@ -90,6 +94,47 @@ type PGStatement struct {
 	// rows); Truncated says more rows came than were recorded.
 	RowsRecorded int  `json:"rows_recorded,omitempty"`
 	Truncated    bool `json:"truncated,omitempty"`
+}
+
+// PGResult is the data of a pg.result entry: how the statement of an
+// earlier pg.statement entry ended. The pg.statement entry is committed
+// before the statement reaches the server; this one follows when the
+// server has answered, so the two together are the statement's record.
+type PGResult struct {
+	// Statement is the sequence number of the pg.statement entry.
+	Statement uint64 `json:"statement"`
+	// NotRun is set when the statement never ran: an earlier statement of
+	// the same query or pipeline failed, or the session ended first.
+	NotRun bool `json:"not_run,omitempty"`
+	// Tag is the CommandComplete tag; Rows the rows returned or affected.
+	Tag  string `json:"tag,omitempty"`
+	Rows int64  `json:"rows"`
+	// SQLState and Error are set when the statement failed.
+	SQLState string `json:"sqlstate,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// DurationNS runs from forwarding to CommandComplete (or the error).
+	DurationNS int64 `json:"duration_ns"`
+	// Columns names the result columns (record_results summary or rows).
+	Columns []string `json:"columns,omitempty"`
+	// RowsRecorded counts the rows in the entry's payload (record_results:
+	// rows); Truncated says more rows (or longer values) came than were
+	// recorded.
+	RowsRecorded int  `json:"rows_recorded,omitempty"`
+	Truncated    bool `json:"truncated,omitempty"`
+}
+
+// PGCancel is the data of a pg.cancel entry: a CancelRequest that arrived
+// on its own intercepted connection, and who sent it.
+type PGCancel struct {
+	Target   Target         `json:"target"`
+	Client   netip.AddrPort `json:"client"`
+	Identity Identity       `json:"identity"`
+	// Session is the session whose running statement the key names; empty
+	// when the key matched no session of this target and client.
+	Session string `json:"session,omitempty"`
+	// Forwarded says the cancel was passed to the server.
+	Forwarded bool   `json:"forwarded"`
+	Error     string `json:"error,omitempty"`
 }
 
 // SSHStartup is what an SSH client presented; SessionOpen.SSH carries it.

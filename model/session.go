@@ -26,7 +26,10 @@ type Target struct {
 // Origin is what interlock knows about an intercepted connection when it
 // accepts it: where the client meant to go and who the client is.
 type Origin struct {
-	Target Target `json:"target"`
+	// Session is the id of the session this connection became (set by
+	// the engine before the handler runs).
+	Session string `json:"session,omitempty"`
+	Target  Target `json:"target"`
 	// OrigDst is the destination the client passed to connect().
 	OrigDst netip.AddrPort `json:"orig_dst"`
 	// Client is the client socket's own address and port.

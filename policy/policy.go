@@ -1,88 +1,209 @@
 // Package policy decides what an identity may do to a target: allow, deny,
 // hold for review, or mask. It is pure: it reads the config and the facts
 // it is given, and knows nothing of the kernel, the wire or the journal.
+// Holding an operation for review is delegated to a Reviewer (the
+// approvals broker), so the decision function itself stays pure.
 //
-// This version applies each target's minimal rules: deny_statements for
-// postgres, deny_exec for ssh, and the allow section for ssh forwarding.
-// The rule language arrives with its own issue and plugs in here.
+// Precedence: among the rules that match an operation, deny beats review,
+// review beats mask, mask beats allow; with none matching, policy.default
+// applies. Rule order does not matter.
 package policy
 
 import (
 	"context"
-	"path"
-	"slices"
+	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"cel.dev/cel-go/cel"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 )
 
+// Reviewer holds an operation until a human decides, or until ctx ends or
+// the rule's timeout passes (both deny). It journals the request and the
+// decisions itself and returns the final decision.
+type Reviewer interface {
+	Review(ctx context.Context, req ReviewRequest) model.Decision
+}
+
+// ReviewRequest is an operation a review rule holds.
+type ReviewRequest struct {
+	Origin    model.Origin
+	Operation model.Operation
+	Rule      string
+	Reason    string
+	Review    config.ReviewConfig
+	Timeout   time.Duration
+	// Mask is the masking the operation gets once approved.
+	Mask *model.MaskSpec
+}
+
 // Policy is the decision function handlers consult. It is safe for
 // concurrent use; SetConfig swaps the rules atomically.
 type Policy struct {
-	cfg atomic.Pointer[config.Config]
+	env      *cel.Env
+	rs       atomic.Pointer[ruleset]
+	reviewer atomic.Pointer[reviewerBox]
+	now      func() time.Time
 }
 
-// New returns a Policy for cfg.
-func New(cfg *config.Config) *Policy {
-	p := &Policy{}
-	p.cfg.Store(cfg)
+type reviewerBox struct{ r Reviewer }
+
+// New compiles cfg's policy. It fails on a CEL condition that does not
+// compile; Config.Validate has checked the rest.
+func New(cfg *config.Config) (*Policy, error) {
+	env, err := newEnv()
+	if err != nil {
+		return nil, fmt.Errorf("policy: CEL environment: %w", err)
+	}
+	p := &Policy{env: env, now: time.Now}
+	if err := p.SetConfig(cfg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// MustNew is New for configs known to be good (tests).
+func MustNew(cfg *config.Config) *Policy {
+	p, err := New(cfg)
+	if err != nil {
+		panic(err)
+	}
 	return p
 }
 
-// SetConfig replaces the rules (on SIGHUP).
-func (p *Policy) SetConfig(cfg *config.Config) { p.cfg.Store(cfg) }
-
-// DecideConnect allows a session to reach a configured target.
-func (p *Policy) DecideConnect(_ context.Context, o model.Origin) model.Decision {
-	return model.Decision{Action: model.Allow, Rule: "default", Reason: "connects to configured targets are allowed"}
+// SetConfig replaces the rules (on SIGHUP). A config that does not compile
+// leaves the running rules in place.
+func (p *Policy) SetConfig(cfg *config.Config) error {
+	rs, err := compile(cfg, p.env)
+	if err != nil {
+		return err
+	}
+	p.rs.Store(rs)
+	return nil
 }
 
-// Decide judges one operation inside a session.
-func (p *Policy) Decide(_ context.Context, o model.Origin, op model.Operation) model.Decision {
-	t, ok := p.cfg.Load().Target(o.Target.Name)
-	if !ok {
-		return model.Decision{Action: model.Deny, Rule: "no-target", Reason: "the target is no longer configured"}
+// SetReviewer installs the approvals broker. Without one, a review is a
+// deny: nobody could approve it.
+func (p *Policy) SetReviewer(r Reviewer) { p.reviewer.Store(&reviewerBox{r}) }
+
+// DecideConnect judges a session's connection to its target.
+func (p *Policy) DecideConnect(ctx context.Context, o model.Origin) model.Decision {
+	return p.Decide(ctx, o, model.Operation{Protocol: o.Target.Protocol, Kind: "connect"})
+}
+
+// Decide judges one operation inside a session. A review blocks until the
+// Reviewer returns.
+func (p *Policy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
+	d, req := p.evaluate(o, op)
+	if d.Action != model.Review {
+		return d
 	}
-	switch op.Protocol {
-	case model.ProtoPostgres:
-		for _, k := range op.Kinds {
-			if slices.Contains(t.DenyStatements, k) {
-				return model.Decision{Action: model.Deny, Rule: "targets." + t.Name + ".deny_statements",
-					Reason: k + " statements are denied on " + t.Name}
-			}
+	box := p.reviewer.Load()
+	if box == nil {
+		return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "held for review, but no approvals broker runs here to decide"}
+	}
+	return box.r.Review(ctx, *req)
+}
+
+// Evaluate returns what Decide would decide, without holding anything: a
+// review comes back as a Review decision. `interlock policy test` uses it.
+func (p *Policy) Evaluate(o model.Origin, op model.Operation) model.Decision {
+	d, _ := p.evaluate(o, op)
+	return d
+}
+
+func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *ReviewRequest) {
+	rs := p.rs.Load()
+	if _, ok := rs.cfg.Target(o.Target.Name); !ok && o.Target.Name != "" {
+		return model.Decision{Action: model.Deny, Rule: "no-target", Reason: "the target is no longer configured"}, nil
+	}
+	var (
+		act    *lazyActivation
+		review *rule
+		allow  *rule
+		masks  []model.MaskRule
+	)
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		m := r.matches(o, op)
+		if m == noMatch {
+			continue
 		}
-	case model.ProtoSSH:
-		switch op.Kind {
-		case "exec":
-			for _, g := range t.DenyExec {
-				if GlobMatch(g, op.Text) {
-					return model.Decision{Action: model.Deny, Rule: "targets." + t.Name + ".deny_exec",
-						Reason: "command matches deny_exec " + g}
+		lenient := r.action == model.Allow || r.action == model.Mask
+		if m == unknown && lenient {
+			// An allow or mask rule about the process cannot apply to a
+			// process interlock could not inspect.
+			continue
+		}
+		if r.when != nil {
+			if act == nil {
+				// One activation serves every condition of this decision.
+				act = newActivation(o, op, p.now())
+			}
+			out, _, err := r.when.Eval(act)
+			if err != nil {
+				if lenient {
+					continue
 				}
+				// A deny or review whose condition cannot be evaluated
+				// applies: fail closed.
+			} else if b, ok := out.Value().(bool); !ok || !b {
+				continue
 			}
-		case "port_forwarding", "agent_forwarding", "x11":
-			allow := t.Allow != nil && (op.Kind == "port_forwarding" && t.Allow.PortForwarding ||
-				op.Kind == "agent_forwarding" && t.Allow.AgentForwarding ||
-				op.Kind == "x11" && t.Allow.X11)
-			if !allow {
-				return model.Decision{Action: model.Deny, Rule: "targets." + t.Name + ".allow",
-					Reason: strings.ReplaceAll(op.Kind, "_", " ") + " is not allowed on " + t.Name}
+		}
+		switch r.action {
+		case model.Deny:
+			reason := r.reason
+			if reason == "" {
+				reason = "denied by rule " + r.name
+			}
+			return model.Decision{Action: model.Deny, Rule: r.name, Reason: reason}, nil
+		case model.Review:
+			if review == nil {
+				review = r
+			}
+		case model.Mask:
+			masks = append(masks, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live})
+		case model.Allow:
+			if allow == nil {
+				allow = r
 			}
 		}
 	}
-	return model.Decision{Action: model.Allow, Rule: "default"}
+	var spec *model.MaskSpec
+	if len(masks) > 0 {
+		spec = &model.MaskSpec{Rules: masks}
+	}
+	if review != nil {
+		d := model.Decision{Action: model.Review, Rule: review.name, Reason: review.reason, Mask: spec}
+		return d, &ReviewRequest{
+			Origin: o, Operation: op, Rule: review.name, Reason: review.reason,
+			Review: *review.review, Timeout: rs.cfg.Policy.Timeout(review.review), Mask: spec,
+		}
+	}
+	if spec != nil {
+		names := make([]string, len(masks))
+		for i, m := range masks {
+			names[i] = m.Rule
+		}
+		return model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Mask: spec}, nil
+	}
+	if allow != nil {
+		return model.Decision{Action: model.Allow, Rule: allow.name, Reason: allow.reason}, nil
+	}
+	if rs.fallback == model.Deny {
+		return model.Decision{Action: model.Deny, Rule: "policy.default", Reason: "no rule allows this operation (policy.default: deny)"}, nil
+	}
+	return model.Decision{Action: model.Allow, Rule: "policy.default"}, nil
 }
 
 // GlobMatch matches a command line against a glob where * matches any
 // run of characters, spaces and slashes included, and ? one character.
 // Leading and trailing blanks of the command are ignored.
 func GlobMatch(glob, cmd string) bool {
-	cmd = strings.TrimSpace(cmd)
-	// path.Match stops * at '/', which a command line glob must cross:
-	// match segment by segment on a copy where '/' cannot occur.
-	const sep = "\x00"
-	ok, err := path.Match(strings.ReplaceAll(glob, "/", sep), strings.ReplaceAll(cmd, "/", sep))
-	return err == nil && ok
+	return compileGlob(glob).match(strings.TrimSpace(cmd))
 }

@@ -14,7 +14,7 @@ func TestDecide(t *testing.T) {
 		{Name: "db", Protocol: model.ProtoPostgres, DenyStatements: []string{"drop_database", "truncate"}},
 		{Name: "host", Protocol: model.ProtoSSH, DenyExec: []string{"rm -rf *", "shutdown*"}, Allow: &config.SSHAllow{X11: true}},
 	}
-	p := New(cfg)
+	p := MustNew(cfg)
 	db := model.Origin{Target: model.Target{Name: "db", Protocol: model.ProtoPostgres}}
 	host := model.Origin{Target: model.Target{Name: "host", Protocol: model.ProtoSSH}}
 	cases := []struct {

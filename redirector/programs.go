@@ -153,8 +153,11 @@ func (p *programs) stats() (Stats, error) {
 // attachment is interlock's programs attached to one cgroup.
 type attachment struct {
 	cgroupDir string
-	pinDir    string
-	links     []link.Link
+	// cgroupID is the cgroup's id when attached: a cgroup removed and made
+	// again (a service restart) has a new one, and needs attaching anew.
+	cgroupID uint64
+	pinDir   string
+	links    []link.Link
 }
 
 func (p *programs) progsByAttach() []struct {

@@ -255,8 +255,27 @@ func (r *Redirector) Attach(cgroupPath string) error {
 	if err != nil {
 		return err
 	}
+	a.cgroupID = id
 	r.attached[cgroupPath] = a
 	return nil
+}
+
+// Stale lists attached cgroups that were removed, or removed and made
+// again, since they were attached: the kernel dropped the programs with
+// the old cgroup.
+func (r *Redirector) Stale() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for path, a := range r.attached {
+		if a.cgroupID == 0 {
+			continue
+		}
+		if id, err := CgroupID(a.cgroupDir); err != nil || id != a.cgroupID {
+			out = append(out, path)
+		}
+	}
+	return out
 }
 
 // Detach stops intercepting a cgroup, removing pinned links too.

@@ -70,6 +70,12 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		eng.Close()
 		return exitWith(exitUnavailable, err)
 	}
+	asrv := &control.ApprovalsServer{Broker: eng.Approvals(), Logger: log}
+	if err := asrv.Listen(filepath.Join(filepath.Dir(cfg.Control.Socket), control.ApprovalsSocketName)); err != nil {
+		srv.Close()
+		eng.Close()
+		return exitWith(exitUnavailable, err)
+	}
 	var metricsSrv *http.Server
 	if cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
@@ -105,7 +111,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		break
 	}
 	var errs []error
-	errs = append(errs, srv.Close())
+	errs = append(errs, srv.Close(), asrv.Close())
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}

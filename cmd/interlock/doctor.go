@@ -141,16 +141,31 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 			break
 		}
 		if _, err := os.Stat(filepath.Join(root, cg)); err != nil {
-			add(check{Name: "cgroup " + cg, Status: "warn", Detail: "does not exist yet", Fix: "the daemon refuses to start until it exists; start the service that owns it, or fix intercept.cgroups"})
+			add(check{Name: "cgroup " + cg, Status: "warn", Detail: "does not exist yet", Fix: "the daemon attaches it when it appears, but what runs in it before that is not intercepted: put the service in a slice that exists at boot (docs/install.md), or fix intercept.cgroups"})
 		}
 	}
 	add(journalCheck(cfg.Journal.Path))
+	add(stateDirCheck(cfg.StateDir))
+	add(keysCheck(cfg.StateDir))
 
+	var status *control.Status
 	if c, err := control.Dial(ctx, cfg.Control.Socket, time.Second); err == nil {
-		s, _ := c.Status(ctx)
-		add(check{Name: "daemon", Status: "ok", Detail: fmt.Sprintf("pid %d answers on %s, %d live sessions", s.PID, cfg.Control.Socket, len(s.Live))})
-	} else {
+		if s, err := c.Status(ctx); err == nil {
+			status = &s
+		}
+	}
+	switch {
+	case status != nil:
+		add(check{Name: "daemon", Status: "ok", Detail: fmt.Sprintf("pid %d answers on %s, %d live sessions", status.PID, cfg.Control.Socket, len(status.Live))})
+		add(listenerCheck(status))
+	case len(cfg.Intercept.Cgroups) > 0:
+		add(check{Name: "daemon", Status: "warn", Detail: "not running: intercept.cgroups are not served",
+			Fix: "start it: systemctl enable --now interlock"})
+	default:
 		add(check{Name: "daemon", Status: "ok", Detail: "not running; `interlock run` will embed the engine", Fix: ""})
+	}
+	if root != "" {
+		out = append(out, pinChecks(cfg, root, status)...)
 	}
 
 	for _, s := range runner.CollectStale(filepath.Join(filepath.Dir(cfg.Control.Socket), "runs"), true, nil) {
@@ -201,5 +216,20 @@ func journalCheck(path string) check {
 	if err != nil {
 		return check{Name: "journal", Status: "fail", Detail: err.Error()}
 	}
-	return check{Name: "journal", Status: "ok", Detail: fmt.Sprintf("%s, %d bytes; check it with `interlock journal verify`", path, fi.Size())}
+	if !fi.Mode().IsRegular() {
+		return check{Name: "journal", Status: "fail", Detail: path + " is not a regular file", Fix: "move it away, or set journal.path"}
+	}
+	if unix.Access(path, unix.R_OK|unix.W_OK) != nil || !dirWritable(filepath.Dir(path)) {
+		return check{Name: "journal", Status: "fail", Detail: path + " or its directory is not writable by this user",
+			Fix: "run as root; the daemon writes it as root"}
+	}
+	detail := fmt.Sprintf("%s, %d bytes, writable; check it with `interlock journal verify`", path, fi.Size())
+	var st unix.Statfs_t
+	if unix.Statfs(filepath.Dir(path), &st) == nil {
+		if free := st.Bavail * uint64(st.Bsize); free < 256<<20 {
+			return check{Name: "journal", Status: "warn", Detail: fmt.Sprintf("%s; only %d MiB free on its filesystem", detail, free>>20),
+				Fix: "free space: when the journal cannot write, intercepted connections are refused"}
+		}
+	}
+	return check{Name: "journal", Status: "ok", Detail: detail}
 }

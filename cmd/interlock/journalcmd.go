@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/export"
 )
 
 func journalFlag() cli.Flag {
@@ -38,52 +43,151 @@ func journalPath(cmd *cli.Command) (string, error) {
 	return p, nil
 }
 
+// stateDir is the config's state_dir, where the journal key lives.
+func stateDir(cmd *cli.Command) (string, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return "", err
+	}
+	return cfg.StateDir, nil
+}
+
+// readInput reads a file the user named; a missing one is exitNoInput.
+func readInput(what, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, exitWith(exitNoInput, fmt.Errorf("no %s at %s", what, path))
+	}
+	if err != nil {
+		return nil, exitWith(exitIOErr, fmt.Errorf("read %s: %w", what, err))
+	}
+	return b, nil
+}
+
 func journalCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "journal",
-		Usage: "check the journal",
-		Commands: []*cli.Command{{
-			Name:  "verify",
-			Usage: "recompute the hash chain and report the first bad entry",
-			Description: "Walks every entry in sequence order, recomputes its hash from the previous one,\n" +
-				"and checks that sequence numbers are contiguous and that the indexed columns\n" +
-				"agree with the hashed bytes. Exits 0 when the journal verifies, 1 when it does\n" +
-				"not (naming the first bad sequence number and why), 66 when there is no journal.",
-			Flags: []cli.Flag{
-				configFlag(),
-				journalFlag(),
-				&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
-			},
-			Action: verifyAction,
-		}},
+		Name:     "journal",
+		Usage:    "verify, export and prune the journal",
+		Commands: []*cli.Command{verifyCommand(), exportCommand(), pruneCommand()},
 	}
 }
 
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "check a journal or an exported bundle, and report the first bad entry",
+		Description: "With --journal (or the config's journal), walks every entry: contiguous sequence numbers,\n" +
+			"the canonical encoding, the hash chain, the Merkle tree, each payload against its commitment,\n" +
+			"and every checkpoint (stored, the file beside the database, and --checkpoint) against the tree.\n" +
+			"With --bundle, checks an exported bundle offline: its seal, manifest, entries, proofs and\n" +
+			"checkpoints, with --pubkey as the only thing trusted.\n" +
+			"Exits 0 when everything verifies, 1 when something does not (naming the first bad sequence\n" +
+			"number and why), 66 when an input is missing.",
+		Flags: []cli.Flag{
+			configFlag(),
+			journalFlag(),
+			&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Usage: "verify this exported bundle instead of a journal"},
+			&cli.StringSliceFlag{Name: "checkpoint", Usage: "a checkpoint file the journal or bundle must contain (repeatable)"},
+			&cli.StringFlag{Name: "pubkey", Usage: "the public key to trust (default: state_dir/journal.pub for a journal; the bundle's own key for a bundle)"},
+			&cli.BoolFlag{Name: "require-signed", Usage: "fail when entries after the newest checkpoint are not signed (for a closed journal)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+		},
+		Action: verifyAction,
+	}
+}
+
+// progressPrinter prints a progress line on stderr when it is a terminal,
+// at most twice a second, and clears it at the end.
+type progressPrinter struct {
+	on      bool
+	verb    string
+	started time.Time
+	last    time.Time
+	printed bool
+}
+
+func newProgress(cmd *cli.Command, verb string) *progressPrinter {
+	return &progressPrinter{on: !cmd.Bool("quiet") && isTerminal(os.Stderr), verb: verb, started: time.Now()}
+}
+
+func (p *progressPrinter) update(done, total int64) {
+	if !p.on || time.Since(p.last) < 500*time.Millisecond {
+		return
+	}
+	p.last, p.printed = time.Now(), true
+	rate := float64(done) / time.Since(p.started).Seconds()
+	if total > 0 {
+		fmt.Fprintf(os.Stderr, "\r%s: %d/%d entries (%.0f%%, %.0f/s)", p.verb, done, total, 100*float64(done)/float64(total), rate)
+	} else {
+		fmt.Fprintf(os.Stderr, "\r%s: %d entries (%.0f/s)", p.verb, done, rate)
+	}
+}
+
+func (p *progressPrinter) clear() {
+	if p.printed {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+}
+
+func readCheckpoints(cmd *cli.Command) ([]journal.ExternalCheckpoint, error) {
+	var out []journal.ExternalCheckpoint
+	for _, f := range cmd.StringSlice("checkpoint") {
+		b, err := readInput("checkpoint", f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, journal.ExternalCheckpoint{Name: f, Note: b})
+	}
+	return out, nil
+}
+
+func loadPubkey(path string) (note.Verifier, error) {
+	if _, err := readInput("public key", path); err != nil {
+		return nil, err
+	}
+	v, _, err := journal.LoadVerifier(path)
+	if err != nil {
+		return nil, exitWith(exitUsage, err)
+	}
+	return v, nil
+}
+
 func verifyAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.String("bundle") != "" {
+		if cmd.String("journal") != "" {
+			return exitWith(exitUsage, errors.New("give --journal or --bundle, not both"))
+		}
+		return verifyBundleAction(ctx, cmd)
+	}
 	path, err := journalPath(cmd)
 	if err != nil {
 		return err
 	}
-	showProgress := !cmd.Bool("quiet") && isTerminal(os.Stderr)
-	started := time.Now()
-	lastPrint := started
-	progress := func(done, total uint64) {
-		if !showProgress || time.Since(lastPrint) < 500*time.Millisecond {
-			return
-		}
-		lastPrint = time.Now()
-		pct := 0.0
-		if total > 0 {
-			pct = 100 * float64(done) / float64(total)
-		}
-		rate := float64(done) / time.Since(started).Seconds()
-		fmt.Fprintf(os.Stderr, "\rverifying: %d/%d entries (%.0f%%, %.0f/s)", done, total, pct, rate)
+	opts := journal.VerifyOptions{RequireSigned: cmd.Bool("require-signed")}
+	if opts.External, err = readCheckpoints(cmd); err != nil {
+		return err
 	}
-	rep, err := journal.Verify(ctx, path, progress)
-	if showProgress && time.Since(started) > 500*time.Millisecond {
-		fmt.Fprint(os.Stderr, "\r\033[K")
+	if b, err := os.ReadFile(journal.CheckpointPath(path)); err == nil {
+		opts.External = append(opts.External, journal.ExternalCheckpoint{Name: journal.CheckpointPath(path), Note: b})
 	}
+	pub := cmd.String("pubkey")
+	if pub == "" {
+		if dir, err := stateDir(cmd); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, journal.PublicKeyFile)); err == nil {
+				pub = filepath.Join(dir, journal.PublicKeyFile)
+			}
+		}
+	}
+	if pub != "" {
+		if opts.PublicKey, err = loadPubkey(pub); err != nil {
+			return err
+		}
+	}
+	prog := newProgress(cmd, "verifying")
+	opts.Progress = func(done, total uint64) { prog.update(int64(done), int64(total)) }
+	rep, err := journal.VerifyWith(ctx, path, opts)
+	prog.clear()
 	if err != nil {
 		return exitWith(exitIOErr, fmt.Errorf("verify %s: %w", path, err))
 	}
@@ -94,14 +198,265 @@ func verifyAction(ctx context.Context, cmd *cli.Command) error {
 		}{path, rep}); err != nil {
 			return err
 		}
-	} else if rep.OK {
-		fmt.Printf("journal %s: OK, %d entries, head seq %d hash %s\n", path, rep.Entries, rep.HeadSeq, rep.HeadHash)
 	} else {
-		fmt.Printf("journal %s: FAILED at seq %d: %s (%d entries before it verified)\n", path, rep.FirstBadSeq, rep.Reason, rep.Entries)
+		printJournalReport(path, rep)
 	}
 	if !rep.OK {
-		return exitWith(exitFailed, fmt.Errorf("journal verification failed at seq %d: %s", rep.FirstBadSeq, rep.Reason))
+		return exitWith(exitFailed, fmt.Errorf("journal verification failed%s: %s", atSeq(rep.FirstBadSeq), rep.Reason))
 	}
+	return nil
+}
+
+func atSeq(seq uint64) string {
+	if seq == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" at seq %d", seq)
+}
+
+func printJournalReport(path string, rep journal.VerifyReport) {
+	if !rep.OK {
+		fmt.Printf("journal %s: FAILED%s: %s (%d entries before it verified)\n", path, atSeq(rep.FirstBadSeq), rep.Reason, rep.Entries)
+		return
+	}
+	fmt.Printf("journal %s: OK, %d entries, head seq %d hash %s\n", path, rep.Entries, rep.HeadSeq, rep.HeadHash)
+	fmt.Printf("  tree root %s\n", rep.TreeRoot)
+	keyNote := ""
+	if rep.KeyFromJournal {
+		keyNote = " (the key the journal records: pass --pubkey with the key you were given to check who signed)"
+	}
+	if rep.SignedAt != nil {
+		fmt.Printf("  signed up to seq %d by a checkpoint of %s, key %s%s; %d checkpoints checked\n",
+			rep.SignedSize, rep.SignedAt.Format(time.RFC3339), rep.Key, keyNote, rep.Checkpoints)
+	} else {
+		fmt.Printf("  no checkpoint signs any entry yet (key %s%s)\n", rep.Key, keyNote)
+	}
+	if rep.Unsigned > 0 {
+		fmt.Printf("  %d newest entries are not signed yet (a live journal signs within a second)\n", rep.Unsigned)
+	}
+	fmt.Printf("  %d payloads checked, %d deleted by retention\n", rep.Payloads, rep.PayloadsDeleted)
+}
+
+func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
+	path := cmd.String("bundle")
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return exitWith(exitNoInput, fmt.Errorf("no bundle at %s", path))
+		}
+		return exitWith(exitIOErr, err)
+	}
+	var opts export.VerifyOptions
+	var err error
+	if opts.External, err = readCheckpoints(cmd); err != nil {
+		return err
+	}
+	if pub := cmd.String("pubkey"); pub != "" {
+		if opts.PublicKey, err = loadPubkey(pub); err != nil {
+			return err
+		}
+	}
+	prog := newProgress(cmd, "verifying")
+	opts.Progress = func(done uint64) { prog.update(int64(done), 0) }
+	rep, err := export.VerifyBundle(ctx, path, opts)
+	prog.clear()
+	if err != nil {
+		return exitWith(exitIOErr, fmt.Errorf("verify %s: %w", path, err))
+	}
+	if cmd.Bool("json") {
+		if err := printJSON(struct {
+			Bundle string `json:"bundle"`
+			export.Report
+		}{path, rep}); err != nil {
+			return err
+		}
+	} else if rep.OK {
+		fmt.Printf("bundle %s: OK, journal %s, entries %d to %d (%d included, %d by hash), proven against the signed tree of %d entries\n",
+			path, rep.JournalID, rep.FirstSeq, rep.LastSeq, rep.Counts.Entries, rep.Counts.Omitted, rep.TreeSize)
+		if rep.KeyFromBundle {
+			fmt.Printf("  checked with the key inside the bundle (%s); pass --pubkey with the key you were given to check who signed\n", rep.Key)
+		} else {
+			fmt.Printf("  signed by %s\n", rep.Key)
+		}
+		fmt.Printf("  %d payloads checked, %d deleted by retention; %d checkpoints\n", rep.Counts.Payloads, rep.Counts.PayloadsDeleted, rep.Counts.Checkpoints)
+		for _, w := range rep.Warnings {
+			fmt.Printf("  warning: %s\n", w)
+		}
+	} else {
+		where := rep.File
+		if where != "" {
+			where = " in " + where
+		}
+		fmt.Printf("bundle %s: FAILED%s%s: %s\n", path, atSeq(rep.FirstBadSeq), where, rep.Reason)
+	}
+	if !rep.OK {
+		return exitWith(exitFailed, fmt.Errorf("bundle verification failed%s: %s", atSeq(rep.FirstBadSeq), rep.Reason))
+	}
+	return nil
+}
+
+// parseWhen reads --since/--until: RFC 3339, a date (UTC midnight), or a
+// duration meaning that long ago.
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: write RFC 3339 (2026-03-01T12:00:00Z), a date (2026-03-01) or a duration ago (24h)", s)
+}
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "write an evidence bundle (or OCSF JSON Lines) of the journal",
+		Description: "--format bundle (default) writes a sealed tar.gz that verifies offline with the journal's\n" +
+			"public key alone: entries verbatim, payloads, checkpoints, proofs, statements.csv,\n" +
+			"approvals.csv, terminal recordings (sessions/ID.cast) and summary.html.\n" +
+			"--format ocsf writes OCSF JSON Lines (Authentication 3002, SSH Activity 4007,\n" +
+			"Datastore Activity 6005) for a SIEM.",
+		Flags: []cli.Flag{
+			configFlag(),
+			journalFlag(),
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "file to write", Required: true},
+			&cli.StringFlag{Name: "since", Usage: "only entries at or after this time (RFC 3339, date, or duration ago)"},
+			&cli.StringFlag{Name: "until", Usage: "only entries at or before this time"},
+			&cli.StringFlag{Name: "session", Usage: "only this session's entries"},
+			&cli.StringFlag{Name: "format", Value: "bundle", Usage: "bundle or ocsf"},
+			&cli.StringFlag{Name: "key", Usage: "the journal's signing key, to seal the bundle (default: state_dir/journal.key)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+		},
+		Action: exportAction,
+	}
+}
+
+func exportAction(ctx context.Context, cmd *cli.Command) error {
+	path, err := journalPath(cmd)
+	if err != nil {
+		return err
+	}
+	var sel journal.Selection
+	if sel.Since, err = parseWhen(cmd.String("since")); err == nil {
+		sel.Until, err = parseWhen(cmd.String("until"))
+	}
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	if !sel.Since.IsZero() && !sel.Until.IsZero() && sel.Until.Before(sel.Since) {
+		return exitWith(exitUsage, errors.New("--until is before --since"))
+	}
+	sel.Session = cmd.String("session")
+	out := cmd.String("out")
+	prog := newProgress(cmd, "exporting")
+	switch cmd.String("format") {
+	case "ocsf":
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+		if err != nil {
+			return exitWith(exitIOErr, err)
+		}
+		n, err := export.OCSF(ctx, f, export.OCSFOptions{Journal: path, Selection: sel, Progress: prog.update})
+		prog.clear()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return exitWith(exitIOErr, fmt.Errorf("export %s: %w", path, err))
+		}
+		fmt.Fprintf(os.Stderr, "wrote %d OCSF events to %s\n", n, out)
+		return nil
+	case "bundle":
+	default:
+		return exitWith(exitUsage, fmt.Errorf("--format %q: write bundle or ocsf", cmd.String("format")))
+	}
+	keyPath := cmd.String("key")
+	if keyPath == "" {
+		dir, err := stateDir(cmd)
+		if err != nil {
+			return err
+		}
+		keyPath = filepath.Join(dir, journal.KeyFile)
+	}
+	if _, err := readInput("signing key", keyPath); err != nil {
+		return err
+	}
+	signer, err := journal.LoadSigner(keyPath)
+	if err != nil {
+		return exitWith(exitNoPerm, err)
+	}
+	m, err := export.Bundle(ctx, out, export.Options{Journal: path, Selection: sel, Signer: signer, Progress: prog.update})
+	prog.clear()
+	if err != nil {
+		if errors.Is(err, journal.ErrNoCheckpoint) || strings.Contains(err.Error(), "matches the selection") {
+			return exitWith(exitFailed, err)
+		}
+		return exitWith(exitIOErr, err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: entries %d to %d (%d included), %d sessions, %d statements, %d approvals, %d terminal recordings\n",
+		out, m.FirstSeq, m.LastSeq, m.Counts.Entries, m.Counts.Sessions, m.Counts.Statements, m.Counts.Approvals, m.Counts.Casts)
+	for _, w := range m.Warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+	}
+	return nil
+}
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune-payloads",
+		Usage: "delete payloads (result rows, terminal output) older than a time, keeping the evidence verifiable",
+		Description: "Deletes the payloads of entries older than --before and journals a journal.retention entry\n" +
+			"saying so. Entries, their hashes and every checkpoint stay: the journal still verifies, and\n" +
+			"verify reports the payloads as deleted by retention. Safe while the daemon runs.",
+		Flags: []cli.Flag{
+			configFlag(),
+			journalFlag(),
+			&cli.StringFlag{Name: "before", Usage: "delete payloads of entries before this time (RFC 3339, date, or duration ago such as 2160h)", Required: true},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: pruneAction,
+	}
+}
+
+func pruneAction(ctx context.Context, cmd *cli.Command) error {
+	before, err := parseWhen(cmd.String("before"))
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	path, err := journalPath(cmd)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(ctx, journal.Options{
+		Path: path, StateDir: cfg.StateDir, CheckpointSinks: cfg.Journal.CheckpointSinks.List(),
+		Sync: journal.SyncMode(cfg.Journal.Sync), Logger: newLogger(cfg, slog.LevelWarn),
+	})
+	if err != nil {
+		return exitWith(exitIOErr, err)
+	}
+	res, err := j.PrunePayloads(ctx, before)
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return exitWith(exitIOErr, err)
+	}
+	if cmd.Bool("json") {
+		return printJSON(res)
+	}
+	if res.Deleted == 0 {
+		fmt.Printf("no payloads before %s\n", before.UTC().Format(time.RFC3339))
+		return nil
+	}
+	fmt.Printf("deleted %d payloads before %s; recorded as entry %d\n", res.Deleted, before.UTC().Format(time.RFC3339), res.Seq)
 	return nil
 }
 

@@ -103,10 +103,25 @@ func newLogger(cfg *config.Config, minLevel slog.Level) *slog.Logger {
 		level = minLevel
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == config.FormatJSON {
+	if logJSON(cfg.Log.Format, isTerminal(os.Stderr)) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// logJSON says whether log lines are JSON: log.format set to json or text
+// wins; auto (the default) means JSON unless stderr is a terminal, so the
+// daemon under systemd, in a container or piped to a collector writes
+// structured lines and a person at a terminal reads text.
+func logJSON(format config.LogFormat, terminal bool) bool {
+	switch format {
+	case config.FormatJSON:
+		return true
+	case config.FormatText:
+		return false
+	default:
+		return !terminal
+	}
 }
 
 func rootCommand() *cli.Command {
@@ -122,8 +137,11 @@ func rootCommand() *cli.Command {
 			daemonCommand(),
 			sessionsCommand(),
 			journalCommand(),
+			approvalsCommand(),
+			policyCommand(),
 			doctorCommand(),
 			versionCommand(),
+			packageHelperCommand(),
 		},
 		// Exit codes are ours to choose; urfave/cli must not exit by itself.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

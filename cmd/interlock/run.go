@@ -226,13 +226,14 @@ func humanBytes(n int64) string {
 
 // embeddedRun intercepts the run's cgroup with an engine in this process.
 type embeddedRun struct {
-	eng    *engine.Engine
-	watch  *engine.Watch
-	cg     *runner.Cgroup
-	id     string
-	state  runner.State
-	runDir string
-	log    *slog.Logger
+	eng       *engine.Engine
+	approvals *control.ApprovalsServer
+	watch     *engine.Watch
+	cg        *runner.Cgroup
+	id        string
+	state     runner.State
+	runDir    string
+	log       *slog.Logger
 }
 
 func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup, argv []string, runDir string, log *slog.Logger) (runSession, error) {
@@ -264,6 +265,11 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 		state.Remove(runDir)
 		return nil, exitWith(exitOSErr, err)
 	}
+	r.approvals = &control.ApprovalsServer{Broker: eng.Approvals(), Logger: log}
+	if err := r.approvals.Listen(filepath.Join(runDir, fmt.Sprintf("%d.approvals.sock", os.Getpid()))); err != nil {
+		log.Warn("no approvals socket for this run: operations held for review will time out", "err", err)
+		r.approvals = nil
+	}
 	eng.Start()
 	id, _ := uuid.NewV7()
 	r.id = id.String()
@@ -294,6 +300,9 @@ func (r *embeddedRun) end(ctx context.Context, res model.RunEnd) (engine.Tally, 
 }
 
 func (r *embeddedRun) teardown() error {
+	if r.approvals != nil {
+		r.approvals.Close()
+	}
 	err := r.eng.Redirector().Detach(r.cg.Path)
 	err = errors.Join(err, r.eng.Close())
 	if err == nil {

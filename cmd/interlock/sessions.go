@@ -71,4 +71,3 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	return tw.Flush()
 }
-

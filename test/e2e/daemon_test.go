@@ -365,3 +365,59 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestDaemonWaitsForCgroup: a configured cgroup that does not exist yet
+// (a runner service before its first start) is attached when it appears.
+func TestDaemonWaitsForCgroup(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath := "/interlock-e2e-later"
+	cgDir := filepath.Join(cgroupRoot, cgPath)
+	os.Remove(cgDir)
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	d := e.startDaemon()
+	if !strings.Contains(d.stderr.String(), "does not exist yet") {
+		t.Errorf("no warning about the missing cgroup: %s", d.stderr.String())
+	}
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cgDir) })
+	waitFor(t, func() bool { return strings.Contains(d.stderr.String(), "cgroup appeared") })
+	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client: %s", out)
+	}
+	res := parseClient(t, []byte(out))
+	waitSessions(t, e, 1)
+	if _, ok := e.sessions()[res.Local]; !ok {
+		t.Errorf("a process in the cgroup that appeared later was not intercepted")
+	}
+}
+
+// TestDaemonReattachesRecreatedCgroup: a service restart removes its cgroup
+// and makes a new one, which the kernel does not carry the programs over
+// to; the daemon attaches the new one.
+func TestDaemonReattachesRecreatedCgroup(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, "recreated")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	d := e.startDaemon()
+	if err := os.Remove(cgDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(d.stderr.String(), "made anew") || strings.Contains(d.stderr.String(), "cgroup appeared")
+	})
+	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client: %s", out)
+	}
+	res := parseClient(t, []byte(out))
+	waitSessions(t, e, 1)
+	if _, ok := e.sessions()[res.Local]; !ok {
+		t.Errorf("a process in the re-created cgroup was not intercepted")
+	}
+}

@@ -203,7 +203,9 @@ type target struct {
 func newEnv(t *testing.T, targets []target, extra string) *env {
 	t.Helper()
 	dir := t.TempDir()
+	// Other users (approvers, the non-root tests) must reach the sockets.
 	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	e := &env{

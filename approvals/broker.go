@@ -1,0 +1,345 @@
+// Package approvals is the just-in-time approval loop: it holds an
+// operation a review rule caught, tells the approvers, takes their
+// decisions (identified by the kernel, never by a flag), and grants the
+// operation, the rest of the session, or a time window. Every request,
+// decision and grant expiry is journaled before it takes effect.
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy"
+)
+
+// Errors an approver gets.
+var (
+	ErrNotFound     = errors.New("no pending request with that id")
+	ErrSelfApproval = errors.New("the requester cannot decide their own request (same uid)")
+	ErrNotApprover  = errors.New("you are not an approver for this request")
+	ErrAlreadyVoted = errors.New("you already approved this request; another approver is needed")
+)
+
+// Approver is who decides, as the kernel reported the caller of the
+// approvals socket (SO_PEERCRED).
+type Approver struct {
+	PID      int32
+	UID, GID uint32
+}
+
+// Options configure a Broker.
+type Options struct {
+	Journal model.Recorder
+	// Identify resolves an approver's full identity for the journal.
+	Identify func(ctx context.Context, pid int32, uid, gid uint32) model.Identity
+	// Notify is called for each new request (the webhook); it must not
+	// block for long.
+	Notify func(req model.ApprovalRequest)
+	Logger *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Broker holds operations for review. It implements policy.Reviewer.
+type Broker struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]*pending
+	grants  map[string]*grant
+	// changed is closed and replaced whenever the pending set changes, so
+	// watchers can wait for news.
+	changed chan struct{}
+}
+
+type pending struct {
+	req      model.ApprovalRequest
+	review   policy.ReviewRequest
+	created  time.Time
+	deadline time.Time
+	approved map[uint32]bool
+	result   chan model.Decision
+	done     bool
+}
+
+type grant struct {
+	id      string // the request it came from
+	rule    string
+	scope   string
+	session string // scope session
+	who     string // scope ttl: identity key
+	target  string
+	expires time.Time
+	timer   *time.Timer
+}
+
+// New returns a broker.
+func New(opts Options) *Broker {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Broker{opts: opts, log: opts.Logger, pending: map[string]*pending{}, grants: map[string]*grant{}, changed: make(chan struct{})}
+}
+
+func (b *Broker) notifyChange() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// identityKey names "this identity" for a ttl grant: the uid and the
+// executable (by hash when known), which the process cannot forge.
+func identityKey(id model.Identity) string {
+	exe := ""
+	if id.Proc != nil {
+		exe = id.Proc.ExeSHA256
+		if exe == "" {
+			exe = id.Proc.Exe
+		}
+	}
+	return strconv.FormatUint(uint64(id.Kernel.UID), 10) + "|" + exe
+}
+
+func scopeOf(rr policy.ReviewRequest) string {
+	if rr.Review.Scope == "" {
+		return "once"
+	}
+	return rr.Review.Scope
+}
+
+// Review implements policy.Reviewer: it blocks until the request is
+// decided, times out, or ctx ends (the session went away).
+func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Decision {
+	if g := b.findGrant(rr); g != nil {
+		return b.allowed(rr, model.Decision{Action: model.Allow, Rule: rr.Rule, Grant: g.id,
+			Reason: "covered by the " + g.scope + " grant of request " + g.id})
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return deny(rr, "", "could not create an approval request: "+err.Error())
+	}
+	needed := rr.Review.Needed
+	if needed == 0 {
+		needed = 1
+	}
+	req := model.ApprovalRequest{
+		ID: id.String(), Requester: rr.Origin.Identity, Target: rr.Origin.Target.Name,
+		Operation: rr.Operation, Rule: rr.Rule, Approvers: rr.Review.Approvers, Needed: needed,
+		Scope: scopeOf(rr), TimeoutNS: rr.Timeout.Nanoseconds(), Session: rr.Origin.Session,
+	}
+	// The request is on disk before anyone is told of it.
+	if _, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalRequest, Session: rr.Origin.Session, Data: req}, model.Synced); err != nil {
+		return deny(rr, req.ID, "the journal cannot record the approval request: "+err.Error())
+	}
+	now := b.opts.Now()
+	p := &pending{req: req, review: rr, created: now, deadline: now.Add(rr.Timeout), approved: map[uint32]bool{}, result: make(chan model.Decision, 1)}
+	b.mu.Lock()
+	b.pending[req.ID] = p
+	b.notifyChange()
+	b.mu.Unlock()
+	b.log.Info("operation held for approval", "request", req.ID, "rule", rr.Rule, "target", req.Target,
+		"session", rr.Origin.Session, "op", rr.Operation.Kind, "timeout", rr.Timeout)
+	if b.opts.Notify != nil {
+		go b.opts.Notify(req)
+	}
+
+	timer := time.NewTimer(rr.Timeout)
+	defer timer.Stop()
+	select {
+	case d := <-p.result:
+		return d
+	case <-timer.C:
+		return b.close(p, model.VerdictTimeout, "no decision within "+rr.Timeout.String())
+	case <-ctx.Done():
+		return b.close(p, model.VerdictDeny, "the session ended while the operation was held")
+	}
+}
+
+// close ends a request nobody decided (timeout, session gone): it is
+// journaled as a decision of the system's.
+func (b *Broker) close(p *pending, verdict, reason string) model.Decision {
+	b.mu.Lock()
+	if p.done {
+		b.mu.Unlock()
+		return <-p.result
+	}
+	p.done = true
+	delete(b.pending, p.req.ID)
+	b.notifyChange()
+	b.mu.Unlock()
+	dec := model.ApprovalDecision{ID: p.req.ID, Verdict: verdict, Reason: reason}
+	if _, err := b.opts.Journal.Append(context.Background(), model.Record{Kind: model.KindApprovalDecision, Session: p.req.Session, Data: dec}, model.Synced); err != nil {
+		b.log.Error("journal approval timeout", "request", p.req.ID, "err", err)
+	}
+	return deny(p.review, p.req.ID, reason)
+}
+
+func deny(rr policy.ReviewRequest, id, reason string) model.Decision {
+	return model.Decision{Action: model.Deny, Rule: rr.Rule, Request: id, Reason: reason}
+}
+
+// allowed is the decision for an approved (or granted) operation: masked
+// if mask rules also applied.
+func (b *Broker) allowed(rr policy.ReviewRequest, d model.Decision) model.Decision {
+	if rr.Mask != nil {
+		d.Action = model.Mask
+		d.Mask = rr.Mask
+	}
+	return d
+}
+
+// Decide records an approver's verdict on a pending request.
+func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bool, reason string) (model.ApprovalDecision, error) {
+	b.mu.Lock()
+	p, ok := b.pending[id]
+	if !ok || p.done {
+		b.mu.Unlock()
+		return model.ApprovalDecision{}, ErrNotFound
+	}
+	if who.UID == p.req.Requester.Kernel.UID {
+		b.mu.Unlock()
+		return model.ApprovalDecision{}, ErrSelfApproval
+	}
+	if !mayApprove(p.req.Approvers, who.UID) {
+		b.mu.Unlock()
+		return model.ApprovalDecision{}, ErrNotApprover
+	}
+	if approve && p.approved[who.UID] {
+		b.mu.Unlock()
+		return model.ApprovalDecision{}, ErrAlreadyVoted
+	}
+	verdict := model.VerdictDeny
+	final := true
+	if approve {
+		verdict = model.VerdictApprove
+		p.approved[who.UID] = true
+		final = len(p.approved) >= p.req.Needed
+	}
+	var g *grant
+	if final {
+		p.done = true
+		delete(b.pending, id)
+		b.notifyChange()
+		if approve {
+			g = b.newGrant(p)
+		}
+	}
+	b.mu.Unlock()
+
+	dec := model.ApprovalDecision{ID: id, Verdict: verdict, Reason: reason, Scope: p.req.Scope}
+	if b.opts.Identify != nil {
+		dec.Approver = b.opts.Identify(ctx, who.PID, who.UID, who.GID)
+	} else {
+		dec.Approver = model.Identity{Kernel: model.KernelFacts{PID: uint32(who.PID), TGID: uint32(who.PID), UID: who.UID, GID: who.GID}}
+	}
+	if g != nil && !g.expires.IsZero() {
+		dec.ExpiresNS = g.expires.UnixNano()
+	}
+	// The decision is on disk before the operation goes ahead or fails.
+	if _, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalDecision, Session: p.req.Session, Data: dec}, model.Synced); err != nil {
+		b.log.Error("journal approval decision; refusing the operation", "request", id, "err", err)
+		if final {
+			b.dropGrant(g)
+			p.result <- deny(p.review, id, "the journal cannot record the decision")
+		}
+		return dec, fmt.Errorf("journal the decision: %w", err)
+	}
+	b.log.Info("approval decision", "request", id, "verdict", verdict, "uid", who.UID, "final", final)
+	if !final {
+		return dec, nil
+	}
+	if !approve {
+		r := reason
+		if r == "" {
+			r = "denied by an approver"
+		}
+		p.result <- deny(p.review, id, r)
+		return dec, nil
+	}
+	b.armGrant(g)
+	p.result <- b.allowed(p.review, model.Decision{Action: model.Allow, Rule: p.review.Rule, Request: id,
+		Reason: fmt.Sprintf("approved by %d approver(s)", len(p.approved))})
+	return dec, nil
+}
+
+// mayApprove checks a uid against approver names and @groups.
+func mayApprove(approvers []string, uid uint32) bool {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return false
+	}
+	var groups []string
+	for _, a := range approvers {
+		if name, ok := strings.CutPrefix(a, "@"); ok {
+			if groups == nil {
+				ids, _ := u.GroupIds()
+				for _, gid := range ids {
+					if g, err := user.LookupGroupId(gid); err == nil {
+						groups = append(groups, g.Name)
+					}
+				}
+			}
+			if slices.Contains(groups, name) {
+				return true
+			}
+		} else if a == u.Username {
+			return true
+		}
+	}
+	return false
+}
+
+// Pending is a request as the approvals socket lists it.
+type Pending struct {
+	Request  model.ApprovalRequest `json:"request"`
+	Created  time.Time             `json:"created"`
+	Deadline time.Time             `json:"deadline"`
+	// Approvals so far, and whether the caller may decide.
+	Approvals int  `json:"approvals"`
+	MayDecide bool `json:"may_decide"`
+}
+
+// List returns the pending requests, oldest first, saying for each
+// whether who may decide it.
+func (b *Broker) List(who Approver) []Pending {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Pending, 0, len(b.pending))
+	for _, p := range b.pending {
+		out = append(out, Pending{
+			Request: p.req, Created: p.created, Deadline: p.deadline, Approvals: len(p.approved),
+			MayDecide: who.UID != p.req.Requester.Kernel.UID && mayApprove(p.req.Approvers, who.UID) && !p.approved[who.UID],
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// Changed returns a channel closed at the next change of the pending set.
+func (b *Broker) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changed
+}
+
+// PendingCount is the number of held operations.
+func (b *Broker) PendingCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}

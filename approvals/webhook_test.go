@@ -1,0 +1,65 @@
+package approvals
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+func TestWebhookSignsAndRetries(t *testing.T) {
+	var calls atomic.Int32
+	got := make(chan Event, 1)
+	secret := []byte("s3cret")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, secret)
+		mac.Write(body)
+		if r.Header.Get("X-Interlock-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("bad signature %q", r.Header.Get("X-Interlock-Signature"))
+		}
+		var e Event
+		json.Unmarshal(body, &e)
+		got <- e
+	}))
+	defer srv.Close()
+	f := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(f, append(secret, '\n'), 0o600)
+	w, err := NewWebhook(srv.URL, 2*time.Second, f, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Notify(model.ApprovalRequest{ID: "r1", Rule: "hold", Target: "db"})
+	select {
+	case e := <-got:
+		if e.Request.ID != "r1" || e.Event != "approval.request" || e.Approve == "" {
+			t.Errorf("event %+v", e)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("webhook never delivered after a failure")
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d calls, want 2 (one failure, one retry)", calls.Load())
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := redactURL("https://user:pw@hooks.example/x?token=abc"); got != "https://…@hooks.example/x" {
+		t.Errorf("redact: %q", got)
+	}
+}

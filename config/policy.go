@@ -1,0 +1,325 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// PolicyConfig is the policy section: the rules that decide what each
+// operation may do.
+type PolicyConfig struct {
+	// Default is the action for an operation no rule matches: allow
+	// (default) or deny.
+	Default string `yaml:"default"`
+	// ReviewTimeout is how long a held operation waits for approval when
+	// its rule does not say; a timeout denies.
+	ReviewTimeout Duration `yaml:"review_timeout"`
+	// Webhook is notified of every approval request.
+	Webhook *WebhookConfig `yaml:"webhook,omitempty"`
+	Rules   []RuleConfig   `yaml:"rules,omitempty"`
+}
+
+// WebhookConfig is policy.webhook.
+type WebhookConfig struct {
+	// URL receives a JSON POST per approval request.
+	URL string `yaml:"url"`
+	// Timeout bounds each POST (default 5s).
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// SecretFile, when set, holds a key used to sign each body
+	// (X-Interlock-Signature: sha256=HMAC).
+	SecretFile string `yaml:"secret_file,omitempty"`
+}
+
+// RuleConfig is one policy rule.
+type RuleConfig struct {
+	Name  string      `yaml:"name"`
+	Match MatchConfig `yaml:"match"`
+	// When is an optional CEL condition over the documented variables
+	// (identity, target, op); the rule applies only when it is true.
+	When   string `yaml:"when,omitempty"`
+	Action string `yaml:"action"`
+	Reason string `yaml:"reason,omitempty"`
+	// Review configures a review action.
+	Review *ReviewConfig `yaml:"review,omitempty"`
+	// Mask configures a mask action.
+	Mask *MaskConfig `yaml:"mask,omitempty"`
+}
+
+// MatchConfig is what a rule applies to. Every part that is set must
+// match; within a list, any entry may.
+type MatchConfig struct {
+	// Targets are target-name globs.
+	Targets []string `yaml:"targets,omitempty"`
+	// Protocols are tcp, postgres, ssh.
+	Protocols []string        `yaml:"protocols,omitempty"`
+	Identity  *IdentityMatch  `yaml:"identity,omitempty"`
+	Operation *OperationMatch `yaml:"operation,omitempty"`
+}
+
+// IdentityMatch matches who is connecting. Every field but Claimed uses
+// attributes interlock established itself (kernel facts, /proc checked
+// against pid reuse); Claimed matches the environment, which the process
+// controls, and must be asked for by name.
+type IdentityMatch struct {
+	Users      []string `yaml:"users,omitempty"`
+	UIDs       []int    `yaml:"uids,omitempty"`
+	Groups     []string `yaml:"groups,omitempty"`
+	GIDs       []int    `yaml:"gids,omitempty"`
+	Exes       []string `yaml:"exes,omitempty"`
+	ExeSHA256  []string `yaml:"exe_sha256,omitempty"`
+	Cgroups    []string `yaml:"cgroups,omitempty"`
+	Units      []string `yaml:"units,omitempty"`
+	Containers []string `yaml:"containers,omitempty"`
+	// Claimed entries are NAME=glob over the CI claims (GITHUB_REPOSITORY,
+	// CI_PROJECT_PATH, ...).
+	Claimed []string `yaml:"claimed,omitempty"`
+}
+
+// OperationMatch matches what is being done.
+type OperationMatch struct {
+	// Kinds are statement kinds (select, delete, drop_database, ...), ssh
+	// operations (shell, exec, subsystem, sftp, port_forwarding,
+	// agent_forwarding, x11) or connect.
+	Kinds []string `yaml:"kinds,omitempty"`
+	// Tables are relation globs (customers, public.*, *.secrets).
+	Tables []string `yaml:"tables,omitempty"`
+	// NoWhere, when set, matches UPDATE/DELETE with (true) or without
+	// (false) a missing WHERE clause.
+	NoWhere *bool `yaml:"no_where,omitempty"`
+	// ReadOnly matches statements the parser proved read-only (true) or
+	// not (false).
+	ReadOnly *bool `yaml:"read_only,omitempty"`
+	// Commands are ssh exec command-line globs.
+	Commands []string `yaml:"commands,omitempty"`
+	// Paths are sftp path globs.
+	Paths []string `yaml:"paths,omitempty"`
+}
+
+// ReviewConfig is a review rule's review section.
+type ReviewConfig struct {
+	// Approvers may approve: user names, and groups as "@group".
+	Approvers []string `yaml:"approvers"`
+	// Needed is how many distinct approvers must approve (default 1).
+	Needed int `yaml:"needed,omitempty"`
+	// Timeout denies the operation if no decision came (default
+	// policy.review_timeout).
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Scope of a grant: once (default), session, or ttl.
+	Scope string `yaml:"scope,omitempty"`
+	// TTL is the grant's lifetime for scope ttl.
+	TTL Duration `yaml:"ttl,omitempty"`
+}
+
+// MaskConfig is a mask rule's mask section.
+type MaskConfig struct {
+	// Columns are table.column globs (customers.email, *.card_number).
+	Columns []string `yaml:"columns,omitempty"`
+	// Detectors scan values: email, card, national_id, cloud_key, token,
+	// private_key.
+	Detectors []string `yaml:"detectors,omitempty"`
+	// Live also masks what the client sees over ssh (postgres results are
+	// always masked live).
+	Live bool `yaml:"live,omitempty"`
+}
+
+// Defaults of the policy section.
+const (
+	DefaultReviewTimeout  = Duration(5 * time.Minute)
+	DefaultWebhookTimeout = Duration(5 * time.Second)
+)
+
+// Rule actions and grant scopes.
+var (
+	ruleActions  = []string{"allow", "deny", "review", "mask"}
+	grantScopes  = []string{"once", "session", "ttl"}
+	maskDetector = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
+	opKinds      = map[string]bool{"connect": true, "shell": true, "exec": true, "subsystem": true, "sftp": true,
+		"port_forwarding": true, "agent_forwarding": true, "x11": true}
+)
+
+// MaskDetectors lists the detector names a mask rule may use.
+func MaskDetectors() []string { return append([]string(nil), maskDetector...) }
+
+func (c *Config) validatePolicy(l *errorList) {
+	p := c.Policy
+	if p.Default != "" {
+		oneOf(l, "policy.default", p.Default, "allow", "deny")
+	}
+	if d := time.Duration(p.ReviewTimeout); p.ReviewTimeout != 0 && (d < time.Second || d > 24*time.Hour) {
+		l.add("policy.review_timeout", fmt.Sprintf("%s is out of range; write 1s to 24h", d))
+	}
+	if w := p.Webhook; w != nil {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.add("policy.webhook.url", quote(w.URL)+" is not an http(s) URL")
+		}
+		if w.SecretFile != "" {
+			absPath(l, "policy.webhook.secret_file", w.SecretFile, true)
+		}
+	}
+	names := map[string]int{}
+	for i, r := range p.Rules {
+		key := "policy.rules[" + strconv.Itoa(i) + "]"
+		if msg := nameProblem(r.Name); msg != "" {
+			l.add(key+".name", msg)
+		} else if j, dup := names[r.Name]; dup {
+			l.add(key+".name", quote(r.Name)+" is already the name of "+l.describeKey("policy.rules["+strconv.Itoa(j)+"]"))
+		} else {
+			names[r.Name] = i
+		}
+		oneOf(l, key+".action", r.Action, ruleActions...)
+		validateMatch(l, key+".match", r.Match)
+		switch r.Action {
+		case "review":
+			validateReview(l, key+".review", r.Review)
+		case "mask":
+			validateMask(l, key+".mask", r.Mask)
+		}
+		if r.Review != nil && r.Action != "review" {
+			l.add(key+".review", "applies to action: review only")
+		}
+		if r.Mask != nil && r.Action != "mask" {
+			l.add(key+".mask", "applies to action: mask only")
+		}
+	}
+}
+
+func validateMatch(l *errorList, key string, m MatchConfig) {
+	for j, g := range m.Targets {
+		globOK(l, key+".targets["+strconv.Itoa(j)+"]", g)
+	}
+	for j, p := range m.Protocols {
+		oneOf(l, key+".protocols["+strconv.Itoa(j)+"]", p, model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH)
+	}
+	if id := m.Identity; id != nil {
+		for field, globs := range map[string][]string{"exes": id.Exes, "cgroups": id.Cgroups, "units": id.Units, "containers": id.Containers, "users": id.Users, "groups": id.Groups} {
+			for j, g := range globs {
+				globOK(l, key+".identity."+field+"["+strconv.Itoa(j)+"]", g)
+			}
+		}
+		for j, h := range id.ExeSHA256 {
+			if len(h) != 64 || strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
+				l.add(key+".identity.exe_sha256["+strconv.Itoa(j)+"]", quote(h)+" is not a SHA-256 in hex (64 characters)")
+			}
+		}
+		for j, c := range id.Claimed {
+			name, glob, ok := strings.Cut(c, "=")
+			if !ok || name == "" {
+				l.add(key+".identity.claimed["+strconv.Itoa(j)+"]", quote(c)+" must be NAME=glob, such as GITHUB_REPOSITORY=org/*")
+				continue
+			}
+			globOK(l, key+".identity.claimed["+strconv.Itoa(j)+"]", glob)
+		}
+		for j, u := range id.UIDs {
+			if u < 0 || u > 1<<32-1 {
+				l.add(key+".identity.uids["+strconv.Itoa(j)+"]", "is not a uid")
+			}
+		}
+		for j, g := range id.GIDs {
+			if g < 0 || g > 1<<32-1 {
+				l.add(key+".identity.gids["+strconv.Itoa(j)+"]", "is not a gid")
+			}
+		}
+	}
+	if op := m.Operation; op != nil {
+		for j, k := range op.Kinds {
+			if !opKinds[k] && !statementKindRE.MatchString(k) {
+				l.add(key+".operation.kinds["+strconv.Itoa(j)+"]", quote(k)+" is not an operation kind")
+			}
+		}
+		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths} {
+			for j, g := range globs {
+				globOK(l, key+".operation."+field+"["+strconv.Itoa(j)+"]", g)
+			}
+		}
+	}
+}
+
+func validateReview(l *errorList, key string, r *ReviewConfig) {
+	if r == nil {
+		l.add(key, "is required for action: review: name the approvers")
+		return
+	}
+	if len(r.Approvers) == 0 {
+		l.add(key+".approvers", "is required: user names, or @group")
+	}
+	if r.Needed < 0 || r.Needed > 16 {
+		l.add(key+".needed", fmt.Sprintf("%d is out of range; write 1 to 16", r.Needed))
+	}
+	if r.Needed > len(r.Approvers) && len(r.Approvers) > 0 && !hasGroup(r.Approvers) {
+		l.add(key+".needed", fmt.Sprintf("needs %d approvals but only %d approvers are named", r.Needed, len(r.Approvers)))
+	}
+	if d := time.Duration(r.Timeout); r.Timeout != 0 && (d < time.Second || d > 24*time.Hour) {
+		l.add(key+".timeout", fmt.Sprintf("%s is out of range; write 1s to 24h", d))
+	}
+	if r.Scope != "" {
+		oneOf(l, key+".scope", r.Scope, grantScopes...)
+	}
+	if r.Scope == "ttl" && r.TTL == 0 {
+		l.add(key+".ttl", "is required with scope: ttl, such as 1h")
+	}
+	if r.TTL != 0 && r.Scope != "ttl" {
+		l.add(key+".ttl", "applies to scope: ttl only")
+	}
+}
+
+func hasGroup(approvers []string) bool {
+	for _, a := range approvers {
+		if strings.HasPrefix(a, "@") {
+			return true
+		}
+	}
+	return false
+}
+
+func validateMask(l *errorList, key string, m *MaskConfig) {
+	if m == nil || (len(m.Columns) == 0 && len(m.Detectors) == 0) {
+		l.add(key, "is required for action: mask: give columns, detectors or both")
+		return
+	}
+	for j, c := range m.Columns {
+		if !strings.Contains(c, ".") {
+			l.add(key+".columns["+strconv.Itoa(j)+"]", quote(c)+" must be table.column (globs allowed, such as *.email)")
+			continue
+		}
+		globOK(l, key+".columns["+strconv.Itoa(j)+"]", c)
+	}
+	for j, d := range m.Detectors {
+		oneOf(l, key+".detectors["+strconv.Itoa(j)+"]", d, maskDetector...)
+	}
+}
+
+func globOK(l *errorList, key, g string) {
+	if g == "" {
+		l.add(key, "is empty")
+		return
+	}
+	if _, err := path.Match(g, ""); err != nil {
+		l.add(key, quote(g)+" is not a valid glob: "+err.Error())
+	}
+}
+
+// DefaultAction is policy.default, with its default.
+func (p PolicyConfig) DefaultAction() string {
+	if p.Default == "" {
+		return "allow"
+	}
+	return p.Default
+}
+
+// Timeout is the review timeout of a rule, falling back to
+// policy.review_timeout and then to DefaultReviewTimeout.
+func (p PolicyConfig) Timeout(r *ReviewConfig) time.Duration {
+	switch {
+	case r != nil && r.Timeout != 0:
+		return time.Duration(r.Timeout)
+	case p.ReviewTimeout != 0:
+		return time.Duration(p.ReviewTimeout)
+	}
+	return time.Duration(DefaultReviewTimeout)
+}

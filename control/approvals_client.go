@@ -1,0 +1,50 @@
+package control
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/model"
+)
+
+// ApprovalsSockets lists the approvals sockets that may serve requests:
+// the daemon's, and those of embedded `interlock run`s.
+func ApprovalsSockets(controlSocket string) []string {
+	dir := filepath.Dir(controlSocket)
+	out := []string{filepath.Join(dir, ApprovalsSocketName)}
+	runs, _ := filepath.Glob(filepath.Join(dir, "runs", "*.approvals.sock"))
+	sort.Strings(runs)
+	return append(out, runs...)
+}
+
+// ApprovalsClient talks to one approvals socket.
+type ApprovalsClient struct{ c *Client }
+
+// DialApprovals connects to an approvals socket.
+func DialApprovals(path string) *ApprovalsClient {
+	return &ApprovalsClient{c: newClient(path)}
+}
+
+// List returns the pending requests; with wait > 0 it first waits that
+// long for a change.
+func (a *ApprovalsClient) List(ctx context.Context, wait time.Duration) ([]approvals.Pending, error) {
+	var out []approvals.Pending
+	p := "/v1/approvals"
+	if wait > 0 {
+		p += "?wait=" + url.QueryEscape(wait.String())
+	}
+	err := a.c.do(ctx, http.MethodGet, p, nil, &out)
+	return out, err
+}
+
+// Decide approves or denies a request.
+func (a *ApprovalsClient) Decide(ctx context.Context, id string, approve bool, reason string) (model.ApprovalDecision, error) {
+	var d model.ApprovalDecision
+	err := a.c.do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id), DecideRequest{Approve: approve, Reason: reason}, &d)
+	return d, err
+}

@@ -1,0 +1,321 @@
+package export
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/interlock/interlock/journal"
+)
+
+// bundleTamperCases is how many single-byte changes the bundle suite makes.
+const bundleTamperCases = 10000
+
+// copyAlone copies the bundle and the public key into an empty directory:
+// no database, no config, no state directory.
+func copyAlone(t testing.TB, bundle string, f *fixture) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(f.dir, journal.PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "evidence.tar.gz")
+	os.WriteFile(dst, b, 0o600)
+	os.WriteFile(filepath.Join(dir, "journal.pub"), pub, 0o600)
+	return dst, filepath.Join(dir, "journal.pub")
+}
+
+func members(t testing.TB, bundle string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	out := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name], _ = io.ReadAll(tr)
+	}
+}
+
+func verifyWithPub(t testing.TB, bundle, pub string, ext ...journal.ExternalCheckpoint) Report {
+	t.Helper()
+	v, _, err := journal.LoadVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyBundle(context.Background(), bundle, VerifyOptions{PublicKey: v, External: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// A bundle copied where there is nothing but it and the public key
+// verifies; it opens with the standard tools (gzip, tar) and holds what
+// an auditor needs, every view escaped.
+func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
+	f := newFixture(t, 3)
+	out, m := f.export(t, journal.Selection{})
+	bundle, pub := copyAlone(t, out, f)
+	rep := verifyWithPub(t, bundle, pub)
+	if !rep.OK || rep.KeyFromBundle || rep.FirstSeq != 1 || rep.LastSeq != m.TreeSize || rep.Counts.Entries != m.LastSeq {
+		t.Fatalf("report %+v", rep)
+	}
+	files := members(t, bundle)
+	for _, name := range []string{FileManifest, FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals, "sessions/ssh-01.cast", FileSummary} {
+		if _, ok := files[name]; !ok {
+			t.Errorf("bundle lacks %s", name)
+		}
+	}
+	// entries.jsonl holds the journal's bytes verbatim.
+	var want bytes.Buffer
+	journal.Entries(context.Background(), f.path, 1, func(e journal.Entry) error {
+		want.Write(e.Body)
+		want.WriteByte('\n')
+		return nil
+	})
+	if !bytes.Equal(files[FileEntries], want.Bytes()) {
+		t.Error("entries.jsonl is not the journal's bodies verbatim")
+	}
+	// The manifest's hashes are the files'.
+	for _, mf := range m.Files {
+		sum := sha256.Sum256(files[mf.Name])
+		if hex.EncodeToString(sum[:]) != mf.SHA256 {
+			t.Errorf("manifest hash of %s is wrong", mf.Name)
+		}
+	}
+	stmts, err := csv.NewReader(bytes.NewReader(files[FileStatements])).ReadAll()
+	if err != nil || len(stmts) != 1+6 {
+		t.Fatalf("statements.csv: %d rows, %v", len(stmts), err)
+	}
+	if stmts[1][3] != "SELECT email FROM users WHERE id = $1" || stmts[1][12] != "SELECT 1" || stmts[1][11] != "yes" || stmts[2][3] != "'=DROP TABLE users <script>" || stmts[2][8] != "deny" {
+		t.Errorf("statements.csv rows:\n%q\n%q", stmts[1], stmts[2])
+	}
+	appr, err := csv.NewReader(bytes.NewReader(files[FileApprovals])).ReadAll()
+	if err != nil || len(appr) != 1+6 || appr[2][5] != "deny" || appr[1][9] != "drop_table" {
+		t.Fatalf("approvals.csv: %q %v", appr, err)
+	}
+	html := string(files[FileSummary])
+	for _, bad := range []string{"<script>", "src=", "href=\"http", "@import", "url("} {
+		if strings.Contains(html, bad) {
+			t.Errorf("summary.html contains %q", bad)
+		}
+	}
+	for _, good := range []string{"&lt;script&gt;", "Denials (6)", "Approvals (6)", "Masking decisions (3)", "/usr/bin/psql", "runner.service", "pg-02", "ssh-01"} {
+		if !strings.Contains(html, good) {
+			t.Errorf("summary.html lacks %q", good)
+		}
+	}
+	if !bytes.HasPrefix(files["sessions/ssh-01.cast"], []byte(`{"version":2`)) || !bytes.Contains(files["sessions/ssh-01.cast"], []byte(`line4`)) {
+		t.Errorf("cast: %s", files["sessions/ssh-01.cast"])
+	}
+	// Without a key, the bundle's own is used, and the report says so.
+	rep, err = VerifyBundle(context.Background(), bundle, VerifyOptions{})
+	if err != nil || !rep.OK || !rep.KeyFromBundle {
+		t.Errorf("verify without a key: %+v %v", rep, err)
+	}
+	// Another key is refused.
+	other, _ := journal.LoadOrCreateKey(t.TempDir())
+	rep, _ = VerifyBundle(context.Background(), bundle, VerifyOptions{PublicKey: other.Verifier()})
+	if rep.OK || !strings.Contains(rep.Reason, "not the key you trust") {
+		t.Errorf("verify with another key: %+v", rep)
+	}
+}
+
+// A session's bundle holds that session's entries; the others in its
+// range are there as leaf hashes only, and it still proves against the
+// journal's newest checkpoint.
+func TestSessionBundle(t *testing.T) {
+	f := newFixture(t, 3)
+	out, m := f.export(t, journal.Selection{Session: "pg-01"})
+	bundle, pub := copyAlone(t, out, f)
+	rep := verifyWithPub(t, bundle, pub)
+	if !rep.OK || rep.Counts.Entries != 7 || rep.Counts.Omitted != 1 || m.TreeSize <= m.LastSeq {
+		t.Fatalf("report %+v manifest %+v", rep, m)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(members(t, bundle)[FileEntries])), "\n") {
+		if !strings.Contains(l, `"session":"pg-01"`) {
+			t.Fatalf("entry of another session in the bundle: %s", l)
+		}
+	}
+	// A session and a time window: what is in between becomes leaf hashes.
+	out, _ = f.export(t, journal.Selection{Session: "pg-01", Since: f.base.Add(21e9), Until: f.base.Add(26e9)})
+	bundle, _ = copyAlone(t, out, f)
+	rep = verifyWithPub(t, bundle, pub)
+	if !rep.OK || rep.Counts.Omitted != 1 || rep.Counts.Entries != 6 || rep.FirstSeq == 1 {
+		t.Fatalf("time-window bundle: %+v", rep)
+	}
+}
+
+// Bundle tamper suite: one byte changed anywhere in the file, 10,000
+// times, is always caught, with a reason.
+func TestBundleTamperSuite(t *testing.T) {
+	f := newFixture(t, 2)
+	out, _ := f.export(t, journal.Selection{})
+	orig, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f.signer.Verifier()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	reasons := map[string]int{}
+	const workers = 4
+	for w := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 3))
+			path := filepath.Join(t.TempDir(), "b.tar.gz")
+			b := make([]byte, len(orig))
+			for i := w; i < bundleTamperCases && !t.Failed(); i += workers {
+				copy(b, orig)
+				pos := r.IntN(len(b))
+				b[pos] ^= byte(r.IntN(255) + 1)
+				if err := os.WriteFile(path, b, 0o600); err != nil {
+					t.Error(err)
+					return
+				}
+				rep, err := VerifyBundle(context.Background(), path, VerifyOptions{PublicKey: v})
+				if err != nil || rep.OK || rep.Reason == "" {
+					t.Errorf("byte %d of %d changed: not detected: %+v %v", pos, len(b), rep, err)
+					return
+				}
+				key := rep.Reason
+				if i := strings.IndexAny(key, ":0123456789"); i > 0 {
+					key = key[:i]
+				}
+				mu.Lock()
+				reasons[key]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d single-byte changes, all detected; reasons: %v", bundleTamperCases, reasons)
+}
+
+// A forger without the key can rebuild a bundle with consistent manifest
+// hashes but cannot make its content prove: deleted, inserted, swapped and
+// cut entries are caught by the tree, before the seal is even looked at.
+func TestBundleStructuralTampering(t *testing.T) {
+	f := newFixture(t, 3)
+	out, _ := f.export(t, journal.Selection{})
+	files := members(t, out)
+	lines := strings.SplitAfter(string(files[FileEntries]), "\n")
+	lines = lines[:len(lines)-1]
+	forger, _ := journal.LoadOrCreateKey(t.TempDir())
+	edits := map[string]func([]string) []string{
+		"delete":   func(l []string) []string { return append(append([]string{}, l[:5]...), l[6:]...) },
+		"insert":   func(l []string) []string { return append(append(append([]string{}, l[:5]...), l[3]), l[5:]...) },
+		"swap":     func(l []string) []string { c := append([]string{}, l...); c[4], c[9] = c[9], c[4]; return c },
+		"truncate": func(l []string) []string { return l[:len(l)-4] },
+		"edit": func(l []string) []string {
+			c := append([]string{}, l...)
+			c[1] = strings.Replace(c[1], "psql", "psqx", 1)
+			return c
+		},
+	}
+	for name, edit := range edits {
+		t.Run(name, func(t *testing.T) {
+			forged := repack(t, files, strings.Join(edit(lines), ""), forger)
+			rep, err := VerifyBundle(context.Background(), forged, VerifyOptions{PublicKey: f.signer.Verifier()})
+			if err != nil || rep.OK {
+				t.Fatalf("not detected: %+v %v", rep, err)
+			}
+			if strings.Contains(rep.Reason, "seal") || rep.File == "" {
+				t.Fatalf("caught only by the seal, not by its content: %+v", rep)
+			}
+			t.Logf("%s: %s: %s", name, rep.File, rep.Reason)
+		})
+	}
+	// A checkpoint the auditor holds that covers more than the bundle's
+	// newest shows the journal was cut before the export.
+	j, err := journal.Open(context.Background(), journal.Options{Path: f.path, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Append(context.Background(), recordForTest(), 1)
+	j.Close()
+	note, _ := os.ReadFile(journal.CheckpointPath(f.path))
+	rep, _ := VerifyBundle(context.Background(), out, VerifyOptions{PublicKey: f.signer.Verifier(), External: []journal.ExternalCheckpoint{{Name: "auditor.cp", Note: note}}})
+	if rep.OK || !strings.Contains(rep.Reason, "cut before this export") {
+		t.Fatalf("newer external checkpoint: %+v", rep)
+	}
+}
+
+// repack writes a bundle with entries.jsonl replaced and the manifest's
+// hashes and counts made consistent, sealed with the forger's key.
+func repack(t *testing.T, files map[string][]byte, entries string, forger *journal.Signer) string {
+	t.Helper()
+	var m Manifest
+	if err := json.Unmarshal(files[FileManifest], &m); err != nil {
+		t.Fatal(err)
+	}
+	files = maps(files)
+	files[FileEntries] = []byte(entries)
+	m.Counts.Entries = uint64(strings.Count(entries, "\n"))
+	for i, mf := range m.Files {
+		sum := sha256.Sum256(files[mf.Name])
+		m.Files[i].SHA256, m.Files[i].Size = hex.EncodeToString(sum[:]), int64(len(files[mf.Name]))
+	}
+	manifest, _ := json.MarshalIndent(m, "", " ")
+	dir := t.TempDir()
+	sw, err := newSealWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(sw)
+	put := func(name string, b []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(b)), Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
+		tw.Write(b)
+	}
+	put(FileManifest, append(manifest, '\n'))
+	for _, mf := range m.Files {
+		put(mf.Name, files[mf.Name])
+	}
+	tw.Close()
+	path := filepath.Join(dir, "forged.tar.gz")
+	of, _ := os.Create(path)
+	if err := sw.finish(of, forger); err != nil {
+		t.Fatal(err)
+	}
+	of.Close()
+	return path
+}
+
+func maps(m map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,276 @@
+package export
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
+)
+
+// The derived files (statements.csv, approvals.csv, the casts, the
+// summary) are views of entries.jsonl for people. They are covered by the
+// manifest and the seal like everything else, but the evidence is the
+// entries: anything a view shows can be traced to an entry by its seq.
+
+func timeString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+// cell protects a text cell against spreadsheet formula injection: a cell
+// starting with = + - @ or a control character is prefixed with '. The
+// exact text is in entries.jsonl.
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// statements writes statements.csv: one row per pg.statement, completed by
+// its pg.result when that comes within the next pendingMax statements
+// (the result follows the statement once the server answered).
+type statements struct {
+	w       *csv.Writer
+	pending []*stmtRow
+	bySeq   map[uint64]*stmtRow
+	rows    uint64
+}
+
+const pendingMax = 65536
+
+type stmtRow struct {
+	seq    uint64
+	p      journal.Body
+	stmt   model.PGStatement
+	result *model.PGResult
+	rseq   uint64
+}
+
+var statementHeader = []string{"seq", "time", "session", "sql", "protocol", "kinds", "tables", "read_only",
+	"action", "rule", "reason", "masked", "tag", "rows", "sqlstate", "error", "duration_ns", "result_seq"}
+
+func newStatements(w io.Writer) *statements {
+	s := &statements{w: csv.NewWriter(w), bySeq: map[uint64]*stmtRow{}}
+	s.w.Write(statementHeader)
+	return s
+}
+
+func (s *statements) add(seq uint64, p journal.Body) error {
+	switch p.Kind {
+	case model.KindPGStatement:
+		r := &stmtRow{seq: seq, p: p}
+		r.p.Data = append(json.RawMessage(nil), p.Data...)
+		if err := json.Unmarshal(p.Data, &r.stmt); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		s.pending = append(s.pending, r)
+		s.bySeq[seq] = r
+	case model.KindPGResult:
+		var res model.PGResult
+		if err := json.Unmarshal(p.Data, &res); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		if r := s.bySeq[res.Statement]; r != nil {
+			r.result, r.rseq = &res, seq
+		}
+	default:
+		return nil
+	}
+	for len(s.pending) > 0 && (s.pending[0].result != nil || len(s.pending) > pendingMax) {
+		if err := s.write(s.pending[0]); err != nil {
+			return err
+		}
+		s.pending = s.pending[1:]
+	}
+	return nil
+}
+
+func (s *statements) write(r *stmtRow) error {
+	delete(s.bySeq, r.seq)
+	st := r.stmt
+	tag, rows, state, errText, dur, rseq := st.Tag, st.Rows, st.SQLState, st.Error, st.DurationNS, ""
+	if res := r.result; res != nil {
+		tag, rows, state, errText, dur, rseq = res.Tag, res.Rows, res.SQLState, res.Error, res.DurationNS, strconv.FormatUint(r.rseq, 10)
+		if res.NotRun {
+			errText = "not run: " + errText
+		}
+	}
+	masked := ""
+	if st.Decision.Action == model.Mask || st.Decision.Mask != nil {
+		masked = "yes"
+	}
+	s.rows++
+	return s.w.Write([]string{
+		strconv.FormatUint(r.seq, 10), timeString(r.p.Time), r.p.Session, cell(st.SQL), st.Protocol,
+		strings.Join(st.Kinds, " "), cell(strings.Join(st.Tables, " ")), strconv.FormatBool(st.ReadOnly),
+		string(st.Decision.Action), cell(st.Decision.Rule), cell(st.Decision.Reason), masked,
+		cell(tag), strconv.FormatInt(rows, 10), state, cell(errText), strconv.FormatInt(dur, 10), rseq,
+	})
+}
+
+func (s *statements) flush() error {
+	for _, r := range s.pending {
+		if err := s.write(r); err != nil {
+			return err
+		}
+	}
+	s.pending = nil
+	s.w.Flush()
+	return s.w.Error()
+}
+
+// approvals writes approvals.csv: one row per approval.request,
+// approval.decision and grant.expired entry.
+type approvals struct {
+	w    *csv.Writer
+	rows uint64
+}
+
+var approvalHeader = []string{"seq", "time", "session", "kind", "id", "verdict", "who_uid", "who_exe", "target",
+	"operation", "operation_text", "rule", "approvers", "needed", "scope", "timeout_ns", "expires_ns", "reason"}
+
+func newApprovals(w io.Writer) *approvals {
+	a := &approvals{w: csv.NewWriter(w)}
+	a.w.Write(approvalHeader)
+	return a
+}
+
+func who(id model.Identity) (uid, exe string) {
+	uid = strconv.FormatUint(uint64(id.Kernel.UID), 10)
+	if id.Proc != nil {
+		exe = id.Proc.Exe
+	}
+	return uid, exe
+}
+
+func (a *approvals) add(seq uint64, p journal.Body) error {
+	row := make([]string, len(approvalHeader))
+	row[0], row[1], row[2], row[3] = strconv.FormatUint(seq, 10), timeString(p.Time), p.Session, p.Kind
+	switch p.Kind {
+	case model.KindApprovalRequest:
+		var r model.ApprovalRequest
+		if err := json.Unmarshal(p.Data, &r); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		row[4] = cell(r.ID)
+		row[6], row[7] = who(r.Requester)
+		row[7] = cell(row[7])
+		row[8], row[9], row[10], row[11] = cell(r.Target), r.Operation.Kind, cell(r.Operation.Text), cell(r.Rule)
+		row[12], row[13], row[14], row[15] = cell(strings.Join(r.Approvers, " ")), strconv.Itoa(r.Needed), cell(r.Scope), strconv.FormatInt(r.TimeoutNS, 10)
+	case model.KindApprovalDecision:
+		var d model.ApprovalDecision
+		if err := json.Unmarshal(p.Data, &d); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		row[4], row[5] = cell(d.ID), cell(d.Verdict)
+		row[6], row[7] = who(d.Approver)
+		row[7] = cell(row[7])
+		row[14], row[16], row[17] = cell(d.Scope), strconv.FormatInt(d.ExpiresNS, 10), cell(d.Reason)
+	case model.KindGrantExpired:
+		var g model.GrantExpired
+		if err := json.Unmarshal(p.Data, &g); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		row[4], row[14] = cell(g.ID), cell(g.Scope)
+	default:
+		return nil
+	}
+	a.rows++
+	if err := a.w.Write(row); err != nil {
+		return err
+	}
+	a.w.Flush()
+	return a.w.Error()
+}
+
+// castName is the bundle path of a session's terminal recording.
+func castName(session string) string { return "sessions/" + session + ".cast" }
+
+// safeName reports whether a session id can be a file name as it is.
+func safeName(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// writeCasts renders each selected session that had a terminal with
+// asciicast.Write. A session it cannot render is left out with a warning
+// in the manifest; the session's entries are in the bundle either way.
+func (b *builder) writeCasts(last int64) error {
+	var kept []string
+	for _, id := range b.casts {
+		if !safeName(id) {
+			b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("session %q has no safe file name; its cast was not written", id))
+			continue
+		}
+		var buf bytes.Buffer
+		var readErr error
+		records := iter.Seq2[asciicast.Record, error](func(yield func(asciicast.Record, error) bool) {
+			stop := errors.New("stop")
+			err := b.snap.SessionEntries(id, last, func(e journal.Entry) error {
+				if !b.sel.Matches(e.TimeNS, e.Session) {
+					return nil
+				}
+				p, err := journal.ParseBody(e.Body)
+				if err != nil {
+					return err
+				}
+				r := asciicast.Record{Seq: e.Seq, Kind: e.Kind, TimeNS: e.TimeNS, Data: append([]byte(nil), p.Data...)}
+				if e.Payload != nil {
+					r.Payload = append([]byte{}, e.Payload...)
+				}
+				if !yield(r, nil) {
+					return stop
+				}
+				return nil
+			})
+			if err != nil && err != stop {
+				readErr = err
+				yield(asciicast.Record{}, err)
+			}
+		})
+		err := asciicast.Write(&buf, records)
+		switch {
+		case readErr != nil:
+			return fmt.Errorf("export: session %s: %w", id, readErr)
+		case errors.Is(err, asciicast.ErrNoTerminal):
+			continue
+		case err != nil:
+			b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("%s not written: %v", castName(id), err))
+			continue
+		}
+		if err := b.add(castName(id), buf.Bytes()); err != nil {
+			return err
+		}
+		kept = append(kept, id)
+		b.m.Counts.Casts++
+	}
+	b.casts = kept
+	return nil
+}
+
+func (b *builder) writeSummary() error {
+	f, err := b.create(FileSummary)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := b.sum.render(f); err != nil {
+		return fmt.Errorf("export: summary: %w", err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,206 @@
+package journal
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Key file names inside the state directory.
+const (
+	KeyFile       = "journal.key"
+	PublicKeyFile = "journal.pub"
+)
+
+// Signer signs checkpoints (and bundle seals) with the journal key.
+type Signer struct {
+	note.Signer
+	// VerifierKey is the public half in note's "name+hash+key" form, as
+	// journal.pub holds it.
+	VerifierKey string
+}
+
+// Verifier returns the note verifier of the signer's public key.
+func (s *Signer) Verifier() note.Verifier {
+	v, err := note.NewVerifier(s.VerifierKey)
+	if err != nil {
+		panic("journal: verifier key derived from a valid signer does not parse: " + err.Error())
+	}
+	return v
+}
+
+// keyName names the key in signature lines; the host name tells keys of
+// different machines apart for a reader of a bundle.
+func keyName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" || strings.ContainsAny(h, "+ \t\n") {
+		return "interlock"
+	}
+	return "interlock@" + h
+}
+
+// LoadOrCreateKey returns the signer whose private key is at
+// stateDir/journal.key, creating the key pair (mode 0600, and journal.pub
+// 0644 beside it) if there is none. Several processes starting at once
+// agree on one key: the file appears atomically (link, which fails if it
+// exists) and the losers read the winner's.
+func LoadOrCreateKey(stateDir string) (*Signer, error) {
+	priv := filepath.Join(stateDir, KeyFile)
+	s, err := LoadSigner(priv)
+	if err == nil {
+		return s, ensurePublic(stateDir, s)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("journal: create state directory %s: %w", stateDir, err)
+	}
+	skey, _, err := note.GenerateKey(rand.Reader, keyName())
+	if err != nil {
+		return nil, fmt.Errorf("journal: generate signing key: %w", err)
+	}
+	tmp, err := os.CreateTemp(stateDir, ".journal.key-*")
+	if err != nil {
+		return nil, fmt.Errorf("journal: create signing key in %s: %w", stateDir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.WriteString(skey + "\n")
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+	} else {
+		tmp.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: write signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), priv); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("journal: install signing key %s: %w", priv, err)
+	}
+	syncDir(stateDir)
+	if s, err = LoadSigner(priv); err != nil {
+		return nil, err
+	}
+	return s, ensurePublic(stateDir, s)
+}
+
+// ensurePublic (re)writes journal.pub when it is missing or does not hold
+// the key's public half, so the exported key always matches.
+func ensurePublic(stateDir string, s *Signer) error {
+	pub := filepath.Join(stateDir, PublicKeyFile)
+	if b, err := os.ReadFile(pub); err == nil && strings.TrimSpace(string(b)) == s.VerifierKey {
+		return nil
+	}
+	if err := writeFileAtomic(pub, []byte(s.VerifierKey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("journal: export public key: %w", err)
+	}
+	return nil
+}
+
+// LoadSigner reads a private key file written by LoadOrCreateKey. A key
+// file others can read is refused: whoever has it can sign checkpoints.
+func LoadSigner(path string) (*Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: signing key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("journal: signing key %s has mode %v; it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: signing key: %w", err)
+	}
+	skey := strings.TrimSpace(string(b))
+	ns, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("journal: signing key %s does not parse: %w", path, err)
+	}
+	vkey, err := verifierKeyOf(skey)
+	if err != nil {
+		return nil, fmt.Errorf("journal: signing key %s: %w", path, err)
+	}
+	return &Signer{Signer: ns, VerifierKey: vkey}, nil
+}
+
+// verifierKeyOf derives "name+hash+key" from "PRIVATE+KEY+name+hash+key".
+func verifierKeyOf(skey string) (string, error) {
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 {
+		return "", errors.New("not a PRIVATE+KEY+name+hash+key string")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("not an ed25519 key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return note.NewEd25519VerifierKey(parts[2], pub)
+}
+
+// LoadVerifier reads a public key file (journal.pub, or one an auditor
+// was handed) and returns its verifier and the key string.
+func LoadVerifier(path string) (note.Verifier, string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("journal: public key: %w", err)
+	}
+	vkey := strings.TrimSpace(string(b))
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, "", fmt.Errorf("journal: public key %s does not parse (want one line name+hash+key): %w", path, err)
+	}
+	return v, vkey, nil
+}
+
+// writeFileAtomic replaces path with data so that a reader (or a crash)
+// sees the old or the new content, never a mix.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename or link in dir durable; best effort, as some
+// filesystems refuse fsync on directories.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

@@ -1,0 +1,129 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// KindRetention is the entry a retention job writes when it deletes
+// payloads. Verify accepts a missing payload only when such an entry,
+// later in the chain, covers it.
+const KindRetention = "journal.retention"
+
+// RetentionData is the data of a journal.retention entry: the payloads of
+// entries up to ThroughSeq whose time is before BeforeNS were deleted.
+type RetentionData struct {
+	BeforeNS   int64  `json:"before_ns"`
+	ThroughSeq uint64 `json:"through_seq"`
+	Deleted    int64  `json:"deleted"`
+}
+
+// PruneResult says what PrunePayloads did.
+type PruneResult struct {
+	// Deleted counts the payloads removed; Seq is the journal.retention
+	// entry that records it (0 when there was nothing to delete).
+	Deleted int64
+	Seq     uint64
+}
+
+// PrunePayloads deletes the payloads of entries older than before, for a
+// retention policy: the entries and their commitments stay, so the chain,
+// the tree and every checkpoint still verify, but the content (result rows,
+// terminal output) is gone. In the same transaction it appends a
+// journal.retention entry saying what was deleted, so Verify can tell a
+// deletion on purpose from tampering. Deleted pages are overwritten
+// (secure_delete) and the WAL is truncated afterwards, so the content does
+// not linger in the file.
+func (j *Journal) PrunePayloads(ctx context.Context, before time.Time) (PruneResult, error) {
+	var res PruneResult
+	err := j.control(ctx, func(w *writer) error {
+		var err error
+		res, err = w.prune(before)
+		return err
+	})
+	return res, err
+}
+
+func (w *writer) prune(before time.Time) (res PruneResult, err error) {
+	ctx := context.Background()
+	if err := w.begin(ctx, true); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: %w", err)
+	}
+	committed := false
+	saved, savedSize, savedHead := w.tree.clone(), w.size, append([]byte(nil), w.headHash...)
+	defer func() {
+		if !committed {
+			w.rollback()
+			w.tree, w.size, w.headHash = saved, savedSize, savedHead
+		}
+	}()
+	if _, err := w.conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: %w", err)
+	}
+	defer w.conn.ExecContext(context.Background(), `PRAGMA secure_delete = OFF`)
+	if err := w.syncHead(ctx); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: %w", err)
+	}
+	through := w.size
+	const sel = `FROM payloads WHERE seq IN (SELECT seq FROM entries WHERE seq <= ? AND time_ns < ?)`
+	if err := w.conn.QueryRowContext(ctx, `SELECT count(*) `+sel, through, before.UnixNano()).Scan(&res.Deleted); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: count: %w", err)
+	}
+	if res.Deleted == 0 {
+		return res, nil
+	}
+	if _, err := w.conn.ExecContext(ctx, `DELETE `+sel, through, before.UnixNano()); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: delete: %w", err)
+	}
+	enc, err := encodeRecord(model.Record{Kind: KindRetention, Data: RetentionData{
+		BeforeNS: before.UnixNano(), ThroughSeq: uint64(through), Deleted: res.Deleted,
+	}})
+	if err != nil {
+		return res, err
+	}
+	// The same insert path as a batch, inside this transaction.
+	seq := uint64(w.size) + 1
+	t := time.Now().UnixNano()
+	w.body = appendBody(w.body[:0], seq, t, enc.tail)
+	hash := chainHash(w.h, nil, w.headHash, w.body)
+	w.stored = w.tree.add(LeafHash(w.body), w.stored)
+	w.col = treeColumn(w.col, w.stored)
+	if _, err := w.insert.ExecContext(ctx, int64(seq), t, enc.kind, enc.session, w.body, hash, w.col); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: insert retention entry: %w", err)
+	}
+	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: commit: %w", err)
+	}
+	committed = true
+	w.size, w.headHash = int64(seq), hash
+	w.synced = w.size
+	w.unsyncedSince = time.Time{}
+	w.j.lastSeq.Store(seq)
+	w.j.appends.Add(1)
+	res.Seq = seq
+	// The deleted payloads are still in WAL frames until a checkpoint
+	// copies the pages back and the WAL is reset.
+	if _, err := w.conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		w.log.Warn("journal: WAL not truncated after pruning payloads; old frames keep them until the next checkpoint", "err", err)
+	}
+	w.log.Info("journal payloads pruned", "before", before, "deleted", res.Deleted, "retention_seq", seq)
+	return res, nil
+}
+
+// readOptional reads a file that may not exist (nil, nil then).
+func readOptional(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,119 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/interlock/interlock/model"
+)
+
+// The CEL environment rules' `when` conditions are checked in. Variables:
+//
+//	identity: map  uid, gid (int), user, group, exe, exe_sha256, cgroup,
+//	               unit, container (string; "" when unknown), pid (int),
+//	               claimed (map of string to string: the environment's CI
+//	               claims, which the process controls)
+//	target:   map  name, protocol, address
+//	op:       map  protocol, kind, text, path, detail (string), kinds,
+//	               tables (list of string), read_only, no_where (bool)
+//	now:      timestamp of the decision
+func newEnv() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("identity", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("target", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("op", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("now", cel.TimestampType),
+	)
+}
+
+func compileWhen(env *cel.Env, expr string) (cel.Program, error) {
+	ast, iss := env.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		return nil, fmt.Errorf("CEL: %s", iss.Err())
+	}
+	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
+		return nil, fmt.Errorf("CEL: the condition must be a bool, not %s", ast.OutputType())
+	}
+	// No runtime cost tracking: it doubles evaluation time, and the
+	// conditions come from the root-owned config over small inputs.
+	return env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+}
+
+// lazyActivation resolves the CEL variables for one decision, building
+// each only when a condition first asks for it.
+type lazyActivation struct {
+	o    model.Origin
+	op   model.Operation
+	now  time.Time
+	vars map[string]any
+}
+
+func newActivation(o model.Origin, op model.Operation, now time.Time) *lazyActivation {
+	return &lazyActivation{o: o, op: op, now: now}
+}
+
+// ResolveName implements cel's interpreter.Activation.
+func (a *lazyActivation) ResolveName(name string) (any, bool) {
+	if v, ok := a.vars[name]; ok {
+		return v, true
+	}
+	var v any
+	switch name {
+	case "identity":
+		v = identityVar(a.o.Identity)
+	case "target":
+		v = map[string]string{"name": a.o.Target.Name, "protocol": string(a.o.Target.Protocol), "address": a.o.Target.Address}
+	case "op":
+		v = opVar(a.op)
+	case "now":
+		v = a.now
+	default:
+		return nil, false
+	}
+	// Adapt once: CEL would otherwise wrap the Go map on every access.
+	cv := types.DefaultTypeAdapter.NativeToValue(v)
+	if a.vars == nil {
+		a.vars = make(map[string]any, 4)
+	}
+	a.vars[name] = cv
+	return cv, true
+}
+
+// Parent implements cel's interpreter.Activation.
+func (a *lazyActivation) Parent() interpreter.Activation { return nil }
+
+func identityVar(ident model.Identity) map[string]any {
+	k := ident.Kernel
+	id := map[string]any{
+		"uid": int64(k.UID), "gid": int64(k.GID), "pid": int64(k.TGID),
+		"user": userName(ident), "group": groupName(ident),
+		"exe": "", "exe_sha256": "", "cgroup": "", "unit": "", "container": "",
+		"claimed": map[string]string{},
+	}
+	if p := ident.Proc; p != nil {
+		id["exe"], id["exe_sha256"] = p.Exe, p.ExeSHA256
+		id["cgroup"], id["unit"], id["container"] = p.CgroupPath, p.SystemdUnit, p.ContainerID
+	}
+	if ident.Claimed != nil {
+		id["claimed"] = ident.Claimed
+	}
+	return id
+}
+
+func opVar(op model.Operation) map[string]any {
+	kinds, tables := op.Kinds, op.Tables
+	if kinds == nil {
+		kinds = []string{}
+	}
+	if tables == nil {
+		tables = []string{}
+	}
+	return map[string]any{
+		"protocol": string(op.Protocol), "kind": op.Kind, "text": op.Text, "path": op.Path, "detail": op.Detail,
+		"kinds": kinds, "tables": tables, "read_only": op.ReadOnly, "no_where": op.NoWhere,
+	}
+}

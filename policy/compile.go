@@ -1,0 +1,174 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/model"
+)
+
+// rule is a config rule compiled for evaluation.
+type rule struct {
+	name   string
+	action model.Action
+	reason string
+
+	targets   []pattern
+	protocols []model.Protocol
+	id        *identityMatch
+	op        *opMatch
+	// needsProc is set when the identity match uses /proc facts: with the
+	// process gone they are unknown, and then deny and review rules match
+	// (fail closed) while allow and mask rules do not.
+	needsProc bool
+	claimed   []claimMatch
+
+	when cel.Program
+
+	review *config.ReviewConfig
+	mask   *config.MaskConfig
+	// sugar names the target key a rule was made from (deny_statements,
+	// deny_exec, allow), for messages.
+	sugar string
+}
+
+type claimMatch struct {
+	name string
+	glob pattern
+}
+
+// identityMatch and opMatch are the config's match sections with their
+// globs compiled.
+type identityMatch struct {
+	users, groups, exes, cgroups, units, containers []pattern
+	uids, gids                                      []int
+	exeSHA256                                       []string
+}
+
+type opMatch struct {
+	kinds, tables, commands, paths []pattern
+	tableGlobs                     []string
+	noWhere, readOnly              *bool
+}
+
+func compileIdentity(m *config.IdentityMatch) *identityMatch {
+	if m == nil {
+		return nil
+	}
+	return &identityMatch{
+		users: compileGlobs(m.Users), groups: compileGlobs(m.Groups), exes: compileGlobs(m.Exes),
+		cgroups: compileGlobs(m.Cgroups), units: compileGlobs(m.Units), containers: compileGlobs(m.Containers),
+		uids: m.UIDs, gids: m.GIDs, exeSHA256: m.ExeSHA256,
+	}
+}
+
+func compileOp(m *config.OperationMatch) *opMatch {
+	if m == nil {
+		return nil
+	}
+	return &opMatch{
+		kinds: compileGlobs(m.Kinds), tables: compileGlobs(m.Tables), commands: compileGlobs(m.Commands),
+		paths: compileGlobs(m.Paths), tableGlobs: m.Tables, noWhere: m.NoWhere, readOnly: m.ReadOnly,
+	}
+}
+
+// ruleset is one config's compiled policy.
+type ruleset struct {
+	cfg      *config.Config
+	rules    []rule
+	fallback model.Action
+	anyWhen  bool
+}
+
+// compile turns the config's rules and the targets' shorthand rules
+// (deny_statements, deny_exec, allow) into a ruleset. The shorthand comes
+// first: it is the older, narrower form, and precedence does not depend on
+// order anyway.
+func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
+	rs := &ruleset{cfg: cfg, fallback: model.Action(cfg.Policy.DefaultAction())}
+	for _, t := range cfg.Targets {
+		rs.rules = append(rs.rules, sugarRules(t)...)
+	}
+	for i, rc := range cfg.Policy.Rules {
+		r := rule{
+			name:    rc.Name,
+			action:  model.Action(rc.Action),
+			reason:  rc.Reason,
+			targets: compileGlobs(rc.Match.Targets),
+			id:      compileIdentity(rc.Match.Identity),
+			op:      compileOp(rc.Match.Operation),
+			review:  rc.Review,
+			mask:    rc.Mask,
+		}
+		for _, p := range rc.Match.Protocols {
+			r.protocols = append(r.protocols, model.Protocol(p))
+		}
+		if id := rc.Match.Identity; id != nil {
+			r.needsProc = len(id.Exes)+len(id.ExeSHA256)+len(id.Cgroups)+len(id.Units)+len(id.Containers) > 0
+			for _, c := range id.Claimed {
+				name, glob, _ := strings.Cut(c, "=")
+				r.claimed = append(r.claimed, claimMatch{name, compileGlob(glob)})
+			}
+		}
+		if rc.When != "" {
+			prg, err := compileWhen(env, rc.When)
+			if err != nil {
+				return nil, fmt.Errorf("policy.rules[%d] (%s).when: %w", i, rc.Name, err)
+			}
+			r.when = prg
+			rs.anyWhen = true
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	return rs, nil
+}
+
+// sugarRules expresses a target's deny_statements, deny_exec and allow
+// keys as rules.
+func sugarRules(t config.TargetConfig) []rule {
+	var out []rule
+	base := "targets." + t.Name + "."
+	if len(t.DenyStatements) > 0 {
+		out = append(out, rule{
+			name: base + "deny_statements", action: model.Deny, sugar: "deny_statements",
+			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoPostgres},
+			op:     compileOp(&config.OperationMatch{Kinds: t.DenyStatements}),
+			reason: "statement kind denied on " + t.Name,
+		})
+	}
+	if len(t.DenyExec) > 0 {
+		out = append(out, rule{
+			name: base + "deny_exec", action: model.Deny, sugar: "deny_exec",
+			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
+			op:     compileOp(&config.OperationMatch{Kinds: []string{"exec"}, Commands: t.DenyExec}),
+			reason: "command denied on " + t.Name,
+		})
+	}
+	if t.Protocol == model.ProtoSSH {
+		// Forwarding is refused unless the target's allow section opens
+		// it: a deny rule per closed kind.
+		var closed []string
+		a := t.Allow
+		if a == nil || !a.PortForwarding {
+			closed = append(closed, "port_forwarding")
+		}
+		if a == nil || !a.AgentForwarding {
+			closed = append(closed, "agent_forwarding")
+		}
+		if a == nil || !a.X11 {
+			closed = append(closed, "x11")
+		}
+		if len(closed) > 0 {
+			out = append(out, rule{
+				name: base + "allow", action: model.Deny, sugar: "allow",
+				targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
+				op:     compileOp(&config.OperationMatch{Kinds: closed}),
+				reason: "not allowed on " + t.Name + " (see its allow section)",
+			})
+		}
+	}
+	return out
+}

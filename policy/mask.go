@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/interlock/interlock/model"
+)
+
+// Masker masks result values and keeps, for the journal, a keyed hash of
+// every original it replaced: an auditor can tell two masked values apart
+// or match them without ever seeing them.
+type Masker struct {
+	key []byte
+}
+
+// MaskKeyFile is the HMAC key's file name in the state directory.
+const MaskKeyFile = "mask.key"
+
+// NewMasker loads the HMAC key from dir, creating it (mode 0600) at first
+// use.
+func NewMasker(dir string) (*Masker, error) {
+	p := filepath.Join(dir, MaskKeyFile)
+	key, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("masking key directory: %w", err)
+		}
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return NewMasker(dir) // another process won the race
+			}
+			return nil, fmt.Errorf("create masking key: %w", err)
+		}
+		_, werr := f.Write(key)
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("write masking key: %w", err)
+		}
+		return &Masker{key: key}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read masking key %s: %w", p, err)
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("masking key %s is %d bytes; it must be at least 32 (remove it to make a new one, which breaks matching with earlier hashes)", p, len(key))
+	}
+	return &Masker{key: key}, nil
+}
+
+// NewMaskerWithKey is for tests.
+func NewMaskerWithKey(key []byte) *Masker { return &Masker{key: key} }
+
+// Column describes one result column.
+type Column struct {
+	// Table is schema.table (empty for a computed column); Name is the
+	// column's name in that table (not its alias).
+	Table, Name string
+	TypeOID     uint32
+	// Binary is set for binary-format values.
+	Binary bool
+}
+
+// columnPlan is what happens to one column.
+type columnPlan struct {
+	rule      string   // the column rule masking it whole, if any
+	detectors []string // content detectors to run
+	detRules  []string // the rules the detectors come from, aligned
+}
+
+// RowMasker masks the rows of one result set and counts what it did.
+type RowMasker struct {
+	m     *Masker
+	cols  []Column
+	plan  []columnPlan
+	mac   hash.Hash
+	stats map[statKey]*MaskDecision
+	order []statKey
+}
+
+type statKey struct{ rule, column, detector string }
+
+// MaskDecision is what masking did for one rule, column and detector in
+// one result set: journaled with the statement.
+type MaskDecision struct {
+	Rule     string `json:"rule"`
+	Column   string `json:"column"`
+	Detector string `json:"detector,omitempty"`
+	Count    int    `json:"count"`
+	// Hashes are HMAC-SHA256 (truncated to 128 bits, hex) of each original
+	// value, in order.
+	Hashes []string `json:"hashes"`
+}
+
+// Plan prepares masking for a result set's columns under spec. It returns
+// nil when nothing in the result needs masking.
+func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
+	if spec == nil || len(spec.Rules) == 0 {
+		return nil
+	}
+	rm := &RowMasker{m: m, cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*MaskDecision{}}
+	any := false
+	for i, c := range cols {
+		p := &rm.plan[i]
+		for _, r := range spec.Rules {
+			if p.rule == "" && c.Table != "" && columnMatch(r.Columns, c.Table, c.Name) {
+				p.rule = r.Rule
+				any = true
+			}
+			for _, d := range r.Detectors {
+				p.detectors = append(p.detectors, d)
+				p.detRules = append(p.detRules, r.Rule)
+				any = true
+			}
+		}
+	}
+	if !any {
+		return nil
+	}
+	rm.mac = hmac.New(sha256.New, m.key)
+	return rm
+}
+
+// columnMatch matches table.column globs; a glob's table part without a
+// schema matches the table name in any schema.
+func columnMatch(globs []string, table, name string) bool {
+	schema, tbl, _ := strings.Cut(table, ".")
+	if tbl == "" {
+		schema, tbl = "public", table
+	}
+	for _, g := range globs {
+		i := strings.LastIndexByte(g, '.')
+		if i < 0 {
+			continue
+		}
+		tg, cg := g[:i], g[i+1:]
+		if !compileGlob(cg).match(name) {
+			continue
+		}
+		if strings.Contains(tg, ".") {
+			if compileGlob(tg).match(schema + "." + tbl) {
+				return true
+			}
+		} else if compileGlob(tg).match(tbl) {
+			return true
+		}
+	}
+	return false
+}
+
+// Mask masks one row in place: values[i] is column i, nil for NULL. A
+// replaced value gets a new slice; the caller's buffers are not written.
+func (rm *RowMasker) Mask(values [][]byte) error {
+	if len(values) != len(rm.cols) {
+		return fmt.Errorf("masking: row has %d values for %d columns", len(values), len(rm.cols))
+	}
+	for i, v := range values {
+		if v == nil {
+			continue
+		}
+		p := &rm.plan[i]
+		c := rm.cols[i]
+		if p.rule != "" {
+			rm.note(p.rule, c, "", v)
+			values[i] = typeMask(c)
+			continue
+		}
+		if len(p.detectors) == 0 {
+			continue
+		}
+		if c.Binary && !textLike(c.TypeOID) {
+			// A detector reads text; binary numbers and dates cannot hold
+			// an email or a key.
+			continue
+		}
+		fs := Detect(p.detectors, v)
+		if len(fs) == 0 {
+			continue
+		}
+		for _, f := range fs {
+			rm.note(ruleFor(p, f.Detector), c, f.Detector, v[f.Start:f.End])
+		}
+		if !textLike(c.TypeOID) {
+			values[i] = typeMask(c)
+			continue
+		}
+		values[i] = redact(v, fs)
+	}
+	return nil
+}
+
+func ruleFor(p *columnPlan, det string) string {
+	for i, d := range p.detectors {
+		if d == det {
+			return p.detRules[i]
+		}
+	}
+	return ""
+}
+
+func (rm *RowMasker) note(rule string, c Column, det string, original []byte) {
+	col := c.Name
+	if c.Table != "" {
+		col = c.Table + "." + c.Name
+	}
+	k := statKey{rule, col, det}
+	d := rm.stats[k]
+	if d == nil {
+		d = &MaskDecision{Rule: rule, Column: col, Detector: det}
+		rm.stats[k] = d
+		rm.order = append(rm.order, k)
+	}
+	d.Count++
+	rm.mac.Reset()
+	rm.mac.Write(original)
+	var sum [sha256.Size]byte
+	d.Hashes = append(d.Hashes, hex.EncodeToString(rm.mac.Sum(sum[:0])[:16]))
+}
+
+// Decisions returns what was masked, in first-seen order.
+func (rm *RowMasker) Decisions() []MaskDecision {
+	out := make([]MaskDecision, 0, len(rm.order))
+	for _, k := range rm.order {
+		out = append(out, *rm.stats[k])
+	}
+	return out
+}
+
+// redact replaces each finding inside a text value by a marker that keeps
+// what is safe to show.
+func redact(v []byte, fs []Finding) []byte {
+	out := make([]byte, 0, len(v))
+	last := 0
+	for _, f := range fs {
+		out = append(out, v[last:f.Start]...)
+		out = append(out, marker(f.Detector, v[f.Start:f.End])...)
+		last = f.End
+	}
+	return append(out, v[last:]...)
+}
+
+func marker(det string, orig []byte) string {
+	switch det {
+	case "email":
+		return "***@***"
+	case "card":
+		// The last four digits, as card receipts print them.
+		digits := make([]byte, 0, 19)
+		for _, c := range orig {
+			if c >= '0' && c <= '9' {
+				digits = append(digits, c)
+			}
+		}
+		return "****-****-****-" + string(digits[len(digits)-4:])
+	case "national_id":
+		return "***-**-****"
+	}
+	return "[REDACTED " + det + "]"
+}

@@ -1,0 +1,109 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/interlock/interlock/model"
+)
+
+func TestRowMasking(t *testing.T) {
+	m := NewMaskerWithKey([]byte(strings.Repeat("k", 32)))
+	spec := &model.MaskSpec{Rules: []model.MaskRule{
+		{Rule: "pii", Columns: []string{"customers.email", "public.customers.ssn"}},
+		{Rule: "scan", Detectors: []string{"card", "email"}},
+	}}
+	cols := []Column{
+		{Table: "public.customers", Name: "email", TypeOID: oidText},
+		{Table: "public.customers", Name: "ssn", TypeOID: oidInt8, Binary: true},
+		{Table: "public.customers", Name: "note", TypeOID: oidVarchar},
+		{Table: "public.customers", Name: "created_ms", TypeOID: oidInt8},
+		{Table: "", Name: "?column?", TypeOID: oidText},
+	}
+	rm := m.Plan(spec, cols)
+	if rm == nil {
+		t.Fatal("no plan")
+	}
+	row := [][]byte{
+		[]byte("jane@example.com"),
+		{0, 0, 0, 0, 7, 91, 205, 21},
+		[]byte("paid with 4111 1111 1111 1111, mail bob@example.org"),
+		[]byte("1732612345678"),
+		nil,
+	}
+	orig0 := string(row[0])
+	if err := rm.Mask(row); err != nil {
+		t.Fatal(err)
+	}
+	if string(row[0]) != "****" {
+		t.Errorf("email column: %q", row[0])
+	}
+	if len(row[1]) != 8 || row[1][7] != 0 {
+		t.Errorf("binary int8 column not zeroed: %v", row[1])
+	}
+	if want := "paid with ****-****-****-1111, mail ***@***"; string(row[2]) != want {
+		t.Errorf("note: %q, want %q", row[2], want)
+	}
+	if string(row[3]) != "1732612345678" {
+		t.Errorf("a millisecond timestamp was masked: %q", row[3])
+	}
+	if row[4] != nil {
+		t.Errorf("NULL changed")
+	}
+
+	// The same original hashes the same; the hash does not contain it.
+	row2 := [][]byte{[]byte(orig0), {0, 0, 0, 0, 0, 0, 0, 1}, []byte("nothing"), []byte("1"), nil}
+	if err := rm.Mask(row2); err != nil {
+		t.Fatal(err)
+	}
+	var emailDec *MaskDecision
+	ds := rm.Decisions()
+	for i := range ds {
+		if ds[i].Column == "public.customers.email" {
+			emailDec = &ds[i]
+		}
+	}
+	if emailDec == nil || emailDec.Count != 2 || emailDec.Rule != "pii" || emailDec.Hashes[0] != emailDec.Hashes[1] {
+		t.Fatalf("email decision %+v", emailDec)
+	}
+	for _, d := range ds {
+		for _, h := range d.Hashes {
+			if strings.Contains(h, "jane") || len(h) != 32 {
+				t.Errorf("hash %q", h)
+			}
+		}
+	}
+	var card bool
+	for _, d := range ds {
+		card = card || (d.Detector == "card" && d.Rule == "scan" && d.Count == 1)
+	}
+	if !card {
+		t.Errorf("card finding not counted: %+v", ds)
+	}
+	if err := rm.Mask([][]byte{nil}); err == nil {
+		t.Errorf("a row of the wrong width was accepted")
+	}
+}
+
+func TestPlanNothingToMask(t *testing.T) {
+	m := NewMaskerWithKey(make([]byte, 32))
+	spec := &model.MaskSpec{Rules: []model.MaskRule{{Rule: "pii", Columns: []string{"customers.email"}}}}
+	if rm := m.Plan(spec, []Column{{Table: "public.orders", Name: "email", TypeOID: oidText}}); rm != nil {
+		t.Errorf("orders.email matched customers.email")
+	}
+	if rm := m.Plan(nil, []Column{{Table: "public.customers", Name: "email"}}); rm != nil {
+		t.Errorf("plan without a spec")
+	}
+}
+
+func TestMaskerKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	a, err := NewMasker(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewMasker(dir)
+	if err != nil || string(a.key) != string(b.key) {
+		t.Fatalf("key not kept: %v", err)
+	}
+}
