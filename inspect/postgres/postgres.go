@@ -1,16 +1,32 @@
 // Package postgres is the PostgreSQL handler: it speaks the wire protocol
 // on both legs, logs in to the server with the credentials interlock
-// holds, asks policy before each statement, and journals one entry per
-// statement.
+// holds, asks policy before each statement, and journals each statement
+// before it reaches the server.
 //
-// STUB: replaced by the handler; New refuses until then.
+// The client leg: interlock answers SSLRequest with its own certificate
+// (or direct TLS), GSSENCRequest with N, negotiates protocol 3.0 or 3.2,
+// and accepts the client without a password (the kernel identity of the
+// intercepted process is the authentication). The server leg is opened by
+// pgconn with the target's credentials and TLS mode, then hijacked; the
+// client gets the server's ParameterStatus and a BackendKeyData minted by
+// interlock, which a CancelRequest (on its own intercepted connection)
+// maps back to the server's key.
+//
+// Each statement gets a pg.statement entry, committed (or synced, when it
+// may write) before it is forwarded, and a pg.result entry when the
+// server has answered. docs/postgres.md has the details.
 package postgres
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
@@ -27,26 +43,131 @@ type Options struct {
 }
 
 // Handler serves postgres targets.
-type Handler struct{}
+type Handler struct {
+	journal model.Recorder
+	policy  inspect.Policy
+	log     *slog.Logger
+	state   string
 
-// New checks the postgres targets of opts.Config and prepares the handler.
-func New(opts Options) (*Handler, error) {
-	for _, t := range opts.Config.Targets {
-		if t.Protocol == model.ProtoPostgres {
-			return nil, errors.New("target " + t.Name + ": the postgres handler is not built yet")
-		}
-	}
-	return &Handler{}, nil
+	// targets holds the per-target settings (*targets), swapped on reload.
+	targets atomic.Pointer[targets]
+	// tls is the client leg's server config; nil when no postgres target
+	// is configured.
+	tls atomic.Pointer[tls.Config]
+
+	cls     classifier
+	cancels registry
+
+	// Panics counts sessions that ended in a recovered panic (a bug): the
+	// session is closed, the daemon keeps serving.
+	Panics atomic.Int64
 }
+
+type targets map[string]*target
+
+// New checks the postgres targets of opts.Config (credentials readable,
+// TLS files valid) and prepares the handler; with postgres targets it
+// creates interlock's CA and server certificate in <state_dir>/tls.
+func New(opts Options) (*Handler, error) {
+	h := &Handler{journal: opts.Journal, policy: opts.Policy, log: opts.Logger, state: opts.StateDir}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.state == "" && opts.Config != nil {
+		h.state = opts.Config.StateDir
+	}
+	h.cancels.m = map[string]*cancelEntry{}
+	if err := h.Reload(opts.Config); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Reload implements inspect.Reloader: sessions already open keep the
+// settings they started with.
+func (h *Handler) Reload(cfg *config.Config) error {
+	ts := targets{}
+	var hosts []string
+	for _, tc := range cfg.Targets {
+		if tc.Protocol != model.ProtoPostgres {
+			continue
+		}
+		t, err := newTarget(tc)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", tc.Name, err)
+		}
+		ts[tc.Name] = t
+		hosts = append(hosts, t.host)
+	}
+	if len(ts) > 0 {
+		if h.state == "" {
+			return errors.New("no state directory for interlock's TLS certificate")
+		}
+		tc, err := serverTLS(h.state, hosts)
+		if err != nil {
+			return fmt.Errorf("client-side TLS: %w", err)
+		}
+		h.tls.Store(tc)
+	}
+	h.targets.Store(&ts)
+	return nil
+}
+
+func (h *Handler) target(name string) *target {
+	if ts := h.targets.Load(); ts != nil {
+		return (*ts)[name]
+	}
+	return nil
+}
+
+// startupTimeout bounds the time from accept to the first ReadyForQuery.
+const startupTimeout = 30 * time.Second
 
 // Serve implements inspect.Handler.
-func (h *Handler) Serve(_ context.Context, client net.Conn, _ *inspect.Session) inspect.Outcome {
-	client.Close()
-	return inspect.Outcome{Refused: true, Err: errors.New("postgres handler not built yet")}
+func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session) (out inspect.Outcome) {
+	log := h.log.With("session", s.ID, "target", s.Origin.Target.Name)
+	defer client.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			h.Panics.Add(1)
+			log.Error("postgres session panicked; closing it", "panic", p, "stack", stack())
+			out.Err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	start := time.Now()
+	t := h.target(s.Origin.Target.Name)
+	if t == nil {
+		return inspect.Outcome{Refused: true, Err: fmt.Errorf("target %s is not a configured postgres target", s.Origin.Target.Name)}
+	}
+
+	client.SetDeadline(time.Now().Add(startupTimeout))
+	conn, st, err := h.readStartup(client)
+	if err != nil {
+		log.Info("client startup failed", "err", err)
+		sendFatal(conn, err)
+		return inspect.Outcome{Refused: true, Err: err}
+	}
+	if st.cancel != nil {
+		return h.serveCancel(ctx, conn, s, st)
+	}
+	sess := &session{h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, start: start}
+	return sess.run(ctx, st)
 }
 
-// Reload implements inspect.Reloader.
-func (h *Handler) Reload(cfg *config.Config) error {
-	_, err := New(Options{Config: cfg})
-	return err
+// closeRecord writes the session.close entry. A cancelled context
+// (shutdown) must not stop it: it ends the session in the evidence.
+func (h *Handler) closeRecord(ctx context.Context, id string, start time.Time, o inspect.Outcome) {
+	c := model.SessionClose{BytesUp: o.BytesUp, BytesDown: o.BytesDown, DurationNS: time.Since(start).Nanoseconds()}
+	if o.Err != nil {
+		c.Error = o.Err.Error()
+	}
+	if _, err := h.journal.Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindSessionClose, Session: id, Data: c}, model.Committed); err != nil {
+		h.log.Error("journal session close", "session", id, "err", err)
+	}
+}
+
+// registry maps the keys interlock minted for its clients to the servers'.
+type registry struct {
+	mu sync.Mutex
+	m  map[string]*cancelEntry
 }
