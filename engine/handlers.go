@@ -10,6 +10,7 @@ import (
 	"github.com/interlock/interlock/inspect/tcp"
 	"github.com/interlock/interlock/metrics"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy"
 )
 
 // buildHandlers creates one handler per protocol. Each checks the settings
@@ -19,7 +20,11 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	// Handlers see the journal and policy through counting decorators.
 	rec := metrics.Recorder{Inner: e.journal, M: e.metrics}
 	pol := metrics.CountingPolicy{Inner: e.policy, M: e.metrics}
-	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: rec, Policy: pol, StateDir: cfg.StateDir, Logger: e.log})
+	m, err := policy.NewMasker(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, StateDir: cfg.StateDir, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -31,6 +36,17 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 		model.ProtoTCP:      &tcp.Handler{Journal: rec, Policy: pol, Logger: e.log},
 		model.ProtoPostgres: pg,
 		model.ProtoSSH:      sh,
+	}
+	return nil
+}
+
+// masker adapts policy's masker to the handlers' interface (a nil plan
+// must stay a nil interface).
+type masker struct{ m *policy.Masker }
+
+func (a masker) Plan(spec *model.MaskSpec, cols []model.MaskColumn) inspect.RowMasker {
+	if rm := a.m.Plan(spec, cols); rm != nil {
+		return rm
 	}
 	return nil
 }

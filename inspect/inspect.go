@@ -57,3 +57,17 @@ type Policy interface {
 type Reloader interface {
 	Reload(cfg *config.Config) error
 }
+
+// Masker plans the masking of one result set: which columns a mask rule
+// covers whole, and which values content detectors scan. Plan returns nil
+// when nothing in the result needs masking.
+type Masker interface {
+	Plan(spec *model.MaskSpec, cols []model.MaskColumn) RowMasker
+}
+
+// RowMasker masks the rows of one result set in place and reports what it
+// did. An error means the row must not be sent: fail closed.
+type RowMasker interface {
+	Mask(values [][]byte) error
+	Decisions() []model.MaskDecision
+}

@@ -61,3 +61,26 @@ type MaskRule struct {
 	// recorded copy.
 	Live bool `json:"live,omitempty"`
 }
+
+// MaskColumn describes one result column to the masker.
+type MaskColumn struct {
+	// Table is schema.table ("" for a computed column); Name is the
+	// column's name in that table (not its alias in the query).
+	Table, Name string
+	TypeOID     uint32
+	// Binary is set for binary-format values.
+	Binary bool
+}
+
+// MaskDecision is what masking did for one rule, column and detector in
+// one result: journaled with the statement (the hashes go in the payload).
+type MaskDecision struct {
+	Rule     string `json:"rule"`
+	Column   string `json:"column"`
+	Detector string `json:"detector,omitempty"`
+	Count    int    `json:"count"`
+	// Hashes are HMAC-SHA256 (truncated to 128 bits, hex) of each original
+	// value, keyed with the state directory's mask.key: two equal values
+	// hash alike, and the value cannot be read back.
+	Hashes []string `json:"hashes,omitempty"`
+}

@@ -15,6 +15,7 @@ const (
 	KindPGStatement = "pg.statement"
 	KindPGResult    = "pg.result" // how a pg.statement ended
 	KindPGCancel    = "pg.cancel" // a CancelRequest, matched or not
+	KindPGMask      = "pg.mask"   // what masking did to a statement's result
 
 	KindSSHChannel = "ssh.channel" // a channel opened or refused
 	KindSSHRequest = "ssh.request" // pty-req, env, shell, exec, subsystem, signal, forwarding, ...
@@ -228,4 +229,16 @@ type SSHSFTP struct {
 	Status       string   `json:"status"`
 	Decision     Decision `json:"decision"`
 	OffsetNS     int64    `json:"offset_ns"`
+}
+
+// PGMask is the data of a pg.mask entry: the masking one rule did to one
+// column (or with one detector) of a statement's result. The keyed hashes
+// of the originals are the entry's payload.
+type PGMask struct {
+	// Statement is the sequence number of the pg.statement entry.
+	Statement uint64 `json:"statement"`
+	Rule      string `json:"rule"`
+	Column    string `json:"column"`
+	Detector  string `json:"detector,omitempty"`
+	Count     int    `json:"count"`
 }

@@ -14,10 +14,10 @@ func TestDetectors(t *testing.T) {
 		{"email", "user@localhost and a@b", nil},
 		{"card", "visa 4111 1111 1111 1111, amex 378282246310005", []string{"4111 1111 1111 1111", "378282246310005"}},
 		{"card", "mc 5555555555554444 and 2223003122003222", []string{"5555555555554444", "2223003122003222"}},
-		{"card", "4111111111111112", nil},                // Luhn fails
-		{"card", "1732612345678 1732612345678901", nil},  // epoch milliseconds, microseconds: no issuer
-		{"card", "order 0000000000000000", nil},          // no issuer
-		{"card", "9999999999999995", nil},                // passes Luhn, no issuer
+		{"card", "4111111111111112", nil},               // Luhn fails
+		{"card", "1732612345678 1732612345678901", nil}, // epoch milliseconds, microseconds: no issuer
+		{"card", "order 0000000000000000", nil},         // no issuer
+		{"card", "9999999999999995", nil},               // passes Luhn, no issuer
 		{"national_id", "ssn 123-45-6789 or 000-12-3456 or 666-12-3456 or 123-00-4567", []string{"123-45-6789"}},
 		{"cloud_key", "key=AKIAIOSFODNN7EXAMPLE other=AKIA123", []string{"AKIAIOSFODNN7EXAMPLE"}},
 		{"token", "token ghp_" + strings.Repeat("a", 36) + " xoxb-1234567890-abcdefghij", []string{"ghp_" + strings.Repeat("a", 36), "xoxb-1234567890-abcdefghij"}},

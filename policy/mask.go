@@ -64,14 +64,7 @@ func NewMasker(dir string) (*Masker, error) {
 func NewMaskerWithKey(key []byte) *Masker { return &Masker{key: key} }
 
 // Column describes one result column.
-type Column struct {
-	// Table is schema.table (empty for a computed column); Name is the
-	// column's name in that table (not its alias).
-	Table, Name string
-	TypeOID     uint32
-	// Binary is set for binary-format values.
-	Binary bool
-}
+type Column = model.MaskColumn
 
 // columnPlan is what happens to one column.
 type columnPlan struct {
@@ -92,17 +85,8 @@ type RowMasker struct {
 
 type statKey struct{ rule, column, detector string }
 
-// MaskDecision is what masking did for one rule, column and detector in
-// one result set: journaled with the statement.
-type MaskDecision struct {
-	Rule     string `json:"rule"`
-	Column   string `json:"column"`
-	Detector string `json:"detector,omitempty"`
-	Count    int    `json:"count"`
-	// Hashes are HMAC-SHA256 (truncated to 128 bits, hex) of each original
-	// value, in order.
-	Hashes []string `json:"hashes"`
-}
+// MaskDecision is what masking did for one rule, column and detector.
+type MaskDecision = model.MaskDecision
 
 // Plan prepares masking for a result set's columns under spec. It returns
 // nil when nothing in the result needs masking.

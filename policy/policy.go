@@ -92,7 +92,13 @@ func (p *Policy) SetReviewer(r Reviewer) { p.reviewer.Store(&reviewerBox{r}) }
 
 // DecideConnect judges a session's connection to its target.
 func (p *Policy) DecideConnect(ctx context.Context, o model.Origin) model.Decision {
-	return p.Decide(ctx, o, model.Operation{Protocol: o.Target.Protocol, Kind: "connect"})
+	d := p.Decide(ctx, o, model.Operation{Protocol: o.Target.Protocol, Kind: "connect"})
+	if d.Action == model.Mask {
+		// Masking applies to what operations return, not to the
+		// connection itself: the session may start.
+		d.Action, d.Mask = model.Allow, nil
+	}
+	return d
 }
 
 // Decide judges one operation inside a session. A review blocks until the

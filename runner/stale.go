@@ -39,7 +39,7 @@ func statePath(dir string, pid int) string {
 
 // Save writes the state file.
 func (s State) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime directory %s: %w", dir, err)
 	}
 	b, err := json.Marshal(s)

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
-
+	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/model"
 )
 
-// classifySQL splits SQL into statements and classifies each as the
-// postgres handler does.
-//
-// TEMPORARY until the postgres handler exports its classifier.
+// classifySQL splits SQL into statements and classifies each exactly as
+// the postgres handler does.
 func classifySQL(sql string) ([]model.Operation, error) {
-	return nil, errors.New("SQL classification is not available in this build yet")
+	return postgres.Classify(sql)
 }

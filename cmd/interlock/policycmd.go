@@ -171,4 +171,3 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 	}
 	return nil
 }
-

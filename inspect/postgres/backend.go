@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"io"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -141,7 +143,7 @@ func (s *session) serverMsg(m msg) error {
 		switch m.typ {
 		case 'D':
 			if r != nil {
-				s.row(r, m.body)
+				return s.dataRow(r, m.raw, m.body)
 			}
 		case 'C':
 			s.complete(r, m.body)
@@ -175,7 +177,7 @@ func (s *session) serverMsg(m msg) error {
 			}
 		case 'D':
 			if r != nil {
-				s.row(r, m.body)
+				return s.dataRow(r, m.raw, m.body)
 			}
 		case 'C':
 			s.complete(r, m.body)
@@ -338,7 +340,7 @@ func decodeFields(body []byte) ([]field, error) {
 	}
 	out := make([]field, len(rd.Fields))
 	for i, f := range rd.Fields {
-		out[i] = field{name: string(f.Name), oid: f.DataTypeOID, format: f.Format}
+		out[i] = field{name: string(f.Name), oid: f.DataTypeOID, format: f.Format, table: f.TableOID, attnum: int16(f.TableAttributeNumber)}
 	}
 	return out, nil
 }
@@ -349,6 +351,20 @@ func (s *session) serverStream(m msg) error {
 	var r *run
 	if it := s.q.first(); it != nil && (it.kind == iQuery || it.kind == iExecute || it.kind == iFunc) {
 		r = it.run()
+	}
+	if m.typ == 'D' && r != nil && r.mask != nil {
+		// A row to mask is masked whole: read it (bounded), then as any
+		// other row.
+		if m.n > maxMaskedRow {
+			return serverErr("a %d-byte row of a masked result is larger than interlock masks (%d); refusing to send it unmasked", m.n, maxMaskedRow)
+		}
+		raw := make([]byte, 5+m.n)
+		header(raw[:0], m.typ, m.n)
+		if _, err := io.ReadFull(s.ur.br, raw[5:]); err != nil {
+			return serverErr("truncated message")
+		}
+		r.executed = true
+		return s.dataRow(r, raw, raw[5:])
 	}
 	s.cwMu.Lock()
 	defer s.cwMu.Unlock()

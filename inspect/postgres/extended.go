@@ -206,7 +206,7 @@ func (s *session) onBind(m msg) error {
 	text, cl, oids, fields := s.statement(stmtNm)
 	cl = s.resolve(cl)
 	d := s.decide(text, cl)
-	if d.Action == model.Allow && b != nil {
+	if (d.Action == model.Allow || d.Action == model.Mask) && b != nil {
 		var pre []byte
 		pre = header(pre, 'B', m.n)
 		pre = append(append(append(append(pre, portal...), 0), stmtNm...), 0)

@@ -133,9 +133,24 @@ func (s *session) decide(text string, cl *class) model.Decision {
 	case d.Action == model.Allow && (d.Mask == nil || len(d.Mask.Rules) == 0):
 		return d
 	case d.Action == model.Allow || d.Action == model.Mask:
-		// Masking must fail closed: a result that cannot be masked is
-		// not sent.
-		return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "masking postgres results is not supported by this version, so the statement is refused"}
+		// Masking fails closed: what cannot be masked is not sent. COPY
+		// rows and function call results are not masked, so they are
+		// refused.
+		if s.h.masker == nil {
+			return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "the result must be masked, and no masker is configured"}
+		}
+		for _, k := range cl.kinds {
+			switch k {
+			case "copy_to", "copy":
+				return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "COPY output cannot be masked; select the rows instead"}
+			case "function_call":
+				return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "fast-path function results cannot be masked"}
+			}
+		}
+		if d.Mask == nil {
+			return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "a mask decision without mask rules"}
+		}
+		return d
 	}
 	if d.Reason == "" {
 		d.Reason = "the operation was not approved"
@@ -163,9 +178,9 @@ func (s *session) record(text string, cl *class, d model.Decision, proto, stmtNa
 	now := time.Now()
 	st := model.PGStatement{SQL: text, Protocol: proto, StatementName: stmtName, Portal: portal, Params: params,
 		Kinds: cl.kinds, Tables: cl.tables, ReadOnly: cl.readOnly, Decision: d, StartNS: now.UnixNano()}
-	r := &run{}
+	r := &run{mask: d.Mask}
 	var dur model.Durability
-	if d.Action != model.Allow {
+	if d.Action != model.Allow && d.Action != model.Mask {
 		r.deny = denyError(d)
 		st.SQLState, st.Error = r.deny.Code, r.deny.Message
 		dur = model.Synced

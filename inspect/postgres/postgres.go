@@ -35,9 +35,12 @@ import (
 
 // Options are what the engine gives the handler.
 type Options struct {
-	Config   *config.Config
-	Journal  model.Recorder
-	Policy   inspect.Policy
+	Config  *config.Config
+	Journal model.Recorder
+	Policy  inspect.Policy
+	// Masker masks results that mask rules cover; without one, a statement
+	// whose result must be masked is refused.
+	Masker   inspect.Masker
 	StateDir string
 	Logger   *slog.Logger
 }
@@ -57,6 +60,8 @@ type Handler struct {
 
 	cls     classifier
 	cancels registry
+	masker  inspect.Masker
+	cat     catalog
 
 	// Panics counts sessions that ended in a recovered panic (a bug): the
 	// session is closed, the daemon keeps serving.
@@ -69,7 +74,7 @@ type targets map[string]*target
 // TLS files valid) and prepares the handler; with postgres targets it
 // creates interlock's CA and server certificate in <state_dir>/tls.
 func New(opts Options) (*Handler, error) {
-	h := &Handler{journal: opts.Journal, policy: opts.Policy, log: opts.Logger, state: opts.StateDir}
+	h := &Handler{journal: opts.Journal, policy: opts.Policy, masker: opts.Masker, log: opts.Logger, state: opts.StateDir}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

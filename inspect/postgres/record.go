@@ -201,6 +201,7 @@ func (s *session) finish(r *run, tag string, e *pgproto3.ErrorResponse, why stri
 		res.Error = why
 	}
 	s.results = append(s.results, resultRecord(s, r, res))
+	s.results = append(s.results, s.maskRecords(r)...)
 }
 
 // resultRecord builds a pg.result record with what record_results keeps.

@@ -28,13 +28,14 @@ import (
 // answer); the server goroutine matches the server's answers to those
 // items, records outcomes and forwards them.
 type session struct {
-	h      *Handler
-	t      *target
-	id     string
-	origin model.Origin
-	log    *slog.Logger
-	start  time.Time
-	ctx    context.Context
+	h        *Handler
+	t        *target
+	database string
+	id       string
+	origin   model.Origin
+	log      *slog.Logger
+	start    time.Time
+	ctx      context.Context
 
 	client, up net.Conn
 	cr, ur     *reader
@@ -85,6 +86,10 @@ type field struct {
 	name   string
 	oid    uint32
 	format int16
+	// table and attnum name the column's source (0 for a computed one),
+	// whatever the query called it: masking rules resolve through them.
+	table  uint32
+	attnum int16
 }
 
 // run is one execution of a statement: a simple-query statement, a bound
@@ -102,6 +107,11 @@ type run struct {
 	deny     *pgproto3.ErrorResponse
 	executed bool
 	done     bool
+	// mask is what policy asked to mask in the result; plan is set once
+	// the columns are known (nil when none needs masking).
+	mask    *model.MaskSpec
+	planned bool
+	plan    inspect.RowMasker
 }
 
 type itemKind uint8
@@ -326,6 +336,10 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 		default:
 			params[k] = v
 		}
+	}
+	s.database = st.params["database"]
+	if s.database == "" {
+		s.database = st.params["user"]
 	}
 	hc, err := t.connect(ctx, s.origin.OrigDst, st.params["database"], params)
 	if err != nil {
