@@ -64,6 +64,11 @@ bench: build deps
 bench-journal:
 	$(GO) run ./test/bench/journalbench
 
+# bench-policy: rule evaluation with 100 rules, and masking a 100,000-row
+# result against the same query unmasked and direct (docs/benchmarks.md).
+bench-policy: build deps
+	$(GO) run ./test/bench/policybench -interlock ./$(BIN)
+
 # bench-pg: PostgreSQL through interlock, PgBouncer (session mode) and
 # direct, side by side (docs/benchmarks.md).
 bench-pg: build deps

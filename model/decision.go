@@ -79,8 +79,9 @@ type MaskDecision struct {
 	Column   string `json:"column"`
 	Detector string `json:"detector,omitempty"`
 	Count    int    `json:"count"`
-	// Hashes are HMAC-SHA256 (truncated to 128 bits, hex) of each original
-	// value, keyed with the state directory's mask.key: two equal values
-	// hash alike, and the value cannot be read back.
-	Hashes []string `json:"hashes,omitempty"`
+	// Hashes are HMAC-SHA256 of each original value, truncated to 128
+	// bits, 16 bytes each, concatenated in order; keyed with the state
+	// directory's mask.key: two equal values hash alike, and no value can
+	// be read back. They are journaled as the entry's payload.
+	Hashes []byte `json:"-"`
 }

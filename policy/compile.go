@@ -81,6 +81,34 @@ type ruleset struct {
 	rules    []rule
 	fallback model.Action
 	anyWhen  bool
+	// byKind indexes the rules that name operation kinds literally;
+	// anyKind lists the others. Both hold rule indexes in rule order, so
+	// an evaluation visits only the rules that can apply to its kinds.
+	byKind  map[string][]int
+	anyKind []int
+}
+
+// index builds byKind and anyKind.
+func (rs *ruleset) index() {
+	rs.byKind = map[string][]int{}
+	for i := range rs.rules {
+		op := rs.rules[i].op
+		literal := op != nil && len(op.kinds) > 0
+		if literal {
+			for _, k := range op.kinds {
+				literal = literal && k.literal
+			}
+		}
+		if !literal {
+			rs.anyKind = append(rs.anyKind, i)
+			continue
+		}
+		for _, k := range op.kinds {
+			if l := rs.byKind[k.s]; len(l) == 0 || l[len(l)-1] != i {
+				rs.byKind[k.s] = append(l, i)
+			}
+		}
+	}
 }
 
 // compile turns the config's rules and the targets' shorthand rules
@@ -123,6 +151,7 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 		}
 		rs.rules = append(rs.rules, r)
 	}
+	rs.index()
 	return rs, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -71,6 +70,12 @@ type columnPlan struct {
 	rule      string   // the column rule masking it whole, if any
 	detectors []string // content detectors to run
 	detRules  []string // the rules the detectors come from, aligned
+	display   string   // table.column, for the journal
+	whole     []byte   // the column's whole-value mask (shared, read-only)
+	// ruleStat and detStats (aligned with detectors) point at the
+	// accumulators, found once instead of per value.
+	ruleStat *maskStat
+	detStats []*maskStat
 }
 
 // RowMasker masks the rows of one result set and counts what it did.
@@ -79,8 +84,18 @@ type RowMasker struct {
 	cols  []Column
 	plan  []columnPlan
 	mac   hash.Hash
-	stats map[statKey]*MaskDecision
+	sum   []byte
+	stats map[statKey]*maskStat
 	order []statKey
+	// found is reused between values.
+	found []Finding
+}
+
+// maskStat accumulates one MaskDecision; hashes are kept raw (16 bytes
+// each) and encoded once, in Decisions.
+type maskStat struct {
+	d      MaskDecision
+	hashes []byte
 }
 
 type statKey struct{ rule, column, detector string }
@@ -94,10 +109,15 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 	if spec == nil || len(spec.Rules) == 0 {
 		return nil
 	}
-	rm := &RowMasker{m: m, cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*MaskDecision{}}
+	rm := &RowMasker{m: m, cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*maskStat{}}
 	any := false
 	for i, c := range cols {
 		p := &rm.plan[i]
+		p.display = c.Name
+		if c.Table != "" {
+			p.display = c.Table + "." + c.Name
+		}
+		p.whole = typeMask(c)
 		for _, r := range spec.Rules {
 			if p.rule == "" && c.Table != "" && columnMatch(r.Columns, c.Table, c.Name) {
 				p.rule = r.Rule
@@ -157,8 +177,11 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 		p := &rm.plan[i]
 		c := rm.cols[i]
 		if p.rule != "" {
-			rm.note(p.rule, c, "", v)
-			values[i] = typeMask(c)
+			if p.ruleStat == nil {
+				p.ruleStat = rm.stat(p.rule, p, "")
+			}
+			rm.note(p.ruleStat, v)
+			values[i] = p.whole
 			continue
 		}
 		if len(p.detectors) == 0 {
@@ -169,15 +192,16 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 			// an email or a key.
 			continue
 		}
-		fs := Detect(p.detectors, v)
+		fs := detectInto(rm.found[:0], p.detectors, v)
+		rm.found = fs
 		if len(fs) == 0 {
 			continue
 		}
 		for _, f := range fs {
-			rm.note(ruleFor(p, f.Detector), c, f.Detector, v[f.Start:f.End])
+			rm.note(rm.detStat(p, f.Detector), v[f.Start:f.End])
 		}
 		if !textLike(c.TypeOID) {
-			values[i] = typeMask(c)
+			values[i] = p.whole
 			continue
 		}
 		values[i] = redact(v, fs)
@@ -185,39 +209,49 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 	return nil
 }
 
-func ruleFor(p *columnPlan, det string) string {
+// detStat is the accumulator of a detector's findings in a column.
+func (rm *RowMasker) detStat(p *columnPlan, det string) *maskStat {
+	if p.detStats == nil {
+		p.detStats = make([]*maskStat, len(p.detectors))
+	}
 	for i, d := range p.detectors {
 		if d == det {
-			return p.detRules[i]
+			if p.detStats[i] == nil {
+				p.detStats[i] = rm.stat(p.detRules[i], p, det)
+			}
+			return p.detStats[i]
 		}
 	}
-	return ""
+	return rm.stat("", p, det)
 }
 
-func (rm *RowMasker) note(rule string, c Column, det string, original []byte) {
-	col := c.Name
-	if c.Table != "" {
-		col = c.Table + "." + c.Name
-	}
-	k := statKey{rule, col, det}
-	d := rm.stats[k]
-	if d == nil {
-		d = &MaskDecision{Rule: rule, Column: col, Detector: det}
-		rm.stats[k] = d
+func (rm *RowMasker) stat(rule string, p *columnPlan, det string) *maskStat {
+	k := statKey{rule, p.display, det}
+	st := rm.stats[k]
+	if st == nil {
+		st = &maskStat{d: MaskDecision{Rule: rule, Column: p.display, Detector: det}}
+		rm.stats[k] = st
 		rm.order = append(rm.order, k)
 	}
-	d.Count++
+	return st
+}
+
+func (rm *RowMasker) note(st *maskStat, original []byte) {
+	st.d.Count++
 	rm.mac.Reset()
 	rm.mac.Write(original)
-	var sum [sha256.Size]byte
-	d.Hashes = append(d.Hashes, hex.EncodeToString(rm.mac.Sum(sum[:0])[:16]))
+	rm.sum = rm.mac.Sum(rm.sum[:0])
+	st.hashes = append(st.hashes, rm.sum[:16]...)
 }
 
 // Decisions returns what was masked, in first-seen order.
 func (rm *RowMasker) Decisions() []MaskDecision {
 	out := make([]MaskDecision, 0, len(rm.order))
 	for _, k := range rm.order {
-		out = append(out, *rm.stats[k])
+		st := rm.stats[k]
+		d := st.d
+		d.Hashes = append([]byte(nil), st.hashes...)
+		out = append(out, d)
 	}
 	return out
 }

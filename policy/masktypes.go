@@ -67,7 +67,7 @@ var maskedBinary = map[uint32][]byte{
 // typeMask is the whole-value mask of a column: a value of its type, or
 // SQL NULL (nil) for types interlock has no safe value for (arrays,
 // composites, extensions). NULL hides the value and is valid for every
-// type.
+// type. The slice is shared: callers must not write to it.
 func typeMask(c Column) []byte {
 	if c.Binary {
 		if v, ok := maskedBinary[c.TypeOID]; ok {

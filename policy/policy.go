@@ -133,8 +133,10 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 		allow  *rule
 		masks  []model.MaskRule
 	)
-	for i := range rs.rules {
-		r := &rs.rules[i]
+	var lists [8][]int
+	cand := candidates(rs, op, lists[:0])
+	for next := nextRule(cand); next >= 0; next = nextRule(cand) {
+		r := &rs.rules[next]
 		m := r.matches(o, op)
 		if m == noMatch {
 			continue
@@ -212,4 +214,42 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 // Leading and trailing blanks of the command are ignored.
 func GlobMatch(glob, cmd string) bool {
 	return compileGlob(glob).match(strings.TrimSpace(cmd))
+}
+
+// candidates gathers the index lists of the rules that may apply to op:
+// those without a literal kind, and those naming one of op's kinds.
+func candidates(rs *ruleset, op model.Operation, lists [][]int) [][]int {
+	lists = append(lists, rs.anyKind)
+	if l := rs.byKind[op.Kind]; len(l) > 0 {
+		lists = append(lists, l)
+	}
+	for _, k := range op.Kinds {
+		if k == op.Kind {
+			continue
+		}
+		if l := rs.byKind[k]; len(l) > 0 {
+			lists = append(lists, l)
+		}
+	}
+	return lists
+}
+
+// nextRule pops the smallest rule index across the sorted lists (merging
+// them in rule order, each rule once), or -1 when all are empty.
+func nextRule(lists [][]int) int {
+	best := -1
+	for _, l := range lists {
+		if len(l) > 0 && (best < 0 || l[0] < best) {
+			best = l[0]
+		}
+	}
+	if best < 0 {
+		return -1
+	}
+	for i := range lists {
+		for len(lists[i]) > 0 && lists[i][0] == best {
+			lists[i] = lists[i][1:]
+		}
+	}
+	return best
 }

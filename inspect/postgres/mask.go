@@ -22,14 +22,16 @@ func (s *session) dataRow(r *run, raw, body []byte) error {
 		s.row(r, body)
 		return s.toClient(raw)
 	}
-	values, err := splitRow(body)
+	values, err := splitRow(r.vals[:0], body)
 	if err != nil {
 		return err
 	}
+	r.vals = values
 	if err := plan.Mask(values); err != nil {
 		return serverErr("masking failed, the row is not sent: %v", err)
 	}
-	out := joinRow(values)
+	out := joinRow(r.out[:0], values)
+	r.out = out
 	// The recorded copy is the masked one.
 	s.row(r, out[5:])
 	return s.toClient(out)
@@ -87,8 +89,8 @@ type planRow interface {
 	Decisions() []model.MaskDecision
 }
 
-// splitRow reads a DataRow's values (nil for NULL).
-func splitRow(body []byte) ([][]byte, error) {
+// splitRow reads a DataRow's values (nil for NULL) into out.
+func splitRow(out [][]byte, body []byte) ([][]byte, error) {
 	if len(body) < 2 {
 		return nil, serverErr("short DataRow")
 	}
@@ -96,7 +98,7 @@ func splitRow(body []byte) ([][]byte, error) {
 	if n < 0 {
 		return nil, serverErr("negative column count")
 	}
-	out := make([][]byte, n)
+	out = append(out[:0], make([][]byte, n)...)
 	p := 2
 	for i := range out {
 		if p+4 > len(body) {
@@ -119,13 +121,12 @@ func splitRow(body []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// joinRow encodes a whole DataRow message.
-func joinRow(values [][]byte) []byte {
+// joinRow encodes a whole DataRow message into out.
+func joinRow(out []byte, values [][]byte) []byte {
 	n := 2
 	for _, v := range values {
 		n += 4 + len(v)
 	}
-	out := make([]byte, 0, 5+n)
 	out = header(out, 'D', n)
 	out = binary.BigEndian.AppendUint16(out, uint16(len(values)))
 	for _, v := range values {

@@ -112,6 +112,9 @@ type run struct {
 	mask    *model.MaskSpec
 	planned bool
 	plan    inspect.RowMasker
+	// vals and out are reused from row to row of a masked result.
+	vals [][]byte
+	out  []byte
 }
 
 type itemKind uint8
