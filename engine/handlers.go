@@ -28,7 +28,7 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: rec, Policy: pol, StateDir: cfg.StateDir, Logger: e.log})
+	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, StateDir: cfg.StateDir, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}

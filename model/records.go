@@ -23,6 +23,7 @@ const (
 	KindSSHIO      = "ssh.io"      // a chunk of channel data
 	KindSSHResize  = "ssh.resize"  // window-change
 	KindSSHSFTP    = "ssh.sftp"    // one sftp operation
+	KindSSHMask    = "ssh.mask"    // what masking did to a channel's output (data: MaskDecision)
 )
 
 // Gap is the data of a journal.gap entry.

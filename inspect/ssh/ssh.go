@@ -1,16 +1,27 @@
-// Package ssh is the SSH handler: it terminates the client's SSH connection,
-// opens its own to the target with the key interlock holds, asks policy
-// before each exec, shell or subsystem, and journals channels, commands
-// and terminal input and output.
+// Package ssh is the SSH handler for `protocol: ssh` targets. It terminates
+// the client's SSH connection, opens its own to the target with the
+// credential interlock holds, asks policy before each exec, shell,
+// subsystem, sftp operation and forwarding, and journals channels,
+// requests, terminal input and output, exit statuses and sftp operations.
 //
-// STUB: replaced by the handler; New refuses until then.
+// golang.org/x/crypto/ssh (imported as gossh) speaks SSH on both legs.
+// The client is not authenticated by what it offers: the kernel-attributed
+// identity is the authentication, and the method and key the client offered
+// are only recorded.
 package ssh
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
@@ -19,34 +30,302 @@ import (
 
 // Options are what the engine gives the handler.
 type Options struct {
-	Config   *config.Config
-	Journal  model.Recorder
-	Policy   inspect.Policy
+	Config  *config.Config
+	Journal model.Recorder
+	Policy  inspect.Policy
+	// Masker masks the output of shells and execs that a mask rule with
+	// detectors covers; without one, such a shell or exec is refused.
+	Masker   inspect.Masker
 	StateDir string
 	Logger   *slog.Logger
+
+	// HandshakeTimeout bounds the client's key exchange and authentication
+	// (and the upstream connection made meanwhile); 20s when zero.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds the upstream TCP connect; 10s when zero.
+	DialTimeout time.Duration
 }
 
-// Handler serves ssh targets.
-type Handler struct{}
+// Default timeouts.
+const (
+	DefaultHandshakeTimeout = 20 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+)
 
-// New checks the ssh targets of opts.Config and prepares the handler.
+// Handler serves ssh targets. It is safe for concurrent use.
+type Handler struct {
+	journal          model.Recorder
+	policy           inspect.Policy
+	masker           inspect.Masker
+	log              *slog.Logger
+	stateDir         string
+	handshakeTimeout time.Duration
+	dialTimeout      time.Duration
+
+	// targets maps a target name to its prepared settings; Reload swaps it.
+	targets atomic.Pointer[map[string]*target]
+}
+
+// target is one ssh target's settings, prepared once.
+type target struct {
+	name    string
+	address string
+	user    string
+	// signer and password are the held credential (either or both).
+	signer   gossh.Signer
+	password string
+	// hostKeyCallback verifies the real target; hostKeyAlgos are the
+	// algorithms its known keys can be checked with (nil: the defaults).
+	hostKeyCallback gossh.HostKeyCallback
+	hostKeyAlgos    []string
+	// hostSigners are presented to clients.
+	hostSigners []gossh.Signer
+}
+
+// New checks the ssh targets of opts.Config and prepares the handler: key
+// files are read and parsed now, so a bad one stops the start instead of
+// the first session.
 func New(opts Options) (*Handler, error) {
-	for _, t := range opts.Config.Targets {
-		if t.Protocol == model.ProtoSSH {
-			return nil, errors.New("target " + t.Name + ": the ssh handler is not built yet")
+	h := &Handler{
+		journal:          opts.Journal,
+		policy:           opts.Policy,
+		masker:           opts.Masker,
+		log:              opts.Logger,
+		stateDir:         opts.StateDir,
+		handshakeTimeout: opts.HandshakeTimeout,
+		dialTimeout:      opts.DialTimeout,
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.handshakeTimeout <= 0 {
+		h.handshakeTimeout = DefaultHandshakeTimeout
+	}
+	if h.dialTimeout <= 0 {
+		h.dialTimeout = DefaultDialTimeout
+	}
+	if h.stateDir == "" && opts.Config != nil {
+		h.stateDir = opts.Config.StateDir
+	}
+	if err := h.Reload(opts.Config); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Reload implements inspect.Reloader: it prepares the ssh targets of cfg
+// and swaps them in. On error nothing changes. Sessions already open keep
+// the settings they started with.
+func (h *Handler) Reload(cfg *config.Config) error {
+	m := map[string]*target{}
+	if cfg == nil {
+		h.targets.Store(&m)
+		return nil
+	}
+	var ca *authority
+	for _, tc := range cfg.Targets {
+		if tc.Protocol != model.ProtoSSH {
+			continue
+		}
+		if tc.HostKeyFile == "" && ca == nil {
+			var err error
+			if ca, err = loadAuthority(h.stateDir, h.log); err != nil {
+				return fmt.Errorf("target %s: %w", tc.Name, err)
+			}
+		}
+		t, err := prepareTarget(tc, ca)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", tc.Name, err)
+		}
+		m[t.name] = t
+	}
+	h.targets.Store(&m)
+	return nil
+}
+
+func (h *Handler) target(name string) *target {
+	if m := h.targets.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
+}
+
+func prepareTarget(tc config.TargetConfig, ca *authority) (*target, error) {
+	t := &target{name: tc.Name, address: tc.Address}
+	c := tc.Credentials
+	if c == nil || c.User == "" {
+		return nil, errors.New("credentials.user is required")
+	}
+	t.user = c.User
+	if c.KeyFile != "" {
+		signer, err := readPrivateKey(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("credentials.key_file: %w", err)
+		}
+		t.signer = signer
+	}
+	if c.PasswordFile != "" || c.PasswordEnv != "" {
+		pw, err := readPassword(c)
+		if err != nil {
+			return nil, err
+		}
+		t.password = pw
+	}
+	if t.signer == nil && t.password == "" {
+		return nil, errors.New("credentials: give key_file, password_file or password_env")
+	}
+
+	host, _, err := tc.HostPort()
+	if err != nil {
+		return nil, fmt.Errorf("address: %w", err)
+	}
+	switch {
+	case tc.HostKey != "":
+		key, _, _, _, err := gossh.ParseAuthorizedKey([]byte(tc.HostKey))
+		if err != nil {
+			return nil, fmt.Errorf("host_key: %w", err)
+		}
+		t.hostKeyCallback = gossh.FixedHostKey(key)
+		t.hostKeyAlgos = algorithmsFor([]string{key.Type()})
+	case tc.KnownHosts != "":
+		cb, err := knownhosts.New(tc.KnownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("known_hosts: %w", err)
+		}
+		t.hostKeyCallback = cb
+		t.hostKeyAlgos = knownAlgorithms(cb, tc.Address)
+	default:
+		return nil, errors.New("known_hosts or host_key is required: interlock always verifies the target's host key")
+	}
+
+	if tc.HostKeyFile != "" {
+		signer, err := readPrivateKey(tc.HostKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("host_key_file: %w", err)
+		}
+		t.hostSigners = []gossh.Signer{signer}
+	} else {
+		if ca == nil {
+			return nil, errors.New("no host_key_file and no SSH CA")
+		}
+		signers, err := ca.hostSigners(tc.Name, principals(host))
+		if err != nil {
+			return nil, err
+		}
+		t.hostSigners = signers
+	}
+	return t, nil
+}
+
+// readPrivateKey reads an unencrypted private key that only its owner can
+// read, as ssh and sshd insist.
+func readPrivateKey(path string) (gossh.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: mode %04o lets others read the private key; chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := gossh.ParsePrivateKey(b)
+	var pp *gossh.PassphraseMissingError
+	if errors.As(err, &pp) {
+		return nil, fmt.Errorf("%s: the key is encrypted with a passphrase; interlock needs it unencrypted (protect it with file mode 0600)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return signer, nil
+}
+
+func readPassword(c *config.Credentials) (string, error) {
+	if c.PasswordEnv != "" {
+		pw, ok := os.LookupEnv(c.PasswordEnv)
+		if !ok || pw == "" {
+			return "", fmt.Errorf("credentials.password_env: %s is not set in interlock's environment", c.PasswordEnv)
+		}
+		return pw, nil
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("credentials.password_file: %w", err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("credentials.password_file: %s is empty", c.PasswordFile)
+	}
+	return pw, nil
+}
+
+// knownAlgorithms asks the known_hosts callback which key types it holds
+// for address (by offering it a key it cannot know) and returns the
+// signature algorithms that verify them, so the key exchange picks a host
+// key that known_hosts can check. Nil (the library's defaults) when the
+// file names no plain key for the host, e.g. only a @cert-authority.
+func knownAlgorithms(cb gossh.HostKeyCallback, address string) []string {
+	probe, err := probeKey()
+	if err != nil {
+		return nil
+	}
+	var ke *knownhosts.KeyError
+	err = cb(address, &net.TCPAddr{IP: net.IPv4zero}, probe)
+	if !errors.As(err, &ke) || len(ke.Want) == 0 {
+		return nil
+	}
+	var types []string
+	for _, k := range ke.Want {
+		types = append(types, k.Key.Type())
+	}
+	return algorithmsFor(types)
+}
+
+// algorithmsFor maps key types to the host key algorithms that use them.
+func algorithmsFor(types []string) []string {
+	var out []string
+	add := func(a ...string) {
+		for _, x := range a {
+			dup := false
+			for _, y := range out {
+				dup = dup || x == y
+			}
+			if !dup {
+				out = append(out, x)
+			}
 		}
 	}
-	return &Handler{}, nil
+	for _, t := range types {
+		if t == gossh.KeyAlgoRSA {
+			add(gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256, gossh.KeyAlgoRSA)
+			continue
+		}
+		add(t)
+	}
+	return out
 }
 
-// Serve implements inspect.Handler.
-func (h *Handler) Serve(_ context.Context, client net.Conn, _ *inspect.Session) inspect.Outcome {
-	client.Close()
-	return inspect.Outcome{Refused: true, Err: errors.New("ssh handler not built yet")}
-}
-
-// Reload implements inspect.Reloader.
-func (h *Handler) Reload(cfg *config.Config) error {
-	_, err := New(Options{Config: cfg})
-	return err
+// principals are the names a client may use for the target's host: the
+// host as written in the address and, for a DNS name, the name without a
+// trailing dot and its first label.
+func principals(host string) []string {
+	out := []string{host}
+	add := func(p string) {
+		for _, x := range out {
+			if x == p {
+				return
+			}
+		}
+		out = append(out, p)
+	}
+	if net.ParseIP(host) == nil {
+		name := strings.TrimSuffix(host, ".")
+		add(name)
+		if i := strings.IndexByte(name, '.'); i > 0 {
+			add(name[:i])
+		}
+	}
+	return out
 }

@@ -1,0 +1,329 @@
+package ssh
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/interlock/interlock/model"
+)
+
+// ioBufSize is the read size of the data pumps: bulk transfers then come
+// in few large records, interactive ones as they are typed and drawn.
+const ioBufSize = 128 << 10
+
+// sessionChan is one session channel: a shell, an exec or a subsystem.
+type sessionChan struct {
+	c   *conn
+	id  uint32
+	cch gossh.Channel // the client's side
+	uch gossh.Channel // the target's side
+
+	started bool
+	mask    *outputMask
+	pumps   sync.WaitGroup
+	// upReqsDone is closed when the target's side of the channel closed
+	// and all its requests (exit-status ...) were passed on.
+	upReqsDone chan struct{}
+}
+
+// session relays a session channel: requests are judged and journaled one
+// by one, data is recorded once a shell, exec or subsystem started.
+func (c *conn) session(nc gossh.NewChannel) {
+	id := c.nextChannel()
+	uch, ureqs, err := c.up.conn.OpenChannel("session", nc.ExtraData())
+	if err != nil {
+		d := model.Decision{Action: model.Deny, Rule: "open-failed", Reason: "the target refused the channel: " + err.Error()}
+		c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: d}, model.Committed)
+		nc.Reject(gossh.ConnectionFailed, "interlock: the target refused the session channel")
+		return
+	}
+	cch, creqs, err := nc.Accept()
+	if err != nil {
+		uch.Close()
+		return
+	}
+	c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: model.Decision{Action: model.Allow, Rule: "default"}}, model.Committed)
+	s := &sessionChan{c: c, id: id, cch: cch, uch: uch, upReqsDone: make(chan struct{})}
+	go func() {
+		defer c.recoverGoroutine()
+		defer close(s.upReqsDone)
+		s.upstreamRequests(ureqs)
+	}()
+	for req := range creqs {
+		s.clientRequest(req)
+	}
+	// The client closed the channel (or the connection ended).
+	uch.Close()
+	s.pumps.Wait()
+	<-s.upReqsDone
+}
+
+func (s *sessionChan) request(typ string) model.SSHRequest {
+	return model.SSHRequest{Channel: s.id, Type: typ, OffsetNS: s.c.offset()}
+}
+
+var allowed = model.Decision{Action: model.Allow, Rule: "default"}
+
+func (s *sessionChan) clientRequest(req *gossh.Request) {
+	c := s.c
+	rec := s.request(req.Type)
+	switch req.Type {
+	case "pty-req":
+		var m struct {
+			Term                      string
+			Cols, Rows, Width, Height uint32
+			Modes                     string
+		}
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
+			s.malformed(req, rec)
+			return
+		}
+		rec.Term, rec.Cols, rec.Rows, rec.Decision = m.Term, m.Cols, m.Rows, allowed
+		c.record(model.KindSSHRequest, rec, model.Committed)
+		s.forward(req)
+	case "env":
+		var m struct{ Name, Value string }
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
+			s.malformed(req, rec)
+			return
+		}
+		rec.Env, rec.Decision = m.Name+"="+m.Value, allowed
+		c.record(model.KindSSHRequest, rec, model.Committed)
+		s.forward(req)
+	case "window-change":
+		var m struct{ Cols, Rows, Width, Height uint32 }
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
+			s.malformed(req, rec)
+			return
+		}
+		c.record(model.KindSSHResize, model.SSHResize{Channel: s.id, Cols: m.Cols, Rows: m.Rows, OffsetNS: rec.OffsetNS}, model.Committed)
+		s.forward(req)
+	case "signal":
+		var m struct{ Name string }
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
+			s.malformed(req, rec)
+			return
+		}
+		rec.Signal, rec.Decision = m.Name, allowed
+		c.record(model.KindSSHRequest, rec, model.Committed)
+		s.forward(req)
+	case "shell", "exec", "subsystem":
+		s.startProgram(req, rec)
+	case "x11-req", "auth-agent-req@openssh.com":
+		kind := "x11"
+		if req.Type != "x11-req" {
+			kind = "agent_forwarding"
+		}
+		rec.Decision = c.decide(model.Operation{Kind: kind, Text: req.Type})
+		if err := c.record(model.KindSSHRequest, rec, durability(rec.Decision)); err != nil || !permits(rec.Decision) {
+			req.Reply(false, nil)
+			return
+		}
+		s.forward(req)
+	default:
+		rec.Decision = model.Decision{Action: model.Deny, Rule: "unknown-request", Reason: "request " + strconv.Quote(req.Type) + " is not supported"}
+		c.record(model.KindSSHRequest, rec, model.Committed)
+		req.Reply(false, nil)
+	}
+}
+
+func (s *sessionChan) malformed(req *gossh.Request, rec model.SSHRequest) {
+	rec.Decision = model.Decision{Action: model.Deny, Rule: "malformed", Reason: "the request's payload does not parse"}
+	s.c.record(model.KindSSHRequest, rec, model.Committed)
+	req.Reply(false, nil)
+}
+
+// forward passes a request on to the target and its answer back.
+func (s *sessionChan) forward(req *gossh.Request) {
+	ok, err := s.uch.SendRequest(req.Type, req.WantReply, req.Payload)
+	if req.WantReply {
+		req.Reply(ok && err == nil, nil)
+	}
+}
+
+// startProgram judges a shell, exec or subsystem request. Its record is
+// synced before the request reaches the target; a denied exec gets a
+// message on stderr and exit status 126, a denied shell or subsystem a
+// message and a refusal, and the target never sees either.
+func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
+	c := s.c
+	if s.started {
+		rec.Decision = model.Decision{Action: model.Deny, Rule: "already-started", Reason: "the channel already runs a program"}
+		c.record(model.KindSSHRequest, rec, model.Synced)
+		req.Reply(false, nil)
+		return
+	}
+	op := model.Operation{Kind: req.Type}
+	if req.Type != "shell" {
+		var m struct{ Command string }
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
+			s.malformed(req, rec)
+			return
+		}
+		rec.Command, op.Text = m.Command, m.Command
+		if req.Type == "subsystem" {
+			op.Detail = m.Command
+		}
+	}
+	rec.Decision = c.decide(op)
+	if permits(rec.Decision) && !(req.Type == "subsystem" && rec.Command == "sftp") {
+		m, err := newOutputMask(c.h.masker, rec.Decision.Mask)
+		if err != nil {
+			// Output that must be masked and cannot be: fail closed.
+			rec.Decision = model.Decision{Action: model.Deny, Rule: "masking", Reason: err.Error()}
+		}
+		s.mask = m
+	}
+	if err := c.record(model.KindSSHRequest, rec, model.Synced); err != nil && permits(rec.Decision) {
+		rec.Decision = model.Decision{Action: model.Deny, Rule: "journal", Reason: "the journal cannot record it"}
+	}
+	if !permits(rec.Decision) {
+		s.refuse(req, rec)
+		return
+	}
+	ok, err := s.uch.SendRequest(req.Type, true, req.Payload)
+	if err != nil || !ok {
+		req.Reply(false, nil)
+		return
+	}
+	s.started = true
+	s.startPumps(req.Type == "subsystem" && rec.Command == "sftp")
+	req.Reply(true, nil)
+}
+
+func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
+	what := "shell"
+	if rec.Command != "" {
+		what = strconv.Quote(rec.Command)
+	}
+	msg := fmt.Sprintf("interlock: %s refused by policy (%s): %s\r\n", what, rec.Decision.Rule, rec.Decision.Reason)
+	if req.Type == "exec" {
+		// The client sees the command start and fail with status 126,
+		// as a shell reports a command it cannot execute.
+		req.Reply(true, nil)
+	}
+	s.cch.Stderr().Write([]byte(msg))
+	if req.Type != "exec" {
+		req.Reply(false, nil)
+	}
+	status := 126
+	s.c.record(model.KindSSHExit, model.SSHExit{Channel: s.id, ExitStatus: &status, OffsetNS: s.c.offset()}, model.Committed)
+	s.cch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	s.cch.CloseWrite()
+	s.cch.Close()
+	s.uch.Close()
+}
+
+// startPumps relays and records the channel's data. sftp is parsed into
+// operations instead of being recorded byte for byte.
+func (s *sessionChan) startPumps(sftp bool) {
+	s.pumps.Add(3)
+	outputs := make(chan struct{}, 2)
+	if sftp {
+		f := newSFTPRelay(s)
+		go s.run(func() { f.clientToTarget() })
+		go s.run(func() { f.targetToClient(); outputs <- struct{}{} })
+	} else {
+		go s.run(func() { s.pump(s.uch, s.cch, "i", true) })
+		go s.run(func() { s.pump(s.cch, s.uch, "o", false); outputs <- struct{}{} })
+	}
+	go s.run(func() { s.pump(s.cch.Stderr(), s.uch.Stderr(), "e", false); outputs <- struct{}{} })
+	go func() {
+		defer s.c.recoverGoroutine()
+		<-outputs
+		<-outputs
+		s.mask.journal(s.c, s.id)
+		s.cch.CloseWrite()
+		<-s.upReqsDone
+		s.cch.Close()
+	}()
+}
+
+func (s *sessionChan) run(f func()) {
+	defer s.pumps.Done()
+	defer s.c.recoverGoroutine()
+	f()
+}
+
+// pump copies src to dst, recording each chunk as it arrives. up is the
+// client-to-target direction: at its end the target's side gets EOF.
+func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool) {
+	buf := make([]byte, ioBufSize)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			out, rec := buf[:n], buf[:n]
+			if !up && s.mask != nil {
+				var merr error
+				if out, rec, merr = s.mask.apply(buf[:n]); merr != nil {
+					// Output that cannot be masked is not sent.
+					s.c.log.Error("masking ssh output failed; closing the channel", "err", merr)
+					s.cch.Close()
+					s.uch.Close()
+					break
+				}
+			}
+			s.c.recordIO(s.id, stream, rec)
+			if up {
+				s.c.bytesUp.Add(int64(n))
+			} else {
+				s.c.bytesDown.Add(int64(n))
+			}
+			if _, werr := dst.Write(out); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if up {
+		s.uch.CloseWrite()
+	}
+}
+
+// recordIO posts a chunk of channel data; the bytes are the payload.
+func (c *conn) recordIO(ch uint32, stream string, p []byte) {
+	c.h.journal.Post(model.Record{
+		Kind: model.KindSSHIO, Session: c.s.ID, Time: time.Now(),
+		Data:    model.SSHIO{Channel: ch, Stream: stream, OffsetNS: c.offset(), Bytes: len(p)},
+		Payload: append([]byte(nil), p...),
+	})
+}
+
+// upstreamRequests passes the target's channel requests on to the client,
+// journaling exit statuses and signals.
+func (s *sessionChan) upstreamRequests(reqs <-chan *gossh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status":
+			var m struct{ Status uint32 }
+			if gossh.Unmarshal(req.Payload, &m) == nil {
+				st := int(m.Status)
+				s.c.record(model.KindSSHExit, model.SSHExit{Channel: s.id, ExitStatus: &st, OffsetNS: s.c.offset()}, model.Committed)
+			}
+			s.cch.SendRequest(req.Type, false, req.Payload)
+		case "exit-signal":
+			var m struct {
+				Signal     string
+				CoreDumped bool
+				Msg, Lang  string
+			}
+			if gossh.Unmarshal(req.Payload, &m) == nil {
+				s.c.record(model.KindSSHExit, model.SSHExit{Channel: s.id, ExitSignal: m.Signal, OffsetNS: s.c.offset()}, model.Committed)
+			}
+			s.cch.SendRequest(req.Type, false, req.Payload)
+		case "eow@openssh.com":
+			s.cch.SendRequest(req.Type, false, req.Payload)
+		default:
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+		}
+	}
+}

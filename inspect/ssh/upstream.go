@@ -1,0 +1,174 @@
+package ssh
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// upstream is interlock's own SSH connection to the target.
+type upstream struct {
+	// done is closed when the connection is up or has failed.
+	done   chan struct{}
+	cancel context.CancelFunc
+	// gate is closed when the client asked for the right user: only then
+	// does interlock log in.
+	gate     chan struct{}
+	gateOnce sync.Once
+
+	conn  gossh.Conn
+	chans <-chan gossh.NewChannel
+	reqs  <-chan *gossh.Request
+	// hostKey is the key the target presented (verified or not).
+	hostKey gossh.PublicKey
+	err     error
+	refusal *refusal
+}
+
+// startUpstream connects to the target in the background, once.
+func (c *conn) startUpstream() {
+	c.upOnce.Do(func() {
+		ctx, cancel := context.WithCancel(c.ctx)
+		up := &upstream{done: make(chan struct{}), cancel: cancel, gate: make(chan struct{})}
+		c.up = up
+		go func() {
+			defer close(up.done)
+			defer func() {
+				if r := recover(); r != nil {
+					up.err = fmt.Errorf("internal error: %v", r)
+					up.refusal = &refusal{rule: "internal", reason: up.err.Error(), message: "interlock: internal error\r\n"}
+				}
+			}()
+			up.connect(ctx, c)
+		}()
+	})
+}
+
+// openGate lets the upstream connection log in.
+func (up *upstream) openGate() { up.gateOnce.Do(func() { close(up.gate) }) }
+
+// closeUpstream abandons the upstream connection, finished or not.
+func (c *conn) closeUpstream() {
+	if c.up == nil {
+		return
+	}
+	c.up.cancel()
+	<-c.up.done
+	if c.up.conn != nil {
+		c.up.conn.Close()
+	}
+}
+
+func (up *upstream) connect(ctx context.Context, c *conn) {
+	t := c.t
+	addr := c.s.Origin.OrigDst.String()
+	fail := func(rule, reason, message string, err error) {
+		up.err = err
+		up.refusal = &refusal{rule: rule, reason: reason, message: message}
+	}
+	d := net.Dialer{Timeout: c.h.dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		fail("upstream-unreachable", fmt.Sprintf("cannot reach target %s at %s: %v", t.name, addr, err),
+			fmt.Sprintf("interlock: target %s is unreachable\r\n", t.name), err)
+		return
+	}
+	nc.SetDeadline(c.start.Add(c.h.handshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+
+	var keyErr error
+	cfg := &gossh.ClientConfig{
+		Config:        gossh.Config{Ciphers: ciphers},
+		User:          t.user,
+		Auth:          up.authMethods(ctx, t),
+		ClientVersion: serverVersion,
+		HostKeyCallback: func(hostname string, remote net.Addr, key gossh.PublicKey) error {
+			up.hostKey = key
+			// Verify under the configured address: known_hosts names the
+			// target as the operator wrote it.
+			keyErr = t.hostKeyCallback(t.address, remote, key)
+			return keyErr
+		},
+		HostKeyAlgorithms: t.hostKeyAlgos,
+		Timeout:           c.h.dialTimeout,
+	}
+	sc, chans, reqs, err := gossh.NewClientConn(nc, t.address, cfg)
+	if err != nil {
+		nc.Close()
+		switch {
+		case keyErr != nil:
+			fp := "?"
+			if up.hostKey != nil {
+				fp = gossh.FingerprintSHA256(up.hostKey)
+			}
+			fail("upstream-host-key", fmt.Sprintf("the host key of target %s (%s %s) does not verify: %v", t.name, keyType(up.hostKey), fp, keyErr),
+				fmt.Sprintf("interlock: the host key of target %s does not match the one interlock knows; session refused\r\n", t.name), err)
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			fail("upstream-auth", fmt.Sprintf("target %s refused interlock's credential for user %q: %v", t.name, t.user, err),
+				fmt.Sprintf("interlock: target %s refused interlock's credential\r\n", t.name), err)
+		case ctx.Err() != nil:
+			fail("cancelled", "the client went away during the upstream handshake", "", ctx.Err())
+		default:
+			fail("upstream-handshake", fmt.Sprintf("SSH handshake with target %s at %s failed: %v", t.name, addr, err),
+				fmt.Sprintf("interlock: SSH handshake with target %s failed\r\n", t.name), err)
+		}
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	up.conn, up.chans, up.reqs = sc, chans, reqs
+}
+
+// authMethods offer the held credential once the gate opens: the key
+// exchange with the target runs while the client still negotiates with
+// interlock, but interlock logs in only for a client that asked for the
+// right user.
+func (up *upstream) authMethods(ctx context.Context, t *target) []gossh.AuthMethod {
+	wait := func() error {
+		select {
+		case <-up.gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var m []gossh.AuthMethod
+	if t.signer != nil {
+		m = append(m, gossh.PublicKeysCallback(func() ([]gossh.Signer, error) {
+			if err := wait(); err != nil {
+				return nil, err
+			}
+			return []gossh.Signer{t.signer}, nil
+		}))
+	}
+	if t.password != "" {
+		m = append(m, gossh.PasswordCallback(func() (string, error) {
+			if err := wait(); err != nil {
+				return "", err
+			}
+			return t.password, nil
+		}), gossh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+			if err := wait(); err != nil {
+				return nil, err
+			}
+			answers := make([]string, len(questions))
+			for i := range answers {
+				answers[i] = t.password
+			}
+			return answers, nil
+		}))
+	}
+	return m
+}
+
+func keyType(k gossh.PublicKey) string {
+	if k == nil {
+		return "no key"
+	}
+	return k.Type()
+}
