@@ -306,6 +306,10 @@ func (r *embeddedRun) teardown() error {
 	err := r.eng.Redirector().Detach(r.cg.Path)
 	err = errors.Join(err, r.eng.Close())
 	if err == nil {
+		// The run's pin directory held only its cgroup's links.
+		if rerr := os.Remove(r.state.LinkPin); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			r.log.Debug("remove the run's pin directory", "dir", r.state.LinkPin, "err", rerr)
+		}
 		err = r.state.Remove(r.runDir)
 	}
 	return err

@@ -376,3 +376,30 @@ func waitFile(t *testing.T, path string) {
 }
 
 func waitTick() { time.Sleep(20 * time.Millisecond) }
+
+// TestRunCleansUp: after a run, its cgroup, pins and state files are gone.
+func TestRunCleansUp(t *testing.T) {
+	e := newEnv(t, nil, "")
+	out, stderr, code := e.runUnder("cat", "/proc/self/cgroup")
+	if code != 0 {
+		t.Fatalf("run: %s", stderr)
+	}
+	var cg string
+	for _, l := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			cg = p
+		}
+	}
+	if !strings.Contains(cg, "/interlock-run-") {
+		t.Fatalf("the command ran in %q", cg)
+	}
+	if _, err := os.Stat(filepath.Join(cgroupRoot, cg)); !os.IsNotExist(err) {
+		t.Errorf("the run's cgroup %s is still there: %v", cg, err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(e.pin, "run")); err == nil && len(ents) != 0 {
+		t.Errorf("pins left under %s/run: %v", e.pin, ents)
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(e.socket), "runs", "*")); len(m) != 0 {
+		t.Errorf("run state left: %v", m)
+	}
+}
