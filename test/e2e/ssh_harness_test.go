@@ -219,6 +219,8 @@ type sshTargetOpts struct {
 	useCA bool
 	// extra is added under the target, indented by 4 spaces.
 	extra string
+	// global is added at the top level of the config (a policy section).
+	global string
 }
 
 // newSSHEnv is an interlock config with the target "box" at st.
@@ -235,7 +237,7 @@ func newSSHEnv(t *testing.T, st *sshTarget, o sshTargetOpts) *env {
 	if o.extra != "" {
 		extra += "\n    " + o.extra
 	}
-	return newEnv(t, []target{{name: "box", address: st.addr(), protocol: "ssh", extra: extra}}, "")
+	return newEnv(t, []target{{name: "box", address: st.addr(), protocol: "ssh", extra: extra}}, o.global)
 }
 
 // clientOpts are the options every client runs with: no user config, the

@@ -322,3 +322,46 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestSSHPolicyRuleDeniesExec: a policy rule (not the target shorthand)
+// denies `rm -rf ...`: exit status 126, nothing removed on the target, the
+// rule journaled, and `policy test` gives the same decision.
+func TestSSHPolicyRuleDeniesExec(t *testing.T) {
+	st := startSSHD(t)
+	e := newSSHEnv(t, st, sshTargetOpts{global: `policy:
+  rules:
+    - name: no-rm-rf
+      match: {protocols: [ssh], operation: {commands: ["rm -rf *"]}}
+      action: deny
+      reason: deletions go through change management
+`})
+	data := filepath.Join(st.dir, "srv-data")
+	if err := os.MkdirAll(filepath.Join(data, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := shellQuote(st.sshArgv("rm -rf "+data)) + "; echo status=$?"
+	out, stderr, code := e.runUnder("sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "status=126") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if !strings.Contains(stderr, "no-rm-rf") {
+		t.Errorf("stderr does not name the rule: %q", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "keep")); err != nil {
+		t.Errorf("the target ran the denied command: %v", err)
+	}
+	if n := st.started("command"); n != 0 {
+		t.Errorf("sshd started %d commands, want 0", n)
+	}
+	var denied bool
+	for _, q := range sshEntries[model.SSHRequest](e, model.KindSSHRequest) {
+		denied = denied || (q.Type == "exec" && q.Decision.Action == model.Deny && q.Decision.Rule == "no-rm-rf")
+	}
+	if !denied {
+		t.Errorf("the denial is not journaled with its rule")
+	}
+	pout, perr, pcode := e.interlock("policy", "test", "-c", e.cfgPath, "--target", "box", "--command", "rm -rf "+data, "--json")
+	if pcode != 0 || !strings.Contains(pout, `"action": "deny"`) || !strings.Contains(pout, `"rule": "no-rm-rf"`) {
+		t.Errorf("policy test: %d %s %s", pcode, pout, perr)
+	}
+}
