@@ -14,6 +14,11 @@ const (
 	// DefaultHeartbeat: while nothing is written, the same tree head is
 	// signed again this often, so that silence is evidence too.
 	DefaultHeartbeat = 60 * time.Second
+	// sessionEndGap coalesces the checkpoints owed to session ends: a
+	// session that ends within this of the last checkpoint is covered by
+	// the next one, signed then. Without it, a thousand short connections
+	// a second would each sign, store and publish a checkpoint.
+	sessionEndGap = 100 * time.Millisecond
 )
 
 // checkpointer decides when the writer signs. It lives in the writer
@@ -48,6 +53,9 @@ func (c *checkpointer) due(size, synced int64) time.Time {
 	case c.lastAt.IsZero():
 		return immediately
 	case synced > c.last.Size && c.wantAt > c.last.Size && c.wantAt <= synced:
+		if at := c.lastAt.Add(sessionEndGap); at.After(immediately) {
+			return at
+		}
 		return immediately
 	case synced > c.last.Size:
 		return c.lastAt.Add(c.interval)
