@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,4 +140,11 @@ func quote(s string) string {
 		return strconv.Quote(string(r[:max])) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// Errorf builds an error about a key of this config that checks outside
+// this package found (a CEL condition that does not compile, say), naming
+// the file and line like Validate's errors.
+func (c *Config) Errorf(key, format string, args ...any) *Error {
+	return &Error{File: c.Source, Line: lineOf(c.lines, key), Key: key, Msg: fmt.Sprintf(format, args...)}
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -117,6 +118,7 @@ func (rs *ruleset) index() {
 // order anyway.
 func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 	rs := &ruleset{cfg: cfg, fallback: model.Action(cfg.Policy.DefaultAction())}
+	var errs []error
 	for _, t := range cfg.Targets {
 		rs.rules = append(rs.rules, sugarRules(t)...)
 	}
@@ -144,12 +146,16 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 		if rc.When != "" {
 			prg, err := compileWhen(env, rc.When)
 			if err != nil {
-				return nil, fmt.Errorf("policy.rules[%d] (%s).when: %w", i, rc.Name, err)
+				errs = append(errs, cfg.Errorf(fmt.Sprintf("policy.rules[%d].when", i), "%v", err))
+				continue
 			}
 			r.when = prg
 			rs.anyWhen = true
 		}
 		rs.rules = append(rs.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	rs.index()
 	return rs, nil

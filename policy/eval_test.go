@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/interlock/interlock/config"
@@ -161,8 +162,13 @@ policy:
   rules:
     - {name: r, match: {}, when: 'op.kinds.size() > "x"', action: deny}
 `)
-	if _, err := New(cfg); err == nil {
-		t.Errorf("a CEL condition that does not type-check was accepted")
+	_, err := New(cfg)
+	if err == nil {
+		t.Fatalf("a CEL condition that does not type-check was accepted")
+	}
+	// The error names the file, the line and the key, as config errors do.
+	if !strings.Contains(err.Error(), "test.yaml:4: policy.rules[0].when: CEL") {
+		t.Errorf("error %q does not name test.yaml:4", err)
 	}
 }
 
