@@ -172,7 +172,10 @@ func verifyAction(ctx context.Context, cmd *cli.Command) error {
 		opts.External = append(opts.External, journal.ExternalCheckpoint{Name: journal.CheckpointPath(path), Note: b})
 	}
 	pub := cmd.String("pubkey")
-	if pub == "" {
+	// The config's state directory holds the key of the config's journal;
+	// a journal named on its own (--journal without --config) is checked
+	// against the key it records, and the report says so.
+	if pub == "" && (!cmd.IsSet("journal") || cmd.IsSet("config")) {
 		if dir, err := stateDir(cmd); err == nil {
 			if _, err := os.Stat(filepath.Join(dir, journal.PublicKeyFile)); err == nil {
 				pub = filepath.Join(dir, journal.PublicKeyFile)
