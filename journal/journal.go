@@ -191,12 +191,15 @@ type Journal struct {
 	closeErr error         // set by the writer before done
 	sinks    *sinks
 
-	gapMu   sync.Mutex
-	gapLost uint64
-	gapKind map[string]uint64
+	gapMu      sync.Mutex
+	gapLost    uint64
+	gapKind    map[string]uint64
+	gapSession map[string]uint64
 
 	appends, batches, fsyncBatches, idleSyncs, failedBatches, lastSeq atomic.Uint64
 	posted, postWritten, postLost, gaps, checkpoints, signedSize      atomic.Uint64
+	// postBytes is what posted records waiting for the writer hold.
+	postBytes atomic.Int64
 }
 
 type request struct {
@@ -205,6 +208,8 @@ type request struct {
 	// res is nil for posted records: nobody waits for them.
 	res      chan result
 	postedAt time.Time
+	// size is what a posted record holds in memory until it is written.
+	size int64
 	// gap is set on the journal.gap record the writer adds itself.
 	gap *model.Gap
 }
@@ -264,14 +269,15 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	j := &Journal{
-		opts:    opts,
-		log:     log,
-		id:      id,
-		reqs:    make(chan *request, queueSize),
-		posts:   make(chan *request, opts.PostQueue),
-		ctl:     make(chan *ctlRequest),
-		done:    make(chan struct{}),
-		gapKind: map[string]uint64{},
+		opts:       opts,
+		log:        log,
+		id:         id,
+		reqs:       make(chan *request, queueSize),
+		posts:      make(chan *request, opts.PostQueue),
+		ctl:        make(chan *ctlRequest),
+		done:       make(chan struct{}),
+		gapKind:    map[string]uint64{},
+		gapSession: map[string]uint64{},
 	}
 	if j.sinks, err = startSinks(log, CheckpointPath(opts.Path), opts.CheckpointSinks); err != nil {
 		w.close()

@@ -18,14 +18,22 @@ func (j *Journal) Post(rec model.Record) {
 	enc, err := encodeRecord(rec)
 	if err != nil {
 		j.log.Error("journal: posted record refused; it is counted in a journal.gap entry", "kind", rec.Kind, "session", rec.Session, "err", err)
-		j.lose(rec.Kind)
+		j.lose(rec.Kind, rec.Session)
 		return
 	}
-	r := &request{rec: enc, postedAt: time.Now()}
+	r := &request{rec: enc, postedAt: time.Now(), size: int64(len(enc.tail) + len(enc.payload) + len(enc.salt))}
+	// The queue is bounded in records and in bytes: 16,384 chunks of
+	// terminal output could otherwise hold gigabytes.
+	if j.postBytes.Add(r.size) > MaxPostQueueBytes {
+		j.postBytes.Add(-r.size)
+		j.lose(rec.Kind, rec.Session)
+		return
+	}
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	if j.closed {
 		// Nothing can record the loss any more; say it at least.
+		j.postBytes.Add(-r.size)
 		j.postLost.Add(1)
 		j.log.Error("journal: record posted after Close is lost", "kind", rec.Kind, "session", rec.Session)
 		return
@@ -33,13 +41,21 @@ func (j *Journal) Post(rec model.Record) {
 	select {
 	case j.posts <- r:
 	default:
-		j.lose(rec.Kind)
+		j.postBytes.Add(-r.size)
+		j.lose(rec.Kind, rec.Session)
 	}
 }
 
+// maxGapSessions bounds the sessions one gap entry names.
+const maxGapSessions = 256
+
+// MaxPostQueueBytes bounds the memory posted records waiting for the
+// writer may hold; beyond it, records are counted in a journal.gap entry.
+const MaxPostQueueBytes = 64 << 20
+
 // lose counts one posted record that will not be written; the next batch
 // writes a journal.gap entry for all of them.
-func (j *Journal) lose(kind string) {
+func (j *Journal) lose(kind, session string) {
 	j.postLost.Add(1)
 	j.gapMu.Lock()
 	if j.gapLost == 0 {
@@ -47,6 +63,9 @@ func (j *Journal) lose(kind string) {
 	}
 	j.gapLost++
 	j.gapKind[kind]++
+	if session != "" && (j.gapSession[session] > 0 || len(j.gapSession) < maxGapSessions) {
+		j.gapSession[session]++
+	}
 	j.gapMu.Unlock()
 }
 
@@ -59,7 +78,10 @@ func (j *Journal) takeGap() *request {
 		return nil
 	}
 	g := &model.Gap{Lost: j.gapLost, Kinds: j.gapKind}
-	j.gapLost, j.gapKind = 0, map[string]uint64{}
+	if len(j.gapSession) > 0 {
+		g.Sessions = j.gapSession
+	}
+	j.gapLost, j.gapKind, j.gapSession = 0, map[string]uint64{}, map[string]uint64{}
 	j.gapMu.Unlock()
 	enc, err := encodeRecord(model.Record{Kind: model.KindGap, Data: g})
 	if err != nil {
@@ -77,6 +99,9 @@ func (j *Journal) restoreGap(g *model.Gap) {
 	j.gapLost += g.Lost
 	for k, n := range g.Kinds {
 		j.gapKind[k] += n
+	}
+	for k, n := range g.Sessions {
+		j.gapSession[k] += n
 	}
 	j.gapMu.Unlock()
 }

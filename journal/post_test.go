@@ -142,3 +142,27 @@ func TestPostAfterCloseIsCounted(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestPostBoundedInBytes: big posted records are bounded by bytes, not
+// only by count; what does not fit is counted in a gap entry.
+func TestPostBoundedInBytes(t *testing.T) {
+	j := openT(t, Options{Path: tempPath(t)})
+	big := make([]byte, MaxPayload)
+	n := int(MaxPostQueueBytes/int64(len(big))) * 4
+	for i := 0; i < n; i++ {
+		j.Post(model.Record{Kind: model.KindSSHIO, Session: "s", Data: model.SSHIO{Stream: "o", Bytes: len(big)}, Payload: big})
+	}
+	if held := j.postBytes.Load(); held > MaxPostQueueBytes {
+		t.Errorf("%d bytes queued, over the %d bound", held, MaxPostQueueBytes)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := j.Stats()
+	if st.PostWritten+st.PostLost != uint64(n) || st.PostLost == 0 {
+		t.Errorf("posted %d: written %d, lost %d", n, st.PostWritten, st.PostLost)
+	}
+	if j.postBytes.Load() != 0 {
+		t.Errorf("%d bytes still counted after Close", j.postBytes.Load())
+	}
+}

@@ -357,7 +357,8 @@ func (w *writer) process(batch []*request) {
 			case r.gap != nil:
 				j.restoreGap(r.gap)
 			default:
-				j.lose(r.rec.kind)
+				j.postBytes.Add(-r.size)
+				j.lose(r.rec.kind, r.rec.session)
 			}
 		}
 		return
@@ -386,6 +387,7 @@ func (w *writer) process(batch []*request) {
 		case r.gap != nil:
 			j.gaps.Add(1)
 		default:
+			j.postBytes.Add(-r.size)
 			j.postWritten.Add(1)
 		}
 	}

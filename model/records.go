@@ -32,6 +32,9 @@ type Gap struct {
 	Lost uint64 `json:"lost"`
 	// Kinds counts the lost records by kind.
 	Kinds map[string]uint64 `json:"kinds,omitempty"`
+	// Sessions counts them by session (up to 256 sessions), so a replay
+	// can show where output is missing.
+	Sessions map[string]uint64 `json:"sessions,omitempty"`
 }
 
 // PGStartup is what a PostgreSQL client asked for when it connected;
