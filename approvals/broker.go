@@ -314,16 +314,23 @@ type Pending struct {
 	MayDecide bool `json:"may_decide"`
 }
 
-// List returns the pending requests, oldest first, saying for each
-// whether who may decide it.
+// List returns the pending requests who may see, oldest first, saying for
+// each whether who may decide it. A request shows SQL text and commands,
+// so only its approvers, its requester's uid and root see it: the
+// approvals socket is open to every local user.
 func (b *Broker) List(who Approver) []Pending {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]Pending, 0, len(b.pending))
 	for _, p := range b.pending {
+		approver := mayApprove(p.req.Approvers, who.UID)
+		requester := who.UID == p.req.Requester.Kernel.UID
+		if !approver && !requester && who.UID != 0 {
+			continue
+		}
 		out = append(out, Pending{
 			Request: p.req, Created: p.created, Deadline: p.deadline, Approvals: len(p.approved),
-			MayDecide: who.UID != p.req.Requester.Kernel.UID && mayApprove(p.req.Approvers, who.UID) && !p.approved[who.UID],
+			MayDecide: !requester && approver && !p.approved[who.UID],
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })

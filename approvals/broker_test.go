@@ -226,3 +226,18 @@ func TestJournalFailureRefuses(t *testing.T) {
 		t.Errorf("a request the journal could not record was held: %+v", d)
 	}
 }
+
+// TestListShowsOnlyWhoMaySee: a local user who is neither an approver nor
+// the requester does not see the request (it holds the SQL text).
+func TestListShowsOnlyWhoMaySee(t *testing.T) {
+	b := New(Options{Journal: &memJournal{}})
+	_, ch := held(t, b, request("once", 1, "daemon"))
+	if l := b.List(Approver{UID: uidBin}); len(l) != 0 {
+		t.Errorf("a bystander sees %d requests", len(l))
+	}
+	if l := b.List(Approver{UID: uidRoot}); len(l) != 1 || l[0].MayDecide {
+		t.Errorf("the requester (root) sees %+v", l)
+	}
+	b.Close()
+	<-ch
+}
