@@ -122,8 +122,8 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 			}
 		}
 		log.Info("programs detached: connects to targets now go direct")
-	} else {
-		log.Info("programs stay attached: connects to targets are refused until interlock runs again")
+	} else if n := len(eng.Redirector().Attached()); n > 0 {
+		log.Info("programs stay attached: connects to targets from the intercepted cgroups are refused until interlock runs again", "cgroups", n)
 	}
 	errs = append(errs, eng.Close())
 	if err := errors.Join(errs...); err != nil {
