@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -80,10 +81,12 @@ func newSFTPRelay(s *sessionChan) *sftpRelay {
 	return &sftpRelay{s: s, pending: map[uint32]*sftpOp{}, handles: map[string]*sftpHandle{}}
 }
 
-// packets reads whole packets from src and hands each to fn with the
-// batch it was appended to; fn returns whether to keep it in the batch.
-// The batch is written to dst whenever no more input is buffered.
-func packets(src io.Reader, dst io.Writer, count *int64Counter, fn func(batch []byte, pkt []byte) (keep bool, flushFirst bool)) error {
+// packets reads whole packets from src and relays them to dst in batches,
+// written whenever no more input is buffered. fn sees each packet and
+// says whether it is relayed; before it blocks (policy may take its time)
+// it calls sendBefore, which writes what came before the packet (pkt is
+// not to be read after that).
+func packets(src io.Reader, dst io.Writer, count *atomic.Int64, fn func(pkt []byte, sendBefore func() error) (keep bool)) error {
 	br := bufio.NewReaderSize(src, ioBufSize)
 	batch := make([]byte, 0, flushAt+64<<10)
 	flush := func() error {
@@ -93,6 +96,18 @@ func packets(src io.Reader, dst io.Writer, count *int64Counter, fn func(batch []
 		_, err := dst.Write(batch)
 		batch = batch[:0]
 		return err
+	}
+	// start is where the current packet begins in batch.
+	var start int
+	var sendErr error
+	sendBefore := func() error {
+		if start > 0 && sendErr == nil {
+			if _, sendErr = dst.Write(batch[:start]); sendErr == nil {
+				batch = batch[:copy(batch, batch[start:])]
+				start = 0
+			}
+		}
+		return sendErr
 	}
 	var lenBuf [4]byte
 	for {
@@ -119,7 +134,7 @@ func packets(src io.Reader, dst io.Writer, count *int64Counter, fn func(batch []
 				return err
 			}
 		}
-		start := len(batch)
+		start = len(batch)
 		batch = append(batch, lenBuf[:]...)
 		batch = append(batch, make([]byte, l)...)
 		if _, err := io.ReadFull(br, batch[start+4:]); err != nil {
@@ -127,17 +142,10 @@ func packets(src io.Reader, dst io.Writer, count *int64Counter, fn func(batch []
 			flush()
 			return err
 		}
-		count.add(int64(4 + l))
-		pkt := batch[start:]
-		keep, flushFirst := fn(batch, pkt)
-		if flushFirst {
-			saved := append([]byte(nil), pkt...)
-			batch = batch[:start]
-			if err := flush(); err != nil {
-				return err
-			}
-			batch = append(batch, saved...)
-			keep, _ = fn(nil, batch)
+		count.Add(int64(4 + l))
+		keep := fn(batch[start:], sendBefore)
+		if sendErr != nil {
+			return sendErr
 		}
 		if !keep {
 			batch = batch[:start]
@@ -150,38 +158,31 @@ func packets(src io.Reader, dst io.Writer, count *int64Counter, fn func(batch []
 	}
 }
 
-type int64Counter struct{ add func(int64) }
-
 // clientToTarget relays requests, judging those that name a path.
 func (r *sftpRelay) clientToTarget() {
 	s := r.s
-	up := &int64Counter{add: func(n int64) { s.c.bytesUp.Add(n) }}
-	err := packets(s.cch, s.uch, up, func(batch, pkt []byte) (bool, bool) {
+	err := packets(s.cch, s.uch, &s.c.bytesUp, func(pkt []byte, sendBefore func() error) bool {
 		op, id, ok := r.parseRequest(pkt[4:])
 		if !ok || op == nil {
-			return true, false
+			return true
 		}
-		if !op.judged() {
-			r.mu.Lock()
-			r.pending[id] = op
-			r.mu.Unlock()
-			return true, false
-		}
-		if batch != nil {
+		if op.judged() {
 			// Policy may take its time (a review): what came before this
 			// packet goes on first.
-			return false, true
-		}
-		op.decision = s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.path, Detail: op.op})
-		if !permits(op.decision) {
-			r.recordOp(op, "denied", model.Synced)
-			r.refuse(id, op.decision)
-			return false, false
+			if sendBefore() != nil {
+				return false
+			}
+			op.decision = s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.path, Detail: op.op})
+			if !permits(op.decision) {
+				r.recordOp(op, "denied", model.Synced)
+				r.refuse(id, op.decision)
+				return false
+			}
 		}
 		r.mu.Lock()
 		r.pending[id] = op
 		r.mu.Unlock()
-		return true, false
+		return true
 	})
 	if err != nil {
 		r.protocolError("client", err)
@@ -192,15 +193,14 @@ func (r *sftpRelay) clientToTarget() {
 // targetToClient relays responses and completes the pending operations.
 func (r *sftpRelay) targetToClient() {
 	s := r.s
-	down := &int64Counter{add: func(n int64) { s.c.bytesDown.Add(n) }}
 	w := writerFunc(func(p []byte) (int, error) {
 		r.clientMu.Lock()
 		defer r.clientMu.Unlock()
 		return s.cch.Write(p)
 	})
-	err := packets(s.uch, w, down, func(_, pkt []byte) (bool, bool) {
+	err := packets(s.uch, w, &s.c.bytesDown, func(pkt []byte, _ func() error) bool {
 		r.response(pkt[4:])
-		return true, false
+		return true
 	})
 	if err != nil {
 		r.protocolError("target", err)
