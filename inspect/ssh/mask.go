@@ -16,6 +16,9 @@ type outputMask struct {
 	mu       sync.Mutex
 	recorded inspect.RowMasker
 	live     inspect.RowMasker
+	// allLive: every rule is live, so the live output is the recorded
+	// copy and one scan serves both.
+	allLive bool
 }
 
 // textColumn is how a channel's output looks to the masker: one text
@@ -43,8 +46,8 @@ func newOutputMask(m inspect.Masker, spec *model.MaskSpec) (*outputMask, error) 
 	if m == nil {
 		return nil, fmt.Errorf("output masking is required (rule %s) and no masker is configured", detect.Rules[0].Rule)
 	}
-	om := &outputMask{recorded: m.Plan(&detect, textColumn)}
-	if len(live.Rules) > 0 {
+	om := &outputMask{recorded: m.Plan(&detect, textColumn), allLive: len(live.Rules) == len(detect.Rules)}
+	if len(live.Rules) > 0 && !om.allLive {
 		om.live = m.Plan(&live, textColumn)
 	}
 	return om, nil
@@ -55,19 +58,22 @@ func (om *outputMask) apply(p []byte) (live, recorded []byte, err error) {
 	om.mu.Lock()
 	defer om.mu.Unlock()
 	live, recorded = p, p
-	if om.live != nil {
-		v := [][]byte{p}
-		if err := om.live.Mask(v); err != nil {
-			return nil, nil, err
-		}
-		live = v[0]
-	}
 	if om.recorded != nil {
 		v := [][]byte{p}
 		if err := om.recorded.Mask(v); err != nil {
 			return nil, nil, err
 		}
 		recorded = v[0]
+	}
+	switch {
+	case om.allLive:
+		live = recorded
+	case om.live != nil:
+		v := [][]byte{p}
+		if err := om.live.Mask(v); err != nil {
+			return nil, nil, err
+		}
+		live = v[0]
 	}
 	return live, recorded, nil
 }
