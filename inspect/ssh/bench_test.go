@@ -48,8 +48,6 @@ func benchDownload(b *testing.B, c *gossh.Client, size int64) {
 }
 
 func BenchmarkRelay(b *testing.B) {
-	t := &testing.T{}
-	_ = t
 	const size = 64 << 20
 	for _, via := range []string{"direct", "interlock"} {
 		for _, dir := range []string{"up", "down"} {

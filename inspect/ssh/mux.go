@@ -21,7 +21,7 @@ func (c *conn) decide(op model.Operation) model.Decision {
 		case "port_forwarding", "agent_forwarding", "x11":
 			return model.Decision{Action: model.Deny, Rule: "default", Reason: "no policy"}
 		}
-		return model.Decision{Action: model.Allow, Rule: "default"}
+		return allowed
 	}
 	return c.h.policy.Decide(c.ctx, c.s.Origin, op)
 }
@@ -65,7 +65,7 @@ func (c *conn) clientGlobalRequests(reqs <-chan *gossh.Request) {
 		case "no-more-sessions@openssh.com":
 			c.noMoreSessions.Store(true)
 			c.record(model.KindSSHRequest, model.SSHRequest{Global: true, Type: req.Type,
-				Decision: model.Decision{Action: model.Allow, Rule: "default"}, OffsetNS: c.offset()}, model.Committed)
+				Decision: allowed, OffsetNS: c.offset()}, model.Committed)
 			req.Reply(true, nil)
 		case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
 			c.forwardRequest(req)
@@ -95,22 +95,11 @@ func (c *conn) forwardRequest(req *gossh.Request) {
 }
 
 func forwardDetail(typ string, payload []byte) string {
-	switch typ {
-	case "tcpip-forward", "cancel-tcpip-forward":
-		var m struct {
-			Addr string
-			Port uint32
-		}
-		if gossh.Unmarshal(payload, &m) == nil {
-			return net.JoinHostPort(m.Addr, strconv.Itoa(int(m.Port)))
-		}
-	default:
-		r := &reader{b: payload}
-		if p := r.str(); !r.bad {
-			return p
-		}
+	if typ == "tcpip-forward" || typ == "cancel-tcpip-forward" {
+		return hostPort(payload)
 	}
-	return ""
+	// The streamlocal forwards: the socket path.
+	return firstString(payload)
 }
 
 // upstreamGlobalRequests refuses what the target asks of the client
@@ -226,18 +215,32 @@ func channelDetail(typ string, extra []byte) string {
 		}
 	case "direct-streamlocal@openssh.com", "forwarded-streamlocal@openssh.com":
 		// The socket path, then reserved fields.
-		r := &reader{b: extra}
-		if p := r.str(); !r.bad {
-			return p
-		}
+		return firstString(extra)
 	case "x11":
-		var m struct {
-			Host string
-			Port uint32
-		}
-		if gossh.Unmarshal(extra, &m) == nil {
-			return net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
-		}
+		return hostPort(extra)
+	}
+	return ""
+}
+
+// hostPort reads a payload that is a host and a port (tcpip-forward, x11),
+// as host:port; "" when it does not parse.
+func hostPort(b []byte) string {
+	var m struct {
+		Host string
+		Port uint32
+	}
+	if gossh.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	return net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
+}
+
+// firstString reads the string a payload starts with; "" when it does not
+// parse.
+func firstString(b []byte) string {
+	r := &reader{b: b}
+	if s := r.str(); !r.bad {
+		return s
 	}
 	return ""
 }

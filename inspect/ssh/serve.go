@@ -98,7 +98,7 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 
 	// Policy may refuse the connection outright: the client is told why
 	// when it tries to authenticate, and interlock never logs in.
-	decision := model.Decision{Action: model.Allow, Rule: "default"}
+	decision := allowed
 	if p := c.h.policy; p != nil {
 		decision = p.DecideConnect(ctx, c.s.Origin)
 	}

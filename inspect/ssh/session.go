@@ -47,7 +47,7 @@ func (c *conn) session(nc gossh.NewChannel) {
 		uch.Close()
 		return
 	}
-	c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: model.Decision{Action: model.Allow, Rule: "default"}}, model.Committed)
+	c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: allowed}, model.Committed)
 	s := &sessionChan{c: c, id: id, cch: cch, uch: uch, upReqsDone: make(chan struct{})}
 	go func() {
 		defer c.recoverGoroutine()
@@ -67,6 +67,7 @@ func (s *sessionChan) request(typ string) model.SSHRequest {
 	return model.SSHRequest{Channel: s.id, Type: typ, OffsetNS: s.c.offset()}
 }
 
+// allowed is the default allow decision.
 var allowed = model.Decision{Action: model.Allow, Rule: "default"}
 
 func (s *sessionChan) clientRequest(req *gossh.Request) {

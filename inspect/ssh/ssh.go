@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -288,11 +289,7 @@ func algorithmsFor(types []string) []string {
 	var out []string
 	add := func(a ...string) {
 		for _, x := range a {
-			dup := false
-			for _, y := range out {
-				dup = dup || x == y
-			}
-			if !dup {
+			if !slices.Contains(out, x) {
 				out = append(out, x)
 			}
 		}
@@ -313,12 +310,9 @@ func algorithmsFor(types []string) []string {
 func principals(host string) []string {
 	out := []string{host}
 	add := func(p string) {
-		for _, x := range out {
-			if x == p {
-				return
-			}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	if net.ParseIP(host) == nil {
 		name := strings.TrimSuffix(host, ".")
