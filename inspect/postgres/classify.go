@@ -35,11 +35,11 @@ type class struct {
 	err string
 }
 
-// stmt is one statement of a query string; end is where its text ends in
-// the string (before any semicolon).
+// stmt is one statement of a query string; head and end are where its
+// text starts and ends in the string (end is before any semicolon).
 type stmt struct {
-	text string
-	end  int
+	text      string
+	head, end int
 	*class
 }
 
@@ -63,7 +63,7 @@ func unknownClass(err string) *class {
 // read-only-ness.
 type classifier struct {
 	exact  cache[*parsed]
-	shapes cache[*class]
+	shapes cache[shape]
 	// parses counts full parses (for tests and profiling).
 	parses atomic.Int64
 }
@@ -74,6 +74,15 @@ const (
 	// kept in memory.
 	cacheMaxText = 16 << 10
 )
+
+// shape is what the shape cache keeps of a single statement: its class,
+// and where its text starts and how much follows it in the query string
+// (blanks, comments, semicolons: no constants, so the same in every query
+// string of that shape).
+type shape struct {
+	*class
+	head, tail int
+}
 
 type cache[V any] struct {
 	m sync.Map
@@ -108,12 +117,14 @@ func (c *classifier) parse(text string) *parsed {
 	}
 	if len(text) <= cacheMaxText {
 		if key, err := pg.Normalize(text); err == nil && key != text {
-			if cl, ok := c.shapes.get(key); ok {
-				return &parsed{stmts: []stmt{{text: strings.TrimSpace(text), end: len(text), class: cl}}}
+			if sh, ok := c.shapes.get(key); ok && sh.head <= len(text)-sh.tail {
+				end := len(text) - sh.tail
+				return &parsed{stmts: []stmt{{text: strings.TrimSpace(text[sh.head:end]), head: sh.head, end: end, class: sh.class}}}
 			}
 			p := c.full(text)
 			if len(p.stmts) == 1 && p.stmts[0].err == "" {
-				c.shapes.put(key, p.stmts[0].class)
+				st := p.stmts[0]
+				c.shapes.put(key, shape{class: st.class, head: st.head, tail: len(text) - st.end})
 				return p
 			}
 			c.exact.put(text, p)
@@ -145,7 +156,7 @@ func (c *classifier) full(text string) *parsed {
 		if n > 0 && loc+n <= len(text) {
 			end = loc + n
 		}
-		p.stmts = append(p.stmts, stmt{text: strings.TrimSpace(text[loc:end]), end: end, class: classify(raw.Stmt)})
+		p.stmts = append(p.stmts, stmt{text: strings.TrimSpace(text[loc:end]), head: loc, end: end, class: classify(raw.Stmt)})
 	}
 	return p
 }

@@ -91,22 +91,24 @@ func TestSplitAndCache(t *testing.T) {
 	if c.parse("SELECT abalance FROM pgbench_accounts WHERE aid = 1 OR true").stmts[0].kind != "select" || c.parses.Load()-before != 2 {
 		t.Errorf("shape cache confused two statements")
 	}
-}
-
-func TestTagRowsAndValues(t *testing.T) {
-	for tag, want := range map[string]int64{"SELECT 5": 5, "INSERT 0 7": 7, "UPDATE 0": 0, "COPY 3": 3, "BEGIN": -1, "": -1} {
-		if got := tagRows(tag, -1); got != want {
-			t.Errorf("tagRows(%q) = %d", tag, got)
+	// A statement found by its shape reads as a parsed one does: without
+	// what follows it.
+	for _, q := range []string{"SELECT 1 ; -- done", "SELECT 2 ; -- done"} {
+		if st := c.parse(q).stmts; len(st) != 1 || st[0].text != q[:len("SELECT 1")] || st[0].end != len("SELECT 1 ") {
+			t.Errorf("%q: %+v", q, st)
 		}
 	}
+}
+
+func TestRenderValues(t *testing.T) {
 	s, cut := render(23, true, []byte{0, 0, 1, 0}, 4)
 	if s != "256" || cut {
 		t.Errorf("int4: %q", s)
 	}
-	s, _ = render(1700, true, []byte{0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 13, 128}, 12) // 12.3456 → digits 12, 3456
-	if s != "12.35" && s != "12.34" {
-		// 0x0D80 = 3456; dscale 2 rounds
-		t.Logf("numeric rendered %q", s)
+	// numeric 12.3456 (base-10000 digits 12 and 0x0D80 = 3456) at dscale 2
+	s, _ = render(1700, true, []byte{0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 13, 128}, 12)
+	if s != "12.35" {
+		t.Errorf("numeric rendered %q, want 12.35", s)
 	}
 	s, cut = render(25, false, []byte(strings.Repeat("x", 2000)), 5000)
 	if !cut || !strings.HasSuffix(s, "…[5000 bytes]") || len(s) > maxValue+32 {
