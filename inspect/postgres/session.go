@@ -340,11 +340,8 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 			params[k] = v
 		}
 	}
-	s.database = st.params["database"]
-	if s.database == "" {
-		s.database = st.params["user"]
-	}
-	hc, err := t.connect(ctx, s.origin.OrigDst, st.params["database"], params)
+	s.database = st.params["database"] // startup.decode made it the user's when none was given
+	hc, err := t.connect(ctx, s.origin.OrigDst, s.database, params)
 	if err != nil {
 		code := "08001"
 		var ue *upstreamError
@@ -352,14 +349,7 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 			code = ue.code
 		}
 		s.log.Info("upstream login failed", "err", err)
-		open.Decision = decision
-		if _, jerr := h.journal.Append(ctx, model.Record{Kind: model.KindSessionOpen, Session: s.id, Time: s.origin.Accepted, Data: open}, model.Synced); jerr != nil {
-			s.log.Error("journal session open", "err", jerr)
-		}
-		sendFatal(s.client, &fatal{code: code, msg: err.Error()})
-		o := inspect.Outcome{Refused: true, Err: err}
-		h.closeRecord(ctx, s.id, s.start, o)
-		return o
+		return refuse(code, decision, err)
 	}
 	s.up = hc.Conn
 	defer s.up.Close()
