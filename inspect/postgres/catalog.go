@@ -74,17 +74,8 @@ func (c *catalog) names(ctx context.Context, t *target, dst netip.AddrPort, db s
 		return out, nil
 	}
 	if cc.pc == nil || cc.pc.IsClosed() {
-		cfg := t.base.Copy()
-		cfg.Host, cfg.Port = dst.Addr().String(), dst.Port()
-		cfg.Database = db
-		if t.upTLS != nil {
-			cfg.TLSConfig = t.upTLS.Clone()
-			if t.tlsMode == "prefer" {
-				cfg.Fallbacks = []*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port}}
-			}
-		}
 		cctx, cancel := context.WithTimeout(ctx, t.dialTime)
-		pc, err := pgconn.ConnectConfig(cctx, cfg)
+		pc, err := pgconn.ConnectConfig(cctx, t.config(dst, db))
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("catalog connection: %s", t.scrub(err.Error()))
@@ -124,16 +115,4 @@ WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped`
 		out[oid] = ti
 	}
 	return out, nil
-}
-
-func (c *catalog) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, cc := range c.conns {
-		cc.mu.Lock()
-		if cc.pc != nil {
-			cc.pc.Close(context.Background())
-		}
-		cc.mu.Unlock()
-	}
 }

@@ -109,6 +109,21 @@ func serverName(host string) string {
 	return host
 }
 
+// config is the connection to the server at dst and database, with the
+// held credentials and the target's TLS mode.
+func (t *target) config(dst netip.AddrPort, database string) *pgconn.Config {
+	c := t.base.Copy()
+	c.Host, c.Port = dst.Addr().String(), dst.Port()
+	c.Database = database
+	if t.upTLS != nil {
+		c.TLSConfig = t.upTLS.Clone()
+		if t.tlsMode == "prefer" {
+			c.Fallbacks = []*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port}}
+		}
+	}
+	return c
+}
+
 // upstreamError is a failed login to the server, answered to the client.
 type upstreamError struct {
 	code, msg string
@@ -122,17 +137,8 @@ func (e *upstreamError) Unwrap() error { return e.err }
 // for the client's database and session parameters, and hands over the
 // raw connection.
 func (t *target) connect(ctx context.Context, dst netip.AddrPort, database string, params map[string]string) (*pgconn.HijackedConn, error) {
-	c := t.base.Copy()
-	c.Host, c.Port = dst.Addr().String(), dst.Port()
-	c.Database = database
+	c := t.config(dst, database)
 	c.RuntimeParams = params
-	c.Fallbacks = nil
-	if t.upTLS != nil {
-		c.TLSConfig = t.upTLS.Clone()
-		if t.tlsMode == "prefer" {
-			c.Fallbacks = []*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port}}
-		}
-	}
 	cctx, cancel := context.WithTimeout(ctx, t.dialTime)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(cctx, c)
