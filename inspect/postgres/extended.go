@@ -94,18 +94,9 @@ func (b *body) value(n, keep int) ([]byte, error) { return b.bytes(n, keep) }
 // readValues parses format codes and values (Bind, FunctionCall) and
 // renders the values for the journal.
 func readValues(in src, oids []uint32) ([]model.PGParam, error) {
-	nf, err := in.int16()
+	fmts, err := readFormats(in)
 	if err != nil {
 		return nil, err
-	}
-	if nf < 0 {
-		return nil, clientErr("negative format count")
-	}
-	fmts := make([]int, nf)
-	for i := range fmts {
-		if fmts[i], err = in.int16(); err != nil {
-			return nil, err
-		}
 	}
 	np, err := in.int16()
 	if err != nil {
@@ -116,13 +107,7 @@ func readValues(in src, oids []uint32) ([]model.PGParam, error) {
 	}
 	params := make([]model.PGParam, np)
 	for i := range params {
-		f := 0
-		switch {
-		case nf == 1:
-			f = fmts[0]
-		case i < nf:
-			f = fmts[i]
-		}
+		f := formatAt(fmts, i)
 		var oid uint32
 		if i < len(oids) {
 			oid = oids[i]
@@ -169,6 +154,18 @@ func readFormats(in src) ([]int16, error) {
 		out[i] = int16(v)
 	}
 	return out, nil
+}
+
+// formatAt is the format code of value i under a list of format codes:
+// none means text for all, one applies to all, more give one each.
+func formatAt(formats []int16, i int) int16 {
+	switch {
+	case len(formats) == 1:
+		return formats[0]
+	case i < len(formats):
+		return formats[i]
+	}
+	return 0
 }
 
 // onBind judges and journals the statement a Bind is about to run, with
@@ -268,14 +265,7 @@ func applyFormats(fields []field, formats []int16) []field {
 	out := make([]field, len(fields))
 	copy(out, fields)
 	for i := range out {
-		switch {
-		case len(formats) == 1:
-			out[i].format = formats[0]
-		case i < len(formats):
-			out[i].format = formats[i]
-		default:
-			out[i].format = 0
-		}
+		out[i].format = formatAt(formats, i)
 	}
 	return out
 }

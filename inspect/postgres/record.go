@@ -48,13 +48,7 @@ func columnFormat(r *run, i int) (uint32, bool) {
 	if i < len(r.fields) {
 		return r.fields[i].oid, r.fields[i].format == 1
 	}
-	if len(r.formats) == 1 {
-		return 0, r.formats[0] == 1
-	}
-	if i < len(r.formats) {
-		return 0, r.formats[i] == 1
-	}
-	return 0, false
+	return 0, formatAt(r.formats, i) == 1
 }
 
 // row counts a DataRow held in memory and records it when asked to.
