@@ -2,9 +2,9 @@ package postgres
 
 import (
 	"bytes"
-	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock/interlock/model"
@@ -185,7 +185,7 @@ func (s *session) finish(r *run, tag string, e *pgproto3.ErrorResponse, why stri
 	// tag's count (rows affected).
 	rows := r.rows
 	if rows == 0 {
-		rows = tagRows(tag, 0)
+		rows = pgconn.NewCommandTag(tag).RowsAffected()
 	}
 	res := model.PGResult{Statement: r.seq, Tag: tag, Rows: rows, DurationNS: time.Since(r.start).Nanoseconds()}
 	if e != nil {
@@ -215,21 +215,4 @@ func resultRecord(s *session, r *run, res model.PGResult) model.Record {
 	}
 	rec.Data = res
 	return rec
-}
-
-// tagRows reads the row count of a command tag ("SELECT 5", "INSERT 0 5",
-// "COPY 3"); without one, the rows counted.
-func tagRows(tag string, counted int64) int64 {
-	i := len(tag)
-	for i > 0 && tag[i-1] >= '0' && tag[i-1] <= '9' {
-		i--
-	}
-	if i == len(tag) || i == 0 || tag[i-1] != ' ' {
-		return counted
-	}
-	n, err := strconv.ParseInt(tag[i:], 10, 64)
-	if err != nil {
-		return counted
-	}
-	return n
 }
