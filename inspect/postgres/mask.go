@@ -1,8 +1,7 @@
 package postgres
 
 import (
-	"encoding/binary"
-
+	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/model"
 )
 
@@ -22,15 +21,16 @@ func (s *session) dataRow(r *run, raw, body []byte) error {
 		s.row(r, body)
 		return s.toClient(raw)
 	}
-	values, err := splitRow(r.vals[:0], body)
-	if err != nil {
-		return err
+	if err := r.row.Decode(body); err != nil {
+		return serverErr("%v", err)
 	}
-	r.vals = values
-	if err := plan.Mask(values); err != nil {
+	if err := plan.Mask(r.row.Values); err != nil {
 		return serverErr("masking failed, the row is not sent: %v", err)
 	}
-	out := joinRow(r.out[:0], values)
+	out, err := r.row.Encode(r.out[:0])
+	if err != nil {
+		return serverErr("masked row: %v", err)
+	}
 	r.out = out
 	// The recorded copy is the masked one.
 	s.row(r, out[5:])
@@ -39,7 +39,7 @@ func (s *session) dataRow(r *run, raw, body []byte) error {
 
 // maskPlan works out, once per run, which columns its mask rules cover.
 // Masking fails closed: without the columns' names, no row goes out.
-func (s *session) maskPlan(r *run) (planRow, error) {
+func (s *session) maskPlan(r *run) (inspect.RowMasker, error) {
 	if r.mask == nil || s.h.masker == nil {
 		if r.mask != nil {
 			return nil, serverErr("the result must be masked, but no masker is configured")
@@ -81,63 +81,6 @@ func (s *session) maskPlan(r *run) (planRow, error) {
 	}
 	r.plan = s.h.masker.Plan(r.mask, cols)
 	return r.plan, nil
-}
-
-// planRow is the part of inspect.RowMasker used here.
-type planRow interface {
-	Mask(values [][]byte) error
-	Decisions() []model.MaskDecision
-}
-
-// splitRow reads a DataRow's values (nil for NULL) into out.
-func splitRow(out [][]byte, body []byte) ([][]byte, error) {
-	if len(body) < 2 {
-		return nil, serverErr("short DataRow")
-	}
-	n := int(int16(binary.BigEndian.Uint16(body)))
-	if n < 0 {
-		return nil, serverErr("negative column count")
-	}
-	out = append(out[:0], make([][]byte, n)...)
-	p := 2
-	for i := range out {
-		if p+4 > len(body) {
-			return nil, serverErr("truncated DataRow")
-		}
-		l := int(int32(binary.BigEndian.Uint32(body[p:])))
-		p += 4
-		if l < 0 {
-			continue
-		}
-		if p+l > len(body) {
-			return nil, serverErr("truncated DataRow")
-		}
-		out[i] = body[p : p+l : p+l]
-		p += l
-	}
-	if p != len(body) {
-		return nil, serverErr("DataRow has trailing data")
-	}
-	return out, nil
-}
-
-// joinRow encodes a whole DataRow message into out.
-func joinRow(out []byte, values [][]byte) []byte {
-	n := 2
-	for _, v := range values {
-		n += 4 + len(v)
-	}
-	out = header(out, 'D', n)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(values)))
-	for _, v := range values {
-		if v == nil {
-			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
-			continue
-		}
-		out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
-		out = append(out, v...)
-	}
-	return out
 }
 
 // maskRecords are the pg.mask entries of a run whose result was masked:

@@ -57,27 +57,17 @@ func (s *session) row(r *run, body []byte) {
 	if r.rec == nil || !r.rec.room() {
 		return
 	}
-	c := cursor{b: body, side: "server"}
-	n, err := c.int16()
-	if err != nil || n < 0 {
+	if r.row.Decode(body) != nil {
 		return
 	}
-	row := make([]*string, n)
+	row := make([]*string, len(r.row.Values))
 	cut := false
-	for i := range row {
-		l, err := c.int32()
-		if err != nil {
-			return
-		}
-		if l < 0 {
+	for i, v := range r.row.Values {
+		if v == nil {
 			continue
 		}
-		v, err := c.bytes(l)
-		if err != nil {
-			return
-		}
 		oid, bin := columnFormat(r, i)
-		str, c2 := render(oid, bin, v[:min(l, maxValue+1)], l)
+		str, c2 := render(oid, bin, v[:min(len(v), maxValue+1)], len(v))
 		cut = cut || c2
 		row[i] = &str
 	}

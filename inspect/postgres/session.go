@@ -112,9 +112,10 @@ type run struct {
 	mask    *model.MaskSpec
 	planned bool
 	plan    inspect.RowMasker
-	// vals and out are reused from row to row of a masked result.
-	vals [][]byte
-	out  []byte
+	// row and out are reused from row to row of a masked (or recorded)
+	// result.
+	row pgproto3.DataRow
+	out []byte
 }
 
 type itemKind uint8
