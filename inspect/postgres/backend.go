@@ -136,7 +136,7 @@ func (s *session) serverMsg(m msg) error {
 		}
 	case iExecute:
 		r := it.run()
-		if r != nil {
+		if r != nil && !r.executed {
 			r.executed = true
 			s.open[r] = struct{}{}
 		}
