@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -46,5 +45,3 @@ func BenchmarkSelect(b *testing.B) {
 		}
 	}
 }
-
-var _ = pgconn.Config{}

@@ -235,8 +235,3 @@ func (p *proxy) dsn(extra string) string {
 	host, port, _ := net.SplitHostPort(p.addr)
 	return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable %s", host, port, pgtest.AppUser, pgtest.AppDB, extra)
 }
-
-func readFile(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	return string(b), err
-}
