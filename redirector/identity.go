@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -232,10 +233,10 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.EUID, pf.EGID = sts.euid, sts.egid
 
-	r.readExe(ctx, s, dirfd, tgid, pf)
+	exeKey := r.readExe(ctx, s, dirfd, tgid, pf)
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
-	claims := r.readMemory(ctx, s, dirfd, tgid, pf)
+	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
 
 	if r.testHookMidRead != nil {
 		r.testHookMidRead(tgid)
@@ -261,7 +262,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.user(k.UID)
 	pf.Group = r.names.group(k.GID)
-	r.rememberProc(s, dirfd, procKey, pf, claims)
+	r.rememberProc(procKey, pf, claims, exeKey, cmdline)
 	return pf, claims, ""
 }
 
@@ -291,56 +292,61 @@ func (r *Resolver) readCgroup(ctx context.Context, s *procfsScratch, dirfd int, 
 // readMemory reads cmdline and environ (the claims). Both come from the
 // process's memory, under its mmap lock, and a process can make these
 // reads block: a bounded number of them run at once, so a hostile process
-// cannot park every thread of ours.
-func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, tgid uint32, pf *model.ProcFacts) map[string]string {
+// cannot park every thread of ours. It also returns the raw cmdline it
+// parsed (nil when unread), which validates a cached resolution.
+func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, tgid uint32, pf *model.ProcFacts) (claims map[string]string, cmdline []byte) {
 	if !identAcquire(ctx, r.mmSlots, identMMWait) {
 		if r.log.Enabled(ctx, slog.LevelWarn) {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "identity: too many blocked reads of process memory; skipping cmdline and environ",
 				slog.Uint64("tgid", uint64(tgid)))
 		}
-		return nil
+		return nil, nil
 	}
 	defer func() { <-r.mmSlots }()
 	data, trunc, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
 	if err == nil {
 		pf.Cmdline = procfsParseCmdline(data, trunc)
+		cmdline = bytes.Clone(data)
 	} else {
 		r.debugMiss(ctx, "reading cmdline", tgid, err)
 	}
 	data, trunc, err = procfsReadAt(s, dirfd, "environ", procfsEnvironMaxBytes)
 	if err != nil {
 		r.debugMiss(ctx, "reading environ", tgid, err)
-		return nil
+		return nil, cmdline
 	}
-	return procfsParseClaims(data, trunc)
+	return procfsParseClaims(data, trunc), cmdline
 }
 
 // readExe fills Exe and ExeSHA256. The hash is of /proc/TGID/exe itself,
-// the file that runs, even when its path was deleted or replaced.
-func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgid uint32, pf *model.ProcFacts) {
+// the file that runs, even when its path was deleted or replaced. It
+// returns the file's key, which is valid when ExeSHA256 was set.
+func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgid uint32, pf *model.ProcFacts) (key identFileKey) {
 	n, err := unix.Readlinkat(dirfd, "exe", s.link[:])
 	if err != nil {
 		r.debugMiss(ctx, "reading exe link", tgid, err)
-		return
+		return key
 	}
 	pf.Exe = procfsString(s.link[:n])
 	var st unix.Statx_t
 	if err := identStatx(dirfd, "exe", &st); err != nil {
 		r.debugMiss(ctx, "stat of exe", tgid, err)
-		return
+		return key
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		r.debugMiss(ctx, "exe is not a regular file", tgid, nil)
-		return
+		return key
 	}
-	sum, err := r.hashes.sum(ctx, identFileKeyOf(&st), func() (int, error) {
+	key = identFileKeyOf(&st)
+	sum, err := r.hashes.sum(ctx, key, func() (int, error) {
 		return unix.Openat(dirfd, "exe", unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	})
 	if err != nil {
 		r.debugMiss(ctx, "hashing exe", tgid, err)
-		return
+		return key
 	}
 	pf.ExeSHA256 = sum
+	return key
 }
 
 // parentChain walks from ppid up to pid 1, nearest first, at most

@@ -85,27 +85,18 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 	return &pf, c.claims, true
 }
 
-// rememberProc caches a fresh resolution with what validates it.
-func (r *Resolver) rememberProc(s *procfsScratch, dirfd int, key identProcKey, pf *model.ProcFacts, claims map[string]string) {
+// rememberProc caches a fresh resolution with what validates it: the key
+// of the executable that was hashed and the command line that was parsed,
+// as read for this resolution (read again now, they could belong to a
+// program the process exec'd since).
+func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte) {
 	// A resolution that had to skip cmdline and environ (no slot) or lacks
 	// the hash is not worth keeping: the next one may do better.
-	if len(pf.Cmdline) == 0 || pf.ExeSHA256 == "" {
-		return
-	}
-	var st unix.Statx_t
-	if identStatx(dirfd, "exe", &st) != nil {
-		return
-	}
-	if !identAcquire(context.Background(), r.mmSlots, identMMWait) {
-		return
-	}
-	data, _, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
-	<-r.mmSlots
-	if err != nil {
+	if len(pf.Cmdline) == 0 || cmdline == nil || pf.ExeSHA256 == "" {
 		return
 	}
 	r.procs.add(key, identProc{
-		pf: *pf, claims: claims, exe: identFileKeyOf(&st),
-		cmdline: bytes.Clone(data), expires: time.Now().Add(identProcTTL),
+		pf: *pf, claims: claims, exe: exe,
+		cmdline: cmdline, expires: time.Now().Add(identProcTTL),
 	})
 }

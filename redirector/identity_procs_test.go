@@ -62,3 +62,46 @@ func TestResolveCacheSeesExec(t *testing.T) {
 		t.Errorf("cmdline after exec: %q", after.Proc.Cmdline)
 	}
 }
+
+// TestResolveCacheExecDuringResolution: a process that execs while it is
+// being resolved must not have the facts read before the exec cached
+// under the executable and command line of after it; the next resolution
+// sees the new program.
+func TestResolveCacheExecDuringResolution(t *testing.T) {
+	identTestNeedRoot(t)
+	root := identTestCgroup2Root(t)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "go")
+	cmd := exec.Command("/bin/sh", "-c", "while [ ! -e "+gate+" ]; do sleep 0.01; done; exec /usr/bin/sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	k := model.KernelFacts{
+		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),
+		ConnectBootNS: identTestBootNS(t),
+	}
+	sleep, _ := filepath.EvalSymlinks("/usr/bin/sleep")
+	r := NewResolver(ResolverOptions{})
+	r.testHookMidRead = func(uint32) {
+		// The exec happens after exe and cmdline were read.
+		os.WriteFile(gate, nil, 0o644)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == sleep {
+				return
+			}
+		}
+		t.Errorf("the process did not exec")
+	}
+	shell, _ := filepath.EvalSymlinks("/bin/sh")
+	if first := r.Resolve(context.Background(), k); first.Proc == nil || first.Proc.Exe != shell {
+		t.Fatalf("first resolution: %+v %s", first.Proc, first.ProcError)
+	}
+	r.testHookMidRead = nil
+	after := r.Resolve(context.Background(), k)
+	if after.Proc == nil || after.Proc.Exe != sleep || after.Proc.ExeSHA256 != identTestFileSHA(t, sleep) {
+		t.Fatalf("after exec the cache answered with the facts from before it: %+v", after.Proc)
+	}
+}
