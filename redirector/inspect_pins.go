@@ -17,7 +17,13 @@ import (
 
 // AttachedPrograms names the links pinned for each intercepted cgroup, as
 // attach pins them (one file per program, named after it).
-var AttachedPrograms = []string{"connect4", "connect6", "sockops", "getpeername4", "getpeername6"}
+var AttachedPrograms = func() []string {
+	var names []string
+	for _, pr := range new(programs).progsByAttach() {
+		names = append(names, pr.name)
+	}
+	return names
+}()
 
 // PinnedCgroupDir is the directory under a link pin directory (such as
 // the daemon's <bpf.pin_path>/daemon/links) that holds the links of the

@@ -26,8 +26,8 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 	if r.opts.LinkPin == "" {
 		return nil
 	}
-	entries, err := os.ReadDir(r.opts.LinkPin)
-	if err != nil {
+	ids, err := PinnedCgroupIDs(r.opts.LinkPin)
+	if err != nil || len(ids) == 0 {
 		return nil
 	}
 	r.mu.Lock()
@@ -42,24 +42,19 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 	r.mu.Unlock()
 	var paths map[uint64]string
 	var out []PinnedAttachment
-	for _, e := range entries {
-		idStr, ok := strings.CutPrefix(e.Name(), "cg-")
-		if !ok || !e.IsDir() {
-			continue
-		}
-		id, err := strconv.ParseUint(idStr, 10, 64)
-		if err != nil || attachedIDs[id] {
+	for _, id := range ids {
+		if attachedIDs[id] {
 			continue
 		}
 		if paths == nil {
 			paths = cgroupPathsByID(r.root)
 		}
-		pinDir := filepath.Join(r.opts.LinkPin, e.Name())
+		pinDir := PinnedCgroupDir(r.opts.LinkPin, id)
 		path, exists := paths[id]
 		res := PinnedAttachment{Cgroup: path}
 		switch {
 		case !exists:
-			res.Cgroup = "cgroup id " + idStr
+			res.Cgroup = "cgroup id " + strconv.FormatUint(id, 10)
 			res.Reason = "the cgroup no longer exists"
 		case strings.HasPrefix(filepath.Base(path), "interlock-run-"):
 			dir := filepath.Join(r.root, path)

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -249,7 +248,7 @@ func (r *Redirector) Attach(cgroupPath string) error {
 	}
 	pin := ""
 	if r.opts.LinkPin != "" {
-		pin = filepath.Join(r.opts.LinkPin, fmt.Sprintf("cg-%d", id))
+		pin = PinnedCgroupDir(r.opts.LinkPin, id)
 	}
 	a, err := r.progs.attach(dir, pin)
 	if err != nil {
