@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
-	"github.com/interlock/interlock/model"
 )
 
 func sessionsReplayCommand() *cli.Command {
@@ -51,7 +51,8 @@ func sessionsExportCommand() *cli.Command {
 	}
 }
 
-// replaySessionArg resolves the SESSION-ID argument to a full session id.
+// replaySessionArg resolves the SESSION-ID argument to a full session id,
+// from the journal's session list (its open entries alone).
 func replaySessionArg(ctx context.Context, cmd *cli.Command) (path, id string, err error) {
 	if cmd.Args().Len() != 1 {
 		return "", "", exitWith(exitUsage, errors.New("give one SESSION-ID (see `interlock sessions list`)"))
@@ -61,40 +62,40 @@ func replaySessionArg(ctx context.Context, cmd *cli.Command) (path, id string, e
 		return "", "", err
 	}
 	prefix := cmd.Args().First()
-	var found []string
-	errStop := errors.New("stop")
-	err = journal.Entries(ctx, path, 1, func(e journal.Entry) error {
-		if e.Kind != model.KindSessionOpen || !strings.HasPrefix(e.Session, prefix) {
-			return nil
-		}
-		found = append(found, e.Session)
-		if e.Session == prefix || len(found) > 1 {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	list, err := journal.ListSessions(ctx, path, journal.SessionFilter{})
+	if err != nil {
 		return "", "", exitWith(exitIOErr, fmt.Errorf("read %s: %w", path, err))
 	}
-	switch {
-	case len(found) == 0:
-		return "", "", exitWith(exitNoInput, fmt.Errorf("no session %q in %s", prefix, path))
-	case found[len(found)-1] == prefix:
-		return path, prefix, nil
-	case len(found) > 1:
-		return "", "", exitWith(exitUsage, fmt.Errorf("%q is the start of more than one session id; give more of it", prefix))
+	var found []string
+	for _, s := range list {
+		if s.ID == prefix {
+			return path, prefix, nil
+		}
+		if strings.HasPrefix(s.ID, prefix) {
+			found = append(found, s.ID)
+		}
 	}
-	return path, found[0], nil
+	switch len(found) {
+	case 0:
+		return "", "", exitWith(exitNoInput, fmt.Errorf("no session %q in %s", prefix, path))
+	case 1:
+		return path, found[0], nil
+	}
+	return "", "", exitWith(exitUsage, fmt.Errorf("%q is the start of more than one session id; give more of it", prefix))
 }
 
-// replayRecords yields the entries of one session, in sequence order.
+// replayRecords yields the entries of one session, in sequence order,
+// read through the session index.
 func replayRecords(ctx context.Context, path, id string) iter.Seq2[asciicast.Record, error] {
 	return func(yield func(asciicast.Record, error) bool) {
+		snap, err := journal.OpenSnapshot(ctx, path)
+		if err != nil {
+			yield(asciicast.Record{}, err)
+			return
+		}
+		defer snap.Close()
 		errStop := errors.New("stop")
-		err := journal.Entries(ctx, path, 1, func(e journal.Entry) error {
-			if e.Session != id {
-				return nil
-			}
+		err = snap.SessionEntries(id, snap.Head, func(e journal.Entry) error {
 			b, err := journal.ParseBody(e.Body)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", e.Seq, err)
@@ -134,7 +135,7 @@ func sessionsExportAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	// Write next to the target and rename, so a failed export leaves no
 	// half file behind.
-	tmp, err := os.CreateTemp(replayDirOf(out), ".interlock-cast-*")
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".interlock-cast-*")
 	if err != nil {
 		return exitWith(exitIOErr, err)
 	}
@@ -153,13 +154,6 @@ func sessionsExportAction(ctx context.Context, cmd *cli.Command) error {
 		return exitWith(exitIOErr, err)
 	}
 	return nil
-}
-
-func replayDirOf(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[:i+1]
-	}
-	return "."
 }
 
 func sessionsReplayAction(ctx context.Context, cmd *cli.Command) error {
