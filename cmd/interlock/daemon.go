@@ -83,6 +83,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		metricsSrv = &http.Server{Addr: cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
+			asrv.Close()
 			srv.Close()
 			eng.Close()
 			return exitWith(exitUnavailable, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err))
