@@ -19,9 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/goreleaser/nfpm/v2"
 	_ "github.com/goreleaser/nfpm/v2/deb"
@@ -132,18 +130,11 @@ func run(root, bin, ver, out string, formats []string) error {
 	return nil
 }
 
-// genDocs asks the binary for its completions and man page, and gzips the
-// man page (reproducibly: no name, no time in the header).
+// genDocs asks the binary for its completions and man page (dated from
+// SOURCE_DATE_EPOCH, which it reads itself, else today), and gzips the man
+// page (reproducibly: no name, no time in the header).
 func genDocs(bin, gen string) error {
-	date := time.Now().UTC()
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
-		}
-		date = time.Unix(n, 0).UTC()
-	}
-	cmd := exec.Command(bin, "package-helper", "gendocs", "--date", date.Format("2006-01-02"), gen)
+	cmd := exec.Command(bin, "package-helper", "gendocs", gen)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s package-helper gendocs: %w", bin, err)
