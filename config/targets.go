@@ -40,7 +40,10 @@ func (t TargetConfig) RowsMax() int {
 	return t.RecordRowsMax
 }
 
-var statementKindRE = regexp.MustCompile(`^[a-z][a-z_]*$`)
+var (
+	statementKindRE = regexp.MustCompile(`^[a-z][a-z_]*$`)
+	envNameRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // validateTargetOptions checks the protocol-specific keys of target i.
 func validateTargetOptions(l *errorList, i int, t TargetConfig) {
@@ -124,7 +127,7 @@ func validateCredentials(l *errorList, key string, t TargetConfig, ssh bool) {
 	if c.PasswordFile != "" {
 		absPath(l, key+".credentials.password_file", c.PasswordFile, true)
 	}
-	if c.PasswordEnv != "" && !regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`).MatchString(c.PasswordEnv) {
+	if c.PasswordEnv != "" && !envNameRE.MatchString(c.PasswordEnv) {
 		l.add(key+".credentials.password_env", quote(c.PasswordEnv)+" is not an environment variable name")
 	}
 	if !ssh && c.KeyFile != "" {
