@@ -88,18 +88,19 @@ func (a *lazyActivation) Parent() interpreter.Activation { return nil }
 
 func identityVar(ident model.Identity) map[string]any {
 	k := ident.Kernel
+	claimed := ident.Claimed
+	if claimed == nil {
+		claimed = map[string]string{}
+	}
 	id := map[string]any{
 		"uid": int64(k.UID), "gid": int64(k.GID), "pid": int64(k.TGID),
 		"user": userName(ident), "group": groupName(ident),
 		"exe": "", "exe_sha256": "", "cgroup": "", "unit": "", "container": "",
-		"claimed": map[string]string{},
+		"claimed": claimed,
 	}
 	if p := ident.Proc; p != nil {
 		id["exe"], id["exe_sha256"] = p.Exe, p.ExeSHA256
 		id["cgroup"], id["unit"], id["container"] = p.CgroupPath, p.SystemdUnit, p.ContainerID
-	}
-	if ident.Claimed != nil {
-		id["claimed"] = ident.Claimed
 	}
 	return id
 }

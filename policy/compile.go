@@ -31,9 +31,6 @@ type rule struct {
 
 	review *config.ReviewConfig
 	mask   *config.MaskConfig
-	// sugar names the target key a rule was made from (deny_statements,
-	// deny_exec, allow), for messages.
-	sugar string
 }
 
 type claimMatch struct {
@@ -50,9 +47,9 @@ type identityMatch struct {
 }
 
 type opMatch struct {
-	kinds, tables, commands, paths []pattern
-	tableGlobs                     []string
-	noWhere, readOnly              *bool
+	kinds, commands, paths []pattern
+	tables                 []tablePattern
+	noWhere, readOnly      *bool
 }
 
 func compileIdentity(m *config.IdentityMatch) *identityMatch {
@@ -71,8 +68,8 @@ func compileOp(m *config.OperationMatch) *opMatch {
 		return nil
 	}
 	return &opMatch{
-		kinds: compileGlobs(m.Kinds), tables: compileGlobs(m.Tables), commands: compileGlobs(m.Commands),
-		paths: compileGlobs(m.Paths), tableGlobs: m.Tables, noWhere: m.NoWhere, readOnly: m.ReadOnly,
+		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
+		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
 	}
 }
 
@@ -81,7 +78,6 @@ type ruleset struct {
 	cfg      *config.Config
 	rules    []rule
 	fallback model.Action
-	anyWhen  bool
 	// byKind indexes the rules that name operation kinds literally;
 	// anyKind lists the others. Both hold rule indexes in rule order, so
 	// an evaluation visits only the rules that can apply to its kinds.
@@ -150,7 +146,6 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 				continue
 			}
 			r.when = prg
-			rs.anyWhen = true
 		}
 		rs.rules = append(rs.rules, r)
 	}
@@ -168,7 +163,7 @@ func sugarRules(t config.TargetConfig) []rule {
 	base := "targets." + t.Name + "."
 	if len(t.DenyStatements) > 0 {
 		out = append(out, rule{
-			name: base + "deny_statements", action: model.Deny, sugar: "deny_statements",
+			name: base + "deny_statements", action: model.Deny,
 			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoPostgres},
 			op:     compileOp(&config.OperationMatch{Kinds: t.DenyStatements}),
 			reason: "statement kind denied on " + t.Name,
@@ -176,7 +171,7 @@ func sugarRules(t config.TargetConfig) []rule {
 	}
 	if len(t.DenyExec) > 0 {
 		out = append(out, rule{
-			name: base + "deny_exec", action: model.Deny, sugar: "deny_exec",
+			name: base + "deny_exec", action: model.Deny,
 			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
 			op:     compileOp(&config.OperationMatch{Kinds: []string{"exec"}, Commands: t.DenyExec}),
 			reason: "command denied on " + t.Name,
@@ -198,7 +193,7 @@ func sugarRules(t config.TargetConfig) []rule {
 		}
 		if len(closed) > 0 {
 			out = append(out, rule{
-				name: base + "allow", action: model.Deny, sugar: "allow",
+				name: base + "allow", action: model.Deny,
 				targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
 				op:     compileOp(&config.OperationMatch{Kinds: closed}),
 				reason: "not allowed on " + t.Name + " (see its allow section)",

@@ -137,27 +137,16 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 	return rm
 }
 
-// columnMatch matches table.column globs; a glob's table part without a
-// schema matches the table name in any schema.
+// columnMatch matches table.column globs; a glob's table part matches as
+// a table glob in rules does (without a schema, the table in any schema).
 func columnMatch(globs []string, table, name string) bool {
-	schema, tbl, _ := strings.Cut(table, ".")
-	if tbl == "" {
-		schema, tbl = "public", table
-	}
+	full, tbl := splitTable(table)
 	for _, g := range globs {
 		i := strings.LastIndexByte(g, '.')
 		if i < 0 {
 			continue
 		}
-		tg, cg := g[:i], g[i+1:]
-		if !compileGlob(cg).match(name) {
-			continue
-		}
-		if strings.Contains(tg, ".") {
-			if compileGlob(tg).match(schema + "." + tbl) {
-				return true
-			}
-		} else if compileGlob(tg).match(tbl) {
+		if compileGlob(g[i+1:]).match(name) && compileTableGlob(g[:i]).matchTable(full, tbl) {
 			return true
 		}
 	}

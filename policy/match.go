@@ -111,26 +111,58 @@ func matchOp(m *opMatch, op model.Operation) bool {
 	return true
 }
 
-// tableMatch matches a table as the statement names it. A glob without a
-// schema ("customers"; "*.secrets" has one) matches the table part of a
-// qualified name, and an unqualified name is also public.name, so that
-// neither spelling slips past a rule.
+// tableMatch matches a table as the statement names it against the rule's
+// table globs.
 func tableMatch(m *opMatch, table string) bool {
-	schema, name, qualified := strings.Cut(table, ".")
-	if !qualified {
-		schema, name = "public", table
-	}
-	full := schema + "." + name
-	for i, g := range m.tables {
-		if strings.Contains(m.tableGlobs[i], ".") {
-			if g.match(full) {
-				return true
-			}
-		} else if g.match(name) {
+	full, name := splitTable(table)
+	for _, g := range m.tables {
+		if g.matchTable(full, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// tablePattern is a glob over tables. One with a schema ("billing.*",
+// "*.secrets") matches schema.table; one without ("customers") matches the
+// table's name in any schema, so that neither spelling of a table slips
+// past a rule.
+type tablePattern struct {
+	pattern
+	qualified bool
+}
+
+func compileTableGlob(g string) tablePattern {
+	return tablePattern{compileGlob(g), strings.Contains(g, ".")}
+}
+
+func compileTableGlobs(gs []string) []tablePattern {
+	if len(gs) == 0 {
+		return nil
+	}
+	out := make([]tablePattern, len(gs))
+	for i, g := range gs {
+		out[i] = compileTableGlob(g)
+	}
+	return out
+}
+
+// matchTable matches the table whose qualified name is full and whose own
+// name is name (see splitTable).
+func (p tablePattern) matchTable(full, name string) bool {
+	if p.qualified {
+		return p.match(full)
+	}
+	return p.match(name)
+}
+
+// splitTable returns a table's qualified name (an unqualified name is in
+// public) and its name without the schema.
+func splitTable(table string) (full, name string) {
+	if _, n, qualified := strings.Cut(table, "."); qualified {
+		return table, n
+	}
+	return "public." + table, table
 }
 
 // userName and groupName are the names of the kernel's uid and gid, from

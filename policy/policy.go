@@ -209,13 +209,6 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 	return model.Decision{Action: model.Allow, Rule: "policy.default"}, nil
 }
 
-// GlobMatch matches a command line against a glob where * matches any
-// run of characters, spaces and slashes included, and ? one character.
-// Leading and trailing blanks of the command are ignored.
-func GlobMatch(glob, cmd string) bool {
-	return compileGlob(glob).match(strings.TrimSpace(cmd))
-}
-
 // candidates gathers the index lists of the rules that may apply to op:
 // those without a literal kind, and those naming one of op's kinds.
 func candidates(rs *ruleset, op model.Operation, lists [][]int) [][]int {
