@@ -33,22 +33,10 @@ func NewMasker(dir string) (*Masker, error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("masking key directory: %w", err)
 		}
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
+		if err := createMaskKey(dir, p); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return NewMasker(dir) // another process won the race
-			}
-			return nil, fmt.Errorf("create masking key: %w", err)
-		}
-		_, werr := f.Write(key)
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("write masking key: %w", err)
-		}
-		return &Masker{key: key}, nil
+		return NewMasker(dir) // ours, or the key of a process that won the race
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read masking key %s: %w", p, err)
@@ -57,6 +45,30 @@ func NewMasker(dir string) (*Masker, error) {
 		return nil, fmt.Errorf("masking key %s is %d bytes; it must be at least 32 (remove it to make a new one, which breaks matching with earlier hashes)", p, len(key))
 	}
 	return &Masker{key: key}, nil
+}
+
+// createMaskKey installs a new random key at p whole or not at all: it is
+// written to a temporary file and linked into place, so neither a crash
+// nor a concurrent first start leaves or reads a short key. A key another
+// process linked first is kept.
+func createMaskKey(dir, p string) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".mask.key-*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("create masking key: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(key)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("write masking key: %w", err)
+	}
+	if err := os.Link(f.Name(), p); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("install masking key %s: %w", p, err)
+	}
+	return nil
 }
 
 // NewMaskerWithKey is for tests.

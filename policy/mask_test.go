@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/interlock/interlock/model"
@@ -104,6 +107,35 @@ func TestMaskerKeyFile(t *testing.T) {
 	b, err := NewMasker(dir)
 	if err != nil || string(a.key) != string(b.key) {
 		t.Fatalf("key not kept: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, MaskKeyFile)); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 32 {
+		t.Errorf("key file %v %v", fi, err)
+	}
+
+	// First starts racing for a new key all end up with the same one, and
+	// no temporary file stays behind.
+	dir = t.TempDir()
+	keys := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m, err := NewMasker(dir); err == nil {
+				keys[i] = string(m.key)
+			} else {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, k := range keys[1:] {
+		if k != keys[0] {
+			t.Fatal("concurrent first starts made different keys")
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("state directory holds %d files, want only %s", len(ents), MaskKeyFile)
 	}
 }
 
