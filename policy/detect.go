@@ -121,25 +121,32 @@ type Finding struct {
 // Detect runs the named detectors over v and returns what they found, in
 // order and without overlaps.
 func Detect(names []string, v []byte) []Finding {
-	return detectInto(nil, names, v)
+	var buf [8]*detector
+	ds := buf[:0]
+	for _, n := range names {
+		if d := detectors[n]; d != nil {
+			ds = append(ds, d)
+		}
+	}
+	return detectInto(nil, ds, v)
 }
 
-// detectInto is Detect appending to out (reused between values).
-func detectInto(out []Finding, names []string, v []byte) []Finding {
-	for _, n := range names {
-		d := detectors[n]
-		if d == nil || (d.pre != nil && !d.pre(v)) {
+// detectInto is Detect with the detectors looked up, appending to out
+// (reused between values).
+func detectInto(out []Finding, ds []*detector, v []byte) []Finding {
+	for _, d := range ds {
+		if d.pre != nil && !d.pre(v) {
 			continue
 		}
 		if d.scan != nil {
-			out = d.scan(v, n, out)
+			out = d.scan(v, d.name, out)
 			continue
 		}
 		for _, loc := range d.re.FindAllIndex(v, -1) {
 			if d.valid != nil && !d.valid(v[loc[0]:loc[1]]) {
 				continue
 			}
-			out = append(out, Finding{Detector: n, Start: loc[0], End: loc[1]})
+			out = append(out, Finding{Detector: d.name, Start: loc[0], End: loc[1]})
 		}
 	}
 	return dropOverlaps(out)

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/interlock/interlock/model"
@@ -79,12 +80,10 @@ type Column = model.MaskColumn
 
 // columnPlan is what happens to one column.
 type columnPlan struct {
-	rule      string   // the column rule masking it whole, if any
-	detectors []string // content detectors to run
-	detRules  []string // the rules the detectors come from, aligned
-	display   string   // table.column, for the journal
-	whole     []byte   // the column's whole-value mask (shared, read-only)
-	// ruleStat and detStats (aligned with detectors) point at the
+	rule    string // the column rule masking it whole, if any
+	display string // table.column, for the journal
+	whole   []byte // the column's whole-value mask (shared, read-only)
+	// ruleStat and detStats (aligned with RowMasker.dets) point at the
 	// accumulators, found once instead of per value.
 	ruleStat *maskStat
 	detStats []*maskStat
@@ -92,13 +91,16 @@ type columnPlan struct {
 
 // RowMasker masks the rows of one result set and counts what it did.
 type RowMasker struct {
-	m     *Masker
-	cols  []Column
-	plan  []columnPlan
-	mac   hash.Hash
-	sum   []byte
-	stats map[statKey]*maskStat
-	order []statKey
+	cols []Column
+	plan []columnPlan
+	// dets are the content detectors every column not masked whole runs,
+	// each once; detRules the rule each comes from (the first naming it).
+	dets     []*detector
+	detRules []string
+	mac      hash.Hash
+	sum      []byte
+	stats    map[statKey]*maskStat
+	order    []statKey
 	// found is reused between values.
 	found []Finding
 }
@@ -121,8 +123,17 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 	if spec == nil || len(spec.Rules) == 0 {
 		return nil
 	}
-	rm := &RowMasker{m: m, cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*maskStat{}}
+	rm := &RowMasker{cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*maskStat{}}
 	any := false
+	for _, r := range spec.Rules {
+		for _, name := range r.Detectors {
+			any = true
+			if d := detectors[name]; d != nil && !slices.Contains(rm.dets, d) {
+				rm.dets = append(rm.dets, d)
+				rm.detRules = append(rm.detRules, r.Rule)
+			}
+		}
+	}
 	for i, c := range cols {
 		p := &rm.plan[i]
 		p.display = c.Name
@@ -130,15 +141,14 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 			p.display = c.Table + "." + c.Name
 		}
 		p.whole = typeMask(c)
+		if c.Table == "" {
+			continue
+		}
 		for _, r := range spec.Rules {
-			if p.rule == "" && c.Table != "" && columnMatch(r.Columns, c.Table, c.Name) {
+			if columnMatch(r.Columns, c.Table, c.Name) {
 				p.rule = r.Rule
 				any = true
-			}
-			for _, d := range r.Detectors {
-				p.detectors = append(p.detectors, d)
-				p.detRules = append(p.detRules, r.Rule)
-				any = true
+				break
 			}
 		}
 	}
@@ -185,7 +195,7 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 			values[i] = p.whole
 			continue
 		}
-		if len(p.detectors) == 0 {
+		if len(rm.dets) == 0 {
 			continue
 		}
 		if c.Binary && !textLike(c.TypeOID) {
@@ -193,7 +203,7 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 			// an email or a key.
 			continue
 		}
-		fs := detectInto(rm.found[:0], p.detectors, v)
+		fs := detectInto(rm.found[:0], rm.dets, v)
 		rm.found = fs
 		if len(fs) == 0 {
 			continue
@@ -213,12 +223,12 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 // detStat is the accumulator of a detector's findings in a column.
 func (rm *RowMasker) detStat(p *columnPlan, det string) *maskStat {
 	if p.detStats == nil {
-		p.detStats = make([]*maskStat, len(p.detectors))
+		p.detStats = make([]*maskStat, len(rm.dets))
 	}
-	for i, d := range p.detectors {
-		if d == det {
+	for i, d := range rm.dets {
+		if d.name == det {
 			if p.detStats[i] == nil {
-				p.detStats[i] = rm.stat(p.detRules[i], p, det)
+				p.detStats[i] = rm.stat(rm.detRules[i], p, det)
 			}
 			return p.detStats[i]
 		}

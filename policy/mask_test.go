@@ -165,3 +165,25 @@ func BenchmarkMaskRow(b *testing.B) {
 		}
 	}
 }
+
+// TestDetectorNamedByTwoRules: a detector two rules name runs once per
+// value, and its findings count for the first rule.
+func TestDetectorNamedByTwoRules(t *testing.T) {
+	m := NewMaskerWithKey(make([]byte, 32))
+	spec := &model.MaskSpec{Rules: []model.MaskRule{
+		{Rule: "a", Detectors: []string{"email"}},
+		{Rule: "b", Detectors: []string{"card", "email"}},
+	}}
+	rm := m.Plan(spec, []Column{{Name: "note", TypeOID: oidText}})
+	row := [][]byte{[]byte("mail bob@example.org")}
+	if err := rm.Mask(row); err != nil {
+		t.Fatal(err)
+	}
+	if string(row[0]) != "mail ***@***" {
+		t.Errorf("masked %q", row[0])
+	}
+	ds := rm.Decisions()
+	if len(ds) != 1 || ds[0].Rule != "a" || ds[0].Detector != "email" || ds[0].Count != 1 {
+		t.Errorf("decisions %+v", ds)
+	}
+}
