@@ -72,7 +72,6 @@ type pending struct {
 	deadline time.Time
 	approved map[uint32]bool
 	result   chan model.Decision
-	done     bool
 }
 
 type grant struct {
@@ -171,14 +170,14 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 }
 
 // close ends a request nobody decided (timeout, session gone): it is
-// journaled as a decision of the system's.
+// journaled as a decision of the system's. A request no longer pending
+// was decided meanwhile: its decision is returned.
 func (b *Broker) close(p *pending, verdict, reason string) model.Decision {
 	b.mu.Lock()
-	if p.done {
+	if b.pending[p.req.ID] != p {
 		b.mu.Unlock()
 		return <-p.result
 	}
-	p.done = true
 	delete(b.pending, p.req.ID)
 	b.notifyChange()
 	b.mu.Unlock()
@@ -207,7 +206,7 @@ func (b *Broker) allowed(rr policy.ReviewRequest, d model.Decision) model.Decisi
 func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bool, reason string) (model.ApprovalDecision, error) {
 	b.mu.Lock()
 	p, ok := b.pending[id]
-	if !ok || p.done {
+	if !ok {
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrNotFound
 	}
@@ -232,7 +231,6 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 	}
 	var g *grant
 	if final {
-		p.done = true
 		delete(b.pending, id)
 		b.notifyChange()
 		if approve {
@@ -254,7 +252,7 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 	if _, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalDecision, Session: p.req.Session, Data: dec}, model.Synced); err != nil {
 		b.log.Error("journal approval decision; refusing the operation", "request", id, "err", err)
 		if final {
-			b.dropGrant(g)
+			// g was never armed: nothing to take back.
 			p.result <- deny(p.review, id, "the journal cannot record the decision")
 		}
 		return dec, fmt.Errorf("journal the decision: %w", err)

@@ -42,15 +42,6 @@ func (b *Broker) armGrant(g *grant) {
 	b.mu.Unlock()
 }
 
-func (b *Broker) dropGrant(g *grant) {
-	if g == nil {
-		return
-	}
-	b.mu.Lock()
-	delete(b.grants, g.id)
-	b.mu.Unlock()
-}
-
 // findGrant returns a live grant covering the request.
 func (b *Broker) findGrant(rr policy.ReviewRequest) *grant {
 	now := b.opts.Now()
