@@ -169,7 +169,9 @@ func TestSessionGrant(t *testing.T) {
 	j := &memJournal{}
 	b := New(Options{Journal: j})
 	id, ch := held(t, b, request("session", 1, "daemon"))
-	b.Decide(context.Background(), id, Approver{UID: uidDaemon}, true, "")
+	if _, err := b.Decide(context.Background(), id, Approver{UID: uidDaemon}, true, ""); err != nil {
+		t.Fatal(err)
+	}
 	<-ch
 	// The next operation of the session passes without a request.
 	d := b.Review(context.Background(), request("session", 1, "daemon"))
