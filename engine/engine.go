@@ -284,17 +284,6 @@ func (e *Engine) watchCgroups() {
 	}
 }
 
-// Waiting lists configured cgroups that do not exist yet.
-func (e *Engine) Waiting() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]string, 0, len(e.waiting))
-	for cg := range e.waiting {
-		out = append(out, cg)
-	}
-	return out
-}
-
 func targetsOf(cfg *config.Config) []model.Target {
 	out := make([]model.Target, 0, len(cfg.Targets))
 	for _, t := range cfg.Targets {
