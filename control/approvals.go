@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,19 +42,9 @@ func (s *ApprovalsServer) Listen(path string) error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("approvals socket directory: %w", err)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("another interlock serves approvals on %s", path)
-	}
-	_ = os.Remove(path)
-	old := syscall.Umask(0)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	ln, err := listenSocket(path, "approvals socket", "another interlock serves approvals on", 0)
 	if err != nil {
-		return fmt.Errorf("approvals socket %s: %w", path, err)
+		return err
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
 		ln.Close()
@@ -67,26 +54,12 @@ func (s *ApprovalsServer) Listen(path string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/approvals", s.list)
 	mux.HandleFunc("POST /v1/approvals/{id}", s.decide)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: peerCred}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.Logger.Error("approvals socket stopped", "err", err)
-		}
-	}()
+	s.srv = serveSocket(ln, mux, s.Logger, "approvals socket")
 	return nil
 }
 
 // Close stops serving and removes the socket.
-func (s *ApprovalsServer) Close() error {
-	if s.srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	_ = os.Remove(s.path)
-	return err
-}
+func (s *ApprovalsServer) Close() error { return shutdownSocket(s.srv, s.path) }
 
 // peerCred stores the connecting process's credentials in the context.
 func peerCred(ctx context.Context, c net.Conn) context.Context {

@@ -75,7 +75,7 @@ type Server struct {
 	mu   sync.Mutex
 	runs map[string]*run
 	srv  *http.Server
-	ln   net.Listener
+	path string
 }
 
 type credKey struct{}
@@ -86,39 +86,66 @@ func (s *Server) Listen(path string) error {
 		s.Logger = slog.Default()
 	}
 	s.runs = map[string]*run{}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("control socket directory: %w", err)
-	}
-	// A socket left by a daemon that died is removed; a live one means
-	// another daemon runs, and two must not share one journal and pins.
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("another interlock daemon is listening on %s", path)
-	}
-	_ = os.Remove(path)
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	// Two daemons must not share one journal and pins.
+	ln, err := listenSocket(path, "control socket", "another interlock daemon is listening on", 0o177)
 	if err != nil {
-		return fmt.Errorf("control socket %s: %w", path, err)
+		return err
 	}
-	s.ln = ln
+	s.path = path
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/runs", s.startRun)
 	mux.HandleFunc("POST /v1/runs/{id}/end", s.endRun)
-	s.srv = &http.Server{
-		Handler:           s.onlyRoot(mux),
-		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext:       peerCred,
-	}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.Logger.Error("control socket stopped", "err", err)
-		}
-	}()
+	s.srv = serveSocket(ln, s.onlyRoot(mux), s.Logger, "control socket")
 	go s.collectRuns()
 	return nil
+}
+
+// listenSocket creates the unix socket path (its directory 0755) under
+// umask. A socket left by a process that died is replaced; one that
+// answers means another interlock serves it (busy says so). what names
+// the socket in errors.
+func listenSocket(path, what, busy string, umask int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("%s directory: %w", what, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s %s", busy, path)
+	}
+	_ = os.Remove(path)
+	old := syscall.Umask(umask)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return ln, nil
+}
+
+// serveSocket serves h on ln in the background, with the peer's
+// credentials in each request's context.
+func serveSocket(ln net.Listener, h http.Handler, log *slog.Logger, what string) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ConnContext: peerCred}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(what+" stopped", "err", err)
+		}
+	}()
+	return srv
+}
+
+// shutdownSocket stops srv (nil if it never started) and removes its
+// socket.
+func shutdownSocket(srv *http.Server, path string) error {
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	_ = os.Remove(path)
+	return err
 }
 
 // onlyRoot refuses peers that are not root, even if the socket's mode was
@@ -135,16 +162,7 @@ func (s *Server) onlyRoot(h http.Handler) http.Handler {
 }
 
 // Close stops serving and removes the socket.
-func (s *Server) Close() error {
-	if s.srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	_ = os.Remove(s.ln.Addr().String())
-	return err
-}
+func (s *Server) Close() error { return shutdownSocket(s.srv, s.path) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
