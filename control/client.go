@@ -45,6 +45,25 @@ func newClient(path string) *Client {
 	}
 }
 
+// StatusError is a refusal from the daemon: the HTTP status it answered
+// with and its message.
+type StatusError struct {
+	Code    int
+	Status  string
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("interlock daemon: %s: %s", e.Status, e.Message)
+}
+
+// HasStatus reports whether err is the daemon's answer with HTTP status
+// code.
+func HasStatus(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -65,7 +84,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("interlock daemon: %s: %s", resp.Status, bytes.TrimSpace(msg))
+		return &StatusError{Code: resp.StatusCode, Status: resp.Status, Message: string(bytes.TrimSpace(msg))}
 	}
 	if out == nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -170,10 +171,10 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 	for _, s := range socks {
 		d, err := control.DialApprovals(s).Decide(ctx, id, approve, reason)
 		if err != nil {
-			if strings.Contains(err.Error(), "404") {
+			if control.HasStatus(err, http.StatusNotFound) {
 				continue
 			}
-			if strings.Contains(err.Error(), "403") {
+			if control.HasStatus(err, http.StatusForbidden) {
 				return exitWith(exitNoPerm, err)
 			}
 			return exitWith(exitUnavailable, err)
