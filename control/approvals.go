@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,9 +18,23 @@ import (
 )
 
 // ApprovalsSocketName is the approvals socket's name beside the control
-// socket; an embedded `interlock run` serves RUN-PID.approvals.sock in the
+// socket; an embedded `interlock run` serves RunApprovalsSocket in the
 // runs directory.
 const ApprovalsSocketName = "approvals.sock"
+
+// RunsDir is the directory beside the control socket where embedded
+// `interlock run`s keep their state and approvals sockets.
+func RunsDir(controlSocket string) string {
+	return filepath.Join(filepath.Dir(controlSocket), "runs")
+}
+
+// RunApprovalsSocket is the approvals socket of the `interlock run` with
+// process id pid.
+func RunApprovalsSocket(runsDir string, pid int) string {
+	return filepath.Join(runsDir, strconv.Itoa(pid)+runApprovalsSuffix)
+}
+
+const runApprovalsSuffix = ".approvals.sock"
 
 // ApprovalsServer serves the approvals socket. Unlike the control socket,
 // any local user may connect: the kernel tells who they are (SO_PEERCRED)

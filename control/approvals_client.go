@@ -15,9 +15,8 @@ import (
 // ApprovalsSockets lists the approvals sockets that may serve requests:
 // the daemon's, and those of embedded `interlock run`s.
 func ApprovalsSockets(controlSocket string) []string {
-	dir := filepath.Dir(controlSocket)
-	out := []string{filepath.Join(dir, ApprovalsSocketName)}
-	runs, _ := filepath.Glob(filepath.Join(dir, "runs", "*.approvals.sock"))
+	out := []string{filepath.Join(filepath.Dir(controlSocket), ApprovalsSocketName)}
+	runs, _ := filepath.Glob(filepath.Join(RunsDir(controlSocket), "*"+runApprovalsSuffix))
 	sort.Strings(runs)
 	return append(out, runs...)
 }

@@ -168,7 +168,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 		out = append(out, pinChecks(cfg, root, status)...)
 	}
 
-	for _, s := range runner.CollectStale(filepath.Join(filepath.Dir(cfg.Control.Socket), "runs"), true, nil) {
+	for _, s := range runner.CollectStale(control.RunsDir(cfg.Control.Socket), true, nil) {
 		c := check{Name: "stale run", Status: "warn", Detail: fmt.Sprintf("interlock run pid %d died, cgroup %s", s.PID, s.Cgroup)}
 		if s.Populated {
 			c.Fix = "its processes' connects to targets are refused; end them: echo 1 > " + filepath.Join(s.CgroupDir, "cgroup.kill")

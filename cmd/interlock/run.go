@@ -84,7 +84,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return exitWith(exitUnavailable, err)
 	}
-	runDir := filepath.Join(filepath.Dir(cfg.Control.Socket), "runs")
+	runDir := control.RunsDir(cfg.Control.Socket)
 	for _, s := range runner.CollectStale(runDir, false, log) {
 		if s.Populated {
 			log.Warn("a killed `interlock run` left processes behind; their connects to targets are refused",
@@ -266,7 +266,7 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 		return nil, exitWith(exitOSErr, err)
 	}
 	r.approvals = &control.ApprovalsServer{Broker: eng.Approvals(), Logger: log}
-	if err := r.approvals.Listen(filepath.Join(runDir, fmt.Sprintf("%d.approvals.sock", os.Getpid()))); err != nil {
+	if err := r.approvals.Listen(control.RunApprovalsSocket(runDir, os.Getpid())); err != nil {
 		log.Warn("no approvals socket for this run: operations held for review will time out", "err", err)
 		r.approvals = nil
 	}
