@@ -76,6 +76,8 @@ type Server struct {
 	runs map[string]*run
 	srv  *http.Server
 	path string
+	// stop ends collectRuns when the server closes.
+	stop chan struct{}
 }
 
 type credKey struct{}
@@ -97,6 +99,7 @@ func (s *Server) Listen(path string) error {
 	mux.HandleFunc("POST /v1/runs", s.startRun)
 	mux.HandleFunc("POST /v1/runs/{id}/end", s.endRun)
 	s.srv = serveSocket(ln, s.onlyRoot(mux), s.Logger, "control socket")
+	s.stop = make(chan struct{})
 	go s.collectRuns()
 	return nil
 }
@@ -162,7 +165,13 @@ func (s *Server) onlyRoot(h http.Handler) http.Handler {
 }
 
 // Close stops serving and removes the socket.
-func (s *Server) Close() error { return shutdownSocket(s.srv, s.path) }
+func (s *Server) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		s.stop = nil
+	}
+	return shutdownSocket(s.srv, s.path)
+}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -290,9 +299,11 @@ func (s *Server) finish(rn *run, res model.RunEnd) engine.Tally {
 func (s *Server) collectRuns() {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	for range t.C {
-		if s.srv == nil {
+	for stop := s.stop; ; {
+		select {
+		case <-stop:
 			return
+		case <-t.C:
 		}
 		s.mu.Lock()
 		var dead []*run
