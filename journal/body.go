@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"unicode/utf8"
 )
 
@@ -204,9 +203,9 @@ func parseCanonicalString(b []byte, i int) (string, int, error) {
 
 // plainASCII reports whether s is printable ASCII that encoding/json writes
 // unescaped.
-func plainASCII(s []byte) bool {
-	for _, c := range s {
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+func plainASCII[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			return false
 		}
 	}
@@ -372,6 +371,3 @@ func isHex4(h []byte) bool {
 	}
 	return true
 }
-
-// formatInt is strconv.FormatInt, named for the column checks.
-func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,8 +85,13 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 	if err != nil {
 		return encodedRecord{}, fmt.Errorf("journal: marshal data of %s record: %w", rec.Kind, err)
 	}
-	if containsFloat(data) {
+	// The check ParseBody makes of every stored body: a float, or invalid
+	// UTF-8 that a json.RawMessage or a MarshalJSON passed through, would
+	// make an entry that Verify refuses.
+	if err := validData(data); errors.Is(err, errFloatToken) {
 		return encodedRecord{}, fmt.Errorf("%w: kind %s", ErrFloat, rec.Kind)
+	} else if err != nil {
+		return encodedRecord{}, fmt.Errorf("journal: data of %s record: %w", rec.Kind, err)
 	}
 	var commitment []byte
 	if rec.Payload != nil {
@@ -99,23 +105,18 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 		c := PayloadCommitment(er.salt, er.payload)
 		commitment = c[:]
 	}
-	kind, err := json.Marshal(rec.Kind)
-	if err != nil {
-		return encodedRecord{}, fmt.Errorf("journal: marshal kind: %w", err)
-	}
-	session, err := json.Marshal(rec.Session)
-	if err != nil {
-		return encodedRecord{}, fmt.Errorf("journal: marshal session: %w", err)
-	}
-	er.tail = appendTail(make([]byte, 0, len(kind)+len(session)+len(data)+120), kind, session, data, commitment)
+	er.tail = appendTail(make([]byte, 0, len(rec.Kind)+len(rec.Session)+len(data)+120), rec.Kind, rec.Session, data, commitment)
 	return er, nil
 }
 
+// payloadBytes returns the payload as bytes the record owns: the caller
+// may reuse its buffer once Post returns, so a []byte is copied; a string
+// conversion or a marshalled value is a fresh slice already.
 func payloadBytes(p any) ([]byte, error) {
 	var b []byte
 	switch v := p.(type) {
 	case []byte:
-		b = v
+		b = bytes.Clone(v)
 	case string:
 		b = []byte(v)
 	default:
@@ -127,17 +128,16 @@ func payloadBytes(p any) ([]byte, error) {
 	if len(b) > MaxPayload {
 		return nil, fmt.Errorf("%d bytes is over the %d-byte limit", len(b), MaxPayload)
 	}
-	// A copy: the caller may reuse its buffer once Post returns.
-	return append(make([]byte, 0, len(b)), b...), nil
+	return b, nil
 }
 
-// appendTail writes everything after the time field. kind, session and data
-// are already JSON; commitment is nil or a payload commitment.
-func appendTail(dst, kind, session, data, commitment []byte) []byte {
+// appendTail writes everything after the time field. data is already
+// JSON; commitment is nil or a payload commitment.
+func appendTail(dst []byte, kind, session string, data, commitment []byte) []byte {
 	dst = append(dst, `,"kind":`...)
-	dst = append(dst, kind...)
+	dst = appendJSONString(dst, kind)
 	dst = append(dst, `,"session":`...)
-	dst = append(dst, session...)
+	dst = appendJSONString(dst, session)
 	dst = append(dst, `,"data":`...)
 	dst = append(dst, data...)
 	if commitment != nil {
@@ -148,16 +148,22 @@ func appendTail(dst, kind, session, data, commitment []byte) []byte {
 	return append(dst, '}')
 }
 
+// appendJSONString appends s exactly as encoding/json writes it. Kinds and
+// session ids are plain ASCII, which needs only the quotes; anything else
+// goes through json.Marshal. s must be valid UTF-8.
+func appendJSONString(dst []byte, s string) []byte {
+	if plainASCII(s) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	js, _ := json.Marshal(s) // a string always marshals
+	return append(dst, js...)
+}
+
 // PayloadCommitment is what an entry's body holds for its payload:
 // SHA-256(salt || payload).
-func PayloadCommitment(salt, payload []byte) [HashSize]byte {
-	h := sha256.New()
-	h.Write(salt)
-	h.Write(payload)
-	var out [HashSize]byte
-	h.Sum(out[:0])
-	return out
-}
+func PayloadCommitment(salt, payload []byte) [HashSize]byte { return sha256Pair(salt, payload) }
 
 // appendBody writes the exact bytes that are stored and hashed:
 // {"v":1,"seq":N,"time":T,"kind":"K","session":"S","data":D[,"payload":"HEX"]}
@@ -181,49 +187,14 @@ func chainHash(h hash.Hash, dst, prev, body []byte) []byte {
 
 // ChainHash is an entry's chain hash: SHA-256 over the previous entry's
 // chain hash (32 zero bytes before entry 1) and the entry's body.
-func ChainHash(prev, body []byte) [HashSize]byte {
+func ChainHash(prev, body []byte) [HashSize]byte { return sha256Pair(prev, body) }
+
+// sha256Pair is SHA-256(a || b).
+func sha256Pair(a, b []byte) [HashSize]byte {
 	h := sha256.New()
-	h.Write(prev)
-	h.Write(body)
+	h.Write(a)
+	h.Write(b)
 	var out [HashSize]byte
 	h.Sum(out[:0])
 	return out
-}
-
-// containsFloat reports whether valid JSON holds a number token with a
-// fraction or an exponent. It only looks outside strings, so "1.5" as text
-// is fine; letters of true/false/null never start a number token.
-func containsFloat(js []byte) bool {
-	inString, escaped := false, false
-	for i := 0; i < len(js); i++ {
-		c := js[i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch {
-		case c == '"':
-			inString = true
-		case c == '-' || (c >= '0' && c <= '9'):
-			j := i
-			for ; j < len(js) && isNumberByte(js[j]); j++ {
-				if js[j] == '.' || js[j] == 'e' || js[j] == 'E' {
-					return true
-				}
-			}
-			i = j - 1 // the loop header steps onto the byte that ended the number
-		}
-	}
-	return false
-}
-
-func isNumberByte(c byte) bool {
-	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }

@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -155,9 +154,7 @@ func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	kj, _ := json.Marshal(kind)
-	sj, _ := json.Marshal(session)
-	nb := appendBody(nil, uint64(head+1), timeNS, appendTail(nil, kj, sj, p.Data, nil))
+	nb := appendBody(nil, uint64(head+1), timeNS, appendTail(nil, kind, session, p.Data, nil))
 	h := ChainHash(prevHash, nb)
 	tree, err := loadRange(context.Background(), db, head)
 	if err != nil {

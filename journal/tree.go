@@ -67,7 +67,8 @@ func (c *compactRange) root() tlog.Hash {
 type CompactRange = compactRange
 
 // NewCompactRange starts from a tree of size n given its frontier hashes
-// (FrontierIndexes order); NewCompactRange(0, nil) is the empty tree.
+// (largest subtree first, as Frontier returns them); NewCompactRange(0,
+// nil) is the empty tree.
 func NewCompactRange(n int64, frontier []tlog.Hash) (CompactRange, error) {
 	return rangeFromHashes(n, frontier)
 }
@@ -81,12 +82,8 @@ func (c *compactRange) Size() int64 { return c.size }
 // Root is the tree hash.
 func (c *compactRange) Root() tlog.Hash { return c.root() }
 
-// Frontier returns the frontier hashes (FrontierIndexes order).
+// Frontier returns the frontier hashes, largest subtree first.
 func (c *compactRange) Frontier() []tlog.Hash { return append([]tlog.Hash(nil), c.nodes...) }
-
-// FrontierIndexes lists the stored hash indexes of the frontier of a tree
-// of size n, largest subtree first.
-func FrontierIndexes(n int64) []int64 { return frontierIndexes(n) }
 
 func (c *compactRange) clone() compactRange {
 	return compactRange{size: c.size, nodes: append([]tlog.Hash(nil), c.nodes...)}

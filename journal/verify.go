@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"sort"
+	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -358,8 +359,9 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 	if perr != nil {
 		return perr.Error(), false
 	}
+	var num [20]byte
 	switch {
-	case string(r.timeNS) != formatInt(p.Time):
+	case string(r.timeNS) != string(strconv.AppendInt(num[:0], p.Time, 10)):
 		return "time_ns column does not match body", false
 	case string(r.kind) != p.Kind:
 		return "kind column does not match body", false
