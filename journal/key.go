@@ -68,26 +68,12 @@ func LoadOrCreateKey(stateDir string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: generate signing key: %w", err)
 	}
-	tmp, err := os.CreateTemp(stateDir, ".journal.key-*")
+	tmp, err := writeTemp(stateDir, ".journal.key-*", []byte(skey+"\n"), 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal: create signing key in %s: %w", stateDir, err)
+		return nil, fmt.Errorf("journal: write signing key in %s: %w", stateDir, err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.WriteString(skey + "\n")
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-	} else {
-		tmp.Close()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("journal: write signing key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), priv); err != nil && !errors.Is(err, fs.ErrExist) {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, priv); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("journal: install signing key %s: %w", priv, err)
 	}
 	syncDir(stateDir)
@@ -169,31 +155,41 @@ func LoadVerifier(path string) (note.Verifier, string, error) {
 // sees the old or the new content, never a mix.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	tmp, err := writeTemp(dir, "."+filepath.Base(path)+"-*", data, mode)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	syncDir(dir)
 	return nil
+}
+
+// writeTemp writes data, with mode, to a new file in dir named after
+// pattern (os.CreateTemp) and syncs it; the caller renames or links it
+// into place and removes the name. Nothing is left behind on error.
+func writeTemp(dir, pattern string, data []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // syncDir makes a rename or link in dir durable; best effort, as some
