@@ -89,13 +89,9 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	}
 	// The same insert path as a batch, inside this transaction.
 	seq := uint64(w.size) + 1
-	t := time.Now().UnixNano()
-	w.body = appendBody(w.body[:0], seq, t, enc.tail)
-	hash := chainHash(w.h, nil, w.headHash, w.body)
-	w.stored = w.tree.add(LeafHash(w.body), w.stored)
-	w.col = treeColumn(w.col, w.stored)
-	if _, err := w.insert.ExecContext(ctx, int64(seq), t, enc.kind, enc.session, w.body, hash, w.col); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: insert retention entry: %w", err)
+	hash, err := w.insertEntry(ctx, seq, time.Now().UnixNano(), &enc, w.headHash, nil)
+	if err != nil {
+		return res, fmt.Errorf("journal: prune payloads: retention entry: %w", err)
 	}
 	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return res, fmt.Errorf("journal: prune payloads: commit: %w", err)

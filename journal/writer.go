@@ -419,23 +419,14 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request
 	prev := append(w.prev[:0], w.headHash...)
 	curr := w.curr
 	seq := uint64(w.size)
-	insert := func(r *request) error {
+	insert := func(r *request) (err error) {
 		seq++
 		t := r.rec.timeNS
 		if !r.rec.hasTime {
 			t = time.Now().UnixNano()
 		}
-		w.body = appendBody(w.body[:0], seq, t, r.rec.tail)
-		curr = chainHash(w.h, curr, prev, w.body)
-		w.stored = w.tree.add(tlog.RecordHash(w.body), w.stored)
-		w.col = treeColumn(w.col, w.stored)
-		if _, err := w.insert.ExecContext(ctx, int64(seq), t, r.rec.kind, r.rec.session, w.body, curr, w.col); err != nil {
-			return fmt.Errorf("insert entry %d: %w", seq, err)
-		}
-		if r.rec.payload != nil {
-			if _, err := w.insertPayload.ExecContext(ctx, int64(seq), r.rec.salt, r.rec.payload); err != nil {
-				return fmt.Errorf("insert payload of entry %d: %w", seq, err)
-			}
+		if curr, err = w.insertEntry(ctx, seq, t, &r.rec, prev, curr); err != nil {
+			return err
 		}
 		prev, curr = curr, prev
 		return nil
@@ -464,6 +455,26 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request
 	}
 	w.size, w.headHash = int64(seq), append(w.headHash[:0], prev...)
 	return firstSeq, batch, nil
+}
+
+// insertEntry writes rec as entry seq at time t, chained from prev, with
+// its payload, and adds its leaf to the tree. It returns the entry's chain
+// hash, computed into dst[:0]. The caller holds the write transaction and
+// moves size and headHash on once it commits.
+func (w *writer) insertEntry(ctx context.Context, seq uint64, t int64, rec *encodedRecord, prev, dst []byte) ([]byte, error) {
+	w.body = appendBody(w.body[:0], seq, t, rec.tail)
+	dst = chainHash(w.h, dst, prev, w.body)
+	w.stored = w.tree.add(tlog.RecordHash(w.body), w.stored)
+	w.col = treeColumn(w.col, w.stored)
+	if _, err := w.insert.ExecContext(ctx, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col); err != nil {
+		return dst, fmt.Errorf("insert entry %d: %w", seq, err)
+	}
+	if rec.payload != nil {
+		if _, err := w.insertPayload.ExecContext(ctx, int64(seq), rec.salt, rec.payload); err != nil {
+			return dst, fmt.Errorf("insert payload of entry %d: %w", seq, err)
+		}
+	}
+	return dst, nil
 }
 
 // syncHead makes size, headHash and tree describe the database's head,
