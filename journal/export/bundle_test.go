@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -280,7 +281,7 @@ func repack(t *testing.T, files map[string][]byte, entries string, forger *journ
 	if err := json.Unmarshal(files[FileManifest], &m); err != nil {
 		t.Fatal(err)
 	}
-	files = maps(files)
+	files = maps.Clone(files)
 	files[FileEntries] = []byte(entries)
 	m.Counts.Entries = uint64(strings.Count(entries, "\n"))
 	for i, mf := range m.Files {
@@ -310,12 +311,4 @@ func repack(t *testing.T, files map[string][]byte, entries string, forger *journ
 	}
 	of.Close()
 	return path
-}
-
-func maps(m map[string][]byte) map[string][]byte {
-	out := map[string][]byte{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }

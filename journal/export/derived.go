@@ -47,11 +47,12 @@ type statements struct {
 const pendingMax = 65536
 
 type stmtRow struct {
-	seq    uint64
-	p      journal.Body
-	stmt   model.PGStatement
-	result *model.PGResult
-	rseq   uint64
+	seq     uint64
+	timeNS  int64
+	session string
+	stmt    model.PGStatement
+	result  *model.PGResult
+	rseq    uint64
 }
 
 var statementHeader = []string{"seq", "time", "session", "sql", "protocol", "kinds", "tables", "read_only",
@@ -66,8 +67,7 @@ func newStatements(w io.Writer) *statements {
 func (s *statements) add(seq uint64, p journal.Body) error {
 	switch p.Kind {
 	case model.KindPGStatement:
-		r := &stmtRow{seq: seq, p: p}
-		r.p.Data = append(json.RawMessage(nil), p.Data...)
+		r := &stmtRow{seq: seq, timeNS: p.Time, session: p.Session}
 		if err := json.Unmarshal(p.Data, &r.stmt); err != nil {
 			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
 		}
@@ -109,7 +109,7 @@ func (s *statements) write(r *stmtRow) error {
 	}
 	s.rows++
 	return s.w.Write([]string{
-		strconv.FormatUint(r.seq, 10), timeString(r.p.Time), r.p.Session, cell(st.SQL), st.Protocol,
+		strconv.FormatUint(r.seq, 10), timeString(r.timeNS), r.session, cell(st.SQL), st.Protocol,
 		strings.Join(st.Kinds, " "), cell(strings.Join(st.Tables, " ")), strconv.FormatBool(st.ReadOnly),
 		string(st.Decision.Action), cell(st.Decision.Rule), cell(st.Decision.Reason), masked,
 		cell(tag), strconv.FormatInt(rows, 10), state, cell(errText), strconv.FormatInt(dur, 10), rseq,

@@ -47,6 +47,10 @@ const (
 	FileSummary     = "summary.html"
 )
 
+// fixedFiles are the members every bundle has after the manifest, in
+// order; the session casts follow them, and FileSummary ends the bundle.
+var fixedFiles = []string{FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals}
+
 // Manifest describes a bundle; it is the bundle's first file.
 type Manifest struct {
 	Format    string `json:"format"`
@@ -72,6 +76,18 @@ type Selection struct {
 	SinceNS int64  `json:"since_ns,omitempty"`
 	UntilNS int64  `json:"until_ns,omitempty"`
 	Session string `json:"session,omitempty"`
+}
+
+func selectionOf(sel journal.Selection) Selection {
+	var s Selection
+	if !sel.Since.IsZero() {
+		s.SinceNS = sel.Since.UnixNano()
+	}
+	if !sel.Until.IsZero() {
+		s.UntilNS = sel.Until.UnixNano()
+	}
+	s.Session = sel.Session
+	return s
 }
 
 func (s Selection) journal() journal.Selection {
@@ -167,15 +183,9 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 	}
 	m := &Manifest{
 		Format: Format, Version: Version, JournalID: snap.JournalID, PublicKey: snap.SigningKey,
-		CreatedNS: time.Now().UnixNano(), FirstSeq: uint64(first), LastSeq: uint64(last), TreeSize: uint64(final.Size),
+		CreatedNS: time.Now().UnixNano(), Selection: selectionOf(opts.Selection),
+		FirstSeq: uint64(first), LastSeq: uint64(last), TreeSize: uint64(final.Size),
 	}
-	if !opts.Selection.Since.IsZero() {
-		m.Selection.SinceNS = opts.Selection.Since.UnixNano()
-	}
-	if !opts.Selection.Until.IsZero() {
-		m.Selection.UntilNS = opts.Selection.Until.UnixNano()
-	}
-	m.Selection.Session = opts.Selection.Session
 	if snap.Head > final.Size {
 		if _, hi, ok, err := snap.SelectRange(opts.Selection, snap.Head); err == nil && ok && hi > final.Size {
 			m.Warnings = append(m.Warnings, fmt.Sprintf("selected entries after %d are not signed yet and were left out; export again in a second or two", final.Size))
@@ -389,7 +399,7 @@ func (b *builder) writeCheckpoints(cps []journal.Checkpoint, first, last int64, 
 // pack writes the tar in the fixed order, with the manifest first, and
 // seals it into out.
 func (b *builder) pack(out string, signer *journal.Signer) error {
-	order := []string{FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals}
+	order := append([]string(nil), fixedFiles...)
 	sort.Strings(b.casts)
 	for _, id := range b.casts {
 		if _, ok := b.files[castName(id)]; ok {

@@ -17,11 +17,13 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
 )
 
 // VerifyOptions tune VerifyBundle.
@@ -240,7 +242,7 @@ func (v *bundleVerifier) manifest(m *member) error {
 	case v.m.FirstSeq < 1 || v.m.LastSeq < v.m.FirstSeq || v.m.TreeSize < v.m.LastSeq:
 		return fail(FileManifest, 0, "manifest range %d..%d of a tree of %d is impossible", v.m.FirstSeq, v.m.LastSeq, v.m.TreeSize)
 	}
-	want := []string{FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals}
+	want := fixedFiles
 	for i, f := range v.m.Files {
 		switch {
 		case i < len(want) && f.Name != want[i]:
@@ -372,8 +374,8 @@ func (v *bundleVerifier) readLeaves(m *member) error {
 	return nil
 }
 
-// grow adds leaves up to and including seq-1 from leaves.bin.
-func (v *bundleVerifier) grow(to uint64, file string, cause uint64) error {
+// grow adds leaves from leaves.bin until the tree's size is to.
+func (v *bundleVerifier) grow(to uint64, file string) error {
 	for uint64(v.tree.Size()) < to {
 		if len(v.leaves) == 0 {
 			return fail(file, uint64(v.tree.Size())+1, "entry %d is neither in %s nor in %s", v.tree.Size()+1, FileEntries, FileLeaves)
@@ -387,7 +389,6 @@ func (v *bundleVerifier) grow(to uint64, file string, cause uint64) error {
 			return err
 		}
 	}
-	_ = cause
 	return nil
 }
 
@@ -400,7 +401,7 @@ func (v *bundleVerifier) matchCheckpoints(file string) error {
 		v.nextCP++
 		if cp.Size < size || v.tree.Root() != cp.Root {
 			return fail(file, 0, "the entries up to %d do not have the tree hash the checkpoint of %d entries signed at %s states",
-				size, cp.Size, cp.Time().Format("2006-01-02T15:04:05.999999999Z07:00"))
+				size, cp.Size, cp.Time().Format(time.RFC3339Nano))
 		}
 	}
 	return nil
@@ -425,10 +426,10 @@ func (v *bundleVerifier) entries(m *member) error {
 			return fail(m.name, p.Seq, "line %d: entry %d is past the bundle's range (last %d)", line, p.Seq, v.m.LastSeq)
 		case !sel.Matches(p.Time, p.Session):
 			return fail(m.name, p.Seq, "line %d: entry %d is not in the exported selection", line, p.Seq)
-		case p.Seq == 1 && !bytes.Contains(p.Data, []byte(`"journal_id":"`+v.m.JournalID+`"`)):
+		case p.Seq == 1 && !opensJournal(p, v.m.JournalID):
 			return fail(m.name, 1, "entry 1 does not name journal %s", v.m.JournalID)
 		}
-		if err := v.grow(p.Seq-1, m.name, p.Seq); err != nil {
+		if err := v.grow(p.Seq-1, m.name); err != nil {
 			return err
 		}
 		v.tree.Add(journal.LeafHash(body))
@@ -453,7 +454,7 @@ func (v *bundleVerifier) entries(m *member) error {
 	if err := sc.Err(); err != nil {
 		return fail(m.name, 0, "bundle is corrupt in %s: %v", m.name, err)
 	}
-	if err := v.grow(v.m.LastSeq, FileLeaves, 0); err != nil {
+	if err := v.grow(v.m.LastSeq, FileLeaves); err != nil {
 		return err
 	}
 	if len(v.leaves) != 0 {
@@ -481,6 +482,13 @@ func (v *bundleVerifier) entries(m *member) error {
 	}
 	v.nextCP = len(v.cps)
 	return nil
+}
+
+// opensJournal reports whether p is the journal.open entry of journal
+// id, as journal.Verify requires of entry 1.
+func opensJournal(p journal.Body, id string) bool {
+	var od journal.OpenData
+	return p.Kind == model.KindJournalOpen && json.Unmarshal(p.Data, &od) == nil && od.JournalID == id
 }
 
 func (v *bundleVerifier) payloads(m *member) error {
@@ -532,7 +540,7 @@ func (v *bundleVerifier) finish() error {
 	}{
 		{"entries", c.Entries, mc.Entries}, {"omitted", c.Omitted, mc.Omitted}, {"payloads", c.Payloads, mc.Payloads},
 		{"payloads_deleted", c.PayloadsDeleted, mc.PayloadsDeleted}, {"checkpoints", c.Checkpoints, mc.Checkpoints},
-		{"casts", uint64(len(v.m.Files) - 9), mc.Casts},
+		{"casts", uint64(len(v.m.Files) - len(fixedFiles) - 1), mc.Casts}, // less the summary
 	} {
 		if x.got != x.want {
 			return fail(FileManifest, 0, "manifest counts %d %s, the bundle holds %d", x.want, x.name, x.got)
