@@ -22,6 +22,8 @@ import (
 	"iter"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/interlock/interlock/model"
 )
 
 // Record is one journal entry of a session, as the journal stores it.
@@ -60,33 +62,6 @@ type Event struct {
 	Data string
 }
 
-// Journal entry kinds and fields read here (see model/records.go).
-type (
-	sshRequest struct {
-		Channel  uint32 `json:"channel"`
-		Type     string `json:"type"`
-		Term     string `json:"term"`
-		Cols     uint32 `json:"cols"`
-		Rows     uint32 `json:"rows"`
-		OffsetNS int64  `json:"offset_ns"`
-	}
-	sshIO struct {
-		Channel  uint32 `json:"channel"`
-		Stream   string `json:"stream"`
-		OffsetNS int64  `json:"offset_ns"`
-		Bytes    int    `json:"bytes"`
-	}
-	sshResize struct {
-		Channel  uint32 `json:"channel"`
-		Cols     uint32 `json:"cols"`
-		Rows     uint32 `json:"rows"`
-		OffsetNS int64  `json:"offset_ns"`
-	}
-	gap struct {
-		Lost uint64 `json:"lost"`
-	}
-)
-
 // Decode turns a session's records, in sequence order, into the header
 // and the events of its terminal. header is called once, before any event.
 // It returns ErrNoTerminal, having called neither, when no channel asked
@@ -111,10 +86,10 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 			return err
 		}
 		switch rec.Kind {
-		case "session.open":
+		case model.KindSessionOpen:
 			openNS, haveOpen = rec.TimeNS, true
-		case "ssh.request":
-			var r sshRequest
+		case model.KindSSHRequest:
+			var r model.SSHRequest
 			if started || json.Unmarshal(rec.Data, &r) != nil || r.Type != "pty-req" {
 				continue
 			}
@@ -134,8 +109,8 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 			if err := header(h); err != nil {
 				return err
 			}
-		case "ssh.io":
-			var r sshIO
+		case model.KindSSHIO:
+			var r model.SSHIO
 			if !started || json.Unmarshal(rec.Data, &r) != nil || r.Channel != ch {
 				continue
 			}
@@ -156,16 +131,16 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 			if err := emit(r.OffsetNS, typ, text); err != nil {
 				return err
 			}
-		case "ssh.resize":
-			var r sshResize
+		case model.KindSSHResize:
+			var r model.SSHResize
 			if !started || json.Unmarshal(rec.Data, &r) != nil || r.Channel != ch {
 				continue
 			}
 			if err := emit(r.OffsetNS, "r", fmt.Sprintf("%dx%d", r.Cols, r.Rows)); err != nil {
 				return err
 			}
-		case "journal.gap":
-			var g gap
+		case model.KindGap:
+			var g model.Gap
 			if !started || json.Unmarshal(rec.Data, &g) != nil {
 				continue
 			}
