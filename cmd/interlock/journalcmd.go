@@ -395,7 +395,7 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 	m, err := export.Bundle(ctx, out, export.Options{Journal: path, Selection: sel, Signer: signer, Progress: prog.update})
 	prog.clear()
 	if err != nil {
-		if errors.Is(err, journal.ErrNoCheckpoint) || strings.Contains(err.Error(), "matches the selection") {
+		if errors.Is(err, journal.ErrNoCheckpoint) || errors.Is(err, export.ErrEmptySelection) {
 			return exitWith(exitFailed, err)
 		}
 		return exitWith(exitIOErr, err)

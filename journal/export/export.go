@@ -47,6 +47,10 @@ const (
 	FileSummary     = "summary.html"
 )
 
+// ErrEmptySelection: no signed entry matches the selection, so there is
+// nothing to export.
+var ErrEmptySelection = errors.New("nothing selected")
+
 // fixedFiles are the members every bundle has after the manifest, in
 // order; the session casts follow them, and FileSummary ends the bundle.
 var fixedFiles = []string{FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals}
@@ -179,7 +183,7 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("export: no entry of %s up to its newest checkpoint (%d entries) matches the selection", opts.Journal, final.Size)
+		return nil, fmt.Errorf("export: %w: no entry of %s up to its newest checkpoint (%d entries) matches it", ErrEmptySelection, opts.Journal, final.Size)
 	}
 	m := &Manifest{
 		Format: Format, Version: Version, JournalID: snap.JournalID, PublicKey: snap.SigningKey,
