@@ -24,11 +24,12 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	pg, err := postgres.New(postgres.Options{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, StateDir: cfg.StateDir, Logger: e.log})
+	deps := inspect.Deps{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, Logger: e.log}
+	pg, err := postgres.New(postgres.Options{Deps: deps})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	sh, err := ssh.New(ssh.Options{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, StateDir: cfg.StateDir, Logger: e.log})
+	sh, err := ssh.New(ssh.Options{Deps: deps})
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}

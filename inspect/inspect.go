@@ -5,11 +5,42 @@ package inspect
 
 import (
 	"context"
+	"log/slog"
 	"net"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 )
+
+// Deps are what the engine gives every protocol handler that inspects its
+// protocol.
+type Deps struct {
+	// Config holds the targets; its state_dir is where a handler keeps the
+	// keys and certificates it makes.
+	Config  *config.Config
+	Journal model.Recorder
+	Policy  Policy
+	// Masker masks what mask rules cover; without one, an operation whose
+	// output must be masked is refused.
+	Masker Masker
+	Logger *slog.Logger
+}
+
+// Log is the logger to use: Logger, else slog's default.
+func (d Deps) Log() *slog.Logger {
+	if d.Logger == nil {
+		return slog.Default()
+	}
+	return d.Logger
+}
+
+// StateDir is Config's state_dir ("" without a config).
+func (d Deps) StateDir() string {
+	if d.Config == nil {
+		return ""
+	}
+	return d.Config.StateDir
+}
 
 // Session is one intercepted connection as a handler receives it.
 type Session struct {

@@ -183,8 +183,8 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	cfg.StateDir = t.TempDir()
 	cfg.Targets = []config.TargetConfig{tc}
 	j := &memJournal{}
-	h, err := New(Options{Config: cfg, Journal: j, Policy: denyPolicy{kinds: o.deny}, StateDir: cfg.StateDir,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: denyPolicy{kinds: o.deny},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,16 +33,10 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-// Options are what the engine gives the handler.
+// Options are what the engine gives the handler. Without a Masker, a
+// statement whose result must be masked is refused.
 type Options struct {
-	Config  *config.Config
-	Journal model.Recorder
-	Policy  inspect.Policy
-	// Masker masks results that mask rules cover; without one, a statement
-	// whose result must be masked is refused.
-	Masker   inspect.Masker
-	StateDir string
-	Logger   *slog.Logger
+	inspect.Deps
 }
 
 // Handler serves postgres targets.
@@ -74,13 +68,7 @@ type targets map[string]*target
 // TLS files valid) and prepares the handler; with postgres targets it
 // creates interlock's CA and server certificate in <state_dir>/tls.
 func New(opts Options) (*Handler, error) {
-	h := &Handler{journal: opts.Journal, policy: opts.Policy, masker: opts.Masker, log: opts.Logger, state: opts.StateDir}
-	if h.log == nil {
-		h.log = slog.Default()
-	}
-	if h.state == "" && opts.Config != nil {
-		h.state = opts.Config.StateDir
-	}
+	h := &Handler{journal: opts.Journal, policy: opts.Policy, masker: opts.Masker, log: opts.Log(), state: opts.StateDir()}
 	h.cancels.m = map[string]*cancelEntry{}
 	if err := h.Reload(opts.Config); err != nil {
 		return nil, err

@@ -29,16 +29,10 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-// Options are what the engine gives the handler.
+// Options are what the engine gives the handler. Without a Masker, a
+// shell or exec whose output a mask rule with detectors covers is refused.
 type Options struct {
-	Config  *config.Config
-	Journal model.Recorder
-	Policy  inspect.Policy
-	// Masker masks the output of shells and execs that a mask rule with
-	// detectors covers; without one, such a shell or exec is refused.
-	Masker   inspect.Masker
-	StateDir string
-	Logger   *slog.Logger
+	inspect.Deps
 
 	// HandshakeTimeout bounds the client's key exchange and authentication
 	// (and the upstream connection made meanwhile); 20s when zero.
@@ -91,22 +85,16 @@ func New(opts Options) (*Handler, error) {
 		journal:          opts.Journal,
 		policy:           opts.Policy,
 		masker:           opts.Masker,
-		log:              opts.Logger,
-		stateDir:         opts.StateDir,
+		log:              opts.Log(),
+		stateDir:         opts.StateDir(),
 		handshakeTimeout: opts.HandshakeTimeout,
 		dialTimeout:      opts.DialTimeout,
-	}
-	if h.log == nil {
-		h.log = slog.Default()
 	}
 	if h.handshakeTimeout <= 0 {
 		h.handshakeTimeout = DefaultHandshakeTimeout
 	}
 	if h.dialTimeout <= 0 {
 		h.dialTimeout = DefaultDialTimeout
-	}
-	if h.stateDir == "" && opts.Config != nil {
-		h.stateDir = opts.Config.StateDir
 	}
 	if err := h.Reload(opts.Config); err != nil {
 		return nil, err

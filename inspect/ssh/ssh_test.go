@@ -20,6 +20,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/model"
 )
 
@@ -526,7 +527,7 @@ func TestCAHostCertificate(t *testing.T) {
 	}
 	c.Close()
 	// A second handler on the same state dir uses the same CA.
-	h2, err := New(Options{Config: r.cfg, Journal: r.j})
+	h2, err := New(Options{Deps: inspect.Deps{Config: r.cfg, Journal: r.j}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -301,7 +301,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		pol = testPolicy{}
 	}
 	j := &memJournal{}
-	h, err := New(Options{Config: cfg, Journal: j, Policy: pol, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HandshakeTimeout: o.handshake, Masker: o.masker})
+	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Masker: o.masker}, HandshakeTimeout: o.handshake})
 	if err != nil {
 		t.Fatal(err)
 	}
