@@ -26,6 +26,7 @@ import (
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/export"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 type options struct {
@@ -153,23 +154,9 @@ type fsyncResult struct{ p50, p99 time.Duration }
 // fsyncLatency appends 4 KiB and fdatasyncs, 200 times, on the journals'
 // disk: the floor under any durable commit.
 func fsyncLatency(dir string) (fsyncResult, error) {
-	f, err := os.CreateTemp(dir, "fsync-*")
+	lat, err := benchutil.SyncLatencies(dir, 200, syscall.Fdatasync)
 	if err != nil {
 		return fsyncResult{}, err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	buf := make([]byte, 4096)
-	var lat []time.Duration
-	for range 200 {
-		if _, err := f.Write(buf); err != nil {
-			return fsyncResult{}, err
-		}
-		start := time.Now()
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return fsyncResult{}, err
-		}
-		lat = append(lat, time.Since(start))
 	}
 	return fsyncResult{percentile(lat, 50), percentile(lat, 99)}, nil
 }

@@ -30,24 +30,24 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "client" {
 		os.Exit(clientMain(os.Args[2:]))
 	}
-	os.Exit(benchMain(os.Args[1:]))
+	o, err := parseFlags(os.Args[1:])
+	os.Exit(benchutil.Main("sshbench", err, func(ctx context.Context) error { return run(ctx, o) }))
 }
 
 type options struct {
@@ -104,30 +104,6 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-func benchMain(args []string) int {
-	o, err := parseFlags(args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "sshbench:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	err = run(ctx, o)
-	switch {
-	case err == nil:
-		return 0
-	case ctx.Err() != nil:
-		fmt.Fprintln(os.Stderr, "sshbench: interrupted; cleaned up, no results")
-		return 130
-	default:
-		fmt.Fprintln(os.Stderr, "sshbench: FAILED:", err)
-		return 1
-	}
-}
-
 // metric is one measured thing, per side and round.
 type metric struct {
 	Name   string      `json:"name"`
@@ -139,12 +115,9 @@ func run(ctx context.Context, o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: `interlock run` loads BPF programs and sshd runs as root (sudo make bench-ssh)")
 	}
-	bin, err := filepath.Abs(o.interlock)
+	bin, err := benchutil.Interlock(o.interlock)
 	if err != nil {
 		return err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("interlock binary: %w (run make build)", err)
 	}
 	for _, tool := range []string{sshdBin, "ssh", "scp"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -180,7 +153,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer cleanupPins(pin)
+	defer func() {
+		if err := benchutil.RemovePins(pin); err != nil {
+			fmt.Fprintln(os.Stderr, "sshbench:", err)
+		}
+	}()
 	if !o.keep {
 		defer os.RemoveAll(filepath.Dir(journalPath))
 	}
@@ -216,7 +193,7 @@ func run(ctx context.Context, o options) error {
 					fmt.Println("failed")
 					return fmt.Errorf("%s (%s): %w", name, side, err)
 				}
-				fmt.Printf("median %.3fs (load %s)\n", median(secs), loadavg())
+				fmt.Printf("median %.3fs (load %s)\n", benchutil.Median(secs), loadavg())
 				if side == "interlock" {
 					m.Inter = append(m.Inter, secs)
 					sessions += n
@@ -288,7 +265,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("the journal holds %d ssh sessions, the interlock side ran %d: not everything went through interlock", opens, sessions)
 	}
 	fmt.Printf("\ninterception checked: %d ssh sessions journaled, one per interlock-side run\n", opens)
-	report(o, metrics)
+	report(bin, o, metrics)
 	if o.jsonOut {
 		b, _ := json.MarshalIndent(metrics, "", "  ")
 		fmt.Println(string(b))
@@ -381,19 +358,6 @@ func countOpens(ctx context.Context, path string) (int, error) {
 		return nil
 	})
 	return n, err
-}
-
-// median is the middle value, or the mean of the two middle values.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func percentile(xs []float64, p float64) float64 {

@@ -3,15 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 // report prints, for each metric, the median over rounds of each side and
 // the ratio, with the aims next to them.
-func report(o options, metrics []*metric) {
-	bin, _ := filepath.Abs(o.interlock)
+func report(bin string, o options, metrics []*metric) {
 	fmt.Println()
 	for _, l := range machine(bin) {
 		fmt.Println(l)
@@ -52,7 +52,7 @@ func roundMedian(rounds [][]float64, f func([]float64) float64) float64 {
 	for i, r := range rounds {
 		vals[i] = f(r)
 	}
-	return median(vals)
+	return benchutil.Median(vals)
 }
 
 func rounds(rs [][]float64, mib float64) string {

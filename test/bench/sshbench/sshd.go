@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -21,7 +20,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 const (
@@ -87,12 +86,9 @@ func startSSHD(ctx context.Context, dir string) (*sshd, error) {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.3:0")
-	if err != nil {
+	if sd.port, err = benchutil.FreePort("127.0.0.3"); err != nil {
 		return nil, err
 	}
-	sd.port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	cfg := fmt.Sprintf("Port %d\nListenAddress 127.0.0.3\nHostKey %s\nAuthorizedKeysFile %s\nPidFile none\nStrictModes no\n"+
 		"UsePAM no\nUseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"+
 		"Subsystem sftp %s\nMaxStartups 500:30:1000\nLogLevel INFO\n", sd.port, sd.hostKey, ak, sftpServerBin)
@@ -169,21 +165,8 @@ func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, journalPath, pin st
 		return "", "", "", err
 	}
 	journalPath = filepath.Join(jd, "journal.db")
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	pin = "/sys/fs/bpf/interlock-sshbench-" + hex.EncodeToString(rnd[:])
-	cfg := fmt.Sprintf(`state_dir: %s
-journal:
-  path: %s
-  sync: normal
-  sync_interval: 10ms
-control:
-  socket: %s
-bpf:
-  pin_path: %s
-log:
-  level: warn
-targets:
+	pin = benchutil.PinPath("interlock-sshbench")
+	cfg := benchutil.ConfigHead(dir, journalPath, pin) + fmt.Sprintf(`targets:
   - name: bench
     protocol: ssh
     address: "127.0.0.3:%d"
@@ -192,17 +175,9 @@ targets:
       key_file: %s
     known_hosts: %s
     host_key_file: %s
-`, filepath.Join(dir, "state"), journalPath, filepath.Join(dir, "ctl.sock"), pin, sd.port, sd.credKey, sd.knownHosts, sd.hostKey)
+`, sd.port, sd.credKey, sd.knownHosts, sd.hostKey)
 	cfgPath = filepath.Join(dir, "interlock.yaml")
 	return cfgPath, journalPath, pin, os.WriteFile(cfgPath, []byte(cfg), 0o644)
-}
-
-func cleanupPins(pin string) {
-	if _, err := os.Stat(pin); err == nil {
-		if err := redirector.DetachPinned(pin); err != nil {
-			fmt.Fprintf(os.Stderr, "sshbench: clean pins %s: %v\n", pin, err)
-		}
-	}
 }
 
 func randomFile(path string, size int64) error {
@@ -219,23 +194,11 @@ func randomFile(path string, size int64) error {
 
 // machine describes where the numbers come from.
 func machine(bin string) []string {
-	var u syscall.Utsname
-	syscall.Uname(&u)
-	str := func(a [65]int8) string {
-		b := make([]byte, 0, len(a))
-		for _, c := range a {
-			if c == 0 {
-				break
-			}
-			b = append(b, byte(c))
-		}
-		return string(b)
-	}
-	v, _ := exec.Command(bin, "version").Output()
+	v, _ := benchutil.InterlockVersion(bin)
 	ssh, _ := exec.Command("ssh", "-V").CombinedOutput()
 	return []string{
-		"kernel " + str(u.Release) + " " + str(u.Machine) + ", " + strconv.Itoa(runtime.NumCPU()) + " CPUs",
-		runtime.Version() + ", " + strings.TrimSpace(string(v)),
+		"kernel " + benchutil.Kernel() + ", " + strconv.Itoa(runtime.NumCPU()) + " CPUs",
+		runtime.Version() + ", " + v,
 		strings.TrimSpace(string(ssh)),
 	}
 }

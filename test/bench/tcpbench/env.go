@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 // envFacts describe the machine the numbers come from.
@@ -37,37 +34,6 @@ type envFacts struct {
 	FsyncMeanUS     float64 `json:"fsync_mean_us"`
 }
 
-func kernelVersion() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-func interlockVersion(bin string) (string, error) {
-	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s version: %v: %s", bin, err, strings.TrimSpace(string(out)))
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
 // fsType names the filesystem holding dir.
 func fsType(dir string) string {
 	var st unix.Statfs_t
@@ -87,46 +53,25 @@ func fsType(dir string) string {
 	return fmt.Sprintf("0x%x", st.Type)
 }
 
-// measureSync times n appends of 4 KiB to a file in dir, each followed by
-// sync (fdatasync or fsync): the floor of what a synchronous WAL commit
-// costs on the journal's disk.
+// measureSync is the p50, p99 and mean of n syncs on the journal's disk
+// (benchutil.SyncLatencies).
 func measureSync(dir string, n int, sync func(fd int) error) (p50, p99, mean time.Duration, err error) {
-	f, err := os.CreateTemp(dir, "fsync-probe-")
+	lat, err := benchutil.SyncLatencies(dir, n, sync)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	name := f.Name()
-	defer func() {
-		f.Close()
-		os.Remove(name)
-	}()
-	block := make([]byte, 4096)
-	for i := range block {
-		block[i] = byte(i)
-	}
-	lat := make([]time.Duration, 0, n)
 	var sum time.Duration
-	for range n {
-		if _, err := f.Write(block); err != nil {
-			return 0, 0, 0, fmt.Errorf("write %s: %w", name, err)
-		}
-		t0 := time.Now()
-		if err := sync(int(f.Fd())); err != nil {
-			return 0, 0, 0, fmt.Errorf("sync %s: %w", name, err)
-		}
-		d := time.Since(t0)
-		lat = append(lat, d)
+	for _, d := range lat {
 		sum += d
 	}
-	slices.Sort(lat)
 	return percentile(lat, 0.5), percentile(lat, 0.99), sum / time.Duration(n), nil
 }
 
 func collectEnv(interlockBin, journalPath string, fsyncN int) (envFacts, error) {
 	e := envFacts{
-		Kernel:           kernelVersion(),
+		Kernel:           benchutil.Kernel(),
 		CPUs:             runtime.NumCPU(),
-		CPUModel:         cpuModel(),
+		CPUModel:         benchutil.CPUModel(),
 		GoVersion:        runtime.Version(),
 		JournalPath:      journalPath,
 		JournalFS:        fsType(filepath.Dir(journalPath)),
@@ -134,7 +79,7 @@ func collectEnv(interlockBin, journalPath string, fsyncN int) (envFacts, error) 
 		JournalSyncEvery: "10ms",
 		FsyncN:           fsyncN,
 	}
-	v, err := interlockVersion(interlockBin)
+	v, err := benchutil.InterlockVersion(interlockBin)
 	if err != nil {
 		return e, err
 	}

@@ -19,8 +19,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,7 +26,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -39,13 +36,15 @@ import (
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "client" {
 		os.Exit(clientMain(os.Args[2:]))
 	}
-	os.Exit(benchMain(os.Args[1:]))
+	o, err := parseFlags(os.Args[1:])
+	os.Exit(benchutil.Main("tcpbench", err, func(ctx context.Context) error { return run(ctx, o) }))
 }
 
 type options struct {
@@ -118,30 +117,6 @@ func parseFlags(args []string) (options, error) {
 // errInterrupted ends the run on SIGINT/SIGTERM, after cleaning up.
 var errInterrupted = errors.New("interrupted")
 
-func benchMain(args []string) int {
-	o, err := parseFlags(args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "tcpbench:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	err = run(ctx, o)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errInterrupted) || ctx.Err() != nil:
-		fmt.Fprintln(os.Stderr, "tcpbench: interrupted; cleaned up, no results")
-		return 130
-	default:
-		fmt.Fprintln(os.Stderr, "tcpbench: FAILED:", err)
-		return 1
-	}
-}
-
 // bench is one benchmark run's setup.
 type bench struct {
 	o         options
@@ -160,15 +135,8 @@ func run(ctx context.Context, o options) (err error) {
 		return errors.New("must run as root: interlock run loads BPF programs and creates cgroups (try: sudo make bench)")
 	}
 	b := &bench{o: o, servers: map[string]*server{}}
-	if b.interlock, err = filepath.Abs(o.interlock); err != nil {
+	if b.interlock, err = benchutil.Interlock(o.interlock); err != nil {
 		return err
-	}
-	fi, err := os.Stat(b.interlock)
-	switch {
-	case err != nil:
-		return fmt.Errorf("interlock binary: %w (build it with `make build`)", err)
-	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("interlock binary %s is not an executable file", b.interlock)
 	}
 	if b.self, err = os.Executable(); err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -239,9 +207,7 @@ func (b *bench) setup() error {
 	}
 	b.journal = filepath.Join(b.jdir, "journal.db")
 	b.cfgPath = filepath.Join(b.dir, "interlock.yaml")
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	b.pin = "/sys/fs/bpf/interlock-tcpbench-" + hex.EncodeToString(rnd[:])
+	b.pin = benchutil.PinPath("interlock-tcpbench")
 
 	for _, s := range []struct {
 		name   string
@@ -259,10 +225,8 @@ func (b *bench) setup() error {
 	}
 
 	var c strings.Builder
-	fmt.Fprintf(&c, "journal:\n  path: %s\n  sync: normal\n  sync_interval: 10ms\n", b.journal)
-	fmt.Fprintf(&c, "control:\n  socket: %s\n", filepath.Join(b.dir, "run", "ctl.sock"))
-	fmt.Fprintf(&c, "bpf:\n  pin_path: %s\n", b.pin)
-	c.WriteString("log:\n  level: warn\ntargets:\n")
+	c.WriteString(benchutil.ConfigHead(b.dir, b.journal, b.pin))
+	c.WriteString("targets:\n")
 	for _, name := range []string{"connect", "echo", "bulk"} {
 		fmt.Fprintf(&c, "  - name: bench-%s\n    protocol: tcp\n    address: %q\n", name, b.servers[name].addr())
 	}
@@ -275,11 +239,8 @@ func (b *bench) cleanup() error {
 		s.close()
 	}
 	if b.pin != "" {
-		if _, err := os.Stat(b.pin); err == nil {
-			if err := redirector.DetachPinned(b.pin); err != nil {
-				errs = append(errs, fmt.Errorf("remove pins %s: %w", b.pin, err))
-			}
-			os.Remove(b.pin)
+		if err := benchutil.RemovePins(b.pin); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if b.o.keep && b.dir != "" {

@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 // row is one line of the results table. Direct and Interlock are medians
@@ -20,19 +21,6 @@ type row struct {
 	InterR    []float64 `json:"interlock_rounds,omitempty"`
 	Aim       string    `json:"aim,omitempty"`
 	Met       *bool     `json:"aim_met,omitempty"`
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func values(rs []clientResult, f func(clientResult) float64) []float64 {
@@ -51,7 +39,7 @@ func summarize(res results) []row {
 	side := func(name string, unit string, m string, f func(clientResult) float64) row {
 		d := values(res[m][sideDirect], f)
 		i := values(res[m][sideInterlock], f)
-		r := row{Metric: name, Unit: unit, Direct: ptr(median(d)), Interlock: median(i), DirectR: d, InterR: i}
+		r := row{Metric: name, Unit: unit, Direct: ptr(benchutil.Median(d)), Interlock: benchutil.Median(i), DirectR: d, InterR: i}
 		if *r.Direct != 0 {
 			r.Ratio = ptr(r.Interlock / *r.Direct)
 		}
