@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/interlock/interlock/test/bench/benchutil"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
@@ -47,39 +49,55 @@ type result struct {
 	Failures int     `json:"failures"`
 }
 
+type options struct {
+	interlock  string
+	dur, scale int
+	only       string
+	profile    string
+	jsonOut    bool
+	journalDir string
+}
+
 func main() {
-	interlock := flag.String("interlock", "", "path of the interlock binary (required)")
-	dur := flag.Int("T", 10, "seconds per pgbench run")
-	scale := flag.Int("scale", 10, "pgbench scale factor")
-	only := flag.String("only", "", "comma-separated workload names to run")
-	profile := flag.String("profile", "", "write a CPU profile of interlock during the 'S prepared c8' workload to this file")
-	jsonOut := flag.Bool("json", false, "also print machine-readable results")
-	journalDir := flag.String("journal-dir", "", "where interlock's journal goes (default: a temp dir on the disk)")
+	var o options
+	flag.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required)")
+	flag.IntVar(&o.dur, "T", 10, "seconds per pgbench run")
+	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor")
+	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the 'S prepared c8' workload to this file")
+	flag.BoolVar(&o.jsonOut, "json", false, "also print machine-readable results")
+	flag.StringVar(&o.journalDir, "journal-dir", "", "where interlock's journal goes (default: a temp dir on the disk)")
 	flag.Parse()
-	if *interlock == "" {
-		fail("-interlock is required (make bench-pg passes ./bin/interlock)")
+	// run returns only after stopping what it started (PostgreSQL runs
+	// detached from this process and outlives it otherwise).
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-pg:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.interlock == "" {
+		return errors.New("-interlock is required (make bench-pg passes ./bin/interlock)")
 	}
 	if os.Geteuid() != 0 {
-		fail("run as root: interlock run loads BPF programs")
+		return errors.New("run as root: interlock run loads BPF programs")
 	}
-	il, err := filepath.Abs(*interlock)
+	il, err := benchutil.Interlock(o.interlock)
 	if err != nil {
-		fail(err.Error())
-	}
-	if _, err := os.Stat(il); err != nil {
-		fail("interlock binary: " + err.Error())
+		return err
 	}
 	bouncer, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		if _, e2 := os.Stat("/usr/sbin/pgbouncer"); e2 == nil {
 			bouncer = "/usr/sbin/pgbouncer"
 		} else {
-			fail("pgbouncer not found (apt-get install pgbouncer; make bench-pg installs it)")
+			return errors.New("pgbouncer not found (apt-get install pgbouncer; make bench-pg installs it)")
 		}
 	}
 	srv, err := pgtest.Start(pgtest.Options{Durable: true, Conf: []string{"shared_buffers = 256MB", "max_connections = 300"}})
 	if err != nil {
-		fail("start PostgreSQL: " + err.Error())
+		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	cleanups := []func(){srv.Stop}
 	cleanup := func() {
@@ -99,34 +117,34 @@ func main() {
 
 	work, err := os.MkdirTemp("", "interlock-bench-pg-")
 	if err != nil {
-		fail(err.Error())
+		return err
 	}
 	os.Chmod(work, 0o755)
 	cleanups = append(cleanups, func() { os.RemoveAll(work) })
 
 	direct := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", srv.Host, srv.Port, pgtest.AppUser, pgtest.AppDB)
-	fmt.Fprintf(os.Stderr, "initialising pgbench tables (scale %d)...\n", *scale)
-	init := exec.Command(pgbench, "-i", "-q", "-s", strconv.Itoa(*scale), direct)
+	fmt.Fprintf(os.Stderr, "initialising pgbench tables (scale %d)...\n", o.scale)
+	init := exec.Command(pgbench, "-i", "-q", "-s", strconv.Itoa(o.scale), direct)
 	init.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 	if out, err := init.CombinedOutput(); err != nil {
-		fail(fmt.Sprintf("pgbench -i: %v: %s", err, out))
+		return fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
 
 	bport, stopBouncer, err := startBouncer(bouncer, srv, work)
 	if err != nil {
-		fail("pgbouncer: " + err.Error())
+		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cleanups = append(cleanups, stopBouncer)
 	viaBouncer := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", bport, pgtest.AppUser, pgtest.AppDB)
 
-	jdir := *journalDir
+	jdir := o.journalDir
 	if jdir == "" {
 		jdir = filepath.Join(work, "journal")
 	}
 	os.MkdirAll(jdir, 0o755)
 	cfgPath, err := interlockConfig(work, jdir, srv)
 	if err != nil {
-		fail(err.Error())
+		return err
 	}
 
 	workloads := []workload{
@@ -140,7 +158,7 @@ func main() {
 		{"S -C c8", []string{"-S", "-C", "-c", "8", "-j", "2"}, false},
 	}
 	want := map[string]bool{}
-	for _, w := range strings.Split(*only, ",") {
+	for _, w := range strings.Split(o.only, ",") {
 		if w = strings.TrimSpace(w); w != "" {
 			want[w] = true
 		}
@@ -155,7 +173,7 @@ func main() {
 		for _, side := range sides {
 			dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), side)
 			os.MkdirAll(dir, 0o755)
-			args := append([]string{"-n", "-T", strconv.Itoa(*dur), "-l", "--log-prefix", filepath.Join(dir, "log")}, w.args...)
+			args := append([]string{"-n", "-T", strconv.Itoa(o.dur), "-l", "--log-prefix", filepath.Join(dir, "log")}, w.args...)
 			var cmd *exec.Cmd
 			switch side {
 			case "direct":
@@ -165,16 +183,16 @@ func main() {
 				cmd = exec.Command(pgbench, append(args, viaBouncer)...)
 			case "interlock":
 				cmd = exec.Command(il, append([]string{"run", "-q", "-c", cfgPath, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
-				if *profile != "" && w.name == "S prepared c8" {
+				if o.profile != "" && w.name == "S prepared c8" {
 					cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6060")
 				}
 			}
 			cmd.Dir = dir
 			fmt.Fprintf(os.Stderr, "%-14s %-9s ", w.name, side)
 			var prof chan error
-			if side == "interlock" && *profile != "" && w.name == "S prepared c8" {
+			if side == "interlock" && o.profile != "" && w.name == "S prepared c8" {
 				prof = make(chan error, 1)
-				go func() { prof <- fetchProfile(*profile, *dur) }()
+				go func() { prof <- fetchProfile(o.profile, o.dur) }()
 			}
 			out, err := cmd.CombinedOutput()
 			if prof != nil {
@@ -183,14 +201,14 @@ func main() {
 				}
 			}
 			if err != nil {
-				fail(fmt.Sprintf("%s via %s: %v\n%s", w.name, side, err, out))
+				return fmt.Errorf("%s via %s: %v\n%s", w.name, side, err, out)
 			}
 			r, err := parse(string(out), dir)
 			if err != nil {
-				fail(fmt.Sprintf("%s via %s: %v\n%s", w.name, side, err, out))
+				return fmt.Errorf("%s via %s: %v\n%s", w.name, side, err, out)
 			}
 			if r.Failures > 0 {
-				fail(fmt.Sprintf("%s via %s: %d failed transactions\n%s", w.name, side, r.Failures, out))
+				return fmt.Errorf("%s via %s: %d failed transactions\n%s", w.name, side, r.Failures, out)
 			}
 			fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs\n", r.TPS, r.P50US, r.P99US)
 			results[w.name][side] = r
@@ -198,14 +216,10 @@ func main() {
 		}
 	}
 	report(workloads, results, jdir)
-	if *jsonOut {
-		json.NewEncoder(os.Stdout).Encode(results)
+	if o.jsonOut {
+		return json.NewEncoder(os.Stdout).Encode(results)
 	}
-}
-
-func fail(msg string) {
-	fmt.Fprintln(os.Stderr, "bench-pg:", msg)
-	os.Exit(1)
+	return nil
 }
 
 // fetchProfile takes a CPU profile of the interlock run in the middle of
@@ -278,18 +292,7 @@ func interlockConfig(work, jdir string, srv *pgtest.Server) (string, error) {
 	if err := os.WriteFile(pw, []byte(pgtest.AppPassword+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	cfg := fmt.Sprintf(`state_dir: %s
-journal:
-  path: %s
-  sync: normal
-  sync_interval: 10ms
-control:
-  socket: %s
-bpf:
-  pin_path: /sys/fs/bpf/interlock-bench-pg
-log:
-  level: warn
-targets:
+	cfg := benchutil.ConfigHead(work, filepath.Join(jdir, "journal.db"), "/sys/fs/bpf/interlock-bench-pg") + fmt.Sprintf(`targets:
   - name: db
     protocol: postgres
     address: "%s"
@@ -297,7 +300,7 @@ targets:
       user: %s
       password_file: %s
     tls: disable
-`, filepath.Join(work, "state"), filepath.Join(jdir, "journal.db"), filepath.Join(work, "ctl.sock"), srv.Addr(), pgtest.AppUser, pw)
+`, srv.Addr(), pgtest.AppUser, pw)
 	p := filepath.Join(work, "interlock.yaml")
 	return p, os.WriteFile(p, []byte(cfg), 0o600)
 }
@@ -306,12 +309,10 @@ targets:
 func startBouncer(bin string, srv *pgtest.Server, work string) (int, func(), error) {
 	dir := filepath.Join(work, "pgbouncer")
 	os.MkdirAll(dir, 0o755)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchutil.FreePort("127.0.0.1")
 	if err != nil {
 		return 0, nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	ini := fmt.Sprintf(`[databases]
 %s = host=%s port=%d dbname=%s
 [pgbouncer]

@@ -67,7 +67,11 @@ func main() {
 	if *interlock == "" {
 		fail("-interlock is required (make bench-policy passes ./bin/interlock)")
 	}
-	maskBench(*interlock, *rows, *rounds, *profile)
+	// maskBench returns only after stopping the PostgreSQL it started,
+	// which runs detached and would outlive an os.Exit.
+	if err := maskBench(*interlock, *rows, *rounds, *profile); err != nil {
+		fail("%v", err)
+	}
 }
 
 // ruleset builds 100 rules of the kinds a site writes, none of which
@@ -103,26 +107,26 @@ func ruleset(n int, withCEL bool) (*policy.Policy, model.Origin, model.Operation
 	return p, o, op
 }
 
-func maskBench(interlock string, rows, rounds int, profile string) {
+func maskBench(interlock string, rows, rounds int, profile string) error {
 	srv, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
-		fail("start PostgreSQL: %v", err)
+		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer srv.Stop()
 	if out, err := srv.PSQL(pgtest.AppDB,
 		"CREATE TABLE customers(id int, email text, card text, name text, created_ms bigint)",
 		fmt.Sprintf(`INSERT INTO customers SELECT i, 'user' || i || '@example.com', '4111 1111 1111 1111', 'name ' || i, 1732612345678 + i FROM generate_series(1, %d) i`, rows),
 		"GRANT SELECT ON customers TO "+pgtest.AppUser, "ANALYZE customers"); err != nil {
-		fail("load rows: %v %s", err, out)
+		return fmt.Errorf("load rows: %v %s", err, out)
 	}
 	dir, err := os.MkdirTemp("", "policybench-")
 	if err != nil {
-		fail("%v", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte(pgtest.AppPassword), 0o600)
-	write := func(name, rules string) string {
+	write := func(name, rules string) (string, error) {
 		p := filepath.Join(dir, name)
 		y := fmt.Sprintf(`state_dir: %[1]s/state
 journal:
@@ -137,37 +141,40 @@ targets:
     address: "%[3]s"
     credentials: {user: %[4]s, password_file: %[5]s}
 %[6]s`, dir, name, srv.Addr(), pgtest.AppUser, pw, rules)
-		if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
-			fail("%v", err)
-		}
-		return p
+		return p, os.WriteFile(p, []byte(y), 0o644)
 	}
-	plain := write("plain", "")
-	masked := write("masked", `policy:
+	plain, err := write("plain", "")
+	if err != nil {
+		return err
+	}
+	masked, err := write("masked", `policy:
   rules:
     - name: pii
       match: {targets: [db]}
       action: mask
       mask: {columns: [customers.email, customers.name], detectors: [card]}
 `)
+	if err != nil {
+		return err
+	}
 	psql := filepath.Join(srv.BinDir, "psql")
 	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", srv.Host, srv.Port, pgtest.AppUser, pgtest.AppDB)
 	query := "SELECT * FROM customers"
-	fetch := func(prefix ...string) time.Duration {
+	fetch := func(prefix ...string) (time.Duration, error) {
 		argv := append(prefix, psql, "-X", "-A", "-t", "-o", "/dev/null", "-c", query, conn)
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fail("%v: %v\n%s", argv, err, out)
+			return 0, fmt.Errorf("%v: %v\n%s", argv, err, out)
 		}
-		return time.Since(start)
+		return time.Since(start), nil
 	}
 	// Check once that masking really happens before timing it.
 	check := exec.Command(interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--", psql, "-X", "-A", "-t", "-c", query+" LIMIT 1", conn)
 	out, err := check.CombinedOutput()
 	if err != nil || strings.Contains(string(out), "@example.com") || !strings.Contains(string(out), "****-****-****-1111") {
-		fail("the masked side does not mask: %v %s", err, out)
+		return fmt.Errorf("the masked side does not mask: %v %s", err, out)
 	}
 	sides := []struct {
 		name   string
@@ -180,7 +187,11 @@ targets:
 	times := map[string][]time.Duration{}
 	for r := 0; r < rounds; r++ {
 		for _, s := range sides {
-			times[s.name] = append(times[s.name], fetch(s.prefix...))
+			d, err := fetch(s.prefix...)
+			if err != nil {
+				return err
+			}
+			times[s.name] = append(times[s.name], d)
 		}
 	}
 	if profile != "" {
@@ -189,14 +200,15 @@ targets:
 		cmd := exec.Command(interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--", "sh", "-c", loop)
 		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6061", "PGPASSWORD="+pgtest.AppPassword)
 		if err := cmd.Start(); err != nil {
-			fail("%v", err)
+			return err
 		}
 		time.Sleep(300 * time.Millisecond)
 		prof := exec.Command("curl", "-s", "-o", profile, "http://127.0.0.1:6061/debug/pprof/profile?seconds=2")
-		if out, err := prof.CombinedOutput(); err != nil {
-			fail("profile: %v %s", err, out)
-		}
+		out, err := prof.CombinedOutput()
 		cmd.Wait()
+		if err != nil {
+			return fmt.Errorf("profile: %v %s", err, out)
+		}
 		fmt.Println("profile written to", profile)
 	}
 	med := func(ds []time.Duration) time.Duration {
@@ -214,6 +226,7 @@ targets:
 		verdict = "MISSED"
 	}
 	fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s  %.2f× direct, %.2f× unmasked (aim ≥ 0.7×: %s)\n", "interlock+mask", ms(m), rps(m), d.Seconds()/m.Seconds(), ratio, verdict)
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
