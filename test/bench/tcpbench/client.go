@@ -107,6 +107,19 @@ func dial(addr string) (*net.TCPConn, error) {
 	return c.(*net.TCPConn), nil
 }
 
+// dialOnce opens the one connection an echo or bulk measurement uses,
+// records it in res and gives it the deadline d from now.
+func dialOnce(addr string, res *clientResult, d time.Duration) (*net.TCPConn, error) {
+	c, err := dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	res.Conns = 1
+	res.Local, res.Peer = c.LocalAddr().String(), c.RemoteAddr().String()
+	c.SetDeadline(time.Now().Add(d))
+	return c, nil
+}
+
 // runConnect opens a fresh connection per measurement: connect, write one
 // byte, read one byte back. The time runs from before connect() until the
 // byte is back; the close that follows is not timed.
@@ -153,14 +166,11 @@ func runEcho(addr string, n, warmup, size int, res *clientResult) error {
 	if n <= 0 || size <= 0 {
 		return errors.New("-n and -size must be positive")
 	}
-	c, err := dial(addr)
+	c, err := dialOnce(addr, res, 5*time.Minute)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	res.Conns = 1
-	res.Local, res.Peer = c.LocalAddr().String(), c.RemoteAddr().String()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
 	msg := make([]byte, size)
 	for i := range msg {
 		msg[i] = byte('a' + i%26)
@@ -195,14 +205,11 @@ func runBulk(addr string, up bool, total int64, res *clientResult) error {
 	if total <= 0 {
 		return errors.New("-bytes must be positive")
 	}
-	c, err := dial(addr)
+	c, err := dialOnce(addr, res, 10*time.Minute)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	res.Conns = 1
-	res.Local, res.Peer = c.LocalAddr().String(), c.RemoteAddr().String()
-	c.SetDeadline(time.Now().Add(10 * time.Minute))
 	dir := byte(bulkDown)
 	if up {
 		dir = bulkUp
