@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/interlock/interlock/model"
 )
@@ -37,25 +33,12 @@ func TestApprovalHoldsAConnect(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "approvals")
 
-	hooks := make(chan map[string]any, 4)
-	hookLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev map[string]any
-		b, _ := io.ReadAll(r.Body)
-		json.Unmarshal(b, &ev)
-		hooks <- ev
-	})}
-	go hookSrv.Serve(hookLn)
-	defer hookSrv.Close()
-
+	hook := startWebhook(t)
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf(`intercept:
   cgroups: [%s]
 policy:
   webhook:
-    url: http://%s/hook
+    url: %s
   rules:
     - name: hold-connects
       match: {protocols: [tcp]}
@@ -63,7 +46,7 @@ policy:
       review:
         approvers: [daemon]
         timeout: 4s
-`, cgPath, hookLn.Addr()))
+`, cgPath, hook.url))
 	e.startDaemon()
 	sock := filepath.Join(filepath.Dir(e.socket), "approvals.sock")
 
@@ -91,13 +74,9 @@ policy:
 	if len(srv.peers()) != 0 {
 		t.Fatalf("the target was reached before approval")
 	}
-	select {
-	case ev := <-hooks:
-		if r, _ := ev["request"].(map[string]any); r == nil || r["id"] != req.ID {
-			t.Errorf("webhook event %v", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Errorf("the webhook was not called")
+	waitFor(t, func() bool { return len(hook.got()) > 0 })
+	if got := hook.got(); len(got) != 1 || got[0] != req.ID {
+		t.Errorf("the webhook heard of requests %v, want %s", got, req.ID)
 	}
 
 	// The requester's uid (root) cannot approve; a user not named cannot.
@@ -133,7 +112,11 @@ policy:
 	if !gotReq || !gotDec {
 		t.Errorf("journal: request %v, decision %v", gotReq, gotDec)
 	}
-	for _, so := range e.sessions() {
+	sessions := e.sessions()
+	if len(sessions) != 1 {
+		t.Errorf("%d sessions journaled for the one approved connect", len(sessions))
+	}
+	for _, so := range sessions {
 		if so.Decision.Request != req.ID || so.Decision.Action != model.Allow {
 			t.Errorf("session decision %+v does not name the approval", so.Decision)
 		}

@@ -158,6 +158,17 @@ func (s *echoServer) peers() []string {
 	return append([]string(nil), s.seen...)
 }
 
+// freePort is a TCP port free on host when asked.
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // clientResult is tcpclient's output line.
 type clientResult struct {
 	PID   int    `json:"pid"`
@@ -300,18 +311,28 @@ func (e *env) entries() []entry {
 	return out
 }
 
+// entriesOf returns the data of the journal's entries of one kind, decoded.
+func entriesOf[T any](e *env, kind string) []T {
+	e.t.Helper()
+	var out []T
+	for _, en := range e.entries() {
+		if en.Kind != kind {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(en.Data, &v); err != nil {
+			e.t.Fatalf("%s %d: %v", kind, en.Seq, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 // sessions returns the session.open records, keyed by the client address.
 func (e *env) sessions() map[string]model.SessionOpen {
 	e.t.Helper()
 	out := map[string]model.SessionOpen{}
-	for _, en := range e.entries() {
-		if en.Kind != model.KindSessionOpen {
-			continue
-		}
-		var so model.SessionOpen
-		if err := json.Unmarshal(en.Data, &so); err != nil {
-			e.t.Fatalf("session.open %d: %v", en.Seq, err)
-		}
+	for _, so := range entriesOf[model.SessionOpen](e, model.KindSessionOpen) {
 		out[so.Client.String()] = so
 	}
 	return out

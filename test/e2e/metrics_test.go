@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -15,12 +14,7 @@ import (
 func TestMetrics(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "metrics")
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}},
 		fmt.Sprintf("intercept:\n  cgroups: [%s]\nmetrics:\n  listen: %s\n", cgPath, addr))
 	e.startDaemon()

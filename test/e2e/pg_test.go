@@ -239,14 +239,7 @@ SELECT 'still here' AS alive;
 		if n := active(); n != "0" {
 			t.Errorf("pg_sleep still active on the server after the cancel (%s)", n)
 		}
-		var cancels []model.PGCancel
-		for _, en := range e.entries() {
-			if en.Kind == model.KindPGCancel {
-				var c model.PGCancel
-				json.Unmarshal(en.Data, &c)
-				cancels = append(cancels, c)
-			}
-		}
+		cancels := entriesOf[model.PGCancel](e, model.KindPGCancel)
 		if len(cancels) != 1 || !cancels[0].Forwarded || cancels[0].Session == "" || cancels[0].Identity.Kernel.Comm != "psql" {
 			t.Errorf("pg.cancel records: %+v", cancels)
 		}
@@ -309,6 +302,9 @@ SELECT 'still here' AS alive;
 		if err != nil {
 			t.Fatalf("pgclient: %v: %s %s", err, out.String(), tail(errb.String(), 3000))
 		}
+		if peak == 0 {
+			t.Fatalf("interlock's memory was never sampled")
+		}
 		var r struct {
 			Steps map[string]string `json:"steps"`
 		}
@@ -369,7 +365,9 @@ SELECT 'still here' AS alive;
 			}
 		}()
 		out, stderr, code := runCmd(t, inCgroup(t, cgDir, pgclientBin, "-mode", "fuzz", "-n", "300", "-bad", badAddr, "-dsn", conninfo(srv, "sslmode=disable")))
-		if code != 0 || !strings.Contains(out, `"healthy":"ok"`) {
+		// Every malformed session must have logged in first, or the
+		// malformed messages never reached interlock's parser.
+		if code != 0 || !strings.Contains(out, `"healthy":"ok"`) || !strings.Contains(out, `"malformed_sessions":"300"`) {
 			t.Errorf("fuzz client: exit %d %s %s", code, out, stderr)
 		}
 	})

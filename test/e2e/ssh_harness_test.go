@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -119,12 +118,7 @@ func startSSHD(t *testing.T) *sshTarget {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	st.port = freePort(t, "127.0.0.3")
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.3
 HostKey %s
@@ -270,27 +264,10 @@ func shellQuote(argv []string) string {
 	return strings.Join(q, " ")
 }
 
-// sshEntries returns the journal's entries of one kind, decoded.
-func sshEntries[T any](e *env, kind string) []T {
-	e.t.Helper()
-	var out []T
-	for _, en := range e.entries() {
-		if en.Kind != kind {
-			continue
-		}
-		var v T
-		if err := json.Unmarshal(en.Data, &v); err != nil {
-			e.t.Fatalf("%s %d: %v", kind, en.Seq, err)
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
 // sshOpens returns the session.open records of ssh sessions, in order.
 func sshOpens(e *env) []model.SessionOpen {
 	var out []model.SessionOpen
-	for _, so := range sshEntries[model.SessionOpen](e, model.KindSessionOpen) {
+	for _, so := range entriesOf[model.SessionOpen](e, model.KindSessionOpen) {
 		if so.Target.Protocol == model.ProtoSSH {
 			out = append(out, so)
 		}

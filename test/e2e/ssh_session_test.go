@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,7 +245,7 @@ func TestSSHDenyExec(t *testing.T) {
 		t.Errorf("sshd started %d commands, want 1 (the allowed one)", n)
 	}
 	var denied *model.SSHRequest
-	for _, q := range sshEntries[model.SSHRequest](e, model.KindSSHRequest) {
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
 		if q.Type == "exec" && strings.Contains(q.Command, "pwned") {
 			denied = &q
 		}
@@ -254,7 +253,7 @@ func TestSSHDenyExec(t *testing.T) {
 	if denied == nil || denied.Decision.Action != model.Deny || denied.Decision.Rule != "targets.box.deny_exec" {
 		t.Errorf("denied exec journaled as %+v", denied)
 	}
-	exits := sshEntries[model.SSHExit](e, model.KindSSHExit)
+	exits := entriesOf[model.SSHExit](e, model.KindSSHExit)
 	if len(exits) == 0 || exits[0].ExitStatus == nil || *exits[0].ExitStatus != 126 {
 		t.Errorf("exits %+v", exits)
 	}
@@ -266,7 +265,7 @@ func TestSSHPortForwardingRefused(t *testing.T) {
 	requireTools(t, "bash")
 	st := startSSHD(t)
 	e := newSSHEnv(t, st, sshTargetOpts{})
-	local := freePort(t)
+	local := freePort(t, "127.0.0.1")
 	fwd := append([]string(nil), st.sshArgv()...)
 	fwd = append(fwd[:1], append([]string{"-L", "127.0.0.1:" + strconv.Itoa(local) + ":127.0.0.3:" + strconv.Itoa(st.port)}, fwd[1:]...)...)
 	rfwd := append([]string(nil), st.sshArgv("true")...)
@@ -289,7 +288,7 @@ wait $pid; echo L=$?
 		t.Errorf("ssh did not report the refusal: %q", stderr)
 	}
 	var direct *model.SSHChannel
-	for _, c := range sshEntries[model.SSHChannel](e, model.KindSSHChannel) {
+	for _, c := range entriesOf[model.SSHChannel](e, model.KindSSHChannel) {
 		if c.Type == "direct-tcpip" {
 			direct = &c
 		}
@@ -299,7 +298,7 @@ wait $pid; echo L=$?
 		t.Errorf("direct-tcpip journaled as %+v", direct)
 	}
 	var remote *model.SSHRequest
-	for _, q := range sshEntries[model.SSHRequest](e, model.KindSSHRequest) {
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
 		if q.Type == "tcpip-forward" {
 			remote = &q
 		}
@@ -311,16 +310,6 @@ wait $pid; echo L=$?
 	if strings.Contains(string(b), "direct-tcpip") || strings.Contains(string(b), "tcpip-forward") {
 		t.Errorf("the target saw a forwarding request:\n%s", b)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestSSHPolicyRuleDeniesExec: a policy rule (not the target shorthand)
@@ -354,7 +343,7 @@ func TestSSHPolicyRuleDeniesExec(t *testing.T) {
 		t.Errorf("sshd started %d commands, want 0", n)
 	}
 	var denied bool
-	for _, q := range sshEntries[model.SSHRequest](e, model.KindSSHRequest) {
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
 		denied = denied || (q.Type == "exec" && q.Decision.Action == model.Deny && q.Decision.Rule == "no-rm-rf")
 	}
 	if !denied {

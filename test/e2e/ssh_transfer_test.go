@@ -89,7 +89,7 @@ rm %s/scp-up.bin
 	}
 
 	var ops []string
-	for _, op := range sshEntries[model.SSHSFTP](e, model.KindSSHSFTP) {
+	for _, op := range entriesOf[model.SSHSFTP](e, model.KindSSHSFTP) {
 		s := op.Op + " " + strings.TrimPrefix(op.Path, remote)
 		if op.Target != "" {
 			s += " -> " + strings.TrimPrefix(op.Target, remote)
@@ -123,7 +123,7 @@ rm %s/scp-up.bin
 	}
 	// Three sessions, each opening the sftp subsystem (synced first).
 	var subsystems int
-	for _, q := range sshEntries[model.SSHRequest](e, model.KindSSHRequest) {
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
 		if q.Type == "subsystem" && q.Command == "sftp" {
 			subsystems++
 		}
