@@ -185,10 +185,13 @@ targets:
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command("/bin/sh", "-c", client+" -addr "+ln.Addr().String()+"; echo done")
+	inCgroup := func(cmd *exec.Cmd) *exec.Cmd {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+		return cmd
+	}
+	cmd := inCgroup(exec.Command("/bin/sh", "-c", client+" -addr "+ln.Addr().String()+"; echo done"))
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "GITHUB_REPOSITORY=octo-org/octo-repo", "GITHUB_RUN_ID=42"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd()),
-		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 65534, Gid: 65534}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"reply":"peer=127.0.0.1:`) {
 		t.Fatalf("client in the cgroup: %v\n%s", err, out)
@@ -234,11 +237,7 @@ targets:
 	if c := d["pins "+cgPath]; c.Status != "fail" || !strings.Contains(c.Detail, "refused") {
 		t.Errorf("doctor with pins and no daemon: %+v, want fail (connects refused)", c)
 	}
-	cmd = exec.Command(client, "-addr", ln.Addr().String())
-	f2, _ := os.Open(cgDir)
-	defer f2.Close()
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f2.Fd())}
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "operation not permitted") {
+	if out, err := inCgroup(exec.Command(client, "-addr", ln.Addr().String())).CombinedOutput(); err == nil || !strings.Contains(string(out), "operation not permitted") {
 		t.Errorf("with the daemon killed, the connect gave %v: %s", err, out)
 	}
 
@@ -248,11 +247,7 @@ targets:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd = exec.CommandContext(ctx, client, "-addr", ln.Addr().String())
-	f3, _ := os.Open(cgDir)
-	defer f3.Close()
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f3.Fd())}
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := inCgroup(exec.CommandContext(ctx, client, "-addr", ln.Addr().String())).CombinedOutput(); err != nil {
 		t.Errorf("after detach, a connect from the cgroup failed: %v\n%s", err, out)
 	}
 }

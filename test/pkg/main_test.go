@@ -53,7 +53,7 @@ func testMain(m *testing.M) int {
 		return 0
 	}
 	var missing []string
-	for _, tool := range []string{"dpkg-deb", "rpm", "debootstrap", "systemd-analyze", "unshare", "chroot", "groff", "zsh", "fish", "bash", "setpriv"} {
+	for _, tool := range []string{"dpkg-deb", "rpm", "debootstrap", "systemd-analyze", "unshare", "chroot", "groff", "man", "zsh", "fish", "bash", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
