@@ -6,15 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/test/testenv"
 )
 
 func TestLoadRefusesFilesOthersCanWrite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "interlock.yaml")
 	if err := os.WriteFile(p, []byte("journal:\n  sync: always\n"), 0o644); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 // crashKills is how many times TestCrashSuite kills a writer process.
@@ -78,12 +79,8 @@ func TestCrashChild(t *testing.T) {
 // shell) says ok; the next writer process then opens the same journal,
 // re-checks and signs what the dead one left unsigned, and goes on.
 func TestCrashSuite(t *testing.T) {
-	if _, err := os.Stat(sqlite3CLI); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the crash suite needs %s: %v", sqlite3CLI, err)
-		}
-		t.Skipf("the crash suite needs %s: %v", sqlite3CLI, err)
-	}
+	_, err := os.Stat(sqlite3CLI)
+	testenv.Require(t, "the crash suite needs "+sqlite3CLI, err)
 	path := filepath.Join(t.TempDir(), "crash.db")
 	r := rand.New(rand.NewPCG(7, 7))
 	acked := map[uint64]string{}

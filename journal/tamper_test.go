@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 const sqlite3CLI = "/usr/bin/sqlite3"
@@ -17,12 +18,8 @@ const sqlite3CLI = "/usr/bin/sqlite3"
 // with access to the file would, not through this package's connection.
 func tamper(t *testing.T, path string, sql string) {
 	t.Helper()
-	if _, err := os.Stat(sqlite3CLI); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tamper tests need %s: %v", sqlite3CLI, err)
-		}
-		t.Skipf("tamper tests need %s: %v", sqlite3CLI, err)
-	}
+	_, err := os.Stat(sqlite3CLI)
+	testenv.Require(t, "tamper tests need "+sqlite3CLI, err)
 	out, err := exec.Command(sqlite3CLI, "-bail", path, sql).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sqlite3 %q: %v\n%s", sql, err, out)

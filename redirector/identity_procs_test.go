@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 // TestResolveCacheSeesExec: a process resolved once is served from the
 // cache while it stays the same, and read again after it execs another
 // program under the same pid and start time.
 func TestResolveCacheSeesExec(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	root := identTestCgroup2Root(t)
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "go")
@@ -68,7 +69,7 @@ func TestResolveCacheSeesExec(t *testing.T) {
 // under the executable and command line of after it; the next resolution
 // sees the new program.
 func TestResolveCacheExecDuringResolution(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	root := identTestCgroup2Root(t)
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "go")

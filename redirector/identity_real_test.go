@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,20 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
-
-// identTestNeedRoot skips a test that needs root, except in CI (CI=true),
-// where not being root is a failure.
-func identTestNeedRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, and CI must run it")
-	}
-	t.Skip("needs root")
-}
 
 // identTestCgroup2Root finds the cgroup2 mount in /proc/self/mountinfo,
 // independently of the code under test.
@@ -53,10 +42,7 @@ func identTestCgroup2Root(t testing.TB) string {
 			return strings.ReplaceAll(f[4], `\040`, " ")
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no cgroup2 mount")
-	}
-	t.Skip("no cgroup2 mount")
+	testenv.Require(t, "a cgroup2 mount", errors.New("none in /proc/self/mountinfo"))
 	return ""
 }
 
@@ -149,7 +135,7 @@ func identTestMkCgroup(t *testing.T, root, name string) string {
 }
 
 func TestResolveRealChild(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	root := identTestCgroup2Root(t)
 	cmd := identTestStartSleep(t, "", []string{"PATH=/usr/bin", "GITHUB_TOKEN=ghs_secret", "GITHUB_REPOSITORY=org/repo", "CI=true"})
 	pid := cmd.Process.Pid
@@ -222,7 +208,7 @@ func TestResolveRealChild(t *testing.T) {
 }
 
 func TestResolveRealExited(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	cmd := exec.Command("/usr/bin/true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -261,7 +247,7 @@ func TestResolveRealExited(t *testing.T) {
 }
 
 func TestResolveRealThread(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	// the connecting task is a thread other than the main one (as an
 	// io_uring worker is): the process is resolved from the tgid
 	tidc := make(chan int)
@@ -286,7 +272,7 @@ func TestResolveRealThread(t *testing.T) {
 }
 
 func TestResolveRealFreshCgroup(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	root := identTestCgroup2Root(t)
 	dir := identTestMkCgroup(t, root, "fresh.scope")
 	cmd := identTestStartSleep(t, dir, nil)
@@ -307,7 +293,7 @@ func TestResolveRealFreshCgroup(t *testing.T) {
 }
 
 func TestResolveRealMovedCgroup(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	root := identTestCgroup2Root(t)
 	a := identTestMkCgroup(t, root, "a.scope")
 	b := identTestMkCgroup(t, root, "b")
@@ -334,7 +320,7 @@ func TestResolveRealMovedCgroup(t *testing.T) {
 }
 
 func TestResolveRealDeletedExe(t *testing.T) {
-	identTestNeedRoot(t)
+	testenv.RequireRoot(t)
 	// run a copy of sleep, then replace the copy on disk: the hash is of
 	// what runs, not of what the path now holds
 	dir := t.TempDir()

@@ -8,12 +8,11 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 func TestStateDirCheck(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the check wants root-owned directories")
-	}
+	testenv.RequireRoot(t) // the check wants root-owned files
 	dir := filepath.Join(t.TempDir(), "state")
 	if c := stateDirCheck(dir); c.Status != "ok" || !strings.Contains(c.Detail, "does not exist yet") {
 		t.Errorf("missing dir: %+v", c)
@@ -30,9 +29,7 @@ func TestStateDirCheck(t *testing.T) {
 }
 
 func TestKeysCheck(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the check wants root-owned keys")
-	}
+	testenv.RequireRoot(t) // the check wants root-owned files
 	dir := t.TempDir()
 	if c := keysCheck(filepath.Join(dir, "missing")); c.Status != "ok" {
 		t.Errorf("missing dir: %+v", c)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 func TestGenerateDocs(t *testing.T) {
@@ -70,7 +71,7 @@ func TestGenerateDocsShells(t *testing.T) {
 		{"groff", "-man", "-ww", "-z", "interlock.8"},
 	} {
 		if _, err := exec.LookPath(c[0]); err != nil {
-			if os.Getenv("CI") == "true" {
+			if testenv.CI() {
 				t.Errorf("%s not installed: CI must check the generated files with it", c[0])
 			} else {
 				t.Logf("%s not installed: not checked", c[0])

@@ -18,6 +18,7 @@ import (
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 // memJournal is a Recorder that keeps records in memory.
@@ -121,12 +122,7 @@ func server(t testing.TB) *pgtest.Server {
 		}
 		pgSrv, pgErr = pgtest.Start(pgtest.Options{})
 	})
-	if pgErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL for tests: %v", pgErr)
-		}
-		t.Skipf("PostgreSQL for tests: %v", pgErr)
-	}
+	testenv.Require(t, "PostgreSQL for tests", pgErr)
 	return pgSrv
 }
 

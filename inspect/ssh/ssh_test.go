@@ -22,6 +22,7 @@ import (
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 func TestExecIsRelayedAndRecorded(t *testing.T) {
@@ -317,12 +318,8 @@ func (r *rig) records() iter.Seq2[asciicast.Record, error] {
 }
 
 func TestSFTPOperationsAreJournaled(t *testing.T) {
-	if _, err := os.Stat(sftpServer); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no sftp-server (openssh-server installs it):", err)
-		}
-		t.Skip("no sftp-server:", err)
-	}
+	_, err := os.Stat(sftpServer)
+	testenv.Require(t, "sftp-server (openssh-server installs it)", err)
 	r := newRig(t, rigOpts{})
 	c := r.mustDial()
 	sess, _ := c.NewSession()

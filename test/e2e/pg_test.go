@@ -19,6 +19,7 @@ import (
 
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 // The PostgreSQL end-to-end tests: a real PostgreSQL 15 on 127.0.0.2
@@ -34,12 +35,7 @@ var (
 // requirePG starts the server for one test, or skips (fails under CI).
 func requirePG(t *testing.T) *pgtest.Server {
 	t.Helper()
-	if err := pgtest.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL 15 is needed (CI=true: failing, not skipping): %v", err)
-		}
-		t.Skipf("PostgreSQL 15 not available: %v", err)
-	}
+	testenv.Require(t, "PostgreSQL 15", pgtest.Available())
 	srv, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
 		t.Fatalf("start PostgreSQL: %v", err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
 )
 
 const (
@@ -38,12 +39,8 @@ const (
 func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is missing (make test installs it): %v", tool, err)
-			}
-			t.Skipf("%s is missing: %v", tool, err)
-		}
+		_, err := exec.LookPath(tool)
+		testenv.Require(t, tool, err)
 	}
 }
 
