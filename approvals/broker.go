@@ -204,6 +204,7 @@ func (b *Broker) allowed(rr policy.ReviewRequest, d model.Decision) model.Decisi
 
 // Decide records an approver's verdict on a pending request.
 func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bool, reason string) (model.ApprovalDecision, error) {
+	caller := lookupAccount(who.UID)
 	b.mu.Lock()
 	p, ok := b.pending[id]
 	if !ok {
@@ -214,7 +215,7 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrSelfApproval
 	}
-	if !mayApprove(p.req.Approvers, who.UID) {
+	if !caller.mayApprove(p.req.Approvers) {
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrNotApprover
 	}
@@ -275,27 +276,40 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 	return dec, nil
 }
 
-// mayApprove checks a uid against approver names and @groups.
-func mayApprove(approvers []string, uid uint32) bool {
+// account is a caller's user name and group names, looked up once per
+// call and before the broker's lock is taken: the lookups go through NSS
+// (maybe LDAP) and must not hold up Review.
+type account struct {
+	name   string // "" when the uid has no user
+	groups []string
+}
+
+func lookupAccount(uid uint32) account {
 	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
 	if err != nil {
+		return account{}
+	}
+	a := account{name: u.Username}
+	ids, _ := u.GroupIds()
+	for _, gid := range ids {
+		if g, err := user.LookupGroupId(gid); err == nil {
+			a.groups = append(a.groups, g.Name)
+		}
+	}
+	return a
+}
+
+// mayApprove checks the account against approver names and @groups.
+func (a account) mayApprove(approvers []string) bool {
+	if a.name == "" {
 		return false
 	}
-	var groups []string
-	for _, a := range approvers {
-		if name, ok := strings.CutPrefix(a, "@"); ok {
-			if groups == nil {
-				ids, _ := u.GroupIds()
-				for _, gid := range ids {
-					if g, err := user.LookupGroupId(gid); err == nil {
-						groups = append(groups, g.Name)
-					}
-				}
-			}
-			if slices.Contains(groups, name) {
+	for _, x := range approvers {
+		if group, ok := strings.CutPrefix(x, "@"); ok {
+			if slices.Contains(a.groups, group) {
 				return true
 			}
-		} else if a == u.Username {
+		} else if x == a.name {
 			return true
 		}
 	}
@@ -317,11 +331,12 @@ type Pending struct {
 // so only its approvers, its requester's uid and root see it: the
 // approvals socket is open to every local user.
 func (b *Broker) List(who Approver) []Pending {
+	caller := lookupAccount(who.UID)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]Pending, 0, len(b.pending))
 	for _, p := range b.pending {
-		approver := mayApprove(p.req.Approvers, who.UID)
+		approver := caller.mayApprove(p.req.Approvers)
 		requester := who.UID == p.req.Requester.Kernel.UID
 		if !approver && !requester && who.UID != 0 {
 			continue
