@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/model"
 )
 
@@ -46,14 +47,15 @@ func compileWhen(env *cel.Env, expr string) (cel.Program, error) {
 // lazyActivation resolves the CEL variables for one decision, building
 // each only when a condition first asks for it.
 type lazyActivation struct {
-	o    model.Origin
-	op   model.Operation
-	now  time.Time
-	vars map[string]any
+	o     model.Origin
+	op    model.Operation
+	now   time.Time
+	names *accounts.Names
+	vars  map[string]any
 }
 
-func newActivation(o model.Origin, op model.Operation, now time.Time) *lazyActivation {
-	return &lazyActivation{o: o, op: op, now: now}
+func newActivation(o model.Origin, op model.Operation, now time.Time, names *accounts.Names) *lazyActivation {
+	return &lazyActivation{o: o, op: op, now: now, names: names}
 }
 
 // ResolveName implements cel's interpreter.Activation.
@@ -64,7 +66,7 @@ func (a *lazyActivation) ResolveName(name string) (any, bool) {
 	var v any
 	switch name {
 	case "identity":
-		v = identityVar(a.o.Identity)
+		v = identityVar(a.o.Identity, a.names)
 	case "target":
 		v = map[string]string{"name": a.o.Target.Name, "protocol": string(a.o.Target.Protocol), "address": a.o.Target.Address}
 	case "op":
@@ -86,7 +88,7 @@ func (a *lazyActivation) ResolveName(name string) (any, bool) {
 // Parent implements cel's interpreter.Activation.
 func (a *lazyActivation) Parent() interpreter.Activation { return nil }
 
-func identityVar(ident model.Identity) map[string]any {
+func identityVar(ident model.Identity, names *accounts.Names) map[string]any {
 	k := ident.Kernel
 	claimed := ident.Claimed
 	if claimed == nil {
@@ -94,7 +96,7 @@ func identityVar(ident model.Identity) map[string]any {
 	}
 	id := map[string]any{
 		"uid": int64(k.UID), "gid": int64(k.GID), "pid": int64(k.TGID),
-		"user": userName(ident), "group": groupName(ident),
+		"user": userName(ident, names), "group": groupName(ident, names),
 		"exe": "", "exe_sha256": "", "cgroup": "", "unit": "", "container": "",
 		"claimed": claimed,
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/model"
 )
 
@@ -18,7 +19,7 @@ const (
 )
 
 // matches checks everything but the CEL condition.
-func (r *rule) matches(o model.Origin, op model.Operation) matchResult {
+func (r *rule) matches(o model.Origin, op model.Operation, names *accounts.Names) matchResult {
 	if len(r.targets) > 0 && !anyMatch(r.targets, o.Target.Name) {
 		return noMatch
 	}
@@ -31,10 +32,10 @@ func (r *rule) matches(o model.Origin, op model.Operation) matchResult {
 	if r.id == nil {
 		return match
 	}
-	return matchIdentity(r, o.Identity)
+	return matchIdentity(r, o.Identity, names)
 }
 
-func matchIdentity(r *rule, id model.Identity) matchResult {
+func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResult {
 	m := r.id
 	k := id.Kernel
 	if len(m.uids) > 0 && !slices.Contains(m.uids, int(k.UID)) {
@@ -43,10 +44,10 @@ func matchIdentity(r *rule, id model.Identity) matchResult {
 	if len(m.gids) > 0 && !slices.Contains(m.gids, int(k.GID)) {
 		return noMatch
 	}
-	if len(m.users) > 0 && !anyMatch(m.users, userName(id)) {
+	if len(m.users) > 0 && !anyMatch(m.users, userName(id, names)) {
 		return noMatch
 	}
-	if len(m.groups) > 0 && !anyMatch(m.groups, groupName(id)) {
+	if len(m.groups) > 0 && !anyMatch(m.groups, groupName(id, names)) {
 		return noMatch
 	}
 	for _, c := range r.claimed {
@@ -167,16 +168,16 @@ func splitTable(table string) (full, name string) {
 
 // userName and groupName are the names of the kernel's uid and gid, from
 // the resolver when it had the process, else looked up here.
-func userName(id model.Identity) string {
+func userName(id model.Identity, names *accounts.Names) string {
 	if id.Proc != nil && id.Proc.User != "" {
 		return id.Proc.User
 	}
-	return names.user(id.Kernel.UID)
+	return names.User(id.Kernel.UID)
 }
 
-func groupName(id model.Identity) string {
+func groupName(id model.Identity, names *accounts.Names) string {
 	if id.Proc != nil && id.Proc.Group != "" {
 		return id.Proc.Group
 	}
-	return names.group(id.Kernel.GID)
+	return names.Group(id.Kernel.GID)
 }

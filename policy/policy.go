@@ -18,6 +18,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 
+	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 )
@@ -48,6 +49,9 @@ type Policy struct {
 	rs       atomic.Pointer[ruleset]
 	reviewer atomic.Pointer[reviewerBox]
 	now      func() time.Time
+	// names names the uids and gids of identities the resolver could not
+	// inspect, for rules and conditions written with names.
+	names *accounts.Names
 }
 
 type reviewerBox struct{ r Reviewer }
@@ -59,7 +63,7 @@ func New(cfg *config.Config) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: CEL environment: %w", err)
 	}
-	p := &Policy{env: env, now: time.Now}
+	p := &Policy{env: env, now: time.Now, names: accounts.NewNames()}
 	if err := p.SetConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -137,7 +141,7 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 	cand := candidates(rs, op, lists[:0])
 	for next := nextRule(cand); next >= 0; next = nextRule(cand) {
 		r := &rs.rules[next]
-		m := r.matches(o, op)
+		m := r.matches(o, op, p.names)
 		if m == noMatch {
 			continue
 		}
@@ -150,7 +154,7 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 		if r.when != nil {
 			if act == nil {
 				// One activation serves every condition of this decision.
-				act = newActivation(o, op, p.now())
+				act = newActivation(o, op, p.now(), p.names)
 			}
 			out, _, err := r.when.Eval(act)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/model"
 )
 
@@ -39,7 +40,7 @@ type Resolver struct {
 	tickNS    uint64
 	cg        *cgroupinfoCache
 	hashes    *identHashCache
-	names     *identNameCache
+	names     *accounts.Names
 	ancestors *identLRU[uint32, identAncestor]
 	chains    *identLRU[identChainKey, identChain]
 	procs     *identLRU[identProcKey, identProc]
@@ -79,7 +80,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 		log:       opts.Logger,
 		tickNS:    uint64(time.Second) / identClockTicks(),
 		hashes:    newIdentHashCache(identHashCacheSize),
-		names:     newIdentNameCache(),
+		names:     accounts.NewNames(),
 		ancestors: newIdentLRU[uint32, identAncestor](identAncestorCacheSize),
 		chains:    newIdentLRU[identChainKey, identChain](identAncestorCacheSize),
 		procs:     newIdentLRU[identProcKey, identProc](identProcCacheSize),
@@ -260,8 +261,8 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	} else {
 		r.applyCgroup(ctx, pf, cgd, k)
 	}
-	pf.User = r.names.user(k.UID)
-	pf.Group = r.names.group(k.GID)
+	pf.User = r.names.User(k.UID)
+	pf.Group = r.names.Group(k.GID)
 	r.rememberProc(procKey, pf, claims, exeKey, cmdline)
 	return pf, claims, ""
 }

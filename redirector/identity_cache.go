@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os/user"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,61 +313,6 @@ func identHashFD(ctx context.Context, fd int, key identFileKey, buf []byte) (str
 	}
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])), nil
-}
-
-// identNameCache caches uid and gid to name lookups (os/user may go
-// through NSS). Misses are cached too; entries expire so renames show.
-type identNameCache struct {
-	mu     sync.Mutex
-	users  map[uint32]identNameEntry
-	groups map[uint32]identNameEntry
-	ttl    time.Duration
-	max    int
-}
-
-type identNameEntry struct {
-	name    string
-	expires time.Time
-}
-
-func newIdentNameCache() *identNameCache {
-	return &identNameCache{
-		users:  make(map[uint32]identNameEntry),
-		groups: make(map[uint32]identNameEntry),
-		ttl:    5 * time.Minute,
-		max:    4096,
-	}
-}
-
-func (c *identNameCache) user(id uint32) string  { return c.lookup(c.users, id, true) }
-func (c *identNameCache) group(id uint32) string { return c.lookup(c.groups, id, false) }
-
-func (c *identNameCache) lookup(m map[uint32]identNameEntry, id uint32, isUser bool) string {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := m[id]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.name
-	}
-	var name string
-	sid := strconv.FormatUint(uint64(id), 10)
-	if isUser {
-		if u, err := user.LookupId(sid); err == nil {
-			name = u.Username
-		}
-	} else {
-		if g, err := user.LookupGroupId(sid); err == nil {
-			name = g.Name
-		}
-	}
-	c.mu.Lock()
-	if len(m) >= c.max {
-		clear(m)
-	}
-	m[id] = identNameEntry{name: name, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return name
 }
 
 // identAncestor is what is cached about one ancestor process. It is reused
