@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/interlock/interlock/atomicfile"
 )
 
 // Key file names inside the state directory.
@@ -68,15 +70,9 @@ func LoadOrCreateKey(stateDir string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: generate signing key: %w", err)
 	}
-	tmp, err := writeTemp(stateDir, ".journal.key-*", []byte(skey+"\n"), 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("journal: write signing key in %s: %w", stateDir, err)
+	if _, err := atomicfile.Create(priv, []byte(skey+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("journal: create signing key %s: %w", priv, err)
 	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, priv); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("journal: install signing key %s: %w", priv, err)
-	}
-	syncDir(stateDir)
 	if s, err = LoadSigner(priv); err != nil {
 		return nil, err
 	}
@@ -90,7 +86,7 @@ func ensurePublic(stateDir string, s *Signer) error {
 	if b, err := os.ReadFile(pub); err == nil && strings.TrimSpace(string(b)) == s.VerifierKey {
 		return nil
 	}
-	if err := writeFileAtomic(pub, []byte(s.VerifierKey+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(pub, []byte(s.VerifierKey+"\n"), 0o644); err != nil {
 		return fmt.Errorf("journal: export public key: %w", err)
 	}
 	return nil
@@ -149,54 +145,4 @@ func LoadVerifier(path string) (note.Verifier, string, error) {
 		return nil, "", fmt.Errorf("journal: public key %s does not parse (want one line name+hash+key): %w", path, err)
 	}
 	return v, vkey, nil
-}
-
-// writeFileAtomic replaces path with data so that a reader (or a crash)
-// sees the old or the new content, never a mix.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, "."+filepath.Base(path)+"-*", data, mode)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	syncDir(dir)
-	return nil
-}
-
-// writeTemp writes data, with mode, to a new file in dir named after
-// pattern (os.CreateTemp) and syncs it; the caller renames or links it
-// into place and removes the name. Nothing is left behind on error.
-func writeTemp(dir, pattern string, data []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return "", err
-	}
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-// syncDir makes a rename or link in dir durable; best effort, as some
-// filesystems refuse fsync on directories.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }

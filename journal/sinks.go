@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/interlock/interlock/atomicfile"
 )
 
 // SinkSyslog is the journal.checkpoint_sinks entry that sends checkpoints
@@ -60,7 +62,7 @@ type fileSink string
 
 func (f fileSink) name() string { return string(f) }
 func (f fileSink) deliver(_ context.Context, cp Checkpoint) error {
-	return writeFileAtomic(string(f), cp.Note, 0o644)
+	return atomicfile.Write(string(f), cp.Note, 0o644)
 }
 
 // httpSink POSTs the signed note as text/plain.

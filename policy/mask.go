@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/interlock/interlock/atomicfile"
 	"github.com/interlock/interlock/model"
 )
 
@@ -34,7 +35,7 @@ func NewMasker(dir string) (*Masker, error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("masking key directory: %w", err)
 		}
-		if err := createMaskKey(dir, p); err != nil {
+		if err := createMaskKey(p); err != nil {
 			return nil, err
 		}
 		return NewMasker(dir) // ours, or the key of a process that won the race
@@ -48,26 +49,16 @@ func NewMasker(dir string) (*Masker, error) {
 	return &Masker{key: key}, nil
 }
 
-// createMaskKey installs a new random key at p whole or not at all: it is
-// written to a temporary file and linked into place, so neither a crash
-// nor a concurrent first start leaves or reads a short key. A key another
-// process linked first is kept.
-func createMaskKey(dir, p string) error {
+// createMaskKey installs a new random key at p, unless another process
+// installed one first: whole or not at all, so neither a crash nor a
+// concurrent first start leaves or reads a short key.
+func createMaskKey(p string) error {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".mask.key-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("create masking key: %w", err)
-	}
-	defer os.Remove(f.Name())
-	_, werr := f.Write(key)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("write masking key: %w", err)
-	}
-	if err := os.Link(f.Name(), p); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("install masking key %s: %w", p, err)
+	if _, err := atomicfile.Create(p, key, 0o600); err != nil {
+		return fmt.Errorf("create masking key %s: %w", p, err)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/interlock/interlock/atomicfile"
 )
 
 // Files of interlock's SSH certificate authority, under <state_dir>/ssh/.
@@ -75,7 +77,7 @@ func loadAuthority(stateDir string, log *slog.Logger) (*authority, error) {
 	}
 	line := "@cert-authority * " + string(gossh.MarshalAuthorizedKey(ca.PublicKey()))
 	line = line[:len(line)-1] + " " + caComment + "\n"
-	if err := writeIfChanged(filepath.Join(dir, caKnownHostsFile), []byte(line), 0o644); err != nil {
+	if err := atomicfile.WriteIfChanged(filepath.Join(dir, caKnownHostsFile), []byte(line), 0o644); err != nil {
 		return nil, fmt.Errorf("SSH CA known_hosts line: %w", err)
 	}
 	return &authority{ca: ca, host: host}, nil
@@ -101,32 +103,10 @@ func loadOrCreateKey(dir, name, pubName, comment string) (gossh.Signer, bool, er
 	if err != nil {
 		return nil, false, err
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	// Another process starting at once may win the race: its key is used.
+	created, err := atomicfile.Create(path, pem.EncodeToMemory(block), 0o600)
 	if err != nil {
 		return nil, false, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, false, err
-	}
-	if err := pem.Encode(tmp, block); err != nil {
-		tmp.Close()
-		return nil, false, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, false, err
-	}
-	created := true
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, false, err
-		}
-		created = false // another process won the race: use its key
 	}
 	signer, err = readPrivateKey(path)
 	if err != nil {
@@ -134,21 +114,10 @@ func loadOrCreateKey(dir, name, pubName, comment string) (gossh.Signer, bool, er
 	}
 	pub := gossh.MarshalAuthorizedKey(signer.PublicKey())
 	pub = append(pub[:len(pub)-1], []byte(" "+comment+"\n")...)
-	if err := writeIfChanged(filepath.Join(dir, pubName), pub, 0o644); err != nil {
+	if err := atomicfile.WriteIfChanged(filepath.Join(dir, pubName), pub, 0o644); err != nil {
 		return nil, false, err
 	}
 	return signer, created, nil
-}
-
-func writeIfChanged(path string, b []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // hostSigners returns what interlock presents for a target without a
