@@ -182,6 +182,11 @@ type TargetConfig struct {
 	// DenyStatements lists statement kinds refused before they reach the
 	// server, such as drop_database.
 	DenyStatements []string `yaml:"deny_statements,omitempty"`
+	// CheckEffects runs each transaction that is not provably read-only
+	// inside a transaction interlock holds, reads what it did from the
+	// server before its COMMIT goes through, and applies effects rules
+	// (default true).
+	CheckEffects *bool `yaml:"check_effects,omitempty"`
 
 	// SSH targets.
 

@@ -22,7 +22,14 @@ type PolicyConfig struct {
 	ReviewTimeout Duration `yaml:"review_timeout"`
 	// Webhook is notified of every approval request.
 	Webhook *WebhookConfig `yaml:"webhook,omitempty"`
-	Rules   []RuleConfig   `yaml:"rules,omitempty"`
+	// Unknown is what happens to a statement interlock cannot parse on a
+	// target where any deny or review rule applies: deny (default),
+	// review or allow.
+	Unknown string `yaml:"unknown,omitempty"`
+	// UnknownReview holds the approvers of unparsable statements when
+	// Unknown is review.
+	UnknownReview *ReviewConfig `yaml:"unknown_review,omitempty"`
+	Rules         []RuleConfig  `yaml:"rules,omitempty"`
 }
 
 // WebhookConfig is policy.webhook.
@@ -60,6 +67,40 @@ type MatchConfig struct {
 	Protocols []string        `yaml:"protocols,omitempty"`
 	Identity  *IdentityMatch  `yaml:"identity,omitempty"`
 	Operation *OperationMatch `yaml:"operation,omitempty"`
+	// Effects makes the rule an effects rule: it judges what a postgres
+	// transaction did, read from the server before its COMMIT goes
+	// through, instead of the statement text. Only deny and review rules
+	// may have it.
+	Effects *EffectsMatch `yaml:"effects,omitempty"`
+}
+
+// EffectsMatch matches what a postgres transaction did. The rule applies
+// when any of the conditions that are set holds for a relation that Tables
+// selects (all relations when Tables is empty).
+type EffectsMatch struct {
+	// Tables are relation globs, matched as operation.tables are against
+	// the relation's name, the name it had when the transaction began,
+	// and the names of its inheritance ancestors. System catalogs match
+	// only a glob that names their schema (pg_catalog.*).
+	Tables []string `yaml:"tables,omitempty"`
+	// RowsInsertedOver, RowsUpdatedOver, RowsDeletedOver and
+	// RowsWrittenOver (the three summed) hold when a selected relation
+	// had more rows so changed than the number given (0: any).
+	RowsInsertedOver *int64 `yaml:"rows_inserted_over,omitempty"`
+	RowsUpdatedOver  *int64 `yaml:"rows_updated_over,omitempty"`
+	RowsDeletedOver  *int64 `yaml:"rows_deleted_over,omitempty"`
+	RowsWrittenOver  *int64 `yaml:"rows_written_over,omitempty"`
+	// Dropped, Truncated (any new storage: TRUNCATE, VACUUM FULL, a type
+	// change) and Altered (locked ACCESS EXCLUSIVE otherwise) hold when
+	// a selected relation was so changed.
+	Dropped   bool `yaml:"dropped,omitempty"`
+	Truncated bool `yaml:"truncated,omitempty"`
+	Altered   bool `yaml:"altered,omitempty"`
+	// Catalog holds when any system catalog row changed (DDL of any
+	// kind); Roles when a role, a membership or a role's settings
+	// changed.
+	Catalog bool `yaml:"catalog,omitempty"`
+	Roles   bool `yaml:"roles,omitempty"`
 }
 
 // IdentityMatch matches who is connecting. Every field but Claimed uses
@@ -95,6 +136,12 @@ type OperationMatch struct {
 	// ReadOnly matches statements the parser proved read-only (true) or
 	// not (false).
 	ReadOnly *bool `yaml:"read_only,omitempty"`
+	// IncludeOpaque: a deny or review rule naming a write or DDL kind also
+	// applies to opaque statements (DO, CALL, functions that are not built
+	// in, writes to relations with triggers, ...), whose effects the text
+	// does not show, whatever their tables. Set false to leave those to
+	// effects rules. Default true.
+	IncludeOpaque *bool `yaml:"include_opaque,omitempty"`
 	// Commands are ssh exec command-line globs.
 	Commands []string `yaml:"commands,omitempty"`
 	// Paths are sftp path globs.
@@ -303,6 +350,17 @@ func globOK(l *errorList, key, g string) {
 		l.add(key, quote(g)+" is not a valid glob: "+err.Error())
 	}
 }
+
+// UnknownAction is policy.unknown, with its default.
+func (p PolicyConfig) UnknownAction() string {
+	if p.Unknown == "" {
+		return "deny"
+	}
+	return p.Unknown
+}
+
+// EffectsChecked is check_effects, with its default.
+func (t TargetConfig) EffectsChecked() bool { return t.CheckEffects == nil || *t.CheckEffects }
 
 // DefaultAction is policy.default, with its default.
 func (p PolicyConfig) DefaultAction() string {

@@ -79,6 +79,15 @@ type ConnectPolicy interface {
 type Policy interface {
 	ConnectPolicy
 	Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+	// DecideEffects judges a postgres transaction about to commit by
+	// what it did (op.Kind "commit", op.Effects set) with the effects
+	// rules only; with none that applies it allows. It may block for a
+	// review like Decide.
+	DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+	// EffectsRules says whether any effects rule can apply to sessions
+	// of this origin: without one, reading a transaction's effects is
+	// needed only for interlock's own built-in checks.
+	EffectsRules(o model.Origin) bool
 }
 
 // Reloader is implemented by handlers that keep per-target settings from

@@ -138,6 +138,8 @@ func (r Recorder) count(rec model.Record, err error) {
 type Policy interface {
 	DecideConnect(ctx context.Context, o model.Origin) model.Decision
 	Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+	DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision
+	EffectsRules(o model.Origin) bool
 }
 
 // CountingPolicy counts the decisions of Inner.
@@ -152,6 +154,16 @@ func (p CountingPolicy) DecideConnect(ctx context.Context, o model.Origin) model
 	p.M.Decisions.WithLabelValues(string(o.Target.Protocol), string(d.Action)).Inc()
 	return d
 }
+
+// DecideEffects implements inspect.Policy.
+func (p CountingPolicy) DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
+	d := p.Inner.DecideEffects(ctx, o, op)
+	p.M.Decisions.WithLabelValues(string(op.Protocol), string(d.Action)).Inc()
+	return d
+}
+
+// EffectsRules implements inspect.Policy.
+func (p CountingPolicy) EffectsRules(o model.Origin) bool { return p.Inner.EffectsRules(o) }
 
 // Decide implements inspect.Policy.
 func (p CountingPolicy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {

@@ -30,6 +30,9 @@ type Operation struct {
 	// SSH: the sftp path or subsystem name, or a forwarding destination.
 	Path   string `json:"path,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Effects is set when the operation is a postgres transaction about to
+	// commit (Kind "commit"): what it did, for effects rules and approvers.
+	Effects *PGEffects `json:"effects,omitempty"`
 }
 
 // Decision is policy's answer for one operation, with the rule that made it.

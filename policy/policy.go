@@ -250,3 +250,12 @@ func nextRule(lists [][]int) int {
 	}
 	return best
 }
+
+// DecideEffects judges a transaction about to commit by its effects.
+// TODO(effects): evaluate the effects rules; until then nothing is judged.
+func (p *Policy) DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
+	return model.Decision{Action: model.Allow, Rule: "policy.effects"}
+}
+
+// EffectsRules says whether any effects rule can apply to o.
+func (p *Policy) EffectsRules(o model.Origin) bool { return false }

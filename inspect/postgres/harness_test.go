@@ -96,6 +96,12 @@ func (p denyPolicy) DecideConnect(context.Context, model.Origin) model.Decision 
 	return model.Decision{Action: model.Allow, Rule: "default"}
 }
 
+func (p denyPolicy) DecideEffects(context.Context, model.Origin, model.Operation) model.Decision {
+	return model.Decision{Action: model.Allow, Rule: "default"}
+}
+
+func (p denyPolicy) EffectsRules(model.Origin) bool { return false }
+
 func (p denyPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation) model.Decision {
 	for _, k := range op.Kinds {
 		if slices.Contains(p.kinds, k) {

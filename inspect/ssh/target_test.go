@@ -232,6 +232,12 @@ func (p testPolicy) DecideConnect(context.Context, model.Origin) model.Decision 
 	return model.Decision{Action: model.Allow, Rule: "default"}
 }
 
+func (p testPolicy) DecideEffects(context.Context, model.Origin, model.Operation) model.Decision {
+	return model.Decision{Action: model.Allow, Rule: "default"}
+}
+
+func (p testPolicy) EffectsRules(model.Origin) bool { return false }
+
 func (p testPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation) model.Decision {
 	if op.Kind == "exec" && strings.Contains(op.Text, "mask-me") {
 		live := strings.Contains(op.Text, "live")
