@@ -138,7 +138,7 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 	}
 	req := model.ApprovalRequest{
 		ID: id.String(), Requester: rr.Origin.Identity, Target: rr.Origin.Target.Name,
-		Operation: rr.Operation, Rule: rr.Rule, Approvers: rr.Review.Approvers, Needed: needed,
+		Operation: rr.Operation, Rule: rr.Rule, Reason: rr.Reason, Approvers: rr.Review.Approvers, Needed: needed,
 		Scope: scopeOf(rr), TimeoutNS: rr.Timeout.Nanoseconds(), Session: rr.Origin.Session,
 	}
 	// The request is on disk before anyone is told of it.

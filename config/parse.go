@@ -333,7 +333,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 		if s, ok := d.scalar(n, key, line, "a string"); ok {
 			v.SetString(s)
 		}
-	case v.Kind() == reflect.Int:
+	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
 		s, ok := d.scalar(n, key, line, "a whole number")
 		if !ok {
 			return
@@ -357,8 +357,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 		default:
 			d.at(line, key, quote(s)+" is not true or false")
 		}
-	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Bool:
-		// An optional yes/no: absent means "not asked".
+	case v.Kind() == reflect.Pointer && (v.Type().Elem().Kind() == reflect.Bool || v.Type().Elem().Kind() == reflect.Int64):
+		// An optional yes/no or number: absent means "not asked".
 		if isNull(n) {
 			return
 		}

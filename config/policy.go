@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +15,8 @@ import (
 // PolicyConfig is the policy section: the rules that decide what each
 // operation may do.
 type PolicyConfig struct {
-	// Default is the action for an operation no rule matches: allow
-	// (default) or deny.
+	// Default is the action for an operation no rule allows (a mask rule
+	// never does): allow (default) or deny.
 	Default string `yaml:"default"`
 	// ReviewTimeout is how long a held operation waits for approval when
 	// its rule does not say; a timeout denies.
@@ -181,13 +182,12 @@ const (
 	DefaultWebhookTimeout = Duration(5 * time.Second)
 )
 
-// Rule actions and grant scopes.
+// Rule actions, grant scopes, detectors and policy.unknown's actions.
 var (
-	ruleActions  = []string{"allow", "deny", "review", "mask"}
-	grantScopes  = []string{"once", "session", "ttl"}
-	maskDetector = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
-	opKinds      = map[string]bool{"connect": true, "shell": true, "exec": true, "subsystem": true, "sftp": true,
-		"port_forwarding": true, "agent_forwarding": true, "x11": true}
+	ruleActions    = []string{"allow", "deny", "review", "mask"}
+	grantScopes    = []string{"once", "session", "ttl"}
+	maskDetector   = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
+	unknownActions = []string{"deny", "review", "allow"}
 )
 
 // MaskDetectors lists the detector names a mask rule may use.
@@ -209,6 +209,19 @@ func (c *Config) validatePolicy(l *errorList) {
 			absPath(l, "policy.webhook.secret_file", w.SecretFile, true)
 		}
 	}
+	if p.Unknown != "" {
+		oneOf(l, "policy.unknown", p.Unknown, unknownActions...)
+	}
+	switch {
+	case p.Unknown == "review" && p.UnknownReview == nil:
+		// Reported on policy.unknown's line: that is what asks for it.
+		l.at(lineOf(l.lines, "policy.unknown"), "policy.unknown_review",
+			"is required with policy.unknown: review: name the approvers of statements interlock cannot parse")
+	case p.Unknown == "review":
+		validateReview(l, "policy.unknown_review", p.UnknownReview)
+	case p.UnknownReview != nil:
+		l.add("policy.unknown_review", "applies to policy.unknown: review only")
+	}
 	names := map[string]int{}
 	for i, r := range p.Rules {
 		key := "policy.rules[" + strconv.Itoa(i) + "]"
@@ -221,6 +234,9 @@ func (c *Config) validatePolicy(l *errorList) {
 		}
 		oneOf(l, key+".action", r.Action, ruleActions...)
 		validateMatch(l, key+".match", r.Match)
+		if r.Match.Effects != nil {
+			validateEffectsRule(l, key, r)
+		}
 		switch r.Action {
 		case "review":
 			validateReview(l, key+".review", r.Review)
@@ -234,6 +250,46 @@ func (c *Config) validatePolicy(l *errorList) {
 			l.add(key+".mask", "applies to action: mask only")
 		}
 	}
+}
+
+// validateEffectsRule checks what only an effects rule (one with
+// match.effects) must satisfy.
+func validateEffectsRule(l *errorList, key string, r RuleConfig) {
+	e := r.Match.Effects
+	ekey := key + ".match.effects"
+	if r.Action != "deny" && r.Action != "review" && slices.Contains(ruleActions, r.Action) {
+		l.add(ekey, "applies to deny and review rules only (this rule's action is "+r.Action+
+			"): an effects rule judges a transaction before its COMMIT, and can only refuse or hold it")
+	}
+	if r.Match.Operation != nil {
+		l.add(key+".match.operation", "an effects rule (match.effects) judges what a transaction did, not its statements; "+
+			"it cannot also have match.operation: write two rules")
+	}
+	for j, g := range e.Tables {
+		globOK(l, ekey+".tables["+strconv.Itoa(j)+"]", g)
+	}
+	for _, c := range []struct {
+		name string
+		n    *int64
+	}{
+		{"rows_inserted_over", e.RowsInsertedOver}, {"rows_updated_over", e.RowsUpdatedOver},
+		{"rows_deleted_over", e.RowsDeletedOver}, {"rows_written_over", e.RowsWrittenOver},
+	} {
+		if c.n != nil && *c.n < 0 {
+			l.add(ekey+"."+c.name, fmt.Sprintf("%d is negative; write 0 (any row) or more", *c.n))
+		}
+	}
+	if !e.HasCondition() {
+		l.add(ekey, "names no condition; set at least one of rows_inserted_over, rows_updated_over, rows_deleted_over, "+
+			"rows_written_over, dropped, truncated, altered, catalog, roles")
+	}
+}
+
+// HasCondition says whether any condition of the effects match is set
+// (tables alone select relations, they are not a condition).
+func (e EffectsMatch) HasCondition() bool {
+	return e.RowsInsertedOver != nil || e.RowsUpdatedOver != nil || e.RowsDeletedOver != nil || e.RowsWrittenOver != nil ||
+		e.Dropped || e.Truncated || e.Altered || e.Catalog || e.Roles
 }
 
 func validateMatch(l *errorList, key string, m MatchConfig) {
@@ -275,8 +331,8 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 	}
 	if op := m.Operation; op != nil {
 		for j, k := range op.Kinds {
-			if !opKinds[k] && !statementKindRE.MatchString(k) {
-				l.add(key+".operation.kinds["+strconv.Itoa(j)+"]", quote(k)+" is not an operation kind")
+			if msg := KindProblem(k); msg != "" {
+				l.add(key+".operation.kinds["+strconv.Itoa(j)+"]", msg)
 			}
 		}
 		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths} {
@@ -380,4 +436,94 @@ func (p PolicyConfig) Timeout(r *ReviewConfig) time.Duration {
 		return time.Duration(p.ReviewTimeout)
 	}
 	return time.Duration(DefaultReviewTimeout)
+}
+
+// kindAliases are names people write for kinds that are spelt otherwise.
+var kindAliases = map[string]string{
+	"copy":                        "copy_from or copy_to",
+	"create_materialized_view":    "create_matview",
+	"alter_materialized_view":     "alter_matview",
+	"drop_materialized_view":      "drop_matview",
+	"refresh_materialized_view":   "refresh_matview",
+	"create_foreign_data_wrapper": "create_fdw",
+	"alter_foreign_data_wrapper":  "alter_fdw",
+	"drop_foreign_data_wrapper":   "drop_fdw",
+	"create_user":                 "create_role",
+	"alter_user":                  "alter_role",
+	"drop_user":                   "drop_role",
+	"create_group":                "create_role",
+	"select_into":                 "create_table_as",
+	"upsert":                      "insert",
+	"start_transaction":           "begin",
+	"end":                         "commit",
+	"abort":                       "rollback",
+}
+
+// isOpKind says whether k is an operation kind of any protocol: a
+// PostgreSQL statement kind (model.SQLKinds), an ssh operation or connect.
+func isOpKind(k string) bool {
+	return model.IsSQLKind(k) || slices.Contains(model.SSHKinds, k) || slices.Contains(model.TCPKinds, k)
+}
+
+// KindProblem says what is wrong with an operation kind as written in
+// operation.kinds or deny_statements, or "" when it is one: a PostgreSQL
+// statement kind (model.SQLKinds), an ssh operation kind or connect.
+func KindProblem(k string) string {
+	if isOpKind(k) {
+		return ""
+	}
+	if lower := strings.ToLower(k); lower != k && isOpKind(lower) {
+		return quote(k) + " must be written in lowercase: " + lower
+	}
+	if strings.ContainsAny(k, "*?[") {
+		return quote(k) + " is not an operation kind; kinds are not globs: list each kind (docs/policy.md lists them)"
+	}
+	if members := classKinds(model.KindClass(k)); len(members) > 0 {
+		list := strings.Join(members, ", ")
+		if len(members) > 12 {
+			list = strings.Join(members[:12], ", ") + ", … (docs/policy.md lists them all)"
+		}
+		return quote(k) + " is a class of kinds, not a kind; name the kinds: " + list
+	}
+	msg := quote(k) + " is not an operation kind"
+	if g := suggestKind(k); g != "" {
+		msg += "; did you mean " + g + "?"
+	}
+	return msg + " (docs/policy.md lists the kinds)"
+}
+
+// classKinds lists the statement kinds of a class, or nil when c is not
+// one.
+func classKinds(c model.KindClass) []string {
+	var out []string
+	for _, k := range model.SQLKinds() {
+		if kc, _ := model.SQLKindClass(k); kc == c {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// suggestKind returns the kind k was most likely meant to be, or "".
+func suggestKind(k string) string {
+	lower := strings.ToLower(k)
+	if a, ok := kindAliases[lower]; ok {
+		return a
+	}
+	all := append(append(model.SQLKinds(), model.SSHKinds...), model.TCPKinds...)
+	best, bestDist := "", 3
+	for _, c := range all {
+		if d := editDistance(lower, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" && len(lower) >= 4 {
+		// A kind cut short (port_forward): the shortest kind it begins.
+		for _, c := range all {
+			if strings.HasPrefix(c, lower) && (best == "" || len(c) < len(best)) {
+				best = c
+			}
+		}
+	}
+	return best
 }

@@ -40,10 +40,7 @@ func (t TargetConfig) RowsMax() int {
 	return t.RecordRowsMax
 }
 
-var (
-	statementKindRE = regexp.MustCompile(`^[a-z][a-z_]*$`)
-	envNameRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // validateTargetOptions checks the protocol-specific keys of target i.
 func validateTargetOptions(l *errorList, i int, t TargetConfig) {
@@ -58,6 +55,7 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 	only("record_results", t.RecordResults != "", model.ProtoPostgres)
 	only("record_rows_max", t.RecordRowsMax != 0, model.ProtoPostgres)
 	only("deny_statements", len(t.DenyStatements) > 0, model.ProtoPostgres)
+	only("check_effects", t.CheckEffects != nil, model.ProtoPostgres)
 	only("known_hosts", t.KnownHosts != "", model.ProtoSSH)
 	only("host_key", t.HostKey != "", model.ProtoSSH)
 	only("host_key_file", t.HostKeyFile != "", model.ProtoSSH)
@@ -87,8 +85,8 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 			l.add(key+".record_rows_max", fmt.Sprintf("%d is out of range; write 1 to %d", t.RecordRowsMax, maxRecordRowsMax))
 		}
 		for j, k := range t.DenyStatements {
-			if !statementKindRE.MatchString(k) {
-				l.add(key+".deny_statements["+strconv.Itoa(j)+"]", quote(k)+" is not a statement kind; write one like drop_database, truncate, delete")
+			if msg := KindProblem(k); msg != "" {
+				l.add(key+".deny_statements["+strconv.Itoa(j)+"]", msg)
 			}
 		}
 	case model.ProtoSSH:

@@ -24,7 +24,7 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	deps := inspect.Deps{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, Logger: e.log}
+	deps := inspect.Deps{Config: cfg, Journal: rec, Policy: pol, Masker: masker{m}, Logger: e.log, Events: e.metrics}
 	pg, err := postgres.New(postgres.Options{Deps: deps})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -51,3 +51,6 @@ func (a masker) Plan(spec *model.MaskSpec, cols []model.MaskColumn) inspect.RowM
 	}
 	return nil
 }
+
+// Hash implements inspect.Masker.
+func (a masker) Hash(original []byte) []byte { return a.m.Hash(original) }

@@ -24,6 +24,16 @@ type Deps struct {
 	// output must be masked is refused.
 	Masker Masker
 	Logger *slog.Logger
+	// Events, when set, hears what operators must see at once.
+	Events Events
+}
+
+// Events are what handlers report to the daemon's metrics.
+type Events interface {
+	// UpstreamLoginFailed: interlock's own login to a target failed;
+	// reason is "credentials" when the target refused the held
+	// credential, "other" otherwise.
+	UpstreamLoginFailed(target, reason string)
 }
 
 // Log is the logger to use: Logger, else slog's default.
@@ -103,6 +113,9 @@ type Reloader interface {
 // when nothing in the result needs masking.
 type Masker interface {
 	Plan(spec *model.MaskSpec, cols []model.MaskColumn) RowMasker
+	// Hash is the keyed hash (16 bytes) kept in the journal in place of
+	// an original it must not hold.
+	Hash(original []byte) []byte
 }
 
 // RowMasker masks the rows of one result set in place and reports what it

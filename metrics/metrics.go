@@ -28,6 +28,10 @@ type Metrics struct {
 	Decisions       *prometheus.CounterVec // protocol, action
 	BytesUp         *prometheus.CounterVec // protocol
 	BytesDown       *prometheus.CounterVec // protocol
+	// LoginFailures counts interlock's own logins to a target that the
+	// target refused (reason credentials: the held credential is wrong or
+	// was changed; other: unreachable, TLS).
+	LoginFailures *prometheus.CounterVec // target, reason
 }
 
 // Gauges are read at scrape time from the parts that own the numbers.
@@ -72,6 +76,7 @@ func New(g Gauges) *Metrics {
 		Decisions:       fv("decisions_total", "Policy decisions, by protocol and action.", "protocol", "action"),
 		BytesUp:         fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
 		BytesDown:       fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
+		LoginFailures:   fv("upstream_login_failures_total", "Interlock's own logins refused by a target, by target and reason (credentials: the held credential is wrong).", "target", "reason"),
 	}
 	gauge := func(name, help string, fn func() float64) {
 		if fn != nil {
@@ -88,6 +93,11 @@ func New(g Gauges) *Metrics {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// UpstreamLoginFailed implements inspect.Events.
+func (m *Metrics) UpstreamLoginFailed(target, reason string) {
+	m.LoginFailures.WithLabelValues(target, reason).Inc()
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -31,8 +31,10 @@ type ApprovalRequest struct {
 	Requester Identity  `json:"requester"`
 	Target    string    `json:"target"`
 	Operation Operation `json:"operation"`
-	// Rule is the policy rule that asked for review.
-	Rule string `json:"rule"`
+	// Rule is the policy rule that asked for review; Reason why it
+	// applies (for an effects rule, the effect that matched).
+	Rule   string `json:"rule"`
+	Reason string `json:"reason,omitempty"`
 	// Approvers are who may decide (names or groups); Needed how many
 	// approvals release the operation.
 	Approvers []string `json:"approvers,omitempty"`

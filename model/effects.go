@@ -65,3 +65,20 @@ func (t PGTableEffect) Altered() bool {
 // RoleCatalogs are the system catalogs that hold roles, their memberships
 // and their settings: a change to any of them changes a role.
 var RoleCatalogs = []string{"pg_catalog.pg_authid", "pg_catalog.pg_auth_members", "pg_catalog.pg_db_role_setting"}
+
+// AccessCatalogs are the system catalogs whose change can lock a role out
+// of a database (pg_database: connection limits, names, owners) or change
+// a role: interlock refuses their change by statements it cannot read.
+var AccessCatalogs = append([]string{"pg_catalog.pg_database"}, RoleCatalogs...)
+
+// PGEffectsEntry is the data of a pg.effects entry: a transaction's
+// effects and what was decided on them. It is synced before the COMMIT
+// (or the ROLLBACK a denial sends) reaches the server.
+type PGEffectsEntry struct {
+	PGEffects
+	Decision Decision `json:"decision"`
+	// Commit is the pg.statement entry of the client's COMMIT, when the
+	// client ended the transaction; zero when interlock held the
+	// transaction around autocommit statements.
+	Commit uint64 `json:"commit,omitempty"`
+}

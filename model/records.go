@@ -52,6 +52,8 @@ type PGStartup struct {
 	UpstreamTLS bool `json:"upstream_tls"`
 	// UpstreamPID is the server backend's process id.
 	UpstreamPID uint32 `json:"upstream_pid,omitempty"`
+	// ServerVersion is the server's server_version.
+	ServerVersion string `json:"server_version,omitempty"`
 }
 
 // PGParam is one bound parameter of an extended-protocol statement.
@@ -69,7 +71,19 @@ type PGParam struct {
 // PGStatement is the data of a pg.statement entry: one statement the
 // client ran, with what came back.
 type PGStatement struct {
-	SQL string `json:"sql"`
+	// SQL is the statement's text exactly as the client sent it, with
+	// password literals replaced by '[redacted]' (their keyed hashes are
+	// the entry's payload). Text that is not valid UTF-8 is also kept
+	// whole in SQLBase64.
+	SQL       string `json:"sql"`
+	SQLBase64 string `json:"sql_b64,omitempty"`
+	// Prepared is the text of the SQL PREPARE an EXECUTE runs.
+	Prepared string `json:"prepared_sql,omitempty"`
+	// Redacted counts the password literals replaced in SQL.
+	Redacted int `json:"redacted,omitempty"`
+	// Wrapped says interlock ran the statement inside a transaction it
+	// held, to read its effects before the COMMIT (see pg.effects).
+	Wrapped bool `json:"wrapped,omitempty"`
 	// Protocol is "simple" or "extended".
 	Protocol string `json:"protocol"`
 	// StatementName and Portal are the extended protocol's names ("" for

@@ -21,12 +21,18 @@ import (
 //	target:   map  name, protocol, address
 //	op:       map  protocol, kind, text, path, detail (string), kinds,
 //	               tables (list of string), read_only, no_where (bool)
+//	effects:  list of maps, one per relation a transaction about to
+//	          commit changed or locked (empty for other operations):
+//	          name, kind, lock (string), also (list of string),
+//	          inserted, updated, deleted (int), system, dropped,
+//	          rewritten, created, altered (bool)
 //	now:      timestamp of the decision
 func newEnv() (*cel.Env, error) {
 	return cel.NewEnv(
 		cel.Variable("identity", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("target", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("op", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("effects", cel.ListType(cel.MapType(cel.StringType, cel.DynType))),
 		cel.Variable("now", cel.TimestampType),
 	)
 }
@@ -71,6 +77,8 @@ func (a *lazyActivation) ResolveName(name string) (any, bool) {
 		v = map[string]string{"name": a.o.Target.Name, "protocol": string(a.o.Target.Protocol), "address": a.o.Target.Address}
 	case "op":
 		v = opVar(a.op)
+	case "effects":
+		v = effectsVar(a.op.Effects)
 	case "now":
 		v = a.now
 	default:
@@ -79,7 +87,7 @@ func (a *lazyActivation) ResolveName(name string) (any, bool) {
 	// Adapt once: CEL would otherwise wrap the Go map on every access.
 	cv := types.DefaultTypeAdapter.NativeToValue(v)
 	if a.vars == nil {
-		a.vars = make(map[string]any, 4)
+		a.vars = make(map[string]any, 5)
 	}
 	a.vars[name] = cv
 	return cv, true
@@ -119,4 +127,23 @@ func opVar(op model.Operation) map[string]any {
 		"protocol": string(op.Protocol), "kind": op.Kind, "text": op.Text, "path": op.Path, "detail": op.Detail,
 		"kinds": kinds, "tables": tables, "read_only": op.ReadOnly, "no_where": op.NoWhere,
 	}
+}
+
+func effectsVar(e *model.PGEffects) []any {
+	out := []any{}
+	if e == nil {
+		return out
+	}
+	for _, t := range e.Tables {
+		also := t.Also
+		if also == nil {
+			also = []string{}
+		}
+		out = append(out, map[string]any{
+			"name": t.Name, "kind": t.Kind, "lock": t.Lock, "also": also,
+			"inserted": t.Inserted, "updated": t.Updated, "deleted": t.Deleted,
+			"system": t.System, "dropped": t.Dropped, "rewritten": t.Rewritten, "created": t.Created, "altered": t.Altered(),
+		})
+	}
+	return out
 }

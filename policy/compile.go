@@ -31,6 +31,9 @@ type rule struct {
 
 	review *config.ReviewConfig
 	mask   *config.MaskConfig
+	// effects is set for an effects rule: it judges a transaction's
+	// effects at COMMIT (DecideEffects), never a statement.
+	effects *effectsMatch
 }
 
 type claimMatch struct {
@@ -50,6 +53,11 @@ type opMatch struct {
 	kinds, commands, paths []pattern
 	tables                 []tablePattern
 	noWhere, readOnly      *bool
+	// opaque: the rule also applies to opaque statements, whatever their
+	// kinds, tables, WHERE clause or read-only-ness. Set for deny and
+	// review rules naming a write or DDL kind, unless include_opaque is
+	// false: what an opaque statement does is not in its text.
+	opaque bool
 }
 
 func compileIdentity(m *config.IdentityMatch) *identityMatch {
@@ -63,32 +71,64 @@ func compileIdentity(m *config.IdentityMatch) *identityMatch {
 	}
 }
 
-func compileOp(m *config.OperationMatch) *opMatch {
+func compileOp(m *config.OperationMatch, action model.Action) *opMatch {
 	if m == nil {
 		return nil
 	}
 	return &opMatch{
 		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
 		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
+		opaque: includesOpaque(action, m),
 	}
+}
+
+// includesOpaque says whether a rule with this action and operation match
+// also applies to opaque statements: a deny or review rule naming a kind
+// of class write or ddl, unless include_opaque is false.
+func includesOpaque(action model.Action, m *config.OperationMatch) bool {
+	if m == nil || (action != model.Deny && action != model.Review) || (m.IncludeOpaque != nil && !*m.IncludeOpaque) {
+		return false
+	}
+	for _, k := range m.Kinds {
+		if c, ok := model.SQLKindClass(k); ok && (c == model.KindWrite || c == model.KindDDL) {
+			return true
+		}
+	}
+	return false
 }
 
 // ruleset is one config's compiled policy.
 type ruleset struct {
-	cfg      *config.Config
+	cfg *config.Config
+	// rules judge operations (Decide); effects rules judge transactions'
+	// effects (DecideEffects). No rule is in both.
 	rules    []rule
+	effects  []rule
 	fallback model.Action
+	// unknown is policy.unknown's action; unknownReview its approvers.
+	unknown       model.Action
+	unknownReview *config.ReviewConfig
 	// byKind indexes the rules that name operation kinds literally;
 	// anyKind lists the others. Both hold rule indexes in rule order, so
 	// an evaluation visits only the rules that can apply to its kinds.
+	// A rule that also applies to opaque statements is indexed under
+	// opaque too. all lists every rule, for a session's connect, which
+	// every allow rule may open.
 	byKind  map[string][]int
 	anyKind []int
+	all     []int
 }
 
-// index builds byKind and anyKind.
+// index builds byKind, anyKind and all.
 func (rs *ruleset) index() {
 	rs.byKind = map[string][]int{}
+	add := func(k string, i int) {
+		if l := rs.byKind[k]; len(l) == 0 || l[len(l)-1] != i {
+			rs.byKind[k] = append(l, i)
+		}
+	}
 	for i := range rs.rules {
+		rs.all = append(rs.all, i)
 		op := rs.rules[i].op
 		literal := op != nil && len(op.kinds) > 0
 		if literal {
@@ -101,9 +141,10 @@ func (rs *ruleset) index() {
 			continue
 		}
 		for _, k := range op.kinds {
-			if l := rs.byKind[k.s]; len(l) == 0 || l[len(l)-1] != i {
-				rs.byKind[k.s] = append(l, i)
-			}
+			add(k.s, i)
+		}
+		if op.opaque {
+			add(model.SQLKindOpaque, i)
 		}
 	}
 }
@@ -113,21 +154,26 @@ func (rs *ruleset) index() {
 // first: it is the older, narrower form, and precedence does not depend on
 // order anyway.
 func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
-	rs := &ruleset{cfg: cfg, fallback: model.Action(cfg.Policy.DefaultAction())}
+	rs := &ruleset{
+		cfg: cfg, fallback: model.Action(cfg.Policy.DefaultAction()),
+		unknown: model.Action(cfg.Policy.UnknownAction()), unknownReview: cfg.Policy.UnknownReview,
+	}
 	var errs []error
 	for _, t := range cfg.Targets {
 		rs.rules = append(rs.rules, sugarRules(t)...)
 	}
 	for i, rc := range cfg.Policy.Rules {
+		action := model.Action(rc.Action)
 		r := rule{
 			name:    rc.Name,
-			action:  model.Action(rc.Action),
+			action:  action,
 			reason:  rc.Reason,
 			targets: compileGlobs(rc.Match.Targets),
 			id:      compileIdentity(rc.Match.Identity),
-			op:      compileOp(rc.Match.Operation),
+			op:      compileOp(rc.Match.Operation, action),
 			review:  rc.Review,
 			mask:    rc.Mask,
+			effects: compileEffects(rc.Match.Effects),
 		}
 		for _, p := range rc.Match.Protocols {
 			r.protocols = append(r.protocols, model.Protocol(p))
@@ -147,6 +193,10 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 			}
 			r.when = prg
 		}
+		if r.effects != nil {
+			rs.effects = append(rs.effects, r)
+			continue
+		}
 		rs.rules = append(rs.rules, r)
 	}
 	if len(errs) > 0 {
@@ -165,7 +215,7 @@ func sugarRules(t config.TargetConfig) []rule {
 		out = append(out, rule{
 			name: base + "deny_statements", action: model.Deny,
 			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoPostgres},
-			op:     compileOp(&config.OperationMatch{Kinds: t.DenyStatements}),
+			op:     compileOp(&config.OperationMatch{Kinds: t.DenyStatements}, model.Deny),
 			reason: "statement kind denied on " + t.Name,
 		})
 	}
@@ -173,7 +223,7 @@ func sugarRules(t config.TargetConfig) []rule {
 		out = append(out, rule{
 			name: base + "deny_exec", action: model.Deny,
 			targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
-			op:     compileOp(&config.OperationMatch{Kinds: []string{"exec"}, Commands: t.DenyExec}),
+			op:     compileOp(&config.OperationMatch{Kinds: []string{"exec"}, Commands: t.DenyExec}, model.Deny),
 			reason: "command denied on " + t.Name,
 		})
 	}
@@ -195,7 +245,7 @@ func sugarRules(t config.TargetConfig) []rule {
 			out = append(out, rule{
 				name: base + "allow", action: model.Deny,
 				targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
-				op:     compileOp(&config.OperationMatch{Kinds: closed}),
+				op:     compileOp(&config.OperationMatch{Kinds: closed}, model.Deny),
 				reason: "not allowed on " + t.Name + " (see its allow section)",
 			})
 		}

@@ -82,7 +82,7 @@ func TestPrecedenceAndMatching(t *testing.T) {
 	}{
 		{"deny beats everything", origin("db", 1000, psql, nil), pg("drop_table", []string{"customers"}, false, false), model.Deny, "no-drop"},
 		{"review beats mask", origin("db", 1000, psql, nil), pg("delete", []string{"customers"}, false, true), model.Review, "hold-unbounded-delete"},
-		{"mask beats allow", origin("db", 1000, psql, map[string]string{"GITHUB_REPOSITORY": "acme/app"}), pg("select", []string{"public.customers"}, true, false), model.Mask, "mask-customers"},
+		{"allowed and masked", origin("db", 1000, psql, map[string]string{"GITHUB_REPOSITORY": "acme/app"}), pg("select", []string{"public.customers"}, true, false), model.Mask, "mask-customers"},
 		{"schema glob", origin("db", 1000, psql, nil), pg("select", []string{"billing.invoices"}, true, false), model.Mask, "mask-customers"},
 		{"delete with where is not held", origin("db", 1000, psql, nil), pg("delete", []string{"orders"}, false, false), model.Allow, "policy.default"},
 		{"claimed + exe allow", origin("db", 1000, psql, map[string]string{"GITHUB_REPOSITORY": "acme/app"}), pg("insert", []string{"orders"}, false, false), model.Allow, "ci-may-write"},

@@ -18,21 +18,162 @@ const (
 	unknown
 )
 
-// matches checks everything but the CEL condition.
-func (r *rule) matches(o model.Origin, op model.Operation, names *accounts.Names) matchResult {
+// miss says which part of a rule did not match an operation, for
+// `policy test` to explain; hit when none failed.
+type miss uint8
+
+const (
+	hit miss = iota
+	missTarget
+	missProtocol
+	missKind   // none of the rule's kinds is among the operation's
+	missCover  // an allow rule's kinds do not cover every kind of the operation
+	missTables // none of the operation's tables
+	missNoWhere
+	missReadOnly
+	missCommand
+	missPath
+	missIdentity
+)
+
+// verdict is what matching one rule against one operation found.
+type verdict struct {
+	res  matchResult
+	miss miss
+	// opaque: the rule applies because the operation is opaque and the
+	// rule includes opaque statements (its kinds, tables, no_where or
+	// read_only did not match on their own).
+	opaque bool
+}
+
+// matches checks everything but the CEL condition. session is set for
+// the connect that starts a postgres or ssh session: an allow rule then
+// applies whatever its operation part, since each operation of the
+// session is judged on its own.
+func (r *rule) matches(o model.Origin, op model.Operation, names *accounts.Names, session bool) verdict {
 	if len(r.targets) > 0 && !anyMatch(r.targets, o.Target.Name) {
-		return noMatch
+		return verdict{miss: missTarget}
 	}
 	if len(r.protocols) > 0 && !slices.Contains(r.protocols, op.Protocol) {
-		return noMatch
+		return verdict{miss: missProtocol}
 	}
-	if r.op != nil && !matchOp(r.op, op) {
-		return noMatch
+	var v verdict
+	switch {
+	case r.action == model.Allow && session:
+	case r.action == model.Allow:
+		if uncovered(r.op, op) != "" {
+			return verdict{miss: missCover}
+		}
+		if r.op != nil {
+			if m := matchConditions(r.op, op); m != hit {
+				return verdict{miss: m}
+			}
+		}
+	case r.op != nil:
+		m, opaque := matchOp(r.op, op)
+		if m != hit {
+			return verdict{miss: m}
+		}
+		v.opaque = opaque
 	}
 	if r.id == nil {
-		return match
+		v.res = match
+		return v
 	}
-	return matchIdentity(r, o.Identity, names)
+	v.res = matchIdentity(r, o.Identity, names)
+	if v.res == noMatch {
+		v.miss = missIdentity
+	}
+	return v
+}
+
+// matchOp matches a deny, review or mask rule's operation part: any of
+// its kinds among the operation's. A rule that includes opaque statements
+// also applies to an opaque one whatever its kinds, tables, WHERE clause
+// and read-only-ness (opaque is then true).
+func matchOp(m *opMatch, op model.Operation) (miss, bool) {
+	opq := m.opaque && hasKind(op, model.SQLKindOpaque)
+	kindOK := len(m.kinds) == 0 || kindsHit(m.kinds, op)
+	if !kindOK && !opq {
+		return missKind, false
+	}
+	viaOpaque := !kindOK
+	if c := matchConditions(m, op); c != hit {
+		if !opq || c == missCommand || c == missPath {
+			return c, false
+		}
+		viaOpaque = true
+	}
+	return hit, viaOpaque
+}
+
+// matchConditions matches everything of an operation part but its kinds.
+func matchConditions(m *opMatch, op model.Operation) miss {
+	if len(m.tables) > 0 && !slices.ContainsFunc(op.Tables, func(t string) bool { return tableMatch(m.tables, t) }) {
+		return missTables
+	}
+	if m.noWhere != nil && *m.noWhere != op.NoWhere {
+		return missNoWhere
+	}
+	if m.readOnly != nil && *m.readOnly != op.ReadOnly {
+		return missReadOnly
+	}
+	if len(m.commands) > 0 {
+		cmd := strings.TrimSpace(op.Text)
+		if !anyMatch(m.commands, cmd) {
+			return missCommand
+		}
+	}
+	if len(m.paths) > 0 && !anyMatch(m.paths, op.Path) {
+		return missPath
+	}
+	return hit
+}
+
+// kindsHit says whether any of the operation's kinds matches.
+func kindsHit(kinds []pattern, op model.Operation) bool {
+	if anyMatch(kinds, op.Kind) {
+		return true
+	}
+	for _, k := range op.Kinds {
+		if anyMatch(kinds, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// uncovered returns the first kind of op that an allow rule with this
+// operation part does not cover, or "" when it covers them all. A rule
+// without kinds covers every kind but opaque and unknown, which only a
+// rule naming them covers: allowing a statement means allowing all of
+// it, and nothing is known of what an opaque or unparsable one does.
+func uncovered(m *opMatch, op model.Operation) string {
+	var kinds []pattern
+	if m != nil {
+		kinds = m.kinds
+	}
+	if op.Kind != "" && !covered(kinds, op.Kind) {
+		return op.Kind
+	}
+	for _, k := range op.Kinds {
+		if !covered(kinds, k) {
+			return k
+		}
+	}
+	return ""
+}
+
+func covered(kinds []pattern, k string) bool {
+	if k == model.SQLKindOpaque || k == model.SQLKindUnknown {
+		return slices.ContainsFunc(kinds, func(p pattern) bool { return p.literal && p.s == k })
+	}
+	return len(kinds) == 0 || anyMatch(kinds, k)
+}
+
+// hasKind says whether k is among the operation's kinds.
+func hasKind(op model.Operation, k string) bool {
+	return op.Kind == k || slices.Contains(op.Kinds, k)
 }
 
 func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResult {
@@ -81,42 +222,11 @@ func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResul
 	return match
 }
 
-func matchOp(m *opMatch, op model.Operation) bool {
-	if len(m.kinds) > 0 {
-		hit := anyMatch(m.kinds, op.Kind)
-		for _, k := range op.Kinds {
-			hit = hit || anyMatch(m.kinds, k)
-		}
-		if !hit {
-			return false
-		}
-	}
-	if len(m.tables) > 0 && !slices.ContainsFunc(op.Tables, func(t string) bool { return tableMatch(m, t) }) {
-		return false
-	}
-	if m.noWhere != nil && *m.noWhere != op.NoWhere {
-		return false
-	}
-	if m.readOnly != nil && *m.readOnly != op.ReadOnly {
-		return false
-	}
-	if len(m.commands) > 0 {
-		cmd := strings.TrimSpace(op.Text)
-		if !anyMatch(m.commands, cmd) {
-			return false
-		}
-	}
-	if len(m.paths) > 0 && !anyMatch(m.paths, op.Path) {
-		return false
-	}
-	return true
-}
-
-// tableMatch matches a table as the statement names it against the rule's
-// table globs.
-func tableMatch(m *opMatch, table string) bool {
+// tableMatch matches a table as the statement names it against table
+// globs.
+func tableMatch(globs []tablePattern, table string) bool {
 	full, name := splitTable(table)
-	for _, g := range m.tables {
+	for _, g := range globs {
 		if g.matchTable(full, name) {
 			return true
 		}

@@ -5,13 +5,21 @@
 // approvals broker), so the decision function itself stays pure.
 //
 // Precedence: among the rules that match an operation, deny beats review,
-// review beats mask, mask beats allow; with none matching, policy.default
+// review beats allow. A mask rule never allows anything: it masks what an
+// allowed or approved operation returns. An allow rule applies only when
+// its kinds cover every kind the statement holds; deny and review rules
+// apply when any kind matches. With no rule allowing, policy.default
 // applies. Rule order does not matter.
+//
+// Statements interlock could not parse (kind unknown) on a target with
+// deny or review rules get policy.unknown; effects rules judge what a
+// transaction did, at COMMIT (DecideEffects), not its statements.
 package policy
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,7 +102,11 @@ func (p *Policy) SetConfig(cfg *config.Config) error {
 // deny: nobody could approve it.
 func (p *Policy) SetReviewer(r Reviewer) { p.reviewer.Store(&reviewerBox{r}) }
 
-// DecideConnect judges a session's connection to its target.
+// DecideConnect judges a session's connection to its target. For postgres
+// and ssh targets, whose operations are each judged on their own, any
+// allow rule that applies to the identity and target lets the session
+// start, whatever its kinds; deny and review rules on connect (or without
+// kinds) still refuse or hold it.
 func (p *Policy) DecideConnect(ctx context.Context, o model.Origin) model.Decision {
 	d := p.Decide(ctx, o, model.Operation{Protocol: o.Target.Protocol, Kind: "connect"})
 	if d.Action == model.Mask {
@@ -109,6 +121,12 @@ func (p *Policy) DecideConnect(ctx context.Context, o model.Origin) model.Decisi
 // Reviewer returns.
 func (p *Policy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
 	d, req := p.evaluate(o, op)
+	return p.hold(ctx, d, req)
+}
+
+// hold sends a review to the Reviewer and returns its decision; other
+// decisions are returned as they are.
+func (p *Policy) hold(ctx context.Context, d model.Decision, req *ReviewRequest) model.Decision {
 	if d.Action != model.Review {
 		return d
 	}
@@ -126,57 +144,55 @@ func (p *Policy) Evaluate(o model.Origin, op model.Operation) model.Decision {
 	return d
 }
 
+// noTarget is the decision for an origin whose target left the config.
+var noTarget = model.Decision{Action: model.Deny, Rule: "no-target", Reason: "the target is no longer configured"}
+
+// isSession says whether op is the connect that starts a session whose
+// operations are judged one by one.
+func isSession(op *model.Operation) bool {
+	return op.Kind == "connect" && len(op.Kinds) == 0 && (op.Protocol == model.ProtoPostgres || op.Protocol == model.ProtoSSH)
+}
+
 func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *ReviewRequest) {
 	rs := p.rs.Load()
 	if _, ok := rs.cfg.Target(o.Target.Name); !ok && o.Target.Name != "" {
-		return model.Decision{Action: model.Deny, Rule: "no-target", Reason: "the target is no longer configured"}, nil
+		return noTarget, nil
 	}
+	session := isSession(&op)
 	var (
-		act    *lazyActivation
-		review *rule
-		allow  *rule
-		masks  []model.MaskRule
+		act          *lazyActivation
+		review       *rule
+		reviewOpaque bool
+		allow        *rule
+		masks        []model.MaskRule
 	)
 	var lists [8][]int
-	cand := candidates(rs, op, lists[:0])
+	var cand [][]int
+	if session {
+		cand = append(lists[:0], rs.all)
+	} else {
+		cand = candidates(rs, op, lists[:0])
+	}
 	for next := nextRule(cand); next >= 0; next = nextRule(cand) {
 		r := &rs.rules[next]
-		m := r.matches(o, op, p.names)
-		if m == noMatch {
+		v := r.matches(o, op, p.names, session)
+		if v.res == noMatch {
 			continue
 		}
-		lenient := r.action == model.Allow || r.action == model.Mask
-		if m == unknown && lenient {
+		if v.res == unknown && r.lenient() {
 			// An allow or mask rule about the process cannot apply to a
 			// process interlock could not inspect.
 			continue
 		}
-		if r.when != nil {
-			if act == nil {
-				// One activation serves every condition of this decision.
-				act = newActivation(o, op, p.now(), p.names)
-			}
-			out, _, err := r.when.Eval(act)
-			if err != nil {
-				if lenient {
-					continue
-				}
-				// A deny or review whose condition cannot be evaluated
-				// applies: fail closed.
-			} else if b, ok := out.Value().(bool); !ok || !b {
-				continue
-			}
+		if ok, _ := p.holds(r, &act, &o, &op); !ok {
+			continue
 		}
 		switch r.action {
 		case model.Deny:
-			reason := r.reason
-			if reason == "" {
-				reason = "denied by rule " + r.name
-			}
-			return model.Decision{Action: model.Deny, Rule: r.name, Reason: reason}, nil
+			return model.Decision{Action: model.Deny, Rule: r.name, Reason: ruleReason(r, "denied by rule "+r.name, v.opaque)}, nil
 		case model.Review:
 			if review == nil {
-				review = r
+				review, reviewOpaque = r, v.opaque
 			}
 		case model.Mask:
 			masks = append(masks, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live})
@@ -190,27 +206,142 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 	if len(masks) > 0 {
 		spec = &model.MaskSpec{Rules: masks}
 	}
+
+	// A statement interlock could not parse, on a target someone guards
+	// with deny or review rules: policy.unknown decides (a deny rule that
+	// matched it, say one naming unknown, has decided already).
+	unknownAllowed := false
+	if hasKind(op, model.SQLKindUnknown) && rs.guard(o.Target.Name, op.Protocol) != "" {
+		reason := unknownReason(op, rs.unknown)
+		switch rs.unknown {
+		case model.Review:
+			if rs.unknownReview == nil {
+				return model.Decision{Action: model.Deny, Rule: "policy.unknown", Reason: reason + ", but policy.unknown_review names no approvers"}, nil
+			}
+			d := model.Decision{Action: model.Review, Rule: "policy.unknown", Reason: reason, Mask: spec}
+			return d, &ReviewRequest{
+				Origin: o, Operation: op, Rule: "policy.unknown", Reason: reason,
+				Review: *rs.unknownReview, Timeout: rs.cfg.Policy.Timeout(rs.unknownReview), Mask: spec,
+			}
+		case model.Allow:
+			unknownAllowed = true
+		default:
+			return model.Decision{Action: model.Deny, Rule: "policy.unknown", Reason: reason}, nil
+		}
+	}
+
 	if review != nil {
-		d := model.Decision{Action: model.Review, Rule: review.name, Reason: review.reason, Mask: spec}
+		reason := ruleReason(review, "", reviewOpaque)
+		d := model.Decision{Action: model.Review, Rule: review.name, Reason: reason, Mask: spec}
 		return d, &ReviewRequest{
-			Origin: o, Operation: op, Rule: review.name, Reason: review.reason,
+			Origin: o, Operation: op, Rule: review.name, Reason: reason,
 			Review: *review.review, Timeout: rs.cfg.Policy.Timeout(review.review), Mask: spec,
 		}
+	}
+
+	// Only an allow rule, policy.unknown: allow or policy.default: allow
+	// lets the operation through; a mask rule never does.
+	var grant, grantReason string
+	switch {
+	case allow != nil:
+		grant, grantReason = allow.name, allow.reason
+	case unknownAllowed:
+		grant, grantReason = "policy.unknown", unknownReason(op, rs.unknown)
+	case rs.fallback != model.Deny:
+		grant = "policy.default"
+	}
+	if grant == "" {
+		reason := "no rule allows this operation (policy.default: deny)"
+		if spec != nil {
+			reason += "; a mask rule only masks what an allowed operation returns"
+		}
+		return model.Decision{Action: model.Deny, Rule: "policy.default", Reason: reason}, nil
 	}
 	if spec != nil {
 		names := make([]string, len(masks))
 		for i, m := range masks {
 			names[i] = m.Rule
 		}
-		return model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Mask: spec}, nil
+		by := "rule " + grant
+		if strings.HasPrefix(grant, "policy.") {
+			by = grant
+		}
+		return model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Reason: "allowed by " + by + ", results masked", Mask: spec}, nil
 	}
-	if allow != nil {
-		return model.Decision{Action: model.Allow, Rule: allow.name, Reason: allow.reason}, nil
+	return model.Decision{Action: model.Allow, Rule: grant, Reason: grantReason}, nil
+}
+
+// lenient rules (allow, mask) do not apply when what they depend on is
+// unknown; deny and review rules then do (fail closed).
+func (r *rule) lenient() bool { return r.action == model.Allow || r.action == model.Mask }
+
+// holds evaluates r's `when` condition (true without one). A condition
+// that fails to evaluate holds for a deny or review rule and not for an
+// allow or mask rule; the error is returned for `policy test`. act is
+// built on first use, so that one activation serves every condition of
+// a decision.
+func (p *Policy) holds(r *rule, act **lazyActivation, o *model.Origin, op *model.Operation) (bool, error) {
+	if r.when == nil {
+		return true, nil
 	}
-	if rs.fallback == model.Deny {
-		return model.Decision{Action: model.Deny, Rule: "policy.default", Reason: "no rule allows this operation (policy.default: deny)"}, nil
+	if *act == nil {
+		*act = newActivation(*o, *op, p.now(), p.names)
 	}
-	return model.Decision{Action: model.Allow, Rule: "policy.default"}, nil
+	out, _, err := r.when.Eval(*act)
+	if err != nil {
+		return !r.lenient(), err
+	}
+	b, ok := out.Value().(bool)
+	return ok && b, nil
+}
+
+// ruleReason is a deny or review rule's reason (def when it gives none),
+// saying when the rule applied only because the statement is opaque.
+func ruleReason(r *rule, def string, opaque bool) string {
+	reason := r.reason
+	if reason == "" {
+		reason = def
+	}
+	if !opaque {
+		return reason
+	}
+	note := "the statement is opaque (it runs code whose effects its text does not show), and rule " + r.name +
+		" also applies to opaque statements (include_opaque)"
+	if reason == "" {
+		return note
+	}
+	return reason + "; " + note
+}
+
+// unknownReason says why policy.unknown decided.
+func unknownReason(op model.Operation, action model.Action) string {
+	msg := "interlock could not parse the statement"
+	if op.Detail != "" {
+		msg += " (" + op.Detail + ")"
+	}
+	return msg + "; policy.unknown is " + string(action)
+}
+
+// guard returns the name of a deny or review rule (effects rules
+// included) whose targets and protocols take in this target and protocol,
+// whatever its other parts, or "" when there is none.
+func (rs *ruleset) guard(target string, proto model.Protocol) string {
+	for _, list := range [][]rule{rs.rules, rs.effects} {
+		for i := range list {
+			r := &list[i]
+			if (r.action == model.Deny || r.action == model.Review) && r.takes(target, proto) {
+				return r.name
+			}
+		}
+	}
+	return ""
+}
+
+// takes says whether the rule's targets and protocols take in this target
+// and protocol.
+func (r *rule) takes(target string, proto model.Protocol) bool {
+	return (len(r.targets) == 0 || anyMatch(r.targets, target)) &&
+		(len(r.protocols) == 0 || slices.Contains(r.protocols, proto))
 }
 
 // candidates gathers the index lists of the rules that may apply to op:
@@ -250,12 +381,3 @@ func nextRule(lists [][]int) int {
 	}
 	return best
 }
-
-// DecideEffects judges a transaction about to commit by its effects.
-// TODO(effects): evaluate the effects rules; until then nothing is judged.
-func (p *Policy) DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
-	return model.Decision{Action: model.Allow, Rule: "policy.effects"}
-}
-
-// EffectsRules says whether any effects rule can apply to o.
-func (p *Policy) EffectsRules(o model.Origin) bool { return false }

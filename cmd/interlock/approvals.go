@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/model"
 )
 
 func approvalsCommand() *cli.Command {
@@ -118,7 +120,7 @@ func approvalsListAction(ctx context.Context, cmd *cli.Command) error {
 				return err
 			}
 		} else {
-			printPending(list)
+			printPending(os.Stdout, list)
 		}
 		if !cmd.Bool("watch") {
 			return nil
@@ -127,12 +129,12 @@ func approvalsListAction(ctx context.Context, cmd *cli.Command) error {
 	}
 }
 
-func printPending(list []sourced) {
+func printPending(w io.Writer, list []sourced) {
 	if len(list) == 0 {
-		fmt.Println("no operations are waiting for approval")
+		fmt.Fprintln(w, "no operations are waiting for approval")
 		return
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tWAITING\tLEFT\tTARGET\tRULE\tREQUESTER\tOPERATION\tAPPROVALS\tYOU")
 	for _, p := range list {
 		r := p.Request
@@ -153,6 +155,55 @@ func printPending(list []sourced) {
 			r.Target, r.Rule, who, firstLine(strings.TrimSpace(op), 60), p.Approvals, r.Needed, you)
 	}
 	tw.Flush()
+	// A transaction held at COMMIT by an effects rule: what it did, as
+	// the server reported it, so the approver sees the exact effect.
+	for _, p := range list {
+		if e := p.Request.Operation.Effects; e != nil {
+			fmt.Fprintf(w, "\n%s: what the transaction did (read from the server before its COMMIT):\n", p.Request.ID)
+			printEffects(w, e)
+		}
+	}
+}
+
+// printEffects lists a transaction's effects, one relation a line.
+func printEffects(w io.Writer, e *model.PGEffects) {
+	if e.Error != "" {
+		fmt.Fprintf(w, "  INCOMPLETE: the effects could not be read in full: %s\n", e.Error)
+	}
+	if len(e.Tables) == 0 {
+		fmt.Fprintf(w, "  no relation changed or locked beyond reading (%d rows reported by its statements)\n", e.Rows)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RELATION\tINSERTED\tUPDATED\tDELETED\tLOCK\tCHANGED")
+	for _, t := range e.Tables {
+		name := t.Name
+		if len(t.Also) > 0 {
+			name += " (also " + strings.Join(t.Also, ", ") + ")"
+		}
+		var changed []string
+		for _, c := range []struct {
+			set  bool
+			what string
+		}{
+			{t.Created, "created"}, {t.Dropped, "dropped"}, {t.Rewritten, "rewritten (truncated)"},
+			{t.Altered(), "altered"}, {t.System, "system catalog"},
+		} {
+			if c.set {
+				changed = append(changed, c.what)
+			}
+		}
+		lock, what := t.Lock, strings.Join(changed, ", ")
+		if lock == "" {
+			lock = "-"
+		}
+		if what == "" {
+			what = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\t%s\n", name, t.Inserted, t.Updated, t.Deleted, lock, what)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "  %d rows reported by its statements\n", e.Rows)
 }
 
 func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {

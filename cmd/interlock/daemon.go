@@ -18,6 +18,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/policy"
 )
 
 func daemonCommand() *cli.Command {
@@ -95,6 +96,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	for _, ln := range eng.Redirector().Listeners() {
 		addrs = append(addrs, ln.Addr().String())
 	}
+	logPolicyWarnings(log, cfg)
 	log.Info("interlock daemon ready", "version", versionString(), "config", configName(cfg),
 		"journal", cfg.Journal.Path, "cgroups", cfg.Intercept.Cgroups, "targets", len(cfg.Targets), "listeners", addrs)
 	sdNotify("READY=1")
@@ -152,6 +154,7 @@ func reload(ctx context.Context, cmd *cli.Command, eng *engine.Engine, log *slog
 		log.Error("reload", "err", err)
 		return
 	}
+	logPolicyWarnings(log, cfg)
 	log.Info("config reloaded", "config", configName(cfg), "targets", len(cfg.Targets), "cgroups", cfg.Intercept.Cgroups)
 }
 
@@ -171,4 +174,12 @@ func sdNotify(state string) {
 	}
 	defer c.Close()
 	_, _ = c.Write([]byte(state))
+}
+
+// logPolicyWarnings logs what `interlock policy check` warns about: rules
+// that can never fire.
+func logPolicyWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range policy.Lint(cfg) {
+		log.Warn("policy: " + w.Error())
+	}
 }

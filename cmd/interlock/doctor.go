@@ -16,6 +16,8 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/inspect/postgres"
+	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
 )
@@ -34,7 +36,8 @@ func doctorCommand() *cli.Command {
 		Name:  "doctor",
 		Usage: "check that this host can run interlock, and say what to fix",
 		Description: "Checks the kernel, cgroup v2, privileges, that the BPF programs load and attach,\n" +
-			"BTF, the BPF filesystem, the config, the journal, the daemon and runs left behind.\n" +
+			"BTF, the BPF filesystem, the config, each postgres target (the held credential\n" +
+			"logs in; the held role and its settings), the journal, the daemon and runs left behind.\n" +
 			"Exits 0 when nothing fails (warnings allowed), 1 otherwise.",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -142,6 +145,14 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 		}
 		if _, err := os.Stat(filepath.Join(root, cg)); err != nil {
 			add(check{Name: "cgroup " + cg, Status: "warn", Detail: "does not exist yet", Fix: "the daemon attaches it when it appears, but what runs in it before that is not intercepted: put the service in a slice that exists at boot (docs/install.md), or fix intercept.cgroups"})
+		}
+	}
+	for _, tc := range cfg.Targets {
+		if tc.Protocol != model.ProtoPostgres {
+			continue
+		}
+		for _, tch := range postgres.CheckTarget(ctx, tc) {
+			add(check{Name: "target " + tc.Name, Status: tch.Status, Detail: tch.Detail, Fix: tch.Fix})
 		}
 	}
 	add(journalCheck(cfg.Journal.Path))

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 )
@@ -23,8 +25,11 @@ func policyCommand() *cli.Command {
 				Name:  "check",
 				Usage: "lint the config's rules; each problem names its line",
 				Description: "Loads the config as the daemon would, compiles every CEL condition, and\n" +
-					"reports problems as FILE:LINE: KEY: message. Exits 0 when the rules are good,\n" +
-					"78 otherwise.",
+					"reports problems as FILE:LINE: KEY: message. Rules that can never do what they\n" +
+					"say (a targets glob that matches no target, a postgres kind in an ssh-only rule,\n" +
+					"an effects rule on a target whose effects are not read, ...) are reported as\n" +
+					"FILE:LINE: KEY: warning: message. Exits 0 when the rules are good (warnings or\n" +
+					"not), 78 otherwise.",
 				Flags:  []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action: policyCheckAction,
 			},
@@ -34,7 +39,9 @@ func policyCommand() *cli.Command {
 				Description: "Evaluates the rules exactly as the proxy does, without holding anything: a\n" +
 					"review comes back as review. Give the operation as --sql (each statement is\n" +
 					"judged on its own, as the proxy judges them), --command (an ssh exec), or\n" +
-					"--op KIND (shell, sftp, port_forwarding, connect, ...).\n\n" +
+					"--op KIND (shell, sftp, port_forwarding, connect, ...). Each decision's line is\n" +
+					"followed by its explanation: the kinds and tables found, each rule of the target\n" +
+					"that applies or not and why, and why the decision won.\n\n" +
 					"  interlock policy test --target db --uid 1001 --exe /usr/bin/psql --sql 'DELETE FROM t'",
 				Flags: []cli.Flag{
 					configFlag(),
@@ -61,14 +68,17 @@ func policyCommand() *cli.Command {
 
 func policyCheckAction(_ context.Context, cmd *cli.Command) error {
 	cfg, err := loadConfig(cmd)
+	warnings := []string{}
 	if err == nil {
-		_, err = policy.New(cfg)
-		if err != nil {
-			err = exitWith(exitConfig, err)
+		for _, w := range policy.Lint(cfg) {
+			warnings = append(warnings, w.Error())
+		}
+		if _, perr := policy.New(cfg); perr != nil {
+			err = exitWith(exitConfig, perr)
 		}
 	}
 	if cmd.Bool("json") {
-		res := map[string]any{"ok": err == nil}
+		res := map[string]any{"ok": err == nil, "warnings": warnings}
 		if err != nil {
 			res["problems"] = strings.Split(err.Error(), "\n")
 		}
@@ -80,18 +90,30 @@ func policyCheckAction(_ context.Context, cmd *cli.Command) error {
 		}
 		return nil
 	}
+	for _, w := range warnings {
+		fmt.Println(w)
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: %d rules, default %s: OK\n", configName(cfg), len(cfg.Policy.Rules), cfg.Policy.DefaultAction())
+	line := fmt.Sprintf("%s: %d rules, default %s: OK", configName(cfg), len(cfg.Policy.Rules), cfg.Policy.DefaultAction())
+	switch len(warnings) {
+	case 0:
+	case 1:
+		line += " (1 warning)"
+	default:
+		line += fmt.Sprintf(" (%d warnings)", len(warnings))
+	}
+	fmt.Println(line)
 	return nil
 }
 
-// testResult is one line of `policy test`.
+// testResult is one line of `policy test`, with its explanation.
 type testResult struct {
-	Statement string          `json:"statement,omitempty"`
-	Operation model.Operation `json:"operation"`
-	Decision  model.Decision  `json:"decision"`
+	Statement string              `json:"statement,omitempty"`
+	Operation model.Operation     `json:"operation"`
+	Decision  model.Decision      `json:"decision"`
+	Explain   *policy.Explanation `json:"explain,omitempty"`
 }
 
 func policyTestAction(_ context.Context, cmd *cli.Command) error {
@@ -144,16 +166,27 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 	case cmd.IsSet("command"):
 		ops = append(ops, testResult{Operation: model.Operation{Protocol: model.ProtoSSH, Kind: "exec", Text: cmd.String("command")}})
 	case cmd.IsSet("op"):
+		if msg := config.KindProblem(cmd.String("op")); msg != "" {
+			return exitWith(exitUsage, errors.New("--op: "+msg))
+		}
 		ops = append(ops, testResult{Operation: model.Operation{Protocol: t.Protocol, Kind: cmd.String("op"), Path: cmd.String("path")}})
 	default:
 		ops = append(ops, testResult{Operation: model.Operation{Protocol: t.Protocol, Kind: "connect"}})
 	}
 	for i := range ops {
-		ops[i].Decision = p.Evaluate(o, ops[i].Operation)
+		d, ex := p.Explain(o, ops[i].Operation)
+		ops[i].Decision, ops[i].Explain = d, &ex
 	}
 	if cmd.Bool("json") {
 		return printJSON(ops)
 	}
+	printTestResults(os.Stdout, ops)
+	return nil
+}
+
+// printTestResults writes one line per operation (the decision, which
+// scripts may read), then its explanation, indented.
+func printTestResults(w io.Writer, ops []testResult) {
 	for _, r := range ops {
 		what := r.Operation.Kind
 		if r.Statement != "" {
@@ -167,7 +200,53 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 			}
 			line += ")"
 		}
-		fmt.Fprintln(os.Stdout, line)
+		fmt.Fprintln(w, line)
+		if r.Explain != nil {
+			printExplanation(w, r.Explain)
+		}
 	}
-	return nil
+}
+
+func printExplanation(w io.Writer, ex *policy.Explanation) {
+	const indent = "        "
+	var facts []string
+	if len(ex.Kinds) > 0 {
+		facts = append(facts, "kinds: "+strings.Join(ex.Kinds, ", "))
+	}
+	if len(ex.Tables) > 0 {
+		facts = append(facts, "tables: "+strings.Join(ex.Tables, ", "))
+	}
+	if ex.ReadOnly {
+		facts = append(facts, "read-only")
+	}
+	if ex.NoWhere {
+		facts = append(facts, "no WHERE")
+	}
+	if ex.Opaque {
+		facts = append(facts, "opaque (runs code its text does not show)")
+	}
+	if ex.Unknown {
+		u := "unknown (interlock could not parse it"
+		if ex.ParseError != "" {
+			u += ": " + ex.ParseError
+		}
+		facts = append(facts, u+")")
+	}
+	if len(facts) > 0 {
+		fmt.Fprintln(w, indent+strings.Join(facts, "; "))
+	}
+	for _, r := range ex.Rules {
+		verdict := "does not apply"
+		if r.Applies {
+			verdict = "applies"
+		}
+		line := fmt.Sprintf("%s%s rule %s %s", indent, r.Action, r.Rule, verdict)
+		if r.Note != "" {
+			line += ": " + r.Note
+		}
+		fmt.Fprintln(w, line)
+	}
+	if ex.Why != "" {
+		fmt.Fprintln(w, indent+"why: "+ex.Why)
+	}
 }

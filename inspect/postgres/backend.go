@@ -7,11 +7,13 @@ import (
 )
 
 // serverLoop handles what the server sends until it ends: each answer is
-// matched to the item that asked for it, recorded, and forwarded. The
-// client writer is flushed whenever no more input is waiting, so pipelined
-// answers go out together and notifications go out at once while the
-// client is idle; the pg.result entries of completed statements are posted
-// right after that flush, off the client's critical path.
+// matched to the item that asked for it, recorded, applied to the
+// session's model, and forwarded (or handed to the client goroutine, for
+// interlock's own messages). The client writer is flushed whenever no
+// more input is waiting, so pipelined answers go out together and
+// notifications go out at once while the client is idle; the pg.result
+// entries of completed statements are posted right after that flush, off
+// the client's critical path.
 func (s *session) serverLoop() error {
 	for {
 		m, err := s.ur.next()
@@ -40,7 +42,41 @@ func (s *session) serverLoop() error {
 	}
 }
 
+// toClient writes what the server answered to the client, or to the hold.
 func (s *session) toClient(b []byte) error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	if s.hold && !s.heldOver {
+		if len(s.held)+len(b) <= maxHeld {
+			s.held = append(s.held, b...)
+			return nil
+		}
+		// Too much to hold: let it through as it comes.
+		s.heldOver = true
+		if _, err := s.cw.Write(s.held); err != nil {
+			return err
+		}
+		s.held = s.held[:0]
+	}
+	_, err := s.cw.Write(b)
+	return err
+}
+
+// letHeldGo sends what the hold keeps and stops holding what follows.
+func (s *session) letHeldGo() {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	if s.hold && !s.heldOver {
+		s.heldOver = true
+		s.cw.Write(s.held)
+		s.held = s.held[:0]
+		s.cw.Flush()
+	}
+}
+
+// toClientNow writes an asynchronous message past the hold: a
+// notification or a setting belongs to no statement.
+func (s *session) toClientNow(b []byte) error {
 	s.cwMu.Lock()
 	_, err := s.cw.Write(b)
 	s.cwMu.Unlock()
@@ -57,15 +93,35 @@ func (s *session) postResults() {
 
 func (s *session) serverMsg(m msg) error {
 	switch m.typ {
-	case 'N', 'A':
-		return s.toClient(m.raw)
+	case 'A':
+		return s.toClientNow(m.raw)
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if err := ps.Decode(m.body); err != nil {
 			return serverErr("%v", err)
 		}
-		s.paramStatus(ps.Name, ps.Value)
+		if err := s.paramStatus(ps.Name, ps.Value); err != nil {
+			return err
+		}
+		return s.toClientNow(m.raw)
+	case 'N':
+		if it := s.q.first(); it != nil && it.kind == iHidden {
+			return nil
+		}
 		return s.toClient(m.raw)
+	case 'G', 'H', 'W':
+		// The client must answer a COPY's start: what is held goes now,
+		// and the rest of the answer streams (a denial at the gate then
+		// follows it, as an error follows rows already sent).
+		s.letHeldGo()
+		if it := s.q.first(); m.typ == 'G' && it != nil && it.copyIn != nil {
+			defer func() {
+				select {
+				case it.copyIn <- struct{}{}:
+				default:
+				}
+			}()
+		}
 	case 'E':
 		return s.onError(m)
 	case 'Z':
@@ -79,18 +135,29 @@ func (s *session) serverMsg(m msg) error {
 		return serverErr("unexpected message %q in answer to %s", printable(m.typ), kindName(it.kind))
 	}
 	switch it.kind {
+	case iHidden:
+		return s.hiddenMsg(it, m)
 	case iParse:
 		if m.typ != '1' {
 			return bad()
 		}
+		s.mu.Lock()
+		s.stmts.confirmed[it.name] = it.pend.stmt
+		s.stmts.settle(it.name, it.pend)
+		s.mu.Unlock()
 		s.q.pop()
 	case iBind:
 		if m.typ != '2' {
 			return bad()
 		}
-		if r := it.run(); r != nil {
+		r := it.run()
+		if r != nil {
 			s.open[r] = struct{}{}
 		}
+		s.mu.Lock()
+		s.portals.confirmed[it.name] = r
+		s.portals.settle(it.name, it.pend)
+		s.mu.Unlock()
 		s.q.pop()
 	case iDescribeS:
 		switch m.typ {
@@ -146,10 +213,14 @@ func (s *session) serverMsg(m msg) error {
 				return s.dataRow(r, m.raw, m.body)
 			}
 		case 'C':
-			s.complete(r, m.body)
+			if err := s.complete(r, m.body); err != nil {
+				return err
+			}
 			s.q.pop()
 		case 'I':
-			s.complete(r, nil)
+			if err := s.complete(r, nil); err != nil {
+				return err
+			}
 			s.q.pop()
 		case 's':
 			s.q.pop()
@@ -180,7 +251,13 @@ func (s *session) serverMsg(m msg) error {
 				return s.dataRow(r, m.raw, m.body)
 			}
 		case 'C':
-			s.complete(r, m.body)
+			if it.wrapped && (r == nil || r.done) {
+				// The BEGIN interlock appended: not the client's.
+				return nil
+			}
+			if err := s.complete(r, m.body); err != nil {
+				return err
+			}
 			if it.idx < len(it.runs)-1 {
 				it.idx++
 			}
@@ -196,6 +273,15 @@ func (s *session) serverMsg(m msg) error {
 		if m.typ != '3' {
 			return bad()
 		}
+		s.mu.Lock()
+		if it.closeKind == 'S' {
+			delete(s.stmts.confirmed, it.name)
+			s.stmts.settle(it.name, it.pend)
+		} else {
+			delete(s.portals.confirmed, it.name)
+			s.portals.settle(it.name, it.pend)
+		}
+		s.mu.Unlock()
 		s.q.pop()
 	case iFunc:
 		if m.typ != 'V' {
@@ -203,7 +289,9 @@ func (s *session) serverMsg(m msg) error {
 		}
 		if r := it.run(); r != nil {
 			r.executed = true
-			s.complete(r, nil)
+			if err := s.complete(r, nil); err != nil {
+				return err
+			}
 		}
 	case iProbe:
 		// The Close in front of the probe is interlock's own: its answer
@@ -220,117 +308,58 @@ func (s *session) serverMsg(m msg) error {
 	return s.toClient(m.raw)
 }
 
-func kindName(k itemKind) string {
-	return [...]string{"Query", "Parse", "Bind", "Describe", "Describe", "Execute", "Close", "Sync", "FunctionCall", "a denied Bind"}[k]
-}
-
-// onError attributes an ErrorResponse, replaces a probe's error with the
-// denial, and follows the server in skipping the rest of a failed
-// extended-protocol pipeline.
-func (s *session) onError(m msg) error {
-	var e pgproto3.ErrorResponse
-	if err := e.Decode(m.body); err != nil {
-		return serverErr("%v", err)
-	}
-	out := m.raw
-	substitute := func(d *pgproto3.ErrorResponse) {
-		if b, err := d.Encode(nil); err == nil {
-			out = b
+// hiddenMsg keeps what the server answered to one of interlock's own
+// messages; none of it reaches the client.
+func (s *session) hiddenMsg(it *item, m msg) error {
+	h := it.hidden
+	switch m.typ {
+	case 'T', 'n', 't', 's':
+	case 'D':
+		var row pgproto3.DataRow
+		if err := row.Decode(m.body); err != nil {
+			return serverErr("%v", err)
 		}
-	}
-	it := s.q.first()
-	switch {
-	case it == nil, it.kind == iSync:
-		// An error outside any statement (a FATAL shutdown), or at the
-		// end of an implicit transaction.
-	case it.kind == iQuery || it.kind == iFunc:
-		if r := it.run(); r != nil {
-			if r.deny != nil {
-				substitute(r.deny)
-				r.done = true
-			} else {
-				s.fail(r, &e)
+		vals := make([][]byte, len(row.Values))
+		for i, v := range row.Values {
+			if v != nil {
+				vals[i] = append([]byte{}, v...)
 			}
 		}
-	default:
-		s.q.pop()
-		switch it.kind {
-		case iProbe:
-			substitute(it.deny)
-		case iBind, iExecute:
-			if r := it.run(); r != nil {
-				s.fail(r, &e)
+		h.rows = append(h.rows, vals)
+	case 'C', 'I':
+		if m.typ == 'C' {
+			var cc pgproto3.CommandComplete
+			if err := cc.Decode(m.body); err != nil {
+				return serverErr("%v", err)
 			}
-		case iParse:
+			h.tags = append(h.tags, string(cc.CommandTag))
+		}
+		if !h.query {
+			if h.expect != 'C' {
+				return serverErr("unexpected message %q in answer to interlock's own message", printable(m.typ))
+			}
+			s.q.pop()
+			h.finish()
+		}
+	case '1', '2', '3':
+		if h.query || m.typ != h.expect {
+			return serverErr("unexpected message %q in answer to interlock's own message", printable(m.typ))
+		}
+		if h.prepares != nil {
 			s.mu.Lock()
-			if s.stmts[it.name] == it.stmt {
-				if it.prev != nil && it.name != "" {
-					s.stmts[it.name] = it.prev
-				} else {
-					delete(s.stmts, it.name)
-				}
-			}
+			*h.prepares = true
 			s.mu.Unlock()
 		}
-		for _, sk := range s.q.skipToSync() {
-			for _, r := range sk.runs {
-				if r != nil && !r.done && r.deny == nil && (sk.kind == iBind || sk.kind == iQuery || sk.kind == iFunc) {
-					s.notRun(r, "not run: an earlier message of the pipeline failed")
-				}
-			}
-		}
-	}
-	return s.toClient(out)
-}
-
-// onReady ends a Query, FunctionCall or Sync. When the server is idle
-// outside a transaction block, every portal is gone: their runs end.
-func (s *session) onReady(m msg) error {
-	var z pgproto3.ReadyForQuery
-	if err := z.Decode(m.body); err != nil {
-		return serverErr("%v", err)
-	}
-	it := s.q.first()
-	if it == nil {
-		return serverErr("ReadyForQuery with nothing outstanding")
-	}
-	switch it.kind {
-	case iSync, iQuery, iFunc:
-		// The status first: the client goroutine reads it once the item
-		// is gone.
-		s.txStatus.Store(uint32(z.TxStatus))
 		s.q.pop()
+		h.finish()
 	default:
-		return serverErr("ReadyForQuery in answer to %s", kindName(it.kind))
+		return serverErr("unexpected message %q in answer to interlock's own message", printable(m.typ))
 	}
-	for _, r := range it.runs {
-		if r != nil && !r.done && r.deny == nil {
-			s.notRun(r, "not run: an earlier statement of the query failed")
-		}
-	}
-	if z.TxStatus == 'I' {
-		for r := range s.open {
-			if !r.done {
-				if r.executed {
-					s.finish(r, "", nil, "")
-				} else {
-					s.notRun(r, "not run: the portal was never executed")
-				}
-			}
-		}
-		clear(s.open)
-	}
-	return s.toClient(m.raw)
+	return nil
 }
 
-// paramStatus follows the settings that change how statements read.
-func (s *session) paramStatus(name, value string) {
-	switch name {
-	case "standard_conforming_strings":
-		s.scsOff.Store(value != "on")
-	case "client_encoding":
-		s.badEncoding.Store(unsafeEncoding(value))
-	}
+func kindName(k itemKind) string {
+	return [...]string{"Query", "Parse", "Bind", "Describe", "Describe", "Execute", "Close", "Sync", "FunctionCall", "a denied message", "interlock's own message"}[k]
 }
 
 func decodeFields(body []byte) ([]field, error) {

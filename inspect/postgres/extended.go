@@ -2,44 +2,32 @@ package postgres
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/interlock/interlock/inspect/postgres/sqlclass"
 	"github.com/interlock/interlock/model"
 )
 
-// The extended query protocol: Parse, Bind, Describe, Execute, Close, and
-// the fastpath FunctionCall.
+// The extended query protocol: Parse, Bind, Describe, Execute, Close,
+// Sync, and the fastpath FunctionCall.
 
-// merged judges a Parse's text as one statement (a prepared statement
-// holds one; the server refuses more).
-func merged(p *parsed) *class {
-	switch len(p.stmts) {
-	case 0:
-		return &class{kind: "empty", kinds: []string{"empty"}, readOnly: true}
-	case 1:
-		return p.stmts[0].class
+// nextSeg ends the segment being sent (a Query, Sync or FunctionCall) and
+// returns its number.
+func (s *session) nextSeg() uint64 {
+	n := s.seg
+	s.seg++
+	s.segBegin, s.segEnd, s.segWrap = false, false, false
+	return n
+}
+
+// awaitName waits until the server answered segment seg, when a name
+// being resolved was last changed by a message of that earlier segment.
+func (s *session) awaitName(seg uint64) error {
+	if seg == 0 {
+		return nil
 	}
-	out := &class{kind: p.stmts[0].kind, readOnly: true}
-	seen := map[string]bool{}
-	for _, st := range p.stmts {
-		for _, k := range st.kinds {
-			if !seen["k:"+k] {
-				seen["k:"+k] = true
-				out.kinds = append(out.kinds, k)
-			}
-		}
-		for _, t := range st.tables {
-			if !seen["t:"+t] {
-				seen["t:"+t] = true
-				out.tables = append(out.tables, t)
-			}
-		}
-		out.readOnly = out.readOnly && st.readOnly
-		out.noWhere = out.noWhere || st.noWhere
-	}
-	return out
+	return s.waitAnswered(seg)
 }
 
 func (s *session) onParse(m msg) error {
@@ -47,31 +35,44 @@ func (s *session) onParse(m msg) error {
 	if err := p.Decode(m.body); err != nil {
 		return clientErr("%v", err)
 	}
-	ps := &prepared{text: p.Query, class: merged(s.h.cls.parse(p.Query)), paramOIDs: p.ParameterOIDs}
+	if err := s.waitBarrier(); err != nil {
+		return err
+	}
+	// The server parses the text now, under the settings in force now.
+	if r := s.guard(p.Query); r != "" {
+		d := model.Decision{Action: model.Deny, Rule: ruleParser, Reason: r}
+		cl := sqlclass.Merged(s.h.cls.Parse(p.Query))
+		rr, err := s.record(p.Query, cl, d, "extended", p.Name, "", nil, nil, scopeNow)
+		if err != nil {
+			return err
+		}
+		s.queue(&item{kind: iProbe, runs: []*run{rr}, deny: rr.deny, closed: true})
+		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
+	}
+	ps := &prepared{text: p.Query, class: sqlclass.Merged(s.h.cls.Parse(p.Query)), paramOIDs: p.ParameterOIDs}
+	pend := &pendingName{seg: s.seg, stmt: ps}
 	s.mu.Lock()
-	prev := s.stmts[p.Name]
-	s.stmts[p.Name] = ps
+	s.stmts.add(p.Name, pend)
 	s.mu.Unlock()
-	s.queue(&item{kind: iParse, stmt: ps, prev: prev, name: p.Name})
+	s.queue(&item{kind: iParse, name: p.Name, pend: pend})
 	return s.forward(m)
 }
 
-// statement returns what a Bind or Describe names: a protocol-level
-// prepared statement, or one made by SQL PREPARE.
-func (s *session) statement(name string) (text string, cl *class, oids []uint32, fields []field) {
-	s.mu.Lock()
-	ps := s.stmts[name]
-	if ps != nil {
-		text, cl, oids, fields = ps.text, ps.class, ps.paramOIDs, ps.fields
+// statement resolves what a Bind or Describe names, waiting for the
+// server when the name was changed in an earlier segment it has not
+// answered yet.
+func (s *session) statement(name string) (*prepared, error) {
+	for {
+		s.mu.Lock()
+		ps, wait := s.lookupStmt(name, s.seg)
+		s.mu.Unlock()
+		if wait == 0 {
+			return ps, nil
+		}
+		if err := s.awaitName(wait); err != nil {
+			return nil, err
+		}
 	}
-	s.mu.Unlock()
-	if ps != nil {
-		return
-	}
-	if inner := s.sqlPrepared[strings.ToLower(name)]; inner != nil {
-		return "EXECUTE " + name, inner, nil, nil
-	}
-	return "", unknownClass("no such prepared statement: " + name), nil, nil
 }
 
 // src is a message body being parsed, in memory or streamed.
@@ -91,6 +92,16 @@ func (c *cursor) value(n, keep int) ([]byte, error) {
 
 func (b *body) value(n, keep int) ([]byte, error) { return b.bytes(n, keep) }
 
+// count reads a count field: PostgreSQL reads the Int16 counts of Bind
+// and FunctionCall as unsigned, so pgx sends up to 65,535 parameters.
+func count(in src) (int, error) {
+	n, err := in.int16()
+	if err != nil {
+		return 0, err
+	}
+	return int(uint16(int16(n))), nil
+}
+
 // readValues parses format codes and values (Bind, FunctionCall) and
 // renders the values for the journal.
 func readValues(in src, oids []uint32) ([]model.PGParam, error) {
@@ -98,12 +109,9 @@ func readValues(in src, oids []uint32) ([]model.PGParam, error) {
 	if err != nil {
 		return nil, err
 	}
-	np, err := in.int16()
+	np, err := count(in)
 	if err != nil {
 		return nil, err
-	}
-	if np < 0 {
-		return nil, clientErr("negative parameter count")
 	}
 	params := make([]model.PGParam, np)
 	for i := range params {
@@ -138,12 +146,9 @@ func readValues(in src, oids []uint32) ([]model.PGParam, error) {
 }
 
 func readFormats(in src) ([]int16, error) {
-	n, err := in.int16()
+	n, err := count(in)
 	if err != nil {
 		return nil, err
-	}
-	if n < 0 {
-		return nil, clientErr("negative format count")
 	}
 	out := make([]int16, n)
 	for i := range out {
@@ -200,10 +205,84 @@ func (s *session) onBind(m msg) error {
 		}
 		in = &curBody
 	}
-	text, cl, oids, fields := s.statement(stmtNm)
+	if err := s.waitBarrier(); err != nil {
+		return err
+	}
+	ps, err := s.statement(stmtNm)
+	if err != nil {
+		return err
+	}
+	text, cl := "", sqlclass.Unknown("no prepared statement "+quoteName(stmtNm)+" is known to interlock")
+	var oids []uint32
+	var fields []field
+	if ps != nil {
+		s.mu.Lock()
+		text, cl, oids, fields = ps.text, ps.class, ps.paramOIDs, ps.fields
+		s.mu.Unlock()
+		if ps.sql {
+			text = "EXECUTE " + stmtNm
+		}
+	}
 	cl = s.resolve(cl)
-	d := s.decide(text, cl)
-	if (d.Action == model.Allow || d.Action == model.Mask) && b != nil {
+	if !plain(cl) {
+		// Everything before this segment must be answered: the
+		// transaction's status is then known, and no earlier statement
+		// can still change what this one means.
+		if err := s.waitAll(); err != nil {
+			return err
+		}
+		cl = s.resolve(cl)
+	}
+	var early []model.PGParam
+	if len(cl.Signals) > 0 && b == nil {
+		// A signal's pid may be a parameter: read them first (a copy of
+		// the cursor, so that the message is read again below).
+		pre := curBody
+		early, _ = readValues(&pre, oids)
+	}
+	d := s.decideWith(text, cl, early)
+	allowed := d.Action == model.Allow || d.Action == model.Mask
+	tx := s.txAtSegment()
+	if allowed && s.segWrap && cl.TxControl() {
+		d = model.Decision{Action: model.Deny, Rule: ruleParser,
+			Reason: "interlock holds this segment's earlier statements in a transaction to read their effects before they commit; send BEGIN, COMMIT and ROLLBACK after a Sync, in a segment of their own"}
+		allowed = false
+	}
+	if allowed && cl.Commits() && tx == 'T' && s.commitNeedsGate() {
+		// The COMMIT of a block that wrote: read the effects first.
+		gd, gerr := s.gateInSegment()
+		if gerr != nil {
+			return gerr
+		}
+		if gd.Action != model.Allow {
+			d, allowed = gd, false
+		} else {
+			s.startCommitting()
+		}
+	}
+	wrap := allowed && !cl.ReadOnly && tx == 'I' && wrappable(cl, text) && s.needGate(cl.Opaque)
+	if wrap && cl.Kind == "copy_from" {
+		// The server ignores Sync during COPY FROM STDIN: the BEGIN
+		// interlock puts before Sync would come too early.
+		d = model.Decision{Action: model.Deny, Rule: ruleParser,
+			Reason: "COPY FROM STDIN in autocommit runs in a transaction interlock holds to read its effects, which the extended protocol's Sync cannot carry; send it as a simple query, or inside BEGIN ... COMMIT"}
+		allowed, wrap = false, false
+	}
+	if wrap && !s.segWrap {
+		s.segWrap = true
+		s.setHold()
+		s.mu.Lock()
+		s.tx.wrapped, s.tx.dirty = true, true
+		s.mu.Unlock()
+	}
+	sc := scopeNow
+	switch {
+	case s.segWrap:
+		sc = scopeWrap
+	case tx == 'T':
+		sc = scopeBlock
+	}
+	if allowed && b != nil {
 		var pre []byte
 		pre = header(pre, 'B', m.n)
 		pre = append(append(append(append(pre, portal...), 0), stmtNm...), 0)
@@ -223,38 +302,51 @@ func (s *session) onBind(m msg) error {
 	if b != nil && b.left != 0 || b == nil && len(curBody.b) != 0 {
 		return clientErr("Bind message has trailing data")
 	}
-	r, err := s.record(text, cl, d, "extended", stmtNm, portal, params)
+	r, err := s.record(text, cl, d, "extended", stmtNm, portal, params, ps, sc)
 	if err != nil {
 		return err
 	}
 	if r.deny != nil {
 		// Close the portal the Bind would have replaced, then make the
 		// server fail so that it skips the rest until Sync.
-		delete(s.portals, portal)
 		s.queue(&item{kind: iProbe, runs: []*run{r}, deny: r.deny})
 		if err := s.send(&pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
 			return err
 		}
 		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 	}
+	if !plain(cl) {
+		s.barrier = s.seg
+		s.uncertain = s.seg
+		f := pieceFacts{}
+		f.add(cl, text)
+		s.noteForwarded([]*run{r}, f, tx == 'T' || s.segWrap)
+	}
+	switch {
+	case cl.Kind == "begin":
+		s.segBegin, s.segEnd = true, false
+	case cl.Ends():
+		s.segBegin, s.segEnd = false, true
+	}
 	r.formats = formats
 	r.fields = applyFormats(fields, formats)
-	s.trackPrepare(cl)
-	if len(s.portals) >= maxPortals {
-		// The server drops portals at each transaction's end; a client
-		// that names a new one every time must not grow this map
-		// forever. Forgetting a portal only loses the match of a later
-		// Execute to its run; the run's pg.result still comes at the
-		// transaction's end.
-		clear(s.portals)
-	}
-	s.portals[portal] = r
-	s.queue(&item{kind: iBind, runs: []*run{r}})
+	pend := &pendingName{seg: s.seg, run: r}
+	s.mu.Lock()
+	s.portals.add(portal, pend)
+	s.mu.Unlock()
+	s.queue(&item{kind: iBind, runs: []*run{r}, name: portal, pend: pend})
 	if b != nil {
 		return b.release()
 	}
 	_, err = s.uw.Write(m.raw)
 	return err
+}
+
+func quoteName(n string) string {
+	if n == "" {
+		return "(unnamed)"
+	}
+	return fmt.Sprintf("%q", n)
 }
 
 // applyFormats gives result columns the formats a Bind asked for.
@@ -277,16 +369,37 @@ func (s *session) onDescribe(m msg) error {
 	}
 	switch d.ObjectType {
 	case 'S':
-		s.mu.Lock()
-		ps := s.stmts[d.Name]
-		s.mu.Unlock()
+		ps, err := s.statement(d.Name)
+		if err != nil {
+			return err
+		}
 		s.queue(&item{kind: iDescribeS, stmt: ps})
 	case 'P':
-		s.queue(&item{kind: iDescribeP, runs: []*run{s.portals[d.Name]}})
+		r, _, err := s.portal(d.Name)
+		if err != nil {
+			return err
+		}
+		s.queue(&item{kind: iDescribeP, runs: []*run{r}})
 	default:
 		return clientErr("Describe of unknown object type %q", printable(d.ObjectType))
 	}
 	return s.forward(m)
+}
+
+// portal resolves what an Execute or Describe names, waiting for the
+// server as statement does.
+func (s *session) portal(name string) (*run, bool, error) {
+	for {
+		s.mu.Lock()
+		r, cursor, wait := s.lookupPortal(name, s.seg)
+		s.mu.Unlock()
+		if wait == 0 {
+			return r, cursor, nil
+		}
+		if err := s.awaitName(wait); err != nil {
+			return nil, false, err
+		}
+	}
 }
 
 func (s *session) onExecute(m msg) error {
@@ -294,7 +407,41 @@ func (s *session) onExecute(m msg) error {
 	if err := e.Decode(m.body); err != nil {
 		return clientErr("%v", err)
 	}
-	s.queue(&item{kind: iExecute, runs: []*run{s.portals[e.Portal]}})
+	r, cursor, err := s.portal(e.Portal)
+	if err != nil {
+		return err
+	}
+	if cursor {
+		// A SQL cursor read through the protocol: the server runs its
+		// DECLARE's query again from where it stands, and logs it as
+		// that; so does the journal, judged again.
+		cl := r.class
+		d := s.decide(r.text, cl)
+		nr, err := s.record(r.text, cl, d, "extended", "", e.Portal, nil, nil, scopeNow)
+		if err != nil {
+			return err
+		}
+		if nr.deny != nil {
+			s.queue(&item{kind: iProbe, runs: []*run{nr}, deny: nr.deny, closed: true})
+			return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
+		}
+		nr.fields = r.fields
+		r = nr
+	}
+	if r == nil {
+		// A portal interlock did not see bound (or whose Bind it saw
+		// refused): its rows cannot be attributed to a judged statement.
+		d := model.Decision{Action: model.Deny, Rule: rulePortal,
+			Reason: fmt.Sprintf("portal %s was not bound by a statement interlock judged", quoteName(e.Portal))}
+		cl := sqlclass.Unknown("execute of an unknown portal")
+		rr, err := s.record("-- execute portal "+quoteName(e.Portal), cl, d, "extended", "", e.Portal, nil, nil, scopeNow)
+		if err != nil {
+			return err
+		}
+		s.queue(&item{kind: iProbe, runs: []*run{rr}, deny: rr.deny, closed: true})
+		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
+	}
+	s.queue(&item{kind: iExecute, runs: []*run{r}})
 	return s.forward(m)
 }
 
@@ -303,75 +450,18 @@ func (s *session) onClose(m msg) error {
 	if err := c.Decode(m.body); err != nil {
 		return clientErr("%v", err)
 	}
+	pend := &pendingName{seg: s.seg}
+	s.mu.Lock()
 	switch c.ObjectType {
 	case 'S':
-		s.mu.Lock()
-		delete(s.stmts, c.Name)
-		s.mu.Unlock()
+		s.stmts.add(c.Name, pend)
 	case 'P':
-		delete(s.portals, c.Name)
+		s.portals.add(c.Name, pend)
 	default:
+		s.mu.Unlock()
 		return clientErr("Close of unknown object type %q", printable(c.ObjectType))
 	}
-	s.queue(&item{kind: iClose})
+	s.mu.Unlock()
+	s.queue(&item{kind: iClose, name: c.Name, pend: pend, closeKind: c.ObjectType})
 	return s.forward(m)
-}
-
-// onFunctionCall handles the fastpath FunctionCall (libpq's large object
-// functions use it): it runs a function by OID, so it is judged and
-// journaled like a statement that may write.
-func (s *session) onFunctionCall(m msg) error {
-	var (
-		in  src
-		b   *body
-		cur cursor
-	)
-	if m.stream {
-		b = &body{src: s.cr.br, left: m.n, side: "client"}
-		in = b
-	} else {
-		cur = cursor{b: m.body, side: "client"}
-		in = &cur
-	}
-	oid, err := in.int32()
-	if err != nil {
-		return err
-	}
-	text := fmt.Sprintf("-- fastpath function call: function oid %d", uint32(oid))
-	cl := &class{kind: "function_call", kinds: []string{"function_call"}}
-	d := s.decide(text, cl)
-	if d.Action == model.Allow && b != nil {
-		var pre []byte
-		pre = header(pre, 'F', m.n)
-		pre = append(pre, byte(oid>>24), byte(oid>>16), byte(oid>>8), byte(oid))
-		if _, err := s.uw.Write(pre); err != nil {
-			return err
-		}
-		b.dst, b.hold = s.uw, true
-	}
-	params, err := readValues(in, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := in.int16(); err != nil {
-		return err
-	}
-	if b != nil && b.left != 0 || b == nil && len(cur.b) != 0 {
-		return clientErr("FunctionCall message has trailing data")
-	}
-	r, err := s.record(text, cl, d, "fastpath", "", "", params)
-	if err != nil {
-		return err
-	}
-	s.queue(&item{kind: iFunc, runs: []*run{r}})
-	if r.deny != nil {
-		// A failing query answers like a failed function call: an error,
-		// then ReadyForQuery.
-		return s.send(&pgproto3.Query{String: probeSQL})
-	}
-	if b != nil {
-		return b.release()
-	}
-	_, err = s.uw.Write(m.raw)
-	return err
 }

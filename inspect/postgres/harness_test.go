@@ -158,6 +158,8 @@ type proxyOpts struct {
 	user         string
 	deny         []string
 	upstream     string // default: the test server
+	// policy replaces denyPolicy{deny}.
+	policy inspect.Policy
 }
 
 func startProxy(t testing.TB, o proxyOpts) *proxy {
@@ -185,7 +187,11 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	cfg.StateDir = t.TempDir()
 	cfg.Targets = []config.TargetConfig{tc}
 	j := &memJournal{}
-	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: denyPolicy{kinds: o.deny},
+	var pol inspect.Policy = denyPolicy{kinds: o.deny}
+	if o.policy != nil {
+		pol = o.policy
+	}
+	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 // starMasker masks every non-NULL value of the columns named "secret".
 type starMasker struct{}
 
+func (starMasker) Hash(b []byte) []byte { return []byte("0123456789abcdef") }
+
 func (starMasker) Plan(_ *model.MaskSpec, cols []model.MaskColumn) inspect.RowMasker {
 	p := starPlan{}
 	for i, c := range cols {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/inspect/postgres/sqlclass"
 	"github.com/interlock/interlock/model"
 )
 
@@ -45,6 +46,7 @@ type Handler struct {
 	policy  inspect.Policy
 	log     *slog.Logger
 	state   string
+	events  inspect.Events
 
 	// targets holds the per-target settings (*targets), swapped on reload.
 	targets atomic.Pointer[targets]
@@ -52,10 +54,17 @@ type Handler struct {
 	// is configured.
 	tls atomic.Pointer[tls.Config]
 
-	cls     classifier
+	cls     sqlclass.Classifier
 	cancels registry
 	masker  inspect.Masker
 	cat     catalog
+	// trust is each target's catalog trust, by target name.
+	trustMu sync.Mutex
+	trust   map[string]*trustState
+	// backends are the server backends of live sessions, by target and
+	// backend pid: who may signal them.
+	backendsMu sync.Mutex
+	backends   map[backendKey]backendOwner
 
 	// Panics counts sessions that ended in a recovered panic (a bug): the
 	// session is closed, the daemon keeps serving.
@@ -68,7 +77,7 @@ type targets map[string]*target
 // TLS files valid) and prepares the handler; with postgres targets it
 // creates interlock's CA and server certificate in <state_dir>/tls.
 func New(opts Options) (*Handler, error) {
-	h := &Handler{journal: opts.Journal, policy: opts.Policy, masker: opts.Masker, log: opts.Log(), state: opts.StateDir()}
+	h := &Handler{journal: opts.Journal, policy: opts.Policy, masker: opts.Masker, log: opts.Log(), state: opts.StateDir(), events: opts.Events}
 	h.cancels.m = map[string]*cancelEntry{}
 	if err := h.Reload(opts.Config); err != nil {
 		return nil, err
@@ -88,6 +97,11 @@ func (h *Handler) Reload(cfg *config.Config) error {
 		t, err := newTarget(tc)
 		if err != nil {
 			return fmt.Errorf("target %s: %w", tc.Name, err)
+		}
+		t.log = h.log
+		if h.events != nil {
+			name := t.name
+			t.onLoginFail = func(reason string) { h.events.UpstreamLoginFailed(name, reason) }
 		}
 		ts[tc.Name] = t
 		hosts = append(hosts, t.host)
@@ -143,8 +157,59 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	if st.cancel != nil {
 		return h.serveCancel(ctx, conn, s, st)
 	}
-	sess := &session{h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, start: start}
+	sess := &session{h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, start: start, trust: h.trustOf(t.name)}
 	return sess.run(ctx, st)
+}
+
+// trustOf returns a target's catalog trust, shared by its sessions.
+func (h *Handler) trustOf(target string) *trustState {
+	h.trustMu.Lock()
+	defer h.trustMu.Unlock()
+	if h.trust == nil {
+		h.trust = map[string]*trustState{}
+	}
+	ts := h.trust[target]
+	if ts == nil {
+		ts = newTrustState()
+		h.trust[target] = ts
+	}
+	return ts
+}
+
+type backendKey struct {
+	target string
+	pid    uint32
+}
+
+// backendOwner is the process a backend serves: a session may signal the
+// backends of its own process's sessions (a client cancelling or ending
+// its own connections), and no other.
+type backendOwner struct {
+	tgid, uid uint32
+}
+
+func (h *Handler) addBackend(target string, pid uint32, o backendOwner) {
+	h.backendsMu.Lock()
+	defer h.backendsMu.Unlock()
+	if h.backends == nil {
+		h.backends = map[backendKey]backendOwner{}
+	}
+	h.backends[backendKey{target, pid}] = o
+}
+
+func (h *Handler) dropBackend(target string, pid uint32) {
+	h.backendsMu.Lock()
+	defer h.backendsMu.Unlock()
+	delete(h.backends, backendKey{target, pid})
+}
+
+// sameProcess says whether backend pid of target serves a session of the
+// process o.
+func (h *Handler) sameProcess(target string, pid uint32, o backendOwner) bool {
+	h.backendsMu.Lock()
+	defer h.backendsMu.Unlock()
+	b, ok := h.backends[backendKey{target, pid}]
+	return ok && b == o
 }
 
 // closeRecord writes the session.close entry. A cancelled context

@@ -525,6 +525,10 @@ func TestDurabilityLevels(t *testing.T) {
 	if strings.Join(got, " ") != exp {
 		t.Errorf("durability:\n got %s\nwant %s", strings.Join(got, " "), exp)
 	}
+	// Without an effects rule no transaction is held for its effects.
+	if n := len(p.j.kind(model.KindPGEffects)); n != 0 {
+		t.Errorf("%d pg.effects records without effects rules", n)
+	}
 }
 
 func TestMaxRowsAndCloseRaw(t *testing.T) {

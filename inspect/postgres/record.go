@@ -133,9 +133,11 @@ func (s *session) streamRow(r *run, b *body) error {
 
 // complete ends a run with its CommandComplete (nil: EmptyQueryResponse,
 // PortalSuspended closed by the transaction's end, or a function call).
-func (s *session) complete(r *run, body []byte) {
+// The tag must be one the judged statement can produce; what the
+// statement did to named objects (PREPARE, DECLARE, ...) applies now.
+func (s *session) complete(r *run, body []byte) error {
 	if r == nil || r.done {
-		return
+		return nil
 	}
 	tag := ""
 	if body != nil {
@@ -143,8 +145,18 @@ func (s *session) complete(r *run, body []byte) {
 		if cc.Decode(body) == nil {
 			tag = string(cc.CommandTag)
 		}
+		if err := s.checkTag(r, tag); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.onTag(r, tag)
+		if r.class != nil && !r.class.ReadOnly {
+			s.tx.rows += pgconn.NewCommandTag(tag).RowsAffected()
+		}
+		s.mu.Unlock()
 	}
 	s.finish(r, tag, nil, "")
+	return nil
 }
 
 func (s *session) fail(r *run, e *pgproto3.ErrorResponse) {

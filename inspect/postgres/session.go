@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/inspect/postgres/sqlclass"
 	"github.com/interlock/interlock/model"
 )
 
@@ -26,7 +27,16 @@ import (
 // client goroutine judges, journals and forwards what the client sends,
 // and queues what it expects back (an item per message that gets an
 // answer); the server goroutine matches the server's answers to those
-// items, records outcomes and forwards them.
+// items, records outcomes, advances the session's model and forwards them.
+//
+// The model (prepared statements, portals, cursors, settings, the
+// transaction's state) advances only on the server's answers. A statement
+// that is not a plain read is a barrier: the client goroutine judges the
+// next message only once the server answered it, so no setting or name
+// can change between judging a statement and the server running it. A
+// transaction that is not provably read-only runs inside a transaction
+// interlock holds, whose effects interlock reads from the server before
+// the COMMIT goes through (gate.go).
 type session struct {
 	h        *Handler
 	t        *target
@@ -36,49 +46,101 @@ type session struct {
 	log      *slog.Logger
 	start    time.Time
 	ctx      context.Context
+	trust    *trustState
+	// serverMajor is the server's major version (0: unknown).
+	serverMajor int
+	// upstreamPID is the server backend's pid: the one backend the
+	// session may signal.
+	upstreamPID uint32
 
 	client, up net.Conn
 	cr, ur     *reader
 	uw         *bufio.Writer // to the server; the client goroutine's
-	cwMu       sync.Mutex
-	cw         *bufio.Writer // to the client
+	// cwMu guards cw and the hold: while hold is set, what the server
+	// sends the client waits in held until a gate decides (heldOver: it
+	// outgrew maxHeld and was let through).
+	cwMu     sync.Mutex
+	cw       *bufio.Writer // to the client
+	hold     bool
+	held     []byte
+	heldOver bool
 
 	q queue
 
-	// mu guards stmts, which the server goroutine completes from
-	// ParameterDescription and RowDescription.
-	mu    sync.Mutex
-	stmts map[string]*prepared
-	// portals and sqlPrepared belong to the client goroutine.
-	portals     map[string]*run
-	sqlPrepared map[string]*class
-	// probe names the statement interlock prepares to make the server
-	// fail in place of a denied one.
-	probe string
+	// mu guards the model the two goroutines share, and cond signals the
+	// client goroutine when the server answered a segment (answered) or
+	// the session ended.
+	mu       sync.Mutex
+	cond     *sync.Cond
+	answered uint64
+	ended    bool
+	// done is closed when the session ends.
+	done    chan struct{}
+	stmts   nameSpace[*prepared]
+	portals nameSpace[*run]
+	cursors map[string]*sqlCursor
+	// txStatus is the last ReadyForQuery's status.
+	txStatus byte
+	// tx is what interlock knows of the transaction the server has open.
+	tx txFacts
+	// fxPrepared and beginPrepared: interlock's effects statement
+	// (fxName) and its BEGIN are prepared on the server.
+	fxPrepared, beginPrepared bool
+	// statsDirty: a transaction that wrote ended without a gate (rolled
+	// back), so the server's per-transaction counters may still hold its
+	// rows until they are flushed.
+	statsDirty bool
+
+	// The client goroutine's own state.
+	seg uint64 // the segment being sent; Query, FunctionCall and Sync end one
+	// barrier is the segment of the newest statement that is not a plain
+	// read: a message of a later segment is judged once it is answered.
+	barrier uint64
+	// uncertain is the segment in which a statement that is not a plain
+	// read ran before the segment's end: the settings the parser depends
+	// on are not known until its ReadyForQuery.
+	uncertain uint64
+	// segBegin and segEnd: the segment began or ended a transaction block
+	// (BEGIN, or COMMIT/ROLLBACK) before its current message.
+	segBegin, segEnd bool
+	// segWrap: this segment runs in a transaction interlock holds; a BEGIN
+	// goes before its Sync and the gate after it.
+	segWrap bool
+	// probe and fxName name interlock's own statements (random per
+	// session): the failing statement sent in place of a denied one, and
+	// the effects query of a gate inside a segment.
+	probe, fxName string
 
 	// The server goroutine's own state.
 	open    map[*run]struct{}
 	results []model.Record
 
-	// scsOff and badEncoding are set from the server's ParameterStatus:
-	// the parser's reading of a statement could then differ from the
-	// server's, so statements are refused (see guard).
+	// scsOff and badEncoding are set from the server's ParameterStatus.
 	scsOff, badEncoding atomic.Bool
-	// txStatus is the last ReadyForQuery's status; txWrites says the
-	// current transaction block wrote with committed-only records (the
-	// client goroutine's).
-	txStatus atomic.Uint32
-	txWrites bool
 
 	bytesUp, bytesDown atomic.Int64
 }
 
-// prepared is a protocol-level prepared statement.
-type prepared struct {
-	text      string
-	class     *class
-	paramOIDs []uint32
-	fields    []field
+// txFacts is what interlock knows of the server's open transaction.
+type txFacts struct {
+	// dirty: a statement that is not provably read-only ran in it, so its
+	// COMMIT goes through a gate.
+	dirty bool
+	// wrapped: interlock began it (the client thinks it is in autocommit).
+	wrapped bool
+	// opaque: a statement whose effects the text does not show ran in it.
+	opaque bool
+	// catalog: a statement that may change the catalog ran in it (see
+	// trustState); overlay is what it may have defined.
+	catalog bool
+	overlay txOverlay
+	// stmts are the pg.statement entries of its statements that are not
+	// plain reads.
+	stmts []uint64
+	rows  int64
+	// committing: its end is on its way to the server and the target's
+	// catalog trust was told (trustState.committingStart).
+	committing bool
 }
 
 // field is one result column.
@@ -94,11 +156,15 @@ type field struct {
 
 // run is one execution of a statement: a simple-query statement, a bound
 // portal, or a function call. Once queued, only the server goroutine
-// touches it.
+// touches it (but for text and class, set before).
 type run struct {
-	seq     uint64
-	start   time.Time
-	rows    int64
+	seq   uint64
+	start time.Time
+	rows  int64
+	// text and class are what was judged; the tag the server reports must
+	// fit the class.
+	text    string
+	class   *sqlclass.Class
 	fields  []field
 	formats []int16 // result formats asked in Bind
 	rec     *rowRec
@@ -118,133 +184,6 @@ type run struct {
 	out []byte
 }
 
-type itemKind uint8
-
-const (
-	iQuery itemKind = iota
-	iParse
-	iBind
-	iDescribeS
-	iDescribeP
-	iExecute
-	iClose
-	iSync
-	iFunc
-	iProbe // a Close and a failing Parse in place of a denied Bind
-)
-
-// item is one answer (or group of answers) the server owes the client.
-type item struct {
-	kind itemKind
-	// runs: the statements of a Query in order; the run of a Bind,
-	// Execute, Describe portal or FunctionCall.
-	runs []*run
-	idx  int
-	// stmt, prev and name: a Parse's statement, the one it replaced, and
-	// its name; a Describe statement's statement.
-	stmt *prepared
-	prev *prepared
-	name string
-	// closed: iProbe's Close has been answered.
-	closed bool
-	deny   *pgproto3.ErrorResponse
-}
-
-func (it *item) run() *run {
-	if it.idx < len(it.runs) {
-		return it.runs[it.idx]
-	}
-	return nil
-}
-
-// queue is the FIFO of items. After an error in the extended protocol the
-// server skips everything up to the next Sync; skipping says it is doing
-// so with no Sync queued yet, so items pushed meanwhile get no answer.
-type queue struct {
-	mu       sync.Mutex
-	items    []*item
-	head     int
-	skipping bool
-}
-
-// push queues it and reports false when the server will skip it.
-func (q *queue) push(it *item) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.skipping {
-		if it.kind != iSync {
-			return false
-		}
-		q.skipping = false
-	}
-	if q.head > 64 && q.head*2 > len(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, it)
-	return true
-}
-
-func (q *queue) first() *item {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.head < len(q.items) {
-		return q.items[q.head]
-	}
-	return nil
-}
-
-// quiet says no outstanding item can change the transaction status: only
-// Parse, Describe and Close answers are awaited.
-func (q *queue) quiet() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, it := range q.items[q.head:] {
-		switch it.kind {
-		case iParse, iDescribeS, iDescribeP, iClose:
-		default:
-			return false
-		}
-	}
-	return !q.skipping
-}
-
-func (q *queue) pop() {
-	q.mu.Lock()
-	q.items[q.head] = nil
-	q.head++
-	q.mu.Unlock()
-}
-
-// skipToSync removes the items the server skips after an error: those up
-// to the next Sync, or all of them (and what comes until a Sync) when
-// none is queued.
-func (q *queue) skipToSync() []*item {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var out []*item
-	for q.head < len(q.items) {
-		it := q.items[q.head]
-		if it.kind == iSync {
-			return out
-		}
-		out = append(out, it)
-		q.items[q.head] = nil
-		q.head++
-	}
-	q.skipping = true
-	return out
-}
-
-func (q *queue) pendingItems() []*item {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	out := append([]*item(nil), q.items[q.head:]...)
-	q.items, q.head = nil, 0
-	return out
-}
-
 // errTerminate is the client's Terminate: a clean end.
 var errTerminate = errors.New("client terminated the session")
 
@@ -256,6 +195,12 @@ func (e *journalError) Error() string {
 	return "the journal cannot record the statement: " + e.err.Error()
 }
 func (e *journalError) Unwrap() error { return e.err }
+
+// contradiction is the server reporting something interlock did not
+// judge: the session ends, fail closed.
+type contradiction struct{ msg string }
+
+func (e *contradiction) Error() string { return "interlock ended the session: " + e.msg }
 
 func limitsClient(typ byte) (int, bool) {
 	switch typ {
@@ -356,6 +301,26 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 	defer s.up.Close()
 	open.Postgres.UpstreamTLS = hc.TLSConfig != nil
 	open.Postgres.UpstreamPID = hc.PID
+	s.upstreamPID = hc.PID
+	open.Postgres.ServerVersion = hc.ParameterStatuses["server_version"]
+	// The parser must read statements as the server does: a session that
+	// starts with settings it cannot follow (a role-level setting, a
+	// client option) is refused.
+	if v := hc.ParameterStatuses["standard_conforming_strings"]; v != "" && v != "on" {
+		s.up.Close()
+		err := fmt.Errorf("the server starts this session with standard_conforming_strings %s, under which backslashes in string literals can hide statements from interlock's parser; the session is refused (turn the setting on for role %s)", v, t.user)
+		return refuse("0A000", denied("interlock.postgres.parser", err.Error()), err)
+	}
+	if enc := hc.ParameterStatuses["client_encoding"]; unsafeEncoding(enc) {
+		s.up.Close()
+		err := fmt.Errorf("the server starts this session with client_encoding %s, whose multibyte characters can hide quotes from interlock's parser; the session is refused (use UTF8)", enc)
+		return refuse("0A000", denied("interlock.postgres.parser", err.Error()), err)
+	}
+	s.serverMajor = serverMajor(open.Postgres.ServerVersion)
+	if major := s.serverMajor; major > sqlclass.GrammarVersion {
+		s.log.Warn("the server is newer than interlock's SQL grammar: statements of its newer syntax are unknown to interlock and refused by default",
+			"server_version", open.Postgres.ServerVersion, "grammar", sqlclass.GrammarVersion)
+	}
 
 	// The open record grants the client the target: synced first.
 	if _, err := h.journal.Append(ctx, model.Record{Kind: model.KindSessionOpen, Session: s.id, Time: s.origin.Accepted, Data: open}, model.Synced); err != nil {
@@ -363,6 +328,10 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 		sendFatal(s.client, &fatal{code: "58030", msg: "interlock cannot record this session; it is refused"})
 		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
 	}
+
+	owner := backendOwner{tgid: s.origin.Identity.Kernel.TGID, uid: s.origin.Identity.Kernel.UID}
+	h.addBackend(t.name, hc.PID, owner)
+	defer h.dropBackend(t.name, hc.PID)
 
 	entry := &cancelEntry{session: s.id, target: t.name, uid: s.origin.Identity.Kernel.UID, upstream: s.origin.OrigDst, pid: hc.PID, secret: hc.SecretKey}
 	secret, key := h.cancels.mint(entry, st.version >= proto32)
@@ -388,7 +357,7 @@ func (s *session) run(ctx context.Context, st *startup) (out inspect.Outcome) {
 	if tx == 0 {
 		tx = 'I'
 	}
-	s.txStatus.Store(uint32(tx))
+	s.txStatus = tx
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: tx}).Encode(buf)
 	if _, err := s.client.Write(buf); err != nil {
 		o := inspect.Outcome{Err: fmt.Errorf("write to client: %w", err)}
@@ -433,13 +402,18 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 	s.cr = newReader(s.client, "client", limitsClient)
 	s.ur = newReader(s.up, "server", limitsServer)
 	s.uw = bufio.NewWriterSize(s.up, bufSize)
-	s.stmts = map[string]*prepared{}
-	s.portals = map[string]*run{}
-	s.sqlPrepared = map[string]*class{}
+	s.stmts = newNameSpace[*prepared]()
+	s.portals = newNameSpace[*run]()
+	s.cursors = map[string]*sqlCursor{}
+	s.cond = sync.NewCond(&s.mu)
+	s.done = make(chan struct{})
 	s.open = map[*run]struct{}{}
+	s.seg = 1
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	s.probe = "interlock_denied_" + hex.EncodeToString(rnd[:])
+	s.fxName = "interlock_effects_" + hex.EncodeToString(rnd[:])
+	defer s.endModel()
 
 	type end struct {
 		server bool
@@ -476,6 +450,7 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 		result = s.clientEnded(first.err)
 	}
 	shut()
+	s.endModel()
 	<-ends
 	if stopped.Load() {
 		result = fmt.Errorf("session ended by interlock: %w", context.Cause(ctx))
@@ -515,6 +490,9 @@ func (s *session) clientEnded(err error) error {
 
 // serverEnded handles the end of the server direction.
 func (s *session) serverEnded(err error) error {
+	// What the server said before it went (a FATAL error) reaches the
+	// client even when a gate was holding it.
+	s.letHeldGo()
 	if quietEnd(err) {
 		s.cwMu.Lock()
 		s.cw.Flush()
@@ -547,4 +525,66 @@ func (s *session) fatalToClient(err error) {
 func (s *session) terminateUpstream() {
 	s.up.SetWriteDeadline(time.Now().Add(time.Second))
 	s.up.Write([]byte{'X', 0, 0, 0, 4})
+}
+
+// endModel wakes a client goroutine waiting for the server, and gives
+// back the session's hold on the target's catalog trust: the session
+// ended, so whatever transaction it had open is gone.
+func (s *session) endModel() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	close(s.done)
+	catalog := s.tx.catalog
+	s.tx = txFacts{}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	if catalog && s.trust != nil {
+		s.trust.release()
+	}
+}
+
+// waitAnswered blocks until the server has answered segment n (flushing
+// what is buffered for it first), or the session ends.
+func (s *session) waitAnswered(n uint64) error {
+	s.mu.Lock()
+	done := s.answered >= n || s.ended
+	s.mu.Unlock()
+	if done {
+		return s.endedErr()
+	}
+	if err := s.uw.Flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for s.answered < n && !s.ended {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	return s.endedErr()
+}
+
+func (s *session) endedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// serverMajor is the major version of a server_version ("15.18 (Debian
+// ...)" is 15).
+func serverMajor(v string) int {
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
 }

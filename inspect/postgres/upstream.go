@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -32,13 +33,20 @@ type target struct {
 	rowsMax  int
 	base     *pgconn.Config
 	dialTime time.Duration
+	// checkEffects: transactions that may write go through the gate.
+	checkEffects bool
+	// onLoginFail hears of each of interlock's own logins the target
+	// refused (reason "credentials" or "other").
+	onLoginFail func(reason string)
+	log         *slog.Logger
 }
 
 func newTarget(tc config.TargetConfig) (*target, error) {
 	if tc.Credentials == nil || tc.Credentials.User == "" {
 		return nil, errors.New("credentials.user is required")
 	}
-	t := &target{name: tc.Name, user: tc.Credentials.User, tlsMode: tc.TLSMode(), results: tc.ResultsMode(), rowsMax: tc.RowsMax(), dialTime: 10 * time.Second}
+	t := &target{name: tc.Name, user: tc.Credentials.User, tlsMode: tc.TLSMode(), results: tc.ResultsMode(), rowsMax: tc.RowsMax(),
+		dialTime: 10 * time.Second, checkEffects: tc.EffectsChecked()}
 	switch {
 	case tc.Credentials.PasswordFile != "":
 		b, err := os.ReadFile(tc.Credentials.PasswordFile)
@@ -143,6 +151,7 @@ func (t *target) connect(ctx context.Context, dst netip.AddrPort, database strin
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(cctx, c)
 	if err != nil {
+		t.loginFailed(err)
 		return nil, t.loginError(err)
 	}
 	if err := pc.SyncConn(cctx); err != nil {
@@ -155,6 +164,23 @@ func (t *target) connect(ctx context.Context, dst netip.AddrPort, database strin
 		return nil, err
 	}
 	return hc, nil
+}
+
+// loginFailed reports a refused login of interlock's own, loudly when the
+// target refused the held credential: every session of the target fails
+// until an operator fixes it (or finds who changed it).
+func (t *target) loginFailed(err error) {
+	reason := "other"
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
+		reason = "credentials"
+		if t.log != nil {
+			t.log.Error("target refused the credential interlock holds: every session of this target fails until it is fixed", "target", t.name, "user", t.user, "sqlstate", pe.Code, "err", t.scrub(pe.Message))
+		}
+	}
+	if t.onLoginFail != nil {
+		t.onLoginFail(reason)
+	}
 }
 
 func (t *target) loginError(err error) error {

@@ -11,6 +11,8 @@ import (
 
 type testMasker struct{ m *policy.Masker }
 
+func (a testMasker) Hash(b []byte) []byte { return a.m.Hash(b) }
+
 func (a testMasker) Plan(spec *model.MaskSpec, cols []model.MaskColumn) inspect.RowMasker {
 	if rm := a.m.Plan(spec, cols); rm != nil {
 		return rm

@@ -39,6 +39,9 @@ type workload struct {
 	args []string
 	// selectOnly workloads are the ones the TPS aim is about.
 	selectOnly bool
+	// effects workloads also run through interlock with an effects rule,
+	// so that every write transaction goes through the gate.
+	effects bool
 }
 
 type result struct {
@@ -142,20 +145,33 @@ func run(o options) error {
 		jdir = filepath.Join(work, "journal")
 	}
 	os.MkdirAll(jdir, 0o755)
-	cfgPath, err := interlockConfig(work, jdir, srv)
+	cfgPath, err := interlockConfig(work, jdir, srv, "", "interlock.yaml")
+	if err != nil {
+		return err
+	}
+	// The same with an effects rule on the target: every transaction
+	// that writes is held, its effects read and judged before COMMIT. The
+	// rule never fires (nothing is dropped); it only turns the gate on.
+	fxPath, err := interlockConfig(work, jdir, srv, `policy:
+  rules:
+    - name: no-drops
+      match: {targets: [db], effects: {dropped: true}}
+      action: deny
+`, "interlock-effects.yaml")
 	if err != nil {
 		return err
 	}
 
 	workloads := []workload{
-		{"S simple c1", []string{"-S", "-M", "simple", "-c", "1"}, true},
-		{"S extended c1", []string{"-S", "-M", "extended", "-c", "1"}, true},
-		{"S prepared c1", []string{"-S", "-M", "prepared", "-c", "1"}, true},
-		{"S simple c8", []string{"-S", "-M", "simple", "-c", "8", "-j", "2"}, true},
-		{"S extended c8", []string{"-S", "-M", "extended", "-c", "8", "-j", "2"}, true},
-		{"S prepared c8", []string{"-S", "-M", "prepared", "-c", "8", "-j", "2"}, true},
-		{"TPC-B c8", []string{"-c", "8", "-j", "2"}, false},
-		{"S -C c8", []string{"-S", "-C", "-c", "8", "-j", "2"}, false},
+		{"S simple c1", []string{"-S", "-M", "simple", "-c", "1"}, true, false},
+		{"S extended c1", []string{"-S", "-M", "extended", "-c", "1"}, true, false},
+		{"S prepared c1", []string{"-S", "-M", "prepared", "-c", "1"}, true, false},
+		{"S simple c8", []string{"-S", "-M", "simple", "-c", "8", "-j", "2"}, true, false},
+		{"S extended c8", []string{"-S", "-M", "extended", "-c", "8", "-j", "2"}, true, false},
+		{"S prepared c8", []string{"-S", "-M", "prepared", "-c", "8", "-j", "2"}, true, false},
+		{"TPC-B c1", []string{"-c", "1"}, false, true},
+		{"TPC-B c8", []string{"-c", "8", "-j", "2"}, false, true},
+		{"S -C c8", []string{"-S", "-C", "-c", "8", "-j", "2"}, false, false},
 	}
 	want := map[string]bool{}
 	for _, w := range strings.Split(o.only, ",") {
@@ -170,8 +186,12 @@ func run(o options) error {
 			continue
 		}
 		results[w.name] = map[string]result{}
-		for _, side := range sides {
-			dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), side)
+		ws := sides
+		if w.effects {
+			ws = append(append([]string(nil), sides...), "interlock+effects")
+		}
+		for _, side := range ws {
+			dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), strings.ReplaceAll(side, "+", "_"))
 			os.MkdirAll(dir, 0o755)
 			args := append([]string{"-n", "-T", strconv.Itoa(o.dur), "-l", "--log-prefix", filepath.Join(dir, "log")}, w.args...)
 			var cmd *exec.Cmd
@@ -181,14 +201,18 @@ func run(o options) error {
 				cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 			case "pgbouncer":
 				cmd = exec.Command(pgbench, append(args, viaBouncer)...)
-			case "interlock":
-				cmd = exec.Command(il, append([]string{"run", "-q", "-c", cfgPath, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
+			case "interlock", "interlock+effects":
+				cfg := cfgPath
+				if side == "interlock+effects" {
+					cfg = fxPath
+				}
+				cmd = exec.Command(il, append([]string{"run", "-q", "-c", cfg, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
 				if o.profile != "" && w.name == "S prepared c8" {
 					cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6060")
 				}
 			}
 			cmd.Dir = dir
-			fmt.Fprintf(os.Stderr, "%-14s %-9s ", w.name, side)
+			fmt.Fprintf(os.Stderr, "%-14s %-17s ", w.name, side)
 			var prof chan error
 			if side == "interlock" && o.profile != "" && w.name == "S prepared c8" {
 				prof = make(chan error, 1)
@@ -287,7 +311,7 @@ func parse(out, dir string) (result, error) {
 	return r, nil
 }
 
-func interlockConfig(work, jdir string, srv *pgtest.Server) (string, error) {
+func interlockConfig(work, jdir string, srv *pgtest.Server, policy, name string) (string, error) {
 	pw := filepath.Join(work, "app.password")
 	if err := os.WriteFile(pw, []byte(pgtest.AppPassword+"\n"), 0o600); err != nil {
 		return "", err
@@ -300,8 +324,8 @@ func interlockConfig(work, jdir string, srv *pgtest.Server) (string, error) {
       user: %s
       password_file: %s
     tls: disable
-`, srv.Addr(), pgtest.AppUser, pw)
-	p := filepath.Join(work, "interlock.yaml")
+`, srv.Addr(), pgtest.AppUser, pw) + policy
+	p := filepath.Join(work, name)
 	return p, os.WriteFile(p, []byte(cfg), 0o600)
 }
 
@@ -378,6 +402,19 @@ func report(workloads []workload, results map[string]map[string]result, jdir str
 		d, b, i := r["direct"], r["pgbouncer"], r["interlock"]
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.0f |\n",
 			w.name, d.TPS, b.TPS, i.TPS, i.TPS/d.TPS, i.TPS/b.TPS, d.P50US, b.P50US, i.P50US, d.P99US, b.P99US, i.P99US, i.P50US-d.P50US)
+	}
+	fmt.Println("\nThe effects gate (write transactions held and their effects read before COMMIT), same run:")
+	fmt.Println()
+	fmt.Println("| workload | direct TPS | interlock TPS (gate off) | interlock TPS (gate on) | on/off | p50 µs direct / off / on | added p50 by the gate µs | added p50 vs direct µs |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		r, ok := results[w.name]
+		if !ok || !w.effects {
+			continue
+		}
+		d, off, on := r["direct"], r["interlock"], r["interlock+effects"]
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f / %.0f | %.0f | %.0f |\n",
+			w.name, d.TPS, off.TPS, on.TPS, on.TPS/off.TPS, d.P50US, off.P50US, on.P50US, on.P50US-off.P50US, on.P50US-d.P50US)
 	}
 	fmt.Println("\nAims:")
 	for _, w := range workloads {
