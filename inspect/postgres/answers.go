@@ -34,6 +34,9 @@ func (s *session) onError(m msg) error {
 	}
 	it := s.q.first()
 	switch {
+	case it != nil && it.kind == iSync && it.hidden != nil:
+		it.hidden.err = &e
+		return nil
 	case it == nil, it.kind == iSync:
 		// An error outside any statement (a FATAL shutdown), or at the
 		// end of an implicit transaction.

@@ -18,7 +18,10 @@ import (
 // (pg_stat_get_xact_*: this backend's counts, subtransactions and triggers
 // included), the relation locks it holds beyond row writes, the relation's
 // storage (a TRUNCATE or a rewrite gives it new storage) and its
-// inheritance ancestors. A relation it dropped no longer shows in pg_class
+// inheritance ancestors. The counts are read for the relations the
+// transaction holds a lock of its own on beyond reading (a write takes
+// RowExclusiveLock until the end of the transaction, wherever it was made
+// from) and for the system catalogs (DDL releases its catalog locks early). A relation it dropped no longer shows in pg_class
 // but keeps its lock: it comes back with a null name, and the catalog
 // connection (which sees the committed catalog) names it. The last row
 // asks the server to flush these counters when it next goes idle, so that
@@ -33,18 +36,24 @@ WITH lk AS MATERIALIZED (
   FROM pg_catalog.pg_locks l
   WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted
     AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
-    AND l.mode OPERATOR(pg_catalog.<>) ALL ('{AccessShareLock,RowShareLock,RowExclusiveLock}'::pg_catalog.text[])
+    AND l.mode OPERATOR(pg_catalog.<>) ALL ('{AccessShareLock,RowShareLock}'::pg_catalog.text[])
   GROUP BY l.relation
+), cand AS (
+  SELECT lk.oid FROM lk
+  UNION
+  SELECT c.oid FROM pg_catalog.pg_class c
+  WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
 ), st AS MATERIALIZED (
-  SELECT c.oid, x.ins, x.upd, x.del
-  FROM pg_catalog.pg_class c,
-  LATERAL (SELECT pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) AS ins,
-                  pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) AS upd,
-                  pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) AS del) x
-  WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,m,f,t}'::pg_catalog."char"[])
-    AND (x.ins OPERATOR(pg_catalog.>) 0 OR x.upd OPERATOR(pg_catalog.>) 0 OR x.del OPERATOR(pg_catalog.>) 0)
+  SELECT cand.oid, x.ins, x.upd, x.del
+  FROM cand,
+  LATERAL (SELECT pg_catalog.pg_stat_get_xact_tuples_inserted(cand.oid) AS ins,
+                  pg_catalog.pg_stat_get_xact_tuples_updated(cand.oid) AS upd,
+                  pg_catalog.pg_stat_get_xact_tuples_deleted(cand.oid) AS del) x
+  WHERE x.ins OPERATOR(pg_catalog.>) 0 OR x.upd OPERATOR(pg_catalog.>) 0 OR x.del OPERATOR(pg_catalog.>) 0
 ), ids AS (
-  SELECT st.oid FROM st UNION SELECT lk.oid FROM lk
+  SELECT st.oid FROM st
+  UNION
+  SELECT lk.oid FROM lk WHERE lk.modes OPERATOR(pg_catalog.<>) 'RowExclusiveLock'
 )
 SELECT ids.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text,
   c.relfilenode::pg_catalog.text,
@@ -72,10 +81,11 @@ var lockRank = map[string]int{
 	"ShareLock": 5, "ShareRowExclusiveLock": 6, "ExclusiveLock": 7, "AccessExclusiveLock": 8,
 }
 
-// readEffects reads the open transaction's effects with a simple query
-// (the server is between segments).
+// readEffects reads the open transaction's effects where the server is
+// between segments, with interlock's own prepared statement (planned once
+// per session) in a segment of its own.
 func (s *session) readEffects() model.PGEffects {
-	h, err := s.hiddenQuery(effectsSQL)
+	h, err := s.hiddenPrepared(s.fxName, effectsSQL, &s.fxPrepared)
 	if err != nil {
 		return model.PGEffects{Error: err.Error()}
 	}

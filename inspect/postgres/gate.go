@@ -218,6 +218,58 @@ func (s *session) hiddenQuery(sql string) (*hidden, error) {
 	}
 }
 
+// hiddenPrepared runs interlock's own statement name (prepared from sql
+// the first time; *prepared says it is) in a segment of its own, where
+// the server is between segments, and returns what its Execute got: the
+// planning is done once per session.
+func (s *session) hiddenPrepared(name, sql string, prepared *bool) (*hidden, error) {
+	s.mu.Lock()
+	isPrepared := *prepared
+	s.mu.Unlock()
+	portal := name + "_p"
+	var msgs []pgproto3.FrontendMessage
+	var items []*item
+	if !isPrepared {
+		msgs = append(msgs, &pgproto3.Parse{Name: name, Query: sql})
+		items = append(items, &item{kind: iHidden, hidden: &hidden{expect: '1', prepares: prepared}})
+	}
+	exec := &hidden{expect: 'C'}
+	// The Sync is queued as one: the server's skip after an error ends
+	// there, and its ReadyForQuery answers it.
+	end := &hidden{done: make(chan struct{})}
+	msgs = append(msgs, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: name},
+		&pgproto3.Execute{Portal: portal}, &pgproto3.Sync{})
+	items = append(items, &item{kind: iHidden, hidden: &hidden{expect: '2'}}, &item{kind: iHidden, hidden: exec})
+	for _, it := range items {
+		if !s.queue(it) {
+			return nil, errSkipped
+		}
+	}
+	if !s.queue(&item{kind: iSync, hidden: end, seg: s.nextSeg()}) {
+		return nil, errSkipped
+	}
+	for _, m := range msgs {
+		if err := s.send(m); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.uw.Flush(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-end.done:
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+	if exec.err == nil && end.err != nil {
+		exec.err = end.err
+	}
+	if exec.err == nil && len(exec.tags) == 0 {
+		exec.err = errorResponse("ERROR", "XX000", "interlock's statement did not complete")
+	}
+	return exec, nil
+}
+
 // setHold starts keeping what goes to the client.
 func (s *session) setHold() {
 	s.cwMu.Lock()

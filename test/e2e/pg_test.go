@@ -476,3 +476,42 @@ func statusKB(b []byte, key string) int {
 	}
 	return 0
 }
+
+// TestDoctorChecksPostgresTargets: doctor logs in to each postgres target
+// with the credential interlock holds; a wrong one fails the target by
+// name and says what to fix, a right one passes.
+func TestDoctorChecksPostgresTargets(t *testing.T) {
+	srv := requirePG(t)
+	type doctorCheck struct{ Name, Status, Detail, Fix string }
+	doctor := func(password string) (int, []doctorCheck, string) {
+		e := newEnv(t, []target{pgTarget(t, "db", srv.Addr(), password, "tls: disable")}, "")
+		out, _, code := e.interlock("doctor", "-c", e.cfgPath, "--json")
+		var checks []doctorCheck
+		if err := json.Unmarshal([]byte(out), &checks); err != nil {
+			t.Fatalf("doctor --json: %v\n%s", err, out)
+		}
+		var mine []doctorCheck
+		for _, c := range checks {
+			if c.Name == "target db" {
+				mine = append(mine, c)
+			}
+		}
+		return code, mine, out
+	}
+	code, checks, out := doctor("not-the-password")
+	if code != 1 || len(checks) != 1 || checks[0].Status != "fail" ||
+		!strings.Contains(checks[0].Detail, "credentials interlock holds") || !strings.Contains(checks[0].Fix, ".password") {
+		t.Errorf("doctor with a wrong held password: exit %d, want 1 and a failed target naming the credential file:\n%s", code, out)
+	}
+	_, checks, out = doctor(pgtest.AppPassword)
+	ok := false
+	for _, c := range checks {
+		if c.Status == "fail" {
+			t.Errorf("doctor with the right password failed the target: %+v", c)
+		}
+		ok = ok || strings.Contains(c.Detail, "logs in as "+pgtest.AppUser)
+	}
+	if !ok {
+		t.Errorf("doctor with the right password did not report the login:\n%s", out)
+	}
+}

@@ -54,6 +54,7 @@ type result struct {
 
 type options struct {
 	interlock  string
+	baseline   string
 	dur, scale int
 	only       string
 	profile    string
@@ -64,6 +65,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required)")
+	flag.StringVar(&o.baseline, "baseline", "", "an earlier interlock binary to run beside it, for before/after figures in one run")
 	flag.IntVar(&o.dur, "T", 10, "seconds per pgbench run")
 	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run")
@@ -188,7 +190,10 @@ func run(o options) error {
 		results[w.name] = map[string]result{}
 		ws := sides
 		if w.effects {
-			ws = append(append([]string(nil), sides...), "interlock+effects")
+			ws = append(append([]string(nil), ws...), "interlock+effects")
+		}
+		if o.baseline != "" {
+			ws = append(append([]string(nil), ws...), "baseline")
 		}
 		for _, side := range ws {
 			dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), strings.ReplaceAll(side, "+", "_"))
@@ -201,12 +206,15 @@ func run(o options) error {
 				cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 			case "pgbouncer":
 				cmd = exec.Command(pgbench, append(args, viaBouncer)...)
-			case "interlock", "interlock+effects":
-				cfg := cfgPath
-				if side == "interlock+effects" {
+			case "interlock", "interlock+effects", "baseline":
+				cfg, bin := cfgPath, il
+				switch side {
+				case "interlock+effects":
 					cfg = fxPath
+				case "baseline":
+					bin = o.baseline
 				}
-				cmd = exec.Command(il, append([]string{"run", "-q", "-c", cfg, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
+				cmd = exec.Command(bin, append([]string{"run", "-q", "-c", cfg, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
 				if o.profile != "" && w.name == "S prepared c8" {
 					cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6060")
 				}
@@ -240,6 +248,9 @@ func run(o options) error {
 		}
 	}
 	report(workloads, results, jdir)
+	if o.baseline != "" {
+		reportBaseline(workloads, results, o.baseline)
+	}
 	if o.jsonOut {
 		return json.NewEncoder(os.Stdout).Encode(results)
 	}
@@ -438,4 +449,20 @@ func met(ok bool) string {
 		return "met"
 	}
 	return "missed"
+}
+
+// reportBaseline compares this interlock with an earlier binary, run in
+// the same run on the same server.
+func reportBaseline(workloads []workload, results map[string]map[string]result, baseline string) {
+	fmt.Printf("\nThis interlock against %s (same run):\n\n", baseline)
+	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		r, ok := results[w.name]
+		if !ok {
+			continue
+		}
+		d, b, i := r["direct"], r["baseline"], r["interlock"]
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f |\n", w.name, d.TPS, b.TPS, i.TPS, i.TPS/b.TPS, b.P50US, i.P50US)
+	}
 }
