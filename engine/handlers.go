@@ -54,3 +54,24 @@ func (a masker) Plan(spec *model.MaskSpec, cols []model.MaskColumn) inspect.RowM
 
 // Hash implements inspect.Masker.
 func (a masker) Hash(original []byte) []byte { return a.m.Hash(original) }
+
+// Detect implements inspect.Masker.
+func (a masker) Detect(names []string, v []byte) []model.Finding { return detect(names, v) }
+
+// Scrub implements inspect.Masker.
+func (a masker) Scrub(spec *model.MaskSpec, text string) (string, bool) { return a.m.Scrub(spec, text) }
+
+// ColumnRule implements inspect.Masker.
+func (a masker) ColumnRule(spec *model.MaskSpec, table, column string) string {
+	return policy.ColumnRule(spec, table, column)
+}
+
+// detect adapts policy's findings to the model's.
+func detect(names []string, v []byte) []model.Finding {
+	fs := policy.Detect(names, v)
+	out := make([]model.Finding, len(fs))
+	for i, f := range fs {
+		out[i] = model.Finding{Detector: f.Detector, Start: f.Start, End: f.End}
+	}
+	return out
+}

@@ -98,6 +98,10 @@ type Policy interface {
 	// of this origin: without one, reading a transaction's effects is
 	// needed only for interlock's own built-in checks.
 	EffectsRules(o model.Origin) bool
+	// SessionMasks are the mask rules that can apply to a session of this
+	// origin, whatever it does (nil: none): what the server sends outside
+	// result rows is scrubbed with them.
+	SessionMasks(o model.Origin) *model.MaskSpec
 }
 
 // Reloader is implemented by handlers that keep per-target settings from
@@ -116,6 +120,15 @@ type Masker interface {
 	// Hash is the keyed hash (16 bytes) kept in the journal in place of
 	// an original it must not hold.
 	Hash(original []byte) []byte
+	// ColumnRule names the mask rule of spec that covers table.column
+	// (table is schema.table), or "" when none does.
+	ColumnRule(spec *model.MaskSpec, table, column string) string
+	// Scrub redacts what spec's detectors find in free text; it reports
+	// whether it changed anything.
+	Scrub(spec *model.MaskSpec, text string) (string, bool)
+	// Detect runs the named detectors over v and returns what they found,
+	// in order and without overlaps.
+	Detect(detectors []string, v []byte) []model.Finding
 }
 
 // RowMasker masks the rows of one result set in place and reports what it

@@ -150,6 +150,7 @@ type Policy interface {
 	Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision
 	DecideEffects(ctx context.Context, o model.Origin, op model.Operation) model.Decision
 	EffectsRules(o model.Origin) bool
+	SessionMasks(o model.Origin) *model.MaskSpec
 }
 
 // CountingPolicy counts the decisions of Inner.
@@ -171,6 +172,9 @@ func (p CountingPolicy) DecideEffects(ctx context.Context, o model.Origin, op mo
 	p.M.Decisions.WithLabelValues(string(op.Protocol), string(d.Action)).Inc()
 	return d
 }
+
+// SessionMasks implements inspect.Policy.
+func (p CountingPolicy) SessionMasks(o model.Origin) *model.MaskSpec { return p.Inner.SessionMasks(o) }
 
 // EffectsRules implements inspect.Policy.
 func (p CountingPolicy) EffectsRules(o model.Origin) bool { return p.Inner.EffectsRules(o) }

@@ -73,6 +73,17 @@ type MaskColumn struct {
 	TypeOID     uint32
 	// Binary is set for binary-format values.
 	Binary bool
+	// Derived names the mask rule of a column the output is computed
+	// from (an expression, an aggregate, a view's column): the value is
+	// masked whole, with its type's mask.
+	Derived string
+}
+
+// Finding is a sensitive value a content detector found in text: bytes
+// Start to End.
+type Finding struct {
+	Detector   string
+	Start, End int
 }
 
 // MaskDecision is what masking did for one rule, column and detector in

@@ -28,6 +28,10 @@ func (s *session) onError(m msg) error {
 			out = b
 		}
 	}
+	if s.scrubError(&e) {
+		// What the client and the journal get of the error.
+		substitute(&e)
+	}
 	if e.Severity == "FATAL" || e.Severity == "PANIC" || e.SeverityUnlocalized == "FATAL" || e.SeverityUnlocalized == "PANIC" {
 		// The session ends: nothing is held back any more.
 		s.letHeldGo()

@@ -94,7 +94,11 @@ func (s *session) postResults() {
 func (s *session) serverMsg(m msg) error {
 	switch m.typ {
 	case 'A':
-		return s.toClientNow(m.raw)
+		out, err := s.scrubNotification(m.raw, m.body)
+		if err != nil {
+			return err
+		}
+		return s.toClientNow(out)
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if err := ps.Decode(m.body); err != nil {
@@ -103,12 +107,26 @@ func (s *session) serverMsg(m msg) error {
 		if err := s.paramStatus(ps.Name, ps.Value); err != nil {
 			return err
 		}
-		return s.toClientNow(m.raw)
+		out, err := s.scrubParameterStatus(m.raw, ps)
+		if err != nil {
+			return err
+		}
+		return s.toClientNow(out)
 	case 'N':
 		if it := s.q.first(); it != nil && it.kind == iHidden {
 			return nil
 		}
-		return s.toClient(m.raw)
+		out, err := s.scrubNotice(m.raw, m.body)
+		if err != nil {
+			return err
+		}
+		return s.toClient(out)
+	case 'T':
+		raw, body, err := s.scrubRowDescription(m.raw, m.body)
+		if err != nil {
+			return err
+		}
+		m.raw, m.body = raw, body
 	case 'G', 'H', 'W':
 		// The client must answer a COPY's start: what is held goes now,
 		// and the rest of the answer streams (a denial at the gate then

@@ -42,6 +42,7 @@ type catConn struct {
 
 type tableInfo struct {
 	name    string // schema.table
+	kind    byte   // pg_class.relkind
 	cols    map[int16]string
 	fetched time.Time
 }
@@ -130,7 +131,7 @@ func (c *catalog) names(ctx context.Context, t *target, dst netip.AddrPort, db s
 		return out, nil
 	}
 	const q = `/* interlock: catalog names */
-SELECT c.oid::pg_catalog.text, n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname, a.attnum::pg_catalog.text, a.attname::pg_catalog.text
+SELECT c.oid::pg_catalog.text, n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname, a.attnum::pg_catalog.text, a.attname::pg_catalog.text, c.relkind::pg_catalog.text
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
@@ -150,6 +151,9 @@ WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERA
 			ti := fresh[uint32(oid)]
 			if ti == nil {
 				ti = &tableInfo{name: string(v[1]), cols: map[int16]string{}, fetched: now}
+				if len(v[4]) > 0 {
+					ti.kind = v[4][0]
+				}
 				fresh[uint32(oid)] = ti
 			}
 			ti.cols[int16(num)] = string(v[3])

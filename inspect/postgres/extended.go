@@ -40,7 +40,7 @@ func (s *session) onParse(m msg) error {
 	}
 	// The server parses the text now, under the settings in force now.
 	if r := s.guard(p.Query); r != "" {
-		d := model.Decision{Action: model.Deny, Rule: ruleParser, Reason: r}
+		d := denied(ruleParser, r)
 		cl := sqlclass.Merged(s.h.cls.Parse(p.Query))
 		rr, err := s.record(p.Query, cl, d, "extended", p.Name, "", nil, nil, scopeNow)
 		if err != nil {
@@ -241,11 +241,21 @@ func (s *session) onBind(m msg) error {
 		early, _ = readValues(&pre, oids)
 	}
 	d := s.decideWith(text, cl, early)
+	if portal != "" && d.allowed() {
+		s.mu.Lock()
+		_, known := s.portals.confirmed[portal]
+		open := len(s.portals.confirmed) + len(s.portals.pending)
+		s.mu.Unlock()
+		if !known && open >= maxPortals {
+			// Rows of a portal interlock does not track could not be
+			// attributed to a judged statement.
+			d = denied(rulePortal, fmt.Sprintf("the session has %d open portals, the most interlock tracks; close some first", open))
+		}
+	}
 	allowed := d.Action == model.Allow || d.Action == model.Mask
 	tx := s.txAtSegment()
 	if allowed && s.segWrap && cl.TxControl() {
-		d = model.Decision{Action: model.Deny, Rule: ruleParser,
-			Reason: "interlock holds this segment's earlier statements in a transaction to read their effects before they commit; send BEGIN, COMMIT and ROLLBACK after a Sync, in a segment of their own"}
+		d = denied(ruleParser, "interlock holds this segment's earlier statements in a transaction to read their effects before they commit; send BEGIN, COMMIT and ROLLBACK after a Sync, in a segment of their own")
 		allowed = false
 	}
 	if allowed && cl.Commits() && tx == 'T' && s.commitNeedsGate() {
@@ -255,7 +265,7 @@ func (s *session) onBind(m msg) error {
 			return gerr
 		}
 		if gd.Action != model.Allow {
-			d, allowed = gd, false
+			d, allowed = verdict{Decision: gd}, false
 		} else {
 			s.startCommitting()
 		}
@@ -264,8 +274,7 @@ func (s *session) onBind(m msg) error {
 	if wrap && cl.Kind == "copy_from" {
 		// The server ignores Sync during COPY FROM STDIN: the BEGIN
 		// interlock puts before Sync would come too early.
-		d = model.Decision{Action: model.Deny, Rule: ruleParser,
-			Reason: "COPY FROM STDIN in autocommit runs in a transaction interlock holds to read its effects, which the extended protocol's Sync cannot carry; send it as a simple query, or inside BEGIN ... COMMIT"}
+		d = denied(ruleParser, "COPY FROM STDIN in autocommit runs in a transaction interlock holds to read its effects, which the extended protocol's Sync cannot carry; send it as a simple query, or inside BEGIN ... COMMIT")
 		allowed, wrap = false, false
 	}
 	if wrap && !s.segWrap {
@@ -425,14 +434,13 @@ func (s *session) onExecute(m msg) error {
 			s.queue(&item{kind: iProbe, runs: []*run{nr}, deny: nr.deny, closed: true})
 			return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 		}
-		nr.fields = r.fields
+		nr.fields, nr.flow = r.fields, r.flow
 		r = nr
 	}
 	if r == nil {
 		// A portal interlock did not see bound (or whose Bind it saw
 		// refused): its rows cannot be attributed to a judged statement.
-		d := model.Decision{Action: model.Deny, Rule: rulePortal,
-			Reason: fmt.Sprintf("portal %s was not bound by a statement interlock judged", quoteName(e.Portal))}
+		d := denied(rulePortal, fmt.Sprintf("portal %s was not bound by a statement interlock judged", quoteName(e.Portal)))
 		cl := sqlclass.Unknown("execute of an unknown portal")
 		rr, err := s.record("-- execute portal "+quoteName(e.Portal), cl, d, "extended", "", e.Portal, nil, nil, scopeNow)
 		if err != nil {

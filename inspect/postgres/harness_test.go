@@ -102,6 +102,8 @@ func (p denyPolicy) DecideEffects(context.Context, model.Origin, model.Operation
 
 func (p denyPolicy) EffectsRules(model.Origin) bool { return false }
 
+func (p denyPolicy) SessionMasks(model.Origin) *model.MaskSpec { return nil }
+
 func (p denyPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation) model.Decision {
 	for _, k := range op.Kinds {
 		if slices.Contains(p.kinds, k) {

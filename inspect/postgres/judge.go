@@ -169,55 +169,132 @@ func operation(text string, c *sqlclass.Class) model.Operation {
 	return op
 }
 
+// verdict is what judging a statement decided, with the data flow of its
+// output when mask rules cover columns.
+type verdict struct {
+	model.Decision
+	flow *sqlclass.Flow
+}
+
+func (v verdict) allowed() bool { return v.Action == model.Allow || v.Action == model.Mask }
+
+func denied(rule, reason string) verdict {
+	return verdict{Decision: model.Decision{Action: model.Deny, Rule: rule, Reason: reason}}
+}
+
 // decide judges one statement: interlock's guard and built-in rules, then
-// policy. Anything but allow (or mask) refuses it.
-func (s *session) decide(text string, c *sqlclass.Class) model.Decision {
+// policy, then, under column mask rules, the data flow of what it returns.
+// Anything but allow (or mask) refuses it.
+func (s *session) decide(text string, c *sqlclass.Class) verdict {
 	return s.decideWith(text, c, nil)
 }
 
 // decideWith is decide for a statement with bound parameters.
-func (s *session) decideWith(text string, c *sqlclass.Class, params []model.PGParam) model.Decision {
+func (s *session) decideWith(text string, c *sqlclass.Class, params []model.PGParam) verdict {
+	d := s.decidePolicy(text, c, params)
+	if !d.allowed() || d.Mask == nil || !columnRules(d.Mask) {
+		return d
+	}
+	return s.judgeFlow(c, d)
+}
+
+func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PGParam) verdict {
 	if r := s.guard(text); r != "" {
-		return model.Decision{Action: model.Deny, Rule: ruleParser, Reason: r}
+		return denied(ruleParser, r)
 	}
 	if d := s.builtin(text, c, params); d != nil {
-		return *d
+		return verdict{Decision: *d}
 	}
 	if s.h.policy == nil {
-		return model.Decision{Action: model.Allow, Rule: "default"}
+		return verdict{Decision: model.Decision{Action: model.Allow, Rule: "default"}}
 	}
 	d := s.h.policy.Decide(s.ctx, s.origin, operation(text, c))
+	if d.Mask != nil {
+		s.refreshMasks()
+	}
 	switch {
 	case d.Action == model.Deny:
-		return d
+		return verdict{Decision: d}
 	case d.Action == model.Allow && (d.Mask == nil || len(d.Mask.Rules) == 0):
-		return d
+		return verdict{Decision: d}
 	case d.Action == model.Allow || d.Action == model.Mask:
 		// Masking fails closed: what cannot be masked is not sent. COPY
 		// rows and function call results are not masked, so they are
 		// refused.
 		if s.h.masker == nil {
-			return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "the result must be masked, and no masker is configured"}
+			return denied(d.Rule, "the result must be masked, and no masker is configured")
 		}
 		for _, k := range c.Kinds {
 			switch k {
-			case "copy_to", "copy_from":
-				if k == "copy_to" {
-					return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "COPY output cannot be masked; select the rows instead"}
-				}
+			case "copy_to":
+				return denied(d.Rule, "COPY output cannot be masked; select the rows instead")
 			case "function_call":
-				return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "fast-path function results cannot be masked"}
+				return denied(d.Rule, "fast-path function results cannot be masked")
 			}
 		}
 		if d.Mask == nil {
-			return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "a mask decision without mask rules"}
+			return denied(d.Rule, "a mask decision without mask rules")
 		}
-		return d
+		return verdict{Decision: d}
 	}
 	if d.Reason == "" {
 		d.Reason = "the operation was not approved"
 	}
 	d.Action = model.Deny
+	return verdict{Decision: d}
+}
+
+// columnRules says a mask spec masks columns (not only content).
+func columnRules(spec *model.MaskSpec) bool {
+	for _, r := range spec.Rules {
+		if len(r.Columns) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// maskRuleNames names the rules of a spec that mask columns.
+func maskRuleNames(spec *model.MaskSpec) string {
+	var names []string
+	for _, r := range spec.Rules {
+		if len(r.Columns) > 0 {
+			names = append(names, r.Rule)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// judgeFlow works out, under column mask rules, which output columns are
+// computed from a masked one; a statement whose data flow interlock cannot
+// follow, or that would copy a masked value into storage or a side
+// effect, is refused naming the mask rule.
+func (s *session) judgeFlow(c *sqlclass.Class, d verdict) verdict {
+	rule := maskRuleNames(d.Mask)
+	if c.Opaque {
+		return denied(rule, "the statement runs code that is not built in (or reaches relations whose code interlock does not read), which could return masked columns in other forms; masking cannot follow it, so it is refused")
+	}
+	var flow sqlclass.Flow
+	switch {
+	case c.Kind == "fetch" || c.Kind == "move":
+		// A cursor's rows are its query's.
+		s.mu.Lock()
+		cur := s.cursors[c.Cursor]
+		s.mu.Unlock()
+		if cur == nil || cur.run == nil || cur.run.flow == nil {
+			return denied(rule, fmt.Sprintf("cursor %q was not declared by a statement interlock judged under the mask rules", c.Cursor))
+		}
+		flow = *cur.run.flow
+	default:
+		flow = sqlclass.AnalyzeFlow(c, flowResolver{s: s, spec: d.Mask})
+	}
+	switch {
+	case flow.Refuse != "":
+		return denied(rule, "masking cannot follow the data flow: "+flow.Refuse)
+	case flow.Stored != "":
+		return denied(rule, "the statement would copy a masked column out of reach of masking ("+flow.Stored+")")
+	}
+	d.flow = &flow
 	return d
 }
 
@@ -285,7 +362,8 @@ const (
 // interlock sees (held: it runs in a transaction block, the client's or
 // one interlock holds, and all its effects are transactional); synced for
 // anything that may take effect at once. Refusals are synced.
-func (s *session) record(text string, c *sqlclass.Class, d model.Decision, proto, stmtName, portal string, params []model.PGParam, prep *prepared, sc scope) (*run, error) {
+func (s *session) record(text string, c *sqlclass.Class, v verdict, proto, stmtName, portal string, params []model.PGParam, prep *prepared, sc scope) (*run, error) {
+	d := v.Decision
 	rec := s.stmtRecord(text, c, d, proto, stmtName, portal, params)
 	st := rec.Data.(model.PGStatement)
 	if prep != nil && prep.sql {
@@ -294,7 +372,7 @@ func (s *session) record(text string, c *sqlclass.Class, d model.Decision, proto
 	st.Wrapped = sc == scopeWrap && (d.Action == model.Allow || d.Action == model.Mask)
 	rec.Data = st
 	held := sc != scopeNow
-	r := &run{mask: d.Mask, text: text, class: c}
+	r := &run{mask: d.Mask, text: text, class: c, flow: v.flow}
 	dur := model.Synced
 	switch {
 	case d.Action != model.Allow && d.Action != model.Mask:

@@ -70,6 +70,10 @@ func (s *session) maskPlan(r *run) (inspect.RowMasker, error) {
 		}
 	}
 	cols := make([]model.MaskColumn, len(r.fields))
+	derived := ""
+	if r.flow != nil && r.flow.Any() {
+		derived = maskRuleNames(r.mask)
+	}
 	for i, f := range r.fields {
 		cols[i] = model.MaskColumn{Name: f.name, TypeOID: f.oid, Binary: f.format == 1}
 		if ti := names[f.table]; ti != nil {
@@ -77,6 +81,16 @@ func (s *session) maskPlan(r *run) (inspect.RowMasker, error) {
 			if n, ok := ti.cols[f.attnum]; ok {
 				cols[i].Name = n
 			}
+		}
+		// A column the data flow says may carry a masked value is masked
+		// whole: computed ones, and any whose position the flow could not
+		// place that is not a plain column of a table.
+		switch {
+		case derived == "":
+		case i < len(r.flow.Columns) && r.flow.Columns[i]:
+			cols[i].Derived = derived
+		case r.flow.Unsure && (f.table == 0 || names[f.table] == nil || names[f.table].kind != 'r' && names[f.table].kind != 'p'):
+			cols[i].Derived = derived
 		}
 	}
 	r.plan = s.h.masker.Plan(r.mask, cols)

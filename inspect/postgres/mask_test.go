@@ -16,6 +16,12 @@ type starMasker struct{}
 
 func (starMasker) Hash(b []byte) []byte { return []byte("0123456789abcdef") }
 
+func (starMasker) Detect([]string, []byte) []model.Finding { return nil }
+
+func (starMasker) ColumnRule(*model.MaskSpec, string, string) string { return "" }
+
+func (starMasker) Scrub(_ *model.MaskSpec, s string) (string, bool) { return s, false }
+
 func (starMasker) Plan(_ *model.MaskSpec, cols []model.MaskColumn) inspect.RowMasker {
 	p := starPlan{}
 	for i, c := range cols {

@@ -65,6 +65,9 @@ type Handler struct {
 	// backend pid: who may signal them.
 	backendsMu sync.Mutex
 	backends   map[backendKey]backendOwner
+	// rels caches the relations the flow analysis reads, by target and
+	// database (guarded by trustMu).
+	rels map[relKey]*relCache
 
 	// Panics counts sessions that ended in a recovered panic (a bug): the
 	// session is closed, the daemon keeps serving.

@@ -221,7 +221,7 @@ func (s *session) runQuery(text string, stmts []qstmt) error {
 func (s *session) runPiece(text string, stmts []qstmt, from, to int, last bool) (bool, error) {
 	tx := s.txAtSegment()
 	it := &item{kind: iQuery, posOffset: utf8.RuneCountInString(text[:stmts[from].Head])}
-	decisions := make([]model.Decision, 0, to-from)
+	decisions := make([]verdict, 0, to-from)
 	denied := -1
 	var f pieceFacts
 	for i := from; i < to; i++ {

@@ -115,6 +115,10 @@ type session struct {
 	open    map[*run]struct{}
 	results []model.Record
 
+	// masks are the mask rules that cover the session (nil: none), for
+	// scrubbing what the server sends outside rows.
+	masks atomic.Pointer[model.MaskSpec]
+
 	// scsOff and badEncoding are set from the server's ParameterStatus.
 	scsOff, badEncoding atomic.Bool
 
@@ -176,6 +180,8 @@ type run struct {
 	// mask is what policy asked to mask in the result; plan is set once
 	// the columns are known (nil when none needs masking).
 	mask    *model.MaskSpec
+	// flow is the data flow of its output under column mask rules.
+	flow    *sqlclass.Flow
 	planned bool
 	plan    inspect.RowMasker
 	// row and out are reused from row to row of a masked (or recorded)
@@ -413,6 +419,7 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 	rand.Read(rnd[:])
 	s.probe = "interlock_denied_" + hex.EncodeToString(rnd[:])
 	s.fxName = "interlock_effects_" + hex.EncodeToString(rnd[:])
+	s.refreshMasks()
 	defer s.endModel()
 
 	type end struct {

@@ -317,16 +317,16 @@ func fetchTrust(ctx context.Context, h *Handler, tg *target, s *session) (*trust
 	return snap, nil
 }
 
-// verdict is what resolution found for one name.
-type verdict uint8
+// trustVerdict is what resolution found for one name.
+type trustVerdict uint8
 
 const (
-	vPure   verdict = iota // PostgreSQL's own, without side effects
+	vPure   trustVerdict = iota // PostgreSQL's own, without side effects
 	vImpure                // PostgreSQL's own, with effects (nextval, set_config)
 	vOpaque                // code the text does not show
 )
 
-func (snap *trustSnap) function(r sqlclass.Ref) verdict {
+func (snap *trustSnap) function(r sqlclass.Ref) trustVerdict {
 	switch r.Schema {
 	case "pg_catalog":
 		if snap.catVolatile[r.Name] && !sqlclass.PureName(r) {
@@ -350,7 +350,7 @@ func (snap *trustSnap) function(r sqlclass.Ref) verdict {
 	return vPure
 }
 
-func (snap *trustSnap) operator(r sqlclass.Ref) verdict {
+func (snap *trustSnap) operator(r sqlclass.Ref) trustVerdict {
 	switch r.Schema {
 	case "pg_catalog":
 		return vPure

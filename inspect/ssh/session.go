@@ -178,6 +178,12 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 			// Output that must be masked and cannot be: fail closed.
 			rec.Decision = model.Decision{Action: model.Deny, Rule: "masking", Reason: err.Error()}
 		}
+		if m != nil {
+			m.post = func(d model.MaskDecision) { c.postMask(s.id, d) }
+			if c.h.maskRelease > 0 {
+				m.delay = c.h.maskRelease
+			}
+		}
 		s.mask = m
 	}
 	if err := c.record(model.KindSSHRequest, rec, model.Synced); err != nil && permits(rec.Decision) {
@@ -238,7 +244,7 @@ func (s *sessionChan) startPumps(sftp bool) {
 		defer s.c.recoverGoroutine()
 		<-outputs
 		<-outputs
-		s.mask.journal(s.c, s.id)
+		s.mask.finish()
 		s.cch.CloseWrite()
 		<-s.upReqsDone
 		s.cch.Close()
@@ -254,28 +260,21 @@ func (s *sessionChan) run(f func()) {
 // pump copies src to dst, recording each chunk as it arrives. up is the
 // client-to-target direction: at its end the target's side gets EOF.
 func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool) {
+	if !up && s.mask != nil {
+		s.pumpMasked(dst, src, stream)
+		return
+	}
 	buf := make([]byte, ioBufSize)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			out, rec := buf[:n], buf[:n]
-			if !up && s.mask != nil {
-				var merr error
-				if out, rec, merr = s.mask.apply(buf[:n]); merr != nil {
-					// Output that cannot be masked is not sent.
-					s.c.log.Error("masking ssh output failed; closing the channel", "err", merr)
-					s.cch.Close()
-					s.uch.Close()
-					break
-				}
-			}
-			s.c.recordIO(s.id, stream, rec)
+			s.c.recordIO(s.id, stream, buf[:n])
 			if up {
 				s.c.bytesUp.Add(int64(n))
 			} else {
 				s.c.bytesDown.Add(int64(n))
 			}
-			if _, werr := dst.Write(out); werr != nil {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
 			}
 		}
@@ -286,6 +285,34 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool)
 	if up {
 		s.uch.CloseWrite()
 	}
+}
+
+// pumpMasked copies an output stream of a masked channel: the recorded
+// copy is masked, and what the client sees too when the rules say live.
+// Bytes that may begin a secret are held back a little (see outputMask);
+// the stream's end releases them.
+func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string) {
+	mo := s.mask.stream(
+		func(p []byte) error { _, err := dst.Write(p); return err },
+		func(p []byte) { s.c.recordIO(s.id, stream, p) },
+		s.c.recoverGoroutine,
+	)
+	buf := make([]byte, ioBufSize)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			s.c.bytesDown.Add(int64(n))
+			if mo.write(buf[:n]) != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	// Not deferred: after a panic (which ends the session) nothing more
+	// is released.
+	mo.close()
 }
 
 // recordIO posts a chunk of channel data; the bytes are the payload.

@@ -56,6 +56,8 @@ type Handler struct {
 	stateDir         string
 	handshakeTimeout time.Duration
 	dialTimeout      time.Duration
+	// maskRelease, when set, replaces releaseAfter (tests).
+	maskRelease time.Duration
 
 	// targets maps a target name to its prepared settings; Reload swaps it.
 	targets atomic.Pointer[map[string]*target]

@@ -155,6 +155,9 @@ func (ft *fakeTarget) session(ch gossh.Channel, reqs <-chan *gossh.Request) {
 		ft.mu.Unlock()
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		if r.Type == "exec" && strings.Contains(argv[2], "#chunked") {
+			cmd.Stdout = slowWriter{w: ch, n: 7, pause: time.Millisecond}
+		}
 		// Like sshd, do not wait for the client to close stdin.
 		stdin, _ := cmd.StdinPipe()
 		if err := cmd.Start(); err != nil {
@@ -174,6 +177,24 @@ func (ft *fakeTarget) session(ch gossh.Channel, reqs <-chan *gossh.Request) {
 			ch.Close()
 		}()
 	}
+}
+
+// slowWriter writes to w in pieces of n bytes, a pause apart, so that
+// what reads them gets them in separate reads.
+type slowWriter struct {
+	w     io.Writer
+	n     int
+	pause time.Duration
+}
+
+func (s slowWriter) Write(p []byte) (int, error) {
+	for i := 0; i < len(p); i += s.n {
+		if _, err := s.w.Write(p[i:min(i+s.n, len(p))]); err != nil {
+			return i, err
+		}
+		time.Sleep(s.pause)
+	}
+	return len(p), nil
 }
 
 // memJournal is a model.Recorder in memory.
@@ -238,10 +259,16 @@ func (p testPolicy) DecideEffects(context.Context, model.Origin, model.Operation
 
 func (p testPolicy) EffectsRules(model.Origin) bool { return false }
 
+func (p testPolicy) SessionMasks(model.Origin) *model.MaskSpec { return nil }
+
 func (p testPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation) model.Decision {
-	if op.Kind == "exec" && strings.Contains(op.Text, "mask-me") {
+	if op.Kind == "exec" && (strings.Contains(op.Text, "mask-me") || strings.Contains(op.Text, "mask-all")) {
 		live := strings.Contains(op.Text, "live")
-		return model.Decision{Action: model.Mask, Rule: "m", Mask: &model.MaskSpec{Rules: []model.MaskRule{{Rule: "m", Detectors: []string{"email"}, Live: live}}}}
+		dets := []string{"email"}
+		if strings.Contains(op.Text, "mask-all") {
+			dets = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
+		}
+		return model.Decision{Action: model.Mask, Rule: "m", Mask: &model.MaskSpec{Rules: []model.MaskRule{{Rule: "m", Detectors: dets, Live: live}}}}
 	}
 	switch {
 	case op.Kind == "exec" && strings.Contains(op.Text, "forbidden"),
@@ -274,6 +301,8 @@ type rigOpts struct {
 	policy       inspect.Policy
 	handshake    time.Duration
 	masker       inspect.Masker
+	// maskRelease replaces releaseAfter.
+	maskRelease time.Duration
 }
 
 func newRig(t testing.TB, o rigOpts) *rig {
@@ -311,6 +340,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.maskRelease = o.maskRelease
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

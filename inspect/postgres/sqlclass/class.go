@@ -128,6 +128,10 @@ type Class struct {
 	// followed by an alias.
 	MinServer int
 
+	// tree is the statement's parse tree, for the flow analysis (shared
+	// by the statements of one shape: constants do not change a flow).
+	tree *pg.Node
+
 	// literal: facts above depend on literal values, so the class is never
 	// shared between statements of the same shape.
 	literal bool

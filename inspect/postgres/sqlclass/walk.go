@@ -42,7 +42,7 @@ var transactionalKinds = map[string]bool{
 
 // classify judges one statement's tree.
 func classify(n *pg.Node) *Class {
-	c := &Class{Kind: stmtKind(n)}
+	c := &Class{Kind: stmtKind(n), tree: n}
 	c.Kinds = []string{c.Kind}
 	w := walker{c: c, ro: true, ctes: map[string]bool{}, writeTarget: map[*pg.RangeVar]bool{}}
 	switch x := n.GetNode().(type) {
