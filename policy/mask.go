@@ -1,16 +1,20 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/interlock/interlock/atomicfile"
 	"github.com/interlock/interlock/model"
@@ -21,6 +25,12 @@ import (
 // or match them without ever seeing them.
 type Masker struct {
 	key []byte
+	// pads are the key's HMAC pad blocks, hashed once (nil: every hash is
+	// computed by crypto/hmac).
+	pads *macPads
+	// types knows PostgreSQL's built-in types (arrays, ranges), for
+	// reading values of them; it is only read.
+	types *pgtype.Map
 }
 
 // MaskKeyFile is the HMAC key's file name in the state directory.
@@ -46,7 +56,7 @@ func NewMasker(dir string) (*Masker, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("masking key %s is %d bytes; it must be at least 32 (remove it to make a new one, which breaks matching with earlier hashes)", p, len(key))
 	}
-	return &Masker{key: key}, nil
+	return NewMaskerWithKey(key), nil
 }
 
 // createMaskKey installs a new random key at p, unless another process
@@ -63,21 +73,37 @@ func createMaskKey(p string) error {
 	return nil
 }
 
-// NewMaskerWithKey is for tests.
-func NewMaskerWithKey(key []byte) *Masker { return &Masker{key: key} }
+// NewMaskerWithKey is NewMasker with the key given (tests, tools).
+func NewMaskerWithKey(key []byte) *Masker {
+	return &Masker{key: key, pads: newMacPads(key), types: pgtype.NewMap()}
+}
 
 // Column describes one result column.
 type Column = model.MaskColumn
 
+// maskHow is what happens to a column's values.
+type maskHow uint8
+
+const (
+	scanNone    maskHow = iota // kept: no detector, or its type cannot hold a finding
+	maskWhole                  // a column rule (or a masked column it derives from) masks it whole
+	scanText                   // free text: findings replaced in place
+	scanDecoded                // decoded for the scan; a finding masks it whole
+)
+
 // columnPlan is what happens to one column.
 type columnPlan struct {
+	how     maskHow
 	rule    string // the column rule masking it whole, if any
 	display string // table.column, for the journal
 	whole   []byte // the column's whole-value mask (shared, read-only)
-	// ruleStat and detStats (aligned with RowMasker.dets) point at the
-	// accumulators, found once instead of per value.
-	ruleStat *maskStat
-	detStats []*maskStat
+	oid     uint32
+	binary  bool
+	// ruleStat, undecodable and detStats (aligned with RowMasker.dets)
+	// point at the accumulators, found once instead of per value.
+	ruleStat    *maskStat
+	undecodable *maskStat
+	detStats    []*maskStat
 }
 
 // RowMasker masks the rows of one result set and counts what it did.
@@ -88,19 +114,64 @@ type RowMasker struct {
 	// each once; detRules the rule each comes from (the first naming it).
 	dets     []*detector
 	detRules []string
-	mac      hash.Hash
-	sum      []byte
+	mac      *mac
 	stats    map[statKey]*maskStat
 	order    []statKey
 	// found is reused between values.
 	found []Finding
+	// sc reads values that are not plain text; cur is the column it is
+	// reading and hits what it found in the value so far (each original
+	// is counted once per value, however many decodings show it).
+	sc   valueScanner
+	cur  *columnPlan
+	hits []valueHit
 }
 
-// maskStat accumulates one MaskDecision; hashes are kept raw (16 bytes
-// each) and encoded once, in Decisions.
+type valueHit struct {
+	det int
+	sum [16]byte
+}
+
+// maskStat accumulates one MaskDecision. Hashes are kept raw (16 bytes
+// each) in blocks of hashBlock bytes, never copied as they grow, and
+// joined once, in Decisions: a large result's hashes are megabytes.
 type maskStat struct {
 	d      MaskDecision
-	hashes []byte
+	full   [][]byte
+	hashes []byte // the block being filled
+}
+
+const hashBlock = 64 << 10
+
+// add counts one original, by its hash.
+func (st *maskStat) add(sum []byte) {
+	st.d.Count++
+	if len(st.hashes)+len(sum) > cap(st.hashes) {
+		if c := cap(st.hashes); c < hashBlock {
+			// Small results stay small: the first block doubles up to
+			// hashBlock.
+			b := make([]byte, len(st.hashes), min(max(256, 2*c), hashBlock))
+			copy(b, st.hashes)
+			st.hashes = b
+		} else {
+			st.full = append(st.full, st.hashes)
+			st.hashes = make([]byte, 0, hashBlock)
+		}
+	}
+	st.hashes = append(st.hashes, sum...)
+}
+
+// joined is every hash, in order, in a new slice.
+func (st *maskStat) joined() []byte {
+	n := len(st.hashes)
+	for _, b := range st.full {
+		n += len(b)
+	}
+	out := make([]byte, 0, n)
+	for _, b := range st.full {
+		out = append(out, b...)
+	}
+	return append(out, st.hashes...)
 }
 
 type statKey struct{ rule, column, detector string }
@@ -108,23 +179,36 @@ type statKey struct{ rule, column, detector string }
 // MaskDecision is what masking did for one rule, column and detector.
 type MaskDecision = model.MaskDecision
 
+// UndecodableDetector is the detector name under which masking journals
+// values masked whole because the detectors could not read them: a binary
+// value of a type interlock cannot decode, or a malformed one.
+const UndecodableDetector = "undecodable"
+
 // Plan prepares masking for a result set's columns under spec. It returns
 // nil when nothing in the result needs masking.
+//
+// A column is masked whole, with its type's mask, when a column rule
+// covers it or when it is computed from a masked column (Column.Derived).
+// Otherwise the detectors read every value that can hold what they find,
+// in either format: text in place (masked whole when escapes in it hide a
+// finding); bytea, json, jsonb, numbers, arrays,
+// ranges and records decoded, and masked whole on a finding (SQL NULL when
+// the type has no safe value); a binary value interlock cannot decode is
+// masked whole (NULL) and counted under UndecodableDetector.
 func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 	if spec == nil || len(spec.Rules) == 0 {
 		return nil
 	}
 	rm := &RowMasker{cols: cols, plan: make([]columnPlan, len(cols)), stats: map[statKey]*maskStat{}}
-	any := false
 	for _, r := range spec.Rules {
 		for _, name := range r.Detectors {
-			any = true
-			if d := detectors[name]; d != nil && !slices.Contains(rm.dets, d) {
+			if d := detectors[name]; d != nil && !containsDetector(rm.dets, d) {
 				rm.dets = append(rm.dets, d)
 				rm.detRules = append(rm.detRules, r.Rule)
 			}
 		}
 	}
+	needed := false
 	for i, c := range cols {
 		p := &rm.plan[i]
 		p.display = c.Name
@@ -132,21 +216,36 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 			p.display = c.Table + "." + c.Name
 		}
 		p.whole = typeMask(c)
-		if c.Table == "" {
-			continue
-		}
-		for _, r := range spec.Rules {
-			if columnMatch(r.Columns, c.Table, c.Name) {
-				p.rule = r.Rule
-				any = true
-				break
+		p.oid, p.binary = c.TypeOID, c.Binary
+		switch {
+		case c.Derived != "":
+			p.rule = c.Derived
+		case c.Table != "":
+			for _, r := range spec.Rules {
+				if columnMatch(r.Columns, c.Table, c.Name) {
+					p.rule = r.Rule
+					break
+				}
 			}
 		}
+		switch k, _ := kindOf(m.types, c.TypeOID); {
+		case p.rule != "":
+			p.how = maskWhole
+		case len(rm.dets) == 0 || k == kindNone:
+			p.how = scanNone
+		case k == kindText:
+			p.how = scanText
+		default:
+			p.how = scanDecoded
+		}
+		needed = needed || p.how != scanNone
 	}
-	if !any {
+	if !needed {
 		return nil
 	}
-	rm.mac = hmac.New(sha256.New, m.key)
+	rm.mac = newMac(m.key, m.pads)
+	rm.sc = valueScanner{dets: rm.dets, types: m.types}
+	rm.sc.onFind = rm.decodedFinding
 	return rm
 }
 
@@ -167,7 +266,8 @@ func columnMatch(globs []string, table, name string) bool {
 }
 
 // Mask masks one row in place: values[i] is column i, nil for NULL. A
-// replaced value gets a new slice; the caller's buffers are not written.
+// replaced value gets a new slice (or a shared, read-only mask); the
+// caller's buffers are not written.
 func (rm *RowMasker) Mask(values [][]byte) error {
 	if len(values) != len(rm.cols) {
 		return fmt.Errorf("masking: row has %d values for %d columns", len(values), len(rm.cols))
@@ -177,54 +277,78 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 			continue
 		}
 		p := &rm.plan[i]
-		c := rm.cols[i]
-		if p.rule != "" {
+		switch p.how {
+		case maskWhole:
 			if p.ruleStat == nil {
 				p.ruleStat = rm.stat(p.rule, p, "")
 			}
 			rm.note(p.ruleStat, v)
 			values[i] = p.whole
-			continue
+		case scanText:
+			fs := detectInto(rm.found[:0], rm.dets, v)
+			rm.found = fs
+			out := v
+			if len(fs) > 0 {
+				for _, f := range fs {
+					rm.note(rm.detStat(p, f.det), v[f.Start:f.End])
+				}
+				out = redact(v, fs)
+			}
+			if bytes.IndexByte(out, '\\') >= 0 {
+				// Escapes (JSON \u0040, bytea \x…) may hide a finding
+				// that cannot be replaced in place: then the value goes.
+				rm.cur, rm.hits = p, rm.hits[:0]
+				rm.sc.generic(out, 0)
+				rm.sc.reset()
+				if len(rm.hits) > 0 {
+					out = p.whole
+				}
+			}
+			values[i] = out
+		case scanDecoded:
+			rm.cur, rm.hits = p, rm.hits[:0]
+			ok := rm.sc.value(p.oid, p.binary, v, 0)
+			rm.sc.reset()
+			switch {
+			case !ok:
+				// Not read whole: what it holds is unknown, so it is
+				// not sent.
+				if p.undecodable == nil {
+					p.undecodable = rm.stat(rm.detRules[0], p, UndecodableDetector)
+				}
+				rm.note(p.undecodable, v)
+				values[i] = nil
+			case len(rm.hits) > 0:
+				values[i] = p.whole
+			}
 		}
-		if len(rm.dets) == 0 {
-			continue
-		}
-		if c.Binary && !textLike(c.TypeOID) {
-			// A detector reads text; binary numbers and dates cannot hold
-			// an email or a key.
-			continue
-		}
-		fs := detectInto(rm.found[:0], rm.dets, v)
-		rm.found = fs
-		if len(fs) == 0 {
-			continue
-		}
-		for _, f := range fs {
-			rm.note(rm.detStat(p, f.Detector), v[f.Start:f.End])
-		}
-		if !textLike(c.TypeOID) {
-			values[i] = p.whole
-			continue
-		}
-		values[i] = redact(v, fs)
 	}
 	return nil
 }
 
-// detStat is the accumulator of a detector's findings in a column.
-func (rm *RowMasker) detStat(p *columnPlan, det string) *maskStat {
+// decodedFinding notes what the scanner found in the value of column
+// rm.cur, once per original.
+func (rm *RowMasker) decodedFinding(det int, match []byte) {
+	h := valueHit{det: det}
+	copy(h.sum[:], rm.mac.sum(match))
+	for _, x := range rm.hits {
+		if x == h {
+			return
+		}
+	}
+	rm.hits = append(rm.hits, h)
+	rm.detStat(rm.cur, det).add(h.sum[:])
+}
+
+// detStat is the accumulator of detector det's findings in a column.
+func (rm *RowMasker) detStat(p *columnPlan, det int) *maskStat {
 	if p.detStats == nil {
 		p.detStats = make([]*maskStat, len(rm.dets))
 	}
-	for i, d := range rm.dets {
-		if d.name == det {
-			if p.detStats[i] == nil {
-				p.detStats[i] = rm.stat(rm.detRules[i], p, det)
-			}
-			return p.detStats[i]
-		}
+	if p.detStats[det] == nil {
+		p.detStats[det] = rm.stat(rm.detRules[det], p, rm.dets[det].name)
 	}
-	return rm.stat("", p, det)
+	return p.detStats[det]
 }
 
 func (rm *RowMasker) stat(rule string, p *columnPlan, det string) *maskStat {
@@ -238,13 +362,7 @@ func (rm *RowMasker) stat(rule string, p *columnPlan, det string) *maskStat {
 	return st
 }
 
-func (rm *RowMasker) note(st *maskStat, original []byte) {
-	st.d.Count++
-	rm.mac.Reset()
-	rm.mac.Write(original)
-	rm.sum = rm.mac.Sum(rm.sum[:0])
-	st.hashes = append(st.hashes, rm.sum[:16]...)
-}
+func (rm *RowMasker) note(st *maskStat, original []byte) { st.add(rm.mac.sum(original)) }
 
 // Decisions returns what was masked, in first-seen order.
 func (rm *RowMasker) Decisions() []MaskDecision {
@@ -252,7 +370,7 @@ func (rm *RowMasker) Decisions() []MaskDecision {
 	for _, k := range rm.order {
 		st := rm.stats[k]
 		d := st.d
-		d.Hashes = append([]byte(nil), st.hashes...)
+		d.Hashes = st.joined()
 		out = append(out, d)
 	}
 	return out
@@ -261,31 +379,313 @@ func (rm *RowMasker) Decisions() []MaskDecision {
 // redact replaces each finding inside a text value by a marker that keeps
 // what is safe to show.
 func redact(v []byte, fs []Finding) []byte {
-	out := make([]byte, 0, len(v))
+	n := len(v)
+	for _, f := range fs {
+		n += markerLen(f.Detector) - (f.End - f.Start)
+	}
+	out := make([]byte, 0, n)
 	last := 0
 	for _, f := range fs {
 		out = append(out, v[last:f.Start]...)
-		out = append(out, marker(f.Detector, v[f.Start:f.End])...)
+		out = appendMarker(out, f.Detector, f.merged, v[f.Start:f.End])
 		last = f.End
 	}
 	return append(out, v[last:]...)
 }
 
-func marker(det string, orig []byte) string {
+// markerLen is at least the length of a marker of det.
+func markerLen(det string) int {
 	switch det {
 	case "email":
-		return "***@***"
+		return len("***@***")
 	case "card":
+		return len("****-****-****-1111")
+	case "national_id":
+		return len("***-**-****")
+	}
+	return len("[REDACTED ]") + len(det)
+}
+
+// appendMarker appends the marker of a finding of det; merged says the
+// finding took in another detector's overlapping one.
+func appendMarker(out []byte, det string, merged bool, orig []byte) []byte {
+	switch det {
+	case "email":
+		return append(out, "***@***"...)
+	case "card":
+		out = append(out, "****-****-****-"...)
+		if merged {
+			// The last digits may be another secret's.
+			return append(out, "****"...)
+		}
 		// The last four digits, as card receipts print them.
-		digits := make([]byte, 0, 19)
-		for _, c := range orig {
-			if c >= '0' && c <= '9' {
-				digits = append(digits, c)
+		var last [4]byte
+		n := 0
+		for i := len(orig) - 1; i >= 0 && n < len(last); i-- {
+			if isDigit(orig[i]) {
+				n++
+				last[len(last)-n] = orig[i]
 			}
 		}
-		return "****-****-****-" + string(digits[len(digits)-4:])
+		return append(out, last[len(last)-n:]...)
 	case "national_id":
-		return "***-**-****"
+		return append(out, "***-**-****"...)
 	}
-	return "[REDACTED " + det + "]"
+	out = append(out, "[REDACTED "...)
+	out = append(out, det...)
+	return append(out, ']')
+}
+
+// Scrubbed is one finding ScrubText replaced.
+type Scrubbed struct {
+	// Detector names the detector that found it.
+	Detector string
+	// Original is the text it replaced. It is for the keyed hash the
+	// journal keeps (Masker.Hash); never record it.
+	Original string
+}
+
+// ScrubText masks free text a server sends while a mask rule with
+// detectors applies, outside of result rows: error and notice fields,
+// NOTIFY payloads, ParameterStatus values, column names. It runs the
+// named detectors over s (unknown names are ignored: the config refuses
+// them) and replaces each finding in place by the marker a text column
+// gets (***@***, ****-****-****-1111, ***-**-****, [REDACTED token]...).
+//
+// It returns the scrubbed text (s itself when nothing was found) and what
+// it replaced, in order: found is empty exactly when s is returned
+// unchanged. A finding that only escapes reveal (JSON \u0040, bytea \x…,
+// backslashes doubled by quoting) cannot be replaced in place: then the
+// whole text is replaced by "[REDACTED detector]".
+//
+// ScrubDecisions turns found into the decisions to journal.
+func ScrubText(detectors []string, s string) (text string, found []Scrubbed) {
+	ds := lookupDetectors(detectors)
+	if len(ds) == 0 || s == "" {
+		return s, nil
+	}
+	v := []byte(s)
+	fs := detectInto(nil, ds, v)
+	for _, f := range fs {
+		found = append(found, Scrubbed{Detector: f.Detector, Original: s[f.Start:f.End]})
+	}
+	text = s
+	if len(fs) > 0 {
+		v = redact(v, fs)
+		text = string(v)
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return text, found
+	}
+	var hidden []Scrubbed
+	sc := valueScanner{dets: ds, onFind: func(det int, m []byte) {
+		f := Scrubbed{Detector: ds[det].name, Original: string(m)}
+		for _, h := range hidden {
+			if h == f {
+				return // shown by two decodings: one original
+			}
+		}
+		hidden = append(hidden, f)
+	}}
+	sc.generic(v, 0)
+	if len(hidden) == 0 {
+		return text, found
+	}
+	return "[REDACTED " + hidden[0].Detector + "]", append(found, hidden...)
+}
+
+// SpecDetectors lists the detectors the rules of spec name, each once, in
+// order (nil when none does): what ScrubText runs under that spec.
+func SpecDetectors(spec *model.MaskSpec) []string {
+	if spec == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range spec.Rules {
+		for _, d := range r.Detectors {
+			if !containsString(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ScrubDecisions are the decisions to journal for what ScrubText replaced
+// in one field (column names it: "error.detail", "notify payload"): one
+// per detector, in first-seen order, under the first rule of spec that
+// names the detector (as result masking does), with hash (Masker.Hash,
+// or inspect.Masker's) of each original.
+func ScrubDecisions(spec *model.MaskSpec, column string, found []Scrubbed, hash func([]byte) []byte) []MaskDecision {
+	var out []MaskDecision
+	for _, f := range found {
+		i := 0
+		for i < len(out) && out[i].Detector != f.Detector {
+			i++
+		}
+		if i == len(out) {
+			out = append(out, MaskDecision{Rule: detectorRule(spec, f.Detector), Column: column, Detector: f.Detector})
+		}
+		out[i].Count++
+		out[i].Hashes = append(out[i].Hashes, hash([]byte(f.Original))...)
+	}
+	return out
+}
+
+// detectorRule is the first rule of spec naming detector det.
+func detectorRule(spec *model.MaskSpec, det string) string {
+	if spec != nil {
+		for _, r := range spec.Rules {
+			if containsString(r.Detectors, det) {
+				return r.Rule
+			}
+		}
+	}
+	return ""
+}
+
+// macPads are the HMAC-SHA256 key's inner and outer pad blocks, already
+// hashed (marshaled SHA-256 states): every keyed hash starts from them,
+// as FIPS 198-1 allows, instead of hashing the key's 64-byte pads again.
+type macPads struct{ inner, outer []byte }
+
+// resumable is a SHA-256 whose state can be saved and restored.
+type resumable interface {
+	hash.Hash
+	encoding.BinaryUnmarshaler
+	encoding.BinaryAppender
+}
+
+// newMacPads hashes key's pads; nil when SHA-256's state cannot be
+// resumed as mac.sum needs, or the result differs from crypto/hmac's (a
+// change of the marshaled format): then crypto/hmac computes every hash.
+func newMacPads(key []byte) *macPads {
+	in, ok1 := sha256.New().(resumable)
+	out, ok2 := sha256.New().(resumable)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	k := key
+	if len(k) > sha256.BlockSize {
+		sum := sha256.Sum256(k)
+		k = sum[:]
+	}
+	var pad [sha256.BlockSize]byte
+	copy(pad[:], k)
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	in.Write(pad[:])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	out.Write(pad[:])
+	p := &macPads{}
+	var err1, err2 error
+	p.inner, err1 = in.AppendBinary(nil)
+	p.outer, err2 = out.AppendBinary(nil)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	m := newMac(key, p)
+	std := hmac.New(sha256.New, key)
+	for _, n := range []int{0, 1, 31, 55, 56, 63, 64, 65, 119, 120, 128, 1000} {
+		v := bytes.Repeat([]byte{byte(n)}, n)
+		std.Reset()
+		std.Write(v)
+		if !bytes.Equal(m.sum(v), std.Sum(nil)[:16]) || m.pads == nil {
+			return nil
+		}
+	}
+	return p
+}
+
+// mac computes the keyed hash of masked originals: HMAC-SHA256 with the
+// masking key, truncated to 128 bits (the same as Masker.Hash). It resumes
+// SHA-256 from the pads' states and pads the message itself, so a short
+// value costs two block compressions and no allocation.
+type mac struct {
+	key     []byte
+	pads    *macPads
+	in, out resumable
+	std     hash.Hash
+	blk     [2 * sha256.BlockSize]byte
+	st      []byte
+}
+
+func newMac(key []byte, pads *macPads) *mac {
+	m := &mac{key: key, pads: pads, st: make([]byte, 0, 128)}
+	if pads != nil {
+		m.in, m.out = sha256.New().(resumable), sha256.New().(resumable)
+	} else {
+		m.std = hmac.New(sha256.New, key)
+	}
+	return m
+}
+
+// sum returns the truncated HMAC of v, valid until the next call.
+func (m *mac) sum(v []byte) []byte {
+	if m.pads == nil {
+		m.std.Reset()
+		m.std.Write(v)
+		m.st = m.std.Sum(m.st[:0])
+		return m.st[:16]
+	}
+	// Inner hash: the key's inner pad (resumed), v, SHA-256's padding.
+	if err := m.in.UnmarshalBinary(m.pads.inner); err != nil {
+		m.fallBack()
+		return m.sum(v)
+	}
+	full := len(v) &^ (sha256.BlockSize - 1)
+	if full > 0 {
+		m.in.Write(v[:full])
+	}
+	m.in.Write(m.pad(v[full:], sha256.BlockSize+len(v)))
+	var err error
+	if m.st, err = m.in.AppendBinary(m.st[:0]); err != nil || len(m.st) < 36 {
+		m.fallBack()
+		return m.sum(v)
+	}
+	// Outer hash: the outer pad (resumed), the inner hash, the padding.
+	var inner [sha256.Size]byte
+	copy(inner[:], m.st[4:36]) // after the 4-byte magic, the state words
+	if err := m.out.UnmarshalBinary(m.pads.outer); err != nil {
+		m.fallBack()
+		return m.sum(v)
+	}
+	m.out.Write(m.pad(inner[:], sha256.BlockSize+sha256.Size))
+	if m.st, err = m.out.AppendBinary(m.st[:0]); err != nil || len(m.st) < 36 {
+		m.fallBack()
+		return m.sum(v)
+	}
+	return m.st[4:20]
+}
+
+// pad lays tail (less than a block) out with SHA-256's padding for a
+// message of total bytes: one or two blocks, in m.blk.
+func (m *mac) pad(tail []byte, total int) []byte {
+	n := copy(m.blk[:], tail)
+	m.blk[n] = 0x80
+	end := sha256.BlockSize
+	if n >= sha256.BlockSize-8 {
+		end = 2 * sha256.BlockSize
+	}
+	clear(m.blk[n+1 : end-8])
+	binary.BigEndian.PutUint64(m.blk[end-8:end], uint64(total)*8)
+	return m.blk[:end]
+}
+
+// fallBack switches to crypto/hmac for good.
+func (m *mac) fallBack() {
+	m.pads = nil
+	m.std = hmac.New(sha256.New, m.key)
 }

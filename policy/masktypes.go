@@ -1,37 +1,14 @@
 package policy
 
-// PostgreSQL type OIDs the masks know.
-const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidChar        = 18
-	oidName        = 19
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt4        = 23
-	oidText        = 25
-	oidOID         = 26
-	oidJSON        = 114
-	oidXML         = 142
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidBPChar      = 1042
-	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidInterval    = 1186
-	oidNumeric     = 1700
-	oidUUID        = 2950
-	oidJSONB       = 3802
-)
+import "github.com/jackc/pgx/v5/pgtype"
 
-// textLike types carry free text: a detector finding inside one is
-// replaced in place and the rest of the value kept.
+// textLike types carry free text whose bytes are the same in both
+// formats: a detector finding inside one is replaced in place and the
+// rest of the value kept. JSON is not one of them: a marker in place of a
+// JSON number would not be JSON, so a finding masks a JSON value whole.
 func textLike(oid uint32) bool {
 	switch oid {
-	case oidText, oidVarchar, oidBPChar, oidName, oidChar, oidJSON, oidXML:
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.QCharOID, pgtype.XMLOID, pgtype.UnknownOID:
 		return true
 	}
 	return false
@@ -40,28 +17,29 @@ func textLike(oid uint32) bool {
 // maskedText is the text-format value a wholly masked column of a type
 // gets: a valid value of the same type, so clients parse it as usual.
 var maskedText = map[uint32]string{
-	oidBool: "f", oidInt2: "0", oidInt4: "0", oidInt8: "0", oidOID: "0",
-	oidFloat4: "0", oidFloat8: "0", oidNumeric: "0",
-	oidDate: "2000-01-01", oidTime: "00:00:00", oidTimestamp: "2000-01-01 00:00:00",
-	oidTimestamptz: "2000-01-01 00:00:00+00", oidInterval: "00:00:00",
-	oidUUID: "00000000-0000-0000-0000-000000000000", oidJSON: "null", oidJSONB: "null",
-	oidBytea: `\x`,
-	oidText:  "****", oidVarchar: "****", oidBPChar: "****", oidName: "****", oidChar: "*", oidXML: "<masked/>",
+	pgtype.BoolOID: "f", pgtype.Int2OID: "0", pgtype.Int4OID: "0", pgtype.Int8OID: "0", pgtype.OIDOID: "0",
+	pgtype.Float4OID: "0", pgtype.Float8OID: "0", pgtype.NumericOID: "0",
+	pgtype.DateOID: "2000-01-01", pgtype.TimeOID: "00:00:00", pgtype.TimestampOID: "2000-01-01 00:00:00",
+	pgtype.TimestamptzOID: "2000-01-01 00:00:00+00", pgtype.IntervalOID: "00:00:00",
+	pgtype.UUIDOID: "00000000-0000-0000-0000-000000000000", pgtype.JSONOID: "null", pgtype.JSONBOID: "null",
+	pgtype.ByteaOID: `\x`,
+	pgtype.TextOID:  "****", pgtype.VarcharOID: "****", pgtype.BPCharOID: "****", pgtype.NameOID: "****",
+	pgtype.QCharOID: "*", pgtype.XMLOID: "<masked/>",
 }
 
 // maskedBinary is the binary-format counterpart: PostgreSQL's zero value
 // of each type (0, false, 2000-01-01, the nil UUID, ...).
 var maskedBinary = map[uint32][]byte{
-	oidBool: {0}, oidInt2: make([]byte, 2), oidInt4: make([]byte, 4), oidInt8: make([]byte, 8), oidOID: make([]byte, 4),
-	oidFloat4: make([]byte, 4), oidFloat8: make([]byte, 8),
+	pgtype.BoolOID: {0}, pgtype.Int2OID: make([]byte, 2), pgtype.Int4OID: make([]byte, 4), pgtype.Int8OID: make([]byte, 8),
+	pgtype.OIDOID: make([]byte, 4), pgtype.Float4OID: make([]byte, 4), pgtype.Float8OID: make([]byte, 8),
 	// numeric: ndigits 0, weight 0, sign positive, dscale 0.
-	oidNumeric: make([]byte, 8),
-	oidDate:    make([]byte, 4), oidTime: make([]byte, 8), oidTimestamp: make([]byte, 8), oidTimestamptz: make([]byte, 8),
-	oidInterval: make([]byte, 16), oidUUID: make([]byte, 16),
-	oidJSON: []byte("null"), oidJSONB: append([]byte{1}, "null"...),
-	oidBytea: {},
-	oidText:  []byte("****"), oidVarchar: []byte("****"), oidBPChar: []byte("****"), oidName: []byte("****"),
-	oidChar: []byte("*"), oidXML: []byte("<masked/>"),
+	pgtype.NumericOID: make([]byte, 8),
+	pgtype.DateOID:    make([]byte, 4), pgtype.TimeOID: make([]byte, 8), pgtype.TimestampOID: make([]byte, 8),
+	pgtype.TimestamptzOID: make([]byte, 8), pgtype.IntervalOID: make([]byte, 16), pgtype.UUIDOID: make([]byte, 16),
+	pgtype.JSONOID: []byte("null"), pgtype.JSONBOID: append([]byte{1}, "null"...),
+	pgtype.ByteaOID: {},
+	pgtype.TextOID:  []byte("****"), pgtype.VarcharOID: []byte("****"), pgtype.BPCharOID: []byte("****"),
+	pgtype.NameOID: []byte("****"), pgtype.QCharOID: []byte("*"), pgtype.XMLOID: []byte("<masked/>"),
 }
 
 // typeMask is the whole-value mask of a column: a value of its type, or
@@ -79,4 +57,77 @@ func typeMask(c Column) []byte {
 		return []byte(v)
 	}
 	return nil
+}
+
+// valueKind is how the detectors read a type's values.
+type valueKind uint8
+
+const (
+	// kindNone: no value of the type, in either format, can hold what a
+	// detector finds: booleans, integers of up to ten digits, floats
+	// (which print a 16-digit number as 4.111111111111111e+15), dates and
+	// times, UUIDs, network addresses, geometry, bit strings.
+	kindNone valueKind = iota
+	// kindText: free text, the same bytes in both formats.
+	kindText
+	// kindNumber: int8 and numeric, which can hold a card number: text
+	// format scanned as it is, binary format printed first.
+	kindNumber
+	// kindJSON: json, and jsonb and jsonpath (in binary, a version byte 1
+	// before the text); string escapes are decoded for the scan.
+	kindJSON
+	kindBytea
+	kindArray
+	kindRange
+	kindMultirange
+	kindRecord
+	kindTSVector
+	// kindUnknown: a type interlock does not know (an extension's, an
+	// enum, a table's row type): its text is scanned, decoding what looks
+	// like a record, an array, bytea or escapes; its binary form is read
+	// as a record or an array when it is exactly one, else it is
+	// undecodable.
+	kindUnknown
+)
+
+// kindOf says how detectors read values of type oid; for arrays and
+// ranges, elem is the element type (for multiranges, their ranges').
+func kindOf(types *pgtype.Map, oid uint32) (k valueKind, elem uint32) {
+	switch oid {
+	case pgtype.BoolOID, pgtype.Int2OID, pgtype.Int4OID, pgtype.OIDOID, pgtype.TIDOID, pgtype.XIDOID, pgtype.CIDOID, pgtype.XID8OID,
+		pgtype.Float4OID, pgtype.Float8OID,
+		pgtype.DateOID, pgtype.TimeOID, pgtype.TimetzOID, pgtype.TimestampOID, pgtype.TimestamptzOID, pgtype.IntervalOID,
+		pgtype.UUIDOID, pgtype.InetOID, pgtype.CIDROID, pgtype.MacaddrOID, pgtype.Macaddr8OID,
+		pgtype.PointOID, pgtype.LsegOID, pgtype.PathOID, pgtype.BoxOID, pgtype.PolygonOID, pgtype.LineOID, pgtype.CircleOID,
+		pgtype.BitOID, pgtype.VarbitOID:
+		return kindNone, 0
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.QCharOID, pgtype.XMLOID, pgtype.UnknownOID:
+		return kindText, 0
+	case pgtype.Int8OID, pgtype.NumericOID:
+		return kindNumber, 0
+	case pgtype.JSONOID, pgtype.JSONBOID, pgtype.JSONPathOID:
+		return kindJSON, 0
+	case pgtype.ByteaOID:
+		return kindBytea, 0
+	case pgtype.RecordOID:
+		return kindRecord, 0
+	case pgtype.TSVectorOID:
+		return kindTSVector, 0
+	}
+	if types != nil {
+		if t, ok := types.TypeForOID(oid); ok {
+			switch c := t.Codec.(type) {
+			case *pgtype.ArrayCodec:
+				return kindArray, c.ElementType.OID
+			case *pgtype.RangeCodec:
+				return kindRange, c.ElementType.OID
+			case *pgtype.MultirangeCodec:
+				// Its elements are ranges: elem is theirs.
+				if rc, ok := c.ElementType.Codec.(*pgtype.RangeCodec); ok {
+					return kindMultirange, rc.ElementType.OID
+				}
+			}
+		}
+	}
+	return kindUnknown, 0
 }

@@ -7,6 +7,10 @@
 //     rules and a card detector), fetched by psql from a real PostgreSQL 15
 //     on 127.0.0.2: directly, through interlock without mask rules, and
 //     through interlock with them, side by side, with ratios.
+//  3. The same with a derived masked column: upper(email) || ” in place
+//     of email, which the handler masks whole (computed from a masked
+//     column). Until it does, the masked side is labelled as not masking it,
+//     or as refused when interlock refuses the statement.
 //
 // It prints figures and the aims next to them; it never fails on a timing.
 package main
@@ -21,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
@@ -61,6 +67,7 @@ func main() {
 		}
 		fmt.Printf("  %-34s %8.0f ns/op  %4d allocs/op  %s\n", name, ns, res.AllocsPerOp(), verdict)
 	}
+	maskRow()
 	if *evalOnly {
 		return
 	}
@@ -72,6 +79,44 @@ func main() {
 	if err := maskBench(*interlock, *rows, *rounds, *profile); err != nil {
 		fail("%v", err)
 	}
+}
+
+// maskRow measures the masker alone on rows like those of the masking
+// bench: two columns masked by column rules, one by the card detector,
+// the keyed hash of every original kept. Without PostgreSQL or root, so
+// it runs with -eval-only too.
+func maskRow() {
+	m := policy.NewMaskerWithKey(make([]byte, 32))
+	spec := &model.MaskSpec{Rules: []model.MaskRule{{Rule: "pii", Columns: []string{"customers.email", "customers.name"}, Detectors: []string{"card"}}}}
+	cols := []model.MaskColumn{
+		{Table: "public.customers", Name: "id", TypeOID: pgtype.Int4OID},
+		{Table: "public.customers", Name: "email", TypeOID: pgtype.TextOID},
+		{Table: "public.customers", Name: "card", TypeOID: pgtype.TextOID},
+		{Table: "public.customers", Name: "name", TypeOID: pgtype.TextOID},
+		{Table: "public.customers", Name: "created_ms", TypeOID: pgtype.Int8OID},
+	}
+	rows := make([][][]byte, 1000)
+	for i := range rows {
+		n := 12345 + i
+		rows[i] = [][]byte{[]byte(fmt.Sprint(n)), []byte(fmt.Sprintf("user%d@example.com", n)), []byte("4111 1111 1111 1111"),
+			[]byte(fmt.Sprintf("name %d", n)), []byte(fmt.Sprint(1732612345678 + n))}
+	}
+	res := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		row := make([][]byte, len(cols))
+		var rm *policy.RowMasker
+		for i := 0; i < b.N; i++ {
+			if i%100000 == 0 { // a plan per 100,000-row result
+				rm = m.Plan(spec, cols)
+			}
+			copy(row, rows[i%len(rows)])
+			if err := rm.Mask(row); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	fmt.Printf("\nmasking in the masker alone (no PostgreSQL), 5 columns of which 3 masked\n")
+	fmt.Printf("  %-34s %8.0f ns/row  %4d allocs/row\n", "Mask, with the keyed hashes", float64(res.T.Nanoseconds())/float64(res.N), res.AllocsPerOp())
 }
 
 // ruleset builds 100 rules of the kinds a site writes, none of which
@@ -159,22 +204,21 @@ targets:
 	}
 	psql := filepath.Join(srv.BinDir, "psql")
 	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", srv.Host, srv.Port, pgtest.AppUser, pgtest.AppDB)
-	query := "SELECT * FROM customers"
-	fetch := func(prefix ...string) (time.Duration, error) {
+	run := func(query string, prefix ...string) ([]byte, error) {
 		argv := append(prefix, psql, "-X", "-A", "-t", "-o", "/dev/null", "-c", query, conn)
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("%v: %v\n%s", argv, err, out)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return out, fmt.Errorf("%v: %v\n%s", argv, err, out)
 		}
-		return time.Since(start), nil
+		return out, nil
 	}
-	// Check once that masking really happens before timing it.
-	check := exec.Command(interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--", psql, "-X", "-A", "-t", "-c", query+" LIMIT 1", conn)
-	out, err := check.CombinedOutput()
-	if err != nil || strings.Contains(string(out), "@example.com") || !strings.Contains(string(out), "****-****-****-1111") {
-		return fmt.Errorf("the masked side does not mask: %v %s", err, out)
+	// sample is the first row through interlock with the masked config.
+	sample := func(query string) (string, error) {
+		cmd := exec.Command(interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--", psql, "-X", "-A", "-t", "-c", query+" LIMIT 1", conn)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
 	}
 	sides := []struct {
 		name   string
@@ -184,14 +228,52 @@ targets:
 		{"interlock", []string{interlock, "run", "-q", "--engine", "embedded", "-c", plain, "--"}},
 		{"interlock+mask", []string{interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--"}},
 	}
-	times := map[string][]time.Duration{}
+
+	// Check that masking really happens before timing it.
+	const query = "SELECT * FROM customers"
+	if out, err := sample(query); err != nil || strings.Contains(out, "@example.com") || !strings.Contains(out, "****-****-****-1111") {
+		return fmt.Errorf("the masked side does not mask: %v %s", err, out)
+	}
+	// The derived column: masked whole (the handler's data flow), not
+	// masked (before that work), or the statement refused.
+	const derived = "SELECT id, upper(email) || '' AS email_upper, card, name, created_ms FROM customers"
+	derivedNote, derivedMasked := "", true
+	switch out, err := sample(derived); {
+	case err != nil:
+		derivedNote, derivedMasked = "refused by interlock, not timed: "+firstLine(out), false
+	case strings.Contains(out, "@EXAMPLE.COM"):
+		derivedNote = "the derived column is NOT masked yet (handler work pending): email_upper passes, card and name are masked"
+	case !strings.Contains(out, "****-****-****-1111"):
+		return fmt.Errorf("the masked side does not mask the card in %q: %s", derived, out)
+	default:
+		derivedNote = "the derived column is masked whole"
+	}
+
+	statements := []struct {
+		title, query string
+		masked       bool // the masked side is timed
+		note         string
+	}{
+		{fmt.Sprintf("masking a %d-row result, 3 masked columns", rows), query, true, ""},
+		{fmt.Sprintf("a statement with a derived masked column, %d rows", rows), derived, derivedMasked, derivedNote},
+	}
+	times := make([]map[string][]time.Duration, len(statements))
+	for i := range times {
+		times[i] = map[string][]time.Duration{}
+	}
+	// Rounds interleave every side of every statement.
 	for r := 0; r < rounds; r++ {
-		for _, s := range sides {
-			d, err := fetch(s.prefix...)
-			if err != nil {
-				return err
+		for i, st := range statements {
+			for _, s := range sides {
+				if s.name == "interlock+mask" && !st.masked {
+					continue
+				}
+				start := time.Now()
+				if _, err := run(st.query, s.prefix...); err != nil {
+					return err
+				}
+				times[i][s.name] = append(times[i][s.name], time.Since(start))
 			}
-			times[s.name] = append(times[s.name], d)
 		}
 	}
 	if profile != "" {
@@ -215,18 +297,36 @@ targets:
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[len(ds)/2]
 	}
-	fmt.Printf("\nmasking a %d-row result, 3 masked columns (psql fetching %q; median of %d)\n", rows, query, rounds)
-	d, i, m := med(times["direct"]), med(times["interlock"]), med(times["interlock+mask"])
 	rps := func(t time.Duration) float64 { return float64(rows) / t.Seconds() }
-	fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s\n", "direct", ms(d), rps(d))
-	fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s  %.2f× direct\n", "interlock", ms(i), rps(i), d.Seconds()/i.Seconds())
-	verdict := "met"
-	ratio := i.Seconds() / m.Seconds()
-	if ratio < 0.7 {
-		verdict = "MISSED"
+	for i, st := range statements {
+		fmt.Printf("\n%s (psql fetching %q; median of %d)\n", st.title, st.query, rounds)
+		if st.note != "" {
+			fmt.Printf("  note: %s\n", st.note)
+		}
+		d, u := med(times[i]["direct"]), med(times[i]["interlock"])
+		fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s\n", "direct", ms(d), rps(d))
+		fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s  %.2f× direct\n", "interlock", ms(u), rps(u), d.Seconds()/u.Seconds())
+		if !st.masked {
+			fmt.Printf("  %-16s %8s\n", "interlock+mask", "not timed")
+			continue
+		}
+		m := med(times[i]["interlock+mask"])
+		ratio := u.Seconds() / m.Seconds()
+		verdict := "met"
+		if ratio < 0.7 {
+			verdict = "MISSED"
+		}
+		fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s  %.2f× direct, %.2f× unmasked (aim ≥ 0.7×: %s)\n", "interlock+mask", ms(m), rps(m), d.Seconds()/m.Seconds(), ratio, verdict)
 	}
-	fmt.Printf("  %-16s %8.0f ms  %10.0f rows/s  %.2f× direct, %.2f× unmasked (aim ≥ 0.7×: %s)\n", "interlock+mask", ms(m), rps(m), d.Seconds()/m.Seconds(), ratio, verdict)
 	return nil
+}
+
+// firstLine is the first line of psql's output (an error message).
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
