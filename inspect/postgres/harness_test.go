@@ -162,6 +162,7 @@ type proxyOpts struct {
 	upstream     string // default: the test server
 	// policy replaces denyPolicy{deny}.
 	policy inspect.Policy
+	masker inspect.Masker
 }
 
 func startProxy(t testing.TB, o proxyOpts) *proxy {
@@ -193,7 +194,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	if o.policy != nil {
 		pol = o.policy
 	}
-	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol,
+	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol, Masker: o.masker,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)

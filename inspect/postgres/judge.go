@@ -338,6 +338,40 @@ func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, p
 		st.SQLBase64 = base64.StdEncoding.EncodeToString([]byte(text))
 		st.SQL = strings.ToValidUTF8(text, "\uFFFD")
 	}
+	if spec := s.masks.Load(); spec != nil && s.h.masker != nil {
+		// Under detectors, what they find in the statement and its
+		// parameters is not journaled either (keyed hashes instead).
+		hashes, _ := rec.Payload.([]byte)
+		scrub := func(v string) string {
+			out, ok := s.h.masker.Scrub(spec, v)
+			if !ok {
+				return v
+			}
+			for _, f := range s.h.masker.Detect(specDetectors(spec), []byte(v)) {
+				hashes = append(hashes, s.h.masker.Hash([]byte(v[f.Start:f.End]))...)
+				st.Redacted++
+			}
+			return out
+		}
+		st.SQL = scrub(st.SQL)
+		if st.SQLBase64 != "" && st.SQL != strings.ToValidUTF8(text, "\uFFFD") {
+			st.SQLBase64 = ""
+		}
+		if len(st.Params) > 0 {
+			ps := make([]model.PGParam, len(st.Params))
+			for i, p := range st.Params {
+				if p.Value != nil {
+					v := scrub(*p.Value)
+					p.Value = &v
+				}
+				ps[i] = p
+			}
+			st.Params = ps
+		}
+		if len(hashes) > 0 {
+			rec.Payload = hashes
+		}
+	}
 	if d.Action != model.Allow && d.Action != model.Mask {
 		de := denyError(d)
 		st.SQLState, st.Error = de.Code, de.Message

@@ -171,3 +171,12 @@ func (s *session) scrubRowDescription(raw, body []byte) ([]byte, []byte, error) 
 	}
 	return out, out[5:], nil
 }
+
+// specDetectors are the detectors a spec's rules name.
+func specDetectors(spec *model.MaskSpec) []string {
+	var out []string
+	for _, r := range spec.Rules {
+		out = append(out, r.Detectors...)
+	}
+	return out
+}
