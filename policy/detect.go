@@ -51,16 +51,7 @@ var detectors = map[string]*detector{
 	"national_id": {name: "national_id", scan: findSSNs},
 	"cloud_key":   {name: "cloud_key", scan: findCloudKeys},
 	"token":       {name: "token", scan: findTokens},
-	"private_key": {
-		name: "private_key",
-		// From the BEGIN line to the END line, or to the end of the value
-		// when the END line is missing (a key cut by LIMIT, substr or a
-		// column width): whatever follows a BEGIN line may be key material.
-		// Accepted: a text that quotes a BEGIN line (documentation) loses
-		// everything after it.
-		scan: regexpScan(regexp.MustCompile(`-+ ?BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-*[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)`),
-			func(v []byte) bool { return bytes.Contains(v, []byte("PRIVATE KEY")) }),
-	},
+	"private_key": {name: "private_key", scan: findPrivateKeys},
 }
 
 // MaskDetectorNames lists every detector.

@@ -86,6 +86,20 @@ func TestDetectors(t *testing.T) {
 		{"private_key", "x-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOY\n-----END PGP PRIVATE KEY BLOCK-----", []string{"-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOY\n-----END PGP PRIVATE KEY BLOCK-----"}},
 		{"private_key", "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY----- and -----BEGIN PRIVATE KEY-----\nBB",
 			[]string{"-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----\nBB"}},
+		// Markers rewritten by the statement: spaces taken out, dashes
+		// turned into spaces, lower case, reversed.
+		{"private_key", "a -----BEGINRSAPRIVATEKEY-----\nQkJC\n-----ENDRSAPRIVATEKEY----- b", []string{"-----BEGINRSAPRIVATEKEY-----\nQkJC\n-----ENDRSAPRIVATEKEY-----"}},
+		{"private_key", "a      BEGIN PRIVATE KEY     \nQkJC\n     END PRIVATE KEY      b", []string{"BEGIN PRIVATE KEY     \nQkJC\n     END PRIVATE KEY"}},
+		{"private_key", "--begin openssh private key--\nqkjc", []string{"--begin openssh private key--\nqkjc"}},
+		{"private_key", "a-----YEK ETAVIRP DNE-----\nCJkQ\n-----YEK ETAVIRP ASR NIGEB----- b", []string{"a-----YEK ETAVIRP DNE-----\nCJkQ\n-----YEK ETAVIRP ASR NIGEB-----"}},
+		{"private_key", "CJkQ\n-----YEK ETAVIRP NIGEB-----", []string{"CJkQ\n-----YEK ETAVIRP NIGEB-----"}},
+		// Prose is not a marker; public keys are not private ones.
+		{"private_key", "Begin by generating a private key for the server.", nil},
+		{"private_key", "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----", nil},
+		// DER without markers.
+		{"private_key", "k=MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u rest", []string{"MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u"}},
+		{"private_key", "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oOYzBzEdKEb8oAoGCCqGSM49", []string{"MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oOYzBzEdKEb8oAoGCCqGSM49"}},
+		{"private_key", "cert MIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQG", nil},
 	}
 	for _, c := range cases {
 		fs := Detect([]string{c.detector}, []byte(c.text))
