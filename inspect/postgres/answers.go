@@ -53,6 +53,9 @@ func (s *session) onError(m msg) error {
 		s.q.pop()
 		h.finish()
 		s.skipRest()
+		if h.describes != nil {
+			return s.toClientNow(out)
+		}
 		return nil
 	case it.kind == iQuery || it.kind == iFunc:
 		it.failed = true

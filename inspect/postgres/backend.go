@@ -330,6 +330,22 @@ func (s *session) serverMsg(m msg) error {
 // messages; none of it reaches the client.
 func (s *session) hiddenMsg(it *item, m msg) error {
 	h := it.hidden
+	if h.describes != nil {
+		switch m.typ {
+		case 'T':
+			fs, err := decodeFields(m.body)
+			if err != nil {
+				return err
+			}
+			h.describes.fields = fs
+		case 'n':
+		default:
+			return serverErr("unexpected message %q in answer to interlock's own Describe", printable(m.typ))
+		}
+		s.q.pop()
+		h.finish()
+		return nil
+	}
 	switch m.typ {
 	case 'T', 'n', 't', 's':
 	case 'D':

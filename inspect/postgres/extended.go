@@ -62,6 +62,7 @@ func (s *session) onParse(m msg) error {
 // server when the name was changed in an earlier segment it has not
 // answered yet.
 func (s *session) statement(name string) (*prepared, error) {
+	var waited uint64
 	for {
 		s.mu.Lock()
 		ps, wait := s.lookupStmt(name, s.seg)
@@ -69,6 +70,12 @@ func (s *session) statement(name string) (*prepared, error) {
 		if wait == 0 {
 			return ps, nil
 		}
+		if wait == waited {
+			// Answered, yet still pending: the model lost track of the
+			// name, which then names nothing interlock judged.
+			return nil, nil
+		}
+		waited = wait
 		if err := s.awaitName(wait); err != nil {
 			return nil, err
 		}
@@ -339,6 +346,7 @@ func (s *session) onBind(m msg) error {
 	}
 	r.formats = formats
 	r.fields = applyFormats(fields, formats)
+	r.described = len(r.fields) > 0
 	pend := &pendingName{seg: s.seg, run: r}
 	s.mu.Lock()
 	s.portals.add(portal, pend)
@@ -384,9 +392,12 @@ func (s *session) onDescribe(m msg) error {
 		}
 		s.queue(&item{kind: iDescribeS, stmt: ps})
 	case 'P':
-		r, _, err := s.portal(d.Name)
+		r, cursor, err := s.portal(d.Name)
 		if err != nil {
 			return err
+		}
+		if r != nil && !cursor {
+			r.described = true
 		}
 		s.queue(&item{kind: iDescribeP, runs: []*run{r}})
 	default:
@@ -398,6 +409,7 @@ func (s *session) onDescribe(m msg) error {
 // portal resolves what an Execute or Describe names, waiting for the
 // server as statement does.
 func (s *session) portal(name string) (*run, bool, error) {
+	var waited uint64
 	for {
 		s.mu.Lock()
 		r, cursor, wait := s.lookupPortal(name, s.seg)
@@ -405,6 +417,10 @@ func (s *session) portal(name string) (*run, bool, error) {
 		if wait == 0 {
 			return r, cursor, nil
 		}
+		if wait == waited {
+			return nil, false, nil // as in statement
+		}
+		waited = wait
 		if err := s.awaitName(wait); err != nil {
 			return nil, false, err
 		}
@@ -434,7 +450,7 @@ func (s *session) onExecute(m msg) error {
 			s.queue(&item{kind: iProbe, runs: []*run{nr}, deny: nr.deny, closed: true})
 			return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 		}
-		nr.fields, nr.flow = r.fields, r.flow
+		nr.flow = r.flow
 		r = nr
 	}
 	if r == nil {
@@ -448,6 +464,15 @@ func (s *session) onExecute(m msg) error {
 		}
 		s.queue(&item{kind: iProbe, runs: []*run{rr}, deny: rr.deny, closed: true})
 		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
+	}
+	if r.mask != nil && !r.described {
+		// Rows to mask need their columns: ask the server to describe
+		// them first, out of the client's sight.
+		r.described = true
+		s.queue(&item{kind: iHidden, hidden: &hidden{describes: r}})
+		if err := s.send(&pgproto3.Describe{ObjectType: 'P', Name: e.Portal}); err != nil {
+			return err
+		}
 	}
 	s.queue(&item{kind: iExecute, runs: []*run{r}})
 	return s.forward(m)

@@ -36,6 +36,10 @@ type relRow struct {
 	kind       byte
 	columns    []string
 	definition string
+	// kin are the relation's inheritance ancestors and descendants
+	// (partitions among them), schema.name: a mask rule on one covers
+	// the same columns of all, whose rows they return.
+	kin []string
 }
 
 const relationsSQL = `/* interlock: relations */
@@ -44,7 +48,18 @@ SELECT c.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog
     SELECT pg_catalog.replace(a.attname::pg_catalog.text, ',', ',,') FROM pg_catalog.pg_attribute a
     WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
     ORDER BY a.attnum), ', '),
-  CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(c.oid) END
+  CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(c.oid) END,
+  CASE WHEN c.relispartition OR c.relhassubclass OR EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid) THEN
+  pg_catalog.array_to_string(ARRAY(
+    WITH RECURSIVE up(id) AS (
+      SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
+      UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid OPERATOR(pg_catalog.=) up.id),
+    down(id) AS (
+      SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) c.oid
+      UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down ON i.inhparent OPERATOR(pg_catalog.=) down.id)
+    SELECT pg_catalog.replace(kn.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) k.relname::pg_catalog.text, ',', ',,')
+    FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace kn ON kn.oid OPERATOR(pg_catalog.=) k.relnamespace
+    WHERE k.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM up UNION SELECT id FROM down))), ', ') END
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 WHERE c.relname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
   AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog."char"[])`
@@ -71,10 +86,43 @@ func (r flowResolver) Relations(ref sqlclass.Ref) ([]*sqlclass.Relation, error) 
 			Definition: row.definition, Masked: make([]bool, len(row.columns))}
 		for i, col := range row.columns {
 			rel.Masked[i] = r.s.h.masker.ColumnRule(r.spec, rel.Name, col) != ""
+			for _, k := range row.kin {
+				rel.Masked[i] = rel.Masked[i] || r.s.h.masker.ColumnRule(r.spec, k, col) != ""
+			}
 		}
 		out = append(out, rel)
 	}
 	return out, nil
+}
+
+const schemaRelationsSQL = `/* interlock: schema relations */
+SELECT c.relname::pg_catalog.text,
+  pg_catalog.array_to_string(ARRAY(
+    SELECT pg_catalog.replace(a.attname::pg_catalog.text, ',', ',,') FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+    ORDER BY a.attnum), ', ')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text
+  AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,m,f}'::pg_catalog."char"[])`
+
+// SchemaMasked says whether a schema holds a relation with a column the
+// statement's mask rules cover.
+func (r flowResolver) SchemaMasked(schema string) (bool, error) {
+	ctx, cancel := context.WithTimeout(r.s.ctx, 10*time.Second)
+	defer cancel()
+	masked := false
+	err := r.s.h.cat.exec(ctx, r.s.t, r.s.origin.OrigDst, r.s.database, func(pc *pgconn.PgConn) error {
+		rr := pc.ExecParams(ctx, schemaRelationsSQL, [][]byte{[]byte(schema)}, nil, nil, nil)
+		for rr.NextRow() {
+			v := rr.Values()
+			for _, col := range splitColumns(string(v[1])) {
+				masked = masked || r.s.h.masker.ColumnRule(r.spec, schema+"."+string(v[0]), col) != ""
+			}
+		}
+		_, err := rr.Close()
+		return err
+	})
+	return masked, err
 }
 
 // relations returns the relations named name in the session's database.
@@ -106,6 +154,7 @@ func (s *session) relations(name string) ([]relRow, error) {
 			if v[5] != nil {
 				row.definition = string(v[5])
 			}
+			row.kin = splitColumns(string(v[6]))
 			rows = append(rows, row)
 		}
 		_, err := rr.Close()

@@ -74,6 +74,8 @@ func (s *session) queue(it *item) bool {
 	if s.q.push(it) {
 		return true
 	}
+	// The server skips it: the name change it made never happens.
+	s.settleSkipped(it)
 	for _, r := range it.runs {
 		if r != nil && r.deny == nil && !r.done {
 			r.done = true

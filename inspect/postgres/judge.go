@@ -192,10 +192,58 @@ func (s *session) decide(text string, c *sqlclass.Class) verdict {
 // decideWith is decide for a statement with bound parameters.
 func (s *session) decideWith(text string, c *sqlclass.Class, params []model.PGParam) verdict {
 	d := s.decidePolicy(text, c, params)
-	if !d.allowed() || d.Mask == nil || !columnRules(d.Mask) {
+	if !d.allowed() {
+		return d
+	}
+	d = s.withSessionColumns(d)
+	if d.Mask == nil || !columnRules(d.Mask) {
 		return d
 	}
 	return s.judgeFlow(c, d)
+}
+
+// withSessionColumns adds to a decision the column rules that cover the
+// session but did not match the statement (a mask rule that lists other
+// kinds): a column rule protects its columns in every statement, or a
+// DELETE ... RETURNING, a copy or a rename of another kind would carry
+// the values out.
+func (s *session) withSessionColumns(d verdict) verdict {
+	sm := s.masks.Load()
+	if sm == nil || !columnRules(sm) || s.h.masker == nil {
+		return d
+	}
+	var add []model.MaskRule
+	for _, r := range sm.Rules {
+		if len(r.Columns) > 0 && !hasMaskRule(d.Mask, r.Rule) {
+			add = append(add, model.MaskRule{Rule: r.Rule, Columns: r.Columns, Live: r.Live})
+		}
+	}
+	if len(add) == 0 {
+		return d
+	}
+	spec := &model.MaskSpec{}
+	if d.Mask != nil {
+		spec.Rules = append(spec.Rules, d.Mask.Rules...)
+	}
+	spec.Rules = append(spec.Rules, add...)
+	d.Mask = spec
+	if d.Action == model.Allow {
+		d.Action = model.Mask
+		d.Reason = strings.TrimSuffix(d.Reason, ", results masked") + ", results masked by the column rules that cover the session"
+	}
+	return d
+}
+
+func hasMaskRule(spec *model.MaskSpec, name string) bool {
+	if spec == nil {
+		return false
+	}
+	for _, r := range spec.Rules {
+		if r.Rule == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PGParam) verdict {

@@ -100,6 +100,10 @@ type hidden struct {
 	// prepares, for a Parse of interlock's own, is the session flag
 	// (guarded by session.mu) its ParseComplete sets.
 	prepares *bool
+	// describes, for a Describe of interlock's own before an Execute
+	// whose rows must be masked, is the run whose columns it learns. Its
+	// error is the client's: the Execute would have got it.
+	describes *run
 }
 
 func (h *hidden) finish() {

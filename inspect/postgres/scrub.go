@@ -84,12 +84,33 @@ func (s *session) scrubError(e *pgproto3.ErrorResponse) bool {
 		e.Detail, e.Hint, e.Where, e.InternalQuery = "", "", "", ""
 		return true
 	}
+	if columns && s.touchesMasked() {
+		// The server's extra lines quote data in forms no pattern can
+		// list (a parser's context, "line 1: <the value>"): for a
+		// statement that reads masked columns they are withheld.
+		for _, f := range []*string{&e.Detail, &e.Hint, &e.Where, &e.InternalQuery} {
+			if *f != "" {
+				*f, changed = "[withheld: the statement reads masked columns]", true
+			}
+		}
+	}
 	for _, f := range []*string{&e.Message, &e.Detail, &e.Hint, &e.Where, &e.InternalQuery} {
 		if out, ok := s.scrubText(spec, *f, columns); ok {
 			*f, changed = out, true
 		}
 	}
 	return changed
+}
+
+// touchesMasked says the statement the server is answering reads a
+// relation with masked columns.
+func (s *session) touchesMasked() bool {
+	it := s.q.first()
+	if it == nil {
+		return false
+	}
+	r := it.run()
+	return r != nil && r.flow != nil && r.flow.Touches
 }
 
 // scrubNotice rewrites a NoticeResponse message when it must be.

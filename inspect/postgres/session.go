@@ -179,11 +179,15 @@ type run struct {
 	done     bool
 	// mask is what policy asked to mask in the result; plan is set once
 	// the columns are known (nil when none needs masking).
-	mask    *model.MaskSpec
+	mask *model.MaskSpec
 	// flow is the data flow of its output under column mask rules.
 	flow    *sqlclass.Flow
 	planned bool
 	plan    inspect.RowMasker
+	// described: the client goroutine knows the server will describe
+	// the result before its rows (a Describe, or columns known at Bind);
+	// only the client goroutine touches it.
+	described bool
 	// row and out are reused from row to row of a masked (or recorded)
 	// result.
 	row pgproto3.DataRow

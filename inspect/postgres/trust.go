@@ -322,8 +322,8 @@ type trustVerdict uint8
 
 const (
 	vPure   trustVerdict = iota // PostgreSQL's own, without side effects
-	vImpure                // PostgreSQL's own, with effects (nextval, set_config)
-	vOpaque                // code the text does not show
+	vImpure                     // PostgreSQL's own, with effects (nextval, set_config)
+	vOpaque                     // code the text does not show
 )
 
 func (snap *trustSnap) function(r sqlclass.Ref) trustVerdict {

@@ -158,3 +158,82 @@ func TestFlowAmbiguousRelations(t *testing.T) {
 type multiCatalog map[string][]*Relation
 
 func (m multiCatalog) Relations(r Ref) ([]*Relation, error) { return m[r.Name], nil }
+
+// schemaCatalog answers SchemaMasked: public holds customers.
+type schemaCatalog struct{ fakeCatalog }
+
+func (schemaCatalog) SchemaMasked(schema string) (bool, error) { return schema == "public", nil }
+
+func TestFlowSchemaChanges(t *testing.T) {
+	for _, tc := range []struct {
+		sql    string
+		refuse bool
+		stored bool
+	}{
+		{sql: "ALTER TABLE customers RENAME TO clients", refuse: true},
+		{sql: "ALTER TABLE customers RENAME COLUMN email TO contact", refuse: true},
+		{sql: "ALTER TABLE public.customers RENAME card TO pan", refuse: true},
+		{sql: "ALTER TABLE customers RENAME COLUMN name TO full_name"},
+		{sql: "ALTER TABLE orders RENAME TO purchases"},
+		{sql: "ALTER VIEW v_cust RENAME TO v_other", refuse: true},
+		{sql: "ALTER TABLE customers SET SCHEMA elsewhere", refuse: true},
+		{sql: "ALTER TABLE orders SET SCHEMA elsewhere"},
+		{sql: "ALTER SCHEMA public RENAME TO old", refuse: true},
+		{sql: "ALTER SCHEMA scratch RENAME TO old"},
+		{sql: "ALTER TABLE customers ADD COLUMN shadow text GENERATED ALWAYS AS (reverse(email)) STORED", stored: true},
+		{sql: "ALTER TABLE customers ADD COLUMN upper_name text GENERATED ALWAYS AS (upper(name)) STORED"},
+		{sql: "ALTER TABLE customers ALTER COLUMN name TYPE text USING email", stored: true},
+		{sql: "ALTER TABLE customers ALTER COLUMN email TYPE varchar USING lower(email)"},
+		{sql: "ALTER TABLE customers ALTER COLUMN name SET EXPRESSION AS (card)", stored: true},
+		{sql: "ALTER TABLE customers INHERIT people", refuse: true},
+		{sql: "ALTER TABLE orders INHERIT people"},
+		{sql: "ALTER TABLE everyone ATTACH PARTITION customers FOR VALUES FROM (0) TO (10)", refuse: true},
+		{sql: "ALTER TABLE everyone ATTACH PARTITION orders FOR VALUES FROM (0) TO (10)"},
+		{sql: "CREATE TRIGGER t AFTER UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION f()", refuse: true},
+		{sql: "CREATE TRIGGER t AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION f()"},
+		{sql: "CREATE RULE r AS ON UPDATE TO customers DO ALSO NOTIFY x", refuse: true},
+		{sql: "CREATE PUBLICATION p FOR TABLE orders, customers", refuse: true},
+		{sql: "CREATE PUBLICATION p FOR TABLE orders"},
+		{sql: "CREATE PUBLICATION p FOR ALL TABLES", refuse: true},
+		{sql: "CREATE PUBLICATION p FOR TABLES IN SCHEMA public", refuse: true},
+		{sql: "ALTER PUBLICATION p ADD TABLE customers", refuse: true},
+		// A relation the catalog does not have yet (made in this
+		// transaction) holds no masked column.
+		{sql: "ALTER TABLE fresh RENAME TO fresher"},
+		{sql: "SELECT histogram_bounds FROM pg_stats", refuse: true},
+	} {
+		var c Classifier
+		p := c.Parse(tc.sql)
+		if len(p.Stmts) != 1 {
+			t.Fatalf("%q: %d statements", tc.sql, len(p.Stmts))
+		}
+		cat := testCatalog()
+		cat["pg_stats"] = &Relation{Name: "pg_catalog.pg_stats", Kind: 'v', Columns: []string{"histogram_bounds"}, Definition: "SELECT 1 AS histogram_bounds"}
+		f := AnalyzeFlow(p.Stmts[0].Class, schemaCatalog{cat})
+		if (f.Refuse != "") != tc.refuse || (f.Stored != "") != tc.stored {
+			t.Errorf("%q: refuse %q, stored %q; want refused %v, stored %v", tc.sql, f.Refuse, f.Stored, tc.refuse, tc.stored)
+		}
+	}
+	// Without a SchemaResolver, a schema rename is refused.
+	var c Classifier
+	p := c.Parse("ALTER SCHEMA scratch RENAME TO old")
+	if f := AnalyzeFlow(p.Stmts[0].Class, testCatalog()); f.Refuse == "" {
+		t.Errorf("schema rename without a schema resolver: not refused")
+	}
+}
+
+func TestFlowTouches(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT email::int FROM customers":          true,
+		"SELECT id FROM customers WHERE id = 4":     true,
+		"SELECT contact FROM v_cust":                true,
+		"SELECT id FROM v_safe":                     true, // the view reads customers
+		"SELECT note FROM orders":                   false,
+		"SELECT 1":                                  false,
+		"UPDATE orders SET note = 'x' WHERE id = 1": false,
+	} {
+		if got := flowOf(t, sql).Touches; got != want {
+			t.Errorf("%q: touches %v, want %v", sql, got, want)
+		}
+	}
+}
