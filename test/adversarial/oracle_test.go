@@ -458,8 +458,11 @@ func compareSession(session string, pid int, logged []logItem, recs []jStmt, sec
 			// An empty query string runs nothing.
 			continue
 		}
-		if found < 0 && it.kind == "fetch" && last >= 0 && matchesExecute(text, recs[last], secrets) {
-			continue // a suspended portal running on is the same statement
+		// A suspended portal running on is the same statement; but a SQL
+		// cursor's portal (its text is the DECLARE) is journaled at each
+		// Execute, which interlock judges again.
+		if found < 0 && it.kind == "fetch" && last >= 0 && !isDeclare(text) && matchesExecute(text, recs[last], secrets) {
+			continue
 		}
 		if found < 0 {
 			found, n = match(text, false)
@@ -529,4 +532,10 @@ func resultNote(s jStmt) string {
 		return "result " + s.Res.Tag
 	}
 	return fmt.Sprintf("result %+v", *s.Res)
+}
+
+// isDeclare says a logged text is a DECLARE: the portal is a SQL cursor's.
+func isDeclare(text string) bool {
+	f := strings.Fields(residue(text))
+	return len(f) > 0 && strings.EqualFold(f[0], "declare")
 }

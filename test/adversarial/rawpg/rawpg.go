@@ -81,6 +81,10 @@ type Back struct {
 	Fields   []Field   `json:"fields,omitempty"`
 	Values   []*string `json:"values,omitempty"`
 	PID      uint32    `json:"pid,omitempty"`
+	// Raw is the whole message as received, for ErrorResponse and
+	// NoticeResponse: every field (hint, context, schema, table, column,
+	// constraint, ...), not only those above.
+	Raw []byte `json:"raw,omitempty"`
 }
 
 // Field is one column of a RowDescription.
@@ -361,6 +365,7 @@ func (c *Conn) read(ready int, timeout time.Duration) Reply {
 		switch m := msg.(type) {
 		case *pgproto3.ErrorResponse:
 			b = Back{T: "E", Severity: m.Severity, Code: m.Code, Message: m.Message, Detail: m.Detail}
+			b.Raw, _ = m.Encode(nil)
 			if m.Severity == "FATAL" || m.Severity == "PANIC" {
 				r.Msgs = append(r.Msgs, b)
 				// The server (or interlock) closes after a FATAL; read
@@ -373,6 +378,7 @@ func (c *Conn) read(ready int, timeout time.Duration) Reply {
 			}
 		case *pgproto3.NoticeResponse:
 			b = Back{T: "N", Severity: m.Severity, Code: m.Code, Message: m.Message, Detail: m.Detail}
+			b.Raw, _ = m.Encode(nil)
 		case *pgproto3.CommandComplete:
 			b = Back{T: "C", Tag: string(m.CommandTag)}
 		case *pgproto3.ReadyForQuery:
