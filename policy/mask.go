@@ -109,7 +109,7 @@ type RowMasker struct {
 	// each once; detRules the rule each comes from (the first naming it).
 	dets     []*detector
 	detRules []string
-	mac      *mac
+	hashes   hasher
 	stats    map[statKey]*maskStat
 	order    []statKey
 	// found is reused between values.
@@ -124,7 +124,7 @@ type RowMasker struct {
 
 type valueHit struct {
 	det int
-	sum [16]byte
+	v   string
 }
 
 // maskStat accumulates one MaskDecision. Hashes are kept raw (16 bytes
@@ -138,9 +138,8 @@ type maskStat struct {
 
 const hashBlock = 64 << 10
 
-// add counts one original, by its hash.
-func (st *maskStat) add(sum []byte) {
-	st.d.Count++
+// addHash keeps the hash of an original (counted by hasher.note).
+func (st *maskStat) addHash(sum []byte) {
 	if len(st.hashes)+len(sum) > cap(st.hashes) {
 		if c := cap(st.hashes); c < hashBlock {
 			// Small results stay small: the first block doubles up to
@@ -238,7 +237,7 @@ func (m *Masker) Plan(spec *model.MaskSpec, cols []Column) *RowMasker {
 	if !needed {
 		return nil
 	}
-	rm.mac = newMac(m.key, m.pads)
+	rm.hashes = hasher{key: m.key, pads: m.pads}
 	rm.sc = valueScanner{dets: rm.dets, types: m.types}
 	rm.sc.onFind = rm.decodedFinding
 	return rm
@@ -324,15 +323,13 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 // decodedFinding notes what the scanner found in the value of column
 // rm.cur, once per original.
 func (rm *RowMasker) decodedFinding(det int, match []byte) {
-	h := valueHit{det: det}
-	copy(h.sum[:], rm.mac.sum(match))
 	for _, x := range rm.hits {
-		if x == h {
+		if x.det == det && x.v == string(match) {
 			return
 		}
 	}
-	rm.hits = append(rm.hits, h)
-	rm.detStat(rm.cur, det).add(h.sum[:])
+	rm.hits = append(rm.hits, valueHit{det: det, v: string(match)})
+	rm.note(rm.detStat(rm.cur, det), match)
 }
 
 // detStat is the accumulator of detector det's findings in a column.
@@ -357,10 +354,11 @@ func (rm *RowMasker) stat(rule string, p *columnPlan, det string) *maskStat {
 	return st
 }
 
-func (rm *RowMasker) note(st *maskStat, original []byte) { st.add(rm.mac.sum(original)) }
+func (rm *RowMasker) note(st *maskStat, original []byte) { rm.hashes.note(st, original) }
 
 // Decisions returns what was masked, in first-seen order.
 func (rm *RowMasker) Decisions() []MaskDecision {
+	rm.hashes.finish()
 	out := make([]MaskDecision, 0, len(rm.order))
 	for _, k := range rm.order {
 		st := rm.stats[k]

@@ -37,7 +37,7 @@ import (
 func main() {
 	interlock := flag.String("interlock", "", "path of the interlock binary (required)")
 	rows := flag.Int("rows", 100000, "rows in the masked result")
-	profile := flag.String("profile", "", "write a CPU profile of interlock fetching the masked result 8 times to this file")
+	profile := flag.String("profile", "", "write a CPU profile of interlock fetching the masked result 30 times to this file")
 	rounds := flag.Int("rounds", 3, "fetches per side (median reported)")
 	evalOnly := flag.Bool("eval-only", false, "only the evaluation figures")
 	flag.Parse()
@@ -277,8 +277,8 @@ targets:
 		}
 	}
 	if profile != "" {
-		// Eight fetches in one run, profiled through INTERLOCK_PPROF.
-		loop := fmt.Sprintf("for i in 1 2 3 4 5 6 7 8; do %s -X -A -t -o /dev/null -c %q %q; done", psql, query, conn)
+		// Thirty fetches in one run, profiled through INTERLOCK_PPROF.
+		loop := fmt.Sprintf("for i in $(seq 30); do %s -X -A -t -o /dev/null -c %q %q; done", psql, query, conn)
 		cmd := exec.Command(interlock, "run", "-q", "--engine", "embedded", "-c", masked, "--", "sh", "-c", loop)
 		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6061", "PGPASSWORD="+pgtest.AppPassword)
 		if err := cmd.Start(); err != nil {

@@ -1,0 +1,99 @@
+package policy
+
+// The keyed hashes of masked originals are computed off the row's path:
+// Mask copies each original into a batch, and a full batch is hashed by a
+// goroutine of its own while the rows go on (masking a value does not need
+// its hash; only the journal's record, at the end of the result, does).
+// The hashes are added to their accumulators in the order the originals
+// came, as batches finish and, in Decisions, for all of them.
+
+// batchValues is the number of originals hashed by one goroutine.
+const batchValues = 1024
+
+type hashBatch struct {
+	stats []*maskStat
+	ends  []int // where each original ends in vals
+	vals  []byte
+	sums  []byte // 16 bytes per original, once done is closed
+	done  chan struct{}
+}
+
+// hasher batches the originals of one RowMasker.
+type hasher struct {
+	key   []byte
+	pads  *macPads
+	cur   *hashBatch
+	queue []*hashBatch // launched, in order
+	// inline hashes the last, partial batch.
+	inline *mac
+}
+
+// note counts an original under st and queues its hash.
+func (h *hasher) note(st *maskStat, v []byte) {
+	st.d.Count++
+	b := h.cur
+	if b == nil {
+		b = &hashBatch{stats: make([]*maskStat, 0, batchValues), ends: make([]int, 0, batchValues), vals: make([]byte, 0, 32*batchValues)}
+		h.cur = b
+	}
+	b.stats = append(b.stats, st)
+	b.vals = append(b.vals, v...)
+	b.ends = append(b.ends, len(b.vals))
+	if len(b.stats) == batchValues {
+		h.cur = nil
+		b.done = make(chan struct{})
+		h.queue = append(h.queue, b)
+		go b.hash(newMac(h.key, h.pads))
+		h.fold(false)
+	}
+}
+
+func (b *hashBatch) hash(m *mac) {
+	b.sums = make([]byte, 16*len(b.ends))
+	start := 0
+	for i, end := range b.ends {
+		copy(b.sums[16*i:], m.sum(b.vals[start:end]))
+		start = end
+	}
+	b.vals = nil
+	if b.done != nil {
+		close(b.done)
+	}
+}
+
+// fold adds the hashes of the batches that are done, in order; with wait,
+// of all of them.
+func (h *hasher) fold(wait bool) {
+	for len(h.queue) > 0 {
+		b := h.queue[0]
+		if wait {
+			<-b.done
+		} else {
+			select {
+			case <-b.done:
+			default:
+				return
+			}
+		}
+		for i, st := range b.stats {
+			st.addHash(b.sums[16*i : 16*i+16])
+		}
+		h.queue[0] = nil
+		h.queue = h.queue[1:]
+	}
+}
+
+// finish hashes what is left and adds every hash.
+func (h *hasher) finish() {
+	h.fold(true)
+	if b := h.cur; b != nil {
+		h.cur = nil
+		if h.inline == nil {
+			h.inline = newMac(h.key, h.pads)
+		}
+		b.hash(h.inline)
+		for i, st := range b.stats {
+			st.addHash(b.sums[16*i : 16*i+16])
+		}
+	}
+}
