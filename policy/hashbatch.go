@@ -11,8 +11,10 @@ package policy
 const batchValues = 1024
 
 type hashBatch struct {
-	stats []*maskStat
-	ends  []int // where each original ends in vals
+	// stats are the accumulators' indexes in hasher.stats (indexes, not
+	// pointers: storing a pointer per value costs a write barrier).
+	stats []int32
+	ends  []int32 // where each original ends in vals
 	vals  []byte
 	sums  []byte // 16 bytes per original, once done is closed
 	done  chan struct{}
@@ -22,6 +24,7 @@ type hashBatch struct {
 type hasher struct {
 	key   []byte
 	pads  *macPads
+	stats []*maskStat
 	cur   *hashBatch
 	queue []*hashBatch // launched, in order
 	// inline hashes the last, partial batch.
@@ -31,14 +34,18 @@ type hasher struct {
 // note counts an original under st and queues its hash.
 func (h *hasher) note(st *maskStat, v []byte) {
 	st.d.Count++
+	if st.idx < 0 {
+		st.idx = int32(len(h.stats))
+		h.stats = append(h.stats, st)
+	}
 	b := h.cur
 	if b == nil {
-		b = &hashBatch{stats: make([]*maskStat, 0, batchValues), ends: make([]int, 0, batchValues), vals: make([]byte, 0, 32*batchValues)}
+		b = &hashBatch{stats: make([]int32, 0, batchValues), ends: make([]int32, 0, batchValues), vals: make([]byte, 0, 32*batchValues)}
 		h.cur = b
 	}
-	b.stats = append(b.stats, st)
+	b.stats = append(b.stats, st.idx)
 	b.vals = append(b.vals, v...)
-	b.ends = append(b.ends, len(b.vals))
+	b.ends = append(b.ends, int32(len(b.vals)))
 	if len(b.stats) == batchValues {
 		h.cur = nil
 		b.done = make(chan struct{})
@@ -50,7 +57,7 @@ func (h *hasher) note(st *maskStat, v []byte) {
 
 func (b *hashBatch) hash(m *mac) {
 	b.sums = make([]byte, 16*len(b.ends))
-	start := 0
+	start := int32(0)
 	for i, end := range b.ends {
 		copy(b.sums[16*i:], m.sum(b.vals[start:end]))
 		start = end
@@ -76,7 +83,7 @@ func (h *hasher) fold(wait bool) {
 			}
 		}
 		for i, st := range b.stats {
-			st.addHash(b.sums[16*i : 16*i+16])
+			h.stats[st].addHash(b.sums[16*i : 16*i+16])
 		}
 		h.queue[0] = nil
 		h.queue = h.queue[1:]
@@ -93,7 +100,7 @@ func (h *hasher) finish() {
 		}
 		b.hash(h.inline)
 		for i, st := range b.stats {
-			st.addHash(b.sums[16*i : 16*i+16])
+			h.stats[st].addHash(b.sums[16*i : 16*i+16])
 		}
 	}
 }

@@ -131,7 +131,9 @@ type valueHit struct {
 // each) in blocks of hashBlock bytes, never copied as they grow, and
 // joined once, in Decisions: a large result's hashes are megabytes.
 type maskStat struct {
-	d      MaskDecision
+	d MaskDecision
+	// idx is its index in hasher.stats (-1 until its first original).
+	idx    int32
 	full   [][]byte
 	hashes []byte // the block being filled
 }
@@ -347,7 +349,7 @@ func (rm *RowMasker) stat(rule string, p *columnPlan, det string) *maskStat {
 	k := statKey{rule, p.display, det}
 	st := rm.stats[k]
 	if st == nil {
-		st = &maskStat{d: MaskDecision{Rule: rule, Column: p.display, Detector: det}}
+		st = &maskStat{d: MaskDecision{Rule: rule, Column: p.display, Detector: det}, idx: -1}
 		rm.stats[k] = st
 		rm.order = append(rm.order, k)
 	}
