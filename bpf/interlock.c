@@ -14,10 +14,63 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+// The few kernel structures the hooks read to record which program made
+// a connect, as the kernel holds it rather than as /proc later shows it.
+// preserve_access_index makes every access a CO-RE relocation against the
+// running kernel's BTF, so field offsets are the kernel's, not these.
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct user_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct mnt_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+} __attribute__((preserve_access_index));
+
+struct cred {
+	struct user_namespace *user_ns;
+} __attribute__((preserve_access_index));
+
+struct super_block {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+	__s64 i_ctime_sec;
+	__u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct mm_struct *mm;
+	struct task_struct *group_leader;
+	__u64 start_boottime;
+	const struct cred *cred;
+	struct nsproxy *nsproxy;
+} __attribute__((preserve_access_index));
 
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define MAX_CGROUP_DEPTH 32
 #define TCP_LISTEN 10
 #define TASK_COMM_LEN 16
 
@@ -33,6 +86,10 @@ enum stat {
 	STAT_REKEYED,
 	STAT_PENDING_FULL,
 	STAT_ORIGINS_FULL,
+	STAT_REFUSED_NOT_TCP,
+	STAT_REFUSED_FOREIGN_SOCKET,
+	STAT_REFUSED_UNPLACED_CGROUP,
+	STAT_STALE_RECORD,
 	STAT_MAX,
 };
 
@@ -76,7 +133,38 @@ struct origin {
 	__u64 boot_ns;
 	__u64 cookie;
 	char comm[TASK_COMM_LEN];
+	// The program, as the kernel holds it at connect: the mm's exe
+	// file (device as the kernel encodes dev_t, inode, and its ctime as
+	// a change marker), and the task's user and mount namespaces.
+	__u64 exe_ino;
+	__s64 exe_ctime_sec;
+	__u32 exe_ctime_nsec;
+	__u32 exe_dev;
+	__u32 userns;
+	__u32 mntns;
+	// The thread group leader's start (CLOCK_BOOTTIME, ns): the
+	// process, not just the pid.
+	__u64 start_boot_ns;
+	__u32 id_flags;
+	// Where the hook sent the connect (interlock's listener): the
+	// record belongs to a connection to exactly there.
+	__u16 redir_port; // host byte order
+	__u16 pad;
+	__u8 redir_addr[16];
 };
+
+// origin.id_flags
+#define ID_EXE 1   // exe_dev and exe_ino were read
+#define ID_NS 2    // userns and mntns were read
+#define ID_CTIME 4 // exe_ctime_* were read
+#define ID_START 8 // start_boot_ns was read
+
+// cgroup_class values: how the guard at the cgroup root treats a task in
+// that cgroup and (unless one of them has its own entry) its descendants.
+#define CG_INTERCEPTED 1 // interlock's programs are attached here
+#define CG_FREE 2        // placed: not intercepted
+#define CG_WATCHED 3     // a configured cgroup may appear below: any
+			 // descendant not placed yet is refused
 
 struct tuple_key {
 	__u8 saddr[16];
@@ -131,6 +219,14 @@ struct {
 	__type(key, int);
 	__type(value, struct peer_addr);
 } peers SEC(".maps");
+
+// cgroup id -> CG_*; written by userspace, read by the guard.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} cgroup_class SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -220,8 +316,54 @@ static __always_inline int listener_present(struct bpf_sock_addr *ctx,
 // record saves the connect facts under the socket cookie. It returns 0
 // when it could not, and then the connect is refused: a redirected
 // connection without a record would be closed by the proxy anyway.
+// read_program fills in the program facts from the current task. Every
+// read is a probe read: a fact that cannot be read stays zero and its
+// flag unset, which userspace treats as unknown.
+static __always_inline void read_program(struct origin *o)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader;
+	struct user_namespace *uns;
+	struct mnt_namespace *mns;
+	struct inode *ino;
+	struct file *exe;
+
+	if (!task)
+		return;
+	leader = BPF_CORE_READ(task, group_leader);
+	if (leader) {
+		o->start_boot_ns = BPF_CORE_READ(leader, start_boottime);
+		o->id_flags |= ID_START;
+	}
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe) {
+		ino = BPF_CORE_READ(exe, f_inode);
+		if (ino) {
+			o->exe_ino = BPF_CORE_READ(ino, i_ino);
+			o->exe_dev = BPF_CORE_READ(ino, i_sb, s_dev);
+			o->id_flags |= ID_EXE;
+			if (bpf_core_field_exists(ino->i_ctime_sec)) {
+				o->exe_ctime_sec = BPF_CORE_READ(ino, i_ctime_sec);
+				// The top bit flags "ctime was queried" (multigrain
+				// timestamps), not part of the time.
+				o->exe_ctime_nsec = BPF_CORE_READ(ino, i_ctime_nsec) & 0x3fffffff;
+				o->id_flags |= ID_CTIME;
+			}
+		}
+	}
+	uns = BPF_CORE_READ(task, cred, user_ns);
+	mns = BPF_CORE_READ(task, nsproxy, mnt_ns);
+	if (uns && mns) {
+		o->userns = BPF_CORE_READ(uns, ns.inum);
+		o->mntns = BPF_CORE_READ(mns, ns.inum);
+		if (o->userns && o->mntns)
+			o->id_flags |= ID_NS;
+	}
+}
+
 static __always_inline int record(void *ctx, const struct addr_key *dst,
-				  __u16 family, __u32 target_id)
+				  __u16 family, __u32 target_id,
+				  const struct redirect_config *cfg, int v6)
 {
 	struct origin o = {};
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -240,6 +382,14 @@ static __always_inline int record(void *ctx, const struct addr_key *dst,
 	o.boot_ns = bpf_ktime_get_boot_ns();
 	o.cookie = bpf_get_socket_cookie(ctx);
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	read_program(&o);
+	if (v6) {
+		__builtin_memcpy(o.redir_addr, cfg->listen_ip6, 16);
+		o.redir_port = cfg->listen_port6;
+	} else {
+		set_mapped(o.redir_addr, cfg->listen_ip4);
+		o.redir_port = cfg->listen_port4;
+	}
 
 	if (bpf_map_update_elem(&pending, &o.cookie, &o, BPF_ANY)) {
 		count(STAT_PENDING_FULL);
@@ -270,28 +420,85 @@ static __always_inline const struct redirect_config *load_config(void)
 	return bpf_map_lookup_elem(&config, &zero);
 }
 
+// key4 is the targets-map key of an IPv4 destination.
+static __always_inline void key4(struct bpf_sock_addr *ctx, struct addr_key *key)
+{
+	__u32 ip4 = ctx->user_ip4;
+
+	// The kernel routes a connect to 0.0.0.0 to 127.0.0.1.
+	if (ip4 == 0)
+		ip4 = bpf_htonl(0x7f000001);
+	set_mapped(key->addr, ip4);
+	key->port = bpf_ntohs((__u16)ctx->user_port);
+}
+
+// key6 is the targets-map key of an IPv6 destination; it says whether the
+// destination is v4-mapped.
+static __always_inline int key6(struct bpf_sock_addr *ctx, struct addr_key *key)
+{
+	__u32 ip6[4];
+	int mapped;
+
+	ip6[0] = ctx->user_ip6[0];
+	ip6[1] = ctx->user_ip6[1];
+	ip6[2] = ctx->user_ip6[2];
+	ip6[3] = ctx->user_ip6[3];
+	// ::ffff:a.b.c.d reaches an IPv4 peer through the v6 socket API and
+	// never passes connect4, so it is looked up as the IPv4 target it is.
+	mapped = ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0xffff);
+	if (mapped) {
+		__u32 ip4 = ip6[3];
+		if (ip4 == 0)
+			ip4 = bpf_htonl(0x7f000001);
+		set_mapped(key->addr, ip4);
+	} else if ((ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0) {
+		// The kernel routes a connect to :: to ::1.
+		ip6[3] = bpf_htonl(1);
+		set_ip6(key->addr, ip6);
+	} else {
+		set_ip6(key->addr, ip6);
+	}
+	key->port = bpf_ntohs((__u16)ctx->user_port);
+	return mapped;
+}
+
+// forget drops the socket's earlier connect record, if any: a record is
+// valid only for the connect that made it, and a socket whose redirected
+// connect failed may connect again, elsewhere.
+static __always_inline void forget(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	bpf_map_delete_elem(&pending, &cookie);
+}
+
+// not_tcp handles a non-TCP connect or datagram: the proxy speaks TCP, so
+// a UDP (or other) packet to a target's address and port is refused, not
+// sent on uninspected.
+static __always_inline int not_tcp(const struct addr_key *key)
+{
+	if (!bpf_map_lookup_elem(&targets, key))
+		return 1;
+	count(STAT_REFUSED_NOT_TCP);
+	return 0;
+}
+
 SEC("cgroup/connect4")
 int interlock_connect4(struct bpf_sock_addr *ctx)
 {
 	struct addr_key key = {};
 	const struct redirect_config *cfg;
 	struct target_val *t;
-	__u32 ip4;
 
-	if (ctx->protocol != IPPROTO_TCP)
-		return 1;
 	cfg = load_config();
 	if (!cfg)
 		return 1;
 	if (cfg->self_cgroup && bpf_get_current_cgroup_id() == cfg->self_cgroup)
 		return 1;
-
-	ip4 = ctx->user_ip4;
-	// The kernel routes a connect to 0.0.0.0 to 127.0.0.1.
-	if (ip4 == 0)
-		ip4 = bpf_htonl(0x7f000001);
-	set_mapped(key.addr, ip4);
-	key.port = bpf_ntohs((__u16)ctx->user_port);
+	key4(ctx, &key);
+	if (ctx->protocol != IPPROTO_TCP)
+		return not_tcp(&key);
+	forget(ctx);
 	t = bpf_map_lookup_elem(&targets, &key);
 	if (!t)
 		return 1;
@@ -300,7 +507,7 @@ int interlock_connect4(struct bpf_sock_addr *ctx)
 		return refuse(cfg, STAT_REFUSED_NETNS);
 	if (!listener_present(ctx, cfg, 0))
 		return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-	if (!record(ctx, &key, AF_INET, t->target_id))
+	if (!record(ctx, &key, AF_INET, t->target_id, cfg, 0))
 		return 0;
 	remember_peer(ctx, &key, AF_INET);
 
@@ -316,37 +523,17 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	struct addr_key key = {};
 	const struct redirect_config *cfg;
 	struct target_val *t;
-	__u32 ip6[4];
 	int mapped;
 
-	if (ctx->protocol != IPPROTO_TCP)
-		return 1;
 	cfg = load_config();
 	if (!cfg)
 		return 1;
 	if (cfg->self_cgroup && bpf_get_current_cgroup_id() == cfg->self_cgroup)
 		return 1;
-
-	ip6[0] = ctx->user_ip6[0];
-	ip6[1] = ctx->user_ip6[1];
-	ip6[2] = ctx->user_ip6[2];
-	ip6[3] = ctx->user_ip6[3];
-	// ::ffff:a.b.c.d reaches an IPv4 peer through the v6 socket API and
-	// never passes connect4, so it is looked up as the IPv4 target it is.
-	mapped = ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0xffff);
-	if (mapped) {
-		__u32 ip4 = ip6[3];
-		if (ip4 == 0)
-			ip4 = bpf_htonl(0x7f000001);
-		set_mapped(key.addr, ip4);
-	} else if ((ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0) {
-		// The kernel routes a connect to :: to ::1.
-		ip6[3] = bpf_htonl(1);
-		set_ip6(key.addr, ip6);
-	} else {
-		set_ip6(key.addr, ip6);
-	}
-	key.port = bpf_ntohs((__u16)ctx->user_port);
+	mapped = key6(ctx, &key);
+	if (ctx->protocol != IPPROTO_TCP)
+		return not_tcp(&key);
+	forget(ctx);
 	t = bpf_map_lookup_elem(&targets, &key);
 	if (!t)
 		return 1;
@@ -356,7 +543,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	if (mapped) {
 		if (!listener_present(ctx, cfg, 0))
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-		if (!record(ctx, &key, AF_INET, t->target_id))
+		if (!record(ctx, &key, AF_INET, t->target_id, cfg, 0))
 			return 0;
 		remember_peer(ctx, &key, AF_INET);
 		ctx->user_ip6[0] = 0;
@@ -367,7 +554,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	} else {
 		if (!listener_present(ctx, cfg, 1))
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-		if (!record(ctx, &key, AF_INET6, t->target_id))
+		if (!record(ctx, &key, AF_INET6, t->target_id, cfg, 1))
 			return 0;
 		remember_peer(ctx, &key, AF_INET6);
 		ctx->user_ip6[0] = cfg->listen_ip6[0];
@@ -378,6 +565,126 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	}
 	count(STAT_REDIRECTED);
 	return 1;
+}
+
+// Datagrams (sendto without connect) to a target are refused.
+SEC("cgroup/sendmsg4")
+int interlock_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key4(ctx, &key);
+	return not_tcp(&key);
+}
+
+SEC("cgroup/sendmsg6")
+int interlock_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key6(ctx, &key);
+	return not_tcp(&key);
+}
+
+// placement finds how the guard treats the current task: the class of
+// the nearest cgroup, from the task's own up to the root, that has one
+// (0 when none has). *self says whether that cgroup is the task's own.
+static __always_inline __u32 placement(int *self)
+{
+	__u64 own = bpf_get_current_cgroup_id();
+	__u32 found = 0;
+	__u64 found_id = 0;
+
+	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		__u32 *c;
+
+		if (!id)
+			break;
+		c = bpf_map_lookup_elem(&cgroup_class, &id);
+		if (c) {
+			found = *c;
+			found_id = id;
+		}
+		if (id == own)
+			break;
+	}
+	*self = found_id == own;
+	return found;
+}
+
+// guard runs, attached at the cgroup root, for sockets of every cgroup,
+// after the programs of intercepted cgroups (which have already sent
+// their own sockets' connects to the listener). A connect to a target
+// that still names the target here comes from a task in an intercepted
+// cgroup using a socket made outside it (passed or stolen), or from a
+// cgroup that appeared where a configured one may appear and that
+// userspace has not placed yet: both are refused.
+static __always_inline int guard(const struct addr_key *key, int datagram)
+{
+	const struct redirect_config *cfg;
+	__u32 class;
+	int self = 0;
+
+	if (!bpf_map_lookup_elem(&targets, key))
+		return 1;
+	cfg = load_config();
+	if (!cfg)
+		return 1;
+	if (cfg->self_cgroup && bpf_get_current_cgroup_id() == cfg->self_cgroup)
+		return 1;
+	class = placement(&self);
+	switch (class) {
+	case CG_INTERCEPTED:
+		// With fail-open, the cgroup's own program lets a connect
+		// through when the listener is gone.
+		if (!datagram && (cfg->flags & CFG_FAIL_OPEN))
+			return 1;
+		count(STAT_REFUSED_FOREIGN_SOCKET);
+		return 0;
+	case CG_WATCHED:
+		if (self)
+			return 1;
+		count(STAT_REFUSED_UNPLACED_CGROUP);
+		return 0;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int interlock_guard_connect4(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key4(ctx, &key);
+	return guard(&key, ctx->protocol != IPPROTO_TCP);
+}
+
+SEC("cgroup/connect6")
+int interlock_guard_connect6(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key6(ctx, &key);
+	return guard(&key, ctx->protocol != IPPROTO_TCP);
+}
+
+SEC("cgroup/sendmsg4")
+int interlock_guard_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key4(ctx, &key);
+	return guard(&key, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int interlock_guard_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key6(ctx, &key);
+	return guard(&key, 1);
 }
 
 // getpeername() on a redirected socket reports the original destination.
@@ -422,18 +729,34 @@ int interlock_getpeername6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+static __always_inline int same_addr(const __u8 *a, const __u8 *b)
+{
+	__u32 x[4], y[4];
+
+	__builtin_memcpy(x, a, 16);
+	__builtin_memcpy(y, b, 16);
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
 SEC("sockops")
 int interlock_sockops(struct bpf_sock_ops *skops)
 {
+	const struct redirect_config *cfg;
 	struct tuple_key key = {};
 	struct origin *o;
 	__u64 cookie;
+	__u16 dport;
 
 	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
+	cfg = load_config();
+	if (!cfg)
+		return 1;
 	cookie = bpf_get_socket_cookie(skops);
 	o = bpf_map_lookup_elem(&pending, &cookie);
-	if (!o)
+	// remote_port holds the network-order port in its upper 16 bits.
+	dport = (__u16)bpf_ntohl(skops->remote_port);
+	if (!o && dport != cfg->listen_port4 && dport != cfg->listen_port6)
 		return 1;
 
 	// sock_ops context fields allow only 4-byte reads; volatile keeps the
@@ -459,9 +782,24 @@ int interlock_sockops(struct bpf_sock_ops *skops)
 		set_ip6(key.daddr, r6);
 	}
 	key.sport = (__u16)skops->local_port;
-	// remote_port holds the network-order port in its upper 16 bits.
-	key.dport = (__u16)bpf_ntohl(skops->remote_port);
+	key.dport = dport;
 
+	if (!o) {
+		// A connect to the listener that the hook did not send there:
+		// a record an earlier connection left under the same 4-tuple
+		// is not this one's.
+		if (bpf_map_delete_elem(&origins, &key) == 0)
+			count(STAT_STALE_RECORD);
+		return 1;
+	}
+	if (dport != o->redir_port || !same_addr(key.daddr, o->redir_addr)) {
+		// Not where the hook sent it: the record is not this
+		// connection's.
+		bpf_map_delete_elem(&pending, &cookie);
+		bpf_map_delete_elem(&origins, &key);
+		count(STAT_STALE_RECORD);
+		return 1;
+	}
 	if (bpf_map_update_elem(&origins, &key, o, BPF_ANY)) {
 		count(STAT_ORIGINS_FULL);
 		return 1;

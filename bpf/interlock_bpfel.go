@@ -21,20 +21,31 @@ type InterlockAddrKey struct {
 }
 
 type InterlockOrigin struct {
-	_           structs.HostLayout
-	OrigAddr    [16]uint8
-	OrigPort    uint16
-	OrigFamily  uint16
-	TargetId    uint32
-	Pid         uint32
-	Tgid        uint32
-	Uid         uint32
-	Gid         uint32
-	CgroupId    uint64
-	NetnsCookie uint64
-	BootNs      uint64
-	Cookie      uint64
-	Comm        [16]int8
+	_            structs.HostLayout
+	OrigAddr     [16]uint8
+	OrigPort     uint16
+	OrigFamily   uint16
+	TargetId     uint32
+	Pid          uint32
+	Tgid         uint32
+	Uid          uint32
+	Gid          uint32
+	CgroupId     uint64
+	NetnsCookie  uint64
+	BootNs       uint64
+	Cookie       uint64
+	Comm         [16]int8
+	ExeIno       uint64
+	ExeCtimeSec  int64
+	ExeCtimeNsec uint32
+	ExeDev       uint32
+	Userns       uint32
+	Mntns        uint32
+	StartBootNs  uint64
+	IdFlags      uint32
+	RedirPort    uint16
+	Pad          uint16
+	RedirAddr    [16]uint8
 }
 
 type InterlockPeerAddr struct {
@@ -61,14 +72,18 @@ type InterlockRedirectConfig struct {
 type InterlockStat uint32
 
 const (
-	InterlockStatSTAT_REDIRECTED          InterlockStat = 0
-	InterlockStatSTAT_REFUSED_NO_LISTENER InterlockStat = 1
-	InterlockStatSTAT_PASSED_FAIL_OPEN    InterlockStat = 2
-	InterlockStatSTAT_REFUSED_NETNS       InterlockStat = 3
-	InterlockStatSTAT_REKEYED             InterlockStat = 4
-	InterlockStatSTAT_PENDING_FULL        InterlockStat = 5
-	InterlockStatSTAT_ORIGINS_FULL        InterlockStat = 6
-	InterlockStatSTAT_MAX                 InterlockStat = 7
+	InterlockStatSTAT_REDIRECTED              InterlockStat = 0
+	InterlockStatSTAT_REFUSED_NO_LISTENER     InterlockStat = 1
+	InterlockStatSTAT_PASSED_FAIL_OPEN        InterlockStat = 2
+	InterlockStatSTAT_REFUSED_NETNS           InterlockStat = 3
+	InterlockStatSTAT_REKEYED                 InterlockStat = 4
+	InterlockStatSTAT_PENDING_FULL            InterlockStat = 5
+	InterlockStatSTAT_ORIGINS_FULL            InterlockStat = 6
+	InterlockStatSTAT_REFUSED_NOT_TCP         InterlockStat = 7
+	InterlockStatSTAT_REFUSED_FOREIGN_SOCKET  InterlockStat = 8
+	InterlockStatSTAT_REFUSED_UNPLACED_CGROUP InterlockStat = 9
+	InterlockStatSTAT_STALE_RECORD            InterlockStat = 10
+	InterlockStatSTAT_MAX                     InterlockStat = 11
 )
 
 type InterlockTargetVal struct {
@@ -90,23 +105,30 @@ type InterlockTupleKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	InterlockMapConfig                 = "config"
-	InterlockMapOrigins                = "origins"
-	InterlockMapPeers                  = "peers"
-	InterlockMapPending                = "pending"
-	InterlockMapStats                  = "stats"
-	InterlockMapTargets                = "targets"
-	InterlockProgInterlockConnect4     = "interlock_connect4"
-	InterlockProgInterlockConnect6     = "interlock_connect6"
-	InterlockProgInterlockGetpeername4 = "interlock_getpeername4"
-	InterlockProgInterlockGetpeername6 = "interlock_getpeername6"
-	InterlockProgInterlockSockops      = "interlock_sockops"
-	InterlockVarUnusedAddrKey          = "unused_addr_key"
-	InterlockVarUnusedConfig           = "unused_config"
-	InterlockVarUnusedOrigin           = "unused_origin"
-	InterlockVarUnusedStat             = "unused_stat"
-	InterlockVarUnusedTargetVal        = "unused_target_val"
-	InterlockVarUnusedTupleKey         = "unused_tuple_key"
+	InterlockMapCgroupClass             = "cgroup_class"
+	InterlockMapConfig                  = "config"
+	InterlockMapOrigins                 = "origins"
+	InterlockMapPeers                   = "peers"
+	InterlockMapPending                 = "pending"
+	InterlockMapStats                   = "stats"
+	InterlockMapTargets                 = "targets"
+	InterlockProgInterlockConnect4      = "interlock_connect4"
+	InterlockProgInterlockConnect6      = "interlock_connect6"
+	InterlockProgInterlockGetpeername4  = "interlock_getpeername4"
+	InterlockProgInterlockGetpeername6  = "interlock_getpeername6"
+	InterlockProgInterlockGuardConnect4 = "interlock_guard_connect4"
+	InterlockProgInterlockGuardConnect6 = "interlock_guard_connect6"
+	InterlockProgInterlockGuardSendmsg4 = "interlock_guard_sendmsg4"
+	InterlockProgInterlockGuardSendmsg6 = "interlock_guard_sendmsg6"
+	InterlockProgInterlockSendmsg4      = "interlock_sendmsg4"
+	InterlockProgInterlockSendmsg6      = "interlock_sendmsg6"
+	InterlockProgInterlockSockops       = "interlock_sockops"
+	InterlockVarUnusedAddrKey           = "unused_addr_key"
+	InterlockVarUnusedConfig            = "unused_config"
+	InterlockVarUnusedOrigin            = "unused_origin"
+	InterlockVarUnusedStat              = "unused_stat"
+	InterlockVarUnusedTargetVal         = "unused_target_val"
+	InterlockVarUnusedTupleKey          = "unused_tuple_key"
 )
 
 // LoadInterlock returns the embedded CollectionSpec for Interlock.
@@ -151,23 +173,30 @@ type InterlockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockProgramSpecs struct {
-	InterlockConnect4     *ebpf.ProgramSpec `ebpf:"interlock_connect4"`
-	InterlockConnect6     *ebpf.ProgramSpec `ebpf:"interlock_connect6"`
-	InterlockGetpeername4 *ebpf.ProgramSpec `ebpf:"interlock_getpeername4"`
-	InterlockGetpeername6 *ebpf.ProgramSpec `ebpf:"interlock_getpeername6"`
-	InterlockSockops      *ebpf.ProgramSpec `ebpf:"interlock_sockops"`
+	InterlockConnect4      *ebpf.ProgramSpec `ebpf:"interlock_connect4"`
+	InterlockConnect6      *ebpf.ProgramSpec `ebpf:"interlock_connect6"`
+	InterlockGetpeername4  *ebpf.ProgramSpec `ebpf:"interlock_getpeername4"`
+	InterlockGetpeername6  *ebpf.ProgramSpec `ebpf:"interlock_getpeername6"`
+	InterlockGuardConnect4 *ebpf.ProgramSpec `ebpf:"interlock_guard_connect4"`
+	InterlockGuardConnect6 *ebpf.ProgramSpec `ebpf:"interlock_guard_connect6"`
+	InterlockGuardSendmsg4 *ebpf.ProgramSpec `ebpf:"interlock_guard_sendmsg4"`
+	InterlockGuardSendmsg6 *ebpf.ProgramSpec `ebpf:"interlock_guard_sendmsg6"`
+	InterlockSendmsg4      *ebpf.ProgramSpec `ebpf:"interlock_sendmsg4"`
+	InterlockSendmsg6      *ebpf.ProgramSpec `ebpf:"interlock_sendmsg6"`
+	InterlockSockops       *ebpf.ProgramSpec `ebpf:"interlock_sockops"`
 }
 
 // InterlockMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockMapSpecs struct {
-	Config  *ebpf.MapSpec `ebpf:"config"`
-	Origins *ebpf.MapSpec `ebpf:"origins"`
-	Peers   *ebpf.MapSpec `ebpf:"peers"`
-	Pending *ebpf.MapSpec `ebpf:"pending"`
-	Stats   *ebpf.MapSpec `ebpf:"stats"`
-	Targets *ebpf.MapSpec `ebpf:"targets"`
+	CgroupClass *ebpf.MapSpec `ebpf:"cgroup_class"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Origins     *ebpf.MapSpec `ebpf:"origins"`
+	Peers       *ebpf.MapSpec `ebpf:"peers"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // InterlockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -202,16 +231,18 @@ func (o *InterlockObjects) Close() error {
 //
 // It can be passed to LoadInterlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockMaps struct {
-	Config  *ebpf.Map `ebpf:"config"`
-	Origins *ebpf.Map `ebpf:"origins"`
-	Peers   *ebpf.Map `ebpf:"peers"`
-	Pending *ebpf.Map `ebpf:"pending"`
-	Stats   *ebpf.Map `ebpf:"stats"`
-	Targets *ebpf.Map `ebpf:"targets"`
+	CgroupClass *ebpf.Map `ebpf:"cgroup_class"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Origins     *ebpf.Map `ebpf:"origins"`
+	Peers       *ebpf.Map `ebpf:"peers"`
+	Pending     *ebpf.Map `ebpf:"pending"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Targets     *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *InterlockMaps) Close() error {
 	return _InterlockClose(
+		m.CgroupClass,
 		m.Config,
 		m.Origins,
 		m.Peers,
@@ -237,11 +268,17 @@ type InterlockVariables struct {
 //
 // It can be passed to LoadInterlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockPrograms struct {
-	InterlockConnect4     *ebpf.Program `ebpf:"interlock_connect4"`
-	InterlockConnect6     *ebpf.Program `ebpf:"interlock_connect6"`
-	InterlockGetpeername4 *ebpf.Program `ebpf:"interlock_getpeername4"`
-	InterlockGetpeername6 *ebpf.Program `ebpf:"interlock_getpeername6"`
-	InterlockSockops      *ebpf.Program `ebpf:"interlock_sockops"`
+	InterlockConnect4      *ebpf.Program `ebpf:"interlock_connect4"`
+	InterlockConnect6      *ebpf.Program `ebpf:"interlock_connect6"`
+	InterlockGetpeername4  *ebpf.Program `ebpf:"interlock_getpeername4"`
+	InterlockGetpeername6  *ebpf.Program `ebpf:"interlock_getpeername6"`
+	InterlockGuardConnect4 *ebpf.Program `ebpf:"interlock_guard_connect4"`
+	InterlockGuardConnect6 *ebpf.Program `ebpf:"interlock_guard_connect6"`
+	InterlockGuardSendmsg4 *ebpf.Program `ebpf:"interlock_guard_sendmsg4"`
+	InterlockGuardSendmsg6 *ebpf.Program `ebpf:"interlock_guard_sendmsg6"`
+	InterlockSendmsg4      *ebpf.Program `ebpf:"interlock_sendmsg4"`
+	InterlockSendmsg6      *ebpf.Program `ebpf:"interlock_sendmsg6"`
+	InterlockSockops       *ebpf.Program `ebpf:"interlock_sockops"`
 }
 
 func (p *InterlockPrograms) Close() error {
@@ -250,6 +287,12 @@ func (p *InterlockPrograms) Close() error {
 		p.InterlockConnect6,
 		p.InterlockGetpeername4,
 		p.InterlockGetpeername6,
+		p.InterlockGuardConnect4,
+		p.InterlockGuardConnect6,
+		p.InterlockGuardSendmsg4,
+		p.InterlockGuardSendmsg6,
+		p.InterlockSendmsg4,
+		p.InterlockSendmsg6,
 		p.InterlockSockops,
 	)
 }

@@ -30,7 +30,13 @@ type PolicyConfig struct {
 	// UnknownReview holds the approvers of unparsable statements when
 	// Unknown is review.
 	UnknownReview *ReviewConfig `yaml:"unknown_review,omitempty"`
-	Rules         []RuleConfig  `yaml:"rules,omitempty"`
+	// UnknownIdentity is what happens to a session whose program identity
+	// interlock could not establish (the process was gone before it could
+	// be read, or its executable at accept is not the one that connected):
+	// deny or allow. Unset, it is deny on a target where any deny or
+	// review rule applies, and allow elsewhere.
+	UnknownIdentity string       `yaml:"unknown_identity,omitempty"`
+	Rules           []RuleConfig `yaml:"rules,omitempty"`
 }
 
 // WebhookConfig is policy.webhook.
@@ -211,6 +217,9 @@ func (c *Config) validatePolicy(l *errorList) {
 	}
 	if p.Unknown != "" {
 		oneOf(l, "policy.unknown", p.Unknown, unknownActions...)
+	}
+	if p.UnknownIdentity != "" {
+		oneOf(l, "policy.unknown_identity", p.UnknownIdentity, "deny", "allow")
 	}
 	switch {
 	case p.Unknown == "review" && p.UnknownReview == nil:

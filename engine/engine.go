@@ -215,6 +215,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 // remembers it: watchCgroups attaches it as soon as it appears. Other
 // errors are returned.
 func (e *Engine) attachOrWait(cg string) error {
+	// Expect attaches it the moment it appears, and has the guard refuse
+	// it until then; the poll in watchCgroups is the fallback.
+	if err := e.red.Expect(cg); err != nil {
+		e.log.Warn("cannot watch for the cgroup to appear; polling for it instead", "cgroup", cg, "err", err)
+	}
 	err := e.red.Attach(cg)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -227,8 +232,8 @@ func (e *Engine) attachOrWait(cg string) error {
 	e.waiting[cg] = true
 	e.mu.Unlock()
 	if first {
-		e.log.Warn("cgroup does not exist yet; it is attached as soon as it appears. Processes that run in it "+
-			"before that are not intercepted: put the service in a slice that exists at boot (see docs/install.md)", "cgroup", cg)
+		e.log.Warn("cgroup does not exist yet; it is attached the moment it appears, and its connects to targets "+
+			"are refused until then", "cgroup", cg)
 	}
 	return nil
 }

@@ -41,6 +41,19 @@ type KernelFacts struct {
 	SocketUID *uint32 `json:"socket_uid,omitempty"`
 	// SocketInode is the client socket's inode from sock_diag.
 	SocketInode uint32 `json:"socket_inode,omitempty"`
+
+	// The program as the kernel held it at connect (zero when the hook
+	// could not read it): the executable file's device and inode, its
+	// ctime as a change marker, the task's user and mount namespaces
+	// (their inode numbers), and the process's start time.
+	ExeDev        uint64 `json:"exe_dev,omitempty"`
+	ExeIno        uint64 `json:"exe_ino,omitempty"`
+	ExeCtimeNS    int64  `json:"exe_ctime_ns,omitempty"`
+	UserNS        uint32 `json:"userns,omitempty"`
+	MntNS         uint32 `json:"mntns,omitempty"`
+	ProcStartNS   uint64 `json:"proc_start_ns,omitempty"`
+	ExeRecorded   bool   `json:"exe_recorded,omitempty"`
+	CtimeRecorded bool   `json:"-"`
 }
 
 // ProcessRef names one ancestor in a parent chain.
@@ -73,7 +86,37 @@ type ProcFacts struct {
 	SystemdUnit string `json:"systemd_unit,omitempty"`
 	ContainerID string `json:"container_id,omitempty"`
 	PodUID      string `json:"pod_uid,omitempty"`
+
+	// ExeTrust says how far Exe and ExeSHA256 name the program that
+	// connected (see the ExeTrust* values). Policy matches executables
+	// only when it is ExeVerified.
+	ExeTrust string `json:"exe_trust,omitempty"`
+	// Runner is "loader" or "interpreter" when Exe is a dynamic loader or
+	// a language interpreter: the program it runs is then not Exe but
+	// Program, as the command line claims it.
+	Runner  string `json:"runner,omitempty"`
+	Program string `json:"program,omitempty"`
 }
+
+// ExeTrust values.
+const (
+	// ExeVerified: the executable read at accept is the file the kernel
+	// ran at connect, unchanged, for a process in the initial user
+	// namespace and the host mount namespace.
+	ExeVerified = "verified"
+	// ExeClaimed: the process runs in another user or mount namespace,
+	// where it can make its executable link and paths say anything
+	// (PR_SET_MM_EXE_FILE, bind mounts); the facts are only what it
+	// claims.
+	ExeClaimed = "claimed"
+	// ExeUnknown: the facts could not be checked against the kernel's
+	// record, or did not match it (an exec or a replaced executable
+	// between connect and accept).
+	ExeUnknown = "unknown"
+)
+
+// ExeTrusted says whether policy may rely on the executable facts.
+func (p *ProcFacts) ExeTrusted() bool { return p != nil && p.ExeTrust == ExeVerified }
 
 // Identity is everything interlock knows about who opened a connection,
 // grouped by provenance.

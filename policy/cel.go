@@ -15,7 +15,9 @@ import (
 // The CEL environment rules' `when` conditions are checked in. Variables:
 //
 //	identity: map  uid, gid (int), user, group, exe, exe_sha256, cgroup,
-//	               unit, container (string; "" when unknown), pid (int),
+//	               unit, container (string; "" when unknown; exe and
+//	               exe_sha256 also "" unless exe_trust is "verified"),
+//	               exe_trust, runner, program (string), pid (int),
 //	               claimed (map of string to string: the environment's CI
 //	               claims, which the process controls)
 //	target:   map  name, protocol, address
@@ -106,10 +108,14 @@ func identityVar(ident model.Identity, names *accounts.Names) map[string]any {
 		"uid": int64(k.UID), "gid": int64(k.GID), "pid": int64(k.TGID),
 		"user": userName(ident, names), "group": groupName(ident, names),
 		"exe": "", "exe_sha256": "", "cgroup": "", "unit": "", "container": "",
+		"exe_trust": model.ExeUnknown, "runner": "", "program": "",
 		"claimed": claimed,
 	}
 	if p := ident.Proc; p != nil {
-		id["exe"], id["exe_sha256"] = p.Exe, p.ExeSHA256
+		if p.ExeTrusted() {
+			id["exe"], id["exe_sha256"] = p.Exe, p.ExeSHA256
+		}
+		id["exe_trust"], id["runner"], id["program"] = p.ExeTrust, p.Runner, p.Program
 		id["cgroup"], id["unit"], id["container"] = p.CgroupPath, p.SystemdUnit, p.ContainerID
 	}
 	return id

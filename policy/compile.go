@@ -108,6 +108,8 @@ type ruleset struct {
 	// unknown is policy.unknown's action; unknownReview its approvers.
 	unknown       model.Action
 	unknownReview *config.ReviewConfig
+	// unknownIdentity is policy.unknown_identity ("" when unset).
+	unknownIdentity string
 	// byKind indexes the rules that name operation kinds literally;
 	// anyKind lists the others. Both hold rule indexes in rule order, so
 	// an evaluation visits only the rules that can apply to its kinds.
@@ -157,6 +159,7 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 	rs := &ruleset{
 		cfg: cfg, fallback: model.Action(cfg.Policy.DefaultAction()),
 		unknown: model.Action(cfg.Policy.UnknownAction()), unknownReview: cfg.Policy.UnknownReview,
+		unknownIdentity: cfg.Policy.UnknownIdentity,
 	}
 	var errs []error
 	for _, t := range cfg.Targets {

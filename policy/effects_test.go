@@ -167,7 +167,7 @@ policy:
 	if d := p.EvaluateEffects(origin("db", 0, nil, nil), altered); d.Action != model.Allow {
 		t.Errorf("CEL false: %+v", d)
 	}
-	if d := p.Evaluate(origin("db", 1, nil, nil), op("select")); d.Rule != "text" {
+	if d := p.Evaluate(origin("db", 1, knownProc(), nil), op("select")); d.Rule != "text" {
 		t.Errorf("effects is empty for statements: %+v", d)
 	}
 }

@@ -59,7 +59,12 @@ policy:
       action: deny
 `
 
+// origin is a connection from target; a proc given without ExeTrust is
+// taken as verified (the tests write the facts interlock established).
 func origin(target string, uid uint32, proc *model.ProcFacts, claims map[string]string) model.Origin {
+	if proc != nil && proc.ExeTrust == "" {
+		proc.ExeTrust = model.ExeVerified
+	}
 	return model.Origin{
 		Target:   model.Target{Name: target, Protocol: model.ProtoPostgres},
 		Identity: model.Identity{Kernel: model.KernelFacts{UID: uid, TGID: 100}, Proc: proc, Claimed: claims},
@@ -109,6 +114,7 @@ targets:
   - {name: db, protocol: postgres, address: "127.0.0.2:5432", credentials: {user: app}}
 policy:
   default: deny
+  unknown_identity: allow
   rules:
     - {name: psql-ok, match: {identity: {exes: [/usr/bin/psql]}}, action: allow}
     - {name: no-curl, match: {identity: {exes: [/usr/bin/curl]}, operation: {kinds: [select]}}, action: deny}
@@ -128,7 +134,7 @@ policy:
 
 func TestReviewWithoutBrokerDenies(t *testing.T) {
 	p := MustNew(parse(t, evalConfig))
-	d := p.Decide(context.Background(), origin("db", 1000, nil, nil), pg("update", []string{"t"}, false, true))
+	d := p.Decide(context.Background(), origin("db", 1000, knownProc(), nil), pg("update", []string{"t"}, false, true))
 	if d.Action != model.Deny || d.Rule != "hold-unbounded-delete" {
 		t.Errorf("a review nobody can decide must deny: %+v", d)
 	}
@@ -145,7 +151,7 @@ func TestReviewGoesToReviewer(t *testing.T) {
 	p := MustNew(parse(t, evalConfig))
 	f := &fakeReviewer{}
 	p.SetReviewer(f)
-	o := origin("db", 1000, nil, nil)
+	o := origin("db", 1000, knownProc(), nil)
 	o.Session = "s1"
 	d := p.Decide(context.Background(), o, pg("delete", []string{"customers"}, false, true))
 	if d.Action != model.Allow || d.Request != "r1" {

@@ -79,7 +79,7 @@ policy:
 }
 
 func TestMaskNeverGrants(t *testing.T) {
-	o := origin("db", 1000, nil, nil)
+	o := origin("db", 1000, knownProc(), nil)
 	onlyMask := MustNew(parse(t, pgTarget+`
 policy:
   default: deny
@@ -121,7 +121,7 @@ policy:
     - {name: anything, match: {targets: [other], identity: {uids: [7]}}, action: allow}
     - {name: no-big-delete, match: {targets: [db], operation: {kinds: [delete], tables: [orders]}}, action: deny}
 `))
-	o := origin("db", 1000, nil, nil)
+	o := origin("db", 1000, knownProc(), nil)
 	expect(t, p, o, "covered", op("select"), model.Allow, "rw")
 	expect(t, p, o, "covered (several)", op("insert", "select"), model.Allow, "rw")
 	expect(t, p, o, "one kind not covered", op("insert", "select", "delete"), model.Deny, "policy.default")
@@ -129,9 +129,9 @@ policy:
 	// Deny rules apply when any kind matches.
 	expect(t, p, o, "deny on a nested kind", withTables(op("select", "delete"), "orders"), model.Deny, "no-big-delete")
 
-	other := origin("other", 1000, nil, nil)
+	other := origin("other", 1000, knownProc(), nil)
 	expect(t, p, other, "opaque named", op("do", "opaque"), model.Allow, "code")
-	seven := origin("other", 7, nil, nil)
+	seven := origin("other", 7, knownProc(), nil)
 	expect(t, p, seven, "kindless allow", op("delete"), model.Allow, "anything")
 	// A rule without kinds never covers opaque or unknown.
 	expect(t, p, seven, "kindless allow, opaque", op("select", "opaque"), model.Deny, "policy.default")
@@ -146,7 +146,7 @@ policy:
   rules:
     - {name: execs, match: {operation: {kinds: [exec]}}, action: allow}
 `))
-	box := model.Origin{Target: model.Target{Name: "box", Protocol: model.ProtoSSH}}
+	box := model.Origin{Target: model.Target{Name: "box", Protocol: model.ProtoSSH}, Identity: knownIdentity}
 	expect(t, ssh, box, "exec", model.Operation{Protocol: model.ProtoSSH, Kind: "exec", Text: "ls"}, model.Allow, "execs")
 	expect(t, ssh, box, "shell", model.Operation{Protocol: model.ProtoSSH, Kind: "shell"}, model.Deny, "policy.default")
 	if d := ssh.DecideConnect(context.Background(), box); d.Action != model.Allow || d.Rule != "execs" {
@@ -169,13 +169,13 @@ policy:
     - {name: web-ok, match: {targets: [web], operation: {kinds: [connect]}}, action: allow}
 `))
 	ctx := context.Background()
-	if d := p.DecideConnect(ctx, origin("db", 1, nil, nil)); d.Action != model.Allow || d.Rule != "reads" {
+	if d := p.DecideConnect(ctx, origin("db", 1, knownProc(), nil)); d.Action != model.Allow || d.Rule != "reads" {
 		t.Errorf("postgres session: %+v", d)
 	}
-	if d := p.DecideConnect(ctx, origin("db", 666, nil, nil)); d.Action != model.Deny || d.Rule != "no-bob" {
+	if d := p.DecideConnect(ctx, origin("db", 666, knownProc(), nil)); d.Action != model.Deny || d.Rule != "no-bob" {
 		t.Errorf("denied identity: %+v", d)
 	}
-	web := model.Origin{Target: model.Target{Name: "web", Protocol: model.ProtoTCP}}
+	web := model.Origin{Target: model.Target{Name: "web", Protocol: model.ProtoTCP}, Identity: knownIdentity}
 	if d := p.DecideConnect(ctx, web); d.Action != model.Allow || d.Rule != "web-ok" {
 		t.Errorf("tcp connect: %+v", d)
 	}
@@ -207,7 +207,7 @@ func TestUnknownStatements(t *testing.T) {
     - {name: everything, match: {}, action: allow}
     - {name: pii, match: {targets: [db]}, action: mask, mask: {detectors: [email]}}
 `
-	o := origin("db", 1000, nil, nil)
+	o := origin("db", 1000, knownProc(), nil)
 	bad := op("unknown")
 	bad.Detail = `syntax error at or near "SELEKT"`
 
@@ -220,10 +220,10 @@ func TestUnknownStatements(t *testing.T) {
 	}
 	// No deny or review rule on "other": the ordinary evaluation, where
 	// an allow rule must name unknown.
-	expect(t, p, origin("other", 1000, nil, nil), "unguarded target", bad, model.Allow, "policy.default")
+	expect(t, p, origin("other", 1000, knownProc(), nil), "unguarded target", bad, model.Allow, "policy.default")
 
 	p = MustNew(parse(t, pgTarget+"policy:\n  default: deny\n  rules:"+rules))
-	expect(t, p, origin("other", 1000, nil, nil), "unguarded target, default deny", bad, model.Deny, "policy.default")
+	expect(t, p, origin("other", 1000, knownProc(), nil), "unguarded target, default deny", bad, model.Deny, "policy.default")
 
 	p = MustNew(parse(t, pgTarget+"policy:\n  unknown: allow\n  default: deny\n  rules:"+rules))
 	d = expect(t, p, o, "unknown: allow", bad, model.Mask, "pii")
@@ -238,7 +238,7 @@ func TestUnknownStatements(t *testing.T) {
 `))
 	expect(t, p, o, "unknown: review", bad, model.Review, "policy.unknown")
 	// A deny rule naming unknown still applies.
-	expect(t, p, origin("db", 666, nil, nil), "deny naming unknown", bad, model.Deny, "no-unknown-for-bob")
+	expect(t, p, origin("db", 666, knownProc(), nil), "deny naming unknown", bad, model.Deny, "no-unknown-for-bob")
 	f := &recordingReviewer{}
 	p.SetReviewer(f)
 	if d := p.Decide(context.Background(), o, bad); d.Action != model.Allow || len(f.got) != 1 {
@@ -254,7 +254,7 @@ func TestUnknownStatements(t *testing.T) {
   rules:
     - {name: no-drops, match: {targets: [other], effects: {dropped: true}}, action: deny}
 `))
-	expect(t, p, origin("other", 1, nil, nil), "effects rule guards", bad, model.Deny, "policy.unknown")
+	expect(t, p, origin("other", 1, knownProc(), nil), "effects rule guards", bad, model.Deny, "policy.unknown")
 	expect(t, p, o, "no rule on db", bad, model.Allow, "policy.default")
 }
 
@@ -266,8 +266,8 @@ policy:
     - {name: hold-ddl, match: {targets: [other], operation: {kinds: [alter_table]}}, action: review, review: {approvers: [a]}}
     - {name: reads-only, match: {targets: [other], operation: {kinds: [show]}}, action: deny}
 `))
-	db := origin("db", 1, nil, nil)
-	other := origin("other", 1, nil, nil)
+	db := origin("db", 1, knownProc(), nil)
+	other := origin("other", 1, knownProc(), nil)
 	d := expect(t, p, db, "opaque select", withTables(op("select", "opaque"), "customers"), model.Deny, "no-orders-delete")
 	if !strings.Contains(d.Reason, "opaque") || !strings.Contains(d.Reason, "include_opaque") {
 		t.Errorf("reason %q does not say why", d.Reason)
@@ -316,7 +316,7 @@ func TestIndexReachesOpaqueRules(t *testing.T) {
 	}
 	y += "    - {name: last, match: {targets: [db], operation: {kinds: [copy_from]}}, action: deny}\n"
 	p := MustNew(parse(t, y))
-	expect(t, p, origin("db", 1, nil, nil), "opaque via index", op("fetch", "opaque"), model.Deny, "last")
+	expect(t, p, origin("db", 1, knownProc(), nil), "opaque via index", op("fetch", "opaque"), model.Deny, "last")
 }
 
 func TestExplain(t *testing.T) {
@@ -330,7 +330,7 @@ policy:
     - {name: elsewhere, match: {targets: [other]}, action: deny}
     - {name: rows, match: {targets: [db], effects: {dropped: true}}, action: deny}
 `))
-	o := origin("db", 1, nil, nil)
+	o := origin("db", 1, knownProc(), nil)
 	d, ex := p.Explain(o, withTables(op("select", "delete"), "t"))
 	if d != p.Evaluate(o, withTables(op("select", "delete"), "t")) {
 		t.Fatalf("Explain decided otherwise than Evaluate: %+v", d)
@@ -371,7 +371,7 @@ policy:
 	if d.Rule != "policy.unknown" || !ex.Unknown || ex.ParseError != "syntax error" || !strings.Contains(ex.Why, "policy.unknown decides") {
 		t.Errorf("unknown: %+v %+v", d, ex)
 	}
-	_, ex = p.Explain(origin("gone", 1, nil, nil), op("select"))
+	_, ex = p.Explain(origin("gone", 1, knownProc(), nil), op("select"))
 	if ex.Why == "" {
 		t.Errorf("no explanation for a target that is gone")
 	}

@@ -204,6 +204,12 @@ func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResul
 	if p == nil {
 		return unknown
 	}
+	if (len(m.exes) > 0 || len(m.exeSHA256) > 0) && !p.ExeTrusted() {
+		// The executable facts are claimed or do not match the
+		// kernel's record of the connect: an allow rule about the
+		// program cannot apply, a deny rule does.
+		return unknown
+	}
 	if len(m.exes) > 0 && !anyMatch(m.exes, p.Exe) {
 		return noMatch
 	}

@@ -158,6 +158,9 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 	if _, ok := rs.cfg.Target(o.Target.Name); !ok && o.Target.Name != "" {
 		return noTarget, nil
 	}
+	if d, ok := rs.unknownIdentityDecision(o, op); ok {
+		return d, nil
+	}
 	session := isSession(&op)
 	var (
 		act          *lazyActivation
@@ -269,6 +272,46 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 		return model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Reason: "allowed by " + by + ", results masked", Mask: spec}, nil
 	}
 	return model.Decision{Action: model.Allow, Rule: grant, Reason: grantReason}, nil
+}
+
+// identityUnknown says why interlock could not establish who connected,
+// or "" when it could: the process was gone or not the one that
+// connected, or its executable at accept is not the file that made the
+// connect.
+func identityUnknown(id model.Identity) string {
+	switch {
+	case id.Proc == nil:
+		if id.ProcError != "" {
+			return id.ProcError
+		}
+		return "the process could not be inspected"
+	case id.Proc.ExeTrust == model.ExeUnknown:
+		if id.ProcError != "" {
+			return id.ProcError
+		}
+		return "the program identity could not be checked against the kernel's record"
+	}
+	return ""
+}
+
+// unknownIdentityDecision applies policy.unknown_identity: a session of a
+// process interlock could not identify is denied where it matters.
+func (rs *ruleset) unknownIdentityDecision(o model.Origin, op model.Operation) (model.Decision, bool) {
+	why := identityUnknown(o.Identity)
+	if why == "" {
+		return model.Decision{}, false
+	}
+	switch rs.unknownIdentity {
+	case "allow":
+		return model.Decision{}, false
+	case "deny":
+	default:
+		if rs.guard(o.Target.Name, op.Protocol) == "" {
+			return model.Decision{}, false
+		}
+	}
+	return model.Decision{Action: model.Deny, Rule: "policy.unknown_identity",
+		Reason: "interlock could not establish who connected (" + why + "); policy.unknown_identity is deny"}, true
 }
 
 // lenient rules (allow, mask) do not apply when what they depend on is

@@ -15,8 +15,8 @@ func TestDecide(t *testing.T) {
 		{Name: "host", Protocol: model.ProtoSSH, DenyExec: []string{"rm -rf *", "shutdown*"}, Allow: &config.SSHAllow{X11: true}},
 	}
 	p := MustNew(cfg)
-	db := model.Origin{Target: model.Target{Name: "db", Protocol: model.ProtoPostgres}}
-	host := model.Origin{Target: model.Target{Name: "host", Protocol: model.ProtoSSH}}
+	db := model.Origin{Target: model.Target{Name: "db", Protocol: model.ProtoPostgres}, Identity: knownIdentity}
+	host := model.Origin{Target: model.Target{Name: "host", Protocol: model.ProtoSSH}, Identity: knownIdentity}
 	cases := []struct {
 		o    model.Origin
 		op   model.Operation
@@ -41,4 +41,11 @@ func TestDecide(t *testing.T) {
 			t.Errorf("a deny must name its rule: %+v", d)
 		}
 	}
+}
+
+// knownIdentity is a connection whose process interlock identified.
+var knownIdentity = model.Identity{Kernel: model.KernelFacts{UID: 1000, TGID: 100}, Proc: &model.ProcFacts{Exe: "/usr/bin/psql", ExeTrust: model.ExeVerified}}
+
+func knownProc() *model.ProcFacts {
+	return &model.ProcFacts{Exe: "/usr/bin/psql", ExeTrust: model.ExeVerified}
 }

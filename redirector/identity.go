@@ -46,6 +46,7 @@ type Resolver struct {
 	procs     *identLRU[identProcKey, identProc]
 	mmSlots   chan struct{}
 	scratch   procfsScratchPool
+	hostNS    hostNamespaces
 
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).
@@ -151,6 +152,9 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	s := r.scratch.get()
 	defer r.scratch.put(s)
 	id.Proc, id.Claimed, id.ProcError = r.inspect(ctx, s, k)
+	if id.Proc != nil && id.ProcError == "" {
+		id.ProcError = s.degraded
+	}
 	return id
 }
 
@@ -203,13 +207,13 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	if !ok {
 		return nil, nil, fmt.Sprintf("reading %s/stat: unparsable", dir)
 	}
-	if r.reused(st.startTicks, k) {
+	if r.reused(st.startTicks, k) || r.startDiffers(st.startTicks, k) {
 		return nil, nil, identErrReused
 	}
 	start, state := st.startTicks, st.state
 	procKey := identProcKey{tgid: tgid, startTicks: start, uid: k.UID, gid: k.GID, cgroupID: k.CgroupID}
 	if state != 'Z' && state != 'X' {
-		if pf, claims, ok := r.cachedProc(ctx, s, dirfd, procKey, st.ppid); ok {
+		if pf, claims, ok := r.cachedProc(ctx, s, dirfd, procKey, st.ppid, k); ok {
 			return pf, claims, ""
 		}
 	}
@@ -255,6 +259,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		return nil, nil, identErrReusedMid
 	}
 
+	s.degraded = r.judgeProgram(dirfd, k, exeKey, pf)
 	pf.Parents = r.parentChain(ctx, s, pf.PPID, tgid, time.Now())
 	if cgKnown {
 		cgd.apply(pf)

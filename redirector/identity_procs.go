@@ -40,7 +40,7 @@ type identProc struct {
 }
 
 // cachedProc returns the cached facts for key if they still hold.
-func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, key identProcKey, ppid uint32) (*model.ProcFacts, map[string]string, bool) {
+func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, key identProcKey, ppid uint32, k model.KernelFacts) (*model.ProcFacts, map[string]string, bool) {
 	c, ok := r.procs.get(key)
 	if !ok || time.Now().After(c.expires) {
 		return nil, nil, false
@@ -80,6 +80,9 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 		return nil, nil, false
 	}
 	pf.PPID = ppid
+	// The cached facts are of the same file; whether that file is the
+	// one this connect was made by is the kernel record's to say.
+	s.degraded = r.judgeProgram(dirfd, k, c.exe, &pf)
 	pf.Parents = r.parentChain(ctx, s, ppid, key.tgid, time.Now())
 	pf.Cmdline = append([]string(nil), c.pf.Cmdline...)
 	return &pf, c.claims, true

@@ -19,7 +19,7 @@ import (
 // attach pins them (one file per program, named after it).
 var AttachedPrograms = func() []string {
 	var names []string
-	for _, pr := range new(programs).progsByAttach() {
+	for _, pr := range new(programs).cgroupProgs() {
 		names = append(names, pr.name)
 	}
 	return names

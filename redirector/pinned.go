@@ -90,6 +90,10 @@ func (r *Redirector) adopt(path, pinDir string) {
 		r.log.Warn("adopt pinned cgroup", "cgroup", path, "err", err)
 		return
 	}
+	if id, err := CgroupID(dir); err == nil {
+		a.cgroupID = id
+		_ = r.progs.setClass(id, cgIntercepted)
+	}
 	r.mu.Lock()
 	r.attached[path] = a
 	r.mu.Unlock()

@@ -30,6 +30,9 @@ const (
 type procfsScratch struct {
 	buf  []byte
 	link [unix.PathMax]byte
+	// degraded says why a resolution's facts are incomplete or not
+	// trusted (it becomes the identity's ProcError).
+	degraded string
 }
 
 // procfsScratchPool recycles scratch space between resolutions.
@@ -37,6 +40,7 @@ type procfsScratchPool struct{ pool sync.Pool }
 
 func (p *procfsScratchPool) get() *procfsScratch {
 	if s, ok := p.pool.Get().(*procfsScratch); ok {
+		s.degraded = ""
 		return s
 	}
 	return &procfsScratch{buf: make([]byte, 16<<10)}

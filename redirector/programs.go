@@ -52,7 +52,8 @@ func loadPrograms(mapPin string, log *slog.Logger) (*programs, error) {
 		for _, m := range spec.Maps {
 			if m.Name == bpf.InterlockMapTargets || m.Name == bpf.InterlockMapConfig ||
 				m.Name == bpf.InterlockMapPending || m.Name == bpf.InterlockMapOrigins ||
-				m.Name == bpf.InterlockMapStats || m.Name == bpf.InterlockMapPeers {
+				m.Name == bpf.InterlockMapStats || m.Name == bpf.InterlockMapPeers ||
+				m.Name == bpf.InterlockMapCgroupClass {
 				m.Pinning = ebpf.PinByName
 			}
 		}
@@ -132,12 +133,26 @@ type Stats struct {
 	Rekeyed           uint64 `json:"rekeyed"`
 	PendingMapFull    uint64 `json:"pending_map_full"`
 	OriginsMapFull    uint64 `json:"origins_map_full"`
+	// RefusedNotTCP counts UDP (and other non-TCP) connects and
+	// datagrams to a target's address, refused.
+	RefusedNotTCP uint64 `json:"refused_not_tcp"`
+	// RefusedForeignSocket counts connects to a target by a task in an
+	// intercepted cgroup on a socket made outside it, refused.
+	RefusedForeignSocket uint64 `json:"refused_foreign_socket"`
+	// RefusedUnplacedCgroup counts connects to a target from a cgroup
+	// that appeared where a configured one may, before interlock placed
+	// it, refused.
+	RefusedUnplacedCgroup uint64 `json:"refused_unplaced_cgroup"`
+	// StaleRecords counts connect records dropped because the connection
+	// that reached the listener was not the one that made them.
+	StaleRecords uint64 `json:"stale_records"`
 }
 
 func (p *programs) stats() (Stats, error) {
 	var s Stats
 	dst := []*uint64{&s.Redirected, &s.RefusedNoListener, &s.PassedFailOpen, &s.RefusedOtherNetns,
-		&s.Rekeyed, &s.PendingMapFull, &s.OriginsMapFull}
+		&s.Rekeyed, &s.PendingMapFull, &s.OriginsMapFull,
+		&s.RefusedNotTCP, &s.RefusedForeignSocket, &s.RefusedUnplacedCgroup, &s.StaleRecords}
 	for i, d := range dst {
 		var per []uint64
 		if err := p.objs.Stats.Lookup(uint32(i), &per); err != nil {
@@ -160,22 +175,53 @@ type attachment struct {
 	links    []link.Link
 }
 
-func (p *programs) progsByAttach() []struct {
+// progAttach is one program and where it attaches.
+type progAttach struct {
 	name string
 	typ  ebpf.AttachType
 	prog *ebpf.Program
-} {
-	return []struct {
-		name string
-		typ  ebpf.AttachType
-		prog *ebpf.Program
-	}{
+}
+
+// cgroupProgs are attached to each intercepted cgroup.
+func (p *programs) cgroupProgs() []progAttach {
+	return []progAttach{
 		{"connect4", ebpf.AttachCGroupInet4Connect, p.objs.InterlockConnect4},
 		{"connect6", ebpf.AttachCGroupInet6Connect, p.objs.InterlockConnect6},
+		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, p.objs.InterlockSendmsg4},
+		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.objs.InterlockSendmsg6},
 		{"sockops", ebpf.AttachCGroupSockOps, p.objs.InterlockSockops},
 		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, p.objs.InterlockGetpeername4},
 		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, p.objs.InterlockGetpeername6},
 	}
+}
+
+// guardProgs are attached once, at the cgroup root (see guard in
+// bpf/interlock.c).
+func (p *programs) guardProgs() []progAttach {
+	return []progAttach{
+		{"connect4", ebpf.AttachCGroupInet4Connect, p.objs.InterlockGuardConnect4},
+		{"connect6", ebpf.AttachCGroupInet6Connect, p.objs.InterlockGuardConnect6},
+		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, p.objs.InterlockGuardSendmsg4},
+		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.objs.InterlockGuardSendmsg6},
+	}
+}
+
+// cgroup_class values (bpf/interlock.c).
+const (
+	cgIntercepted uint32 = 1
+	cgFree        uint32 = 2
+	cgWatched     uint32 = 3
+)
+
+func (p *programs) setClass(id uint64, class uint32) error {
+	if err := p.objs.CgroupClass.Put(id, class); err != nil {
+		return fmt.Errorf("write BPF cgroup_class map: %w", err)
+	}
+	return nil
+}
+
+func (p *programs) clearClass(id uint64) {
+	_ = p.objs.CgroupClass.Delete(id)
 }
 
 // attach links the programs to a cgroup; programs attached to a cgroup also
@@ -184,6 +230,10 @@ func (p *programs) progsByAttach() []struct {
 // refuse connects to targets instead of letting them through. A link
 // already pinned there is updated in place, which leaves no window.
 func (p *programs) attach(cgroupDir, pinDir string) (*attachment, error) {
+	return p.attachSet(cgroupDir, pinDir, p.cgroupProgs())
+}
+
+func (p *programs) attachSet(cgroupDir, pinDir string, set []progAttach) (*attachment, error) {
 	a := &attachment{cgroupDir: cgroupDir, pinDir: pinDir}
 	if pinDir != "" {
 		if err := EnsureBPFFS(pinDir); err != nil {
@@ -193,7 +243,7 @@ func (p *programs) attach(cgroupDir, pinDir string) (*attachment, error) {
 			return nil, fmt.Errorf("create link pin directory: %w", err)
 		}
 	}
-	for _, pr := range p.progsByAttach() {
+	for _, pr := range set {
 		var l link.Link
 		pin := ""
 		if pinDir != "" {

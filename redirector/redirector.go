@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,6 +62,8 @@ type Redirector struct {
 	mu       sync.Mutex
 	targets  map[uint32]resolvedTarget
 	attached map[string]*attachment
+	guard    *attachment
+	placer   *placer
 }
 
 // New loads the programs and starts listening. Nothing is intercepted
@@ -99,7 +102,30 @@ func New(ctx context.Context, opts Options) (*Redirector, error) {
 		r.Close()
 		return nil, err
 	}
+	if err := r.attachGuard(); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
+}
+
+// attachGuard attaches the guard programs at the cgroup root: they refuse
+// connects to targets that the intercepted cgroups' own programs could not
+// see (sockets made outside an intercepted cgroup, cgroups not placed
+// yet). The daemon pins them like its other links.
+func (r *Redirector) attachGuard() error {
+	// Only a daemon (whose maps are pinned) pins its guard: an `interlock
+	// run`'s guard covers the run's own cgroup and goes with the run.
+	pin := ""
+	if r.opts.LinkPin != "" && r.opts.MapPin != "" {
+		pin = filepath.Join(r.opts.LinkPin, "guard")
+	}
+	a, err := r.progs.attachSet(r.root, pin, r.progs.guardProgs())
+	if err != nil {
+		return fmt.Errorf("attach the guard programs at the cgroup root %s: %w", r.root, err)
+	}
+	r.guard = a
+	return nil
 }
 
 // listen opens the loopback listeners, marks them so the hooks can tell
@@ -243,8 +269,14 @@ func (r *Redirector) Attach(cgroupPath string) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.attached[cgroupPath]; ok {
-		return nil
+	if a, ok := r.attached[cgroupPath]; ok {
+		if a.cgroupID == 0 || a.cgroupID == id {
+			return nil
+		}
+		// Removed and made anew: the kernel dropped the old links.
+		r.progs.clearClass(a.cgroupID)
+		_ = a.detach()
+		delete(r.attached, cgroupPath)
 	}
 	pin := ""
 	if r.opts.LinkPin != "" {
@@ -256,6 +288,9 @@ func (r *Redirector) Attach(cgroupPath string) error {
 	}
 	a.cgroupID = id
 	r.attached[cgroupPath] = a
+	if err := r.progs.setClass(id, cgIntercepted); err != nil {
+		r.log.Warn("the guard will not know this cgroup is intercepted", "cgroup", cgroupPath, "err", err)
+	}
 	return nil
 }
 
@@ -285,6 +320,9 @@ func (r *Redirector) Detach(cgroupPath string) error {
 	r.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("cgroup %s is not intercepted", cgroupPath)
+	}
+	if a.cgroupID != 0 {
+		r.progs.clearClass(a.cgroupID)
 	}
 	return a.detach()
 }
@@ -330,6 +368,11 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 		}
 	}
 	r.taken.Add(1)
+	// The record must be of a connect the hook sent to this listener.
+	if rec.RedirPort != lap.Port() || netip.AddrFrom16(rec.RedirAddr) != netip.AddrFrom16(lap.Addr().As16()) {
+		return model.Origin{}, fmt.Errorf("%w (peer %s): the record was made for a connect to %s, not to this listener",
+			ErrNoOrigin, pap, netip.AddrPortFrom(netip.AddrFrom16(rec.RedirAddr).Unmap(), rec.RedirPort))
+	}
 
 	r.mu.Lock()
 	target, ok := r.targets[rec.TargetId]
@@ -343,6 +386,7 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 		Comm:     commString(rec.Comm),
 		CgroupID: rec.CgroupId, NetnsCookie: rec.NetnsCookie, ConnectBootNS: rec.BootNs,
 	}
+	kernelProgram(&k, &rec)
 	// sock_diag and /proc are independent: ask both at once.
 	type diagResult struct {
 		info sockInfo
@@ -355,6 +399,12 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 	}()
 	id := r.opts.Identities.Resolve(ctx, k)
 	d := <-diagCh
+	if d.err == nil && d.info.Cookie != 0 && rec.Cookie != 0 && d.info.Cookie != rec.Cookie {
+		// Another socket (a reconnect on the same 4-tuple) made the
+		// record: it says nothing about this connection.
+		return model.Origin{}, fmt.Errorf("%w (peer %s): the record belongs to socket cookie %d, this connection's is %d",
+			ErrNoOrigin, pap, rec.Cookie, d.info.Cookie)
+	}
 	if d.err == nil {
 		uid := d.info.UID
 		id.Kernel.SocketUID = &uid
@@ -382,6 +432,35 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 	}, nil
 }
 
+// Bits of the record's id_flags (bpf/interlock.c).
+const (
+	idExe   = 1
+	idNS    = 2
+	idCtime = 4
+	idStart = 8
+)
+
+// kernelProgram copies the program facts the hook read, as far as it
+// could read them.
+func kernelProgram(k *model.KernelFacts, rec *bpf.InterlockOrigin) {
+	if rec.IdFlags&idExe != 0 {
+		// The kernel's dev_t is major<<20 | minor.
+		k.ExeDev = unix.Mkdev(rec.ExeDev>>20, rec.ExeDev&(1<<20-1))
+		k.ExeIno = rec.ExeIno
+		k.ExeRecorded = true
+	}
+	if rec.IdFlags&idCtime != 0 {
+		k.ExeCtimeNS = rec.ExeCtimeSec*1e9 + int64(rec.ExeCtimeNsec)
+		k.CtimeRecorded = true
+	}
+	if rec.IdFlags&idNS != 0 {
+		k.UserNS, k.MntNS = rec.Userns, rec.Mntns
+	}
+	if rec.IdFlags&idStart != 0 {
+		k.ProcStartNS = rec.StartBootNs
+	}
+}
+
 func commString(c [16]int8) string {
 	b := make([]byte, 0, len(c))
 	for _, ch := range c {
@@ -406,6 +485,10 @@ func (r *Redirector) Gauges() map[string]float64 {
 		out["refused_other_netns"] = float64(st.RefusedOtherNetns)
 		out["pending_map_full"] = float64(st.PendingMapFull)
 		out["origins_map_full"] = float64(st.OriginsMapFull)
+		out["refused_not_tcp"] = float64(st.RefusedNotTCP)
+		out["refused_foreign_socket"] = float64(st.RefusedForeignSocket)
+		out["refused_unplaced_cgroup"] = float64(st.RefusedUnplacedCgroup)
+		out["stale_records"] = float64(st.StaleRecords)
 		// Records re-keyed but not taken: connections not accepted yet,
 		// or ones the LRU will age out.
 		if taken := r.taken.Load(); st.Rekeyed >= taken {
@@ -433,11 +516,17 @@ func (r *Redirector) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if r.placer != nil {
+		r.placer.close()
+	}
 	r.mu.Lock()
 	for _, a := range r.attached {
 		a.close()
 	}
 	r.attached = map[string]*attachment{}
+	if r.guard != nil {
+		r.guard.close()
+	}
 	r.mu.Unlock()
 	r.diag.close()
 	if r.progs != nil {

@@ -22,6 +22,9 @@ type sockDiag struct {
 type sockInfo struct {
 	UID   uint32
 	Inode uint32
+	// Cookie is the socket's cookie, the one the BPF hooks key their
+	// records by (0 when the kernel gave none).
+	Cookie uint64
 }
 
 func newSockDiag(poolSize int) *sockDiag {
@@ -139,6 +142,9 @@ func (d *sockDiag) lookupFamily(fam uint8, src, dst netip.AddrPort) (sockInfo, e
 		// rqueue, wqueue, uid, inode (u32 each).
 		if len(msg) < 72 {
 			return false
+		}
+		if lo, hi := binary.NativeEndian.Uint32(msg[44:]), binary.NativeEndian.Uint32(msg[48:]); lo != 0xffffffff || hi != 0xffffffff {
+			info.Cookie = uint64(lo) | uint64(hi)<<32
 		}
 		info.UID = binary.NativeEndian.Uint32(msg[64:])
 		info.Inode = binary.NativeEndian.Uint32(msg[68:])

@@ -51,6 +51,7 @@ func policyCommand() *cli.Command {
 					&cli.StringFlag{Name: "user", Usage: "user name (default: the uid's)"},
 					&cli.StringFlag{Name: "exe", Usage: "executable path"},
 					&cli.StringFlag{Name: "exe-sha256", Usage: "executable hash"},
+					&cli.StringFlag{Name: "exe-trust", Value: "verified", Usage: "how far the executable facts hold: verified, claimed (another user or mount namespace), unknown (exec between connect and accept) or gone (the process exited)"},
 					&cli.StringFlag{Name: "cgroup", Usage: "cgroup path"},
 					&cli.StringFlag{Name: "unit", Usage: "systemd unit"},
 					&cli.StringSliceFlag{Name: "claim", Usage: "a CI claim NAME=VALUE (repeatable)"},
@@ -135,9 +136,19 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 			Kernel: model.KernelFacts{UID: uint32(cmd.Int("uid")), GID: uint32(cmd.Int("gid"))},
 		},
 	}
-	if cmd.IsSet("user") || cmd.IsSet("exe") || cmd.IsSet("exe-sha256") || cmd.IsSet("cgroup") || cmd.IsSet("unit") {
+	// The process described is one interlock identified, unless
+	// --exe-trust says otherwise.
+	switch trust := cmd.String("exe-trust"); trust {
+	case model.ExeVerified, model.ExeClaimed, model.ExeUnknown:
 		o.Identity.Proc = &model.ProcFacts{User: cmd.String("user"), Exe: cmd.String("exe"), ExeSHA256: cmd.String("exe-sha256"),
-			CgroupPath: cmd.String("cgroup"), SystemdUnit: cmd.String("unit")}
+			CgroupPath: cmd.String("cgroup"), SystemdUnit: cmd.String("unit"), ExeTrust: trust}
+		if trust == model.ExeUnknown {
+			o.Identity.ProcError = "--exe-trust unknown"
+		}
+	case "gone":
+		o.Identity.ProcError = "--exe-trust gone: the process exited before it could be inspected"
+	default:
+		return exitWith(exitUsage, fmt.Errorf("--exe-trust must be verified, claimed, unknown or gone, not %q", trust))
 	}
 	for _, c := range cmd.StringSlice("claim") {
 		k, v, ok := strings.Cut(c, "=")

@@ -1,0 +1,190 @@
+package redirector
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock/interlock/model"
+)
+
+// Program identity. The hook records, in the connecting task's own
+// context, the executable file the kernel runs for it (device, inode,
+// ctime) and its user and mount namespaces. What /proc shows at accept is
+// trusted only when it is that same file, unchanged, and the process is
+// in the initial user namespace and the host mount namespace: elsewhere
+// an unprivileged process can point its exe link at any file
+// (PR_SET_MM_EXE_FILE needs only CAP_SYS_RESOURCE in its own user
+// namespace) and make paths lie with bind mounts.
+
+// hostNamespaces are the inode numbers of the initial user namespace and
+// the host mount namespace (those of pid 1 in the procfs given).
+type hostNamespaces struct {
+	once      sync.Once
+	user, mnt uint64
+	err       error
+}
+
+// When pid 1's are not readable (a sandbox that denies ptrace access to
+// it), interlock's own are taken: it runs on the host, and its unit keeps
+// the host's mount namespace.
+func (h *hostNamespaces) get(procRoot string) (user, mnt uint64, err error) {
+	h.once.Do(func() {
+		for _, pid := range []string{"1", "self"} {
+			var su, sm unix.Stat_t
+			if h.err = unix.Stat(procRoot+"/"+pid+"/ns/user", &su); h.err != nil {
+				continue
+			}
+			if h.err = unix.Stat(procRoot+"/"+pid+"/ns/mnt", &sm); h.err != nil {
+				continue
+			}
+			h.user, h.mnt = su.Ino, sm.Ino
+			return
+		}
+	})
+	return h.user, h.mnt, h.err
+}
+
+// nsInodes are the user and mount namespaces of the process at dirfd.
+func nsInodes(dirfd int) (user, mnt uint64, err error) {
+	var st unix.Stat_t
+	if err = unix.Fstatat(dirfd, "ns/user", &st, 0); err != nil {
+		return 0, 0, err
+	}
+	user = st.Ino
+	if err = unix.Fstatat(dirfd, "ns/mnt", &st, 0); err != nil {
+		return 0, 0, err
+	}
+	return user, st.Ino, nil
+}
+
+// startDiffers reports whether the process start time /proc shows is not
+// the one the hook read from the kernel (one tick of rounding allowed): a
+// reused pid, even one reused within the same clock tick as the connect.
+func (r *Resolver) startDiffers(startTicks uint64, k model.KernelFacts) bool {
+	if k.ProcStartNS == 0 {
+		return false
+	}
+	want := k.ProcStartNS / r.tickNS
+	return startTicks+1 < want || startTicks > want+1
+}
+
+// judgeProgram sets pf.ExeTrust (and Runner, Program) by comparing the
+// executable read at accept (key, the statx of /proc/TGID/exe the facts
+// and hash came from) with the kernel's record of the connect. It
+// returns why the facts are not to be relied on, or "" when nothing is
+// missing.
+func (r *Resolver) judgeProgram(dirfd int, k model.KernelFacts, key identFileKey, pf *model.ProcFacts) string {
+	pf.Runner, pf.Program = classifyRunner(pf.Exe, pf.Cmdline)
+	pf.ExeTrust = model.ExeUnknown
+	if !k.ExeRecorded {
+		return "the connect record has no executable (the kernel hook could not read it): program identity unknown"
+	}
+	if key.ino == 0 {
+		return "the executable could not be examined at accept: program identity unknown"
+	}
+	if key.dev != k.ExeDev || key.ino != k.ExeIno {
+		return fmt.Sprintf("the executable at accept (%s) is not the file that made the connect (%s): "+
+			"the process exec'd or replaced its executable; program identity unknown",
+			fileID(key.dev, key.ino), fileID(k.ExeDev, k.ExeIno))
+	}
+	if k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec != k.ExeCtimeNS {
+		return "the executable was modified between connect and accept: program identity unknown"
+	}
+	user, mnt, err := nsInodes(dirfd)
+	if err != nil {
+		return "the process's namespaces could not be read: program identity unknown"
+	}
+	if k.UserNS != 0 && (uint32(user) != k.UserNS || uint32(mnt) != k.MntNS) {
+		return "the process changed namespaces between connect and accept: program identity unknown"
+	}
+	hostUser, hostMnt, err := r.hostNS.get(r.procRoot)
+	if err != nil {
+		return "the host's namespaces could not be read: program identity unknown"
+	}
+	if user != hostUser || mnt != hostMnt {
+		pf.ExeTrust = model.ExeClaimed
+		return ""
+	}
+	pf.ExeTrust = model.ExeVerified
+	if pf.ExeSHA256 == "" {
+		return "the executable was not hashed (too large, over the hashing budget, or unreadable): hash rules cannot match"
+	}
+	return ""
+}
+
+func fileID(dev, ino uint64) string {
+	return fmt.Sprintf("device %d:%d inode %d", unix.Major(dev), unix.Minor(dev), ino)
+}
+
+// Loaders run the program named on their command line; interpreters run
+// a script or inline code. Either way the executable is not the program.
+var (
+	loaderName      = regexp.MustCompile(`^(ld-linux[-a-z0-9_.]*\.so(\.[0-9]+)*|ld\.so(\.[0-9]+)?|ld64\.so\.[0-9]+|ld-musl-[a-z0-9_]+\.so\.[0-9]+|qemu-[a-z0-9_]+(-static)?)$`)
+	interpreterName = regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node(js)?|deno|bun|php[0-9.]*(-cli)?|lua[0-9.]*|luajit|tclsh[0-9.]*|wish[0-9.]*|R|Rscript|java|jshell|osascript|awk|gawk|mawk|nawk|busybox|toybox|(ba|da|z|k|mk|pdk|c|tc|fi|a|y|)sh)$`)
+)
+
+// IsRunnerName says whether an executable's base name is a known loader
+// or interpreter, and which.
+func IsRunnerName(base string) string {
+	switch {
+	case loaderName.MatchString(base):
+		return "loader"
+	case interpreterName.MatchString(base):
+		return "interpreter"
+	}
+	return ""
+}
+
+// Options of ld.so and of common interpreters that take a value.
+var runnerOptArgs = map[string]bool{
+	"--library-path": true, "--inhibit-rpath": true, "--audit": true, "--preload": true, "--argv0": true,
+	"--glibc-hwcaps-prepend": true, "--glibc-hwcaps-mask": true,
+	"-W": true, "-X": true, "-o": true, "-O": true, "-I": true, "-r": true, "-cp": true, "-classpath": true,
+	"--require": true, "-L": true,
+}
+
+// classifyRunner names what a loader or an interpreter runs, from its
+// command line: a claim, since the process wrote it.
+func classifyRunner(exe string, cmdline []string) (runner, program string) {
+	runner = IsRunnerName(filepath.Base(strings.TrimSuffix(exe, " (deleted)")))
+	if runner == "" {
+		return "", ""
+	}
+	if len(cmdline) < 2 {
+		return runner, ""
+	}
+	args := cmdline[1:]
+	if b := filepath.Base(exe); b == "busybox" || b == "toybox" {
+		if ab := filepath.Base(cmdline[0]); ab != b {
+			return runner, ab
+		}
+		return runner, args[0]
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				return runner, args[i+1]
+			}
+			return runner, ""
+		case a == "-c" || a == "-e" || a == "-E" || a == "--eval" || a == "-p" || a == "--print":
+			return runner, "(inline code)"
+		case a == "-m" && i+1 < len(args):
+			return runner, "module " + args[i+1]
+		case a == "-jar" && i+1 < len(args):
+			return runner, args[i+1]
+		case runnerOptArgs[a]:
+			i++
+		case strings.HasPrefix(a, "-"):
+		default:
+			return runner, a
+		}
+	}
+	return runner, "(standard input)"
+}
