@@ -6,6 +6,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -25,25 +26,119 @@ type Cgroup struct {
 	Path string
 	Dir  string
 	ID   uint64
-	fd   *os.File
+	// Placement says why the cgroup is where it is.
+	Placement Placement
+	fd        *os.File
 }
 
-// Create makes a cgroup named name below the calling process's own
-// cgroup. Nesting under the caller keeps the command inside whatever
-// already intercepts the caller (a daemon watching a CI runner, an outer
-// `interlock run`): a new cgroup elsewhere would let it escape them.
+// RunParent is the cgroup, directly below the cgroup2 root, where runs go
+// when the caller's own cgroup is not safe to nest in. Only root may write
+// it.
+const RunParent = "/interlock.run"
+
+// Placement says where Create put a run's cgroup, and why.
+type Placement struct {
+	// Caller is the cgroup of the process that called Create.
+	Caller string
+	// Relocated is true when the cgroup was made below RunParent rather
+	// than below Caller.
+	Relocated bool
+	// Exposed are the cgroups from Caller up to the root that a user
+	// other than root may write; they are why the run was relocated.
+	Exposed []Exposure
+	// Unverified is set when who may write the caller's cgroups could not
+	// be checked; the run is relocated then too.
+	Unverified error
+}
+
+// Why says in one phrase why the cgroup is where it is.
+func (p Placement) Why() string {
+	switch {
+	case p.Unverified != nil:
+		return "could not check who may write the caller's cgroups: " + p.Unverified.Error()
+	case p.Relocated:
+		return "a user other than root may write " + Describe(p.Exposed) +
+			", so a command nested there could move itself out of the run's cgroup"
+	default:
+		return "only root may write the caller's cgroup and every cgroup above it, so an interception of the caller also covers the command"
+	}
+}
+
+// PlacementError is a relocation that could not be done. Its message says
+// what to change.
+type PlacementError struct {
+	Placement Placement
+	// Parent is where the cgroup was to go instead.
+	Parent string
+	Err    error
+}
+
+func (e *PlacementError) Error() string {
+	return fmt.Sprintf("cannot place the command's cgroup where its user cannot leave it: %v; "+
+		"%s, so interlock tried %s instead. Start `interlock run` from a cgroup only root may write "+
+		"(for example `sudo systemd-run --scope interlock run -- CMD`, which runs it in a root-owned scope), "+
+		"or fix what the error names", e.Err, e.Placement.Why(), e.Parent)
+}
+
+func (e *PlacementError) Unwrap() error { return e.Err }
+
+// Create makes a cgroup named name for one command.
+//
+// It goes below the calling process's own cgroup when only root may write
+// that cgroup and every one above it. Nesting under the caller keeps the
+// command inside whatever already intercepts the caller (a daemon watching
+// a CI runner, an outer `interlock run`): a new cgroup elsewhere would let
+// it escape them.
+//
+// When another user may write one of them (systemd delegates
+// user@UID.service and all below it to UID), a command of that user could
+// write its pid into that cgroup's cgroup.procs and connect from there,
+// unintercepted. The cgroup then goes below RunParent instead, which only
+// root may write. The run's own interception still covers the command;
+// what it loses is an interception of the caller's cgroup, which that
+// user could have left anyway.
 func Create(root, name string) (*Cgroup, error) {
 	self, err := redirector.SelfCgroup()
 	if err != nil {
 		return nil, err
 	}
-	p := path.Join(self, name)
+	return create(root, self, RunParent, name)
+}
+
+// create is Create for a caller in cgroup self, relocating below
+// runParent.
+func create(root, self, runParent, name string) (*Cgroup, error) {
+	pl := Placement{Caller: self}
+	pl.Exposed, pl.Unverified = NonRootWritable(root, self)
+	parent := self
+	if len(pl.Exposed) > 0 || pl.Unverified != nil {
+		pl.Relocated = true
+		if err := ensureRunParent(root, runParent); err != nil {
+			return nil, &PlacementError{Placement: pl, Parent: runParent, Err: err}
+		}
+		parent = runParent
+	}
+	p := path.Join(parent, name)
 	dir, err := redirector.CgroupDir(root, p)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+		err = fmt.Errorf("create cgroup %s: %w", dir, err)
+		if pl.Relocated {
+			return nil, &PlacementError{Placement: pl, Parent: runParent, Err: err}
+		}
+		return nil, err
+	}
+	// The umask may have taken bits off; the mode is part of the promise
+	// that only root writes the run's cgroup, so set it whole.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("chmod cgroup %s: %w", dir, err)
+	}
+	if err := secure(dir); err != nil {
+		os.Remove(dir)
+		return nil, err
 	}
 	id, err := redirector.CgroupID(dir)
 	if err != nil {
@@ -55,7 +150,43 @@ func Create(root, name string) (*Cgroup, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
-	return &Cgroup{Path: p, Dir: dir, ID: id, fd: fd}, nil
+	return &Cgroup{Path: p, Dir: dir, ID: id, Placement: pl, fd: fd}, nil
+}
+
+// ensureRunParent makes RunParent if it is missing, and refuses it if a
+// user other than root may write it or anything above it: a run placed
+// there could then leave it as easily as the cgroup it was moved away
+// from.
+func ensureRunParent(root, runParent string) error {
+	dir := filepath.Join(root, runParent)
+	err := os.Mkdir(dir, 0o755)
+	switch {
+	case err == nil:
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+		if err := secure(dir); err != nil {
+			return err
+		}
+	case errors.Is(err, fs.ErrExist):
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("create %s: %w (the cgroup filesystem is mounted read-only here, as in many containers; "+
+			"mount it read-write, or run interlock where it is)", dir, err)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("create %s: %w (run interlock as root)", dir, err)
+	default:
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	exposed, err := NonRootWritable(root, runParent)
+	if err != nil {
+		return err
+	}
+	if len(exposed) > 0 {
+		return fmt.Errorf("%s is not root's alone: a user other than root may write %s; make it so with "+
+			"`chown root:root %s %s/cgroup.procs %s/cgroup.threads && chmod go-w %s %s/cgroup.procs %s/cgroup.threads`",
+			runParent, Describe(exposed), dir, dir, dir, dir, dir, dir)
+	}
+	return nil
 }
 
 // Command prepares argv to start inside the cgroup: clone3 with
