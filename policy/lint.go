@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -133,6 +134,14 @@ func (w *linter) rules() {
 				w.warn(key+".match.operation.include_opaque", "has no effect: it concerns deny and review rules that name a write or DDL kind")
 			}
 		}
+		if r.Action == "allow" && m.Identity != nil {
+			for j, e := range m.Identity.Exes {
+				if kind := model.RunnerKind(path.Base(e)); kind != "" {
+					w.warn(fmt.Sprintf("%s.match.identity.exes[%d]", key, j), "%q is %s: it runs whatever program its command line names, "+
+						"so this rule allows any program run through it; name the program's own executable instead", e, article(kind))
+				}
+			}
+		}
 		if r.Action == "mask" && r.Mask != nil && len(r.Mask.Columns) > 0 && haveTargets && !hasProtocol(sel, model.ProtoPostgres) {
 			msg := "columns are masked in postgres results only, and none of the targets this rule applies to is a postgres target"
 			if len(r.Mask.Detectors) == 0 {
@@ -245,4 +254,11 @@ func (w *linter) unknown() {
 	}
 	w.warn("policy.unknown", "applies on postgres targets with deny or review rules, and there is none: "+
 		"statements interlock cannot parse get the ordinary evaluation (an allow rule must name unknown)")
+}
+
+func article(kind string) string {
+	if kind == "interpreter" {
+		return "an interpreter"
+	}
+	return "a " + kind
 }

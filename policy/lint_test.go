@@ -119,3 +119,32 @@ policy:
 		t.Errorf("policy.unknown with nothing to guard: %v", w)
 	}
 }
+
+// TestLintWarnsAboutRunners: an allow rule naming a loader or an
+// interpreter allows every program run through it.
+func TestLintWarnsAboutRunners(t *testing.T) {
+	cfg := parse(t, `
+targets:
+  - {name: db, protocol: postgres, address: "127.0.0.2:5432", credentials: {user: app}}
+policy:
+  rules:
+    - {name: py, match: {identity: {exes: [/usr/bin/python3.11, /usr/bin/psql]}}, action: allow}
+    - {name: ld, match: {identity: {exes: [/lib64/ld-linux-x86-64.so.2]}}, action: allow}
+    - {name: no-sh, match: {identity: {exes: [/bin/sh]}}, action: deny}
+`)
+	var got []string
+	for _, e := range Lint(cfg) {
+		got = append(got, e.Error())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"policy.rules[0].match.identity.exes[0]", "is an interpreter", "policy.rules[1].match.identity.exes[0]", "is a loader"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("lint lacks %q:\n%s", want, all)
+		}
+	}
+	for _, not := range []string{"exes[1]", "policy.rules[2]"} {
+		if strings.Contains(all, not) {
+			t.Errorf("lint warns about %s:\n%s", not, all)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package redirector
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -121,25 +120,6 @@ func fileID(dev, ino uint64) string {
 	return fmt.Sprintf("device %d:%d inode %d", unix.Major(dev), unix.Minor(dev), ino)
 }
 
-// Loaders run the program named on their command line; interpreters run
-// a script or inline code. Either way the executable is not the program.
-var (
-	loaderName      = regexp.MustCompile(`^(ld-linux[-a-z0-9_.]*\.so(\.[0-9]+)*|ld\.so(\.[0-9]+)?|ld64\.so\.[0-9]+|ld-musl-[a-z0-9_]+\.so\.[0-9]+|qemu-[a-z0-9_]+(-static)?)$`)
-	interpreterName = regexp.MustCompile(`^(python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node(js)?|deno|bun|php[0-9.]*(-cli)?|lua[0-9.]*|luajit|tclsh[0-9.]*|wish[0-9.]*|R|Rscript|java|jshell|osascript|awk|gawk|mawk|nawk|busybox|toybox|(ba|da|z|k|mk|pdk|c|tc|fi|a|y|)sh)$`)
-)
-
-// IsRunnerName says whether an executable's base name is a known loader
-// or interpreter, and which.
-func IsRunnerName(base string) string {
-	switch {
-	case loaderName.MatchString(base):
-		return "loader"
-	case interpreterName.MatchString(base):
-		return "interpreter"
-	}
-	return ""
-}
-
 // Options of ld.so and of common interpreters that take a value.
 var runnerOptArgs = map[string]bool{
 	"--library-path": true, "--inhibit-rpath": true, "--audit": true, "--preload": true, "--argv0": true,
@@ -151,7 +131,7 @@ var runnerOptArgs = map[string]bool{
 // classifyRunner names what a loader or an interpreter runs, from its
 // command line: a claim, since the process wrote it.
 func classifyRunner(exe string, cmdline []string) (runner, program string) {
-	runner = IsRunnerName(filepath.Base(strings.TrimSuffix(exe, " (deleted)")))
+	runner = model.RunnerKind(filepath.Base(strings.TrimSuffix(exe, " (deleted)")))
 	if runner == "" {
 		return "", ""
 	}

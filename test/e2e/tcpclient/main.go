@@ -30,11 +30,14 @@ type result struct {
 
 func main() {
 	addr := flag.String("addr", "", "host:port to connect to")
-	network := flag.String("net", "tcp", "tcp, tcp4, tcp6, raw6 (an AF_INET6 socket connecting to the address as written) or tfo (TCP Fast Open, no connect call)")
+	network := flag.String("net", "tcp", "tcp, tcp4, tcp6, raw6 (an AF_INET6 socket connecting to the address as written), tfo (TCP Fast Open, no connect call), "+
+		"fd3 (connect the socket inherited as fd 3), udp (send the hello as a datagram) or stale6 (a v6-only socket's connect to the v4-mapped address fails, then the same socket connects to -listener)")
+	listener := flag.String("listener", "", "with -net stale6: the address the second connect goes to")
 	bulk := flag.Int("bulk", 0, "bytes to send after the hello line, then half-close")
 	hold := flag.String("hold", "", "after the first reply, wait until this file exists, then say hello again on the same connection")
 	flag.Parse()
 	res := result{PID: os.Getpid(), UID: os.Getuid()}
+	staleListener = *listener
 	err := run(*network, *addr, *bulk, *hold, &res)
 	if err != nil {
 		res.Error = err.Error()
@@ -53,6 +56,12 @@ func run(network, addr string, bulk int, hold string, res *result) error {
 		c, err = dialRaw6(addr)
 	case "tfo":
 		return runTFO(addr, res)
+	case "fd3":
+		c, err = dialInherited(addr)
+	case "stale6":
+		c, err = dialStale6(addr, staleListener)
+	case "udp":
+		return runUDP(addr, res)
 	default:
 		c, err = net.DialTimeout(network, addr, 5*time.Second)
 	}
@@ -170,5 +179,91 @@ func runTFO(addr string, res *result) error {
 		return err
 	}
 	res.Reply = strings.TrimSpace(line)
+	return nil
+}
+
+var staleListener string
+
+func sockaddr(addr string) (syscall.Sockaddr, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ap.Addr().Is4() {
+		return &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, nil
+	}
+	return &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}, nil
+}
+
+// dialInherited connects the socket this process inherited as fd 3 (made
+// by whoever started it, perhaps in another cgroup).
+func dialInherited(addr string) (net.Conn, error) {
+	sa, err := sockaddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Connect(3, sa); err != nil {
+		return nil, fmt.Errorf("connect inherited fd 3 to %s: %w", addr, err)
+	}
+	f := os.NewFile(3, "inherited")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// dialStale6 makes a connect that the hook sees and that then fails (a
+// v6-only socket cannot reach a v4-mapped address), and connects the same
+// socket to listener: a record the first connect left must not serve the
+// second.
+func dialStale6(addr, listener string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	mapped := netip.AddrFrom16(ap.Addr().As16())
+	err = syscall.Connect(fd, &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: mapped.As16()})
+	if err == nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("the v6-only connect to %s succeeded; the case needs it to fail", mapped)
+	}
+	fmt.Fprintf(os.Stderr, "first connect failed as meant: %v\n", err)
+	sa, err := sockaddr(listener)
+	if err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	if err := syscall.Connect(fd, sa); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("second connect to %s: %w", listener, err)
+	}
+	f := os.NewFile(uintptr(fd), "stale6")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// runUDP sends the hello as a datagram and waits a moment for an echo.
+func runUDP(addr string, res *result) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "hello pid=%d udp\n", os.Getpid()); err != nil {
+		return err
+	}
+	c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	res.Reply = strings.TrimSpace(string(buf[:n]))
 	return nil
 }

@@ -1,0 +1,305 @@
+package e2e
+
+// The bypass suite, part identity and interception (issue 12): each case is
+// a determined process inside an intercepted cgroup, not root, trying to
+// reach a target unrecorded or to be allowed under another program's
+// identity. Each asserts the outcome: refused, or caught and attributed
+// correctly.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// asNobody prefixes argv to run it as uid/gid 65534 with no capabilities.
+func asNobody(argv ...string) []string {
+	return append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, argv...)
+}
+
+// bypassDaemon starts a daemon intercepting a fresh cgroup, with an echo
+// target and the given policy.
+func bypassDaemon(t *testing.T, name, policy string) (*env, *daemon, *echoServer, string) {
+	t.Helper()
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, name)
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n%s", cgPath, policy))
+	d := e.startDaemon()
+	return e, d, srv, cgDir
+}
+
+func resolved(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	p, err = filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// talkScript is bash that connects fd 3 to addr, says hello and prints the
+// reply (empty when the connection was refused or closed).
+func talkScript(addr string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return fmt.Sprintf(`exec 3<>/dev/tcp/%s/%s || exit 3; echo hello >&3; read -t 3 line <&3; echo "reply:$line"`, host, port)
+}
+
+// answered says whether a talkScript got a reply from the target.
+func answered(out string) bool { return regexp.MustCompile(`reply:\S`).MatchString(out) }
+
+// TestBypassExecRace: a process connects and immediately execs an allowed
+// binary while a child it forked before does the talking. Interlock reads
+// /proc after accept; the kernel's record of the connect names the
+// program that connected, so the session is never attributed to (nor
+// allowed as) the exec'd binary.
+func TestBypassExecRace(t *testing.T) {
+	sleep := resolved(t, "sleep")
+	e, _, srv, cgDir := bypassDaemon(t, "exec-race", fmt.Sprintf(`policy:
+  default: deny
+  rules:
+    - {name: sleep-only, match: {identity: {exes: [%s]}}, action: allow}
+`, sleep))
+	host, port, _ := strings.Cut(srv.addr(), ":")
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/%s/%s || exit 3
+( echo hello >&3; read -t 3 line <&3; echo "reply:$line" ) &
+exec %s 0.5`, host, port, sleep)
+	const tries = 50
+	var wg sync.WaitGroup
+	outs := make([]string, tries)
+	for i := 0; i < tries; i += 10 {
+		for j := i; j < i+10 && j < tries; j++ {
+			wg.Add(1)
+			go func(j int) {
+				defer wg.Done()
+				out, _, _ := runCmd(t, inCgroup(t, cgDir, asNobody("bash", "-c", script)...))
+				outs[j] = out
+			}(j)
+		}
+		wg.Wait()
+	}
+	for i, out := range outs {
+		if answered(out) {
+			t.Errorf("try %d: the target answered: %q", i, out)
+		}
+	}
+	waitSessions(t, e, tries)
+	raced := 0
+	for _, so := range e.sessions() {
+		p := so.Identity.Proc
+		if so.Decision.Action == model.Allow {
+			t.Errorf("a session was allowed: %+v %+v", so.Decision, p)
+		}
+		if p != nil && p.Exe == sleep && p.ExeTrust == model.ExeVerified {
+			t.Errorf("a session was attributed to the exec'd %s as verified: %+v", sleep, p)
+		}
+		if strings.Contains(so.Identity.ProcError, "exec'd") {
+			raced++
+		}
+	}
+	if len(srv.seen) != 0 {
+		t.Errorf("the echo server saw connections: %v", srv.seen)
+	}
+	t.Logf("%d of %d tries exec'd before interlock read the process; each was caught by the kernel's record", raced, tries)
+}
+
+// TestBypassLoader: a program run under the dynamic loader is recorded as
+// the loader running it; an allow rule about the program does not apply
+// to the loader, and `policy check` warns about allow rules naming one.
+func TestBypassLoader(t *testing.T) {
+	bash := resolved(t, "bash")
+	e, _, srv, cgDir := bypassDaemon(t, "loader", fmt.Sprintf(`policy:
+  default: deny
+  rules:
+    - {name: bash-ok, match: {identity: {exes: [%s]}}, action: allow}
+`, bash))
+	loader := "/lib64/ld-linux-x86-64.so.2"
+	out, _, _ := runCmd(t, inCgroup(t, cgDir, asNobody(loader, bash, "-c", talkScript(srv.addr()))...))
+	if answered(out) {
+		t.Fatalf("the program run under the loader was allowed: %q", out)
+	}
+	waitSessions(t, e, 1)
+	for _, so := range e.sessions() {
+		p := so.Identity.Proc
+		if p == nil || p.Runner != "loader" || p.Program != bash {
+			t.Errorf("not recorded as the loader running %s: %+v (%s)", bash, p, so.Identity.ProcError)
+		}
+		if so.Decision.Action != model.Deny {
+			t.Errorf("decision %+v", so.Decision)
+		}
+	}
+	// bash itself, directly, is allowed: the rule works.
+	out, _, _ = runCmd(t, inCgroup(t, cgDir, asNobody(bash, "-c", talkScript(srv.addr()))...))
+	if !answered(out) {
+		t.Errorf("bash itself was not allowed: %q", out)
+	}
+	// policy check warns about an allow rule naming an interpreter.
+	lint := filepath.Join(e.dir, "lint.yaml")
+	os.WriteFile(lint, []byte(fmt.Sprintf(`targets:
+  - {name: echo, protocol: tcp, address: %q}
+policy:
+  rules:
+    - {name: py, match: {identity: {exes: [/usr/bin/python3]}}, action: allow}
+`, srv.addr())), 0o644)
+	stdout, stderr, _ := e.interlock("policy", "check", "-c", lint)
+	if !strings.Contains(stdout+stderr, "is an interpreter: it runs whatever") {
+		t.Errorf("policy check does not warn about the interpreter:\n%s%s", stdout, stderr)
+	}
+}
+
+// TestBypassNamespaceLies: in its own user and mount namespaces an
+// unprivileged process can bind-mount any file over an allowed path and
+// run it, so /proc shows the allowed path. Executable facts from another
+// user or mount namespace are only claimed; rules about the executable do
+// not apply to them.
+func TestBypassNamespaceLies(t *testing.T) {
+	sleep, bash := resolved(t, "sleep"), resolved(t, "bash")
+	e, _, srv, cgDir := bypassDaemon(t, "ns-lie", fmt.Sprintf(`policy:
+  default: deny
+  rules:
+    - {name: sleep-only, match: {identity: {exes: [%s]}}, action: allow}
+`, sleep))
+	lie := fmt.Sprintf("mount --bind %s %s && exec %s -c '%s'", bash, sleep, sleep, talkScript(srv.addr()))
+	out, stderr, _ := runCmd(t, inCgroup(t, cgDir, asNobody("unshare", "-U", "-r", "-m", "sh", "-c", lie)...))
+	if answered(out) {
+		t.Fatalf("the bind-mounted lie was allowed: %q %s", out, stderr)
+	}
+	waitSessions(t, e, 1)
+	for _, so := range e.sessions() {
+		p := so.Identity.Proc
+		if p == nil {
+			t.Fatalf("no process facts: %s", so.Identity.ProcError)
+		}
+		if p.Exe != sleep {
+			t.Errorf("the case did not lie as meant: exe %q (stderr %s)", p.Exe, stderr)
+		}
+		if p.ExeTrust != model.ExeClaimed {
+			t.Errorf("exe_trust %q, want claimed", p.ExeTrust)
+		}
+		if so.Decision.Action != model.Deny {
+			t.Errorf("decision %+v", so.Decision)
+		}
+	}
+}
+
+// listenerOf finds the daemon's IPv6 listener in its ready line.
+func listenerOf(t *testing.T, d *daemon) string {
+	t.Helper()
+	m := regexp.MustCompile(`"listeners":\["[^"]*","(\[::1\]:[0-9]+)"\]`).FindStringSubmatch(d.stderr.String())
+	if m == nil {
+		t.Fatalf("no IPv6 listener in the daemon's log: %s", d.stderr.String())
+	}
+	return m[1]
+}
+
+// TestBypassStaleRecord: a connect the hook records and that then fails
+// leaves nothing a later connect of the same socket, straight to
+// interlock's listener, could be served with.
+func TestBypassStaleRecord(t *testing.T) {
+	e, d, srv, cgDir := bypassDaemon(t, "stale", "")
+	ln := listenerOf(t, d)
+	for i := 0; i < 5; i++ {
+		out, stderr, code := runCmd(t, inCgroup(t, cgDir, asNobody(clientBin, "-net", "stale6", "-addr", srv.addr(), "-listener", ln)...))
+		if !strings.Contains(stderr, "first connect failed as meant") {
+			t.Fatalf("the case did not set up the failed connect: %s %s", out, stderr)
+		}
+		if code == 0 {
+			t.Fatalf("try %d: the second connect was served: %s", i, out)
+		}
+	}
+	if n := len(e.sessions()); n != 0 {
+		t.Errorf("%d sessions journaled from stale records: %+v", n, e.sessions())
+	}
+	if len(srv.seen) != 0 {
+		t.Errorf("the echo server saw connections: %v", srv.seen)
+	}
+}
+
+// TestBypassForeignSocket: a socket made outside the intercepted cgroup
+// (inherited or passed) and connected to a target from inside it is
+// refused; so is UDP to a target's address.
+func TestBypassForeignSocket(t *testing.T) {
+	_, _, srv, cgDir := bypassDaemon(t, "foreign", "")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "outside")
+	defer f.Close()
+	cmd := inCgroup(t, cgDir, asNobody(clientBin, "-net", "fd3", "-addr", srv.addr())...)
+	cmd.ExtraFiles = []*os.File{f}
+	out, _, code := runCmd(t, cmd)
+	if code == 0 || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("a socket made outside the cgroup reached the target: %s", out)
+	}
+	// The same client making its own socket is intercepted and served.
+	out, _, code = runCmd(t, inCgroup(t, cgDir, asNobody(clientBin, "-addr", srv.addr())...))
+	if code != 0 {
+		t.Errorf("the client's own socket was not served: %s", out)
+	}
+	out, _, code = runCmd(t, inCgroup(t, cgDir, asNobody(clientBin, "-net", "udp", "-addr", srv.addr())...))
+	if code == 0 || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("UDP to the target was not refused: %s", out)
+	}
+}
+
+// TestBypassLateCgroup: a configured cgroup made while the daemon runs,
+// with a job moved in and connecting at once, a hundred times: no job
+// ever reaches the target directly.
+func TestBypassLateCgroup(t *testing.T) {
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	parentPath, parentDir := makeCgroup(t, "late")
+	job := parentPath + "/job"
+	jobDir := filepath.Join(parentDir, "job")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", job))
+	e.startDaemon()
+	var locals []string
+	refused := 0
+	for i := 0; i < 100; i++ {
+		if err := os.Mkdir(jobDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, _, code := runCmd(t, inCgroup(t, jobDir, asNobody(clientBin, "-addr", srv.addr())...))
+		res := parseClient(t, []byte(out))
+		switch {
+		case code == 0:
+			locals = append(locals, res.Local)
+		case strings.Contains(res.Error, "operation not permitted"):
+			refused++
+		default:
+			t.Errorf("job %d: %s", i, out)
+		}
+		for k := 0; ; k++ {
+			if err := os.Remove(jobDir); err == nil {
+				break
+			} else if k > 200 {
+				t.Fatalf("remove %s: %v", jobDir, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitSessions(t, e, len(locals))
+	sessions := e.sessions()
+	direct := 0
+	for _, l := range locals {
+		if _, ok := sessions[l]; !ok {
+			direct++
+		}
+	}
+	if direct != 0 {
+		t.Errorf("%d of 100 jobs reached the target directly", direct)
+	}
+	t.Logf("100 jobs in a cgroup made just before: %d intercepted, %d refused before it was attached, 0 direct", len(locals), refused)
+}
