@@ -420,6 +420,27 @@ static __always_inline const struct redirect_config *load_config(void)
 	return bpf_map_lookup_elem(&config, &zero);
 }
 
+// lookup_target finds the target a destination belongs to. A service
+// listening on a wildcard address answers on every loopback address, not
+// only the one in the config: userspace then adds the entry
+// ::ffff:127.0.0.0 with the port, and any 127.0.0.0/8 destination on that
+// port is that target.
+static __always_inline struct target_val *lookup_target(const struct addr_key *key)
+{
+	struct target_val *t = bpf_map_lookup_elem(&targets, key);
+	struct addr_key lo;
+
+	if (t)
+		return t;
+	if (key->addr[10] != 0xff || key->addr[11] != 0xff || key->addr[12] != 127)
+		return 0;
+	__builtin_memcpy(&lo, key, sizeof(lo));
+	lo.addr[13] = 0;
+	lo.addr[14] = 0;
+	lo.addr[15] = 0;
+	return bpf_map_lookup_elem(&targets, &lo);
+}
+
 // key4 is the targets-map key of an IPv4 destination.
 static __always_inline void key4(struct bpf_sock_addr *ctx, struct addr_key *key)
 {
@@ -477,7 +498,7 @@ static __always_inline void forget(struct bpf_sock_addr *ctx)
 // sent on uninspected.
 static __always_inline int not_tcp(const struct addr_key *key)
 {
-	if (!bpf_map_lookup_elem(&targets, key))
+	if (!lookup_target(key))
 		return 1;
 	count(STAT_REFUSED_NOT_TCP);
 	return 0;
@@ -499,7 +520,7 @@ int interlock_connect4(struct bpf_sock_addr *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return not_tcp(&key);
 	forget(ctx);
-	t = bpf_map_lookup_elem(&targets, &key);
+	t = lookup_target(&key);
 	if (!t)
 		return 1;
 
@@ -534,7 +555,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return not_tcp(&key);
 	forget(ctx);
-	t = bpf_map_lookup_elem(&targets, &key);
+	t = lookup_target(&key);
 	if (!t)
 		return 1;
 
@@ -626,7 +647,7 @@ static __always_inline int guard(const struct addr_key *key, int datagram)
 	__u32 class;
 	int self = 0;
 
-	if (!bpf_map_lookup_elem(&targets, key))
+	if (!lookup_target(key))
 		return 1;
 	cfg = load_config();
 	if (!cfg)

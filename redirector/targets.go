@@ -85,6 +85,7 @@ func resolveTargets(ctx context.Context, r HostResolver, targets []model.Target)
 		}
 		out = append(out, rt)
 	}
+	wildcardCoverage(out, "/proc/self/net")
 	return out, errors.Join(errs...)
 }
 

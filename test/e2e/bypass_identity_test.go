@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,4 +303,43 @@ func TestBypassLateCgroup(t *testing.T) {
 		t.Errorf("%d of 100 jobs reached the target directly", direct)
 	}
 	t.Logf("100 jobs in a cgroup made just before: %d intercepted, %d refused before it was attached, 0 direct", len(locals), refused)
+}
+
+// TestBypassOtherAddresses: a target on a service that listens on a
+// wildcard address is reachable at every local address and all of
+// 127.0.0.0/8; connects to any of them are intercepted as that target.
+func TestBypassOtherAddresses(t *testing.T) {
+	srv := startEcho(t, "tcp", ":0")
+	cgPath, cgDir := makeCgroup(t, "other-addrs")
+	e := newEnv(t, []target{{name: "echo", address: fmt.Sprintf("127.0.0.2:%d", srv.port())}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	e.startDaemon()
+	addrs := []string{fmt.Sprintf("127.0.0.9:%d", srv.port()), fmt.Sprintf("[::1]:%d", srv.port())}
+	if ifas, err := net.InterfaceAddrs(); err == nil {
+		for _, ifa := range ifas {
+			if ipn, ok := ifa.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				addrs = append(addrs, net.JoinHostPort(ipn.IP.String(), fmt.Sprint(srv.port())))
+				break
+			}
+		}
+	}
+	var locals []string
+	for _, a := range addrs {
+		out, _, code := runCmd(t, inCgroup(t, cgDir, asNobody(clientBin, "-addr", a)...))
+		if code != 0 {
+			t.Errorf("%s: %s", a, out)
+			continue
+		}
+		locals = append(locals, parseClient(t, []byte(out)).Local)
+	}
+	waitSessions(t, e, len(locals))
+	sessions := e.sessions()
+	for i, l := range locals {
+		if so, ok := sessions[l]; !ok || so.Target.Name != "echo" {
+			t.Errorf("the connect to %s was not intercepted as target echo", addrs[i])
+		}
+	}
+	out, _, code := runCmd(t, inCgroup(t, cgDir, asNobody(clientBin, "-net", "udp", "-addr", addrs[0])...))
+	if code == 0 || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("UDP to another address of the target was not refused: %s", out)
+	}
 }
