@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,19 +33,36 @@ func runCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "run a command with its connections to targets intercepted",
 		ArgsUsage: "[--] CMD [ARGS...]",
-		Description: "Starts CMD in a fresh cgroup (below interlock's own) whose connections to the\n" +
-			"configured targets go through interlock. If an interlock daemon is running, it does\n" +
-			"the interception; otherwise this process does. When CMD exits, processes it left\n" +
-			"behind in the cgroup are killed, a one-line summary goes to stderr, and interlock\n" +
-			"exits with CMD's exit code (128+N if a signal N ended it).\n\n" +
+		Description: "Starts CMD in a fresh cgroup whose connections to the configured targets go\n" +
+			"through interlock. If an interlock daemon is running, it does the interception;\n" +
+			"otherwise this process does. When CMD exits, processes it left behind in the cgroup\n" +
+			"are killed, a one-line summary goes to stderr, and interlock exits with CMD's exit\n" +
+			"code (128+N if a signal N ended it).\n\n" +
+			"The cgroup goes below interlock's own when only root may write that cgroup and every\n" +
+			"one above it, so an interception of the caller still covers CMD. When another user\n" +
+			"may write one of them (systemd's user@UID.service and what is below it belong to\n" +
+			"UID), CMD could move itself there and connect unintercepted: the cgroup then goes\n" +
+			"below " + runner.RunParent + " at the cgroup2 root instead (-v says which and why).\n" +
+			"A CMD running as root can leave any cgroup.\n\n" +
+			"CMD gets stdin, stdout and stderr, and no other descriptor interlock inherited: a\n" +
+			"socket connected before CMD started, outside any intercepted cgroup, would reach a\n" +
+			"target unseen. --keep-fd N passes descriptor N on, at the same number (for example\n" +
+			"a make jobserver's pipes, or a socket-activated listener); what flows through it is\n" +
+			"not intercepted.\n\n" +
 			"Exit codes of interlock's own: 64 usage, 69 unavailable, 71 system error, 77 missing\n" +
 			"privileges, 78 bad config, 126 CMD not executable, 127 CMD not found.",
 		StopOnNthArg: &one,
+		// A flag that does not parse (--keep-fd x) is a usage error, 64;
+		// the root command's handler does not reach subcommands.
+		OnUsageError: func(_ context.Context, _ *cli.Command, err error, _ bool) error {
+			return exitWith(exitUsage, err)
+		},
 		Flags: []cli.Flag{
 			configFlag(),
 			&cli.StringFlag{Name: "engine", Value: "auto", Usage: "auto (daemon if one runs), daemon, or embedded"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no summary line"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the engine's info messages to stderr"},
+			&cli.IntSliceFlag{Name: "keep-fd", Usage: "pass inherited descriptor N on to CMD at the same number (repeatable); every other one above 2 is closed"},
 		},
 		Action: runAction,
 	}
@@ -67,6 +86,18 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	mode := cmd.String("engine")
 	if mode != "auto" && mode != "daemon" && mode != "embedded" {
 		return exitWith(exitUsage, fmt.Errorf("--engine must be auto, daemon or embedded, not %q", mode))
+	}
+	keep, err := keptFDs(cmd.IntSlice("keep-fd"))
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	// Only for the log: which descriptors CMD will not get.
+	inherited, inheritedErr := runner.InheritedFDs()
+	// Before anything else runs: from here on, no descriptor reaches CMD
+	// unless it is named in --keep-fd.
+	if err := runner.CloseOnExecAbove(); err != nil {
+		return exitWith(exitOSErr, fmt.Errorf("%w; without it, descriptors interlock inherited would reach the command: "+
+			"start interlock with none open above 2", err))
 	}
 	if err := requireCaps(); err != nil {
 		return err
@@ -96,6 +127,16 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return exitWith(exitOSErr, err)
 	}
+	if cg.Placement.Relocated {
+		log.Info("the command's cgroup is below interlock's own subtree, not the caller's",
+			"cgroup", cg.Path, "caller_cgroup", cg.Placement.Caller, "why", cg.Placement.Why())
+	} else {
+		log.Info("the command's cgroup is below the caller's", "cgroup", cg.Path, "why", cg.Placement.Why())
+	}
+	if inheritedErr != nil {
+		log.Debug("cannot list the descriptors interlock inherited", "err", inheritedErr)
+	}
+	logInheritedFDs(log, inherited, keep)
 	defer func() {
 		if err := cg.Remove(); err != nil {
 			log.Warn("remove run cgroup", "cgroup", cg.Path, "err", err)
@@ -124,10 +165,18 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	}
 
 	child := cg.Command(argv)
+	child.ExtraFiles = runner.PassFDs(keep)
 	if err := child.Start(); err != nil {
 		_, _ = sess.end(ctx, model.RunEnd{ExitCode: 127, DurationNS: time.Since(start).Nanoseconds()})
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return exitWith(127, fmt.Errorf("%s: command not found", argv[0]))
+		}
+		// clone3 refuses CLONE_INTO_CGROUP with EBUSY when the cgroup may
+		// not hold processes (its parent enables domain controllers and
+		// has processes of its own, or its type is domain invalid).
+		if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EOPNOTSUPP) {
+			return exitWith(exitOSErr, fmt.Errorf("start %s in cgroup %s: %w: the cgroup may not hold processes; "+
+				"check cgroup.type and the parent's cgroup.subtree_control (cgroup v2's no-internal-process rule)", argv[0], cg.Path, err))
 		}
 		return exitWith(126, fmt.Errorf("start %s: %w", argv[0], err))
 	}
@@ -154,6 +203,50 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 		fmt.Fprintln(os.Stderr, summaryLine(tally, killed, sess.journalPath()))
 	}
 	return childExit{code: code}
+}
+
+// keptFDs checks the --keep-fd values: each must be a descriptor
+// interlock was started with. It must run before CloseOnExecAbove, which
+// erases the difference between those and interlock's own.
+func keptFDs(want []int) ([]int, error) {
+	var out []int
+	for _, fd := range want {
+		if fd < 3 {
+			return nil, fmt.Errorf("--keep-fd %d: stdin, stdout and stderr (0, 1, 2) always reach the command; name descriptors from 3 up", fd)
+		}
+		if slices.Contains(out, fd) {
+			continue
+		}
+		if err := runner.Inherited(fd); err != nil {
+			return nil, fmt.Errorf("--keep-fd %d: interlock was not started with descriptor %d open (%v); "+
+				"open it in whatever starts interlock, as a shell does with `interlock run --keep-fd %d -- CMD %d<FILE`", fd, fd, err, fd, fd)
+		}
+		out = append(out, fd)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// logInheritedFDs says which inherited descriptors the command does not
+// get, with what they are, so a command that misses one can be told why.
+func logInheritedFDs(log *slog.Logger, inherited, keep []int) {
+	if len(inherited) == 0 {
+		return
+	}
+	var closed, kept []string
+	for _, fd := range inherited {
+		what, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		if err != nil {
+			what = "?"
+		}
+		d := fmt.Sprintf("%d (%s)", fd, what)
+		if slices.Contains(keep, fd) {
+			kept = append(kept, d)
+		} else {
+			closed = append(closed, d)
+		}
+	}
+	log.Info("descriptors interlock inherited", "not_passed_on", closed, "passed_on", kept)
 }
 
 // forwardSignals passes termination signals on to the command. SIGINT and
