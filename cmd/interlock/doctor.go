@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,6 +39,11 @@ func doctorCommand() *cli.Command {
 		Description: "Checks the kernel, cgroup v2, privileges, that the BPF programs load and attach,\n" +
 			"BTF, the BPF filesystem, the config, each postgres target (the held credential\n" +
 			"logs in; the held role and its settings), the journal, the daemon and runs left behind.\n" +
+			"Also what a watched process could use to get around interception: Yama's ptrace_scope\n" +
+			"(sockets taken from processes outside), cgroups above an intercepted one that a user\n" +
+			"other than root may write (a process can move itself there), and addresses a target's\n" +
+			"service answers at that are not intercepted (other A/AAAA records of its name; the\n" +
+			"host's other addresses when it listens on 0.0.0.0 or ::).\n" +
 			"Exits 0 when nothing fails (warnings allowed), 1 otherwise.",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -129,6 +135,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 	if _, err := net.Listen("tcp6", "[::1]:0"); err != nil {
 		add(check{Name: "ipv6 loopback", Status: "warn", Detail: err.Error(), Fix: "without ::1, connects to IPv6 targets are refused"})
 	}
+	add(yamaCheck(yamaPath))
 
 	cfg, err := config.Load(cmd.String("config"))
 	if err != nil {
@@ -177,7 +184,18 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 	}
 	if root != "" {
 		out = append(out, pinChecks(cfg, root, status)...)
+		for _, cg := range cfg.Intercept.Cgroups {
+			add(cgroupAncestorsCheck(root, cg))
+		}
 	}
+	probe := coverageProbe{resolver: net.DefaultResolver, local: hostAddrs(), procNet: "/proc/net"}
+	if status != nil {
+		probe.intercepted = status.Targets
+		if probe.intercepted == nil {
+			probe.intercepted = map[string][]netip.AddrPort{}
+		}
+	}
+	out = append(out, probe.checks(ctx, cfg.Targets)...)
 
 	for _, s := range runner.CollectStale(control.RunsDir(cfg.Control.Socket), true, nil) {
 		c := check{Name: "stale run", Status: "warn", Detail: fmt.Sprintf("interlock run pid %d died, cgroup %s", s.PID, s.Cgroup)}
