@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -265,5 +267,52 @@ func TestRunNestsInRootOnlyCgroup(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "below the caller's") {
 		t.Errorf("-v does not say the cgroup nests below the caller's: %s", stderr)
+	}
+}
+
+// TestDoctorFlagsBypasses: `interlock doctor --json` on this host reports
+// Yama, an intercepted cgroup below one its user may write, and a target
+// whose service listens on a wildcard address.
+func TestDoctorFlagsBypasses(t *testing.T) {
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	parent, parentDir := delegatedCgroup(t, "bypass-doctor", 65534)
+	job := parent + "/job"
+	if err := os.Mkdir(filepath.Join(parentDir, "job"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(filepath.Join(parentDir, "job"))
+	e := newEnv(t, []target{{name: "wild", address: fmt.Sprintf("127.0.0.2:%d", port)}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", job))
+	out, stderr, _ := e.interlock("doctor", "--json", "-c", e.cfgPath)
+	var checks []struct{ Name, Status, Detail, Fix string }
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor --json: %v: %s%s", err, out, stderr)
+	}
+	byName := map[string]struct{ Name, Status, Detail, Fix string }{}
+	for _, c := range checks {
+		byName[c.Name] = c
+	}
+	yama := byName["yama ptrace_scope"]
+	scope, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	switch {
+	case err != nil || strings.TrimSpace(string(scope)) == "0":
+		if yama.Status != "warn" || !strings.Contains(yama.Fix, "ptrace_scope=1") {
+			t.Errorf("Yama off or absent, check says %+v", yama)
+		}
+	default:
+		if yama.Status != "ok" {
+			t.Errorf("ptrace_scope %s, check says %+v", scope, yama)
+		}
+	}
+	if c := byName["cgroup "+job+" ancestors"]; c.Status != "warn" || !strings.Contains(c.Detail, parent+" (the directory is owned by uid 65534") {
+		t.Errorf("delegated parent of an intercepted cgroup: %+v", c)
+	}
+	if c := byName["target wild listener"]; c.Status != "warn" || !strings.Contains(c.Detail, "reachable also at: ") ||
+		!strings.Contains(c.Detail, fmt.Sprintf("127.0.0.0/8 port %d", port)) {
+		t.Errorf("wildcard listener: %+v", c)
 	}
 }
