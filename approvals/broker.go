@@ -102,8 +102,19 @@ func (b *Broker) notifyChange() {
 }
 
 // identityKey names "this identity" for a ttl grant: the uid and the
-// executable (by hash when known), which the process cannot forge.
+// executable (by hash when known), which the process cannot forge. When
+// the executable facts are not verified against the kernel's record
+// (another user or mount namespace, an exec between connect and accept),
+// they name nothing, and the grant covers that one process alone.
 func identityKey(id model.Identity) string {
+	if !id.Proc.ExeTrusted() {
+		start := id.Kernel.ProcStartNS
+		if start == 0 {
+			start = id.Kernel.ConnectBootNS
+		}
+		return strconv.FormatUint(uint64(id.Kernel.UID), 10) + "|process " +
+			strconv.FormatUint(uint64(id.Kernel.TGID), 10) + "@" + strconv.FormatUint(start, 10)
+	}
 	exe := ""
 	if id.Proc != nil {
 		exe = id.Proc.ExeSHA256
