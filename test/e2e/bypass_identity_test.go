@@ -343,3 +343,66 @@ func TestBypassOtherAddresses(t *testing.T) {
 		t.Errorf("UDP to another address of the target was not refused: %s", out)
 	}
 }
+
+// TestBypassForgedExe: an unprivileged process enters a user namespace,
+// unmaps its own executable and points /proc/self/exe at an allowed binary
+// with prctl(PR_SET_MM_MAP, exe_fd), then connects. The kernel itself now
+// holds the allowed binary as its exe file; what gives it away is the user
+// namespace, and executable facts from outside the initial one are only
+// claimed.
+func TestBypassForgedExe(t *testing.T) {
+	sleep := resolved(t, "sleep")
+	e, _, srv, cgDir := bypassDaemon(t, "forged-exe", fmt.Sprintf(`policy:
+  default: deny
+  rules:
+    - {name: sleep-only, match: {identity: {exes: [%s]}}, action: allow}
+`, sleep))
+	forge := buildForge(t, e.dir)
+	host, port, _ := strings.Cut(srv.addr(), ":")
+	out, stderr, _ := runCmd(t, inCgroup(t, cgDir, asNobody(forge, host, port, sleep)...))
+	if !strings.Contains(out, "exe:"+sleep) {
+		t.Fatalf("the forgery did not take: %q %s", out, stderr)
+	}
+	if answered(out) {
+		t.Fatalf("the forged executable was allowed: %q", out)
+	}
+	waitSessions(t, e, 1)
+	for _, so := range e.sessions() {
+		p := so.Identity.Proc
+		if p == nil {
+			t.Fatalf("no process facts: %s", so.Identity.ProcError)
+		}
+		if p.Exe != sleep || p.ExeTrust != model.ExeClaimed {
+			t.Errorf("exe %q exe_trust %q, want the forged %s, claimed", p.Exe, p.ExeTrust, sleep)
+		}
+		if so.Decision.Action != model.Deny {
+			t.Errorf("decision %+v", so.Decision)
+		}
+	}
+}
+
+// buildForge compiles test/e2e/testdata/forge into dir (readable by all).
+func buildForge(t *testing.T, dir string) string {
+	t.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		cc, err = exec.LookPath("clang")
+	}
+	if err != nil {
+		t.Fatalf("no C compiler (make test installs clang): %v", err)
+	}
+	src, _ := filepath.Abs("testdata/forge")
+	out := filepath.Join(dir, "forge-bin")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-O2", "-shared", "-fPIC", "-Wl,-z,now", "-o", filepath.Join(out, "libforge.so"), filepath.Join(src, "libforge.c")},
+		{"-O2", "-Wl,-z,now", "-o", filepath.Join(out, "forge"), filepath.Join(src, "main.c"), "-L" + out, "-lforge", "-Wl,-rpath,$ORIGIN"},
+	} {
+		if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", cc, args, err, b)
+		}
+	}
+	return filepath.Join(out, "forge")
+}
