@@ -319,6 +319,13 @@ static __always_inline int listener_present(struct bpf_sock_addr *ctx,
 // read_program fills in the program facts from the current task. Every
 // read is a probe read: a fact that cannot be read stays zero and its
 // flag unset, which userspace treats as unknown.
+#ifdef INTERLOCK_NO_CORE
+// Built for kernels without BTF: nothing to relocate the reads against,
+// so no program facts are recorded (userspace treats them as unknown).
+static __always_inline void read_program(struct origin *o)
+{
+}
+#else
 static __always_inline void read_program(struct origin *o)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -360,6 +367,7 @@ static __always_inline void read_program(struct origin *o)
 			o->id_flags |= ID_NS;
 	}
 }
+#endif
 
 static __always_inline int record(void *ctx, const struct addr_key *dst,
 				  __u16 family, __u32 target_id,

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -38,6 +39,15 @@ func loadPrograms(mapPin string, log *slog.Logger) (*programs, error) {
 		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
 	}
 	spec, err := bpf.LoadInterlock()
+	if _, berr := btf.LoadKernelSpec(); berr != nil {
+		// Without the kernel's BTF the CO-RE reads of the connecting
+		// task cannot be relocated: load the build without them. No
+		// program facts are recorded, so every executable is unknown
+		// to policy (rules about executables cannot allow).
+		log.Warn("the kernel has no BTF (/sys/kernel/btf/vmlinux): the connect hook cannot record which program connected; "+
+			"every session's program identity is unknown. Use a kernel built with CONFIG_DEBUG_INFO_BTF=y", "err", berr)
+		spec, err = bpf.LoadInterlockNoCore()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF objects: %w", err)
 	}
