@@ -119,9 +119,10 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 	}
 
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
-		add(check{Name: "btf", Status: "ok", Detail: "/sys/kernel/btf/vmlinux present"})
+		add(check{Name: "btf", Status: "ok", Detail: "/sys/kernel/btf/vmlinux present: the connect hook records which program connected"})
 	} else {
-		add(check{Name: "btf", Status: "ok", Detail: "no kernel BTF; interlock's programs do not need it"})
+		add(check{Name: "btf", Status: "warn", Detail: "no kernel BTF: the connect hook cannot record which program connected, so every session's program identity is unknown (rules about executables cannot allow; policy.unknown_identity decides)",
+			Fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every current Debian and Ubuntu kernel)"})
 	}
 
 	var st unix.Statfs_t
