@@ -13,11 +13,14 @@ import (
 
 // envFacts describe the machine the numbers come from.
 type envFacts struct {
-	Kernel           string `json:"kernel"`
-	CPUs             int    `json:"cpus"`
-	CPUModel         string `json:"cpu_model,omitempty"`
-	GoVersion        string `json:"go_version"`
-	Interlock        string `json:"interlock_version"`
+	Kernel    string `json:"kernel"`
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	GoVersion string `json:"go_version"`
+	Interlock string `json:"interlock_version"`
+	// Before and BeforePath are the -before binary's version and path.
+	Before           string `json:"before_version,omitempty"`
+	BeforePath       string `json:"before_path,omitempty"`
 	JournalPath      string `json:"journal_path"`
 	JournalFS        string `json:"journal_fs"`
 	JournalSync      string `json:"journal_sync"`

@@ -14,6 +14,13 @@
 // "interlock" it runs as `interlock run -c CONFIG --engine embedded --
 // tcpbench client ...`, so its connects go through the BPF redirect, the
 // proxy and the journal of an embedded engine.
+//
+// With -before PATH, an older interlock binary runs the same client as a
+// third side, "before", in the same rounds (direct, before, interlock, …),
+// with a config, journal and BPF pins of its own; the report puts its
+// figures beside interlock's ("after") with the after/before ratio:
+//
+//	go run ./test/bench/tcpbench -interlock ./bin/interlock -before /tmp/interlock-before
 package main
 
 import (
@@ -49,6 +56,7 @@ func main() {
 
 type options struct {
 	interlock   string
+	before      string
 	conns       int
 	echo        int
 	bulkMiB     int
@@ -67,10 +75,11 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("tcpbench", flag.ContinueOnError)
 	fs.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required; `make build` makes ./bin/interlock)")
+	fs.StringVar(&o.before, "before", "", "path of an older interlock binary, run as a third side \"before\" in the same rounds for before/after figures")
 	fs.IntVar(&o.conns, "conns", 2000, "connections measured per connect round")
 	fs.IntVar(&o.echo, "echo", 20000, "64-byte round trips measured per echo round")
 	fs.IntVar(&o.bulkMiB, "bulk-mib", 1024, "MiB moved per bulk round, each direction")
-	fs.IntVar(&o.rounds, "rounds", 2, "rounds per metric and side (direct, interlock, direct, interlock, …)")
+	fs.IntVar(&o.rounds, "rounds", 2, "rounds per metric and side (direct, [before,] interlock, direct, [before,] interlock, …)")
 	fs.BoolVar(&o.jsonOut, "json", false, "also print the results as JSON")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes for a smoke run (200 conns, 2000 round trips, 64 MiB)")
 	fs.StringVar(&o.journalDir, "journal-dir", "", "directory to put the journal in (default: the bench's temp dir; /dev/shm takes the disk's fsync out)")
@@ -119,24 +128,51 @@ var errInterrupted = errors.New("interrupted")
 
 // bench is one benchmark run's setup.
 type bench struct {
-	o         options
-	self      string
-	interlock string
-	dir       string // temp dir: config, control socket, run state
-	jdir      string // the journal's own temp dir (dir unless -journal-dir)
-	cfgPath   string
-	journal   string
-	pin       string
-	servers   map[string]*server
+	o       options
+	self    string
+	dir     string // temp dir: configs, control sockets, run state
+	jdir    string // the journals' own temp dir (dir unless -journal-dir)
+	engines map[string]*engineSide
+	servers map[string]*server
+}
+
+// engineSide is a side that runs the client under an interlock binary:
+// "interlock", and "before" with -before. Each has a config, state dir,
+// control socket, journal and BPF pin directory of its own, so that the
+// two binaries share nothing but the servers.
+type engineSide struct {
+	bin     string
+	cfgPath string
+	journal string
+	pin     string
+}
+
+// sides are the sides of each round, in the order they run.
+func (b *bench) sides() []string {
+	if b.o.before != "" {
+		return []string{sideDirect, sideBefore, sideInterlock}
+	}
+	return []string{sideDirect, sideInterlock}
 }
 
 func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: interlock run loads BPF programs and creates cgroups (try: sudo make bench)")
 	}
-	b := &bench{o: o, servers: map[string]*server{}}
-	if b.interlock, err = benchutil.Interlock(o.interlock); err != nil {
-		return err
+	b := &bench{o: o, servers: map[string]*server{}, engines: map[string]*engineSide{}}
+	bins := map[string]string{sideInterlock: o.interlock}
+	if o.before != "" {
+		bins[sideBefore] = o.before
+	}
+	for side, path := range bins {
+		bin, err := benchutil.Interlock(path)
+		if err != nil {
+			return fmt.Errorf("-%s: %w", side, err) // the flags are named after the sides
+		}
+		b.engines[side] = &engineSide{bin: bin}
+	}
+	if e := b.engines[sideBefore]; e != nil && e.bin == b.engines[sideInterlock].bin {
+		return fmt.Errorf("-before and -interlock name the same binary %s", e.bin)
 	}
 	if b.self, err = os.Executable(); err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -151,9 +187,15 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	env, err := collectEnv(b.interlock, b.journal, o.fsyncProbes)
+	env, err := collectEnv(b.engines[sideInterlock].bin, b.engines[sideInterlock].journal, o.fsyncProbes)
 	if err != nil {
 		return err
+	}
+	if e := b.engines[sideBefore]; e != nil {
+		if env.Before, err = benchutil.InterlockVersion(e.bin); err != nil {
+			return err
+		}
+		env.BeforePath = e.bin
 	}
 	printEnv(os.Stdout, env, o)
 
@@ -161,15 +203,24 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	opens, err := b.checkJournal(ctx, res)
-	if err != nil {
-		return err
+	for _, side := range b.sides() {
+		if b.engines[side] == nil {
+			continue
+		}
+		opens, err := b.checkJournal(ctx, res, side)
+		if err != nil {
+			return err
+		}
+		if b.o.before == "" {
+			fmt.Printf("  journal      %d session.open records, one per connection of the interlock side, none for the direct side\n", opens)
+		} else {
+			fmt.Printf("  journal      %d session.open records in the %s side's journal, one per connection of that side, none for the others\n", opens, side)
+		}
 	}
-	fmt.Printf("  journal      %d session.open records, one per connection of the interlock side, none for the direct side\n", opens)
 	rows := summarize(res)
 	fmt.Println()
 	printTable(os.Stdout, rows, o)
-	printRounds(os.Stdout, res)
+	printRounds(os.Stdout, res, b.sides())
 	if o.jsonOut {
 		out := map[string]any{
 			"env":     env,
@@ -188,10 +239,14 @@ func run(ctx context.Context, o options) (err error) {
 }
 
 func paramsOf(o options) map[string]any {
-	return map[string]any{
+	p := map[string]any{
 		"conns": o.conns, "warmup_conns": o.warmConns, "echo": o.echo, "warmup_echo": o.warmEcho,
 		"echo_size": 64, "bulk_mib": o.bulkMiB, "rounds": o.rounds, "quick": o.quick,
 	}
+	if o.before != "" {
+		p["before"] = o.before
+	}
+	return p
 }
 
 func (b *bench) setup() error {
@@ -205,10 +260,6 @@ func (b *bench) setup() error {
 			return fmt.Errorf("journal dir: %w", err)
 		}
 	}
-	b.journal = filepath.Join(b.jdir, "journal.db")
-	b.cfgPath = filepath.Join(b.dir, "interlock.yaml")
-	b.pin = benchutil.PinPath("interlock-tcpbench")
-
 	for _, s := range []struct {
 		name   string
 		handle func(*net.TCPConn)
@@ -224,13 +275,36 @@ func (b *bench) setup() error {
 		b.servers[s.name] = srv
 	}
 
-	var c strings.Builder
-	c.WriteString(benchutil.ConfigHead(b.dir, b.journal, b.pin))
-	c.WriteString("targets:\n")
-	for _, name := range []string{"connect", "echo", "bulk"} {
-		fmt.Fprintf(&c, "  - name: bench-%s\n    protocol: tcp\n    address: %q\n", name, b.servers[name].addr())
+	for _, side := range b.sides() {
+		e := b.engines[side]
+		if e == nil {
+			continue
+		}
+		// The interlock side keeps the paths it had before -before
+		// existed; the before side's are in a directory of its own.
+		dir, jdir := b.dir, b.jdir
+		if side != sideInterlock {
+			dir, jdir = filepath.Join(b.dir, side), filepath.Join(b.jdir, side)
+			for _, d := range []string{dir, jdir} {
+				if err := os.MkdirAll(d, 0o700); err != nil {
+					return err
+				}
+			}
+		}
+		e.journal = filepath.Join(jdir, "journal.db")
+		e.cfgPath = filepath.Join(dir, "interlock.yaml")
+		e.pin = benchutil.PinPath("interlock-tcpbench")
+		var c strings.Builder
+		c.WriteString(benchutil.ConfigHead(dir, e.journal, e.pin))
+		c.WriteString("targets:\n")
+		for _, name := range []string{"connect", "echo", "bulk"} {
+			fmt.Fprintf(&c, "  - name: bench-%s\n    protocol: tcp\n    address: %q\n", name, b.servers[name].addr())
+		}
+		if err := os.WriteFile(e.cfgPath, []byte(c.String()), 0o600); err != nil {
+			return err
+		}
 	}
-	return os.WriteFile(b.cfgPath, []byte(c.String()), 0o600)
+	return nil
 }
 
 func (b *bench) cleanup() error {
@@ -238,13 +312,19 @@ func (b *bench) cleanup() error {
 	for _, s := range b.servers {
 		s.close()
 	}
-	if b.pin != "" {
-		if err := benchutil.RemovePins(b.pin); err != nil {
-			errs = append(errs, err)
+	for _, e := range b.engines {
+		if e.pin != "" {
+			if err := benchutil.RemovePins(e.pin); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if b.o.keep && b.dir != "" {
-		fmt.Fprintf(os.Stderr, "tcpbench: kept %s (config) and journal %s\n", b.dir, b.journal)
+		for _, side := range b.sides() {
+			if e := b.engines[side]; e != nil && e.cfgPath != "" {
+				fmt.Fprintf(os.Stderr, "tcpbench: kept %s side's config %s and journal %s\n", side, e.cfgPath, e.journal)
+			}
+		}
 		return errors.Join(errs...)
 	}
 	if b.jdir != "" && b.jdir != b.dir {
@@ -300,11 +380,13 @@ type results map[string]map[string][]clientResult
 
 const (
 	sideDirect    = "direct"
+	sideBefore    = "before"
 	sideInterlock = "interlock"
 )
 
-// measure runs each metric direct, interlock, direct, interlock, … so a
-// drift of the machine over the run hits both sides alike.
+// measure runs each metric direct, interlock, direct, interlock, … (with
+// -before: direct, before, interlock, …) so a drift of the machine over
+// the run hits all sides alike.
 func (b *bench) measure(ctx context.Context) (results, error) {
 	ms, err := b.metrics()
 	if err != nil {
@@ -314,7 +396,7 @@ func (b *bench) measure(ctx context.Context) (results, error) {
 	for _, m := range ms {
 		res[m.name] = map[string][]clientResult{}
 		for r := 1; r <= b.o.rounds; r++ {
-			for _, side := range []string{sideDirect, sideInterlock} {
+			for _, side := range b.sides() {
 				cr, err := b.runClient(ctx, side, m)
 				if err != nil {
 					return nil, fmt.Errorf("%s, round %d, %s: %w", m.name, r, side, err)
@@ -345,8 +427,9 @@ func (b *bench) runClient(ctx context.Context, side string, m metric) (clientRes
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	argv := append([]string{b.self, "client", "-addr", b.servers[m.server].addr()}, m.args...)
-	if side == sideInterlock {
-		argv = append([]string{b.interlock, "run", "-c", b.cfgPath, "--engine", "embedded", "--"}, argv...)
+	eng := b.engines[side]
+	if eng != nil {
+		argv = append([]string{eng.bin, "run", "-c", eng.cfgPath, "--engine", "embedded", "--"}, argv...)
 	}
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
@@ -359,7 +442,7 @@ func (b *bench) runClient(ctx context.Context, side string, m metric) (clientRes
 	cmd.WaitDelay = 20 * time.Second
 	before := b.servers[m.server].accepted.Load()
 	runErr := cmd.Run()
-	if side == sideInterlock && cmd.Process != nil {
+	if eng != nil && cmd.Process != nil {
 		removeRunCgroup(cmd.Process.Pid)
 	}
 	if ctx.Err() != nil {
@@ -379,7 +462,7 @@ func (b *bench) runClient(ctx context.Context, side string, m metric) (clientRes
 	if got := b.servers[m.server].accepted.Load() - before; got != int64(cr.Conns) {
 		return cr, fmt.Errorf("the server accepted %d connections, the client opened %d", got, cr.Conns)
 	}
-	if side == sideInterlock {
+	if eng != nil {
 		// The run's summary line proves the connections went through the
 		// proxy: one session each, none refused.
 		sm := summaryRE.FindStringSubmatch(stderr.String())
@@ -396,28 +479,30 @@ func (b *bench) runClient(ctx context.Context, side string, m metric) (clientRes
 	return cr, nil
 }
 
-// checkJournal counts the session.open records: there must be exactly one
-// per connection the interlock side opened. More would mean the direct
-// side was intercepted too; fewer, sessions that were not journaled.
-func (b *bench) checkJournal(ctx context.Context, res results) (int, error) {
+// checkJournal counts the session.open records in the journal of side
+// (interlock or before): there must be exactly one per connection that
+// side opened. More would mean another side was intercepted too; fewer,
+// sessions that were not journaled.
+func (b *bench) checkJournal(ctx context.Context, res results, side string) (int, error) {
 	want := 0
 	for _, sides := range res {
-		for _, r := range sides[sideInterlock] {
+		for _, r := range sides[side] {
 			want += r.Conns
 		}
 	}
+	jpath := b.engines[side].journal
 	got := 0
-	err := journal.Entries(ctx, b.journal, 1, func(e journal.Entry) error {
+	err := journal.Entries(ctx, jpath, 1, func(e journal.Entry) error {
 		if e.Kind == model.KindSessionOpen {
 			got++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read the journal %s: %w", b.journal, err)
+		return 0, fmt.Errorf("read the %s side's journal %s: %w", side, jpath, err)
 	}
 	if got != want {
-		return got, fmt.Errorf("the journal holds %d session.open records; the interlock side opened %d connections", got, want)
+		return got, fmt.Errorf("the %s side's journal holds %d session.open records; that side opened %d connections", side, got, want)
 	}
 	return got, nil
 }

@@ -9,15 +9,19 @@ import (
 	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
-// row is one line of the results table. Direct and Interlock are medians
-// of the per-round values.
+// row is one line of the results table. Direct, Before and Interlock are
+// medians of the per-round values; Before (the -before binary) is set only
+// with -before, and Interlock is then the "after" figure.
 type row struct {
 	Metric    string    `json:"metric"`
 	Unit      string    `json:"unit"`
 	Direct    *float64  `json:"direct,omitempty"`
+	Before    *float64  `json:"before,omitempty"`
 	Interlock float64   `json:"interlock"`
-	Ratio     *float64  `json:"ratio,omitempty"`
+	Ratio     *float64  `json:"ratio,omitempty"`              // interlock / direct
+	AfterB    *float64  `json:"after_before_ratio,omitempty"` // interlock / before
 	DirectR   []float64 `json:"direct_rounds,omitempty"`
+	BeforeR   []float64 `json:"before_rounds,omitempty"`
 	InterR    []float64 `json:"interlock_rounds,omitempty"`
 	Aim       string    `json:"aim,omitempty"`
 	Met       *bool     `json:"aim_met,omitempty"`
@@ -43,6 +47,13 @@ func summarize(res results) []row {
 		if *r.Direct != 0 {
 			r.Ratio = ptr(r.Interlock / *r.Direct)
 		}
+		if bs := res[m][sideBefore]; len(bs) > 0 {
+			r.BeforeR = values(bs, f)
+			r.Before = ptr(benchutil.Median(r.BeforeR))
+			if *r.Before != 0 {
+				r.AfterB = ptr(r.Interlock / *r.Before)
+			}
+		}
 		return r
 	}
 	p50 := func(r clientResult) float64 { return r.P50US }
@@ -58,8 +69,28 @@ func summarize(res results) []row {
 			added = append(added, a.InterR[k]-a.DirectR[k])
 		}
 		v := a.Interlock - *a.Direct
-		rows = append(rows, row{Metric: "connect added p50 (interlock − direct)", Unit: "µs",
-			Interlock: v, InterR: added, Aim: "≤ 150 µs", Met: ptr(v <= 150)})
+		ad := row{Metric: "connect added p50 (interlock − direct)", Unit: "µs",
+			Interlock: v, InterR: added, Aim: "≤ 150 µs", Met: ptr(v <= 150)}
+		if a.Before != nil {
+			// The same for the before binary, and what the after binary
+			// adds to it: after round k − before round k.
+			var bAdded, checks []float64
+			for k := range min(len(a.DirectR), len(a.BeforeR)) {
+				bAdded = append(bAdded, a.BeforeR[k]-a.DirectR[k])
+			}
+			for k := range min(len(a.BeforeR), len(a.InterR)) {
+				checks = append(checks, a.InterR[k]-a.BeforeR[k])
+			}
+			bv := *a.Before - *a.Direct
+			ad.Before, ad.BeforeR = ptr(bv), bAdded
+			if bv > 0 {
+				ad.AfterB = ptr(v / bv)
+			}
+			rows = append(rows, ad, row{Metric: "connect p50 after − before", Unit: "µs",
+				Interlock: a.Interlock - *a.Before, InterR: checks})
+		} else {
+			rows = append(rows, ad)
+		}
 	}
 	if _, ok := res["echo"]; ok {
 		rows = append(rows, side("echo 64B round trip p50", "µs", "echo", p50), side("echo 64B round trip p99", "µs", "echo", p99))
@@ -94,25 +125,40 @@ func printEnv(w io.Writer, e envFacts, o options) {
 	fmt.Fprintf(w, "  cpus         %d (%s)\n", e.CPUs, e.CPUModel)
 	fmt.Fprintf(w, "  go           %s\n", e.GoVersion)
 	fmt.Fprintf(w, "  interlock    %s (embedded engine: interlock run --engine embedded)\n", e.Interlock)
+	if e.BeforePath != "" {
+		fmt.Fprintf(w, "  before       %s (%s), the same way, with a config, journal and pins of its own; \"after\" is interlock above\n", e.Before, e.BeforePath)
+	}
 	fmt.Fprintf(w, "  journal      %s on %s, sync: %s, sync_interval: %s (session.open is synced before the upstream dial in every mode)\n",
 		e.JournalPath, e.JournalFS, e.JournalSync, e.JournalSyncEvery)
 	fmt.Fprintf(w, "  disk sync    after a 4 KiB append in the journal's dir, n=%d each: fdatasync p50 %.1f µs, p99 %.1f µs; fsync (what SQLite's WAL uses) p50 %.1f µs, p99 %.1f µs\n",
 		e.FsyncN, e.FdatasyncP50US, e.FdatasyncP99US, e.FsyncP50US, e.FsyncP99US)
-	fmt.Fprintf(w, "  sizes        connect %d (+%d warm-up) per round, echo %d×64 B (+%d warm-up), bulk %d MiB each way; %d rounds per side, interleaved\n",
-		o.conns, o.warmConns, o.echo, o.warmEcho, o.bulkMiB, o.rounds)
+	order := "direct, interlock"
+	if o.before != "" {
+		order = "direct, before, interlock"
+	}
+	fmt.Fprintf(w, "  sizes        connect %d (+%d warm-up) per round, echo %d×64 B (+%d warm-up), bulk %d MiB each way; %d rounds per side, interleaved (%s)\n",
+		o.conns, o.warmConns, o.echo, o.warmEcho, o.bulkMiB, o.rounds, order)
 }
 
+// printTable prints the rows; with -before, the before and after
+// (interlock) figures side by side, with the after/before ratio next to
+// the interlock/direct one.
 func printTable(w io.Writer, rows []row, o options) {
+	withBefore := o.before != ""
 	head := []string{"metric", "direct", "interlock", "ratio i/d", "aim", ""}
+	if withBefore {
+		head = []string{"metric", "direct", "before", "after", "after/before", "ratio i/d", "aim", ""}
+	}
+	left := map[int]bool{0: true, len(head) - 2: true, len(head) - 1: true}
+	orDash := func(v *float64, format func(float64) string) string {
+		if v == nil {
+			return "—"
+		}
+		return format(*v)
+	}
+	times := func(v float64) string { return fmt.Sprintf("%.2f×", v) }
 	table := [][]string{head}
 	for _, r := range rows {
-		d, ratio := "—", "—"
-		if r.Direct != nil {
-			d = num(*r.Direct)
-		}
-		if r.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f×", *r.Ratio)
-		}
 		verdict := ""
 		if r.Met != nil {
 			verdict = "met"
@@ -120,7 +166,13 @@ func printTable(w io.Writer, rows []row, o options) {
 				verdict = "MISSED"
 			}
 		}
-		table = append(table, []string{r.Metric + " (" + r.Unit + ")", d, num(r.Interlock), ratio, r.Aim, verdict})
+		line := []string{r.Metric + " (" + r.Unit + ")", orDash(r.Direct, num)}
+		if withBefore {
+			line = append(line, orDash(r.Before, num), num(r.Interlock), orDash(r.AfterB, times))
+		} else {
+			line = append(line, num(r.Interlock))
+		}
+		table = append(table, append(line, orDash(r.Ratio, times), r.Aim, verdict))
 	}
 	widths := make([]int, len(head))
 	for _, t := range table {
@@ -129,11 +181,14 @@ func printTable(w io.Writer, rows []row, o options) {
 		}
 	}
 	fmt.Fprintf(w, "results (median of %d rounds per side)\n", o.rounds)
+	if withBefore {
+		fmt.Fprintf(w, "before: %s; after: interlock (%s)\n", o.before, o.interlock)
+	}
 	for k, t := range table {
 		var b strings.Builder
 		for i, c := range t {
 			pad := widths[i] - len([]rune(c))
-			if i == 0 || i >= 4 {
+			if left[i] {
 				b.WriteString(c + strings.Repeat(" ", pad))
 			} else {
 				b.WriteString(strings.Repeat(" ", pad) + c)
@@ -152,8 +207,8 @@ func printTable(w io.Writer, rows []row, o options) {
 }
 
 // printRounds shows every round's value: the spread behind each median.
-func printRounds(w io.Writer, res results) {
-	fmt.Fprintln(w, "\nper round (direct | interlock)")
+func printRounds(w io.Writer, res results, sides []string) {
+	fmt.Fprintf(w, "\nper round (%s)\n", strings.Join(sides, " | "))
 	for _, m := range []string{"connect", "echo", "bulk-up", "bulk-down"} {
 		s, ok := res[m]
 		if !ok {
@@ -170,6 +225,10 @@ func printRounds(w io.Writer, res results) {
 			}
 			return strings.Join(parts, ", ")
 		}
-		fmt.Fprintf(w, "  %-9s %s | %s\n", m, f(s[sideDirect]), f(s[sideInterlock]))
+		var cols []string
+		for _, side := range sides {
+			cols = append(cols, f(s[side]))
+		}
+		fmt.Fprintf(w, "  %-9s %s\n", m, strings.Join(cols, " | "))
 	}
 }
