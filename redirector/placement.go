@@ -36,6 +36,9 @@ type placer struct {
 	dirs map[string]int32
 	// expected are the configured cgroup paths.
 	expected map[string]bool
+	// free are the cgroups placed CG_FREE, by path, so that their entry
+	// goes when they are removed (the class map is bounded).
+	free map[string]uint64
 }
 
 // Expect makes sure a configured cgroup is attached from the moment it
@@ -68,7 +71,7 @@ func newPlacer(r *Redirector) (*placer, error) {
 	}
 	p := &placer{
 		r: r, f: os.NewFile(uintptr(fd), "inotify"),
-		wds: map[int32]string{}, dirs: map[string]int32{}, expected: map[string]bool{},
+		wds: map[int32]string{}, dirs: map[string]int32{}, expected: map[string]bool{}, free: map[string]uint64{},
 	}
 	go p.loop()
 	return p, nil
@@ -112,7 +115,7 @@ func (p *placer) watch(cg string) error {
 	_, watching := p.dirs[cg]
 	p.mu.Unlock()
 	if !watching {
-		wd, err := unix.InotifyAddWatch(int(p.f.Fd()), dir, unix.IN_CREATE|unix.IN_ONLYDIR)
+		wd, err := unix.InotifyAddWatch(int(p.f.Fd()), dir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_ONLYDIR)
 		if err != nil {
 			return fmt.Errorf("watch cgroup %s for new children: %w", cg, err)
 		}
@@ -175,7 +178,11 @@ func (p *placer) place(cg string) {
 		}
 		if err := p.r.progs.setClass(id, cgFree); err != nil {
 			p.r.log.Warn("place a new cgroup; it stays refused", "cgroup", cg, "err", err)
+			return
 		}
+		p.mu.Lock()
+		p.free[cg] = id
+		p.mu.Unlock()
 	}
 }
 
@@ -202,6 +209,15 @@ func (p *placer) loop() {
 					delete(p.dirs, cg)
 				}
 				p.mu.Unlock()
+			case mask&unix.IN_DELETE != 0 && mask&unix.IN_ISDIR != 0:
+				p.mu.Lock()
+				cg := path.Join(p.wds[wd], name)
+				id, ok := p.free[cg]
+				delete(p.free, cg)
+				p.mu.Unlock()
+				if ok {
+					p.r.progs.clearClass(id)
+				}
 			case mask&unix.IN_CREATE != 0 && mask&unix.IN_ISDIR != 0:
 				p.mu.Lock()
 				parent, ok := p.wds[wd]
