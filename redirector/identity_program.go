@@ -83,17 +83,6 @@ func (r *Resolver) judgeProgram(dirfd int, k model.KernelFacts, key identFileKey
 	if !k.ExeRecorded {
 		return "the connect record has no executable (the kernel hook could not read it): program identity unknown"
 	}
-	if key.ino == 0 {
-		return "the executable could not be examined at accept: program identity unknown"
-	}
-	if key.dev != k.ExeDev || key.ino != k.ExeIno {
-		return fmt.Sprintf("the executable at accept (%s) is not the file that made the connect (%s): "+
-			"the process exec'd or replaced its executable; program identity unknown",
-			fileID(key.dev, key.ino), fileID(k.ExeDev, k.ExeIno))
-	}
-	if k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec != k.ExeCtimeNS {
-		return "the executable was modified between connect and accept: program identity unknown"
-	}
 	user, mnt, err := nsInodes(dirfd)
 	if err != nil {
 		return "the process's namespaces could not be read: program identity unknown"
@@ -105,9 +94,29 @@ func (r *Resolver) judgeProgram(dirfd int, k model.KernelFacts, key identFileKey
 	if err != nil {
 		return "the host's namespaces could not be read: program identity unknown"
 	}
-	if user != hostUser || mnt != hostMnt {
+	if uint32(user) != uint32(hostUser) || uint32(mnt) != uint32(hostMnt) {
+		// Whatever file it shows, the process could have chosen it; and
+		// a container's overlay file system shows other inode numbers
+		// than the kernel's record. Claimed, not unknown: rules by
+		// cgroup, unit, container and uid still see it.
 		pf.ExeTrust = model.ExeClaimed
 		return ""
+	}
+	if key.ino == 0 {
+		return "the executable could not be examined at accept: program identity unknown"
+	}
+	// The device is compared when it can be: btrfs reports a subvolume's
+	// device to stat, not the super block's. An inode number with the
+	// same ctime to the nanosecond is the same file; ctime cannot be set.
+	sameFile := key.ino == k.ExeIno && (key.dev == k.ExeDev ||
+		(k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec == k.ExeCtimeNS))
+	if !sameFile {
+		return fmt.Sprintf("the executable at accept (%s) is not the file that made the connect (%s): "+
+			"the process exec'd or replaced its executable; program identity unknown",
+			fileID(key.dev, key.ino), fileID(k.ExeDev, k.ExeIno))
+	}
+	if k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec != k.ExeCtimeNS {
+		return "the executable was modified between connect and accept: program identity unknown"
 	}
 	pf.ExeTrust = model.ExeVerified
 	if pf.ExeSHA256 == "" {
