@@ -26,6 +26,7 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	Metrics   MetricsConfig   `yaml:"metrics"`
 	Policy    PolicyConfig    `yaml:"policy"`
+	Limits    LimitsConfig    `yaml:"limits"`
 	Targets   []TargetConfig  `yaml:"targets"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read

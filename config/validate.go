@@ -59,6 +59,7 @@ func (c *Config) validate(l *errorList) {
 
 	c.validateMetrics(l)
 	c.validatePolicy(l)
+	c.validateLimits(l)
 	c.validateTargets(l)
 }
 
