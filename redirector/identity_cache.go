@@ -3,9 +3,12 @@ package redirector
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,12 +105,18 @@ func (c *identLRU[K, V]) len() int {
 }
 
 // identFileKey identifies one version of a file: a hash cached under it is
-// still valid as long as none of these changed.
+// still valid as long as none of these changed. The ctime is part of it
+// although the mtime is: the owner can set the mtime back after a write
+// (utimensat), nobody but the clock sets the ctime. So a touch makes a new
+// version, which costs a hash; the owner's hash budget bounds that work,
+// and the zero runs of a sparse file are hashed from memory (see hashZeros).
 type identFileKey struct {
 	dev, ino            uint64
 	size                int64
 	mtimeSec, mtimeNsec int64
 	ctimeSec, ctimeNsec int64
+	// owner is the file's uid: whose hash budget its hashing is charged to.
+	owner uint32
 }
 
 func identFileKeyOf(st *unix.Statx_t) identFileKey {
@@ -115,6 +124,7 @@ func identFileKeyOf(st *unix.Statx_t) identFileKey {
 		dev: unix.Mkdev(st.Dev_major, st.Dev_minor), ino: st.Ino, size: int64(st.Size),
 		mtimeSec: st.Mtime.Sec, mtimeNsec: int64(st.Mtime.Nsec),
 		ctimeSec: st.Ctime.Sec, ctimeNsec: int64(st.Ctime.Nsec),
+		owner: st.Uid,
 	}
 }
 
@@ -153,7 +163,8 @@ func identAcquire(ctx context.Context, sem chan struct{}, maxWait time.Duration)
 
 const (
 	identHashCacheSize = 4096
-	// identMaxHashBytes bounds the work one executable can cost.
+	// identMaxHashBytes bounds the work one executable can cost when no
+	// limits were set (SetHashLimits).
 	identMaxHashBytes = 2 << 30
 	identHashChunk    = 256 << 10
 	// identHashSlots executables are hashed at most at once; a hash
@@ -161,6 +172,13 @@ const (
 	// hashing the same file.
 	identHashSlots = 8
 	identHashWait  = 2 * time.Second
+	// Runs of zeros (holes) at least identZeroMemoMin long are hashed
+	// once per (hash state, length): identZeroMemoSize of them are kept.
+	identZeroMemoMin  = 4 << 20
+	identZeroMemoSize = 256
+	// identBudgetOwners bounds the owners whose budget is tracked; full
+	// buckets are forgotten first.
+	identBudgetOwners = 4096
 )
 
 var (
@@ -168,6 +186,36 @@ var (
 	errIdentHashBusy    = errors.New("no hashing slot free in time")
 	errIdentHashAborted = errors.New("hashing aborted")
 )
+
+// HashLimits bound the work of hashing executables. An executable left
+// unhashed has an empty ExeSHA256, which no exe_sha256 rule matches.
+type HashLimits struct {
+	// MaxBytes is the largest executable hashed (0: 2 GiB).
+	MaxBytes int64
+	// BudgetBytes is how many bytes of executables owned by one uid may
+	// be hashed per Interval: a token bucket holding at most BudgetBytes
+	// (0: no budget). The file's owner pays, not the process that runs
+	// it: only whoever can write a file can make it a new version to
+	// hash, and a root-owned system binary is hashed once however many
+	// users run it.
+	BudgetBytes int64
+	Interval    time.Duration
+	// Refused, when set, hears of each executable these limits left
+	// unhashed: its owner, its size, and which limit ("hash_max_size",
+	// "hash_budget"). It runs in the resolving goroutine.
+	Refused func(owner uint32, size int64, limit string)
+}
+
+// SetHashLimits bounds the hashing of executables from now on.
+func (r *Resolver) SetHashLimits(l HashLimits) {
+	r.hashes.setLimits(l)
+}
+
+// HashStats are how many executables this resolver hashed (cache misses
+// that were read) and how many bytes that fed to SHA-256.
+func (r *Resolver) HashStats() (files, bytes int64) {
+	return r.hashes.computed.Load(), r.hashes.hashed.Load()
+}
 
 // identHashCache maps file versions to their SHA-256, hashing each version
 // once even when many connections ask for it at the same time.
@@ -177,7 +225,17 @@ type identHashCache struct {
 	mu       sync.Mutex
 	inflight map[identFileKey]*identHashCall
 	computed atomic.Int64 // hashes actually computed (for tests and metrics)
+	hashed   atomic.Int64 // bytes fed to SHA-256 by those (zero runs from memory not counted)
 	bufs     sync.Pool    // *[]byte of identHashChunk bytes
+	// zeros is identHashChunk zero bytes, never written: what a hole
+	// hashes as, without reading it.
+	zeros []byte
+	// zeroRuns maps a hash state and a run of zeros to the state after
+	// it: a sparse file touched again (a new version, the same bytes)
+	// costs the hashing of its data only.
+	zeroRuns *identLRU[string, []byte]
+	limits   atomic.Pointer[HashLimits]
+	budget   identBudget
 }
 
 type identHashCall struct {
@@ -191,7 +249,13 @@ func newIdentHashCache(size int) *identHashCache {
 		lru:      newIdentLRU[identFileKey, string](size),
 		slots:    make(chan struct{}, identHashSlots),
 		inflight: make(map[identFileKey]*identHashCall),
+		zeros:    make([]byte, identHashChunk),
+		zeroRuns: newIdentLRU[string, []byte](identZeroMemoSize),
 	}
+}
+
+func (c *identHashCache) setLimits(l HashLimits) {
+	c.limits.Store(&l)
 }
 
 // sum returns the SHA-256 (hex) of the file version key. On a miss it
@@ -246,8 +310,28 @@ func (c *identHashCache) sum(ctx context.Context, key identFileKey, open func() 
 }
 
 func (c *identHashCache) compute(ctx context.Context, key identFileKey, open func() (int, error)) (string, error) {
-	if key.size > identMaxHashBytes {
-		return "", fmt.Errorf("executable too large to hash (%d bytes)", key.size)
+	lim := c.limits.Load()
+	if lim == nil {
+		lim = &HashLimits{}
+	}
+	maxBytes := lim.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = identMaxHashBytes
+	}
+	if key.size > maxBytes {
+		c.refused(lim, key, "hash_max_size")
+		return "", fmt.Errorf("executable too large to hash (%d bytes, the limit is %d)", key.size, maxBytes)
+	}
+	// The budget is taken for the whole file before any work, and what
+	// the work did not cost (zero runs hashed from memory, an early
+	// failure) is given back after.
+	var work int64
+	if lim.BudgetBytes > 0 {
+		if !c.budget.take(key.owner, key.size, lim, time.Now()) {
+			c.refused(lim, key, "hash_budget")
+			return "", fmt.Errorf("the hash budget of uid %d, the executable's owner, is spent (limits.hash.budget_mib): not hashed", key.owner)
+		}
+		defer func() { c.budget.refund(key.owner, key.size-work) }()
 	}
 	if !identAcquire(ctx, c.slots, identHashWait) {
 		if err := ctx.Err(); err != nil {
@@ -268,51 +352,199 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 		bp = &b
 	}
 	defer c.bufs.Put(bp)
-	return identHashFD(ctx, fd, key, *bp)
+	var sum string
+	sum, work, err = c.hashFD(ctx, fd, key, *bp)
+	c.hashed.Add(work)
+	return sum, err
 }
 
-// identHashFD hashes the file behind fd from offset 0 with pread, and
-// checks that it is the version key names, before and after.
-func identHashFD(ctx context.Context, fd int, key identFileKey, buf []byte) (string, error) {
+func (c *identHashCache) refused(lim *HashLimits, key identFileKey, limit string) {
+	if lim.Refused != nil {
+		lim.Refused(key.owner, key.size, limit)
+	}
+}
+
+// hashFD hashes the file behind fd from offset 0 and checks that it is
+// the version key names, before and after. It reads only the file's data:
+// holes (SEEK_HOLE) are hashed as zeros without reading them, so a sparse
+// file costs the CPU of hashing its zeros, not the copying of them.
+// work is the bytes actually hashed (zero runs found in zeroRuns cost
+// nothing).
+func (c *identHashCache) hashFD(ctx context.Context, fd int, key identFileKey, buf []byte) (sum string, work int64, err error) {
 	var st unix.Statx_t
 	if err := identStatx(fd, "", &st); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if identFileKeyOf(&st) != key {
-		return "", errIdentFileChanged
+		return "", 0, errIdentFileChanged
 	}
 	h := sha256.New()
 	var off int64
-	for i := 0; ; i++ {
-		if i%16 == 15 {
-			if err := ctx.Err(); err != nil {
-				return "", err
-			}
+	reads := 0
+	for off < key.size {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		switch {
+		case err == unix.ENXIO:
+			data = key.size // a hole up to the end
+		case err != nil:
+			data = off // no hole information: read the rest
 		}
-		n, err := unix.Pread(fd, buf, off)
-		if err == unix.EINTR {
+		data = min(data, key.size)
+		if data > off {
+			n, err := c.hashZeros(ctx, h, data-off)
+			work += n
+			if err != nil {
+				return "", work, err
+			}
+			off = data
 			continue
 		}
-		if err != nil {
-			return "", err
+		end, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil || end <= off || end > key.size {
+			end = key.size
 		}
-		if n <= 0 {
-			break
+		for off < end {
+			if reads++; reads%16 == 0 {
+				if err := ctx.Err(); err != nil {
+					return "", work, err
+				}
+			}
+			n, err := unix.Pread(fd, buf[:min(int64(len(buf)), end-off)], off)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return "", work, err
+			}
+			if n <= 0 {
+				// Shorter than its size: it changed.
+				return "", work, errIdentFileChanged
+			}
+			h.Write(buf[:n])
+			off += int64(n)
+			work += int64(n)
 		}
-		h.Write(buf[:n])
-		off += int64(n)
-		if off > identMaxHashBytes {
-			return "", errIdentFileChanged
-		}
+	}
+	// Nothing past the size either.
+	if n, err := unix.Pread(fd, buf[:1], off); err != nil || n != 0 {
+		return "", work, errIdentFileChanged
 	}
 	if err := identStatx(fd, "", &st); err != nil {
-		return "", err
+		return "", work, err
 	}
-	if identFileKeyOf(&st) != key || off != key.size {
-		return "", errIdentFileChanged
+	if identFileKeyOf(&st) != key {
+		return "", work, errIdentFileChanged
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])), nil
+	var out [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(out[:0])), work, nil
+}
+
+// hashZeros writes n zero bytes into h, or, for a long run already seen
+// from the same hash state, sets h to the state that followed. SHA-256
+// has no shortcut for zeros, but its state after a run depends only on
+// the state before and the run's length. It returns the bytes hashed.
+func (c *identHashCache) hashZeros(ctx context.Context, h hash.Hash, n int64) (int64, error) {
+	m, mok := h.(encoding.BinaryMarshaler)
+	u, uok := h.(encoding.BinaryUnmarshaler)
+	if n < identZeroMemoMin || !mok || !uok {
+		return c.writeZeros(ctx, h, n)
+	}
+	state, err := m.MarshalBinary()
+	if err != nil {
+		return c.writeZeros(ctx, h, n)
+	}
+	memo := string(binary.BigEndian.AppendUint64(state, uint64(n)))
+	if after, ok := c.zeroRuns.get(memo); ok && u.UnmarshalBinary(after) == nil {
+		return 0, nil
+	}
+	done, err := c.writeZeros(ctx, h, n)
+	if err != nil {
+		return done, err
+	}
+	if after, err := m.MarshalBinary(); err == nil {
+		c.zeroRuns.add(memo, after)
+	}
+	return done, nil
+}
+
+func (c *identHashCache) writeZeros(ctx context.Context, h hash.Hash, n int64) (int64, error) {
+	var done int64
+	for i := 0; done < n; i++ {
+		if i%16 == 15 {
+			if err := ctx.Err(); err != nil {
+				return done, err
+			}
+		}
+		k := min(int64(len(c.zeros)), n-done)
+		h.Write(c.zeros[:k])
+		done += k
+	}
+	return done, nil
+}
+
+// identBudget is one token bucket of bytes per file owner.
+type identBudget struct {
+	mu      sync.Mutex
+	buckets map[uint32]*identBucket
+}
+
+type identBucket struct {
+	tokens float64
+	last   time.Time
+	// capacity is the budget the bucket was last filled under.
+	capacity float64
+}
+
+// take takes n bytes from owner's bucket if it holds them.
+func (b *identBudget) take(owner uint32, n int64, lim *HashLimits, now time.Time) bool {
+	capacity := float64(lim.BudgetBytes)
+	rate := capacity / max(lim.Interval.Seconds(), 1e-3)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buckets == nil {
+		b.buckets = map[uint32]*identBucket{}
+	}
+	bk := b.buckets[owner]
+	if bk == nil {
+		if len(b.buckets) >= identBudgetOwners {
+			b.forgetFull(now, rate)
+		}
+		bk = &identBucket{tokens: capacity, last: now}
+		b.buckets[owner] = bk
+	}
+	bk.tokens = min(capacity, bk.tokens+now.Sub(bk.last).Seconds()*rate)
+	bk.last, bk.capacity = now, capacity
+	if bk.tokens < float64(n) {
+		return false
+	}
+	bk.tokens -= float64(n)
+	return true
+}
+
+// refund gives back n bytes a take did not use.
+func (b *identBudget) refund(owner uint32, n int64) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if bk := b.buckets[owner]; bk != nil {
+		bk.tokens = min(bk.capacity, bk.tokens+float64(n))
+	}
+}
+
+// forgetFull drops the buckets that have refilled: a new bucket starts
+// full anyway. If none has, the map is cleared, which errs on the side of
+// hashing (the map must stay bounded).
+func (b *identBudget) forgetFull(now time.Time, rate float64) {
+	for o, bk := range b.buckets {
+		if bk.tokens+now.Sub(bk.last).Seconds()*rate >= bk.capacity {
+			delete(b.buckets, o)
+		}
+	}
+	if len(b.buckets) >= identBudgetOwners {
+		clear(b.buckets)
+	}
 }
 
 // identAncestor is what is cached about one ancestor process. It is reused
