@@ -90,3 +90,24 @@ targets:
 		}
 	}
 }
+
+// TestUnhashedExecutableIsUnknownForHashRules: an executable interlock did
+// not hash (too large, over budget) matches no allow rule about hashes,
+// and every deny rule about hashes applies to it.
+func TestUnhashedExecutableIsUnknownForHashRules(t *testing.T) {
+	p := MustNew(parse(t, `
+targets:
+  - {name: db, protocol: postgres, address: "127.0.0.2:5432", credentials: {user: app}}
+policy:
+  rules:
+    - {name: no-bad-tool, match: {identity: {exe_sha256: [`+sha+`]}}, action: deny}
+`))
+	o := origin("db", 1000, &model.ProcFacts{Exe: "/opt/big", ExeTrust: model.ExeVerified}, nil)
+	if d := p.Evaluate(o, pg("select", nil, true, false)); d.Action != model.Deny || d.Rule != "no-bad-tool" {
+		t.Errorf("unhashed executable: %+v, want the hash deny rule to apply", d)
+	}
+	o = origin("db", 1000, &model.ProcFacts{Exe: "/opt/big", ExeSHA256: "bbbb", ExeTrust: model.ExeVerified}, nil)
+	if d := p.Evaluate(o, pg("select", nil, true, false)); d.Action != model.Allow {
+		t.Errorf("another hash: %+v", d)
+	}
+}

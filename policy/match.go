@@ -213,6 +213,11 @@ func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResul
 	if len(m.exes) > 0 && !anyMatch(m.exes, p.Exe) {
 		return noMatch
 	}
+	if len(m.exeSHA256) > 0 && p.ExeSHA256 == "" {
+		// Not hashed (too large, over the hashing budget): which hash
+		// it has is unknown, so a deny rule about hashes applies.
+		return unknown
+	}
 	if len(m.exeSHA256) > 0 && !slices.ContainsFunc(m.exeSHA256, func(h string) bool { return strings.EqualFold(h, p.ExeSHA256) }) {
 		return noMatch
 	}
