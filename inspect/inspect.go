@@ -5,8 +5,10 @@ package inspect
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
@@ -57,7 +59,16 @@ type Session struct {
 	// ID names the session in every journal entry it produces.
 	ID     string
 	Origin model.Origin
+	// Idle is how long the session may stay idle before the handler ends
+	// it with ErrIdle; 0 means never. What idle means is the protocol's,
+	// but an operation waiting for a decision (held for approval) is
+	// never idle.
+	Idle time.Duration
 }
+
+// ErrIdle is wrapped in Outcome.Err of a session a handler ended because
+// it was idle longer than Session.Idle.
+var ErrIdle = errors.New("idle longer than limits.timeouts allows")
 
 // Outcome is what a handler reports when a session ends.
 type Outcome struct {

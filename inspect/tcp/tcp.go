@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -25,7 +24,25 @@ type Handler struct {
 	// DialTimeout bounds the upstream connect; 10s when zero.
 	DialTimeout time.Duration
 	Logger      *slog.Logger
+	// Pipes are the pipes sessions splice through; a pool of
+	// DefaultMaxPipes when nil.
+	Pipes *Pipes
+
+	pipesOnce sync.Once
+	pipesDef  *Pipes
 }
+
+func (h *Handler) pipes() *Pipes {
+	if h.Pipes != nil {
+		return h.Pipes
+	}
+	h.pipesOnce.Do(func() { h.pipesDef = NewPipes(DefaultMaxPipes, DefaultKeepPipes) })
+	return h.pipesDef
+}
+
+// PipesOpen is how many splice pipes the handler's sessions hold open, in
+// use or idle.
+func (h *Handler) PipesOpen() int { return h.pipes().Open() }
 
 // Serve implements inspect.Handler.
 func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session) (out inspect.Outcome) {
@@ -102,7 +119,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	upstream := r.conn
 	defer upstream.Close()
 
-	up, down, err := Pipe(ctx, client, upstream)
+	up, down, err := h.pipes().Relay(ctx, client, upstream, s.Idle)
 	o := inspect.Outcome{BytesUp: up, BytesDown: down, Err: err}
 	log.Debug("session closed", "bytes_up", up, "bytes_down", down, "err", err)
 	return closeRec(o)
@@ -111,9 +128,17 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 // Pipe copies both directions until both are done. A clean EOF on one side
 // is passed on as a half-close, so protocols that shut down their write
 // side and keep reading keep working; an error on either side aborts both.
-// Between two *net.TCPConn, io.Copy uses splice(2): the bytes do not pass
-// through userspace buffers.
+// Between two TCP connections the bytes are spliced (splice(2)): they do
+// not pass through userspace buffers.
 func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err error) {
+	p := NewPipes(4, 4)
+	defer p.Close()
+	return p.Relay(ctx, client, upstream, 0)
+}
+
+// Relay is Pipe with this pool's pipes, ending the session with
+// inspect.ErrIdle when no byte moved either way for idle (0: never).
+func (p *Pipes) Relay(ctx context.Context, client, upstream net.Conn, idle time.Duration) (up, down int64, err error) {
 	var (
 		wg        sync.WaitGroup
 		abort     sync.Once
@@ -121,7 +146,9 @@ func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err e
 		errDown   error
 		cancelled atomic.Bool
 		finished  = make(chan struct{})
+		last      atomic.Int64
 	)
+	last.Store(time.Now().UnixNano())
 	kill := func() {
 		abort.Do(func() {
 			client.Close()
@@ -139,15 +166,23 @@ func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err e
 	}()
 	copyDir := func(dst, src net.Conn, n *int64, e *error) {
 		defer wg.Done()
-		*n, *e = io.Copy(dst, src)
+		r := relay{pipes: p, idle: idle, last: &last}
+		*n, *e = r.copy(dst, src)
 		if *e != nil {
 			kill()
 			return
 		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if err := cw.CloseWrite(); err != nil {
-				kill()
+		raw, _ := rawTCP(dst)
+		if raw == nil {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				if err := cw.CloseWrite(); err != nil {
+					kill()
+				}
 			}
+			return
+		}
+		if err := raw.CloseWrite(); err != nil {
+			kill()
 		}
 	}
 	wg.Add(2)
@@ -155,6 +190,13 @@ func Pipe(ctx context.Context, client, upstream net.Conn) (up, down int64, err e
 	copyDir(client, upstream, &down, &errDown)
 	wg.Wait()
 	close(finished)
+	// An idle session ends with the idle error, not with the closed
+	// connection the other direction then saw.
+	if errors.Is(errUp, inspect.ErrIdle) {
+		errDown = nil
+	} else if errors.Is(errDown, inspect.ErrIdle) {
+		errUp = nil
+	}
 	err = errors.Join(quiet(errUp), quiet(errDown))
 	if cancelled.Load() {
 		err = fmt.Errorf("session ended by interlock: %w", context.Cause(ctx))
