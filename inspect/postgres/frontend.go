@@ -14,7 +14,9 @@ const (
 // clientLoop handles what the client sends until it ends.
 func (s *session) clientLoop() error {
 	for {
+		s.idle.waiting(s.cr.buffered())
 		m, err := s.cr.next()
+		s.idle.busy()
 		if err != nil {
 			return err
 		}

@@ -163,6 +163,8 @@ type proxyOpts struct {
 	// policy replaces denyPolicy{deny}.
 	policy inspect.Policy
 	masker inspect.Masker
+	// idle is the sessions' inspect.Session.Idle.
+	idle time.Duration
 }
 
 func startProxy(t testing.TB, o proxyOpts) *proxy {
@@ -222,7 +224,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 				s := &inspect.Session{ID: fmt.Sprintf("s%d", n), Origin: model.Origin{
 					Target:  model.Target{Name: "db", Protocol: model.ProtoPostgres, Address: up},
 					OrigDst: dst, Client: netip.MustParseAddrPort(c.RemoteAddr().String()),
-					Identity: model.Identity{Kernel: model.KernelFacts{UID: 0, TGID: 1}}, Accepted: time.Now()}}
+					Identity: model.Identity{Kernel: model.KernelFacts{UID: 0, TGID: 1}}, Accepted: time.Now()}, Idle: o.idle}
 				out := h.Serve(ctx, c, s)
 				select {
 				case p.outs <- out:

@@ -161,6 +161,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		return h.serveCancel(ctx, conn, s, st)
 	}
 	sess := &session{h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, start: start, trust: h.trustOf(t.name)}
+	sess.idle.limit = s.Idle
 	return sess.run(ctx, st)
 }
 

@@ -123,6 +123,9 @@ type session struct {
 	scsOff, badEncoding atomic.Bool
 
 	bytesUp, bytesDown atomic.Int64
+
+	// idle ends the session when the client leaves it idle (idle.go).
+	idle idleWatch
 }
 
 // txFacts is what interlock knows of the server's open transaction.
@@ -449,6 +452,9 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 	}()
 	go func() { ends <- end{server: true, err: s.serverLoop()} }()
 	go func() { ends <- end{err: s.clientLoop()} }()
+	if s.idle.limit > 0 {
+		go s.watchIdle(cctx, shut)
+	}
 
 	first := <-ends
 	var result error
@@ -459,6 +465,9 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 		result = s.serverEnded(first.err)
 	default:
 		result = s.clientEnded(first.err)
+	}
+	if s.idle.fired.Load() {
+		result = s.idleErr()
 	}
 	shut()
 	s.endModel()

@@ -59,7 +59,10 @@ func sendFatal(c net.Conn, err error) {
 	e := errorResponse("FATAL", "08P01", err.Error())
 	var f *fatal
 	var pe *protoError
+	var ie *idleError
 	switch {
+	case errors.As(err, &ie):
+		e = errorResponse("FATAL", "57P05", ie.Error())
 	case errors.As(err, &f):
 		e = errorResponse("FATAL", f.code, f.msg)
 		e.Detail, e.Hint = f.detail, f.hint

@@ -16,6 +16,9 @@ import (
 // everything is allowed except what must be opened explicitly.
 func (c *conn) decide(op model.Operation) model.Decision {
 	op.Protocol = model.ProtoSSH
+	// A decision may wait for an approver: the session is not idle then.
+	c.deciding.Add(1)
+	defer c.deciding.Add(-1)
 	if c.h.policy == nil {
 		switch op.Kind {
 		case "port_forwarding", "agent_forwarding", "x11":

@@ -45,6 +45,13 @@ type conn struct {
 	// bytesUp and bytesDown count channel data each way.
 	bytesUp, bytesDown atomic.Int64
 	noMoreSessions     atomic.Bool
+
+	// The idle timer (idle.go): lastIO is when bytes last crossed the
+	// client's connection, deciding counts decisions being waited for,
+	// idled says the timer ended the session.
+	lastIO   atomic.Int64
+	deciding atomic.Int32
+	idled    atomic.Bool
 }
 
 // refusal is why a session was refused before it reached the target.
@@ -114,6 +121,10 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 	}
 
 	version, pc, err := peekVersion(client)
+	if pc != nil {
+		c.lastIO.Store(time.Now().UnixNano())
+		pc.io = &c.lastIO
+	}
 	var (
 		sconn *gossh.ServerConn
 		chans <-chan gossh.NewChannel
@@ -157,6 +168,9 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 			f()
 		}()
 	}
+	if c.s.Idle > 0 {
+		goSafe(func() { c.watchIdle(ctx, sconn, up.conn) })
+	}
 	goSafe(func() { c.clientGlobalRequests(reqs) })
 	goSafe(func() { c.upstreamGlobalRequests(up.reqs) })
 	goSafe(func() {
@@ -187,6 +201,9 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 	wg.Wait()
 	if endErr != nil && (errors.Is(endErr, net.ErrClosed) || isEOF(endErr)) {
 		endErr = nil
+	}
+	if c.idled.Load() {
+		endErr = c.idleErr()
 	}
 	return c.closeRecord(inspect.Outcome{BytesUp: c.bytesUp.Load(), BytesDown: c.bytesDown.Load(), Err: endErr})
 }

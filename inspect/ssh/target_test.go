@@ -303,6 +303,8 @@ type rigOpts struct {
 	masker       inspect.Masker
 	// maskRelease replaces releaseAfter.
 	maskRelease time.Duration
+	// idle is the sessions' inspect.Session.Idle.
+	idle time.Duration
 }
 
 func newRig(t testing.TB, o rigOpts) *rig {
@@ -364,7 +366,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 				s := &inspect.Session{ID: "s-" + c.RemoteAddr().String(), Origin: model.Origin{
 					Target:  model.Target{Name: "box", Protocol: model.ProtoSSH, Address: tc.Address},
 					OrigDst: ft.addr(), Client: c.RemoteAddr().(*net.TCPAddr).AddrPort(), Accepted: time.Now(),
-				}}
+				}, Idle: o.idle}
 				h.Serve(ctx, c, s)
 			}()
 		}

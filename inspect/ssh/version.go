@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // Cipher choice. In SSH the client's order decides among the ciphers both
@@ -50,6 +52,9 @@ type peekConn struct {
 	net.Conn
 	pending []byte
 	skip    []byte
+	// io, when set, is stamped with the time of each read or write that
+	// moved bytes (the idle timer's clock).
+	io *atomic.Int64
 }
 
 // peekVersion sends interlock's version line and reads the client's, so
@@ -83,7 +88,15 @@ func (p *peekConn) Read(b []byte) (int, error) {
 		p.pending = p.pending[n:]
 		return n, nil
 	}
-	return p.Conn.Read(b)
+	n, err := p.Conn.Read(b)
+	p.stamp(n)
+	return n, err
+}
+
+func (p *peekConn) stamp(n int) {
+	if n > 0 && p.io != nil {
+		p.io.Store(time.Now().UnixNano())
+	}
 }
 
 func (p *peekConn) Write(b []byte) (int, error) {
@@ -94,5 +107,7 @@ func (p *peekConn) Write(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
-	return p.Conn.Write(b)
+	n, err := p.Conn.Write(b)
+	p.stamp(n)
+	return n, err
 }
