@@ -58,6 +58,7 @@ type Engine struct {
 	webhook atomic.Pointer[approvals.Webhook]
 	metrics *metrics.Metrics
 	handler map[model.Protocol]inspect.Handler
+	lim     *limiter
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -191,6 +192,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		e.closeNow()
 		return nil, err
 	}
+	e.initLimits()
 	for _, t := range cfg.Targets {
 		if _, ok := e.handler[t.Protocol]; !ok {
 			e.closeNow()
@@ -334,6 +336,11 @@ func (e *Engine) acceptLoop(ln net.Listener) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			// Out of descriptors: shed the waiting connection with a
+			// spare one, so accept keeps moving (limits.go).
+			if e.shed(ln, err) {
+				continue
+			}
 			// EMFILE and friends: back off instead of spinning, keep
 			// serving the sessions already open.
 			e.log.Error("accept failed", "err", err)
@@ -360,20 +367,28 @@ func (e *Engine) serve(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	// The limits of the actor the kernel named (limits.go).
+	sl, ok := e.admit(conn, origin)
+	if !ok {
+		conn.Close()
+		return
+	}
 	h, ok := e.handler[origin.Target.Protocol]
 	if !ok {
+		sl.adm.release()
 		e.anomaly(conn, fmt.Errorf("no handler for protocol %q of target %s", origin.Target.Protocol, origin.Target.Name))
 		conn.Close()
 		return
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
+		sl.adm.release()
 		e.anomaly(conn, fmt.Errorf("session id: %w", err))
 		conn.Close()
 		return
 	}
 	origin.Session = id.String()
-	s := &inspect.Session{ID: id.String(), Origin: origin}
+	s := &inspect.Session{ID: id.String(), Origin: origin, Idle: sl.timeouts.Idle}
 	ls := &LiveSession{
 		ID: s.ID, Target: origin.Target.Name, OrigDst: origin.OrigDst,
 		PID: origin.Identity.Kernel.TGID, UID: origin.Identity.Kernel.UID,
@@ -386,7 +401,8 @@ func (e *Engine) serve(conn net.Conn) {
 	e.live[s.ID] = ls
 	e.mu.Unlock()
 
-	out := h.Serve(ctx, conn, s)
+	out := h.Serve(ctx, sl.conn(conn), s)
+	e.ended(sl, s, out)
 	e.broker.SessionEnded(s.ID)
 	proto := string(origin.Target.Protocol)
 	e.metrics.Sessions.WithLabelValues(proto).Inc()
@@ -452,8 +468,10 @@ func (e *Engine) appendAnomaly(a model.Anomaly) {
 	}
 }
 
-// flushSuppressed writes one record for the anomalies over the budget.
+// flushSuppressed writes one record for the anomalies over the budget,
+// and the summaries of limit hits (limits.go).
 func (e *Engine) flushSuppressed() {
+	e.flushLimits()
 	e.mu.Lock()
 	n := e.anomalySuppressed
 	e.anomalySuppressed = 0
@@ -629,6 +647,9 @@ func (e *Engine) closeNow() error {
 	e.cancel(errors.New("interlock is shutting down"))
 	if e.broker != nil {
 		e.broker.Close()
+	}
+	if e.lim != nil {
+		e.lim.close()
 	}
 	return errors.Join(e.red.Close(), e.journal.Close())
 }

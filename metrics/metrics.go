@@ -32,6 +32,9 @@ type Metrics struct {
 	// target refused (reason credentials: the held credential is wrong or
 	// was changed; other: unreachable, TLS).
 	LoginFailures *prometheus.CounterVec // target, reason
+	// LimitHits counts what the limits section stopped: sessions refused
+	// or ended, connections shed, executables left unhashed, by limit.
+	LimitHits *prometheus.CounterVec // limit
 }
 
 // Gauges are read at scrape time from the parts that own the numbers.
@@ -77,6 +80,8 @@ func New(g Gauges) *Metrics {
 		BytesUp:         fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
 		BytesDown:       fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
 		LoginFailures:   fv("upstream_login_failures_total", "Interlock's own logins refused by a target, by target and reason (credentials: the held credential is wrong).", "target", "reason"),
+		LimitHits: fv("limit_hits_total", "Sessions refused or ended, connections shed and executables left unhashed by the limits section, by limit "+
+			"(per_uid.sessions, per_cgroup.sessions, per_uid.opens, per_cgroup.opens, fd_reserve, fd_exhausted, first_byte, idle, hash_budget, hash_max_size).", "limit"),
 	}
 	gauge := func(name, help string, fn func() float64) {
 		if fn != nil {
@@ -93,6 +98,18 @@ func New(g Gauges) *Metrics {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// AddGauge registers a gauge read at scrape time from fn, for parts made
+// after New.
+func (m *Metrics) AddGauge(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "interlock", Name: name, Help: help}, fn))
+}
+
+// AddCounter registers a counter read at scrape time from fn (which must
+// never go down), for parts that keep their own count.
+func (m *Metrics) AddCounter(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "interlock", Name: name, Help: help}, fn))
 }
 
 // UpstreamLoginFailed implements inspect.Events.
