@@ -185,6 +185,7 @@ var (
 	errIdentFileChanged = errors.New("file changed while it was hashed")
 	errIdentHashBusy    = errors.New("no hashing slot free in time")
 	errIdentHashAborted = errors.New("hashing aborted")
+	errIdentHashBudget  = errors.New("hash budget spent")
 )
 
 // HashLimits bound the work of hashing executables. An executable left
@@ -322,16 +323,18 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 		c.refused(lim, key, "hash_max_size")
 		return "", fmt.Errorf("executable too large to hash (%d bytes, the limit is %d)", key.size, maxBytes)
 	}
-	// The budget is taken for the whole file before any work, and what
-	// the work did not cost (zero runs hashed from memory, an early
-	// failure) is given back after.
-	var work int64
-	if lim.BudgetBytes > 0 {
-		if !c.budget.take(key.owner, key.size, lim, time.Now()) {
-			c.refused(lim, key, "hash_budget")
-			return "", fmt.Errorf("the hash budget of uid %d, the executable's owner, is spent (limits.hash.budget_mib): not hashed", key.owner)
+	// The budget is taken before the work: for the whole file when the
+	// owner's bucket holds it, else (below) for the file's data only, its
+	// zero runs being paid for as they are hashed. What the work did not
+	// cost (zero runs hashed from memory, an early failure) is given back.
+	budget := lim.BudgetBytes > 0
+	var reserved, work int64
+	var charge func(int64) bool
+	if budget {
+		if c.budget.take(key.owner, key.size, lim, time.Now()) {
+			reserved = key.size
 		}
-		defer func() { c.budget.refund(key.owner, key.size-work) }()
+		defer func() { c.budget.settle(key.owner, reserved-work) }()
 	}
 	if !identAcquire(ctx, c.slots, identHashWait) {
 		if err := ctx.Err(); err != nil {
@@ -345,6 +348,27 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 		return "", err
 	}
 	defer unix.Close(fd)
+	if budget && reserved == 0 {
+		// A sparse file touched again costs its data only (its zero runs
+		// come from memory): it is not refused for its size.
+		var st unix.Statx_t
+		alloc := key.size
+		if identStatx(fd, "", &st) == nil {
+			alloc = min(key.size, int64(st.Blocks)*512)
+		}
+		if alloc >= key.size || !c.budget.take(key.owner, alloc, lim, time.Now()) {
+			c.refused(lim, key, "hash_budget")
+			return "", c.budgetErr(key)
+		}
+		reserved = alloc
+		charge = func(n int64) bool {
+			if !c.budget.take(key.owner, n, lim, time.Now()) {
+				return false
+			}
+			reserved += n
+			return true
+		}
+	}
 	c.computed.Add(1)
 	bp, _ := c.bufs.Get().(*[]byte)
 	if bp == nil {
@@ -353,9 +377,17 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 	}
 	defer c.bufs.Put(bp)
 	var sum string
-	sum, work, err = c.hashFD(ctx, fd, key, *bp)
+	sum, work, err = c.hashFD(ctx, fd, key, *bp, charge)
 	c.hashed.Add(work)
+	if errors.Is(err, errIdentHashBudget) {
+		c.refused(lim, key, "hash_budget")
+		return "", c.budgetErr(key)
+	}
 	return sum, err
+}
+
+func (c *identHashCache) budgetErr(key identFileKey) error {
+	return fmt.Errorf("the hash budget of uid %d, the executable's owner, is spent (limits.hash.budget_mib): not hashed", key.owner)
 }
 
 func (c *identHashCache) refused(lim *HashLimits, key identFileKey, limit string) {
@@ -370,7 +402,9 @@ func (c *identHashCache) refused(lim *HashLimits, key identFileKey, limit string
 // file costs the CPU of hashing its zeros, not the copying of them.
 // work is the bytes actually hashed (zero runs found in zeroRuns cost
 // nothing).
-func (c *identHashCache) hashFD(ctx context.Context, fd int, key identFileKey, buf []byte) (sum string, work int64, err error) {
+// charge, when set, pays for each zero run hashed (not from memory); when
+// it refuses, hashFD stops with errIdentHashBudget.
+func (c *identHashCache) hashFD(ctx context.Context, fd int, key identFileKey, buf []byte, charge func(int64) bool) (sum string, work int64, err error) {
 	var st unix.Statx_t
 	if err := identStatx(fd, "", &st); err != nil {
 		return "", 0, err
@@ -391,7 +425,7 @@ func (c *identHashCache) hashFD(ctx context.Context, fd int, key identFileKey, b
 		}
 		data = min(data, key.size)
 		if data > off {
-			n, err := c.hashZeros(ctx, h, data-off)
+			n, err := c.hashZeros(ctx, h, data-off, charge)
 			work += n
 			if err != nil {
 				return "", work, err
@@ -443,22 +477,23 @@ func (c *identHashCache) hashFD(ctx context.Context, fd int, key identFileKey, b
 // from the same hash state, sets h to the state that followed. SHA-256
 // has no shortcut for zeros, but its state after a run depends only on
 // the state before and the run's length. It returns the bytes hashed.
-func (c *identHashCache) hashZeros(ctx context.Context, h hash.Hash, n int64) (int64, error) {
+func (c *identHashCache) hashZeros(ctx context.Context, h hash.Hash, n int64, charge func(int64) bool) (int64, error) {
 	m, mok := h.(encoding.BinaryMarshaler)
 	u, uok := h.(encoding.BinaryUnmarshaler)
-	if n < identZeroMemoMin || !mok || !uok {
-		return c.writeZeros(ctx, h, n)
+	var memo string
+	if n >= identZeroMemoMin && mok && uok {
+		if state, err := m.MarshalBinary(); err == nil {
+			memo = string(binary.BigEndian.AppendUint64(state, uint64(n)))
+			if after, ok := c.zeroRuns.get(memo); ok && u.UnmarshalBinary(after) == nil {
+				return 0, nil
+			}
+		}
 	}
-	state, err := m.MarshalBinary()
-	if err != nil {
-		return c.writeZeros(ctx, h, n)
-	}
-	memo := string(binary.BigEndian.AppendUint64(state, uint64(n)))
-	if after, ok := c.zeroRuns.get(memo); ok && u.UnmarshalBinary(after) == nil {
-		return 0, nil
+	if charge != nil && !charge(n) {
+		return 0, errIdentHashBudget
 	}
 	done, err := c.writeZeros(ctx, h, n)
-	if err != nil {
+	if err != nil || memo == "" {
 		return done, err
 	}
 	if after, err := m.MarshalBinary(); err == nil {
@@ -521,9 +556,11 @@ func (b *identBudget) take(owner uint32, n int64, lim *HashLimits, now time.Time
 	return true
 }
 
-// refund gives back n bytes a take did not use.
-func (b *identBudget) refund(owner uint32, n int64) {
-	if n <= 0 {
+// settle gives back n bytes a take did not use, or, when n is negative,
+// takes what the work cost beyond it (the bucket may go below zero: the
+// owner waits longer for the next hash).
+func (b *identBudget) settle(owner uint32, n int64) {
+	if n == 0 {
 		return
 	}
 	b.mu.Lock()

@@ -262,3 +262,36 @@ func TestHashBudgetBounded(t *testing.T) {
 		t.Fatalf("%d buckets kept", n)
 	}
 }
+
+// TestHashBudgetSparse: when the owner's bucket no longer holds a sparse
+// file's size, the file is still hashed for the price of its data while
+// its zero runs come from memory; a rewrite that makes them miss is
+// stopped at the first run the budget cannot pay.
+func TestHashBudgetSparse(t *testing.T) {
+	const size = 48 << 20
+	c := newIdentHashCache(16)
+	var refusals int
+	c.setLimits(HashLimits{BudgetBytes: 64 << 20, Interval: time.Hour,
+		Refused: func(uint32, int64, string) { refusals++ }})
+	ctx := context.Background()
+	f := sparseFile(t, "sparse", randomBytes(t, 1<<20), size)
+	want := f.want()
+	if s, err := c.sum(ctx, f.key(), f.open); err != nil || s != want {
+		t.Fatalf("first: %q, %v", s, err)
+	}
+	// 16 MiB left: less than the file, more than its data.
+	for i := 0; i < 10; i++ {
+		f.touch()
+		if s, err := c.sum(ctx, f.key(), f.open); err != nil || s != want {
+			t.Fatalf("touch %d with the bucket below the file's size: %q, %v", i, s, err)
+		}
+	}
+	before := c.hashed.Load()
+	f.writeAt(100, []byte("new bytes before the holes"))
+	if s, err := c.sum(ctx, f.key(), f.open); err == nil || s != "" || refusals != 1 {
+		t.Fatalf("a rewrite whose zero runs the budget cannot pay: %q, %v (%d refusals)", s, err, refusals)
+	}
+	if spent := c.hashed.Load() - before; spent > 4<<20 {
+		t.Errorf("the refused rewrite hashed %d bytes before stopping, want about its data", spent)
+	}
+}
