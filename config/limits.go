@@ -73,8 +73,9 @@ type Timeouts struct {
 }
 
 // HashLimits bound the hashing of executables (the exe_sha256 of an
-// identity). An executable that is not hashed has no exe_sha256, which no
-// rule's exe_sha256 matches.
+// identity). An executable that is not hashed has no exe_sha256: policy
+// takes its hash as unknown (an allow rule on hashes does not apply, a
+// deny or review rule does).
 type HashLimits struct {
 	// MaxMiB is the largest executable hashed, in MiB.
 	MaxMiB *int64 `yaml:"max_mib,omitempty"`

@@ -189,7 +189,8 @@ var (
 )
 
 // HashLimits bound the work of hashing executables. An executable left
-// unhashed has an empty ExeSHA256, which no exe_sha256 rule matches.
+// unhashed has an empty ExeSHA256, which policy takes as unknown (an allow
+// rule on hashes does not apply to it, a deny rule does).
 type HashLimits struct {
 	// MaxBytes is the largest executable hashed (0: 2 GiB).
 	MaxBytes int64
