@@ -44,22 +44,34 @@ func (s *session) watchIdle(ctx context.Context, shut func()) {
 	limit := s.idle.limit
 	t := time.NewTicker(min(max(limit/8, 50*time.Millisecond), 30*time.Second))
 	defer t.Stop()
+	// lastBusy is when this watch last saw something in flight: the idle
+	// time runs from the later of that and the client goroutine's wait,
+	// so a statement that ran longer than the limit does not leave the
+	// session "idle" the moment its answer is out.
+	var lastBusy int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		if s.q.first() != nil {
+			lastBusy = now.UnixNano()
+			continue
+		}
 		since := s.idle.since.Load()
-		if since == 0 || time.Since(time.Unix(0, since)) < limit || s.q.first() != nil {
+		if since == 0 || now.Sub(time.Unix(0, max(since, lastBusy))) < limit {
 			continue
 		}
 		if !s.cwMu.TryLock() {
 			// The server goroutine is writing to the client: not idle.
+			lastBusy = now.UnixNano()
 			continue
 		}
 		if s.hold {
 			s.cwMu.Unlock()
+			lastBusy = now.UnixNano()
 			continue
 		}
 		s.idle.fired.Store(true)
