@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -90,6 +89,15 @@ func (p *Pipes) get() *kpipe {
 		return nil
 	}
 	p.open++
+	// A 64 KiB pipe takes a wake-up per 64 KiB; io.Copy's pipes are
+	// 1 MiB for that reason. Pages are only used while bytes are in the
+	// pipe. Past the per-user pipe page limit the kernel refuses, and the
+	// default size stays.
+	for _, size := range []int{spliceMax, spliceMax / 4} {
+		if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, size); err == nil {
+			break
+		}
+	}
 	return &kpipe{r: fds[0], w: fds[1]}
 }
 
@@ -255,7 +263,11 @@ func (r *relay) buffered(dst, src net.Conn, once bool) (n int64, err error) {
 }
 
 // splice moves src's bytes to dst through a pipe taken only while they
-// move.
+// move. The read splice itself is the readiness check: when src has
+// nothing, the pipe (empty then) goes back to the pool and the poller
+// waits holding none. Per wake-up this costs what io.Copy's splice does;
+// the idle deadline is armed once and again only when it expires while
+// bytes still move.
 func (r *relay) splice(dst, src *net.TCPConn) (n int64, err error) {
 	srcRC, err := src.SyscallConn()
 	if err != nil {
@@ -265,90 +277,64 @@ func (r *relay) splice(dst, src *net.TCPConn) (n int64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	for {
-		if err := r.waitReadable(src, srcRC); err != nil {
-			return n, err
+	var k *kpipe
+	defer func() {
+		if k != nil {
+			r.pipes.put(k, true)
 		}
-		k := r.pipes.get()
-		if k == nil {
+	}()
+	r.armIdle(src)
+	for {
+		var (
+			in     int64
+			serr   error
+			noPipe bool
+		)
+		rerr := srcRC.Read(func(fd uintptr) bool {
+			if k == nil {
+				if k = r.pipes.get(); k == nil {
+					noPipe = true
+					return true
+				}
+			}
+			for {
+				in, serr = unix.Splice(int(fd), nil, k.w, nil, spliceMax, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				if serr != unix.EINTR {
+					break
+				}
+			}
+			if serr == unix.EAGAIN {
+				// Nothing to read: wait without a pipe.
+				r.pipes.put(k, true)
+				k = nil
+				return false
+			}
+			return true
+		})
+		if rerr != nil {
+			if idle, retry := r.timedOut(rerr); retry {
+				r.armIdle(src)
+				continue
+			} else if idle {
+				return n, r.idleErr()
+			}
+			return n, rerr
+		}
+		if noPipe {
 			// No pipe to be had: this burst goes through a buffer.
 			m, err := r.buffered(dst, src, true)
 			n += m
 			if err != nil || m == 0 {
 				return n, err
 			}
+			r.armIdle(src)
 			continue
 		}
-		m, eof, empty, err := burst(k, srcRC, dstRC)
-		r.pipes.put(k, empty)
-		n += m
-		if m > 0 {
-			r.touch()
+		if serr != nil {
+			return n, os.NewSyscallError("splice", serr)
 		}
-		if err != nil || eof {
-			return n, err
-		}
-	}
-}
-
-// waitReadable waits, holding no pipe, until src has bytes or its EOF, or
-// returns its error (the peek reports a reset once: it must not be lost).
-func (r *relay) waitReadable(src *net.TCPConn, rc syscall.RawConn) error {
-	for {
-		r.armIdle(src)
-		var peekErr error
-		err := rc.Read(func(fd uintptr) bool {
-			var b [1]byte
-			for {
-				_, _, e := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-				switch e {
-				case nil:
-				case unix.EINTR:
-					continue
-				case unix.EAGAIN:
-					return false // wait until readable
-				default:
-					peekErr = os.NewSyscallError("recvfrom", e)
-				}
-				return true
-			}
-		})
-		if err == nil {
-			return peekErr
-		}
-		if idle, retry := r.timedOut(err); retry {
-			continue
-		} else if idle {
-			return r.idleErr()
-		}
-		return err
-	}
-}
-
-// burst splices what src has into the pipe and out to dst until src has
-// nothing more for now. empty says the pipe holds nothing (it can be
-// reused).
-func burst(k *kpipe, srcRC, dstRC syscall.RawConn) (moved int64, eof, empty bool, err error) {
-	for {
-		var in int64
-		var serr error
-		if cerr := srcRC.Control(func(fd uintptr) {
-			for {
-				in, serr = unix.Splice(int(fd), nil, k.w, nil, spliceMax, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if serr != unix.EINTR {
-					return
-				}
-			}
-		}); cerr != nil {
-			return moved, false, true, cerr
-		}
-		switch {
-		case serr == unix.EAGAIN:
-			return moved, false, true, nil
-		case serr != nil:
-			return moved, false, true, os.NewSyscallError("splice", serr)
-		case in == 0:
-			return moved, true, true, nil
+		if in == 0 {
+			return n, nil // EOF
 		}
 		for in > 0 {
 			var out int64
@@ -357,16 +343,21 @@ func burst(k *kpipe, srcRC, dstRC syscall.RawConn) (moved int64, eof, empty bool
 				out, werr = unix.Splice(k.r, nil, int(fd), nil, int(in), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 				return werr != unix.EAGAIN // wait for room in dst
 			}); cerr != nil {
-				return moved, false, false, cerr
+				r.pipes.put(k, false)
+				k = nil
+				return n, cerr
 			}
 			if werr == unix.EINTR {
 				continue
 			}
 			if werr != nil {
-				return moved, false, false, os.NewSyscallError("splice", werr)
+				r.pipes.put(k, false)
+				k = nil
+				return n, os.NewSyscallError("splice", werr)
 			}
 			in -= out
-			moved += out
+			n += out
 		}
+		r.touch()
 	}
 }
