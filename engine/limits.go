@@ -511,16 +511,16 @@ func (e *Engine) applyHashLimits(lim config.Limits) {
 	}
 	e.ids.SetHashLimits(redirector.HashLimits{
 		MaxBytes: lim.HashMaxBytes, BudgetBytes: lim.HashBudgetBytes, Interval: lim.HashInterval,
-		Refused: func(owner uint32, size int64, limit string) {
-			reason := fmt.Sprintf("executable of %d bytes owned by uid %d left unhashed: ", size, owner)
+		Refused: func(uid uint32, size int64, limit string) {
+			reason := fmt.Sprintf("executable of %d bytes run by uid %d left unhashed: ", size, uid)
 			value := any(lim.HashBudgetBytes >> 20)
 			if limit == "hash_max_size" {
 				reason += "larger than limits.hash.max_mib"
 				value = lim.HashMaxBytes >> 20
 			} else {
-				reason += "its owner's limits.hash.budget_mib is spent for now"
+				reason += "the uid's limits.hash.budget_mib is spent for now"
 			}
-			e.hitLimit(limitHit{limit: limit, reason: reason, value: value, uid: owner, hasActor: true})
+			e.hitLimit(limitHit{limit: limit, reason: reason, value: value, uid: uid, hasActor: true})
 		},
 	})
 }

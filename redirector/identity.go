@@ -238,7 +238,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.EUID, pf.EGID = sts.euid, sts.egid
 
-	exeKey := r.readExe(ctx, s, dirfd, tgid, pf)
+	exeKey := r.readExe(ctx, s, dirfd, tgid, k.UID, pf)
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
 	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
@@ -327,7 +327,7 @@ func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, 
 // readExe fills Exe and ExeSHA256. The hash is of /proc/TGID/exe itself,
 // the file that runs, even when its path was deleted or replaced. It
 // returns the file's key, which is valid when ExeSHA256 was set.
-func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgid uint32, pf *model.ProcFacts) (key identFileKey) {
+func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgid, uid uint32, pf *model.ProcFacts) (key identFileKey) {
 	n, err := unix.Readlinkat(dirfd, "exe", s.link[:])
 	if err != nil {
 		r.debugMiss(ctx, "reading exe link", tgid, err)
@@ -344,7 +344,7 @@ func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgi
 		return key
 	}
 	key = identFileKeyOf(&st)
-	sum, err := r.hashes.sum(ctx, key, func() (int, error) {
+	sum, err := r.hashes.sum(ctx, key, uid, func() (int, error) {
 		return unix.Openat(dirfd, "exe", unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	})
 	if err != nil {

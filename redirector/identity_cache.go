@@ -194,18 +194,19 @@ var (
 type HashLimits struct {
 	// MaxBytes is the largest executable hashed (0: 2 GiB).
 	MaxBytes int64
-	// BudgetBytes is how many bytes of executables owned by one uid may
-	// be hashed per Interval: a token bucket holding at most BudgetBytes
-	// (0: no budget). The file's owner pays, not the process that runs
-	// it: only whoever can write a file can make it a new version to
-	// hash, and a root-owned system binary is hashed once however many
-	// users run it.
+	// BudgetBytes is how many bytes of executables one connecting uid
+	// may have hashed per Interval: a token bucket holding at most
+	// BudgetBytes (0: no budget). The uid whose connect needs the hash
+	// pays (a version already hashed costs nothing, so a system binary
+	// is hashed once however many users run it); a user who rewrites a
+	// file another user runs does not spend that user's budget.
 	BudgetBytes int64
 	Interval    time.Duration
 	// Refused, when set, hears of each executable these limits left
-	// unhashed: its owner, its size, and which limit ("hash_max_size",
-	// "hash_budget"). It runs in the resolving goroutine.
-	Refused func(owner uint32, size int64, limit string)
+	// unhashed: the connecting uid that wanted it, its size, and which
+	// limit ("hash_max_size", "hash_budget"). It runs in the resolving
+	// goroutine.
+	Refused func(uid uint32, size int64, limit string)
 }
 
 // SetHashLimits bounds the hashing of executables from now on.
@@ -263,7 +264,8 @@ func (c *identHashCache) setLimits(l HashLimits) {
 // sum returns the SHA-256 (hex) of the file version key. On a miss it
 // opens the file with open (which must return the file key names) and
 // hashes it; concurrent callers for the same key share one computation.
-func (c *identHashCache) sum(ctx context.Context, key identFileKey, open func() (int, error)) (string, error) {
+// payer is the connecting uid charged for the work.
+func (c *identHashCache) sum(ctx context.Context, key identFileKey, payer uint32, open func() (int, error)) (string, error) {
 	if s, ok := c.lru.get(key); ok {
 		return s, nil
 	}
@@ -307,11 +309,11 @@ func (c *identHashCache) sum(ctx context.Context, key identFileKey, open func() 
 		call.sum, call.err = s, err
 		close(call.done)
 	}()
-	s, err = c.compute(ctx, key, open)
+	s, err = c.compute(ctx, key, payer, open)
 	return s, err
 }
 
-func (c *identHashCache) compute(ctx context.Context, key identFileKey, open func() (int, error)) (string, error) {
+func (c *identHashCache) compute(ctx context.Context, key identFileKey, payer uint32, open func() (int, error)) (string, error) {
 	lim := c.limits.Load()
 	if lim == nil {
 		lim = &HashLimits{}
@@ -321,7 +323,7 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 		maxBytes = identMaxHashBytes
 	}
 	if key.size > maxBytes {
-		c.refused(lim, key, "hash_max_size")
+		c.refused(lim, key, payer, "hash_max_size")
 		return "", fmt.Errorf("executable too large to hash (%d bytes, the limit is %d)", key.size, maxBytes)
 	}
 	// The budget is taken before the work: for the whole file when the
@@ -332,10 +334,10 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 	var reserved, work int64
 	var charge func(int64) bool
 	if budget {
-		if c.budget.take(key.owner, key.size, lim, time.Now()) {
+		if c.budget.take(payer, key.size, lim, time.Now()) {
 			reserved = key.size
 		}
-		defer func() { c.budget.settle(key.owner, reserved-work) }()
+		defer func() { c.budget.settle(payer, reserved-work) }()
 	}
 	if !identAcquire(ctx, c.slots, identHashWait) {
 		if err := ctx.Err(); err != nil {
@@ -357,13 +359,13 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 		if identStatx(fd, "", &st) == nil {
 			alloc = min(key.size, int64(st.Blocks)*512)
 		}
-		if alloc >= key.size || !c.budget.take(key.owner, alloc, lim, time.Now()) {
-			c.refused(lim, key, "hash_budget")
-			return "", c.budgetErr(key)
+		if alloc >= key.size || !c.budget.take(payer, alloc, lim, time.Now()) {
+			c.refused(lim, key, payer, "hash_budget")
+			return "", c.budgetErr(payer)
 		}
 		reserved = alloc
 		charge = func(n int64) bool {
-			if !c.budget.take(key.owner, n, lim, time.Now()) {
+			if !c.budget.take(payer, n, lim, time.Now()) {
 				return false
 			}
 			reserved += n
@@ -381,19 +383,19 @@ func (c *identHashCache) compute(ctx context.Context, key identFileKey, open fun
 	sum, work, err = c.hashFD(ctx, fd, key, *bp, charge)
 	c.hashed.Add(work)
 	if errors.Is(err, errIdentHashBudget) {
-		c.refused(lim, key, "hash_budget")
-		return "", c.budgetErr(key)
+		c.refused(lim, key, payer, "hash_budget")
+		return "", c.budgetErr(payer)
 	}
 	return sum, err
 }
 
-func (c *identHashCache) budgetErr(key identFileKey) error {
-	return fmt.Errorf("the hash budget of uid %d, the executable's owner, is spent (limits.hash.budget_mib): not hashed", key.owner)
+func (c *identHashCache) budgetErr(payer uint32) error {
+	return fmt.Errorf("the hash budget of uid %d, whose connect needed the hash, is spent (limits.hash.budget_mib): not hashed", payer)
 }
 
-func (c *identHashCache) refused(lim *HashLimits, key identFileKey, limit string) {
+func (c *identHashCache) refused(lim *HashLimits, key identFileKey, payer uint32, limit string) {
 	if lim.Refused != nil {
-		lim.Refused(key.owner, key.size, limit)
+		lim.Refused(payer, key.size, limit)
 	}
 }
 

@@ -108,7 +108,7 @@ func TestHashSparse(t *testing.T) {
 	}
 	want := f.want()
 	c := newIdentHashCache(16)
-	got, err := c.sum(context.Background(), f.key(), f.open)
+	got, err := c.sum(context.Background(), f.key(), f.key().owner, f.open)
 	if err != nil || got != want {
 		t.Fatalf("sum = %q, %v; want %s", got, err, want)
 	}
@@ -118,7 +118,7 @@ func TestHashSparse(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		f.touch()
-		got, err := c.sum(context.Background(), f.key(), f.open)
+		got, err := c.sum(context.Background(), f.key(), f.key().owner, f.open)
 		if err != nil || got != want {
 			t.Fatalf("after touch %d: sum = %q, %v; want %s", i, got, err, want)
 		}
@@ -133,7 +133,7 @@ func TestHashSparse(t *testing.T) {
 	// Changed bytes before a hole give another state: the zeros are
 	// hashed again, and the sum is still right.
 	f.writeAt(10, []byte("changed"))
-	got, err = c.sum(context.Background(), f.key(), f.open)
+	got, err = c.sum(context.Background(), f.key(), f.key().owner, f.open)
 	if want := f.want(); err != nil || got != want {
 		t.Fatalf("after a change: sum = %q, %v; want %s", got, err, want)
 	}
@@ -161,7 +161,7 @@ func TestHashDense(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := newIdentHashCache(4)
-			if got, err := c.sum(context.Background(), f.key(), f.open); err != nil || got != f.want() {
+			if got, err := c.sum(context.Background(), f.key(), f.key().owner, f.open); err != nil || got != f.want() {
 				t.Fatalf("sum = %q, %v; want %s", got, err, f.want())
 			}
 		})
@@ -197,15 +197,15 @@ func TestHashBudget(t *testing.T) {
 	if err := os.Chown(dense.path, 4242, 4242); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.sum(ctx, dense.key(), dense.open); err != nil {
+	if _, err := c.sum(ctx, dense.key(), dense.key().owner, dense.open); err != nil {
 		t.Fatalf("first version: %v", err)
 	}
 	dense.writeAt(0, []byte("v2"))
-	if _, err := c.sum(ctx, dense.key(), dense.open); err != nil {
+	if _, err := c.sum(ctx, dense.key(), dense.key().owner, dense.open); err != nil {
 		t.Fatalf("second version (80 of 100 MiB): %v", err)
 	}
 	dense.writeAt(0, []byte("v3"))
-	s, err := c.sum(ctx, dense.key(), dense.open)
+	s, err := c.sum(ctx, dense.key(), dense.key().owner, dense.open)
 	if err == nil || s != "" || !strings.Contains(err.Error(), "budget of uid 4242") {
 		t.Fatalf("third version over the budget: %q, %v", s, err)
 	}
@@ -217,7 +217,7 @@ func TestHashBudget(t *testing.T) {
 	c.budget.mu.Lock()
 	c.budget.buckets[4242].last = c.budget.buckets[4242].last.Add(-time.Hour)
 	c.budget.mu.Unlock()
-	if s, err := c.sum(ctx, dense.key(), dense.open); err != nil || s != dense.want() {
+	if s, err := c.sum(ctx, dense.key(), dense.key().owner, dense.open); err != nil || s != dense.want() {
 		t.Fatalf("after the budget refilled: %q, %v", s, err)
 	}
 
@@ -226,14 +226,14 @@ func TestHashBudget(t *testing.T) {
 	if err := os.Chown(other.path, 4343, 4343); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.sum(ctx, other.key(), other.open); err != nil {
+	if _, err := c.sum(ctx, other.key(), other.key().owner, other.open); err != nil {
 		t.Fatalf("another owner: %v", err)
 	}
 	// Its zero runs come from memory after a touch: the refund leaves
 	// budget for many touches (48 MiB taken each time, ~1 MiB spent).
 	for i := 0; i < 4; i++ {
 		other.touch()
-		if _, err := c.sum(ctx, other.key(), other.open); err != nil {
+		if _, err := c.sum(ctx, other.key(), other.key().owner, other.open); err != nil {
 			t.Fatalf("touch %d of a sparse file: %v (the unused budget was not given back)", i, err)
 		}
 	}
@@ -242,7 +242,7 @@ func TestHashBudget(t *testing.T) {
 	big := other.key()
 	big.size = 65 << 20
 	big.ino++
-	if _, err := c.sum(ctx, big, func() (int, error) { t.Fatal("opened"); return -1, nil }); err == nil {
+	if _, err := c.sum(ctx, big, 4343, func() (int, error) { t.Fatal("opened"); return -1, nil }); err == nil {
 		t.Fatal("hashed a file over max")
 	}
 	if last := refused[len(refused)-1]; last != (refusal{4343, 65 << 20, "hash_max_size"}) {
@@ -276,19 +276,19 @@ func TestHashBudgetSparse(t *testing.T) {
 	ctx := context.Background()
 	f := sparseFile(t, "sparse", randomBytes(t, 1<<20), size)
 	want := f.want()
-	if s, err := c.sum(ctx, f.key(), f.open); err != nil || s != want {
+	if s, err := c.sum(ctx, f.key(), f.key().owner, f.open); err != nil || s != want {
 		t.Fatalf("first: %q, %v", s, err)
 	}
 	// 16 MiB left: less than the file, more than its data.
 	for i := 0; i < 10; i++ {
 		f.touch()
-		if s, err := c.sum(ctx, f.key(), f.open); err != nil || s != want {
+		if s, err := c.sum(ctx, f.key(), f.key().owner, f.open); err != nil || s != want {
 			t.Fatalf("touch %d with the bucket below the file's size: %q, %v", i, s, err)
 		}
 	}
 	before := c.hashed.Load()
 	f.writeAt(100, []byte("new bytes before the holes"))
-	if s, err := c.sum(ctx, f.key(), f.open); err == nil || s != "" || refusals != 1 {
+	if s, err := c.sum(ctx, f.key(), f.key().owner, f.open); err == nil || s != "" || refusals != 1 {
 		t.Fatalf("a rewrite whose zero runs the budget cannot pay: %q, %v (%d refusals)", s, err, refusals)
 	}
 	if spent := c.hashed.Load() - before; spent > 4<<20 {

@@ -466,7 +466,7 @@ func TestIdentityHashSingleflight(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			s, err := c.sum(context.Background(), key, open)
+			s, err := c.sum(context.Background(), key, 0, open)
 			if err != nil || s != hex.EncodeToString(want[:]) {
 				errs <- fmt.Errorf("sum %q err %v", s, err)
 			}
@@ -488,7 +488,7 @@ func TestIdentityHashSingleflight(t *testing.T) {
 	// a key that does not describe the opened file is refused
 	stale := key
 	stale.mtimeNsec++
-	if _, err := c.sum(context.Background(), stale, open); err != errIdentFileChanged {
+	if _, err := c.sum(context.Background(), stale, 0, open); err != errIdentFileChanged {
 		t.Fatalf("stale key: %v", err)
 	}
 	// a cancelled context does not compute a hash when slots are taken
@@ -499,7 +499,7 @@ func TestIdentityHashSingleflight(t *testing.T) {
 	cancel()
 	other := key
 	other.ino++
-	if _, err := c.sum(ctx, other, open); err == nil {
+	if _, err := c.sum(ctx, other, 0, open); err == nil {
 		t.Fatal("hashed without a slot")
 	}
 	for i := 0; i < identHashSlots; i++ {
@@ -508,7 +508,7 @@ func TestIdentityHashSingleflight(t *testing.T) {
 	// a file larger than the bound is not read
 	huge := key
 	huge.size = identMaxHashBytes + 1
-	if _, err := c.sum(context.Background(), huge, func() (int, error) { t.Fatal("opened"); return -1, nil }); err == nil {
+	if _, err := c.sum(context.Background(), huge, 0, func() (int, error) { t.Fatal("opened"); return -1, nil }); err == nil {
 		t.Fatal("hashed an oversized file")
 	}
 }
