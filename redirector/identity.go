@@ -260,6 +260,9 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 
 	s.degraded = r.judgeProgram(dirfd, k, exeKey, pf)
+	if pf.ExeTrust == model.ExeVerified && pf.ExeSHA256 == "" && s.hashWhy != "" {
+		s.degraded = "the executable was not hashed (" + s.hashWhy + "): hash rules cannot match"
+	}
 	pf.Parents = r.parentChain(ctx, s, pf.PPID, tgid, time.Now())
 	if cgKnown {
 		cgd.apply(pf)
@@ -349,6 +352,7 @@ func (r *Resolver) readExe(ctx context.Context, s *procfsScratch, dirfd int, tgi
 	})
 	if err != nil {
 		r.debugMiss(ctx, "hashing exe", tgid, err)
+		s.hashWhy = err.Error()
 		return key
 	}
 	pf.ExeSHA256 = sum

@@ -33,6 +33,8 @@ type procfsScratch struct {
 	// degraded says why a resolution's facts are incomplete or not
 	// trusted (it becomes the identity's ProcError).
 	degraded string
+	// hashWhy is why the executable was not hashed, if it was not.
+	hashWhy string
 }
 
 // procfsScratchPool recycles scratch space between resolutions.
@@ -40,7 +42,7 @@ type procfsScratchPool struct{ pool sync.Pool }
 
 func (p *procfsScratchPool) get() *procfsScratch {
 	if s, ok := p.pool.Get().(*procfsScratch); ok {
-		s.degraded = ""
+		s.degraded, s.hashWhy = "", ""
 		return s
 	}
 	return &procfsScratch{buf: make([]byte, 16<<10)}
