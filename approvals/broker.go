@@ -17,11 +17,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
+	"github.com/interlock/interlock/textview"
 )
 
 // Errors an approver gets.
@@ -30,6 +32,10 @@ var (
 	ErrSelfApproval = errors.New("the requester cannot decide their own request (same uid)")
 	ErrNotApprover  = errors.New("you are not an approver for this request")
 	ErrAlreadyVoted = errors.New("you already approved this request; another approver is needed")
+	// ErrTextMismatch: the approver approved with --expect a hash that is
+	// not the held text's. They read something else (another request, a
+	// view that hid part of it): nothing is approved.
+	ErrTextMismatch = errors.New("the held operation's text does not have the SHA-256 you expected; nothing was approved: read it again with `interlock approvals show ID` and approve with the hash it prints")
 )
 
 // Approver is who decides, as the kernel reported the caller of the
@@ -151,6 +157,10 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 		ID: id.String(), Requester: rr.Origin.Identity, Target: rr.Origin.Target.Name,
 		Operation: rr.Operation, Rule: rr.Rule, Reason: rr.Reason, Approvers: rr.Review.Approvers, Needed: needed,
 		Scope: scopeOf(rr), TimeoutNS: rr.Timeout.Nanoseconds(), Session: rr.Origin.Session,
+		TextSHA256: textview.Hash(rr.Operation.Text),
+	}
+	if !utf8.ValidString(rr.Operation.Text) {
+		req.TextBytes = []byte(rr.Operation.Text)
 	}
 	// The request is on disk before anyone is told of it.
 	if _, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalRequest, Session: rr.Origin.Session, Data: req}, model.Synced); err != nil {
@@ -215,6 +225,14 @@ func (b *Broker) allowed(rr policy.ReviewRequest, d model.Decision) model.Decisi
 
 // Decide records an approver's verdict on a pending request.
 func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bool, reason string) (model.ApprovalDecision, error) {
+	return b.DecideExpect(ctx, id, who, approve, reason, "")
+}
+
+// DecideExpect is Decide that, when expect is set, approves only if the
+// held text's SHA-256 (hex) is expect: the approver approves exactly the
+// bytes they read. A mismatch is ErrTextMismatch and changes nothing. A
+// deny needs no hash: refusing what one did not read is safe.
+func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, approve bool, reason, expect string) (model.ApprovalDecision, error) {
 	caller := lookupAccount(who.UID)
 	b.mu.Lock()
 	p, ok := b.pending[id]
@@ -233,6 +251,12 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 	if approve && p.approved[who.UID] {
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrAlreadyVoted
+	}
+	if approve && expect != "" && !strings.EqualFold(strings.TrimPrefix(expect, "sha256:"), p.req.TextSHA256) {
+		b.mu.Unlock()
+		b.log.Warn("approval refused: the approver expected another text", "request", id, "uid", who.UID,
+			"expected", expect, "text_sha256", p.req.TextSHA256)
+		return model.ApprovalDecision{}, ErrTextMismatch
 	}
 	verdict := model.VerdictDeny
 	final := true

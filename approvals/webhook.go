@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/textview"
 )
 
 // Webhook posts each approval request as JSON to a URL, so approvers hear
@@ -53,7 +54,14 @@ func NewWebhook(url string, timeout time.Duration, secretFile string, log *slog.
 type Event struct {
 	Event   string                `json:"event"`
 	Request model.ApprovalRequest `json:"request"`
-	// Approve and Deny are the commands an approver runs.
+	// TextLines is the operation text for a person to read: every line,
+	// numbered, with control bytes, invalid UTF-8 and bidi/zero-width
+	// characters escaped (Request.Operation.Text is the raw text, which
+	// a chat bridge would render as the client wrote it). A bridge shows
+	// these, never the raw text.
+	TextLines []string `json:"text_lines,omitempty"`
+	// Approve and Deny are the commands an approver runs. Approve names
+	// the text's SHA-256, so it approves only the text shown here.
 	Approve string `json:"approve"`
 	Deny    string `json:"deny"`
 }
@@ -62,9 +70,13 @@ type Event struct {
 // A failure is logged: the request stays pending and listed on the
 // approvals socket either way.
 func (w *Webhook) Notify(req model.ApprovalRequest) {
+	var lines []string
+	if req.Operation.Text != "" {
+		lines = textview.Lines(req.Operation.Text)
+	}
 	body, err := json.Marshal(Event{
-		Event: "approval.request", Request: req,
-		Approve: "interlock approvals approve " + req.ID + " --reason '...'",
+		Event: "approval.request", Request: req, TextLines: lines,
+		Approve: "interlock approvals approve " + req.ID + " --expect " + req.TextSHA256 + " --reason '...'",
 		Deny:    "interlock approvals deny " + req.ID + " --reason '...'",
 	})
 	if err != nil {

@@ -11,11 +11,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/textview"
 )
 
 func TestWebhookSignsAndRetries(t *testing.T) {
@@ -61,5 +63,31 @@ func TestWebhookSignsAndRetries(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	if got := redactURL("https://user:pw@hooks.example/x?token=abc"); got != "https://…@hooks.example/x" {
 		t.Errorf("redact: %q", got)
+	}
+}
+
+// The webhook body shows a bridge every line of the text, escaped, and an
+// approve command bound to the text's hash.
+func TestWebhookShowsEscapedLinesAndHash(t *testing.T) {
+	got := make(chan Event, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e Event
+		json.NewDecoder(r.Body).Decode(&e)
+		got <- e
+	}))
+	defer srv.Close()
+	w, err := NewWebhook(srv.URL, 2*time.Second, "", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "sudo -n true\n\x1b[8mrm -rf /srv\u202e"
+	w.Notify(model.ApprovalRequest{ID: "r1", TextSHA256: textview.Hash(text), Operation: model.Operation{Text: text}})
+	e := <-got
+	want := []string{"1| sudo -n true", `2| \x1b[8mrm -rf /srv\u202e`}
+	if len(e.TextLines) != 2 || e.TextLines[0] != want[0] || e.TextLines[1] != want[1] {
+		t.Errorf("text_lines %q, want %q", e.TextLines, want)
+	}
+	if !strings.Contains(e.Approve, "--expect "+textview.Hash(text)) {
+		t.Errorf("approve command %q does not name the text's hash", e.Approve)
 	}
 }

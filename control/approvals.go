@@ -51,6 +51,10 @@ type ApprovalsServer struct {
 type DecideRequest struct {
 	Approve bool   `json:"approve"`
 	Reason  string `json:"reason"`
+	// Expect, when set, is the SHA-256 (hex) of the operation text the
+	// approver read; the approval is refused (409) if the held text's
+	// differs.
+	Expect string `json:"expect,omitempty"`
 }
 
 // Listen creates the socket (mode 0666) and serves it.
@@ -137,12 +141,14 @@ func (s *ApprovalsServer) decide(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad decision: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	dec, err := s.Broker.Decide(r.Context(), r.PathValue("id"), who, req.Approve, req.Reason)
+	dec, err := s.Broker.DecideExpect(r.Context(), r.PathValue("id"), who, req.Approve, req.Reason, req.Expect)
 	switch {
 	case errors.Is(err, approvals.ErrNotFound):
 		http.Error(w, err.Error(), http.StatusNotFound)
 	case errors.Is(err, approvals.ErrSelfApproval), errors.Is(err, approvals.ErrNotApprover), errors.Is(err, approvals.ErrAlreadyVoted):
 		http.Error(w, err.Error(), http.StatusForbidden)
+	case errors.Is(err, approvals.ErrTextMismatch):
+		http.Error(w, err.Error(), http.StatusConflict)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	default:

@@ -43,7 +43,13 @@ func (a *ApprovalsClient) List(ctx context.Context, wait time.Duration) ([]appro
 
 // Decide approves or denies a request.
 func (a *ApprovalsClient) Decide(ctx context.Context, id string, approve bool, reason string) (model.ApprovalDecision, error) {
+	return a.DecideExpect(ctx, id, approve, reason, "")
+}
+
+// DecideExpect is Decide that approves only if the held text's SHA-256
+// is expect (hex; "" checks nothing). A mismatch is a 409 StatusError.
+func (a *ApprovalsClient) DecideExpect(ctx context.Context, id string, approve bool, reason, expect string) (model.ApprovalDecision, error) {
 	var d model.ApprovalDecision
-	err := a.c.do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id), DecideRequest{Approve: approve, Reason: reason}, &d)
+	err := a.c.do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id), DecideRequest{Approve: approve, Reason: reason, Expect: expect}, &d)
 	return d, err
 }

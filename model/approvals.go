@@ -46,6 +46,14 @@ type ApprovalRequest struct {
 	TimeoutNS int64 `json:"timeout_ns"`
 	// Session is the session the held operation belongs to.
 	Session string `json:"session,omitempty"`
+	// TextSHA256 is the hex SHA-256 of Operation.Text's exact bytes: an
+	// approver passes it to `approvals approve --expect` so the approval
+	// holds only for the text they read.
+	TextSHA256 string `json:"text_sha256,omitempty"`
+	// TextBytes carries Operation.Text's exact bytes when they are not
+	// valid UTF-8: JSON would replace those bytes with U+FFFD, and the
+	// approver would hash and read a different text than the one held.
+	TextBytes []byte `json:"text_bytes,omitempty"`
 }
 
 // ApprovalDecision is the data of an approval.decision entry.
