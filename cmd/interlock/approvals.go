@@ -17,6 +17,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/textview"
 )
 
 func approvalsCommand() *cli.Command {
@@ -36,11 +37,22 @@ func approvalsCommand() *cli.Command {
 				Action: approvalsListAction,
 			},
 			{
+				Name:  "show",
+				Usage: "show one pending request in full: every line of its text, escaped, and the text's SHA-256",
+				Description: "The list cuts the text to one line; this prints all of it, numbered, with control\n" +
+					"bytes, invalid UTF-8 and bidi/zero-width characters shown as escapes (\\x1b, \\u202e),\n" +
+					"and the command that approves exactly this text (approve --expect SHA256).",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{configFlag(), sock, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action:    approvalsShowAction,
+			},
+			{
 				Name:      "approve",
 				Usage:     "approve a held operation",
 				ArgsUsage: "ID",
-				Flags:     []cli.Flag{configFlag(), sock, &cli.StringFlag{Name: "reason", Aliases: []string{"r"}, Usage: "why (journaled)"}, &cli.BoolFlag{Name: "json", Usage: "print the decision as JSON"}},
-				Action:    func(ctx context.Context, cmd *cli.Command) error { return decideAction(ctx, cmd, true) },
+				Flags: []cli.Flag{configFlag(), sock, &cli.StringFlag{Name: "reason", Aliases: []string{"r"}, Usage: "why (journaled)"}, &cli.BoolFlag{Name: "json", Usage: "print the decision as JSON"},
+					&cli.StringFlag{Name: "expect", Usage: "approve only if the held text's SHA-256 is `SHA256` (as `approvals show` prints it); otherwise nothing is approved and the exit code is 1"}},
+				Action: func(ctx context.Context, cmd *cli.Command) error { return decideAction(ctx, cmd, true) },
 			},
 			{
 				Name:      "deny",
@@ -129,6 +141,33 @@ func approvalsListAction(ctx context.Context, cmd *cli.Command) error {
 	}
 }
 
+// opCellMax bounds the operation cell of the list; the rest is counted in
+// the cell and `approvals show` prints all of it.
+const opCellMax = 60
+
+// requestText is the held operation's exact text: the request carries the
+// raw bytes when JSON could not (invalid UTF-8).
+func requestText(r model.ApprovalRequest) string {
+	if len(r.TextBytes) > 0 {
+		return string(r.TextBytes)
+	}
+	return r.Operation.Text
+}
+
+// requesterView names who asked, every client-controlled part escaped: an
+// executable path can hold a newline or an escape sequence that would
+// otherwise print as another program.
+func requesterView(id model.Identity) string {
+	if pr := id.Proc; pr != nil {
+		return fmt.Sprintf("%s (uid %d) %s", textview.Escape(pr.User), id.Kernel.UID, textview.Escape(pr.Exe))
+	}
+	return fmt.Sprintf("uid %d", id.Kernel.UID)
+}
+
+// printPending is the list view: one line a request. Every cell is
+// escaped (a cell with a raw newline or ESC would draw another table);
+// an operation cut to fit says how much it left out, and a note names the
+// command that prints it whole.
 func printPending(w io.Writer, list []sourced) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "no operations are waiting for approval")
@@ -136,25 +175,29 @@ func printPending(w io.Writer, list []sourced) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tWAITING\tLEFT\tTARGET\tRULE\tREQUESTER\tOPERATION\tAPPROVALS\tYOU")
+	var cut []string
 	for _, p := range list {
 		r := p.Request
-		who := fmt.Sprintf("uid %d", r.Requester.Kernel.UID)
-		if pr := r.Requester.Proc; pr != nil {
-			who = fmt.Sprintf("%s (uid %d) %s", pr.User, r.Requester.Kernel.UID, pr.Exe)
+		text := requestText(r)
+		op := textview.Summary(text, opCellMax)
+		if text == "" {
+			op = textview.Escape(r.Operation.Kind)
 		}
-		op := r.Operation.Text
-		if op == "" {
-			op = r.Operation.Kind
+		if op != textview.Escape(text) && text != "" {
+			cut = append(cut, r.ID)
 		}
 		you := "may decide"
 		if !p.MayDecide {
 			you = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.ID,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", textview.Escape(r.ID),
 			time.Since(p.Created).Round(time.Second), time.Until(p.Deadline).Round(time.Second),
-			r.Target, r.Rule, who, firstLine(strings.TrimSpace(op), 60), p.Approvals, r.Needed, you)
+			textview.Escape(r.Target), textview.Escape(r.Rule), requesterView(r.Requester), op, p.Approvals, r.Needed, you)
 	}
 	tw.Flush()
+	for _, id := range cut {
+		fmt.Fprintf(w, "%s: the operation is longer than shown; `interlock approvals show %s` prints all of it\n", id, id)
+	}
 	// A transaction held at COMMIT by an effects rule: what it did, as
 	// the server reported it, so the approver sees the exact effect.
 	for _, p := range list {
@@ -165,10 +208,80 @@ func printPending(w io.Writer, list []sourced) {
 	}
 }
 
+// printRequest is the full view of one request: every line of the text,
+// numbered and escaped, its size and SHA-256, and the command that
+// approves exactly that text.
+func printRequest(w io.Writer, p sourced) {
+	r := p.Request
+	text := requestText(r)
+	row := func(k, v string) { fmt.Fprintf(w, "%-10s %s\n", k, v) }
+	row("request", textview.Escape(r.ID))
+	row("target", textview.Escape(r.Target))
+	rule := textview.Escape(r.Rule)
+	if r.Reason != "" {
+		rule += " (" + textview.Escape(r.Reason) + ")"
+	}
+	row("rule", rule)
+	row("requester", requesterView(r.Requester))
+	if r.Session != "" {
+		row("session", textview.Escape(r.Session))
+	}
+	row("approvals", fmt.Sprintf("%d of %d, scope %s, by %s", p.Approvals, r.Needed, textview.Escape(r.Scope), textview.Escape(strings.Join(r.Approvers, ", "))))
+	row("waiting", fmt.Sprintf("%s, denied in %s unless decided", time.Since(p.Created).Round(time.Second), time.Until(p.Deadline).Round(time.Second)))
+	what := textview.Escape(string(r.Operation.Protocol) + " " + r.Operation.Kind)
+	for _, x := range []string{r.Operation.Path, r.Operation.Detail} {
+		if x != "" {
+			what += " " + textview.Escape(x)
+		}
+	}
+	row("operation", what)
+	lines := strings.Count(text, "\n") + 1
+	row("text", fmt.Sprintf("%d bytes, %d %s, sha256 %s", len(text), lines, map[bool]string{true: "line", false: "lines"}[lines == 1], r.TextSHA256))
+	if text != "" {
+		fmt.Fprintln(w, textview.Block(text, "  "))
+	}
+	if got := textview.Hash(text); r.TextSHA256 != "" && got != r.TextSHA256 {
+		// The text reached this view altered: do not offer to approve it.
+		fmt.Fprintf(w, "WARNING: the text shown hashes to %s, not to the request's %s: it was altered on the way; do not approve from this view\n", got, r.TextSHA256)
+	} else if p.MayDecide {
+		fmt.Fprintf(w, "approve exactly this text:\n  interlock approvals approve %s --expect %s --reason '...'\n", r.ID, r.TextSHA256)
+	}
+	if e := r.Operation.Effects; e != nil {
+		fmt.Fprintln(w, "what the transaction did (read from the server before its COMMIT):")
+		printEffects(w, e)
+	}
+}
+
+func approvalsShowAction(ctx context.Context, cmd *cli.Command) error {
+	id := cmd.Args().First()
+	if id == "" || cmd.Args().Len() > 1 {
+		return exitWith(exitUsage, errors.New("give exactly one request id (see `interlock approvals list`)"))
+	}
+	socks, err := approvalSockets(cmd)
+	if err != nil {
+		return err
+	}
+	list, err := collect(ctx, socks, 0)
+	if err != nil {
+		return exitWith(exitUnavailable, err)
+	}
+	for _, p := range list {
+		if p.Request.ID != id {
+			continue
+		}
+		if cmd.Bool("json") {
+			return printJSON(p)
+		}
+		printRequest(os.Stdout, p)
+		return nil
+	}
+	return exitWith(exitNoInput, fmt.Errorf("no pending request %s you may see (decided already, timed out, or a wrong id; `interlock approvals list` shows the pending ones)", id))
+}
+
 // printEffects lists a transaction's effects, one relation a line.
 func printEffects(w io.Writer, e *model.PGEffects) {
 	if e.Error != "" {
-		fmt.Fprintf(w, "  INCOMPLETE: the effects could not be read in full: %s\n", e.Error)
+		fmt.Fprintf(w, "  INCOMPLETE: the effects could not be read in full: %s\n", textview.Escape(e.Error))
 	}
 	if len(e.Tables) == 0 {
 		fmt.Fprintf(w, "  no relation changed or locked beyond reading (%d rows reported by its statements)\n", e.Rows)
@@ -177,9 +290,10 @@ func printEffects(w io.Writer, e *model.PGEffects) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  RELATION\tINSERTED\tUPDATED\tDELETED\tLOCK\tCHANGED")
 	for _, t := range e.Tables {
-		name := t.Name
+		// Relation names are the client's to choose (CREATE TABLE "\x1b...").
+		name := textview.Escape(t.Name)
 		if len(t.Also) > 0 {
-			name += " (also " + strings.Join(t.Also, ", ") + ")"
+			name += " (also " + textview.Escape(strings.Join(t.Also, ", ")) + ")"
 		}
 		var changed []string
 		for _, c := range []struct {
@@ -193,7 +307,7 @@ func printEffects(w io.Writer, e *model.PGEffects) {
 				changed = append(changed, c.what)
 			}
 		}
-		lock, what := t.Lock, strings.Join(changed, ", ")
+		lock, what := textview.Escape(t.Lock), strings.Join(changed, ", ")
 		if lock == "" {
 			lock = "-"
 		}
@@ -215,15 +329,25 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 	if !approve && strings.TrimSpace(reason) == "" {
 		return exitWith(exitUsage, errors.New("deny needs --reason: it is journaled and shown to the client"))
 	}
+	expect := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(cmd.String("expect")), "sha256:"))
+	if cmd.IsSet("expect") {
+		if len(expect) != 64 || strings.Trim(expect, "0123456789abcdef") != "" {
+			return exitWith(exitUsage, fmt.Errorf("--expect %q is not a SHA-256 in hex (64 characters); copy it from `interlock approvals show %s`", cmd.String("expect"), id))
+		}
+	}
 	socks, err := approvalSockets(cmd)
 	if err != nil {
 		return err
 	}
 	for _, s := range socks {
-		d, err := control.DialApprovals(s).Decide(ctx, id, approve, reason)
+		d, err := control.DialApprovals(s).DecideExpect(ctx, id, approve, reason, expect)
 		if err != nil {
 			if control.HasStatus(err, http.StatusNotFound) {
 				continue
+			}
+			if control.HasStatus(err, http.StatusConflict) {
+				// The held text is not the one the approver read.
+				return exitWith(exitFailed, err)
 			}
 			if control.HasStatus(err, http.StatusForbidden) {
 				return exitWith(exitNoPerm, err)

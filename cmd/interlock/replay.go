@@ -15,6 +15,7 @@ import (
 
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/textview"
 )
 
 func sessionsReplayCommand() *cli.Command {
@@ -208,7 +209,9 @@ func replayPlay(ctx context.Context, w, notes io.Writer, events []asciicast.Even
 			}
 		}
 		if e.Type == "m" {
-			fmt.Fprintf(notes, "\r\n[interlock: %s]\r\n", e.Data)
+			// A marker is a note about the session, not its output: shown
+			// escaped, so text it quotes cannot drive the terminal.
+			fmt.Fprintf(notes, "\r\n[interlock: %s]\r\n", textview.Escape(e.Data))
 			continue
 		}
 		if _, err := io.WriteString(w, e.Data); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/textview"
 )
 
 func sessionsCommand() *cli.Command {
@@ -59,14 +60,18 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 			dur = time.Duration(s.DurationNS).Round(time.Millisecond).String()
 		}
 		if s.Error != "" {
-			status = "error: " + firstLine(s.Error, 40)
+			// The error can quote the client (a statement, a path): its
+			// count says when it was cut; --json has it whole.
+			status = "error: " + textview.Summary(s.Error, 40)
 		}
-		exe := s.Exe
-		if exe == "" {
+		// The executable path is the client's to choose: a newline or an
+		// escape sequence in it must not print as another program.
+		exe := textview.Escape(s.Exe)
+		if s.Exe == "" {
 			exe = "?"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n",
-			s.Open.Local().Format("2006-01-02 15:04:05"), s.ID, s.Target, s.OrigDst, s.PID, s.UID, exe,
+			s.Open.Local().Format("2006-01-02 15:04:05"), textview.Escape(s.ID), textview.Escape(s.Target), s.OrigDst, s.PID, s.UID, exe,
 			s.BytesUp, s.BytesDown, dur, status)
 	}
 	return tw.Flush()
