@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/interlock/interlock/model"
+)
+
+// TestApprovalSpoofShowsTheWholeCommand (issue 13): an ssh exec held by a
+// review rule whose command is a harmless first line, a newline and a
+// second command, an escape sequence that would hide text on the
+// approver's terminal, and more than 200 bytes. The approver's views
+// show all of it with visible escapes; an approval bound to another text
+// (--expect) is refused and runs nothing; one bound to the exact text's
+// SHA-256 runs exactly that text.
+func TestApprovalSpoofShowsTheWholeCommand(t *testing.T) {
+	st := startSSHD(t)
+	cgPath, cgDir := makeCgroup(t, "approval-spoof")
+	e := newSSHEnv(t, st, sshTargetOpts{global: fmt.Sprintf(`intercept:
+  cgroups: [%s]
+policy:
+  rules:
+    - name: hold-exec
+      match: {protocols: [ssh], operation: {kinds: [exec]}}
+      action: review
+      review:
+        approvers: [daemon]
+        timeout: 60s
+`, cgPath)})
+	e.startDaemon()
+	sock := filepath.Join(filepath.Dir(e.socket), "approvals.sock")
+
+	marker := filepath.Join(st.dir, "second-command-ran")
+	tail := strings.Repeat("A", 220)
+	command := "true first\ntouch " + marker + " # \x1b[8mhidden\x1b[0m " + tail
+	sum := sha256.Sum256([]byte(command))
+	hash := hex.EncodeToString(sum[:])
+	firstSum := sha256.Sum256([]byte("true first"))
+	firstLineHash := hex.EncodeToString(firstSum[:])
+
+	client := inCgroup(t, cgDir, st.sshArgv(command)...)
+	var out, errOut bytes.Buffer
+	client.Stdout, client.Stderr = &out, &errOut
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+
+	var list pendingList
+	waitFor(t, func() bool {
+		o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
+		if code != 0 {
+			return false
+		}
+		list = nil
+		json.Unmarshal([]byte(o), &list)
+		return len(list) == 1
+	})
+	req := list[0].Request
+	if req.Operation.Text != command || req.TextSHA256 != hash {
+		t.Fatalf("the request carries text %q sha256 %s, want %q %s", req.Operation.Text, req.TextSHA256, command, hash)
+	}
+
+	// The list: one row whose cell says the text goes on, and a note
+	// naming the command that prints it whole. No raw ESC anywhere.
+	o, stderr, code := asUser(t, "daemon", "approvals", "list", "--socket", sock)
+	if code != 0 {
+		t.Fatalf("approvals list: exit %d %s", code, stderr)
+	}
+	if strings.Contains(o, "\x1b") {
+		t.Errorf("approvals list prints a raw ESC:\n%q", o)
+	}
+	if !strings.Contains(o, "true first (+1 line, ") || !strings.Contains(o, "interlock approvals show "+req.ID) {
+		t.Errorf("approvals list hides that the command goes on:\n%s", o)
+	}
+
+	// show: every line, escaped, the whole tail, the hash.
+	o, stderr, code = asUser(t, "daemon", "approvals", "show", req.ID, "--socket", sock)
+	if code != 0 {
+		t.Fatalf("approvals show: exit %d %s", code, stderr)
+	}
+	if strings.Contains(o, "\x1b") {
+		t.Errorf("approvals show prints a raw ESC:\n%q", o)
+	}
+	for _, want := range []string{
+		"1| true first\n",
+		"2| touch " + marker + ` # \x1b[8mhidden\x1b[0m ` + tail + "\n",
+		fmt.Sprintf("%d bytes, 2 lines, sha256 %s", len(command), hash),
+		"--expect " + hash,
+	} {
+		if !strings.Contains(o, want) {
+			t.Errorf("approvals show lacks %q:\n%s", want, o)
+		}
+	}
+
+	// A malformed hash is a usage error; the hash of what a cut view
+	// showed (the first line) is refused. Neither runs anything.
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", req.ID, "--socket", sock, "--expect", "WRONG"); code != 64 || !strings.Contains(stderr, "not a SHA-256") {
+		t.Errorf("approve --expect WRONG: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", req.ID, "--socket", sock, "--expect", firstLineHash); code != 1 || !strings.Contains(stderr, "does not have the SHA-256 you expected") {
+		t.Errorf("approve with the first line's hash: exit %d %s", code, stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the second command ran on a refused approval")
+	}
+	if st.started("command") != 0 {
+		t.Fatal("sshd started a command before the approval")
+	}
+	o, _, _ = asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
+	list = nil
+	json.Unmarshal([]byte(o), &list)
+	if len(list) != 1 || list[0].Request.ID != req.ID || list[0].Request.TextSHA256 != hash {
+		t.Fatalf("a refused approval changed the pending set: %s", o)
+	}
+
+	// The exact hash approves, and exactly that text runs.
+	if o, stderr, code := asUser(t, "daemon", "approvals", "approve", req.ID, "--socket", sock, "--expect", hash, "--reason", "read all of it"); code != 0 {
+		t.Fatalf("approve --expect <hash>: exit %d %s %s", code, o, stderr)
+	}
+	if err := client.Wait(); err != nil {
+		t.Fatalf("ssh after approval: %v\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the approved command did not run in full: %v", err)
+	}
+	var ran []string
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+		if q.Type == "exec" {
+			ran = append(ran, q.Command)
+		}
+	}
+	if len(ran) != 1 || ran[0] != command {
+		t.Errorf("journaled execs %q, want exactly %q", ran, command)
+	}
+	var decided bool
+	for _, d := range entriesOf[model.ApprovalDecision](e, model.KindApprovalDecision) {
+		if d.ID == req.ID {
+			if decided || d.Verdict != model.VerdictApprove {
+				t.Errorf("decision %+v (a refused approval must not be journaled as one)", d)
+			}
+			decided = true
+		}
+	}
+	if !decided {
+		t.Error("the approval was not journaled")
+	}
+}
