@@ -49,6 +49,9 @@ func runCommand() *cli.Command {
 			"target unseen. --keep-fd N passes descriptor N on, at the same number (for example\n" +
 			"a make jobserver's pipes, or a socket-activated listener); what flows through it is\n" +
 			"not intercepted.\n\n" +
+			"CMD gets interlock's environment less the variables a target's\n" +
+			"credentials.password_env names: interlock logs in with them, the command must not\n" +
+			"read them.\n\n" +
 			"Exit codes of interlock's own: 64 usage, 69 unavailable, 71 system error, 77 missing\n" +
 			"privileges, 78 bad config, 126 CMD not executable, 127 CMD not found.",
 		StopOnNthArg: &one,
@@ -166,6 +169,13 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 
 	child := cg.Command(argv)
 	child.ExtraFiles = runner.PassFDs(keep)
+	// The command is what the targets' credentials are kept from: the
+	// variables interlock reads them from stay with interlock.
+	var scrubbed []string
+	child.Env, scrubbed = runner.ScrubEnv(os.Environ(), secretEnvNames(cfg))
+	if len(scrubbed) > 0 {
+		log.Info("the command does not get the variables that hold targets' credentials", "removed", scrubbed)
+	}
 	if err := child.Start(); err != nil {
 		_, _ = sess.end(ctx, model.RunEnd{ExitCode: 127, DurationNS: time.Since(start).Nanoseconds()})
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -203,6 +213,21 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 		fmt.Fprintln(os.Stderr, summaryLine(tally, killed, sess.journalPath()))
 	}
 	return childExit{code: code}
+}
+
+// secretEnvNames are the environment variables interlock reads a
+// credential from: each target's credentials.password_env. When a daemon
+// does the interception its config names the same variables unless it was
+// started with another file; the daemon's own environment never reaches
+// the command anyway.
+func secretEnvNames(cfg *config.Config) []string {
+	var names []string
+	for _, t := range cfg.Targets {
+		if t.Credentials != nil && t.Credentials.PasswordEnv != "" && !slices.Contains(names, t.Credentials.PasswordEnv) {
+			names = append(names, t.Credentials.PasswordEnv)
+		}
+	}
+	return names
 }
 
 // keptFDs checks the --keep-fd values: each must be a descriptor
