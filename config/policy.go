@@ -151,8 +151,18 @@ type OperationMatch struct {
 	IncludeOpaque *bool `yaml:"include_opaque,omitempty"`
 	// Commands are ssh exec command-line globs.
 	Commands []string `yaml:"commands,omitempty"`
-	// Paths are sftp path globs.
+	// Paths are sftp path globs, matched against the path as the target
+	// resolves it (absolute, without ".", ".." or "//").
 	Paths []string `yaml:"paths,omitempty"`
+	// Open matches the access an sftp operation needs, in open's terms:
+	// read, write, create, truncate, append. An open needs its flags;
+	// the other operations what the same change needs through open
+	// (remove, rmdir, setstat, a rename's source: write; mkdir, a
+	// rename's destination, a new link: create and write; what a link
+	// points to: read and write; opendir: read). Deny, review and mask
+	// rules match when the operation needs any of the listed accesses,
+	// allow rules only when every access it needs is listed.
+	Open []string `yaml:"open,omitempty"`
 }
 
 // ReviewConfig is a review rule's review section.
@@ -194,6 +204,9 @@ var (
 	grantScopes    = []string{"once", "session", "ttl"}
 	maskDetector   = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
 	unknownActions = []string{"deny", "review", "allow"}
+	// openAccess is what operation.open may list (exclusive comes with
+	// create).
+	openAccess = []string{"read", "write", "create", "truncate", "append"}
 )
 
 // MaskDetectors lists the detector names a mask rule may use.
@@ -343,6 +356,9 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 			if msg := KindProblem(k); msg != "" {
 				l.add(key+".operation.kinds["+strconv.Itoa(j)+"]", msg)
 			}
+		}
+		for j, f := range op.Open {
+			oneOf(l, key+".operation.open["+strconv.Itoa(j)+"]", f, openAccess...)
 		}
 		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths} {
 			for j, g := range globs {

@@ -30,6 +30,12 @@ type Operation struct {
 	// SSH: the sftp path or subsystem name, or a forwarding destination.
 	Path   string `json:"path,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Open is the access an sftp operation needs on Path, in open's
+	// terms (read, write, create, truncate, append, exclusive): an
+	// open's own flags; for the other operations what the same change
+	// would need through open (remove: write; mkdir: create; ...), so
+	// that one rule can make a directory read-only.
+	Open []string `json:"open,omitempty"`
 	// Effects is set when the operation is a postgres transaction about to
 	// commit (Kind "commit"): what it did, for effects rules and approvers.
 	Effects *PGEffects `json:"effects,omitempty"`

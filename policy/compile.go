@@ -52,7 +52,9 @@ type identityMatch struct {
 type opMatch struct {
 	kinds, commands, paths []pattern
 	tables                 []tablePattern
-	noWhere, readOnly      *bool
+	// open is the sftp access the rule matches (operation.open).
+	open              []string
+	noWhere, readOnly *bool
 	// opaque: the rule also applies to opaque statements, whatever their
 	// kinds, tables, WHERE clause or read-only-ness. Set for deny and
 	// review rules naming a write or DDL kind, unless include_opaque is
@@ -78,6 +80,7 @@ func compileOp(m *config.OperationMatch, action model.Action) *opMatch {
 	return &opMatch{
 		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
 		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
+		open:   m.Open,
 		opaque: includesOpaque(action, m),
 	}
 }

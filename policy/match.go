@@ -34,6 +34,7 @@ const (
 	missCommand
 	missPath
 	missIdentity
+	missOpen // the sftp access the operation needs (operation.open)
 )
 
 // verdict is what matching one rule against one operation found.
@@ -67,6 +68,9 @@ func (r *rule) matches(o model.Origin, op model.Operation, names *accounts.Names
 		if r.op != nil {
 			if m := matchConditions(r.op, op); m != hit {
 				return verdict{miss: m}
+			}
+			if len(r.op.open) > 0 && !openCovered(r.op.open, op.Open) {
+				return verdict{miss: missOpen}
 			}
 		}
 	case r.op != nil:
@@ -104,7 +108,34 @@ func matchOp(m *opMatch, op model.Operation) (miss, bool) {
 		}
 		viaOpaque = true
 	}
+	if len(m.open) > 0 && !slices.ContainsFunc(op.Open, func(a string) bool { return openListed(m.open, a) }) {
+		return missOpen, false
+	}
 	return hit, viaOpaque
+}
+
+// openCovered says whether an allow rule's operation.open lists every
+// access the operation needs. An operation that needs none (not an sftp
+// one) is not covered: the rule is about sftp access only.
+func openCovered(listed, needs []string) bool {
+	if len(needs) == 0 {
+		return false
+	}
+	for _, a := range needs {
+		if !openListed(listed, a) {
+			return false
+		}
+	}
+	return true
+}
+
+// openListed says whether access a is among the listed ones. Exclusive
+// is part of create (it only makes a create fail when the file exists).
+func openListed(listed []string, a string) bool {
+	if a == "exclusive" {
+		a = "create"
+	}
+	return slices.Contains(listed, a)
 }
 
 // matchConditions matches everything of an operation part but its kinds.
