@@ -77,8 +77,9 @@ type Options struct {
 	// BusyTimeout is how long a write waits for another process's lock
 	// before the batch fails.
 	BusyTimeout time.Duration
-	// PostQueue bounds the records Post may hold; beyond it they are
-	// counted and written as a journal.gap entry.
+	// PostQueue bounds the records Post may hold; beyond it Post waits
+	// for the writer. A quarter of it (at most 2,048) is one session's
+	// share.
 	PostQueue int
 	// PostLinger is how long a batch of posted records alone may wait for
 	// more before it commits (never past half the sync interval); negative
@@ -164,9 +165,11 @@ type Stats struct {
 	// (or the head it found at Open).
 	LastSeq uint64
 	// Posted counts records given to Post; PostWritten those committed;
-	// PostLost those that did not fit the queue (or failed), and Gaps the
-	// journal.gap entries that recorded them.
-	Posted, PostWritten, PostLost, Gaps uint64
+	// PostLost those that storage failed to keep (or that could not be
+	// encoded, or came after Close), and Gaps the journal.gap entries
+	// that recorded them. PostWaits counts Posts that waited for room:
+	// a session slowed, nothing lost.
+	Posted, PostWritten, PostLost, Gaps, PostWaits uint64
 	// Checkpoints counts checkpoints signed; SignedSize is the tree size
 	// of the newest.
 	Checkpoints, SignedSize uint64
@@ -198,8 +201,9 @@ type Journal struct {
 
 	appends, batches, fsyncBatches, idleSyncs, failedBatches, lastSeq atomic.Uint64
 	posted, postWritten, postLost, gaps, checkpoints, signedSize      atomic.Uint64
-	// postBytes is what posted records waiting for the writer hold.
-	postBytes atomic.Int64
+	// shares is the per-session credit of posted records in flight.
+	shares    postShares
+	postWaits atomic.Uint64
 }
 
 type request struct {
@@ -283,6 +287,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		w.close()
 		return nil, err
 	}
+	j.shares.init(opts.PostQueue)
 	j.lastSeq.Store(uint64(w.size))
 	j.signedSize.Store(uint64(w.cps.last.Size))
 	w.j = j
@@ -406,6 +411,7 @@ func (j *Journal) Stats() Stats {
 		PostWritten:   j.postWritten.Load(),
 		PostLost:      j.postLost.Load(),
 		Gaps:          j.gaps.Load(),
+		PostWaits:     j.postWaits.Load(),
 		Checkpoints:   j.checkpoints.Load(),
 		SignedSize:    j.signedSize.Load(),
 	}

@@ -350,6 +350,7 @@ func (w *writer) process(batch []*request) {
 		j.failedBatches.Add(1)
 		w.log.Error("journal batch failed; its records were refused", "records", len(batch), "synced", full, "err", err)
 		err = fmt.Errorf("journal: record not written: %w", err)
+		j.shares.giveBatch(batch)
 		for _, r := range batch {
 			switch {
 			case r.res != nil:
@@ -357,7 +358,6 @@ func (w *writer) process(batch []*request) {
 			case r.gap != nil:
 				j.restoreGap(r.gap)
 			default:
-				j.postBytes.Add(-r.size)
 				j.lose(r.rec.kind, r.rec.session)
 			}
 		}
@@ -380,6 +380,9 @@ func (w *writer) process(batch []*request) {
 			break
 		}
 	}
+	// Credit goes back once the records are committed: a session waits
+	// for its records to be in the journal, not only out of the queue.
+	j.shares.giveBatch(batch)
 	for i, r := range batch {
 		switch {
 		case r.res != nil:
@@ -387,7 +390,6 @@ func (w *writer) process(batch []*request) {
 		case r.gap != nil:
 			j.gaps.Add(1)
 		default:
-			j.postBytes.Add(-r.size)
 			j.postWritten.Add(1)
 		}
 	}
