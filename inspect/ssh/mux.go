@@ -1,11 +1,14 @@
 package ssh
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -59,11 +62,19 @@ func durability(d model.Decision) model.Durability {
 func (c *conn) nextChannel() uint32 { return c.channels.Add(1) - 1 }
 
 // clientGlobalRequests answers the client's connection-level requests.
+// Requests that carry no operation (keepalives, types interlock does not
+// support) are counted, not journaled one by one: a client could send
+// hundreds of thousands a second, and each record would cost the journal
+// what a command costs. Their counts are journaled per type every
+// countEvery and when the connection ends, before session.close.
 func (c *conn) clientGlobalRequests(reqs <-chan *gossh.Request) {
+	counts := requestCounts{}
+	defer func() { c.flushCounts(counts) }()
 	for req := range reqs {
 		switch req.Type {
 		case "keepalive@openssh.com":
-			// Liveness probes are answered, not journaled.
+			// Liveness probes are answered and counted.
+			counts.add(req.Type, keepalive, c.offset())
 			req.Reply(false, nil)
 		case "no-more-sessions@openssh.com":
 			c.noMoreSessions.Store(true)
@@ -73,11 +84,85 @@ func (c *conn) clientGlobalRequests(reqs <-chan *gossh.Request) {
 		case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
 			c.forwardRequest(req)
 		default:
-			d := model.Decision{Action: model.Deny, Rule: "unknown-request", Reason: "request " + strconv.Quote(req.Type) + " is not supported"}
-			c.record(model.KindSSHRequest, model.SSHRequest{Global: true, Type: req.Type, Decision: d, OffsetNS: c.offset()}, model.Committed)
+			counts.add(req.Type, unknownRequest, c.offset())
 			req.Reply(false, nil)
 		}
+		if counts.due(c.offset()) {
+			c.flushCounts(counts)
+		}
 	}
+}
+
+// The decisions of counted requests: a keepalive is answered (false, as
+// OpenSSH's own server does), an unknown type refused.
+var (
+	keepalive      = model.Decision{Action: model.Allow, Rule: "keepalive", Reason: "answered, not forwarded"}
+	unknownRequest = model.Decision{Action: model.Deny, Rule: "unknown-request", Reason: "request type not supported"}
+)
+
+// countEvery is how often counts of requests are journaled while a
+// connection lasts; maxCountedTypes bounds the types counted apart (the
+// type is the client's string), the rest are counted under otherType.
+const (
+	countEvery      = time.Minute
+	maxCountedTypes = 16
+	otherType       = "(other)"
+)
+
+// countedRequests is the data of an ssh.request entry that stands for
+// Count requests of one type: the first at OffsetNS, the last at
+// LastOffsetNS.
+type countedRequests struct {
+	model.SSHRequest
+	Count        uint64 `json:"count"`
+	LastOffsetNS int64  `json:"last_offset_ns"`
+}
+
+// requestCounts counts requests by type since the last flush. Owned by the
+// clientGlobalRequests goroutine.
+type requestCounts map[string]*countedRequests
+
+func (rc requestCounts) add(typ string, d model.Decision, offset int64) {
+	e := rc[typ]
+	if e == nil {
+		if len(rc) >= maxCountedTypes {
+			typ = otherType
+			e = rc[typ]
+		}
+		if e == nil {
+			e = &countedRequests{SSHRequest: model.SSHRequest{Global: true, Type: typ, Decision: d, OffsetNS: offset}}
+			rc[typ] = e
+		}
+	}
+	e.Count++
+	e.LastOffsetNS = offset
+}
+
+// due says whether the oldest count is countEvery old.
+func (rc requestCounts) due(now int64) bool {
+	for _, e := range rc {
+		if now-e.OffsetNS >= int64(countEvery) {
+			return true
+		}
+	}
+	return false
+}
+
+// flushCounts journals one entry per counted type, in the order of their
+// first request, and starts counting afresh.
+func (c *conn) flushCounts(rc requestCounts) {
+	es := make([]*countedRequests, 0, len(rc))
+	for _, e := range rc {
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b *countedRequests) int { return cmp.Compare(a.OffsetNS, b.OffsetNS) })
+	for _, e := range es {
+		c.record(model.KindSSHRequest, *e, model.Committed)
+	}
+	if len(es) > 0 {
+		c.log.Debug("ssh requests counted, not forwarded", "types", len(es))
+	}
+	clear(rc)
 }
 
 // forwardRequest handles remote forwarding requests (ssh -R): refused

@@ -1,0 +1,62 @@
+package ssh
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/interlock/interlock/model"
+)
+
+// A flood of requests that carry no operation is counted, not journaled
+// one by one: one ssh.request entry per type, with the count, before
+// session.close; past maxCountedTypes the types are counted together.
+func TestCountedGlobalRequests(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	c := r.mustDial()
+	const n = 5000
+	for i := range n {
+		if _, _, err := c.SendRequest("flood@example.com", false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if _, _, err := c.SendRequest("keepalive@openssh.com", false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 2 * maxCountedTypes {
+		c.SendRequest(fmt.Sprintf("t%d@example.com", i), false, nil)
+	}
+	// A reply orders this after everything sent before it.
+	if ok, _, err := c.SendRequest("last@example.com", true, nil); ok || err != nil {
+		t.Fatalf("unknown request answered %v %v", ok, err)
+	}
+	c.Close()
+	r.waitClosed(1)
+
+	got := map[string]countedRequests{}
+	for _, q := range of[countedRequests](r.j, model.KindSSHRequest) {
+		if _, dup := got[q.Type]; dup {
+			t.Errorf("two entries for %s", q.Type)
+		}
+		got[q.Type] = q
+	}
+	if len(got) != maxCountedTypes+1 {
+		t.Errorf("%d ssh.request entries, want %d", len(got), maxCountedTypes+1)
+	}
+	if q := got["flood@example.com"]; q.Count != n || q.Decision.Action != model.Deny || !q.Global || q.LastOffsetNS < q.OffsetNS {
+		t.Errorf("flood counted as %+v", q)
+	}
+	if q := got["keepalive@openssh.com"]; q.Count != n/10 || q.Decision.Action != model.Allow {
+		t.Errorf("keepalives counted as %+v", q)
+	}
+	// 14 more types fit apart; the other 18 and "last" go together.
+	if q := got[otherType]; q.Count != 2*maxCountedTypes-(maxCountedTypes-2)+1 {
+		t.Errorf("other types counted as %+v", q)
+	}
+	r.j.mu.Lock()
+	defer r.j.mu.Unlock()
+	if k := r.j.recs[len(r.j.recs)-1].Kind; k != model.KindSessionClose {
+		t.Errorf("last entry is %s, want session.close after the counts", k)
+	}
+}
