@@ -122,6 +122,18 @@ func hidden(r rune) bool {
 	return !unicode.IsPrint(r) && r != ' ' && !unicode.IsSpace(r)
 }
 
+// EscapeMultiline is EscapeLine applied to each line of s, the lines
+// kept apart by real newlines: for a view that shows multi-line text as
+// multi-line (a pre-wrap HTML cell). CR, ESC and the rest are escaped as
+// in Escape, so no line can overwrite or hide another.
+func EscapeMultiline(s string) string {
+	parts := strings.Split(s, "\n")
+	for i, p := range parts {
+		parts[i] = EscapeLine(p)
+	}
+	return strings.Join(parts, "\n")
+}
+
 // Cut returns Escape(s) bounded to about max bytes of the original text.
 // When it cut, it says so and how much: "… 1234 more bytes". The cut
 // falls on a rune boundary. max <= 0 means no bound.

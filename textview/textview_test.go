@@ -105,3 +105,10 @@ func TestHash(t *testing.T) {
 		t.Fatal("Hash ignores a newline")
 	}
 }
+
+func TestEscapeMultiline(t *testing.T) {
+	got := EscapeMultiline("a\r\n\x1b[2Jb\n\u202ec")
+	if want := "a\\r\n\\x1b[2Jb\n\\u202ec"; got != want {
+		t.Fatalf("EscapeMultiline = %q, want %q", got, want)
+	}
+}
