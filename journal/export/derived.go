@@ -15,6 +15,7 @@ import (
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/textview"
 )
 
 // The derived files (statements.csv, approvals.csv, the casts, the
@@ -24,10 +25,16 @@ import (
 
 func timeString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
-// cell protects a text cell against spreadsheet formula injection: a cell
-// starting with = + - @ or a control character is prefixed with '. The
-// exact text is in entries.jsonl.
+// cell is a text cell for a person reading it in a spreadsheet. The
+// client's bytes are made visible (textview.EscapeMultiline: ESC, CR,
+// bidi overrides and zero-width characters become \x1b, \r, \u202e...;
+// a backslash is doubled so the view reads back to one text); a newline
+// stays a newline, so a multi-line statement shows as multi-line in its
+// quoted cell. A cell starting with = + - @ or a tab is prefixed with '
+// against formula injection (Excel, LibreOffice and Sheets run such a
+// cell as a formula). The exact bytes are in entries.jsonl.
 func cell(s string) string {
+	s = textview.EscapeMultiline(s)
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s
 	}
@@ -135,7 +142,10 @@ type approvals struct {
 }
 
 var approvalHeader = []string{"seq", "time", "session", "kind", "id", "verdict", "who_uid", "who_exe", "target",
-	"operation", "operation_text", "rule", "approvers", "needed", "scope", "timeout_ns", "expires_ns", "reason"}
+	"operation", "operation_text", "rule", "approvers", "needed", "scope", "timeout_ns", "expires_ns", "reason",
+	// Last, so readers that index the older columns keep working: the
+	// SHA-256 of the exact operation text, which approve --expect names.
+	"text_sha256"}
 
 func newApprovals(w io.Writer) *approvals {
 	a := &approvals{w: csv.NewWriter(w)}
@@ -165,6 +175,7 @@ func (a *approvals) add(seq uint64, p journal.Body) error {
 		row[7] = cell(row[7])
 		row[8], row[9], row[10], row[11] = cell(r.Target), r.Operation.Kind, cell(r.Operation.Text), cell(r.Rule)
 		row[12], row[13], row[14], row[15] = cell(strings.Join(r.Approvers, " ")), strconv.Itoa(r.Needed), cell(r.Scope), strconv.FormatInt(r.TimeoutNS, 10)
+		row[18] = cell(r.TextSHA256)
 	case model.KindApprovalDecision:
 		var d model.ApprovalDecision
 		if err := json.Unmarshal(p.Data, &d); err != nil {

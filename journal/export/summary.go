@@ -11,6 +11,7 @@ import (
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/textview"
 )
 
 // maxRows caps each table of the summary so it stays one page a browser
@@ -163,6 +164,11 @@ func (s *summary) add(seq uint64, p journal.Body) (pty bool) {
 		if json.Unmarshal(p.Data, &r) == nil {
 			uid, exe := who(r.Requester)
 			ev.What, ev.Rule = fmt.Sprintf("request %s by uid %s %s: %s %s on %s (needs %d of %s)", r.ID, uid, exe, r.Operation.Kind, r.Operation.Text, r.Target, r.Needed, strings.Join(r.Approvers, ", ")), r.Rule
+			if r.TextSHA256 != "" {
+				// What the approver's --expect named, so an auditor can
+				// tie the approval to these exact bytes.
+				ev.What += "\ntext sha256 " + r.TextSHA256
+			}
 			s.event(&s.approvals, &s.counts.Approvals, ev)
 		}
 	case model.KindApprovalDecision:
@@ -234,7 +240,16 @@ func optTime(ns int64) string {
 
 // The page has no external assets and no script: html/template escapes
 // every value, and all style is inline.
-var summaryTemplate = template.Must(template.New("summary").Parse(`<!DOCTYPE html>
+//
+// Client-controlled text (executables, users, claims, SQL, commands,
+// reasons) goes through textview first: html/template stops markup, but
+// a control byte, a bidi override or a zero-width character would still
+// render as something other than the bytes recorded. v escapes to one
+// line; ml keeps lines apart in the pre-wrap cells, so a multi-line
+// statement reads as multi-line, every line of it.
+var summaryTemplate = template.Must(template.New("summary").Funcs(template.FuncMap{
+	"v": textview.Escape, "ml": textview.EscapeMultiline,
+}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>Interlock evidence: journal {{.M.JournalID}}</title>
@@ -258,11 +273,11 @@ th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family
 {{range .M.Warnings}}<p class="warn">{{.}}</p>{{end}}
 <h2>Sessions ({{.SessionCount}})</h2>
 <table><tr><th>session</th><th>target</th><th>opened</th><th>closed</th><th>client</th><th>pid</th><th>uid</th><th>user</th><th>executable</th><th>unit</th><th>decision</th><th>operations</th><th>denied</th><th>bytes up/down</th><th>error</th></tr>
-{{range .Sessions}}<tr><td class="t">{{.ID}}</td><td>{{.Target}} ({{.Protocol}})</td><td>{{.Opened}}</td><td>{{.Closed}}</td><td>{{.Client}}</td><td>{{.PID}}</td><td>{{.UID}}</td><td>{{.User}}</td><td class="t">{{.Exe}}</td><td>{{.Unit}}</td><td>{{.Decision}}</td><td>{{.Operations}}</td><td{{if .Denials}} class="deny"{{end}}>{{.Denials}}</td><td>{{.Up}} / {{.Down}}</td><td>{{.Error}}</td></tr>
+{{range .Sessions}}<tr><td class="t">{{.ID}}</td><td>{{v .Target}} ({{.Protocol}})</td><td>{{.Opened}}</td><td>{{.Closed}}</td><td>{{.Client}}</td><td>{{.PID}}</td><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td>{{v .Unit}}</td><td>{{.Decision}}</td><td>{{.Operations}}</td><td{{if .Denials}} class="deny"{{end}}>{{.Denials}}</td><td>{{.Up}} / {{.Down}}</td><td class="t">{{ml .Error}}</td></tr>
 {{end}}</table>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
 <h2>Identities ({{.IdentityCount}})</h2>
 <table><tr><th>uid</th><th>user</th><th>executable</th><th>sha-256</th><th>unit</th><th>container</th><th>CI claims (unverified)</th><th>sessions</th></tr>
-{{range .Identities}}<tr><td>{{.UID}}</td><td>{{.User}}</td><td class="t">{{.Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{.Unit}}</td><td>{{.Container}}</td><td class="t">{{.Claims}}</td><td>{{.Sessions}}</td></tr>
+{{range .Identities}}<tr><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{v .Unit}}</td><td>{{v .Container}}</td><td class="t">{{v .Claims}}</td><td>{{.Sessions}}</td></tr>
 {{end}}</table>
 <h2>Denials ({{.Counts.Denials}})</h2>
 {{template "events" .Denials}}
@@ -272,6 +287,6 @@ th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family
 {{template "events" .Masks}}
 </body></html>
 {{define "events"}}{{if .}}<table><tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
-{{range .}}<tr><td>{{.Seq}}</td><td>{{.Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{.What}}</td><td{{if eq .Action "deny"}} class="deny"{{end}}>{{.Action}}</td><td>{{.Rule}}</td><td class="t">{{.Reason}}</td></tr>
+{{range .}}<tr><td>{{.Seq}}</td><td>{{.Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
 `))
