@@ -21,6 +21,7 @@ import (
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
+	"github.com/interlock/interlock/textview"
 )
 
 // check is one line of `interlock doctor`.
@@ -60,9 +61,12 @@ func doctorCommand() *cli.Command {
 				}
 			} else {
 				for _, c := range checks {
-					fmt.Printf("[%-4s] %s: %s\n", c.Status, c.Name, c.Detail)
+					// Names and details quote cgroup paths, addresses and
+					// errors that name files: escaped, so a path made by a
+					// delegated cgroup's owner cannot rewrite the report.
+					fmt.Printf("[%-4s] %s: %s\n", c.Status, textview.Escape(c.Name), textview.Escape(c.Detail))
 					if c.Fix != "" {
-						fmt.Printf("       → %s\n", c.Fix)
+						fmt.Printf("       → %s\n", textview.Escape(c.Fix))
 					}
 				}
 			}
