@@ -172,7 +172,10 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		}
 	}
 	rec.Decision = c.decide(op)
-	if permits(rec.Decision) && !(req.Type == "subsystem" && rec.Command == "sftp") {
+	// An sftp server started by exec is relayed as the subsystem is
+	// (sftp_exec.go), after the exec rules allowed it.
+	sftp := req.Type == "subsystem" && rec.Command == "sftp" || req.Type == "exec" && sftpServerCommand(rec.Command)
+	if permits(rec.Decision) && !sftp {
 		m, err := newOutputMask(c.h.masker, rec.Decision.Mask)
 		if err != nil {
 			// Output that must be masked and cannot be: fail closed.
@@ -199,7 +202,7 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		return
 	}
 	s.started = true
-	s.startPumps(req.Type == "subsystem" && rec.Command == "sftp")
+	s.startPumps(sftp)
 	req.Reply(true, nil)
 }
 
