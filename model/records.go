@@ -239,6 +239,11 @@ type SSHSFTP struct {
 	Op     string `json:"op"`
 	Path   string `json:"path"`
 	Target string `json:"target,omitempty"` // rename's new path
+	// SentPath and SentTarget are Path and Target as the client sent
+	// them, when the target resolves them to another name (relative to
+	// the login directory, ".", "..", "//").
+	SentPath   string `json:"sent_path,omitempty"`
+	SentTarget string `json:"sent_target,omitempty"`
 	// Flags are open's flags (read, write, create, truncate, append).
 	Flags []string `json:"flags,omitempty"`
 	// BytesRead and BytesWritten are totals for a handle, at its close.

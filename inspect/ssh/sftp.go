@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -23,20 +26,32 @@ const (
 	fxpClose    = 4
 	fxpRead     = 5
 	fxpWrite    = 6
+	fxpFstat    = 8
 	fxpSetstat  = 9
 	fxpFsetstat = 10
 	fxpOpendir  = 11
+	fxpReaddir  = 12
 	fxpRemove   = 13
 	fxpMkdir    = 14
 	fxpRmdir    = 15
+	fxpRealpath = 16
 	fxpRename   = 18
 	fxpSymlink  = 20
 	fxpStatus   = 101
 	fxpHandle   = 102
 	fxpData     = 103
+	fxpName     = 104
 	fxpExtended = 200
 
 	fxPermissionDenied = 3
+	fxFailure          = 4
+
+	// cwdID is the request id of interlock's own REALPATH ".": it is sent
+	// before the client's first request, when nothing else is in flight,
+	// so it cannot collide with a client's id.
+	cwdID = 0xffffffff
+	// cwdTimeout bounds the wait for its answer.
+	cwdTimeout = 30 * time.Second
 
 	// maxSFTPPacket bounds one packet; OpenSSH's own limit is 256 KiB.
 	maxSFTPPacket = 1 << 20
@@ -50,6 +65,13 @@ var errBadPacket = errors.New("malformed sftp packet")
 // names a path is judged by policy before it reaches the target, and
 // journaled with its outcome; reads and writes are counted per handle and
 // journaled when the handle closes.
+//
+// What the journal names must be what the target did, so the relay does
+// not trust the client's bookkeeping: a request id still in flight may not
+// be used again (the reply would complete the wrong record), a handle is
+// known only from the target's HANDLE reply (and forgotten once its CLOSE
+// is sent), and paths are judged as the target resolves them: relative to
+// the login directory, with ".", ".." and repeated slashes removed.
 type sftpRelay struct {
 	s *sessionChan
 
@@ -60,14 +82,38 @@ type sftpRelay struct {
 	// clientMu keeps writes to the client whole packets: the relay of the
 	// target's packets and the refusals interlock answers itself.
 	clientMu sync.Mutex
+
+	// cwd is the target's answer to interlock's REALPATH ".": the
+	// directory relative paths are resolved against. askedCwd is
+	// clientToTarget's; cwdWait is set while the answer is awaited, and
+	// cwdDone closed when it came (cwd is then set, or "" if the target
+	// would not say).
+	askedCwd bool
+	cwdWait  atomic.Bool
+	cwdDone  chan struct{}
+	cwd      string
+
+	// ended is set once the relay ended the session.
+	ended atomic.Bool
 }
 
 type sftpOp struct {
-	op, path, target string
-	flags            []string
-	handle           string
-	n                int64 // a write's length
-	decision         model.Decision
+	op string // "" for a request interlock passes on without judging
+	// path and target are as the target resolves them; raw and rawTarget
+	// as the client sent them.
+	path, target   string
+	raw, rawTarget string
+	flags          []string
+	// access and targetAccess are what the operation needs of path and
+	// target, in open's terms (model.Operation.Open).
+	access, targetAccess []string
+	handle               string
+	// fh is the handle the request names, resolved when it was sent;
+	// nil (with unknownHandle set) when the target never issued it.
+	fh            *sftpHandle
+	unknownHandle bool
+	n             int64 // a write's length
+	decision      model.Decision
 }
 
 type sftpHandle struct {
@@ -75,10 +121,14 @@ type sftpHandle struct {
 	flags         []string
 	dir           bool
 	read, written int64
+	// closing is set when the client's CLOSE goes to the target: a
+	// request naming the handle after that is refused, since the target
+	// may issue the same handle string to the next open.
+	closing bool
 }
 
 func newSFTPRelay(s *sessionChan) *sftpRelay {
-	return &sftpRelay{s: s, pending: map[uint32]*sftpOp{}, handles: map[string]*sftpHandle{}}
+	return &sftpRelay{s: s, pending: map[uint32]*sftpOp{}, handles: map[string]*sftpHandle{}, cwdDone: make(chan struct{})}
 }
 
 // packets reads whole packets from src and relays them to dst in batches,
@@ -162,9 +212,46 @@ func packets(src io.Reader, dst io.Writer, count *atomic.Int64, fn func(pkt []by
 func (r *sftpRelay) clientToTarget() {
 	s := r.s
 	err := packets(s.cch, s.uch, &s.c.bytesUp, func(pkt []byte, sendBefore func() error) bool {
+		if r.ended.Load() {
+			return false
+		}
+		if pkt[4] != fxpInit && !r.askedCwd {
+			// The first request: learn the login directory before any
+			// path is judged. INIT went ahead of it.
+			r.askedCwd = true
+			if sendBefore() != nil {
+				return false
+			}
+			if !r.learnCwd() {
+				return false
+			}
+		}
 		op, id, ok := r.parseRequest(pkt[4:])
-		if !ok || op == nil {
+		if !ok {
+			// Its reply would complete no record, and what it asks is
+			// unknown.
+			r.violation(id, "malformed-request", fmt.Sprintf("request type %d is too short for its fields", pkt[4]))
+			return false
+		}
+		if op == nil {
 			return true
+		}
+		r.mu.Lock()
+		_, dup := r.pending[id]
+		r.mu.Unlock()
+		if dup {
+			// Two requests with one id in flight: the target's replies
+			// cannot be told apart, so neither could the journal's
+			// records. No client does this by mistake.
+			r.violation(id, "duplicate-request-id", fmt.Sprintf("request id %d is already in flight (%s)", id, op.describe()))
+			return false
+		}
+		if op.unknownHandle {
+			op.decision = model.Decision{Action: model.Deny, Rule: "unknown-handle",
+				Reason: "the request names a handle the target has not issued (or that is being closed)"}
+			r.recordOp(op, "denied", model.Synced)
+			r.refuse(id, fxFailure, op.decision)
+			return false
 		}
 		if op.judged() {
 			// Policy may take its time (a review): what came before this
@@ -172,15 +259,18 @@ func (r *sftpRelay) clientToTarget() {
 			if sendBefore() != nil {
 				return false
 			}
-			op.decision = s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.path, Detail: op.op})
+			op.decision = r.judge(op)
 			if !permits(op.decision) {
 				r.recordOp(op, "denied", model.Synced)
-				r.refuse(id, op.decision)
+				r.refuse(id, fxPermissionDenied, op.decision)
 				return false
 			}
 		}
 		r.mu.Lock()
 		r.pending[id] = op
+		if op.op == "close" && op.fh != nil {
+			op.fh.closing = true
+		}
 		r.mu.Unlock()
 		return true
 	})
@@ -188,6 +278,66 @@ func (r *sftpRelay) clientToTarget() {
 		r.protocolError("client", err)
 	}
 	s.uch.CloseWrite()
+}
+
+// learnCwd asks the target for its working directory (sftp-server's is
+// the login directory, against which it resolves relative paths) and
+// waits for the answer, which targetToClient keeps from the client. False
+// ends the session: paths the relay cannot resolve, it cannot judge.
+func (r *sftpRelay) learnCwd() bool {
+	r.cwdWait.Store(true)
+	body := gossh.Marshal(struct {
+		Type byte
+		ID   uint32
+		Path string
+	}{fxpRealpath, cwdID, "."})
+	if _, err := r.s.uch.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body)))); err != nil {
+		return false
+	}
+	if _, err := r.s.uch.Write(body); err != nil {
+		return false
+	}
+	t := time.NewTimer(cwdTimeout)
+	defer t.Stop()
+	select {
+	case <-r.cwdDone:
+	case <-t.C:
+	case <-r.s.c.ctx.Done():
+		return false
+	}
+	if r.cwd == "" {
+		r.violation(cwdID, "working-directory", "the target did not say what its working directory is, so relative paths cannot be judged")
+		return false
+	}
+	return true
+}
+
+// cwdReply takes the answer to interlock's REALPATH.
+func (r *sftpRelay) cwdReply(p *reader, typ byte) {
+	if !r.cwdWait.CompareAndSwap(true, false) {
+		return
+	}
+	if typ == fxpName && p.u32() >= 1 {
+		if d := p.str(); !p.bad && strings.HasPrefix(d, "/") {
+			r.cwd = path.Clean(d)
+		}
+	}
+	close(r.cwdDone)
+}
+
+// resolve returns a path as the target resolves it, lexically: relative
+// to the working directory, without ".", ".." or repeated slashes. (A
+// symbolic link among its parts is the target's to follow; a rule about
+// a directory is a rule about the names in it.)
+func (r *sftpRelay) resolve(p string) string {
+	return resolveIn(r.cwd, p)
+}
+
+func resolveIn(dir, p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = dir + "/" + p
+	}
+	return path.Clean(p)
 }
 
 // targetToClient relays responses and completes the pending operations.
@@ -199,8 +349,7 @@ func (r *sftpRelay) targetToClient() {
 		return s.cch.Write(p)
 	})
 	err := packets(s.uch, w, &s.c.bytesDown, func(pkt []byte, _ func() error) bool {
-		r.response(pkt[4:])
-		return true
+		return r.response(pkt[4:])
 	})
 	if err != nil {
 		r.protocolError("target", err)
@@ -215,7 +364,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // judged says whether policy sees the operation before it runs.
 func (op *sftpOp) judged() bool {
 	switch op.op {
-	case "read", "write", "close":
+	case "", "read", "write", "close":
 		return false
 	}
 	return true
@@ -229,8 +378,40 @@ func (op *sftpOp) text() string {
 	return t
 }
 
-// parseRequest reads what interlock tracks of a client packet; nil for
-// packets it passes on without looking further.
+// describe names the request for a record about it.
+func (op *sftpOp) describe() string {
+	if op.op == "" {
+		return "a request interlock does not judge"
+	}
+	return op.text()
+}
+
+// judge asks policy about an operation: about each path it names (a
+// rename's both names, a link's name and what it links to), each with
+// the access it needs. The first refusal wins.
+func (r *sftpRelay) judge(op *sftpOp) model.Decision {
+	d := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.path, Detail: op.op, Open: op.access})
+	if !permits(d) || op.target == "" {
+		return d
+	}
+	if d2 := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.target, Detail: op.op, Open: op.targetAccess}); !permits(d2) {
+		return d2
+	}
+	return d
+}
+
+// Access sets in open's terms: what each operation needs of the paths it
+// names.
+var (
+	accessRead      = []string{"read"}
+	accessWrite     = []string{"write"}
+	accessCreate    = []string{"create", "write"}
+	accessReadWrite = []string{"read", "write"}
+)
+
+// parseRequest reads what interlock tracks of a client packet: every
+// request with an id gets an op (op "" for those it does not judge); nil
+// for INIT. ok is false for a packet too short for its fields.
 func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 	p := &reader{b: b}
 	typ := p.u8()
@@ -238,54 +419,86 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 		return nil, 0, true
 	}
 	id := p.u32()
-	var op *sftpOp
+	op := &sftpOp{}
+	pathOp := func(name string, access []string) {
+		op.op, op.raw, op.access = name, p.str(), access
+		op.path = r.resolve(op.raw)
+	}
+	// twoPaths reads a rename's or a link's two paths, in wire order.
+	twoPaths := func(name string, firstIsTarget bool, access, targetAccess []string) {
+		a, b := p.str(), p.str()
+		if firstIsTarget {
+			a, b = b, a
+		}
+		op.op, op.raw, op.rawTarget, op.access, op.targetAccess = name, a, b, access, targetAccess
+		op.path, op.target = r.resolve(a), r.resolve(b)
+	}
 	switch typ {
 	case fxpOpen:
-		op = &sftpOp{op: "open", path: p.str()}
+		pathOp("open", nil)
 		op.flags = openFlags(p.u32())
+		op.access = op.flags
 	case fxpOpendir:
-		op = &sftpOp{op: "opendir", path: p.str()}
+		pathOp("opendir", accessRead)
 	case fxpClose:
-		op = &sftpOp{op: "close", handle: p.str()}
+		r.handleOp(op, "close", p.str())
 	case fxpRead:
-		op = &sftpOp{op: "read", handle: p.str()}
+		r.handleOp(op, "read", p.str())
 	case fxpWrite:
-		op = &sftpOp{op: "write", handle: p.str()}
+		r.handleOp(op, "write", p.str())
 		p.u64()
 		op.n = int64(p.u32())
+	case fxpFstat, fxpReaddir:
+		r.handleOp(op, "", p.str())
 	case fxpRemove:
-		op = &sftpOp{op: "remove", path: p.str()}
+		pathOp("remove", accessWrite)
 	case fxpRmdir:
-		op = &sftpOp{op: "rmdir", path: p.str()}
+		pathOp("rmdir", accessWrite)
 	case fxpMkdir:
-		op = &sftpOp{op: "mkdir", path: p.str()}
+		pathOp("mkdir", accessCreate)
 	case fxpSetstat:
-		op = &sftpOp{op: "setstat", path: p.str()}
+		pathOp("setstat", accessWrite)
 		op.flags = attrs(p)
 	case fxpFsetstat:
-		op = &sftpOp{op: "fsetstat", handle: p.str()}
+		r.handleOp(op, "fsetstat", p.str())
 		op.flags = attrs(p)
-		op.path = r.handlePath(op.handle)
+		op.access = accessWrite
 	case fxpRename:
-		op = &sftpOp{op: "rename", path: p.str(), target: p.str()}
+		twoPaths("rename", false, accessWrite, accessCreate)
 	case fxpSymlink:
 		// OpenSSH sends the link target first, then the link's path.
-		op = &sftpOp{op: "symlink", target: p.str(), path: p.str()}
+		// The link gives whoever follows it the target: the target is
+		// judged as read and written, resolved as the kernel will,
+		// from the link's directory.
+		twoPaths("symlink", true, accessCreate, accessReadWrite)
+		if !strings.HasPrefix(op.rawTarget, "/") {
+			op.target = resolveIn(path.Dir(op.path), op.rawTarget)
+		}
 	case fxpExtended:
 		switch name := p.str(); name {
 		case "posix-rename@openssh.com":
-			op = &sftpOp{op: "rename", path: p.str(), target: p.str()}
+			twoPaths("rename", false, accessWrite, accessCreate)
 		case "hardlink@openssh.com":
-			op = &sftpOp{op: "link", target: p.str(), path: p.str()}
+			// The old path first; the new name shares its inode.
+			twoPaths("link", true, accessCreate, accessReadWrite)
 		case "lsetstat@openssh.com":
-			op = &sftpOp{op: "setstat", path: p.str()}
+			pathOp("setstat", accessWrite)
 			op.flags = attrs(p)
+		case "fsync@openssh.com", "fstatvfs@openssh.com":
+			r.handleOp(op, "", p.str())
 		case "copy-data":
 			rh := p.str()
 			p.u64()
 			p.u64()
 			wh := p.str()
-			op = &sftpOp{op: "copy-data", path: r.handlePath(wh), target: r.handlePath(rh)}
+			r.handleOp(op, "copy-data", wh)
+			rop := &sftpOp{}
+			r.handleOp(rop, "", rh)
+			op.unknownHandle = op.unknownHandle || rop.unknownHandle
+			if op.fh != nil && rop.fh != nil {
+				op.path, op.target = op.fh.path, rop.fh.path
+			}
+			op.access, op.targetAccess = accessWrite, accessRead
 		}
 	}
 	if p.bad {
@@ -294,31 +507,46 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 	return op, id, true
 }
 
-func (r *sftpRelay) handlePath(h string) string {
+// handleOp fills in an operation on a handle: the handle as the target
+// issued it, or unknownHandle.
+func (r *sftpRelay) handleOp(op *sftpOp, name, h string) {
+	op.op, op.handle = name, h
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if fh := r.handles[h]; fh != nil {
-		return fh.path
+	if fh := r.handles[h]; fh != nil && !fh.closing {
+		op.fh, op.path = fh, fh.path
+		return
 	}
-	return ""
+	op.unknownHandle = true
 }
 
-// response completes the operation a target packet answers.
-func (r *sftpRelay) response(b []byte) {
+// response completes the operation a target packet answers; false keeps
+// the packet from the client (the answer to interlock's own request).
+func (r *sftpRelay) response(b []byte) bool {
 	p := &reader{b: b}
 	typ := p.u8()
 	if typ == fxpInit+1 { // VERSION has no request id
-		return
+		return true
 	}
 	id := p.u32()
+	if id == cwdID && r.cwdWait.Load() {
+		r.cwdReply(p, typ)
+		return false
+	}
 	r.mu.Lock()
 	op := r.pending[id]
 	delete(r.pending, id)
 	if op == nil || p.bad {
 		r.mu.Unlock()
-		return
+		if op == nil && !p.bad && !r.ended.Load() {
+			// A reply to nothing asked: the target and the relay
+			// disagree about the session.
+			r.violation(id, "unexpected-reply", fmt.Sprintf("the target answered request id %d, which is not in flight", id))
+			return false
+		}
+		return true
 	}
-	fh := r.handles[op.handle]
+	fh := op.fh
 	switch {
 	case typ == fxpData && op.op == "read":
 		if n := p.strLen(); fh != nil && !p.bad {
@@ -333,34 +561,55 @@ func (r *sftpRelay) response(b []byte) {
 		}
 		r.mu.Unlock()
 	case typ == fxpStatus && op.op == "close":
-		delete(r.handles, op.handle)
+		if r.handles[op.handle] == fh {
+			delete(r.handles, op.handle)
+		}
 		r.mu.Unlock()
 		if fh != nil && !fh.dir {
 			r.recordClose(fh, statusName(p.u32()))
 		}
 	case typ == fxpHandle && (op.op == "open" || op.op == "opendir"):
 		h := p.str()
-		if !p.bad {
-			r.handles[h] = &sftpHandle{path: op.path, flags: op.flags, dir: op.op == "opendir"}
+		if p.bad {
+			r.mu.Unlock()
+			return true
 		}
+		if r.handles[h] != nil {
+			// The target would not issue a handle that is still open.
+			r.mu.Unlock()
+			r.violation(id, "duplicate-handle", fmt.Sprintf("the target issued handle %q for %s while it was still open for another file", h, op.path))
+			return false
+		}
+		r.handles[h] = &sftpHandle{path: op.path, flags: op.flags, dir: op.op == "opendir"}
 		r.mu.Unlock()
 		r.recordOp(op, "ok", model.Committed)
 	case typ == fxpStatus:
 		r.mu.Unlock()
-		r.recordOp(op, statusName(p.u32()), model.Committed)
+		if op.op != "" {
+			r.recordOp(op, statusName(p.u32()), model.Committed)
+		}
 	default:
 		r.mu.Unlock()
 		if op.judged() {
 			r.recordOp(op, "unexpected reply", model.Committed)
 		}
 	}
+	return true
 }
 
 func (r *sftpRelay) recordOp(op *sftpOp, status string, d model.Durability) {
-	r.s.c.record(model.KindSSHSFTP, model.SSHSFTP{
+	rec := model.SSHSFTP{
 		Channel: r.s.id, Op: op.op, Path: op.path, Target: op.target, Flags: op.flags,
 		Status: status, Decision: op.decision, OffsetNS: r.s.c.offset(),
-	}, d)
+	}
+	// The names as sent, when the target resolves them otherwise.
+	if op.raw != "" && op.raw != op.path {
+		rec.SentPath = op.raw
+	}
+	if op.rawTarget != "" && op.rawTarget != op.target {
+		rec.SentTarget = op.rawTarget
+	}
+	r.s.c.record(model.KindSSHSFTP, rec, d)
 }
 
 func (r *sftpRelay) recordClose(fh *sftpHandle, status string) {
@@ -371,19 +620,51 @@ func (r *sftpRelay) recordClose(fh *sftpHandle, status string) {
 	}, model.Committed)
 }
 
-// refuse answers a denied request with SSH_FX_PERMISSION_DENIED.
-func (r *sftpRelay) refuse(id uint32, d model.Decision) {
+// refuse answers a request interlock refused with a status.
+func (r *sftpRelay) refuse(id, code uint32, d model.Decision) {
 	msg := "interlock: refused by policy (" + d.Rule + "): " + d.Reason
+	if d.Rule == "unknown-handle" {
+		msg = "interlock: " + d.Reason
+	}
+	r.sendStatus(id, code, msg)
+}
+
+func (r *sftpRelay) sendStatus(id, code uint32, msg string) {
 	body := gossh.Marshal(struct {
 		Type      byte
 		ID, Code  uint32
 		Msg, Lang string
-	}{fxpStatus, id, fxPermissionDenied, msg, ""})
+	}{fxpStatus, id, code, msg, ""})
 	pkt := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
 	pkt = append(pkt, body...)
 	r.clientMu.Lock()
 	defer r.clientMu.Unlock()
 	r.s.cch.Write(pkt)
+}
+
+// violation ends the session over a request or reply whose effect the
+// journal could not name truthfully. The record is synced first; the
+// client gets a failure status for the request, then the connection (both
+// legs) closes: the request never reaches the target.
+func (r *sftpRelay) violation(id uint32, rule, reason string) {
+	if !r.ended.CompareAndSwap(false, true) {
+		return
+	}
+	c := r.s.c
+	c.log.Warn("sftp: ending the session", "rule", rule, "reason", reason)
+	c.record(model.KindSSHSFTP, model.SSHSFTP{Channel: r.s.id, Op: "error", Status: "session ended: " + reason,
+		Decision: model.Decision{Action: model.Deny, Rule: rule, Reason: reason}, OffsetNS: c.offset()}, model.Synced)
+	if id != cwdID {
+		r.sendStatus(id, fxFailure, "interlock: "+reason+"; the session ends")
+	}
+	r.s.uch.Close()
+	r.s.cch.Close()
+	if c.up != nil && c.up.conn != nil {
+		c.up.conn.Close()
+	}
+	if c.client != nil {
+		c.client.Close()
+	}
 }
 
 // protocolError ends a channel whose packets interlock cannot follow:
@@ -399,6 +680,9 @@ func (r *sftpRelay) protocolError(from string, err error) {
 
 // finish journals what was still open when the channel ended.
 func (r *sftpRelay) finish() {
+	if r.cwdWait.CompareAndSwap(true, false) {
+		close(r.cwdDone)
+	}
 	r.mu.Lock()
 	handles, pending := r.handles, r.pending
 	r.handles, r.pending = map[string]*sftpHandle{}, map[uint32]*sftpOp{}
