@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
 // TestApprovalSpoofShowsTheWholeCommand (issue 13): an ssh exec held by a
@@ -152,5 +153,73 @@ policy:
 	}
 	if !decided {
 		t.Error("the approval was not journaled")
+	}
+}
+
+// TestApprovalSpoofShowsTheWholeStatement is the same for SQL: a held
+// DELETE whose first line deletes one row and whose second line, with an
+// escape sequence and a 220-byte comment, deletes them all. show prints
+// every line escaped; the first line's hash approves nothing; the exact
+// text's hash runs exactly that statement.
+func TestApprovalSpoofShowsTheWholeStatement(t *testing.T) {
+	srv := requirePG(t)
+	if out, err := srv.PSQL(pgtest.AppDB, "CREATE TABLE spoof(id int, note text)",
+		"INSERT INTO spoof SELECT g, 'x' FROM generate_series(1, 3) g", "GRANT ALL ON spoof TO "+pgtest.AppUser); err != nil {
+		t.Fatalf("setup: %v %s", err, out)
+	}
+	e := newEnv(t, []target{pgTarget(t, "db", srv.Addr(), pgtest.AppPassword, "")}, `policy:
+  rules:
+    - name: hold-delete
+      match: {operation: {kinds: [delete]}}
+      action: review
+      review: {approvers: [daemon], timeout: 60s}
+`)
+	tail := strings.Repeat("A", 220)
+	p := startPsql(t, e, srv, "DELETE FROM spoof WHERE id = 1\n  OR note <> '\x1b[8m' /* "+tail+" */;\nSELECT 'left ' || count(*) FROM spoof;\n")
+	id := waitRequest(t, e, "hold-delete")
+
+	o, _, _ := asUser(t, "daemon", "approvals", "list", "-c", e.cfgPath, "--json")
+	var list pendingList
+	json.Unmarshal([]byte(o), &list)
+	if len(list) != 1 {
+		t.Fatalf("pending: %s", o)
+	}
+	text := list[0].Request.Operation.Text
+	sum := sha256.Sum256([]byte(text))
+	hash := hex.EncodeToString(sum[:])
+	if !strings.Contains(text, "\x1b[8m") || !strings.Contains(text, tail) || list[0].Request.TextSHA256 != hash {
+		t.Fatalf("the request carries %q (sha256 %s), not the statement sent", text, list[0].Request.TextSHA256)
+	}
+
+	o, stderr, code := asUser(t, "daemon", "approvals", "show", id, "-c", e.cfgPath)
+	if code != 0 {
+		t.Fatalf("approvals show: exit %d %s", code, stderr)
+	}
+	if strings.Contains(o, "\x1b") {
+		t.Errorf("approvals show prints a raw ESC:\n%q", o)
+	}
+	for _, want := range []string{"1| DELETE FROM spoof WHERE id = 1\n", `2|   OR note <> '\x1b[8m' /* ` + tail + " */", "--expect " + hash} {
+		if !strings.Contains(o, want) {
+			t.Errorf("approvals show lacks %q:\n%s", want, o)
+		}
+	}
+	o, _, _ = asUser(t, "daemon", "approvals", "list", "-c", e.cfgPath)
+	if strings.Contains(o, "\x1b") || !strings.Contains(o, "DELETE FROM spoof WHERE id = 1 (+1 line, ") {
+		t.Errorf("approvals list:\n%q", o)
+	}
+
+	first := sha256.Sum256([]byte("DELETE FROM spoof WHERE id = 1"))
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath, "--expect", hex.EncodeToString(first[:])); code != 1 || !strings.Contains(stderr, "does not have the SHA-256 you expected") {
+		t.Errorf("approve with the first line's hash: exit %d %s", code, stderr)
+	}
+	if o, stderr, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath, "--expect", hash); code != 0 {
+		t.Fatalf("approve --expect <hash>: exit %d %s %s", code, o, stderr)
+	}
+	out, stderr := p.wait(t)
+	if !strings.Contains(out, "left 0") {
+		t.Errorf("the approved statement did not run in full: %q %q", out, stderr)
+	}
+	if r, _, ok := e.findStatement(text); !ok || r.St.Decision.Request != id || r.Res == nil || r.Res.Rows != 3 {
+		t.Errorf("journaled DELETE %+v %+v (found %v)", r.St.Decision, r.Res, ok)
 	}
 }
