@@ -27,13 +27,18 @@ func asNobody(argv ...string) []string {
 	return append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, argv...)
 }
 
+// noRateLimits turns off the open-rate limits, which a case that opens
+// many sessions from one uid in a second would hit (they have their own
+// cases in bypass_limits_test.go).
+const noRateLimits = "limits:\n  per_uid: {opens_per_second: 0}\n  per_cgroup: {opens_per_second: 0}\n"
+
 // bypassDaemon starts a daemon intercepting a fresh cgroup, with an echo
 // target and the given policy.
 func bypassDaemon(t *testing.T, name, policy string) (*env, *daemon, *echoServer, string) {
 	t.Helper()
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, name)
-	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n%s", cgPath, policy))
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n%s%s", cgPath, noRateLimits, policy))
 	d := e.startDaemon()
 	return e, d, srv, cgDir
 }
@@ -264,7 +269,7 @@ func TestBypassLateCgroup(t *testing.T) {
 	parentPath, parentDir := makeCgroup(t, "late")
 	job := parentPath + "/job"
 	jobDir := filepath.Join(parentDir, "job")
-	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", job))
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n%s", job, noRateLimits))
 	e.startDaemon()
 	var locals []string
 	refused := 0
