@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,9 +26,13 @@ type Metrics struct {
 	Statements      *prometheus.CounterVec // target
 	Records         *prometheus.CounterVec // kind
 	RecordErrors    prometheus.Counter
-	Decisions       *prometheus.CounterVec // protocol, action
-	BytesUp         *prometheus.CounterVec // protocol
-	BytesDown       *prometheus.CounterVec // protocol
+	// PostBlocked is the time the data path spent handing records to the
+	// journal's batched path. It grows when the journal is behind and
+	// slows the sessions that post (backpressure instead of loss).
+	PostBlocked prometheus.Counter
+	Decisions   *prometheus.CounterVec // protocol, action
+	BytesUp     *prometheus.CounterVec // protocol
+	BytesDown   *prometheus.CounterVec // protocol
 	// LoginFailures counts interlock's own logins to a target that the
 	// target refused (reason credentials: the held credential is wrong or
 	// was changed; other: unreachable, TLS).
@@ -76,10 +81,12 @@ func New(g Gauges) *Metrics {
 		Statements:      fv("statements_total", "PostgreSQL statements journaled, by target.", "target"),
 		Records:         fv("journal_records_total", "Journal records written, by kind.", "kind"),
 		RecordErrors:    f("journal_record_errors_total", "Journal appends that failed (the operation was refused)."),
-		Decisions:       fv("decisions_total", "Policy decisions, by protocol and action.", "protocol", "action"),
-		BytesUp:         fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
-		BytesDown:       fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
-		LoginFailures:   fv("upstream_login_failures_total", "Interlock's own logins refused by a target, by target and reason (credentials: the held credential is wrong).", "target", "reason"),
+		PostBlocked: f("journal_post_blocked_seconds_total", "Time sessions spent handing records to the journal's batched path; "+
+			"it grows when the journal is behind and slows the sessions that produce records (backpressure, not loss)."),
+		Decisions:     fv("decisions_total", "Policy decisions, by protocol and action.", "protocol", "action"),
+		BytesUp:       fv("bytes_up_total", "Bytes relayed from clients to targets, by protocol.", "protocol"),
+		BytesDown:     fv("bytes_down_total", "Bytes relayed from targets to clients, by protocol.", "protocol"),
+		LoginFailures: fv("upstream_login_failures_total", "Interlock's own logins refused by a target, by target and reason (credentials: the held credential is wrong).", "target", "reason"),
 		LimitHits: fv("limit_hits_total", "Sessions refused or ended, connections shed and executables left unhashed by the limits section, by limit "+
 			"(per_uid.sessions, per_cgroup.sessions, per_uid.opens, per_cgroup.opens, fd_reserve, fd_exhausted, first_byte, idle, hash_budget, hash_max_size).", "limit"),
 	}
@@ -147,9 +154,12 @@ func (r Recorder) Append(ctx context.Context, rec model.Record, d model.Durabili
 	return seq, err
 }
 
-// Post implements model.Recorder.
+// Post implements model.Recorder. The journal's Post waits when the
+// session is over its share of the queue: the time it took is counted.
 func (r Recorder) Post(rec model.Record) {
+	start := time.Now()
 	r.Inner.Post(rec)
+	r.M.PostBlocked.Add(time.Since(start).Seconds())
 	r.count(rec, nil)
 }
 
