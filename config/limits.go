@@ -19,7 +19,7 @@ import (
 type LimitsConfig struct {
 	// PerUID bounds each uid's sessions; the uid is the kernel's record of
 	// the task that connected.
-	PerUID ActorLimits `yaml:"per_uid"`
+	PerUID UIDLimits `yaml:"per_uid"`
 	// PerCgroup bounds each cgroup's sessions (the connecting task's own
 	// cgroup, by the kernel's cgroup id).
 	PerCgroup ActorLimits `yaml:"per_cgroup"`
@@ -53,6 +53,25 @@ type ActorLimits struct {
 	// OpensBurst is the bucket's size: how many sessions may open at once
 	// after a quiet spell.
 	OpensBurst *int64 `yaml:"opens_burst,omitempty"`
+}
+
+// UIDLimits are the per-uid limits: those of every actor, and the ones
+// only a uid has.
+type UIDLimits struct {
+	Sessions       *int64 `yaml:"sessions,omitempty"`
+	OpensPerSecond *int64 `yaml:"opens_per_second,omitempty"`
+	OpensBurst     *int64 `yaml:"opens_burst,omitempty"`
+	// SSHPreauth is how many SSH connections one uid may have that have
+	// not finished authenticating with interlock. Interlock opens nothing
+	// to the target for them, but each holds a handshake slot for up to
+	// the handshake timeout: without a cap, one user's idle connects
+	// would hold interlock's descriptors and goroutines.
+	SSHPreauth *int64 `yaml:"ssh_preauth,omitempty"`
+}
+
+// actor is the part of u every kind of actor has.
+func (u UIDLimits) actor() ActorLimits {
+	return ActorLimits{Sessions: u.Sessions, OpensPerSecond: u.OpensPerSecond, OpensBurst: u.OpensBurst}
 }
 
 // ProtocolTimeouts are the timeouts of each protocol's sessions.
@@ -90,10 +109,13 @@ type HashLimits struct {
 // in. Zero turns a limit off.
 type Limits struct {
 	PerUID, PerCgroup Actor
-	IncludeRoot       bool
-	Postgres, SSH     SessionTimeouts
-	TCP               SessionTimeouts
-	FDReserve         int
+	// SSHPreauth is limits.per_uid.ssh_preauth: the SSH connections one
+	// uid may have that are not yet authenticated with interlock.
+	SSHPreauth    int
+	IncludeRoot   bool
+	Postgres, SSH SessionTimeouts
+	TCP           SessionTimeouts
+	FDReserve     int
 	// HashMaxBytes is the largest executable hashed; HashBudgetBytes per
 	// HashInterval per file owner (0: no budget).
 	HashMaxBytes    int64
@@ -133,6 +155,7 @@ const (
 	defaultUIDSessions       = 64
 	defaultUIDOpens          = 20
 	defaultUIDBurst          = 40
+	defaultUIDSSHPreauth     = 10
 	defaultCgroupSessions    = 128
 	defaultCgroupOpens       = 40
 	defaultCgroupBurst       = 80
@@ -163,7 +186,8 @@ const (
 // defaults for what it leaves out.
 func (c LimitsConfig) Resolve() Limits {
 	return Limits{
-		PerUID:          c.PerUID.resolve(defaultUIDSessions, defaultUIDOpens, defaultUIDBurst),
+		PerUID:          c.PerUID.actor().resolve(defaultUIDSessions, defaultUIDOpens, defaultUIDBurst),
+		SSHPreauth:      int(orInt(c.PerUID.SSHPreauth, defaultUIDSSHPreauth)),
 		PerCgroup:       c.PerCgroup.resolve(defaultCgroupSessions, defaultCgroupOpens, defaultCgroupBurst),
 		IncludeRoot:     c.IncludeRoot != nil && *c.IncludeRoot,
 		Postgres:        c.Timeouts.Postgres.resolve(),
@@ -209,7 +233,7 @@ func (c *Config) validateLimits(l *errorList) {
 	for _, a := range []struct {
 		key string
 		al  ActorLimits
-	}{{"limits.per_uid", lc.PerUID}, {"limits.per_cgroup", lc.PerCgroup}} {
+	}{{"limits.per_uid", lc.PerUID.actor()}, {"limits.per_cgroup", lc.PerCgroup}} {
 		optCount(l, a.key+".sessions", a.al.Sessions, maxLimitCount)
 		optCount(l, a.key+".opens_per_second", a.al.OpensPerSecond, maxLimitCount)
 		optCount(l, a.key+".opens_burst", a.al.OpensBurst, maxLimitCount)
@@ -226,6 +250,7 @@ func (c *Config) validateLimits(l *errorList) {
 		optDuration(l, p.key+".first_byte", p.t.FirstByte, minFirstByte, maxFirstByte)
 		optDuration(l, p.key+".idle", p.t.Idle, minIdle, 0)
 	}
+	optCount(l, "limits.per_uid.ssh_preauth", lc.PerUID.SSHPreauth, maxLimitCount)
 	optCount(l, "limits.fd_reserve", lc.FDReserve, maxFDReserve)
 
 	if m := lc.Hash.MaxMiB; m != nil && (*m < 1 || *m > maxHashMiB) {

@@ -20,6 +20,7 @@ func TestLimitsDefaults(t *testing.T) {
 	got := cfg.Limits.Resolve()
 	want := Limits{
 		PerUID:          Actor{Sessions: 64, OpensPerSecond: 20, OpensBurst: 40},
+		SSHPreauth:      10,
 		PerCgroup:       Actor{Sessions: 128, OpensPerSecond: 40, OpensBurst: 80},
 		Postgres:        SessionTimeouts{FirstByte: 10 * time.Second, Idle: time.Hour},
 		SSH:             SessionTimeouts{FirstByte: 10 * time.Second, Idle: time.Hour},
@@ -42,7 +43,7 @@ func TestLimitsDefaults(t *testing.T) {
 // meaning "default"; the section round-trips through YAML.
 func TestLimitsParse(t *testing.T) {
 	src := `limits:
-  per_uid: {sessions: 8, opens_per_second: 0, opens_burst: 3}
+  per_uid: {sessions: 8, opens_per_second: 0, opens_burst: 3, ssh_preauth: 2}
   per_cgroup:
     sessions: 0
   include_root: true
@@ -61,6 +62,7 @@ func TestLimitsParse(t *testing.T) {
 	got := cfg.Limits.Resolve()
 	want := Limits{
 		PerUID:          Actor{Sessions: 8, OpensPerSecond: 0, OpensBurst: 3},
+		SSHPreauth:      2,
 		PerCgroup:       Actor{Sessions: 0, OpensPerSecond: 40, OpensBurst: 80},
 		IncludeRoot:     true,
 		Postgres:        SessionTimeouts{FirstByte: 2 * time.Second, Idle: 0},
@@ -109,6 +111,8 @@ func TestLimitsErrors(t *testing.T) {
 		{"default budget below max", "limits:\n  hash:\n    max_mib: 4096\n", "limits.hash.max_mib", "below max_mib", 3},
 		{"hash interval", "limits:\n  hash: {interval: 10ms}\n", "limits.hash.interval", "out of range", 2},
 		{"report interval", "limits:\n  report_interval: 2h\n", "limits.report_interval", "out of range", 2},
+		{"preauth negative", "limits:\n  per_uid: {ssh_preauth: -1}\n", "limits.per_uid.ssh_preauth", "negative", 2},
+		{"preauth per cgroup", "limits:\n  per_cgroup: {ssh_preauth: 5}\n", "limits.per_cgroup.ssh_preauth", "known keys here", 2},
 		{"unknown key", "limits:\n  per_uids: {sessions: 1}\n", "limits.per_uids", "did you mean per_uid?", 2},
 		{"unknown protocol", "limits:\n  timeouts:\n    mysql: {idle: 1s}\n", "limits.timeouts.mysql", "known keys here: postgres, ssh, tcp", 3},
 	} {
@@ -125,7 +129,7 @@ func TestLimitsErrors(t *testing.T) {
 // lifts the max_mib check against it.
 func TestLimitsOff(t *testing.T) {
 	src := `limits:
-  per_uid: {sessions: 0, opens_per_second: 0, opens_burst: 0}
+  per_uid: {sessions: 0, opens_per_second: 0, opens_burst: 0, ssh_preauth: 0}
   per_cgroup: {sessions: 0, opens_per_second: 0, opens_burst: 0}
   timeouts:
     postgres: {first_byte: 0s, idle: 0s}
@@ -140,7 +144,7 @@ func TestLimitsOff(t *testing.T) {
 	}
 	r := cfg.Limits.Resolve()
 	if r.PerUID != (Actor{}) || r.PerCgroup != (Actor{}) || r.Postgres != (SessionTimeouts{}) || r.SSH != (SessionTimeouts{}) ||
-		r.TCP != (SessionTimeouts{}) || r.FDReserve != 0 || r.HashBudgetBytes != 0 || r.HashMaxBytes != 8192<<20 {
+		r.TCP != (SessionTimeouts{}) || r.FDReserve != 0 || r.SSHPreauth != 0 || r.HashBudgetBytes != 0 || r.HashMaxBytes != 8192<<20 {
 		t.Errorf("Resolve() = %+v, want everything off", r)
 	}
 }

@@ -97,6 +97,15 @@ func denied(r *refusal) model.Decision {
 }
 
 func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
+	// Until the handshake and authentication are over, the connection
+	// holds one of its uid's pre-authentication slots.
+	uid := c.s.Origin.Identity.Kernel.UID
+	preauthDone, max, ok := c.h.preauth.enter(uid)
+	if !ok {
+		return c.refusePreauth(client, uid, max)
+	}
+	defer preauthDone()
+
 	// The deadline bounds the key exchange and authentication: a client
 	// that stalls half-way is dropped.
 	client.SetDeadline(time.Now().Add(c.h.handshakeTimeout))
@@ -114,12 +123,8 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 			message: fmt.Sprintf("interlock: session to %s refused by policy (%s): %s\r\n", c.t.name, decision.Rule, decision.Reason)}
 	}
 
-	// The key exchange with the target starts now, alongside the client's;
-	// the login waits for the client to name the right user.
-	if c.refusal == nil {
-		c.startUpstream()
-	}
-
+	// Nothing goes to the target yet: the upstream connection is made
+	// when the client has authenticated (admit).
 	version, pc, err := peekVersion(client)
 	if pc != nil {
 		c.lastIO.Store(time.Now().UnixNano())
@@ -133,6 +138,8 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 	if err == nil {
 		sconn, chans, reqs, err = gossh.NewServerConn(pc, c.serverConfig(ciphersFor(version)))
 	}
+	// Authenticated or failed: either way no longer pre-authentication.
+	preauthDone()
 	if err != nil {
 		c.closeUpstream()
 		// A refusal (wrong user, policy, the target's host key) is what
@@ -228,9 +235,8 @@ func (c *conn) serverConfig(ciphers []string) *gossh.ServerConfig {
 		Config:        gossh.Config{Ciphers: ciphers},
 		ServerVersion: serverVersion,
 		BannerCallback: func(m gossh.ConnMetadata) string {
-			// Called once, at the first authentication attempt: the user
-			// name is known, so the upstream login goes ahead while the
-			// client authenticates.
+			// Called once, at the first authentication attempt: a client
+			// asking for the wrong user is told so before it tries a key.
 			c.user = m.User()
 			if c.refusal != nil {
 				c.bannerSent = true
@@ -243,8 +249,6 @@ func (c *conn) serverConfig(ciphers []string) *gossh.ServerConfig {
 				c.bannerSent = true
 				return c.refusal.message
 			}
-			c.startUpstream()
-			c.up.openGate()
 			return ""
 		},
 		PublicKeyCallback: func(m gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
@@ -278,8 +282,12 @@ func (c *conn) serverConfig(ciphers []string) *gossh.ServerConfig {
 }
 
 // admit decides an authentication attempt: the kernel identity is the
-// authentication, so any attempt by the right user is accepted once
-// interlock is logged in to the target.
+// authentication, so any attempt by the right user (its signature or
+// password exchange complete) is accepted once interlock is logged in to
+// the target. That login starts here, at the first such attempt, and the
+// client's is answered when it is done: a target that refuses interlock
+// (its host key, interlock's credential) is reported to the client as a
+// failed authentication with the reason in a banner.
 func (c *conn) admit(m gossh.ConnMetadata, method string) (*gossh.Permissions, error) {
 	c.method = method
 	if c.refusal == nil && m.User() != c.t.user {
@@ -291,7 +299,6 @@ func (c *conn) admit(m gossh.ConnMetadata, method string) (*gossh.Permissions, e
 	}
 	if c.refusal == nil {
 		c.startUpstream()
-		c.up.openGate()
 		select {
 		case <-c.up.done:
 		case <-c.ctx.Done():

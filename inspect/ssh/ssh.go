@@ -61,6 +61,8 @@ type Handler struct {
 
 	// targets maps a target name to its prepared settings; Reload swaps it.
 	targets atomic.Pointer[map[string]*target]
+	// preauth caps each uid's connections still authenticating.
+	preauth preauthSlots
 }
 
 // target is one ssh target's settings, prepared once.
@@ -113,6 +115,7 @@ func (h *Handler) Reload(cfg *config.Config) error {
 		h.targets.Store(&m)
 		return nil
 	}
+
 	var ca *authority
 	for _, tc := range cfg.Targets {
 		if tc.Protocol != model.ProtoSSH {
@@ -131,6 +134,8 @@ func (h *Handler) Reload(cfg *config.Config) error {
 		m[t.name] = t
 	}
 	h.targets.Store(&m)
+	lim := cfg.Limits.Resolve()
+	h.preauth.configure(lim.SSHPreauth, lim.IncludeRoot)
 	return nil
 }
 

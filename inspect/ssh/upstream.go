@@ -5,21 +5,22 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// upstream is interlock's own SSH connection to the target.
+// upstream is interlock's own SSH connection to the target. It is made
+// only once the client has authenticated with interlock (as the right
+// user, with its method's proof checked): a connection that has sent no
+// SSH, or has not finished its key exchange and authentication, costs the
+// target nothing. Dialling at accept let one user's idle connects fill the
+// target's unauthenticated-connection slots (sshd's MaxStartups) and lock
+// every other user out.
 type upstream struct {
 	// done is closed when the connection is up or has failed.
 	done   chan struct{}
 	cancel context.CancelFunc
-	// gate is closed when the client asked for the right user: only then
-	// does interlock log in.
-	gate     chan struct{}
-	gateOnce sync.Once
 
 	conn  gossh.Conn
 	chans <-chan gossh.NewChannel
@@ -34,7 +35,7 @@ type upstream struct {
 func (c *conn) startUpstream() {
 	c.upOnce.Do(func() {
 		ctx, cancel := context.WithCancel(c.ctx)
-		up := &upstream{done: make(chan struct{}), cancel: cancel, gate: make(chan struct{})}
+		up := &upstream{done: make(chan struct{}), cancel: cancel}
 		c.up = up
 		go func() {
 			defer close(up.done)
@@ -48,9 +49,6 @@ func (c *conn) startUpstream() {
 		}()
 	})
 }
-
-// openGate lets the upstream connection log in.
-func (up *upstream) openGate() { up.gateOnce.Do(func() { close(up.gate) }) }
 
 // closeUpstream abandons the upstream connection, finished or not.
 func (c *conn) closeUpstream() {
@@ -78,6 +76,8 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 			fmt.Sprintf("interlock: target %s is unreachable\r\n", t.name), err)
 		return
 	}
+	// The deadline counts from the accept: the client's handshake and
+	// this one together stay within the handshake timeout.
 	nc.SetDeadline(c.start.Add(c.h.handshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
@@ -86,7 +86,7 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	cfg := &gossh.ClientConfig{
 		Config:        gossh.Config{Ciphers: ciphers},
 		User:          t.user,
-		Auth:          up.authMethods(ctx, t),
+		Auth:          authMethods(t),
 		ClientVersion: serverVersion,
 		HostKeyCallback: func(hostname string, remote net.Addr, key gossh.PublicKey) error {
 			up.hostKey = key
@@ -124,38 +124,14 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	up.conn, up.chans, up.reqs = sc, chans, reqs
 }
 
-// authMethods offer the held credential once the gate opens: the key
-// exchange with the target runs while the client still negotiates with
-// interlock, but interlock logs in only for a client that asked for the
-// right user.
-func (up *upstream) authMethods(ctx context.Context, t *target) []gossh.AuthMethod {
-	wait := func() error {
-		select {
-		case <-up.gate:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+// authMethods offer the held credential.
+func authMethods(t *target) []gossh.AuthMethod {
 	var m []gossh.AuthMethod
 	if t.signer != nil {
-		m = append(m, gossh.PublicKeysCallback(func() ([]gossh.Signer, error) {
-			if err := wait(); err != nil {
-				return nil, err
-			}
-			return []gossh.Signer{t.signer}, nil
-		}))
+		m = append(m, gossh.PublicKeys(t.signer))
 	}
 	if t.password != "" {
-		m = append(m, gossh.PasswordCallback(func() (string, error) {
-			if err := wait(); err != nil {
-				return "", err
-			}
-			return t.password, nil
-		}), gossh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
-			if err := wait(); err != nil {
-				return nil, err
-			}
+		m = append(m, gossh.Password(t.password), gossh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
 			answers := make([]string, len(questions))
 			for i := range answers {
 				answers[i] = t.password
