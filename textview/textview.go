@@ -145,7 +145,8 @@ func Cut(s string, max int) string {
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}
-	return Escape(s[:i]) + "… " + strconv.Itoa(len(s)-i) + " more bytes"
+	n := len(s) - i
+	return Escape(s[:i]) + "… " + strconv.Itoa(n) + " more " + plural(n, "byte", "bytes")
 }
 
 // Summary is a one-line view of possibly multi-line text for a table
@@ -160,7 +161,7 @@ func Summary(s string, max int) string {
 	out := Cut(first, max)
 	more := len(rest) + 1 // the newline is a byte of the text too
 	lines := strings.Count(rest, "\n") + 1
-	return fmt.Sprintf("%s (+%d %s, %d more bytes)", out, lines, plural(lines, "line", "lines"), more)
+	return fmt.Sprintf("%s (+%d %s, %d more %s)", out, lines, plural(lines, "line", "lines"), more, plural(more, "byte", "bytes"))
 }
 
 func plural(n int, one, many string) string {

@@ -63,6 +63,10 @@ func TestSummary(t *testing.T) {
 	if got := Summary("a\nb\nc\n", 60); got != "a (+3 lines, 5 more bytes)" {
 		t.Fatalf("Summary = %q", got)
 	}
+	// A trailing newline is a line and a byte the view says it left out.
+	if got := Summary("ls\n", 60); got != "ls (+1 line, 1 more byte)" {
+		t.Fatalf("Summary = %q", got)
+	}
 }
 
 func TestLines(t *testing.T) {
