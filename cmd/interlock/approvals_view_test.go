@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/textview"
 )
@@ -89,5 +90,25 @@ func TestShowWarnsOnAlteredText(t *testing.T) {
 	printRequest(&b, p)
 	if !strings.Contains(b.String(), "WARNING") || strings.Contains(b.String(), "--expect") {
 		t.Errorf("altered text shown as approvable:\n%s", b.String())
+	}
+}
+
+// An executable path with a newline and a cursor-up sequence would print
+// as a second session row naming another program.
+func TestSessionsListEscapesTheExe(t *testing.T) {
+	var b bytes.Buffer
+	err := printSessions(&b, []journal.SessionSummary{{ID: "s1", Target: "db", Open: time.Now(),
+		Exe: "/tmp/x\n\x1b[1A/usr/bin/psql", Error: "statement \x1b[31m" + strings.Repeat("y", 80)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	noRawControl(t, out)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], `/tmp/x\n\x1b[1A/usr/bin/psql`) {
+		t.Fatalf("want header, one escaped row and a note:\n%s", out)
+	}
+	if !strings.Contains(lines[1], "more bytes") || !strings.Contains(lines[2], "--json") {
+		t.Errorf("the cut error is not counted or has no way to see it whole:\n%s", out)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -51,8 +52,15 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		return printJSON(list)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	return printSessions(os.Stdout, list)
+}
+
+// printSessions is the sessions table, one line a session: the client's
+// text in it (the executable path, an error quoting a statement) escaped.
+func printSessions(w io.Writer, list []journal.SessionSummary) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "OPENED\tSESSION\tTARGET\tDESTINATION\tPID\tUID\tEXE\tUP\tDOWN\tDURATION\tSTATUS")
+	cut := false
 	for _, s := range list {
 		status, dur := "open", "-"
 		if s.Close != nil {
@@ -63,6 +71,7 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 			// The error can quote the client (a statement, a path): its
 			// count says when it was cut; --json has it whole.
 			status = "error: " + textview.Summary(s.Error, 40)
+			cut = cut || status != "error: "+textview.Escape(s.Error)
 		}
 		// The executable path is the client's to choose: a newline or an
 		// escape sequence in it must not print as another program.
@@ -74,5 +83,11 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 			s.Open.Local().Format("2006-01-02 15:04:05"), textview.Escape(s.ID), textview.Escape(s.Target), s.OrigDst, s.PID, s.UID, exe,
 			s.BytesUp, s.BytesDown, dur, status)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if cut {
+		fmt.Fprintln(w, "errors cut to fit: `interlock sessions list --json` prints them whole")
+	}
+	return nil
 }
