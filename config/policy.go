@@ -157,9 +157,10 @@ type OperationMatch struct {
 	// Open matches the access an sftp operation needs, in open's terms:
 	// read, write, create, truncate, append. An open needs its flags;
 	// the other operations what the same change needs through open
-	// (remove, rmdir, setstat, a rename's source: write; mkdir, a
-	// rename's destination, a new link: create and write; what a link
-	// points to: read and write; opendir: read). Deny, review and mask
+	// (remove, rmdir, a rename's source: write; setstat: write, and
+	// truncate when it sets the size; mkdir, a rename's destination, a
+	// new link: create and write; what a link points to: read and write;
+	// opendir: read). Deny, review and mask
 	// rules match when the operation needs any of the listed accesses,
 	// allow rules only when every access it needs is listed.
 	Open []string `yaml:"open,omitempty"`

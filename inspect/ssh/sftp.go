@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -457,12 +458,13 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 	case fxpMkdir:
 		pathOp("mkdir", accessCreate)
 	case fxpSetstat:
-		pathOp("setstat", accessWrite)
+		pathOp("setstat", nil)
 		op.flags = attrs(p)
+		op.access = setstatAccess(op.flags)
 	case fxpFsetstat:
 		r.handleOp(op, "fsetstat", p.str())
 		op.flags = attrs(p)
-		op.access = accessWrite
+		op.access = setstatAccess(op.flags)
 	case fxpRename:
 		twoPaths("rename", false, accessWrite, accessCreate)
 	case fxpSymlink:
@@ -482,8 +484,9 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 			// The old path first; the new name shares its inode.
 			twoPaths("link", true, accessCreate, accessReadWrite)
 		case "lsetstat@openssh.com":
-			pathOp("setstat", accessWrite)
+			pathOp("setstat", nil)
 			op.flags = attrs(p)
+			op.access = setstatAccess(op.flags)
 		case "fsync@openssh.com", "fstatvfs@openssh.com":
 			r.handleOp(op, "", p.str())
 		case "copy-data":
@@ -505,6 +508,15 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 		return nil, id, false
 	}
 	return op, id, true
+}
+
+// setstatAccess is what a setstat needs: write, and truncate when it
+// sets the size (as open's truncate does).
+func setstatAccess(attrs []string) []string {
+	if slices.ContainsFunc(attrs, func(a string) bool { return strings.HasPrefix(a, "size=") }) {
+		return []string{"write", "truncate"}
+	}
+	return accessWrite
 }
 
 // handleOp fills in an operation on a handle: the handle as the target

@@ -359,3 +359,89 @@ func TestSFTPServerByExec(t *testing.T) {
 		t.Errorf("sftp records %+v", ops)
 	}
 }
+
+// TestSFTPClosingHandle: after a CLOSE is sent, its handle is not the
+// closed file's any more: OpenSSH issues the same string to the next open.
+// A write naming it before the replies came is refused, so it can neither
+// land in the next file unrecorded nor be counted against the closed one.
+func TestSFTPClosingHandle(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	s := startRawSFTP(t, r, "")
+	s.send(sftpPacket(fxpOpen, 1, a, uint32(2|8|0x10), uint32(0)))
+	h := s.handle(1)
+	s.send(sftpPacket(fxpClose, 2, h),
+		sftpPacket(fxpOpen, 3, b, uint32(2|8|0x10), uint32(0)),
+		sftpPacket(fxpWrite, 4, h, uint64(0), []byte("stale")))
+	got := map[uint32]byte{}
+	var hb string
+	for range 3 {
+		typ, id, rest, ok := s.reply()
+		if !ok {
+			t.Fatal("the session ended")
+		}
+		got[id] = typ
+		if typ == fxpStatus && id == 4 && binary.BigEndian.Uint32(rest) != fxFailure {
+			t.Errorf("the stale write got status %d", binary.BigEndian.Uint32(rest))
+		}
+		if typ == fxpHandle {
+			hb = string(rest[4:])
+		}
+	}
+	if got[2] != fxpStatus || got[3] != fxpHandle || got[4] != fxpStatus {
+		t.Fatalf("replies %v", got)
+	}
+	if hb != h {
+		t.Logf("the target issued %q for b, not the closed %q: the case is weaker", hb, h)
+	}
+	s.send(sftpPacket(fxpClose, 5, hb))
+	s.status(5)
+	s.end(r)
+	for _, f := range []string{a, b} {
+		if st, err := os.Stat(f); err != nil || st.Size() != 0 {
+			t.Errorf("%s: %v %v", f, st, err)
+		}
+	}
+	ops := sftpOps(r)
+	if findOp(ops, func(o model.SSHSFTP) bool { return o.Op == "write" && o.Decision.Rule == "unknown-handle" }) == nil {
+		t.Errorf("no refused write: %+v", ops)
+	}
+	for _, o := range ops {
+		if o.Op == "close" && o.BytesWritten != 0 {
+			t.Errorf("a close counts written bytes: %+v", o)
+		}
+	}
+}
+
+// TestSFTPSetstatSizeNeedsTruncate: a setstat that sets the size is judged
+// as a truncate.
+func TestSFTPSetstatSizeNeedsTruncate(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	os.WriteFile(f, []byte("data"), 0o644)
+	var seen []model.Operation
+	r := newRig(t, rigOpts{policy: recordingPolicy{ops: &seen}})
+	s := startRawSFTP(t, r, "")
+	s.send(sftpPacket(fxpSetstat, 1, f, uint32(1), uint64(0)))
+	s.status(1)
+	s.end(r)
+	i := slices.IndexFunc(seen, func(o model.Operation) bool { return o.Detail == "setstat" })
+	if i < 0 || !slices.Equal(seen[i].Open, []string{"write", "truncate"}) || seen[i].Path != f {
+		t.Errorf("operations judged: %+v", seen)
+	}
+}
+
+// recordingPolicy allows everything and keeps the sftp operations it was
+// asked about (one session at a time).
+type recordingPolicy struct {
+	testPolicy
+	ops *[]model.Operation
+}
+
+func (p recordingPolicy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
+	if op.Kind == "sftp" {
+		*p.ops = append(*p.ops, op)
+	}
+	return p.testPolicy.Decide(ctx, o, op)
+}
