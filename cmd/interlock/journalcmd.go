@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/interlock/interlock/textview"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -463,14 +463,10 @@ func pruneAction(ctx context.Context, cmd *cli.Command) error {
 	return nil
 }
 
+// firstLine is a one-line view of client text: escaped, and saying what
+// it leaves out (textview.Summary).
 func firstLine(s string, max int) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
+	return textview.Summary(s, max)
 }
 
 func isTerminal(f *os.File) bool {

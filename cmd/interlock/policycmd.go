@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -201,7 +200,7 @@ func printTestResults(w io.Writer, ops []testResult) {
 	for _, r := range ops {
 		what := r.Operation.Kind
 		if r.Statement != "" {
-			what = strconv.Quote(firstLine(r.Statement, 70))
+			what = `"` + firstLine(r.Statement, 70) + `"`
 		}
 		line := fmt.Sprintf("%-7s %s", r.Decision.Action, what)
 		if r.Decision.Rule != "" {
