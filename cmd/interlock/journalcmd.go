@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/interlock/interlock/textview"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/export"
+	"github.com/interlock/interlock/textview"
 )
 
 func journalFlag() cli.Flag {
