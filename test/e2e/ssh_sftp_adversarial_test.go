@@ -451,6 +451,44 @@ func TestSSHSFTPAdversarial(t *testing.T) {
 		}
 	})
 
+	t.Run("real-clients-relative-paths", func(t *testing.T) {
+		// scp (sftp since OpenSSH 9) sends a relative remote path as it
+		// is: sftp-server resolves it from the login directory, and so
+		// must the rules and the journal.
+		home := "/root"
+		if u, err := user.Lookup("root"); err == nil {
+			home = u.HomeDir
+		}
+		relPub, _ := filepath.Rel(home, pub)
+		relPrivate, _ := filepath.Rel(home, private)
+		local := t.TempDir()
+		src := filepath.Join(local, "src.bin")
+		sum := randomFile(t, src, 4<<20)
+		scp := append(append([]string{"scp"}, st.clientOpts("")...), "-P", strconv.Itoa(st.port))
+		out, stderr, code := e.runUnder(append(scp, src, "root@127.0.0.3:"+relPub+"/scp-rel.bin")...)
+		if code != 0 {
+			t.Fatalf("scp exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if got := fileSHA256(t, pub+"/scp-rel.bin"); got != sum {
+			t.Errorf("uploaded sha256 %s, want %s", got, sum)
+		}
+		_, stderr, code = e.runUnder(append(scp, src, "root@127.0.0.3:"+relPrivate+"/scp-rel.bin")...)
+		if code == 0 {
+			t.Errorf("scp into %s through a relative path succeeded", private)
+		}
+		absent(t, private+"/scp-rel.bin")
+		ops := newOps()
+		if !has(ops, func(o model.SSHSFTP) bool {
+			return o.Op == "open" && o.Path == pub+"/scp-rel.bin" && o.SentPath == relPub+"/scp-rel.bin" && o.Status == "ok"
+		}) || !has(ops, func(o model.SSHSFTP) bool {
+			return o.Op == "close" && o.Path == pub+"/scp-rel.bin" && o.BytesWritten == 4<<20
+		}) || !has(ops, func(o model.SSHSFTP) bool {
+			return o.Path == private+"/scp-rel.bin" && o.Decision.Rule == "private"
+		}) {
+			t.Errorf("the journal does not name the absolute paths:\n%s\nscp stderr: %s", dump(ops), stderr)
+		}
+	})
+
 	t.Run("sftp-server-by-exec", func(t *testing.T) {
 		secret := filepath.Join(private, "secret3")
 		write(secret, "secret")
