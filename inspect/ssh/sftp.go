@@ -46,6 +46,7 @@ const (
 
 	fxPermissionDenied = 3
 	fxFailure          = 4
+	fxOpUnsupported    = 8
 
 	// cwdID is the request id of interlock's own REALPATH ".": it is sent
 	// before the client's first request, when nothing else is in flight,
@@ -113,8 +114,10 @@ type sftpOp struct {
 	// nil (with unknownHandle set) when the target never issued it.
 	fh            *sftpHandle
 	unknownHandle bool
-	n             int64 // a write's length
-	decision      model.Decision
+	// unsupported is set for an extension interlock does not know.
+	unsupported bool
+	n           int64 // a write's length
+	decision    model.Decision
 }
 
 type sftpHandle struct {
@@ -245,6 +248,13 @@ func (r *sftpRelay) clientToTarget() {
 			// cannot be told apart, so neither could the journal's
 			// records. No client does this by mistake.
 			r.violation(id, "duplicate-request-id", fmt.Sprintf("request id %d is already in flight (%s)", id, op.describe()))
+			return false
+		}
+		if op.unsupported {
+			op.decision = model.Decision{Action: model.Deny, Rule: "unknown-extension",
+				Reason: "interlock does not know what the extension " + strings.TrimPrefix(op.op, "extended ") + " does"}
+			r.recordOp(op, "denied", model.Synced)
+			r.refuse(id, fxOpUnsupported, op.decision)
 			return false
 		}
 		if op.unknownHandle {
@@ -502,6 +512,15 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 				op.path, op.target = op.fh.path, rop.fh.path
 			}
 			op.access, op.targetAccess = accessWrite, accessRead
+		case "statvfs@openssh.com", "limits@openssh.com", "expand-path@openssh.com",
+			"home-directory", "users-groups-by-id@openssh.com":
+			// They only read: passed on.
+		default:
+			// An extension interlock does not know may change anything
+			// (unknown never opens anything): it is refused as
+			// unsupported, and clients fall back as they do with an
+			// older server.
+			op.op, op.unsupported = "extended "+name, true
 		}
 	}
 	if p.bad {
@@ -635,7 +654,7 @@ func (r *sftpRelay) recordClose(fh *sftpHandle, status string) {
 // refuse answers a request interlock refused with a status.
 func (r *sftpRelay) refuse(id, code uint32, d model.Decision) {
 	msg := "interlock: refused by policy (" + d.Rule + "): " + d.Reason
-	if d.Rule == "unknown-handle" {
+	if d.Rule == "unknown-handle" || d.Rule == "unknown-extension" {
 		msg = "interlock: " + d.Reason
 	}
 	r.sendStatus(id, code, msg)

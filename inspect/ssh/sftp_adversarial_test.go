@@ -445,3 +445,26 @@ func (p recordingPolicy) Decide(ctx context.Context, o model.Origin, op model.Op
 	}
 	return p.testPolicy.Decide(ctx, o, op)
 }
+
+// TestSFTPUnknownExtension: an extension interlock does not know is
+// refused as unsupported (it might change anything); the read-only ones
+// OpenSSH's client uses pass.
+func TestSFTPUnknownExtension(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	dir := t.TempDir()
+	s := startRawSFTP(t, r, "")
+	s.send(sftpPacket(fxpExtended, 1, "evil@example.com", dir))
+	if c := s.status(1); c != fxOpUnsupported {
+		t.Errorf("unknown extension: status %d", c)
+	}
+	s.send(sftpPacket(fxpExtended, 2, "statvfs@openssh.com", dir))
+	if typ, id, rest, ok := s.reply(); !ok || id != 2 || typ != 201 { // SSH_FXP_EXTENDED_REPLY
+		t.Errorf("statvfs: type %d id %d %q", typ, id, rest)
+	}
+	s.end(r)
+	if findOp(sftpOps(r), func(o model.SSHSFTP) bool {
+		return o.Op == "extended evil@example.com" && o.Decision.Rule == "unknown-extension"
+	}) == nil {
+		t.Errorf("no refused extension: %+v", sftpOps(r))
+	}
+}
