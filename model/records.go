@@ -244,6 +244,10 @@ type SSHSFTP struct {
 	// the login directory, ".", "..", "//").
 	SentPath   string `json:"sent_path,omitempty"`
 	SentTarget string `json:"sent_target,omitempty"`
+	// RealPath and RealTarget are where the target's REALPATH says Path
+	// and Target lead, symbolic links followed, when that is elsewhere.
+	RealPath   string `json:"real_path,omitempty"`
+	RealTarget string `json:"real_target,omitempty"`
 	// Flags are open's flags (read, write, create, truncate, append).
 	Flags []string `json:"flags,omitempty"`
 	// BytesRead and BytesWritten are totals for a handle, at its close.

@@ -87,13 +87,17 @@ type sftpRelay struct {
 
 	// cwd is the target's answer to interlock's REALPATH ".": the
 	// directory relative paths are resolved against. askedCwd is
-	// clientToTarget's; cwdWait is set while the answer is awaited, and
-	// cwdDone closed when it came (cwd is then set, or "" if the target
-	// would not say).
+	// clientToTarget's.
 	askedCwd bool
-	cwdWait  atomic.Bool
-	cwdDone  chan struct{}
 	cwd      string
+	// A REALPATH of interlock's own (realpath): askWait is set while its
+	// answer is awaited; askID, askDone and askAns are written by
+	// clientToTarget before askWait is set, askAns by targetToClient
+	// before it closes askDone ("" if the target would not say).
+	askWait atomic.Bool
+	askID   uint32
+	askDone chan struct{}
+	askAns  string
 
 	// ended is set once the relay ended the session.
 	ended atomic.Bool
@@ -105,7 +109,10 @@ type sftpOp struct {
 	// as the client sent them.
 	path, target   string
 	raw, rawTarget string
-	flags          []string
+	// realPath and realTarget are where the target's REALPATH says they
+	// lead (symbolic links followed), when that is elsewhere.
+	realPath, realTarget string
+	flags                []string
 	// access and targetAccess are what the operation needs of path and
 	// target, in open's terms (model.Operation.Open).
 	access, targetAccess []string
@@ -132,7 +139,7 @@ type sftpHandle struct {
 }
 
 func newSFTPRelay(s *sessionChan) *sftpRelay {
-	return &sftpRelay{s: s, pending: map[uint32]*sftpOp{}, handles: map[string]*sftpHandle{}, cwdDone: make(chan struct{})}
+	return &sftpRelay{s: s, pending: map[uint32]*sftpOp{}, handles: map[string]*sftpHandle{}}
 }
 
 // packets reads whole packets from src and relays them to dst in batches,
@@ -270,6 +277,9 @@ func (r *sftpRelay) clientToTarget() {
 			if sendBefore() != nil {
 				return false
 			}
+			if !r.realPaths(op) {
+				return false
+			}
 			op.decision = r.judge(op)
 			if !permits(op.decision) {
 				r.recordOp(op, "denied", model.Synced)
@@ -292,54 +302,93 @@ func (r *sftpRelay) clientToTarget() {
 }
 
 // learnCwd asks the target for its working directory (sftp-server's is
-// the login directory, against which it resolves relative paths) and
-// waits for the answer, which targetToClient keeps from the client. False
+// the login directory, against which it resolves relative paths). False
 // ends the session: paths the relay cannot resolve, it cannot judge.
 func (r *sftpRelay) learnCwd() bool {
-	r.cwdWait.Store(true)
-	body := gossh.Marshal(struct {
-		Type byte
-		ID   uint32
-		Path string
-	}{fxpRealpath, cwdID, "."})
-	if _, err := r.s.uch.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body)))); err != nil {
+	cwd, alive := r.realpath(".")
+	if !alive {
 		return false
 	}
-	if _, err := r.s.uch.Write(body); err != nil {
-		return false
-	}
-	t := time.NewTimer(cwdTimeout)
-	defer t.Stop()
-	select {
-	case <-r.cwdDone:
-	case <-t.C:
-	case <-r.s.c.ctx.Done():
-		return false
-	}
-	if r.cwd == "" {
+	if cwd == "" {
 		r.violation(cwdID, "working-directory", "the target did not say what its working directory is, so relative paths cannot be judged")
 		return false
+	}
+	r.cwd = cwd
+	return true
+}
+
+// realPaths asks the target how it resolves the paths an operation names,
+// symbolic links followed: a link among a path's parts (or at its end)
+// may lead where the rules deny, so what it leads to is judged as well.
+// It runs while the client's requests wait, so its request id is one no
+// request in flight has and no new one can take. False: the session
+// ended.
+func (r *sftpRelay) realPaths(op *sftpOp) bool {
+	for _, x := range []struct{ raw, p, real *string }{{&op.raw, &op.path, &op.realPath}, {&op.rawTarget, &op.target, &op.realTarget}} {
+		if *x.raw == "" {
+			continue
+		}
+		real, alive := r.realpath(*x.p)
+		if !alive {
+			return false
+		}
+		if real != "" && real != *x.p {
+			*x.real = real
+		}
 	}
 	return true
 }
 
-// cwdReply takes the answer to interlock's REALPATH.
-func (r *sftpRelay) cwdReply(p *reader, typ byte) {
-	if !r.cwdWait.CompareAndSwap(true, false) {
+// realpath sends a REALPATH of interlock's own and waits for the answer,
+// which targetToClient keeps from the client: the resolved path, or ""
+// if the target would not say (a missing directory on the way). alive is
+// false when the channel ended or the answer did not come in time.
+func (r *sftpRelay) realpath(p string) (real string, alive bool) {
+	r.mu.Lock()
+	id := uint32(cwdID)
+	for r.pending[id] != nil {
+		id--
+	}
+	r.mu.Unlock()
+	body := gossh.Marshal(struct {
+		Type byte
+		ID   uint32
+		Path string
+	}{fxpRealpath, id, p})
+	r.askID, r.askAns, r.askDone = id, "", make(chan struct{})
+	r.askWait.Store(true)
+	if _, err := r.s.uch.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)); err != nil {
+		return "", false
+	}
+	t := time.NewTimer(cwdTimeout)
+	defer t.Stop()
+	select {
+	case <-r.askDone:
+	case <-t.C:
+		r.violation(cwdID, "no-answer", "the target did not answer interlock's REALPATH within "+cwdTimeout.String())
+		return "", false
+	case <-r.s.c.ctx.Done():
+		return "", false
+	}
+	return r.askAns, !r.ended.Load()
+}
+
+// askReply takes the answer to interlock's REALPATH.
+func (r *sftpRelay) askReply(p *reader, typ byte) {
+	if !r.askWait.CompareAndSwap(true, false) {
 		return
 	}
 	if typ == fxpName && p.u32() >= 1 {
 		if d := p.str(); !p.bad && strings.HasPrefix(d, "/") {
-			r.cwd = path.Clean(d)
+			r.askAns = path.Clean(d)
 		}
 	}
-	close(r.cwdDone)
+	close(r.askDone)
 }
 
 // resolve returns a path as the target resolves it, lexically: relative
-// to the working directory, without ".", ".." or repeated slashes. (A
-// symbolic link among its parts is the target's to follow; a rule about
-// a directory is a rule about the names in it.)
+// to the working directory, without ".", ".." or repeated slashes.
+// Symbolic links are the target's to follow (realPaths).
 func (r *sftpRelay) resolve(p string) string {
 	return resolveIn(r.cwd, p)
 }
@@ -401,14 +450,23 @@ func (op *sftpOp) describe() string {
 // rename's both names, a link's name and what it links to), each with
 // the access it needs. The first refusal wins.
 func (r *sftpRelay) judge(op *sftpOp) model.Decision {
-	d := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.path, Detail: op.op, Open: op.access})
-	if !permits(d) || op.target == "" {
-		return d
+	var first model.Decision
+	for i, x := range []struct {
+		p      string
+		access []string
+	}{{op.path, op.access}, {op.realPath, op.access}, {op.target, op.targetAccess}, {op.realTarget, op.targetAccess}} {
+		if x.p == "" && i > 0 {
+			continue
+		}
+		d := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: x.p, Detail: op.op, Open: x.access})
+		if !permits(d) {
+			return d
+		}
+		if i == 0 {
+			first = d
+		}
 	}
-	if d2 := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: op.target, Detail: op.op, Open: op.targetAccess}); !permits(d2) {
-		return d2
-	}
-	return d
+	return first
 }
 
 // Access sets in open's terms: what each operation needs of the paths it
@@ -560,8 +618,8 @@ func (r *sftpRelay) response(b []byte) bool {
 		return true
 	}
 	id := p.u32()
-	if id == cwdID && r.cwdWait.Load() {
-		r.cwdReply(p, typ)
+	if r.askWait.Load() && id == r.askID {
+		r.askReply(p, typ)
 		return false
 	}
 	r.mu.Lock()
@@ -640,6 +698,7 @@ func (r *sftpRelay) recordOp(op *sftpOp, status string, d model.Durability) {
 	if op.rawTarget != "" && op.rawTarget != op.target {
 		rec.SentTarget = op.rawTarget
 	}
+	rec.RealPath, rec.RealTarget = op.realPath, op.realTarget
 	r.s.c.record(model.KindSSHSFTP, rec, d)
 }
 
@@ -711,8 +770,8 @@ func (r *sftpRelay) protocolError(from string, err error) {
 
 // finish journals what was still open when the channel ended.
 func (r *sftpRelay) finish() {
-	if r.cwdWait.CompareAndSwap(true, false) {
-		close(r.cwdDone)
+	if r.askWait.CompareAndSwap(true, false) {
+		close(r.askDone)
 	}
 	r.mu.Lock()
 	handles, pending := r.handles, r.pending

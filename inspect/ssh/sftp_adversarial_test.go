@@ -468,3 +468,44 @@ func TestSFTPUnknownExtension(t *testing.T) {
 		t.Errorf("no refused extension: %+v", sftpOps(r))
 	}
 }
+
+// TestSFTPSymlinkedDirectory: a symbolic link already on the target that
+// leads into a denied directory does not carry operations past the rule:
+// each path is also judged where the target's REALPATH says it leads.
+func TestSFTPSymlinkedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	private, pub := filepath.Join(dir, "private"), filepath.Join(dir, "pub")
+	os.Mkdir(private, 0o755)
+	os.Mkdir(pub, 0o755)
+	os.WriteFile(private+"/f", []byte("data"), 0o644)
+	os.Symlink(private, pub+"/link")
+	os.Symlink(private+"/f", pub+"/flink")
+	r := newRig(t, rigOpts{policy: pathPolicy{deny: []string{private}}})
+	s := startRawSFTP(t, r, "")
+	s.send(sftpPacket(fxpRemove, 1, pub+"/link/f"))
+	s.send(sftpPacket(fxpOpen, 2, pub+"/link/f", uint32(1), uint32(0)))
+	s.send(sftpPacket(fxpOpen, 3, pub+"/link/new", uint32(2|8), uint32(0)))
+	s.send(sftpPacket(fxpOpen, 4, pub+"/flink", uint32(1), uint32(0)))
+	for id := uint32(1); id <= 4; id++ {
+		if c := s.status(id); c != fxPermissionDenied {
+			t.Errorf("request %d: status %d", id, c)
+		}
+	}
+	// An ordinary file beside them is not affected.
+	os.WriteFile(pub+"/ok", []byte("x"), 0o644)
+	s.send(sftpPacket(fxpOpen, 5, pub+"/ok", uint32(1), uint32(0)))
+	h := s.handle(5)
+	s.send(sftpPacket(fxpClose, 6, h))
+	s.status(6)
+	s.end(r)
+	if b, _ := os.ReadFile(private + "/f"); string(b) != "data" {
+		t.Errorf("private/f: %q", b)
+	}
+	if exists(private + "/new") {
+		t.Errorf("private/new was created through the link")
+	}
+	ops := sftpOps(r)
+	if o := findOp(ops, func(o model.SSHSFTP) bool { return o.Op == "remove" }); o == nil || o.Path != pub+"/link/f" || o.RealPath != private+"/f" || o.Decision.Rule != "private" {
+		t.Errorf("remove record %+v", o)
+	}
+}

@@ -257,7 +257,7 @@ func TestSSHSFTPAdversarial(t *testing.T) {
 	dump := func(ops []model.SSHSFTP) string {
 		var b strings.Builder
 		for _, o := range ops {
-			fmt.Fprintf(&b, "%s %s -> %s (sent %s -> %s) %s %s/%s\n", o.Op, o.Path, o.Target, o.SentPath, o.SentTarget, o.Status, o.Decision.Action, o.Decision.Rule)
+			fmt.Fprintf(&b, "%s %s -> %s (sent %s -> %s, real %s -> %s) %s %s/%s\n", o.Op, o.Path, o.Target, o.SentPath, o.SentTarget, o.RealPath, o.RealTarget, o.Status, o.Decision.Action, o.Decision.Rule)
 		}
 		return b.String()
 	}
@@ -416,6 +416,33 @@ func TestSSHSFTPAdversarial(t *testing.T) {
 			return o.Op == "rename" && o.Path == moved && o.Target == private+"/moved" && o.Decision.Rule == "private"
 		}) {
 			t.Errorf("no denied rename into %s:\n%s", private, dump(ops))
+		}
+	})
+
+	t.Run("symlinked-directory", func(t *testing.T) {
+		// A link that is already on the target, leading into the
+		// denied directory.
+		secret := filepath.Join(private, "secret4")
+		write(secret, "secret")
+		if err := os.Symlink(private, pub+"/plink"); err != nil {
+			t.Fatal(err)
+		}
+		rc := startRawClient(t, e, st, "subsystem")
+		rc.send(sftpPkt(sshFxpRemove, 1, pub+"/plink/secret4"))
+		rc.send(sftpPkt(sshFxpOpen, 2, pub+"/plink/new", uint32(openWrite|openCreat), uint32(0)))
+		for id := uint32(1); id <= 2; id++ {
+			if c := rc.status(id); c != sshFxPermissionDenied {
+				t.Errorf("request %d: status %d", id, c)
+			}
+		}
+		rc.end()
+		fileIs(t, secret, "secret")
+		absent(t, private+"/new")
+		ops := newOps()
+		if !has(ops, func(o model.SSHSFTP) bool {
+			return o.Op == "remove" && o.Path == pub+"/plink/secret4" && o.RealPath == secret && o.Decision.Rule == "private"
+		}) {
+			t.Errorf("no denied remove through the link, with where it leads:\n%s", dump(ops))
 		}
 	})
 
