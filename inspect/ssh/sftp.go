@@ -48,12 +48,12 @@ const (
 	fxFailure          = 4
 	fxOpUnsupported    = 8
 
-	// cwdID is the request id of interlock's own REALPATH ".": it is sent
-	// before the client's first request, when nothing else is in flight,
-	// so it cannot collide with a client's id.
-	cwdID = 0xffffffff
-	// cwdTimeout bounds the wait for its answer.
-	cwdTimeout = 30 * time.Second
+	// ownID is the first request id interlock tries for a REALPATH of
+	// its own (realpath takes the highest one not in flight); violation
+	// gets it when no request of the client's is at fault.
+	ownID = 0xffffffff
+	// askTimeout bounds the wait for the answer.
+	askTimeout = 30 * time.Second
 
 	// maxSFTPPacket bounds one packet; OpenSSH's own limit is 256 KiB.
 	maxSFTPPacket = 1 << 20
@@ -310,7 +310,7 @@ func (r *sftpRelay) learnCwd() bool {
 		return false
 	}
 	if cwd == "" {
-		r.violation(cwdID, "working-directory", "the target did not say what its working directory is, so relative paths cannot be judged")
+		r.violation(ownID, "working-directory", "the target did not say what its working directory is, so relative paths cannot be judged")
 		return false
 	}
 	r.cwd = cwd
@@ -345,7 +345,7 @@ func (r *sftpRelay) realPaths(op *sftpOp) bool {
 // false when the channel ended or the answer did not come in time.
 func (r *sftpRelay) realpath(p string) (real string, alive bool) {
 	r.mu.Lock()
-	id := uint32(cwdID)
+	id := uint32(ownID)
 	for r.pending[id] != nil {
 		id--
 	}
@@ -360,12 +360,12 @@ func (r *sftpRelay) realpath(p string) (real string, alive bool) {
 	if _, err := r.s.uch.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)); err != nil {
 		return "", false
 	}
-	t := time.NewTimer(cwdTimeout)
+	t := time.NewTimer(askTimeout)
 	defer t.Stop()
 	select {
 	case <-r.askDone:
 	case <-t.C:
-		r.violation(cwdID, "no-answer", "the target did not answer interlock's REALPATH within "+cwdTimeout.String())
+		r.violation(ownID, "no-answer", "the target did not answer interlock's REALPATH within "+askTimeout.String())
 		return "", false
 	case <-r.s.c.ctx.Done():
 		return "", false
@@ -744,7 +744,7 @@ func (r *sftpRelay) violation(id uint32, rule, reason string) {
 	c.log.Warn("sftp: ending the session", "rule", rule, "reason", reason)
 	c.record(model.KindSSHSFTP, model.SSHSFTP{Channel: r.s.id, Op: "error", Status: "session ended: " + reason,
 		Decision: model.Decision{Action: model.Deny, Rule: rule, Reason: reason}, OffsetNS: c.offset()}, model.Synced)
-	if id != cwdID {
+	if id != ownID {
 		r.sendStatus(id, fxFailure, "interlock: "+reason+"; the session ends")
 	}
 	r.s.uch.Close()
