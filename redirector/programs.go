@@ -192,16 +192,19 @@ type progAttach struct {
 	prog *ebpf.Program
 }
 
-// cgroupProgs are attached to each intercepted cgroup.
+// cgroupProgs are attached to each intercepted cgroup, in this order: the
+// connect hooks last, so that a process already in the cgroup (one that
+// appeared a moment ago) never has a connect redirected before sockops is
+// there to move its record where the proxy looks for it.
 func (p *programs) cgroupProgs() []progAttach {
 	return []progAttach{
-		{"connect4", ebpf.AttachCGroupInet4Connect, p.objs.InterlockConnect4},
-		{"connect6", ebpf.AttachCGroupInet6Connect, p.objs.InterlockConnect6},
-		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, p.objs.InterlockSendmsg4},
-		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.objs.InterlockSendmsg6},
 		{"sockops", ebpf.AttachCGroupSockOps, p.objs.InterlockSockops},
 		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, p.objs.InterlockGetpeername4},
 		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, p.objs.InterlockGetpeername6},
+		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, p.objs.InterlockSendmsg4},
+		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.objs.InterlockSendmsg6},
+		{"connect4", ebpf.AttachCGroupInet4Connect, p.objs.InterlockConnect4},
+		{"connect6", ebpf.AttachCGroupInet6Connect, p.objs.InterlockConnect6},
 	}
 }
 

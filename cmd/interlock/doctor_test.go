@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,7 +74,8 @@ func TestJudgePins(t *testing.T) {
 	if c := judgePins(check{}, 7, full(0)); c.Status != "fail" || !strings.Contains(c.Detail, "defunct") {
 		t.Errorf("defunct: %+v", c)
 	}
-	if c := judgePins(check{}, 7, full(7)[1:]); c.Status != "fail" || !strings.Contains(c.Detail, "connect4 is not pinned") {
+	withoutConnect4 := slices.DeleteFunc(full(7), func(l redirector.PinnedLink) bool { return l.Name == "connect4" })
+	if c := judgePins(check{}, 7, withoutConnect4); c.Status != "fail" || !strings.Contains(c.Detail, "connect4 is not pinned") {
 		t.Errorf("missing program: %+v", c)
 	}
 	bad := append(full(7), redirector.PinnedLink{Name: "junk", Err: errors.New("not a link")})
