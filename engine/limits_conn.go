@@ -19,9 +19,10 @@ import (
 // plaintext sent after an SSLRequest) sees what the client sent.
 //
 // The guard is the engine's, not each handler's, so that every protocol
-// gets it the same way: postgres before it dials anything, ssh while its
-// upstream key exchange runs, tcp after the upstream connect (a tcp
-// server may speak first, and the client answer it).
+// gets it the same way: postgres before it dials anything, ssh before
+// the client's SSH handshake (nothing upstream happens until the client
+// has authenticated), tcp after the upstream connect (a tcp server may
+// speak first, and the client answer it).
 type firstByteConn struct {
 	net.Conn
 	limit    time.Duration

@@ -113,10 +113,11 @@ type Recorder interface {
 	// durable as asked; an error means the operation the record describes
 	// must not take effect.
 	Append(ctx context.Context, rec Record, d Durability) (uint64, error)
-	// Post queues a record for the batched path and returns at once: for
-	// output streams and other records nothing waits on. The queue is
-	// bounded; what does not fit is counted and written as a journal.gap
-	// entry, never dropped silently.
+	// Post queues a record for the batched path: for output streams and
+	// other records nothing waits on. It returns at once unless the
+	// session's share of the bounded queue is full, and then waits for
+	// the journal to commit that session's earlier records (backpressure,
+	// not loss); a journal.gap entry is written only when storage fails.
 	Post(rec Record)
 }
 
