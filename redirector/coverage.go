@@ -2,10 +2,11 @@ package redirector
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -15,31 +16,41 @@ import (
 // 10.1.2.3:5432 or 127.0.0.9:5432 too. Those addresses are intercepted as
 // the same target. (A service bound to one address answers only there.)
 
-// loopbackNet is the targets-map entry that stands for every 127.0.0.0/8
+// LoopbackNet is the targets-map entry that stands for every 127.0.0.0/8
 // address on a port (see lookup_target in bpf/interlock.c).
-var loopbackNet = netip.AddrFrom4([4]byte{127, 0, 0, 0})
+var LoopbackNet = netip.AddrFrom4([4]byte{127, 0, 0, 0})
 
-// wildcardListening reports whether a TCP socket listens on port on the
-// IPv4 or IPv6 wildcard address, in this network namespace.
-func wildcardListening(procNet string, port uint16) (v4, v6 bool) {
-	hexPort := strings.ToUpper(strconv.FormatUint(uint64(port)|0x10000, 16)[1:])
-	scan := func(file, wildcard string) bool {
+// WildcardListening reports whether a TCP socket listens on port at the
+// IPv4 or the IPv6 wildcard address, from the socket tables in procNet
+// (this network namespace's /proc/net).
+func WildcardListening(procNet string, port uint16) (v4, v6 bool, err error) {
+	scan := func(file string, wildcard string) (bool, error) {
 		f, err := os.Open(procNet + "/" + file)
+		if errors.Is(err, os.ErrNotExist) && file == "tcp6" {
+			return false, nil // no IPv6 in this kernel
+		}
 		if err != nil {
-			return false
+			return false, fmt.Errorf("read the socket table: %w", err)
 		}
 		defer f.Close()
+		want := fmt.Sprintf("%s:%04X", wildcard, port)
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
+			// sl local_address rem_address st ...; st 0A is LISTEN, the
+			// address is hex in network order per 32-bit word, the
+			// port hex.
 			fs := strings.Fields(sc.Text())
-			// sl local_address rem_address st ...; st 0A is LISTEN.
-			if len(fs) > 3 && fs[3] == "0A" && fs[1] == wildcard+":"+hexPort {
-				return true
+			if len(fs) > 3 && fs[3] == "0A" && fs[1] == want {
+				return true, nil
 			}
 		}
-		return false
+		return false, sc.Err()
 	}
-	return scan("tcp", "00000000"), scan("tcp6", strings.Repeat("0", 32))
+	if v4, err = scan("tcp", "00000000"); err != nil {
+		return false, false, err
+	}
+	v6, err = scan("tcp6", strings.Repeat("0", 32))
+	return v4, v6, err
 }
 
 // isLocal says whether a is an address of this host.
@@ -55,7 +66,9 @@ func isLocal(a netip.Addr, local []netip.Addr) bool {
 	return false
 }
 
-func localAddrs() []netip.Addr {
+// LocalAddrs are this host's addresses (of every interface, zones
+// dropped).
+func LocalAddrs() []netip.Addr {
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil
@@ -73,7 +86,7 @@ func localAddrs() []netip.Addr {
 // a wildcard listener, the other addresses that reach the same listener.
 // Addresses another target names are left to it.
 func wildcardCoverage(targets []resolvedTarget, procNet string) {
-	local := localAddrs()
+	local := LocalAddrs()
 	claimed := map[netip.AddrPort]bool{}
 	for _, t := range targets {
 		for _, a := range t.addrs {
@@ -87,7 +100,7 @@ func wildcardCoverage(targets []resolvedTarget, procNet string) {
 			if !isLocal(a.Addr(), local) {
 				continue
 			}
-			v4, v6 := wildcardListening(procNet, a.Port())
+			v4, v6, _ := WildcardListening(procNet, a.Port())
 			if !v4 && !v6 {
 				continue
 			}
@@ -97,7 +110,7 @@ func wildcardCoverage(targets []resolvedTarget, procNet string) {
 					more = append(more, l)
 				}
 			}
-			more = append(more, loopbackNet)
+			more = append(more, LoopbackNet)
 			if v6 {
 				more = append(more, netip.IPv6Loopback())
 			}

@@ -193,7 +193,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 			add(cgroupAncestorsCheck(root, cg))
 		}
 	}
-	probe := coverageProbe{resolver: net.DefaultResolver, local: hostAddrs(), procNet: "/proc/net"}
+	probe := coverageProbe{resolver: net.DefaultResolver, local: redirector.LocalAddrs(), procNet: "/proc/net"}
 	if status != nil {
 		probe.intercepted = status.Targets
 		if probe.intercepted == nil {

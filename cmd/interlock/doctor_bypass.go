@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
 )
 
@@ -113,31 +113,13 @@ type coverageProbe struct {
 	intercepted map[string][]netip.AddrPort
 }
 
-func hostAddrs() []netip.Addr {
-	ifas, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []netip.Addr
-	for _, ifa := range ifas {
-		if p, err := netip.ParsePrefix(ifa.String()); err == nil {
-			out = append(out, p.Addr().Unmap().WithZone(""))
-		}
-	}
-	return out
-}
-
-// loopbackNet is how the daemon's targets list all of 127.0.0.0/8 on a
-// port: one entry for address 127.0.0.0 that the hooks fall back to.
-var loopbackNet = netip.AddrFrom4([4]byte{127, 0, 0, 0})
-
 // covers says whether an address set intercepts a (all of 127.0.0.0/8
 // when the set holds 127.0.0.0 with the port).
 func covers(set []netip.AddrPort, a netip.AddrPort) bool {
 	if slices.Contains(set, a) {
 		return true
 	}
-	return a.Addr().Is4() && a.Addr().As4()[0] == 127 && slices.Contains(set, netip.AddrPortFrom(loopbackNet, a.Port()))
+	return a.Addr().Is4() && a.Addr().As4()[0] == 127 && slices.Contains(set, netip.AddrPortFrom(redirector.LoopbackNet, a.Port()))
 }
 
 func (p coverageProbe) checks(ctx context.Context, targets []config.TargetConfig) []check {
@@ -245,7 +227,7 @@ func (p coverageProbe) listenerCheck(target string, addrs []netip.Addr, port uin
 	if !local {
 		return c, false
 	}
-	v4, v6, err := wildcardListeners(p.procNet, port)
+	v4, v6, err := redirector.WildcardListening(p.procNet, port)
 	if err != nil {
 		return check{Name: "target " + target + " listener", Status: "warn", Detail: err.Error(), Fix: "run doctor as root"}, true
 	}
@@ -264,7 +246,7 @@ func (p coverageProbe) listenerCheck(target string, addrs []netip.Addr, port uin
 			add(l)
 		}
 	}
-	add(loopbackNet) // stands for 127.0.0.0/8
+	add(redirector.LoopbackNet) // stands for 127.0.0.0/8
 	if v6 {
 		add(netip.IPv6Loopback())
 	}
@@ -280,7 +262,7 @@ func (p coverageProbe) listenerCheck(target string, addrs []netip.Addr, port uin
 	var uncovered []string
 	for i, a := range also {
 		names[i] = a.String()
-		if a.Addr() == loopbackNet {
+		if a.Addr() == redirector.LoopbackNet {
 			names[i] = fmt.Sprintf("127.0.0.0/8 port %d", port)
 		}
 		if p.intercepted == nil || !covers(p.intercepted[target], a) {
@@ -306,39 +288,6 @@ func (p coverageProbe) listenerCheck(target string, addrs []netip.Addr, port uin
 		c.Detail += "; the daemon intercepts all of them"
 	}
 	return c, true
-}
-
-// wildcardListeners reports whether a TCP socket listens on port at the
-// IPv4 or the IPv6 wildcard address, from the socket tables in procNet
-// (this network namespace's).
-func wildcardListeners(procNet string, port uint16) (v4, v6 bool, err error) {
-	scan := func(file string, wildcard string) (bool, error) {
-		f, err := os.Open(procNet + "/" + file)
-		if errors.Is(err, os.ErrNotExist) && file == "tcp6" {
-			return false, nil // no IPv6 in this kernel
-		}
-		if err != nil {
-			return false, fmt.Errorf("read the socket table: %w", err)
-		}
-		defer f.Close()
-		want := fmt.Sprintf("%s:%04X", wildcard, port)
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local_address rem_address st ...; st 0A is LISTEN, the
-			// address is hex in network order per 32-bit word, the
-			// port hex.
-			fs := strings.Fields(sc.Text())
-			if len(fs) > 3 && fs[3] == "0A" && fs[1] == want {
-				return true, nil
-			}
-		}
-		return false, sc.Err()
-	}
-	if v4, err = scan("tcp", "00000000"); err != nil {
-		return false, false, err
-	}
-	v6, err = scan("tcp6", strings.Repeat("0", 32))
-	return v4, v6, err
 }
 
 func joinAddrs(as []netip.Addr) string {

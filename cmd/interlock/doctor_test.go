@@ -191,7 +191,7 @@ func TestTargetListenerCoverage(t *testing.T) {
 		t.Cleanup(func() { ln.Close() })
 		return ln.Addr().(*net.TCPAddr).Port
 	}
-	local := hostAddrs()
+	local := redirector.LocalAddrs()
 	probe := coverageProbe{resolver: net.DefaultResolver, local: local, procNet: "/proc/net"}
 	ctx := context.Background()
 
@@ -209,7 +209,7 @@ func TestTargetListenerCoverage(t *testing.T) {
 	}
 	// The daemon's set decides what is intercepted; 127.0.0.0 stands for
 	// the whole loopback net.
-	set := []netip.AddrPort{netip.AddrPortFrom(loopbackNet, uint16(wild4))}
+	set := []netip.AddrPort{netip.AddrPortFrom(redirector.LoopbackNet, uint16(wild4))}
 	for _, a := range local {
 		if a.Is4() && !a.IsLoopback() {
 			set = append(set, netip.AddrPortFrom(a, uint16(wild4)))
