@@ -22,8 +22,8 @@ type rule struct {
 	id        *identityMatch
 	op        *opMatch
 	// needsProc is set when the identity match uses /proc facts: with the
-	// process gone they are unknown, and then deny and review rules match
-	// (fail closed) while allow and mask rules do not.
+	// process gone they are unknown, and then deny, review and mask rules
+	// match (fail closed) while allow rules do not.
 	needsProc bool
 	claimed   []claimMatch
 

@@ -111,3 +111,39 @@ policy:
 		t.Errorf("another hash: %+v", d)
 	}
 }
+
+// TestMaskRulesApplyWhenUnknown: a mask rule whose identity condition
+// cannot be evaluated, or whose `when` fails, applies: unknown never
+// unmasks data.
+func TestMaskRulesApplyWhenUnknown(t *testing.T) {
+	p := MustNew(parse(t, `
+targets:
+  - {name: db, protocol: postgres, address: "127.0.0.2:5432", credentials: {user: app}}
+policy:
+  unknown_identity: allow
+  rules:
+    - {name: psql-pii, match: {identity: {exes: [/usr/bin/psql]}}, action: mask, mask: {detectors: [email]}}
+    - {name: cel-pii, match: {targets: [db]}, when: 'identity.claimed["NOPE"] == "x"', action: mask, mask: {detectors: [card]}}
+`))
+	for _, c := range []struct {
+		name string
+		proc *model.ProcFacts
+		want []string
+	}{
+		{"verified psql", &model.ProcFacts{Exe: "/usr/bin/psql", ExeTrust: model.ExeVerified}, []string{"psql-pii", "cel-pii"}},
+		{"verified other", &model.ProcFacts{Exe: "/usr/bin/other", ExeTrust: model.ExeVerified}, []string{"cel-pii"}},
+		{"claimed psql", &model.ProcFacts{Exe: "/usr/bin/psql", ExeTrust: model.ExeClaimed}, []string{"psql-pii", "cel-pii"}},
+		{"process gone", nil, []string{"psql-pii", "cel-pii"}},
+	} {
+		d := p.Evaluate(origin("db", 1000, c.proc, nil), pg("select", nil, true, false))
+		var got []string
+		if d.Mask != nil {
+			for _, r := range d.Mask.Rules {
+				got = append(got, r.Rule)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: mask rules %v, want %v (%+v)", c.name, got, c.want, d)
+		}
+	}
+}

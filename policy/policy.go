@@ -183,7 +183,7 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 			continue
 		}
 		if v.res == unknown && r.lenient() {
-			// An allow or mask rule about the process cannot apply to a
+			// An allow rule about the process cannot apply to a
 			// process interlock could not inspect.
 			continue
 		}
@@ -314,13 +314,14 @@ func (rs *ruleset) unknownIdentityDecision(o model.Origin, op model.Operation) (
 		Reason: "interlock could not establish who connected (" + why + "); policy.unknown_identity is deny"}, true
 }
 
-// lenient rules (allow, mask) do not apply when what they depend on is
-// unknown; deny and review rules then do (fail closed).
-func (r *rule) lenient() bool { return r.action == model.Allow || r.action == model.Mask }
+// lenient rules (allow) do not apply when what they depend on is
+// unknown; deny, review and mask rules then do (fail closed: unknown
+// never opens anything, and never unmasks data either).
+func (r *rule) lenient() bool { return r.action == model.Allow }
 
 // holds evaluates r's `when` condition (true without one). A condition
-// that fails to evaluate holds for a deny or review rule and not for an
-// allow or mask rule; the error is returned for `policy test`. act is
+// that fails to evaluate holds for a deny, review or mask rule and not for
+// an allow rule; the error is returned for `policy test`. act is
 // built on first use, so that one activation serves every condition of
 // a decision.
 func (p *Policy) holds(r *rule, act **lazyActivation, o *model.Origin, op *model.Operation) (bool, error) {
