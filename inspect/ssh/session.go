@@ -153,12 +153,6 @@ func (s *sessionChan) forward(req *gossh.Request) {
 // message and a refusal, and the target never sees either.
 func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 	c := s.c
-	if s.started {
-		rec.Decision = model.Decision{Action: model.Deny, Rule: "already-started", Reason: "the channel already runs a program"}
-		c.record(model.KindSSHRequest, rec, model.Synced)
-		req.Reply(false, nil)
-		return
-	}
 	op := model.Operation{Kind: req.Type}
 	if req.Type != "shell" {
 		var m struct{ Command string }
@@ -170,6 +164,14 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		if req.Type == "subsystem" {
 			op.Detail = m.Command
 		}
+	}
+	if s.started {
+		// Refused, and journaled with the command it carried: what a
+		// session tried matters as much as what it ran.
+		rec.Decision = model.Decision{Action: model.Deny, Rule: "already-started", Reason: "the channel already runs a program"}
+		c.record(model.KindSSHRequest, rec, model.Synced)
+		req.Reply(false, nil)
+		return
 	}
 	rec.Decision = c.decide(op)
 	// An sftp server started by exec is relayed as the subsystem is

@@ -614,3 +614,40 @@ func TestConnectDeniedByPolicy(t *testing.T) {
 		t.Error("the target was reached")
 	}
 }
+
+// TestSecondProgramRefusedAndJournaledWithItsCommand: a second exec on a
+// channel that already runs one is refused, never reaches the target, and
+// is journaled with the command it carried.
+func TestSecondProgramRefusedAndJournaledWithItsCommand(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	c := r.mustDial()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("sleep 0.5"); err != nil {
+		t.Fatal(err)
+	}
+	second := "echo second; touch /tmp/should-not-run"
+	ok, err := sess.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{second}))
+	if err != nil || ok {
+		t.Fatalf("second exec: ok=%v err=%v, want refused", ok, err)
+	}
+	sess.Wait()
+	c.Close()
+	r.waitClosed(1)
+	var refused *model.SSHRequest
+	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+		if q.Decision.Rule == "already-started" {
+			refused = &q
+		}
+	}
+	if refused == nil || refused.Command != second || refused.Decision.Action != model.Deny {
+		t.Fatalf("the refused exec's record: %+v", refused)
+	}
+	for _, ran := range r.target.commands() {
+		if strings.Contains(ran, "should-not-run") {
+			t.Fatalf("the target ran the second exec: %q", ran)
+		}
+	}
+}
