@@ -313,12 +313,22 @@ echo "ms=$(( (end - start) / 1000000 ))"`, host, port)
 			t.Errorf("a silent postgres client got a session: %+v", so)
 		}
 	}
-	// The tcp one: its close record says why it ended.
-	found := false
-	for _, c := range e.closes() {
-		found = found || strings.Contains(c.Error, "limits.timeouts.tcp.first_byte")
+	// The tcp one: its close record says why it ended. session.close is
+	// posted (batched), so it may land a moment after the client saw the
+	// connection end.
+	closedWhy := func() bool {
+		for _, c := range e.closes() {
+			if strings.Contains(c.Error, "limits.timeouts.tcp.first_byte") {
+				return true
+			}
+		}
+		return false
 	}
-	if !found {
+	deadline := time.Now().Add(5 * time.Second)
+	for !closedWhy() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !closedWhy() {
 		t.Errorf("no tcp session.close names the first-byte limit: %+v", e.closes())
 	}
 }
