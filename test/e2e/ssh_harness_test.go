@@ -144,7 +144,16 @@ MaxSessions 50
 	if err := os.WriteFile(st.knownHosts, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sshdBin, "-D", "-e", "-f", cfgPath)
+	runSSHD(t, st, "sshd", "-f", cfgPath)
+	return st
+}
+
+// runSSHD runs sshd with args (in the foreground, logging to st.log) until
+// the test ends, and returns once it answers on st.addr() with its
+// version.
+func runSSHD(t *testing.T, st *sshTarget, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(sshdBin, append([]string{"-D", "-e"}, args...)...)
 	logf, err := os.Create(st.log)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +161,7 @@ MaxSessions 50
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
@@ -165,7 +174,7 @@ MaxSessions 50
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(st.log)
-			t.Logf("sshd log:\n%s", b)
+			t.Logf("%s log:\n%s", name, b)
 		}
 	})
 	// Ready when it answers with its version.
@@ -177,18 +186,18 @@ MaxSessions 50
 			banner, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			if strings.HasPrefix(banner, "SSH-2.0-") {
-				return st
+				return
 			}
 		}
 		select {
 		case <-done:
 			b, _ := os.ReadFile(st.log)
-			t.Fatalf("sshd exited: %s", b)
+			t.Fatalf("%s exited: %s", name, b)
 		default:
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(st.log)
-			t.Fatalf("sshd not ready on %s: %v\n%s", st.addr(), err, b)
+			t.Fatalf("%s not ready on %s: %v\n%s", name, st.addr(), err, b)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -9,16 +9,12 @@ package e2e
 // authenticating.
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,54 +38,9 @@ func startStrictSSHD(t *testing.T, st *sshTarget) *sshTarget {
 	}
 	// -p replaces the config file's Port; -o takes precedence over the
 	// file (sshd keeps the first value it reads of each option).
-	cmd := exec.Command(sshdBin, "-D", "-e", "-f", filepath.Join(st.dir, "sshd_config"), "-p", strconv.Itoa(s2.port),
+	runSSHD(t, &s2, "strict sshd", "-f", filepath.Join(st.dir, "sshd_config"), "-p", strconv.Itoa(s2.port),
 		"-o", "MaxStartups=10:30:20", "-o", "PerSourceMaxStartups=none")
-	logf, err := os.Create(s2.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(s2.log)
-			t.Logf("strict sshd log:\n%s", b)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s2.addr(), time.Second)
-		if err == nil {
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			banner, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(banner, "SSH-2.0-") {
-				return &s2
-			}
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s2.log)
-			t.Fatalf("strict sshd exited: %s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(s2.log)
-			t.Fatalf("strict sshd not ready on %s: %v\n%s", s2.addr(), err, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &s2
 }
 
 // connectionsSeen counts the connections sshd accepted, from its log
