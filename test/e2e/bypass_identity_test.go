@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
 // asNobody prefixes argv to run it as uid/gid 65534 with no capabilities.
@@ -426,4 +427,51 @@ func buildForge(t *testing.T, dir string) string {
 		}
 	}
 	return filepath.Join(out, "forge")
+}
+
+// TestBypassMaskScopedToProgram: a detector mask rule scoped to a program
+// still masks when interlock cannot establish the program (here, psql run
+// in a user namespace, whose executable facts are only claimed): unknown
+// never unmasks data. (Column rules were already taken in for the whole
+// session by SessionMasks; detector rules were skipped before b13d876.)
+func TestBypassMaskScopedToProgram(t *testing.T) {
+	srv := requirePG(t)
+	if out, err := srv.PSQL(pgtest.AppDB,
+		"CREATE TABLE IF NOT EXISTS scoped_pii(id int, email text)",
+		"TRUNCATE scoped_pii", "INSERT INTO scoped_pii VALUES (1, 'jane@example.com')",
+		"GRANT ALL ON scoped_pii TO "+pgtest.AppUser); err != nil {
+		t.Fatalf("setup: %v %s", err, out)
+	}
+	psql, err := filepath.EvalSymlinks(filepath.Join(srv.BinDir, "psql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, []target{pgTarget(t, "db", srv.Addr(), pgtest.AppPassword, "")}, fmt.Sprintf(`policy:
+  rules:
+    - {name: psql-pii, match: {targets: [db], identity: {exes: [%s]}}, action: mask, mask: {detectors: [email]}}
+`, psql))
+	query := func(prefix ...string) string {
+		argv := append([]string{interlockBin, "run", "-q", "-c", e.cfgPath, "--"}, prefix...)
+		argv = append(argv, psql, "-X", "-A", "-t", "-c", "SELECT email FROM scoped_pii", conninfo(srv, "sslmode=disable"))
+		out, stderr, code := runCmd(t, exec.Command(argv[0], argv[1:]...))
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s %s", prefix, code, out, stderr)
+		}
+		return strings.TrimSpace(out)
+	}
+	if got := query(); got == "jane@example.com" {
+		t.Fatalf("the rule does not mask even for the verified program: %q", got)
+	}
+	if got := query("unshare", "-U", "-r"); got == "jane@example.com" || strings.Contains(got, "jane@") {
+		t.Errorf("psql in a user namespace (executable claimed) got the value unmasked: %q", got)
+	}
+	claimed := false
+	for _, so := range e.sessions() {
+		if p := so.Identity.Proc; p != nil && p.ExeTrust == model.ExeClaimed {
+			claimed = true
+		}
+	}
+	if !claimed {
+		t.Errorf("no session was recorded with a claimed executable: the case did not set itself up")
+	}
 }
