@@ -475,3 +475,51 @@ func TestBypassMaskScopedToProgram(t *testing.T) {
 		t.Errorf("no session was recorded with a claimed executable: the case did not set itself up")
 	}
 }
+
+// TestBypassUnknownIdentityDenied: on a target guarded by a deny rule,
+// under `default: allow`, a session whose program identity is unknown (the
+// exec race won) is denied by policy.unknown_identity, while the same
+// script read before its exec (a verified bash) is allowed.
+func TestBypassUnknownIdentityDenied(t *testing.T) {
+	e, _, srv, cgDir := bypassDaemon(t, "unknown-identity", `policy:
+  rules:
+    - {name: no-uid-4242, match: {identity: {uids: [4242]}}, action: deny}
+`)
+	host, port, _ := strings.Cut(srv.addr(), ":")
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/%s/%s || exit 3
+( echo hello >&3; read -t 3 line <&3; echo "reply:$line" ) &
+exec sleep 0.3`, host, port)
+	unknown, tries := 0, 0
+	for unknown == 0 && tries < 100 {
+		var wg sync.WaitGroup
+		for j := 0; j < 10; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runCmd(t, inCgroup(t, cgDir, asNobody("bash", "-c", script)...))
+			}()
+		}
+		wg.Wait()
+		tries += 10
+		waitSessions(t, e, tries)
+		unknown = 0
+		for _, so := range e.sessions() {
+			p := so.Identity.Proc
+			switch {
+			case p != nil && p.ExeTrust == model.ExeUnknown:
+				unknown++
+				if so.Decision.Action != model.Deny || so.Decision.Rule != "policy.unknown_identity" {
+					t.Errorf("an unknown identity was not denied by policy.unknown_identity: %+v (%s)", so.Decision, so.Identity.ProcError)
+				}
+			case p != nil && p.ExeTrust == model.ExeVerified:
+				if so.Decision.Action != model.Allow {
+					t.Errorf("a verified bash was not allowed: %+v", so.Decision)
+				}
+			}
+		}
+	}
+	if unknown == 0 {
+		t.Fatalf("in %d tries the exec never beat interlock's read: the case did not set itself up", tries)
+	}
+	t.Logf("%d of %d sessions had an unknown identity, each denied by policy.unknown_identity", unknown, tries)
+}
