@@ -43,17 +43,16 @@ type KernelFacts struct {
 	SocketInode uint32 `json:"socket_inode,omitempty"`
 
 	// The program as the kernel held it at connect (zero when the hook
-	// could not read it): the executable file's device and inode, its
-	// ctime as a change marker, the task's user and mount namespaces
-	// (their inode numbers), and the process's start time.
-	ExeDev        uint64 `json:"exe_dev,omitempty"`
-	ExeIno        uint64 `json:"exe_ino,omitempty"`
-	ExeCtimeNS    int64  `json:"exe_ctime_ns,omitempty"`
-	UserNS        uint32 `json:"userns,omitempty"`
-	MntNS         uint32 `json:"mntns,omitempty"`
-	ProcStartNS   uint64 `json:"proc_start_ns,omitempty"`
-	ExeRecorded   bool   `json:"exe_recorded,omitempty"`
-	CtimeRecorded bool   `json:"-"`
+	// could not read it; no file has inode 0 or a ctime of 0): the
+	// executable file's device and inode, its ctime as a change marker,
+	// the task's user and mount namespaces (their inode numbers), and the
+	// process's start time.
+	ExeDev      uint64 `json:"exe_dev,omitempty"`
+	ExeIno      uint64 `json:"exe_ino,omitempty"`
+	ExeCtimeNS  int64  `json:"exe_ctime_ns,omitempty"`
+	UserNS      uint32 `json:"userns,omitempty"`
+	MntNS       uint32 `json:"mntns,omitempty"`
+	ProcStartNS uint64 `json:"proc_start_ns,omitempty"`
 }
 
 // ProcessRef names one ancestor in a parent chain.

@@ -80,7 +80,7 @@ func (r *Resolver) startDiffers(startTicks uint64, k model.KernelFacts) bool {
 func (r *Resolver) judgeProgram(dirfd int, k model.KernelFacts, key identFileKey, pf *model.ProcFacts) string {
 	pf.Runner, pf.Program = classifyRunner(pf.Exe, pf.Cmdline)
 	pf.ExeTrust = model.ExeUnknown
-	if !k.ExeRecorded {
+	if k.ExeIno == 0 {
 		return "the connect record has no executable (the kernel hook could not read it): program identity unknown"
 	}
 	user, mnt, err := nsInodes(dirfd)
@@ -109,13 +109,13 @@ func (r *Resolver) judgeProgram(dirfd int, k model.KernelFacts, key identFileKey
 	// device to stat, not the super block's. An inode number with the
 	// same ctime to the nanosecond is the same file; ctime cannot be set.
 	sameFile := key.ino == k.ExeIno && (key.dev == k.ExeDev ||
-		(k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec == k.ExeCtimeNS))
+		(k.ExeCtimeNS != 0 && key.ctimeSec*1e9+key.ctimeNsec == k.ExeCtimeNS))
 	if !sameFile {
 		return fmt.Sprintf("the executable at accept (%s) is not the file that made the connect (%s): "+
 			"the process exec'd or replaced its executable; program identity unknown",
 			fileID(key.dev, key.ino), fileID(k.ExeDev, k.ExeIno))
 	}
-	if k.CtimeRecorded && key.ctimeSec*1e9+key.ctimeNsec != k.ExeCtimeNS {
+	if k.ExeCtimeNS != 0 && key.ctimeSec*1e9+key.ctimeNsec != k.ExeCtimeNS {
 		return "the executable was modified between connect and accept: program identity unknown"
 	}
 	pf.ExeTrust = model.ExeVerified

@@ -447,11 +447,9 @@ func kernelProgram(k *model.KernelFacts, rec *bpf.InterlockOrigin) {
 		// The kernel's dev_t is major<<20 | minor.
 		k.ExeDev = unix.Mkdev(rec.ExeDev>>20, rec.ExeDev&(1<<20-1))
 		k.ExeIno = rec.ExeIno
-		k.ExeRecorded = true
 	}
 	if rec.IdFlags&idCtime != 0 {
 		k.ExeCtimeNS = rec.ExeCtimeSec*1e9 + int64(rec.ExeCtimeNsec)
-		k.CtimeRecorded = true
 	}
 	if rec.IdFlags&idNS != 0 {
 		k.UserNS, k.MntNS = rec.Userns, rec.Mntns
