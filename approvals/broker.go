@@ -36,6 +36,9 @@ var (
 	// not the held text's. They read something else (another request, a
 	// view that hid part of it): nothing is approved.
 	ErrTextMismatch = errors.New("the held operation's text does not have the SHA-256 you expected; nothing was approved: read it again with `interlock approvals show ID` and approve with the hash it prints")
+	// ErrExpectRequired: the rule (review.require_expect) accepts only
+	// approvals bound to the held text's hash.
+	ErrExpectRequired = errors.New("this request's rule requires approving with --expect: read it with `interlock approvals show ID` and approve with the SHA-256 it prints; nothing was approved")
 )
 
 // Approver is who decides, as the kernel reported the caller of the
@@ -157,7 +160,7 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 		ID: id.String(), Requester: rr.Origin.Identity, Target: rr.Origin.Target.Name,
 		Operation: rr.Operation, Rule: rr.Rule, Reason: rr.Reason, Approvers: rr.Review.Approvers, Needed: needed,
 		Scope: scopeOf(rr), TimeoutNS: rr.Timeout.Nanoseconds(), Session: rr.Origin.Session,
-		TextSHA256: textview.Hash(rr.Operation.Text),
+		TextSHA256: textview.Hash(rr.Operation.Text), RequireExpect: rr.Review.RequireExpect,
 	}
 	if !utf8.ValidString(rr.Operation.Text) {
 		req.TextBytes = []byte(rr.Operation.Text)
@@ -251,6 +254,10 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 	if approve && p.approved[who.UID] {
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrAlreadyVoted
+	}
+	if approve && expect == "" && p.req.RequireExpect {
+		b.mu.Unlock()
+		return model.ApprovalDecision{}, ErrExpectRequired
 	}
 	if approve && expect != "" && !strings.EqualFold(strings.TrimPrefix(expect, "sha256:"), p.req.TextSHA256) {
 		b.mu.Unlock()

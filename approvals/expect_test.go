@@ -56,3 +56,44 @@ func TestRequestCarriesInvalidUTF8Bytes(t *testing.T) {
 	}
 	b.Close()
 }
+
+// Under review.require_expect an approval without the hash approves
+// nothing and journals nothing; a deny needs no hash; with the hash it
+// releases the operation.
+func TestRequireExpectRefusesABlindApproval(t *testing.T) {
+	j := &memJournal{}
+	b := New(Options{Journal: j})
+	rr := request("once", 1, "daemon")
+	rr.Review.RequireExpect = true
+	rr.Operation.Text = "systemctl restart api"
+	id, ch := held(t, b, rr)
+	if l := b.List(Approver{UID: uidDaemon}); !l[0].Request.RequireExpect {
+		t.Fatalf("the request does not say it requires --expect: %+v", l[0].Request)
+	}
+	if _, err := b.DecideExpect(context.Background(), id, Approver{UID: uidDaemon}, true, "looks fine", ""); !errors.Is(err, ErrExpectRequired) {
+		t.Fatalf("approve without --expect: %v, want ErrExpectRequired", err)
+	}
+	select {
+	case d := <-ch:
+		t.Fatalf("released without the hash: %+v", d)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if k := j.kinds(); len(k) != 1 {
+		t.Fatalf("a refused approval was journaled: %v", k)
+	}
+	if _, err := b.DecideExpect(context.Background(), id, Approver{UID: uidDaemon}, true, "", textview.Hash(rr.Operation.Text)); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-ch; d.Action != model.Allow {
+		t.Fatalf("decision %+v", d)
+	}
+
+	// A deny is never blind in that sense: it needs no hash.
+	id2, ch2 := held(t, b, rr)
+	if _, err := b.DecideExpect(context.Background(), id2, Approver{UID: uidDaemon}, false, "no", ""); err != nil {
+		t.Fatalf("deny without --expect: %v", err)
+	}
+	if d := <-ch2; d.Action != model.Deny {
+		t.Fatalf("decision %+v", d)
+	}
+}

@@ -179,6 +179,10 @@ type ReviewConfig struct {
 	Scope string `yaml:"scope,omitempty"`
 	// TTL is the grant's lifetime for scope ttl.
 	TTL Duration `yaml:"ttl,omitempty"`
+	// RequireExpect refuses an approval that does not name the held
+	// text's SHA-256 (`approvals approve --expect`): the approver must
+	// have read the exact bytes, not a summary of them.
+	RequireExpect bool `yaml:"require_expect,omitempty"`
 }
 
 // MaskConfig is a mask rule's mask section.

@@ -149,6 +149,8 @@ func (s *ApprovalsServer) decide(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 	case errors.Is(err, approvals.ErrTextMismatch):
 		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, approvals.ErrExpectRequired):
+		http.Error(w, err.Error(), http.StatusPreconditionRequired)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	default:

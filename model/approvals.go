@@ -54,6 +54,9 @@ type ApprovalRequest struct {
 	// valid UTF-8: JSON would replace those bytes with U+FFFD, and the
 	// approver would hash and read a different text than the one held.
 	TextBytes []byte `json:"text_bytes,omitempty"`
+	// RequireExpect: an approval counts only with TextSHA256 named
+	// (approve --expect).
+	RequireExpect bool `json:"require_expect,omitempty"`
 }
 
 // ApprovalDecision is the data of an approval.decision entry.

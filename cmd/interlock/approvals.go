@@ -245,6 +245,9 @@ func printRequest(w io.Writer, p sourced) {
 		fmt.Fprintf(w, "WARNING: the text shown hashes to %s, not to the request's %s: it was altered on the way; do not approve from this view\n", got, r.TextSHA256)
 	} else if p.MayDecide {
 		fmt.Fprintf(w, "approve exactly this text:\n  interlock approvals approve %s --expect %s --reason '...'\n", r.ID, r.TextSHA256)
+		if r.RequireExpect {
+			fmt.Fprintln(w, "(the rule requires --expect: an approval without it approves nothing)")
+		}
 	}
 	if e := r.Operation.Effects; e != nil {
 		fmt.Fprintln(w, "what the transaction did (read from the server before its COMMIT):")
@@ -344,6 +347,9 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 		if err != nil {
 			if control.HasStatus(err, http.StatusNotFound) {
 				continue
+			}
+			if control.HasStatus(err, http.StatusPreconditionRequired) {
+				return exitWith(exitUsage, err)
 			}
 			if control.HasStatus(err, http.StatusConflict) {
 				// The held text is not the one the approver read.

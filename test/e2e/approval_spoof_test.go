@@ -35,6 +35,7 @@ policy:
       review:
         approvers: [daemon]
         timeout: 60s
+        require_expect: true
 `, cgPath)})
 	e.startDaemon()
 	sock := filepath.Join(filepath.Dir(e.socket), "approvals.sock")
@@ -104,6 +105,10 @@ policy:
 
 	// A malformed hash is a usage error; the hash of what a cut view
 	// showed (the first line) is refused. Neither runs anything.
+	// The rule requires --expect: a blind approval approves nothing.
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", req.ID, "--socket", sock, "--reason", "lgtm"); code != 64 || !strings.Contains(stderr, "requires approving with --expect") {
+		t.Errorf("approve without --expect under require_expect: exit %d %s", code, stderr)
+	}
 	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", req.ID, "--socket", sock, "--expect", "WRONG"); code != 64 || !strings.Contains(stderr, "not a SHA-256") {
 		t.Errorf("approve --expect WRONG: exit %d %s", code, stderr)
 	}
