@@ -153,6 +153,15 @@ func missNote(r *rule, op model.Operation, m miss) string {
 		return "the command line does not match its commands"
 	case missPath:
 		return "the path does not match its paths"
+	case missOpen:
+		needs := "none"
+		if len(op.Open) > 0 {
+			needs = strings.Join(op.Open, ", ")
+		}
+		if r.action == model.Allow {
+			return "its open (" + strings.Join(r.op.open, ", ") + ") does not cover every access the operation needs (" + needs + ")"
+		}
+		return "none of the accesses the operation needs (" + needs + ") is among its open (" + strings.Join(r.op.open, ", ") + ")"
 	case missIdentity:
 		return "the identity does not match"
 	}

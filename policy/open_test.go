@@ -66,3 +66,43 @@ func TestOpenAccessValidated(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestExplainOpen: policy test says which access an open rule did not
+// cover or did not name, instead of "does not match".
+func TestExplainOpen(t *testing.T) {
+	p := MustNew(parse(t, `
+targets:
+  - name: box
+    protocol: ssh
+    address: 127.0.0.3:22
+    credentials: {user: root, key_file: /dev/null}
+    known_hosts: /dev/null
+policy:
+  default: deny
+  rules:
+    - name: pub-read
+      match: {operation: {kinds: [sftp], paths: ["/srv/pub/*"], open: [read]}}
+      action: allow
+    - name: etc-ro
+      match: {operation: {kinds: [sftp], paths: ["/etc/*"], open: [write, create]}}
+      action: deny
+`))
+	o := origin("box", 1000, &model.ProcFacts{Exe: "/usr/bin/sftp", User: "ci"}, nil)
+	o.Target.Protocol = model.ProtoSSH
+	note := func(path string, open []string, rule string) string {
+		_, ex := p.Explain(o, model.Operation{Protocol: model.ProtoSSH, Kind: "sftp", Path: path, Open: open})
+		for _, r := range ex.Rules {
+			if r.Rule == rule {
+				return r.Note
+			}
+		}
+		t.Fatalf("no trace of rule %s: %+v", rule, ex.Rules)
+		return ""
+	}
+	if n := note("/srv/pub/a", []string{"read", "write"}, "pub-read"); !strings.Contains(n, "its open (read) does not cover every access the operation needs (read, write)") {
+		t.Errorf("allow rule note: %q", n)
+	}
+	if n := note("/etc/passwd", []string{"read"}, "etc-ro"); !strings.Contains(n, "none of the accesses the operation needs (read) is among its open (write, create)") {
+		t.Errorf("deny rule note: %q", n)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -13,6 +15,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
+	"github.com/interlock/interlock/textview"
 )
 
 func policyCommand() *cli.Command {
@@ -57,7 +60,8 @@ func policyCommand() *cli.Command {
 					&cli.StringFlag{Name: "sql", Usage: "SQL text (postgres targets)"},
 					&cli.StringFlag{Name: "command", Usage: "command line (ssh exec)"},
 					&cli.StringFlag{Name: "op", Usage: "operation kind"},
-					&cli.StringFlag{Name: "path", Usage: "sftp path"},
+					&cli.StringFlag{Name: "path", Usage: "sftp path, absolute: judged as the proxy judges it, after resolving \".\", \"..\" and \"//\" (links are resolved by the target, which policy test cannot ask)"},
+					&cli.StringSliceFlag{Name: "open", Usage: "the access the sftp operation needs: read, write, create, truncate, append (comma-separated or repeated)"},
 					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				},
 				Action: policyTestAction,
@@ -179,7 +183,26 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 		if msg := config.KindProblem(cmd.String("op")); msg != "" {
 			return exitWith(exitUsage, errors.New("--op: "+msg))
 		}
-		ops = append(ops, testResult{Operation: model.Operation{Protocol: t.Protocol, Kind: cmd.String("op"), Path: cmd.String("path")}})
+		op := model.Operation{Protocol: t.Protocol, Kind: cmd.String("op")}
+		if cmd.IsSet("path") {
+			p := cmd.String("path")
+			if !strings.HasPrefix(p, "/") {
+				return exitWith(exitUsage, fmt.Errorf("--path %q is relative: the proxy judges the path the target resolves (from the session's working directory); give it absolute", p))
+			}
+			op.Path = path.Clean(p)
+		}
+		for _, s := range cmd.StringSlice("open") {
+			for _, a := range strings.Split(s, ",") {
+				a = strings.TrimSpace(a)
+				if !slices.Contains([]string{"read", "write", "create", "truncate", "append", "exclusive"}, a) {
+					return exitWith(exitUsage, fmt.Errorf("--open %q: the accesses are read, write, create, truncate, append", a))
+				}
+				if !slices.Contains(op.Open, a) {
+					op.Open = append(op.Open, a)
+				}
+			}
+		}
+		ops = append(ops, testResult{Operation: op})
 	default:
 		ops = append(ops, testResult{Operation: model.Operation{Protocol: t.Protocol, Kind: "connect"}})
 	}
@@ -212,12 +235,13 @@ func printTestResults(w io.Writer, ops []testResult) {
 		}
 		fmt.Fprintln(w, line)
 		if r.Explain != nil {
-			printExplanation(w, r.Explain)
+			printExplanation(w, r)
 		}
 	}
 }
 
-func printExplanation(w io.Writer, ex *policy.Explanation) {
+func printExplanation(w io.Writer, r testResult) {
+	ex := r.Explain
 	const indent = "        "
 	var facts []string
 	if len(ex.Kinds) > 0 {
@@ -225,6 +249,12 @@ func printExplanation(w io.Writer, ex *policy.Explanation) {
 	}
 	if len(ex.Tables) > 0 {
 		facts = append(facts, "tables: "+strings.Join(ex.Tables, ", "))
+	}
+	if r.Operation.Path != "" {
+		facts = append(facts, "path: "+textview.Escape(r.Operation.Path))
+	}
+	if len(r.Operation.Open) > 0 {
+		facts = append(facts, "open: "+strings.Join(r.Operation.Open, ", "))
 	}
 	if ex.ReadOnly {
 		facts = append(facts, "read-only")
