@@ -2,7 +2,14 @@
 # Both work on a fresh Debian/Ubuntu machine with Go: missing packages are
 # installed with apt, generated files are rebuilt only when asked.
 
-GO        ?= go
+# Go: the one on PATH, else where installers put it (sudo's secure_path
+# leaves out /usr/local/go/bin, and a user's ~/go or ~/sdk). Its directory
+# goes first on PATH, for the tests that run `go build` themselves.
+SUDO_HOME := $(if $(SUDO_USER),$(shell getent passwd $(SUDO_USER) | cut -d: -f6))
+GO        ?= $(firstword $(shell command -v go 2>/dev/null) $(wildcard /usr/local/go/bin/go /usr/lib/go/bin/go $(SUDO_HOME)/go/bin/go $(SUDO_HOME)/sdk/go*/bin/go /snap/bin/go) go)
+ifneq ($(GO),go)
+export PATH := $(abspath $(dir $(GO))):$(PATH)
+endif
 BIN       := bin/interlock
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
@@ -15,17 +22,21 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
-.PHONY: all build run test unit e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package
+.PHONY: all go-check build run test unit e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
-build:
+build: go-check
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/interlock
 
 # The daemon on the embedded defaults (or /etc/interlock/interlock.yaml if
 # it exists): journal in /var/lib/interlock, control socket in /run/interlock.
 run: build
 	./$(BIN) daemon
+
+# go-check says what to do when no Go toolchain is found.
+go-check:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go not found (not on PATH, nor in /usr/local/go/bin, /usr/lib/go/bin, ~/go/bin). Install Go (https://go.dev/doc/install) or run: sudo make $(MAKECMDGOALS) GO=/path/to/bin/go"; exit 127; }
 
 # deps installs what the tests need and is a no-op when it is all there.
 deps:
@@ -48,7 +59,7 @@ vet:
 	$(GO) vet ./...
 	cd packaging && $(GO) vet ./...
 
-test: deps vet check-generate unit package e2e
+test: go-check deps vet check-generate unit package e2e
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
