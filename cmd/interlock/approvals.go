@@ -268,6 +268,9 @@ func approvalsShowAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return exitWith(exitUnavailable, err)
 	}
+	if id, err = requestByPrefix(list, id); err != nil {
+		return err
+	}
 	for _, p := range list {
 		if p.Request.ID != id {
 			continue
@@ -341,6 +344,13 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 	socks, err := approvalSockets(cmd)
 	if err != nil {
 		return err
+	}
+	// A unique prefix of a pending id names it. When a socket cannot
+	// list, the id goes on as given.
+	if list, err := collect(ctx, socks, 0); err == nil {
+		if id, err = requestByPrefix(list, id); err != nil {
+			return err
+		}
 	}
 	for _, s := range socks {
 		d, err := control.DialApprovals(s).DecideExpect(ctx, id, approve, reason, expect)

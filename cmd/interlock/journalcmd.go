@@ -354,7 +354,11 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 	if !sel.Since.IsZero() && !sel.Until.IsZero() && sel.Until.Before(sel.Since) {
 		return exitWith(exitUsage, errors.New("--until is before --since"))
 	}
-	sel.Session = cmd.String("session")
+	if s := cmd.String("session"); s != "" {
+		if sel.Session, err = sessionByPrefix(ctx, path, s); err != nil {
+			return err
+		}
+	}
 	out := cmd.String("out")
 	prog := newProgress(cmd, "exporting")
 	switch cmd.String("format") {

@@ -196,7 +196,12 @@ func TestApprovalSpoofShowsTheWholeStatement(t *testing.T) {
 		t.Fatalf("the request carries %q (sha256 %s), not the statement sent", text, list[0].Request.TextSHA256)
 	}
 
-	o, stderr, code := asUser(t, "daemon", "approvals", "show", id, "-c", e.cfgPath)
+	// Short ids (issue 14): a unique prefix names the request; an
+	// empty one names nothing.
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", "", "-c", e.cfgPath, "--expect", hash); code != 64 {
+		t.Errorf("approve with an empty id: exit %d %s", code, stderr)
+	}
+	o, stderr, code := asUser(t, "daemon", "approvals", "show", id[:8], "-c", e.cfgPath)
 	if code != 0 {
 		t.Fatalf("approvals show: exit %d %s", code, stderr)
 	}
@@ -217,8 +222,8 @@ func TestApprovalSpoofShowsTheWholeStatement(t *testing.T) {
 	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath, "--expect", hex.EncodeToString(first[:])); code != 1 || !strings.Contains(stderr, "does not have the SHA-256 you expected") {
 		t.Errorf("approve with the first line's hash: exit %d %s", code, stderr)
 	}
-	if o, stderr, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath, "--expect", hash); code != 0 {
-		t.Fatalf("approve --expect <hash>: exit %d %s %s", code, o, stderr)
+	if o, stderr, code := asUser(t, "daemon", "approvals", "approve", id[:8], "-c", e.cfgPath, "--expect", hash); code != 0 {
+		t.Fatalf("approve %s --expect <hash>: exit %d %s %s", id[:8], code, o, stderr)
 	}
 	out, stderr := p.wait(t)
 	if !strings.Contains(out, "left 0") {

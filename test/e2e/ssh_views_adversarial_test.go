@@ -99,7 +99,9 @@ func TestSSHAdversarialViews(t *testing.T) {
 
 	t.Run("bundle-views", func(t *testing.T) {
 		bundle := filepath.Join(t.TempDir(), "bundle.tar.gz")
-		if _, serr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--out", bundle); code != 0 {
+		// --session takes a unique prefix of the id (issue 14).
+		sid := sessionID(e, 0)
+		if _, serr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--session", sid[:8], "--out", bundle); code != 0 {
 			t.Fatalf("journal export: exit %d %s", code, serr)
 		}
 		files := bundleFiles(t, bundle)
@@ -112,6 +114,15 @@ func TestSSHAdversarialViews(t *testing.T) {
 			case strings.HasSuffix(name, ".csv"):
 				raw(name, string(body))
 			}
+		}
+		var hasEntries bool
+		for name, body := range files {
+			if strings.HasSuffix(name, "entries.jsonl") {
+				hasEntries = bytes.Contains(body, []byte(sid))
+			}
+		}
+		if !hasEntries {
+			t.Errorf("the bundle exported with --session %s has no entry of session %s: %v", sid[:8], sid, keys(files))
 		}
 		if summary == "" {
 			t.Fatalf("no summary.html in the bundle: %v", keys(files))
