@@ -30,6 +30,12 @@ var expected = []entry{
 	{"/usr/share/doc/interlock/README.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/install.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/config.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/policy.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/postgres.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/ssh.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/journal.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/design.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/benchmarks.md", "-rw-r--r--", true, true},
 }
 
 // pkgFile is a file as a package lists it.
@@ -295,5 +301,24 @@ func TestManAndCompletions(t *testing.T) {
 	out, err = exec.Command("fish", "-c", fish, filepath.Join(x, "usr/share/fish/vendor_completions.d/interlock.fish")).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "list\t") {
 		t.Errorf("fish completion of `interlock sessions `: %v\n%s", err, out)
+	}
+}
+
+// TestEveryDocIsPackaged: each document in docs/ is installed, so that
+// the README's links have somewhere to point on an installed host.
+func TestEveryDocIsPackaged(t *testing.T) {
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs found: %v", err)
+	}
+	for _, d := range docs {
+		want := "/usr/share/doc/interlock/" + filepath.Base(d)
+		found := false
+		for _, e := range expected {
+			found = found || (e.path == want && e.deb && e.rpm)
+		}
+		if !found {
+			t.Errorf("%s is not installed by the packages (add it to packaging/nfpm.yaml and to expected)", d)
+		}
 	}
 }
