@@ -74,7 +74,7 @@ func (c *conn) clientGlobalRequests(reqs <-chan *gossh.Request) {
 		switch req.Type {
 		case "keepalive@openssh.com":
 			// Liveness probes are answered and counted.
-			counts.add(req.Type, keepalive, c.offset())
+			counts.add(model.SSHRequest{Global: true, Type: req.Type, OffsetNS: c.offset()}, keepalive)
 			req.Reply(false, nil)
 		case "no-more-sessions@openssh.com":
 			c.noMoreSessions.Store(true)
@@ -84,7 +84,7 @@ func (c *conn) clientGlobalRequests(reqs <-chan *gossh.Request) {
 		case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
 			c.forwardRequest(req)
 		default:
-			counts.add(req.Type, unknownRequest, c.offset())
+			counts.add(model.SSHRequest{Global: true, Type: req.Type, OffsetNS: c.offset()}, unknownRequest)
 			req.Reply(false, nil)
 		}
 		if counts.due(c.offset()) {
@@ -118,11 +118,14 @@ type countedRequests struct {
 	LastOffsetNS int64  `json:"last_offset_ns"`
 }
 
-// requestCounts counts requests by type since the last flush. Owned by the
-// clientGlobalRequests goroutine.
+// requestCounts counts requests by type since the last flush: a
+// connection's global requests (owned by the clientGlobalRequests
+// goroutine) or one channel's (owned by its request loop).
 type requestCounts map[string]*countedRequests
 
-func (rc requestCounts) add(typ string, d model.Decision, offset int64) {
+// add counts q (its Global, Channel, Type and OffsetNS) under decision d.
+func (rc requestCounts) add(q model.SSHRequest, d model.Decision) {
+	typ := q.Type
 	e := rc[typ]
 	if e == nil {
 		if len(rc) >= maxCountedTypes {
@@ -130,12 +133,13 @@ func (rc requestCounts) add(typ string, d model.Decision, offset int64) {
 			e = rc[typ]
 		}
 		if e == nil {
-			e = &countedRequests{SSHRequest: model.SSHRequest{Global: true, Type: typ, Decision: d, OffsetNS: offset}}
+			q.Type, q.Decision = typ, d
+			e = &countedRequests{SSHRequest: q}
 			rc[typ] = e
 		}
 	}
 	e.Count++
-	e.LastOffsetNS = offset
+	e.LastOffsetNS = q.OffsetNS
 }
 
 // due says whether the oldest count is countEvery old.

@@ -60,3 +60,56 @@ func TestCountedGlobalRequests(t *testing.T) {
 		t.Errorf("last entry is %s, want session.close after the counts", k)
 	}
 }
+
+// The same on a session channel: made-up channel requests are refused and
+// counted per type and channel, not journaled one by one, and the counts
+// come before session.close.
+func TestCountedChannelRequests(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	c := r.mustDial()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for range n {
+		if _, err := sess.SendRequest("flood@example.com", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := sess.SendRequest("last@example.com", true, nil); ok || err != nil {
+		t.Fatalf("unknown channel request answered %v %v", ok, err)
+	}
+	// The channel still works after the flood.
+	out, err := sess.Output("echo after-flood")
+	if err != nil || string(out) != "after-flood\n" {
+		t.Fatalf("exec after the flood: %q %v", out, err)
+	}
+	c.Close()
+	r.waitClosed(1)
+
+	got := map[string]countedRequests{}
+	for _, q := range of[countedRequests](r.j, model.KindSSHRequest) {
+		if q.Type == "exec" {
+			continue
+		}
+		if _, dup := got[q.Type]; dup {
+			t.Errorf("two entries for %s", q.Type)
+		}
+		got[q.Type] = q
+	}
+	if q := got["flood@example.com"]; q.Count != n || q.Global || q.Decision.Action != model.Deny || q.Decision.Rule != "unknown-request" {
+		t.Errorf("channel flood counted as %+v", q)
+	}
+	if q := got["last@example.com"]; q.Count != 1 {
+		t.Errorf("last request counted as %+v", q)
+	}
+	if len(got) != 2 {
+		t.Errorf("ssh.request entries besides the exec: %+v", got)
+	}
+	r.j.mu.Lock()
+	defer r.j.mu.Unlock()
+	if k := r.j.recs[len(r.j.recs)-1].Kind; k != model.KindSessionClose {
+		t.Errorf("last entry is %s, want session.close after the counts", k)
+	}
+}

@@ -25,7 +25,11 @@ type sessionChan struct {
 
 	started bool
 	mask    *outputMask
-	pumps   sync.WaitGroup
+	// counts are the channel's requests that carry no operation (types
+	// interlock does not support), journaled in aggregate as a
+	// connection's global ones are. Owned by the channel's request loop.
+	counts requestCounts
+	pumps  sync.WaitGroup
 	// upReqsDone is closed when the target's side of the channel closed
 	// and all its requests (exit-status ...) were passed on.
 	upReqsDone chan struct{}
@@ -54,9 +58,14 @@ func (c *conn) session(nc gossh.NewChannel) {
 		defer close(s.upReqsDone)
 		s.upstreamRequests(ureqs)
 	}()
+	s.counts = requestCounts{}
 	for req := range creqs {
 		s.clientRequest(req)
+		if s.counts.due(c.offset()) {
+			c.flushCounts(s.counts)
+		}
 	}
+	c.flushCounts(s.counts)
 	// The client closed the channel (or the connection ended).
 	uch.Close()
 	s.pumps.Wait()
@@ -127,8 +136,9 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 		}
 		s.forward(req)
 	default:
-		rec.Decision = model.Decision{Action: model.Deny, Rule: "unknown-request", Reason: "request " + strconv.Quote(req.Type) + " is not supported"}
-		c.record(model.KindSSHRequest, rec, model.Committed)
+		// Refused and counted: a flood of made-up requests costs the
+		// journal one entry per type and minute, not one per request.
+		s.counts.add(rec, unknownRequest)
 		req.Reply(false, nil)
 	}
 }
