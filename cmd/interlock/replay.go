@@ -39,7 +39,7 @@ func sessionsReplayCommand() *cli.Command {
 		Flags: []cli.Flag{
 			configFlag(),
 			journalFlag(),
-			channelFlag("play only channel N (`interlock sessions show` lists the channels)"),
+			channelFlag("play only channel `N` (default: every terminal channel; sessions show lists them)"),
 			&cli.BoolFlag{Name: "input", Usage: "show what the client typed, marked [input: ...] and escaped, where it was typed"},
 			&cli.FloatFlag{Name: "speed", Value: 1, Usage: "playback speed: 2 plays twice as fast"},
 			&cli.DurationFlag{Name: "max-idle", Usage: "shorten pauses longer than this (e.g. 2s); 0 keeps them"},
@@ -68,7 +68,7 @@ func sessionsExportCommand() *cli.Command {
 			configFlag(),
 			journalFlag(),
 			&cli.StringFlag{Name: "format", Value: "asciicast", Usage: "output format: asciicast (v2), jsonl or raw"},
-			channelFlag("the channel to write (`interlock sessions show` lists them)"),
+			channelFlag("the channel `N` to write (sessions show lists them)"),
 			&cli.StringFlag{Name: "stream", Value: "o", Usage: "with --format raw: o (stdout), e (stderr) or i (what the client sent)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "file to write (default: standard output)"},
 			&cli.StringFlag{Name: "out-dir", Usage: "with --format asciicast: write each terminal channel to DIR/SESSION-chN.cast"},
@@ -78,7 +78,7 @@ func sessionsExportCommand() *cli.Command {
 }
 
 func channelFlag(usage string) cli.Flag {
-	return &cli.IntFlag{Name: "channel", Usage: usage}
+	return &cli.IntFlag{Name: "channel", Usage: usage, HideDefault: true}
 }
 
 // channelArg is the --channel flag: nil when it was not given.
@@ -253,6 +253,11 @@ func sessionsExportAction(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	if outDir != "" {
+		// The id names the files: one the journal holds, but a journal
+		// is a file anyone may hand over; no path in it.
+		if id == "" || strings.ContainsAny(id, "/\\") || strings.HasPrefix(id, ".") {
+			return exitWith(exitFailed, fmt.Errorf("session id %s cannot name a file: use --channel N with --out FILE", textview.Escape(id)))
+		}
 		for _, c := range chans {
 			name := filepath.Join(outDir, fmt.Sprintf("%s-ch%d.cast", id, c.Channel))
 			if err := writeOut(name, func(w io.Writer) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v3"
 
@@ -32,7 +33,7 @@ func sessionsShowCommand() *cli.Command {
 		Flags: []cli.Flag{
 			configFlag(),
 			journalFlag(),
-			channelFlag("only the events of channel N (and the session's own)"),
+			channelFlag("only the events of channel `N` (and the session's own)"),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: events with their exact bytes (base64)"},
 		},
 		Action: sessionsShowAction,
@@ -48,12 +49,21 @@ func sessionsShowAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if want != nil {
+		// Checked first, so a wrong number prints nothing but the error.
+		sess, err := replayScan(ctx, path, id)
+		if err != nil {
+			return err
+		}
+		if sess.Channel(*want) == nil {
+			return exitWith(exitUsage, fmt.Errorf("session %s has no channel %d; its channels are: %s", id, *want, allChannels(sess)))
+		}
+	}
 	w := bufio.NewWriter(os.Stdout)
-	var sess *sessionview.Session
 	if cmd.Bool("json") {
-		sess, err = sessionview.WriteJSON(w, id, replayRecords(ctx, path, id), want)
+		_, err = sessionview.WriteJSON(w, id, replayRecords(ctx, path, id), want)
 	} else {
-		sess, err = sessionview.WritePlain(w, id, replayRecords(ctx, path, id), want)
+		_, err = sessionview.WritePlain(w, id, replayRecords(ctx, path, id), want)
 	}
 	if err != nil {
 		w.Flush()
@@ -62,8 +72,19 @@ func sessionsShowAction(ctx context.Context, cmd *cli.Command) error {
 	if err := w.Flush(); err != nil {
 		return exitWith(exitIOErr, err)
 	}
-	if want != nil && sess.Channel(*want) == nil {
-		return exitWith(exitUsage, fmt.Errorf("session %s has no channel %d: `interlock sessions show %s` lists its channels at the end", id, *want, id))
-	}
 	return nil
+}
+
+func allChannels(sess *sessionview.Session) string {
+	if len(sess.Channels) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, c := range sess.Channels {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d", c.Channel)
+	}
+	return b.String()
 }
