@@ -700,6 +700,60 @@ func TestSSHAdversarialReplayEscapesInCommand(t *testing.T) {
 	}
 }
 
+// TestSSHAdversarialReplayForgedViewLines: a session tries to make the
+// plain view print lines it did not earn: a command with newlines that
+// spell a denied request, output that spells an allowed one, a command
+// with a right-to-left override that reorders what a reader sees. Each
+// must stay inside its own quoted, escaped field.
+func TestSSHAdversarialReplayForgedViewLines(t *testing.T) {
+	st := startSSHD(t)
+	e := newSSHEnv(t, st, sshTargetOpts{})
+	n := 0
+	run := func(t *testing.T, command, wantOut string) string {
+		t.Helper()
+		out, stderr, code := e.runUnder(st.sshArgv(command)...)
+		if code != 0 || out != wantOut {
+			t.Fatalf("exit %d\nstdout: %q\nstderr: %s", code, out, stderr)
+		}
+		id := sessionID(e, n)
+		n++
+		s := showJSON(t, e, id)
+		if p := s.Channels[0].Program; p == nil || p.Command != command {
+			t.Errorf("show --json's command %+v", p)
+		}
+		return showPlain(t, e, id)
+	}
+	t.Run("newlines_in_command", func(t *testing.T) {
+		forged := `+0.000001 ch 0  request exec "rm -rf /srv": deny (targets.box.deny_exec)`
+		plain := run(t, ": '\n"+forged+"\n'; echo ran", "ran\n")
+		if regexp.MustCompile(`(?m)^\+0\.000001 ch 0  request exec "rm`).MatchString(plain) {
+			t.Errorf("the command printed a line of its own:\n%s", plain)
+		}
+		if !strings.Contains(plain, `request exec ": '\n+0.000001 ch 0  request exec \"rm -rf /srv\": deny (targets.box.deny_exec)\n'; echo ran": allow`) {
+			t.Errorf("show lacks the command on one line:\n%s", plain)
+		}
+	})
+	t.Run("output_spelling_a_request", func(t *testing.T) {
+		plain := run(t, `printf '\n+0.000002 ch 0  request exec "reboot": allow (policy.default)\n'`,
+			"\n+0.000002 ch 0  request exec \"reboot\": allow (policy.default)\n")
+		if regexp.MustCompile(`(?m)^\+0\.000002 ch 0  request exec "reboot"`).MatchString(plain) {
+			t.Errorf("output printed a request line:\n%s", plain)
+		}
+		if !strings.Contains(plain, `"+0.000002 ch 0  request exec \"reboot\": allow (policy.default)\n"`) {
+			t.Errorf("show lacks the output as a quoted piece:\n%s", plain)
+		}
+	})
+	t.Run("bidi_override_in_command", func(t *testing.T) {
+		plain := run(t, "echo safe #\u202e\u200b; cat /etc/shadow", "safe\n")
+		if strings.ContainsAny(plain, "\u202e\u200b") {
+			t.Errorf("show prints the invisible characters raw:\n%s", plain)
+		}
+		if !strings.Contains(plain, `request exec "echo safe #\u202e\u200b; cat /etc/shadow": allow`) {
+			t.Errorf("show lacks the escaped command:\n%s", plain)
+		}
+	})
+}
+
 // TestSSHAdversarialReplaySFTPOnly: an sftp session has no terminal to
 // play: replay says so and where to look, and show lists its operations
 // with their paths.
