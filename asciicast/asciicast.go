@@ -79,13 +79,13 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 }
 
 // ErrNoChannel means the channel DecodeChannel was asked for never asked
-// for a pty, a shell or an exec: it has no stream to play.
+// for a pty or a program: it has no stream to play.
 var ErrNoChannel = errors.New("asciicast: the channel ran no shell or command")
 
 // DecodeChannel is Decode for one channel of the session (its number in
-// the ssh.* records): a pty channel or one that ran a shell or command
-// without a pty. Time zero is its pty-req, or its shell or exec request
-// when it had no pty. Without a pty, a program's "\n" reaches a terminal
+// the ssh.* records): a pty channel or one that ran a shell, a command or
+// a subsystem without a pty. Time zero is its pty-req, or its shell, exec
+// or subsystem request when it had no pty. Without a pty, a program's "\n" reaches a terminal
 // as a line feed alone, so output gets a "\r" before each "\n" that
 // lacks one (what a pty's onlcr would have added); the plain view
 // (sessionview) keeps the bytes as they were. It returns ErrNoChannel when
@@ -142,7 +142,7 @@ func decode(records iter.Seq2[Record, error], want *uint32, header func(Header) 
 			}
 			switch {
 			case want == nil && r.Type == "pty-req":
-			case want != nil && r.Channel == *want && (r.Type == "pty-req" || r.Type == "shell" || r.Type == "exec"):
+			case want != nil && r.Channel == *want && (r.Type == "pty-req" || r.Type == "shell" || r.Type == "exec" || r.Type == "subsystem"):
 			default:
 				continue
 			}

@@ -83,13 +83,24 @@ type Channel struct {
 }
 
 // Terminal reports whether the channel has a terminal stream to play: it
-// asked for a pty, or ran (or tried to run) a shell or a command. An sftp
-// channel is operations, not a stream.
+// asked for a pty, ran (or tried to run) a shell or a command, or ran a
+// subsystem other than sftp that carried bytes. An sftp channel is
+// operations, not a stream.
 func (c *Channel) Terminal() bool {
 	if c.SFTPOps > 0 {
 		return false
 	}
-	return c.PTY != nil || c.Program != nil && (c.Program.Type == "shell" || c.Program.Type == "exec")
+	if c.PTY != nil {
+		return true
+	}
+	p := c.Program
+	switch {
+	case p == nil:
+		return false
+	case p.Type == "shell" || p.Type == "exec":
+		return true
+	}
+	return p.Type == "subsystem" && p.Command != "sftp" && len(c.Bytes) > 0
 }
 
 // Describe is a one-line summary of the channel for a person: its pty, its

@@ -148,3 +148,21 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestTerminalSubsystem(t *testing.T) {
+	s, err := Read(seq(
+		Record{Seq: 1, Kind: "ssh.request", Data: []byte(`{"channel":0,"type":"subsystem","command":"netconf","decision":{"action":"allow"},"offset_ns":1}`)},
+		Record{Seq: 2, Kind: "ssh.io", Data: []byte(`{"channel":0,"stream":"o","offset_ns":2,"bytes":2}`), Payload: []byte("<>")},
+		Record{Seq: 3, Kind: "ssh.request", Data: []byte(`{"channel":1,"type":"subsystem","command":"sftp","decision":{"action":"allow"},"offset_ns":3}`)},
+		Record{Seq: 4, Kind: "ssh.io", Data: []byte(`{"channel":1,"stream":"e","offset_ns":4,"bytes":1}`), Payload: []byte("x")},
+		Record{Seq: 5, Kind: "ssh.request", Data: []byte(`{"channel":2,"type":"subsystem","command":"netconf","decision":{"action":"deny"},"offset_ns":5}`)},
+	), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ch, want := range map[uint32]bool{0: true, 1: false, 2: false} {
+		if got := s.Channel(ch).Terminal(); got != want {
+			t.Errorf("channel %d: Terminal() = %v, want %v", ch, got, want)
+		}
+	}
+}
