@@ -409,8 +409,9 @@ func replayPlay(ctx context.Context, w, notes io.Writer, events []asciicast.Even
 			continue
 		case "i":
 			// What the client typed is shown as bytes: typed escape
-			// sequences and control keys must not act on this terminal.
-			data = marks[0] + textview.Escape(e.Data) + marks[1]
+			// sequences and control keys must not act on this terminal,
+			// and a typed "]" must not end the mark early.
+			data = marks[0] + strings.ReplaceAll(textview.Escape(e.Data), "]", `\]`) + marks[1]
 		}
 		if _, err := io.WriteString(w, data); err != nil {
 			return exitWith(exitIOErr, err)
