@@ -7,9 +7,16 @@
 // for a pty; time zero is its pty-req, and event times are the recorded
 // monotonic offsets, with microsecond resolution. Output (stdout and
 // stderr, which a pty merges anyway) becomes "o" events, what the client
-// typed "i" events, window changes "r" events; a journal gap or terminal
-// bytes deleted by retention become "m" (marker) events, so a reader sees
-// that something is missing.
+// typed "i" events (echo off or not: a password typed at a prompt is in
+// them, as the journal has it), window changes "r" events; a journal gap
+// or terminal bytes deleted by retention become "m" (marker) events, so a
+// reader sees that something is missing. DecodeChannel and WriteChannel
+// render any other pty, shell or exec channel of the session.
+//
+// asciicast is JSON, whose strings are UTF-8: bytes that are not valid
+// UTF-8 become U+FFFD here, and a cast is a picture of the screen, not
+// evidence of the bytes. The byte-exact view of a session is sessionview
+// (`interlock sessions show`).
 package asciicast
 
 import (
@@ -21,6 +28,7 @@ import (
 	"io"
 	"iter"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/interlock/interlock/model"
@@ -63,14 +71,38 @@ type Event struct {
 }
 
 // Decode turns a session's records, in sequence order, into the header
-// and the events of its terminal. header is called once, before any event.
-// It returns ErrNoTerminal, having called neither, when no channel asked
-// for a pty.
+// and the events of its terminal: the first channel that asked for a pty.
+// header is called once, before any event. It returns ErrNoTerminal,
+// having called neither, when no channel asked for a pty.
 func Decode(records iter.Seq2[Record, error], header func(Header) error, event func(Event) error) error {
+	return decode(records, nil, header, event)
+}
+
+// ErrNoChannel means the channel DecodeChannel was asked for never asked
+// for a pty or a program: it has no stream to play.
+var ErrNoChannel = errors.New("asciicast: the channel ran no shell or command")
+
+// DecodeChannel is Decode for one channel of the session (its number in
+// the ssh.* records): a pty channel or one that ran a shell, a command or
+// a subsystem without a pty. Time zero is its pty-req, or its shell, exec
+// or subsystem request when it had no pty. Without a pty, a program's "\n" reaches a terminal
+// as a line feed alone, so output gets a "\r" before each "\n" that
+// lacks one (what a pty's onlcr would have added); the plain view
+// (sessionview) keeps the bytes as they were. It returns ErrNoChannel when
+// the channel never started.
+func DecodeChannel(records iter.Seq2[Record, error], channel uint32, header func(Header) error, event func(Event) error) error {
+	return decode(records, &channel, header, event)
+}
+
+// decode renders the channel want, or the first pty channel when want is
+// nil.
+func decode(records iter.Seq2[Record, error], want *uint32, header func(Header) error, event func(Event) error) error {
 	var (
 		openNS   int64
 		haveOpen bool
 		started  bool
+		pty      bool
+		prevCR   bool // the last output byte was '\r' (channels without a pty)
 		ch       uint32
 		base     int64
 		last     int64
@@ -81,6 +113,21 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 		last = t
 		return event(Event{TimeNS: t, Type: typ, Data: data})
 	}
+	// output adds the CR a pty would have, for channels without one.
+	output := func(text string) string {
+		if pty || text == "" {
+			return text
+		}
+		var b strings.Builder
+		for i := 0; i < len(text); i++ {
+			if text[i] == '\n' && !prevCR {
+				b.WriteByte('\r')
+			}
+			prevCR = text[i] == '\r'
+			b.WriteByte(text[i])
+		}
+		return b.String()
+	}
 	for rec, err := range records {
 		if err != nil {
 			return err
@@ -90,10 +137,16 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 			openNS, haveOpen = rec.TimeNS, true
 		case model.KindSSHRequest:
 			var r model.SSHRequest
-			if started || json.Unmarshal(rec.Data, &r) != nil || r.Type != "pty-req" {
+			if started || json.Unmarshal(rec.Data, &r) != nil || r.Global {
 				continue
 			}
-			started, ch, base = true, r.Channel, r.OffsetNS
+			switch {
+			case want == nil && r.Type == "pty-req":
+			case want != nil && r.Channel == *want && (r.Type == "pty-req" || r.Type == "shell" || r.Type == "exec" || r.Type == "subsystem"):
+			default:
+				continue
+			}
+			started, pty, ch, base = true, r.Type == "pty-req", r.Channel, r.OffsetNS
 			h := Header{Version: 2, Width: int(r.Cols), Height: int(r.Rows)}
 			if h.Width == 0 || h.Height == 0 {
 				h.Width, h.Height = 80, 24
@@ -125,6 +178,9 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 				continue
 			}
 			text := decodeUTF8(carry, r.Stream, rec.Payload)
+			if typ == "o" {
+				text = output(text)
+			}
 			if text == "" {
 				continue
 			}
@@ -150,16 +206,22 @@ func Decode(records iter.Seq2[Record, error], header func(Header) error, event f
 		}
 	}
 	if !started {
+		if want != nil {
+			return ErrNoChannel
+		}
 		return ErrNoTerminal
 	}
 	// Bytes of a character the session never finished.
 	for _, s := range []string{"o", "e", "i"} {
 		if b := carry[s]; len(b) > 0 {
 			typ := "o"
+			text := string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
 			if s == "i" {
 				typ = "i"
+			} else {
+				text = output(text)
 			}
-			if err := emit(last+base, typ, string(bytes.ToValidUTF8(b, []byte("\uFFFD")))); err != nil {
+			if err := emit(last+base, typ, text); err != nil {
 				return err
 			}
 		}
@@ -200,13 +262,23 @@ func decodeUTF8(carry map[string][]byte, stream string, p []byte) string {
 }
 
 // Write renders the records of one session, in sequence order, as
-// asciicast v2 on w.
+// asciicast v2 on w: its first pty channel.
 func Write(w io.Writer, records iter.Seq2[Record, error]) error {
+	return write(w, records, nil)
+}
+
+// WriteChannel renders one channel of a session (see DecodeChannel) as
+// asciicast v2 on w.
+func WriteChannel(w io.Writer, records iter.Seq2[Record, error], channel uint32) error {
+	return write(w, records, &channel)
+}
+
+func write(w io.Writer, records iter.Seq2[Record, error], want *uint32) error {
 	bw := bufio.NewWriter(w)
 	var line bytes.Buffer
 	enc := json.NewEncoder(&line)
 	enc.SetEscapeHTML(false)
-	err := Decode(records,
+	err := decode(records, want,
 		func(h Header) error {
 			line.Reset()
 			if err := enc.Encode(h); err != nil {

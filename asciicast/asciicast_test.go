@@ -79,3 +79,41 @@ func TestFormatTime(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteChannel(t *testing.T) {
+	recs := seq(
+		Record{Seq: 1, Kind: "session.open", TimeNS: 1_700_000_000_000_000_000, Data: []byte(`{}`)},
+		Record{Seq: 2, Kind: "ssh.request", Data: []byte(`{"channel":0,"type":"pty-req","term":"xterm","cols":100,"rows":30,"offset_ns":1000000000}`)},
+		Record{Seq: 3, Kind: "ssh.io", Data: []byte(`{"channel":0,"stream":"o","offset_ns":1100000000,"bytes":5}`), Payload: []byte("one\r\n")},
+		// A second pty over the same connection.
+		Record{Seq: 4, Kind: "ssh.request", Data: []byte(`{"channel":1,"type":"pty-req","term":"xterm","cols":90,"rows":20,"offset_ns":2000000000}`)},
+		Record{Seq: 5, Kind: "ssh.io", Data: []byte(`{"channel":1,"stream":"o","offset_ns":2500000000,"bytes":5}`), Payload: []byte("two\r\n")},
+		// An exec without a pty: its "\n" gets the "\r" a pty adds,
+		// including across chunks, and a "\r\n" it sent stays one.
+		Record{Seq: 6, Kind: "ssh.request", Data: []byte(`{"channel":2,"type":"exec","command":"ls","offset_ns":3000000000}`)},
+		Record{Seq: 7, Kind: "ssh.io", Data: []byte(`{"channel":2,"stream":"o","offset_ns":3100000000,"bytes":6}`), Payload: []byte("a\nb\r\nc\r")},
+		Record{Seq: 8, Kind: "ssh.io", Data: []byte(`{"channel":2,"stream":"e","offset_ns":3200000000,"bytes":2}`), Payload: []byte("\nd")},
+		Record{Seq: 9, Kind: "ssh.io", Data: []byte(`{"channel":2,"stream":"i","offset_ns":3300000000,"bytes":2}`), Payload: []byte("y\n")},
+	)
+	for ch, want := range map[uint32]string{
+		1: `{"version":2,"width":90,"height":20,"timestamp":1700000002,"env":{"TERM":"xterm"}}
+[0.500000, "o", "two\r\n"]
+`,
+		2: `{"version":2,"width":80,"height":24,"timestamp":1700000003}
+[0.100000, "o", "a\r\nb\r\nc\r"]
+[0.200000, "o", "\nd"]
+[0.300000, "i", "y\n"]
+`,
+	} {
+		var b bytes.Buffer
+		if err := WriteChannel(&b, recs, ch); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != want {
+			t.Errorf("channel %d:\n%s\nwant:\n%s", ch, b.String(), want)
+		}
+	}
+	if err := WriteChannel(&bytes.Buffer{}, recs, 7); !errors.Is(err, ErrNoChannel) {
+		t.Errorf("a channel that never started: %v", err)
+	}
+}

@@ -17,8 +17,8 @@ import (
 func sessionsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sessions",
-		Usage: "list recorded sessions",
-		Commands: []*cli.Command{sessionsReplayCommand(), sessionsExportCommand(), {
+		Usage: "list, show, replay and export recorded sessions",
+		Commands: []*cli.Command{sessionsShowCommand(), sessionsReplayCommand(), sessionsExportCommand(), {
 			Name:  "list",
 			Usage: "list sessions from the journal, newest first",
 			Flags: []cli.Flag{
