@@ -104,27 +104,8 @@ func replaySessionArg(ctx context.Context, cmd *cli.Command) (path, id string, e
 	if err != nil {
 		return "", "", err
 	}
-	prefix := cmd.Args().First()
-	list, err := journal.ListSessions(ctx, path, journal.SessionFilter{})
-	if err != nil {
-		return "", "", exitWith(exitIOErr, fmt.Errorf("read %s: %w", path, err))
-	}
-	var found []string
-	for _, s := range list {
-		if s.ID == prefix {
-			return path, prefix, nil
-		}
-		if strings.HasPrefix(s.ID, prefix) {
-			found = append(found, s.ID)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return "", "", exitWith(exitNoInput, fmt.Errorf("no session %q in %s", prefix, path))
-	case 1:
-		return path, found[0], nil
-	}
-	return "", "", exitWith(exitUsage, fmt.Errorf("%q is the start of more than one session id; give more of it", prefix))
+	id, err = sessionByPrefix(ctx, path, cmd.Args().First())
+	return path, id, err
 }
 
 // replayRecords yields the entries of one session, in sequence order,
