@@ -321,7 +321,7 @@ func exportCommand() *cli.Command {
 		Usage: "write an evidence bundle (or OCSF JSON Lines) of the journal",
 		Description: "--format bundle (default) writes a sealed tar.gz that verifies offline with the journal's\n" +
 			"public key alone: entries verbatim, payloads, checkpoints, proofs, statements.csv,\n" +
-			"approvals.csv, terminal recordings (sessions/ID.cast) and summary.html.\n" +
+			"approvals.csv, terminal recordings (sessions/ID.cast; ID-chN.cast for later pty channels) and summary.html.\n" +
 			"--format ocsf writes OCSF JSON Lines (Authentication 3002, SSH Activity 4007,\n" +
 			"Datastore Activity 6005) for a SIEM.",
 		Flags: []cli.Flag{

@@ -15,6 +15,7 @@ import (
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/sessionview"
 	"github.com/interlock/interlock/textview"
 )
 
@@ -202,8 +203,13 @@ func (a *approvals) add(seq uint64, p journal.Body) error {
 	return a.w.Error()
 }
 
-// castName is the bundle path of a session's terminal recording.
+// castName is the bundle path of a session's terminal recording: its
+// first terminal channel's; channelCastName that of each later one.
 func castName(session string) string { return "sessions/" + session + ".cast" }
+
+func channelCastName(session string, channel uint32) string {
+	return "sessions/" + session + "-ch" + strconv.FormatUint(uint64(channel), 10) + ".cast"
+}
 
 // safeName reports whether a session id can be a file name as it is.
 func safeName(s string) bool {
@@ -218,9 +224,10 @@ func safeName(s string) bool {
 	return true
 }
 
-// writeCasts renders each selected session that had a terminal with
-// asciicast.Write. A session it cannot render is left out with a warning
-// in the manifest; the session's entries are in the bundle either way.
+// writeCasts renders each channel with a pty of each selected session with asciicast.WriteChannel: the first as
+// sessions/ID.cast, the others as sessions/ID-chN.cast. A channel it cannot
+// render is left out with a warning in the manifest; the session's entries
+// are in the bundle either way.
 func (b *builder) writeCasts(last int64) error {
 	var kept []string
 	for _, id := range b.casts {
@@ -228,7 +235,6 @@ func (b *builder) writeCasts(last int64) error {
 			b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("session %q has no safe file name; its cast was not written", id))
 			continue
 		}
-		var buf bytes.Buffer
 		var readErr error
 		records := iter.Seq2[asciicast.Record, error](func(yield func(asciicast.Record, error) bool) {
 			stop := errors.New("stop")
@@ -254,21 +260,46 @@ func (b *builder) writeCasts(last int64) error {
 				yield(asciicast.Record{}, err)
 			}
 		})
-		err := asciicast.Write(&buf, records)
-		switch {
-		case readErr != nil:
+		sess, err := sessionview.Read(records, nil)
+		if readErr != nil {
 			return fmt.Errorf("export: session %s: %w", id, readErr)
-		case errors.Is(err, asciicast.ErrNoTerminal):
-			continue
-		case err != nil:
+		}
+		if err != nil {
 			b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("%s not written: %v", castName(id), err))
 			continue
 		}
-		if err := b.add(castName(id), buf.Bytes()); err != nil {
-			return err
+		var names []string
+		for _, ch := range sess.Terminals() {
+			if ch.PTY == nil {
+				// Exec output without a terminal is in the payloads; a
+				// cast of it would only double the bundle.
+				continue
+			}
+			name := castName(id)
+			if len(names) > 0 {
+				name = channelCastName(id, ch.Channel)
+			}
+			var buf bytes.Buffer
+			err := asciicast.WriteChannel(&buf, records, ch.Channel)
+			switch {
+			case readErr != nil:
+				return fmt.Errorf("export: session %s: %w", id, readErr)
+			case errors.Is(err, asciicast.ErrNoTerminal), errors.Is(err, asciicast.ErrNoChannel):
+				continue
+			case err != nil:
+				b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("%s not written: %v", name, err))
+				continue
+			}
+			if err := b.add(name, buf.Bytes()); err != nil {
+				return err
+			}
+			names = append(names, name)
+			b.m.Counts.Casts++
 		}
-		kept = append(kept, id)
-		b.m.Counts.Casts++
+		if len(names) > 0 {
+			kept = append(kept, id)
+			b.castFiles[id] = names
+		}
 	}
 	b.casts = kept
 	return nil

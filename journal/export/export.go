@@ -33,7 +33,7 @@ const (
 )
 
 // Fixed names inside a bundle, in the order they appear. Session casts
-// (sessions/ID.cast) come between approvals.csv and summary.html.
+// (sessions/ID.cast, and sessions/ID-chN.cast for a session's later pty channels) come between approvals.csv and summary.html.
 const (
 	FileManifest    = "manifest.json"
 	FilePublicKey   = "journal.pub"
@@ -200,7 +200,7 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	b := &builder{ctx: ctx, snap: snap, m: m, dir: dir, sel: opts.Selection, progress: opts.Progress}
+	b := &builder{ctx: ctx, snap: snap, m: m, dir: dir, sel: opts.Selection, progress: opts.Progress, castFiles: map[string][]string{}}
 	if err := b.collect(first, last); err != nil {
 		return nil, err
 	}
@@ -232,7 +232,10 @@ type builder struct {
 	progress func(done, total int64)
 	files    map[string]string // bundle name -> working file
 	casts    []string          // session ids with a terminal
-	sum      *summary
+	// castFiles are the cast files written for each of casts, in
+	// channel order.
+	castFiles map[string][]string
+	sum       *summary
 }
 
 // create opens a working file for a bundle member.
@@ -406,8 +409,10 @@ func (b *builder) pack(out string, signer *journal.Signer) error {
 	order := append([]string(nil), fixedFiles...)
 	sort.Strings(b.casts)
 	for _, id := range b.casts {
-		if _, ok := b.files[castName(id)]; ok {
-			order = append(order, castName(id))
+		for _, name := range b.castFiles[id] {
+			if _, ok := b.files[name]; ok {
+				order = append(order, name)
+			}
 		}
 	}
 	order = append(order, FileSummary)

@@ -267,6 +267,26 @@ func TestSSHAdversarialReplayTwoShellsOneConnection(t *testing.T) {
 			t.Errorf("channel %s's cast (width %d) output %q input %q", ch, w, out, in)
 		}
 	}
+	// The evidence bundle has a cast of each: the first channel's as
+	// sessions/ID.cast, the second's beside it, and it verifies.
+	bundle := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if _, stderr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--out", bundle); code != 0 {
+		t.Fatalf("journal export: exit %d: %s", code, stderr)
+	}
+	files := bundleFiles(t, bundle)
+	for name, want := range map[string]string{"sessions/" + id + ".cast": "first-11", "sessions/" + id + "-ch" + second + ".cast": "second-22"} {
+		b, ok := files[name]
+		if !ok {
+			t.Errorf("the bundle has no %s: %v", name, keys(files))
+			continue
+		}
+		if _, out, _ := castStreams(t, b); !strings.Contains(out, want) {
+			t.Errorf("%s does not play %s: %q", name, want, out)
+		}
+	}
+	if out, stderr, code := e.interlock("journal", "verify", "--bundle", bundle, "--pubkey", filepath.Join(e.dir, "state", "journal.pub")); code != 0 {
+		t.Errorf("journal verify --bundle: exit %d: %s %s", code, out, stderr)
+	}
 	// show lists both pty channels with their shells.
 	plain := showPlain(t, e, id)
 	for _, ch := range []string{first, second} {
