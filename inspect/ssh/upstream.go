@@ -27,6 +27,8 @@ type upstream struct {
 	reqs  <-chan *gossh.Request
 	// hostKey is the key the target presented (verified or not).
 	hostKey gossh.PublicKey
+	// cert is the login certificate offered, for a certificate target.
+	cert    *loginCert
 	err     error
 	refusal *refusal
 }
@@ -82,11 +84,26 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 
+	// A certificate target's login certificate is signed now, after the
+	// connect: its short validity starts when it is about to be used.
+	var extra []gossh.Signer
+	if t.userCA != nil {
+		lc, err := signLoginCert(t.userCA, t.user, sessionKeyID(c.s.ID, t.name, c.s.Origin.Identity), t.certExt, time.Now())
+		if err != nil {
+			nc.Close()
+			fail("internal", fmt.Sprintf("cannot sign a login certificate for target %s: %v", t.name, err),
+				"interlock: internal error\r\n", err)
+			return
+		}
+		up.cert = lc
+		extra = append(extra, lc.signer)
+	}
+
 	var keyErr error
 	cfg := &gossh.ClientConfig{
 		Config:        gossh.Config{Ciphers: ciphers},
 		User:          t.user,
-		Auth:          authMethods(t),
+		Auth:          authMethods(t, extra...),
 		ClientVersion: serverVersion,
 		HostKeyCallback: func(hostname string, remote net.Addr, key gossh.PublicKey) error {
 			up.hostKey = key
@@ -124,11 +141,15 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	up.conn, up.chans, up.reqs = sc, chans, reqs
 }
 
-// authMethods offer the held credential.
-func authMethods(t *target) []gossh.AuthMethod {
+// authMethods offer the held credential: the target's key, or the login
+// certificate given as signers.
+func authMethods(t *target, signers ...gossh.Signer) []gossh.AuthMethod {
 	var m []gossh.AuthMethod
 	if t.signer != nil {
-		m = append(m, gossh.PublicKeys(t.signer))
+		signers = append(signers, t.signer)
+	}
+	if len(signers) > 0 {
+		m = append(m, gossh.PublicKeys(signers...))
 	}
 	if t.password != "" {
 		m = append(m, gossh.Password(t.password), gossh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
