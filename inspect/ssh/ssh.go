@@ -158,6 +158,36 @@ func (h *Handler) target(name string) *target {
 }
 
 func prepareTarget(tc config.TargetConfig, ca *authority, userCA gossh.Signer) (*target, error) {
+	t, err := prepareUpstream(tc, userCA)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := tc.HostPort()
+	if err != nil {
+		return nil, fmt.Errorf("address: %w", err)
+	}
+	if tc.HostKeyFile != "" {
+		signer, err := readPrivateKey(tc.HostKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("host_key_file: %w", err)
+		}
+		t.hostSigners = []gossh.Signer{signer}
+	} else {
+		if ca == nil {
+			return nil, errors.New("no host_key_file and no SSH CA")
+		}
+		signers, err := ca.hostSigners(tc.Name, principals(host))
+		if err != nil {
+			return nil, err
+		}
+		t.hostSigners = signers
+	}
+	return t, nil
+}
+
+// prepareUpstream prepares what logging in to the target takes: the held
+// credential and the host key check.
+func prepareUpstream(tc config.TargetConfig, userCA gossh.Signer) (*target, error) {
 	t := &target{name: tc.Name, address: tc.Address}
 	c := tc.Credentials
 	if c == nil || c.User == "" {
@@ -191,10 +221,6 @@ func prepareTarget(tc config.TargetConfig, ca *authority, userCA gossh.Signer) (
 		return nil, errors.New("credentials: give certificate: true, key_file, password_file or password_env")
 	}
 
-	host, _, err := tc.HostPort()
-	if err != nil {
-		return nil, fmt.Errorf("address: %w", err)
-	}
 	switch {
 	case tc.HostKey != "":
 		key, _, _, _, err := gossh.ParseAuthorizedKey([]byte(tc.HostKey))
@@ -212,23 +238,6 @@ func prepareTarget(tc config.TargetConfig, ca *authority, userCA gossh.Signer) (
 		t.hostKeyAlgos = knownAlgorithms(cb, tc.Address)
 	default:
 		return nil, errors.New("known_hosts or host_key is required: interlock always verifies the target's host key")
-	}
-
-	if tc.HostKeyFile != "" {
-		signer, err := readPrivateKey(tc.HostKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("host_key_file: %w", err)
-		}
-		t.hostSigners = []gossh.Signer{signer}
-	} else {
-		if ca == nil {
-			return nil, errors.New("no host_key_file and no SSH CA")
-		}
-		signers, err := ca.hostSigners(tc.Name, principals(host))
-		if err != nil {
-			return nil, err
-		}
-		t.hostSigners = signers
 	}
 	return t, nil
 }
