@@ -137,9 +137,13 @@ func accountChecks(ctx context.Context, t *target, address string, client *gossh
 		out = append(out, TargetCheck{Status: "warn", Detail: fmt.Sprintf("%s can write %s, and whether sshd honours it is unknown: %v", t.user, file, err),
 			Fix: "make sure the target's sshd_config has AuthorizedKeysFile none for " + t.user + " (Match User " + t.user + "), docs/ssh.md"})
 	case honoured && writable:
-		out = append(out, TargetCheck{Status: "warn",
-			Detail: fmt.Sprintf("a session can take %s over: it may write %s and sshd honours that file (%s), so a key it adds logs in without interlock, and removing interlock's key locks interlock out", t.user, file, how),
-			Fix:    "use certificate: true and in the target's sshd_config: TrustedUserCAKeys <file with `interlock ssh-ca user`>, and Match User " + t.user + " / AuthorizedKeysFile none (docs/ssh.md)"})
+		fix := "in the target's sshd_config: Match User " + t.user + " / AuthorizedKeysFile none (docs/ssh.md)"
+		detail := fmt.Sprintf("a session can take %s over: it may write %s and sshd honours that file (%s), so a key it adds logs in without interlock", t.user, file, how)
+		if !cert {
+			detail += ", and removing interlock's key locks interlock out"
+			fix = "use certificate: true and in the target's sshd_config: TrustedUserCAKeys <file with `interlock ssh-ca user`>, and Match User " + t.user + " / AuthorizedKeysFile none (docs/ssh.md)"
+		}
+		out = append(out, TargetCheck{Status: "warn", Detail: detail, Fix: fix})
 	case honoured:
 		status := "ok"
 		fix := ""
