@@ -199,15 +199,12 @@ umask 077; printf '%s\n' '` + line + `' > "$f"; echo "made=$made"`
 		return false, "", errors.New("the file changed during the check")
 	}
 	made := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(outp), "made="))
-	undo := `d="$HOME/.ssh"; f="$d/authorized_keys"; `
-	switch made {
-	case "dir":
-		undo += `rm -f "$f"; rmdir "$d"`
-	case "file":
-		undo += `rm -f "$f"`
-	default:
-		undo += `: > "$f"`
-	}
+	// Only the probe's line goes: a line another writer added meanwhile
+	// stays, and so does the file then.
+	undo := `d="$HOME/.ssh"; f="$d/authorized_keys"; made='` + made + `'
+if [ -f "$f" ]; then rest=$(grep -vF '` + line + `' "$f" || true)
+  if [ -n "$rest" ]; then printf '%s\n' "$rest" > "$f"; elif [ -n "$made" ]; then rm -f "$f"; else : > "$f"; fi; fi
+if [ "$made" = dir ]; then rmdir "$d" 2>/dev/null; fi; true`
 	defer runCommand(client, undo)
 	ok, err := offerKeys(ctx, t, address, []gossh.PublicKey{probe})
 	return ok, "probed with a throwaway key, written and removed", err

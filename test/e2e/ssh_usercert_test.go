@@ -117,6 +117,14 @@ type certTarget struct {
 // the held account while every other account keeps ~/.ssh/authorized_keys.
 func startCertTarget(t *testing.T, targetExtra string) *certTarget {
 	t.Helper()
+	return startCertTargetWith(t, targetExtra, false)
+}
+
+// startCertTargetWith is startCertTarget; honourAuthorizedKeys leaves the
+// Match block out, so sshd still honours the held account's
+// ~/.ssh/authorized_keys beside the CA (a half-done setup).
+func startCertTargetWith(t *testing.T, targetExtra string, honourAuthorizedKeys bool) *certTarget {
+	t.Helper()
 	acct := newHeldAccount(t)
 	// sshd reads TrustedUserCAKeys at each login, so the file can be
 	// filled in once interlock's config (which needs the port) exists.
@@ -124,10 +132,11 @@ func startCertTarget(t *testing.T, targetExtra string) *certTarget {
 	if err := os.WriteFile(caFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st := startSSHDWith(t, sshdOpts{
-		authorizedKeysFile: ".ssh/authorized_keys",
-		extra:              fmt.Sprintf("TrustedUserCAKeys %s\nMatch User %s\n    AuthorizedKeysFile none\n", caFile, acct.name),
-	})
+	sshdExtra := fmt.Sprintf("TrustedUserCAKeys %s\nMatch User %s\n    AuthorizedKeysFile none\n", caFile, acct.name)
+	if honourAuthorizedKeys {
+		sshdExtra = fmt.Sprintf("TrustedUserCAKeys %s\n", caFile)
+	}
+	st := startSSHDWith(t, sshdOpts{authorizedKeysFile: ".ssh/authorized_keys", extra: sshdExtra})
 	e := newSSHEnv(t, st, sshTargetOpts{credentials: "user: " + acct.name + "\n      certificate: true", extra: targetExtra})
 	out, stderr, code := e.interlock("ssh-ca", "user", "-c", e.cfgPath, "--json")
 	var ca struct {
@@ -501,5 +510,66 @@ func assertDoctor(t *testing.T, out string, code int, warns, oks []string) {
 		if !found {
 			t.Errorf("doctor does not say %q:\n%s", o, all)
 		}
+	}
+}
+
+// TestSSHAdversarialCredentialHalfDoneSetup: a certificate target whose
+// sshd still honours the held account's authorized_keys (no
+// AuthorizedKeysFile none): doctor warns that a session can take the
+// account over, and says to add the Match block.
+func TestSSHAdversarialCredentialHalfDoneSetup(t *testing.T) {
+	ct := startCertTargetWith(t, "", true)
+	// Logins work with the certificate...
+	if out := ct.run(t, shellQuote(ct.st.sshAs(ct.acct.name, "echo cert-ok"))); !strings.Contains(out, "cert-ok") {
+		t.Fatalf("login: %q", out)
+	}
+	id, so := lastOpen(t, ct.e)
+	ct.assertCertLogin(t, id, so)
+	// ...but the account's own file is honoured, so doctor warns.
+	out, _, code := ct.e.interlock("doctor", "-c", ct.e.cfgPath, "--json")
+	assertDoctor(t, out, code, []string{"a session can take " + ct.acct.name + " over"}, []string{"with a certificate"})
+	if !strings.Contains(out, "AuthorizedKeysFile none") {
+		t.Errorf("doctor does not say what to set:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(ct.acct.home, ".ssh")); !os.IsNotExist(err) {
+		t.Errorf("doctor's probe left ~/.ssh behind: %v", err)
+	}
+}
+
+// TestSSHAdversarialCredentialForwardingFollowsAllow: the certificate
+// grants permit-port-forwarding only where the target's allow section
+// opens forwarding, and there ssh -L works through interlock and the
+// target's sshd (which refuses forwarding a certificate does not permit).
+func TestSSHAdversarialCredentialForwardingFollowsAllow(t *testing.T) {
+	requireTools(t, "bash")
+	ct := startCertTarget(t, "allow: {port_forwarding: true}")
+	st := ct.st
+	local := freePort(t, "127.0.0.1")
+	fwd := st.sshAs(ct.acct.name, "-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:"+strconv.Itoa(local)+":127.0.0.3:"+strconv.Itoa(st.port))
+	// Through the forward, the target's own sshd answers with its banner.
+	script := shellQuote(fwd) + ` & pid=$!
+for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/` + strconv.Itoa(local) + `) 2>/dev/null && break; sleep 0.1; done
+exec 3<>/dev/tcp/127.0.0.1/` + strconv.Itoa(local) + `
+timeout 10 head -n 1 <&3
+exec 3<&-
+kill $pid; wait $pid; true
+`
+	out, stderr, code := ct.e.runUnder("bash", "-c", script)
+	if code != 0 || !strings.Contains(out, "SSH-2.0-OpenSSH") {
+		t.Fatalf("forward: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	id, so := lastOpen(t, ct.e)
+	c := ct.assertCertLogin(t, id, so)
+	if strings.Join(c.Extensions, ",") != "permit-port-forwarding,permit-pty" {
+		t.Errorf("extensions %v, want permit-port-forwarding and permit-pty", c.Extensions)
+	}
+	var direct *model.SSHChannel
+	for _, ch := range entriesOf[model.SSHChannel](ct.e, model.KindSSHChannel) {
+		if ch.Type == "direct-tcpip" {
+			direct = &ch
+		}
+	}
+	if direct == nil || direct.Decision.Action != model.Allow {
+		t.Errorf("direct-tcpip journaled as %+v", direct)
 	}
 }
