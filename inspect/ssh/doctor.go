@@ -173,6 +173,9 @@ func probeAuthorizedKeys(ctx context.Context, t *target, address string, client 
 			ok, err := offerKeys(ctx, t, address, keys)
 			return ok, fmt.Sprintf("offered %d of its keys as queries", len(keys)), err
 		}
+		// Only lines a plain query cannot test (cert-authority, from=):
+		// the file is not empty, so no probe key is written either.
+		return false, "", errors.New("its keys are cert-authority or from= lines, which a query cannot test")
 	}
 	if facts["ak_writable"] != "1" && facts["dir_writable"] != "1" && facts["dir_creatable"] != "1" {
 		return false, "", errors.New("the file holds no key and the account cannot write one")
@@ -314,23 +317,35 @@ func runAccountScript(client *gossh.Client) (map[string]string, error) {
 }
 
 // readAuthorizedKeys reads the public keys of the account's
-// authorized_keys (options before a key are skipped over by the parser).
+// authorized_keys that a publickey query can test.
 func readAuthorizedKeys(client *gossh.Client) ([]gossh.PublicKey, error) {
 	outp, err := runCommand(client, `head -c 65536 "$HOME/.ssh/authorized_keys"`)
 	if err != nil {
 		return nil, fmt.Errorf("read authorized_keys: %w", err)
 	}
+	return testableKeys([]byte(outp)), nil
+}
+
+// testableKeys are the keys of an authorized_keys file that sshd's answer
+// to a publickey query tells about.
+func testableKeys(rest []byte) []gossh.PublicKey {
 	var keys []gossh.PublicKey
-	rest := []byte(outp)
 	for len(rest) > 0 {
-		k, _, _, r, err := gossh.ParseAuthorizedKey(rest)
+		k, _, options, r, err := gossh.ParseAuthorizedKey(rest)
 		if err != nil {
 			break
 		}
-		if _, isCert := k.(*gossh.Certificate); !isCert {
+		rest = r
+		// A cert-authority line trusts certificates, not the key; from=
+		// refuses doctor's address: sshd's no to either says nothing.
+		untestable := false
+		for _, o := range options {
+			o = strings.ToLower(o)
+			untestable = untestable || o == "cert-authority" || strings.HasPrefix(o, "from=")
+		}
+		if _, isCert := k.(*gossh.Certificate); !isCert && !untestable {
 			keys = append(keys, k)
 		}
-		rest = r
 	}
-	return keys, nil
+	return keys
 }

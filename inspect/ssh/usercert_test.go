@@ -163,3 +163,24 @@ func TestEnsureUserCA(t *testing.T) {
 		t.Errorf("file %q, line %q", pub, line)
 	}
 }
+
+func TestTestableKeys(t *testing.T) {
+	a, _ := newSigner(t)
+	b, _ := newSigner(t)
+	c, _ := newSigner(t)
+	line := func(opts string, s gossh.Signer) string {
+		l := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(s.PublicKey())))
+		if opts != "" {
+			l = opts + " " + l
+		}
+		return l + " comment\n"
+	}
+	file := "# a comment\n" + line("", a) + line(`cert-authority,principals="x"`, b) + line(`from="10.0.0.1"`, c) + line(`restrict,command="true"`, c)
+	got := testableKeys([]byte(file))
+	if len(got) != 2 || !bytes.Equal(got[0].Marshal(), a.PublicKey().Marshal()) || !bytes.Equal(got[1].Marshal(), c.PublicKey().Marshal()) {
+		t.Errorf("testable keys: %d", len(got))
+	}
+	if got := testableKeys([]byte("not a key\n")); len(got) != 0 {
+		t.Errorf("garbage gave %d keys", len(got))
+	}
+}
