@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/interlock/interlock/model"
 )
 
@@ -179,8 +181,11 @@ func lastOpen(t *testing.T, e *env) (string, model.SessionOpen) {
 	var so model.SessionOpen
 	for _, en := range e.entries() {
 		if en.Kind == model.KindSessionOpen && strings.Contains(string(en.Data), `"protocol":"ssh"`) {
-			id = en.Session
-			json.Unmarshal(en.Data, &so)
+			// A fresh value each time: decoding into the last one would
+			// keep the fields this entry omits.
+			var x model.SessionOpen
+			json.Unmarshal(en.Data, &x)
+			id, so = en.Session, x
 		}
 	}
 	if id == "" {
@@ -352,6 +357,98 @@ func TestSSHAdversarialCredential(t *testing.T) {
 		}
 	})
 
+	// The same with a CA of the session's own: a cert-authority line in
+	// authorized_keys, and a certificate it signed for the held user.
+	t.Run("takeover_own_cert_authority", func(t *testing.T) {
+		key, caLine := ownCACert(t, acct.name)
+		plant := "mkdir -p ~/.ssh && echo '" + caLine + "' >> ~/.ssh/authorized_keys"
+		ct.run(t, shellQuote(st.sshAs(acct.name, plant)))
+		if b, _ := os.ReadFile(filepath.Join(acct.home, ".ssh", "authorized_keys")); !strings.Contains(string(b), caLine) {
+			t.Fatalf("the session could not plant its CA: %q", b)
+		}
+		id, _ := lastOpen(t, e)
+		if got := execs(e, id); len(got) != 1 || got[0] != plant+" -> 0" {
+			t.Errorf("journaled execs %q", got)
+		}
+		// ssh picks up id-cert.pub beside the key.
+		if out, code := ct.directLogin(t, key, "echo took-over"); code == 0 || strings.Contains(out, "took-over") {
+			t.Fatalf("a certificate from the session's own CA logged in: exit %d: %s", code, out)
+		}
+		if log, _ := os.ReadFile(st.log); strings.Contains(string(log), `Accepted certificate ID "own"`) {
+			t.Error("sshd accepted the session's own certificate")
+		}
+	})
+
+	// ~/.ssh/authorized_keys2, which older sshd configs also read.
+	t.Run("takeover_authorized_keys2", func(t *testing.T) {
+		attacker := newSSHKey(t, filepath.Join(t.TempDir(), "attacker2"))
+		plant := "mkdir -p ~/.ssh && echo '" + attacker.authorized() + "' > ~/.ssh/authorized_keys2"
+		ct.run(t, shellQuote(st.sshAs(acct.name, plant)))
+		if _, err := os.Stat(filepath.Join(acct.home, ".ssh", "authorized_keys2")); err != nil {
+			t.Fatalf("not planted: %v", err)
+		}
+		if out, code := ct.directLogin(t, attacker, "echo took-over"); code == 0 || strings.Contains(out, "took-over") {
+			t.Fatalf("authorized_keys2 logged in: exit %d: %s", code, out)
+		}
+	})
+
+	// A session asking interlock for another account gets no certificate
+	// for it: refused before interlock logs in, and journaled.
+	t.Run("certificate_for_another_user", func(t *testing.T) {
+		before := strings.Count(readFile(t, st.log), "Accepted certificate ID")
+		out, stderr, code := e.runUnder(st.sshAs("root", "echo as-root")...)
+		if code == 0 || strings.Contains(out, "as-root") || !strings.Contains(stderr, "interlock logs in as \""+acct.name+"\"") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		_, so := lastOpen(t, e)
+		if so.Decision.Action != model.Deny || so.Decision.Rule != "credentials.user" || so.SSH == nil || so.SSH.User != "root" || so.SSH.UpstreamCert != nil {
+			t.Errorf("session.open %+v %+v", so.Decision, so.SSH)
+		}
+		if after := strings.Count(readFile(t, st.log), "Accepted certificate ID"); after != before {
+			t.Errorf("the target accepted %d certificates for the refused session", after-before)
+		}
+	})
+
+	// Nothing on disk holds a login key: interlock's state has its CAs and
+	// host key only, and no file there or on the target holds the key a
+	// journaled certificate certifies.
+	t.Run("no_login_key_on_disk", func(t *testing.T) {
+		ents, err := os.ReadDir(filepath.Join(e.dir, "state", "ssh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, en := range ents {
+			names = append(names, en.Name())
+		}
+		// The target has its host_key_file, so no host CA either.
+		want := "user_ca_ed25519 user_ca_ed25519.pub"
+		if strings.Join(names, " ") != want {
+			t.Errorf("state_dir/ssh holds %v, want %s", names, want)
+		}
+		_, so := lastOpenCert(t, e)
+		fp := so.SSH.UpstreamCert.Fingerprint
+		for _, root := range []string{filepath.Join(e.dir, "state"), acct.home} {
+			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				b, _ := os.ReadFile(p)
+				for rest := b; len(rest) > 0; {
+					k, _, _, r, err := gossh.ParseAuthorizedKey(rest)
+					if err != nil {
+						break
+					}
+					if gossh.FingerprintSHA256(k) == fp {
+						t.Errorf("%s holds the login key %s", p, fp)
+					}
+					rest = r
+				}
+				return nil
+			})
+		}
+	})
+
 	// (c) REVOCATION: the session deletes ~/.ssh (with interlock's supposed
 	// key in it, were there one) and truncates what it can; the next
 	// session still logs in.
@@ -433,6 +530,11 @@ func TestSSHAdversarialCredentialKeyFileControl(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(acct.home, "rc-ran")); err != nil {
 		t.Fatalf("control: the planted ~/.ssh/rc did not run with a plain key: %v", err)
+	}
+	key, caLine := ownCACert(t, acct.name)
+	ct.run(t, shellQuote(st.sshAs(acct.name, "echo '"+caLine+"' >> ~/.ssh/authorized_keys")))
+	if out, code := ct.directLogin(t, key, "echo took-over"); code != 0 || !strings.Contains(out, "took-over") {
+		t.Fatalf("control: a certificate from the session's own CA did not log in (exit %d: %s)", code, out)
 	}
 	// Revocation: one exec that removes interlock's key locks it out.
 	ct.run(t, shellQuote(st.sshAs(acct.name, "rm ~/.ssh/authorized_keys")))
@@ -572,4 +674,49 @@ kill $pid; wait $pid; true
 	if direct == nil || direct.Decision.Action != model.Allow {
 		t.Errorf("direct-tcpip journaled as %+v", direct)
 	}
+}
+
+// ownCACert is a key with a certificate for user (id-cert.pub beside it,
+// where ssh finds it) from a CA of the session's own, and the
+// authorized_keys line that trusts that CA.
+func ownCACert(t *testing.T, user string) (sshKey, string) {
+	t.Helper()
+	requireTools(t, "ssh-keygen")
+	dir := t.TempDir()
+	ownCA := newSSHKey(t, filepath.Join(dir, "own_ca"))
+	key := newSSHKey(t, filepath.Join(dir, "id"))
+	if err := os.WriteFile(key.path+".pub", []byte(key.authorized()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-s", ownCA.path, "-I", "own", "-n", user, "-V", "-5m:+1h", key.path+".pub").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
+	}
+	return key, "cert-authority " + ownCA.authorized()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// lastOpenCert is the newest ssh session.open that logged in with a
+// certificate.
+func lastOpenCert(t *testing.T, e *env) (string, model.SessionOpen) {
+	t.Helper()
+	var id string
+	var so model.SessionOpen
+	for _, en := range e.entries() {
+		var x model.SessionOpen
+		if en.Kind == model.KindSessionOpen && json.Unmarshal(en.Data, &x) == nil && x.SSH != nil && x.SSH.UpstreamCert != nil {
+			id, so = en.Session, x
+		}
+	}
+	if id == "" {
+		t.Fatal("no certificate login journaled")
+	}
+	return id, so
 }
