@@ -127,7 +127,11 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 			fail("upstream-host-key", fmt.Sprintf("the host key of target %s (%s %s) does not verify: %v", t.name, keyType(up.hostKey), fp, keyErr),
 				fmt.Sprintf("interlock: the host key of target %s does not match the one interlock knows; session refused\r\n", t.name), err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			fail("upstream-auth", fmt.Sprintf("target %s refused interlock's credential for user %q: %v", t.name, t.user, err),
+			reason := fmt.Sprintf("target %s refused interlock's credential for user %q: %v", t.name, t.user, err)
+			if up.cert != nil {
+				reason += fmt.Sprintf(" (certificate serial %d; the target's sshd must trust interlock's user CA: TrustedUserCAKeys with `interlock ssh-ca user`, see `interlock doctor`)", up.cert.cert.Serial)
+			}
+			fail("upstream-auth", reason,
 				fmt.Sprintf("interlock: target %s refused interlock's credential\r\n", t.name), err)
 		case ctx.Err() != nil:
 			fail("cancelled", "the client went away during the upstream handshake", "", ctx.Err())

@@ -110,8 +110,9 @@ type certTarget struct {
 	st   *sshTarget
 	e    *env
 	acct heldAccount
-	// caFingerprint is the user CA's, as `interlock ssh-ca user` says.
-	caFingerprint string
+	// caFingerprint is the user CA's, as `interlock ssh-ca user` says;
+	// caFile is where the target's TrustedUserCAKeys reads it.
+	caFingerprint, caFile string
 }
 
 // startCertTarget sets the recommended target up: TrustedUserCAKeys with
@@ -153,7 +154,7 @@ func startCertTargetWith(t *testing.T, targetExtra string, honourAuthorizedKeys 
 	if err := os.WriteFile(caFile, []byte(ca.Line+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &certTarget{st: st, e: e, acct: acct, caFingerprint: ca.Fingerprint}
+	return &certTarget{st: st, e: e, acct: acct, caFingerprint: ca.Fingerprint, caFile: caFile}
 }
 
 // sshAs is an ssh command line to the target as user, with the client's
@@ -692,6 +693,38 @@ func ownCACert(t *testing.T, user string) (sshKey, string) {
 		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
 	}
 	return key, "cert-authority " + ownCA.authorized()
+}
+
+// TestSSHAdversarialCredentialUntrustedCA: a target that does not (or no
+// longer) trust interlock's user CA refuses the certificate, and nothing
+// else is tried: the session is refused, journaled with the certificate
+// offered, and doctor fails the target with what to install.
+func TestSSHAdversarialCredentialUntrustedCA(t *testing.T) {
+	ct := startCertTarget(t, "")
+	if err := os.WriteFile(ct.caFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := ct.e.runUnder(ct.st.sshAs(ct.acct.name, "echo in")...)
+	if code == 0 || strings.Contains(out, "in\n") || !strings.Contains(stderr, "refused interlock's credential") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	_, so := lastOpen(t, ct.e)
+	if so.Decision.Action != model.Deny || so.Decision.Rule != "upstream-auth" || !strings.Contains(so.Decision.Reason, "TrustedUserCAKeys") {
+		t.Errorf("session.open decision %+v", so.Decision)
+	}
+	if so.SSH == nil || so.SSH.UpstreamCert == nil || !strings.Contains(so.Decision.Reason, "serial "+so.SSH.UpstreamCert.Serial) {
+		t.Errorf("the refused login's certificate is not journaled: %+v", so.SSH)
+	}
+	if log := readFile(t, ct.st.log); strings.Contains(log, "Accepted ") {
+		t.Errorf("sshd accepted something:\n%s", log)
+	}
+	if ct.st.started("command") != 0 {
+		t.Errorf("sshd ran a command")
+	}
+	dout, _, dcode := ct.e.interlock("doctor", "-c", ct.e.cfgPath, "--json")
+	if dcode == 0 || !strings.Contains(dout, "cannot log in as "+ct.acct.name+" with a certificate") || !strings.Contains(dout, "interlock ssh-ca user") {
+		t.Errorf("doctor (exit %d) does not fail the target with the fix:\n%s", dcode, dout)
+	}
 }
 
 func readFile(t *testing.T, path string) string {
