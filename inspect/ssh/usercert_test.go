@@ -184,3 +184,15 @@ func TestTestableKeys(t *testing.T) {
 		t.Errorf("garbage gave %d keys", len(got))
 	}
 }
+
+// BenchmarkSignLoginCert is what a certificate target adds to each login:
+// a key, a signature and a certificate.
+func BenchmarkSignLoginCert(b *testing.B) {
+	ca, _ := newSigner(b)
+	ext := CertExtensions(nil)
+	for b.Loop() {
+		if _, err := signLoginCert(ca, "deploy", "interlock session=s target=t uid=0 exe=/usr/bin/ssh", ext, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
