@@ -59,6 +59,11 @@ func TestSSHAdversarialCredential(t *testing.T) {
 		if !pty || !shell {
 			t.Errorf("journal: pty-req %v, shell %v", pty, shell)
 		}
+		// The replay shows what the target's shell printed.
+		replay, stderr, code := e.interlock("sessions", "replay", "-c", e.cfgPath, "--speed", "50", id)
+		if code != 0 || !strings.Contains(replay, "shell-42") {
+			t.Errorf("replay: exit %d: %q %s", code, replay, stderr)
+		}
 	})
 
 	// (d) the certificate lives minutes at most, names the session and the
