@@ -218,6 +218,10 @@ type Credentials struct {
 	PasswordEnv string `yaml:"password_env"`
 	// KeyFile is an SSH private key (ssh targets).
 	KeyFile string `yaml:"key_file"`
+	// Certificate logs in to an ssh target with a user certificate from
+	// interlock's user CA, signed for each login over a fresh key that is
+	// never written down, instead of a key the target keeps authorized.
+	Certificate bool `yaml:"certificate"`
 }
 
 // SSHAllow is an ssh target's allow section: channel types refused unless

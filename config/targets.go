@@ -131,9 +131,23 @@ func validateCredentials(l *errorList, key string, t TargetConfig, ssh bool) {
 	if !ssh && c.KeyFile != "" {
 		l.add(key+".credentials.key_file", "applies to ssh targets only")
 	}
-	if ssh {
+	if !ssh && c.Certificate {
+		l.add(key+".credentials.certificate", "applies to ssh targets only")
+	}
+	if ssh && c.Certificate {
+		// One credential, so what the target trusts is unambiguous: a
+		// fallback key would be the standing credential the certificate
+		// exists to remove.
+		if c.KeyFile != "" {
+			l.add(key+".credentials.key_file", "give key_file or certificate: true, not both; with certificate interlock signs a fresh key for each login, and the target should trust interlock's user CA instead of an authorized key (docs/ssh.md)")
+		}
+		if c.PasswordFile != "" || c.PasswordEnv != "" {
+			l.add(key+".credentials.certificate", "give certificate: true or a password, not both; with certificate the target should accept interlock's user CA only (docs/ssh.md)")
+		}
+	}
+	if ssh && !c.Certificate {
 		if c.KeyFile == "" && c.PasswordFile == "" && c.PasswordEnv == "" {
-			l.add(key+".credentials.key_file", "is required (or password_file/password_env): the credential interlock logs in to the target with")
+			l.add(key+".credentials.key_file", "is required (or certificate: true, or password_file/password_env): the credential interlock logs in to the target with; certificate: true is recommended (docs/ssh.md)")
 		}
 		if c.KeyFile != "" {
 			absPath(l, key+".credentials.key_file", c.KeyFile, true)

@@ -169,6 +169,26 @@ type SSHStartup struct {
 	// UpstreamHostKey is the SHA256 fingerprint of the key the target
 	// presented and interlock verified.
 	UpstreamHostKey string `json:"upstream_host_key"`
+	// UpstreamCert is the user certificate interlock logged in with, for
+	// a target with credentials.certificate.
+	UpstreamCert *SSHLoginCert `json:"upstream_cert,omitempty"`
+}
+
+// SSHLoginCert is the user certificate interlock signed for one login to
+// an ssh target: what the target's sshd logs ("Accepted certificate ID
+// <KeyID> (serial <Serial>)") ties the login to this record.
+type SSHLoginCert struct {
+	// Serial is the certificate's serial number, in decimal as sshd logs it.
+	Serial     string   `json:"serial"`
+	KeyID      string   `json:"key_id"`
+	Principals []string `json:"principals"`
+	// ValidAfterNS and ValidBeforeNS bound its validity (Unix time, ns).
+	ValidAfterNS  int64    `json:"valid_after_ns"`
+	ValidBeforeNS int64    `json:"valid_before_ns"`
+	Extensions    []string `json:"extensions"`
+	// Fingerprint is the SHA256 fingerprint of the ephemeral key it
+	// certifies.
+	Fingerprint string `json:"fingerprint"`
 }
 
 // SSHChannel is the data of an ssh.channel entry.

@@ -18,6 +18,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/inspect/postgres"
+	"github.com/interlock/interlock/inspect/ssh"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
@@ -39,7 +40,11 @@ func doctorCommand() *cli.Command {
 		Usage: "check that this host can run interlock, and say what to fix",
 		Description: "Checks the kernel, cgroup v2, privileges, that the BPF programs load and attach,\n" +
 			"BTF, the BPF filesystem, the config, each postgres target (the held credential\n" +
-			"logs in; the held role and its settings), the journal, the daemon and runs left behind.\n" +
+			"logs in; the held role and its settings), each ssh target (the held credential logs in;\n" +
+			"whether the held account may write an authorized_keys file sshd honours, which lets a\n" +
+			"session add its own key and log in without interlock: doctor asks sshd with publickey\n" +
+			"queries, and where the file holds no key writes a throwaway key for the probe and removes\n" +
+			"it), the journal, the daemon and runs left behind.\n" +
 			"Also what a watched process could use to get around interception: Yama's ptrace_scope\n" +
 			"(sockets taken from processes outside), cgroups above an intercepted one that a user\n" +
 			"other than root may write (a process can move itself there), and addresses a target's\n" +
@@ -160,6 +165,11 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 		}
 	}
 	for _, tc := range cfg.Targets {
+		if tc.Protocol == model.ProtoSSH {
+			for _, tch := range ssh.CheckTarget(ctx, tc, cfg.StateDir) {
+				add(check{Name: "target " + tc.Name, Status: tch.Status, Detail: tch.Detail, Fix: tch.Fix})
+			}
+		}
 		if tc.Protocol != model.ProtoPostgres {
 			continue
 		}

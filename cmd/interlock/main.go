@@ -140,6 +140,7 @@ func rootCommand() *cli.Command {
 			approvalsCommand(),
 			policyCommand(),
 			doctorCommand(),
+			sshCACommand(),
 			versionCommand(),
 			packageHelperCommand(),
 		},

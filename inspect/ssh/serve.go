@@ -331,6 +331,9 @@ func (c *conn) startup(up *upstream) *model.SSHStartup {
 	if up != nil && up.hostKey != nil {
 		st.UpstreamHostKey = gossh.FingerprintSHA256(up.hostKey)
 	}
+	if up != nil && up.cert != nil {
+		st.UpstreamCert = up.cert.record()
+	}
 	return st
 }
 

@@ -73,6 +73,10 @@ type target struct {
 	// signer and password are the held credential (either or both).
 	signer   gossh.Signer
 	password string
+	// userCA, for credentials.certificate, signs a certificate for each
+	// login instead (usercert.go); certExt are the extensions it grants.
+	userCA  gossh.Signer
+	certExt map[string]string
 	// hostKeyCallback verifies the real target; hostKeyAlgos are the
 	// algorithms its known keys can be checked with (nil: the defaults).
 	hostKeyCallback gossh.HostKeyCallback
@@ -117,6 +121,7 @@ func (h *Handler) Reload(cfg *config.Config) error {
 	}
 
 	var ca *authority
+	var userCA gossh.Signer
 	for _, tc := range cfg.Targets {
 		if tc.Protocol != model.ProtoSSH {
 			continue
@@ -127,7 +132,13 @@ func (h *Handler) Reload(cfg *config.Config) error {
 				return fmt.Errorf("target %s: %w", tc.Name, err)
 			}
 		}
-		t, err := prepareTarget(tc, ca)
+		if tc.Credentials != nil && tc.Credentials.Certificate && userCA == nil {
+			var err error
+			if userCA, err = loadUserCA(h.stateDir, h.log); err != nil {
+				return fmt.Errorf("target %s: %w", tc.Name, err)
+			}
+		}
+		t, err := prepareTarget(tc, ca, userCA)
 		if err != nil {
 			return fmt.Errorf("target %s: %w", tc.Name, err)
 		}
@@ -146,13 +157,52 @@ func (h *Handler) target(name string) *target {
 	return nil
 }
 
-func prepareTarget(tc config.TargetConfig, ca *authority) (*target, error) {
+func prepareTarget(tc config.TargetConfig, ca *authority, userCA gossh.Signer) (*target, error) {
+	t, err := prepareUpstream(tc, userCA)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := tc.HostPort()
+	if err != nil {
+		return nil, fmt.Errorf("address: %w", err)
+	}
+	if tc.HostKeyFile != "" {
+		signer, err := readPrivateKey(tc.HostKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("host_key_file: %w", err)
+		}
+		t.hostSigners = []gossh.Signer{signer}
+	} else {
+		if ca == nil {
+			return nil, errors.New("no host_key_file and no SSH CA")
+		}
+		signers, err := ca.hostSigners(tc.Name, principals(host))
+		if err != nil {
+			return nil, err
+		}
+		t.hostSigners = signers
+	}
+	return t, nil
+}
+
+// prepareUpstream prepares what logging in to the target takes: the held
+// credential and the host key check.
+func prepareUpstream(tc config.TargetConfig, userCA gossh.Signer) (*target, error) {
 	t := &target{name: tc.Name, address: tc.Address}
 	c := tc.Credentials
 	if c == nil || c.User == "" {
 		return nil, errors.New("credentials.user is required")
 	}
 	t.user = c.User
+	if c.Certificate {
+		if userCA == nil {
+			return nil, errors.New("credentials.certificate: no SSH user CA")
+		}
+		if c.KeyFile != "" || c.PasswordFile != "" || c.PasswordEnv != "" {
+			return nil, errors.New("credentials.certificate: give no key_file or password beside it")
+		}
+		t.userCA, t.certExt = userCA, CertExtensions(tc.Allow)
+	}
 	if c.KeyFile != "" {
 		signer, err := readPrivateKey(c.KeyFile)
 		if err != nil {
@@ -167,14 +217,10 @@ func prepareTarget(tc config.TargetConfig, ca *authority) (*target, error) {
 		}
 		t.password = pw
 	}
-	if t.signer == nil && t.password == "" {
-		return nil, errors.New("credentials: give key_file, password_file or password_env")
+	if t.signer == nil && t.password == "" && t.userCA == nil {
+		return nil, errors.New("credentials: give certificate: true, key_file, password_file or password_env")
 	}
 
-	host, _, err := tc.HostPort()
-	if err != nil {
-		return nil, fmt.Errorf("address: %w", err)
-	}
 	switch {
 	case tc.HostKey != "":
 		key, _, _, _, err := gossh.ParseAuthorizedKey([]byte(tc.HostKey))
@@ -192,23 +238,6 @@ func prepareTarget(tc config.TargetConfig, ca *authority) (*target, error) {
 		t.hostKeyAlgos = knownAlgorithms(cb, tc.Address)
 	default:
 		return nil, errors.New("known_hosts or host_key is required: interlock always verifies the target's host key")
-	}
-
-	if tc.HostKeyFile != "" {
-		signer, err := readPrivateKey(tc.HostKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("host_key_file: %w", err)
-		}
-		t.hostSigners = []gossh.Signer{signer}
-	} else {
-		if ca == nil {
-			return nil, errors.New("no host_key_file and no SSH CA")
-		}
-		signers, err := ca.hostSigners(tc.Name, principals(host))
-		if err != nil {
-			return nil, err
-		}
-		t.hostSigners = signers
 	}
 	return t, nil
 }

@@ -27,6 +27,8 @@ type upstream struct {
 	reqs  <-chan *gossh.Request
 	// hostKey is the key the target presented (verified or not).
 	hostKey gossh.PublicKey
+	// cert is the login certificate offered, for a certificate target.
+	cert    *loginCert
 	err     error
 	refusal *refusal
 }
@@ -82,11 +84,26 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 
+	// A certificate target's login certificate is signed now, after the
+	// connect: its short validity starts when it is about to be used.
+	var extra []gossh.Signer
+	if t.userCA != nil {
+		lc, err := signLoginCert(t.userCA, t.user, sessionKeyID(c.s.ID, t.name, c.s.Origin.Identity), t.certExt, time.Now())
+		if err != nil {
+			nc.Close()
+			fail("internal", fmt.Sprintf("cannot sign a login certificate for target %s: %v", t.name, err),
+				"interlock: internal error\r\n", err)
+			return
+		}
+		up.cert = lc
+		extra = append(extra, lc.signer)
+	}
+
 	var keyErr error
 	cfg := &gossh.ClientConfig{
 		Config:        gossh.Config{Ciphers: ciphers},
 		User:          t.user,
-		Auth:          authMethods(t),
+		Auth:          authMethods(t, extra...),
 		ClientVersion: serverVersion,
 		HostKeyCallback: func(hostname string, remote net.Addr, key gossh.PublicKey) error {
 			up.hostKey = key
@@ -110,7 +127,11 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 			fail("upstream-host-key", fmt.Sprintf("the host key of target %s (%s %s) does not verify: %v", t.name, keyType(up.hostKey), fp, keyErr),
 				fmt.Sprintf("interlock: the host key of target %s does not match the one interlock knows; session refused\r\n", t.name), err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			fail("upstream-auth", fmt.Sprintf("target %s refused interlock's credential for user %q: %v", t.name, t.user, err),
+			reason := fmt.Sprintf("target %s refused interlock's credential for user %q: %v", t.name, t.user, err)
+			if up.cert != nil {
+				reason += fmt.Sprintf(" (certificate serial %d; the target's sshd must trust interlock's user CA: TrustedUserCAKeys with `interlock ssh-ca user`, see `interlock doctor`)", up.cert.cert.Serial)
+			}
+			fail("upstream-auth", reason,
 				fmt.Sprintf("interlock: target %s refused interlock's credential\r\n", t.name), err)
 		case ctx.Err() != nil:
 			fail("cancelled", "the client went away during the upstream handshake", "", ctx.Err())
@@ -124,11 +145,15 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	up.conn, up.chans, up.reqs = sc, chans, reqs
 }
 
-// authMethods offer the held credential.
-func authMethods(t *target) []gossh.AuthMethod {
+// authMethods offer the held credential: the target's key, or the login
+// certificate given as signers.
+func authMethods(t *target, signers ...gossh.Signer) []gossh.AuthMethod {
 	var m []gossh.AuthMethod
 	if t.signer != nil {
-		m = append(m, gossh.PublicKeys(t.signer))
+		signers = append(signers, t.signer)
+	}
+	if len(signers) > 0 {
+		m = append(m, gossh.PublicKeys(signers...))
 	}
 	if t.password != "" {
 		m = append(m, gossh.Password(t.password), gossh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {

@@ -94,9 +94,24 @@ type sshTarget struct {
 
 func (st *sshTarget) addr() string { return net.JoinHostPort("127.0.0.3", strconv.Itoa(st.port)) }
 
+// sshdOpts change the target's sshd_config.
+type sshdOpts struct {
+	// authorizedKeysFile replaces the file of credKey (sshd keeps the
+	// first value of a keyword, so it cannot be appended).
+	authorizedKeysFile string
+	// extra is appended to sshd_config (Match blocks go here).
+	extra string
+}
+
 // startSSHD starts sshd -D on a free port of 127.0.0.3, logging in root
 // with credKey only. It is stopped when the test ends.
 func startSSHD(t *testing.T) *sshTarget {
+	t.Helper()
+	return startSSHDWith(t, sshdOpts{})
+}
+
+// startSSHDWith is startSSHD with o's changes to sshd_config.
+func startSSHDWith(t *testing.T, o sshdOpts) *sshTarget {
 	t.Helper()
 	requireTools(t, sshdBin, "ssh", "scp", "sftp")
 	if _, err := os.Stat(sftpServerBin); err != nil {
@@ -135,6 +150,10 @@ LogLevel VERBOSE
 MaxStartups 200:30:300
 MaxSessions 50
 `, st.port, st.hostKey.path, filepath.Join(dir, "authorized_keys"), sftpServerBin)
+	if o.authorizedKeysFile != "" {
+		cfg = strings.Replace(cfg, "AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"), "AuthorizedKeysFile "+o.authorizedKeysFile, 1)
+	}
+	cfg += o.extra
 	cfgPath := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -221,6 +240,9 @@ type sshTargetOpts struct {
 	extra string
 	// global is added at the top level of the config (a policy section).
 	global string
+	// credentials replaces the key_file credential for root: the YAML
+	// under credentials:, indented by 6 spaces.
+	credentials string
 }
 
 // newSSHEnv is an interlock config with the target "box" at st.
@@ -230,7 +252,11 @@ func newSSHEnv(t *testing.T, st *sshTarget, o sshTargetOpts) *env {
 	if kh == "" {
 		kh = st.knownHosts
 	}
-	extra := fmt.Sprintf("credentials:\n      user: root\n      key_file: %s\n    known_hosts: %s", st.credKey.path, kh)
+	creds := o.credentials
+	if creds == "" {
+		creds = "user: root\n      key_file: " + st.credKey.path
+	}
+	extra := fmt.Sprintf("credentials:\n      %s\n    known_hosts: %s", creds, kh)
 	if !o.useCA {
 		extra += "\n    host_key_file: " + st.hostKey.path
 	}
