@@ -648,6 +648,56 @@ func TestPackagedConfig(t *testing.T) {
 	}
 }
 
+// TestPackagedConfigExamples: the commented examples of the packaged file
+// (targets, policy) load as written once uncommented, with the files they
+// name in place: an admin who copies them starts from a valid config.
+func TestPackagedConfigExamples(t *testing.T) {
+	b, err := os.ReadFile("../packaging/interlock.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var out []string
+	var in string // the example being uncommented: targets or policy
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == "# targets:" || line == "# policy:":
+			in = strings.TrimSuffix(strings.TrimPrefix(line, "# "), ":")
+			out = append(out, in+":")
+			continue
+		case in != "" && strings.HasPrefix(line, "#   "):
+			out = append(out, strings.TrimPrefix(line, "# "))
+			continue
+		case line == "targets: []":
+			continue
+		}
+		in = ""
+		out = append(out, line)
+	}
+	text := strings.Join(out, "\n")
+	if !strings.Contains(text, "\ntargets:\n  - name: prod-db") || !strings.Contains(text, "\npolicy:\n  default: allow") {
+		t.Fatalf("the examples were not found:\n%s", text)
+	}
+	// The files the examples name, under dir.
+	for _, f := range []string{"prod-db.password", "db-ca.crt", "known_hosts", "web-1.key"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text = strings.ReplaceAll(text, "/etc/interlock/", dir+"/")
+	p := filepath.Join(dir, "interlock.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p)
+	if err != nil {
+		t.Fatalf("the packaged examples do not load: %v\n%s", err, text)
+	}
+	if len(cfg.Targets) != 3 || len(cfg.Policy.Rules) != 4 {
+		t.Errorf("examples loaded as %d targets and policy %+v", len(cfg.Targets), cfg.Policy)
+	}
+}
+
 // schemaKeys lists every key of the schema that holds a value (not the
 // sections) as a dotted path, list items as "[]".
 func schemaKeys(t reflect.Type, prefix string) []string {
