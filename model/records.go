@@ -1,6 +1,10 @@
 package model
 
-import "net/netip"
+import (
+	"encoding/base64"
+	"net/netip"
+	"unicode/utf8"
+)
 
 // The records below are what protocol handlers journal inside a session,
 // and what the journal's exporters (statements.csv, asciicast, OCSF) read
@@ -209,16 +213,21 @@ type SSHRequest struct {
 	Channel uint32 `json:"channel"`
 	Global  bool   `json:"global,omitempty"`
 	Type    string `json:"type"`
-	// Command is the exec command line or the subsystem name.
-	Command string `json:"command,omitempty"`
+	// Command is the exec command line or the subsystem name. A command
+	// that is not valid UTF-8 (JSON would replace those bytes with
+	// U+FFFD) is also kept whole in CommandBase64.
+	Command       string `json:"command,omitempty"`
+	CommandBase64 string `json:"command_b64,omitempty"`
 	// Term, Cols and Rows describe a pty-req.
 	Term string `json:"term,omitempty"`
 	Cols uint32 `json:"cols,omitempty"`
 	Rows uint32 `json:"rows,omitempty"`
-	// Env holds an env request's name=value.
-	Env      string   `json:"env,omitempty"`
-	Signal   string   `json:"signal,omitempty"`
-	Decision Decision `json:"decision"`
+	// Env holds an env request's name=value (and EnvBase64 its exact
+	// bytes, when they are not valid UTF-8).
+	Env       string   `json:"env,omitempty"`
+	EnvBase64 string   `json:"env_b64,omitempty"`
+	Signal    string   `json:"signal,omitempty"`
+	Decision  Decision `json:"decision"`
 	// OffsetNS is the time since the session started (monotonic).
 	OffsetNS int64 `json:"offset_ns"`
 }
@@ -259,6 +268,10 @@ type SSHSFTP struct {
 	Op     string `json:"op"`
 	Path   string `json:"path"`
 	Target string `json:"target,omitempty"` // rename's new path
+	// PathBase64 and TargetBase64 keep Path and Target whole when they
+	// are not valid UTF-8.
+	PathBase64   string `json:"path_b64,omitempty"`
+	TargetBase64 string `json:"target_b64,omitempty"`
 	// SentPath and SentTarget are Path and Target as the client sent
 	// them, when the target resolves them to another name (relative to
 	// the login directory, ".", "..", "//").
@@ -288,4 +301,37 @@ type PGMask struct {
 	Column    string `json:"column"`
 	Detector  string `json:"detector,omitempty"`
 	Count     int    `json:"count"`
+}
+
+// KeepBytes fills CommandBase64 and EnvBase64 for text that JSON cannot
+// carry exactly.
+func (q *SSHRequest) KeepBytes() {
+	q.CommandBase64, q.EnvBase64 = exactBase64(q.Command), exactBase64(q.Env)
+}
+
+// KeepBytes fills PathBase64 and TargetBase64 for paths that JSON cannot
+// carry exactly.
+func (o *SSHSFTP) KeepBytes() {
+	o.PathBase64, o.TargetBase64 = exactBase64(o.Path), exactBase64(o.Target)
+}
+
+// ExactText returns b64's bytes when it is set, else s: the exact text of
+// a field kept by KeepBytes.
+func ExactText(s, b64 string) string {
+	if b64 == "" {
+		return s
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return s
+	}
+	return string(b)
+}
+
+// exactBase64 is s in base64 when s is not valid UTF-8, else "".
+func exactBase64(s string) string {
+	if utf8.ValidString(s) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s))
 }

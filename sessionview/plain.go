@@ -193,9 +193,9 @@ func describe(e Event) string {
 		case m.Type == "pty-req":
 			s += " " + ptyText(m.SSHRequest)
 		case m.Command != "":
-			s += " " + Quote(m.Command)
+			s += " " + Quote(model.ExactText(m.Command, m.CommandBase64))
 		case m.Env != "":
-			s += " " + Quote(m.Env)
+			s += " " + Quote(model.ExactText(m.Env, m.EnvBase64))
 		case m.Signal != "":
 			s += " " + Quote(m.Signal)
 		}
@@ -220,9 +220,9 @@ func describe(e Event) string {
 		if json.Unmarshal(e.Data, &m) != nil {
 			break
 		}
-		s := "sftp " + word(m.Op) + " " + Quote(m.Path)
+		s := "sftp " + word(m.Op) + " " + Quote(model.ExactText(m.Path, m.PathBase64))
 		if m.Target != "" {
-			s += " -> " + Quote(m.Target)
+			s += " -> " + Quote(model.ExactText(m.Target, m.TargetBase64))
 		}
 		if len(m.Flags) > 0 {
 			s += " [" + textview.Escape(strings.Join(m.Flags, ",")) + "]"

@@ -113,12 +113,12 @@ func (c *Channel) Describe() string {
 	if p := c.Program; p != nil {
 		s := word(p.Type)
 		if p.Command != "" {
-			s += " " + Quote(p.Command)
+			s += " " + Quote(model.ExactText(p.Command, p.CommandBase64))
 		}
 		parts = append(parts, s+": "+DecisionText(p.Decision))
 	}
 	for _, r := range c.Refused {
-		parts = append(parts, "then "+word(r.Type)+" "+Quote(r.Command)+" refused: "+DecisionText(r.Decision))
+		parts = append(parts, "then "+word(r.Type)+" "+Quote(model.ExactText(r.Command, r.CommandBase64))+" refused: "+DecisionText(r.Decision))
 	}
 	if c.Exit != nil {
 		parts = append(parts, exitText(*c.Exit))

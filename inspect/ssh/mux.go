@@ -35,6 +35,16 @@ func (c *conn) decide(op model.Operation) model.Decision {
 // record journals rec: denials and what grants access are synced before
 // they take effect, the rest goes through the batched path.
 func (c *conn) record(kind string, data any, d model.Durability) error {
+	// Client-chosen text that is not UTF-8 is kept whole beside its JSON
+	// form, whatever path recorded it.
+	switch q := data.(type) {
+	case model.SSHRequest:
+		q.KeepBytes()
+		data = q
+	case model.SSHSFTP:
+		q.KeepBytes()
+		data = q
+	}
 	rec := model.Record{Kind: kind, Session: c.s.ID, Data: data}
 	if d == model.Synced {
 		_, err := c.h.journal.Append(c.ctxOrBackground(), rec, model.Synced)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/model"
 )
 
 // TestSSHAdversarialViews (issue 13, class 1): everything a person reads
@@ -191,5 +193,40 @@ func bundleFiles(t *testing.T, path string) map[string][]byte {
 			t.Fatal(err)
 		}
 		files[h.Name] = b
+	}
+}
+
+// TestSSHAdversarialInvalidUTF8Command (classes 1 and 10): a command whose
+// bytes are not UTF-8 is journaled whole (command_b64 beside the JSON
+// text, which cannot carry them), and sessions show prints those bytes
+// as \xNN, never as U+FFFD, so the record names what actually ran.
+func TestSSHAdversarialInvalidUTF8Command(t *testing.T) {
+	requireTools(t, "ssh")
+	st := startSSHD(t)
+	e := newSSHEnv(t, st, sshTargetOpts{})
+	command := "echo utf8-ok # \xff\xfe\xc3"
+	out, stderr, code := e.runUnder(st.sshArgv(command)...)
+	if code != 0 || !strings.Contains(out, "utf8-ok") {
+		t.Fatalf("exit %d\nstdout: %q\nstderr: %q", code, out, stderr)
+	}
+	var found bool
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+		if q.Type != "exec" {
+			continue
+		}
+		found = true
+		if got := model.ExactText(q.Command, q.CommandBase64); got != command {
+			t.Errorf("journaled command %q (b64 %q), want %q", q.Command, q.CommandBase64, command)
+		}
+	}
+	if !found {
+		t.Fatal("no exec journaled")
+	}
+	o, serr, code := e.interlock("sessions", "show", "-c", e.cfgPath, sessionID(e, 0))
+	if code != 0 {
+		t.Fatalf("sessions show: exit %d %s", code, serr)
+	}
+	if !strings.Contains(o, `\xff\xfe\xc3`) || strings.Contains(o, "\uFFFD") {
+		t.Errorf("sessions show does not print the command's bytes exactly:\n%s", o)
 	}
 }
