@@ -150,6 +150,9 @@ func missNote(r *rule, op model.Operation, m miss) string {
 	case missReadOnly:
 		return fmt.Sprintf("read_only: %t does not match", *r.op.readOnly)
 	case missCommand:
+		if r.op != nil && r.op.allowlist != nil {
+			return "the target's exec allowlist permits the command line"
+		}
 		return "the command line does not match its commands"
 	case missPath:
 		return "the path does not match its paths"
