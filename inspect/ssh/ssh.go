@@ -79,6 +79,9 @@ type target struct {
 	hostKeyAlgos    []string
 	// hostSigners are presented to clients.
 	hostSigners []gossh.Signer
+	// allowlist: exec.mode is allowlist (env requests are narrowed);
+	// tunnelsAllowed: exec.tunnels is allow (channels are not scanned).
+	allowlist, tunnelsAllowed bool
 }
 
 // New checks the ssh targets of opts.Config and prepares the handler: key
@@ -147,7 +150,7 @@ func (h *Handler) target(name string) *target {
 }
 
 func prepareTarget(tc config.TargetConfig, ca *authority) (*target, error) {
-	t := &target{name: tc.Name, address: tc.Address}
+	t := &target{name: tc.Name, address: tc.Address, allowlist: tc.AllowlistOn(), tunnelsAllowed: tc.TunnelsAllowed()}
 	c := tc.Credentials
 	if c == nil || c.User == "" {
 		return nil, errors.New("credentials.user is required")
