@@ -1,0 +1,463 @@
+package e2e
+
+// Issue 13, class 6 ("exec, honestly") against a real sshd with the real
+// ssh, scp and rsync clients (and a raw x/crypto/ssh client where the bytes
+// matter) under `interlock run`. Globs on shell text are advisory; these
+// cases check what is a boundary: the exec allowlist, execs judged as the
+// shells they start, and tunnels ended. Each attack carries a payload that
+// would leave a file on the target, and each case checks that file, what
+// sshd started, and what the journal says.
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// execRequest returns the journaled exec requests whose command holds
+// part.
+func execRequests(e *env, part string) []model.SSHRequest {
+	var out []model.SSHRequest
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+		if q.Type == "exec" && strings.Contains(q.Command, part) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// tunnelRecords returns the journaled tunnel refusals.
+func tunnelRecords(e *env) []model.SSHRequest {
+	var out []model.SSHRequest
+	for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+		if q.Type == "tunnel" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// wantRefused checks that exactly one exec of cmd (or, when cmd starts
+// with "~", holding the rest) was journaled, refused by rule with a reason
+// holding reason, and that the client saw the refusal.
+func wantRefused(t *testing.T, e *env, cmd, rule, reason, stderr string) {
+	t.Helper()
+	var qs []model.SSHRequest
+	if part, ok := strings.CutPrefix(cmd, "~"); ok {
+		qs = execRequests(e, part)
+	} else {
+		for _, q := range execRequests(e, cmd) {
+			if q.Command == cmd {
+				qs = append(qs, q)
+			}
+		}
+	}
+	if len(qs) != 1 {
+		t.Fatalf("%d exec records of %q, want 1: %+v", len(qs), cmd, qs)
+	}
+	d := qs[0].Decision
+	if d.Action != model.Deny || d.Rule != rule || !strings.Contains(d.Reason, reason) {
+		t.Errorf("exec %q journaled as %+v, want a deny by %s saying %q", qs[0].Command, d, rule, reason)
+	}
+	if !strings.Contains(stderr, "refused by policy ("+rule+")") {
+		t.Errorf("the client was not told of the refusal: %q", stderr)
+	}
+}
+
+// noCommand fails when sshd started a command since before.
+func noCommand(t *testing.T, st *sshTarget, before int) {
+	t.Helper()
+	if n := st.started("command") - before; n != 0 {
+		t.Errorf("sshd started %d commands, want none", n)
+	}
+}
+
+// TestSSHAdversarialExecAllowlist: under exec.mode allowlist, a listed
+// argv runs and every other way of writing a command is refused before it
+// reaches the target, whatever would have matched a glob.
+func TestSSHAdversarialExecAllowlist(t *testing.T) {
+	requireTools(t, "bash", "base64", "rsync")
+	st := startSSHD(t)
+	d := st.dir
+	e := newSSHEnv(t, st, sshTargetOpts{extra: fmt.Sprintf(
+		`exec: {mode: allowlist, allow: ["touch %[1]s/ok-*", "find %[1]s -name *", "cat %[1]s/*"]}`, d)})
+	ssh := func(args ...string) string { return shellQuote(st.sshArgv(args...)) }
+	port := strconv.Itoa(st.port)
+
+	t.Run("allowed argv runs", func(t *testing.T) {
+		before := st.started("command")
+		os.WriteFile(filepath.Join(d, "victim-a"), []byte("x"), 0o644)
+		out, stderr, code := e.runUnder("sh", "-c", ssh("touch "+d+"/ok-1")+" && "+ssh("find "+d+" -name victim-a"))
+		if code != 0 || !strings.Contains(out, d+"/victim-a") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(d, "ok-1")); err != nil {
+			t.Errorf("the listed command did not run: %v", err)
+		}
+		if n := st.started("command") - before; n != 2 {
+			t.Errorf("sshd started %d commands, want 2", n)
+		}
+		for _, part := range []string{"ok-1", "-name victim-a"} {
+			if qs := execRequests(e, part); len(qs) != 1 || qs[0].Decision.Action != model.Allow {
+				t.Errorf("exec %q journaled as %+v", part, qs)
+			}
+		}
+	})
+
+	// Each attack would create pwned-NAME on the target if it ran.
+	attacks := []struct {
+		name, cmd, stdin string
+		reason           string // part of the journaled reason
+	}{
+		{"double space", "touch  " + d + "/pwned-spacing", "", "not plain"},
+		{"tab", "touch\t" + d + "/pwned-tab", "", "a tab"},
+		{"listed prefix then semicolon", "touch " + d + "/ok-2;touch " + d + "/pwned-semicolon", "", `';'`},
+		{"quoted program", "'touch' " + d + "/pwned-quoted", "", `'\''`},
+		{"backslash in program", `t\ouch ` + d + "/pwned-backslash", "", `'\\'`},
+		{"sh -c", "sh -c 'touch " + d + "/pwned-shc'", "", `'\''`},
+		{"base64 into sh", "echo " + base64.StdEncoding.EncodeToString([]byte("touch "+d+"/pwned-base64")) + " | base64 -d | sh", "", "not an exact entry"},
+		{"variable expansion", "T=touch; $T " + d + "/pwned-var", "", `'='`},
+		{"leading assignment", "LD_X=1 touch " + d + "/ok-pwned-assign", "", `'='`},
+		{"xargs with names on stdin", "xargs touch", d + "/pwned-xargs\n", "no entry"},
+		{"here-document", "sh <<EOF\ntouch " + d + "/pwned-heredoc\nEOF", "", `'<'`},
+		{"command substitution", "touch " + d + "/ok-$(touch " + d + "/pwned-subst)", "", `'$'`},
+		{"glob in an argument", "touch " + d + "/ok-?x", "", `'?'`},
+		{"interactive shell on a pty", "exec bash -i", "touch " + d + "/pwned-ptyshell\nexit\n", "no entry"},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			before := st.started("command")
+			script := ssh(a.cmd)
+			if a.name == "interactive shell on a pty" {
+				script = shellQuote(append(st.sshArgv()[:1], append([]string{"-tt"}, st.sshArgv(a.cmd)[1:]...)...))
+			}
+			if a.stdin != "" {
+				script = "printf '%s' " + shellQuote([]string{a.stdin}) + " | " + script
+			}
+			out, stderr, code := e.runUnder("sh", "-c", script+"; echo status=$?")
+			if code != 0 || !strings.Contains(out, "status=126") {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+			}
+			for _, f := range []string{"ok-2", "ok-?x", "ok-"} {
+				absent(t, filepath.Join(d, f))
+			}
+			matches, _ := filepath.Glob(filepath.Join(d, "*pwned*"))
+			if len(matches) > 0 {
+				t.Errorf("the target has %v", matches)
+			}
+			noCommand(t, st, before)
+			wantRefused(t, e, a.cmd, "targets.box.exec-allowlist", a.reason, stderr)
+		})
+	}
+
+	t.Run("find -delete", func(t *testing.T) {
+		victim := filepath.Join(d, "victim-delete")
+		os.WriteFile(victim, []byte("x"), 0o644)
+		before := st.started("command")
+		cmd := "find " + d + " -name victim-delete -delete"
+		_, stderr, _ := e.runUnder(st.sshArgv(cmd)...)
+		if _, err := os.Stat(victim); err != nil {
+			t.Errorf("the target lost %s: %v", victim, err)
+		}
+		noCommand(t, st, before)
+		wantRefused(t, e, cmd, "targets.box.exec-allowlist", "no entry", stderr)
+	})
+
+	t.Run("find -exec", func(t *testing.T) {
+		victim := filepath.Join(d, "victim-exec")
+		os.WriteFile(victim, []byte("x"), 0o644)
+		before := st.started("command")
+		cmd := "find " + d + " -name victim-exec -exec rm {} ;"
+		_, stderr, _ := e.runUnder(st.sshArgv(cmd)...)
+		if _, err := os.Stat(victim); err != nil {
+			t.Errorf("the target lost %s: %v", victim, err)
+		}
+		noCommand(t, st, before)
+		wantRefused(t, e, cmd, "targets.box.exec-allowlist", `'{'`, stderr)
+	})
+
+	t.Run("uploaded script run by sh", func(t *testing.T) {
+		local := filepath.Join(t.TempDir(), "up.sh")
+		os.WriteFile(local, []byte("touch "+d+"/pwned-script\n"), 0o755)
+		before := st.started("command")
+		scp := append([]string{"scp"}, st.clientOpts("")...)
+		scp = append(scp, "-P", port, local, "root@127.0.0.3:"+d+"/up.sh")
+		cmd := "sh " + d + "/up.sh"
+		out, stderr, code := e.runUnder("sh", "-c", shellQuote(scp)+" && "+ssh(cmd)+"; echo status=$?")
+		if code != 0 || !strings.Contains(out, "status=126") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(d, "up.sh")); err != nil {
+			t.Errorf("the upload (sftp, not an exec) did not arrive: %v", err)
+		}
+		absent(t, filepath.Join(d, "pwned-script"))
+		noCommand(t, st, before)
+		wantRefused(t, e, cmd, "targets.box.exec-allowlist", "no entry", stderr)
+	})
+
+	t.Run("scp -O remote command injection", func(t *testing.T) {
+		local := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(local, []byte("x"), 0o644)
+		before := st.started("command")
+		scp := append([]string{"scp", "-O"}, st.clientOpts("")...)
+		scp = append(scp, "-P", port, local, "root@127.0.0.3:"+d+"/x;touch "+d+"/pwned-scp")
+		out, stderr, code := e.runUnder("sh", "-c", shellQuote(scp)+"; echo status=$?")
+		if code != 0 || strings.Contains(out, "status=0") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		absent(t, filepath.Join(d, "pwned-scp"))
+		noCommand(t, st, before)
+		wantRefused(t, e, "~pwned-scp", "targets.box.exec-allowlist", `';'`, stderr)
+		if qs := execRequests(e, "pwned-scp"); len(qs) == 1 && !strings.HasPrefix(qs[0].Command, "scp ") {
+			t.Errorf("the journal does not show scp's remote command: %q", qs[0].Command)
+		}
+	})
+
+	t.Run("rsync --rsync-path", func(t *testing.T) {
+		local := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(local, []byte("x"), 0o644)
+		before := st.started("command")
+		sshCmd := strings.Join(append(append([]string{"ssh"}, st.clientOpts("")...), "-p", port), " ")
+		rsync := []string{"rsync", "-e", sshCmd, "--rsync-path=touch " + d + "/pwned-rsync; rsync", local, "root@127.0.0.3:" + d + "/rsynced"}
+		out, stderr, code := e.runUnder("sh", "-c", shellQuote(rsync)+"; echo status=$?")
+		if code != 0 || strings.Contains(out, "status=0") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		absent(t, filepath.Join(d, "pwned-rsync"))
+		absent(t, filepath.Join(d, "rsynced"))
+		noCommand(t, st, before)
+		wantRefused(t, e, "~pwned-rsync", "targets.box.exec-allowlist", `';'`, stderr)
+	})
+
+	t.Run("env request BASH_ENV", func(t *testing.T) {
+		script := filepath.Join(d, "env.sh")
+		os.WriteFile(script, []byte("touch "+d+"/pwned-bashenv\n"), 0o644)
+		argv := st.sshArgv("touch " + d + "/ok-env")
+		argv = append(argv[:1], append([]string{"-o", "SetEnv=BASH_ENV=" + script}, argv[1:]...)...)
+		out, stderr, code := e.runUnder(argv...)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		absent(t, filepath.Join(d, "pwned-bashenv"))
+		var env *model.SSHRequest
+		for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+			if q.Type == "env" && strings.HasPrefix(q.Env, "BASH_ENV=") {
+				env = &q
+			}
+		}
+		if env == nil || env.Decision.Action != model.Deny || env.Decision.Rule != "exec-allowlist" {
+			t.Errorf("env request journaled as %+v", env)
+		}
+	})
+
+	t.Run("shell request", func(t *testing.T) {
+		before := st.started("shell")
+		argv := append(st.sshArgv()[:1], append([]string{"-tt"}, st.sshArgv()[1:]...)...)
+		cmd := exec.Command(interlockBin, append([]string{"run", "-c", e.cfgPath, "--"}, argv...)...)
+		cmd.Stdin = strings.NewReader("touch " + d + "/pwned-shellreq\nexit\n")
+		_, stderr, _ := runCmd(t, cmd)
+		absent(t, filepath.Join(d, "pwned-shellreq"))
+		if n := st.started("shell") - before; n != 0 {
+			t.Errorf("sshd started %d shells", n)
+		}
+		var shell *model.SSHRequest
+		for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
+			if q.Type == "shell" {
+				shell = &q
+			}
+		}
+		if shell == nil || shell.Decision.Action != model.Deny || shell.Decision.Rule != "targets.box.exec-allowlist" {
+			t.Errorf("shell journaled as %+v; stderr %q", shell, stderr)
+		}
+	})
+}
+
+// TestSSHAdversarialExecShell: with shells denied on the target, an exec
+// that is a shell in all but name (on a pty, or starting a shell that
+// reads the client's stdin) is refused by the shell rule; a plain exec
+// without a pty still runs.
+func TestSSHAdversarialExecShell(t *testing.T) {
+	requireTools(t, "bash", "zsh")
+	st := startSSHD(t)
+	d := st.dir
+	e := newSSHEnv(t, st, sshTargetOpts{global: `policy:
+  rules:
+    - {name: no-shell, match: {targets: [box], operation: {kinds: [shell]}}, action: deny, reason: no shells on box}
+`})
+	tty := func(cmd string) []string {
+		argv := st.sshArgv(cmd)
+		return append(argv[:1], append([]string{"-tt"}, argv[1:]...)...)
+	}
+
+	t.Run("plain exec runs", func(t *testing.T) {
+		out, stderr, code := e.runUnder(st.sshArgv("touch " + d + "/ok-plain")...)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(d, "ok-plain")); err != nil {
+			t.Errorf("the plain exec did not run: %v", err)
+		}
+	})
+
+	cases := []struct {
+		name string
+		argv []string
+		cmd  string
+		why  string
+	}{
+		{"ssh -tt exec bash -i", tty("exec bash -i"), "exec bash -i", "pty"},
+		{"ssh -tt harmless command", tty("id -u"), "id -u", "pty"},
+		{"bash over stdin", st.sshArgv("bash"), "bash", "reads commands from the client"},
+		{"sh -s", st.sshArgv("sh -s"), "sh -s", "reads commands"},
+		{"env bash", st.sshArgv("env bash"), "env bash", "reads commands"},
+		{"exec /bin/sh -i", st.sshArgv("exec /bin/sh -i"), "exec /bin/sh -i", "reads commands"},
+		{"quoted shell name", st.sshArgv("b''ash"), "b''ash", "reads commands"},
+		{"zsh", st.sshArgv("zsh"), "zsh", "reads commands"},
+		{"bash -c exec bash", st.sshArgv("bash -c 'exec bash'"), "bash -c 'exec bash'", "reads commands"},
+		{"computed program name", st.sshArgv("$SHELL"), "$SHELL", "computed"},
+		{"shell at the end of a pipe", st.sshArgv("cat | sh"), "cat | sh", "reads commands"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			marker := filepath.Join(d, "pwned-"+strconv.Itoa(i))
+			before := st.started("command")
+			cmd := exec.Command(interlockBin, append([]string{"run", "-c", e.cfgPath, "--"}, c.argv...)...)
+			cmd.Stdin = strings.NewReader("touch " + marker + "\nexit\n")
+			out, stderr, code := runCmd(t, cmd)
+			if code != 126 {
+				t.Fatalf("exit %d, want 126\nstdout: %s\nstderr: %s", code, out, stderr)
+			}
+			// Nothing ran: wait a little for a shell that might still.
+			time.Sleep(100 * time.Millisecond)
+			absent(t, marker)
+			noCommand(t, st, before)
+			wantRefused(t, e, c.cmd, "no-shell", "judged as a shell", stderr)
+			for _, q := range execRequests(e, c.cmd) {
+				if q.Command == c.cmd && !strings.Contains(q.Decision.Reason, c.why) {
+					t.Errorf("reason %q does not say %q", q.Decision.Reason, c.why)
+				}
+			}
+		})
+	}
+}
+
+// TestSSHAdversarialExecTunnel: SSH or sftp carried inside an exec ends
+// the channel, journaled with rule tunnel, unless the target allows it.
+func TestSSHAdversarialExecTunnel(t *testing.T) {
+	requireTools(t, "bash")
+	st := startSSHD(t)
+	d := st.dir
+	e := newSSHEnv(t, st, sshTargetOpts{})
+	dial := "exec 3<>/dev/tcp/127.0.0.3/" + strconv.Itoa(st.port)
+
+	// tunnelled checks one new tunnel record holding reason and the
+	// recorded bytes holding evidence.
+	seen := 0
+	tunnelled := func(t *testing.T, reason string) {
+		t.Helper()
+		recs := tunnelRecords(e)
+		if len(recs) != seen+1 {
+			t.Fatalf("%d new tunnel records, want 1: %+v", len(recs)-seen, recs)
+		}
+		r := recs[seen]
+		seen = len(recs)
+		if r.Decision.Action != model.Deny || r.Decision.Rule != "tunnel" || !strings.Contains(r.Decision.Reason, reason) {
+			t.Errorf("tunnel journaled as %+v, want rule tunnel saying %q", r, reason)
+		}
+	}
+
+	for _, c := range []struct{ name, cmd, reason string }{
+		{"server banner on stdout", "bash -c '" + dial + "; cat <&3'", "the target's output"},
+		{"server banner on stderr", "bash -c '" + dial + "; cat <&3 >&2'", "the target's error output"},
+		{"banner after output, split across reads", "printf 'hello\\nworld\\n'; sleep 0.3; printf 'SSH-2'; sleep 0.3; printf '.0-x\\r\\n'; sleep 1", "SSH identification string"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, stderr, _ := e.runUnder(st.sshArgv(c.cmd)...)
+			if strings.Contains(out+stderr, "SSH-2.0-") {
+				t.Errorf("the banner reached the client:\nstdout: %q\nstderr: %q", out, stderr)
+			}
+			if !strings.Contains(stderr, "channel ended by policy (tunnel)") {
+				t.Errorf("the client was not told: %q", stderr)
+			}
+			tunnelled(t, c.reason)
+			if strings.HasPrefix(c.name, "banner after") && !strings.Contains(out, "hello\nworld\n") {
+				t.Errorf("the output before the banner did not pass: %q", out)
+			}
+		})
+	}
+
+	t.Run("ssh through a relay (ProxyCommand)", func(t *testing.T) {
+		marker := filepath.Join(d, "pwned-relay")
+		relay := shellQuote(st.sshArgv("bash -c '" + dial + "; cat <&3 & exec cat >&3'"))
+		inner := append([]string{"ssh", "-o", "ProxyCommand=" + relay}, st.clientOpts("")...)
+		// The relayed session logs in with a key the target knows (the
+		// adversary has one); interlock never sees it.
+		inner = append(inner, "-i", st.credKey.path, "-p", strconv.Itoa(st.port), "root@127.0.0.3", "touch "+marker)
+		out, stderr, code := e.runUnder(inner...)
+		if code == 0 {
+			t.Fatalf("the relayed ssh succeeded\nstdout: %s\nstderr: %s", out, stderr)
+		}
+		absent(t, marker)
+		tunnelled(t, "SSH identification string")
+		// The bytes that gave it away are in the journal.
+		var recorded string
+		for _, en := range e.entries() {
+			if en.Kind == model.KindSSHIO {
+				recorded += string(payload(e, en.Seq))
+			}
+		}
+		if !strings.Contains(recorded, "SSH-2.0-OpenSSH") {
+			t.Errorf("the journal lacks the banner bytes")
+		}
+	})
+
+	t.Run("sftp handshake into a disguised sftp-server", func(t *testing.T) {
+		marker := filepath.Join(d, "pwned-sftp")
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Quotes hide the name from interlock's sftp-server recognition:
+		// relayed as an exec, it is scanned.
+		disguised := "exec " + strings.TrimSuffix(sftpServerBin, "r") + "''r"
+		rc := &rawClient{t: t}
+		rc.cmd = exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", self, sftpRawHelper, st.addr(), st.hostKey.authorized(), st.clientKey.path, disguised)
+		rc.cmd.Stderr = &rc.err
+		rc.w, _ = rc.cmd.StdinPipe()
+		rc.r, _ = rc.cmd.StdoutPipe()
+		if err := rc.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rc.cmd.Process.Kill(); rc.cmd.Wait() })
+		// INIT and an OPEN that creates the marker, in one write.
+		rc.send(sftpPkt(1, 0, uint32(3)), sftpPkt(sshFxpOpen, 1, marker, uint32(0x1a), uint32(0)))
+		if typ, _, _, ok := rc.reply(); ok {
+			t.Errorf("the disguised sftp-server answered (type %d)", typ)
+		}
+		rc.end()
+		absent(t, marker)
+		tunnelled(t, "sftp handshake")
+		if qs := execRequests(e, "sftp-serve"); len(qs) != 1 || qs[0].Decision.Action != model.Allow {
+			t.Errorf("the exec itself journaled as %+v", qs)
+		}
+	})
+
+	t.Run("exec.tunnels allow lets it through", func(t *testing.T) {
+		open := newSSHEnv(t, st, sshTargetOpts{extra: "exec: {tunnels: allow}"})
+		out, stderr, code := open.runUnder(st.sshArgv("bash -c '" + dial + "; head -1 <&3'")...)
+		if code != 0 || !strings.HasPrefix(out, "SSH-2.0-") {
+			t.Fatalf("exit %d\nstdout: %q\nstderr: %s", code, out, stderr)
+		}
+		if recs := tunnelRecords(open); len(recs) != 0 {
+			t.Errorf("tunnel records under tunnels: allow: %+v", recs)
+		}
+	})
+}
