@@ -375,8 +375,8 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 	}
 
 	for _, c := range []struct{ name, cmd, reason string }{
-		{"server banner on stdout", "bash -c '" + dial + "; cat <&3'", "the target's output"},
-		{"server banner on stderr", "bash -c '" + dial + "; cat <&3 >&2'", "the target's error output"},
+		{"server banner on stdout", "bash -c '" + dial + "; timeout 10 cat <&3'", "the target's output"},
+		{"server banner on stderr", "bash -c '" + dial + "; timeout 10 cat <&3 >&2'", "the target's error output"},
 		{"banner after output, split across reads", "printf 'hello\\nworld\\n'; sleep 0.3; printf 'SSH-2'; sleep 0.3; printf '.0-x\\r\\n'; sleep 1", "SSH identification string"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
