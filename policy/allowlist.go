@@ -9,8 +9,7 @@ import (
 // allowlistRule expresses an ssh target's exec allowlist (exec.mode:
 // allowlist) as a deny or review rule on exec and shell operations that
 // matches whatever the allowlist does not permit: an exec whose command
-// line it does not permit, a shell, and an exec judged as a shell whose
-// command line it does not permit. A permitted command is still judged by
+// line it does not permit, and a shell request. A permitted command is still judged by
 // every other rule: the allowlist narrows what policy allows, it never
 // opens anything.
 func allowlistRule(t config.TargetConfig) (rule, bool) {
@@ -38,7 +37,13 @@ func allowlistRule(t config.TargetConfig) (rule, bool) {
 }
 
 // unlisted says why the allowlist does not permit op, or "" when it does.
+// An exec judged as a shell (a shell operation with a command line) was
+// judged by the allowlist as the exec it is: asking again would hold it
+// for a second review.
 func unlisted(list *cmdline.Allowlist, op model.Operation) string {
+	if op.Kind == "shell" && op.Text != "" {
+		return ""
+	}
 	if op.Text == "" {
 		return "a shell runs any command; the target's exec allowlist permits listed commands only"
 	}

@@ -47,6 +47,9 @@ policy:
 	}
 	expect(t, p, box, "shell", model.Operation{Protocol: model.ProtoSSH, Kind: "shell"}, model.Deny, rule)
 	expect(t, p, box, "listed exec judged as a shell", model.Operation{Protocol: model.ProtoSSH, Kind: "shell", Text: "ls -l /tmp"}, model.Allow, "policy.default")
+	// The exec operation of the same request carries the allowlist's
+	// verdict; the shell operation is for the shell rules.
+	expect(t, p, box, "unlisted exec judged as a shell", model.Operation{Protocol: model.ProtoSSH, Kind: "shell", Text: "bash -i"}, model.Allow, "policy.default")
 	expect(t, p, box, "sftp is not an exec", model.Operation{Protocol: model.ProtoSSH, Kind: "sftp", Path: "/x"}, model.Allow, "policy.default")
 	d := p.Evaluate(box, exec("ls -l /tmp;id"))
 	if !strings.Contains(d.Reason, `';' at byte 10`) {

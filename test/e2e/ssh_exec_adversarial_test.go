@@ -9,7 +9,10 @@ package e2e
 // sshd started, and what the journal says.
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -458,6 +461,90 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 		}
 		if recs := tunnelRecords(open); len(recs) != 0 {
 			t.Errorf("tunnel records under tunnels: allow: %+v", recs)
+		}
+	})
+}
+
+// TestSSHAdversarialExecReview: under unlisted: review an unlisted command
+// is held; the approvals list shows its exact bytes (and their hash) with
+// the reason it is not listed; nothing reaches the target until an
+// approver (another uid) approves the text they read; a denial refuses it.
+func TestSSHAdversarialExecReview(t *testing.T) {
+	st := startSSHD(t)
+	d := st.dir
+	e := newSSHEnv(t, st, sshTargetOpts{extra: fmt.Sprintf(
+		`exec: {mode: allowlist, allow: ["touch %s/ok-*"], unlisted: review, review: {approvers: [daemon], timeout: 30s}}`, d)})
+	const rule = "targets.box.exec-allowlist"
+	start := func(cmd string) (*exec.Cmd, *strings.Builder) {
+		c := exec.Command(interlockBin, append([]string{"run", "-q", "-c", e.cfgPath, "--"}, st.sshArgv(cmd)...)...)
+		var stderr strings.Builder
+		c.Stderr = &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return c, &stderr
+	}
+	pending := func(id string) model.ApprovalRequest {
+		o, _, _ := asUser(t, "daemon", "approvals", "list", "-c", e.cfgPath, "--json")
+		var l pendingList
+		json.Unmarshal([]byte(o), &l)
+		for _, p := range l {
+			if p.Request.ID == id {
+				return p.Request
+			}
+		}
+		t.Fatalf("request %s is not listed: %s", id, o)
+		return model.ApprovalRequest{}
+	}
+
+	t.Run("approved after reading the exact text", func(t *testing.T) {
+		cmd := "touch " + d + "/held-1;touch " + d + "/held-2"
+		c, stderr := start(cmd)
+		id := waitRequest(t, e, rule)
+		req := pending(id)
+		sum := sha256.Sum256([]byte(cmd))
+		if req.Operation.Text != cmd || req.TextSHA256 != hex.EncodeToString(sum[:]) || !strings.Contains(req.Reason, "not on the target's exec allowlist") {
+			t.Errorf("pending request %+v", req)
+		}
+		absent(t, filepath.Join(d, "held-1"))
+		if n := st.started("command"); n != 0 {
+			t.Errorf("sshd started %d commands while the exec was held", n)
+		}
+		if o, se, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath, "--expect", req.TextSHA256, "--reason", "ticket 9"); code != 0 {
+			t.Fatalf("approve: exit %d %s %s", code, o, se)
+		}
+		if err := c.Wait(); err != nil {
+			t.Fatalf("the approved exec failed: %v %s", err, stderr)
+		}
+		for _, f := range []string{"held-1", "held-2"} {
+			if _, err := os.Stat(filepath.Join(d, f)); err != nil {
+				t.Errorf("the approved command did not run: %v", err)
+			}
+		}
+		qs := execRequests(e, "held-1")
+		if len(qs) != 1 || qs[0].Decision.Action != model.Allow || qs[0].Decision.Request != id {
+			t.Errorf("exec journaled as %+v, want allowed by request %s", qs, id)
+		}
+	})
+
+	t.Run("denied by the approver", func(t *testing.T) {
+		before := st.started("command")
+		cmd := "sh -c 'touch " + d + "/held-3'"
+		c, stderr := start(cmd)
+		id := waitRequest(t, e, rule)
+		if _, se, code := asUser(t, "daemon", "approvals", "deny", id, "-c", e.cfgPath, "--reason", "no"); code != 0 {
+			t.Fatalf("deny: exit %d %s", code, se)
+		}
+		err := c.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 126 {
+			t.Errorf("the denied exec: %v %s", err, stderr)
+		}
+		absent(t, filepath.Join(d, "held-3"))
+		noCommand(t, st, before)
+		qs := execRequests(e, "held-3")
+		if len(qs) != 1 || qs[0].Decision.Action != model.Deny || qs[0].Decision.Request != id {
+			t.Errorf("exec journaled as %+v", qs)
 		}
 	})
 }
