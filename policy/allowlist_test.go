@@ -60,3 +60,37 @@ policy:
 	expect(t, p, held, "unlisted: review", exec("ls -a"), model.Review, "targets.held.exec-allowlist")
 	expect(t, p, held, "listed under review", exec("ls"), model.Allow, "policy.default")
 }
+
+// TestLintExecGlobs: command globs on targets without an allowlist are
+// flagged as advisory (deny) or as opening more than they name (allow);
+// a target under an allowlist is not.
+func TestLintExecGlobs(t *testing.T) {
+	cfg := parse(t, `targets:
+  - {name: box, protocol: ssh, address: "127.0.0.3:22", credentials: {user: u, key_file: /k}, host_key: x, deny_exec: ["rm -rf *"]}
+  - {name: fenced, protocol: ssh, address: "127.0.0.4:22", credentials: {user: u, key_file: /k}, host_key: x, deny_exec: ["rm -rf *"], exec: {mode: allowlist, allow: [ls]}}
+policy:
+  rules:
+    - {name: no-rm, match: {operation: {commands: ["rm *"]}}, action: deny}
+    - {name: ls-ok, match: {targets: [box], operation: {kinds: [exec], commands: ["ls *"]}}, action: allow}
+    - {name: fenced-only, match: {targets: [fenced], operation: {commands: ["rm *"]}}, action: deny}
+`)
+	var got []string
+	for _, e := range Lint(cfg) {
+		got = append(got, e.Key+": "+e.Msg)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"targets[0].deny_exec: warning: globs on shell text are advisory",
+		"policy.rules[0].match.operation.commands: warning: globs on shell text are advisory",
+		"policy.rules[1].match.operation.commands: warning: an allow rule's command globs let through more than they name",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("lint lacks %q:\n%s", want, all)
+		}
+	}
+	for _, not := range []string{"targets[1].deny_exec", "policy.rules[2]"} {
+		if strings.Contains(all, not) {
+			t.Errorf("lint warns about %s, which an allowlist fences:\n%s", not, all)
+		}
+	}
+}
