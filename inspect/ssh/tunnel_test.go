@@ -106,3 +106,33 @@ func BenchmarkTunnelScan(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRelayTunnelScan relays 64 MiB each way through interlock with
+// the tunnel scan on (the default) and off (exec.tunnels: allow), side by
+// side.
+func BenchmarkRelayTunnelScan(b *testing.B) {
+	const size = 64 << 20
+	for _, scan := range []bool{false, true} {
+		for _, dir := range []string{"up", "down"} {
+			name := map[bool]string{false: "noscan-", true: "scan-"}[scan] + dir
+			b.Run(name, func(b *testing.B) {
+				r := newRig(b, rigOpts{})
+				(*r.h.targets.Load())["box"].tunnelsAllowed = !scan
+				c, err := r.dial("alice")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				b.SetBytes(size)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if dir == "up" {
+						benchUpload(b, c, size)
+					} else {
+						benchDownload(b, c, size)
+					}
+				}
+			})
+		}
+	}
+}
