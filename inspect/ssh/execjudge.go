@@ -28,16 +28,7 @@ import (
 
 // shellReason says why an exec of cmd on this channel is judged as a
 // shell too, or "".
-func (s *sessionChan) shellReason(cmd string) string {
-	var why []string
-	if s.pty {
-		why = append(why, "it runs on a terminal (the channel has a pty)")
-	}
-	if ok, w := cmdline.StartsShell(cmd); ok {
-		why = append(why, "it starts a shell: "+w)
-	}
-	return strings.Join(why, "; ")
-}
+func (s *sessionChan) shellReason(cmd string) string { return cmdline.ExecAsShell(cmd, s.pty) }
 
 // judgeAsShell asks policy about an exec judged as a shell and combines
 // its decision with the exec's, d.

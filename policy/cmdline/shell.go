@@ -357,3 +357,18 @@ func isAssignment(w string) bool {
 	}
 	return true
 }
+
+// ExecAsShell says why an ssh exec of cmd, on a channel with a pty when
+// pty is set, is judged as a shell too, or "" when it is not: a terminal
+// driven by the client is a shell whatever the command says, and so is a
+// command that starts one (StartsShell).
+func ExecAsShell(cmd string, pty bool) string {
+	var why []string
+	if pty {
+		why = append(why, "it runs on a terminal (the channel has a pty)")
+	}
+	if ok, w := StartsShell(cmd); ok {
+		why = append(why, "it starts a shell: "+w)
+	}
+	return strings.Join(why, "; ")
+}
