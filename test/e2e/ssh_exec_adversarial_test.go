@@ -206,6 +206,36 @@ func TestSSHAdversarialExecAllowlist(t *testing.T) {
 		wantRefused(t, e, cmd, "targets.box.exec-allowlist", "no entry", stderr)
 	})
 
+	t.Run("background worker for files dropped by sftp", func(t *testing.T) {
+		drop := filepath.Join(d, "drop")
+		os.MkdirAll(drop, 0o755)
+		local := filepath.Join(t.TempDir(), "job.sh")
+		os.WriteFile(local, []byte("touch "+d+"/pwned-worker\n"), 0o644)
+		before := st.started("command")
+		cmd := "nohup sh -c 'while sleep 0.1; do for f in " + drop + "/*.sh; do sh \"$f\"; done; done' >/dev/null 2>&1 &"
+		scp := append([]string{"scp"}, st.clientOpts("")...)
+		scp = append(scp, "-P", port, local, "root@127.0.0.3:"+drop+"/job.sh")
+		out, stderr, code := e.runUnder("sh", "-c", ssh(cmd)+"; echo status=$?; "+shellQuote(scp))
+		if code != 0 || !strings.Contains(out, "status=126") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(drop, "job.sh")); err != nil {
+			t.Fatalf("the drop did not arrive: %v", err)
+		}
+		time.Sleep(time.Second) // a worker would have run it by now
+		absent(t, filepath.Join(d, "pwned-worker"))
+		noCommand(t, st, before)
+		wantRefused(t, e, cmd, "targets.box.exec-allowlist", `'\''`, stderr)
+		// The drop itself is journaled as the sftp write it is.
+		dropped := false
+		for _, f := range entriesOf[model.SSHSFTP](e, model.KindSSHSFTP) {
+			dropped = dropped || strings.HasSuffix(f.Path, "/drop/job.sh")
+		}
+		if !dropped {
+			t.Errorf("the sftp drop is not journaled")
+		}
+	})
+
 	t.Run("scp -O remote command injection", func(t *testing.T) {
 		local := filepath.Join(t.TempDir(), "f")
 		os.WriteFile(local, []byte("x"), 0o644)
