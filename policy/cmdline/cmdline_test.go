@@ -14,6 +14,7 @@ func TestStartsShell(t *testing.T) {
 		"echo $(bash)", "ls <(bash)", "X=1 bash", "{ bash; }", "(bash)", "if true; then bash; fi",
 		"bash <<EOF\nls\nEOF", "bash <<< ls", "exec -a foo bash", "xargs sh", "ed", "sh -c", "env -S 'bash -i'",
 		"flock /tmp/l -c bash", "{bash,-i}", "'unterminated", "ls 2>&1 | sh", "stdbuf -oL bash",
+		"X=$(date) bash", "env FOO=$BAR bash", "timeout $T bash", "nice $N ls", "env $X",
 	}
 	for _, c := range shellsCases {
 		if ok, _ := StartsShell(c); !ok {
@@ -25,6 +26,8 @@ func TestStartsShell(t *testing.T) {
 		"cat /etc/passwd | grep root", "python3 script.py", "python3 -c 'print(1)'", "perl -e 1",
 		"env FOO=1 ls", "exec ls", "ls 2>/dev/null", "timeout 5 ls", "sudo ls", "su -c ls", "xargs",
 		"bash -c 'ls; echo done'", "echo ~", "exec 3<>/dev/tcp/127.0.0.1/22", "/usr/lib/openssh/sftp-server",
+		"X=$(hostname); echo $X", "env FOO=$BAR ls", "sudo -u $U ls", "timeout $T ls", "echo hi | bc", "awk '{print}' f",
+		"for f in *; do echo $f; done", "time ls", "cd /srv && ./deploy.sh", "git pull", "echo $(date)",
 	}
 	for _, c := range notShells {
 		if ok, why := StartsShell(c); ok {
@@ -90,4 +93,22 @@ func TestPatternProblem(t *testing.T) {
 	if msg := ExactProblem("bash -i"); msg == "" {
 		t.Error("ExactProblem(bash -i) found no problem")
 	}
+}
+
+// FuzzCmdline: no input panics, and only plain lines pass argv patterns.
+func FuzzCmdline(f *testing.F) {
+	for _, s := range []string{"ls -l /tmp", "bash -c 'exec bash -i'", "echo $(a `b` \"$(c)\")", "x <(y) >(z) <<EOF\n", "a\\", "'", "\"", "$(", "`"} {
+		f.Add(s)
+	}
+	a, err := NewAllowlist(nil, []string{"ls -l *", "cat /srv/*", "x *"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, cmd string) {
+		StartsShell(cmd)
+		ExecAsShell(cmd, true)
+		if ok, _ := a.Permits(cmd); ok && !Plain(cmd) {
+			t.Errorf("%q permitted by a pattern but not plain", cmd)
+		}
+	})
 }

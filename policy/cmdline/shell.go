@@ -73,7 +73,7 @@ var shells = set("sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "
 
 // interpreters read a program from stdin when given none.
 var interpreters = set("python", "python2", "python3", "pypy", "pypy3", "perl", "ruby", "irb", "node", "nodejs", "php",
-	"lua", "luajit", "tclsh", "wish", "expect", "jshell", "guile", "racket", "julia", "R", "bc", "awk")
+	"lua", "luajit", "tclsh", "wish", "expect", "jshell", "guile", "racket", "julia", "R")
 
 // consoles always take commands from a terminal or stdin.
 var consoles = set("ed", "ex", "script", "tmux", "screen", "byobu", "login", "dtach", "abduco", "busybox-sh")
@@ -145,7 +145,9 @@ func judge(words []word, depth int) (bool, string) {
 	i := 0
 	for i < len(words) {
 		w := words[i]
-		if !w.computed && (reserved[w.text] || isAssignment(w.text)) {
+		// An assignment's value may be computed (X=$(date)); its name
+		// is literal, or the word is no assignment.
+		if isAssignment(w.text) || !w.computed && reserved[w.text] {
 			i++
 			continue
 		}
@@ -202,11 +204,10 @@ func judge(words []word, depth int) (bool, string) {
 // command. shell reports sudo -s/-i; why a reason to judge it a shell.
 func skipWrapper(base string, wr *wrapper, args []word, depth int) (j int, shell bool, why string) {
 	for j < len(args) {
-		a := args[j]
-		if a.computed {
-			return j, false, fmt.Sprintf("an argument of %s, %q, is computed by the shell", base, a.text)
-		}
-		t := a.text
+		// A computed word is judged where it lands: as an option value
+		// or operand it does not name the program; as the command it is
+		// unknown (judge).
+		t := args[j].text
 		if t == "--" {
 			j++
 			break
