@@ -21,13 +21,19 @@ import (
 // `}`, globs (`*`, `?`, `[`, `]`), `~`, `#`, `!`, `^`, `=` (a leading
 // `NAME=value` is an assignment, and `--opt=value` an option that may
 // name a program), tabs, newlines, non-ASCII or non-printable bytes can
-// appear in it.
+// appear in it, and no word starts with `%` (a job, or a fish process
+// expansion).
 func Plain(cmd string) bool {
 	if cmd == "" || cmd[0] == ' ' || cmd[len(cmd)-1] == ' ' || strings.Contains(cmd, "  ") {
 		return false
 	}
 	for i := 0; i < len(cmd); i++ {
 		if c := cmd[i]; c != ' ' && !plainByte(c) {
+			return false
+		}
+		// A word starting with % is a job (`%1`) or, in fish, a process
+		// expansion (`%self`).
+		if cmd[i] == '%' && (i == 0 || cmd[i-1] == ' ') {
 			return false
 		}
 	}

@@ -37,14 +37,14 @@ func TestStartsShell(t *testing.T) {
 }
 
 func TestPlain(t *testing.T) {
-	for _, c := range []string{"ls", "ls -l /tmp", "systemctl status nginx.service", "du -sh /var/log", "a,b:c@d%e+f"} {
+	for _, c := range []string{"ls", "ls -l /tmp", "systemctl status nginx.service", "du -sh /var/log", "a,b:c@d%e+f", "date +%s"} {
 		if !Plain(c) {
 			t.Errorf("Plain(%q) = false", c)
 		}
 	}
 	for _, c := range []string{"", " ls", "ls ", "ls  -l", "ls\t-l", "ls;id", "ls|id", "ls&", "ls>x", "ls<x", "a=b",
 		"X=1 ls", "ls $HOME", "ls `id`", "ls 'a'", `ls "a"`, `ls \a`, "ls *", "ls ?", "ls [a]", "ls ~", "ls #",
-		"ls !", "ls {a,b}", "ls (", "ls\nid", "ls ^", "ls \x00", "ls é", "ls\x7f"} {
+		"ls !", "ls {a,b}", "kill %1", "echo %self", "%1", "ls (", "ls\nid", "ls ^", "ls \x00", "ls é", "ls\x7f"} {
 		if Plain(c) {
 			t.Errorf("Plain(%q) = true", c)
 		}
