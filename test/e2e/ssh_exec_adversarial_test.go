@@ -91,7 +91,7 @@ func TestSSHAdversarialExecAllowlist(t *testing.T) {
 	st := startSSHD(t)
 	d := st.dir
 	e := newSSHEnv(t, st, sshTargetOpts{extra: fmt.Sprintf(
-		`exec: {mode: allowlist, allow: ["touch %[1]s/ok-*", "find %[1]s -name *", "cat %[1]s/*"]}`, d)})
+		`exec: {mode: allowlist, allow: ["touch %[1]s/ok-*", "find %[1]s -name *", "cat %[1]s/*", "scp -t %[1]s/ok-*"]}`, d)})
 	ssh := func(args ...string) string { return shellQuote(st.sshArgv(args...)) }
 	port := strconv.Itoa(st.port)
 
@@ -233,6 +233,21 @@ func TestSSHAdversarialExecAllowlist(t *testing.T) {
 		}
 		if !dropped {
 			t.Errorf("the sftp drop is not journaled")
+		}
+	})
+
+	t.Run("listed scp -O upload runs", func(t *testing.T) {
+		local := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(local, []byte("legacy"), 0o644)
+		scp := append([]string{"scp", "-O"}, st.clientOpts("")...)
+		scp = append(scp, "-P", port, local, "root@127.0.0.3:"+d+"/ok-scp")
+		out, stderr, code := e.runUnder(scp...)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		fileIs(t, filepath.Join(d, "ok-scp"), "legacy")
+		if qs := execRequests(e, "scp -t "+d+"/ok-scp"); len(qs) != 1 || qs[0].Decision.Action != model.Allow {
+			t.Errorf("scp's remote command journaled as %+v", qs)
 		}
 	})
 
