@@ -14,7 +14,7 @@ func TestStartsShell(t *testing.T) {
 		"echo $(bash)", "ls <(bash)", "X=1 bash", "{ bash; }", "(bash)", "if true; then bash; fi",
 		"bash <<EOF\nls\nEOF", "bash <<< ls", "exec -a foo bash", "xargs sh", "ed", "sh -c", "env -S 'bash -i'",
 		"flock /tmp/l -c bash", "{bash,-i}", "'unterminated", "ls 2>&1 | sh", "stdbuf -oL bash",
-		"X=$(date) bash", "env FOO=$BAR bash", "timeout $T bash", "nice $N ls", "env $X",
+		"bash\x00", "ls\x00; bash", "X=$(date) bash", "env FOO=$BAR bash", "timeout $T bash", "nice $N ls", "env $X",
 	}
 	for _, c := range shellsCases {
 		if ok, _ := StartsShell(c); !ok {

@@ -41,6 +41,11 @@ func StartsShell(cmd string) (bool, string) { return startsShell(cmd, 0) }
 const maxDepth = 8
 
 func startsShell(cmd string, depth int) (bool, string) {
+	if strings.IndexByte(cmd, 0) >= 0 {
+		// sshd runs the line as a C string, up to its first NUL: what
+		// runs is not what this reader would see.
+		return true, "the command line holds a NUL byte"
+	}
 	if depth > maxDepth {
 		return true, "shell commands nested too deeply to follow"
 	}
