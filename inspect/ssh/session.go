@@ -242,6 +242,8 @@ func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 		// as a shell reports a command it cannot execute.
 		req.Reply(true, nil)
 	}
+	// Recorded as what the client saw, so a replay shows the refusal.
+	s.c.recordIO(s.id, "e", []byte(msg))
 	s.cch.Stderr().Write([]byte(msg))
 	if req.Type != "exec" {
 		req.Reply(false, nil)

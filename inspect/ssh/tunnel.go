@@ -190,7 +190,9 @@ func (s *sessionChan) endTunnel(found, stream string) {
 		rec.Decision = model.Decision{Action: model.Deny, Rule: "tunnel", Reason: tunnelReason(found, stream)}
 		s.c.record(model.KindSSHRequest, rec, model.Synced)
 		s.c.log.Warn("ssh channel ended: tunnel", "channel", s.id, "command", s.command, "found", found, "stream", stream)
-		s.cch.Stderr().Write([]byte("\r\ninterlock: channel ended by policy (tunnel): " + rec.Decision.Reason + "\r\n"))
+		msg := []byte("\r\ninterlock: channel ended by policy (tunnel): " + rec.Decision.Reason + "\r\n")
+		s.c.recordIO(s.id, "e", msg)
+		s.cch.Stderr().Write(msg)
 		s.cch.Close()
 	})
 }

@@ -75,6 +75,34 @@ func wantRefused(t *testing.T, e *env, cmd, rule, reason, stderr string) {
 	}
 }
 
+// sessionOfExec is the session id of the journaled exec of cmd.
+func sessionOfExec(e *env, cmd string) string {
+	for _, en := range e.entries() {
+		if en.Kind != model.KindSSHRequest {
+			continue
+		}
+		var q model.SSHRequest
+		if json.Unmarshal(en.Data, &q) == nil && q.Type == "exec" && q.Command == cmd {
+			return en.Session
+		}
+	}
+	return ""
+}
+
+// replay is `interlock sessions replay` of the session of the exec of cmd.
+func replay(t *testing.T, e *env, cmd string) string {
+	t.Helper()
+	id := sessionOfExec(e, cmd)
+	if id == "" {
+		t.Fatalf("no session journaled an exec of %q", cmd)
+	}
+	out, stderr, code := e.interlock("sessions", "replay", "-c", e.cfgPath, "--speed", "50", id)
+	if code != 0 {
+		t.Fatalf("replay %s: exit %d: %s", id, code, stderr)
+	}
+	return out
+}
+
 // noCommand fails when sshd started a command since before.
 func noCommand(t *testing.T, st *sshTarget, before int) {
 	t.Helper()
@@ -388,6 +416,12 @@ func TestSSHAdversarialExecShell(t *testing.T) {
 			absent(t, marker)
 			noCommand(t, st, before)
 			wantRefused(t, e, c.cmd, "no-shell", "judged as a shell", stderr)
+			if strings.HasPrefix(c.name, "ssh -tt") {
+				// The terminal's replay shows the refusal the client saw.
+				if r := replay(t, e, c.cmd); !strings.Contains(r, "refused by policy (no-shell)") {
+					t.Errorf("the replay does not show the refusal: %q", r)
+				}
+			}
 			for _, q := range execRequests(e, c.cmd) {
 				if q.Command == c.cmd && !strings.Contains(q.Decision.Reason, c.why) {
 					t.Errorf("reason %q does not say %q", q.Decision.Reason, c.why)
@@ -441,6 +475,21 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("relay on a terminal: the replay shows the end", func(t *testing.T) {
+		cmd := "echo before-relay; " + dial + "; timeout 10 cat <&3"
+		argv := st.sshArgv(cmd)
+		argv = append(argv[:1], append([]string{"-tt"}, argv[1:]...)...)
+		out, stderr, _ := e.runUnder(argv...)
+		if strings.Contains(out+stderr, "SSH-2.0-") || !strings.Contains(out, "before-relay") {
+			t.Errorf("stdout %q stderr %q", out, stderr)
+		}
+		tunnelled(t, "SSH identification string")
+		r := replay(t, e, cmd)
+		if !strings.Contains(r, "before-relay") || !strings.Contains(r, "channel ended by policy (tunnel)") {
+			t.Errorf("the replay does not show the relay's end: %q", r)
+		}
+	})
 
 	t.Run("ssh through a relay (ProxyCommand)", func(t *testing.T) {
 		marker := filepath.Join(d, "pwned-relay")
