@@ -6,15 +6,16 @@ import (
 	"github.com/interlock/interlock/policy/cmdline"
 )
 
-// allowlistRule expresses an ssh target's exec allowlist (exec.mode:
+// allowlistRules express an ssh target's exec allowlist (exec.mode:
 // allowlist) as a deny or review rule on exec and shell operations that
 // matches whatever the allowlist does not permit: an exec whose command
 // line it does not permit, and a shell request. A permitted command is still judged by
 // every other rule: the allowlist narrows what policy allows, it never
-// opens anything.
-func allowlistRule(t config.TargetConfig) (rule, bool) {
+// opens anything. A second rule, of the same name, keeps sftp from
+// changing the files that run with every exec (startupFiles).
+func allowlistRules(t config.TargetConfig) []rule {
 	if !t.AllowlistOn() {
-		return rule{}, false
+		return nil
 	}
 	// Validate checked the entries; a list that does not compile
 	// (a config built without Validate) permits nothing.
@@ -29,11 +30,38 @@ func allowlistRule(t config.TargetConfig) (rule, bool) {
 	}
 	op := compileOp(&config.OperationMatch{Kinds: []string{"exec", "shell"}}, action)
 	op.allowlist = list
-	return rule{
+	return []rule{{
 		name: "targets." + t.Name + ".exec-allowlist", action: action,
 		targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
 		op: op, review: review,
-	}, true
+	}, startupRule(t)}
+}
+
+// startupFiles are what sshd and the login shells run before or around
+// an exec's command line: ~/.ssh/rc (and authorized_keys, whose
+// command="..." replaces the command), the shells' startup files (bash
+// reads ~/.bashrc when sshd starts it, zsh ~/.zshenv, fish its config,
+// csh ~/.cshrc, every time), ~/.pam_environment. A file written there by
+// sftp runs with the next exec, whatever the allowlist permits. Globs match
+// at any depth: the login directory is the target's business.
+var startupFiles = []string{
+	"*/.ssh", "*/.ssh/*", "*/.bashrc", "*/.bash_profile", "*/.bash_login", "*/.bash_logout", "*/.profile",
+	"*/.zshenv", "*/.zshrc", "*/.zprofile", "*/.zlogin", "*/.zlogout", "*/.kshrc", "*/.mkshrc", "*/.shrc",
+	"*/.cshrc", "*/.tcshrc", "*/.login", "*/.logout", "*/.config", "*/.config/fish", "*/.config/fish/*",
+	"*/.pam_environment",
+}
+
+// startupRule refuses sftp changes to startupFiles on a target under an
+// exec allowlist.
+func startupRule(t config.TargetConfig) rule {
+	return rule{
+		name: "targets." + t.Name + ".exec-allowlist", action: model.Deny,
+		targets: compileGlobs([]string{t.Name}), protocols: []model.Protocol{model.ProtoSSH},
+		op: compileOp(&config.OperationMatch{Kinds: []string{"sftp"}, Paths: startupFiles,
+			Open: []string{"write", "create", "truncate", "append"}}, model.Deny),
+		reason: "the target has an exec allowlist, and sshd or the login shell runs this file with every exec: " +
+			"it is not changed over sftp",
+	}
 }
 
 // unlisted says why the allowlist does not permit op, or "" when it does.

@@ -56,6 +56,16 @@ policy:
 		t.Errorf("reason %q does not say which byte", d.Reason)
 	}
 
+	sftp := func(path string, open ...string) model.Operation {
+		return model.Operation{Protocol: model.ProtoSSH, Kind: "sftp", Path: path, Open: open}
+	}
+	expect(t, p, box, "sftp write to ~/.ssh/rc", sftp("/root/.ssh/rc", "write", "create"), model.Deny, rule)
+	expect(t, p, box, "sftp write to authorized_keys", sftp("/home/u/.ssh/authorized_keys", "write", "truncate"), model.Deny, rule)
+	expect(t, p, box, "sftp mkdir ~/.ssh", sftp("/home/u/.ssh", "create", "write"), model.Deny, rule)
+	expect(t, p, box, "sftp write to ~/.bashrc", sftp("/root/.bashrc", "write"), model.Deny, rule)
+	expect(t, p, box, "sftp read of ~/.bashrc", sftp("/root/.bashrc", "read"), model.Allow, "policy.default")
+	expect(t, p, box, "sftp write elsewhere", sftp("/srv/up/x", "write", "create"), model.Allow, "policy.default")
+
 	held := model.Origin{Target: model.Target{Name: "held", Protocol: model.ProtoSSH}, Identity: knownIdentity}
 	expect(t, p, held, "unlisted: review", exec("ls -a"), model.Review, "targets.held.exec-allowlist")
 	expect(t, p, held, "listed under review", exec("ls"), model.Allow, "policy.default")

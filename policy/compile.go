@@ -237,9 +237,7 @@ func sugarRules(t config.TargetConfig) []rule {
 			reason: "command denied on " + t.Name,
 		})
 	}
-	if r, ok := allowlistRule(t); ok {
-		out = append(out, r)
-	}
+	out = append(out, allowlistRules(t)...)
 	if t.Protocol == model.ProtoSSH {
 		// Forwarding is refused unless the target's allow section opens
 		// it: a deny rule per closed kind.

@@ -264,6 +264,35 @@ func TestSSHAdversarialExecAllowlist(t *testing.T) {
 		}
 	})
 
+	t.Run("startup files planted by sftp", func(t *testing.T) {
+		// ~/.ssh/rc, authorized_keys (command="...") and the shells'
+		// startup files run with every exec. The login directory here is
+		// root's, so the files are planted under a home of the test's:
+		// the rule matches them at any depth.
+		home := filepath.Join(d, "home")
+		os.MkdirAll(filepath.Join(home, ".ssh"), 0o755)
+		local := filepath.Join(t.TempDir(), "rc")
+		os.WriteFile(local, []byte("touch "+d+"/pwned-rc\n"), 0o644)
+		for _, dst := range []string{".ssh/rc", ".ssh/authorized_keys", ".bashrc", ".zshenv"} {
+			scp := append([]string{"scp"}, st.clientOpts("")...)
+			scp = append(scp, "-P", port, local, "root@127.0.0.3:"+filepath.Join(home, dst))
+			out, stderr, code := e.runUnder(scp...)
+			if code == 0 {
+				t.Errorf("scp to %s succeeded: %s %s", dst, out, stderr)
+			}
+			absent(t, filepath.Join(home, dst))
+			refused := false
+			for _, f := range entriesOf[model.SSHSFTP](e, model.KindSSHSFTP) {
+				if f.Path == filepath.Join(home, dst) && f.Decision.Action == model.Deny && f.Decision.Rule == "targets.box.exec-allowlist" {
+					refused = true
+				}
+			}
+			if !refused {
+				t.Errorf("no sftp refusal of %s journaled", dst)
+			}
+		}
+	})
+
 	t.Run("listed scp -O upload runs", func(t *testing.T) {
 		local := filepath.Join(t.TempDir(), "f")
 		os.WriteFile(local, []byte("legacy"), 0o644)
