@@ -202,6 +202,8 @@ type TargetConfig struct {
 	HostKeyFile string `yaml:"host_key_file,omitempty"`
 	// DenyExec lists command-line globs refused before they run.
 	DenyExec []string `yaml:"deny_exec,omitempty"`
+	// Exec says how exec requests are judged (see ExecConfig).
+	Exec *ExecConfig `yaml:"exec,omitempty"`
 	// Allow opens what is refused by default.
 	Allow *SSHAllow `yaml:"allow,omitempty"`
 }

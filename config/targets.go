@@ -61,6 +61,7 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 	only("host_key_file", t.HostKeyFile != "", model.ProtoSSH)
 	only("deny_exec", len(t.DenyExec) > 0, model.ProtoSSH)
 	only("allow", t.Allow != nil, model.ProtoSSH)
+	only("exec", t.Exec != nil, model.ProtoSSH)
 
 	switch t.Protocol {
 	case model.ProtoTCP:
@@ -106,6 +107,9 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 			if g == "" {
 				l.add(key+".deny_exec["+strconv.Itoa(j)+"]", "is empty; write a command-line glob such as 'rm -rf *'")
 			}
+		}
+		if t.Exec != nil {
+			validateExec(l, key, t.Exec)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy/cmdline"
 )
 
 // rule is a config rule compiled for evaluation.
@@ -60,6 +61,9 @@ type opMatch struct {
 	// review rules naming a write or DDL kind, unless include_opaque is
 	// false: what an opaque statement does is not in its text.
 	opaque bool
+	// allowlist, on an exec allowlist's rule, permits commands: the rule
+	// matches the exec and shell operations it does not (allowlist.go).
+	allowlist *cmdline.Allowlist
 }
 
 func compileIdentity(m *config.IdentityMatch) *identityMatch {
@@ -233,6 +237,7 @@ func sugarRules(t config.TargetConfig) []rule {
 			reason: "command denied on " + t.Name,
 		})
 	}
+	out = append(out, allowlistRules(t)...)
 	if t.Protocol == model.ProtoSSH {
 		// Forwarding is refused unless the target's allow section opens
 		// it: a deny rule per closed kind.

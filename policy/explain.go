@@ -150,6 +150,12 @@ func missNote(r *rule, op model.Operation, m miss) string {
 	case missReadOnly:
 		return fmt.Sprintf("read_only: %t does not match", *r.op.readOnly)
 	case missCommand:
+		if r.op != nil && r.op.allowlist != nil {
+			if op.Kind == "shell" && op.Text != "" {
+				return "the allowlist judges this command line as the exec it is, not again as a shell"
+			}
+			return "the target's exec allowlist permits the command line"
+		}
 		return "the command line does not match its commands"
 	case missPath:
 		return "the path does not match its paths"

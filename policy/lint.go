@@ -24,6 +24,7 @@ func Lint(cfg *config.Config) []*config.Error {
 	w.rules()
 	w.targets()
 	w.unknown()
+	w.execGlobs()
 	sort.SliceStable(w.out, func(i, j int) bool {
 		a, b := w.out[i].Line, w.out[j].Line
 		return a != 0 && (b == 0 || a < b)

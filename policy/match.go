@@ -111,6 +111,9 @@ func matchOp(m *opMatch, op model.Operation) (miss, bool) {
 	if len(m.open) > 0 && !slices.ContainsFunc(op.Open, func(a string) bool { return openListed(m.open, a) }) {
 		return missOpen, false
 	}
+	if m.allowlist != nil && unlisted(m.allowlist, op) == "" {
+		return missCommand, false
+	}
 	return hit, viaOpaque
 }
 

@@ -192,7 +192,11 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 		}
 		switch r.action {
 		case model.Deny:
-			return model.Decision{Action: model.Deny, Rule: r.name, Reason: ruleReason(r, "denied by rule "+r.name, v.opaque)}, nil
+			reason := allowlistReason(r, op)
+			if reason == "" {
+				reason = ruleReason(r, "denied by rule "+r.name, v.opaque)
+			}
+			return model.Decision{Action: model.Deny, Rule: r.name, Reason: reason}, nil
 		case model.Review:
 			if review == nil {
 				review, reviewOpaque = r, v.opaque
@@ -234,7 +238,10 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 	}
 
 	if review != nil {
-		reason := ruleReason(review, "", reviewOpaque)
+		reason := allowlistReason(review, op)
+		if reason == "" {
+			reason = ruleReason(review, "", reviewOpaque)
+		}
 		d := model.Decision{Action: model.Review, Rule: review.name, Reason: reason, Mask: spec}
 		return d, &ReviewRequest{
 			Origin: o, Operation: op, Rule: review.name, Reason: reason,

@@ -15,6 +15,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
+	"github.com/interlock/interlock/policy/cmdline"
 	"github.com/interlock/interlock/textview"
 )
 
@@ -40,7 +41,8 @@ func policyCommand() *cli.Command {
 				Usage: "print the decision for an identity, a target and an operation",
 				Description: "Evaluates the rules exactly as the proxy does, without holding anything: a\n" +
 					"review comes back as review. Give the operation as --sql (each statement is\n" +
-					"judged on its own, as the proxy judges them), --command (an ssh exec), or\n" +
+					"judged on its own, as the proxy judges them), --command (an ssh exec; with\n" +
+					"--pty, or when it starts a shell, it is judged as a shell too), or\n" +
 					"--op KIND (shell, sftp, port_forwarding, connect, ...). Each decision's line is\n" +
 					"followed by its explanation: the kinds and tables found, each rule of the target\n" +
 					"that applies or not and why, and why the decision won.\n\n" +
@@ -59,6 +61,7 @@ func policyCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "claim", Usage: "a CI claim NAME=VALUE (repeatable)"},
 					&cli.StringFlag{Name: "sql", Usage: "SQL text (postgres targets)"},
 					&cli.StringFlag{Name: "command", Usage: "command line (ssh exec)"},
+					&cli.BoolFlag{Name: "pty", Usage: "the exec of --command runs on a pty (ssh -t): it is judged as a shell too"},
 					&cli.StringFlag{Name: "op", Usage: "operation kind"},
 					&cli.StringFlag{Name: "path", Usage: "sftp path, absolute: judged as the proxy judges it, after resolving \".\", \"..\" and \"//\" (links are resolved by the target, which policy test cannot ask)"},
 					&cli.StringSliceFlag{Name: "open", Usage: "the access the sftp operation needs: read, write, create, truncate, append (comma-separated or repeated)"},
@@ -178,7 +181,13 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 			ops = append(ops, testResult{Statement: s.Text, Operation: s})
 		}
 	case cmd.IsSet("command"):
-		ops = append(ops, testResult{Operation: model.Operation{Protocol: model.ProtoSSH, Kind: "exec", Text: cmd.String("command")}})
+		text := cmd.String("command")
+		ops = append(ops, testResult{Operation: model.Operation{Protocol: model.ProtoSSH, Kind: "exec", Text: text}})
+		// As the proxy does: an exec on a pty, or one that starts a
+		// shell, is judged as a shell too.
+		if why := cmdline.ExecAsShell(text, cmd.Bool("pty")); why != "" {
+			ops = append(ops, testResult{Operation: model.Operation{Protocol: model.ProtoSSH, Kind: "shell", Text: text, Detail: why}})
+		}
 	case cmd.IsSet("op"):
 		if msg := config.KindProblem(cmd.String("op")); msg != "" {
 			return exitWith(exitUsage, errors.New("--op: "+msg))
@@ -222,6 +231,9 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 func printTestResults(w io.Writer, ops []testResult) {
 	for _, r := range ops {
 		what := r.Operation.Kind
+		if r.Operation.Kind == "shell" && r.Operation.Detail != "" {
+			what += " (the exec, because " + r.Operation.Detail + ")"
+		}
 		if r.Statement != "" {
 			what = `"` + firstLine(r.Statement, 70) + `"`
 		}

@@ -24,7 +24,13 @@ type sessionChan struct {
 	uch gossh.Channel // the target's side
 
 	started bool
-	mask    *outputMask
+	// pty says the client asked for a terminal: an exec is then judged
+	// as a shell too (execjudge.go).
+	pty bool
+	// command is the exec command or subsystem name, for the records.
+	command    string
+	tunnelOnce sync.Once
+	mask       *outputMask
 	// counts are the channel's requests that carry no operation (types
 	// interlock does not support), journaled in aggregate as a
 	// connection's global ones are. Owned by the channel's request loop.
@@ -94,6 +100,9 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 			return
 		}
 		rec.Term, rec.Cols, rec.Rows, rec.Decision = m.Term, m.Cols, m.Rows, allowed
+		// Set whether or not the target grants it: what the client
+		// asked for is what it may get.
+		s.pty = true
 		c.record(model.KindSSHRequest, rec, model.Committed)
 		s.forward(req)
 	case "env":
@@ -103,6 +112,14 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 			return
 		}
 		rec.Env, rec.Decision = m.Name+"="+m.Value, allowed
+		if c.t.allowlist {
+			if why := envProblem(m.Name, m.Value); why != "" {
+				rec.Decision = model.Decision{Action: model.Deny, Rule: "exec-allowlist", Reason: why}
+				c.record(model.KindSSHRequest, rec, model.Synced)
+				req.Reply(false, nil)
+				return
+			}
+		}
 		c.record(model.KindSSHRequest, rec, model.Committed)
 		s.forward(req)
 	case "window-change":
@@ -183,10 +200,16 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		req.Reply(false, nil)
 		return
 	}
-	rec.Decision = c.decide(op)
 	// An sftp server started by exec is relayed as the subsystem is
 	// (sftp_exec.go), after the exec rules allowed it.
 	sftp := req.Type == "subsystem" && rec.Command == "sftp" || req.Type == "exec" && sftpServerCommand(rec.Command)
+	rec.Decision = c.decide(op)
+	if req.Type == "exec" && !sftp && permits(rec.Decision) {
+		if why := s.shellReason(rec.Command); why != "" {
+			rec.Decision = s.judgeAsShell(rec.Command, why, rec.Decision)
+		}
+	}
+	s.command = rec.Command
 	if permits(rec.Decision) && !sftp {
 		m, err := newOutputMask(c.h.masker, rec.Decision.Mask)
 		if err != nil {
@@ -214,7 +237,7 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		return
 	}
 	s.started = true
-	s.startPumps(sftp)
+	s.startPumps(sftp, !sftp && !c.t.tunnelsAllowed)
 	req.Reply(true, nil)
 }
 
@@ -229,6 +252,8 @@ func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 		// as a shell reports a command it cannot execute.
 		req.Reply(true, nil)
 	}
+	// Recorded as what the client saw, so a replay shows the refusal.
+	s.c.recordIO(s.id, "e", []byte(msg))
 	s.cch.Stderr().Write([]byte(msg))
 	if req.Type != "exec" {
 		req.Reply(false, nil)
@@ -242,8 +267,9 @@ func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 }
 
 // startPumps relays and records the channel's data. sftp is parsed into
-// operations instead of being recorded byte for byte.
-func (s *sessionChan) startPumps(sftp bool) {
+// operations instead of being recorded byte for byte; the other data is
+// scanned for tunnels (tunnel.go) when scan is set.
+func (s *sessionChan) startPumps(sftp, scan bool) {
 	s.pumps.Add(3)
 	outputs := make(chan struct{}, 2)
 	if sftp {
@@ -251,10 +277,13 @@ func (s *sessionChan) startPumps(sftp bool) {
 		go s.run(func() { f.clientToTarget() })
 		go s.run(func() { f.targetToClient(); outputs <- struct{}{} })
 	} else {
-		go s.run(func() { s.pump(s.uch, s.cch, "i", true) })
-		go s.run(func() { s.pump(s.cch, s.uch, "o", false); outputs <- struct{}{} })
+		go s.run(func() { s.pump(s.uch, s.cch, "i", true, scanner(scan, true)) })
+		go s.run(func() { s.pump(s.cch, s.uch, "o", false, scanner(scan, false)); outputs <- struct{}{} })
 	}
-	go s.run(func() { s.pump(s.cch.Stderr(), s.uch.Stderr(), "e", false); outputs <- struct{}{} })
+	go s.run(func() {
+		s.pump(s.cch.Stderr(), s.uch.Stderr(), "e", false, scanner(scan, false))
+		outputs <- struct{}{}
+	})
 	go func() {
 		defer s.c.recoverGoroutine()
 		<-outputs
@@ -273,10 +302,12 @@ func (s *sessionChan) run(f func()) {
 }
 
 // pump copies src to dst, recording each chunk as it arrives. up is the
-// client-to-target direction: at its end the target's side gets EOF.
-func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool) {
+// client-to-target direction: at its end the target's side gets EOF. A
+// chunk in which tun finds a tunnel is recorded, not passed on, and ends
+// the channel.
+func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool, tun *tunnelScan) {
 	if !up && s.mask != nil {
-		s.pumpMasked(dst, src, stream)
+		s.pumpMasked(dst, src, stream, tun)
 		return
 	}
 	buf := make([]byte, ioBufSize)
@@ -284,6 +315,9 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool)
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.c.recordIO(s.id, stream, buf[:n])
+			if s.tunnelIn(tun, buf[:n], stream) {
+				break
+			}
 			if up {
 				s.c.bytesUp.Add(int64(n))
 			} else {
@@ -306,7 +340,7 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool)
 // copy is masked, and what the client sees too when the rules say live.
 // Bytes that may begin a secret are held back a little (see outputMask);
 // the stream's end releases them.
-func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string) {
+func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string, tun *tunnelScan) {
 	mo := s.mask.stream(
 		func(p []byte) error { _, err := dst.Write(p); return err },
 		func(p []byte) { s.c.recordIO(s.id, stream, p) },
@@ -317,6 +351,12 @@ func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.c.bytesDown.Add(int64(n))
+			if s.tunnelIn(tun, buf[:n], stream) {
+				// The chunk is recorded (masked) for the evidence; the
+				// channel is closed, so nothing more reaches the client.
+				mo.write(buf[:n])
+				break
+			}
 			if mo.write(buf[:n]) != nil {
 				break
 			}

@@ -83,6 +83,9 @@ type target struct {
 	hostKeyAlgos    []string
 	// hostSigners are presented to clients.
 	hostSigners []gossh.Signer
+	// allowlist: exec.mode is allowlist (env requests are narrowed);
+	// tunnelsAllowed: exec.tunnels is allow (channels are not scanned).
+	allowlist, tunnelsAllowed bool
 }
 
 // New checks the ssh targets of opts.Config and prepares the handler: key
@@ -188,7 +191,7 @@ func prepareTarget(tc config.TargetConfig, ca *authority, userCA gossh.Signer) (
 // prepareUpstream prepares what logging in to the target takes: the held
 // credential and the host key check.
 func prepareUpstream(tc config.TargetConfig, userCA gossh.Signer) (*target, error) {
-	t := &target{name: tc.Name, address: tc.Address}
+	t := &target{name: tc.Name, address: tc.Address, allowlist: tc.AllowlistOn(), tunnelsAllowed: tc.TunnelsAllowed()}
 	c := tc.Credentials
 	if c == nil || c.User == "" {
 		return nil, errors.New("credentials.user is required")
