@@ -345,10 +345,17 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 	if err != nil {
 		return err
 	}
-	// A unique prefix of a pending id names it. When a socket cannot
-	// list, the id goes on as given.
+	// A unique prefix of a pending id names it. An id that names none of
+	// the requests the caller may see goes on as given: the broker says
+	// why (not an approver, decided already, no such request).
 	if list, err := collect(ctx, socks, 0); err == nil {
-		if id, err = requestByPrefix(list, id); err != nil {
+		full, err := requestByPrefix(list, id)
+		var ee *exitError
+		switch {
+		case err == nil:
+			id = full
+		case errors.As(err, &ee) && ee.code == exitNoInput:
+		default:
 			return err
 		}
 	}
