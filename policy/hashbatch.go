@@ -1,5 +1,10 @@
 package policy
 
+import (
+	"slices"
+	"sync"
+)
+
 // The keyed hashes of masked originals are computed off the row's path:
 // Mask copies each original into a batch, and a full batch is hashed by a
 // goroutine of its own while the rows go on (masking a value does not need
@@ -40,7 +45,7 @@ func (h *hasher) note(st *maskStat, v []byte) {
 	}
 	b := h.cur
 	if b == nil {
-		b = &hashBatch{stats: make([]int32, 0, batchValues), ends: make([]int32, 0, batchValues), vals: make([]byte, 0, 32*batchValues)}
+		b = batchPool.Get().(*hashBatch)
 		h.cur = b
 	}
 	b.stats = append(b.stats, st.idx)
@@ -55,17 +60,33 @@ func (h *hasher) note(st *maskStat, v []byte) {
 	}
 }
 
+// batchPool recycles batches once their hashes are added: a 100,000-row
+// result would otherwise allocate (and collect) a batch per 1,024 values.
+var batchPool = sync.Pool{New: func() any {
+	return &hashBatch{stats: make([]int32, 0, batchValues), ends: make([]int32, 0, batchValues),
+		vals: make([]byte, 0, 32*batchValues), sums: make([]byte, 0, 16*batchValues)}
+}}
+
 func (b *hashBatch) hash(m *mac) {
-	b.sums = make([]byte, 16*len(b.ends))
+	b.sums = slices.Grow(b.sums[:0], 16*len(b.ends))[:16*len(b.ends)]
 	start := int32(0)
 	for i, end := range b.ends {
 		copy(b.sums[16*i:], m.sum(b.vals[start:end]))
 		start = end
 	}
-	b.vals = nil
 	if b.done != nil {
 		close(b.done)
 	}
+}
+
+// recycle returns a batch whose hashes were added to the pool.
+func (b *hashBatch) recycle() {
+	if cap(b.vals) > 1<<20 {
+		// Held long values: let it go rather than keep it around.
+		return
+	}
+	b.stats, b.ends, b.vals, b.sums, b.done = b.stats[:0], b.ends[:0], b.vals[:0], b.sums[:0], nil
+	batchPool.Put(b)
 }
 
 // fold adds the hashes of the batches that are done, in order; with wait,
@@ -85,6 +106,7 @@ func (h *hasher) fold(wait bool) {
 		for i, st := range b.stats {
 			h.stats[st].addHash(b.sums[16*i : 16*i+16])
 		}
+		b.recycle()
 		h.queue[0] = nil
 		h.queue = h.queue[1:]
 	}
@@ -102,5 +124,6 @@ func (h *hasher) finish() {
 		for i, st := range b.stats {
 			h.stats[st].addHash(b.sums[16*i : 16*i+16])
 		}
+		b.recycle()
 	}
 }

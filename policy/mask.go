@@ -114,6 +114,10 @@ type RowMasker struct {
 	order    []statKey
 	// found is reused between values.
 	found []Finding
+	// arena holds the row's redacted values: reused from row to row, so a
+	// replaced value is valid until the next Mask (the caller encodes the
+	// row before it masks the next one).
+	arena []byte
 	// sc reads values that are not plain text; cur is the column it is
 	// reading and hits what it found in the value so far (each original
 	// is counted once per value, however many decodings show it).
@@ -262,12 +266,13 @@ func columnMatch(globs []string, table, name string) bool {
 }
 
 // Mask masks one row in place: values[i] is column i, nil for NULL. A
-// replaced value gets a new slice (or a shared, read-only mask); the
-// caller's buffers are not written.
+// replaced value is a slice of the masker's own (valid until the next
+// Mask) or a shared, read-only mask; the caller's buffers are not written.
 func (rm *RowMasker) Mask(values [][]byte) error {
 	if len(values) != len(rm.cols) {
 		return fmt.Errorf("masking: row has %d values for %d columns", len(values), len(rm.cols))
 	}
+	rm.arena = rm.arena[:0]
 	for i, v := range values {
 		if v == nil {
 			continue
@@ -288,7 +293,7 @@ func (rm *RowMasker) Mask(values [][]byte) error {
 				for _, f := range fs {
 					rm.note(rm.detStat(p, f.det), v[f.Start:f.End])
 				}
-				out = redact(v, fs)
+				out = rm.redact(v, fs)
 			}
 			if bytes.IndexByte(out, '\\') >= 0 {
 				// Escapes (JSON \u0040, bytea \x…) may hide a finding
@@ -371,14 +376,38 @@ func (rm *RowMasker) Decisions() []MaskDecision {
 	return out
 }
 
+// redact is the package's redact into the row's arena.
+func (rm *RowMasker) redact(v []byte, fs []Finding) []byte {
+	n := redactedLen(v, fs)
+	if cap(rm.arena)-len(rm.arena) < n {
+		// Values already handed out keep the old array.
+		rm.arena = make([]byte, 0, max(8<<10, 2*n))
+	}
+	start := len(rm.arena)
+	out := appendRedacted(rm.arena[start:start:start+n], v, fs)
+	if len(out) <= n {
+		// In place (markerLen is an upper bound); else out was
+		// reallocated and is the caller's alone.
+		rm.arena = rm.arena[:start+len(out)]
+	}
+	return out
+}
+
 // redact replaces each finding inside a text value by a marker that keeps
 // what is safe to show.
 func redact(v []byte, fs []Finding) []byte {
+	return appendRedacted(make([]byte, 0, redactedLen(v, fs)), v, fs)
+}
+
+func redactedLen(v []byte, fs []Finding) int {
 	n := len(v)
 	for _, f := range fs {
 		n += markerLen(f.Detector) - (f.End - f.Start)
 	}
-	out := make([]byte, 0, n)
+	return n
+}
+
+func appendRedacted(out, v []byte, fs []Finding) []byte {
 	last := 0
 	for _, f := range fs {
 		out = append(out, v[last:f.Start]...)
