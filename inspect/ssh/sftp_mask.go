@@ -97,7 +97,10 @@ func maskEscape(op *sftpOp, masks [4]*model.MaskSpec) (model.Decision, bool) {
 // reads are masked.
 func (r *sftpRelay) planTransfer(op *sftpOp) bool {
 	spec := mergeMasks(r.s.transferSpec, op.decision.Mask)
-	if spec == nil {
+	if spec == nil || !slices.Contains(op.flags, "read") {
+		// An upload sends the client's bytes: input, which masking
+		// does not touch (the target refuses reads of a handle not
+		// opened for reading).
 		return true
 	}
 	var live []model.MaskRule
@@ -135,8 +138,10 @@ type fileMask struct {
 
 	mu sync.Mutex
 	sc fileScanner
-	// pos is the file offset the next DATA reply must start at.
-	pos int64
+	// pos is the file offset the next DATA reply must start at; short
+	// says the last one brought less than its read asked for.
+	pos   int64
+	short bool
 	// queue holds the replies not sent yet; done bytes of queue[0]'s
 	// data are masked already.
 	queue []heldReply
@@ -187,6 +192,7 @@ func (fm *fileMask) data(op *sftpOp, id uint32, pkt []byte, sendBefore func() er
 		return false
 	}
 	fm.pos += int64(n)
+	fm.short = int64(n) < op.n
 	fm.queue = append(fm.queue, heldReply{pkt: slices.Clone(pkt), at: at, n: n})
 	fm.place(fm.sc.next(pkt[at:at+n], releaseMore), sendBefore)
 	fm.schedule()
@@ -214,20 +220,24 @@ func (fm *fileMask) refuse(op *sftpOp, id uint32, sendBefore func() error) {
 	r.refuse(id, fxPermissionDenied, d)
 }
 
-// status takes the status reply to a read of the handle: an EOF where the
-// file goes on ends the file; any other status at that offset releases
-// what is held as at a pause.
+// status takes the status reply to a read of the handle. An EOF where
+// the file goes on ends the file, and so does an EOF further on after a
+// short read (OpenSSH's clients read past the end before they learn where
+// it is); any other status where the file goes on releases what is held
+// as at a pause.
 func (fm *fileMask) status(op *sftpOp, code uint32, sendBefore func() error) {
+	const eof = 1
 	fm.mu.Lock()
 	defer fm.mu.Unlock()
-	if fm.ended || op.off != fm.pos || len(fm.queue) == 0 && len(fm.sc.held) == 0 {
+	if fm.ended || len(fm.queue) == 0 && len(fm.sc.held) == 0 {
 		return
 	}
-	mode := releaseTimeout
-	if code == 1 { // SSH_FX_EOF
-		mode = releaseFinal
+	switch {
+	case op.off == fm.pos && code == eof, op.off > fm.pos && code == eof && fm.short:
+		fm.releaseAll(releaseFinal, sendBefore)
+	case op.off == fm.pos:
+		fm.releaseAll(releaseTimeout, sendBefore)
 	}
-	fm.releaseAll(mode, sendBefore)
 }
 
 // closed releases what is held when the handle closes, and journals what
