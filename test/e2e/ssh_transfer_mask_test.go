@@ -63,6 +63,38 @@ func straddleFile() []byte {
 	return b.Bytes()
 }
 
+// maskedView is the file as the masking of rule pii makes it when it is
+// read whole, for comparing reads with: every secret filled with '*'.
+func maskedView(t *testing.T, b []byte) []byte {
+	t.Helper()
+	out := slices.Clone(b)
+	for _, s := range []string{tmEmail, tmCard, tmAWS} {
+		for i := 0; ; {
+			j := bytes.Index(out[i:], []byte(s))
+			if j < 0 {
+				break
+			}
+			copy(out[i+j:], bytes.Repeat([]byte("*"), len(s)))
+			i += j + len(s)
+		}
+	}
+	for i := 0; ; {
+		j := bytes.Index(out[i:], []byte(strings.TrimSuffix(tmKey, "\n")))
+		if j < 0 {
+			break
+		}
+		k := []byte(strings.TrimSuffix(tmKey, "\n"))
+		for n := range k {
+			if k[n] != '\n' {
+				k[n] = '*'
+			}
+		}
+		copy(out[i+j:], k)
+		i += j + len(k)
+	}
+	return out
+}
+
 // noLeak fails when got holds a piece of a secret.
 func noLeak(t *testing.T, what string, got []byte) {
 	t.Helper()
@@ -149,12 +181,13 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 	sftpGet := func(remote, to string) (string, int) {
 		batch := filepath.Join(local, "batch")
 		os.WriteFile(batch, []byte(fmt.Sprintf("get %s %s\n", remote, to)), 0o644)
-		argv := append(append([]string{"sftp"}, st.clientOpts("")...), "-P", port, "-b", batch, "root@127.0.0.3")
+		argv := append(append([]string{"timeout", "120", "sftp"}, st.clientOpts("")...), "-P", port, "-b", batch, "root@127.0.0.3")
 		_, stderr, code := e.runUnder(argv...)
 		return stderr, code
 	}
 	scp := func(legacy bool, remote, to string) (string, int) {
-		argv := append(append([]string{"scp"}, st.clientOpts("")...), "-P", port)
+		// A masked stream whose framing broke would leave scp waiting.
+		argv := append(append([]string{"timeout", "120", "scp"}, st.clientOpts("")...), "-P", port)
 		if legacy {
 			argv = append(argv, "-O")
 		}
@@ -283,6 +316,59 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 		if denied != 3 {
 			t.Errorf("%d refused reads journaled, want 3", denied)
 		}
+	})
+
+	t.Run("pipelined raw reads are masked across their boundary", func(t *testing.T) {
+		rc := startRawClient(t, e, st, "subsystem")
+		rc.send(sftpPkt(sshFxpOpen, 1, filepath.Join(masked, "straddle.txt"), uint32(openRead), uint32(0)))
+		typ, _, rest, ok := rc.reply()
+		if !ok || typ != sshFxpHandle {
+			t.Fatalf("open: type %d ok %v; stderr %s", typ, ok, rc.err.String())
+		}
+		h := string(rest[4 : 4+binary.BigEndian.Uint32(rest)])
+		rc.send(sftpPkt(5, 2, h, uint64(0), uint32(32768)), sftpPkt(5, 3, h, uint64(32768), uint32(32768)), sftpPkt(5, 4, h, uint64(65536), uint32(32768)))
+		var data []byte
+		for i := 0; i < 3; i++ {
+			typ, id, rest, ok := rc.reply()
+			if !ok || typ != 103 || id != uint32(2+i) {
+				t.Fatalf("reply %d: type %d id %d ok %v", i, typ, id, ok)
+			}
+			data = append(data, rest[4:]...)
+		}
+		if !bytes.Equal(data[:65536+32768], maskedView(t, straddle)[:65536+32768]) {
+			t.Errorf("pipelined reads masked otherwise than the whole file")
+		}
+		noLeak(t, "the pipelined reads", data)
+		rc.send(sftpPkt(sshFxpClose, 5, h))
+		rc.status(5)
+		rc.end()
+	})
+
+	t.Run("a hard link of a masked file out of its rule is refused", func(t *testing.T) {
+		batch := filepath.Join(local, "batch-ln")
+		os.WriteFile(batch, []byte(fmt.Sprintf("ln %s %s\n", filepath.Join(masked, "secrets.txt"), filepath.Join(pub, "hard.txt"))), 0o644)
+		argv := append(append([]string{"sftp"}, st.clientOpts("")...), "-P", port, "-b", batch, "root@127.0.0.3")
+		if _, _, code := e.runUnder(argv...); code == 0 {
+			t.Errorf("the hard link was made")
+		}
+		absent(t, filepath.Join(pub, "hard.txt"))
+		found := slices.ContainsFunc(ops(), func(o model.SSHSFTP) bool {
+			return o.Op == "link" && o.Status == "denied" && o.Decision.Rule == "pii"
+		})
+		if !found {
+			t.Errorf("the refused link is not journaled")
+		}
+	})
+
+	t.Run("sftp -s starting sftp-server by exec is masked too", func(t *testing.T) {
+		to := filepath.Join(local, "exec-sftp.txt")
+		batch := filepath.Join(local, "batch-s")
+		os.WriteFile(batch, []byte(fmt.Sprintf("get %s %s\n", filepath.Join(masked, "secrets.txt"), to)), 0o644)
+		argv := append(append([]string{"timeout", "120", "sftp"}, st.clientOpts("")...), "-P", port, "-s", "/usr/lib/openssh/sftp-server", "-b", batch, "root@127.0.0.3")
+		if _, stderr, code := e.runUnder(argv...); code != 0 {
+			t.Fatalf("sftp -s exit %d: %s", code, stderr)
+		}
+		maskedCopy(t, to, secrets)
 	})
 
 	t.Run("transfers: refuse refuses the sftp and scp downloads", func(t *testing.T) {
