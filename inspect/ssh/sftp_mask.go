@@ -184,10 +184,9 @@ func (fm *fileMask) data(op *sftpOp, id uint32, pkt []byte, sendBefore func() er
 	n := int(binary.BigEndian.Uint32(pkt[9:13]))
 	fm.mu.Lock()
 	defer fm.mu.Unlock()
-	if fm.ended {
-		return false
-	}
-	if op.off != fm.pos {
+	if fm.ended || op.off != fm.pos {
+		// Out of order, or after the handle's masking ended (the
+		// session is ending): refused, never sent unmasked.
 		fm.refuse(op, id, sendBefore)
 		return false
 	}
@@ -290,9 +289,11 @@ func (fm *fileMask) place(out []byte, sendBefore func() error) {
 	}
 	if len(out) > 0 {
 		// The scanner released bytes no reply holds: its bookkeeping and
-		// the relay's disagree. Nothing more of the file is sent.
+		// the relay's disagree. Nothing more of the file is sent, and the
+		// session ends (a reply kept from the client would leave it
+		// waiting).
 		fm.ended = true
-		fm.r.s.c.log.Error("sftp masking: released bytes beyond the held replies", "path", fm.path, "bytes", len(out))
+		fm.r.violation(ownID, "masking", fmt.Sprintf("masking %s released %d bytes beyond the replies it held", fm.path, len(out)))
 		return
 	}
 	fm.send(ready, sendBefore)
