@@ -74,6 +74,9 @@ var errBadPacket = errors.New("malformed sftp packet")
 // known only from the target's HANDLE reply (and forgotten once its CLOSE
 // is sent), and paths are judged as the target resolves them: relative to
 // the login directory, with ".", ".." and repeated slashes removed.
+//
+// A file opened under a live mask rule is masked as it is read, or its
+// open refused under transfers: refuse (sftp_mask.go).
 type sftpRelay struct {
 	s *sessionChan
 
