@@ -110,6 +110,15 @@ func (c *carry) next(p []byte, mode releaseMode) (rec, live []byte, fresh bool) 
 		}
 		liveSpans = merge(c.detectSpans(v, base, om.liveOther), k)
 	}
+	if mode == releaseTimeout && om.sameLength {
+		// A file stream (scp's source side) paused: what may begin a
+		// secret is masked, not sent (transfer_scan.go).
+		if r := riskyTail(v, base); r < n {
+			b := []span{{start: r, end: n, det: boundaryDetector}}
+			recSpans = merge(recSpans, b)
+			liveSpans = merge(liveSpans, slices.Clone(b))
+		}
+	}
 
 	cut := n
 	if mode == releaseMore {

@@ -40,6 +40,11 @@ func (s *sessionChan) transfers(typ, cmd string, sftp bool, d model.Decision) mo
 	}
 	if s.mask != nil {
 		s.mask.sameLength = true
+		if len(s.mask.liveNames) > 0 {
+			s.mask.ruleOf[boundaryDetector] = s.mask.ruleOf[s.mask.liveNames[0]]
+		} else {
+			s.mask.ruleOf[boundaryDetector] = s.mask.ruleOf[s.mask.recNames[0]]
+		}
 	}
 	return d
 }

@@ -108,3 +108,28 @@ func TestScpSource(t *testing.T) {
 		}
 	}
 }
+
+// scp's source side (same-length carry): a card split by a pause in the
+// stream is masked on both sides of the pause, and lengths are kept.
+func TestCarrySameLengthPause(t *testing.T) {
+	om, err := newOutputMask(testMasker{policy.NewMaskerWithKey(make([]byte, 32))}, &model.MaskSpec{Rules: []model.MaskRule{{
+		Rule: "pii", Live: true, Detectors: []string{"email", "card"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	om.sameLength = true
+	om.ruleOf[boundaryDetector] = "pii"
+	c := carry{om: om}
+	var got []byte
+	for _, step := range []struct {
+		p    string
+		mode releaseMode
+	}{{"C0644 40 f\nline one\ncard 4111 11", releaseMore}, {"", releaseTimeout}, {"11 1111 1111 end\n", releaseMore}, {"\x00", releaseFinal}} {
+		_, live, _ := c.next([]byte(step.p), step.mode)
+		got = append(got, live...)
+	}
+	want := "C0644 40 f\nline one\ncard ******************* end\n\x00"
+	if string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
