@@ -178,10 +178,10 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 `, masked+"/*", dets, vault+"/*", quiet+"/*", dets, cel+"/*", dets, "scp *"+masked+"/*", dets, "scp *"+vault+"/*")})
 	port := strconv.Itoa(st.port)
 	local := t.TempDir()
-	sftpGet := func(remote, to string) (string, int) {
+	sftpGet := func(remote, to string, opts ...string) (string, int) {
 		batch := filepath.Join(local, "batch")
 		os.WriteFile(batch, []byte(fmt.Sprintf("get %s %s\n", remote, to)), 0o644)
-		argv := append(append([]string{"timeout", "120", "sftp"}, st.clientOpts("")...), "-P", port, "-b", batch, "root@127.0.0.3")
+		argv := append(append(append([]string{"timeout", "120", "sftp"}, st.clientOpts("")...), opts...), "-P", port, "-b", batch, "root@127.0.0.3")
 		_, stderr, code := e.runUnder(argv...)
 		return stderr, code
 	}
@@ -260,6 +260,16 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 			t.Fatalf("scp exit %d: %s", code, stderr)
 		}
 		maskedCopy(t, to2, straddle)
+	})
+
+	t.Run("one read in flight, or odd read sizes: masked across every boundary", func(t *testing.T) {
+		for i, opts := range [][]string{{"-R", "1"}, {"-B", "4099", "-R", "3"}} {
+			to := filepath.Join(local, fmt.Sprintf("straddle-%d.txt", i))
+			if stderr, code := sftpGet(filepath.Join(masked, "straddle.txt"), to, opts...); code != 0 {
+				t.Fatalf("sftp %v exit %d: %s", opts, code, stderr)
+			}
+			maskedCopy(t, to, straddle)
+		}
 	})
 
 	t.Run("a raw client reading out of order is refused, never sent clear", func(t *testing.T) {
