@@ -7,9 +7,13 @@ package e2e
 // (database and WAL) must never hold a secret of the files in the clear.
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -492,8 +496,79 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 		}
 	})
 
-	// Whatever the case, the journal never holds a secret in the clear.
+	// Whatever the case, the journal never holds a secret in the clear,
+	// nor does the evidence bundle an auditor gets (entries, payloads,
+	// asciicast replays), as text or base64.
 	if held := journalHolds(t, e); len(held) > 0 {
 		t.Errorf("the journal holds %q in the clear", held)
 	}
+	bundle := filepath.Join(t.TempDir(), "evidence.tar.gz")
+	if _, stderr, code := e.interlock("journal", "export", "-c", e.cfgPath, "--out", bundle); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	files := bundleFiles(t, bundle)
+	if len(files) == 0 {
+		t.Fatalf("the bundle is empty")
+	}
+	// The scp -O download's recorded output is in it (the filler of
+	// straddle.txt): the search reaches the payloads.
+	payloads := false
+	for _, b := range files {
+		payloads = payloads || bytes.Contains(b, []byte(strings.Repeat("x", 40))) || bytes.Contains(b, []byte(strings.Repeat("eHh4", 10)))
+	}
+	if !payloads {
+		t.Errorf("the bundle holds no recorded output of the scp -O download: the search proves nothing")
+	}
+	for name, b := range files {
+		for _, sec := range tmLeaks {
+			for _, form := range append([]string{sec}, base64Forms(sec)...) {
+				if bytes.Contains(b, []byte(form)) {
+					t.Errorf("the bundle's %s holds %q (as %q)", name, sec, form)
+				}
+			}
+		}
+	}
+}
+
+// bundleFiles reads an evidence bundle (tar.gz): each file's bytes.
+func bundleFiles(t *testing.T, p string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = b
+	}
+}
+
+// base64Forms are the middles of s's base64 at each of the three byte
+// alignments it can have in a longer payload.
+func base64Forms(s string) []string {
+	var out []string
+	for k := 0; k < 3; k++ {
+		enc := base64.StdEncoding.EncodeToString(append(make([]byte, k), s...))
+		if len(enc) > 12 {
+			out = append(out, enc[4:len(enc)-4])
+		}
+	}
+	return out
 }
