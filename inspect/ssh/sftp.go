@@ -495,16 +495,7 @@ func (r *sftpRelay) judge(op *sftpOp) model.Decision {
 	if d, escape := maskEscape(op, masks); escape {
 		return d
 	}
-	if m := mergeMasks(masks[:]...); m != nil && first.Mask == nil {
-		names := make([]string, len(m.Rules))
-		for i, rule := range m.Rules {
-			names[i] = rule.Rule
-		}
-		first = model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Reason: "allowed, " + first.Reason + "; results masked", Mask: m}
-	} else {
-		first.Mask = m
-	}
-	return first
+	return withMask(first, mergeMasks(masks[:]...))
 }
 
 // Access sets in open's terms: what each operation needs of the paths it

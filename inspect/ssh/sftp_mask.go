@@ -92,6 +92,27 @@ func maskEscape(op *sftpOp, masks [4]*model.MaskSpec) (model.Decision, bool) {
 	return model.Decision{}, false
 }
 
+// withMask is d with the mask rules m: a mask decision naming them when
+// d had none (policy's own words for one).
+func withMask(d model.Decision, m *model.MaskSpec) model.Decision {
+	if m == nil || d.Mask != nil && len(d.Mask.Rules) == len(m.Rules) {
+		return d
+	}
+	if d.Mask == nil && d.Action == model.Allow {
+		by := "rule " + d.Rule
+		if strings.HasPrefix(d.Rule, "policy.") {
+			by = d.Rule
+		}
+		names := make([]string, len(m.Rules))
+		for i, r := range m.Rules {
+			names[i] = r.Rule
+		}
+		d = model.Decision{Action: model.Mask, Rule: strings.Join(names, ","), Reason: "allowed by " + by + ", results masked", Request: d.Request, Grant: d.Grant}
+	}
+	d.Mask = m
+	return d
+}
+
 // planTransfer decides what an open gets under the mask rules that apply
 // to it: false refuses it (op.decision says why); op.mask is set when its
 // reads are masked.
@@ -126,6 +147,9 @@ func (r *sftpRelay) planTransfer(op *sftpOp) bool {
 	}
 	om.ruleOf[boundaryDetector] = live[0].Rule
 	op.mask = om
+	// The open's record names every rule its reads are masked by, the
+	// sftp server's own included.
+	op.decision = withMask(op.decision, spec)
 	return true
 }
 

@@ -244,6 +244,12 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 				t.Errorf("no ssh.mask evidence for %s: %v", d, m)
 			}
 		}
+		opened := slices.ContainsFunc(ops(), func(o model.SSHSFTP) bool {
+			return o.Op == "open" && o.Path == filepath.Join(masked, "secrets.txt") && o.Decision.Action == model.Mask && o.Decision.Rule == "pii"
+		})
+		if !opened {
+			t.Errorf("the open is not journaled as masked by pii")
+		}
 		for _, em := range entriesOf[model.MaskDecision](e, model.KindSSHMask) {
 			if em.Rule == "pii" && !strings.Contains(em.Column, "sftp "+filepath.Join(masked, "secrets.txt")) {
 				t.Errorf("ssh.mask entry does not name the file: %+v", em)
@@ -467,6 +473,12 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 			t.Fatalf("sftp exit %d: %s", code, stderr)
 		}
 		maskedCopy(t, to, secrets)
+		viaLink := slices.ContainsFunc(ops(), func(o model.SSHSFTP) bool {
+			return o.Op == "open" && o.Path == filepath.Join(pub, "link.txt") && o.RealPath == filepath.Join(masked, "secrets.txt") && o.Decision.Rule == "pii"
+		})
+		if !viaLink {
+			t.Errorf("the open through the link is not journaled with its real path, masked by pii")
+		}
 	})
 
 	t.Run("renaming a masked file out of its rule is refused", func(t *testing.T) {
