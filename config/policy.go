@@ -195,6 +195,11 @@ type MaskConfig struct {
 	// Live also masks what the client sees over ssh (postgres results are
 	// always masked live).
 	Live bool `yaml:"live,omitempty"`
+	// Transfers says what an ssh file download the rule applies to (an
+	// sftp read, scp's source side) gets: mask (default; its contents
+	// pass through the detectors like a live shell's output, when the
+	// rule is live) or refuse (the download is refused).
+	Transfers string `yaml:"transfers,omitempty"`
 }
 
 // Defaults of the policy section.
@@ -207,6 +212,7 @@ const (
 var (
 	ruleActions    = []string{"allow", "deny", "review", "mask"}
 	grantScopes    = []string{"once", "session", "ttl"}
+	maskTransfers  = []string{"mask", "refuse"}
 	maskDetector   = []string{"email", "card", "national_id", "cloud_key", "token", "private_key"}
 	unknownActions = []string{"deny", "review", "allow"}
 	// openAccess is what operation.open may list (exclusive comes with
@@ -424,6 +430,9 @@ func validateMask(l *errorList, key string, m *MaskConfig) {
 	}
 	for j, d := range m.Detectors {
 		oneOf(l, key+".detectors["+strconv.Itoa(j)+"]", d, maskDetector...)
+	}
+	if m.Transfers != "" {
+		oneOf(l, key+".transfers", m.Transfers, maskTransfers...)
 	}
 }
 

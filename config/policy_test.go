@@ -52,6 +52,8 @@ var policyErrorTests = []struct {
 		5, "policy.rules[0].match.effects", "names no condition"},
 	{"effects bad glob", "policy:\n  rules:\n    - name: r\n      match:\n        effects:\n          tables: [\"[x\"]\n          dropped: true\n      action: deny\n",
 		6, "policy.rules[0].match.effects.tables[0]", "is not a valid glob"},
+	{"bad mask transfers", "policy:\n  rules:\n    - name: r\n      action: mask\n      mask: {detectors: [email], transfers: block}\n",
+		5, "policy.rules[0].mask.transfers", `"block" is not one of: mask, refuse`},
 	{"effects unknown key", "policy:\n  rules:\n    - name: r\n      match:\n        effects: {droped: true}\n      action: deny\n",
 		5, "policy.rules[0].match.effects.droped", "did you mean dropped?"},
 }

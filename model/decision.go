@@ -69,6 +69,10 @@ type MaskRule struct {
 	// Live: an ssh session's live output is masked too, not only the
 	// recorded copy.
 	Live bool `json:"live,omitempty"`
+	// Transfers is what a file transfer (an sftp read, an scp source)
+	// the rule applies to gets: "" or "mask" (its contents pass through
+	// the detectors, live or not as Live says), or "refuse".
+	Transfers string `json:"transfers,omitempty"`
 }
 
 // MaskColumn describes one result column to the masker.

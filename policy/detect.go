@@ -23,27 +23,12 @@ type detector struct {
 	scan func(v []byte, det int, out []Finding) []Finding
 }
 
-// regexpScan finds re's matches that valid accepts (nil accepts all),
-// looking only at values where pre is true.
-func regexpScan(re *regexp.Regexp, pre func([]byte) bool) func([]byte, int, []Finding) []Finding {
-	return func(v []byte, det int, out []Finding) []Finding {
-		if !pre(v) {
-			return out
-		}
-		for _, loc := range re.FindAllIndex(v, -1) {
-			out = append(out, Finding{Start: loc[0], End: loc[1], det: det})
-		}
-		return out
-	}
-}
-
 var detectors = map[string]*detector{
 	"email": {
 		name: "email",
 		// Found inside words too: the local part takes what precedes the
 		// @ up to a character an address cannot hold.
-		scan: regexpScan(regexp.MustCompile(`[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}`),
-			func(v []byte) bool { return bytes.IndexByte(v, '@') >= 0 }),
+		scan: findEmails,
 	},
 	// Scanned by hand, not by a regexp: a regexp costs microseconds per
 	// value, and card columns are scanned a row at a time.
@@ -353,4 +338,51 @@ func jwtEnd(v []byte, k int) int {
 		p += n
 	}
 	return p
+}
+
+// emailRE is an address; every match holds exactly one @, with at most 64
+// bytes of local part before it and only domain bytes after it.
+var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}`)
+
+// emailDomainMax bounds the domain bytes after an @ that the expression
+// reads (a real domain has at most 253).
+const emailDomainMax = 4 << 10
+
+// findEmails finds emailRE's matches, running it only on a window around
+// each @ (the local part's bytes before it, at most 64, and the domain's
+// bytes after it): the matches are the same as over the whole value (the
+// leftmost match uses the first @ that has one, and starts as far left as
+// its local part goes), and a value full of @ (binary data holds one
+// every 256 bytes) costs the windows, not a scan of the value per @.
+func findEmails(v []byte, det int, out []Finding) []Finding {
+	last := 0 // matches do not overlap
+	for i := 0; i < len(v); {
+		j := bytes.IndexByte(v[i:], '@')
+		if j < 0 {
+			break
+		}
+		at := i + j
+		start := at
+		for start > last && start > at-64 && emailLocalByte(v[start-1]) {
+			start--
+		}
+		end := at + 1
+		for end < len(v) && end-at <= emailDomainMax && (isAlnum(v[end]) || v[end] == '.' || v[end] == '-') {
+			end++
+		}
+		if start < at {
+			if loc := emailRE.FindIndex(v[start:end]); loc != nil {
+				out = append(out, Finding{Start: start + loc[0], End: start + loc[1], det: det})
+				last = start + loc[1]
+				i = last
+				continue
+			}
+		}
+		i = at + 1
+	}
+	return out
+}
+
+func emailLocalByte(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
 }

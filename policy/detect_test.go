@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -173,6 +174,35 @@ func BenchmarkDetectCard(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if fs = detectInto(fs[:0], ds, v); len(fs) != 1 {
 			b.Fatal("not found")
+		}
+	}
+}
+
+// TestEmailWindowsMatchTheExpression: the windowed email scan finds what
+// the expression finds over the whole value.
+func TestEmailWindowsMatchTheExpression(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab1.-_+%@@ \nxyz.comCO9")
+	for n := 0; n < 20000; n++ {
+		v := make([]byte, rng.IntN(200))
+		for i := range v {
+			v[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if rng.IntN(4) == 0 {
+			v = append(v, []byte(" "+strings.Repeat("l", rng.IntN(80))+"@exa-mple.co.uk")...)
+		}
+		var want []Finding
+		for _, loc := range emailRE.FindAllIndex(v, -1) {
+			want = append(want, Finding{Start: loc[0], End: loc[1]})
+		}
+		got := findEmails(v, 0, nil)
+		if len(got) != len(want) {
+			t.Fatalf("%q: got %v, want %v", v, got, want)
+		}
+		for i := range got {
+			if got[i].Start != want[i].Start || got[i].End != want[i].End {
+				t.Fatalf("%q: got %v, want %v", v, got, want)
+			}
 		}
 	}
 }

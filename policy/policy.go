@@ -202,7 +202,7 @@ func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *
 				review, reviewOpaque = r, v.opaque
 			}
 		case model.Mask:
-			masks = append(masks, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live})
+			masks = append(masks, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live, Transfers: r.mask.Transfers})
 		case model.Allow:
 			if allow == nil {
 				allow = r

@@ -21,7 +21,7 @@ func (p *Policy) SessionMasks(o model.Origin) *model.MaskSpec {
 		if spec == nil {
 			spec = &model.MaskSpec{}
 		}
-		spec.Rules = append(spec.Rules, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live})
+		spec.Rules = append(spec.Rules, model.MaskRule{Rule: r.name, Columns: r.mask.Columns, Detectors: r.mask.Detectors, Live: r.mask.Live, Transfers: r.mask.Transfers})
 	}
 	return spec
 }

@@ -110,6 +110,15 @@ func (c *carry) next(p []byte, mode releaseMode) (rec, live []byte, fresh bool) 
 		}
 		liveSpans = merge(c.detectSpans(v, base, om.liveOther), k)
 	}
+	if mode == releaseTimeout && om.sameLength {
+		// A file stream (scp's source side) paused: what may begin a
+		// secret is masked, not sent (transfer_scan.go).
+		if r := riskyTail(v, base); r < n {
+			b := []span{{start: r, end: n, det: boundaryDetector}}
+			recSpans = merge(recSpans, b)
+			liveSpans = merge(liveSpans, slices.Clone(b))
+		}
+	}
 
 	cut := n
 	if mode == releaseMore {
@@ -148,12 +157,12 @@ func (c *carry) next(p []byte, mode releaseMode) (rec, live []byte, fresh bool) 
 		}
 	}
 	if cut > base {
-		rec = render(v, recSpans, base, cut)
+		rec = render(v, recSpans, base, cut, om.sameLength)
 		switch om.live {
 		case liveAll:
 			live = rec
 		case liveSome:
-			live = render(v, liveSpans, base, cut)
+			live = render(v, liveSpans, base, cut, om.sameLength)
 		}
 	}
 
@@ -377,8 +386,9 @@ func merge(found, keys []span) []span {
 }
 
 // render is v[base:cut] with each span replaced by its marker. A continued
-// key block got its marker when it began.
-func render(v []byte, spans []span, base, cut int) []byte {
+// key block got its marker when it began. sameLength fills each span's
+// bytes instead (fill), for streams whose framing counts bytes (scp).
+func render(v []byte, spans []span, base, cut int, sameLength bool) []byte {
 	out := make([]byte, 0, cut-base+32)
 	last := base
 	for _, s := range spans {
@@ -386,7 +396,9 @@ func render(v []byte, spans []span, base, cut int) []byte {
 			continue
 		}
 		out = append(out, v[last:max(s.start, last)]...)
-		if s.kind != spanKeyCont {
+		if sameLength {
+			out = fill(out, v[max(s.start, last):min(s.end, cut)])
+		} else if s.kind != spanKeyCont {
 			out = append(out, marker(s.det, v[s.start:s.end])...)
 		}
 		last = min(s.end, cut)

@@ -86,6 +86,9 @@ type outputMask struct {
 	// (tests shorten them).
 	delay     time.Duration
 	perRecord int
+	// sameLength masks a secret with as many bytes as it had (fill), for
+	// output whose framing counts bytes: scp's source side.
+	sameLength bool
 
 	mu    sync.Mutex
 	stats []*model.MaskDecision // Hashes accumulate; first-seen order

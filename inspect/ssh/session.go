@@ -39,6 +39,10 @@ type sessionChan struct {
 	// upReqsDone is closed when the target's side of the channel closed
 	// and all its requests (exit-status ...) were passed on.
 	upReqsDone chan struct{}
+
+	// transferSpec is the masking the program's decision gives the files
+	// it sends (sftp_mask.go, scp_mask.go).
+	transferSpec *model.MaskSpec
 }
 
 // session relays a session channel: requests are judged and journaled one
@@ -224,6 +228,7 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 		}
 		s.mask = m
 	}
+	rec.Decision = s.transfers(req.Type, rec.Command, sftp, rec.Decision)
 	if err := c.record(model.KindSSHRequest, rec, model.Synced); err != nil && permits(rec.Decision) {
 		rec.Decision = model.Decision{Action: model.Deny, Rule: "journal", Reason: "the journal cannot record it"}
 	}

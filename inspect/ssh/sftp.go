@@ -74,6 +74,9 @@ var errBadPacket = errors.New("malformed sftp packet")
 // known only from the target's HANDLE reply (and forgotten once its CLOSE
 // is sent), and paths are judged as the target resolves them: relative to
 // the login directory, with ".", ".." and repeated slashes removed.
+//
+// A file opened under a live mask rule is masked as it is read, or its
+// open refused under transfers: refuse (sftp_mask.go).
 type sftpRelay struct {
 	s *sessionChan
 
@@ -124,7 +127,12 @@ type sftpOp struct {
 	// unsupported is set for an extension interlock does not know.
 	unsupported bool
 	n           int64 // a write's length
+	off         int64 // a read's offset
 	decision    model.Decision
+	// mask is the masking an open's reads get (sftp_mask.go);
+	// srcMasked says a copy-data reads a masked handle.
+	mask      *outputMask
+	srcMasked bool
 }
 
 type sftpHandle struct {
@@ -136,6 +144,8 @@ type sftpHandle struct {
 	// request naming the handle after that is refused, since the target
 	// may issue the same handle string to the next open.
 	closing bool
+	// mask masks what its reads return; nil when no live rule applies.
+	mask *fileMask
 }
 
 func newSFTPRelay(s *sessionChan) *sftpRelay {
@@ -271,6 +281,13 @@ func (r *sftpRelay) clientToTarget() {
 			r.refuse(id, fxFailure, op.decision)
 			return false
 		}
+		if op.srcMasked {
+			op.decision = model.Decision{Action: model.Deny, Rule: "masking",
+				Reason: "copy-data would copy a masked file's contents where its masking does not follow"}
+			r.recordOp(op, "denied", model.Synced)
+			r.refuse(id, fxPermissionDenied, op.decision)
+			return false
+		}
 		if op.judged() {
 			// Policy may take its time (a review): what came before this
 			// packet goes on first.
@@ -281,6 +298,11 @@ func (r *sftpRelay) clientToTarget() {
 				return false
 			}
 			op.decision = r.judge(op)
+			if permits(op.decision) && op.op == "open" && !r.planTransfer(op) {
+				r.recordOp(op, "denied", model.Synced)
+				r.refuse(id, fxPermissionDenied, op.decision)
+				return false
+			}
 			if !permits(op.decision) {
 				r.recordOp(op, "denied", model.Synced)
 				r.refuse(id, fxPermissionDenied, op.decision)
@@ -408,8 +430,8 @@ func (r *sftpRelay) targetToClient() {
 		defer r.clientMu.Unlock()
 		return s.cch.Write(p)
 	})
-	err := packets(s.uch, w, &s.c.bytesDown, func(pkt []byte, _ func() error) bool {
-		return r.response(pkt[4:])
+	err := packets(s.uch, w, &s.c.bytesDown, func(pkt []byte, sendBefore func() error) bool {
+		return r.response(pkt, sendBefore)
 	})
 	if err != nil {
 		r.protocolError("target", err)
@@ -451,6 +473,7 @@ func (op *sftpOp) describe() string {
 // the access it needs. The first refusal wins.
 func (r *sftpRelay) judge(op *sftpOp) model.Decision {
 	var first model.Decision
+	var masks [4]*model.MaskSpec
 	for i, x := range []struct {
 		p      string
 		access []string
@@ -462,11 +485,17 @@ func (r *sftpRelay) judge(op *sftpOp) model.Decision {
 		if !permits(d) {
 			return d
 		}
+		masks[i] = d.Mask
 		if i == 0 {
 			first = d
 		}
 	}
-	return first
+	// What a symbolic link leads to is masked as its rules say, and a
+	// file does not leave its rules by a new name.
+	if d, escape := maskEscape(op, masks); escape {
+		return d
+	}
+	return withMask(first, mergeMasks(masks[:]...))
 }
 
 // Access sets in open's terms: what each operation needs of the paths it
@@ -513,6 +542,8 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 		r.handleOp(op, "close", p.str())
 	case fxpRead:
 		r.handleOp(op, "read", p.str())
+		op.off = int64(p.u64())
+		op.n = int64(p.u32())
 	case fxpWrite:
 		r.handleOp(op, "write", p.str())
 		p.u64()
@@ -566,6 +597,7 @@ func (r *sftpRelay) parseRequest(b []byte) (*sftpOp, uint32, bool) {
 			rop := &sftpOp{}
 			r.handleOp(rop, "", rh)
 			op.unknownHandle = op.unknownHandle || rop.unknownHandle
+			op.srcMasked = rop.fh != nil && rop.fh.mask != nil
 			if op.fh != nil && rop.fh != nil {
 				op.path, op.target = op.fh.path, rop.fh.path
 			}
@@ -609,10 +641,12 @@ func (r *sftpRelay) handleOp(op *sftpOp, name, h string) {
 	op.unknownHandle = true
 }
 
-// response completes the operation a target packet answers; false keeps
-// the packet from the client (the answer to interlock's own request).
-func (r *sftpRelay) response(b []byte) bool {
-	p := &reader{b: b}
+// response completes the operation a target packet answers (pkt, with
+// its length); false keeps the packet from the client (the answer to
+// interlock's own request, or a masked read's reply, which its fileMask
+// sends). sendBefore sends what the relay holds before pkt.
+func (r *sftpRelay) response(pkt []byte, sendBefore func() error) bool {
+	p := &reader{b: pkt[4:]}
 	typ := p.u8()
 	if typ == fxpInit+1 { // VERSION has no request id
 		return true
@@ -636,14 +670,31 @@ func (r *sftpRelay) response(b []byte) bool {
 		return true
 	}
 	fh := op.fh
+	var fm *fileMask
+	if fh != nil {
+		fm = fh.mask
+	}
 	switch {
 	case typ == fxpData && op.op == "read":
-		if n := p.strLen(); fh != nil && !p.bad {
+		n := p.strLen()
+		if fh != nil && !p.bad {
 			fh.read += int64(n)
 		}
 		r.mu.Unlock()
+		if fm != nil {
+			if p.bad {
+				// A masked file's reply interlock cannot read is not
+				// sent.
+				r.violation(id, "malformed-reply", "a DATA reply to a masked file's read does not parse")
+				return false
+			}
+			return fm.data(op, id, pkt, sendBefore)
+		}
 	case typ == fxpStatus && op.op == "read":
 		r.mu.Unlock()
+		if fm != nil {
+			fm.status(op, p.u32(), sendBefore)
+		}
 	case typ == fxpStatus && op.op == "write":
 		if fh != nil && p.u32() == 0 {
 			fh.written += op.n
@@ -654,6 +705,9 @@ func (r *sftpRelay) response(b []byte) bool {
 			delete(r.handles, op.handle)
 		}
 		r.mu.Unlock()
+		if fm != nil {
+			fm.closed(sendBefore)
+		}
 		if fh != nil && !fh.dir {
 			r.recordClose(fh, statusName(p.u32()))
 		}
@@ -669,7 +723,11 @@ func (r *sftpRelay) response(b []byte) bool {
 			r.violation(id, "duplicate-handle", fmt.Sprintf("the target issued handle %q for %s while it was still open for another file", h, op.path))
 			return false
 		}
-		r.handles[h] = &sftpHandle{path: op.path, flags: op.flags, dir: op.op == "opendir"}
+		fh := &sftpHandle{path: op.path, flags: op.flags, dir: op.op == "opendir"}
+		if op.mask != nil {
+			fh.mask = r.newFileMask(op.path, op.mask)
+		}
+		r.handles[h] = fh
 		r.mu.Unlock()
 		r.recordOp(op, "ok", model.Committed)
 	case typ == fxpStatus:
@@ -778,6 +836,11 @@ func (r *sftpRelay) finish() {
 	r.handles, r.pending = map[string]*sftpHandle{}, map[uint32]*sftpOp{}
 	r.mu.Unlock()
 	for _, fh := range handles {
+		if fh.mask != nil {
+			fh.mask.mu.Lock()
+			fh.mask.end(nil)
+			fh.mask.mu.Unlock()
+		}
 		if !fh.dir {
 			r.recordClose(fh, "not closed")
 		}

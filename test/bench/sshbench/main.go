@@ -4,8 +4,11 @@
 //
 //   - scp upload of a 512 MiB file (scp speaks sftp: interlock parses every
 //     packet and journals the operations);
-//   - `ssh host cat FILE` of the same file: 512 MiB over an exec channel,
-//     every chunk of it recorded in the journal;
+//   - scp download of the same file, and `ssh host cat FILE`: 512 MiB over
+//     sftp and over an exec channel (every chunk of it recorded in the
+//     journal), each also through interlock with a live mask rule running
+//     every content detector over the file (issue 13: masking on and off
+//     side by side);
 //   - `ssh host true` connection setup, p50 and p99 over 200 runs, once with
 //     the clients' defaults and once like-for-like (the direct client with
 //     the key exchange interlock uses).
@@ -109,6 +112,8 @@ type metric struct {
 	Name   string      `json:"name"`
 	Direct [][]float64 `json:"direct"` // per round: seconds of each run
 	Inter  [][]float64 `json:"interlock"`
+	// Masked is through interlock under a live mask rule (transfers).
+	Masked [][]float64 `json:"interlock_masked,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -149,7 +154,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer sd.stop()
-	cfgPath, journalPath, pin, err := writeConfig(dir, o.journalDir, sd)
+	cfgPath, maskedCfg, journalPath, pin, err := writeConfig(dir, o.journalDir, sd)
 	if err != nil {
 		return err
 	}
@@ -183,21 +188,35 @@ func run(ctx context.Context, o options) error {
 	port := strconv.Itoa(sd.port)
 	var metrics []*metric
 	sessions := 0
-	measure := func(name string, n int, argv func(side string) []string) error {
+	// measure runs each side in turn, round after round; masked adds
+	// interlock under the live mask rule as a third side.
+	measure := func(name string, n int, masked bool, argv func(side string) []string) error {
 		m := &metric{Name: name}
+		sides := []string{"direct", "interlock"}
+		if masked {
+			sides = append(sides, "masked")
+		}
 		for r := 0; r < o.rounds; r++ {
-			for _, side := range []string{"direct", "interlock"} {
+			for _, side := range sides {
 				fmt.Printf("  %-26s %-9s round %d/%d ... ", name, side, r+1, o.rounds)
-				secs, err := runClient(ctx, self, bin, cfgPath, side == "interlock", n, argv(side))
+				cfg := cfgPath
+				if side == "masked" {
+					cfg = maskedCfg
+				}
+				secs, err := runClient(ctx, self, bin, cfg, side != "direct", n, argv(side))
 				if err != nil {
 					fmt.Println("failed")
 					return fmt.Errorf("%s (%s): %w", name, side, err)
 				}
 				fmt.Printf("median %.3fs (load %s)\n", benchutil.Median(secs), loadavg())
-				if side == "interlock" {
+				switch side {
+				case "interlock":
 					m.Inter = append(m.Inter, secs)
 					sessions += n
-				} else {
+				case "masked":
+					m.Masked = append(m.Masked, secs)
+					sessions += n
+				default:
 					m.Direct = append(m.Direct, secs)
 				}
 			}
@@ -206,7 +225,7 @@ func run(ctx context.Context, o options) error {
 		return nil
 	}
 	if want("scp") {
-		err := measure("scp upload", 1, func(side string) []string {
+		err := measure("scp upload", 1, false, func(side string) []string {
 			k := sd.credKey
 			if side == "interlock" {
 				k = sd.clientKey
@@ -216,10 +235,20 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
+		err = measure("scp download", 1, true, func(side string) []string {
+			k := sd.credKey
+			if side != "direct" {
+				k = sd.clientKey
+			}
+			return append(append([]string{"scp"}, sd.opts(k)...), "-P", port, "root@127.0.0.3:"+src, filepath.Join(data, "down-"+side+".bin"))
+		})
+		if err != nil {
+			return err
+		}
 	}
 	if want("cat") {
-		err := measure("cat over exec (download)", 1, func(side string) []string {
-			if side == "interlock" {
+		err := measure("cat over exec (download)", 1, true, func(side string) []string {
+			if side != "direct" {
 				return viaIL("cat " + src)
 			}
 			return direct("cat " + src)
@@ -229,7 +258,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if want("setup") {
-		err := measure("ssh host true", o.runs, func(side string) []string {
+		err := measure("ssh host true", o.runs, false, func(side string) []string {
 			if side == "interlock" {
 				return viaIL("true")
 			}
@@ -244,7 +273,7 @@ func run(ctx context.Context, o options) error {
 		// like-for-like row gives the direct client the same key exchange
 		// and no host key update, so the difference is interlock's own.
 		same := []string{"-o", "KexAlgorithms=curve25519-sha256", "-o", "UpdateHostKeys=no"}
-		err = measure("ssh host true, same kex", o.runs, func(side string) []string {
+		err = measure("ssh host true, same kex", o.runs, false, func(side string) []string {
 			k := sd.credKey
 			if side == "interlock" {
 				k = sd.clientKey

@@ -27,6 +27,12 @@ func report(bin string, o options, metrics []*metric) {
 			r := i / d
 			fmt.Fprintf(tw, "%s (MiB/s)\t%.1f\t%.1f\t%.2f×\t≥ 0.80×\t%s\t\n", m.Name, d, i, r, met(r >= 0.8))
 			fmt.Fprintf(tw, "  rounds\t%s\t%s\t\t\t\t\n", rounds(m.Direct, float64(o.mib)), rounds(m.Inter, float64(o.mib)))
+			if len(m.Masked) > 0 {
+				k := roundMedian(m.Masked, func(s []float64) float64 { return float64(o.mib) / s[0] })
+				fmt.Fprintf(tw, "  masked, live (MiB/s)\t\t%.1f\t%.2f×\t\t\t\n", k, k/d)
+				fmt.Fprintf(tw, "  masked / unmasked\t\t\t%.2f×\t\t\t\n", k/i)
+				fmt.Fprintf(tw, "  masked rounds\t\t%s\t\t\t\t\n", rounds(m.Masked, float64(o.mib)))
+			}
 		default: // setup latency
 			d50 := roundMedian(m.Direct, func(s []float64) float64 { return percentile(s, 0.5) * 1e3 })
 			i50 := roundMedian(m.Inter, func(s []float64) float64 { return percentile(s, 0.5) * 1e3 })

@@ -156,13 +156,13 @@ func (sd *sshd) argv(key string, command ...string) []string {
 
 // writeConfig writes interlock's config: the journal (sync: normal), one
 // ssh target holding credKey, presenting the target's own host key.
-func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, journalPath, pin string, err error) {
+func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, maskedCfg, journalPath, pin string, err error) {
 	if journalDir == "" {
 		journalDir = dir
 	}
 	jd, err := os.MkdirTemp(journalDir, "journal-")
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	journalPath = filepath.Join(jd, "journal.db")
 	pin = benchutil.PinPath("interlock-sshbench")
@@ -177,8 +177,23 @@ func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, journalPath, pin st
     host_key_file: %s
 `, sd.port, sd.credKey, sd.knownHosts, sd.hostKey)
 	cfgPath = filepath.Join(dir, "interlock.yaml")
-	return cfgPath, journalPath, pin, os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return "", "", "", "", err
+	}
+	// The masked side: every detector, live, over all the target sends
+	// (sftp reads and exec output alike).
+	maskedCfg = filepath.Join(dir, "interlock-masked.yaml")
+	return cfgPath, maskedCfg, journalPath, pin, os.WriteFile(maskedCfg, []byte(cfg+maskPolicy), 0o644)
 }
+
+const maskPolicy = `policy:
+  default: allow
+  rules:
+    - name: bench-mask
+      match: {protocols: [ssh]}
+      action: mask
+      mask: {detectors: [email, card, national_id, cloud_key, token, private_key], live: true}
+`
 
 func randomFile(path string, size int64) error {
 	f, err := os.Create(path)
