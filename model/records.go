@@ -204,6 +204,9 @@ type SSHChannel struct {
 	// Detail holds the destination of a forwarding channel.
 	Detail   string   `json:"detail,omitempty"`
 	Decision Decision `json:"decision"`
+	// OffsetNS is the time since the session started (monotonic), as
+	// the channel's requests and data have it.
+	OffsetNS int64 `json:"offset_ns"`
 }
 
 // SSHRequest is the data of an ssh.request entry.

@@ -44,6 +44,11 @@ func (c *conn) record(kind string, data any, d model.Durability) error {
 	case model.SSHSFTP:
 		q.KeepBytes()
 		data = q
+	case model.SSHChannel:
+		if q.OffsetNS == 0 {
+			q.OffsetNS = c.offset()
+		}
+		data = q
 	}
 	rec := model.Record{Kind: kind, Session: c.s.ID, Data: data}
 	if d == model.Synced {

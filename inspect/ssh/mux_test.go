@@ -113,3 +113,29 @@ func TestCountedChannelRequests(t *testing.T) {
 		t.Errorf("last entry is %s, want session.close after the counts", k)
 	}
 }
+
+// An ssh.channel entry carries its monotonic offset, so a view orders it
+// with the channel's requests: not after the exec it carried.
+func TestChannelRecordHasOffset(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	c := r.mustDial()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Output("true"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r.waitClosed(1)
+	chans := of[model.SSHChannel](r.j, model.KindSSHChannel)
+	var exec model.SSHRequest
+	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+		if q.Type == "exec" {
+			exec = q
+		}
+	}
+	if len(chans) != 1 || chans[0].OffsetNS <= 0 || exec.Type == "" || chans[0].OffsetNS > exec.OffsetNS {
+		t.Fatalf("channel %+v, exec %+v: want the channel's offset set and not after its exec", chans, exec)
+	}
+}
