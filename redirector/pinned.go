@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/interlock/interlock/internal/cgroupfs"
 )
 
 // PinnedAttachment reports what CollectPinned did with links an earlier
@@ -33,8 +35,8 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 	r.mu.Lock()
 	attachedIDs := map[uint64]bool{}
 	for path := range r.attached {
-		if dir, err := CgroupDir(r.root, path); err == nil {
-			if id, err := CgroupID(dir); err == nil {
+		if dir, err := cgroupfs.Dir(r.root, path); err == nil {
+			if id, err := cgroupfs.ID(dir); err == nil {
 				attachedIDs[id] = true
 			}
 		}
@@ -58,7 +60,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 			res.Reason = "the cgroup no longer exists"
 		case strings.HasPrefix(filepath.Base(path), "interlock-run-"):
 			dir := filepath.Join(r.root, path)
-			if populated, err := CgroupPopulated(dir); err == nil && populated {
+			if populated, err := cgroupfs.Populated(dir); err == nil && populated {
 				res.Kept, res.Reason = true, "an interlock run cgroup that still has processes"
 				r.adopt(path, pinDir)
 			} else {
@@ -81,7 +83,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 // adopt re-attaches this process's programs to a cgroup through its pinned
 // links (updating them in place), so it is served and can be detached.
 func (r *Redirector) adopt(path, pinDir string) {
-	dir, err := CgroupDir(r.root, path)
+	dir, err := cgroupfs.Dir(r.root, path)
 	if err != nil {
 		return
 	}
@@ -90,7 +92,7 @@ func (r *Redirector) adopt(path, pinDir string) {
 		r.log.Warn("adopt pinned cgroup", "cgroup", path, "err", err)
 		return
 	}
-	if id, err := CgroupID(dir); err == nil {
+	if id, err := cgroupfs.ID(dir); err == nil {
 		a.cgroupID = id
 		_ = r.progs.setClass(id, cgIntercepted)
 	}

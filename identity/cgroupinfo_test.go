@@ -1,4 +1,4 @@
-package redirector
+package identity
 
 import (
 	"context"
@@ -75,24 +75,6 @@ func TestCgroupinfoV2Path(t *testing.T) {
 	}
 	if _, ok := cgroupinfoV2Path([]byte("4:memory:/x\n")); ok {
 		t.Fatal("v1-only accepted")
-	}
-}
-
-func TestCgroupinfoParseMountinfo(t *testing.T) {
-	mi := `22 1 0:21 / /proc rw,nosuid - proc proc rw
-31 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
-41 31 0:38 /some/sub /mnt/other rw - cgroup2 cgroup2 rw
-42 31 0:38 / /sys/fs/cgroup/my\040unified rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-43 31 0:39 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-`
-	if got := cgroupinfoParseMountinfo([]byte(mi)); got != "/sys/fs/cgroup/my unified" {
-		t.Fatalf("got %q", got)
-	}
-	if got := cgroupinfoParseMountinfo([]byte("41 31 0:38 /sub /x rw - cgroup2 cgroup2 rw\n")); got != "/x" {
-		t.Fatalf("fallback: %q", got)
-	}
-	if got := cgroupinfoParseMountinfo([]byte("43 31 0:39 / /a rw - cgroup cgroup rw\n")); got != "" {
-		t.Fatalf("v1 taken: %q", got)
 	}
 }
 

@@ -1,11 +1,10 @@
-package redirector
+package identity
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -153,82 +152,6 @@ func cgroupinfoPodUID(c string) string {
 		}
 	}
 	return u
-}
-
-// cgroupinfoParseMountinfo returns the mount point of the first cgroup2
-// mount in a /proc/PID/mountinfo text, preferring one that shows the
-// hierarchy's root.
-func cgroupinfoParseMountinfo(b []byte) string {
-	var fallback string
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		sep := bytes.Index(line, []byte(" - "))
-		if sep < 0 {
-			continue
-		}
-		after := bytes.Fields(line[sep+3:])
-		if len(after) < 1 || string(after[0]) != "cgroup2" {
-			continue
-		}
-		f := bytes.Fields(line[:sep])
-		if len(f) < 5 {
-			continue
-		}
-		mp := cgroupinfoUnescapeMount(string(f[4]))
-		if string(f[3]) == "/" {
-			return mp
-		}
-		if fallback == "" {
-			fallback = mp
-		}
-	}
-	return fallback
-}
-
-// cgroupinfoUnescapeMount undoes the octal escapes (\040 for a space, ...)
-// of mountinfo fields.
-func cgroupinfoUnescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) &&
-			'0' <= s[i+1] && s[i+1] <= '3' && '0' <= s[i+2] && s[i+2] <= '7' && '0' <= s[i+3] && s[i+3] <= '7' {
-			sb.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
-}
-
-// cgroupinfoFindCgroup2 finds the cgroup2 mount point of this mount
-// namespace (/sys/fs/cgroup when pure, /sys/fs/cgroup/unified when hybrid)
-// and checks it with statfs.
-func cgroupinfoFindCgroup2() (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	mp := cgroupinfoParseMountinfo(b)
-	if mp == "" {
-		return "", errors.New("no cgroup2 mount in /proc/self/mountinfo")
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(mp, &sfs); err != nil {
-		return "", err
-	}
-	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return "", errors.New(mp + " is not a cgroup2 file system")
-	}
-	return mp, nil
 }
 
 const (

@@ -1,4 +1,10 @@
-package redirector
+// Package identity resolves who made a connection: it turns the kernel's
+// facts about the connecting task (pid, tgid, uid, cgroup id, captured by
+// the BPF hook) into a model.Identity by reading /proc and the cgroup
+// filesystem, checking each read against the process's start time so a
+// reused pid is never mistaken for the original, and marking every
+// attribute with its provenance (kernel, proc, claimed).
+package identity
 
 import (
 	"bytes"
@@ -12,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/accounts"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
 
@@ -98,7 +105,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 	}
 	root := cgroupinfoCleanRoot(opts.Cgroup2Root)
 	if root == "" && r.procRoot == "/proc" {
-		if mp, err := cgroupinfoFindCgroup2(); err == nil {
+		if mp, err := cgroupfs.Root(); err == nil {
 			root = mp
 		} else {
 			r.log.Warn("identity: no cgroup2 mount found; cgroup id cross-check disabled", "err", err)
