@@ -1,12 +1,10 @@
 package redirector
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/interlock/interlock/internal/cgroupfs"
 )
@@ -49,7 +47,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 			continue
 		}
 		if paths == nil {
-			paths = cgroupPathsByID(r.root)
+			paths = cgroupfs.PathsByID(r.root)
 		}
 		pinDir := PinnedCgroupDir(r.opts.LinkPin, id)
 		path, exists := paths[id]
@@ -99,24 +97,4 @@ func (r *Redirector) adopt(path, pinDir string) {
 	r.mu.Lock()
 	r.attached[path] = a
 	r.mu.Unlock()
-}
-
-// cgroupPathsByID maps cgroup ids (inode numbers) to paths below root.
-func cgroupPathsByID(root string) map[uint64]string {
-	out := map[uint64]string{}
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) == nil {
-			rel := strings.TrimPrefix(p, root)
-			if rel == "" {
-				rel = "/"
-			}
-			out[st.Ino] = rel
-		}
-		return nil
-	})
-	return out
 }

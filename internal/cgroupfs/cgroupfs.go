@@ -7,6 +7,7 @@ package cgroupfs
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,4 +110,25 @@ func Populated(dir string) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("%s/cgroup.events has no populated line", dir)
+}
+
+// PathsByID maps the ids (inode numbers) of every cgroup below root to
+// their paths relative to root ("/" for root itself).
+func PathsByID(root string) map[uint64]string {
+	out := map[uint64]string{}
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			rel := strings.TrimPrefix(p, root)
+			if rel == "" {
+				rel = "/"
+			}
+			out[st.Ino] = rel
+		}
+		return nil
+	})
+	return out
 }

@@ -1,6 +1,7 @@
 package cgroupfs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,5 +74,59 @@ func TestDirRefusesEscapes(t *testing.T) {
 	}
 	if got, err := Dir("/sys/fs/cgroup", "/a/b"); err != nil || got != filepath.Join("/sys/fs/cgroup", "a", "b") {
 		t.Fatalf("Dir(/a/b) = %q, %v", got, err)
+	}
+}
+
+const testContainerID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func testIno(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestFindID(t *testing.T) {
+	root := t.TempDir()
+	deep := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod1234abcd_5678.slice", "cri-containerd-"+testContainerID+".scope")
+	for _, d := range []string{deep, filepath.Join(root, "system.slice", "a.service"), filepath.Join(root, "user.slice")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "system.slice", "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// a symlink to a directory must not be followed or matched
+	if err := os.Symlink(deep, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := strings.TrimPrefix(deep, root)
+	p, found, err := FindID(ctx, root, testIno(t, deep), 1000, 64)
+	if err != nil || !found || p != want {
+		t.Fatalf("got %q %v %v, want %q", p, found, err, want)
+	}
+	if p, found, _ := FindID(ctx, root, testIno(t, root), 1000, 64); !found || p != "/" {
+		t.Fatalf("root: %q %v", p, found)
+	}
+	if _, found, _ := FindID(ctx, root, 1<<62, 1000, 64); found {
+		t.Fatal("found a missing id")
+	}
+	if _, found, err := FindID(ctx, root, testIno(t, deep), 2, 64); found || err != ErrSearchLimit {
+		t.Fatalf("limit: found=%v err=%v", found, err)
+	}
+	if _, found, _ := FindID(ctx, root, testIno(t, deep), 1000, 2); found {
+		t.Fatal("depth limit ignored")
+	}
+	// PathsByID answers the same for every directory, and nothing else
+	paths := PathsByID(root)
+	if paths[testIno(t, deep)] != want || paths[testIno(t, root)] != "/" {
+		t.Fatalf("PathsByID: %v", paths)
+	}
+	if n := len(paths); n != 8 {
+		t.Fatalf("PathsByID found %d directories, want 8 (root, 4 deep, system.slice, a.service, user.slice): %v", n, paths)
 	}
 }
