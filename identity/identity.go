@@ -27,8 +27,8 @@ type ResolverOptions struct {
 	// ProcRoot is where procfs is mounted; "" means "/proc".
 	ProcRoot string
 	// Cgroup2Root is the cgroup2 mount point (/sys/fs/cgroup when pure,
-	// /sys/fs/cgroup/unified when hybrid). "" means: find it in
-	// /proc/self/mountinfo, but only when ProcRoot is the real /proc;
+	// /sys/fs/cgroup/unified when hybrid). "" means: find it with
+	// cgroupfs.Root, but only when ProcRoot is the real /proc;
 	// without a root the cgroup id cross-check is skipped.
 	Cgroup2Root string
 	// Logger receives debug messages for misses and warnings for
