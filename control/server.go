@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 )
@@ -212,12 +213,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	red := s.Engine.Redirector()
-	dir, err := redirector.CgroupDir(red.Cgroup2Root(), req.Cgroup)
+	dir, err := cgroupfs.Dir(red.Cgroup2Root(), req.Cgroup)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	id, err := redirector.CgroupID(dir)
+	id, err := cgroupfs.ID(dir)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -311,11 +312,11 @@ func (s *Server) collectRuns() {
 			if rn.OwnerPID > 0 && syscall.Kill(int(rn.OwnerPID), 0) == nil {
 				continue
 			}
-			dir, err := redirector.CgroupDir(s.Engine.Redirector().Cgroup2Root(), rn.Cgroup)
+			dir, err := cgroupfs.Dir(s.Engine.Redirector().Cgroup2Root(), rn.Cgroup)
 			if err != nil {
 				continue
 			}
-			if populated, err := redirector.CgroupPopulated(dir); err == nil && populated {
+			if populated, err := cgroupfs.Populated(dir); err == nil && populated {
 				continue
 			}
 			delete(s.runs, id)

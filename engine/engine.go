@@ -24,7 +24,9 @@ import (
 
 	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/identity"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/metrics"
 	"github.com/interlock/interlock/model"
@@ -52,7 +54,7 @@ type Engine struct {
 	log     *slog.Logger
 	journal *journal.Journal
 	red     *redirector.Redirector
-	ids     *redirector.Resolver
+	ids     *identity.Resolver
 	policy  *policy.Policy
 	broker  *approvals.Broker
 	webhook atomic.Pointer[approvals.Webhook]
@@ -136,12 +138,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", cfg.Journal.Path, err)
 	}
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	if err != nil {
 		j.Close()
 		return nil, err
 	}
-	ids := redirector.NewResolver(redirector.ResolverOptions{Cgroup2Root: root, Logger: opts.Logger})
+	ids := identity.NewResolver(identity.ResolverOptions{Cgroup2Root: root, Logger: opts.Logger})
 	red, err := redirector.New(ctx, redirector.Options{
 		MapPin:      opts.MapPin,
 		LinkPin:     opts.LinkPin,
@@ -676,7 +678,7 @@ func (e *Engine) LiveIn(w *Watch) int {
 // IdentityOf resolves a process that did not come through a connect hook,
 // such as a control socket peer (pid, uid and gid from SO_PEERCRED).
 func (e *Engine) IdentityOf(ctx context.Context, pid int32, uid, gid uint32) model.Identity {
-	k, err := redirector.KernelFactsOf(e.red.Cgroup2Root(), pid, uid, gid)
+	k, err := identity.KernelFactsOf(e.red.Cgroup2Root(), pid, uid, gid)
 	id := e.ids.Resolve(ctx, k)
 	if err != nil && id.ProcError == "" {
 		id.ProcError = err.Error()

@@ -13,10 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/identity"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/inspect/tcp"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/redirector"
 )
 
 // The limits section (config.LimitsConfig) is enforced here, in the order
@@ -509,7 +509,7 @@ func (e *Engine) applyHashLimits(lim config.Limits) {
 	if same {
 		return
 	}
-	e.ids.SetHashLimits(redirector.HashLimits{
+	e.ids.SetHashLimits(identity.HashLimits{
 		MaxBytes: lim.HashMaxBytes, BudgetBytes: lim.HashBudgetBytes, Interval: lim.HashInterval,
 		Refused: func(uid uint32, size int64, limit string) {
 			reason := fmt.Sprintf("executable of %d bytes run by uid %d left unhashed: ", size, uid)

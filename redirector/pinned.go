@@ -1,12 +1,12 @@
 package redirector
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/interlock/interlock/internal/cgroupfs"
 )
 
 // PinnedAttachment reports what CollectPinned did with links an earlier
@@ -33,8 +33,8 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 	r.mu.Lock()
 	attachedIDs := map[uint64]bool{}
 	for path := range r.attached {
-		if dir, err := CgroupDir(r.root, path); err == nil {
-			if id, err := CgroupID(dir); err == nil {
+		if dir, err := cgroupfs.Dir(r.root, path); err == nil {
+			if id, err := cgroupfs.ID(dir); err == nil {
 				attachedIDs[id] = true
 			}
 		}
@@ -47,7 +47,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 			continue
 		}
 		if paths == nil {
-			paths = cgroupPathsByID(r.root)
+			paths = cgroupfs.PathsByID(r.root)
 		}
 		pinDir := PinnedCgroupDir(r.opts.LinkPin, id)
 		path, exists := paths[id]
@@ -58,7 +58,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 			res.Reason = "the cgroup no longer exists"
 		case strings.HasPrefix(filepath.Base(path), "interlock-run-"):
 			dir := filepath.Join(r.root, path)
-			if populated, err := CgroupPopulated(dir); err == nil && populated {
+			if populated, err := cgroupfs.Populated(dir); err == nil && populated {
 				res.Kept, res.Reason = true, "an interlock run cgroup that still has processes"
 				r.adopt(path, pinDir)
 			} else {
@@ -81,7 +81,7 @@ func (r *Redirector) CollectPinned() []PinnedAttachment {
 // adopt re-attaches this process's programs to a cgroup through its pinned
 // links (updating them in place), so it is served and can be detached.
 func (r *Redirector) adopt(path, pinDir string) {
-	dir, err := CgroupDir(r.root, path)
+	dir, err := cgroupfs.Dir(r.root, path)
 	if err != nil {
 		return
 	}
@@ -90,31 +90,11 @@ func (r *Redirector) adopt(path, pinDir string) {
 		r.log.Warn("adopt pinned cgroup", "cgroup", path, "err", err)
 		return
 	}
-	if id, err := CgroupID(dir); err == nil {
+	if id, err := cgroupfs.ID(dir); err == nil {
 		a.cgroupID = id
 		_ = r.progs.setClass(id, cgIntercepted)
 	}
 	r.mu.Lock()
 	r.attached[path] = a
 	r.mu.Unlock()
-}
-
-// cgroupPathsByID maps cgroup ids (inode numbers) to paths below root.
-func cgroupPathsByID(root string) map[uint64]string {
-	out := map[uint64]string{}
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) == nil {
-			rel := strings.TrimPrefix(p, root)
-			if rel == "" {
-				rel = "/"
-			}
-			out[st.Ino] = rel
-		}
-		return nil
-	})
-	return out
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +45,7 @@ type placer struct {
 // Expect makes sure a configured cgroup is attached from the moment it
 // appears (now, if it exists), and again whenever it is made anew.
 func (r *Redirector) Expect(cgroupPath string) error {
-	if _, err := CgroupDir(r.root, cgroupPath); err != nil {
+	if _, err := cgroupfs.Dir(r.root, cgroupPath); err != nil {
 		return err
 	}
 	if cgroupPath == "/" {
@@ -132,7 +133,7 @@ func (p *placer) watch(cg string) error {
 			p.place(path.Join(cg, e.Name()))
 		}
 	}
-	id, err := CgroupID(dir)
+	id, err := cgroupfs.ID(dir)
 	if err != nil {
 		return err
 	}
@@ -156,7 +157,7 @@ func (p *placer) place(cg string) {
 		p.r.mu.Lock()
 		a, had := p.r.attached[cg]
 		p.r.mu.Unlock()
-		if id, err := CgroupID(filepath.Join(p.r.root, cg)); had && err == nil && a.cgroupID == id {
+		if id, err := cgroupfs.ID(filepath.Join(p.r.root, cg)); had && err == nil && a.cgroupID == id {
 			break
 		}
 		if err := p.r.Attach(cg); err == nil {
@@ -172,7 +173,7 @@ func (p *placer) place(cg string) {
 			p.r.log.Warn("watch a cgroup on the way to a configured one", "cgroup", cg, "err", err)
 		}
 	default:
-		id, err := CgroupID(filepath.Join(p.r.root, cg))
+		id, err := cgroupfs.ID(filepath.Join(p.r.root, cg))
 		if err != nil {
 			return
 		}

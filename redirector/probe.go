@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path"
+
+	"github.com/interlock/interlock/internal/cgroupfs"
 )
 
 // Probe checks that this host lets interlock do its job: it loads the
@@ -17,11 +19,11 @@ func Probe(root string) error {
 		return err
 	}
 	defer p.close()
-	self, err := SelfCgroup()
+	self, err := cgroupfs.Self()
 	if err != nil {
 		return err
 	}
-	dir, err := CgroupDir(root, path.Join(self, fmt.Sprintf("interlock-probe-%d", os.Getpid())))
+	dir, err := cgroupfs.Dir(root, path.Join(self, fmt.Sprintf("interlock-probe-%d", os.Getpid())))
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
-// Package redirector is the only part of interlock that knows the kernel
-// side: it loads and attaches the BPF programs, keeps the targets map in
-// step with the config, owns the listeners the programs redirect to, and
+// Package redirector is the only part of interlock that knows the BPF
+// side: it loads, attaches and pins the BPF programs, keeps the targets map
+// in step with the config, owns the listeners the programs redirect to, and
 // turns an accepted connection into (conn, Origin): the original
-// destination and the identity of the process that connected.
+// destination and, through package identity, the identity of the process
+// that connected. Cgroup paths are joined by internal/cgroupfs.
 package redirector
 
 import (
@@ -24,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/bpf"
+	"github.com/interlock/interlock/identity"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
 
@@ -42,7 +45,7 @@ type Options struct {
 	// Cgroup2Root is the cgroup v2 mount point; detected when "".
 	Cgroup2Root string
 	Hosts       HostResolver
-	Identities  *Resolver
+	Identities  *identity.Resolver
 	Logger      *slog.Logger
 }
 
@@ -81,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Redirector, error) {
 	root := opts.Cgroup2Root
 	if root == "" {
 		var err error
-		if root, err = Cgroup2Root(); err != nil {
+		if root, err = cgroupfs.Root(); err != nil {
 			return nil, err
 		}
 	}
@@ -171,15 +174,15 @@ func (r *Redirector) listen(ctx context.Context) error {
 		ap := ln6.Addr().(*net.TCPAddr).AddrPort()
 		cfg.Listen6 = netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port())
 	}
-	selfPath, err := SelfCgroup()
+	selfPath, err := cgroupfs.Self()
 	if err != nil {
 		return err
 	}
-	selfDir, err := CgroupDir(r.root, selfPath)
+	selfDir, err := cgroupfs.Dir(r.root, selfPath)
 	if err != nil {
 		return err
 	}
-	if cfg.SelfCgroup, err = CgroupID(selfDir); err != nil {
+	if cfg.SelfCgroup, err = cgroupfs.ID(selfDir); err != nil {
 		return err
 	}
 	return r.progs.setConfig(cfg)
@@ -259,11 +262,11 @@ func (r *Redirector) TargetAddrs() map[string][]netip.AddrPort {
 // Attach intercepts the connects of every process in a cgroup (a path
 // relative to the cgroup2 root) and its descendants.
 func (r *Redirector) Attach(cgroupPath string) error {
-	dir, err := CgroupDir(r.root, cgroupPath)
+	dir, err := cgroupfs.Dir(r.root, cgroupPath)
 	if err != nil {
 		return err
 	}
-	id, err := CgroupID(dir)
+	id, err := cgroupfs.ID(dir)
 	if err != nil {
 		return fmt.Errorf("intercept cgroup %s: %w (create it, or fix intercept.cgroups)", cgroupPath, err)
 	}
@@ -305,7 +308,7 @@ func (r *Redirector) Stale() []string {
 		if a.cgroupID == 0 {
 			continue
 		}
-		if id, err := CgroupID(a.cgroupDir); err != nil || id != a.cgroupID {
+		if id, err := cgroupfs.ID(a.cgroupDir); err != nil || id != a.cgroupID {
 			out = append(out, path)
 		}
 	}

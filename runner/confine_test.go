@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/interlock/interlock/redirector"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/test/testenv"
 )
 
@@ -20,7 +20,7 @@ import (
 func testCgroup(t *testing.T) (root, path string) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	testenv.Require(t, "cgroup v2", err)
 	var rnd [4]byte
 	rand.Read(rnd[:])
@@ -197,7 +197,7 @@ func TestCreatePlacement(t *testing.T) {
 	if fi, err := os.Stat(cg.Dir); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("run cgroup: %v, mode %v, want 0755", err, fi.Mode())
 	}
-	id, err := redirector.CgroupID(cg.Dir)
+	id, err := cgroupfs.ID(cg.Dir)
 	if err != nil || id != cg.ID {
 		t.Errorf("cgroup id %d, directory says %d (%v)", cg.ID, id, err)
 	}

@@ -15,9 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"golang.org/x/sys/unix"
-
-	"github.com/interlock/interlock/redirector"
 )
 
 // Cgroup is a cgroup created for one command.
@@ -98,7 +97,7 @@ func (e *PlacementError) Unwrap() error { return e.Err }
 // what it loses is an interception of the caller's cgroup, which that
 // user could have left anyway.
 func Create(root, name string) (*Cgroup, error) {
-	self, err := redirector.SelfCgroup()
+	self, err := cgroupfs.Self()
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +118,7 @@ func create(root, self, runParent, name string) (*Cgroup, error) {
 		parent = runParent
 	}
 	p := path.Join(parent, name)
-	dir, err := redirector.CgroupDir(root, p)
+	dir, err := cgroupfs.Dir(root, p)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +139,7 @@ func create(root, self, runParent, name string) (*Cgroup, error) {
 		os.Remove(dir)
 		return nil, err
 	}
-	id, err := redirector.CgroupID(dir)
+	id, err := cgroupfs.ID(dir)
 	if err != nil {
 		os.Remove(dir)
 		return nil, err
@@ -219,7 +218,7 @@ func (c *Cgroup) Kill(timeout time.Duration) (int, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		populated, err := redirector.CgroupPopulated(c.Dir)
+		populated, err := cgroupfs.Populated(c.Dir)
 		if err != nil {
 			return n, err
 		}
@@ -238,7 +237,7 @@ func countProcs(dir string) int {
 	n := 0
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			pids, _ := redirector.CgroupProcs(p)
+			pids, _ := cgroupfs.Procs(p)
 			n += len(pids)
 		}
 		return nil
@@ -249,7 +248,7 @@ func countProcs(dir string) int {
 func killTree(dir string) {
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			pids, _ := redirector.CgroupProcs(p)
+			pids, _ := cgroupfs.Procs(p)
 			for _, pid := range pids {
 				_ = unix.Kill(pid, unix.SIGKILL)
 			}

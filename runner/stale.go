@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/redirector"
 )
 
@@ -119,7 +120,7 @@ func CollectStale(dir string, dryRun bool, log *slog.Logger) []Stale {
 			continue // still running
 		}
 		s := Stale{State: st}
-		populated, err := redirector.CgroupPopulated(st.CgroupDir)
+		populated, err := cgroupfs.Populated(st.CgroupDir)
 		s.Populated = err == nil && populated
 		if s.Populated || dryRun {
 			out = append(out, s)

@@ -19,6 +19,7 @@ import (
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
@@ -89,7 +90,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 
 	add(kernelCheck())
 
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	if err != nil {
 		add(check{Name: "cgroup2", Status: "fail", Detail: err.Error(),
 			Fix: "interlock needs the cgroup v2 hierarchy; boot with systemd.unified_cgroup_hierarchy=1 or mount cgroup2"})

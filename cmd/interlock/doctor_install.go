@@ -15,6 +15,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/redirector"
 )
 
@@ -125,11 +126,11 @@ func pinChecks(cfg *config.Config, root string, status *control.Status) []check 
 	wanted := map[uint64]bool{}
 	for _, cg := range cfg.Intercept.Cgroups {
 		c := check{Name: "pins " + cg}
-		dir, err := redirector.CgroupDir(root, cg)
+		dir, err := cgroupfs.Dir(root, cg)
 		if err != nil {
 			continue
 		}
-		id, err := redirector.CgroupID(dir)
+		id, err := cgroupfs.ID(dir)
 		if err != nil {
 			continue // reported by the "cgroup" check
 		}
@@ -176,8 +177,8 @@ func pinChecks(cfg *config.Config, root string, status *control.Status) []check 
 	}
 	if status != nil {
 		for _, cg := range status.Cgroups {
-			if dir, err := redirector.CgroupDir(root, cg); err == nil {
-				if id, err := redirector.CgroupID(dir); err == nil {
+			if dir, err := cgroupfs.Dir(root, cg); err == nil {
+				if id, err := cgroupfs.ID(dir); err == nil {
 					wanted[id] = true
 				}
 			}

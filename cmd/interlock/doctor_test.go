@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -107,7 +108,7 @@ func TestYamaCheck(t *testing.T) {
 // one its user may write is flagged, with the cgroup to intercept instead.
 func TestCgroupAncestorsCheck(t *testing.T) {
 	testenv.RequireRoot(t)
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	testenv.Require(t, "cgroup v2", err)
 	top := fmt.Sprintf("/interlock-test-doctor-%d", os.Getpid())
 	svc := top + "/svc"

@@ -22,8 +22,8 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
 )
 
@@ -114,7 +114,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 		minLevel = slog.LevelDebug - 4
 	}
 	log := newLogger(cfg, minLevel)
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	if err != nil {
 		return exitWith(exitUnavailable, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
@@ -60,7 +61,7 @@ func testMain(m *testing.M) int {
 		}
 	}
 	var err error
-	if cgroupRoot, err = redirector.Cgroup2Root(); err != nil {
+	if cgroupRoot, err = cgroupfs.Root(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

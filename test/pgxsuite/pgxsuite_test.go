@@ -34,9 +34,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -91,7 +91,7 @@ func TestPgxSuite(t *testing.T) {
 	_, err := exec.LookPath("go")
 	testenv.Require(t, "the Go toolchain", err)
 	testenv.Require(t, "PostgreSQL 15", pgtest.Available())
-	_, err = redirector.Cgroup2Root()
+	_, err = cgroupfs.Root()
 	testenv.Require(t, "cgroup v2 (interlock run)", err)
 
 	start := time.Now()

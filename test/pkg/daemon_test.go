@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/redirector"
 )
 
@@ -99,7 +100,7 @@ func TestDaemonUnderUnitCapabilities(t *testing.T) {
 		}
 	}()
 
-	cgRoot, err := redirector.Cgroup2Root()
+	cgRoot, err := cgroupfs.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

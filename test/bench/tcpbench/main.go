@@ -40,9 +40,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
@@ -537,15 +537,15 @@ func tail(s string) string {
 // its cgroup, which it creates below ours. A run that ended normally has
 // removed it already.
 func removeRunCgroup(pid int) {
-	root, err := redirector.Cgroup2Root()
+	root, err := cgroupfs.Root()
 	if err != nil {
 		return
 	}
-	self, err := redirector.SelfCgroup()
+	self, err := cgroupfs.Self()
 	if err != nil {
 		return
 	}
-	dir, err := redirector.CgroupDir(root, filepath.Join(self, fmt.Sprintf("interlock-run-%d", pid)))
+	dir, err := cgroupfs.Dir(root, filepath.Join(self, fmt.Sprintf("interlock-run-%d", pid)))
 	if err != nil {
 		return
 	}

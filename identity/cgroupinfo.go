@@ -1,11 +1,8 @@
-package redirector
+package identity
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
 
@@ -155,92 +153,13 @@ func cgroupinfoPodUID(c string) string {
 	return u
 }
 
-// cgroupinfoParseMountinfo returns the mount point of the first cgroup2
-// mount in a /proc/PID/mountinfo text, preferring one that shows the
-// hierarchy's root.
-func cgroupinfoParseMountinfo(b []byte) string {
-	var fallback string
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		sep := bytes.Index(line, []byte(" - "))
-		if sep < 0 {
-			continue
-		}
-		after := bytes.Fields(line[sep+3:])
-		if len(after) < 1 || string(after[0]) != "cgroup2" {
-			continue
-		}
-		f := bytes.Fields(line[:sep])
-		if len(f) < 5 {
-			continue
-		}
-		mp := cgroupinfoUnescapeMount(string(f[4]))
-		if string(f[3]) == "/" {
-			return mp
-		}
-		if fallback == "" {
-			fallback = mp
-		}
-	}
-	return fallback
-}
-
-// cgroupinfoUnescapeMount undoes the octal escapes (\040 for a space, ...)
-// of mountinfo fields.
-func cgroupinfoUnescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) &&
-			'0' <= s[i+1] && s[i+1] <= '3' && '0' <= s[i+2] && s[i+2] <= '7' && '0' <= s[i+3] && s[i+3] <= '7' {
-			sb.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
-}
-
-// cgroupinfoFindCgroup2 finds the cgroup2 mount point of this mount
-// namespace (/sys/fs/cgroup when pure, /sys/fs/cgroup/unified when hybrid)
-// and checks it with statfs.
-func cgroupinfoFindCgroup2() (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	mp := cgroupinfoParseMountinfo(b)
-	if mp == "" {
-		return "", errors.New("no cgroup2 mount in /proc/self/mountinfo")
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(mp, &sfs); err != nil {
-		return "", err
-	}
-	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return "", errors.New(mp + " is not a cgroup2 file system")
-	}
-	return mp, nil
-}
-
 const (
 	cgroupinfoCacheSize  = 4096
 	cgroupinfoMaxWalk    = 100000 // directories visited by one search
 	cgroupinfoMaxDepth   = 64
 	cgroupinfoNegTTL     = 5 * time.Second
-	cgroupinfoDirentBuf  = 32 << 10
 	cgroupinfoMaxPathLen = 4096
 )
-
-var errCgroupinfoWalkLimit = errors.New("cgroup search limit reached")
 
 // cgroupinfoCache holds the per-path details and the cgroup id → path
 // answers of earlier searches.
@@ -343,7 +262,7 @@ func (c *cgroupinfoCache) pathForID(ctx context.Context, id uint64) (p string, f
 		return p, found, false, nil
 	}
 	c.walks++
-	p, found, err = cgroupinfoWalk(ctx, c.root, id, cgroupinfoMaxWalk, cgroupinfoMaxDepth)
+	p, found, err = cgroupfs.FindID(ctx, c.root, id, cgroupinfoMaxWalk, cgroupinfoMaxDepth)
 	if found {
 		c.ids.add(id, cgroupinfoIDEntry{path: p})
 	} else if ctx.Err() == nil {
@@ -371,90 +290,6 @@ func (c *cgroupinfoCache) cachedID(id uint64) (p string, found, ok bool) {
 	}
 	c.ids.remove(id)
 	return "", false, false
-}
-
-// cgroupinfoWalk searches root breadth-first, bounded, for the directory
-// with inode id, and returns its path relative to root ("/a/b").
-func cgroupinfoWalk(ctx context.Context, root string, id uint64, maxDirs, maxDepth int) (string, bool, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(root, &st); err != nil {
-		return "", false, err
-	}
-	if st.Ino == id {
-		return "/", true, nil
-	}
-	type item struct {
-		rel   string
-		depth int
-	}
-	queue := []item{{"", 0}}
-	buf := make([]byte, cgroupinfoDirentBuf)
-	visited := 0
-	for len(queue) > 0 {
-		it := queue[0]
-		queue = queue[1:]
-		visited++
-		if visited > maxDirs {
-			return "", false, errCgroupinfoWalkLimit
-		}
-		if visited%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return "", false, err
-			}
-		}
-		dir := root + it.rel
-		if it.rel == "" {
-			dir = root
-		}
-		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			continue
-		}
-		for {
-			n, err := unix.Getdents(fd, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || n <= 0 {
-				break
-			}
-			for b := buf[:n]; len(b) >= 19; {
-				reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-				if reclen < 19 || reclen > len(b) {
-					break
-				}
-				ino := binary.NativeEndian.Uint64(b[0:8])
-				typ := b[18]
-				name := b[19:reclen]
-				if i := bytes.IndexByte(name, 0); i >= 0 {
-					name = name[:i]
-				}
-				b = b[reclen:]
-				if len(name) == 0 || string(name) == "." || string(name) == ".." {
-					continue
-				}
-				if typ != unix.DT_DIR && typ != unix.DT_UNKNOWN {
-					continue
-				}
-				rel := it.rel + "/" + string(name)
-				if typ == unix.DT_UNKNOWN || ino == id {
-					if unix.Lstat(root+rel, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-						continue
-					}
-					ino = st.Ino
-				}
-				if ino == id {
-					unix.Close(fd)
-					return rel, true, nil
-				}
-				if it.depth+1 < maxDepth && len(queue) < maxDirs {
-					queue = append(queue, item{rel, it.depth + 1})
-				}
-			}
-		}
-		unix.Close(fd)
-	}
-	return "", false, nil
 }
 
 // cgroupinfoCleanRoot normalises a configured cgroup2 root ("" stays "").

@@ -1,4 +1,4 @@
-package redirector
+package identity
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
 
@@ -31,8 +32,8 @@ func KernelFactsOf(root string, pid int32, uid, gid uint32) (model.KernelFacts, 
 	}
 	for _, line := range strings.Split(string(cg), "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			if dir, err := CgroupDir(root, p); err == nil {
-				k.CgroupID, _ = CgroupID(dir)
+			if dir, err := cgroupfs.Dir(root, p); err == nil {
+				k.CgroupID, _ = cgroupfs.ID(dir)
 			}
 		}
 	}

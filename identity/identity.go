@@ -1,4 +1,10 @@
-package redirector
+// Package identity resolves who made a connection: it turns the kernel's
+// facts about the connecting task (pid, tgid, uid, cgroup id, captured by
+// the BPF hook) into a model.Identity by reading /proc and the cgroup
+// filesystem, checking each read against the process's start time so a
+// reused pid is never mistaken for the original, and marking every
+// attribute with its provenance (kernel, proc, claimed).
+package identity
 
 import (
 	"bytes"
@@ -12,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/accounts"
+	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
 
@@ -20,8 +27,8 @@ type ResolverOptions struct {
 	// ProcRoot is where procfs is mounted; "" means "/proc".
 	ProcRoot string
 	// Cgroup2Root is the cgroup2 mount point (/sys/fs/cgroup when pure,
-	// /sys/fs/cgroup/unified when hybrid). "" means: find it in
-	// /proc/self/mountinfo, but only when ProcRoot is the real /proc;
+	// /sys/fs/cgroup/unified when hybrid). "" means: find it with
+	// cgroupfs.Root, but only when ProcRoot is the real /proc;
 	// without a root the cgroup id cross-check is skipped.
 	Cgroup2Root string
 	// Logger receives debug messages for misses and warnings for
@@ -98,7 +105,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 	}
 	root := cgroupinfoCleanRoot(opts.Cgroup2Root)
 	if root == "" && r.procRoot == "/proc" {
-		if mp, err := cgroupinfoFindCgroup2(); err == nil {
+		if mp, err := cgroupfs.Root(); err == nil {
 			root = mp
 		} else {
 			r.log.Warn("identity: no cgroup2 mount found; cgroup id cross-check disabled", "err", err)

@@ -1,9 +1,13 @@
-package redirector
+// Package cgroupfs reads and names things in the cgroup v2 filesystem:
+// where it is mounted, a cgroup directory's id, which processes a cgroup
+// holds. It knows nothing of BPF; the redirector, the runner, the control
+// server and the doctor all join cgroup paths through it.
+package cgroupfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,37 +16,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cgroup2Root finds the cgroup v2 mount: /sys/fs/cgroup on a pure (unified)
+// Root finds the cgroup v2 mount: /sys/fs/cgroup on a pure (unified)
 // system, /sys/fs/cgroup/unified on a hybrid one, or wherever mountinfo
 // says. The filesystem type is checked with statfs rather than assumed
 // from the path.
-func Cgroup2Root() (string, error) {
+func Root() (string, error) {
 	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		if isCgroup2(p) {
 			return p, nil
 		}
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", fmt.Errorf("find cgroup2 mount: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		// mountinfo: id parent maj:min root mountpoint opts... - fstype src opts
-		line := sc.Text()
-		sep := strings.Index(line, " - ")
-		if sep < 0 {
-			continue
-		}
-		fields := strings.Fields(line[:sep])
-		after := strings.Fields(line[sep+3:])
-		if len(fields) >= 5 && len(after) >= 1 && after[0] == "cgroup2" {
-			mp := unescapeMountinfo(fields[4])
-			if isCgroup2(mp) {
-				return mp, nil
-			}
+	for _, mp := range Cgroup2Mounts(b) {
+		if isCgroup2(mp) {
+			return mp, nil
 		}
 	}
 	return "", errors.New("no cgroup v2 filesystem is mounted: mount one with " +
@@ -57,30 +47,9 @@ func isCgroup2(path string) bool {
 	return st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for space) mountinfo
-// uses in paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// CgroupID returns the cgroup v2 id of a cgroup directory: its inode number,
+// ID returns the cgroup v2 id of a cgroup directory: its inode number,
 // the same value bpf_get_current_cgroup_id() reports.
-func CgroupID(dir string) (uint64, error) {
+func ID(dir string) (uint64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return 0, fmt.Errorf("cgroup %s: %w", dir, err)
@@ -88,9 +57,9 @@ func CgroupID(dir string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// SelfCgroup returns the cgroup v2 path (relative to the cgroup2 root) of
+// Self returns the cgroup v2 path (relative to the cgroup2 root) of
 // the calling process.
-func SelfCgroup() (string, error) {
+func Self() (string, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", fmt.Errorf("read own cgroup: %w", err)
@@ -103,18 +72,18 @@ func SelfCgroup() (string, error) {
 	return "", errors.New("this process has no cgroup v2 membership (no 0:: line in /proc/self/cgroup)")
 }
 
-// CgroupDir joins a cgroup path from the config (relative to the cgroup2
+// Dir joins a cgroup path from the config (relative to the cgroup2
 // root, written with a leading slash) to the mount point, refusing paths
 // that would leave the hierarchy.
-func CgroupDir(root, path string) (string, error) {
+func Dir(root, path string) (string, error) {
 	if !strings.HasPrefix(path, "/") || filepath.Clean(path) != path {
 		return "", fmt.Errorf("cgroup path %q must be absolute and clean, like %q", path, filepath.Clean("/"+path))
 	}
 	return filepath.Join(root, path), nil
 }
 
-// CgroupProcs lists the pids in one cgroup (not its descendants).
-func CgroupProcs(dir string) ([]int, error) {
+// Procs lists the pids in one cgroup (not its descendants).
+func Procs(dir string) ([]int, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return nil, err
@@ -129,8 +98,8 @@ func CgroupProcs(dir string) ([]int, error) {
 	return pids, nil
 }
 
-// CgroupPopulated reports whether a cgroup or any descendant has processes.
-func CgroupPopulated(dir string) (bool, error) {
+// Populated reports whether a cgroup or any descendant has processes.
+func Populated(dir string) (bool, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
 	if err != nil {
 		return false, err
@@ -141,4 +110,25 @@ func CgroupPopulated(dir string) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("%s/cgroup.events has no populated line", dir)
+}
+
+// PathsByID maps the ids (inode numbers) of every cgroup below root to
+// their paths relative to root ("/" for root itself).
+func PathsByID(root string) map[uint64]string {
+	out := map[uint64]string{}
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			rel := strings.TrimPrefix(p, root)
+			if rel == "" {
+				rel = "/"
+			}
+			out[st.Ino] = rel
+		}
+		return nil
+	})
+	return out
 }

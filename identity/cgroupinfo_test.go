@@ -1,4 +1,4 @@
-package redirector
+package identity
 
 import (
 	"context"
@@ -78,24 +78,6 @@ func TestCgroupinfoV2Path(t *testing.T) {
 	}
 }
 
-func TestCgroupinfoParseMountinfo(t *testing.T) {
-	mi := `22 1 0:21 / /proc rw,nosuid - proc proc rw
-31 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
-41 31 0:38 /some/sub /mnt/other rw - cgroup2 cgroup2 rw
-42 31 0:38 / /sys/fs/cgroup/my\040unified rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-43 31 0:39 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-`
-	if got := cgroupinfoParseMountinfo([]byte(mi)); got != "/sys/fs/cgroup/my unified" {
-		t.Fatalf("got %q", got)
-	}
-	if got := cgroupinfoParseMountinfo([]byte("41 31 0:38 /sub /x rw - cgroup2 cgroup2 rw\n")); got != "/x" {
-		t.Fatalf("fallback: %q", got)
-	}
-	if got := cgroupinfoParseMountinfo([]byte("43 31 0:39 / /a rw - cgroup cgroup rw\n")); got != "" {
-		t.Fatalf("v1 taken: %q", got)
-	}
-}
-
 func cgroupinfoTestIno(t *testing.T, p string) uint64 {
 	t.Helper()
 	fi, err := os.Stat(p)
@@ -105,7 +87,7 @@ func cgroupinfoTestIno(t *testing.T, p string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-func TestCgroupinfoWalk(t *testing.T) {
+func TestCgroupinfoCache(t *testing.T) {
 	root := t.TempDir()
 	deep := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod1234abcd_5678.slice", "cri-containerd-"+cgroupinfoTestID+".scope")
 	for _, d := range []string{deep, filepath.Join(root, "system.slice", "a.service"), filepath.Join(root, "user.slice")} {
@@ -122,23 +104,6 @@ func TestCgroupinfoWalk(t *testing.T) {
 	}
 	ctx := context.Background()
 	want := strings.TrimPrefix(deep, root)
-	p, found, err := cgroupinfoWalk(ctx, root, cgroupinfoTestIno(t, deep), 1000, 64)
-	if err != nil || !found || p != want {
-		t.Fatalf("got %q %v %v, want %q", p, found, err, want)
-	}
-	if p, found, _ := cgroupinfoWalk(ctx, root, cgroupinfoTestIno(t, root), 1000, 64); !found || p != "/" {
-		t.Fatalf("root: %q %v", p, found)
-	}
-	if _, found, _ := cgroupinfoWalk(ctx, root, 1<<62, 1000, 64); found {
-		t.Fatal("found a missing id")
-	}
-	if _, found, err := cgroupinfoWalk(ctx, root, cgroupinfoTestIno(t, deep), 2, 64); found || err != errCgroupinfoWalkLimit {
-		t.Fatalf("limit: found=%v err=%v", found, err)
-	}
-	if _, found, _ := cgroupinfoWalk(ctx, root, cgroupinfoTestIno(t, deep), 1000, 2); found {
-		t.Fatal("depth limit ignored")
-	}
-
 	// the cache: a hit is re-validated, a miss is remembered
 	c := newCgroupinfoCache(root)
 	id := cgroupinfoTestIno(t, deep)
