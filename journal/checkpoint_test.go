@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"github.com/interlock/interlock/journal/evidence"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,7 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-func storedCheckpoints(t testing.TB, path string, v note.Verifier) []Checkpoint {
+func storedCheckpoints(t testing.TB, path string, v note.Verifier) []evidence.Checkpoint {
 	t.Helper()
 	s, err := OpenSnapshot(context.Background(), path)
 	if err != nil {
@@ -54,7 +55,7 @@ func TestKeyCreatedOnce(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
 	}
-	_, vkey, err := LoadVerifier(filepath.Join(state, PublicKeyFile))
+	_, vkey, err := evidence.LoadVerifier(filepath.Join(state, PublicKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +163,8 @@ func TestCheckpointCadence(t *testing.T) {
 			t.Fatalf("checkpoint of %d: root %v, tlog says %v (%v)", cp.Size, cp.Root, root, err)
 		}
 	}
-	beside, err := ReadCheckpointFile(CheckpointPath(path), v)
-	if err != nil || !sameTree(beside, last) {
+	beside, err := evidence.ReadCheckpointFile(CheckpointPath(path), v)
+	if err != nil || !evidence.SameTree(beside, last) {
 		t.Errorf("file beside the database: %+v, %v; want the newest", beside, err)
 	}
 	rep := verifyOK(t, path, j.Stats().LastSeq)
@@ -200,7 +201,7 @@ func TestCheckpointSinks(t *testing.T) {
 		t.Errorf("Close took %v with a dead sink", d)
 	}
 	v := signerT(t, dir).Verifier()
-	cp, err := ReadCheckpointFile(sinkFile, v)
+	cp, err := evidence.ReadCheckpointFile(sinkFile, v)
 	if err != nil || cp.Size != 2 {
 		t.Fatalf("file sink: %+v %v", cp, err)
 	}
@@ -221,16 +222,16 @@ func TestParseCheckpointStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := SignCheckpoint(s, Origin("abc"), 7, tlog.RecordHash([]byte("x")), time.Unix(0, 123))
+	cp, err := evidence.SignCheckpoint(s, evidence.Origin("abc"), 7, tlog.RecordHash([]byte("x")), time.Unix(0, 123))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ParseCheckpoint(cp.Note, s.Verifier())
-	if err != nil || !sameTree(got, cp) || got.TimeNS != 123 || got.JournalID() != "abc" {
+	got, err := evidence.ParseCheckpoint(cp.Note, s.Verifier())
+	if err != nil || !evidence.SameTree(got, cp) || got.TimeNS != 123 || got.JournalID() != "abc" {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	other, _ := LoadOrCreateKey(t.TempDir())
-	extra, _ := SignCheckpoint(other, Origin("abc"), 7, cp.Root, time.Unix(0, 123))
+	extra, _ := evidence.SignCheckpoint(other, evidence.Origin("abc"), 7, cp.Root, time.Unix(0, 123))
 	sigLine := string(extra.Note[strings.LastIndex(string(extra.Note), "\n— "):])
 	for name, msg := range map[string]string{
 		"extra signature":  string(cp.Note) + strings.TrimPrefix(sigLine, "\n"),
@@ -239,7 +240,7 @@ func TestParseCheckpointStrict(t *testing.T) {
 		"trailing newline": string(cp.Note) + "\n",
 		"no signature":     strings.SplitN(string(cp.Note), "\n\n", 2)[0] + "\n",
 	} {
-		if _, err := ParseCheckpoint([]byte(msg), s.Verifier()); err == nil {
+		if _, err := evidence.ParseCheckpoint([]byte(msg), s.Verifier()); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -251,7 +252,7 @@ func TestParseCheckpointStrict(t *testing.T) {
 		if byte(c) != b[i] {
 			alt := append([]byte(nil), b...)
 			alt[i] = byte(c)
-			if _, err := ParseCheckpoint(alt, s.Verifier()); err == nil {
+			if _, err := evidence.ParseCheckpoint(alt, s.Verifier()); err == nil {
 				t.Errorf("signature digit %q accepted", c)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/interlock/interlock/journal/evidence"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -260,7 +261,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		err = w.prepare(ctx)
 	}
 	if err == nil {
-		w.cps.origin = Origin(id)
+		w.cps.origin = evidence.Origin(id)
 		err = w.startupChecks(ctx, created)
 	}
 	if err == nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/interlock/interlock/journal/evidence"
 	"io"
 	"log/slog"
 	"os"
@@ -436,9 +437,9 @@ func TestValidDataFindsFloats(t *testing.T) {
 		if !json.Valid([]byte(js)) {
 			t.Fatalf("test case %s is not JSON", js)
 		}
-		err := validData([]byte(js))
-		if got := errors.Is(err, errFloatToken); got != want || (!want && err != nil) {
-			t.Errorf("validData(%s) = %v, want a float: %v", js, err, want)
+		err := evidence.ValidData([]byte(js))
+		if got := errors.Is(err, evidence.ErrFloatToken); got != want || (!want && err != nil) {
+			t.Errorf("evidence.ValidData(%s) = %v, want a float: %v", js, err, want)
 		}
 	}
 }

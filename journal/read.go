@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/interlock/interlock/journal/evidence"
 	"net/netip"
 	"time"
 
@@ -173,7 +174,7 @@ func ListSessions(ctx context.Context, path string, f SessionFilter) ([]SessionS
 }
 
 func decodeData(b []byte, v any) error {
-	p, err := ParseBody(b)
+	p, err := evidence.ParseBody(b)
 	if err != nil {
 		return err
 	}
