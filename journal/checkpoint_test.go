@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"database/sql"
-	"github.com/interlock/interlock/journal/evidence"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -212,50 +212,6 @@ func TestCheckpointSinks(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), Options{Path: path, CheckpointSinks: []string{"relative"}, Logger: quietLogger()}); err == nil {
 		t.Error("Open accepted a relative sink path")
-	}
-}
-
-// ParseCheckpoint accepts only the exact form SignCheckpoint writes.
-func TestParseCheckpointStrict(t *testing.T) {
-	dir := t.TempDir()
-	s, err := LoadOrCreateKey(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := evidence.SignCheckpoint(s, evidence.Origin("abc"), 7, tlog.RecordHash([]byte("x")), time.Unix(0, 123))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := evidence.ParseCheckpoint(cp.Note, s.Verifier())
-	if err != nil || !evidence.SameTree(got, cp) || got.TimeNS != 123 || got.JournalID() != "abc" {
-		t.Fatalf("round trip: %+v %v", got, err)
-	}
-	other, _ := LoadOrCreateKey(t.TempDir())
-	extra, _ := evidence.SignCheckpoint(other, evidence.Origin("abc"), 7, cp.Root, time.Unix(0, 123))
-	sigLine := string(extra.Note[strings.LastIndex(string(extra.Note), "\n— "):])
-	for name, msg := range map[string]string{
-		"extra signature":  string(cp.Note) + strings.TrimPrefix(sigLine, "\n"),
-		"other key":        string(extra.Note),
-		"changed size":     strings.Replace(string(cp.Note), "\n7\n", "\n8\n", 1),
-		"trailing newline": string(cp.Note) + "\n",
-		"no signature":     strings.SplitN(string(cp.Note), "\n\n", 2)[0] + "\n",
-	} {
-		if _, err := evidence.ParseCheckpoint([]byte(msg), s.Verifier()); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	// Flipping unused low bits of the last base64 digit of the signature
-	// leaves the decoded bytes alone; the strict parse still refuses it.
-	b := []byte(cp.Note)
-	i := len(b) - 3 // last digit before "=\n"
-	for _, c := range "AEIMQUYcgkosw048" {
-		if byte(c) != b[i] {
-			alt := append([]byte(nil), b...)
-			alt[i] = byte(c)
-			if _, err := evidence.ParseCheckpoint(alt, s.Verifier()); err == nil {
-				t.Errorf("signature digit %q accepted", c)
-			}
-		}
 	}
 }
 

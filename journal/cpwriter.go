@@ -3,8 +3,9 @@ package journal
 import (
 	"context"
 	"fmt"
-	"github.com/interlock/interlock/journal/evidence"
 	"time"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // Checkpoint cadence.

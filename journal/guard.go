@@ -6,13 +6,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/interlock/interlock/journal/evidence"
 	"io/fs"
 	"os"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // ErrRolledBack is wrapped by Open's error when the database is behind, or

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/interlock/interlock/journal/evidence"
 	"log/slog"
 	"log/syslog"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // SinkSyslog is the journal.checkpoint_sinks entry that sends checkpoints

@@ -5,12 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/interlock/interlock/journal/evidence"
 	"sort"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // Snapshot is a read-only view of a journal at one moment, for exporters:

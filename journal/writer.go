@@ -8,7 +8,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"github.com/interlock/interlock/journal/evidence"
 	"hash"
 	"log/slog"
 	"time"
@@ -16,6 +15,7 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -110,4 +111,30 @@ func FuzzParseBody(f *testing.F) {
 	f.Add([]byte(`{"v":1,"seq":1,"time":0,"kind":"k","session":"","data":{"a":[1,2]}}`))
 	f.Add([]byte(`0`))
 	f.Fuzz(func(t *testing.T, body []byte) { checkAgainstEncodingJSON(t, body) })
+}
+
+// The writer refuses a float with the check ParseBody makes of stored
+// bodies.
+func TestValidDataFindsFloats(t *testing.T) {
+	for js, want := range map[string]bool{
+		`1`:                      false,
+		`-0`:                     false,
+		`[1,-2,true,false,null]`: false,
+		`{"e":"E","1.5":"2e3"}`:  false,
+		`"a\"1.5\\"`:             false,
+		`{"a":"x\\","b":1}`:      false,
+		`1.5`:                    true,
+		`[0,1e5]`:                true,
+		`{"x":-2E-3}`:            true,
+		`{"a":"\"","b":0.1}`:     true,
+		`{"a":"\\\\","b":1.0}`:   true,
+	} {
+		if !json.Valid([]byte(js)) {
+			t.Fatalf("test case %s is not JSON", js)
+		}
+		err := ValidData([]byte(js))
+		if got := errors.Is(err, ErrFloatToken); got != want || (!want && err != nil) {
+			t.Errorf("ValidData(%s) = %v, want a float: %v", js, err, want)
+		}
+	}
 }

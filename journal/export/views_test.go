@@ -3,9 +3,10 @@ package export
 import (
 	"bytes"
 	"encoding/csv"
-	"github.com/interlock/interlock/journal/evidence"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // spoof is client text that would show an auditor something else: a
