@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // Checkpoint cadence.
@@ -30,7 +32,7 @@ type checkpointer struct {
 	// last is the newest checkpoint this writer knows (signed by it, or
 	// found in the database at Open); lastAt is when it was signed here
 	// (or loaded), by the local clock.
-	last   Checkpoint
+	last   evidence.Checkpoint
 	lastAt time.Time
 	// wantAt is the tree size of a session.close or run.end waiting for
 	// its checkpoint (signed as soon as that size is synced); 0 if none.
@@ -77,7 +79,7 @@ func (w *writer) maybeCheckpoint(now time.Time) {
 // logged and retried at the next interval: checkpoints are evidence about
 // the journal, not part of it, so they never stop a record.
 func (w *writer) checkpoint(now time.Time) {
-	cp, err := SignCheckpoint(w.cps.signer, w.cps.origin, w.size, w.tree.root(), now)
+	cp, err := evidence.SignCheckpoint(w.cps.signer, w.cps.origin, w.size, w.tree.Root(), now)
 	w.cps.lastAt = now
 	if err != nil {
 		w.log.Error("journal checkpoint not signed", "size", w.size, "err", err)
@@ -100,7 +102,7 @@ func (w *writer) checkpoint(now time.Time) {
 // storeCheckpoint keeps the checkpoint in the database for verify and
 // export. The transaction is not fsynced on its own: the next sync carries
 // it, and the copy outside the database is what guards against rollback.
-func (w *writer) storeCheckpoint(cp Checkpoint) (err error) {
+func (w *writer) storeCheckpoint(cp evidence.Checkpoint) (err error) {
 	ctx := context.Background()
 	if err := w.begin(ctx, w.opts.Sync == SyncAlways); err != nil {
 		return err

@@ -3,35 +3,15 @@ package journal
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
-
-// EncodingVersion is the "v" field of every entry body. A reader that meets
-// another version must refuse it rather than guess: the bytes are what the
-// chain and the tree vouch for.
-const EncodingVersion = 1
-
-// HashSize is the length of an entry hash (SHA-256).
-const HashSize = sha256.Size
-
-// SaltSize is the length of the random salt in front of a payload in its
-// commitment. It makes the commitment useless for guessing a deleted
-// payload ("was the card number X?").
-const SaltSize = 32
-
-// MaxPayload bounds one record's payload. Bigger content (a huge result
-// set) must be cut by the caller, which says so in the record's data.
-const MaxPayload = 16 << 20
 
 // ErrFloat is returned when a record's data contains a non-integer number.
 // Floats have several valid renderings, which would make the hashed bytes
@@ -88,7 +68,7 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 	// The check ParseBody makes of every stored body: a float, or invalid
 	// UTF-8 that a json.RawMessage or a MarshalJSON passed through, would
 	// make an entry that Verify refuses.
-	if err := validData(data); errors.Is(err, errFloatToken) {
+	if err := evidence.ValidData(data); errors.Is(err, evidence.ErrFloatToken) {
 		return encodedRecord{}, fmt.Errorf("%w: kind %s", ErrFloat, rec.Kind)
 	} else if err != nil {
 		return encodedRecord{}, fmt.Errorf("journal: data of %s record: %w", rec.Kind, err)
@@ -98,14 +78,14 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 		if er.payload, err = payloadBytes(rec.Payload); err != nil {
 			return encodedRecord{}, fmt.Errorf("journal: payload of %s record: %w", rec.Kind, err)
 		}
-		er.salt = make([]byte, SaltSize)
+		er.salt = make([]byte, evidence.SaltSize)
 		if _, err := rand.Read(er.salt); err != nil {
 			return encodedRecord{}, fmt.Errorf("journal: payload salt: %w", err)
 		}
-		c := PayloadCommitment(er.salt, er.payload)
+		c := evidence.PayloadCommitment(er.salt, er.payload)
 		commitment = c[:]
 	}
-	er.tail = appendTail(make([]byte, 0, len(rec.Kind)+len(rec.Session)+len(data)+120), rec.Kind, rec.Session, data, commitment)
+	er.tail = evidence.AppendTail(make([]byte, 0, len(rec.Kind)+len(rec.Session)+len(data)+120), rec.Kind, rec.Session, data, commitment)
 	return er, nil
 }
 
@@ -125,76 +105,8 @@ func payloadBytes(p any) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if len(b) > MaxPayload {
-		return nil, fmt.Errorf("%d bytes is over the %d-byte limit", len(b), MaxPayload)
+	if len(b) > evidence.MaxPayload {
+		return nil, fmt.Errorf("%d bytes is over the %d-byte limit", len(b), evidence.MaxPayload)
 	}
 	return b, nil
-}
-
-// appendTail writes everything after the time field. data is already
-// JSON; commitment is nil or a payload commitment.
-func appendTail(dst []byte, kind, session string, data, commitment []byte) []byte {
-	dst = append(dst, `,"kind":`...)
-	dst = appendJSONString(dst, kind)
-	dst = append(dst, `,"session":`...)
-	dst = appendJSONString(dst, session)
-	dst = append(dst, `,"data":`...)
-	dst = append(dst, data...)
-	if commitment != nil {
-		dst = append(dst, `,"payload":"`...)
-		dst = hex.AppendEncode(dst, commitment)
-		dst = append(dst, '"')
-	}
-	return append(dst, '}')
-}
-
-// appendJSONString appends s exactly as encoding/json writes it. Kinds and
-// session ids are plain ASCII, which needs only the quotes; anything else
-// goes through json.Marshal. s must be valid UTF-8.
-func appendJSONString(dst []byte, s string) []byte {
-	if plainASCII(s) {
-		dst = append(dst, '"')
-		dst = append(dst, s...)
-		return append(dst, '"')
-	}
-	js, _ := json.Marshal(s) // a string always marshals
-	return append(dst, js...)
-}
-
-// PayloadCommitment is what an entry's body holds for its payload:
-// SHA-256(salt || payload).
-func PayloadCommitment(salt, payload []byte) [HashSize]byte { return sha256Pair(salt, payload) }
-
-// appendBody writes the exact bytes that are stored and hashed:
-// {"v":1,"seq":N,"time":T,"kind":"K","session":"S","data":D[,"payload":"HEX"]}
-func appendBody(dst []byte, seq uint64, timeNS int64, tail []byte) []byte {
-	dst = append(dst, `{"v":`...)
-	dst = strconv.AppendInt(dst, EncodingVersion, 10)
-	dst = append(dst, `,"seq":`...)
-	dst = strconv.AppendUint(dst, seq, 10)
-	dst = append(dst, `,"time":`...)
-	dst = strconv.AppendInt(dst, timeNS, 10)
-	return append(dst, tail...)
-}
-
-// chainHash computes SHA-256(prev || body) into dst[:0].
-func chainHash(h hash.Hash, dst, prev, body []byte) []byte {
-	h.Reset()
-	h.Write(prev)
-	h.Write(body)
-	return h.Sum(dst[:0])
-}
-
-// ChainHash is an entry's chain hash: SHA-256 over the previous entry's
-// chain hash (32 zero bytes before entry 1) and the entry's body.
-func ChainHash(prev, body []byte) [HashSize]byte { return sha256Pair(prev, body) }
-
-// sha256Pair is SHA-256(a || b).
-func sha256Pair(a, b []byte) [HashSize]byte {
-	h := sha256.New()
-	h.Write(a)
-	h.Write(b)
-	var out [HashSize]byte
-	h.Sum(out[:0])
-	return out
 }

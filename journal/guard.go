@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // ErrRolledBack is wrapped by Open's error when the database is behind, or
@@ -39,7 +41,7 @@ func refuseMissingDatabase(o Options, v note.Verifier) error {
 			return fmt.Errorf("journal: read checkpoint %s: %w", f, err)
 		}
 		desc := "a checkpoint"
-		if cp, err := ParseCheckpoint(b, v); err == nil {
+		if cp, err := evidence.ParseCheckpoint(b, v); err == nil {
 			desc = fmt.Sprintf("a checkpoint of journal %s with %d entries, signed %s,", cp.JournalID(), cp.Size, cp.Time().Format(time.RFC3339))
 		}
 		return fmt.Errorf("%w: %s is missing or empty but %s is in %s: the journal was deleted or replaced. "+
@@ -70,7 +72,7 @@ func (w *writer) startupChecks(ctx context.Context, created bool) (err error) {
 	if err := w.conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&head); err != nil {
 		return fmt.Errorf("journal: read head: %w", err)
 	}
-	base := Checkpoint{}
+	base := evidence.Checkpoint{}
 	if !created {
 		last, err := newestStored(ctx, w.conn, v)
 		if err != nil {
@@ -84,7 +86,7 @@ func (w *writer) startupChecks(ctx context.Context, created bool) (err error) {
 		}
 	}
 	for _, f := range w.opts.externalCheckpoints() {
-		cp, err := ReadCheckpointFile(f, v)
+		cp, err := evidence.ReadCheckpointFile(f, v)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -94,7 +96,7 @@ func (w *writer) startupChecks(ctx context.Context, created bool) (err error) {
 		if cp.Origin != w.cps.origin {
 			return fmt.Errorf("%w: %s is a checkpoint of journal %s, but %s is journal %s: the database was replaced. "+
 				"Restore the original from a backup; to keep this one on purpose, move %s away",
-				ErrRolledBack, f, cp.JournalID(), w.opts.Path, w.cps.origin[len(OriginPrefix):], f)
+				ErrRolledBack, f, cp.JournalID(), w.opts.Path, w.cps.origin[len(evidence.OriginPrefix):], f)
 		}
 		if err := w.matchTree(ctx, cp, head, f); err != nil {
 			return err
@@ -118,7 +120,7 @@ func (w *writer) startupChecks(ctx context.Context, created bool) (err error) {
 
 // newestStored returns the newest checkpoint in the database (largest
 // tree, then latest), verified, or nil when there is none.
-func newestStored(ctx context.Context, q queryer, v note.Verifier) (*Checkpoint, error) {
+func newestStored(ctx context.Context, q queryer, v note.Verifier) (*evidence.Checkpoint, error) {
 	var msg []byte
 	var id int64
 	err := q.QueryRowContext(ctx, `SELECT id, note FROM checkpoints ORDER BY tree_size DESC, time_ns DESC LIMIT 1`).Scan(&id, &msg)
@@ -128,7 +130,7 @@ func newestStored(ctx context.Context, q queryer, v note.Verifier) (*Checkpoint,
 	if err != nil {
 		return nil, fmt.Errorf("journal: read checkpoints: %w", err)
 	}
-	cp, err := ParseCheckpoint(msg, v)
+	cp, err := evidence.ParseCheckpoint(msg, v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored checkpoint %d: %v", ErrRolledBack, id, err)
 	}
@@ -136,7 +138,7 @@ func newestStored(ctx context.Context, q queryer, v note.Verifier) (*Checkpoint,
 }
 
 // matchTree checks that the database holds the tree cp signed.
-func (w *writer) matchTree(ctx context.Context, cp Checkpoint, head int64, where string) error {
+func (w *writer) matchTree(ctx context.Context, cp evidence.Checkpoint, head int64, where string) error {
 	if cp.Size > head {
 		return fmt.Errorf("%w: %s has %d entries but %s (signed %s) covers %d: entries %d to %d are missing, "+
 			"so the database was rolled back or truncated. Restore it from a backup, or run `interlock journal verify` "+
@@ -147,7 +149,7 @@ func (w *writer) matchTree(ctx context.Context, cp Checkpoint, head int64, where
 	if err != nil {
 		return fmt.Errorf("%w: %s: read the tree at %d: %v", ErrRolledBack, w.opts.Path, cp.Size, err)
 	}
-	if tree.root() != cp.Root {
+	if tree.Root() != cp.Root {
 		return fmt.Errorf("%w: the first %d entries of %s do not have the tree hash %s signed (%s): "+
 			"the journal was rewritten or replaced. Run `interlock journal verify`; interlock will not append to it",
 			ErrRolledBack, cp.Size, w.opts.Path, where, cp.Time().Format(time.RFC3339))
@@ -158,12 +160,12 @@ func (w *writer) matchTree(ctx context.Context, cp Checkpoint, head int64, where
 // checkTail re-checks entries base.Size+1..head: each must chain from the
 // one before, parse, and carry the tree hashes its leaf gives. It leaves
 // the writer's head and tree at head.
-func (w *writer) checkTail(ctx context.Context, base Checkpoint, head int64) error {
+func (w *writer) checkTail(ctx context.Context, base evidence.Checkpoint, head int64) error {
 	tree, err := loadRange(ctx, w.conn, base.Size)
 	if err != nil {
 		return fmt.Errorf("journal: read the tree at %d: %w", base.Size, err)
 	}
-	prev := make([]byte, HashSize)
+	prev := make([]byte, evidence.HashSize)
 	if base.Size > 0 {
 		if err := w.conn.QueryRowContext(ctx, `SELECT hash FROM entries WHERE seq = ?`, base.Size).Scan(&prev); err != nil {
 			return fmt.Errorf("journal: read entry %d: %w", base.Size, err)
@@ -185,17 +187,17 @@ func (w *writer) checkTail(ctx context.Context, base Checkpoint, head int64) err
 		}
 		want++
 		reason := ""
-		switch p, perr := ParseBody(body); {
+		switch p, perr := evidence.ParseBody(body); {
 		case seq != want:
 			reason = fmt.Sprintf("entry %d missing", want)
 		case perr != nil:
 			reason = perr.Error()
 		case p.Seq != uint64(seq):
 			reason = fmt.Sprintf("body seq %d does not match row seq %d", p.Seq, seq)
-		case !bytes.Equal(chainHash(w.h, nil, prev, body), hash):
+		case !bytes.Equal(evidence.AppendChainHash(w.h, nil, prev, body), hash):
 			reason = "hash mismatch"
 		default:
-			stored = tree.add(tlog.RecordHash(body), stored)
+			stored = tree.AddStored(tlog.RecordHash(body), stored)
 			if col = treeColumn(col, stored); !bytes.Equal(col, treeCol) {
 				reason = "tree hashes do not match the body"
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -75,7 +76,7 @@ func TestStartupGuardRefusesRollback(t *testing.T) {
 	}
 	// verify says the same, against the checkpoint it is given.
 	note, _ := os.ReadFile(sink)
-	rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []ExternalCheckpoint{{Name: sink, Note: note}}})
+	rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []evidence.ExternalCheckpoint{{Name: sink, Note: note}}})
 	if err != nil || rep.OK || rep.FirstBadSeq != old+1 || !strings.Contains(rep.Reason, "tail truncated") {
 		t.Fatalf("verify of the rolled-back journal: %+v %v", rep, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -260,7 +261,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		err = w.prepare(ctx)
 	}
 	if err == nil {
-		w.cps.origin = Origin(id)
+		w.cps.origin = evidence.Origin(id)
 		err = w.startupChecks(ctx, created)
 	}
 	if err == nil {

@@ -417,32 +417,6 @@ func TestRecordValidation(t *testing.T) {
 	verifyOK(t, path, 2)
 }
 
-// The writer refuses a float with the check ParseBody makes of stored
-// bodies.
-func TestValidDataFindsFloats(t *testing.T) {
-	for js, want := range map[string]bool{
-		`1`:                      false,
-		`-0`:                     false,
-		`[1,-2,true,false,null]`: false,
-		`{"e":"E","1.5":"2e3"}`:  false,
-		`"a\"1.5\\"`:             false,
-		`{"a":"x\\","b":1}`:      false,
-		`1.5`:                    true,
-		`[0,1e5]`:                true,
-		`{"x":-2E-3}`:            true,
-		`{"a":"\"","b":0.1}`:     true,
-		`{"a":"\\\\","b":1.0}`:   true,
-	} {
-		if !json.Valid([]byte(js)) {
-			t.Fatalf("test case %s is not JSON", js)
-		}
-		err := validData([]byte(js))
-		if got := errors.Is(err, errFloatToken); got != want || (!want && err != nil) {
-			t.Errorf("validData(%s) = %v, want a float: %v", js, err, want)
-		}
-	}
-}
-
 func TestVerifyWhileWriting(t *testing.T) {
 	path := tempPath(t)
 	j := openT(t, Options{Path: path})

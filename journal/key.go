@@ -132,17 +132,6 @@ func verifierKeyOf(skey string) (string, error) {
 	return note.NewEd25519VerifierKey(parts[2], pub)
 }
 
-// LoadVerifier reads a public key file (journal.pub, or one an auditor
-// was handed) and returns its verifier and the key string.
-func LoadVerifier(path string) (note.Verifier, string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("journal: public key: %w", err)
-	}
-	vkey := strings.TrimSpace(string(b))
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, "", fmt.Errorf("journal: public key %s does not parse (want one line name+hash+key): %w", path, err)
-	}
-	return v, vkey, nil
-}
+// CheckpointPath is where the newest checkpoint of the journal at dbPath is
+// written: a file beside the database.
+func CheckpointPath(dbPath string) string { return dbPath + ".checkpoint" }

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -32,7 +31,7 @@ func TestPayloadCommitment(t *testing.T) {
 		want []byte
 	}{{seq, mustJSON(t, rows)}, {raw, []byte("\x00\xffterminal")}} {
 		e := es[c.seq-1]
-		if !bytes.Equal(e.Payload, c.want) || len(e.Salt) != SaltSize {
+		if !bytes.Equal(e.Payload, c.want) || len(e.Salt) != evidence.SaltSize {
 			t.Fatalf("entry %d payload %q salt %x", c.seq, e.Payload, e.Salt)
 		}
 		h := sha256.Sum256(append(append([]byte{}, e.Salt...), c.want...))
@@ -110,50 +109,6 @@ func TestPrunePayloads(t *testing.T) {
 	rep, _ = Verify(context.Background(), path, nil)
 	if rep.OK || rep.FirstBadSeq != keep || !strings.Contains(rep.Reason, "no journal.retention entry deleted it") {
 		t.Fatalf("deleted payload: %+v", rep)
-	}
-}
-
-// compactRange gives exactly what tlog.StoredHashes and tlog.TreeHash
-// give, for every size up to 300, and frontiers read back rebuild it.
-func TestCompactRangeMatchesTlog(t *testing.T) {
-	var stored []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = stored[x]
-		}
-		return out, nil
-	})
-	var cr compactRange
-	var buf []tlog.Hash
-	for n := int64(0); n < 300; n++ {
-		data := []byte{byte(n), byte(n >> 8)}
-		want, err := tlog.StoredHashes(n, data, reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf = cr.add(tlog.RecordHash(data), buf)
-		if len(buf) != len(want) {
-			t.Fatalf("leaf %d: %d stored hashes, tlog %d", n, len(buf), len(want))
-		}
-		for i := range want {
-			if buf[i] != want[i] {
-				t.Fatalf("leaf %d: stored hash %d differs from tlog", n, i)
-			}
-		}
-		stored = append(stored, want...)
-		root, err := tlog.TreeHash(n+1, reader)
-		if err != nil || cr.root() != root {
-			t.Fatalf("size %d: root differs from tlog.TreeHash (%v)", n+1, err)
-		}
-		front, err := reader.ReadHashes(frontierIndexes(n + 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		again, err := rangeFromHashes(n+1, front)
-		if err != nil || again.root() != root {
-			t.Fatalf("size %d: frontier does not rebuild the root (%v)", n+1, err)
-		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -241,7 +242,7 @@ func TestPostAfterCloseIsCounted(t *testing.T) {
 // only by count: a session over its byte share waits, and loses nothing.
 func TestPostBoundedInBytes(t *testing.T) {
 	j := openT(t, Options{Path: tempPath(t)})
-	big := make([]byte, MaxPayload)
+	big := make([]byte, evidence.MaxPayload)
 	n := int(MaxPostQueueBytes/int64(len(big))) * 2
 	var peak atomic.Int64
 	stop := make(chan struct{})

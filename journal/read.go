@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -173,7 +174,7 @@ func ListSessions(ctx context.Context, path string, f SessionFilter) ([]SessionS
 }
 
 func decodeData(b []byte, v any) error {
-	p, err := ParseBody(b)
+	p, err := evidence.ParseBody(b)
 	if err != nil {
 		return err
 	}

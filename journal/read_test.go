@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -149,7 +150,7 @@ func TestEntriesFrom(t *testing.T) {
 	stop := errors.New("stop")
 	err := Entries(context.Background(), path, 4, func(e Entry) error {
 		seqs = append(seqs, e.Seq)
-		if len(e.Hash) != HashSize || len(e.Body) == 0 || e.Kind != "k" || e.TimeNS == 0 {
+		if len(e.Hash) != evidence.HashSize || len(e.Body) == 0 || e.Kind != "k" || e.TimeNS == 0 {
 			t.Errorf("entry %+v", e)
 		}
 		if e.Seq == 7 {

@@ -56,7 +56,7 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 		return res, fmt.Errorf("journal: prune payloads: %w", err)
 	}
 	committed := false
-	saved, savedSize, savedHead := w.tree.clone(), w.size, append([]byte(nil), w.headHash...)
+	saved, savedSize, savedHead := w.tree.Clone(), w.size, append([]byte(nil), w.headHash...)
 	defer func() {
 		if !committed {
 			w.rollback()

@@ -16,6 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -52,14 +53,6 @@ var migrateV1 = []string{
 	`CREATE TABLE payloads (seq INTEGER PRIMARY KEY, salt BLOB NOT NULL, data BLOB NOT NULL)`,
 	`CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, time_ns INTEGER NOT NULL, note BLOB NOT NULL)`,
 	`CREATE INDEX checkpoints_size ON checkpoints (tree_size, time_ns)`,
-}
-
-// OpenData is the data of entry 1, kind model.KindJournalOpen.
-type OpenData struct {
-	// JournalID is 16 random bytes in hex; it tells journals apart when
-	// bundles are exported and checkpoints signed.
-	JournalID string `json:"journal_id"`
-	Encoding  int    `json:"encoding"`
 }
 
 // dsn builds a go-sqlite3 URI for path. The path is escaped because
@@ -205,16 +198,16 @@ func (w *writer) create(ctx context.Context) (string, error) {
 	}
 	enc, err := encodeRecord(model.Record{
 		Kind: model.KindJournalOpen,
-		Data: OpenData{JournalID: id, Encoding: EncodingVersion},
+		Data: evidence.OpenData{JournalID: id, Encoding: evidence.EncodingVersion},
 	})
 	if err != nil {
 		return "", err
 	}
 	t := time.Now().UnixNano()
-	b := appendBody(nil, 1, t, enc.tail)
-	h := chainHash(w.h, nil, make([]byte, HashSize), b)
-	var cr compactRange
-	col := treeColumn(nil, cr.add(tlog.RecordHash(b), nil))
+	b := evidence.AppendBody(nil, 1, t, enc.tail)
+	h := evidence.AppendChainHash(w.h, nil, make([]byte, evidence.HashSize), b)
+	var cr evidence.CompactRange
+	col := treeColumn(nil, cr.AddStored(tlog.RecordHash(b), nil))
 	if _, err := c.ExecContext(ctx, `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (1, ?, ?, ?, ?, ?, ?)`,
 		t, enc.kind, enc.session, b, h, col); err != nil {
 		return "", fmt.Errorf("journal: write entry 1: %w", err)
@@ -239,7 +232,7 @@ func (w *writer) migrate(ctx context.Context) error {
 		seq int64
 		col []byte
 	}
-	var cr compactRange
+	var cr evidence.CompactRange
 	var ups []upd
 	var buf []tlog.Hash
 	for rows.Next() {
@@ -249,11 +242,11 @@ func (w *writer) migrate(ctx context.Context) error {
 			rows.Close()
 			return fmt.Errorf("journal: upgrade: read entry: %w", err)
 		}
-		if seq != cr.size+1 {
+		if seq != cr.Size()+1 {
 			rows.Close()
-			return fmt.Errorf("journal: upgrade: entry %d missing; run `interlock journal verify` on this version 1 journal with the interlock that wrote it", cr.size+1)
+			return fmt.Errorf("journal: upgrade: entry %d missing; run `interlock journal verify` on this version 1 journal with the interlock that wrote it", cr.Size()+1)
 		}
-		buf = cr.add(tlog.RecordHash(body), buf)
+		buf = cr.AddStored(tlog.RecordHash(body), buf)
 		ups = append(ups, upd{seq, treeColumn(nil, buf)})
 	}
 	if err := rows.Err(); err != nil {

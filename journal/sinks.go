@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // SinkSyslog is the journal.checkpoint_sinks entry that sends checkpoints
@@ -30,7 +31,7 @@ const sinkTimeout = 5 * time.Second
 // checkpoint.
 type sink interface {
 	name() string
-	deliver(ctx context.Context, cp Checkpoint) error
+	deliver(ctx context.Context, cp evidence.Checkpoint) error
 }
 
 // ParseSink checks one journal.checkpoint_sinks entry: an absolute file
@@ -61,7 +62,7 @@ func newSink(s string) (sink, error) {
 type fileSink string
 
 func (f fileSink) name() string { return string(f) }
-func (f fileSink) deliver(_ context.Context, cp Checkpoint) error {
+func (f fileSink) deliver(_ context.Context, cp evidence.Checkpoint) error {
 	return atomicfile.Write(string(f), cp.Note, 0o644)
 }
 
@@ -72,7 +73,7 @@ type httpSink struct {
 }
 
 func (h *httpSink) name() string { return h.url }
-func (h *httpSink) deliver(ctx context.Context, cp Checkpoint) error {
+func (h *httpSink) deliver(ctx context.Context, cp evidence.Checkpoint) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(cp.Note))
 	if err != nil {
 		return err
@@ -94,7 +95,7 @@ func (h *httpSink) deliver(ctx context.Context, cp Checkpoint) error {
 type syslogSink struct{ w *syslog.Writer }
 
 func (s *syslogSink) name() string { return SinkSyslog }
-func (s *syslogSink) deliver(_ context.Context, cp Checkpoint) error {
+func (s *syslogSink) deliver(_ context.Context, cp evidence.Checkpoint) error {
 	if s.w == nil {
 		w, err := syslog.New(syslog.LOG_NOTICE|syslog.LOG_AUTH, "interlock-journal")
 		if err != nil {
@@ -127,7 +128,7 @@ type sinks struct {
 	log     *slog.Logger
 	targets []sink
 	mu      sync.Mutex
-	pending *Checkpoint
+	pending *evidence.Checkpoint
 	wake    chan struct{}
 	done    chan struct{}
 	// failing remembers which sinks are failing, to log a failure once
@@ -149,7 +150,7 @@ func startSinks(log *slog.Logger, beside string, extra []string) (*sinks, error)
 	return s, nil
 }
 
-func (s *sinks) publish(cp Checkpoint) {
+func (s *sinks) publish(cp evidence.Checkpoint) {
 	s.mu.Lock()
 	s.pending = &cp
 	s.mu.Unlock()
@@ -172,7 +173,7 @@ func (s *sinks) run() {
 	}
 }
 
-func (s *sinks) deliver(cp Checkpoint) {
+func (s *sinks) deliver(cp evidence.Checkpoint) {
 	for _, t := range s.targets {
 		ctx, cancel := context.WithTimeout(context.Background(), sinkTimeout)
 		err := t.deliver(ctx, cp)

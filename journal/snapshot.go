@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // Snapshot is a read-only view of a journal at one moment, for exporters:
@@ -56,24 +58,24 @@ func (s *Snapshot) Close() error {
 // Checkpoints returns every stored checkpoint, each verified with v, sorted
 // by tree size then time. One that does not verify is an error: an
 // exporter must not pass on a checkpoint it cannot vouch for.
-func (s *Snapshot) Checkpoints(v note.Verifier) ([]Checkpoint, error) {
+func (s *Snapshot) Checkpoints(v note.Verifier) ([]evidence.Checkpoint, error) {
 	rows, err := s.tx.QueryContext(s.ctx, `SELECT id, note FROM checkpoints ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("journal: read checkpoints: %w", err)
 	}
 	defer rows.Close()
-	var out []Checkpoint
+	var out []evidence.Checkpoint
 	for rows.Next() {
 		var id int64
 		var msg []byte
 		if err := rows.Scan(&id, &msg); err != nil {
 			return nil, fmt.Errorf("journal: read checkpoints: %w", err)
 		}
-		cp, err := ParseCheckpoint(msg, v)
+		cp, err := evidence.ParseCheckpoint(msg, v)
 		if err != nil {
 			return nil, fmt.Errorf("journal: stored checkpoint %d: %w", id, err)
 		}
-		if cp.Origin != Origin(s.JournalID) {
+		if cp.Origin != evidence.Origin(s.JournalID) {
 			return nil, fmt.Errorf("journal: stored checkpoint %d is for journal %s", id, cp.JournalID())
 		}
 		out = append(out, cp)

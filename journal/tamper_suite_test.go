@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -21,7 +22,7 @@ const tamperCases = 10000
 
 // suiteJournal writes a closed journal with sessions, payloads (some
 // posted), several checkpoints, and its checkpoint file beside it.
-func suiteJournal(t *testing.T) (path string, ext ExternalCheckpoint) {
+func suiteJournal(t *testing.T) (path string, ext evidence.ExternalCheckpoint) {
 	t.Helper()
 	path = tempPath(t)
 	j := openT(t, Options{Path: path, checkpointInterval: time.Millisecond})
@@ -42,11 +43,11 @@ func suiteJournal(t *testing.T) (path string, ext ExternalCheckpoint) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []ExternalCheckpoint{{Name: "external", Note: note}}, RequireSigned: true})
+	rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []evidence.ExternalCheckpoint{{Name: "external", Note: note}}, RequireSigned: true})
 	if err != nil || !rep.OK || rep.Checkpoints < 3 || rep.Payloads == 0 {
 		t.Fatalf("suite journal does not verify cleanly: %+v %v", rep, err)
 	}
-	return path, ExternalCheckpoint{Name: "external", Note: note}
+	return path, evidence.ExternalCheckpoint{Name: "external", Note: note}
 }
 
 // mutation edits a copy of the journal; it returns a description, or ""
@@ -150,17 +151,17 @@ func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 	if err := db.QueryRow(`SELECT time_ns, kind, session, body FROM entries WHERE seq = ?`, k).Scan(&timeNS, &kind, &session, &body); err != nil {
 		return "", err
 	}
-	p, err := ParseBody(body)
+	p, err := evidence.ParseBody(body)
 	if err != nil {
 		return "", err
 	}
-	nb := appendBody(nil, uint64(head+1), timeNS, appendTail(nil, kind, session, p.Data, nil))
-	h := ChainHash(prevHash, nb)
+	nb := evidence.AppendBody(nil, uint64(head+1), timeNS, evidence.AppendTail(nil, kind, session, p.Data, nil))
+	h := evidence.ChainHash(prevHash, nb)
 	tree, err := loadRange(context.Background(), db, head)
 	if err != nil {
 		return "", err
 	}
-	col := treeColumn(nil, tree.add(LeafHash(nb), nil))
+	col := treeColumn(nil, tree.AddStored(evidence.LeafHash(nb), nil))
 	_, err = db.Exec(`INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?)`, head+1, timeNS, kind, session, nb, h[:], col)
 	return fmt.Sprintf("forged entry %d after the head", head+1), err
 }
@@ -250,7 +251,7 @@ func TestTamperSuite(t *testing.T) {
 					i -= workers // not applicable: draw again
 					continue
 				}
-				rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []ExternalCheckpoint{ext}, RequireSigned: true})
+				rep, err := VerifyWith(context.Background(), path, VerifyOptions{External: []evidence.ExternalCheckpoint{ext}, RequireSigned: true})
 				if err == nil && rep.OK {
 					t.Errorf("case %d: %s was not detected: %+v", i, desc, rep)
 					return

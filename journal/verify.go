@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -29,19 +30,13 @@ type VerifyOptions struct {
 	// External are checkpoints kept outside the journal (the file beside
 	// it, sinks, one an auditor holds), with a name for the report. The
 	// journal must contain each: a journal that ends before one was cut.
-	External []ExternalCheckpoint
+	External []evidence.ExternalCheckpoint
 	// RequireSigned fails entries after the newest checkpoint: right for a
 	// journal that was closed (Close signs everything), not for a live one.
 	RequireSigned bool
 	// Progress, if not nil, is called now and then with the entries done
 	// and the head seq of the snapshot.
 	Progress func(done, total uint64)
-}
-
-// ExternalCheckpoint is a checkpoint from outside the database.
-type ExternalCheckpoint struct {
-	Name string
-	Note []byte
 }
 
 // VerifyReport is the outcome of Verify.
@@ -116,7 +111,7 @@ func VerifyWith(ctx context.Context, path string, opts VerifyOptions) (VerifyRep
 	defer db.Close()
 	defer tx.Rollback()
 
-	v := &verifier{h: sha256.New(), prev: make([]byte, HashSize)}
+	v := &verifier{h: sha256.New(), prev: make([]byte, evidence.HashSize)}
 	rep := &v.rep
 	if v.journalID, err = metaString(ctx, tx, "journal_id"); err != nil {
 		return VerifyReport{}, err
@@ -198,13 +193,13 @@ func VerifyWith(ctx context.Context, path string, opts VerifyOptions) (VerifyRep
 }
 
 // besideCheckpoint reads the checkpoint file next to the database, if any.
-func besideCheckpoint(path string) (*ExternalCheckpoint, error) {
+func besideCheckpoint(path string) (*evidence.ExternalCheckpoint, error) {
 	f := CheckpointPath(path)
 	b, err := readOptional(f)
 	if err != nil || b == nil {
 		return nil, err
 	}
-	return &ExternalCheckpoint{Name: f, Note: b}, nil
+	return &evidence.ExternalCheckpoint{Name: f, Note: b}, nil
 }
 
 // row is reused for every entry; its RawBytes are only valid until the
@@ -222,7 +217,7 @@ func (r *row) scan(rows *sql.Rows) error {
 
 // signedTree is a checkpoint to match against the tree during the walk.
 type signedTree struct {
-	cp   Checkpoint
+	cp   evidence.Checkpoint
 	name string
 }
 
@@ -237,7 +232,7 @@ type verifier struct {
 	journalID string
 	prev      []byte // hash of the last good entry (zeros before entry 1)
 	h         hash.Hash
-	tree      compactRange
+	tree      evidence.CompactRange
 	stored    []tlog.Hash
 	col       []byte
 	// cps are the checkpoints sorted by size; next indexes the first not
@@ -257,15 +252,15 @@ func (v *verifier) fail(seq uint64, reason string) {
 // loadCheckpoints reads and verifies every stored checkpoint and the
 // external ones. A checkpoint that does not verify fails the journal: its
 // signature is the only thing that dates the tree.
-func (v *verifier) loadCheckpoints(ctx context.Context, tx *sql.Tx, key note.Verifier, ext []ExternalCheckpoint) string {
+func (v *verifier) loadCheckpoints(ctx context.Context, tx *sql.Tx, key note.Verifier, ext []evidence.ExternalCheckpoint) string {
 	rows, err := tx.QueryContext(ctx, `SELECT id, tree_size, time_ns, note FROM checkpoints ORDER BY id`)
 	if err != nil {
 		return fmt.Sprintf("cannot read the checkpoints table: %v", err)
 	}
 	defer rows.Close()
-	origin := Origin(v.journalID)
+	origin := evidence.Origin(v.journalID)
 	add := func(name string, msg []byte, size, timeNS *int64) string {
-		cp, err := ParseCheckpoint(msg, key)
+		cp, err := evidence.ParseCheckpoint(msg, key)
 		switch {
 		case err != nil:
 			return fmt.Sprintf("%s: %v", name, err)
@@ -316,7 +311,7 @@ func (v *verifier) loadRetention(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("journal: read retention entries: %w", err)
 		}
 		var d RetentionData
-		if p, err := ParseBody(b); err == nil && json.Unmarshal(p.Data, &d) == nil {
+		if p, err := evidence.ParseBody(b); err == nil && json.Unmarshal(p.Data, &d) == nil {
 			v.ret = append(v.ret, retention{uint64(seq), d})
 		}
 	}
@@ -342,9 +337,9 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 	if r.seq < 1 || uint64(r.seq) != want {
 		return fmt.Sprintf("unexpected entry seq %d (expected %d)", r.seq, want), false
 	}
-	p, perr := ParseBody(r.body)
+	p, perr := evidence.ParseBody(r.body)
 	if perr != nil {
-		if be, ok := perr.(*BodyError); !ok || !be.Parsed {
+		if be, ok := perr.(*evidence.BodyError); !ok || !be.Parsed {
 			return perr.Error(), false
 		} else if be.Seq != uint64(r.seq) {
 			return fmt.Sprintf("body seq %d does not match row seq %d", be.Seq, r.seq), false
@@ -352,7 +347,7 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 	} else if p.Seq != uint64(r.seq) {
 		return fmt.Sprintf("body seq %d does not match row seq %d", p.Seq, r.seq), false
 	}
-	r.computed = chainHash(v.h, r.computed, v.prev, r.body)
+	r.computed = evidence.AppendChainHash(v.h, r.computed, v.prev, r.body)
 	if !bytes.Equal(r.computed, r.hash) {
 		return "", true
 	}
@@ -370,13 +365,13 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 	case r.seq == 1 && p.Kind != model.KindJournalOpen:
 		return fmt.Sprintf("entry 1 is %q, not %q", p.Kind, model.KindJournalOpen), false
 	case r.seq == 1:
-		var od OpenData
+		var od evidence.OpenData
 		if err := json.Unmarshal(p.Data, &od); err != nil || od.JournalID != v.journalID {
 			return fmt.Sprintf("entry 1 names journal %q but the database says %q", od.JournalID, v.journalID), false
 		}
 		v.rep.JournalID = od.JournalID
 	}
-	v.stored = v.tree.add(tlog.RecordHash(r.body), v.stored)
+	v.stored = v.tree.AddStored(tlog.RecordHash(r.body), v.stored)
 	if v.col = treeColumn(v.col, v.stored); !bytes.Equal(v.col, r.tree) {
 		return "tree hashes stored with the entry do not match its body", false
 	}
@@ -391,7 +386,7 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 		v.rep.PayloadsDeleted++
 	default:
 		v.payRows++
-		if c := PayloadCommitment(r.salt, r.pay); len(r.salt) != SaltSize || !bytes.Equal(c[:], p.Payload) {
+		if c := evidence.PayloadCommitment(r.salt, r.pay); len(r.salt) != evidence.SaltSize || !bytes.Equal(c[:], p.Payload) {
 			return "payload does not match its commitment (payload or salt changed)", false
 		}
 		v.rep.Payloads++
@@ -408,7 +403,7 @@ func (v *verifier) checkpointsAt() string {
 	for v.next < len(v.cps) && v.cps[v.next].cp.Size == size {
 		st := v.cps[v.next]
 		v.next++
-		if root := v.tree.root(); root != st.cp.Root {
+		if root := v.tree.Root(); root != st.cp.Root {
 			v.fail(uint64(v.lastGood)+1, fmt.Sprintf("entries %d to %d do not have the tree hash that %s (signed %s) states: "+
 				"they were rewritten after it was signed", v.lastGood+1, size, st.name, st.cp.Time().Format(time.RFC3339Nano)))
 			return v.rep.Reason
@@ -428,7 +423,7 @@ func (v *verifier) finish(requireSigned bool, payloadRows int64) {
 		return
 	}
 	rep.HeadHash = hex.EncodeToString(v.prev)
-	root := v.tree.root()
+	root := v.tree.Root()
 	rep.TreeRoot = hex.EncodeToString(root[:])
 	if v.next < len(v.cps) {
 		st := v.cps[len(v.cps)-1]
@@ -454,8 +449,8 @@ func (v *verifier) finish(requireSigned bool, payloadRows int64) {
 // chains from the stored hash, the stored hash is original and the body
 // was edited.
 func (v *verifier) blameHash(rows *sql.Rows, r *row) string {
-	if len(r.hash) != HashSize {
-		return fmt.Sprintf("stored hash changed (%d bytes, want %d)", len(r.hash), HashSize)
+	if len(r.hash) != evidence.HashSize {
+		return fmt.Sprintf("stored hash changed (%d bytes, want %d)", len(r.hash), evidence.HashSize)
 	}
 	computed := append([]byte(nil), r.computed...)
 	stored := append([]byte(nil), r.hash...)
@@ -468,9 +463,9 @@ func (v *verifier) blameHash(rows *sql.Rows, r *row) string {
 		return unsure
 	}
 	switch {
-	case bytes.Equal(chainHash(v.h, nil, computed, next.body), next.hash):
+	case bytes.Equal(evidence.AppendChainHash(v.h, nil, computed, next.body), next.hash):
 		return "stored hash changed"
-	case bytes.Equal(chainHash(v.h, nil, stored, next.body), next.hash):
+	case bytes.Equal(evidence.AppendChainHash(v.h, nil, stored, next.body), next.hash):
 		if r.seq > 1 {
 			return fmt.Sprintf("hash mismatch: body was changed (or entry %d was rewritten together with its hash)", r.seq-1)
 		}

@@ -15,6 +15,7 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -57,7 +58,7 @@ type writer struct {
 	// synced is the size known to be fsynced: only that much is signed.
 	size, synced int64
 	headHash     []byte
-	tree         compactRange
+	tree         evidence.CompactRange
 
 	cps checkpointer
 
@@ -79,8 +80,8 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 	w := &writer{
 		opts: opts, log: log, dsn: d, db: db,
 		h:    sha256.New(),
-		prev: make([]byte, 0, HashSize),
-		curr: make([]byte, 0, HashSize),
+		prev: make([]byte, 0, evidence.HashSize),
+		curr: make([]byte, 0, evidence.HashSize),
 		cps:  checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
 	}
 	if err := w.connect(ctx); err != nil {
@@ -407,7 +408,7 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request
 	if err := w.begin(ctx, full); err != nil {
 		return 0, batch, err
 	}
-	saved := w.tree.clone()
+	saved := w.tree.Clone()
 	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
 	defer func() {
 		if err != nil {
@@ -464,9 +465,9 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request
 // hash, computed into dst[:0]. The caller holds the write transaction and
 // moves size and headHash on once it commits.
 func (w *writer) insertEntry(ctx context.Context, seq uint64, t int64, rec *encodedRecord, prev, dst []byte) ([]byte, error) {
-	w.body = appendBody(w.body[:0], seq, t, rec.tail)
-	dst = chainHash(w.h, dst, prev, w.body)
-	w.stored = w.tree.add(tlog.RecordHash(w.body), w.stored)
+	w.body = evidence.AppendBody(w.body[:0], seq, t, rec.tail)
+	dst = evidence.AppendChainHash(w.h, dst, prev, w.body)
+	w.stored = w.tree.AddStored(tlog.RecordHash(w.body), w.stored)
 	w.col = treeColumn(w.col, w.stored)
 	if _, err := w.insert.ExecContext(ctx, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col); err != nil {
 		return dst, fmt.Errorf("insert entry %d: %w", seq, err)
@@ -493,10 +494,10 @@ func (w *writer) syncHead(ctx context.Context) error {
 		// keeps evidence of what happens next, where refusing would stop
 		// every intercepted operation; Verify reports the damage.
 		w.log.Warn("journal has no entries; chaining from zero")
-		headSeq, headHash = 0, make([]byte, HashSize)
+		headSeq, headHash = 0, make([]byte, evidence.HashSize)
 	case err != nil:
 		return fmt.Errorf("read head: %w", err)
-	case len(headHash) != HashSize:
+	case len(headHash) != evidence.HashSize:
 		return fmt.Errorf("head entry %d has a %d-byte hash", headSeq, len(headHash))
 	}
 	if headSeq == w.size && bytes.Equal(headHash, w.headHash) {

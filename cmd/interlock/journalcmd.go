@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/journal/export"
 	"github.com/interlock/interlock/textview"
 )
@@ -130,14 +131,14 @@ func (p *progressPrinter) clear() {
 	}
 }
 
-func readCheckpoints(cmd *cli.Command) ([]journal.ExternalCheckpoint, error) {
-	var out []journal.ExternalCheckpoint
+func readCheckpoints(cmd *cli.Command) ([]evidence.ExternalCheckpoint, error) {
+	var out []evidence.ExternalCheckpoint
 	for _, f := range cmd.StringSlice("checkpoint") {
 		b, err := readInput("checkpoint", f)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, journal.ExternalCheckpoint{Name: f, Note: b})
+		out = append(out, evidence.ExternalCheckpoint{Name: f, Note: b})
 	}
 	return out, nil
 }
@@ -146,7 +147,7 @@ func loadPubkey(path string) (note.Verifier, error) {
 	if _, err := readInput("public key", path); err != nil {
 		return nil, err
 	}
-	v, _, err := journal.LoadVerifier(path)
+	v, _, err := evidence.LoadVerifier(path)
 	if err != nil {
 		return nil, exitWith(exitUsage, err)
 	}
@@ -169,7 +170,7 @@ func verifyAction(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	if b, err := os.ReadFile(journal.CheckpointPath(path)); err == nil {
-		opts.External = append(opts.External, journal.ExternalCheckpoint{Name: journal.CheckpointPath(path), Note: b})
+		opts.External = append(opts.External, evidence.ExternalCheckpoint{Name: journal.CheckpointPath(path), Note: b})
 	}
 	pub := cmd.String("pubkey")
 	// The config's state directory holds the key of the config's journal;
@@ -248,7 +249,7 @@ func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		return exitWith(exitIOErr, err)
 	}
-	var opts export.VerifyOptions
+	var opts evidence.BundleOptions
 	var err error
 	if opts.External, err = readCheckpoints(cmd); err != nil {
 		return err
@@ -260,7 +261,7 @@ func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	prog := newProgress(cmd, "verifying")
 	opts.Progress = func(done uint64) { prog.update(int64(done), 0) }
-	rep, err := export.VerifyBundle(ctx, path, opts)
+	rep, err := evidence.VerifyBundle(ctx, path, opts)
 	prog.clear()
 	if err != nil {
 		return exitWith(exitIOErr, fmt.Errorf("verify %s: %w", path, err))
@@ -268,7 +269,7 @@ func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Bool("json") {
 		if err := printJSON(struct {
 			Bundle string `json:"bundle"`
-			export.Report
+			evidence.BundleReport
 		}{path, rep}); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/sessionview"
 	"github.com/interlock/interlock/textview"
 )
@@ -120,7 +121,7 @@ func replayRecords(ctx context.Context, path, id string) iter.Seq2[asciicast.Rec
 		defer snap.Close()
 		errStop := errors.New("stop")
 		err = snap.SessionEntries(id, snap.Head, func(e journal.Entry) error {
-			b, err := journal.ParseBody(e.Body)
+			b, err := evidence.ParseBody(e.Body)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", e.Seq, err)
 			}

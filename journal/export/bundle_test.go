@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // bundleTamperCases is how many single-byte changes the bundle suite makes.
@@ -68,13 +69,13 @@ func members(t testing.TB, bundle string) map[string][]byte {
 	}
 }
 
-func verifyWithPub(t testing.TB, bundle, pub string, ext ...journal.ExternalCheckpoint) Report {
+func verifyWithPub(t testing.TB, bundle, pub string, ext ...evidence.ExternalCheckpoint) evidence.BundleReport {
 	t.Helper()
-	v, _, err := journal.LoadVerifier(pub)
+	v, _, err := evidence.LoadVerifier(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyBundle(context.Background(), bundle, VerifyOptions{PublicKey: v, External: ext})
+	rep, err := evidence.VerifyBundle(context.Background(), bundle, evidence.BundleOptions{PublicKey: v, External: ext})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	files := members(t, bundle)
-	for _, name := range []string{FileManifest, FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals, "sessions/ssh-01.cast", FileSummary} {
+	for _, name := range []string{evidence.FileManifest, evidence.FilePublicKey, evidence.FileCheckpoints, evidence.FileProofs, evidence.FileLeaves, evidence.FileEntries, evidence.FilePayloads, evidence.FileStatements, evidence.FileApprovals, "sessions/ssh-01.cast", evidence.FileSummary} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("bundle lacks %s", name)
 		}
@@ -105,7 +106,7 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 		want.WriteByte('\n')
 		return nil
 	})
-	if !bytes.Equal(files[FileEntries], want.Bytes()) {
+	if !bytes.Equal(files[evidence.FileEntries], want.Bytes()) {
 		t.Error("entries.jsonl is not the journal's bodies verbatim")
 	}
 	// The manifest's hashes are the files'.
@@ -115,18 +116,18 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 			t.Errorf("manifest hash of %s is wrong", mf.Name)
 		}
 	}
-	stmts, err := csv.NewReader(bytes.NewReader(files[FileStatements])).ReadAll()
+	stmts, err := csv.NewReader(bytes.NewReader(files[evidence.FileStatements])).ReadAll()
 	if err != nil || len(stmts) != 1+6 {
 		t.Fatalf("statements.csv: %d rows, %v", len(stmts), err)
 	}
 	if stmts[1][3] != "SELECT email FROM users WHERE id = $1" || stmts[1][12] != "SELECT 1" || stmts[1][11] != "yes" || stmts[2][3] != "'=DROP TABLE users <script>" || stmts[2][8] != "deny" {
 		t.Errorf("statements.csv rows:\n%q\n%q", stmts[1], stmts[2])
 	}
-	appr, err := csv.NewReader(bytes.NewReader(files[FileApprovals])).ReadAll()
+	appr, err := csv.NewReader(bytes.NewReader(files[evidence.FileApprovals])).ReadAll()
 	if err != nil || len(appr) != 1+6 || appr[2][5] != "deny" || appr[1][9] != "drop_table" {
 		t.Fatalf("approvals.csv: %q %v", appr, err)
 	}
-	html := string(files[FileSummary])
+	html := string(files[evidence.FileSummary])
 	for _, bad := range []string{"<script>", "src=", "href=\"http", "@import", "url("} {
 		if strings.Contains(html, bad) {
 			t.Errorf("summary.html contains %q", bad)
@@ -141,13 +142,13 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 		t.Errorf("cast: %s", files["sessions/ssh-01.cast"])
 	}
 	// Without a key, the bundle's own is used, and the report says so.
-	rep, err = VerifyBundle(context.Background(), bundle, VerifyOptions{})
+	rep, err = evidence.VerifyBundle(context.Background(), bundle, evidence.BundleOptions{})
 	if err != nil || !rep.OK || !rep.KeyFromBundle {
 		t.Errorf("verify without a key: %+v %v", rep, err)
 	}
 	// Another key is refused.
 	other, _ := journal.LoadOrCreateKey(t.TempDir())
-	rep, _ = VerifyBundle(context.Background(), bundle, VerifyOptions{PublicKey: other.Verifier()})
+	rep, _ = evidence.VerifyBundle(context.Background(), bundle, evidence.BundleOptions{PublicKey: other.Verifier()})
 	if rep.OK || !strings.Contains(rep.Reason, "not the key you trust") {
 		t.Errorf("verify with another key: %+v", rep)
 	}
@@ -164,7 +165,7 @@ func TestSessionBundle(t *testing.T) {
 	if !rep.OK || rep.Counts.Entries != 7 || rep.Counts.Omitted != 1 || m.TreeSize <= m.LastSeq {
 		t.Fatalf("report %+v manifest %+v", rep, m)
 	}
-	for _, l := range strings.Split(strings.TrimSpace(string(members(t, bundle)[FileEntries])), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(string(members(t, bundle)[evidence.FileEntries])), "\n") {
 		if !strings.Contains(l, `"session":"pg-01"`) {
 			t.Fatalf("entry of another session in the bundle: %s", l)
 		}
@@ -205,7 +206,7 @@ func TestBundleTamperSuite(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				rep, err := VerifyBundle(context.Background(), path, VerifyOptions{PublicKey: v})
+				rep, err := evidence.VerifyBundle(context.Background(), path, evidence.BundleOptions{PublicKey: v})
 				if err != nil || rep.OK || rep.Reason == "" {
 					t.Errorf("byte %d of %d changed: not detected: %+v %v", pos, len(b), rep, err)
 					return
@@ -231,7 +232,7 @@ func TestBundleStructuralTampering(t *testing.T) {
 	f := newFixture(t, 3)
 	out, _ := f.export(t, journal.Selection{})
 	files := members(t, out)
-	lines := strings.SplitAfter(string(files[FileEntries]), "\n")
+	lines := strings.SplitAfter(string(files[evidence.FileEntries]), "\n")
 	lines = lines[:len(lines)-1]
 	forger, _ := journal.LoadOrCreateKey(t.TempDir())
 	edits := map[string]func([]string) []string{
@@ -248,7 +249,7 @@ func TestBundleStructuralTampering(t *testing.T) {
 	for name, edit := range edits {
 		t.Run(name, func(t *testing.T) {
 			forged := repack(t, files, strings.Join(edit(lines), ""), forger)
-			rep, err := VerifyBundle(context.Background(), forged, VerifyOptions{PublicKey: f.signer.Verifier()})
+			rep, err := evidence.VerifyBundle(context.Background(), forged, evidence.BundleOptions{PublicKey: f.signer.Verifier()})
 			if err != nil || rep.OK {
 				t.Fatalf("not detected: %+v %v", rep, err)
 			}
@@ -267,7 +268,7 @@ func TestBundleStructuralTampering(t *testing.T) {
 	j.Append(context.Background(), recordForTest(), 1)
 	j.Close()
 	note, _ := os.ReadFile(journal.CheckpointPath(f.path))
-	rep, _ := VerifyBundle(context.Background(), out, VerifyOptions{PublicKey: f.signer.Verifier(), External: []journal.ExternalCheckpoint{{Name: "auditor.cp", Note: note}}})
+	rep, _ := evidence.VerifyBundle(context.Background(), out, evidence.BundleOptions{PublicKey: f.signer.Verifier(), External: []evidence.ExternalCheckpoint{{Name: "auditor.cp", Note: note}}})
 	if rep.OK || !strings.Contains(rep.Reason, "cut before this export") {
 		t.Fatalf("newer external checkpoint: %+v", rep)
 	}
@@ -277,12 +278,12 @@ func TestBundleStructuralTampering(t *testing.T) {
 // hashes and counts made consistent, sealed with the forger's key.
 func repack(t *testing.T, files map[string][]byte, entries string, forger *journal.Signer) string {
 	t.Helper()
-	var m Manifest
-	if err := json.Unmarshal(files[FileManifest], &m); err != nil {
+	var m evidence.Manifest
+	if err := json.Unmarshal(files[evidence.FileManifest], &m); err != nil {
 		t.Fatal(err)
 	}
 	files = maps.Clone(files)
-	files[FileEntries] = []byte(entries)
+	files[evidence.FileEntries] = []byte(entries)
 	m.Counts.Entries = uint64(strings.Count(entries, "\n"))
 	for i, mf := range m.Files {
 		sum := sha256.Sum256(files[mf.Name])
@@ -290,7 +291,7 @@ func repack(t *testing.T, files map[string][]byte, entries string, forger *journ
 	}
 	manifest, _ := json.MarshalIndent(m, "", " ")
 	dir := t.TempDir()
-	sw, err := newSealWriter(dir)
+	sw, err := evidence.NewSealWriter(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,14 +300,14 @@ func repack(t *testing.T, files map[string][]byte, entries string, forger *journ
 		tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(b)), Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
 		tw.Write(b)
 	}
-	put(FileManifest, append(manifest, '\n'))
+	put(evidence.FileManifest, append(manifest, '\n'))
 	for _, mf := range m.Files {
 		put(mf.Name, files[mf.Name])
 	}
 	tw.Close()
 	path := filepath.Join(dir, "forged.tar.gz")
 	of, _ := os.Create(path)
-	if err := sw.finish(of, forger); err != nil {
+	if err := sw.Finish(of, forger); err != nil {
 		t.Fatal(err)
 	}
 	of.Close()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/sessionview"
 	"github.com/interlock/interlock/textview"
@@ -72,7 +73,7 @@ func newStatements(w io.Writer) *statements {
 	return s
 }
 
-func (s *statements) add(seq uint64, p journal.Body) error {
+func (s *statements) add(seq uint64, p evidence.Body) error {
 	switch p.Kind {
 	case model.KindPGStatement:
 		r := &stmtRow{seq: seq, timeNS: p.Time, session: p.Session}
@@ -162,7 +163,7 @@ func who(id model.Identity) (uid, exe string) {
 	return uid, exe
 }
 
-func (a *approvals) add(seq uint64, p journal.Body) error {
+func (a *approvals) add(seq uint64, p evidence.Body) error {
 	row := make([]string, len(approvalHeader))
 	row[0], row[1], row[2], row[3] = strconv.FormatUint(seq, 10), timeString(p.Time), p.Session, p.Kind
 	switch p.Kind {
@@ -211,19 +212,6 @@ func channelCastName(session string, channel uint32) string {
 	return "sessions/" + session + "-ch" + strconv.FormatUint(uint64(channel), 10) + ".cast"
 }
 
-// safeName reports whether a session id can be a file name as it is.
-func safeName(s string) bool {
-	if s == "" || len(s) > 128 || s[0] == '.' {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // writeCasts renders each channel with a pty of each selected session with asciicast.WriteChannel: the first as
 // sessions/ID.cast, the others as sessions/ID-chN.cast. A channel it cannot
 // render is left out with a warning in the manifest; the session's entries
@@ -231,7 +219,7 @@ func safeName(s string) bool {
 func (b *builder) writeCasts(last int64) error {
 	var kept []string
 	for _, id := range b.casts {
-		if !safeName(id) {
+		if !evidence.SafeName(id) {
 			b.m.Warnings = append(b.m.Warnings, fmt.Sprintf("session %q has no safe file name; its cast was not written", id))
 			continue
 		}
@@ -242,7 +230,7 @@ func (b *builder) writeCasts(last int64) error {
 				if !b.sel.Matches(e.TimeNS, e.Session) {
 					return nil
 				}
-				p, err := journal.ParseBody(e.Body)
+				p, err := evidence.ParseBody(e.Body)
 				if err != nil {
 					return err
 				}
@@ -306,7 +294,7 @@ func (b *builder) writeCasts(last int64) error {
 }
 
 func (b *builder) writeSummary() error {
-	f, err := b.create(FileSummary)
+	f, err := b.create(evidence.FileSummary)
 	if err != nil {
 		return err
 	}

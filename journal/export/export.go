@@ -1,8 +1,8 @@
 // Package export writes journal evidence out of the database for people and
 // tools outside it: the evidence bundle (a sealed tar.gz that an auditor
-// verifies offline with nothing but the journal's public key), its
-// verifier, and OCSF JSON Lines for a SIEM. docs/journal.md specifies the
-// bundle.
+// verifies offline with nothing but the journal's public key, with
+// journal/evidence, which needs no SQLite) and OCSF JSON Lines for a SIEM.
+// docs/journal.md specifies the bundle.
 package export
 
 import (
@@ -24,66 +24,15 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal"
-)
-
-// Bundle format identifiers.
-const (
-	Format  = "interlock-evidence-bundle"
-	Version = 1
-)
-
-// Fixed names inside a bundle, in the order they appear. Session casts
-// (sessions/ID.cast, and sessions/ID-chN.cast for a session's later pty channels) come between approvals.csv and summary.html.
-const (
-	FileManifest    = "manifest.json"
-	FilePublicKey   = "journal.pub"
-	FileCheckpoints = "checkpoints.jsonl"
-	FileProofs      = "proofs.json"
-	FileLeaves      = "leaves.bin"
-	FileEntries     = "entries.jsonl"
-	FilePayloads    = "payloads.jsonl"
-	FileStatements  = "statements.csv"
-	FileApprovals   = "approvals.csv"
-	FileSummary     = "summary.html"
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // ErrEmptySelection: no signed entry matches the selection, so there is
 // nothing to export.
 var ErrEmptySelection = errors.New("nothing selected")
 
-// fixedFiles are the members every bundle has after the manifest, in
-// order; the session casts follow them, and FileSummary ends the bundle.
-var fixedFiles = []string{FilePublicKey, FileCheckpoints, FileProofs, FileLeaves, FileEntries, FilePayloads, FileStatements, FileApprovals}
-
-// Manifest describes a bundle; it is the bundle's first file.
-type Manifest struct {
-	Format    string `json:"format"`
-	Version   int    `json:"version"`
-	JournalID string `json:"journal_id"`
-	// PublicKey is the journal key (note verifier key) that signed the
-	// checkpoints and the seal.
-	PublicKey string    `json:"public_key"`
-	CreatedNS int64     `json:"created_ns"`
-	Selection Selection `json:"selection"`
-	// FirstSeq..LastSeq is the range the bundle proves; TreeSize the
-	// checkpoint it is proven against.
-	FirstSeq uint64   `json:"first_seq"`
-	LastSeq  uint64   `json:"last_seq"`
-	TreeSize uint64   `json:"tree_size"`
-	Counts   Counts   `json:"counts"`
-	Files    []File   `json:"files"`
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-// Selection is what the export asked for (zero values: everything).
-type Selection struct {
-	SinceNS int64  `json:"since_ns,omitempty"`
-	UntilNS int64  `json:"until_ns,omitempty"`
-	Session string `json:"session,omitempty"`
-}
-
-func selectionOf(sel journal.Selection) Selection {
-	var s Selection
+func selectionOf(sel journal.Selection) evidence.Selection {
+	var s evidence.Selection
 	if !sel.Since.IsZero() {
 		s.SinceNS = sel.Since.UnixNano()
 	}
@@ -92,53 +41,6 @@ func selectionOf(sel journal.Selection) Selection {
 	}
 	s.Session = sel.Session
 	return s
-}
-
-func (s Selection) journal() journal.Selection {
-	var sel journal.Selection
-	if s.SinceNS != 0 {
-		sel.Since = time.Unix(0, s.SinceNS)
-	}
-	if s.UntilNS != 0 {
-		sel.Until = time.Unix(0, s.UntilNS)
-	}
-	sel.Session = s.Session
-	return sel
-}
-
-// Counts are what the bundle holds.
-type Counts struct {
-	// Entries are in entries.jsonl; Omitted entries of the range are
-	// represented by their leaf hash only (leaves.bin).
-	Entries         uint64 `json:"entries"`
-	Omitted         uint64 `json:"omitted"`
-	Payloads        uint64 `json:"payloads"`
-	PayloadsDeleted uint64 `json:"payloads_deleted"`
-	Checkpoints     uint64 `json:"checkpoints"`
-	Sessions        uint64 `json:"sessions"`
-	Statements      uint64 `json:"statements"`
-	Approvals       uint64 `json:"approvals"`
-	Casts           uint64 `json:"casts"`
-}
-
-// File is one file of the bundle.
-type File struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
-// Proofs is proofs.json: how the range's leaves prove against the tree.
-type Proofs struct {
-	TreeSize uint64 `json:"tree_size"`
-	FirstSeq uint64 `json:"first_seq"`
-	LastSeq  uint64 `json:"last_seq"`
-	// Left are the frontier hashes of the tree of size FirstSeq-1: with
-	// the range's leaves they give the tree of size LastSeq.
-	Left []tlog.Hash `json:"left"`
-	// Consistency proves the tree of size LastSeq is a prefix of the one
-	// of size TreeSize (RFC 6962 consistency proof; empty when equal).
-	Consistency []tlog.Hash `json:"consistency"`
 }
 
 // Options configure Bundle.
@@ -158,7 +60,7 @@ type Options struct {
 // range covers the selected entries up to the newest checkpoint; entries
 // after it are left out (with a warning in the manifest), because nothing
 // signed vouches for them yet.
-func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
+func Bundle(ctx context.Context, out string, opts Options) (*evidence.Manifest, error) {
 	if opts.Signer == nil {
 		return nil, errors.New("export: no signing key")
 	}
@@ -185,8 +87,8 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 	if !found {
 		return nil, fmt.Errorf("export: %w: no entry of %s up to its newest checkpoint (%d entries) matches it", ErrEmptySelection, opts.Journal, final.Size)
 	}
-	m := &Manifest{
-		Format: Format, Version: Version, JournalID: snap.JournalID, PublicKey: snap.SigningKey,
+	m := &evidence.Manifest{
+		Format: evidence.Format, Version: evidence.Version, JournalID: snap.JournalID, PublicKey: snap.SigningKey,
 		CreatedNS: time.Now().UnixNano(), Selection: selectionOf(opts.Selection),
 		FirstSeq: uint64(first), LastSeq: uint64(last), TreeSize: uint64(final.Size),
 	}
@@ -216,7 +118,7 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 	if err := b.writeSummary(); err != nil {
 		return nil, err
 	}
-	if err := b.add(FilePublicKey, []byte(snap.SigningKey+"\n")); err != nil {
+	if err := b.add(evidence.FilePublicKey, []byte(snap.SigningKey+"\n")); err != nil {
 		return nil, err
 	}
 	return m, b.pack(out, opts.Signer)
@@ -226,7 +128,7 @@ func Bundle(ctx context.Context, out string, opts Options) (*Manifest, error) {
 type builder struct {
 	ctx      context.Context
 	snap     *journal.Snapshot
-	m        *Manifest
+	m        *evidence.Manifest
 	dir      string
 	sel      journal.Selection
 	progress func(done, total int64)
@@ -264,20 +166,13 @@ func (b *builder) add(name string, data []byte) error {
 	return f.Close()
 }
 
-// payloadLine is one line of payloads.jsonl.
-type payloadLine struct {
-	Seq  uint64 `json:"seq"`
-	Salt string `json:"salt"`
-	Data string `json:"data"`
-}
-
 // collect reads the range once: selected entries go to entries.jsonl
 // verbatim (and their payloads to payloads.jsonl), the others leave only
 // their leaf hash in leaves.bin; the derived files are fed on the way.
 func (b *builder) collect(first, last int64) error {
 	outs := map[string]*bufio.Writer{}
 	var files []*os.File
-	for _, name := range []string{FileEntries, FilePayloads, FileLeaves, FileStatements, FileApprovals} {
+	for _, name := range []string{evidence.FileEntries, evidence.FilePayloads, evidence.FileLeaves, evidence.FileStatements, evidence.FileApprovals} {
 		f, err := b.create(name)
 		if err != nil {
 			return err
@@ -290,12 +185,12 @@ func (b *builder) collect(first, last int64) error {
 			f.Close()
 		}
 	}()
-	st := newStatements(outs[FileStatements])
-	ap := newApprovals(outs[FileApprovals])
+	st := newStatements(outs[evidence.FileStatements])
+	ap := newApprovals(outs[evidence.FileApprovals])
 	b.sum = newSummary(b.m)
 	total := last - first + 1
 	var done int64
-	enc := json.NewEncoder(outs[FilePayloads])
+	enc := json.NewEncoder(outs[evidence.FilePayloads])
 	err := b.snap.Entries(first, last, func(e journal.Entry) error {
 		done++
 		if b.progress != nil && done%16384 == 0 {
@@ -305,17 +200,17 @@ func (b *builder) collect(first, last int64) error {
 			b.progress(done, total)
 		}
 		if !b.sel.Matches(e.TimeNS, e.Session) {
-			h := journal.LeafHash(e.Body)
+			h := evidence.LeafHash(e.Body)
 			b.m.Counts.Omitted++
-			_, err := outs[FileLeaves].Write(h[:])
+			_, err := outs[evidence.FileLeaves].Write(h[:])
 			return err
 		}
-		p, err := journal.ParseBody(e.Body)
+		p, err := evidence.ParseBody(e.Body)
 		if err != nil {
 			return fmt.Errorf("export: entry %d does not parse (run `interlock journal verify`): %w", e.Seq, err)
 		}
 		b.m.Counts.Entries++
-		w := outs[FileEntries]
+		w := outs[evidence.FileEntries]
 		w.Write(e.Body)
 		if err := w.WriteByte('\n'); err != nil {
 			return err
@@ -323,7 +218,7 @@ func (b *builder) collect(first, last int64) error {
 		switch {
 		case e.Payload != nil:
 			b.m.Counts.Payloads++
-			if err := enc.Encode(payloadLine{Seq: e.Seq, Salt: hex.EncodeToString(e.Salt), Data: base64.StdEncoding.EncodeToString(e.Payload)}); err != nil {
+			if err := enc.Encode(evidence.PayloadLine{Seq: e.Seq, Salt: hex.EncodeToString(e.Salt), Data: base64.StdEncoding.EncodeToString(e.Payload)}); err != nil {
 				return err
 			}
 		case p.Payload != nil:
@@ -364,7 +259,7 @@ func (b *builder) writeProofs(first, last, treeSize int64) error {
 	if err != nil {
 		return fmt.Errorf("export: tree frontier at %d: %w", first-1, err)
 	}
-	p := Proofs{TreeSize: uint64(treeSize), FirstSeq: uint64(first), LastSeq: uint64(last), Left: left, Consistency: []tlog.Hash{}}
+	p := evidence.Proofs{TreeSize: uint64(treeSize), FirstSeq: uint64(first), LastSeq: uint64(last), Left: left, Consistency: []tlog.Hash{}}
 	if last < treeSize {
 		if p.Consistency, err = tlog.ProveTree(treeSize, last, b.snap.HashReader()); err != nil {
 			return fmt.Errorf("export: consistency proof %d to %d: %w", last, treeSize, err)
@@ -377,22 +272,17 @@ func (b *builder) writeProofs(first, last, treeSize int64) error {
 	if err != nil {
 		return err
 	}
-	return b.add(FileProofs, append(js, '\n'))
-}
-
-// checkpointLine is one line of checkpoints.jsonl.
-type checkpointLine struct {
-	Note string `json:"note"`
+	return b.add(evidence.FileProofs, append(js, '\n'))
 }
 
 // writeCheckpoints keeps the checkpoints the verifier can check: those
 // inside the range (it rebuilds their trees) and the newest, reached by
 // the consistency proof.
-func (b *builder) writeCheckpoints(cps []journal.Checkpoint, first, last int64, final journal.Checkpoint) error {
+func (b *builder) writeCheckpoints(cps []evidence.Checkpoint, first, last int64, final evidence.Checkpoint) error {
 	var buf []byte
 	for _, cp := range cps {
 		if (cp.Size >= first && cp.Size <= last) || (cp.Size == final.Size && cp.TimeNS == final.TimeNS) {
-			line, err := json.Marshal(checkpointLine{Note: string(cp.Note)})
+			line, err := json.Marshal(evidence.CheckpointLine{Note: string(cp.Note)})
 			if err != nil {
 				return err
 			}
@@ -400,13 +290,13 @@ func (b *builder) writeCheckpoints(cps []journal.Checkpoint, first, last int64, 
 			b.m.Counts.Checkpoints++
 		}
 	}
-	return b.add(FileCheckpoints, buf)
+	return b.add(evidence.FileCheckpoints, buf)
 }
 
 // pack writes the tar in the fixed order, with the manifest first, and
 // seals it into out.
 func (b *builder) pack(out string, signer *journal.Signer) error {
-	order := append([]string(nil), fixedFiles...)
+	order := append([]string(nil), evidence.FixedFiles()...)
 	sort.Strings(b.casts)
 	for _, id := range b.casts {
 		for _, name := range b.castFiles[id] {
@@ -415,31 +305,31 @@ func (b *builder) pack(out string, signer *journal.Signer) error {
 			}
 		}
 	}
-	order = append(order, FileSummary)
+	order = append(order, evidence.FileSummary)
 	b.m.Files = nil
 	for _, name := range order {
 		sum, size, err := hashFile(b.files[name])
 		if err != nil {
 			return err
 		}
-		b.m.Files = append(b.m.Files, File{Name: name, Size: size, SHA256: sum})
+		b.m.Files = append(b.m.Files, evidence.File{Name: name, Size: size, SHA256: sum})
 	}
 	manifest, err := json.MarshalIndent(b.m, "", " ")
 	if err != nil {
 		return err
 	}
 	manifest = append(manifest, '\n')
-	sw, err := newSealWriter(b.dir)
+	sw, err := evidence.NewSealWriter(b.dir)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	defer sw.abort()
+	defer sw.Abort()
 	tw := tar.NewWriter(sw)
 	mtime := time.Unix(0, b.m.CreatedNS).Truncate(time.Second)
 	hdr := func(name string, size int64) *tar.Header {
 		return &tar.Header{Name: name, Size: size, Mode: 0o644, ModTime: mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
 	}
-	if err := tw.WriteHeader(hdr(FileManifest, int64(len(manifest)))); err != nil {
+	if err := tw.WriteHeader(hdr(evidence.FileManifest, int64(len(manifest)))); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	if _, err := tw.Write(manifest); err != nil {
@@ -468,7 +358,7 @@ func (b *builder) pack(out string, signer *journal.Signer) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	bw := bufio.NewWriterSize(of, 1<<20)
-	err = sw.finish(bw, signer)
+	err = sw.Finish(bw, signer)
 	if err == nil {
 		err = bw.Flush()
 	}

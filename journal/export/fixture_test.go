@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -104,7 +105,7 @@ func newFixture(t testing.TB, sessions int) *fixture {
 	return f
 }
 
-func (f *fixture) export(t testing.TB, sel journal.Selection) (string, *Manifest) {
+func (f *fixture) export(t testing.TB, sel journal.Selection) (string, *evidence.Manifest) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	m, err := Bundle(context.Background(), out, Options{Journal: f.path, Selection: sel, Signer: f.signer})

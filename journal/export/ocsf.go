@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
 
@@ -83,7 +84,7 @@ func OCSF(ctx context.Context, w io.Writer, opts OCSFOptions) (int64, error) {
 		if !opts.Selection.Matches(e.TimeNS, e.Session) {
 			return nil
 		}
-		p, err := journal.ParseBody(e.Body)
+		p, err := evidence.ParseBody(e.Body)
 		if err != nil {
 			return fmt.Errorf("export: entry %d does not parse (run `interlock journal verify`): %w", e.Seq, err)
 		}
@@ -105,7 +106,7 @@ func OCSF(ctx context.Context, w io.Writer, opts OCSFOptions) (int64, error) {
 
 type obj = map[string]any
 
-func ocsfEvent(journalID string, seq uint64, p journal.Body, opens map[string]*model.SessionOpen) obj {
+func ocsfEvent(journalID string, seq uint64, p evidence.Body, opens map[string]*model.SessionOpen) obj {
 	base := func(class, category, activity int, className, activityName string) obj {
 		return obj{
 			"class_uid": class, "class_name": className, "category_uid": category,

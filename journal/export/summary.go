@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/textview"
 )
@@ -20,7 +20,7 @@ const maxRows = 5000
 
 // summary gathers what summary.html shows while the entries stream by.
 type summary struct {
-	m          *Manifest
+	m          *evidence.Manifest
 	sessions   map[string]*sessionRow
 	order      []string
 	identities map[string]*identityRow
@@ -51,7 +51,7 @@ type eventRow struct {
 	Reason                                  string
 }
 
-func newSummary(m *Manifest) *summary {
+func newSummary(m *evidence.Manifest) *summary {
 	return &summary{m: m, sessions: map[string]*sessionRow{}, identities: map[string]*identityRow{}, ptys: map[string]bool{}}
 }
 
@@ -74,7 +74,7 @@ func (s *summary) session(id string) *sessionRow {
 
 // add takes one selected entry; it reports true when the entry is the
 // first sign that its session had a terminal (a pty-req).
-func (s *summary) add(seq uint64, p journal.Body) (pty bool) {
+func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 	ev := eventRow{Seq: seq, Time: timeString(p.Time), Session: p.Session, Kind: p.Kind}
 	decided := func(d model.Decision, what string) {
 		ev.What, ev.Action, ev.Rule, ev.Reason = what, string(d.Action), d.Rule, d.Reason

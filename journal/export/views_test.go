@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 // spoof is client text that would show an auditor something else: a
@@ -14,7 +16,7 @@ const spoof = "select 1;\n\x1b[8mdrop table t\x1b[0m -- \u202egnp.exe <script>x<
 func TestSummaryEscapesClientText(t *testing.T) {
 	var b bytes.Buffer
 	err := summaryTemplate.Execute(&b, map[string]any{
-		"M":          &Manifest{},
+		"M":          &evidence.Manifest{},
 		"Sessions":   []*sessionRow{{ID: "s1", Exe: "/tmp/x\x1b[1A/usr/bin/psql\u202e", User: "bot\u200b"}},
 		"Identities": []*identityRow{{Exe: "/tmp/x\x1b[1A/usr/bin/psql"}},
 		"Approvals":  []eventRow{{Seq: 1, What: spoof}},

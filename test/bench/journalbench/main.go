@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/journal/export"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/bench/benchutil"
@@ -350,7 +351,7 @@ func exportTime(path, dir string) (exportResult, error) {
 		return exportResult{}, err
 	}
 	start = time.Now()
-	rep, err := export.VerifyBundle(context.Background(), out, export.VerifyOptions{PublicKey: signer.Verifier()})
+	rep, err := evidence.VerifyBundle(context.Background(), out, evidence.BundleOptions{PublicKey: signer.Verifier()})
 	if err != nil {
 		return exportResult{}, err
 	}

@@ -1,4 +1,4 @@
-package journal
+package evidence
 
 import (
 	"bytes"
@@ -94,8 +94,8 @@ func ParseBody(b []byte) (Body, error) {
 		return p, diagnoseOr(b, "body does not end with }")
 	}
 	p.Data = b[i:end]
-	if err := validData(p.Data); err != nil {
-		if errors.Is(err, errFloatToken) {
+	if err := ValidData(p.Data); err != nil {
+		if errors.Is(err, ErrFloatToken) {
 			return p, errors.New("body data contains a float")
 		}
 		return p, diagnoseOr(b, "data: "+err.Error())
@@ -221,14 +221,16 @@ func isLowerHex(h []byte) bool {
 	return true
 }
 
-var errFloatToken = errors.New("number with a fraction or exponent")
+// ErrFloatToken is what ValidData returns, wrapped, for a number with a
+// fraction or an exponent: the encoding has integers only.
+var ErrFloatToken = errors.New("number with a fraction or exponent")
 
 // maxDepth matches encoding/json's nesting limit.
 const maxDepth = 10000
 
-// validData checks that b is exactly one JSON value with no whitespace
+// ValidData checks that b is exactly one JSON value with no whitespace
 // outside strings and no float, with strings in valid UTF-8.
-func validData(b []byte) error {
+func ValidData(b []byte) error {
 	i, err := scanValue(b, 0, 0)
 	if err != nil {
 		return err
@@ -302,7 +304,7 @@ func scanValue(b []byte, i, depth int) (int, error) {
 			}
 		}
 		if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
-			return i, errFloatToken
+			return i, ErrFloatToken
 		}
 		return i, nil
 	case c == 't':

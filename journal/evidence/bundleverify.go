@@ -1,4 +1,4 @@
-package export
+package evidence
 
 import (
 	"archive/tar"
@@ -22,25 +22,24 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 )
 
-// VerifyOptions tune VerifyBundle.
-type VerifyOptions struct {
+// BundleOptions tune VerifyBundle.
+type BundleOptions struct {
 	// PublicKey is the key the auditor trusts. Nil means the key inside
 	// the bundle, which shows the bundle is intact but not who made it.
 	PublicKey note.Verifier
 	// External are checkpoints the auditor holds: the bundle must agree
 	// with each (one that covers more entries than the bundle's newest
 	// shows the journal was cut before the export).
-	External []journal.ExternalCheckpoint
+	External []ExternalCheckpoint
 	// Progress is called now and then with the entries checked.
 	Progress func(done uint64)
 }
 
-// Report is the outcome of VerifyBundle.
-type Report struct {
+// BundleReport is the outcome of VerifyBundle.
+type BundleReport struct {
 	OK bool `json:"ok"`
 	// Reason says what failed; File is the bundle member it is in and
 	// FirstBadSeq the entry, when it is about one.
@@ -82,10 +81,10 @@ func fail(file string, seq uint64, format string, args ...any) error {
 // left over, a checkpoint outside what the bundle can prove, or a file the
 // manifest does not list fails it. The error is for failures to read the
 // file; a bundle that does not verify gives a report with OK false.
-func VerifyBundle(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+func VerifyBundle(ctx context.Context, path string, opts BundleOptions) (BundleReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Report{}, fmt.Errorf("bundle: %w", err)
+		return BundleReport{}, fmt.Errorf("bundle: %w", err)
 	}
 	defer f.Close()
 	v := &bundleVerifier{ctx: ctx, opts: opts, commitments: map[uint64][]byte{}}
@@ -97,22 +96,22 @@ func VerifyBundle(ctx context.Context, path string, opts VerifyOptions) (Report,
 	case errors.As(err, &be):
 		v.rep.Reason, v.rep.File, v.rep.FirstBadSeq = be.msg, be.file, be.seq
 	default:
-		return Report{}, err
+		return BundleReport{}, err
 	}
 	return v.rep, nil
 }
 
 type bundleVerifier struct {
 	ctx         context.Context
-	opts        VerifyOptions
-	rep         Report
+	opts        BundleOptions
+	rep         BundleReport
 	key         note.Verifier
 	m           Manifest
 	proofs      Proofs
-	cps         []journal.Checkpoint // sorted by size
+	cps         []Checkpoint // sorted by size
 	nextCP      int
 	leaves      []byte
-	tree        journal.CompactRange
+	tree        CompactRange
 	commitments map[uint64][]byte
 }
 
@@ -242,7 +241,7 @@ func (v *bundleVerifier) manifest(m *member) error {
 	case v.m.FirstSeq < 1 || v.m.LastSeq < v.m.FirstSeq || v.m.TreeSize < v.m.LastSeq:
 		return fail(FileManifest, 0, "manifest range %d..%d of a tree of %d is impossible", v.m.FirstSeq, v.m.LastSeq, v.m.TreeSize)
 	}
-	want := fixedFiles
+	want := FixedFiles()
 	for i, f := range v.m.Files {
 		switch {
 		case i < len(want) && f.Name != want[i]:
@@ -250,7 +249,7 @@ func (v *bundleVerifier) manifest(m *member) error {
 		case i >= len(want) && i == len(v.m.Files)-1 && f.Name != FileSummary:
 			return fail(FileManifest, 0, "manifest lists %q where %s belongs", f.Name, FileSummary)
 		case i >= len(want) && i < len(v.m.Files)-1 && (!strings.HasPrefix(f.Name, "sessions/") || !strings.HasSuffix(f.Name, ".cast") ||
-			!safeName(strings.TrimSuffix(strings.TrimPrefix(f.Name, "sessions/"), ".cast"))):
+			!SafeName(strings.TrimSuffix(strings.TrimPrefix(f.Name, "sessions/"), ".cast"))):
 			return fail(FileManifest, 0, "manifest lists unexpected file %q", f.Name)
 		}
 	}
@@ -293,11 +292,11 @@ func (v *bundleVerifier) checkpoints(m *member) error {
 	sc.Buffer(nil, 1<<20)
 	line := 0
 	add := func(name string, msg []byte) error {
-		cp, err := journal.ParseCheckpoint(msg, v.key)
+		cp, err := ParseCheckpoint(msg, v.key)
 		switch {
 		case err != nil:
 			return fail(m.name, 0, "%s: %v", name, err)
-		case cp.Origin != journal.Origin(v.m.JournalID):
+		case cp.Origin != Origin(v.m.JournalID):
 			return fail(m.name, 0, "%s is for journal %s, not %s", name, cp.JournalID(), v.m.JournalID)
 		case cp.Size > int64(v.m.TreeSize):
 			return fail(m.name, 0, "%s covers %d entries but the bundle's newest checkpoint covers %d: the journal was cut before this export", name, cp.Size, v.m.TreeSize)
@@ -309,7 +308,7 @@ func (v *bundleVerifier) checkpoints(m *member) error {
 	}
 	for sc.Scan() {
 		line++
-		var cl checkpointLine
+		var cl CheckpointLine
 		if err := json.Unmarshal(sc.Bytes(), &cl); err != nil {
 			return fail(m.name, 0, "line %d does not parse: %v", line, err)
 		}
@@ -356,7 +355,7 @@ func (v *bundleVerifier) readProofs(m *member) error {
 	if p.TreeSize != v.m.TreeSize || p.FirstSeq != v.m.FirstSeq || p.LastSeq != v.m.LastSeq {
 		return fail(m.name, 0, "%s is for range %d..%d of %d, the manifest says %d..%d of %d", m.name, p.FirstSeq, p.LastSeq, p.TreeSize, v.m.FirstSeq, v.m.LastSeq, v.m.TreeSize)
 	}
-	if v.tree, err = journal.NewCompactRange(int64(p.FirstSeq)-1, p.Left); err != nil {
+	if v.tree, err = NewCompactRange(int64(p.FirstSeq)-1, p.Left); err != nil {
 		return fail(m.name, 0, "left frontier: %v", err)
 	}
 	return nil
@@ -367,7 +366,7 @@ func (v *bundleVerifier) readLeaves(m *member) error {
 	if err != nil {
 		return fail(m.name, 0, "bundle is corrupt in %s: %v", m.name, err)
 	}
-	if len(b)%journal.HashSize != 0 {
+	if len(b)%HashSize != 0 {
 		return fail(m.name, 0, "%s is %d bytes, not a whole number of hashes", m.name, len(b))
 	}
 	v.leaves = b
@@ -382,7 +381,7 @@ func (v *bundleVerifier) grow(to uint64, file string) error {
 		}
 		var h tlog.Hash
 		copy(h[:], v.leaves)
-		v.leaves = v.leaves[journal.HashSize:]
+		v.leaves = v.leaves[HashSize:]
 		v.tree.Add(h)
 		v.rep.Counts.Omitted++
 		if err := v.matchCheckpoints(file); err != nil {
@@ -409,13 +408,13 @@ func (v *bundleVerifier) matchCheckpoints(file string) error {
 
 func (v *bundleVerifier) entries(m *member) error {
 	sc := bufio.NewScanner(m)
-	sc.Buffer(nil, journal.MaxPayload+(1<<20))
-	sel := v.m.Selection.journal()
+	sc.Buffer(nil, MaxPayload+(1<<20))
+	sel := v.m.Selection
 	line := 0
 	for sc.Scan() {
 		line++
 		body := sc.Bytes()
-		p, err := journal.ParseBody(body)
+		p, err := ParseBody(body)
 		if err != nil {
 			return fail(m.name, 0, "line %d: %v", line, err)
 		}
@@ -432,7 +431,7 @@ func (v *bundleVerifier) entries(m *member) error {
 		if err := v.grow(p.Seq-1, m.name); err != nil {
 			return err
 		}
-		v.tree.Add(journal.LeafHash(body))
+		v.tree.Add(LeafHash(body))
 		if err := v.matchCheckpoints(m.name); err != nil {
 			var be *bundleError
 			if errors.As(err, &be) {
@@ -458,7 +457,7 @@ func (v *bundleVerifier) entries(m *member) error {
 		return err
 	}
 	if len(v.leaves) != 0 {
-		return fail(FileLeaves, 0, "%s has %d leaf hashes left over after entry %d", FileLeaves, len(v.leaves)/journal.HashSize, v.m.LastSeq)
+		return fail(FileLeaves, 0, "%s has %d leaf hashes left over after entry %d", FileLeaves, len(v.leaves)/HashSize, v.m.LastSeq)
 	}
 	root := v.tree.Root()
 	v.rep.TreeRoot = hex.EncodeToString(root[:])
@@ -485,20 +484,20 @@ func (v *bundleVerifier) entries(m *member) error {
 }
 
 // opensJournal reports whether p is the journal.open entry of journal
-// id, as journal.Verify requires of entry 1.
-func opensJournal(p journal.Body, id string) bool {
-	var od journal.OpenData
+// id, as the journal's own Verify requires of entry 1.
+func opensJournal(p Body, id string) bool {
+	var od OpenData
 	return p.Kind == model.KindJournalOpen && json.Unmarshal(p.Data, &od) == nil && od.JournalID == id
 }
 
 func (v *bundleVerifier) payloads(m *member) error {
 	sc := bufio.NewScanner(m)
-	sc.Buffer(nil, 2*journal.MaxPayload+(1<<20))
+	sc.Buffer(nil, 2*MaxPayload+(1<<20))
 	line := 0
 	var last uint64
 	for sc.Scan() {
 		line++
-		var pl payloadLine
+		var pl PayloadLine
 		if err := json.Unmarshal(sc.Bytes(), &pl); err != nil {
 			return fail(m.name, 0, "line %d does not parse: %v", line, err)
 		}
@@ -515,10 +514,10 @@ func (v *bundleVerifier) payloads(m *member) error {
 		last = pl.Seq
 		salt, err1 := hex.DecodeString(pl.Salt)
 		data, err2 := base64.StdEncoding.Strict().DecodeString(pl.Data)
-		if err1 != nil || err2 != nil || len(salt) != journal.SaltSize {
+		if err1 != nil || err2 != nil || len(salt) != SaltSize {
 			return fail(m.name, pl.Seq, "line %d: salt or data of entry %d is malformed", line, pl.Seq)
 		}
-		if c := journal.PayloadCommitment(salt, data); !bytes.Equal(c[:], want) {
+		if c := PayloadCommitment(salt, data); !bytes.Equal(c[:], want) {
 			return fail(m.name, pl.Seq, "payload of entry %d does not match the commitment in its entry", pl.Seq)
 		}
 		delete(v.commitments, pl.Seq)
@@ -540,7 +539,7 @@ func (v *bundleVerifier) finish() error {
 	}{
 		{"entries", c.Entries, mc.Entries}, {"omitted", c.Omitted, mc.Omitted}, {"payloads", c.Payloads, mc.Payloads},
 		{"payloads_deleted", c.PayloadsDeleted, mc.PayloadsDeleted}, {"checkpoints", c.Checkpoints, mc.Checkpoints},
-		{"casts", uint64(len(v.m.Files) - len(fixedFiles) - 1), mc.Casts}, // less the summary
+		{"casts", uint64(len(v.m.Files) - len(FixedFiles()) - 1), mc.Casts}, // less the summary
 	} {
 		if x.got != x.want {
 			return fail(FileManifest, 0, "manifest counts %d %s, the bundle holds %d", x.want, x.name, x.got)
@@ -553,6 +552,6 @@ func (v *bundleVerifier) finish() error {
 	return nil
 }
 
-func sortCheckpoints(cps []journal.Checkpoint) {
+func sortCheckpoints(cps []Checkpoint) {
 	sort.SliceStable(cps, func(i, k int) bool { return cps[i].Size < cps[k].Size })
 }

@@ -1,4 +1,4 @@
-package export
+package evidence
 
 import (
 	"bytes"
@@ -35,15 +35,17 @@ const sealTitle = "interlock bundle seal v1\n"
 // MTIME 0, XFL 0, OS 255 (unknown).
 var headerFixed = []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff}
 
-// sealWriter compresses into a temporary file; finish seals it into out.
-type sealWriter struct {
+// SealWriter compresses a bundle's tar into a temporary file; Finish
+// seals it into out.
+type SealWriter struct {
 	tmp  *os.File
 	fw   *flate.Writer
 	crc  hash.Hash32
 	size uint32
 }
 
-func newSealWriter(dir string) (*sealWriter, error) {
+// NewSealWriter starts a bundle in a temporary file in dir.
+func NewSealWriter(dir string) (*SealWriter, error) {
 	tmp, err := os.CreateTemp(dir, ".bundle-*.deflate")
 	if err != nil {
 		return nil, err
@@ -56,24 +58,24 @@ func newSealWriter(dir string) (*sealWriter, error) {
 		os.Remove(tmp.Name())
 		return nil, err
 	}
-	return &sealWriter{tmp: tmp, fw: fw, crc: crc32.NewIEEE()}, nil
+	return &SealWriter{tmp: tmp, fw: fw, crc: crc32.NewIEEE()}, nil
 }
 
-func (s *sealWriter) Write(p []byte) (int, error) {
+func (s *SealWriter) Write(p []byte) (int, error) {
 	s.crc.Write(p)
 	s.size += uint32(len(p))
 	return s.fw.Write(p)
 }
 
-// abort removes the temporary file.
-func (s *sealWriter) abort() {
+// Abort removes the temporary file.
+func (s *SealWriter) Abort() {
 	s.tmp.Close()
 	os.Remove(s.tmp.Name())
 }
 
-// finish writes the sealed gzip file to out.
-func (s *sealWriter) finish(out io.Writer, signer note.Signer) error {
-	defer s.abort()
+// Finish writes the sealed gzip file to out.
+func (s *SealWriter) Finish(out io.Writer, signer note.Signer) error {
+	defer s.Abort()
 	if err := s.fw.Close(); err != nil {
 		return err
 	}

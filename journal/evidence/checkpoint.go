@@ -1,4 +1,4 @@
-package journal
+package evidence
 
 import (
 	"bytes"
@@ -139,11 +139,14 @@ func ReadCheckpointFile(path string, v note.Verifier) (Checkpoint, error) {
 	return c, nil
 }
 
-// CheckpointPath is where the newest checkpoint of the journal at dbPath is
-// written: a file beside the database.
-func CheckpointPath(dbPath string) string { return dbPath + ".checkpoint" }
+// ExternalCheckpoint is a checkpoint from outside the journal or bundle
+// being verified (a file the auditor kept): Name says where it came from.
+type ExternalCheckpoint struct {
+	Name string
+	Note []byte
+}
 
-// sameTree reports whether two checkpoints state the same tree.
-func sameTree(a, b Checkpoint) bool {
+// SameTree reports whether two checkpoints state the same tree.
+func SameTree(a, b Checkpoint) bool {
 	return a.Origin == b.Origin && a.Size == b.Size && bytes.Equal(a.Root[:], b.Root[:])
 }

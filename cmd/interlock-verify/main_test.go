@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var (
+	golden = filepath.Join("..", "..", "journal", "evidence", "testdata", "all.bundle.tar.gz")
+	pub    = filepath.Join("..", "..", "journal", "evidence", "testdata", "journal.pub")
+)
+
+func runVerify(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestVerifiesAGoldenBundle(t *testing.T) {
+	code, out, errOut := runVerify("--pubkey", pub, golden)
+	if code != exitOK || !strings.Contains(out, ": OK, journal 471873b5078348df02db186ee7e0c3a4, entries 1 to 20") ||
+		!strings.Contains(out, "signed by interlock@vm+b68a0df4") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	code, out, _ = runVerify("--json", golden)
+	var rep struct {
+		OK            bool   `json:"ok"`
+		KeyFromBundle bool   `json:"key_from_bundle"`
+		TreeRoot      string `json:"tree_root"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK || !rep.OK || !rep.KeyFromBundle ||
+		rep.TreeRoot != "711f5cd956ba786830a0a51eefcaf9e426eb451ab3c2209248c68747a855497d" {
+		t.Fatalf("--json without --pubkey: exit %d, %+v, %v\n%s", code, rep, err, out)
+	}
+}
+
+func TestRefusesAChangedBundle(t *testing.T) {
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x20
+	forged := filepath.Join(t.TempDir(), "forged.tar.gz")
+	if err := os.WriteFile(forged, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runVerify("--pubkey", pub, forged)
+	if code != exitFailed || !strings.Contains(out, ": FAILED") {
+		t.Fatalf("changed bundle: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, exitOK, "usage: interlock-verify"},
+		{nil, exitUsage, "give exactly one bundle"},
+		{[]string{"--nope", golden}, exitUsage, "flag provided but not defined"},
+		{[]string{"/nonexistent/bundle.tar.gz"}, exitNoInput, "no such file"},
+		{[]string{"--pubkey", "/nonexistent/journal.pub", golden}, exitNoInput, "public key"},
+		{[]string{"--checkpoint", "/nonexistent/cp", golden}, exitNoInput, "checkpoint"},
+	} {
+		code, out, errOut := runVerify(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%q: exit %d (want %d)\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out, errOut)
+		}
+	}
+}
