@@ -64,6 +64,10 @@ type Engine struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
+	// reloadMu serialises Reload: its steps are prepared against the
+	// config in force and undone as a whole.
+	reloadMu sync.Mutex
+
 	mu                sync.Mutex
 	anomalyWindow     time.Time
 	anomalyCount      int
@@ -511,58 +515,6 @@ func (e *Engine) refreshTargets() {
 	}
 }
 
-// Reload applies a new config's targets and cgroups. Journal and bpf
-// settings need a restart; Reload says so instead of ignoring them.
-func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
-	e.mu.Lock()
-	old := e.cfg
-	e.mu.Unlock()
-	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail {
-		return errors.New("journal, bpf and intercept.fail settings change only on restart")
-	}
-	for p, h := range e.handler {
-		if r, ok := h.(inspect.Reloader); ok {
-			if err := r.Reload(cfg); err != nil {
-				return fmt.Errorf("%s targets: %w", p, err)
-			}
-		}
-	}
-	if err := e.policy.SetConfig(cfg); err != nil {
-		return err
-	}
-	if err := e.setWebhook(cfg); err != nil {
-		return err
-	}
-	if err := e.red.SetTargets(ctx, targetsOf(cfg)); err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, cg := range cfg.Intercept.Cgroups {
-		want[cg] = true
-		if err := e.attachOrWait(cg); err != nil {
-			return err
-		}
-	}
-	e.mu.Lock()
-	for cg := range e.waiting {
-		if !want[cg] {
-			delete(e.waiting, cg)
-		}
-	}
-	e.mu.Unlock()
-	for _, cg := range old.Intercept.Cgroups {
-		if !want[cg] {
-			if err := e.red.Detach(cg); err != nil {
-				e.log.Warn("detach cgroup", "cgroup", cg, "err", err)
-			}
-		}
-	}
-	e.mu.Lock()
-	e.cfg = cfg
-	e.mu.Unlock()
-	return nil
-}
-
 // Live lists open sessions.
 func (e *Engine) Live() []LiveSession {
 	e.mu.Lock()
@@ -658,7 +610,13 @@ func (e *Engine) closeNow() error {
 func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
 
 // JournalPath is the journal's database file.
-func (e *Engine) JournalPath() string { return e.cfg.Journal.Path }
+func (e *Engine) JournalPath() string {
+	// Reload swaps e.cfg under e.mu; the journal path itself never
+	// changes without a restart.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.Journal.Path
+}
 
 // LiveIn counts the open sessions a watch covers.
 func (e *Engine) LiveIn(w *Watch) int {
@@ -692,21 +650,6 @@ func (e *Engine) Self(ctx context.Context) model.Identity {
 
 // Approvals is the engine's approvals broker.
 func (e *Engine) Approvals() *approvals.Broker { return e.broker }
-
-// setWebhook (re)configures the approval webhook from cfg.
-func (e *Engine) setWebhook(cfg *config.Config) error {
-	w := cfg.Policy.Webhook
-	if w == nil {
-		e.webhook.Store(nil)
-		return nil
-	}
-	wh, err := approvals.NewWebhook(w.URL, time.Duration(w.Timeout), w.SecretFile, e.log)
-	if err != nil {
-		return fmt.Errorf("policy.webhook: %w", err)
-	}
-	e.webhook.Store(wh)
-	return nil
-}
 
 // notify tells the webhook, if any, of a new approval request.
 func (e *Engine) notify(req model.ApprovalRequest) {
