@@ -187,6 +187,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, err
 	}
 	e.metrics = metrics.New(metrics.Gauges{
+		JournalQueue:     func() float64 { return float64(j.Stats().Queued) },
+		JournalLag:       func() float64 { return metrics.SinceSeconds(j.Stats().UnsyncedSince, time.Now()) },
 		JournalLastSeq:   func() float64 { return float64(j.Stats().LastSeq) },
 		BPF:              red.Gauges,
 		LiveSessions:     func() float64 { return float64(len(e.Live())) },
