@@ -231,7 +231,7 @@ func prepareUpstream(tc config.TargetConfig, userCA gossh.Signer) (*target, erro
 		t.signer = signer
 	}
 	if c.PasswordFile != "" || c.PasswordEnv != "" {
-		pw, err := readPassword(c)
+		pw, err := c.Password()
 		if err != nil {
 			return nil, err
 		}
@@ -285,25 +285,6 @@ func readPrivateKey(path string) (gossh.Signer, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return signer, nil
-}
-
-func readPassword(c *config.Credentials) (string, error) {
-	if c.PasswordEnv != "" {
-		pw, ok := os.LookupEnv(c.PasswordEnv)
-		if !ok || pw == "" {
-			return "", fmt.Errorf("credentials.password_env: %s is not set in interlock's environment", c.PasswordEnv)
-		}
-		return pw, nil
-	}
-	b, err := os.ReadFile(c.PasswordFile)
-	if err != nil {
-		return "", fmt.Errorf("credentials.password_file: %w", err)
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("credentials.password_file: %s is empty", c.PasswordFile)
-	}
-	return pw, nil
 }
 
 // knownAlgorithms asks the known_hosts callback which key types it holds
