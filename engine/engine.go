@@ -91,20 +91,12 @@ type LiveSession struct {
 	cgroupID uint64
 }
 
-// Tally counts sessions and bytes.
-type Tally struct {
-	Sessions  int            `json:"sessions"`
-	Refused   int            `json:"refused"`
-	Anomalies int            `json:"anomalies"`
-	BytesUp   int64          `json:"bytes_up"`
-	BytesDown int64          `json:"bytes_down"`
-	ByTarget  map[string]int `json:"by_target,omitempty"`
-	// FirstSeq and LastSeq bound the journal entries this tally covers.
-	FirstSeq uint64 `json:"first_seq,omitempty"`
-	LastSeq  uint64 `json:"last_seq,omitempty"`
-}
+// Tally counts sessions and bytes. It is the control API's wire type
+// (model.Tally), so the control client needs no engine.
+type Tally = model.Tally
 
-func (t *Tally) add(target string, o inspect.Outcome) {
+// addOutcome counts one finished session of target in t.
+func addOutcome(t *Tally, target string, o inspect.Outcome) {
 	t.Sessions++
 	if o.Refused {
 		t.Refused++
@@ -420,10 +412,10 @@ func (e *Engine) serve(conn net.Conn) {
 
 	e.mu.Lock()
 	delete(e.live, s.ID)
-	e.total.add(ls.Target, out)
+	addOutcome(&e.total, ls.Target, out)
 	for w := range e.watches {
 		if w.covers(ls) {
-			w.tally.add(ls.Target, out)
+			addOutcome(&w.tally, ls.Target, out)
 		}
 	}
 	e.mu.Unlock()
