@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 )
 
 // SinkSyslog is the journal.checkpoint_sinks entry that sends checkpoints

@@ -26,8 +26,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 
-	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/model"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/interlock/interlock/accounts"
+	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/model"
 )
 

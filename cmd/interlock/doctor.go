@@ -19,10 +19,10 @@ import (
 	"github.com/interlock/interlock/control"
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
-	"github.com/interlock/interlock/textview"
 )
 
 // check is one line of `interlock doctor`.

@@ -14,10 +14,10 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect/postgres/sqlclass"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 	"github.com/interlock/interlock/policy/cmdline"
-	"github.com/interlock/interlock/textview"
 )
 
 func policyCommand() *cli.Command {
