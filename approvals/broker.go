@@ -21,9 +21,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
-	"github.com/interlock/interlock/textview"
 )
 
 // Errors an approver gets.

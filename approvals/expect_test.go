@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // An approval with --expect holds only for the exact text the approver

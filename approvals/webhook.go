@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // Webhook posts each approval request as JSON to a URL, so approvers hear

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 func TestWebhookSignsAndRetries(t *testing.T) {

@@ -3,7 +3,13 @@
 // committed so that building interlock needs no clang; `make generate`
 // rebuilds them. InterlockNoCore is the same programs built without the
 // CO-RE reads of the connecting task, for kernels without BTF.
+//
+// The C headers' <asm/...> live in the host's multiarch directory
+// (/usr/include/x86_64-linux-gnu, /usr/include/aarch64-linux-gnu, ...):
+// the include path follows `uname -m`, as the Makefile's ARCH_INC does.
+// The objects are bpfel whatever the host, so every little-endian host
+// generates the same bytes.
 package bpf
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat Interlock interlock.c
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -DINTERLOCK_NO_CORE" -target bpfel -go-package bpf InterlockNoCore interlock.c
+//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat Interlock interlock.c"
+//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -DINTERLOCK_NO_CORE\" -target bpfel -go-package bpf InterlockNoCore interlock.c"

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/interlock/interlock/engine"
 	"github.com/interlock/interlock/model"
 )
 
@@ -111,8 +110,8 @@ func (c *Client) StartRun(ctx context.Context, cgroup string, argv []string) (Ru
 
 // EndRun tells the daemon the run is over; it journals the result,
 // detaches the cgroup and returns the run's tally.
-func (c *Client) EndRun(ctx context.Context, id string, res model.RunEnd) (engine.Tally, error) {
-	var t engine.Tally
+func (c *Client) EndRun(ctx context.Context, id string, res model.RunEnd) (model.Tally, error) {
+	var t model.Tally
 	if id == "" {
 		return t, errors.New("no run id")
 	}

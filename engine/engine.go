@@ -66,6 +66,10 @@ type Engine struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
+	// reloadMu serialises Reload: its steps are prepared against the
+	// config in force and undone as a whole.
+	reloadMu sync.Mutex
+
 	mu                sync.Mutex
 	anomalyWindow     time.Time
 	anomalyCount      int
@@ -89,20 +93,12 @@ type LiveSession struct {
 	cgroupID uint64
 }
 
-// Tally counts sessions and bytes.
-type Tally struct {
-	Sessions  int            `json:"sessions"`
-	Refused   int            `json:"refused"`
-	Anomalies int            `json:"anomalies"`
-	BytesUp   int64          `json:"bytes_up"`
-	BytesDown int64          `json:"bytes_down"`
-	ByTarget  map[string]int `json:"by_target,omitempty"`
-	// FirstSeq and LastSeq bound the journal entries this tally covers.
-	FirstSeq uint64 `json:"first_seq,omitempty"`
-	LastSeq  uint64 `json:"last_seq,omitempty"`
-}
+// Tally counts sessions and bytes. It is the control API's wire type
+// (model.Tally), so the control client needs no engine.
+type Tally = model.Tally
 
-func (t *Tally) add(target string, o inspect.Outcome) {
+// addOutcome counts one finished session of target in t.
+func addOutcome(t *Tally, target string, o inspect.Outcome) {
 	t.Sessions++
 	if o.Refused {
 		t.Refused++
@@ -185,6 +181,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, err
 	}
 	e.metrics = metrics.New(metrics.Gauges{
+		JournalQueue:     func() float64 { return float64(j.Stats().Queued) },
+		JournalLag:       func() float64 { return metrics.SinceSeconds(j.Stats().UnsyncedSince, time.Now()) },
 		JournalLastSeq:   func() float64 { return float64(j.Stats().LastSeq) },
 		BPF:              red.Gauges,
 		LiveSessions:     func() float64 { return float64(len(e.Live())) },
@@ -416,10 +414,10 @@ func (e *Engine) serve(conn net.Conn) {
 
 	e.mu.Lock()
 	delete(e.live, s.ID)
-	e.total.add(ls.Target, out)
+	addOutcome(&e.total, ls.Target, out)
 	for w := range e.watches {
 		if w.covers(ls) {
-			w.tally.add(ls.Target, out)
+			addOutcome(&w.tally, ls.Target, out)
 		}
 	}
 	e.mu.Unlock()
@@ -511,58 +509,6 @@ func (e *Engine) refreshTargets() {
 			}
 		}
 	}
-}
-
-// Reload applies a new config's targets and cgroups. Journal and bpf
-// settings need a restart; Reload says so instead of ignoring them.
-func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
-	e.mu.Lock()
-	old := e.cfg
-	e.mu.Unlock()
-	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail {
-		return errors.New("journal, bpf and intercept.fail settings change only on restart")
-	}
-	for p, h := range e.handler {
-		if r, ok := h.(inspect.Reloader); ok {
-			if err := r.Reload(cfg); err != nil {
-				return fmt.Errorf("%s targets: %w", p, err)
-			}
-		}
-	}
-	if err := e.policy.SetConfig(cfg); err != nil {
-		return err
-	}
-	if err := e.setWebhook(cfg); err != nil {
-		return err
-	}
-	if err := e.red.SetTargets(ctx, targetsOf(cfg)); err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, cg := range cfg.Intercept.Cgroups {
-		want[cg] = true
-		if err := e.attachOrWait(cg); err != nil {
-			return err
-		}
-	}
-	e.mu.Lock()
-	for cg := range e.waiting {
-		if !want[cg] {
-			delete(e.waiting, cg)
-		}
-	}
-	e.mu.Unlock()
-	for _, cg := range old.Intercept.Cgroups {
-		if !want[cg] {
-			if err := e.red.Detach(cg); err != nil {
-				e.log.Warn("detach cgroup", "cgroup", cg, "err", err)
-			}
-		}
-	}
-	e.mu.Lock()
-	e.cfg = cfg
-	e.mu.Unlock()
-	return nil
 }
 
 // Live lists open sessions.
@@ -660,7 +606,13 @@ func (e *Engine) closeNow() error {
 func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
 
 // JournalPath is the journal's database file.
-func (e *Engine) JournalPath() string { return e.cfg.Journal.Path }
+func (e *Engine) JournalPath() string {
+	// Reload swaps e.cfg under e.mu; the journal path itself never
+	// changes without a restart.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.Journal.Path
+}
 
 // LiveIn counts the open sessions a watch covers.
 func (e *Engine) LiveIn(w *Watch) int {
@@ -694,21 +646,6 @@ func (e *Engine) Self(ctx context.Context) model.Identity {
 
 // Approvals is the engine's approvals broker.
 func (e *Engine) Approvals() *approvals.Broker { return e.broker }
-
-// setWebhook (re)configures the approval webhook from cfg.
-func (e *Engine) setWebhook(cfg *config.Config) error {
-	w := cfg.Policy.Webhook
-	if w == nil {
-		e.webhook.Store(nil)
-		return nil
-	}
-	wh, err := approvals.NewWebhook(w.URL, time.Duration(w.Timeout), w.SecretFile, e.log)
-	if err != nil {
-		return fmt.Errorf("policy.webhook: %w", err)
-	}
-	e.webhook.Store(wh)
-	return nil
-}
 
 // notify tells the webhook, if any, of a new approval request.
 func (e *Engine) notify(req model.ApprovalRequest) {

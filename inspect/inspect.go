@@ -116,11 +116,16 @@ type Policy interface {
 }
 
 // Reloader is implemented by handlers that keep per-target settings from
-// the config: the engine calls Reload on SIGHUP, before new targets are
-// intercepted. Sessions already open may keep the settings they started
-// with.
+// the config. On SIGHUP the engine prepares every handler's reload before
+// it applies any, and applies them before new targets are intercepted, so
+// one handler's bad settings leave the old config in force everywhere.
+// Sessions already open may keep the settings they started with.
 type Reloader interface {
-	Reload(cfg *config.Config) error
+	// PrepareReload checks and builds the settings of cfg's targets
+	// (reads keys, credentials, certificates) without changing what the
+	// handler serves. apply installs them and cannot fail; the undo it
+	// returns puts back what apply replaced.
+	PrepareReload(cfg *config.Config) (apply func() (undo func()), err error)
 }
 
 // Masker plans the masking of one result set: which columns a mask rule

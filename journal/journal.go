@@ -174,6 +174,11 @@ type Stats struct {
 	// Checkpoints counts checkpoints signed; SignedSize is the tree size
 	// of the newest.
 	Checkpoints, SignedSize uint64
+	// Queued is the number of records waiting for the writer (appended
+	// and posted); UnsyncedSince is when the oldest record committed but
+	// not yet fsynced was handed over (zero when everything is synced).
+	Queued        int
+	UnsyncedSince time.Time
 }
 
 // Journal appends records to one journal file. It is safe for concurrent
@@ -201,7 +206,10 @@ type Journal struct {
 	gapSession map[string]uint64
 
 	appends, batches, fsyncBatches, idleSyncs, failedBatches, lastSeq atomic.Uint64
-	posted, postWritten, postLost, gaps, checkpoints, signedSize      atomic.Uint64
+	// unsyncedNanos mirrors the writer's unsyncedSince (UnixNano, 0 when
+	// all is synced) for Stats, which other goroutines call.
+	unsyncedNanos                                                atomic.Int64
+	posted, postWritten, postLost, gaps, checkpoints, signedSize atomic.Uint64
 	// shares is the per-session credit of posted records in flight.
 	shares    postShares
 	postWaits atomic.Uint64
@@ -415,6 +423,8 @@ func (j *Journal) Stats() Stats {
 		PostWaits:     j.postWaits.Load(),
 		Checkpoints:   j.checkpoints.Load(),
 		SignedSize:    j.signedSize.Load(),
+		Queued:        len(j.reqs) + len(j.posts),
+		UnsyncedSince: unixNanos(j.unsyncedNanos.Load()),
 	}
 }
 

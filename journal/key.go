@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 )
 
 // Key file names inside the state directory.

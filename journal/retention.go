@@ -99,7 +99,7 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	committed = true
 	w.size, w.headHash = int64(seq), hash
 	w.synced = w.size
-	w.unsyncedSince = time.Time{}
+	w.setUnsynced(time.Time{})
 	w.j.lastSeq.Store(seq)
 	w.j.appends.Add(1)
 	res.Seq = seq

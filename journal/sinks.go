@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 	"github.com/interlock/interlock/journal/evidence"
 )
 

@@ -370,10 +370,10 @@ func (w *writer) process(batch []*request) {
 	j.batches.Add(1)
 	if full {
 		j.fsyncBatches.Add(1)
-		w.unsyncedSince = time.Time{}
+		w.setUnsynced(time.Time{})
 		w.synced = w.size
 	} else if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
-		w.unsyncedSince = oldest
+		w.setUnsynced(oldest)
 	}
 	for _, r := range batch {
 		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
@@ -595,7 +595,8 @@ func (w *writer) syncNow() (err error) {
 	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return fmt.Errorf("commit sync: %w", err)
 	}
-	w.unsyncedSince, w.syncRetryAt = time.Time{}, time.Time{}
+	w.setUnsynced(time.Time{})
+	w.syncRetryAt = time.Time{}
 	w.synced = w.size
 	return nil
 }

@@ -59,6 +59,15 @@ type Gauges struct {
 	ApprovalsPending func() float64
 }
 
+// SinceSeconds is the age of since at now in seconds, for gauges of
+// lag: 0 when since is zero (nothing waits) or in the future.
+func SinceSeconds(since, now time.Time) float64 {
+	if since.IsZero() || since.After(now) {
+		return 0
+	}
+	return now.Sub(since).Seconds()
+}
+
 // New creates the series and registers them with the gauges.
 func New(g Gauges) *Metrics {
 	reg := prometheus.NewRegistry()

@@ -8,7 +8,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
-	"github.com/interlock/interlock/accounts"
+	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/model"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 	"github.com/interlock/interlock/model"
 )
 

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/interlock/interlock/accounts"
+	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/model"
 )
 

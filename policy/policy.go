@@ -26,8 +26,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 
-	"github.com/interlock/interlock/accounts"
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/model"
 )
 
@@ -96,6 +96,20 @@ func (p *Policy) SetConfig(cfg *config.Config) error {
 	}
 	p.rs.Store(rs)
 	return nil
+}
+
+// PrepareConfig compiles cfg's rules without putting them in force, so a
+// reload can check every part of a config before it changes any. apply
+// puts them in force; the undo it returns puts back the rules it replaced.
+func (p *Policy) PrepareConfig(cfg *config.Config) (apply func() (undo func()), err error) {
+	rs, err := compile(cfg, p.env)
+	if err != nil {
+		return nil, err
+	}
+	return func() (undo func()) {
+		old := p.rs.Swap(rs)
+		return func() { p.rs.Store(old) }
+	}, nil
 }
 
 // SetReviewer installs the approvals broker. Without one, a review is a

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // Quote is client-controlled text on one line of a view: escaped by

@@ -20,8 +20,8 @@ import (
 	"strings"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // Record is one journal entry of the session, as the journal stores it.

@@ -16,8 +16,8 @@ import (
 	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 func approvalsCommand() *cli.Command {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // spoofText is what issue 13 held: a harmless first line, a second

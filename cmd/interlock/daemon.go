@@ -151,7 +151,7 @@ func reload(ctx context.Context, cmd *cli.Command, eng *engine.Engine, log *slog
 		return
 	}
 	if err := eng.Reload(ctx, cfg); err != nil {
-		log.Error("reload", "err", err)
+		log.Error("reload refused: keeping the running config", "err", err)
 		return
 	}
 	logPolicyWarnings(log, cfg)

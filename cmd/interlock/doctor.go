@@ -20,10 +20,10 @@ import (
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
 	"github.com/interlock/interlock/internal/cgroupfs"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
 	"github.com/interlock/interlock/runner"
-	"github.com/interlock/interlock/textview"
 )
 
 // check is one line of `interlock doctor`.

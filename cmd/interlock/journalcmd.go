@@ -14,10 +14,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/journal/export"
-	"github.com/interlock/interlock/textview"
 )
 
 func journalFlag() cli.Flag {

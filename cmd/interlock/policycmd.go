@@ -13,10 +13,11 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/inspect/postgres/sqlclass"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 	"github.com/interlock/interlock/policy/cmdline"
-	"github.com/interlock/interlock/textview"
 )
 
 func policyCommand() *cli.Command {
@@ -173,7 +174,7 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 		if t.Protocol != model.ProtoPostgres {
 			return exitWith(exitUsage, fmt.Errorf("--sql needs a postgres target; %s is %s", t.Name, t.Protocol))
 		}
-		stmts, err := classifySQL(cmd.String("sql"))
+		stmts, err := sqlclass.ClassifyStatic(cmd.String("sql"))
 		if err != nil {
 			return exitWith(exitUsage, err)
 		}

@@ -15,10 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/sessionview"
-	"github.com/interlock/interlock/textview"
 )
 
 func sessionsReplayCommand() *cli.Command {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
-	"github.com/interlock/interlock/textview"
 )
 
 func sessionsCommand() *cli.Command {

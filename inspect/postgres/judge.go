@@ -159,16 +159,6 @@ func isOn(v string) bool {
 	return false
 }
 
-// operation is what policy judges of a statement.
-func operation(text string, c *sqlclass.Class) model.Operation {
-	op := model.Operation{Protocol: model.ProtoPostgres, Kind: c.Kind, Text: text, Kinds: c.Kinds,
-		Tables: c.Tables, ReadOnly: c.ReadOnly, NoWhere: c.NoWhere}
-	if c.Err != "" {
-		op.Detail = c.Err
-	}
-	return op
-}
-
 // verdict is what judging a statement decided, with the data flow of its
 // output when mask rules cover columns.
 type verdict struct {
@@ -256,7 +246,7 @@ func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PG
 	if s.h.policy == nil {
 		return verdict{Decision: model.Decision{Action: model.Allow, Rule: "default"}}
 	}
-	d := s.h.policy.Decide(s.ctx, s.origin, operation(text, c))
+	d := s.h.policy.Decide(s.ctx, s.origin, sqlclass.Operation(text, c))
 	if d.Mask != nil {
 		s.refreshMasks()
 	}

@@ -88,9 +88,19 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// Reload implements inspect.Reloader: sessions already open keep the
-// settings they started with.
+// Reload prepares cfg's postgres targets and applies them at once.
 func (h *Handler) Reload(cfg *config.Config) error {
+	apply, err := h.PrepareReload(cfg)
+	if err != nil {
+		return err
+	}
+	apply()
+	return nil
+}
+
+// PrepareReload implements inspect.Reloader: sessions already open keep
+// the settings they started with.
+func (h *Handler) PrepareReload(cfg *config.Config) (apply func() (undo func()), err error) {
 	ts := targets{}
 	var hosts []string
 	for _, tc := range cfg.Targets {
@@ -99,7 +109,7 @@ func (h *Handler) Reload(cfg *config.Config) error {
 		}
 		t, err := newTarget(tc)
 		if err != nil {
-			return fmt.Errorf("target %s: %w", tc.Name, err)
+			return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 		}
 		t.log = h.log
 		if h.events != nil {
@@ -109,18 +119,26 @@ func (h *Handler) Reload(cfg *config.Config) error {
 		ts[tc.Name] = t
 		hosts = append(hosts, t.host)
 	}
+	var clientTLS *tls.Config
 	if len(ts) > 0 {
 		if h.state == "" {
-			return errors.New("no state directory for interlock's TLS certificate")
+			return nil, errors.New("no state directory for interlock's TLS certificate")
 		}
-		tc, err := serverTLS(h.state, hosts)
-		if err != nil {
-			return fmt.Errorf("client-side TLS: %w", err)
+		if clientTLS, err = serverTLS(h.state, hosts); err != nil {
+			return nil, fmt.Errorf("client-side TLS: %w", err)
 		}
-		h.tls.Store(tc)
 	}
-	h.targets.Store(&ts)
-	return nil
+	return func() (undo func()) {
+		oldTLS, oldTargets := h.tls.Load(), h.targets.Load()
+		if clientTLS != nil {
+			h.tls.Store(clientTLS)
+		}
+		h.targets.Store(&ts)
+		return func() {
+			h.tls.Store(oldTLS)
+			h.targets.Store(oldTargets)
+		}
+	}, nil
 }
 
 func (h *Handler) target(name string) *target {

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 )
 
 // The client leg's TLS: interlock answers SSLRequest (and direct TLS)

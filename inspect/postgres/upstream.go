@@ -47,20 +47,11 @@ func newTarget(tc config.TargetConfig) (*target, error) {
 	}
 	t := &target{name: tc.Name, user: tc.Credentials.User, tlsMode: tc.TLSMode(), results: tc.ResultsMode(), rowsMax: tc.RowsMax(),
 		dialTime: 10 * time.Second, checkEffects: tc.EffectsChecked()}
-	switch {
-	case tc.Credentials.PasswordFile != "":
-		b, err := os.ReadFile(tc.Credentials.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("credentials.password_file: %w", err)
-		}
-		t.password = strings.TrimRight(string(b), "\r\n")
-	case tc.Credentials.PasswordEnv != "":
-		v, ok := os.LookupEnv(tc.Credentials.PasswordEnv)
-		if !ok {
-			return nil, fmt.Errorf("credentials.password_env: %s is not set in interlock's environment", tc.Credentials.PasswordEnv)
-		}
-		t.password = v
+	pw, err := tc.Credentials.Password()
+	if err != nil {
+		return nil, err
 	}
+	t.password = pw
 	host, port, err := tc.HostPort()
 	if err != nil {
 		return nil, err

@@ -82,48 +82,51 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 func decodeBinary(oid uint32, v []byte) string {
 	be := binary.BigEndian
 	switch oid {
-	case 16: // bool
+	case pgtype.BoolOID:
 		if len(v) == 1 {
 			return strconv.FormatBool(v[0] != 0)
 		}
-	case 21: // int2
+	case pgtype.Int2OID:
 		if len(v) == 2 {
 			return strconv.Itoa(int(int16(be.Uint16(v))))
 		}
-	case 23: // int4
+	case pgtype.Int4OID:
 		if len(v) == 4 {
 			return strconv.Itoa(int(int32(be.Uint32(v))))
 		}
-	case 26, 28, 29, 24, 2202, 2205, 2206, 3734, 3769, 4089, 4096: // oid, xid, cid, reg*
+	case pgtype.OIDOID, pgtype.XIDOID, pgtype.CIDOID,
+		// reg* (pgtype names none of them): regproc, regprocedure,
+		// regclass, regtype, regconfig, regdictionary, regnamespace, regrole.
+		24, 2202, 2205, 2206, 3734, 3769, 4089, 4096:
 		if len(v) == 4 {
 			return strconv.FormatUint(uint64(be.Uint32(v)), 10)
 		}
-	case 20: // int8
+	case pgtype.Int8OID:
 		if len(v) == 8 {
 			return strconv.FormatInt(int64(be.Uint64(v)), 10)
 		}
-	case 700: // float4
+	case pgtype.Float4OID:
 		if len(v) == 4 {
 			return strconv.FormatFloat(float64(math.Float32frombits(be.Uint32(v))), 'g', -1, 32)
 		}
-	case 701: // float8
+	case pgtype.Float8OID:
 		if len(v) == 8 {
 			return strconv.FormatFloat(math.Float64frombits(be.Uint64(v)), 'g', -1, 64)
 		}
-	case 25, 1043, 1042, 19, 114, 142, 705, 18: // text, varchar, bpchar, name, json, xml, unknown, char
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.JSONOID, pgtype.XMLOID, pgtype.UnknownOID, pgtype.QCharOID:
 		if utf8.Valid(v) {
 			return string(v)
 		}
-	case 3802: // jsonb: a version byte, then the text
+	case pgtype.JSONBOID: // a version byte, then the text
 		if len(v) >= 1 && v[0] == 1 && utf8.Valid(v[1:]) {
 			return string(v[1:])
 		}
-	case 2950: // uuid
+	case pgtype.UUIDOID:
 		if len(v) == 16 {
 			h := hex.EncodeToString(v)
 			return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 		}
-	case 1082: // date
+	case pgtype.DateOID:
 		if len(v) == 4 {
 			d := int32(be.Uint32(v))
 			switch d {
@@ -134,7 +137,7 @@ func decodeBinary(oid uint32, v []byte) string {
 			}
 			return pgEpoch.AddDate(0, 0, int(d)).Format("2006-01-02")
 		}
-	case 1114, 1184: // timestamp, timestamptz
+	case pgtype.TimestampOID, pgtype.TimestamptzOID:
 		if len(v) == 8 {
 			us := int64(be.Uint64(v))
 			switch us {
@@ -144,12 +147,12 @@ func decodeBinary(oid uint32, v []byte) string {
 				return "-infinity"
 			}
 			t := pgEpoch.Add(time.Duration(us) * time.Microsecond)
-			if oid == 1184 {
+			if oid == pgtype.TimestamptzOID {
 				return t.Format("2006-01-02 15:04:05.999999Z07:00")
 			}
 			return t.Format("2006-01-02 15:04:05.999999")
 		}
-	case 1700: // numeric
+	case pgtype.NumericOID:
 		if s, ok := decodeNumeric(v); ok {
 			return s
 		}

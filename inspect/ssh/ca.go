@@ -14,7 +14,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/interlock/interlock/atomicfile"
+	"github.com/interlock/interlock/internal/atomicfile"
 )
 
 // Files of interlock's SSH certificate authority, under <state_dir>/ssh/.

@@ -31,6 +31,13 @@ func (p *preauthSlots) configure(max int, includeRoot bool) {
 	p.max, p.includeRoot = max, includeRoot
 }
 
+// settings returns what configure set, so a failed reload can put it back.
+func (p *preauthSlots) settings() (max int, includeRoot bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.max, p.includeRoot
+}
+
 // enter takes a slot for uid. When uid holds the cap already, ok is false
 // and max is the cap it hit. release gives the slot back; it may be
 // called more than once.

@@ -113,44 +113,61 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// Reload implements inspect.Reloader: it prepares the ssh targets of cfg
-// and swaps them in. On error nothing changes. Sessions already open keep
-// the settings they started with.
+// Reload prepares cfg's ssh targets and applies them at once.
 func (h *Handler) Reload(cfg *config.Config) error {
-	m := map[string]*target{}
-	if cfg == nil {
-		h.targets.Store(&m)
-		return nil
+	apply, err := h.PrepareReload(cfg)
+	if err != nil {
+		return err
 	}
-
-	var ca *authority
-	var userCA gossh.Signer
-	for _, tc := range cfg.Targets {
-		if tc.Protocol != model.ProtoSSH {
-			continue
-		}
-		if tc.HostKeyFile == "" && ca == nil {
-			var err error
-			if ca, err = loadAuthority(h.stateDir, h.log); err != nil {
-				return fmt.Errorf("target %s: %w", tc.Name, err)
-			}
-		}
-		if tc.Credentials != nil && tc.Credentials.Certificate && userCA == nil {
-			var err error
-			if userCA, err = loadUserCA(h.stateDir, h.log); err != nil {
-				return fmt.Errorf("target %s: %w", tc.Name, err)
-			}
-		}
-		t, err := prepareTarget(tc, ca, userCA)
-		if err != nil {
-			return fmt.Errorf("target %s: %w", tc.Name, err)
-		}
-		m[t.name] = t
-	}
-	h.targets.Store(&m)
-	lim := cfg.Limits.Resolve()
-	h.preauth.configure(lim.SSHPreauth, lim.IncludeRoot)
+	apply()
 	return nil
+}
+
+// PrepareReload implements inspect.Reloader: it prepares the ssh targets
+// of cfg (keys, host keys or certificates, known hosts); apply swaps them
+// in and sets the pre-authentication cap.
+func (h *Handler) PrepareReload(cfg *config.Config) (apply func() (undo func()), err error) {
+	m := map[string]*target{}
+	var preauthMax int
+	var preauthRoot bool
+	if cfg != nil {
+		var ca *authority
+		var userCA gossh.Signer
+		for _, tc := range cfg.Targets {
+			if tc.Protocol != model.ProtoSSH {
+				continue
+			}
+			if tc.HostKeyFile == "" && ca == nil {
+				if ca, err = loadAuthority(h.stateDir, h.log); err != nil {
+					return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+				}
+			}
+			if tc.Credentials != nil && tc.Credentials.Certificate && userCA == nil {
+				if userCA, err = loadUserCA(h.stateDir, h.log); err != nil {
+					return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+				}
+			}
+			t, err := prepareTarget(tc, ca, userCA)
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+			}
+			m[t.name] = t
+		}
+		lim := cfg.Limits.Resolve()
+		preauthMax, preauthRoot = lim.SSHPreauth, lim.IncludeRoot
+	}
+	return func() (undo func()) {
+		old := h.targets.Load()
+		oldMax, oldRoot := h.preauth.settings()
+		h.targets.Store(&m)
+		if cfg != nil {
+			h.preauth.configure(preauthMax, preauthRoot)
+		}
+		return func() {
+			h.targets.Store(old)
+			h.preauth.configure(oldMax, oldRoot)
+		}
+	}, nil
 }
 
 func (h *Handler) target(name string) *target {
@@ -214,7 +231,7 @@ func prepareUpstream(tc config.TargetConfig, userCA gossh.Signer) (*target, erro
 		t.signer = signer
 	}
 	if c.PasswordFile != "" || c.PasswordEnv != "" {
-		pw, err := readPassword(c)
+		pw, err := c.Password()
 		if err != nil {
 			return nil, err
 		}
@@ -268,25 +285,6 @@ func readPrivateKey(path string) (gossh.Signer, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return signer, nil
-}
-
-func readPassword(c *config.Credentials) (string, error) {
-	if c.PasswordEnv != "" {
-		pw, ok := os.LookupEnv(c.PasswordEnv)
-		if !ok || pw == "" {
-			return "", fmt.Errorf("credentials.password_env: %s is not set in interlock's environment", c.PasswordEnv)
-		}
-		return pw, nil
-	}
-	b, err := os.ReadFile(c.PasswordFile)
-	if err != nil {
-		return "", fmt.Errorf("credentials.password_file: %w", err)
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("credentials.password_file: %s is empty", c.PasswordFile)
-	}
-	return pw, nil
 }
 
 // knownAlgorithms asks the known_hosts callback which key types it holds

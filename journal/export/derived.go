@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/sessionview"
-	"github.com/interlock/interlock/textview"
 )
 
 // The derived files (statements.csv, approvals.csv, the casts, the

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/textview"
 )
 
 // maxRows caps each table of the summary so it stays one page a browser

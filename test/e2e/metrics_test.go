@@ -66,4 +66,12 @@ func TestMetrics(t *testing.T) {
 	if value(after, "interlock_journal_last_seq") <= value(before, "interlock_journal_last_seq") {
 		t.Errorf("journal_last_seq did not move")
 	}
+	// The writer's queue and sync lag are served (value() is -1 for a
+	// series that is absent); idle, nothing waits long.
+	if v := value(after, "interlock_journal_queue_depth"); v < 0 || v > 100 {
+		t.Errorf("journal_queue_depth = %v, want served and small", v)
+	}
+	if v := value(after, "interlock_journal_sync_lag_seconds"); v < 0 || v > 5 {
+		t.Errorf("journal_sync_lag_seconds = %v, want served and under the sync interval's order", v)
+	}
 }
