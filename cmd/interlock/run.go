@@ -157,7 +157,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	if daemon != nil {
 		if cmd.IsSet("config") {
-			log.Warn("a daemon is running: its config governs this run, not --config", "daemon_config", cfg.Control.Socket)
+			warnDaemonGoverns(ctx, log, daemon, cmd.String("config"))
 		}
 		sess, err = startDaemonRun(ctx, daemon, cg, argv)
 	} else {
