@@ -99,6 +99,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	logPolicyWarnings(log, cfg)
 	log.Info("interlock daemon ready", "version", versionString(), "config", configName(cfg),
 		"journal", cfg.Journal.Path, "cgroups", cfg.Intercept.Cgroups, "targets", len(cfg.Targets), "listeners", addrs)
+	logNothingToIntercept(log, cfg)
 	sdNotify("READY=1")
 
 	sigs := make(chan os.Signal, 4)
