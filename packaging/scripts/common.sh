@@ -49,6 +49,34 @@ make_state_dir() {
 	find "$STATE_DIR" -xdev \( -type f -o -type d \) -exec chgrp "$group" {} + -exec chmod g-w,o-w {} +
 }
 
+KNOWN_HOSTS=/etc/ssh/ssh_known_hosts
+
+# trust_ssh_ca puts the @cert-authority line of interlock's SSH host CA
+# (created now if absent) in the system known_hosts, so that OpenSSH
+# clients accept the host certificates interlock presents for ssh targets.
+# Idempotent: the line is added once, and a line of an earlier CA (its
+# comment is interlock-ssh-ca) is replaced; the admin's lines stay.
+trust_ssh_ca() {
+	line=$("$INTERLOCK" ssh-ca host 2>/dev/null) || {
+		echo "interlock: could not create the SSH host CA; add its line later: interlock ssh-ca host >> $KNOWN_HOSTS" >&2
+		return 0
+	}
+	if [ -f "$KNOWN_HOSTS" ] && grep -qxF "$line" "$KNOWN_HOSTS"; then
+		return 0
+	fi
+	mkdir -p "$(dirname "$KNOWN_HOSTS")"
+	untrust_ssh_ca
+	echo "$line" >>"$KNOWN_HOSTS"
+	chmod 0644 "$KNOWN_HOSTS"
+}
+
+# untrust_ssh_ca removes the lines trust_ssh_ca added.
+untrust_ssh_ca() {
+	if [ -f "$KNOWN_HOSTS" ]; then
+		sed -i '/^@cert-authority [^ ]* [^ ]* [^ ]* interlock-ssh-ca$/d' "$KNOWN_HOSTS"
+	fi
+}
+
 # first_start enables and starts the service if the config already asks for
 # interception (names cgroups and targets); otherwise it says what to do.
 first_start() {

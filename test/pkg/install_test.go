@@ -217,6 +217,12 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	if got := c.must("getent group interlock | cut -d: -f1"); got != "interlock\n" {
 		t.Errorf("no audit group: %q", got)
 	}
+	caLine := c.must("interlock ssh-ca host 2>/dev/null")
+	if !strings.HasPrefix(caLine, "@cert-authority * ssh-ed25519 ") || !strings.HasSuffix(caLine, " interlock-ssh-ca\n") {
+		t.Fatalf("interlock ssh-ca host: %q", caLine)
+	}
+	knownHostsHasCA(t, c, caLine)
+	c.must(`echo '[admin.example]:22 ssh-ed25519 AAAAadmin' >> /etc/ssh/ssh_known_hosts`)
 	if got := c.must("interlock version"); strings.TrimSpace(got) != "interlock "+v1 {
 		t.Errorf("interlock version = %q, want interlock %s", got, v1)
 	}
@@ -269,6 +275,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		t.Errorf("upgrade changed the state: %+v, was %+v", got, before)
 	}
 	c.must("interlock journal verify -q")
+	knownHostsHasCA(t, c, caLine)
 
 	c.must("dpkg -r interlock") // remove: config and state stay
 	c.must("test ! -e /usr/bin/interlock")
@@ -289,6 +296,9 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		t.Errorf("purge did not say it deletes the state:\n%s", out)
 	}
 	c.must("test ! -e /var/lib/interlock && test ! -e /etc/interlock && test ! -e /usr/bin/interlock")
+	if got := c.must("cat /etc/ssh/ssh_known_hosts"); got != "[admin.example]:22 ssh-ed25519 AAAAadmin\n" {
+		t.Errorf("after purge, /etc/ssh/ssh_known_hosts is %q: want the admin's line alone", got)
+	}
 	if out, code := c.sh("dpkg-query -W -f='${db:Status-Status}' interlock"); code == 0 && strings.TrimSpace(out) != "not-installed" {
 		t.Errorf("after purge, dpkg still knows interlock: %q", out)
 	}
@@ -342,4 +352,14 @@ func auditGroupReads(t *testing.T, c *chrootEnv) {
 		t.Errorf("a user outside the group listed sessions (exit %d):\n%s", code, out)
 	}
 	c.must("userdel auditor; userdel outsider; rm -rf /srv/audit")
+}
+
+// knownHostsHasCA: the package put interlock's @cert-authority line in the
+// system known_hosts once (reinstalls and upgrades do not repeat it).
+func knownHostsHasCA(t *testing.T, c *chrootEnv, caLine string) {
+	t.Helper()
+	got := c.must("cat /etc/ssh/ssh_known_hosts")
+	if n := strings.Count(got, caLine); n != 1 {
+		t.Errorf("/etc/ssh/ssh_known_hosts holds interlock's CA line %d times:\n%s", n, got)
+	}
 }
