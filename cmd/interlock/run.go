@@ -376,6 +376,7 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 		state.Remove(runDir)
 		return nil, exitWith(engineExitCode(err), err)
 	}
+	publishPostgresCA(&runCfg, log)
 	r := &embeddedRun{eng: eng, cg: cg, state: state, runDir: runDir, log: log}
 	r.watch = eng.WatchCgroup(cg.Path, cg.ID)
 	if err := eng.Redirector().Attach(cg.Path); err != nil {
