@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/interlock/interlock/control"
@@ -18,6 +20,9 @@ func warnDaemonGoverns(ctx context.Context, log *slog.Logger, daemon *control.Cl
 	defer cancel()
 	attrs := []any{"ignored_config", ignored}
 	if st, err := daemon.Status(ctx); err == nil {
+		if abs, aerr := filepath.Abs(ignored); aerr == nil && st.Config != "" && sameFile(abs, st.Config) {
+			return // the daemon runs with --config: nothing is ignored
+		}
 		file := st.Config
 		if file == "" {
 			file = "(built-in defaults)"
@@ -29,4 +34,17 @@ func warnDaemonGoverns(ctx context.Context, log *slog.Logger, daemon *control.Cl
 	attrs = append(attrs, "to use --config instead", "interlock run --engine embedded -c "+ignored+" -- CMD")
 	log.Warn("a daemon is running and intercepts this run with its own config: only its targets are intercepted "+
 		"and recorded in its journal; connections to targets only --config names go direct", attrs...)
+}
+
+// sameFile reports whether a and b name one file.
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

@@ -55,6 +55,11 @@ func TestRunDemoBesideDaemon(t *testing.T) {
 		t.Errorf("the run's connection did not go direct (the warning would be wrong)")
 	}
 
+	// With the daemon's own config file nothing is ignored: no warning.
+	if _, stderr, code := daemonEnv.runUnder("true"); code != 0 || strings.Contains(stderr, "a daemon is running") {
+		t.Errorf("run -c with the daemon's config: exit %d: %s", code, stderr)
+	}
+
 	out, stderr, code = daemonEnv.interlock("run", "--engine", "embedded", "-c", demo, "--", clientBin, "-addr", srv.addr())
 	if code != 0 {
 		t.Fatalf("embedded run beside the daemon: exit %d\n%s\n%s", code, out, stderr)
