@@ -328,6 +328,13 @@ func createFile(path string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("journal: %s is not a regular file", path)
 	}
+	// A new file gets 0640 whatever the umask: the audit group (the
+	// directory's, by its setgid bit) reads it.
+	if fi.Size() == 0 && fi.Mode().Perm() != 0o640 {
+		if err := os.Chmod(path, 0o640); err != nil {
+			return fmt.Errorf("journal: chmod %s: %w", path, err)
+		}
+	}
 	return nil
 }
 

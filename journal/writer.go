@@ -109,6 +109,10 @@ func (w *writer) connect(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("journal: set synchronous on %s: %w", w.opts.Path, err)
 	}
+	if err := keepWALFiles(ctx, c); err != nil {
+		c.Close()
+		return err
+	}
 	w.conn, w.full = c, true
 	return nil
 }

@@ -99,6 +99,8 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	logPolicyWarnings(log, cfg)
 	log.Info("interlock daemon ready", "version", versionString(), "config", configName(cfg),
 		"journal", cfg.Journal.Path, "cgroups", cfg.Intercept.Cgroups, "targets", len(cfg.Targets), "listeners", addrs)
+	logNothingToIntercept(log, cfg)
+	publishPostgresCA(cfg, log)
 	sdNotify("READY=1")
 
 	sigs := make(chan os.Signal, 4)
@@ -155,6 +157,7 @@ func reload(ctx context.Context, cmd *cli.Command, eng *engine.Engine, log *slog
 		return
 	}
 	logPolicyWarnings(log, cfg)
+	publishPostgresCA(cfg, log)
 	log.Info("config reloaded", "config", configName(cfg), "targets", len(cfg.Targets), "cgroups", cfg.Intercept.Cgroups)
 }
 

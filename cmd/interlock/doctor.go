@@ -268,6 +268,9 @@ func journalCheck(path string) check {
 		return check{Name: "journal", Status: "fail", Detail: path + " or its directory is not writable by this user",
 			Fix: "run as root; the daemon writes it as root"}
 	}
+	if c, bad := journalWritableByOthers(path); bad {
+		return c
+	}
 	detail := fmt.Sprintf("%s, %d bytes, writable; check it with `interlock journal verify`", path, fi.Size())
 	var st unix.Statfs_t
 	if unix.Statfs(filepath.Dir(path), &st) == nil {

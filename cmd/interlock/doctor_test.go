@@ -243,3 +243,33 @@ func TestTargetListenerCoverage(t *testing.T) {
 		t.Errorf("remote target: %+v", cs)
 	}
 }
+
+// TestJournalCheckModes: a journal the audit group may read is fine; one
+// that group or others may write (its -wal included) fails with the fix.
+func TestJournalCheckModes(t *testing.T) {
+	testenv.RequireRoot(t) // the check wants a journal this user can write
+	path := filepath.Join(t.TempDir(), "journal.db")
+	for _, c := range []struct {
+		db, wal os.FileMode
+		want    string
+	}{
+		{0o640, 0o640, "ok"}, {0o600, 0o600, "ok"}, {0o644, 0o640, "ok"},
+		{0o660, 0o640, "fail"}, {0o640, 0o662, "fail"},
+	} {
+		for p, m := range map[string]os.FileMode{path: c.db, path + "-wal": c.wal} {
+			if err := os.WriteFile(p, nil, m); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := journalCheck(path)
+		if got.Status != c.want && !(c.want == "ok" && got.Status == "warn") {
+			t.Errorf("db %04o wal %04o: %+v, want %s", c.db, c.wal, got, c.want)
+		}
+		if c.want == "fail" && !strings.Contains(got.Fix, "chmod go-w") {
+			t.Errorf("db %04o wal %04o: no fix: %+v", c.db, c.wal, got)
+		}
+	}
+}

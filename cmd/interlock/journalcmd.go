@@ -390,6 +390,12 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		keyPath = filepath.Join(dir, journal.KeyFile)
 	}
+	if _, err := os.Stat(keyPath); err == nil && unix.Access(keyPath, unix.R_OK) != nil {
+		// An auditor in the interlock group reads the journal, never
+		// the key that signs it.
+		return exitWith(exitNoPerm, fmt.Errorf("a sealed bundle needs the journal's signing key %s, which only root may read: "+
+			"run the export as root, or write --format ocsf (needs no key); `interlock journal verify` checks the journal itself", keyPath))
+	}
 	if _, err := readInput("signing key", keyPath); err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	if daemon != nil {
 		if cmd.IsSet("config") {
-			log.Warn("a daemon is running: its config governs this run, not --config", "daemon_config", cfg.Control.Socket)
+			warnDaemonGoverns(ctx, log, daemon, cmd.String("config"))
 		}
 		sess, err = startDaemonRun(ctx, daemon, cg, argv)
 	} else {
@@ -376,6 +376,7 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 		state.Remove(runDir)
 		return nil, exitWith(engineExitCode(err), err)
 	}
+	publishPostgresCA(&runCfg, log)
 	r := &embeddedRun{eng: eng, cg: cg, state: state, runDir: runDir, log: log}
 	r.watch = eng.WatchCgroup(cg.Path, cg.ID)
 	if err := eng.Redirector().Attach(cg.Path); err != nil {

@@ -249,7 +249,11 @@ func (c *conn) serverConfig(ciphers []string) *gossh.ServerConfig {
 				c.bannerSent = true
 				return c.refusal.message
 			}
-			return ""
+			// The first attempt is always "none", before the client says
+			// whether it has a key; a client with none and no prompt
+			// (BatchMode) then gives up with a bare "Permission denied".
+			// This line, shown once, is the only way to tell it why.
+			return keylessHint(c.t)
 		},
 		PublicKeyCallback: func(m gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
 			// A query or a signed attempt: the signature is checked next,
@@ -374,4 +378,14 @@ func isEOF(err error) bool {
 	// The library's disconnect error type is unexported; 11 is
 	// SSH_DISCONNECT_BY_APPLICATION.
 	return errors.Is(err, io.EOF) || strings.HasPrefix(err.Error(), "ssh: disconnect, reason 11:")
+}
+
+// keylessHint is the banner every client of the right user gets at its
+// first authentication attempt: interlock logs in to the target with the
+// credential it holds, and the kernel's identity of the process is the
+// authentication, so any key or password of the client's own will do. It
+// is one line (OpenSSH prints it at the default LogLevel; LogLevel=ERROR
+// hides it).
+func keylessHint(t *target) string {
+	return fmt.Sprintf("interlock: holds the credential for %s@%s; any key or password of yours is accepted (no key? run ssh-keygen -t ed25519)\r\n", t.user, t.name)
 }

@@ -282,6 +282,18 @@ SELECT 'still here' AS alive;
 		if code != 0 || strings.TrimSpace(out) != "verified" {
 			t.Errorf("sslmode=verify-full with interlock's CA: exit %d: %s %s", code, out, stderr)
 		}
+		// A job that is not root cannot read state_dir; it uses the copy
+		// published beside the control socket.
+		published := filepath.Join(filepath.Dir(e.socket), "postgres-ca.crt")
+		q := "SELECT 'verified as nobody'"
+		out, stderr, code = e.runUnder("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			"env", "HOME=/nonexistent", psql, "-X", "-At", "-c", q, conninfo(srv, "sslmode=verify-full sslrootcert="+published))
+		if code != 0 || strings.TrimSpace(out) != "verified as nobody" {
+			t.Errorf("sslmode=verify-full as nobody with %s: exit %d: %s %s", published, code, out, stderr)
+		}
+		if _, so, ok := e.findStatement(q); !ok || so.Postgres == nil || !so.Postgres.ClientTLS || so.Identity.Kernel.UID != 65534 {
+			t.Errorf("the non-root verify-full session is not journaled as such: %+v", so)
+		}
 	})
 
 	t.Run("pgx", func(t *testing.T) {

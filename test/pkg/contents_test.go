@@ -206,6 +206,7 @@ func TestUnitVerifies(t *testing.T) {
 		"ProtectSystem":           "strict",
 		"StateDirectory":          "interlock",
 		"StateDirectoryMode":      "0750",
+		"Group":                   "interlock",
 		"RuntimeDirectory":        "interlock",
 		"NoNewPrivileges":         "yes",
 		"ReadWritePaths":          "/sys/fs/bpf /sys/fs/cgroup",

@@ -207,14 +207,26 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	deb1, deb2 := c.put(debs[v1]), c.put(debs[v2])
 
 	out := c.must("dpkg -i " + deb1)
-	if !strings.Contains(out, "installed, not started") {
-		// Not a systemd host: the script says nothing; on one it explains.
-		t.Logf("dpkg -i:\n%s", out)
+	// The root runs no systemd: the script says what to do next all the same.
+	for _, want := range []string{"installed, not started (this host does not run systemd)", "/etc/interlock/interlock.yaml",
+		"interlock doctor", "interlock daemon", "members of the group interlock can read the journal"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dpkg -i output lacks %q:\n%s", want, out)
+		}
 	}
+	if got := c.must("getent group interlock | cut -d: -f1"); got != "interlock\n" {
+		t.Errorf("no audit group: %q", got)
+	}
+	caLine := c.must("interlock ssh-ca host 2>/dev/null")
+	if !strings.HasPrefix(caLine, "@cert-authority * ssh-ed25519 ") || !strings.HasSuffix(caLine, " interlock-ssh-ca\n") {
+		t.Fatalf("interlock ssh-ca host: %q", caLine)
+	}
+	knownHostsHasCA(t, c, caLine)
+	c.must(`echo '[admin.example]:22 ssh-ed25519 AAAAadmin' >> /etc/ssh/ssh_known_hosts`)
 	if got := c.must("interlock version"); strings.TrimSpace(got) != "interlock "+v1 {
 		t.Errorf("interlock version = %q, want interlock %s", got, v1)
 	}
-	if got := c.must(`stat -c '%a %U:%G' /var/lib/interlock /etc/interlock/interlock.yaml /usr/bin/interlock`); got != "750 root:root\n644 root:root\n755 root:root\n" {
+	if got := c.must(`stat -c '%a %U:%G' /var/lib/interlock /etc/interlock/interlock.yaml /usr/bin/interlock`); got != "2750 root:interlock\n644 root:root\n755 root:root\n" {
 		t.Errorf("modes after install:\n%s", got)
 	}
 	if got := c.must(`dpkg-query -W -f='${Conffiles}' interlock`); !strings.Contains(got, "/etc/interlock/interlock.yaml ") {
@@ -242,6 +254,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	// A journal with real records (an interlock run in the root), a signing
 	// key, and a config the admin changed.
 	c.must(`interlock run -q -- true && test -s /var/lib/interlock/journal.db && interlock journal verify -q`)
+	auditGroupReads(t, c)
 	c.must(`umask 077; echo secret > /var/lib/interlock/test-signing.key`)
 	c.must(`sed -i 's/^  level: info /  level: debug/' /etc/interlock/interlock.yaml && grep -q '^  level: debug' /etc/interlock/interlock.yaml && echo '# changed by the admin' >> /etc/interlock/interlock.yaml`)
 	before := c.state()
@@ -262,6 +275,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		t.Errorf("upgrade changed the state: %+v, was %+v", got, before)
 	}
 	c.must("interlock journal verify -q")
+	knownHostsHasCA(t, c, caLine)
 
 	c.must("dpkg -r interlock") // remove: config and state stay
 	c.must("test ! -e /usr/bin/interlock")
@@ -282,6 +296,9 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		t.Errorf("purge did not say it deletes the state:\n%s", out)
 	}
 	c.must("test ! -e /var/lib/interlock && test ! -e /etc/interlock && test ! -e /usr/bin/interlock")
+	if got := c.must("cat /etc/ssh/ssh_known_hosts"); got != "[admin.example]:22 ssh-ed25519 AAAAadmin\n" {
+		t.Errorf("after purge, /etc/ssh/ssh_known_hosts is %q: want the admin's line alone", got)
+	}
 	if out, code := c.sh("dpkg-query -W -f='${db:Status-Status}' interlock"); code == 0 && strings.TrimSpace(out) != "not-installed" {
 		t.Errorf("after purge, dpkg still knows interlock: %q", out)
 	}
@@ -305,4 +322,44 @@ func doctor(t *testing.T, c *chrootEnv) map[string]doctorCheck {
 		t.Logf("doctor:\n%s", out)
 	}
 	return m
+}
+
+// auditGroupReads: a member of the interlock group lists sessions, shows
+// one and verifies the journal without root, and writes none of its files;
+// a user outside the group reads nothing.
+func auditGroupReads(t *testing.T, c *chrootEnv) {
+	t.Helper()
+	c.must("id auditor >/dev/null 2>&1 || useradd --no-create-home --groups interlock auditor; id outsider >/dev/null 2>&1 || useradd --no-create-home outsider")
+	if got := c.must(`stat -c '%a %U:%G' /var/lib/interlock/journal.db /var/lib/interlock/journal.db-wal /var/lib/interlock/journal.db-shm`); got != "640 root:interlock\n640 root:interlock\n640 root:interlock\n" {
+		t.Errorf("journal files:\n%s", got)
+	}
+	out := c.must(`runuser -u auditor -- interlock sessions list --json && runuser -u auditor -- interlock journal verify -q && echo member-read-ok`)
+	if !strings.Contains(out, "member-read-ok") || !strings.HasPrefix(strings.TrimSpace(out), "[") {
+		t.Errorf("a member of the interlock group could not read the journal:\n%s", out)
+	}
+	out = c.must(`install -d -o auditor /srv/audit && cd /srv/audit && runuser -u auditor -- interlock journal export -q --format ocsf -o /srv/audit/audit.jsonl && test -f /srv/audit/audit.jsonl && echo export-ok`)
+	// No target in this root: the run's journal holds no session, so the
+	// export is empty (the e2e TestAuditGroupReadsLiveJournal exports one).
+	if !strings.Contains(out, "export-ok") || !strings.Contains(out, "wrote 0 OCSF events") {
+		t.Errorf("a member could not export:\n%s", out)
+	}
+	for _, f := range []string{"journal.db", "journal.db-wal", "journal.db-shm", "journal.pub", "new"} {
+		if out, code := c.sh(`runuser -u auditor -- sh -c 'echo x >> /var/lib/interlock/` + f + `'`); code == 0 {
+			t.Errorf("a member of the interlock group wrote %s: %s", f, out)
+		}
+	}
+	if out, code := c.sh(`runuser -u outsider -- interlock sessions list`); code == 0 || !strings.Contains(out, "permission denied") {
+		t.Errorf("a user outside the group listed sessions (exit %d):\n%s", code, out)
+	}
+	c.must("userdel auditor; userdel outsider; rm -rf /srv/audit")
+}
+
+// knownHostsHasCA: the package put interlock's @cert-authority line in the
+// system known_hosts once (reinstalls and upgrades do not repeat it).
+func knownHostsHasCA(t *testing.T, c *chrootEnv, caLine string) {
+	t.Helper()
+	got := c.must("cat /etc/ssh/ssh_known_hosts")
+	if n := strings.Count(got, caLine); n != 1 {
+		t.Errorf("/etc/ssh/ssh_known_hosts holds interlock's CA line %d times:\n%s", n, got)
+	}
 }
