@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/interlock/interlock/atomicfile"
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/atomicfile"
 )
 
 // postgresCAName is the client-readable copy of interlock's PostgreSQL CA
