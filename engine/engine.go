@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -429,63 +428,6 @@ func (e *Engine) serve(conn net.Conn) {
 // beyond the budget, anomalies are counted and summarised once a second.
 const anomalyBudget = 20
 
-// anomaly journals a connection that reached the listener but cannot be
-// served. The record is synced: it is evidence of an attempt that was
-// refused.
-func (e *Engine) anomaly(conn net.Conn, cause error) {
-	a := model.Anomaly{Reason: cause.Error()}
-	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-		a.Peer = ta.AddrPort()
-	}
-	if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-		a.Local = ta.AddrPort()
-	}
-	e.mu.Lock()
-	e.total.Anomalies++
-	for w := range e.watches {
-		w.tally.Anomalies++
-	}
-	now := time.Now().Truncate(time.Second)
-	if !now.Equal(e.anomalyWindow) {
-		e.anomalyWindow, e.anomalyCount = now, 0
-	}
-	e.anomalyCount++
-	over := e.anomalyCount > anomalyBudget
-	if over {
-		e.anomalySuppressed++
-	}
-	e.mu.Unlock()
-	if over {
-		return
-	}
-	e.log.Warn("refused connection", "peer", a.Peer, "reason", a.Reason)
-	e.appendAnomaly(a)
-}
-
-func (e *Engine) appendAnomaly(a model.Anomaly) {
-	if _, err := e.journal.Append(context.WithoutCancel(e.ctx), model.Record{Kind: model.KindAnomaly, Data: a}, model.Synced); err != nil {
-		e.log.Error("journal anomaly", "err", err)
-	}
-}
-
-// flushSuppressed writes one record for the anomalies over the budget,
-// and the summaries of limit hits (limits.go).
-func (e *Engine) flushSuppressed() {
-	e.flushLimits()
-	e.mu.Lock()
-	n := e.anomalySuppressed
-	e.anomalySuppressed = 0
-	e.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	e.log.Warn("refused connections over the per-second budget", "count", n)
-	e.appendAnomaly(model.Anomaly{
-		Reason: fmt.Sprintf("%d more refused connections without a connect record (over %d/s, summarised)", n, anomalyBudget),
-		Detail: map[string]any{"suppressed": n},
-	})
-}
-
 // refreshTargets re-resolves target host names, so a DNS change moves the
 // interception with it, and summarises suppressed anomalies.
 func (e *Engine) refreshTargets() {
@@ -509,55 +451,6 @@ func (e *Engine) refreshTargets() {
 			}
 		}
 	}
-}
-
-// Live lists open sessions.
-func (e *Engine) Live() []LiveSession {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]LiveSession, 0, len(e.live))
-	for _, s := range e.live {
-		out = append(out, *s)
-	}
-	return out
-}
-
-// Total is the tally of every session this engine finished.
-func (e *Engine) Total() Tally {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.total
-}
-
-// Watch tallies the sessions of one cgroup subtree (an `interlock run`).
-type Watch struct {
-	path  string
-	id    uint64
-	tally Tally
-}
-
-func (w *Watch) covers(s *LiveSession) bool {
-	if s.cgroupID == w.id {
-		return true
-	}
-	return s.Cgroup != "" && (s.Cgroup == w.path || strings.HasPrefix(s.Cgroup, strings.TrimSuffix(w.path, "/")+"/"))
-}
-
-// WatchCgroup starts tallying sessions from a cgroup subtree.
-func (e *Engine) WatchCgroup(path string, id uint64) *Watch {
-	w := &Watch{path: path, id: id}
-	e.mu.Lock()
-	e.watches[w] = struct{}{}
-	e.mu.Unlock()
-	return w
-}
-
-// Unwatch stops a watch and returns its tally.
-func (e *Engine) Unwatch(w *Watch) Tally {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.watches, w)
-	return w.tally
 }
 
 // Close stops accepting, lets open sessions run for the grace period,
@@ -612,19 +505,6 @@ func (e *Engine) JournalPath() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.cfg.Journal.Path
-}
-
-// LiveIn counts the open sessions a watch covers.
-func (e *Engine) LiveIn(w *Watch) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for _, s := range e.live {
-		if w.covers(s) {
-			n++
-		}
-	}
-	return n
 }
 
 // IdentityOf resolves a process that did not come through a connect hook,
