@@ -276,16 +276,8 @@ func (s *Server) endRun(w http.ResponseWriter, r *http.Request) {
 // finish ends a run: waits briefly for its sessions, journals run.end and
 // stops intercepting its cgroup.
 func (s *Server) finish(rn *run, res model.RunEnd) engine.Tally {
-	// Sessions of the run may still be closing; give them a moment so the
-	// tally is complete.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) && s.Engine.LiveIn(rn.watch) > 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	tally := s.Engine.Unwatch(rn.watch)
-	res.Sessions, res.Refused, res.Anomalies = tally.Sessions, tally.Refused, tally.Anomalies
-	res.BytesUp, res.BytesDown = tally.BytesUp, tally.BytesDown
-	if _, err := s.Engine.Journal().Append(context.Background(), model.Record{Kind: model.KindRunEnd, Session: rn.ID, Data: res}, model.Synced); err != nil {
+	tally, err := s.Engine.EndRun(context.Background(), rn.ID, rn.watch, res)
+	if err != nil {
 		s.Logger.Error("journal run end", "run", rn.ID, "err", err)
 	}
 	if err := s.Engine.Redirector().Detach(rn.Cgroup); err != nil {

@@ -3,7 +3,12 @@ package engine
 // Live sessions and the watches runs keep on their cgroups.
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"time"
+
+	"github.com/interlock/interlock/model"
 )
 
 // Live lists open sessions.
@@ -66,4 +71,24 @@ func (e *Engine) LiveIn(w *Watch) int {
 		}
 	}
 	return n
+}
+
+// EndRun ends a run's watch and journals its run.end: it waits up to two
+// seconds for the run's sessions to close (their close records complete
+// the tally), stops counting the cgroup, and appends run.end with the
+// tally, synced. The daemon (for a run it serves) and an embedded run both
+// end runs here, so run.end has one shape and one durability.
+func (e *Engine) EndRun(ctx context.Context, id string, w *Watch, res model.RunEnd) (Tally, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && e.LiveIn(w) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t := e.Unwatch(w)
+	res.Sessions, res.Refused, res.Anomalies = t.Sessions, t.Refused, t.Anomalies
+	res.BytesUp, res.BytesDown = t.BytesUp, t.BytesDown
+	_, err := e.journal.Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindRunEnd, Session: id, Data: res}, model.Synced)
+	if err != nil {
+		err = fmt.Errorf("journal run.end of %s: %w", id, err)
+	}
+	return t, err
 }

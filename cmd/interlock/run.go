@@ -405,16 +405,7 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 func (r *embeddedRun) journalPath() string { return r.eng.JournalPath() }
 
 func (r *embeddedRun) end(ctx context.Context, res model.RunEnd) (engine.Tally, error) {
-	// Sessions of the command's processes end when they do; wait briefly
-	// for their close records so the tally and journal are complete.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) && r.eng.LiveIn(r.watch) > 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	t := r.eng.Unwatch(r.watch)
-	res.Sessions, res.Refused, res.Anomalies = t.Sessions, t.Refused, t.Anomalies
-	res.BytesUp, res.BytesDown = t.BytesUp, t.BytesDown
-	_, err := r.eng.Journal().Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindRunEnd, Session: r.id, Data: res}, model.Synced)
+	t, err := r.eng.EndRun(ctx, r.id, r.watch, res)
 	return t, errors.Join(err, r.teardown())
 }
 
