@@ -91,6 +91,12 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		go metricsSrv.Serve(ln)
 	}
+	// Signals are taken before "ready" is said: a SIGHUP sent by whoever
+	// waited for it (systemctl reload, a script) must reload, not be lost
+	// or end the daemon.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	eng.Start()
 	addrs := []string{}
 	for _, ln := range eng.Redirector().Listeners() {
@@ -103,9 +109,6 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	publishPostgresCA(cfg, log)
 	sdNotify("READY=1")
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			reload(ctx, cmd, eng, log)
