@@ -352,6 +352,12 @@ func decideAction(ctx context.Context, cmd *cli.Command, approve bool) error {
 		full, err := requestByPrefix(list, id)
 		var ee *exitError
 		switch {
+		case err == nil && full != id && approve && expect == "":
+			// Ids sharing their first characters are made within the same
+			// minute: the request the approver read under this prefix may
+			// be gone and the session's next one hold it now. Only the
+			// text's hash binds a prefix to what was read.
+			return exitWith(exitUsage, fmt.Errorf("%q is a prefix of %s: approving by a prefix needs --expect SHA256 (as `interlock approvals show %s` prints it), or give the whole id", id, full, full))
 		case err == nil:
 			id = full
 		case errors.As(err, &ee) && ee.code == exitNoInput:

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -231,5 +232,83 @@ func TestApprovalSpoofShowsTheWholeStatement(t *testing.T) {
 	}
 	if r, _, ok := e.findStatement(text); !ok || r.St.Decision.Request != id || r.Res == nil || r.Res.Rows != 3 {
 		t.Errorf("journaled DELETE %+v %+v (found %v)", r.St.Decision, r.Res, ok)
+	}
+}
+
+// TestApprovalSpoofPrefixSwap: ids made within the same minute share
+// their first characters. The approver reads request A under a prefix;
+// the session withdraws A and asks B, which the same prefix now names
+// alone. Approving by that prefix without --expect is refused (exit 64),
+// with A's hash it is refused as another text (exit 1), and B never runs.
+func TestApprovalSpoofPrefixSwap(t *testing.T) {
+	st := startSSHD(t)
+	cgPath, cgDir := makeCgroup(t, "approval-swap")
+	e := newSSHEnv(t, st, sshTargetOpts{global: fmt.Sprintf(`intercept:
+  cgroups: [%s]
+policy:
+  rules:
+    - name: hold-exec
+      match: {protocols: [ssh], operation: {kinds: [exec]}}
+      action: review
+      review:
+        approvers: [daemon]
+        timeout: 60s
+`, cgPath)})
+	e.startDaemon()
+	sock := filepath.Join(filepath.Dir(e.socket), "approvals.sock")
+	pending := func() pendingList {
+		var list pendingList
+		o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
+		if code == 0 {
+			json.Unmarshal([]byte(o), &list)
+		}
+		return list
+	}
+	hold := func(command string) (*exec.Cmd, model.ApprovalRequest) {
+		c := inCgroup(t, cgDir, st.sshArgv(command)...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		var list pendingList
+		waitFor(t, func() bool { list = pending(); return len(list) == 1 && list[0].Request.Operation.Text == command })
+		return c, list[0].Request
+	}
+
+	benign := "true read-only"
+	a, reqA := hold(benign)
+	// The session withdraws A: its client goes away.
+	a.Process.Kill()
+	a.Wait()
+	waitFor(t, func() bool { return len(pending()) == 0 })
+
+	marker := filepath.Join(st.dir, "swapped-command-ran")
+	_, reqB := hold("touch " + marker)
+	n := 0
+	for n < len(reqA.ID) && n < len(reqB.ID) && reqA.ID[n] == reqB.ID[n] {
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("ids %s and %s share no prefix", reqA.ID, reqB.ID)
+	}
+	prefix := reqB.ID[:n]
+
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", prefix, "--socket", sock, "--reason", "read it"); code != 64 || !strings.Contains(stderr, "needs --expect") {
+		t.Errorf("approve %s (A's prefix, now B's) without --expect: exit %d %s", prefix, code, stderr)
+	}
+	sumA := sha256.Sum256([]byte(benign))
+	if _, stderr, code := asUser(t, "daemon", "approvals", "approve", prefix, "--socket", sock, "--expect", hex.EncodeToString(sumA[:])); code != 1 {
+		t.Errorf("approve %s with A's hash: exit %d %s", prefix, code, stderr)
+	}
+	if l := pending(); len(l) != 1 || l[0].Request.ID != reqB.ID {
+		t.Fatalf("B is no longer held: %+v", l)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("B ran without an approval of its text")
+	}
+	for _, d := range entriesOf[model.ApprovalDecision](e, model.KindApprovalDecision) {
+		if d.ID == reqB.ID && d.Verdict == model.VerdictApprove {
+			t.Errorf("an approval of B was journaled: %+v", d)
+		}
 	}
 }
