@@ -55,11 +55,11 @@ func split(cmd string) (segs [][]word, subs []string, err error) {
 			endWord()
 			if i+1 < len(cmd) && cmd[i+1] == '(' {
 				// Process substitution: a command of its own.
-				end, err := closeParen(cmd, i+2)
+				inner, end, err := substitution(cmd, i)
 				if err != nil {
 					return nil, nil, err
 				}
-				subs = append(subs, cmd[i+2:end])
+				subs = append(subs, inner)
 				i = end
 				continue
 			}
@@ -91,21 +91,13 @@ func split(cmd string) (segs [][]word, subs []string, err error) {
 						continue
 					}
 					cur.WriteByte('\\')
-				case '$':
+				case '$', '`':
 					computed = true
-					if j+1 < len(cmd) && cmd[j+1] == '(' {
-						end, err := closeParen(cmd, j+2)
-						if err != nil {
-							return nil, nil, err
-						}
-						subs = append(subs, cmd[j+2:end])
-						j = end
+					if cmd[j] == '$' && (j+1 >= len(cmd) || cmd[j+1] != '(') {
+						cur.WriteByte('$')
 						continue
 					}
-					cur.WriteByte('$')
-				case '`':
-					computed = true
-					end, inner, err := closeBackquote(cmd, j+1)
+					inner, end, err := substitution(cmd, j)
 					if err != nil {
 						return nil, nil, err
 					}
@@ -127,21 +119,13 @@ func split(cmd string) (segs [][]word, subs []string, err error) {
 					cur.WriteByte(cmd[i])
 				}
 			}
-		case '$':
+		case '$', '`':
 			inWord, computed = true, true
-			if i+1 < len(cmd) && cmd[i+1] == '(' {
-				end, err := closeParen(cmd, i+2)
-				if err != nil {
-					return nil, nil, err
-				}
-				subs = append(subs, cmd[i+2:end])
-				i = end
+			if c == '$' && (i+1 >= len(cmd) || cmd[i+1] != '(') {
+				cur.WriteByte('$')
 				continue
 			}
-			cur.WriteByte('$')
-		case '`':
-			inWord, computed = true, true
-			end, inner, err := closeBackquote(cmd, i+1)
+			inner, end, err := substitution(cmd, i)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -175,6 +159,21 @@ func split(cmd string) (segs [][]word, subs []string, err error) {
 	}
 	endSeg()
 	return segs, subs, nil
+}
+
+// substitution reads the command substitution (or process substitution)
+// that starts at cmd[i]: a backquote, or "$(" / "<(" / ">(". It returns
+// the command inside and the index of the substitution's last byte.
+func substitution(cmd string, i int) (inner string, end int, err error) {
+	if cmd[i] == '`' {
+		end, inner, err = closeBackquote(cmd, i+1)
+		return inner, end, err
+	}
+	end, err = closeParen(cmd, i+2)
+	if err != nil {
+		return "", 0, err
+	}
+	return cmd[i+2 : end], end, nil
 }
 
 // closeParen finds the ) that closes a ( whose inside starts at i.
