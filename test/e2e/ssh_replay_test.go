@@ -608,20 +608,7 @@ func twoProgramsClient(args []string) error {
 	if len(args) != 5 {
 		return fmt.Errorf("want ADDR HOSTKEY CLIENTKEY FIRST SECOND, got %q", args)
 	}
-	hk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(args[1]))
-	if err != nil {
-		return err
-	}
-	pem, err := os.ReadFile(args[2])
-	if err != nil {
-		return err
-	}
-	signer, err := gossh.ParsePrivateKey(pem)
-	if err != nil {
-		return err
-	}
-	c, err := gossh.Dial("tcp", args[0], &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
-		HostKeyCallback: gossh.FixedHostKey(hk), Timeout: 20 * time.Second})
+	c, err := rawDial(args[0], args[1], args[2])
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,25 @@ func init() {
 	}
 }
 
+// rawDial is the raw clients' login: as root at addr, the host key
+// (authorized_keys form) pinned, with the private key at keyPath.
+func rawDial(addr, hostKey, keyPath string) (*gossh.Client, error) {
+	hk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(hostKey))
+	if err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := gossh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, err
+	}
+	return gossh.Dial("tcp", addr, &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.FixedHostKey(hk), Timeout: 20 * time.Second})
+}
+
 // sftpRawClient ADDR HOSTKEY CLIENTKEY MODE logs in as root at ADDR (host
 // key HOSTKEY, in authorized_keys form), opens the sftp subsystem (MODE
 // "subsystem") or runs MODE as a command, and relays its stdin to the
@@ -49,20 +68,7 @@ func sftpRawClient(args []string) error {
 	if len(args) != 4 {
 		return fmt.Errorf("want ADDR HOSTKEY CLIENTKEY MODE, got %q", args)
 	}
-	hk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(args[1]))
-	if err != nil {
-		return err
-	}
-	pem, err := os.ReadFile(args[2])
-	if err != nil {
-		return err
-	}
-	signer, err := gossh.ParsePrivateKey(pem)
-	if err != nil {
-		return err
-	}
-	c, err := gossh.Dial("tcp", args[0], &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
-		HostKeyCallback: gossh.FixedHostKey(hk), Timeout: 20 * time.Second})
+	c, err := rawDial(args[0], args[1], args[2])
 	if err != nil {
 		return err
 	}
