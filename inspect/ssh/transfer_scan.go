@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"bytes"
+	"strings"
 )
 
 // Masking a file as it is downloaded (sftp reads).
@@ -42,6 +43,9 @@ type fileScanner struct {
 	// is the block so far (its first keyHashLen bytes), for its hash.
 	inKey  bool
 	keyAcc []byte
+	// buf holds ctx, held and the reply while they are scanned, reused
+	// from reply to reply.
+	buf []byte
 }
 
 // next scans p, the bytes that follow what the scanner saw, and returns
@@ -49,8 +53,8 @@ type fileScanner struct {
 // file after what was released before.
 func (f *fileScanner) next(p []byte, mode releaseMode) []byte {
 	om := f.om
-	v := make([]byte, 0, len(f.ctx)+len(f.held)+len(p))
-	v = append(append(append(v, f.ctx...), f.held...), p...)
+	v := append(append(append(f.buf[:0], f.ctx...), f.held...), p...)
+	f.buf = v
 	base, n := len(f.ctx), len(v)
 
 	var spans []span
@@ -157,7 +161,7 @@ func riskyTail(v []byte, base int) int {
 // secretByte: a byte a secret other than a key block's lines can hold
 // (cards' and ids' separators but the space; emails; tokens; base64).
 func secretByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigitByte(c) || bytes.IndexByte([]byte("._%+-@/=:"), c) >= 0
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigitByte(c) || strings.IndexByte("._%+-@/=:", c) >= 0
 }
 
 func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
