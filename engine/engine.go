@@ -59,7 +59,10 @@ type Engine struct {
 	webhook atomic.Pointer[approvals.Webhook]
 	metrics *metrics.Metrics
 	handler map[model.Protocol]inspect.Handler
-	lim     *limiter
+	// life writes every session's close record and counts panics: one
+	// owner of the session lifecycle for all handlers.
+	life *inspect.Lifecycle
+	lim  *limiter
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -400,7 +403,7 @@ func (e *Engine) serve(conn net.Conn) {
 	e.live[s.ID] = ls
 	e.mu.Unlock()
 
-	out := h.Serve(ctx, sl.conn(conn), s)
+	out := e.life.Serve(ctx, h, sl.conn(conn), s)
 	e.ended(sl, s, out)
 	e.broker.SessionEnded(s.ID)
 	proto := string(origin.Target.Protocol)

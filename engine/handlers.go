@@ -33,8 +33,10 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
+	e.life = &inspect.Lifecycle{Journal: rec, Logger: e.log,
+		Panicked: func(p model.Protocol) { e.metrics.SessionPanics.WithLabelValues(string(p)).Inc() }}
 	e.handler = map[model.Protocol]inspect.Handler{
-		model.ProtoTCP:      &tcp.Handler{Journal: rec, Policy: pol, Logger: e.log},
+		model.ProtoTCP:      &tcp.Handler{Policy: pol, Logger: e.log},
 		model.ProtoPostgres: pg,
 		model.ProtoSSH:      sh,
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/interlock/interlock/config"
@@ -64,6 +65,10 @@ type Session struct {
 	// but an operation waiting for a decision (held for approval) is
 	// never idle.
 	Idle time.Duration
+
+	// life is the Lifecycle serving the session (lifecycle.go).
+	life   *Lifecycle
+	opened atomic.Bool
 }
 
 // ErrIdle is wrapped in Outcome.Err of a session a handler ended because

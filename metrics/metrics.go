@@ -40,6 +40,9 @@ type Metrics struct {
 	// LimitHits counts what the limits section stopped: sessions refused
 	// or ended, connections shed, executables left unhashed, by limit.
 	LimitHits *prometheus.CounterVec // limit
+	// SessionPanics counts sessions a bug ended: a panic the session's
+	// handler hit, recovered so the daemon kept serving the others.
+	SessionPanics *prometheus.CounterVec // protocol
 }
 
 // Gauges are read at scrape time from the parts that own the numbers.
@@ -98,6 +101,7 @@ func New(g Gauges) *Metrics {
 		LoginFailures: fv("upstream_login_failures_total", "Interlock's own logins refused by a target, by target and reason (credentials: the held credential is wrong).", "target", "reason"),
 		LimitHits: fv("limit_hits_total", "Sessions refused or ended, connections shed and executables left unhashed by the limits section, by limit "+
 			"(per_uid.sessions, per_cgroup.sessions, per_uid.opens, per_cgroup.opens, fd_reserve, fd_exhausted, first_byte, idle, hash_budget, hash_max_size).", "limit"),
+		SessionPanics: fv("session_panics_total", "Sessions ended by a bug in interlock (a recovered panic; the daemon kept serving), by protocol. Report any.", "protocol"),
 	}
 	gauge := func(name, help string, fn func() float64) {
 		if fn != nil {

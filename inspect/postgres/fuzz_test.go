@@ -260,7 +260,7 @@ func FuzzClientMessages(f *testing.F) {
 	p := startProxy(f, proxyOpts{upstream: fakeServer(f, nil), tls: "disable"})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fuzzSession(t, p, b)
-		if p.h.Panics.Load() != 0 {
+		if p.life.Panics() != 0 {
 			t.Fatalf("panic on client input %q", b)
 		}
 	})
@@ -278,7 +278,7 @@ func FuzzServerMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		current.Store(&b)
 		fuzzSession(t, p, []byte("Q\x00\x00\x00\x0dSELECT 1\x00"))
-		if p.h.Panics.Load() != 0 {
+		if p.life.Panics() != 0 {
 			t.Fatalf("panic on server input %q", b)
 		}
 	})
@@ -324,7 +324,7 @@ func TestMalformedInputKeepsOthersServing(t *testing.T) {
 		fuzzSession(t, clean, mutate(fuzzSeeds[rng.Intn(len(fuzzSeeds))]))
 		n++
 	}
-	if p.h.Panics.Load()+clean.h.Panics.Load() != 0 {
+	if p.life.Panics()+clean.life.Panics() != 0 {
 		t.Fatalf("sessions panicked")
 	}
 	// The healthy session still works: a Sync gets its ReadyForQuery

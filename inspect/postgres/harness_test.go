@@ -145,8 +145,11 @@ func TestMain(m *testing.M) {
 // proxy is a handler serving connections accepted on a local listener, as
 // the engine would serve intercepted ones.
 type proxy struct {
-	h    *Handler
-	j    *memJournal
+	h *Handler
+	j *memJournal
+	// life serves the sessions as the engine does: it writes their
+	// close records and counts their panics.
+	life *inspect.Lifecycle
 	ln   net.Listener
 	addr string
 	wg   sync.WaitGroup
@@ -205,7 +208,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{h: h, j: j, ln: ln, addr: ln.Addr().String(), outs: make(chan inspect.Outcome, 1000)}
+	p := &proxy{h: h, j: j, life: &inspect.Lifecycle{Journal: j, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ln: ln, addr: ln.Addr().String(), outs: make(chan inspect.Outcome, 1000)}
 	dst := netip.MustParseAddrPort(up)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
@@ -225,7 +228,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 					Target:  model.Target{Name: "db", Protocol: model.ProtoPostgres, Address: up},
 					OrigDst: dst, Client: netip.MustParseAddrPort(c.RemoteAddr().String()),
 					Identity: model.Identity{Kernel: model.KernelFacts{UID: 0, TGID: 1}}, Accepted: time.Now()}, Idle: o.idle}
-				out := h.Serve(ctx, c, s)
+				out := p.life.Serve(ctx, h, c, s)
 				select {
 				case p.outs <- out:
 				default:
@@ -237,8 +240,8 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 		ln.Close()
 		cancel()
 		p.wg.Wait()
-		if h.Panics.Load() != 0 {
-			t.Errorf("%d sessions panicked", h.Panics.Load())
+		if n := p.life.Panics(); n != 0 {
+			t.Errorf("%d sessions panicked", n)
 		}
 	})
 	return p

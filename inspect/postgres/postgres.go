@@ -68,10 +68,6 @@ type Handler struct {
 	// rels caches the relations the flow analysis reads, by target and
 	// database (guarded by trustMu).
 	rels map[relKey]*relCache
-
-	// Panics counts sessions that ended in a recovered panic (a bug): the
-	// session is closed, the daemon keeps serving.
-	Panics atomic.Int64
 }
 
 type targets map[string]*target
@@ -155,14 +151,6 @@ const startupTimeout = 30 * time.Second
 func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session) (out inspect.Outcome) {
 	log := h.log.With("session", s.ID, "target", s.Origin.Target.Name)
 	defer client.Close()
-	defer func() {
-		if p := recover(); p != nil {
-			h.Panics.Add(1)
-			log.Error("postgres session panicked; closing it", "panic", p, "stack", stack())
-			out.Err = fmt.Errorf("internal error: %v", p)
-		}
-	}()
-	start := time.Now()
 	t := h.target(s.Origin.Target.Name)
 	if t == nil {
 		return inspect.Outcome{Refused: true, Err: fmt.Errorf("target %s is not a configured postgres target", s.Origin.Target.Name)}
@@ -178,7 +166,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	if st.cancel != nil {
 		return h.serveCancel(ctx, conn, s, st)
 	}
-	sess := &session{h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, start: start, trust: h.trustOf(t.name)}
+	sess := &session{sess: s, h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, trust: h.trustOf(t.name)}
 	sess.idle.limit = s.Idle
 	return sess.run(ctx, st)
 }
@@ -232,18 +220,6 @@ func (h *Handler) sameProcess(target string, pid uint32, o backendOwner) bool {
 	defer h.backendsMu.Unlock()
 	b, ok := h.backends[backendKey{target, pid}]
 	return ok && b == o
-}
-
-// closeRecord writes the session.close entry. A cancelled context
-// (shutdown) must not stop it: it ends the session in the evidence.
-func (h *Handler) closeRecord(ctx context.Context, id string, start time.Time, o inspect.Outcome) {
-	c := model.SessionClose{BytesUp: o.BytesUp, BytesDown: o.BytesDown, DurationNS: time.Since(start).Nanoseconds()}
-	if o.Err != nil {
-		c.Error = o.Err.Error()
-	}
-	if _, err := h.journal.Append(context.WithoutCancel(ctx), model.Record{Kind: model.KindSessionClose, Session: id, Data: c}, model.Committed); err != nil {
-		h.log.Error("journal session close", "session", id, "err", err)
-	}
 }
 
 // registry maps the keys interlock minted for its clients to the servers'.

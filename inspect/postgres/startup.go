@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -282,14 +281,6 @@ func (st *startup) negotiate() *pgproto3.NegotiateProtocolVersion {
 }
 
 func versionString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xffff) }
-
-func stack() string {
-	s := string(debug.Stack())
-	if len(s) > 8192 {
-		s = s[:8192]
-	}
-	return s
-}
 
 // replicationRequested reads the replication startup parameter as the
 // server would.

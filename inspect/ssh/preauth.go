@@ -84,5 +84,5 @@ func (c *conn) refusePreauth(client net.Conn, uid uint32, max int) inspect.Outco
 		"(limits.per_uid.ssh_preauth); finish or close them and retry\r\n", uid, max)))
 	c.log.Info("ssh session refused", "reason", r.reason)
 	c.openRecord(denied(r), nil)
-	return c.closeRecord(inspect.Outcome{Refused: true, Err: r})
+	return inspect.Outcome{Refused: true, Err: r}
 }

@@ -86,7 +86,7 @@ func serveAs(t *testing.T, r *rig, dst netip.AddrPort, uid uint32) string {
 					Accepted: time.Now(),
 					Identity: model.Identity{Kernel: model.KernelFacts{UID: uid}},
 				}}
-				r.h.Serve(ctx, c, s)
+				r.life.Serve(ctx, r.h, c, s)
 			}()
 		}
 	}()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,14 +68,6 @@ func (r *refusal) Error() string { return r.reason }
 func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session) (out inspect.Outcome) {
 	c := &conn{h: h, s: s, start: time.Now(), log: h.log.With("session", s.ID, "target", s.Origin.Target.Name)}
 	defer client.Close()
-	// A bug in the handler or the library must end this session only.
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("ssh session panicked", "panic", r, "stack", string(debug.Stack()))
-			out = inspect.Outcome{BytesUp: c.bytesUp.Load(), BytesDown: c.bytesDown.Load(), Err: fmt.Errorf("internal error: %v", r)}
-			c.closeRecord(out)
-		}
-	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.ctx, c.cancel = ctx, cancel
@@ -84,7 +75,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	if c.t == nil {
 		r := &refusal{rule: "config", reason: "target " + s.Origin.Target.Name + " is not configured as an ssh target"}
 		c.openRecord(denied(r), nil)
-		return c.closeRecord(inspect.Outcome{Refused: true, Err: r})
+		return inspect.Outcome{Refused: true, Err: r}
 	}
 	return c.run(ctx, client)
 }
@@ -150,7 +141,7 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 		}
 		c.log.Info("ssh session refused", "reason", r.reason)
 		c.openRecord(denied(r), c.startup(nil))
-		return c.closeRecord(inspect.Outcome{Refused: true, Err: r})
+		return inspect.Outcome{Refused: true, Err: r}
 	}
 	client.SetDeadline(time.Time{})
 	c.client = sconn
@@ -212,18 +203,22 @@ func (c *conn) run(ctx context.Context, client net.Conn) inspect.Outcome {
 	if c.idled.Load() {
 		endErr = c.idleErr()
 	}
-	return c.closeRecord(inspect.Outcome{BytesUp: c.bytesUp.Load(), BytesDown: c.bytesDown.Load(), Err: endErr})
+	return inspect.Outcome{BytesUp: c.bytesUp.Load(), BytesDown: c.bytesDown.Load(), Err: endErr}
 }
 
+// recoverGoroutine, deferred by each of the session's goroutines, ends
+// the session after a panic there (a bug) instead of the daemon.
 func (c *conn) recoverGoroutine() {
-	if r := recover(); r != nil {
-		c.log.Error("ssh session goroutine panicked", "panic", r, "stack", string(debug.Stack()))
-		if c.client != nil {
-			c.client.Close()
-		}
-		if c.up != nil && c.up.conn != nil {
-			c.up.conn.Close()
-		}
+	p := recover()
+	if p == nil {
+		return
+	}
+	c.s.Recovered(p)
+	if c.client != nil {
+		c.client.Close()
+	}
+	if c.up != nil && c.up.conn != nil {
+		c.up.conn.Close()
 	}
 }
 
@@ -342,22 +337,7 @@ func (c *conn) startup(up *upstream) *model.SSHStartup {
 }
 
 func (c *conn) openRecord(d model.Decision, st *model.SSHStartup) error {
-	o := c.s.Origin
-	open := model.SessionOpen{Target: o.Target, OrigDst: o.OrigDst, Client: o.Client, Identity: o.Identity, Decision: d, SSH: st}
-	_, err := c.h.journal.Append(c.ctxOrBackground(), model.Record{Kind: model.KindSessionOpen, Session: c.s.ID, Time: o.Accepted, Data: open}, model.Synced)
-	if err != nil && !permits(d) {
-		c.log.Error("journal a refused session", "err", err)
-	}
-	return err
-}
-
-func (c *conn) closeRecord(o inspect.Outcome) inspect.Outcome {
-	sc := model.SessionClose{BytesUp: o.BytesUp, BytesDown: o.BytesDown, DurationNS: time.Since(c.start).Nanoseconds()}
-	if o.Err != nil {
-		sc.Error = o.Err.Error()
-	}
-	c.h.journal.Post(model.Record{Kind: model.KindSessionClose, Session: c.s.ID, Data: sc})
-	return o
+	return c.s.Open(c.ctxOrBackground(), d, model.SessionOpen{SSH: st})
 }
 
 // ctxOrBackground keeps records written during shutdown: a cancelled

@@ -282,6 +282,9 @@ func (p testPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation
 
 // rig is a handler in front of a fake target, listening on loopback.
 type rig struct {
+	// life serves the sessions as the engine does (close records,
+	// panics).
+	life      *inspect.Lifecycle
 	t         testing.TB
 	h         *Handler
 	j         *memJournal
@@ -348,10 +351,17 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	clientKey, _ := newSigner(t)
-	r := &rig{t: t, h: h, j: j, target: ft, ln: ln, clientKey: clientKey, credKey: credKey, dir: dir, cfg: cfg,
+	r := &rig{t: t, h: h, j: j, life: &inspect.Lifecycle{Journal: j, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, target: ft, ln: ln, clientKey: clientKey, credKey: credKey, dir: dir, cfg: cfg,
 		hostKeyCB: gossh.FixedHostKey(presented.PublicKey())}
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); ln.Close(); r.wg.Wait() })
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		r.wg.Wait()
+		if n := r.life.Panics(); n != 0 {
+			t.Errorf("%d sessions panicked", n)
+		}
+	})
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -367,7 +377,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 					Target:  model.Target{Name: "box", Protocol: model.ProtoSSH, Address: tc.Address},
 					OrigDst: ft.addr(), Client: c.RemoteAddr().(*net.TCPAddr).AddrPort(), Accepted: time.Now(),
 				}, Idle: o.idle}
-				h.Serve(ctx, c, s)
+				r.life.Serve(ctx, h, c, s)
 			}()
 		}
 	}()

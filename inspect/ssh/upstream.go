@@ -43,7 +43,7 @@ func (c *conn) startUpstream() {
 			defer close(up.done)
 			defer func() {
 				if r := recover(); r != nil {
-					up.err = fmt.Errorf("internal error: %v", r)
+					up.err = c.s.Recovered(r)
 					up.refusal = &refusal{rule: "internal", reason: up.err.Error(), message: "interlock: internal error\r\n"}
 				}
 			}()

@@ -19,8 +19,7 @@ import (
 
 // Handler proxies a TCP session to the client's original destination.
 type Handler struct {
-	Journal model.Recorder
-	Policy  inspect.ConnectPolicy
+	Policy inspect.ConnectPolicy
 	// DialTimeout bounds the upstream connect; 10s when zero.
 	DialTimeout time.Duration
 	Logger      *slog.Logger
@@ -51,36 +50,15 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		log = slog.Default()
 	}
 	log = log.With("session", s.ID, "target", s.Origin.Target.Name)
-	start := time.Now()
 	defer client.Close()
 
 	decision := model.Decision{Action: model.Allow, Reason: "default"}
 	if h.Policy != nil {
 		decision = h.Policy.DecideConnect(ctx, s.Origin)
 	}
-	open := model.SessionOpen{
-		Target:   s.Origin.Target,
-		OrigDst:  s.Origin.OrigDst,
-		Client:   s.Origin.Client,
-		Identity: s.Origin.Identity,
-		Decision: decision,
-	}
-	closeRec := func(o inspect.Outcome) inspect.Outcome {
-		c := model.SessionClose{BytesUp: o.BytesUp, BytesDown: o.BytesDown, DurationNS: time.Since(start).Nanoseconds()}
-		if o.Err != nil {
-			c.Error = o.Err.Error()
-		}
-		// The close record goes through the batched path: nothing waits on
-		// it, and it shares a transaction with whatever comes next.
-		h.Journal.Post(model.Record{Kind: model.KindSessionClose, Session: s.ID, Data: c})
-		return o
-	}
-	openRec := model.Record{Kind: model.KindSessionOpen, Session: s.ID, Time: s.Origin.Accepted, Data: open}
 	if decision.Action != model.Allow {
-		if _, err := h.Journal.Append(ctx, openRec, model.Synced); err != nil {
-			log.Error("journal a refused session", "err", err)
-		}
-		return closeRec(inspect.Outcome{Refused: true, Err: fmt.Errorf("denied by policy rule %q", decision.Rule)})
+		s.Open(ctx, decision, model.SessionOpen{})
+		return inspect.Outcome{Refused: true, Err: fmt.Errorf("denied by policy rule %q", decision.Rule)}
 	}
 
 	// The open record grants access to the target, so it is synced before
@@ -103,7 +81,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		c, err := d.DialContext(dialCtx, "tcp", s.Origin.OrigDst.String())
 		dialCh <- dialed{c, err}
 	}()
-	if _, err := h.Journal.Append(ctx, openRec, model.Synced); err != nil {
+	if err := s.Open(ctx, decision, model.SessionOpen{}); err != nil {
 		cancelDial()
 		if r := <-dialCh; r.conn != nil {
 			r.conn.Close()
@@ -114,15 +92,14 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	r := <-dialCh
 	if r.err != nil {
 		log.Info("target unreachable", "addr", s.Origin.OrigDst, "err", r.err)
-		return closeRec(inspect.Outcome{Refused: true, Err: fmt.Errorf("dial %s: %w", s.Origin.OrigDst, r.err)})
+		return inspect.Outcome{Refused: true, Err: fmt.Errorf("dial %s: %w", s.Origin.OrigDst, r.err)}
 	}
 	upstream := r.conn
 	defer upstream.Close()
 
 	up, down, err := h.pipes().Relay(ctx, client, upstream, s.Idle)
-	o := inspect.Outcome{BytesUp: up, BytesDown: down, Err: err}
 	log.Debug("session closed", "bytes_up", up, "bytes_down", down, "err", err)
-	return closeRec(o)
+	return inspect.Outcome{BytesUp: up, BytesDown: down, Err: err}
 }
 
 // Pipe copies both directions until both are done. A clean EOF on one side
