@@ -1,3 +1,9 @@
+// Package control is the client of interlock's local API: it asks a
+// daemon for its status and to intercept an `interlock run`'s cgroup, and
+// lists and decides held operations on an approvals socket. It speaks the
+// wire types of control/controlapi only, so a program that only talks to
+// a daemon links no engine, kernel side or journal storage; the server is
+// control/server.
 package control
 
 import (
@@ -11,6 +17,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/model"
 )
 
@@ -68,13 +75,13 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return fmt.Errorf("interlock daemon: encode %s %s: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://interlock"+path, rd)
 	if err != nil {
-		return err
+		return fmt.Errorf("interlock daemon: %s %s: %w", method, path, err)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -95,23 +102,23 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 // Status asks the daemon for its status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
+func (c *Client) Status(ctx context.Context) (controlapi.Status, error) {
+	var st controlapi.Status
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
 
 // StartRun asks the daemon to intercept a cgroup.
-func (c *Client) StartRun(ctx context.Context, cgroup string, argv []string) (RunInfo, error) {
-	var ri RunInfo
-	err := c.do(ctx, http.MethodPost, "/v1/runs", RunRequest{Cgroup: cgroup, Argv: argv}, &ri)
+func (c *Client) StartRun(ctx context.Context, cgroup string, argv []string) (controlapi.RunInfo, error) {
+	var ri controlapi.RunInfo
+	err := c.do(ctx, http.MethodPost, "/v1/runs", controlapi.RunRequest{Cgroup: cgroup, Argv: argv}, &ri)
 	return ri, err
 }
 
 // EndRun tells the daemon the run is over; it journals the result,
 // detaches the cgroup and returns the run's tally.
-func (c *Client) EndRun(ctx context.Context, id string, res model.RunEnd) (model.Tally, error) {
-	var t model.Tally
+func (c *Client) EndRun(ctx context.Context, id string, res model.RunEnd) (controlapi.Tally, error) {
+	var t controlapi.Tally
 	if id == "" {
 		return t, errors.New("no run id")
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 )
@@ -89,7 +89,7 @@ func approvalSockets(cmd *cli.Command) ([]string, error) {
 }
 
 type sourced struct {
-	approvals.Pending
+	controlapi.Pending
 	Socket string `json:"socket"`
 }
 

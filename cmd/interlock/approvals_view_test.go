@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
@@ -19,7 +19,7 @@ import (
 var spoofText = "sudo -n true\n\x1b[8mrm -rf /srv/data\x1b[0m # \u202eexe.txt\n" + strings.Repeat("x", 220)
 
 func spoofPending() sourced {
-	return sourced{Pending: approvals.Pending{
+	return sourced{Pending: controlapi.Pending{
 		Request: model.ApprovalRequest{
 			ID: "r1", Target: "prod", Rule: "hold-exec", Needed: 1, Scope: "once", Approvers: []string{"alice"},
 			Requester: model.Identity{Kernel: model.KernelFacts{UID: 1000},

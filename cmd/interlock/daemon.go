@@ -17,6 +17,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/control/server"
 	"github.com/interlock/interlock/engine"
 	"github.com/interlock/interlock/policy"
 )
@@ -66,12 +67,12 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	for _, p := range eng.Redirector().CollectPinned() {
 		log.Info("pinned programs from an earlier daemon", "cgroup", p.Cgroup, "kept", p.Kept, "reason", p.Reason)
 	}
-	srv := &control.Server{Engine: eng, Version: versionString(), Config: cfg.Source, Logger: log}
+	srv := &server.Control{Engine: eng, Version: versionString(), Config: cfg.Source, Logger: log}
 	if err := srv.Listen(cfg.Control.Socket); err != nil {
 		eng.Close()
 		return exitWith(exitUnavailable, err)
 	}
-	asrv := &control.ApprovalsServer{Broker: eng.Approvals(), Logger: log}
+	asrv := &server.Approvals{Broker: eng.Approvals(), Logger: log}
 	if err := asrv.Listen(filepath.Join(filepath.Dir(cfg.Control.Socket), control.ApprovalsSocketName)); err != nil {
 		srv.Close()
 		eng.Close()

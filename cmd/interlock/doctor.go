@@ -17,6 +17,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
 	"github.com/interlock/interlock/internal/cgroupfs"
@@ -182,7 +183,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 	add(stateDirCheck(cfg.StateDir))
 	add(keysCheck(cfg.StateDir))
 
-	var status *control.Status
+	var status *controlapi.Status
 	if c, err := control.Dial(ctx, cfg.Control.Socket, time.Second); err == nil {
 		if s, err := c.Status(ctx); err == nil {
 			status = &s

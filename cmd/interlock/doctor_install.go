@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/config"
-	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/redirector"
 )
@@ -109,7 +109,7 @@ func keysCheck(dir string) check {
 
 // listenerCheck: the daemon says it listens; without a listener every
 // intercepted connect is refused.
-func listenerCheck(s *control.Status) check {
+func listenerCheck(s *controlapi.Status) check {
 	if len(s.Listener) == 0 {
 		return check{Name: "listener", Status: "fail", Detail: "the daemon reports no listener: intercepted connects are refused",
 			Fix: "restart it: systemctl restart interlock; see journalctl -u interlock"}
@@ -120,7 +120,7 @@ func listenerCheck(s *control.Status) check {
 // pinChecks looks at the links the daemon pins for each configured cgroup:
 // present, one per program, and attached to that cgroup (by id). With no
 // daemon running, pins that are there refuse connects (fail closed).
-func pinChecks(cfg *config.Config, root string, status *control.Status) []check {
+func pinChecks(cfg *config.Config, root string, status *controlapi.Status) []check {
 	linkPin := filepath.Join(cfg.BPF.PinPath, "daemon", "links")
 	var out []check
 	wanted := map[uint64]bool{}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/control/controlapi"
+	"github.com/interlock/interlock/control/server"
 	"github.com/interlock/interlock/engine"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
@@ -345,7 +347,7 @@ func humanBytes(n int64) string {
 // embeddedRun intercepts the run's cgroup with an engine in this process.
 type embeddedRun struct {
 	eng       *engine.Engine
-	approvals *control.ApprovalsServer
+	approvals *server.Approvals
 	watch     *engine.Watch
 	cg        *runner.Cgroup
 	id        string
@@ -384,7 +386,7 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 		state.Remove(runDir)
 		return nil, exitWith(exitOSErr, err)
 	}
-	r.approvals = &control.ApprovalsServer{Broker: eng.Approvals(), Logger: log}
+	r.approvals = &server.Approvals{Broker: eng.Approvals(), Logger: log}
 	if err := r.approvals.Listen(control.RunApprovalsSocket(runDir, os.Getpid())); err != nil {
 		log.Warn("no approvals socket for this run: operations held for review will time out", "err", err)
 		r.approvals = nil
@@ -428,7 +430,7 @@ func (r *embeddedRun) teardown() error {
 // daemonRun has the daemon intercept the run's cgroup.
 type daemonRun struct {
 	c    *control.Client
-	info control.RunInfo
+	info controlapi.RunInfo
 }
 
 func startDaemonRun(ctx context.Context, c *control.Client, cg *runner.Cgroup, argv []string) (runSession, error) {

@@ -2,8 +2,6 @@ package deptest
 
 import (
 	"encoding/json"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +10,7 @@ import (
 )
 
 // sqlite is the cgo SQLite driver: only the journal's storage and what
-// wires it (engine, control, cmd) may link it.
+// wires it (engine, control/server, cmd) may link it.
 const sqlite = "github.com/mattn/go-sqlite3"
 
 // Layering is interlock's layering, as DESIGN.md draws it: the data path
@@ -44,6 +42,10 @@ var Layering = []Rule{
 		Why: "the redirector hands on (conn, Origin); it knows nothing after accept()"},
 	{From: "engine", Forbid: []string{"control/...", "runner/..."},
 		Why: "control and runner drive the engine, not the reverse"},
+	{From: "control/controlapi", Only: []string{"model"}, Forbid: []string{sqlite},
+		Why: "the control API's wire types are a leaf that client and server share"},
+	{From: "control", Forbid: []string{"engine", "redirector/...", "bpf/...", "journal/...", "inspect/...", "policy/...", "approvals/...", "control/server", sqlite},
+		Why: "the control client speaks control/controlapi only: a program that only talks to a daemon links no engine, kernel side or storage"},
 	{From: "runner/...", Forbid: []string{"engine", "control/...", "journal/...", "inspect/...", "policy/...", sqlite},
 		Why: "the runner places processes in cgroups; it knows nothing of sessions"},
 	{From: "sessionview", Forbid: []string{"journal/...", "inspect/...", "engine", sqlite},
@@ -55,6 +57,12 @@ var Layering = []Rule{
 		Why: "process identity reads /proc and the cgroup filesystem; it knows nothing of the programs, sessions or the journal"},
 }
 
+// stdOnly lists the packages that, besides the interlock packages their
+// rule allows, import only the standard library.
+var stdOnly = map[string]string{
+	"control/controlapi": "the control API's wire types need only encoding/json's vocabulary",
+}
+
 // onlyImporters lists, for a package, the only packages that may import
 // it directly.
 var onlyImporters = map[string][]string{
@@ -62,6 +70,12 @@ var onlyImporters = map[string][]string{
 	"bpf": {"redirector/..."},
 	// Test harnesses and benchmarks never reach the product.
 	"test/...": {"test/..."},
+}
+
+// isStd says whether path is the standard library's: its first element
+// has no dot.
+func isStd(path string) bool {
+	return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".")
 }
 
 func moduleDir(t *testing.T) string {
@@ -80,6 +94,18 @@ func checkAll(g Graph) []string {
 	var out []string
 	for _, v := range Check(g, Layering) {
 		out = append(out, v.String())
+	}
+	for _, path := range sortedKeys(g) {
+		for pattern, why := range stdOnly {
+			if !Match(pattern, path) {
+				continue
+			}
+			for _, dep := range g[path].Deps {
+				if !inModule(dep) && !isStd(dep) {
+					out = append(out, rel(path)+" depends on "+dep+", not the standard library: "+why)
+				}
+			}
+		}
 	}
 	for target, allowed := range onlyImporters {
 		for _, path := range sortedKeys(g) {
@@ -116,17 +142,50 @@ func TestLayering(t *testing.T) {
 }
 
 // TestLayeringCatchesAForbiddenImport adds, through a go list overlay, a
-// file to policy that imports the journal (and so, through it, SQLite):
-// the real check must report both.
+// file with a forbidden import to a package: the real check must report
+// the import and what it drags in (SQLite through the journal, the kernel
+// side through the engine).
 func TestLayeringCatchesAForbiddenImport(t *testing.T) {
-	dir := moduleDir(t)
+	for _, c := range []struct {
+		dir, pkg string
+		imports  []string
+		want     []string
+	}{
+		{"policy", "policy", []string{Module + "/journal"},
+			[]string{"policy imports journal: policy is pure decisions", "policy depends (through journal) on " + sqlite}},
+		{"control", "control", []string{Module + "/engine"},
+			[]string{"control imports engine: the control client", "control depends (through engine) on redirector: the control client", "control depends (through engine) on " + sqlite}},
+		{"control/controlapi", "controlapi", []string{Module + "/approvals", "github.com/google/uuid"},
+			[]string{"control/controlapi imports approvals: the control API's wire types are a leaf", "control/controlapi depends on github.com/google/uuid, not the standard library"}},
+	} {
+		t.Run(c.dir, func(t *testing.T) {
+			got := strings.Join(checkAll(loadWith(t, c.dir, c.pkg, c.imports)), "\n")
+			for _, want := range c.want {
+				if !strings.Contains(got, want) {
+					t.Errorf("violations do not include %q:\n%s", want, got)
+				}
+			}
+		})
+	}
+}
+
+// loadWith loads the graph of dir's package with one more file, added
+// through a go list overlay, that imports imports.
+func loadWith(t *testing.T, dir, pkg string, imports []string) Graph {
+	t.Helper()
+	mod := moduleDir(t)
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "forbidden.go")
-	if err := os.WriteFile(src, []byte("package policy\n\nimport _ \"github.com/interlock/interlock/journal\"\n"), 0o644); err != nil {
+	var b strings.Builder
+	b.WriteString("package " + pkg + "\n\n")
+	for _, imp := range imports {
+		b.WriteString("import _ " + strconv.Quote(imp) + "\n")
+	}
+	if err := os.WriteFile(src, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	overlay, err := json.Marshal(map[string]any{"Replace": map[string]string{
-		filepath.Join(dir, "policy", "zz_forbidden_deptest.go"): src,
+		filepath.Join(mod, dir, "zz_forbidden_deptest.go"): src,
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -135,16 +194,11 @@ func TestLayeringCatchesAForbiddenImport(t *testing.T) {
 	if err := os.WriteFile(ov, overlay, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g, err := Load(dir, ov, "./policy/...")
+	g, err := Load(mod, ov, "./"+dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(checkAll(g), "\n")
-	for _, want := range []string{"policy imports journal: policy is pure decisions", "policy depends (through journal) on " + sqlite} {
-		if !strings.Contains(got, want) {
-			t.Errorf("violations do not include %q:\n%s", want, got)
-		}
-	}
+	return g
 }
 
 // TestCheck: the rules' matching, on a made-up graph.
@@ -196,42 +250,4 @@ func TestCheck(t *testing.T) {
 			t.Errorf("Match(%q, %q) = %v", c.pattern, c.path, got)
 		}
 	}
-}
-
-// controlClientFiles are the control API's client side: they run in the
-// CLI and in `interlock run`, and must not import the engine, whose types
-// belong to the server.
-const controlClientFiles = "../../control/*client*.go"
-
-// TestControlClientImportsNoEngine checks the client files' own imports
-// (the server shares their package and does import the engine).
-func TestControlClientImportsNoEngine(t *testing.T) {
-	files, err := filepath.Glob(controlClientFiles)
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no control client files at %s: %v", controlClientFiles, err)
-	}
-	for _, f := range files {
-		for _, imp := range fileImports(t, f) {
-			if Match("engine/...", imp) || Match("inspect/...", imp) || Match("journal/...", imp) {
-				t.Errorf("%s imports %s: the control client speaks the wire types only", f, rel(imp))
-			}
-		}
-	}
-}
-
-func fileImports(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, s := range f.Imports {
-		p, err := strconv.Unquote(s.Path.Value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
 }

@@ -1,64 +1,35 @@
-package control
+package server
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/control/controlapi"
 )
 
-// ApprovalsSocketName is the approvals socket's name beside the control
-// socket; an embedded `interlock run` serves RunApprovalsSocket in the
-// runs directory.
-const ApprovalsSocketName = "approvals.sock"
-
-// RunsDir is the directory beside the control socket where embedded
-// `interlock run`s keep their state and approvals sockets.
-func RunsDir(controlSocket string) string {
-	return filepath.Join(filepath.Dir(controlSocket), "runs")
-}
-
-// RunApprovalsSocket is the approvals socket of the `interlock run` with
-// process id pid.
-func RunApprovalsSocket(runsDir string, pid int) string {
-	return filepath.Join(runsDir, strconv.Itoa(pid)+runApprovalsSuffix)
-}
-
-const runApprovalsSuffix = ".approvals.sock"
-
-// ApprovalsServer serves the approvals socket. Unlike the control socket,
+// Approvals serves the approvals socket. Unlike the control socket,
 // any local user may connect: the kernel tells who they are (SO_PEERCRED)
 // and the broker decides what they may see and do. Approvers are people
 // with their own accounts, not root.
-type ApprovalsServer struct {
+type Approvals struct {
 	Broker *approvals.Broker
 	Logger *slog.Logger
 	srv    *http.Server
 	path   string
 }
 
-// DecideRequest is the body of POST /v1/approvals/{id}.
-type DecideRequest struct {
-	Approve bool   `json:"approve"`
-	Reason  string `json:"reason"`
-	// Expect, when set, is the SHA-256 (hex) of the operation text the
-	// approver read; the approval is refused (409) if the held text's
-	// differs.
-	Expect string `json:"expect,omitempty"`
-}
-
 // Listen creates the socket (mode 0666) and serves it.
-func (s *ApprovalsServer) Listen(path string) error {
+func (s *Approvals) Listen(path string) error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -68,7 +39,7 @@ func (s *ApprovalsServer) Listen(path string) error {
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
 		ln.Close()
-		return err
+		return fmt.Errorf("approvals socket %s: %w", path, err)
 	}
 	s.path = path
 	mux := http.NewServeMux()
@@ -79,7 +50,7 @@ func (s *ApprovalsServer) Listen(path string) error {
 }
 
 // Close stops serving and removes the socket.
-func (s *ApprovalsServer) Close() error { return shutdownSocket(s.srv, s.path) }
+func (s *Approvals) Close() error { return shutdownSocket(s.srv, s.path) }
 
 // peerCred stores the connecting process's credentials in the context.
 func peerCred(ctx context.Context, c net.Conn) context.Context {
@@ -108,7 +79,7 @@ func approverOf(r *http.Request) (approvals.Approver, bool) {
 // list returns the pending requests. With ?wait=DURATION it first waits
 // (up to 60s) for the pending set to change, so `approvals list --watch`
 // hears of new requests at once.
-func (s *ApprovalsServer) list(w http.ResponseWriter, r *http.Request) {
+func (s *Approvals) list(w http.ResponseWriter, r *http.Request) {
 	who, ok := approverOf(r)
 	if !ok {
 		http.Error(w, "cannot tell who is asking (no peer credentials)", http.StatusForbidden)
@@ -127,16 +98,16 @@ func (s *ApprovalsServer) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, s.Broker.List(who))
+	writeJSON(w, http.StatusOK, pendingList(s.Broker.List(who)))
 }
 
-func (s *ApprovalsServer) decide(w http.ResponseWriter, r *http.Request) {
+func (s *Approvals) decide(w http.ResponseWriter, r *http.Request) {
 	who, ok := approverOf(r)
 	if !ok {
 		http.Error(w, "cannot tell who is asking (no peer credentials)", http.StatusForbidden)
 		return
 	}
-	var req DecideRequest
+	var req controlapi.DecideRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil {
 		http.Error(w, "bad decision: "+err.Error(), http.StatusBadRequest)
 		return
@@ -156,4 +127,14 @@ func (s *ApprovalsServer) decide(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, dec)
 	}
+}
+
+// pendingList converts the broker's list to the wire's; an empty list
+// stays [] in the JSON.
+func pendingList(ps []approvals.Pending) []controlapi.Pending {
+	out := make([]controlapi.Pending, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, controlapi.Pending(p))
+	}
+	return out
 }
