@@ -358,7 +358,8 @@ func (a account) mayApprove(approvers []string) bool {
 	return false
 }
 
-// Pending is a request as the approvals socket lists it.
+// Pending is a request waiting for a decision; control/server converts it
+// to the wire type controlapi.Pending.
 type Pending struct {
 	Request  model.ApprovalRequest `json:"request"`
 	Created  time.Time             `json:"created"`

@@ -82,7 +82,8 @@ type Engine struct {
 	watches           map[*Watch]struct{}
 }
 
-// LiveSession is an open session, as the control socket lists it.
+// LiveSession is an open session as the engine tracks it; control/server
+// turns it into the wire type controlapi.LiveSession.
 type LiveSession struct {
 	ID       string         `json:"id"`
 	Target   string         `json:"target"`
@@ -95,8 +96,8 @@ type LiveSession struct {
 	cgroupID uint64
 }
 
-// Tally counts sessions and bytes. It is the control API's wire type
-// (model.Tally), so the control client needs no engine.
+// Tally counts sessions and bytes (model.Tally, which the control API's
+// wire types carry as they are).
 type Tally = model.Tally
 
 // addOutcome counts one finished session of target in t.
