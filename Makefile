@@ -16,8 +16,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 
 # Debian packages the tests and benchmarks use; installed when missing.
-# rpm, debootstrap, zsh and fish: the package tests (test/pkg) read the .rpm,
-# install the .deb into a Debian root and syntax-check the completions;
+# rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
+# .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check.
 TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev

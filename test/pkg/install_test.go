@@ -152,13 +152,28 @@ func (c *chrootEnv) put(src string) string {
 // inside a private mount namespace, and returns its output and exit code.
 func (c *chrootEnv) sh(script string) (string, int) {
 	c.t.Helper()
+	return c.mounted(`exec chroot "$1" /bin/sh -c "$5"`, script)
+}
+
+// hostSh runs a script on the host with the root mounted (as for sh) at
+// $ROOT: for tools that work on a root from outside it (rpm --root, since
+// the Debian root has no rpm of its own).
+func (c *chrootEnv) hostSh(script string) (string, int) {
+	c.t.Helper()
+	return c.mounted(`export ROOT="$1"; exec /bin/sh -c "$5"`, script)
+}
+
+// mounted mounts the root in a private mount namespace and runs then, a
+// line of sh that finds the root in $1 and the script in $5.
+func (c *chrootEnv) mounted(then, script string) (string, int) {
+	c.t.Helper()
 	const setup = `set -e
 mount -t overlay overlay -o "lowerdir=$2,upperdir=$3,workdir=$4" "$1"
 mount -t proc proc "$1/proc"
 mount --rbind /sys "$1/sys"
 mount --rbind /dev "$1/dev"
-exec chroot "$1" /bin/sh -c "$5"`
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", c.merged, c.lower, c.upper, c.work, script)
+`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", setup+then, "sh", c.merged, c.lower, c.upper, c.work, script)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"}
 	out, err := cmd.CombinedOutput()
 	code := 0

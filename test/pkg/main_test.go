@@ -1,7 +1,9 @@
 // Package pkg tests interlock's .deb and .rpm: what they hold (files, modes,
-// conffiles, scripts), that systemd accepts the unit, and that the .deb
+// conffiles, scripts), that systemd accepts the unit, that the .deb
 // installs, upgrades, is removed and purged in a Debian bookworm root made
-// with debootstrap. It needs root; under CI=true a missing prerequisite
+// with debootstrap, and that the .rpm's scriptlets take the deb's steps
+// and the .rpm installs, upgrades and is erased in the same root (by the
+// host's rpm --root). It needs root; under CI=true a missing prerequisite
 // fails instead of skipping.
 //
 // The bookworm root is cached in /var/cache/interlock-pkgtest (made on the
