@@ -339,7 +339,7 @@ func exportCommand() *cli.Command {
 			"approvals.csv, terminal recordings (sessions/ID.cast; ID-chN.cast for later pty channels) and summary.html.\n" +
 			"The seal needs the signing key, which is root's. A member of the audit group (who may not\n" +
 			"read it) gets an unsealed bundle instead, as --unsealed writes: the same members, proven by\n" +
-			"the checkpoints the daemon signed into the journal (the newest one ends the bundle), while\n" +
+			"the checkpoints interlock signed into the journal (the newest one ends the bundle), while\n" +
 			"its views (CSVs, casts, summary) are the exporter's word. Verify it with --allow-unsealed.\n" +
 			"--format ocsf writes OCSF JSON Lines (Authentication 3002, SSH Activity 4007,\n" +
 			"Datastore Activity 6005) for a SIEM.",
@@ -424,7 +424,7 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(os.Stderr, "%s %s: entries %d to %d (%d included), %d sessions, %d statements, %d approvals, %d terminal recordings\n",
 		what, out, m.FirstSeq, m.LastSeq, m.Counts.Entries, m.Counts.Sessions, m.Counts.Statements, m.Counts.Approvals, m.Counts.Casts)
 	if opts.Unsealed {
-		fmt.Fprintf(os.Stderr, "unsealed%s: the journal's checkpoint of %d entries, which the daemon signed, proves its entries; "+
+		fmt.Fprintf(os.Stderr, "unsealed%s: the journal's checkpoint of %d entries, which interlock signed, proves its entries; "+
 			"its views (CSVs, casts, summary) are your word. Verify it with --allow-unsealed\n", keyNote, m.TreeSize)
 	}
 	for _, w := range m.Warnings {
@@ -435,7 +435,7 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 
 // bundleSigner sets the signer that seals the bundle, or Unsealed. A user
 // who may not read the default key (a member of the audit group) gets an
-// unsealed bundle rather than a refusal: the checkpoints the daemon signed
+// unsealed bundle rather than a refusal: the checkpoints interlock signed
 // into the journal prove its entries, and no one but root need ever read
 // the key. A key named with --key must be read, or the export fails. The
 // note says why a bundle is unsealed when the user did not ask for it.

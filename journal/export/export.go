@@ -56,7 +56,7 @@ type Options struct {
 	// Unsealed writes the bundle without a Signer: the digest in place of
 	// the seal, for a reader of the journal who may not read its key (a
 	// member of the audit group). Its checkpoints are the journal's
-	// stored ones, signed by the daemon; nothing new is signed.
+	// stored ones, signed as it wrote; nothing new is signed.
 	Unsealed bool
 	// Progress, if not nil, is called now and then with the entries read
 	// and the size of the range.
