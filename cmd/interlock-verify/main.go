@@ -33,7 +33,7 @@ const (
 	exitIOErr   = 74 // reading a file failed
 )
 
-const usage = `usage: interlock-verify [--pubkey FILE] [--checkpoint FILE]... [--json] BUNDLE
+const usage = `usage: interlock-verify [--pubkey FILE] [--checkpoint FILE]... [--allow-unsealed] [--json] BUNDLE
 
 Checks an interlock evidence bundle (from interlock journal export) offline:
 its seal, manifest, entries, payloads, Merkle tree and signed checkpoints.
@@ -43,6 +43,9 @@ its seal, manifest, entries, payloads, Merkle tree and signed checkpoints.
                       which shows the bundle is intact but not who made it
   --checkpoint FILE   a checkpoint you kept: the bundle must agree with it
                       (repeatable)
+  --allow-unsealed    accept a bundle exported without the signing key (by a
+                      member of the audit group): its signed checkpoints prove
+                      its entries, not its views (CSVs, casts, summary)
   --json              print the report as JSON
 
 Exits 0 when the bundle verifies, 1 when it does not (naming the first bad
@@ -68,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(io.Discard)
 	pubkey := fl.String("pubkey", "", "")
 	asJSON := fl.Bool("json", false, "")
+	allowUnsealed := fl.Bool("allow-unsealed", false, "")
 	var checkpoints repeated
 	fl.Var(&checkpoints, "checkpoint", "")
 	if err := fl.Parse(args); err != nil {
@@ -87,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "interlock-verify: bundle: %v\n", err)
 		return code
 	}
-	var opts evidence.BundleOptions
+	opts := evidence.BundleOptions{AllowUnsealed: *allowUnsealed}
 	if *pubkey != "" {
 		if code, err := readable(*pubkey); err != nil {
 			fmt.Fprintf(stderr, "interlock-verify: public key: %v\n", err)
@@ -162,8 +166,10 @@ func printReport(w io.Writer, path string, rep evidence.BundleReport) {
 		path, rep.JournalID, rep.FirstSeq, rep.LastSeq, rep.Counts.Entries, rep.Counts.Omitted, rep.TreeSize)
 	if rep.KeyFromBundle {
 		fmt.Fprintf(w, "  checked with the key inside the bundle (%s); pass --pubkey with the key you were given to check who signed\n", rep.Key)
-	} else {
+	} else if rep.Sealed {
 		fmt.Fprintf(w, "  signed by %s\n", rep.Key)
+	} else {
+		fmt.Fprintf(w, "  its checkpoints signed by %s; the bundle itself is unsealed\n", rep.Key)
 	}
 	fmt.Fprintf(w, "  %d payloads checked, %d deleted by retention; %d checkpoints\n", rep.Counts.Payloads, rep.Counts.PayloadsDeleted, rep.Counts.Checkpoints)
 	for _, warn := range rep.Warnings {

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -52,6 +55,53 @@ func TestRefusesAChangedBundle(t *testing.T) {
 	code, out, errOut := runVerify("--pubkey", pub, forged)
 	if code != exitFailed || !strings.Contains(out, ": FAILED") {
 		t.Fatalf("changed bundle: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}
+
+// unsealGolden rewrites the golden bundle as one exported without the key:
+// the same bytes after the header, whose extra field holds their digest
+// instead of the signed seal.
+func unsealGolden(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xlen := int(binary.LittleEndian.Uint16(b[10:12]))
+	rest := b[12+xlen:]
+	sum := sha256.Sum256(rest)
+	digest := "interlock bundle digest v1\n" + hex.EncodeToString(sum[:]) + "\n"
+	hdr := append([]byte(nil), b[:10]...)
+	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(4+len(digest)))
+	hdr = append(hdr, 'I', 'L')
+	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(len(digest)))
+	hdr = append(hdr, digest...)
+	path := filepath.Join(t.TempDir(), "unsealed.tar.gz")
+	if err := os.WriteFile(path, append(hdr, rest...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An unsealed bundle fails unless --allow-unsealed, which says what it
+// does not prove.
+func TestUnsealedBundleNeedsTheFlag(t *testing.T) {
+	unsealed := unsealGolden(t)
+	code, out, errOut := runVerify("--pubkey", pub, unsealed)
+	if code != exitFailed || !strings.Contains(out, ": FAILED") || !strings.Contains(out, "--allow-unsealed") {
+		t.Fatalf("unsealed without the flag: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	code, out, errOut = runVerify("--pubkey", pub, "--allow-unsealed", unsealed)
+	if code != exitOK || !strings.Contains(out, ": OK") || !strings.Contains(out, "the bundle itself is unsealed") ||
+		!strings.Contains(out, "warning: unsealed") {
+		t.Fatalf("unsealed with the flag: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	code, out, _ = runVerify("--json", "--allow-unsealed", golden)
+	var rep struct {
+		Sealed bool `json:"sealed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK || !rep.Sealed {
+		t.Fatalf("a sealed bundle with --allow-unsealed: exit %d, %+v, %v", code, rep, err)
 	}
 }
 

@@ -25,7 +25,8 @@ func journalFlag() cli.Flag {
 }
 
 // journalPath picks --journal, else the config's journal.path. A journal
-// that does not exist is exitNoInput, with a hint.
+// that does not exist is exitNoInput, with a hint; one the user may not
+// read is exitNoPerm, naming the group to join.
 func journalPath(cmd *cli.Command) (string, error) {
 	p := cmd.String("journal")
 	if p == "" {
@@ -39,7 +40,13 @@ func journalPath(cmd *cli.Command) (string, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", exitWith(exitNoInput, fmt.Errorf("no journal at %s: interlock has not recorded anything there yet (or pass --journal PATH)", p))
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return "", journalDenied(p)
+		}
 		return "", exitWith(exitIOErr, err)
+	}
+	if err := journalReadable(p); err != nil {
+		return "", err
 	}
 	return p, nil
 }
@@ -81,7 +88,8 @@ func verifyCommand() *cli.Command {
 			"the canonical encoding, the hash chain, the Merkle tree, each payload against its commitment,\n" +
 			"and every checkpoint (stored, the file beside the database, and --checkpoint) against the tree.\n" +
 			"With --bundle, checks an exported bundle offline: its seal, manifest, entries, proofs and\n" +
-			"checkpoints, with --pubkey as the only thing trusted.\n" +
+			"checkpoints, with --pubkey as the only thing trusted. An unsealed bundle (exported by a\n" +
+			"member of the audit group, who may not read the signing key) fails unless --allow-unsealed.\n" +
 			"Exits 0 when everything verifies, 1 when something does not (naming the first bad sequence\n" +
 			"number and why), 66 when an input is missing.",
 		Flags: []cli.Flag{
@@ -91,6 +99,7 @@ func verifyCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "checkpoint", Usage: "a checkpoint file the journal or bundle must contain (repeatable)"},
 			&cli.StringFlag{Name: "pubkey", Usage: "the public key to trust (default: state_dir/journal.pub for a journal; the bundle's own key for a bundle)"},
 			&cli.BoolFlag{Name: "require-signed", Usage: "fail when entries after the newest checkpoint are not signed (for a closed journal)"},
+			&cli.BoolFlag{Name: "allow-unsealed", Usage: "with --bundle: accept a bundle exported without the signing key (journal export --unsealed); its checkpoints prove its entries, not its views"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
@@ -160,6 +169,9 @@ func verifyAction(ctx context.Context, cmd *cli.Command) error {
 			return exitWith(exitUsage, errors.New("give --journal or --bundle, not both"))
 		}
 		return verifyBundleAction(ctx, cmd)
+	}
+	if cmd.Bool("allow-unsealed") {
+		return exitWith(exitUsage, errors.New("--allow-unsealed is for --bundle"))
 	}
 	path, err := journalPath(cmd)
 	if err != nil {
@@ -249,7 +261,7 @@ func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		return exitWith(exitIOErr, err)
 	}
-	var opts evidence.BundleOptions
+	opts := evidence.BundleOptions{AllowUnsealed: cmd.Bool("allow-unsealed")}
 	var err error
 	if opts.External, err = readCheckpoints(cmd); err != nil {
 		return err
@@ -278,8 +290,10 @@ func verifyBundleAction(ctx context.Context, cmd *cli.Command) error {
 			path, rep.JournalID, rep.FirstSeq, rep.LastSeq, rep.Counts.Entries, rep.Counts.Omitted, rep.TreeSize)
 		if rep.KeyFromBundle {
 			fmt.Printf("  checked with the key inside the bundle (%s); pass --pubkey with the key you were given to check who signed\n", rep.Key)
-		} else {
+		} else if rep.Sealed {
 			fmt.Printf("  signed by %s\n", rep.Key)
+		} else {
+			fmt.Printf("  its checkpoints signed by %s; the bundle itself is unsealed\n", rep.Key)
 		}
 		fmt.Printf("  %d payloads checked, %d deleted by retention; %d checkpoints\n", rep.Counts.Payloads, rep.Counts.PayloadsDeleted, rep.Counts.Checkpoints)
 		for _, w := range rep.Warnings {
@@ -323,6 +337,10 @@ func exportCommand() *cli.Command {
 		Description: "--format bundle (default) writes a sealed tar.gz that verifies offline with the journal's\n" +
 			"public key alone: entries verbatim, payloads, checkpoints, proofs, statements.csv,\n" +
 			"approvals.csv, terminal recordings (sessions/ID.cast; ID-chN.cast for later pty channels) and summary.html.\n" +
+			"The seal needs the signing key, which is root's. A member of the audit group (who may not\n" +
+			"read it) gets an unsealed bundle instead, as --unsealed writes: the same members, proven by\n" +
+			"the checkpoints interlock signed into the journal (the newest one ends the bundle), while\n" +
+			"its views (CSVs, casts, summary) are the exporter's word. Verify it with --allow-unsealed.\n" +
 			"--format ocsf writes OCSF JSON Lines (Authentication 3002, SSH Activity 4007,\n" +
 			"Datastore Activity 6005) for a SIEM.",
 		Flags: []cli.Flag{
@@ -334,6 +352,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "session", Usage: "only this session's entries"},
 			&cli.StringFlag{Name: "format", Value: "bundle", Usage: "bundle or ocsf"},
 			&cli.StringFlag{Name: "key", Usage: "the journal's signing key, to seal the bundle (default: state_dir/journal.key)"},
+			&cli.BoolFlag{Name: "unsealed", Usage: "write the bundle without the signing key (the default for a user who may not read it)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
 		Action: exportAction,
@@ -364,6 +383,9 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 	prog := newProgress(cmd, "exporting")
 	switch cmd.String("format") {
 	case "ocsf":
+		if cmd.Bool("unsealed") || cmd.IsSet("key") {
+			return exitWith(exitUsage, errors.New("--unsealed and --key are for --format bundle"))
+		}
 		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 		if err != nil {
 			return exitWith(exitIOErr, err)
@@ -382,28 +404,12 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 	default:
 		return exitWith(exitUsage, fmt.Errorf("--format %q: write bundle or ocsf", cmd.String("format")))
 	}
-	keyPath := cmd.String("key")
-	if keyPath == "" {
-		dir, err := stateDir(cmd)
-		if err != nil {
-			return err
-		}
-		keyPath = filepath.Join(dir, journal.KeyFile)
-	}
-	if _, err := os.Stat(keyPath); err == nil && unix.Access(keyPath, unix.R_OK) != nil {
-		// An auditor in the interlock group reads the journal, never
-		// the key that signs it.
-		return exitWith(exitNoPerm, fmt.Errorf("a sealed bundle needs the journal's signing key %s, which only root may read: "+
-			"run the export as root, or write --format ocsf (needs no key); `interlock journal verify` checks the journal itself", keyPath))
-	}
-	if _, err := readInput("signing key", keyPath); err != nil {
+	opts := export.Options{Journal: path, Selection: sel, Progress: prog.update}
+	keyNote, err := bundleSigner(cmd, &opts)
+	if err != nil {
 		return err
 	}
-	signer, err := journal.LoadSigner(keyPath)
-	if err != nil {
-		return exitWith(exitNoPerm, err)
-	}
-	m, err := export.Bundle(ctx, out, export.Options{Journal: path, Selection: sel, Signer: signer, Progress: prog.update})
+	m, err := export.Bundle(ctx, out, opts)
 	prog.clear()
 	if err != nil {
 		if errors.Is(err, journal.ErrNoCheckpoint) || errors.Is(err, export.ErrEmptySelection) {
@@ -411,12 +417,61 @@ func exportAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		return exitWith(exitIOErr, err)
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s: entries %d to %d (%d included), %d sessions, %d statements, %d approvals, %d terminal recordings\n",
-		out, m.FirstSeq, m.LastSeq, m.Counts.Entries, m.Counts.Sessions, m.Counts.Statements, m.Counts.Approvals, m.Counts.Casts)
+	what := "wrote"
+	if opts.Unsealed {
+		what = "wrote the unsealed bundle"
+	}
+	fmt.Fprintf(os.Stderr, "%s %s: entries %d to %d (%d included), %d sessions, %d statements, %d approvals, %d terminal recordings\n",
+		what, out, m.FirstSeq, m.LastSeq, m.Counts.Entries, m.Counts.Sessions, m.Counts.Statements, m.Counts.Approvals, m.Counts.Casts)
+	if opts.Unsealed {
+		fmt.Fprintf(os.Stderr, "unsealed%s: the journal's checkpoint of %d entries, which interlock signed, proves its entries; "+
+			"its views (CSVs, casts, summary) are your word. Verify it with --allow-unsealed\n", keyNote, m.TreeSize)
+	}
 	for _, w := range m.Warnings {
 		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
 	}
 	return nil
+}
+
+// bundleSigner sets the signer that seals the bundle, or Unsealed. A user
+// who may not read the default key (a member of the audit group) gets an
+// unsealed bundle rather than a refusal: the checkpoints interlock signed
+// into the journal prove its entries, and no one but root need ever read
+// the key. A key named with --key must be read, or the export fails. The
+// note says why a bundle is unsealed when the user did not ask for it.
+func bundleSigner(cmd *cli.Command, opts *export.Options) (note string, err error) {
+	keyPath := cmd.String("key")
+	if cmd.Bool("unsealed") {
+		if keyPath != "" {
+			return "", exitWith(exitUsage, errors.New("give --key or --unsealed, not both"))
+		}
+		opts.Unsealed = true
+		return "", nil
+	}
+	if keyPath == "" {
+		dir, err := stateDir(cmd)
+		if err != nil {
+			return "", err
+		}
+		keyPath = filepath.Join(dir, journal.KeyFile)
+		if errors.Is(openable(keyPath), fs.ErrPermission) {
+			opts.Unsealed = true
+			return fmt.Sprintf(" (the signing key %s is root's; export as root for a sealed bundle)", keyPath), nil
+		}
+	}
+	switch err := openable(keyPath); {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", exitWith(exitNoInput, fmt.Errorf("no signing key at %s: a sealed bundle needs the journal's key (--key PATH), or write it --unsealed", keyPath))
+	case errors.Is(err, fs.ErrPermission):
+		return "", exitWith(exitNoPerm, fmt.Errorf("a sealed bundle needs the journal's signing key %s, which only root may read: "+
+			"run the export as root, or write it --unsealed (its signed checkpoints prove its entries)", keyPath))
+	}
+	signer, err := journal.LoadSigner(keyPath)
+	if err != nil {
+		return "", exitWith(exitNoPerm, err)
+	}
+	opts.Signer = signer
+	return "", nil
 }
 
 func pruneCommand() *cli.Command {

@@ -36,6 +36,11 @@ type BundleOptions struct {
 	External []ExternalCheckpoint
 	// Progress is called now and then with the entries checked.
 	Progress func(done uint64)
+	// AllowUnsealed accepts a bundle that carries a digest instead of a
+	// seal (exported without the signing key); the report says what that
+	// leaves unproven. Without it such a bundle fails, after every other
+	// check, so a bundle's weaker claim is never taken by default.
+	AllowUnsealed bool
 }
 
 // BundleReport is the outcome of VerifyBundle.
@@ -49,13 +54,17 @@ type BundleReport struct {
 	JournalID   string `json:"journal_id,omitempty"`
 	Key         string `json:"key,omitempty"`
 	// KeyFromBundle: checked with the bundle's own key (no key given).
-	KeyFromBundle bool     `json:"key_from_bundle,omitempty"`
-	FirstSeq      uint64   `json:"first_seq,omitempty"`
-	LastSeq       uint64   `json:"last_seq,omitempty"`
-	TreeSize      uint64   `json:"tree_size,omitempty"`
-	TreeRoot      string   `json:"tree_root,omitempty"`
-	Counts        Counts   `json:"counts"`
-	Warnings      []string `json:"warnings,omitempty"`
+	KeyFromBundle bool `json:"key_from_bundle,omitempty"`
+	// Sealed: the journal key signed the whole file. False for an
+	// unsealed bundle that verified with AllowUnsealed (and for a failed
+	// verification).
+	Sealed   bool     `json:"sealed"`
+	FirstSeq uint64   `json:"first_seq,omitempty"`
+	LastSeq  uint64   `json:"last_seq,omitempty"`
+	TreeSize uint64   `json:"tree_size,omitempty"`
+	TreeRoot string   `json:"tree_root,omitempty"`
+	Counts   Counts   `json:"counts"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // bundleError is a verification failure (as opposed to an I/O error).
@@ -137,10 +146,32 @@ func (v *bundleVerifier) run(r io.Reader) error {
 	if _, err := io.Copy(io.Discard, seal.rest); err != nil {
 		return fmt.Errorf("bundle: read: %w", err)
 	}
-	if err := seal.check(v.key); err != nil {
+	sealed, err := seal.check(v.key)
+	if err != nil {
 		return fail("", 0, "%v", err)
 	}
+	if !sealed {
+		if !v.opts.AllowUnsealed {
+			return fail("", 0, "the bundle is unsealed (exported without the journal's signing key, as a member of the audit group does): "+
+				"its entries, payloads and checkpoints verify, but %s; pass --allow-unsealed to accept it on those terms", v.unproven())
+		}
+		v.rep.Warnings = append(v.rep.Warnings, "unsealed: exported without the signing key; the entries, payloads and checkpoints are proven by the signed checkpoints, but "+v.unproven())
+	}
+	v.rep.Sealed = sealed
 	return nil
+}
+
+// unproven is what only the seal vouches for, and so what the exporter of
+// an unsealed bundle could have made up: the views derived from the
+// entries and, when the export was narrowed, that no selected entry was
+// left out as a bare leaf hash. A whole-journal export has no leaf hashes
+// to hide one in (manifest and finish check that).
+func (v *bundleVerifier) unproven() string {
+	views := "the views (statements.csv, approvals.csv, the casts, summary.html) are only the exporter's word"
+	if v.m.Selection == (Selection{}) {
+		return views
+	}
+	return views + ", and so is that every entry the selection matches is included"
 }
 
 // member is the next file of the tar, hashed as it is read.
@@ -240,6 +271,9 @@ func (v *bundleVerifier) manifest(m *member) error {
 		return fail(FileManifest, 0, "not an interlock evidence bundle version %d (format %q version %d)", Version, v.m.Format, v.m.Version)
 	case v.m.FirstSeq < 1 || v.m.LastSeq < v.m.FirstSeq || v.m.TreeSize < v.m.LastSeq:
 		return fail(FileManifest, 0, "manifest range %d..%d of a tree of %d is impossible", v.m.FirstSeq, v.m.LastSeq, v.m.TreeSize)
+	case v.m.Selection == (Selection{}) && (v.m.FirstSeq != 1 || v.m.LastSeq != v.m.TreeSize):
+		// Nothing narrowed the export, so it holds every signed entry.
+		return fail(FileManifest, 0, "manifest selects everything but its range %d..%d is not the whole signed tree of %d", v.m.FirstSeq, v.m.LastSeq, v.m.TreeSize)
 	}
 	want := FixedFiles()
 	for i, f := range v.m.Files {
@@ -547,6 +581,9 @@ func (v *bundleVerifier) finish() error {
 	}
 	if c.Entries == 0 {
 		return fail(FileEntries, 0, "the bundle holds no entries")
+	}
+	if c.Omitted != 0 && v.m.Selection == (Selection{}) {
+		return fail(FileLeaves, 0, "the manifest selects everything, yet %d entries are there as leaf hashes only", c.Omitted)
 	}
 	v.rep.Counts = mc
 	return nil

@@ -31,6 +31,18 @@ import (
 // verifier also insists on the exact header bytes the exporter writes.
 const sealTitle = "interlock bundle seal v1\n"
 
+// An unsealed bundle, written by someone who may read the journal but not
+// its signing key (a member of the audit group), carries in the same place
+// the bare digest, no signature:
+//
+//	interlock bundle digest v1
+//	<hex SHA-256 of every byte of the file after the header>
+//
+// It still makes every byte count against damage, but anyone can write
+// one: what vouches for an unsealed bundle is its signed checkpoints alone,
+// so a verifier accepts one only when asked to (BundleOptions).
+const digestTitle = "interlock bundle digest v1\n"
+
 // headerFixed is the gzip header up to XLEN: magic, deflate, FLG.FEXTRA,
 // MTIME 0, XFL 0, OS 255 (unknown).
 var headerFixed = []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff}
@@ -75,6 +87,26 @@ func (s *SealWriter) Abort() {
 
 // Finish writes the sealed gzip file to out.
 func (s *SealWriter) Finish(out io.Writer, signer note.Signer) error {
+	return s.finish(out, func(sum string) ([]byte, error) {
+		seal, err := note.Sign(&note.Note{Text: sealTitle + sum + "\n"}, signer)
+		if err != nil {
+			return nil, fmt.Errorf("sign bundle seal: %w", err)
+		}
+		return seal, nil
+	})
+}
+
+// FinishUnsealed writes the gzip file to out with the digest where the
+// seal would be: for an exporter without the signing key.
+func (s *SealWriter) FinishUnsealed(out io.Writer) error {
+	return s.finish(out, func(sum string) ([]byte, error) {
+		return []byte(digestTitle + sum + "\n"), nil
+	})
+}
+
+// finish completes the gzip stream, hashes it, and writes the header with
+// the extra field seal(hex SHA-256) returns, then the stream.
+func (s *SealWriter) finish(out io.Writer, seal func(sum string) ([]byte, error)) error {
 	defer s.Abort()
 	if err := s.fw.Close(); err != nil {
 		return err
@@ -92,18 +124,18 @@ func (s *SealWriter) Finish(out io.Writer, signer note.Signer) error {
 	if _, err := io.Copy(h, s.tmp); err != nil {
 		return err
 	}
-	seal, err := note.Sign(&note.Note{Text: sealTitle + hex.EncodeToString(h.Sum(nil)) + "\n"}, signer)
+	field, err := seal(hex.EncodeToString(h.Sum(nil)))
 	if err != nil {
-		return fmt.Errorf("sign bundle seal: %w", err)
+		return err
 	}
-	if len(seal) > 0xffff-4 {
+	if len(field) > 0xffff-4 {
 		return errors.New("bundle seal too long")
 	}
 	hdr := append([]byte(nil), headerFixed...)
-	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(4+len(seal)))
+	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(4+len(field)))
 	hdr = append(hdr, 'I', 'L')
-	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(len(seal)))
-	hdr = append(hdr, seal...)
+	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(len(field)))
+	hdr = append(hdr, field...)
 	if _, err := out.Write(hdr); err != nil {
 		return err
 	}
@@ -145,31 +177,41 @@ func readSealHeader(r io.Reader) (*sealReader, error) {
 }
 
 // check verifies the seal against the bytes hashed so far; the caller has
-// read the file to its end.
-func (s *sealReader) check(v note.Verifier) error {
+// read the file to its end. sealed is false for an unsealed bundle whose
+// digest matches.
+func (s *sealReader) check(v note.Verifier) (sealed bool, err error) {
+	got := hex.EncodeToString(s.hash.Sum(nil))
+	if digest, ok := bytes.CutPrefix(s.seal, []byte(digestTitle)); ok {
+		want, nl := bytes.CutSuffix(digest, []byte("\n"))
+		if _, err := hex.DecodeString(string(want)); err != nil || !nl || len(want) != 2*sha256.Size || strings.ToLower(string(want)) != string(want) {
+			return false, errors.New("bundle digest is not in canonical form")
+		}
+		if string(want) != got {
+			return false, errors.New("the bundle's compressed bytes differ from its digest: the file was changed after export")
+		}
+		return false, nil
+	}
 	n, err := note.Open(s.seal, note.VerifierList(v))
 	if err != nil {
-		return fmt.Errorf("bundle seal does not verify with key %s+%08x: %v", v.Name(), v.KeyHash(), err)
+		return false, fmt.Errorf("bundle seal does not verify with key %s+%08x: %v", v.Name(), v.KeyHash(), err)
 	}
 	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 {
-		return errors.New("bundle seal must carry exactly one signature")
+		return false, errors.New("bundle seal must carry exactly one signature")
 	}
 	text, ok := strings.CutPrefix(n.Text, sealTitle)
 	if !ok {
-		return errors.New("bundle seal has an unknown title")
+		return false, errors.New("bundle seal has an unknown title")
 	}
-	want := strings.TrimSuffix(text, "\n")
-	got := hex.EncodeToString(s.hash.Sum(nil))
-	if want != got {
-		return errors.New("the bundle's compressed bytes differ from what its seal signed: the file was changed after export")
+	if want := strings.TrimSuffix(text, "\n"); want != got {
+		return false, errors.New("the bundle's compressed bytes differ from what its seal signed: the file was changed after export")
 	}
 	// Byte for byte what the exporter writes, as for checkpoints.
 	sig := n.Sigs[0]
 	if canon := n.Text + "\n— " + sig.Name + " " + sig.Base64 + "\n"; canon != string(s.seal) {
-		return errors.New("bundle seal is not in canonical form")
+		return false, errors.New("bundle seal is not in canonical form")
 	}
 	if _, err := base64.StdEncoding.Strict().DecodeString(sig.Base64); err != nil {
-		return errors.New("bundle seal signature is not canonical base64")
+		return false, errors.New("bundle seal signature is not canonical base64")
 	}
-	return nil
+	return true, nil
 }

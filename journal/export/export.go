@@ -1,5 +1,6 @@
 // Package export writes journal evidence out of the database for people and
-// tools outside it: the evidence bundle (a sealed tar.gz that an auditor
+// tools outside it: the evidence bundle (a tar.gz, sealed with the journal
+// key or, by a reader who may not read the key, unsealed, that an auditor
 // verifies offline with nothing but the journal's public key, with
 // journal/evidence, which needs no SQLite) and OCSF JSON Lines for a SIEM.
 // docs/journal.md specifies the bundle.
@@ -21,6 +22,7 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal"
@@ -51,6 +53,11 @@ type Options struct {
 	Selection journal.Selection
 	// Signer seals the bundle; it must be the journal's own key.
 	Signer *journal.Signer
+	// Unsealed writes the bundle without a Signer: the digest in place of
+	// the seal, for a reader of the journal who may not read its key (a
+	// member of the audit group). Its checkpoints are the journal's
+	// stored ones, signed as it wrote; nothing new is signed.
+	Unsealed bool
 	// Progress, if not nil, is called now and then with the entries read
 	// and the size of the range.
 	Progress func(done, total int64)
@@ -61,18 +68,32 @@ type Options struct {
 // after it are left out (with a warning in the manifest), because nothing
 // signed vouches for them yet.
 func Bundle(ctx context.Context, out string, opts Options) (*evidence.Manifest, error) {
-	if opts.Signer == nil {
+	switch {
+	case opts.Signer == nil && !opts.Unsealed:
 		return nil, errors.New("export: no signing key")
+	case opts.Signer != nil && opts.Unsealed:
+		return nil, errors.New("export: a signing key was given for an unsealed bundle")
 	}
 	snap, err := journal.OpenSnapshot(ctx, opts.Journal)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.Close()
-	if snap.SigningKey != opts.Signer.VerifierKey {
-		return nil, fmt.Errorf("export: the key given (%s) is not the journal's (%s): the bundle would not verify", opts.Signer.VerifierKey, snap.SigningKey)
+	var key note.Verifier
+	if opts.Unsealed {
+		// The key the journal records: the exporter passes on only
+		// checkpoints it signed, and the auditor's verifier checks them
+		// against the key the auditor trusts.
+		if key, err = note.NewVerifier(snap.SigningKey); err != nil {
+			return nil, fmt.Errorf("export: the journal's signing key %q does not parse: %w", snap.SigningKey, err)
+		}
+	} else {
+		if snap.SigningKey != opts.Signer.VerifierKey {
+			return nil, fmt.Errorf("export: the key given (%s) is not the journal's (%s): the bundle would not verify", opts.Signer.VerifierKey, snap.SigningKey)
+		}
+		key = opts.Signer.Verifier()
 	}
-	cps, err := snap.Checkpoints(opts.Signer.Verifier())
+	cps, err := snap.Checkpoints(key)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -294,7 +315,7 @@ func (b *builder) writeCheckpoints(cps []evidence.Checkpoint, first, last int64,
 }
 
 // pack writes the tar in the fixed order, with the manifest first, and
-// seals it into out.
+// seals it into out (with its digest alone when signer is nil).
 func (b *builder) pack(out string, signer *journal.Signer) error {
 	order := append([]string(nil), evidence.FixedFiles()...)
 	sort.Strings(b.casts)
@@ -358,7 +379,11 @@ func (b *builder) pack(out string, signer *journal.Signer) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	bw := bufio.NewWriterSize(of, 1<<20)
-	err = sw.Finish(bw, signer)
+	if signer != nil {
+		err = sw.Finish(bw, signer)
+	} else {
+		err = sw.FinishUnsealed(bw)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
