@@ -352,33 +352,48 @@ func (j *Journal) Path() string { return j.opts.Path }
 // Once the writer has it, Append waits for the outcome whatever ctx does:
 // the record may already be committed, and the caller must know.
 func (j *Journal) Append(ctx context.Context, rec model.Record, d model.Durability) (uint64, error) {
+	return j.Start(ctx, rec, d)()
+}
+
+// Start queues rec as Append does and returns without waiting for the
+// writer; wait returns what Append would have, once the record is as
+// durable as asked. It implements model.Starter: the data path uses it to
+// let the target work while a record it must precede is committed. Errors
+// found before the record is queued (a cancelled ctx, a closed journal, a
+// record that cannot be encoded) are returned by wait as well.
+func (j *Journal) Start(ctx context.Context, rec model.Record, d model.Durability) (wait func() (uint64, error)) {
+	failed := func(err error) func() (uint64, error) {
+		return func() (uint64, error) { return 0, err }
+	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return failed(err)
 	}
 	if d != model.Committed && d != model.Synced {
-		return 0, fmt.Errorf("journal: unknown durability %d", d)
+		return failed(fmt.Errorf("journal: unknown durability %d", d))
 	}
 	enc, err := encodeRecord(rec)
 	if err != nil {
-		return 0, err
+		return failed(err)
 	}
 	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1)}
 
 	j.mu.RLock()
 	if j.closed {
 		j.mu.RUnlock()
-		return 0, ErrClosed
+		return failed(ErrClosed)
 	}
 	select {
 	case j.reqs <- r:
 	case <-ctx.Done():
 		j.mu.RUnlock()
-		return 0, ctx.Err()
+		return failed(ctx.Err())
 	}
 	j.mu.RUnlock()
 
-	res := <-r.res
-	return res.seq, res.err
+	return sync.OnceValues(func() (uint64, error) {
+		res := <-r.res
+		return res.seq, res.err
+	})
 }
 
 // control runs fn in the writer goroutine.

@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,6 +166,17 @@ func (r Recorder) Append(ctx context.Context, rec model.Record, d model.Durabili
 	seq, err := r.Inner.Append(ctx, rec, d)
 	r.count(rec, err)
 	return seq, err
+}
+
+// Start implements model.Starter (appending at once when Inner cannot
+// start a record without waiting).
+func (r Recorder) Start(ctx context.Context, rec model.Record, d model.Durability) func() (uint64, error) {
+	wait := model.Start(ctx, r.Inner, rec, d)
+	return sync.OnceValues(func() (uint64, error) {
+		seq, err := wait()
+		r.count(rec, err)
+		return seq, err
+	})
 }
 
 // Post implements model.Recorder. The journal's Post waits when the

@@ -121,6 +121,26 @@ type Recorder interface {
 	Post(rec Record)
 }
 
+// Starter is a Recorder that can queue a record without waiting for it.
+// Start returns at once; wait returns what Append would have returned,
+// once the record is as durable as asked. Between the two the caller may
+// do only what the record need not precede: for a read-only statement,
+// forward it to the server while the record commits, and hold its answer
+// until wait returns.
+type Starter interface {
+	Start(ctx context.Context, rec Record, d Durability) (wait func() (uint64, error))
+}
+
+// Start queues rec on r without waiting when r is a Starter, and appends
+// it at once (waiting) otherwise; either way wait returns Append's result.
+func Start(ctx context.Context, r Recorder, rec Record, d Durability) (wait func() (uint64, error)) {
+	if s, ok := r.(Starter); ok {
+		return s.Start(ctx, rec, d)
+	}
+	seq, err := r.Append(ctx, rec, d)
+	return func() (uint64, error) { return seq, err }
+}
+
 // Entry kinds for `interlock run`.
 const (
 	KindRunStart = "run.start"

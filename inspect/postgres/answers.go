@@ -230,5 +230,5 @@ func (s *session) checkTag(r *run, tag string) error {
 		return nil
 	}
 	return s.contradict(fmt.Sprintf("the server reported %q for a statement interlock judged as %v", tag, r.class.Kinds),
-		"tag", tag, "statement", strconv.FormatUint(r.seq, 10))
+		"tag", tag, "statement", strconv.FormatUint(r.stmtSeq(), 10))
 }

@@ -20,6 +20,11 @@ func (s *session) serverLoop() error {
 		if err != nil {
 			return err
 		}
+		// Whatever this is, it may answer a statement whose record is
+		// still being committed: nothing passes before it is.
+		if err := s.awaitPending(); err != nil {
+			return err
+		}
 		if m.stream {
 			s.bytesDown.Add(int64(m.n) + 5)
 			err = s.serverStream(m)

@@ -79,7 +79,7 @@ func (s *session) queue(it *item) bool {
 	for _, r := range it.runs {
 		if r != nil && r.deny == nil && !r.done {
 			r.done = true
-			s.h.journal.Post(resultRecord(s, r, model.PGResult{Statement: r.seq, NotRun: true,
+			s.h.journal.Post(resultRecord(s, r, model.PGResult{Statement: r.stmtSeq(), NotRun: true,
 				Error: "not run: an earlier message of the pipeline failed"}))
 		}
 	}
@@ -116,7 +116,7 @@ func (s *session) noteForwarded(runs []*run, f pieceFacts, inBlock bool) {
 	}
 	for _, r := range runs {
 		if r != nil && r.deny == nil && !r.class.ReadOnly {
-			s.tx.stmts = append(s.tx.stmts, r.seq)
+			s.tx.stmts = append(s.tx.stmts, r.stmtSeq())
 		}
 	}
 	s.mu.Unlock()

@@ -168,6 +168,8 @@ type proxyOpts struct {
 	masker inspect.Masker
 	// idle is the sessions' inspect.Session.Idle.
 	idle time.Duration
+	// wrap, when set, wraps the journal the handler writes to.
+	wrap func(model.Recorder) model.Recorder
 }
 
 func startProxy(t testing.TB, o proxyOpts) *proxy {
@@ -199,7 +201,11 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	if o.policy != nil {
 		pol = o.policy
 	}
-	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol, Masker: o.masker,
+	var rec model.Recorder = j
+	if o.wrap != nil {
+		rec = o.wrap(j)
+	}
+	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: rec, Policy: pol, Masker: o.masker,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +214,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{h: h, j: j, life: &inspect.Lifecycle{Journal: j, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ln: ln, addr: ln.Addr().String(), outs: make(chan inspect.Outcome, 1000)}
+	p := &proxy{h: h, j: j, life: &inspect.Lifecycle{Journal: rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ln: ln, addr: ln.Addr().String(), outs: make(chan inspect.Outcome, 1000)}
 	dst := netip.MustParseAddrPort(up)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0

@@ -430,7 +430,8 @@ const (
 )
 
 // record journals a statement before it is forwarded: committed for a
-// read-only statement, and for one whose effects wait for a COMMIT that
+// read-only statement (which is forwarded while it commits: its answer is
+// held until then), and for one whose effects wait for a COMMIT that
 // interlock sees (held: it runs in a transaction block, the client's or
 // one interlock holds, and all its effects are transactional); synced for
 // anything that may take effect at once. Refusals are synced.
@@ -446,11 +447,12 @@ func (s *session) record(text string, c *sqlclass.Class, v verdict, proto, stmtN
 	held := sc != scopeNow
 	r := &run{mask: d.Mask, text: text, class: c, flow: v.flow}
 	dur := model.Synced
+	pipelined := false
 	switch {
 	case d.Action != model.Allow && d.Action != model.Mask:
 		r.deny = denyError(d)
 	case c.ReadOnly && !c.Commits():
-		dur = model.Committed
+		dur, pipelined = model.Committed, true
 	case c.Commits():
 		if !s.txDirty() {
 			dur = model.Committed
@@ -464,11 +466,18 @@ func (s *session) record(text string, c *sqlclass.Class, v verdict, proto, stmtN
 			return nil, err
 		}
 	}
-	seq, err := s.h.journal.Append(s.ctx, rec, dur)
-	if err != nil {
-		return nil, &journalError{err}
+	if pipelined {
+		// The server may run it while its record commits; the server
+		// loop holds whatever it answers until then (pipeline.go).
+		r.pend = model.Start(s.ctx, s.h.journal, rec, dur)
+		s.addPending(r.pend)
+	} else {
+		seq, err := s.h.journal.Append(s.ctx, rec, dur)
+		if err != nil {
+			return nil, &journalError{err}
+		}
+		r.seq = seq
 	}
-	r.seq = seq
 	r.start = time.Now()
 	if s.t.results == "rows" && r.deny == nil {
 		r.rec = &rowRec{max: s.t.rowsMax}

@@ -107,7 +107,7 @@ func (s *session) maskRecords(r *run) []model.Record {
 	for _, d := range r.plan.Decisions() {
 		out = append(out, model.Record{
 			Kind: model.KindPGMask, Session: s.id,
-			Data:    model.PGMask{Statement: r.seq, Rule: d.Rule, Column: d.Column, Detector: d.Detector, Count: d.Count},
+			Data:    model.PGMask{Statement: r.stmtSeq(), Rule: d.Rule, Column: d.Column, Detector: d.Detector, Count: d.Count},
 			Payload: d.Hashes,
 		})
 	}

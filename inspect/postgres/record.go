@@ -172,7 +172,7 @@ func (s *session) notRun(r *run, why string) {
 	}
 	r.done = true
 	delete(s.open, r)
-	s.results = append(s.results, resultRecord(s, r, model.PGResult{Statement: r.seq, NotRun: true, Error: why}))
+	s.results = append(s.results, resultRecord(s, r, model.PGResult{Statement: r.stmtSeq(), NotRun: true, Error: why}))
 }
 
 // finish records how a run ended.
@@ -189,7 +189,7 @@ func (s *session) finish(r *run, tag string, e *pgproto3.ErrorResponse, why stri
 	if rows == 0 {
 		rows = pgconn.NewCommandTag(tag).RowsAffected()
 	}
-	res := model.PGResult{Statement: r.seq, Tag: tag, Rows: rows, DurationNS: time.Since(r.start).Nanoseconds()}
+	res := model.PGResult{Statement: r.stmtSeq(), Tag: tag, Rows: rows, DurationNS: time.Since(r.start).Nanoseconds()}
 	if e != nil {
 		res.SQLState, res.Error = e.Code, e.Message
 	}

@@ -37,6 +37,13 @@ import (
 // interlock holds, whose effects interlock reads from the server before
 // the COMMIT goes through (gate.go).
 type session struct {
+	// pending are the records of read-only statements forwarded while
+	// they commit (pipeline.go); npending counts them for the server
+	// loop's fast check, spare is the slice it reuses.
+	pendMu   sync.Mutex
+	pending  []func() (uint64, error)
+	npending atomic.Int32
+	spare    []func() (uint64, error)
 	// sess is the engine's view of the session: its open record goes
 	// through it (inspect.Lifecycle writes the close).
 	sess     *inspect.Session
@@ -166,7 +173,10 @@ type field struct {
 // portal, or a function call. Once queued, only the server goroutine
 // touches it (but for text and class, set before).
 type run struct {
+	// seq is the statement's entry, once recorded; read it through
+	// stmtSeq, which waits for a pipelined record (pend).
 	seq   uint64
+	pend  func() (uint64, error)
 	start time.Time
 	rows  int64
 	// text and class are what was judged; the tag the server reports must

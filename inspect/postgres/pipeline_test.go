@@ -1,0 +1,175 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/e2e/pgtest"
+)
+
+// gatedJournal is a model.Starter whose started records commit only when
+// the test says so: the record is kept at once (so sequence numbers stay
+// in order), and wait blocks until release is closed, then returns fail
+// when set.
+type gatedJournal struct {
+	model.Recorder
+	mu      sync.Mutex
+	started []string // texts of the statements started
+	release chan struct{}
+	fail    error
+}
+
+func (g *gatedJournal) Start(ctx context.Context, rec model.Record, d model.Durability) func() (uint64, error) {
+	seq, err := g.Recorder.Append(ctx, rec, d)
+	g.mu.Lock()
+	if st, ok := rec.Data.(model.PGStatement); ok {
+		g.started = append(g.started, st.SQL)
+	}
+	release, fail := g.release, g.fail
+	g.mu.Unlock()
+	return sync.OnceValues(func() (uint64, error) {
+		<-release
+		if fail != nil {
+			return 0, fail
+		}
+		return seq, err
+	})
+}
+
+func (g *gatedJournal) startedText(marker string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.started {
+		if strings.Contains(s, marker) {
+			return true
+		}
+	}
+	return false
+}
+
+// serverRan says whether a backend of the test server has started a query
+// containing marker at or after since and is idle again: the server
+// answered it. (A Parse of the text also shows it; since tells the
+// execution from that.)
+func serverRan(t *testing.T, marker string, since time.Time) bool {
+	t.Helper()
+	out, err := server(t).PSQL(pgtest.AppDB, fmt.Sprintf(
+		`SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%%%s%%' AND query NOT LIKE '%%pg_stat_activity%%'
+		 AND query_start >= to_timestamp(%d / 1e6)`, marker, since.UnixMicro()))
+	if err != nil {
+		t.Fatalf("pg_stat_activity: %v: %s", err, out)
+	}
+	return out != "0"
+}
+
+// TestReadOnlyAnswerWaitsForItsRecord: a read-only statement reaches the
+// server while its record commits (the server has answered it before the
+// commit), and its answer reaches the client only once the record is
+// committed; in both protocols.
+func TestReadOnlyAnswerWaitsForItsRecord(t *testing.T) {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			g := &gatedJournal{release: make(chan struct{})}
+			p := startProxy(t, proxyOpts{wrap: func(r model.Recorder) model.Recorder { g.Recorder = r; return g }})
+			c := connect(t, p.dsn(""))
+			// Everything up to now (the login's reads) commits at once.
+			close(g.release)
+			g.mu.Lock()
+			g.release = make(chan struct{})
+			release := g.release
+			g.mu.Unlock()
+
+			marker := fmt.Sprintf("pipelined_%d", time.Now().UnixNano())
+			got := make(chan error, 1)
+			go func() {
+				var v string
+				got <- c.QueryRow(context.Background(), "SELECT '"+marker+"'::text", mode).Scan(&v)
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			for !g.startedText(marker) {
+				if time.Now().After(deadline) {
+					t.Fatal("the statement was not journaled through Start")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			// Started before this instant: its execution starts after.
+			since := time.Now().Add(-5 * time.Millisecond)
+			for !serverRan(t, marker, since) {
+				if time.Now().After(deadline) {
+					t.Fatal("the statement did not reach the server while its record was being committed")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			select {
+			case err := <-got:
+				t.Fatalf("the client had its answer before the record committed (err %v)", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			close(release)
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no answer after the record committed")
+			}
+			// The result is posted after the answer went out.
+			for found := false; !found; time.Sleep(10 * time.Millisecond) {
+				for _, s := range p.j.statements() {
+					found = found || strings.Contains(s.st.SQL, marker) && s.res != nil && s.res.Statement == s.seq
+				}
+				if !found && time.Now().After(deadline) {
+					t.Fatal("no statement and result pair for the pipelined statement")
+				}
+			}
+		})
+	}
+}
+
+// TestReadOnlyRecordFailureWithholdsAnswer: when a pipelined record
+// fails, the client never sees the answer; the session ends with an error
+// that says interlock could not record it.
+func TestReadOnlyRecordFailureWithholdsAnswer(t *testing.T) {
+	g := &gatedJournal{release: make(chan struct{})}
+	close(g.release)
+	p := startProxy(t, proxyOpts{wrap: func(r model.Recorder) model.Recorder { g.Recorder = r; return g }})
+	c := connect(t, p.dsn(""))
+	g.mu.Lock()
+	g.fail = errors.New("disk gone")
+	g.mu.Unlock()
+	marker := fmt.Sprintf("secret_answer_%d", time.Now().UnixNano())
+	rows, err := c.Query(context.Background(), "SELECT '"+marker+"'::text", pgx.QueryExecModeSimpleProtocol)
+	if err == nil {
+		for rows.Next() {
+			var v string
+			rows.Scan(&v)
+			if v == marker {
+				t.Fatal("the client received the answer of a statement whose record failed")
+			}
+		}
+		err = rows.Err()
+	}
+	if err == nil {
+		t.Fatal("the query succeeded although its record failed")
+	}
+	if !strings.Contains(err.Error(), "record") {
+		t.Errorf("error %q does not say interlock could not record the statement", err)
+	}
+	for _, r := range p.j.kind(model.KindPGResult) {
+		if res, ok := r.Data.(model.PGResult); ok && res.Rows > 0 && strings.Contains(fmt.Sprint(r.Payload), marker) {
+			t.Fatal("a result was journaled for the failed statement")
+		}
+	}
+	if err := c.Ping(context.Background()); err == nil {
+		t.Fatal("the session went on after a record failed")
+	}
+}
