@@ -21,6 +21,7 @@ import (
 
 	"github.com/interlock/interlock/asciicast"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -45,7 +46,7 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 
-	opens := of[model.SessionOpen](r.j, model.KindSessionOpen)
+	opens := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)
 	if len(opens) != 1 || opens[0].SSH == nil {
 		t.Fatalf("session.open: %+v", opens)
 	}
@@ -56,11 +57,11 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	if st.UpstreamHostKey != gossh.FingerprintSHA256(r.target.hostKey.PublicKey()) || !strings.HasPrefix(st.ClientVersion, "SSH-2.0-Go") {
 		t.Errorf("startup %+v", st)
 	}
-	if !r.j.synced(model.KindSessionOpen, func(model.Record) bool { return true }) {
+	if !r.j.Synced(model.KindSessionOpen, func(model.Record) bool { return true }) {
 		t.Error("session.open not synced")
 	}
 	var execReq *model.SSHRequest
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		if q.Type == "exec" {
 			execReq = &q
 		}
@@ -68,25 +69,23 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	if execReq == nil || execReq.Command != "echo hello; echo oops >&2; exit 3" || execReq.Decision.Action != model.Allow {
 		t.Fatalf("exec request: %+v", execReq)
 	}
-	if !r.j.synced(model.KindSSHRequest, func(rec model.Record) bool { return rec.Data.(model.SSHRequest).Type == "exec" }) {
+	if !r.j.Synced(model.KindSSHRequest, func(rec model.Record) bool { return rec.Data.(model.SSHRequest).Type == "exec" }) {
 		t.Error("exec request not synced before it ran")
 	}
-	exits := of[model.SSHExit](r.j, model.KindSSHExit)
+	exits := testkit.Data[model.SSHExit](r.j, model.KindSSHExit)
 	if len(exits) != 1 || exits[0].ExitStatus == nil || *exits[0].ExitStatus != 3 {
 		t.Errorf("exits %+v", exits)
 	}
 	got := map[string]string{}
-	r.j.mu.Lock()
-	for _, rec := range r.j.recs {
+	for _, rec := range r.j.Records() {
 		if rec.Kind == model.KindSSHIO {
 			got[rec.Data.(model.SSHIO).Stream] += string(rec.Payload.([]byte))
 		}
 	}
-	r.j.mu.Unlock()
 	if got["o"] != "hello\n" || got["e"] != "oops\n" {
 		t.Errorf("recorded io %q", got)
 	}
-	cl := of[model.SessionClose](r.j, model.KindSessionClose)[0]
+	cl := testkit.Data[model.SessionClose](r.j, model.KindSessionClose)[0]
 	if cl.BytesDown != 11 || cl.Error != "" {
 		t.Errorf("close %+v", cl)
 	}
@@ -116,7 +115,7 @@ func TestDeniedExecNeverReachesTheTarget(t *testing.T) {
 			t.Errorf("the target ran %q", cmd)
 		}
 	}
-	if !r.j.synced(model.KindSSHRequest, func(rec model.Record) bool {
+	if !r.j.Synced(model.KindSSHRequest, func(rec model.Record) bool {
 		q := rec.Data.(model.SSHRequest)
 		return q.Type == "exec" && q.Decision.Action == model.Deny
 	}) {
@@ -155,7 +154,7 @@ func TestWrongUserIsRefused(t *testing.T) {
 		t.Errorf("banner %q", banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Action != model.Deny || o.Decision.Rule != "credentials.user" || o.SSH.User != "bob" {
 		t.Errorf("open %+v %+v", o.Decision, o.SSH)
 	}
@@ -175,7 +174,7 @@ func TestWrongTargetHostKeyRefusesTheSession(t *testing.T) {
 		t.Errorf("banner %q", banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Action != model.Deny || o.Decision.Rule != "upstream-host-key" ||
 		o.SSH.UpstreamHostKey != gossh.FingerprintSHA256(r.target.hostKey.PublicKey()) {
 		t.Errorf("open %+v %+v", o.Decision, o.SSH)
@@ -196,7 +195,7 @@ func TestPasswordAndKeyboardInteractiveAreAccepted(t *testing.T) {
 	c.Close()
 	r.waitClosed(2)
 	methods := map[string]bool{}
-	for _, o := range of[model.SessionOpen](r.j, model.KindSessionOpen) {
+	for _, o := range testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen) {
 		methods[o.SSH.AuthMethod] = true
 		if o.SSH.KeyFingerprint != "" {
 			t.Errorf("fingerprint %q for %s", o.SSH.KeyFingerprint, o.SSH.AuthMethod)
@@ -234,16 +233,16 @@ func TestForwardingRefusedAndUnknownRequestsFalse(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 	var sawDirect bool
-	for _, ch := range of[model.SSHChannel](r.j, model.KindSSHChannel) {
+	for _, ch := range testkit.Data[model.SSHChannel](r.j, model.KindSSHChannel) {
 		if ch.Type == "direct-tcpip" {
 			sawDirect = ch.Decision.Action == model.Deny && strings.HasPrefix(ch.Detail, "127.0.0.1:22 from ")
 		}
 	}
 	if !sawDirect {
-		t.Errorf("direct-tcpip refusal not journaled: %+v", of[model.SSHChannel](r.j, model.KindSSHChannel))
+		t.Errorf("direct-tcpip refusal not journaled: %+v", testkit.Data[model.SSHChannel](r.j, model.KindSSHChannel))
 	}
 	types := map[string]model.Action{}
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		types[q.Type] = q.Decision.Action
 	}
 	for _, typ := range []string{"tcpip-forward", "interlock-test@example.com", "auth-agent-req@openssh.com", "x-unknown"} {
@@ -304,9 +303,7 @@ func TestPtyShellRendersAsAsciicast(t *testing.T) {
 // records returns the journal as asciicast records.
 func (r *rig) records() iter.Seq2[asciicast.Record, error] {
 	return func(yield func(asciicast.Record, error) bool) {
-		r.j.mu.Lock()
-		recs := append([]model.Record(nil), r.j.recs...)
-		r.j.mu.Unlock()
+		recs := r.j.Records()
 		for i, rec := range recs {
 			data, _ := json.Marshal(rec.Data)
 			p, _ := rec.Payload.([]byte)
@@ -413,7 +410,7 @@ func TestSFTPOperationsAreJournaled(t *testing.T) {
 		t.Errorf("read back %d bytes, different from the %d written", len(got), len(data))
 	}
 	var ops []string
-	for _, op := range of[model.SSHSFTP](r.j, model.KindSSHSFTP) {
+	for _, op := range testkit.Data[model.SSHSFTP](r.j, model.KindSSHSFTP) {
 		s := op.Op + " " + strings.TrimPrefix(op.Path, dir) + " " + strings.TrimPrefix(op.Target, dir) + " " + op.Status + " " + strings.Join(op.Flags, ",")
 		if op.Op == "close" {
 			s += " r" + itoa(op.BytesRead) + " w" + itoa(op.BytesWritten)
@@ -480,7 +477,7 @@ func TestMalformedClientsDoNotHurtOthers(t *testing.T) {
 	c.Close()
 	r.waitClosed(5)
 	refused := 0
-	for _, o := range of[model.SessionOpen](r.j, model.KindSessionOpen) {
+	for _, o := range testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen) {
 		if o.Decision.Rule == "ssh-handshake" {
 			refused++
 		}
@@ -606,7 +603,7 @@ func TestConnectDeniedByPolicy(t *testing.T) {
 		t.Fatalf("err %v banner %q", err, banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Rule != "test-connect" || o.Decision.Action != model.Deny {
 		t.Errorf("open %+v", o.Decision)
 	}
@@ -637,7 +634,7 @@ func TestSecondProgramRefusedAndJournaledWithItsCommand(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 	var refused *model.SSHRequest
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		if q.Decision.Rule == "already-started" {
 			refused = &q
 		}
