@@ -182,22 +182,21 @@ func (s *Server) Addr() string { return net.JoinHostPort(Host, strconv.Itoa(s.Po
 // Stop stops sshd and the sessions it started.
 func (s *Server) Stop() { s.proc.Stop() }
 
-// ClientArgs are the options of an ssh, scp or sftp client of the target:
+// ClientArgs are the options of an ssh, scp or sftp client of a target:
 // no user config, the strict host key check against an ordinary
-// known_hosts (s.KnownHosts when empty), the key at keyPath alone, and no
-// prompts.
-func (s *Server) ClientArgs(knownHosts, keyPath string) []string {
+// known_hosts, the key at keyPath alone, and no prompts.
+func ClientArgs(knownHosts, keyPath string) []string {
 	return []string{"-F", "/dev/null",
-		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + cmp.Or(knownHosts, s.KnownHosts),
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
 		"-o", "IdentitiesOnly=yes", "-i", keyPath,
 		"-o", "ConnectTimeout=20"}
 }
 
-// SSHArgv is an ssh command line logging in to the target as root with
-// the key at keyPath and running command.
+// SSHArgv is an ssh command line that logs in to s as root with the key
+// at keyPath and runs command.
 func (s *Server) SSHArgv(keyPath string, command ...string) []string {
-	argv := append([]string{"ssh"}, s.ClientArgs("", keyPath)...)
+	argv := append([]string{"ssh"}, ClientArgs(s.KnownHosts, keyPath)...)
 	argv = append(argv, "-p", strconv.Itoa(s.Port), "root@"+Host)
 	return append(argv, command...)
 }
