@@ -90,7 +90,7 @@ func sshFlood(t *testing.T, on string) {
 	// B's key and home: its own copy, readable by B only.
 	home := sharedDir(t)
 	keyB := filepath.Join(home, "id_b")
-	kb, err := os.ReadFile(st.clientKey.path)
+	kb, err := os.ReadFile(st.clientKey.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -273,7 +274,7 @@ func TestSSHAdversarialReplayTwoShellsOneConnection(t *testing.T) {
 	if _, stderr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--out", bundle); code != 0 {
 		t.Fatalf("journal export: exit %d: %s", code, stderr)
 	}
-	files := bundleFiles(t, bundle)
+	files := testkit.ReadTarGz(t, bundle)
 	for name, want := range map[string]string{"sessions/" + id + ".cast": "first-11", "sessions/" + id + "-ch" + second + ".cast": "second-22"} {
 		b, ok := files[name]
 		if !ok {
@@ -646,7 +647,7 @@ func TestSSHAdversarialReplayRefusedSecondProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(st.dir, "second-ran")
-	out, stderr, code := e.runUnder(self, twoProgramsHelper, st.addr(), st.hostKey.authorized(), st.clientKey.path,
+	out, stderr, code := e.runUnder(self, twoProgramsHelper, st.addr(), st.hostKey.Authorized(), st.clientKey.Path,
 		"sleep 1; echo first-ran", "touch "+marker)
 	if code != 0 || !strings.Contains(out, "second accepted: false") || !strings.Contains(out, "first-ran") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
