@@ -37,13 +37,6 @@ func headTail(s string, n int) string {
 	return s
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
-
 func describeMsgs(msgs []rawpg.Msg) string {
 	var parts []string
 	for _, m := range msgs {
