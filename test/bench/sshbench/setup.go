@@ -1,162 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
-	gossh "golang.org/x/crypto/ssh"
-
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
-const (
-	sshdBin       = "/usr/sbin/sshd"
-	sftpServerBin = "/usr/lib/openssh/sftp-server"
-)
-
-type sshd struct {
-	dir        string
-	port       int
-	hostKey    string // private host key, also given to interlock
-	credKey    string // authorized on the target: direct clients and interlock use it
-	clientKey  string // a key the target does not know: clients under interlock
-	knownHosts string // the target's real host key, as an ordinary known_hosts
-	log        string
-	cmd        *exec.Cmd
-	done       chan struct{}
-}
-
-func writeKey(path string) (gossh.PublicKey, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	block, err := gossh.MarshalPrivateKey(priv, filepath.Base(path))
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	return s.PublicKey(), nil
-}
-
-func authorized(k gossh.PublicKey) string {
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k)))
-}
-
-// startSSHD runs sshd -D on a free port of 127.0.0.3 with its own host key,
-// authorizing root with credKey only.
-func startSSHD(ctx context.Context, dir string) (*sshd, error) {
-	sd := &sshd{dir: dir, hostKey: filepath.Join(dir, "host_key"), credKey: filepath.Join(dir, "cred_key"),
-		clientKey: filepath.Join(dir, "client_key"), knownHosts: filepath.Join(dir, "known_hosts"), log: filepath.Join(dir, "sshd.log")}
-	hostPub, err := writeKey(sd.hostKey)
-	if err != nil {
-		return nil, err
-	}
-	credPub, err := writeKey(sd.credKey)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := writeKey(sd.clientKey); err != nil {
-		return nil, err
-	}
-	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(authorized(credPub)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		return nil, err
-	}
-	if sd.port, err = benchutil.FreePort("127.0.0.3"); err != nil {
-		return nil, err
-	}
-	cfg := fmt.Sprintf("Port %d\nListenAddress 127.0.0.3\nHostKey %s\nAuthorizedKeysFile %s\nPidFile none\nStrictModes no\n"+
-		"UsePAM no\nUseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"+
-		"Subsystem sftp %s\nMaxStartups 500:30:1000\nLogLevel INFO\n", sd.port, sd.hostKey, ak, sftpServerBin)
-	cfgPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	line := fmt.Sprintf("[127.0.0.3]:%d %s\n", sd.port, authorized(hostPub))
-	if err := os.WriteFile(sd.knownHosts, []byte(line), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(sd.log)
-	if err != nil {
-		return nil, err
-	}
-	sd.cmd = exec.Command(sshdBin, "-D", "-e", "-f", cfgPath)
-	sd.cmd.Stdout, sd.cmd.Stderr = logf, logf
-	sd.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := sd.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start sshd: %w", err)
-	}
-	sd.done = make(chan struct{})
-	go func() { sd.cmd.Wait(); logf.Close(); close(sd.done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.3", strconv.Itoa(sd.port)), time.Second)
-		if err == nil {
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			banner, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(banner, "SSH-2.0-") {
-				return sd, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			sd.stop()
-			b, _ := os.ReadFile(sd.log)
-			return nil, fmt.Errorf("sshd not ready: %v\n%s", err, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (sd *sshd) stop() {
-	syscall.Kill(-sd.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-sd.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-sd.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
-// opts are the client options: no user config, strict host key checking
-// against the ordinary known_hosts, the given key, no prompts.
-func (sd *sshd) opts(key string) []string {
-	return []string{"-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + sd.knownHosts,
-		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", key}
-}
-
-func (sd *sshd) argv(key string, command ...string) []string {
-	argv := append([]string{"ssh"}, sd.opts(key)...)
-	argv = append(argv, "-p", strconv.Itoa(sd.port), "root@127.0.0.3")
-	return append(argv, command...)
-}
-
 // writeConfig writes interlock's config: the journal (sync: normal), one
 // ssh target holding credKey, presenting the target's own host key.
-func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, maskedCfg, journalPath, pin string, err error) {
+func writeConfig(dir, journalDir string, sd *sshtest.Server) (cfgPath, maskedCfg, journalPath, pin string, err error) {
 	if journalDir == "" {
 		journalDir = dir
 	}
@@ -175,7 +36,7 @@ func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, maskedCfg, journalP
       key_file: %s
     known_hosts: %s
     host_key_file: %s
-`, sd.port, sd.credKey, sd.knownHosts, sd.hostKey)
+`, sd.Port, sd.CredKey.Path, sd.KnownHosts, sd.HostKey.Path)
 	cfgPath = filepath.Join(dir, "interlock.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return "", "", "", "", err
