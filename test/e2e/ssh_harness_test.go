@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,6 +168,22 @@ func newSSHEnv(t *testing.T, st *sshTarget, o sshTargetOpts) *env {
 // key (which the target does not know), and no prompts.
 func (st *sshTarget) clientOpts(knownHosts string) []string {
 	return sshtest.ClientArgs(cmp.Or(knownHosts, st.knownHosts), st.clientKey.Path)
+}
+
+// clientHome is a home for a client running as uid, and in it a copy of
+// the client's key that uid alone can read (ssh refuses a key others can
+// read, and uid cannot read root's).
+func (st *sshTarget) clientHome(t *testing.T, uid int) (home, key string) {
+	t.Helper()
+	home = sharedDir(t)
+	key = filepath.Join(home, "id_client")
+	if err := os.WriteFile(key, st.clientKey.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(key, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	return home, key
 }
 
 // sshArgv is an ssh command line to the target.

@@ -74,18 +74,7 @@ func TestSSHPreauthNoAmplification(t *testing.T) {
 	before := st.connectionsSeen()
 
 	// B's key and home: its own copy, readable by B only.
-	home := sharedDir(t)
-	keyB := filepath.Join(home, "id_b")
-	kb, err := os.ReadFile(st.clientKey.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyB, kb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(keyB, uidB, uidB); err != nil {
-		t.Fatal(err)
-	}
+	home, keyB := st.clientHome(t, uidB)
 
 	// A: open the connections one after another, read the first line
 	// interlock sends on each, print it, then hold them all silently.
