@@ -36,9 +36,11 @@ package adversarial
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -317,7 +319,7 @@ func runCase(t *testing.T, cs *advCase, idx int, direct bool) {
 	if t.Failed() || testing.Verbose() && os.Getenv("ADV_VERBOSE") == "1" {
 		t.Logf("transcript:%s\njournal:%s\nserver log of the case's backends:%s\ninterlock run stderr (tail):\n%s",
 			c.transcriptText(), c.journalSummary(), c.sessionLog(80), testkit.Tail(c.runStderr, 2500))
-		for _, p := range sortedKeys(c.jobStderr) {
+		for _, p := range slices.Sorted(maps.Keys(c.jobStderr)) {
 			t.Logf("interlock run stderr of client process %d (tail):\n%s", p, testkit.Tail(c.jobStderr[p], 1500))
 		}
 	}

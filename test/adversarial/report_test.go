@@ -2,7 +2,6 @@ package adversarial
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/interlock/interlock/test/adversarial/rawpg"
@@ -134,11 +133,3 @@ func (c *caseRun) transcriptText() string {
 // rows returns the DataRow values of a reply, first column.
 
 // sortedKeys are a map's keys in order.
-func sortedKeys[V any](m map[int]V) []int {
-	var out []int
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
-}
