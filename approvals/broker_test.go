@@ -3,44 +3,14 @@ package approvals
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 )
-
-// memJournal is a fake journal: the broker's logic is pure enough to test
-// without SQLite; the end-to-end tests use the real one.
-type memJournal struct {
-	mu   sync.Mutex
-	recs []model.Record
-	fail bool
-}
-
-func (m *memJournal) Append(_ context.Context, r model.Record, _ model.Durability) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail {
-		return 0, errors.New("disk full")
-	}
-	m.recs = append(m.recs, r)
-	return uint64(len(m.recs)), nil
-}
-
-func (m *memJournal) Post(r model.Record) { m.Append(context.Background(), r, model.Committed) }
-
-func (m *memJournal) kinds() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for _, r := range m.recs {
-		out = append(out, r.Kind)
-	}
-	return out
-}
 
 // Users on every Debian system: root (0) is the requester, daemon (1) and
 // bin (2) approve.
@@ -82,7 +52,7 @@ func held(t *testing.T, b *Broker, rr policy.ReviewRequest) (string, chan model.
 }
 
 func TestApproveReleases(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	id, ch := held(t, b, request("once", 1, "daemon"))
 	if _, err := b.Decide(context.Background(), id, Approver{UID: uidRoot}, true, ""); !errors.Is(err, ErrSelfApproval) {
@@ -103,7 +73,7 @@ func TestApproveReleases(t *testing.T) {
 	if d.Action != model.Allow || d.Request != id {
 		t.Errorf("decision %+v", d)
 	}
-	if k := j.kinds(); len(k) != 2 || k[0] != model.KindApprovalRequest || k[1] != model.KindApprovalDecision {
+	if k := j.Kinds(); len(k) != 2 || k[0] != model.KindApprovalRequest || k[1] != model.KindApprovalDecision {
 		t.Errorf("journal %v", k)
 	}
 	// A second operation needs a new request (scope once).
@@ -115,7 +85,7 @@ func TestApproveReleases(t *testing.T) {
 }
 
 func TestTwoApprovalsAndDeny(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	id, ch := held(t, b, request("once", 2, "daemon", "bin"))
 	if _, err := b.Decide(context.Background(), id, Approver{UID: uidDaemon}, true, ""); err != nil {
@@ -146,7 +116,7 @@ func TestTwoApprovalsAndDeny(t *testing.T) {
 }
 
 func TestTimeoutDenies(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	rr := request("once", 1, "daemon")
 	rr.Timeout = 100 * time.Millisecond
@@ -154,9 +124,8 @@ func TestTimeoutDenies(t *testing.T) {
 	if d.Action != model.Deny {
 		t.Fatalf("timeout: %+v", d)
 	}
-	j.mu.Lock()
-	last := j.recs[len(j.recs)-1]
-	j.mu.Unlock()
+	recs := j.Records()
+	last := recs[len(recs)-1]
 	if dec, ok := last.Data.(model.ApprovalDecision); !ok || dec.Verdict != model.VerdictTimeout {
 		t.Errorf("timeout not journaled as such: %+v", last)
 	}
@@ -166,7 +135,7 @@ func TestTimeoutDenies(t *testing.T) {
 }
 
 func TestSessionGrant(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	id, ch := held(t, b, request("session", 1, "daemon"))
 	if _, err := b.Decide(context.Background(), id, Approver{UID: uidDaemon}, true, ""); err != nil {
@@ -185,13 +154,13 @@ func TestSessionGrant(t *testing.T) {
 		t.Errorf("a session grant covered another session: %+v", d)
 	}
 	b.SessionEnded("s1")
-	if k := j.kinds(); k[len(k)-1] != model.KindGrantExpired {
+	if k := j.Kinds(); k[len(k)-1] != model.KindGrantExpired {
 		t.Errorf("session end did not expire the grant: %v", k)
 	}
 }
 
 func TestTTLGrantExpires(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	id, ch := held(t, b, request("ttl", 1, "daemon"))
 	dec, err := b.Decide(context.Background(), id, Approver{UID: uidDaemon}, true, "")
@@ -206,7 +175,7 @@ func TestTTLGrantExpires(t *testing.T) {
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		k := j.kinds()
+		k := j.Kinds()
 		if k[len(k)-1] == model.KindGrantExpired {
 			break
 		}
@@ -222,7 +191,8 @@ func TestTTLGrantExpires(t *testing.T) {
 }
 
 func TestJournalFailureRefuses(t *testing.T) {
-	j := &memJournal{fail: true}
+	j := &testkit.Journal{}
+	j.Fail(errors.New("disk full"))
 	b := New(Options{Journal: j})
 	if d := b.Review(context.Background(), request("once", 1, "daemon")); d.Action != model.Deny {
 		t.Errorf("a request the journal could not record was held: %+v", d)
@@ -232,7 +202,7 @@ func TestJournalFailureRefuses(t *testing.T) {
 // TestListShowsOnlyWhoMaySee: a local user who is neither an approver nor
 // the requester does not see the request (it holds the SQL text).
 func TestListShowsOnlyWhoMaySee(t *testing.T) {
-	b := New(Options{Journal: &memJournal{}})
+	b := New(Options{Journal: &testkit.Journal{}})
 	_, ch := held(t, b, request("once", 1, "daemon"))
 	if l := b.List(Approver{UID: uidBin}); len(l) != 0 {
 		t.Errorf("a bystander sees %d requests", len(l))

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 )
@@ -14,7 +15,7 @@ import (
 // read: a wrong hash approves nothing and journals nothing, the right one
 // releases the operation.
 func TestApproveExpectsTheTextHash(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	rr := request("once", 1, "daemon")
 	rr.Operation.Text = "sudo -n true\nrm -rf /srv/data"
@@ -32,7 +33,7 @@ func TestApproveExpectsTheTextHash(t *testing.T) {
 		t.Fatalf("released on a wrong hash: %+v", d)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if k := j.kinds(); len(k) != 1 {
+	if k := j.Kinds(); len(k) != 1 {
 		t.Fatalf("a refused approval was journaled: %v", k)
 	}
 	if _, err := b.DecideExpect(context.Background(), id, Approver{UID: uidDaemon}, true, "", "sha256:"+textview.Hash(rr.Operation.Text)); err != nil {
@@ -46,7 +47,7 @@ func TestApproveExpectsTheTextHash(t *testing.T) {
 // Bytes that are not UTF-8 would reach an approver through JSON as U+FFFD;
 // the request carries them exactly.
 func TestRequestCarriesInvalidUTF8Bytes(t *testing.T) {
-	b := New(Options{Journal: &memJournal{}})
+	b := New(Options{Journal: &testkit.Journal{}})
 	rr := request("once", 1, "daemon")
 	rr.Operation.Text = "echo \xff\xfe"
 	_, _ = held(t, b, rr)
@@ -61,7 +62,7 @@ func TestRequestCarriesInvalidUTF8Bytes(t *testing.T) {
 // nothing and journals nothing; a deny needs no hash; with the hash it
 // releases the operation.
 func TestRequireExpectRefusesABlindApproval(t *testing.T) {
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	b := New(Options{Journal: j})
 	rr := request("once", 1, "daemon")
 	rr.Review.RequireExpect = true
@@ -78,7 +79,7 @@ func TestRequireExpectRefusesABlindApproval(t *testing.T) {
 		t.Fatalf("released without the hash: %+v", d)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if k := j.kinds(); len(k) != 1 {
+	if k := j.Kinds(); len(k) != 1 {
 		t.Fatalf("a refused approval was journaled: %v", k)
 	}
 	if _, err := b.DecideExpect(context.Background(), id, Approver{UID: uidDaemon}, true, "", textview.Hash(rr.Operation.Text)); err != nil {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -465,13 +466,9 @@ func TestVerifyWhileWriting(t *testing.T) {
 	}
 }
 
+// waitFor polls often: its conditions are the writer's counters, cheap to
+// read.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.WaitFor(t, 5*time.Second, time.Millisecond, cond)
 }

@@ -122,9 +122,7 @@ func TestDerivedColumnsMasked(t *testing.T) {
 	}
 	// Nothing of the original is in the journal either (the INSERT that
 	// put it there is journaled with the email redacted).
-	p.j.mu.Lock()
-	defer p.j.mu.Unlock()
-	for _, r := range p.j.recs {
+	for _, r := range p.j.Records() {
 		if s := strings.ToLower(recordText(r)); strings.Contains(s, "alice.liddell") {
 			t.Errorf("the original is in a %s record: %s", r.Kind, s)
 		}

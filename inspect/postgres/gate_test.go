@@ -122,13 +122,12 @@ func TestGateDeniesEffectsOfAnyRoute(t *testing.T) {
 	// The evidence: each wrapped statement says so, each gate left a
 	// synced pg.effects record with its decision.
 	var denied, allowed int
-	p.j.mu.Lock()
-	for i, r := range p.j.recs {
+	for i, r := range p.j.Entries() {
 		e, ok := r.Data.(model.PGEffectsEntry)
 		if !ok {
 			continue
 		}
-		if p.j.durs[i] != model.Synced {
+		if r.Durability != model.Synced {
 			t.Errorf("pg.effects %d not synced", i)
 		}
 		if e.Decision.Action == model.Deny {
@@ -137,7 +136,6 @@ func TestGateDeniesEffectsOfAnyRoute(t *testing.T) {
 			allowed++
 		}
 	}
-	p.j.mu.Unlock()
 	if denied != 7 {
 		t.Errorf("%d denied pg.effects records, want 7", denied)
 	}
@@ -145,7 +143,7 @@ func TestGateDeniesEffectsOfAnyRoute(t *testing.T) {
 		t.Errorf("no allowed pg.effects record")
 	}
 	wrapped := 0
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		if s.st.Wrapped {
 			wrapped++
 		}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,48 +15,11 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 	"github.com/interlock/interlock/test/testenv"
 )
-
-// memJournal is a Recorder that keeps records in memory.
-type memJournal struct {
-	mu   sync.Mutex
-	recs []model.Record
-	seqs []uint64
-	durs []model.Durability
-	fail bool
-}
-
-func (j *memJournal) Append(_ context.Context, rec model.Record, d model.Durability) (uint64, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.fail {
-		return 0, fmt.Errorf("journal broken for the test")
-	}
-	if _, err := json.Marshal(rec.Data); err != nil {
-		return 0, err
-	}
-	j.recs = append(j.recs, rec)
-	j.seqs = append(j.seqs, uint64(len(j.recs)))
-	j.durs = append(j.durs, d)
-	return uint64(len(j.recs)), nil
-}
-
-func (j *memJournal) Post(rec model.Record) { j.Append(context.Background(), rec, model.Committed) }
-
-func (j *memJournal) kind(k string) []model.Record {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []model.Record
-	for _, r := range j.recs {
-		if r.Kind == k {
-			out = append(out, r)
-		}
-	}
-	return out
-}
 
 // statements pairs each pg.statement with its pg.result.
 type stmtRec struct {
@@ -68,21 +30,19 @@ type stmtRec struct {
 	pay any
 }
 
-func (j *memJournal) statements() []stmtRec {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+func statements(j *testkit.Journal) []stmtRec {
 	var out []stmtRec
 	idx := map[uint64]int{}
-	for i, r := range j.recs {
-		switch d := r.Data.(type) {
+	for _, e := range j.Entries() {
+		switch d := e.Data.(type) {
 		case model.PGStatement:
-			idx[j.seqs[i]] = len(out)
-			out = append(out, stmtRec{seq: j.seqs[i], st: d, dur: j.durs[i]})
+			idx[e.Seq] = len(out)
+			out = append(out, stmtRec{seq: e.Seq, st: d, dur: e.Durability})
 		case model.PGResult:
 			if k, ok := idx[d.Statement]; ok {
 				d := d
 				out[k].res = &d
-				out[k].pay = r.Payload
+				out[k].pay = e.Payload
 			}
 		}
 	}
@@ -146,7 +106,7 @@ func TestMain(m *testing.M) {
 // the engine would serve intercepted ones.
 type proxy struct {
 	h *Handler
-	j *memJournal
+	j *testkit.Journal
 	// life serves the sessions as the engine does: it writes their
 	// close records and counts their panics.
 	life *inspect.Lifecycle
@@ -196,7 +156,7 @@ func startProxy(t testing.TB, o proxyOpts) *proxy {
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	cfg.Targets = []config.TargetConfig{tc}
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	var pol inspect.Policy = denyPolicy{kinds: o.deny}
 	if o.policy != nil {
 		pol = o.policy

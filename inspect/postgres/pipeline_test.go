@@ -124,7 +124,7 @@ func TestReadOnlyAnswerWaitsForItsRecord(t *testing.T) {
 			}
 			// The result is posted after the answer went out.
 			for found := false; !found; time.Sleep(10 * time.Millisecond) {
-				for _, s := range p.j.statements() {
+				for _, s := range statements(p.j) {
 					found = found || strings.Contains(s.st.SQL, marker) && s.res != nil && s.res.Statement == s.seq
 				}
 				if !found && time.Now().After(deadline) {
@@ -164,7 +164,7 @@ func TestReadOnlyRecordFailureWithholdsAnswer(t *testing.T) {
 	if !strings.Contains(err.Error(), "record") {
 		t.Errorf("error %q does not say interlock could not record the statement", err)
 	}
-	for _, r := range p.j.kind(model.KindPGResult) {
+	for _, r := range p.j.OfKind(model.KindPGResult) {
 		if res, ok := r.Data.(model.PGResult); ok && res.Rows > 0 && strings.Contains(fmt.Sprint(r.Payload), marker) {
 			t.Fatal("a result was journaled for the failed statement")
 		}

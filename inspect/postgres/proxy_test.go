@@ -67,7 +67,7 @@ func TestQueriesAreProxiedAndJournaled(t *testing.T) {
 		t.Fatalf("bytea round trip: %v %x", err, b)
 	}
 
-	sts := p.j.statements()
+	sts := statements(p.j)
 	want := []string{"CREATE TEMP TABLE t(id int, v text)", "INSERT INTO t VALUES (1,'a'),(2,NULL)", "SELECT id, v FROM t ORDER BY id"}
 	if len(sts) < 5 {
 		t.Fatalf("journal has %d statements: %+v", len(sts), sts)
@@ -102,10 +102,10 @@ func TestQueriesAreProxiedAndJournaled(t *testing.T) {
 	if byt := sts[4].st; len(byt.Params) != 1 || *byt.Params[0].Value != "\\x000102ff" {
 		t.Errorf("bytea param %+v", byt.Params)
 	}
-	if len(p.j.kind(model.KindSessionOpen)) != 1 {
+	if len(p.j.OfKind(model.KindSessionOpen)) != 1 {
 		t.Errorf("no session.open")
 	}
-	so := p.j.kind(model.KindSessionOpen)[0].Data.(model.SessionOpen)
+	so := p.j.OfKind(model.KindSessionOpen)[0].Data.(model.SessionOpen)
 	if so.Postgres == nil || so.Postgres.User != pgtest.AppUser || so.Postgres.UpstreamPID == 0 || !so.Postgres.UpstreamTLS {
 		t.Errorf("session open %+v", so.Postgres)
 	}
@@ -151,7 +151,7 @@ func TestDeniedStatementKeepsSessionUsable(t *testing.T) {
 		t.Fatalf("after extended denial: %v", err)
 	}
 	var denied int
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		if s.st.Decision.Action == model.Deny {
 			denied++
 			if s.st.SQLState != "42501" || s.res != nil {
@@ -226,7 +226,7 @@ func TestPipelineErrorInTheMiddleRecovers(t *testing.T) {
 		t.Errorf("pipeline results: %v", got)
 	}
 	var notRun, failed int
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		if s.res != nil && s.res.NotRun {
 			notRun++
 		}
@@ -288,8 +288,8 @@ func TestLoginRules(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&u); err != nil || u != pgtest.AppUser {
 		t.Errorf("current_user %q %v", u, err)
 	}
-	if len(p.j.kind(model.KindSessionOpen)) != 3 {
-		t.Errorf("%d session.open records, want 3 (2 refused)", len(p.j.kind(model.KindSessionOpen)))
+	if len(p.j.OfKind(model.KindSessionOpen)) != 3 {
+		t.Errorf("%d session.open records, want 3 (2 refused)", len(p.j.OfKind(model.KindSessionOpen)))
 	}
 
 	// A wrong held password: a clear error, and the password interlock
@@ -348,7 +348,7 @@ func TestClientTLS(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
-	for _, so := range p.j.kind(model.KindSessionOpen) {
+	for _, so := range p.j.OfKind(model.KindSessionOpen) {
 		if !so.Data.(model.SessionOpen).Postgres.ClientTLS {
 			t.Errorf("session without client TLS: %+v", so.Data.(model.SessionOpen).Postgres)
 		}
@@ -391,7 +391,7 @@ func TestProtocol32AndCancel(t *testing.T) {
 	if _, err := c.Exec(ctx, "SELECT 5").ReadAll(); err != nil {
 		t.Errorf("after the cancel: %v", err)
 	}
-	cancels := p.j.kind(model.KindPGCancel)
+	cancels := p.j.OfKind(model.KindPGCancel)
 	if len(cancels) != 1 || !cancels[0].Data.(model.PGCancel).Forwarded {
 		t.Errorf("cancel records %+v", cancels)
 	}
@@ -443,7 +443,7 @@ func TestCopyAndNotifications(t *testing.T) {
 		t.Fatalf("notification: %v %+v", err, nt)
 	}
 	var kinds []string
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		kinds = append(kinds, s.st.Kinds[0])
 		if s.st.Kinds[0] == "copy_to" && (s.res == nil || s.res.Rows != 3 || s.res.RowsRecorded != 2 || !s.res.Truncated) {
 			t.Errorf("copy to result %+v", s.res)
@@ -488,7 +488,7 @@ func TestLargeRowsStream(t *testing.T) {
 	if err != nil || len(res[0].Rows[0][0]) != 2+2*len(big) {
 		t.Fatalf("text read: %v", err)
 	}
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		for _, pr := range s.st.Params {
 			if pr.Value != nil && len(*pr.Value) > maxValue+64 {
 				t.Errorf("param recorded with %d bytes", len(*pr.Value))
@@ -514,7 +514,7 @@ func TestDurabilityLevels(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, s := range p.j.statements() {
+	for _, s := range statements(p.j) {
 		name := "committed"
 		if s.dur == model.Synced {
 			name = "synced"
@@ -526,7 +526,7 @@ func TestDurabilityLevels(t *testing.T) {
 		t.Errorf("durability:\n got %s\nwant %s", strings.Join(got, " "), exp)
 	}
 	// Without an effects rule no transaction is held for its effects.
-	if n := len(p.j.kind(model.KindPGEffects)); n != 0 {
+	if n := len(p.j.OfKind(model.KindPGEffects)); n != 0 {
 		t.Errorf("%d pg.effects records without effects rules", n)
 	}
 }
@@ -564,7 +564,7 @@ func TestMaxRowsAndCloseRaw(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Errorf("messages:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
-	sts := p.j.statements()
+	sts := statements(p.j)
 	last := sts[len(sts)-1]
 	if last.st.SQL != "SELECT generate_series(1, 3)" || last.st.Portal != "p" || last.res == nil || last.res.Rows != 3 {
 		t.Errorf("portal run record %+v %+v", last.st, last.res)

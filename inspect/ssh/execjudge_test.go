@@ -9,6 +9,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -53,7 +54,7 @@ func TestExecJudgedAsShell(t *testing.T) {
 			t.Errorf("%q (pty %v): err %v, stderr %q", tc.cmd, tc.pty, err, stderr)
 		}
 		var rec *model.SSHRequest
-		for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+		for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 			if q.Type == "exec" && q.Command == tc.cmd {
 				rec = &q
 			}
@@ -86,7 +87,7 @@ func TestTunnelEndsChannel(t *testing.T) {
 	if strings.Contains(string(got), "SSH-2.0-") || !strings.HasPrefix(string(got), "hello\n") {
 		t.Errorf("client got %q", got)
 	}
-	recs := of[model.SSHRequest](r.j, model.KindSSHRequest)
+	recs := testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest)
 	var tun *model.SSHRequest
 	for _, q := range recs {
 		if q.Type == "tunnel" {
@@ -96,7 +97,7 @@ func TestTunnelEndsChannel(t *testing.T) {
 	if tun == nil || tun.Decision.Rule != "tunnel" || !strings.Contains(tun.Command, "printf") {
 		t.Fatalf("tunnel journaled as %+v", tun)
 	}
-	if !r.j.synced(model.KindSSHRequest, func(rec model.Record) bool {
+	if !r.j.Synced(model.KindSSHRequest, func(rec model.Record) bool {
 		q, ok := rec.Data.(model.SSHRequest)
 		return ok && q.Type == "tunnel"
 	}) {

@@ -15,6 +15,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -32,7 +33,7 @@ func TestWrongUserIsRefused(t *testing.T) {
 		t.Errorf("banner %q", banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Action != model.Deny || o.Decision.Rule != "credentials.user" || o.SSH.User != "bob" {
 		t.Errorf("open %+v %+v", o.Decision, o.SSH)
 	}
@@ -52,7 +53,7 @@ func TestWrongTargetHostKeyRefusesTheSession(t *testing.T) {
 		t.Errorf("banner %q", banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Action != model.Deny || o.Decision.Rule != "upstream-host-key" ||
 		o.SSH.UpstreamHostKey != gossh.FingerprintSHA256(r.target.hostKey.PublicKey()) {
 		t.Errorf("open %+v %+v", o.Decision, o.SSH)
@@ -73,7 +74,7 @@ func TestPasswordAndKeyboardInteractiveAreAccepted(t *testing.T) {
 	c.Close()
 	r.waitClosed(2)
 	methods := map[string]bool{}
-	for _, o := range of[model.SessionOpen](r.j, model.KindSessionOpen) {
+	for _, o := range testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen) {
 		methods[o.SSH.AuthMethod] = true
 		if o.SSH.KeyFingerprint != "" {
 			t.Errorf("fingerprint %q for %s", o.SSH.KeyFingerprint, o.SSH.AuthMethod)

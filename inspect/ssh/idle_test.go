@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -14,7 +15,7 @@ import (
 func (r *rig) closeError() string {
 	r.t.Helper()
 	r.waitClosed(1)
-	return of[model.SessionClose](r.j, model.KindSessionClose)[0].Error
+	return testkit.Data[model.SessionClose](r.j, model.KindSessionClose)[0].Error
 }
 
 // TestIdleSSHSessionEnded: a session with no traffic for the idle limit is

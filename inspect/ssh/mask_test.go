@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
 )
@@ -61,17 +62,15 @@ func TestOutputMasking(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 	var recorded string
-	r.j.mu.Lock()
-	for _, rec := range r.j.recs {
+	for _, rec := range r.j.Records() {
 		if rec.Kind == model.KindSSHIO {
 			recorded += string(rec.Payload.([]byte))
 		}
 	}
-	r.j.mu.Unlock()
 	if strings.Contains(recorded, "example.com") || strings.Count(recorded, "***@***") != 2 {
 		t.Errorf("recorded %q", recorded)
 	}
-	masks := of[model.MaskDecision](r.j, model.KindSSHMask)
+	masks := testkit.Data[model.MaskDecision](r.j, model.KindSSHMask)
 	if len(masks) != 2 || masks[0].Count != 1 || masks[0].Detector != "email" || masks[0].Column != "channel 0 output" {
 		t.Errorf("ssh.mask %+v", masks)
 	}
@@ -92,10 +91,8 @@ func TestOutputMaskingWithoutMaskerFailsClosed(t *testing.T) {
 
 // recordedOutput is what the journal holds of the sessions' stdout.
 func (r *rig) recordedOutput() string {
-	r.j.mu.Lock()
-	defer r.j.mu.Unlock()
 	var out string
-	for _, rec := range r.j.recs {
+	for _, rec := range r.j.Records() {
 		if rec.Kind == model.KindSSHIO && rec.Data.(model.SSHIO).Stream == "o" {
 			out += string(rec.Payload.([]byte))
 		}
@@ -148,7 +145,7 @@ func TestOutputMaskingAcrossReads(t *testing.T) {
 		t.Errorf("recorded %q", got)
 	}
 	n := 0
-	for _, m := range of[model.MaskDecision](r.j, model.KindSSHMask) {
+	for _, m := range testkit.Data[model.MaskDecision](r.j, model.KindSSHMask) {
 		n += m.Count
 	}
 	if n != 2*len(secrets) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -35,7 +36,7 @@ func TestCountedGlobalRequests(t *testing.T) {
 	r.waitClosed(1)
 
 	got := map[string]countedRequests{}
-	for _, q := range of[countedRequests](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[countedRequests](r.j, model.KindSSHRequest) {
 		if _, dup := got[q.Type]; dup {
 			t.Errorf("two entries for %s", q.Type)
 		}
@@ -54,9 +55,8 @@ func TestCountedGlobalRequests(t *testing.T) {
 	if q := got[otherType]; q.Count != 2*maxCountedTypes-(maxCountedTypes-2)+1 {
 		t.Errorf("other types counted as %+v", q)
 	}
-	r.j.mu.Lock()
-	defer r.j.mu.Unlock()
-	if k := r.j.recs[len(r.j.recs)-1].Kind; k != model.KindSessionClose {
+	recs := r.j.Records()
+	if k := recs[len(recs)-1].Kind; k != model.KindSessionClose {
 		t.Errorf("last entry is %s, want session.close after the counts", k)
 	}
 }
@@ -89,7 +89,7 @@ func TestCountedChannelRequests(t *testing.T) {
 	r.waitClosed(1)
 
 	got := map[string]countedRequests{}
-	for _, q := range of[countedRequests](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[countedRequests](r.j, model.KindSSHRequest) {
 		if q.Type == "exec" {
 			continue
 		}
@@ -107,9 +107,8 @@ func TestCountedChannelRequests(t *testing.T) {
 	if len(got) != 2 {
 		t.Errorf("ssh.request entries besides the exec: %+v", got)
 	}
-	r.j.mu.Lock()
-	defer r.j.mu.Unlock()
-	if k := r.j.recs[len(r.j.recs)-1].Kind; k != model.KindSessionClose {
+	recs := r.j.Records()
+	if k := recs[len(recs)-1].Kind; k != model.KindSessionClose {
 		t.Errorf("last entry is %s, want session.close after the counts", k)
 	}
 }
@@ -128,9 +127,9 @@ func TestChannelRecordHasOffset(t *testing.T) {
 	}
 	c.Close()
 	r.waitClosed(1)
-	chans := of[model.SSHChannel](r.j, model.KindSSHChannel)
+	chans := testkit.Data[model.SSHChannel](r.j, model.KindSSHChannel)
 	var exec model.SSHRequest
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		if q.Type == "exec" {
 			exec = q
 		}

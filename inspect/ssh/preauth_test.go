@@ -15,6 +15,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -211,7 +212,7 @@ func TestPreauthCap(t *testing.T) {
 	c.Close()
 
 	var refused []model.SessionOpen
-	for _, o := range of[model.SessionOpen](r.j, model.KindSessionOpen) {
+	for _, o := range testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen) {
 		if o.Decision.Rule == "limits.per_uid.ssh_preauth" {
 			refused = append(refused, o)
 		}

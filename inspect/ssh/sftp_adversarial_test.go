@@ -12,6 +12,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -138,7 +139,7 @@ func (s *rawSFTP) drain() []uint32 {
 	}
 }
 
-func sftpOps(r *rig) []model.SSHSFTP { return of[model.SSHSFTP](r.j, model.KindSSHSFTP) }
+func sftpOps(r *rig) []model.SSHSFTP { return testkit.Data[model.SSHSFTP](r.j, model.KindSSHSFTP) }
 
 func findOp(ops []model.SSHSFTP, pred func(model.SSHSFTP) bool) *model.SSHSFTP {
 	for i := range ops {

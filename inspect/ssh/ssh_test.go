@@ -20,6 +20,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock/interlock/asciicast"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -44,7 +45,7 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 
-	opens := of[model.SessionOpen](r.j, model.KindSessionOpen)
+	opens := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)
 	if len(opens) != 1 || opens[0].SSH == nil {
 		t.Fatalf("session.open: %+v", opens)
 	}
@@ -55,11 +56,11 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	if st.UpstreamHostKey != gossh.FingerprintSHA256(r.target.hostKey.PublicKey()) || !strings.HasPrefix(st.ClientVersion, "SSH-2.0-Go") {
 		t.Errorf("startup %+v", st)
 	}
-	if !r.j.synced(model.KindSessionOpen, func(model.Record) bool { return true }) {
+	if !r.j.Synced(model.KindSessionOpen, func(model.Record) bool { return true }) {
 		t.Error("session.open not synced")
 	}
 	var execReq *model.SSHRequest
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		if q.Type == "exec" {
 			execReq = &q
 		}
@@ -67,25 +68,23 @@ func TestExecIsRelayedAndRecorded(t *testing.T) {
 	if execReq == nil || execReq.Command != "echo hello; echo oops >&2; exit 3" || execReq.Decision.Action != model.Allow {
 		t.Fatalf("exec request: %+v", execReq)
 	}
-	if !r.j.synced(model.KindSSHRequest, func(rec model.Record) bool { return rec.Data.(model.SSHRequest).Type == "exec" }) {
+	if !r.j.Synced(model.KindSSHRequest, func(rec model.Record) bool { return rec.Data.(model.SSHRequest).Type == "exec" }) {
 		t.Error("exec request not synced before it ran")
 	}
-	exits := of[model.SSHExit](r.j, model.KindSSHExit)
+	exits := testkit.Data[model.SSHExit](r.j, model.KindSSHExit)
 	if len(exits) != 1 || exits[0].ExitStatus == nil || *exits[0].ExitStatus != 3 {
 		t.Errorf("exits %+v", exits)
 	}
 	got := map[string]string{}
-	r.j.mu.Lock()
-	for _, rec := range r.j.recs {
+	for _, rec := range r.j.Records() {
 		if rec.Kind == model.KindSSHIO {
 			got[rec.Data.(model.SSHIO).Stream] += string(rec.Payload.([]byte))
 		}
 	}
-	r.j.mu.Unlock()
 	if got["o"] != "hello\n" || got["e"] != "oops\n" {
 		t.Errorf("recorded io %q", got)
 	}
-	cl := of[model.SessionClose](r.j, model.KindSessionClose)[0]
+	cl := testkit.Data[model.SessionClose](r.j, model.KindSessionClose)[0]
 	if cl.BytesDown != 11 || cl.Error != "" {
 		t.Errorf("close %+v", cl)
 	}
@@ -115,7 +114,7 @@ func TestDeniedExecNeverReachesTheTarget(t *testing.T) {
 			t.Errorf("the target ran %q", cmd)
 		}
 	}
-	if !r.j.synced(model.KindSSHRequest, func(rec model.Record) bool {
+	if !r.j.Synced(model.KindSSHRequest, func(rec model.Record) bool {
 		q := rec.Data.(model.SSHRequest)
 		return q.Type == "exec" && q.Decision.Action == model.Deny
 	}) {
@@ -167,16 +166,16 @@ func TestForwardingRefusedAndUnknownRequestsFalse(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 	var sawDirect bool
-	for _, ch := range of[model.SSHChannel](r.j, model.KindSSHChannel) {
+	for _, ch := range testkit.Data[model.SSHChannel](r.j, model.KindSSHChannel) {
 		if ch.Type == "direct-tcpip" {
 			sawDirect = ch.Decision.Action == model.Deny && strings.HasPrefix(ch.Detail, "127.0.0.1:22 from ")
 		}
 	}
 	if !sawDirect {
-		t.Errorf("direct-tcpip refusal not journaled: %+v", of[model.SSHChannel](r.j, model.KindSSHChannel))
+		t.Errorf("direct-tcpip refusal not journaled: %+v", testkit.Data[model.SSHChannel](r.j, model.KindSSHChannel))
 	}
 	types := map[string]model.Action{}
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		types[q.Type] = q.Decision.Action
 	}
 	for _, typ := range []string{"tcpip-forward", "interlock-test@example.com", "auth-agent-req@openssh.com", "x-unknown"} {
@@ -237,9 +236,7 @@ func TestPtyShellRendersAsAsciicast(t *testing.T) {
 // records returns the journal as asciicast records.
 func (r *rig) records() iter.Seq2[asciicast.Record, error] {
 	return func(yield func(asciicast.Record, error) bool) {
-		r.j.mu.Lock()
-		recs := append([]model.Record(nil), r.j.recs...)
-		r.j.mu.Unlock()
+		recs := r.j.Records()
 		for i, rec := range recs {
 			data, _ := json.Marshal(rec.Data)
 			p, _ := rec.Payload.([]byte)
@@ -346,7 +343,7 @@ func TestSFTPOperationsAreJournaled(t *testing.T) {
 		t.Errorf("read back %d bytes, different from the %d written", len(got), len(data))
 	}
 	var ops []string
-	for _, op := range of[model.SSHSFTP](r.j, model.KindSSHSFTP) {
+	for _, op := range testkit.Data[model.SSHSFTP](r.j, model.KindSSHSFTP) {
 		s := op.Op + " " + strings.TrimPrefix(op.Path, dir) + " " + strings.TrimPrefix(op.Target, dir) + " " + op.Status + " " + strings.Join(op.Flags, ",")
 		if op.Op == "close" {
 			s += " r" + itoa(op.BytesRead) + " w" + itoa(op.BytesWritten)
@@ -413,7 +410,7 @@ func TestMalformedClientsDoNotHurtOthers(t *testing.T) {
 	c.Close()
 	r.waitClosed(5)
 	refused := 0
-	for _, o := range of[model.SessionOpen](r.j, model.KindSessionOpen) {
+	for _, o := range testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen) {
 		if o.Decision.Rule == "ssh-handshake" {
 			refused++
 		}
@@ -465,7 +462,7 @@ func TestConnectDeniedByPolicy(t *testing.T) {
 		t.Fatalf("err %v banner %q", err, banner)
 	}
 	r.waitClosed(1)
-	o := of[model.SessionOpen](r.j, model.KindSessionOpen)[0]
+	o := testkit.Data[model.SessionOpen](r.j, model.KindSessionOpen)[0]
 	if o.Decision.Rule != "test-connect" || o.Decision.Action != model.Deny {
 		t.Errorf("open %+v", o.Decision)
 	}
@@ -496,7 +493,7 @@ func TestSecondProgramRefusedAndJournaledWithItsCommand(t *testing.T) {
 	c.Close()
 	r.waitClosed(1)
 	var refused *model.SSHRequest
-	for _, q := range of[model.SSHRequest](r.j, model.KindSSHRequest) {
+	for _, q := range testkit.Data[model.SSHRequest](r.j, model.KindSSHRequest) {
 		if q.Decision.Rule == "already-started" {
 			refused = &q
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -197,51 +197,6 @@ func (s slowWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// memJournal is a model.Recorder in memory.
-type memJournal struct {
-	mu   sync.Mutex
-	recs []model.Record
-	sync []bool
-}
-
-func (j *memJournal) Append(_ context.Context, r model.Record, d model.Durability) (uint64, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.recs = append(j.recs, r)
-	j.sync = append(j.sync, d == model.Synced)
-	return uint64(len(j.recs)), nil
-}
-
-func (j *memJournal) Post(r model.Record) { j.Append(context.Background(), r, model.Committed) }
-
-// of returns the data of the records of a kind, as JSON-decoded values.
-func of[T any](j *memJournal, kind string) []T {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []T
-	for _, r := range j.recs {
-		if r.Kind != kind {
-			continue
-		}
-		b, _ := json.Marshal(r.Data)
-		var v T
-		json.Unmarshal(b, &v)
-		out = append(out, v)
-	}
-	return out
-}
-
-func (j *memJournal) synced(kind string, pred func(model.Record) bool) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for i, r := range j.recs {
-		if r.Kind == kind && pred(r) {
-			return j.sync[i]
-		}
-	}
-	return false
-}
-
 // testPolicy denies exec commands containing "forbidden", sftp paths
 // containing "secret", and forwarding unless allowForward.
 type testPolicy struct{ allowForward, denyShell, denyConnect bool }
@@ -287,7 +242,7 @@ type rig struct {
 	life      *inspect.Lifecycle
 	t         testing.TB
 	h         *Handler
-	j         *memJournal
+	j         *testkit.Journal
 	target    *fakeTarget
 	ln        net.Listener
 	clientKey gossh.Signer
@@ -340,7 +295,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if pol == nil {
 		pol = testPolicy{}
 	}
-	j := &memJournal{}
+	j := &testkit.Journal{}
 	h, err := New(Options{Deps: inspect.Deps{Config: cfg, Journal: j, Policy: pol, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Masker: o.masker}, HandshakeTimeout: o.handshake})
 	if err != nil {
 		t.Fatal(err)
@@ -407,9 +362,9 @@ func (r *rig) mustDial() *gossh.Client {
 func (r *rig) waitClosed(n int) {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(of[model.SessionClose](r.j, model.KindSessionClose)) < n {
+	for len(testkit.Data[model.SessionClose](r.j, model.KindSessionClose)) < n {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("want %d closed sessions, have %d", n, len(of[model.SessionClose](r.j, model.KindSessionClose)))
+			r.t.Fatalf("want %d closed sessions, have %d", n, len(testkit.Data[model.SessionClose](r.j, model.KindSessionClose)))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -23,7 +23,7 @@ var Layering = []Rule{
 	{From: "model", Only: []string{}, Forbid: []string{sqlite},
 		Why: "model is the shared vocabulary: it imports nothing of interlock's"},
 	{From: "internal/...", Only: []string{"internal/...", "model"},
-		Why: "internal helpers (atomicfile, accounts, textview, deptest) sit below the data path: they know only each other and model"},
+		Why: "internal helpers (atomicfile, accounts, textview, deptest, testkit) sit below the data path: they know only each other and model"},
 	{From: "policy/cmdline", Only: []string{}, Why: "the command-line parser is a leaf"},
 	{From: "inspect/postgres/sqlclass", Only: []string{"model"}, Forbid: []string{sqlite},
 		Why: "the SQL classifier is PostgreSQL vocabulary the CLI and the handler share: it knows only model"},

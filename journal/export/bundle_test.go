@@ -3,13 +3,11 @@ package export
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -18,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 )
@@ -44,31 +43,6 @@ func copyAlone(t testing.TB, bundle string, f *fixture) (string, string) {
 	return dst, filepath.Join(dir, "journal.pub")
 }
 
-func members(t testing.TB, bundle string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	out := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name], _ = io.ReadAll(tr)
-	}
-}
-
 func verifyWithPub(t testing.TB, bundle, pub string, ext ...evidence.ExternalCheckpoint) evidence.BundleReport {
 	t.Helper()
 	v, _, err := evidence.LoadVerifier(pub)
@@ -93,7 +67,7 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 	if !rep.OK || rep.KeyFromBundle || rep.FirstSeq != 1 || rep.LastSeq != m.TreeSize || rep.Counts.Entries != m.LastSeq {
 		t.Fatalf("report %+v", rep)
 	}
-	files := members(t, bundle)
+	files := testkit.ReadTarGz(t, bundle)
 	for _, name := range []string{evidence.FileManifest, evidence.FilePublicKey, evidence.FileCheckpoints, evidence.FileProofs, evidence.FileLeaves, evidence.FileEntries, evidence.FilePayloads, evidence.FileStatements, evidence.FileApprovals, "sessions/ssh-01.cast", evidence.FileSummary} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("bundle lacks %s", name)
@@ -165,7 +139,7 @@ func TestSessionBundle(t *testing.T) {
 	if !rep.OK || rep.Counts.Entries != 7 || rep.Counts.Omitted != 1 || m.TreeSize <= m.LastSeq {
 		t.Fatalf("report %+v manifest %+v", rep, m)
 	}
-	for _, l := range strings.Split(strings.TrimSpace(string(members(t, bundle)[evidence.FileEntries])), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(string(testkit.ReadTarGz(t, bundle)[evidence.FileEntries])), "\n") {
 		if !strings.Contains(l, `"session":"pg-01"`) {
 			t.Fatalf("entry of another session in the bundle: %s", l)
 		}
@@ -231,7 +205,7 @@ func TestBundleTamperSuite(t *testing.T) {
 func TestBundleStructuralTampering(t *testing.T) {
 	f := newFixture(t, 3)
 	out, _ := f.export(t, journal.Selection{})
-	files := members(t, out)
+	files := testkit.ReadTarGz(t, out)
 	lines := strings.SplitAfter(string(files[evidence.FileEntries]), "\n")
 	lines = lines[:len(lines)-1]
 	forger, _ := journal.LoadOrCreateKey(t.TempDir())

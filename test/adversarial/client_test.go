@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/test/adversarial/rawpg"
 )
 
@@ -57,27 +57,9 @@ type clientProc struct {
 	cmd         *exec.Cmd
 	stdin       io.WriteCloser
 	out         *json.Decoder
-	stderr      syncBuffer
+	stderr      testkit.SyncBuffer
 	// exited is closed when `interlock run` has exited.
 	exited chan struct{}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type clientReply struct {
@@ -214,7 +196,7 @@ func (c *caseRun) roundTrip(p *clientProc, cmd map[string]any, wait time.Duratio
 	}
 	line, _ := json.Marshal(cmd)
 	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
-		c.t.Fatalf("client: %v (interlock run stderr: %s)", err, tail(p.stderr.String(), 2000))
+		c.t.Fatalf("client: %v (interlock run stderr: %s)", err, testkit.Tail(p.stderr.String(), 2000))
 	}
 	ch := make(chan clientReply, 1)
 	errc := make(chan error, 1)

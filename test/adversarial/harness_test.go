@@ -36,15 +36,18 @@ package adversarial
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/test/adversarial/rawpg"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -231,7 +234,7 @@ func TestAdversarial(t *testing.T) {
 	server(t)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("server log tail:\n%s", tail(srv.Log(), 3000))
+			t.Logf("server log tail:\n%s", testkit.Tail(srv.Log(), 3000))
 		}
 		srv.Stop()
 	})
@@ -315,9 +318,9 @@ func runCase(t *testing.T, cs *advCase, idx int, direct bool) {
 	}
 	if t.Failed() || testing.Verbose() && os.Getenv("ADV_VERBOSE") == "1" {
 		t.Logf("transcript:%s\njournal:%s\nserver log of the case's backends:%s\ninterlock run stderr (tail):\n%s",
-			c.transcriptText(), c.journalSummary(), c.sessionLog(80), tail(c.runStderr, 2500))
-		for _, p := range sortedKeys(c.jobStderr) {
-			t.Logf("interlock run stderr of client process %d (tail):\n%s", p, tail(c.jobStderr[p], 1500))
+			c.transcriptText(), c.journalSummary(), c.sessionLog(80), testkit.Tail(c.runStderr, 2500))
+		for _, p := range slices.Sorted(maps.Keys(c.jobStderr)) {
+			t.Logf("interlock run stderr of client process %d (tail):\n%s", p, testkit.Tail(c.jobStderr[p], 1500))
 		}
 	}
 }

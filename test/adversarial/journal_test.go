@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/interlock/interlock/journal"
@@ -114,7 +116,7 @@ type runJournal struct {
 // client process.
 func (c *caseRun) journals() []runJournal {
 	out := []runJournal{{procMain, c.journal()}}
-	for _, p := range sortedKeys(c.jobEntries) {
+	for _, p := range slices.Sorted(maps.Keys(c.jobEntries)) {
 		out = append(out, runJournal{p, c.jobEntries[p]})
 	}
 	return out

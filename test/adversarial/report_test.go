@@ -2,7 +2,6 @@ package adversarial
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/interlock/interlock/test/adversarial/rawpg"
@@ -33,13 +32,6 @@ func short(s string, n int) string {
 func headTail(s string, n int) string {
 	if len(s) > 2*n {
 		return s[:n] + "\n…\n" + s[len(s)-n:]
-	}
-	return s
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
 	}
 	return s
 }
@@ -141,11 +133,3 @@ func (c *caseRun) transcriptText() string {
 // rows returns the DataRow values of a reply, first column.
 
 // sortedKeys are a map's keys in order.
-func sortedKeys[V any](m map[int]V) []int {
-	var out []int
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
-}

@@ -58,15 +58,7 @@ policy:
 	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
 
 	var list pendingList
-	waitFor(t, func() bool {
-		o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
-		if code != 0 {
-			return false
-		}
-		list = nil
-		json.Unmarshal([]byte(o), &list)
-		return len(list) == 1
-	})
+	waitFor(t, func() bool { list = pendingAt(t, sock); return len(list) == 1 })
 	req := list[0].Request
 	if req.Operation.Text != command || req.TextSHA256 != hash {
 		t.Fatalf("the request carries text %q sha256 %s, want %q %s", req.Operation.Text, req.TextSHA256, command, hash)
@@ -256,14 +248,7 @@ policy:
 `, cgPath)})
 	e.startDaemon()
 	sock := filepath.Join(filepath.Dir(e.socket), "approvals.sock")
-	pending := func() pendingList {
-		var list pendingList
-		o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
-		if code == 0 {
-			json.Unmarshal([]byte(o), &list)
-		}
-		return list
-	}
+	pending := func() pendingList { return pendingAt(t, sock) }
 	hold := func(command string) (*exec.Cmd, model.ApprovalRequest) {
 		c := inCgroup(t, cgDir, st.sshArgv(command)...)
 		if err := c.Start(); err != nil {

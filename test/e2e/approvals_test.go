@@ -19,6 +19,17 @@ type pendingList []struct {
 	Socket    string                `json:"socket"`
 }
 
+// pendingAt is what the approver user "daemon" lists on the approvals
+// socket sock; nothing when the list fails.
+func pendingAt(t *testing.T, sock string) pendingList {
+	t.Helper()
+	var list pendingList
+	if o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json"); code == 0 {
+		json.Unmarshal([]byte(o), &list)
+	}
+	return list
+}
+
 // asUser runs interlock as another (unprivileged) user.
 func asUser(t *testing.T, user string, args ...string) (string, string, int) {
 	t.Helper()
@@ -58,15 +69,7 @@ policy:
 		t.Fatal(err)
 	}
 	var list pendingList
-	waitFor(t, func() bool {
-		o, _, code := asUser(t, "daemon", "approvals", "list", "--socket", sock, "--json")
-		if code != 0 {
-			return false
-		}
-		list = nil
-		json.Unmarshal([]byte(o), &list)
-		return len(list) == 1
-	})
+	waitFor(t, func() bool { list = pendingAt(t, sock); return len(list) == 1 })
 	req := list[0].Request
 	if !list[0].MayDecide || req.Rule != "hold-connects" || req.Target != "echo" || req.Requester.Kernel.UID != 0 {
 		t.Fatalf("pending request %+v (may decide %v)", req, list[0].MayDecide)

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -124,7 +125,7 @@ func TestLimitsIdleSessionFlood(t *testing.T) {
 	psql := filepath.Join(srv.BinDir, "psql")
 	cgA, dirA := makeCgroup(t, "limits-flood-a")
 	cgB, dirB := makeCgroup(t, "limits-flood-b")
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, "127.0.0.1"))
 	const capA, flood = 8, 20
 	e := newEnv(t, []target{pgTarget(t, "db", srv.Addr(), pgtest.AppPassword, "")}, fmt.Sprintf(
 		"intercept:\n  cgroups: [%s, %s]\nmetrics:\n  listen: %s\nlimits:\n  per_uid: {sessions: %d}\n  report_interval: 1m\n",
@@ -201,7 +202,7 @@ func TestLimitsFDReserve(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgA, dirA := makeCgroup(t, "limits-fd-a")
 	cgB, dirB := makeCgroup(t, "limits-fd-b")
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, "127.0.0.1"))
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf(
 		"intercept:\n  cgroups: [%s, %s]\nmetrics:\n  listen: %s\nlimits:\n  per_uid: {sessions: 0, opens_per_second: 0}\n  per_cgroup: {sessions: 0, opens_per_second: 0}\n  fd_reserve: 100\n",
 		cgA, cgB, metricsAddr))
@@ -357,7 +358,7 @@ func TestLimitsHashAmplification(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgA, dirA := makeCgroup(t, "limits-hash-a")
 	cgB, dirB := makeCgroup(t, "limits-hash-b")
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, "127.0.0.1"))
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf(
 		"intercept:\n  cgroups: [%s, %s]\nmetrics:\n  listen: %s\nlimits:\n  hash: {max_mib: 1024, budget_mib: 1024, interval: 1m}\n",
 		cgA, cgB, metricsAddr))

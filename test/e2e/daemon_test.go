@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/control"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -298,7 +299,7 @@ func TestDaemonReload(t *testing.T) {
 	release := filepath.Join(e.dir, "release")
 	held := inCgroup(t, cgDir, clientBin, "-addr", a.addr(), "-hold", release)
 	var heldOut bytes.Buffer
-	heldErr := &syncBuffer{}
+	heldErr := &testkit.SyncBuffer{}
 	held.Stdout, held.Stderr = &heldOut, heldErr
 	if err := held.Start(); err != nil {
 		t.Fatal(err)
@@ -345,16 +346,11 @@ func waitSessions(t *testing.T, e *env, n int) {
 	waitFor(t, func() bool { return len(e.sessions()) >= n })
 }
 
+// waitFor polls at a pace a daemon under test can bear: its conditions
+// often run a command.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met in time")
+	testkit.WaitFor(t, 10*time.Second, 20*time.Millisecond, cond)
 }
 
 func mustRead(t *testing.T, p string) string {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/internal/cgroupfs"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/redirector"
@@ -157,17 +158,6 @@ func (s *echoServer) peers() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.seen...)
-}
-
-// freePort is a TCP port free on host when asked.
-func freePort(t *testing.T, host string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp4", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // clientResult is tcpclient's output line.
@@ -358,30 +348,13 @@ func (e *env) closes() map[string]model.SessionClose {
 // daemon is a running `interlock daemon`.
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (e *env) startDaemon(args ...string) *daemon {
 	e.t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{stderr: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(interlockBin, append([]string{"daemon", "-c", e.cfgPath}, args...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/interlock/interlock/internal/testkit"
 )
 
 // TestMetrics: /metrics serves the counters, and they move when traffic
@@ -14,7 +16,7 @@ import (
 func TestMetrics(t *testing.T) {
 	srv := startEcho(t, "tcp4", "127.0.0.2:0")
 	cgPath, cgDir := makeCgroup(t, "metrics")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, "127.0.0.1"))
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}},
 		fmt.Sprintf("intercept:\n  cgroups: [%s]\nmetrics:\n  listen: %s\n", cgPath, addr))
 	e.startDaemon()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 	"github.com/interlock/interlock/test/testenv"
@@ -42,7 +43,7 @@ func requirePG(t *testing.T) *pgtest.Server {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("server log:\n%s", tail(srv.Log(), 4000))
+			t.Logf("server log:\n%s", testkit.Tail(srv.Log(), 4000))
 		}
 		srv.Stop()
 	})
@@ -57,13 +58,6 @@ func requirePG(t *testing.T) *pgtest.Server {
 		t.Fatal(pgclientErr)
 	}
 	return srv
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // pgTarget is a postgres target holding the app role's credentials.
@@ -308,7 +302,7 @@ SELECT 'still here' AS alive;
 		err := cmd.Wait()
 		baseline, peak := mem()
 		if err != nil {
-			t.Fatalf("pgclient: %v: %s %s", err, out.String(), tail(errb.String(), 3000))
+			t.Fatalf("pgclient: %v: %s %s", err, out.String(), testkit.Tail(errb.String(), 3000))
 		}
 		if peak == 0 {
 			t.Fatalf("interlock's memory was never sampled")
@@ -369,7 +363,7 @@ SELECT 'still here' AS alive;
 		d := fz.startDaemon()
 		defer func() {
 			if strings.Contains(d.stderr.String(), "panicked") {
-				t.Errorf("a session panicked in the daemon:\n%s", tail(d.stderr.String(), 4000))
+				t.Errorf("a session panicked in the daemon:\n%s", testkit.Tail(d.stderr.String(), 4000))
 			}
 		}()
 		out, stderr, code := runCmd(t, inCgroup(t, cgDir, pgclientBin, "-mode", "fuzz", "-n", "300", "-bad", badAddr, "-dsn", conninfo(srv, "sslmode=disable")))

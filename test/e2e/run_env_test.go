@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/internal/testkit"
 )
 
 // TestRunKeepsCredentialVariables: the variables a target's
@@ -16,8 +18,8 @@ func TestRunKeepsCredentialVariables(t *testing.T) {
 	// Nothing listens there: the password is only read, never used, and
 	// the engine reads it when it starts, so an unset variable would fail
 	// the run before the command starts.
-	addr1 := fmt.Sprintf("127.0.0.2:%d", freePort(t, "127.0.0.2"))
-	addr2 := fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3"))
+	addr1 := fmt.Sprintf("127.0.0.2:%d", testkit.FreePort(t, "127.0.0.2"))
+	addr2 := fmt.Sprintf("127.0.0.3:%d", testkit.FreePort(t, "127.0.0.3"))
 	e := newEnv(t, []target{
 		{name: "db", address: addr1, protocol: "postgres", extra: "credentials:\n      user: app\n      password_env: SOME_VAR"},
 		{name: "db2", address: addr2, protocol: "postgres", extra: "credentials:\n      user: app\n      password_env: OTHER_SECRET"},

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/model"
 )
 
@@ -157,7 +158,7 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 		inner := append([]string{"ssh", "-o", "ProxyCommand=" + relay}, st.clientOpts("")...)
 		// The relayed session logs in with a key the target knows (the
 		// adversary has one); interlock never sees it.
-		inner = append(inner, "-i", st.credKey.path, "-p", strconv.Itoa(st.port), "root@127.0.0.3", "touch "+marker)
+		inner = append(inner, "-i", st.credKey.Path, "-p", strconv.Itoa(st.port), "root@127.0.0.3", "touch "+marker)
 		out, stderr, code := e.runUnder(inner...)
 		if code == 0 {
 			t.Fatalf("the relayed ssh succeeded\nstdout: %s\nstderr: %s", out, stderr)
@@ -184,9 +185,9 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 		}
 		// Quotes hide the name from interlock's sftp-server recognition:
 		// relayed as an exec, it is scanned.
-		disguised := "exec " + strings.TrimSuffix(sftpServerBin, "r") + "''r"
+		disguised := "exec " + strings.TrimSuffix(sshtest.SFTPServer, "r") + "''r"
 		rc := &rawClient{t: t}
-		rc.cmd = exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", self, sftpRawHelper, st.addr(), st.hostKey.authorized(), st.clientKey.path, disguised)
+		rc.cmd = exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", self, sftpRawHelper, st.addr(), st.hostKey.Authorized(), st.clientKey.Path, disguised)
 		rc.cmd.Stderr = &rc.err
 		rc.w, _ = rc.cmd.StdinPipe()
 		rc.r, _ = rc.cmd.StdoutPipe()

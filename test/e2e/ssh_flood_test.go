@@ -88,18 +88,7 @@ func sshFlood(t *testing.T, on string) {
 	d := e.startDaemon()
 
 	// B's key and home: its own copy, readable by B only.
-	home := sharedDir(t)
-	keyB := filepath.Join(home, "id_b")
-	kb, err := os.ReadFile(st.clientKey.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyB, kb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(keyB, uidB, uidB); err != nil {
-		t.Fatal(err)
-	}
+	home, keyB := st.clientHome(t, uidB)
 
 	// The flood lasted 4 s.
 	floodFor := 4 * time.Second

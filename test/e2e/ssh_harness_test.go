@@ -5,11 +5,8 @@ package e2e
 // ssh, scp and sftp clients run under `interlock run`.
 
 import (
-	"bufio"
+	"cmp"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -18,20 +15,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	gossh "golang.org/x/crypto/ssh"
-
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
-)
-
-const (
-	sshdBin       = "/usr/sbin/sshd"
-	sftpServerBin = "/usr/lib/openssh/sftp-server"
 )
 
 // requireTools skips the test when a tool is missing, or fails it under
@@ -44,38 +33,15 @@ func requireTools(t *testing.T, tools ...string) {
 	}
 }
 
-// sshKey is an ed25519 key pair written in OpenSSH's format.
-type sshKey struct {
-	path   string // private key, mode 0600
-	pub    gossh.PublicKey
-	signer gossh.Signer
-}
-
-func newSSHKey(t *testing.T, path string) sshKey {
+// newSSHKey is an ed25519 key pair, its private half written at path.
+func newSSHKey(t *testing.T, path string) sshtest.Key {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := sshtest.NewKey(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, err := gossh.MarshalPrivateKey(priv, filepath.Base(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sshKey{path: path, pub: s.PublicKey(), signer: s}
+	return k
 }
-
-func (k sshKey) authorized() string {
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k.pub)))
-}
-
-func (k sshKey) fingerprint() string { return gossh.FingerprintSHA256(k.pub) }
 
 // sshTarget is a running sshd: the "remote host".
 type sshTarget struct {
@@ -85,7 +51,7 @@ type sshTarget struct {
 	// hostKey is the target's own host key; credKey the key interlock
 	// logs in with (authorized on the target); clientKey the client's own
 	// key, which the target does not know.
-	hostKey, credKey, clientKey sshKey
+	hostKey, credKey, clientKey sshtest.Key
 	// knownHosts names the target's real host key, as an ordinary
 	// known_hosts line for [127.0.0.3]:port.
 	knownHosts string
@@ -113,57 +79,19 @@ func startSSHD(t *testing.T) *sshTarget {
 // startSSHDWith is startSSHD with o's changes to sshd_config.
 func startSSHDWith(t *testing.T, o sshdOpts) *sshTarget {
 	t.Helper()
-	requireTools(t, sshdBin, "ssh", "scp", "sftp")
-	if _, err := os.Stat(sftpServerBin); err != nil {
-		requireTools(t, sftpServerBin)
+	requireTools(t, sshtest.SSHD, "ssh", "scp", "sftp")
+	if _, err := os.Stat(sshtest.SFTPServer); err != nil {
+		requireTools(t, sshtest.SFTPServer)
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	st := &sshTarget{t: t, dir: dir, log: filepath.Join(dir, "sshd.log")}
-	st.hostKey = newSSHKey(t, filepath.Join(dir, "ssh_host_ed25519_key"))
-	st.credKey = newSSHKey(t, filepath.Join(dir, "interlock_cred"))
-	st.clientKey = newSSHKey(t, filepath.Join(dir, "client_key"))
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(st.credKey.authorized()+"\n"), 0o600); err != nil {
+	srv, err := sshtest.Start(context.Background(), dir, sshtest.Options{AuthorizedKeysFile: o.authorizedKeysFile, Extra: o.extra})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// sshd's privilege separation directory.
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	st.port = freePort(t, "127.0.0.3")
-	cfg := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.3
-HostKey %s
-AuthorizedKeysFile %s
-PidFile none
-StrictModes no
-UsePAM no
-UseDNS no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowTcpForwarding yes
-AllowAgentForwarding yes
-X11Forwarding no
-Subsystem sftp %s
-LogLevel VERBOSE
-MaxStartups 200:30:300
-MaxSessions 50
-`, st.port, st.hostKey.path, filepath.Join(dir, "authorized_keys"), sftpServerBin)
-	if o.authorizedKeysFile != "" {
-		cfg = strings.Replace(cfg, "AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"), "AuthorizedKeysFile "+o.authorizedKeysFile, 1)
-	}
-	cfg += o.extra
-	cfgPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st.knownHosts = filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.3]:%d %s\n", st.port, st.hostKey.authorized())
-	if err := os.WriteFile(st.knownHosts, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	runSSHD(t, st, "sshd", "-f", cfgPath)
+	st := &sshTarget{t: t, dir: dir, port: srv.Port, hostKey: srv.HostKey, credKey: srv.CredKey, clientKey: srv.ClientKey,
+		knownHosts: srv.KnownHosts, log: srv.Log}
+	stopSSHDAtEnd(t, "sshd", st.log, srv.Stop)
 	return st
 }
 
@@ -172,54 +100,23 @@ MaxSessions 50
 // version.
 func runSSHD(t *testing.T, st *sshTarget, name string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(sshdBin, append([]string{"-D", "-e"}, args...)...)
-	logf, err := os.Create(st.log)
+	p, err := sshtest.Run(context.Background(), st.log, st.addr(), args...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", name, err)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	stopSSHDAtEnd(t, name, st.log, p.Stop)
+}
+
+// stopSSHDAtEnd stops an sshd when the test ends and, if the test failed,
+// shows its log.
+func stopSSHDAtEnd(t *testing.T, name, log string, stop func()) {
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
+		stop()
 		if t.Failed() {
-			b, _ := os.ReadFile(st.log)
+			b, _ := os.ReadFile(log)
 			t.Logf("%s log:\n%s", name, b)
 		}
 	})
-	// Ready when it answers with its version.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", st.addr(), time.Second)
-		if err == nil {
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			banner, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(banner, "SSH-2.0-") {
-				return
-			}
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(st.log)
-			t.Fatalf("%s exited: %s", name, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(st.log)
-			t.Fatalf("%s not ready on %s: %v\n%s", name, st.addr(), err, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // started counts the sessions sshd started whose kind starts with what
@@ -254,11 +151,11 @@ func newSSHEnv(t *testing.T, st *sshTarget, o sshTargetOpts) *env {
 	}
 	creds := o.credentials
 	if creds == "" {
-		creds = "user: root\n      key_file: " + st.credKey.path
+		creds = "user: root\n      key_file: " + st.credKey.Path
 	}
 	extra := fmt.Sprintf("credentials:\n      %s\n    known_hosts: %s", creds, kh)
 	if !o.useCA {
-		extra += "\n    host_key_file: " + st.hostKey.path
+		extra += "\n    host_key_file: " + st.hostKey.Path
 	}
 	if o.extra != "" {
 		extra += "\n    " + o.extra
@@ -270,14 +167,23 @@ func newSSHEnv(t *testing.T, st *sshTarget, o sshTargetOpts) *env {
 // strict host key check against an ordinary known_hosts, the client's own
 // key (which the target does not know), and no prompts.
 func (st *sshTarget) clientOpts(knownHosts string) []string {
-	if knownHosts == "" {
-		knownHosts = st.knownHosts
+	return sshtest.ClientArgs(cmp.Or(knownHosts, st.knownHosts), st.clientKey.Path)
+}
+
+// clientHome is a home for a client running as uid, and in it a copy of
+// the client's key that uid alone can read (ssh refuses a key others can
+// read, and uid cannot read root's).
+func (st *sshTarget) clientHome(t *testing.T, uid int) (home, key string) {
+	t.Helper()
+	home = sharedDir(t)
+	key = filepath.Join(home, "id_client")
+	if err := os.WriteFile(key, st.clientKey.PEM, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	return []string{"-F", "/dev/null",
-		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + knownHosts,
-		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-		"-o", "IdentitiesOnly=yes", "-i", st.clientKey.path,
-		"-o", "ConnectTimeout=20"}
+	if err := os.Chown(key, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	return home, key
 }
 
 // sshArgv is an ssh command line to the target.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -29,10 +30,10 @@ import (
 func startStrictSSHD(t *testing.T, st *sshTarget) *sshTarget {
 	t.Helper()
 	s2 := *st
-	s2.port = freePort(t, "127.0.0.3")
+	s2.port = testkit.FreePort(t, "127.0.0.3")
 	s2.log = filepath.Join(st.dir, "sshd-strict.log")
 	s2.knownHosts = filepath.Join(st.dir, "known_hosts-strict")
-	line := fmt.Sprintf("[127.0.0.3]:%d %s\n", s2.port, st.hostKey.authorized())
+	line := fmt.Sprintf("[127.0.0.3]:%d %s\n", s2.port, st.hostKey.Authorized())
 	if err := os.WriteFile(s2.knownHosts, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -73,18 +74,7 @@ func TestSSHPreauthNoAmplification(t *testing.T) {
 	before := st.connectionsSeen()
 
 	// B's key and home: its own copy, readable by B only.
-	home := sharedDir(t)
-	keyB := filepath.Join(home, "id_b")
-	kb, err := os.ReadFile(st.clientKey.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyB, kb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(keyB, uidB, uidB); err != nil {
-		t.Fatal(err)
-	}
+	home, keyB := st.clientHome(t, uidB)
 
 	// A: open the connections one after another, read the first line
 	// interlock sends on each, print it, then hold them all silently.

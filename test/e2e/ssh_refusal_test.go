@@ -20,7 +20,7 @@ func TestSSHWrongTargetHostKey(t *testing.T) {
 	st := startSSHD(t)
 	other := newSSHKey(t, filepath.Join(st.dir, "other_host_key"))
 	wrong := filepath.Join(st.dir, "wrong_known_hosts")
-	os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.3]:%d %s\n", st.port, other.authorized())), 0o644)
+	os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.3]:%d %s\n", st.port, other.Authorized())), 0o644)
 	e := newSSHEnv(t, st, sshTargetOpts{knownHosts: wrong})
 	out, stderr, code := e.runUnder(st.sshArgv("echo reached")...)
 	if code != 255 || strings.Contains(out, "reached") {
@@ -34,8 +34,8 @@ func TestSSHWrongTargetHostKey(t *testing.T) {
 		t.Fatalf("%d sessions journaled", len(opens))
 	}
 	d := opens[0].Decision
-	if d.Action != model.Deny || d.Rule != "upstream-host-key" || !strings.Contains(d.Reason, st.hostKey.fingerprint()) ||
-		opens[0].SSH.UpstreamHostKey != st.hostKey.fingerprint() {
+	if d.Action != model.Deny || d.Rule != "upstream-host-key" || !strings.Contains(d.Reason, st.hostKey.Fingerprint()) ||
+		opens[0].SSH.UpstreamHostKey != st.hostKey.Fingerprint() {
 		t.Errorf("journaled %+v %+v", d, opens[0].SSH)
 	}
 	if b, _ := os.ReadFile(st.log); strings.Contains(string(b), "Accepted publickey") {

@@ -107,7 +107,7 @@ func TestSSHAdversarialReplayRefusedSecondProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(st.dir, "second-ran")
-	out, stderr, code := e.runUnder(self, twoProgramsHelper, st.addr(), st.hostKey.authorized(), st.clientKey.path,
+	out, stderr, code := e.runUnder(self, twoProgramsHelper, st.addr(), st.hostKey.Authorized(), st.clientKey.Path,
 		"sleep 1; echo first-ran", "touch "+marker)
 	if code != 0 || !strings.Contains(out, "second accepted: false") || !strings.Contains(out, "first-ran") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -271,7 +272,7 @@ func TestSSHAdversarialReplayTwoShellsOneConnection(t *testing.T) {
 	if _, stderr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--out", bundle); code != 0 {
 		t.Fatalf("journal export: exit %d: %s", code, stderr)
 	}
-	files := bundleFiles(t, bundle)
+	files := testkit.ReadTarGz(t, bundle)
 	for name, want := range map[string]string{"sessions/" + id + ".cast": "first-11", "sessions/" + id + "-ch" + second + ".cast": "second-22"} {
 		b, ok := files[name]
 		if !ok {

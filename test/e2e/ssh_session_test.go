@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -36,10 +37,10 @@ func TestSSHExecIsJournaled(t *testing.T) {
 	if so.Decision.Action != model.Allow || so.SSH == nil {
 		t.Fatalf("session.open %+v", so)
 	}
-	if so.SSH.User != "root" || so.SSH.AuthMethod != "publickey" || so.SSH.KeyFingerprint != st.clientKey.fingerprint() {
-		t.Errorf("client side: %+v (client key %s)", so.SSH, st.clientKey.fingerprint())
+	if so.SSH.User != "root" || so.SSH.AuthMethod != "publickey" || so.SSH.KeyFingerprint != st.clientKey.Fingerprint() {
+		t.Errorf("client side: %+v (client key %s)", so.SSH, st.clientKey.Fingerprint())
 	}
-	if so.SSH.UpstreamHostKey != st.hostKey.fingerprint() || !strings.HasPrefix(so.SSH.ClientVersion, "SSH-2.0-OpenSSH") {
+	if so.SSH.UpstreamHostKey != st.hostKey.Fingerprint() || !strings.HasPrefix(so.SSH.ClientVersion, "SSH-2.0-OpenSSH") {
 		t.Errorf("startup: %+v", so.SSH)
 	}
 	if p := so.Identity.Proc; p == nil || p.Exe != "/usr/bin/ssh" {
@@ -265,7 +266,7 @@ func TestSSHPortForwardingRefused(t *testing.T) {
 	requireTools(t, "bash")
 	st := startSSHD(t)
 	e := newSSHEnv(t, st, sshTargetOpts{})
-	local := freePort(t, "127.0.0.1")
+	local := testkit.FreePort(t, "127.0.0.1")
 	fwd := append([]string(nil), st.sshArgv()...)
 	fwd = append(fwd[:1], append([]string{"-L", "127.0.0.1:" + strconv.Itoa(local) + ":127.0.0.3:" + strconv.Itoa(st.port)}, fwd[1:]...)...)
 	rfwd := append([]string(nil), st.sshArgv("true")...)

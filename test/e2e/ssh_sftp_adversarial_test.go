@@ -23,6 +23,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/model"
 )
 
@@ -112,7 +113,7 @@ func startRawClient(t *testing.T, e *env, st *sshTarget, mode string) *rawClient
 		t.Fatal(err)
 	}
 	rc := &rawClient{t: t}
-	rc.cmd = exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", self, sftpRawHelper, st.addr(), st.hostKey.authorized(), st.clientKey.path, mode)
+	rc.cmd = exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", self, sftpRawHelper, st.addr(), st.hostKey.Authorized(), st.clientKey.Path, mode)
 	rc.cmd.Stderr = &rc.err
 	rc.w, _ = rc.cmd.StdinPipe()
 	out, _ := rc.cmd.StdoutPipe()
@@ -530,7 +531,7 @@ func TestSSHSFTPAdversarial(t *testing.T) {
 		// "-" lets the batch go on after the refused command.
 		os.WriteFile(batch, []byte(fmt.Sprintf("-rm %s\nmkdir %s/made-by-exec\n", secret, pub)), 0o644)
 		before := st.started("command")
-		sftp := append(append([]string{"sftp"}, st.clientOpts("")...), "-P", strconv.Itoa(st.port), "-s", sftpServerBin, "-b", batch, "root@127.0.0.3")
+		sftp := append(append([]string{"sftp"}, st.clientOpts("")...), "-P", strconv.Itoa(st.port), "-s", sshtest.SFTPServer, "-b", batch, "root@127.0.0.3")
 		out, stderr, code := e.runUnder(sftp...)
 		if code != 0 {
 			t.Fatalf("sftp exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
@@ -553,10 +554,10 @@ func TestSSHSFTPAdversarial(t *testing.T) {
 		}
 		execd := false
 		for _, q := range entriesOf[model.SSHRequest](e, model.KindSSHRequest) {
-			execd = execd || (q.Type == "exec" && q.Command == sftpServerBin)
+			execd = execd || (q.Type == "exec" && q.Command == sshtest.SFTPServer)
 		}
 		if !execd {
-			t.Errorf("no exec record of %s", sftpServerBin)
+			t.Errorf("no exec record of %s", sshtest.SFTPServer)
 		}
 	})
 }

@@ -7,13 +7,10 @@ package e2e
 // (database and WAL) must never hold a secret of the files in the clear.
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +18,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -518,7 +516,7 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 	if _, stderr, code := e.interlock("journal", "export", "-c", e.cfgPath, "--out", bundle); code != 0 {
 		t.Fatalf("export: exit %d: %s", code, stderr)
 	}
-	files := bundleFiles(t, bundle)
+	files := testkit.ReadTarGz(t, bundle)
 	if len(files) == 0 {
 		t.Fatalf("the bundle is empty")
 	}
@@ -539,36 +537,6 @@ func TestSSHAdversarialTransferMask(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-// bundleFiles reads an evidence bundle (tar.gz): each file's bytes.
-func bundleFiles(t *testing.T, p string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = b
 	}
 }
 

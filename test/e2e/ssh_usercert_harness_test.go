@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/model"
 )
 
@@ -243,11 +244,9 @@ func (ct *certTarget) assertCertLogin(t *testing.T, id string, so model.SessionO
 }
 
 // directLogin tries key straight to the target, outside interception.
-func (ct *certTarget) directLogin(t *testing.T, key sshKey, cmd string) (string, int) {
+func (ct *certTarget) directLogin(t *testing.T, key sshtest.Key, cmd string) (string, int) {
 	t.Helper()
-	argv := []string{"-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + ct.st.knownHosts,
-		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", key.path,
-		"-o", "ConnectTimeout=20", "-p", strconv.Itoa(ct.st.port), ct.acct.name + "@127.0.0.3", cmd}
+	argv := append(sshtest.ClientArgs(ct.st.knownHosts, key.Path), "-p", strconv.Itoa(ct.st.port), ct.acct.name+"@127.0.0.3", cmd)
 	out, err := exec.Command("ssh", argv...).CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -304,19 +303,19 @@ func assertDoctor(t *testing.T, out string, code int, warns, oks []string) {
 // ownCACert is a key with a certificate for user (id-cert.pub beside it,
 // where ssh finds it) from a CA of the session's own, and the
 // authorized_keys line that trusts that CA.
-func ownCACert(t *testing.T, user string) (sshKey, string) {
+func ownCACert(t *testing.T, user string) (sshtest.Key, string) {
 	t.Helper()
 	requireTools(t, "ssh-keygen")
 	dir := t.TempDir()
 	ownCA := newSSHKey(t, filepath.Join(dir, "own_ca"))
 	key := newSSHKey(t, filepath.Join(dir, "id"))
-	if err := os.WriteFile(key.path+".pub", []byte(key.authorized()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(key.Path+".pub", []byte(key.Authorized()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("ssh-keygen", "-q", "-s", ownCA.path, "-I", "own", "-n", user, "-V", "-5m:+1h", key.path+".pub").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ssh-keygen", "-q", "-s", ownCA.Path, "-I", "own", "-n", user, "-V", "-5m:+1h", key.Path+".pub").CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
 	}
-	return key, "cert-authority " + ownCA.authorized()
+	return key, "cert-authority " + ownCA.Authorized()
 }
 
 func readFile(t *testing.T, path string) string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -20,15 +21,15 @@ import (
 func TestSSHAdversarialCredentialKeyFileControl(t *testing.T) {
 	acct := newHeldAccount(t)
 	st := startSSHDWith(t, sshdOpts{authorizedKeysFile: ".ssh/authorized_keys"})
-	acct.writeAs(t, ".ssh/authorized_keys", st.credKey.authorized()+"\n", 0o600)
-	e := newSSHEnv(t, st, sshTargetOpts{credentials: "user: " + acct.name + "\n      key_file: " + st.credKey.path})
+	acct.writeAs(t, ".ssh/authorized_keys", st.credKey.Authorized()+"\n", 0o600)
+	e := newSSHEnv(t, st, sshTargetOpts{credentials: "user: " + acct.name + "\n      key_file: " + st.credKey.Path})
 	ct := &certTarget{st: st, e: e, acct: acct}
 
 	out, _, code := e.interlock("doctor", "-c", e.cfgPath, "--json")
 	assertDoctor(t, out, code, []string{"standing credential", "a session can take " + acct.name + " over"}, nil)
 
 	attacker := newSSHKey(t, filepath.Join(t.TempDir(), "attacker"))
-	ct.run(t, shellQuote(st.sshAs(acct.name, "echo '"+attacker.authorized()+"' >> ~/.ssh/authorized_keys; printf 'touch $HOME/rc-ran\\n' > ~/.ssh/rc")))
+	ct.run(t, shellQuote(st.sshAs(acct.name, "echo '"+attacker.Authorized()+"' >> ~/.ssh/authorized_keys; printf 'touch $HOME/rc-ran\\n' > ~/.ssh/rc")))
 	id, so := lastOpen(t, e)
 	if so.SSH == nil || so.SSH.UpstreamCert != nil {
 		t.Errorf("a key_file login journaled a certificate: %+v", so.SSH)
@@ -74,11 +75,11 @@ func TestSSHAdversarialCredentialDoctor(t *testing.T) {
 	}
 	// The account already has keys the same sshd honours for another
 	// account: doctor offers them and they are refused, so still sound.
-	ct.acct.writeAs(t, ".ssh/authorized_keys", ct.st.clientKey.authorized()+"\n", 0o600)
+	ct.acct.writeAs(t, ".ssh/authorized_keys", ct.st.clientKey.Authorized()+"\n", 0o600)
 	out, _, code = ct.e.interlock("doctor", "-c", ct.e.cfgPath, "--json")
 	assertDoctor(t, out, code, nil, []string{"sshd ignores", "offered 1 of its keys"})
 	b, _ := os.ReadFile(filepath.Join(ct.acct.home, ".ssh", "authorized_keys"))
-	if string(b) != ct.st.clientKey.authorized()+"\n" {
+	if string(b) != ct.st.clientKey.Authorized()+"\n" {
 		t.Errorf("doctor changed the account's keys: %q", b)
 	}
 }
@@ -114,7 +115,7 @@ func TestSSHAdversarialCredentialForwardingFollowsAllow(t *testing.T) {
 	requireTools(t, "bash")
 	ct := startCertTarget(t, "allow: {port_forwarding: true}")
 	st := ct.st
-	local := freePort(t, "127.0.0.1")
+	local := testkit.FreePort(t, "127.0.0.1")
 	fwd := st.sshAs(ct.acct.name, "-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:"+strconv.Itoa(local)+":127.0.0.3:"+strconv.Itoa(st.port))
 	// Through the forward, the target's own sshd answers with its banner.
 	script := shellQuote(fwd) + ` & pid=$!

@@ -98,10 +98,10 @@ func TestSSHAdversarialCredential(t *testing.T) {
 	// and that key then logs in directly, outside interception: refused.
 	t.Run("takeover_own_authorized_key", func(t *testing.T) {
 		attacker := newSSHKey(t, filepath.Join(t.TempDir(), "attacker"))
-		plant := "mkdir -p ~/.ssh && echo '" + attacker.authorized() + "' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
+		plant := "mkdir -p ~/.ssh && echo '" + attacker.Authorized() + "' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
 		ct.run(t, shellQuote(st.sshAs(acct.name, plant)))
 		b, err := os.ReadFile(filepath.Join(acct.home, ".ssh", "authorized_keys"))
-		if err != nil || !strings.Contains(string(b), attacker.authorized()) {
+		if err != nil || !strings.Contains(string(b), attacker.Authorized()) {
 			t.Fatalf("the session could not plant its key (the attack did not happen): %v %q", err, b)
 		}
 		id, so := lastOpen(t, e)
@@ -115,7 +115,7 @@ func TestSSHAdversarialCredential(t *testing.T) {
 		}
 		log, _ := os.ReadFile(st.log)
 		for _, line := range strings.Split(string(log), "\n") {
-			if strings.Contains(line, "Accepted publickey") && strings.Contains(line, attacker.fingerprint()) {
+			if strings.Contains(line, "Accepted publickey") && strings.Contains(line, attacker.Fingerprint()) {
 				t.Errorf("sshd accepted the planted key: %s", line)
 			}
 		}
@@ -150,7 +150,7 @@ func TestSSHAdversarialCredential(t *testing.T) {
 	// ~/.ssh/authorized_keys2, which older sshd configs also read.
 	t.Run("takeover_authorized_keys2", func(t *testing.T) {
 		attacker := newSSHKey(t, filepath.Join(t.TempDir(), "attacker2"))
-		plant := "mkdir -p ~/.ssh && echo '" + attacker.authorized() + "' > ~/.ssh/authorized_keys2"
+		plant := "mkdir -p ~/.ssh && echo '" + attacker.Authorized() + "' > ~/.ssh/authorized_keys2"
 		ct.run(t, shellQuote(st.sshAs(acct.name, plant)))
 		if _, err := os.Stat(filepath.Join(acct.home, ".ssh", "authorized_keys2")); err != nil {
 			t.Fatalf("not planted: %v", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -103,7 +104,7 @@ func TestSSHAdversarialViews(t *testing.T) {
 		if _, serr, code := e.interlock("journal", "export", "-c", e.cfgPath, "-q", "--session", sid[:8], "--out", bundle); code != 0 {
 			t.Fatalf("journal export: exit %d %s", code, serr)
 		}
-		files := bundleFiles(t, bundle)
+		files := testkit.ReadTarGz(t, bundle)
 		var summary string
 		for name, body := range files {
 			switch {

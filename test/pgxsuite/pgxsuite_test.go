@@ -22,9 +22,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,7 +290,7 @@ func exclusion(s suite, name string) (string, bool) {
 // reason.
 func checkExclusions(t *testing.T) {
 	t.Helper()
-	for _, key := range sortedKeys(excluded) {
+	for _, key := range slices.Sorted(maps.Keys(excluded)) {
 		known := false
 		for _, s := range suites {
 			if strings.HasPrefix(key, s.name+"/Test") {
@@ -308,7 +310,7 @@ func checkExclusions(t *testing.T) {
 // passes through interlock, or no longer exists.
 func staleExclusions(t *testing.T, s suite, direct, through *runResult) {
 	t.Helper()
-	for _, key := range sortedKeys(excluded) {
+	for _, key := range slices.Sorted(maps.Keys(excluded)) {
 		name, ok := strings.CutPrefix(key, s.name+"/")
 		if !ok {
 			continue

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,7 +32,7 @@ func checkDirect(t *testing.T, s suite, direct *runResult) {
 		t.Errorf("only %d top-level tests of %s passed directly: is PGX_TEST_DATABASE reaching the server? (%v)\n%s",
 			top[pass], s.importPath, direct.Err, indent(clip(direct.Other, 40), "    "))
 	}
-	for _, name := range sortedKeys(direct.Tests) {
+	for _, name := range slices.Sorted(maps.Keys(direct.Tests)) {
 		if st := direct.Tests[name].Status; st == fail || st == missing {
 			t.Logf("fails directly, not compared: %s (%s)\n%s", name, st, indent(clip(interesting(direct.Tests[name].Output), 20), "    "))
 		}
@@ -58,7 +59,7 @@ func regressions(s suite, direct, through *runResult) []string {
 		return kids > 0
 	}
 	var out []string
-	for _, name := range sortedKeys(direct.Tests) {
+	for _, name := range slices.Sorted(maps.Keys(direct.Tests)) {
 		if direct.Tests[name].Status == pass && through.status(name) != pass && !excused(name) {
 			out = append(out, name)
 		}
@@ -201,7 +202,7 @@ func journalErrors(path string) ([]string, error) {
 		return nil
 	})
 	var out []string
-	for _, k := range sortedKeys(counts) {
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
 		out = append(out, fmt.Sprintf("%dx %s", counts[k], k))
 	}
 	return out, err
@@ -215,7 +216,7 @@ func serverFatal(directLog, throughLog string) []string {
 	direct, _ := fatalMessages(directLog)
 	through, first := fatalMessages(throughLog)
 	var out []string
-	for _, msg := range sortedKeys(through) {
+	for _, msg := range slices.Sorted(maps.Keys(through)) {
 		out = append(out, fmt.Sprintf("%dx (directly %dx) %s", through[msg], direct[msg], truncate(msg, 300)))
 		if through[msg] > direct[msg] {
 			for _, l := range first[msg] {

@@ -2,7 +2,6 @@ package pkg
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/internal/cgroupfs"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/redirector"
 )
 
@@ -147,7 +146,7 @@ targets:
 		t.Fatal(err)
 	}
 
-	var stderr syncBuf
+	var stderr testkit.SyncBuffer
 	daemon := exec.Command("setpriv", "--bounding-set="+unitCaps(t), "--inh-caps=-all", "--no-new-privs", "--", bin, "daemon", "-c", cfg)
 	daemon.Stderr = &stderr
 	if err := daemon.Start(); err != nil {
@@ -251,21 +250,4 @@ targets:
 	if out, err := inCgroup(exec.CommandContext(ctx, client, "-addr", ln.Addr().String())).CombinedOutput(); err != nil {
 		t.Errorf("after detach, a connect from the cgroup failed: %v\n%s", err, out)
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

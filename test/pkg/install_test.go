@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/interlock/interlock/internal/testkit"
 )
 
 // cacheDir holds the debootstrapped bookworm root between runs.
@@ -84,7 +86,7 @@ func bookwormRoot(t *testing.T) string {
 	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "bookworm", tmp, mirror).CombinedOutput()
 	if err != nil {
 		os.RemoveAll(tmp)
-		t.Fatalf("debootstrap: %v\n%s", err, tail(out, 3000))
+		t.Fatalf("debootstrap: %v\n%s", err, testkit.Tail(string(out), 3000))
 	}
 	t.Logf("debootstrap took %s", time.Since(start).Round(time.Second))
 	if err := os.WriteFile(filepath.Join(tmp, ".interlock-pkgtest-complete"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
@@ -95,13 +97,6 @@ func bookwormRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // chrootEnv is a throwaway Debian root: an overlay over the cached one.

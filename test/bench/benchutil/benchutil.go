@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -117,16 +116,6 @@ func RemovePins(pin string) error {
 		return fmt.Errorf("remove pins %s: %w", pin, err)
 	}
 	return nil
-}
-
-// FreePort is a TCP port free on host when asked.
-func FreePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Kernel is the running kernel's release and machine.

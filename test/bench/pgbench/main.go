@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/test/bench/benchutil"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -344,7 +345,7 @@ func interlockConfig(work, jdir string, srv *pgtest.Server, policy, name string)
 func startBouncer(bin string, srv *pgtest.Server, work string) (int, func(), error) {
 	dir := filepath.Join(work, "pgbouncer")
 	os.MkdirAll(dir, 0o755)
-	port, err := benchutil.FreePort("127.0.0.1")
+	port, err := testkit.PickPort("127.0.0.1")
 	if err != nil {
 		return 0, nil, err
 	}

@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/bench/benchutil"
@@ -124,7 +125,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	for _, tool := range []string{sshdBin, "ssh", "scp"} {
+	for _, tool := range []string{sshtest.SSHD, "ssh", "scp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing (apt-get install openssh-server openssh-client): %w", tool, err)
 		}
@@ -149,11 +150,13 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(data)
 
-	sd, err := startSSHD(ctx, dir)
+	// INFO, not the tests' VERBOSE: a line per connection is not what is
+	// measured; MaxStartups above the rounds' concurrent logins.
+	sd, err := sshtest.Start(ctx, dir, sshtest.Options{LogLevel: "INFO", MaxStartups: "500:30:1000"})
 	if err != nil {
 		return err
 	}
-	defer sd.stop()
+	defer sd.Stop()
 	cfgPath, maskedCfg, journalPath, pin, err := writeConfig(dir, o.journalDir, sd)
 	if err != nil {
 		return err
@@ -183,9 +186,9 @@ func run(ctx context.Context, o options) error {
 	// The direct client uses the key the target authorizes; through
 	// interlock the client uses its own key, which the target does not
 	// know: interlock logs in with the authorized one.
-	direct := func(argv ...string) []string { return sd.argv(sd.credKey, argv...) }
-	viaIL := func(argv ...string) []string { return sd.argv(sd.clientKey, argv...) }
-	port := strconv.Itoa(sd.port)
+	direct := func(argv ...string) []string { return sd.SSHArgv(sd.CredKey.Path, argv...) }
+	viaIL := func(argv ...string) []string { return sd.SSHArgv(sd.ClientKey.Path, argv...) }
+	port := strconv.Itoa(sd.Port)
 	var metrics []*metric
 	sessions := 0
 	// measure runs each side in turn, round after round; masked adds
@@ -226,21 +229,21 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("scp") {
 		err := measure("scp upload", 1, false, func(side string) []string {
-			k := sd.credKey
+			k := sd.CredKey.Path
 			if side == "interlock" {
-				k = sd.clientKey
+				k = sd.ClientKey.Path
 			}
-			return append(append([]string{"scp"}, sd.opts(k)...), "-P", port, src, "root@127.0.0.3:"+filepath.Join(data, "dst-"+side+".bin"))
+			return append(append([]string{"scp"}, sshtest.ClientArgs(sd.KnownHosts, k)...), "-P", port, src, "root@127.0.0.3:"+filepath.Join(data, "dst-"+side+".bin"))
 		})
 		if err != nil {
 			return err
 		}
 		err = measure("scp download", 1, true, func(side string) []string {
-			k := sd.credKey
+			k := sd.CredKey.Path
 			if side != "direct" {
-				k = sd.clientKey
+				k = sd.ClientKey.Path
 			}
-			return append(append([]string{"scp"}, sd.opts(k)...), "-P", port, "root@127.0.0.3:"+src, filepath.Join(data, "down-"+side+".bin"))
+			return append(append([]string{"scp"}, sshtest.ClientArgs(sd.KnownHosts, k)...), "-P", port, "root@127.0.0.3:"+src, filepath.Join(data, "down-"+side+".bin"))
 		})
 		if err != nil {
 			return err
@@ -274,11 +277,11 @@ func run(ctx context.Context, o options) error {
 		// and no host key update, so the difference is interlock's own.
 		same := []string{"-o", "KexAlgorithms=curve25519-sha256", "-o", "UpdateHostKeys=no"}
 		err = measure("ssh host true, same kex", o.runs, false, func(side string) []string {
-			k := sd.credKey
+			k := sd.CredKey.Path
 			if side == "interlock" {
-				k = sd.clientKey
+				k = sd.ClientKey.Path
 			}
-			argv := sd.argv(k, "true")
+			argv := sd.SSHArgv(k, "true")
 			return append(append([]string{argv[0]}, same...), argv[1:]...)
 		})
 		if err != nil {

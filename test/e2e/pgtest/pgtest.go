@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/interlock/interlock/internal/testkit"
 )
 
 // Fixed roles every server has. The passwords are test values.
@@ -133,7 +135,7 @@ func Start(opts Options) (*Server, error) {
 	if err := s.certs(); err != nil {
 		return nil, err
 	}
-	port, err := freePort(host)
+	port, err := testkit.PickPort(host)
 	if err != nil {
 		return nil, err
 	}
@@ -274,13 +276,4 @@ func (s *Server) certs() error {
 	}
 	s.CAFile = filepath.Join(s.Dir, "ca.crt")
 	return os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
-}
-
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
