@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 )
@@ -52,7 +53,7 @@ func TestUnsealedBundle(t *testing.T) {
 	if m.FirstSeq != 1 || m.LastSeq != m.TreeSize {
 		t.Fatalf("manifest %+v", m)
 	}
-	if a, b := members(t, sealed), members(t, out); len(a) != len(b) || string(a[evidence.FileEntries]) != string(b[evidence.FileEntries]) {
+	if a, b := testkit.ReadTarGz(t, sealed), testkit.ReadTarGz(t, out); len(a) != len(b) || string(a[evidence.FileEntries]) != string(b[evidence.FileEntries]) {
 		t.Errorf("unsealed bundle holds other members than the sealed one: %d and %d", len(a), len(b))
 	}
 	rep := verifyUnsealed(t, out, f, false)
@@ -108,7 +109,7 @@ func TestUnsealedBundleTamper(t *testing.T) {
 func TestUnsealedForgeries(t *testing.T) {
 	f := newFixture(t, 3)
 	out, _ := f.exportUnsealed(t, journal.Selection{})
-	files := members(t, out)
+	files := testkit.ReadTarGz(t, out)
 	lines := strings.SplitAfter(string(files[evidence.FileEntries]), "\n")
 	lines = lines[:len(lines)-1]
 
@@ -141,7 +142,7 @@ func TestUnsealedForgeries(t *testing.T) {
 	}
 
 	sealed, _ := f.export(t, journal.Selection{})
-	downgraded := repackUnsealed(t, members(t, sealed), func(m *evidence.Manifest, fs map[string][]byte) {
+	downgraded := repackUnsealed(t, testkit.ReadTarGz(t, sealed), func(m *evidence.Manifest, fs map[string][]byte) {
 		fs[evidence.FileSummary] = []byte("<p>nothing happened</p>\n")
 	})
 	if rep := verifyUnsealed(t, downgraded, f, false); rep.OK || !strings.Contains(rep.Reason, "unsealed") {
