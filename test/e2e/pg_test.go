@@ -236,13 +236,18 @@ SELECT 'still here' AS alive;
 	})
 
 	t.Run("listen-notify", func(t *testing.T) {
-		cmd := exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", psql, "-X", "-c", "LISTEN jobs", "-c", "SELECT pg_sleep(2)", "-c", "SELECT 1", conninfo(srv, "sslmode=require"))
+		cmd := exec.Command(interlockBin, "run", "-c", e.cfgPath, "--", psql, "-X", "-c", "LISTEN jobs", "-c", "SELECT pg_sleep(3)", "-c", "SELECT 1", conninfo(srv, "sslmode=require"))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(700 * time.Millisecond)
+		// Notify once psql has listened and sleeps: a notification sent
+		// before its LISTEN is not delivered (a slow start is not a bug).
+		testkit.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool {
+			n, _ := srv.PSQL(pgtest.AppDB, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(3)'")
+			return n == "1"
+		})
 		if o, err := srv.PSQL(pgtest.AppDB, "NOTIFY jobs, 'job 42 ready'"); err != nil {
 			t.Fatalf("notify: %v %s", err, o)
 		}
