@@ -21,7 +21,9 @@ func (r *rig) closeError() string {
 // TestIdleSSHSessionEnded: a session with no traffic for the idle limit is
 // ended, and its close record says why.
 func TestIdleSSHSessionEnded(t *testing.T) {
-	r := newRig(t, rigOpts{idle: 400 * time.Millisecond})
+	// Output every 100 ms against an idle limit 10 times as long: a loaded
+	// machine's pauses do not make the talking command idle.
+	r := newRig(t, rigOpts{idle: time.Second})
 	c := r.mustDial()
 	start := time.Now()
 	done := make(chan error, 1)
@@ -44,7 +46,9 @@ func TestIdleSSHSessionEnded(t *testing.T) {
 // limit is idle (ServerAliveInterval on the client keeps such a one
 // alive).
 func TestIdleSSHOutputKeepsAlive(t *testing.T) {
-	r := newRig(t, rigOpts{idle: 400 * time.Millisecond})
+	// Output every 100 ms against an idle limit 10 times as long: a loaded
+	// machine's pauses do not make the talking command idle.
+	r := newRig(t, rigOpts{idle: time.Second})
 	c := r.mustDial()
 	sess, err := c.NewSession()
 	if err != nil {
@@ -58,7 +62,7 @@ func TestIdleSSHOutputKeepsAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := sess.Output("sleep 1.5; echo late"); err == nil {
+	if out, err := sess.Output("sleep 4; echo late"); err == nil {
 		t.Fatalf("a command silent for longer than idle ran to its end: %q", out)
 	}
 }
