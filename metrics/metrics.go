@@ -222,9 +222,47 @@ func (p CountingPolicy) EffectsRules(o model.Origin) bool { return p.Inner.Effec
 // Decide implements inspect.Policy.
 func (p CountingPolicy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
 	d := p.Inner.Decide(ctx, o, op)
+	p.count(o, op, d)
+	return d
+}
+
+func (p CountingPolicy) count(o model.Origin, op model.Operation, d model.Decision) {
 	p.M.Decisions.WithLabelValues(string(op.Protocol), string(d.Action)).Inc()
 	if op.Protocol == model.ProtoPostgres {
 		p.M.Statements.WithLabelValues(o.Target.Name).Inc()
 	}
-	return d
+}
+
+// SessionDecider implements inspect.SessionPolicy: Inner's session
+// decisions (kept from one operation to the next when Inner keeps them),
+// each counted.
+func (p CountingPolicy) SessionDecider(o model.Origin) model.Decider {
+	var inner model.Decider = innerEach{p.Inner, o}
+	if sp, ok := p.Inner.(interface {
+		SessionDecider(model.Origin) model.Decider
+	}); ok {
+		inner = sp.SessionDecider(o)
+	}
+	return countingDecider{p: p, o: o, inner: inner}
+}
+
+type innerEach struct {
+	p Policy
+	o model.Origin
+}
+
+func (d innerEach) Decide(ctx context.Context, op model.Operation) model.Decision {
+	return d.p.Decide(ctx, d.o, op)
+}
+
+type countingDecider struct {
+	p     CountingPolicy
+	o     model.Origin
+	inner model.Decider
+}
+
+func (d countingDecider) Decide(ctx context.Context, op model.Operation) model.Decision {
+	dec := d.inner.Decide(ctx, op)
+	d.p.count(d.o, op, dec)
+	return dec
 }

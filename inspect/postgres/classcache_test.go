@@ -1,10 +1,17 @@
 package postgres
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect/postgres/sqlclass"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy"
 )
 
 // TestCachedClassJudgedPerSession: the classifier is shared by every
@@ -45,6 +52,49 @@ func TestCachedClassJudgedPerSession(t *testing.T) {
 		}
 		if r := on.guard(text); r != "" {
 			t.Errorf("pass %d: %q refused with standard_conforming_strings on: %s", i, text, r)
+		}
+	}
+}
+
+// TestReloadDecidesAtOnce: a session keeps its decisions, but a reload
+// changes the next statement's, in the same session, whatever protocol
+// and shape it comes in.
+func TestReloadDecidesAtOnce(t *testing.T) {
+	head := "targets:\n  - {name: db, protocol: postgres, address: \"127.0.0.2:5432\", credentials: {user: app}}\npolicy:\n  default: allow\n  unknown_identity: allow\n"
+	cfg := func(rules string) *config.Config {
+		c, err := config.Parse("test.yaml", []byte(head+rules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	pol := policy.MustNew(cfg(""))
+	p := startProxy(t, proxyOpts{policy: pol})
+	c := connect(t, p.dsn(""))
+	ctx := context.Background()
+	run := func(mode pgx.QueryExecMode, aid int) error {
+		var n int
+		return c.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE oid > $1", mode, aid).Scan(&n)
+	}
+	simple := func(aid int) error {
+		_, err := c.Exec(ctx, fmt.Sprintf("SELECT count(*) FROM pg_class WHERE oid > %d", aid), pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	for i := 0; i < 3; i++ {
+		for _, err := range []error{run(pgx.QueryExecModeCacheStatement, i), run(pgx.QueryExecModeExec, i), simple(i)} {
+			if err != nil {
+				t.Fatalf("before the reload: %v", err)
+			}
+		}
+	}
+	if err := pol.SetConfig(cfg("  rules:\n    - {name: no-pg-class, match: {operation: {tables: [pg_class]}}, action: deny}\n")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		for name, err := range map[string]error{"prepared": run(pgx.QueryExecModeCacheStatement, i), "extended": run(pgx.QueryExecModeExec, i), "simple": simple(i + 10)} {
+			if err == nil || !strings.Contains(err.Error(), "no-pg-class") {
+				t.Errorf("%s after the reload: %v, want a denial by no-pg-class", name, err)
+			}
 		}
 	}
 }
