@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -243,7 +244,7 @@ func (p CountingPolicy) SessionDecider(o model.Origin) model.Decider {
 	}); ok {
 		inner = sp.SessionDecider(o)
 	}
-	return countingDecider{p: p, o: o, inner: inner}
+	return &countingDecider{p: p, o: o, inner: inner}
 }
 
 type innerEach struct {
@@ -255,14 +256,39 @@ func (d innerEach) Decide(ctx context.Context, op model.Operation) model.Decisio
 	return d.p.Decide(ctx, d.o, op)
 }
 
+// countingDecider counts a session's decisions with the counters it
+// looked up once: a label lookup per statement cost more than the kept
+// decision it counts.
 type countingDecider struct {
 	p     CountingPolicy
 	o     model.Origin
 	inner model.Decider
+
+	mu        sync.Mutex
+	decisions map[[2]string]prometheus.Counter
+	stmts     prometheus.Counter
 }
 
-func (d countingDecider) Decide(ctx context.Context, op model.Operation) model.Decision {
+func (d *countingDecider) Decide(ctx context.Context, op model.Operation) model.Decision {
 	dec := d.inner.Decide(ctx, op)
-	d.p.count(d.o, op, dec)
+	key := [2]string{string(op.Protocol), string(dec.Action)}
+	d.mu.Lock()
+	c := d.decisions[key]
+	if c == nil {
+		if d.decisions == nil {
+			d.decisions = map[[2]string]prometheus.Counter{}
+		}
+		c = d.p.M.Decisions.WithLabelValues(key[0], key[1])
+		d.decisions[key] = c
+	}
+	if op.Protocol == model.ProtoPostgres && d.stmts == nil {
+		d.stmts = d.p.M.Statements.WithLabelValues(d.o.Target.Name)
+	}
+	stmts := d.stmts
+	d.mu.Unlock()
+	c.Inc()
+	if op.Protocol == model.ProtoPostgres {
+		stmts.Inc()
+	}
 	return dec
 }

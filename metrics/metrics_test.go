@@ -85,4 +85,7 @@ func TestSessionDecisionsCounted(t *testing.T) {
 	if got := scrape(t, m, `interlock_statements_total{target="db"}`); got != 3 {
 		t.Errorf("statements_total = %v, want 3", got)
 	}
+	if got := scrape(t, m, `interlock_decisions_total{action="allow",protocol="postgres"}`); got != 3 {
+		t.Errorf("decisions_total{allow,postgres} = %v, want 3", got)
+	}
 }
