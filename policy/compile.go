@@ -133,6 +133,8 @@ type ruleset struct {
 	// what the rules read (session.go).
 	uncacheable string
 	keyText     bool
+	// namesRead: a rule reads the identity's user or group names.
+	namesRead bool
 }
 
 // index builds byKind, anyKind and all.
@@ -234,6 +236,9 @@ func (rs *ruleset) cacheability() {
 		}
 		if r.when != nil && r.whenUse.opText || r.op != nil && (len(r.op.commands) > 0 || r.op.allowlist != nil) {
 			rs.keyText = true
+		}
+		if r.when != nil && r.whenUse.identity || r.id != nil && len(r.id.users)+len(r.id.groups) > 0 {
+			rs.namesRead = true
 		}
 	}
 }

@@ -21,9 +21,9 @@ import (
 // What a rule can read is known when the rules compile: the operation's
 // kinds, tables, flags, detail, path and accesses always; its text when a
 // rule matches commands or a `when` condition reads op.text (or op by a
-// computed key); the user and group names of an origin whose process
-// facts lack them come from the account cache and are checked on every
-// call. A `when` condition that reads `now` makes every decision of its
+// computed key); when a rule matches users or groups or a condition reads
+// the identity, the names of an origin whose process facts lack them come
+// from the account cache, and are checked on every call. A `when` condition that reads `now` makes every decision of its
 // rule set depend on the time: such rules are never cached. Reviews are
 // never cached (each one asks a human), nor are effects judgements.
 
@@ -100,7 +100,7 @@ func (s *Session) Decide(ctx context.Context, op model.Operation) model.Decision
 // account names of the origin did (s.mu held).
 func (s *Session) refresh(rs *ruleset) {
 	user, group := s.user, s.group
-	if p := s.o.Identity.Proc; p == nil || p.User == "" || p.Group == "" {
+	if p := s.o.Identity.Proc; rs.namesRead && (p == nil || p.User == "" || p.Group == "") {
 		user, group = userName(s.o.Identity, s.p.names), groupName(s.o.Identity, s.p.names)
 	}
 	if s.rs == rs && s.kept != nil && user == s.user && group == s.group {
@@ -167,6 +167,9 @@ type celUse struct {
 	now bool
 	// opText: it reads op.text, or op by a key it computes.
 	opText bool
+	// identity: it reads the identity (whose user and group may be
+	// names the account cache gives).
+	identity bool
 }
 
 // usesOf walks a checked condition for the variables it reads. An
@@ -190,6 +193,8 @@ func usesOf(ast *cel.Ast) celUse {
 			switch x.AsIdent() {
 			case "now":
 				u.now = true
+			case "identity":
+				u.identity = true
 			case "op":
 				if !selected[x.ID()] {
 					u.opText = true
