@@ -227,6 +227,19 @@ func TestEveryStatementHasAKind(t *testing.T) {
 	}
 }
 
+// TestTagKindCounted: the one-word tags answered from countedTags name
+// the kind the general reading of a tag gives.
+func TestTagKindCounted(t *testing.T) {
+	for word := range countedTags {
+		for _, tag := range []string{word, word + " 1", word + " 0 1", word + " 12 345", word + "  7", word + " 1 ",
+			word + "\t1", word + " 1a", word + " ALL", word + " 1 ALL", word + "S 1", " " + word} {
+			if got, want := TagKind(tag), tagKind(tag); got != want {
+				t.Errorf("TagKind(%q) = %q, want %q", tag, got, want)
+			}
+		}
+	}
+}
+
 func TestTagFits(t *testing.T) {
 	var c Classifier
 	for _, tc := range []struct {
