@@ -66,7 +66,8 @@ func (p *Policy) SessionDecider(o model.Origin) model.Decider { return p.Session
 // Decide is Policy.Decide for the session's origin.
 func (s *Session) Decide(ctx context.Context, op model.Operation) model.Decision {
 	rs := s.p.rs.Load()
-	if rs.uncacheable != "" || op.Effects != nil || rs.keyText && len(op.Text) > maxKeyText {
+	if len(rs.rules) == 0 || rs.uncacheable != "" || op.Effects != nil || rs.keyText && len(op.Text) > maxKeyText {
+		// Without rules the defaults decide at once: keeping costs more.
 		return s.p.Decide(ctx, s.o, op)
 	}
 	h := s.hash(&op, rs.keyText)
