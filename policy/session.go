@@ -23,9 +23,10 @@ import (
 // rule matches commands or a `when` condition reads op.text (or op by a
 // computed key); when a rule matches users or groups or a condition reads
 // the identity, the names of an origin whose process facts lack them come
-// from the account cache, and are checked on every call. A `when` condition that reads `now` makes every decision of its
-// rule set depend on the time: such rules are never cached. Reviews are
-// never cached (each one asks a human), nor are effects judgements.
+// from the account cache, and are checked on every call. A `when`
+// condition that reads `now` makes every decision of its rule set depend
+// on the time: under such rules nothing is kept. Reviews are never kept
+// (each one asks a human), nor are effects judgements.
 
 // maxSessionDecisions bounds the decisions a session keeps; beyond it one
 // is dropped for each new one.
@@ -71,8 +72,9 @@ func (s *Session) Decide(ctx context.Context, op model.Operation) model.Decision
 		return s.p.Decide(ctx, s.o, op)
 	}
 	h := s.hash(&op, rs.keyText)
+	user, group := s.names(rs)
 	s.mu.Lock()
-	s.refresh(rs)
+	s.refresh(rs, user, group)
 	if k, ok := s.kept[h]; ok && sameOp(&k.op, &op, rs.keyText) {
 		d := k.d
 		s.mu.Unlock()
@@ -97,13 +99,19 @@ func (s *Session) Decide(ctx context.Context, op model.Operation) model.Decision
 	return d
 }
 
+// names are the origin's user and group names as the rules rs would see
+// them, when they come from the account cache (a lookup may wait for
+// NSS, so not under s.mu); "" otherwise.
+func (s *Session) names(rs *ruleset) (user, group string) {
+	if p := s.o.Identity.Proc; rs.namesRead && (p == nil || p.User == "" || p.Group == "") {
+		return userName(s.o.Identity, s.p.names), groupName(s.o.Identity, s.p.names)
+	}
+	return "", ""
+}
+
 // refresh drops the kept decisions when the rules changed, or the
 // account names of the origin did (s.mu held).
-func (s *Session) refresh(rs *ruleset) {
-	user, group := s.user, s.group
-	if p := s.o.Identity.Proc; rs.namesRead && (p == nil || p.User == "" || p.Group == "") {
-		user, group = userName(s.o.Identity, s.p.names), groupName(s.o.Identity, s.p.names)
-	}
+func (s *Session) refresh(rs *ruleset, user, group string) {
 	if s.rs == rs && s.kept != nil && user == s.user && group == s.group {
 		return
 	}
