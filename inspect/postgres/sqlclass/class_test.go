@@ -281,6 +281,28 @@ func TestTagFits(t *testing.T) {
 	}
 }
 
+// TestSubscriptionPasswordRedacted: a subscription's connection string is
+// not a node the walk visits; its password must still keep the statement
+// out of the journal as written.
+func TestSubscriptionPasswordRedacted(t *testing.T) {
+	var c Classifier
+	for _, sql := range []string{
+		"CREATE SUBSCRIPTION s CONNECTION 'host=x password=hunter2' PUBLICATION p",
+		"ALTER SUBSCRIPTION s CONNECTION 'host=x password=hunter2'",
+		"CREATE SUBSCRIPTION s CONNECTION 'postgresql://u:hunter2@x/db' PUBLICATION p",
+	} {
+		if st := c.Parse(sql).Stmts[0]; !st.Secrets {
+			t.Errorf("%q: no secret to redact", sql)
+		}
+		if out, _, ok := Redact(sql); !ok || strings.Contains(out, "hunter2") {
+			t.Errorf("%q redacted as %q", sql, out)
+		}
+	}
+	if st := c.Parse("CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p").Stmts[0]; st.Secrets {
+		t.Errorf("a connection string without a password marked secret")
+	}
+}
+
 func TestRedact(t *testing.T) {
 	for _, tc := range []struct{ in, out, orig string }{
 		{"ALTER ROLE app PASSWORD 'hunter2'", "ALTER ROLE app PASSWORD " + Redacted, "'hunter2'"},
