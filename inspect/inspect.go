@@ -120,6 +120,31 @@ type Policy interface {
 	SessionMasks(o model.Origin) *model.MaskSpec
 }
 
+// SessionPolicy is a Policy that can keep a session's decisions from one
+// operation to the next (policy.Session): Decide of its Decider is Decide
+// for the origin it was made for.
+type SessionPolicy interface {
+	SessionDecider(o model.Origin) model.Decider
+}
+
+// SessionDecider returns the decision function for a session of origin
+// o: p's own when p keeps a session's decisions, else Decide each time.
+func SessionDecider(p Policy, o model.Origin) model.Decider {
+	if sp, ok := p.(SessionPolicy); ok {
+		return sp.SessionDecider(o)
+	}
+	return decideEach{p, o}
+}
+
+type decideEach struct {
+	p Policy
+	o model.Origin
+}
+
+func (d decideEach) Decide(ctx context.Context, op model.Operation) model.Decision {
+	return d.p.Decide(ctx, d.o, op)
+}
+
 // Reloader is implemented by handlers that keep per-target settings from
 // the config. On SIGHUP the engine prepares every handler's reload before
 // it applies any, and applies them before new targets are intercepted, so

@@ -61,17 +61,23 @@ func encodeRecord(rec model.Record) (encodedRecord, error) {
 		}
 		er.timeNS, er.hasTime = rec.Time.UnixNano(), true
 	}
-	data, err := json.Marshal(rec.Data)
-	if err != nil {
-		return encodedRecord{}, fmt.Errorf("journal: marshal data of %s record: %w", rec.Kind, err)
-	}
-	// The check ParseBody makes of every stored body: a float, or invalid
-	// UTF-8 that a json.RawMessage or a MarshalJSON passed through, would
-	// make an entry that Verify refuses.
-	if err := evidence.ValidData(data); errors.Is(err, evidence.ErrFloatToken) {
-		return encodedRecord{}, fmt.Errorf("%w: kind %s", ErrFloat, rec.Kind)
-	} else if err != nil {
-		return encodedRecord{}, fmt.Errorf("journal: data of %s record: %w", rec.Kind, err)
+	// The records of every statement encode themselves: json.Marshal's
+	// bytes without its reflection, integers and valid UTF-8 only (model
+	// tests them against json.Marshal), so they need no check. The rest
+	// are marshalled and checked as ParseBody checks every stored body: a
+	// float, or invalid UTF-8 that a json.RawMessage or a MarshalJSON
+	// passed through, would make an entry that Verify refuses.
+	var err error
+	data, ok := model.AppendJSON(nil, rec.Data)
+	if !ok {
+		if data, err = json.Marshal(rec.Data); err != nil {
+			return encodedRecord{}, fmt.Errorf("journal: marshal data of %s record: %w", rec.Kind, err)
+		}
+		if err := evidence.ValidData(data); errors.Is(err, evidence.ErrFloatToken) {
+			return encodedRecord{}, fmt.Errorf("%w: kind %s", ErrFloat, rec.Kind)
+		} else if err != nil {
+			return encodedRecord{}, fmt.Errorf("journal: data of %s record: %w", rec.Kind, err)
+		}
 	}
 	var commitment []byte
 	if rec.Payload != nil {

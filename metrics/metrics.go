@@ -234,9 +234,72 @@ func (p CountingPolicy) EffectsRules(o model.Origin) bool { return p.Inner.Effec
 // Decide implements inspect.Policy.
 func (p CountingPolicy) Decide(ctx context.Context, o model.Origin, op model.Operation) model.Decision {
 	d := p.Inner.Decide(ctx, o, op)
+	p.count(o, op, d)
+	return d
+}
+
+func (p CountingPolicy) count(o model.Origin, op model.Operation, d model.Decision) {
 	p.M.Decisions.WithLabelValues(string(op.Protocol), string(d.Action)).Inc()
 	if op.Protocol == model.ProtoPostgres {
 		p.M.Statements.WithLabelValues(o.Target.Name).Inc()
 	}
-	return d
+}
+
+// SessionDecider implements inspect.SessionPolicy: Inner's session
+// decisions (kept from one operation to the next when Inner keeps them),
+// each counted.
+func (p CountingPolicy) SessionDecider(o model.Origin) model.Decider {
+	var inner model.Decider = innerEach{p.Inner, o}
+	if sp, ok := p.Inner.(interface {
+		SessionDecider(model.Origin) model.Decider
+	}); ok {
+		inner = sp.SessionDecider(o)
+	}
+	return &countingDecider{p: p, o: o, inner: inner}
+}
+
+type innerEach struct {
+	p Policy
+	o model.Origin
+}
+
+func (d innerEach) Decide(ctx context.Context, op model.Operation) model.Decision {
+	return d.p.Decide(ctx, d.o, op)
+}
+
+// countingDecider counts a session's decisions with the counters it
+// looked up once: a label lookup per statement cost more than the kept
+// decision it counts.
+type countingDecider struct {
+	p     CountingPolicy
+	o     model.Origin
+	inner model.Decider
+
+	mu        sync.Mutex
+	decisions map[[2]string]prometheus.Counter
+	stmts     prometheus.Counter
+}
+
+func (d *countingDecider) Decide(ctx context.Context, op model.Operation) model.Decision {
+	dec := d.inner.Decide(ctx, op)
+	key := [2]string{string(op.Protocol), string(dec.Action)}
+	d.mu.Lock()
+	c := d.decisions[key]
+	if c == nil {
+		if d.decisions == nil {
+			d.decisions = map[[2]string]prometheus.Counter{}
+		}
+		c = d.p.M.Decisions.WithLabelValues(key[0], key[1])
+		d.decisions[key] = c
+	}
+	if op.Protocol == model.ProtoPostgres && d.stmts == nil {
+		d.stmts = d.p.M.Statements.WithLabelValues(d.o.Target.Name)
+	}
+	stmts := d.stmts
+	d.mu.Unlock()
+	c.Inc()
+	if op.Protocol == model.ProtoPostgres {
+		stmts.Inc()
+	}
+	return dec
 }

@@ -50,3 +50,42 @@ func scrape(t *testing.T, m *Metrics, series string) float64 {
 	}
 	return v
 }
+
+// allowAll allows everything; sessions counts the session deciders it
+// made.
+type allowAll struct{ sessions *int }
+
+func (allowAll) DecideConnect(context.Context, model.Origin) model.Decision {
+	return model.Decision{Action: model.Allow}
+}
+func (allowAll) Decide(context.Context, model.Origin, model.Operation) model.Decision {
+	return model.Decision{Action: model.Allow}
+}
+func (allowAll) DecideEffects(context.Context, model.Origin, model.Operation) model.Decision {
+	return model.Decision{Action: model.Allow}
+}
+func (allowAll) EffectsRules(model.Origin) bool                { return false }
+func (allowAll) SessionMasks(model.Origin) *model.MaskSpec     { return nil }
+func (a allowAll) SessionDecider(o model.Origin) model.Decider { *a.sessions++; return innerEach{a, o} }
+
+// TestSessionDecisionsCounted: decisions a session's decider makes (kept
+// or not) are counted as Decide's are.
+func TestSessionDecisionsCounted(t *testing.T) {
+	m := New(Gauges{})
+	n := 0
+	p := CountingPolicy{Inner: allowAll{&n}, M: m}
+	o := model.Origin{Target: model.Target{Name: "db", Protocol: model.ProtoPostgres}}
+	d := p.SessionDecider(o)
+	for range 3 {
+		d.Decide(context.Background(), model.Operation{Protocol: model.ProtoPostgres, Kind: "select"})
+	}
+	if n != 1 {
+		t.Errorf("the inner policy's session decider was asked for %d times, want once", n)
+	}
+	if got := scrape(t, m, `interlock_statements_total{target="db"}`); got != 3 {
+		t.Errorf("statements_total = %v, want 3", got)
+	}
+	if got := scrape(t, m, `interlock_decisions_total{action="allow",protocol="postgres"}`); got != 3 {
+		t.Errorf("decisions_total{allow,postgres} = %v, want 3", got)
+	}
+}

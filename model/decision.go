@@ -1,5 +1,14 @@
 package model
 
+import "context"
+
+// Decider judges the operations of one session, for the origin it was
+// made for: a handler asks for one when the session starts, so that the
+// policy can keep what it decided from one operation to the next.
+type Decider interface {
+	Decide(ctx context.Context, op Operation) Decision
+}
+
 // Action is what policy decided for an operation.
 type Action string
 

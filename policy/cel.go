@@ -39,17 +39,19 @@ func newEnv() (*cel.Env, error) {
 	)
 }
 
-func compileWhen(env *cel.Env, expr string) (cel.Program, error) {
+// compileWhen compiles a condition and says what it reads (session.go).
+func compileWhen(env *cel.Env, expr string) (cel.Program, celUse, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("CEL: %s", iss.Err())
+		return nil, celUse{}, fmt.Errorf("CEL: %s", iss.Err())
 	}
 	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
-		return nil, fmt.Errorf("CEL: the condition must be a bool, not %s", ast.OutputType())
+		return nil, celUse{}, fmt.Errorf("CEL: the condition must be a bool, not %s", ast.OutputType())
 	}
 	// No runtime cost tracking: it doubles evaluation time, and the
 	// conditions come from the root-owned config over small inputs.
-	return env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	return prg, usesOf(ast), err
 }
 
 // lazyActivation resolves the CEL variables for one decision, building

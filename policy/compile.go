@@ -29,6 +29,8 @@ type rule struct {
 	claimed   []claimMatch
 
 	when cel.Program
+	// whenUse is what when reads.
+	whenUse celUse
 
 	review *config.ReviewConfig
 	mask   *config.MaskConfig
@@ -126,6 +128,13 @@ type ruleset struct {
 	byKind  map[string][]int
 	anyKind []int
 	all     []int
+	// uncacheable says why a session may not keep decisions under these
+	// rules ("" when it may); keyText says an operation's text is part of
+	// what the rules read (session.go).
+	uncacheable string
+	keyText     bool
+	// namesRead: a rule reads the identity's user or group names.
+	namesRead bool
 }
 
 // index builds byKind, anyKind and all.
@@ -196,12 +205,12 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 			}
 		}
 		if rc.When != "" {
-			prg, err := compileWhen(env, rc.When)
+			prg, use, err := compileWhen(env, rc.When)
 			if err != nil {
 				errs = append(errs, cfg.Errorf(fmt.Sprintf("policy.rules[%d].when", i), "%v", err))
 				continue
 			}
-			r.when = prg
+			r.when, r.whenUse = prg, use
 		}
 		if r.effects != nil {
 			rs.effects = append(rs.effects, r)
@@ -213,7 +222,25 @@ func compile(cfg *config.Config, env *cel.Env) (*ruleset, error) {
 		return nil, errors.Join(errs...)
 	}
 	rs.index()
+	rs.cacheability()
 	return rs, nil
+}
+
+// cacheability works out what a session's kept decisions must be keyed
+// by under these rules, or that they may not be kept.
+func (rs *ruleset) cacheability() {
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if r.when != nil && r.whenUse.now {
+			rs.uncacheable = "the condition of rule " + r.name + " reads the time"
+		}
+		if r.when != nil && r.whenUse.opText || r.op != nil && (len(r.op.commands) > 0 || r.op.allowlist != nil) {
+			rs.keyText = true
+		}
+		if r.when != nil && r.whenUse.identity || r.id != nil && len(r.id.users)+len(r.id.groups) > 0 {
+			rs.namesRead = true
+		}
+	}
 }
 
 // sugarRules expresses a target's deny_statements, deny_exec and allow

@@ -168,7 +168,11 @@ func isSession(op *model.Operation) bool {
 }
 
 func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *ReviewRequest) {
-	rs := p.rs.Load()
+	return p.evaluateIn(p.rs.Load(), o, op)
+}
+
+// evaluateIn is evaluate under the rule set rs.
+func (p *Policy) evaluateIn(rs *ruleset, o model.Origin, op model.Operation) (model.Decision, *ReviewRequest) {
 	if _, ok := rs.cfg.Target(o.Target.Name); !ok && o.Target.Name != "" {
 		return noTarget, nil
 	}

@@ -219,9 +219,12 @@ func (s *session) onBind(m msg) error {
 	if err != nil {
 		return err
 	}
-	text, cl := "", sqlclass.Unknown("no prepared statement "+quoteName(stmtNm)+" is known to interlock")
-	var oids []uint32
-	var fields []field
+	var (
+		text   string
+		cl     *sqlclass.Class
+		oids   []uint32
+		fields []field
+	)
 	if ps != nil {
 		s.mu.Lock()
 		text, cl, oids, fields = ps.text, ps.class, ps.paramOIDs, ps.fields
@@ -229,6 +232,8 @@ func (s *session) onBind(m msg) error {
 		if ps.sql {
 			text = "EXECUTE " + stmtNm
 		}
+	} else {
+		cl = sqlclass.Unknown("no prepared statement " + quoteName(stmtNm) + " is known to interlock")
 	}
 	cl = s.resolve(cl)
 	if !plain(cl) {

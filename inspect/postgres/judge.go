@@ -243,10 +243,10 @@ func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PG
 	if d := s.builtin(text, c, params); d != nil {
 		return verdict{Decision: *d}
 	}
-	if s.h.policy == nil {
+	if s.decider == nil {
 		return verdict{Decision: model.Decision{Action: model.Allow, Rule: "default"}}
 	}
-	d := s.h.policy.Decide(s.ctx, s.origin, sqlclass.Operation(text, c))
+	d := s.decider.Decide(s.ctx, sqlclass.Operation(text, c))
 	if d.Mask != nil {
 		s.refreshMasks()
 	}

@@ -167,6 +167,9 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		return h.serveCancel(ctx, conn, s, st)
 	}
 	sess := &session{sess: s, h: h, t: t, id: s.ID, origin: s.Origin, log: log, client: conn, trust: h.trustOf(t.name)}
+	if h.policy != nil {
+		sess.decider = inspect.SessionDecider(h.policy, s.Origin)
+	}
 	sess.idle.limit = s.Idle
 	return sess.run(ctx, st)
 }

@@ -55,6 +55,10 @@ type session struct {
 	log      *slog.Logger
 	ctx      context.Context
 	trust    *trustState
+	// decider is policy's decision function for this session (it keeps
+	// the session's decisions while the rules stay the same); nil
+	// without a policy.
+	decider model.Decider
 	// serverMajor is the server's major version (0: unknown).
 	serverMajor int
 	// upstreamPID is the server backend's pid: the one backend the

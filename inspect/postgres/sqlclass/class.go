@@ -193,15 +193,22 @@ type Parsed struct {
 	Stmts []Statement
 }
 
-// Classifier parses statements, caching by exact text and, for single
-// statements, by the text with its constants replaced (pg_query's
-// normalisation, by the same parser), so statements that differ only in
-// literal values are parsed once. Classes whose facts depend on literal
-// values (settings, signals, connection strings) are cached by exact text
-// only.
+// Classifier parses statements, caching their classes by exact text and,
+// for one statement whose literals are plain constants, by its shape (the
+// text with each literal's value left out: see shape.go), so statements
+// that differ only in literal values are parsed once. The parser reads
+// every text the same way (PostgreSQL 17's grammar, standard_conforming_
+// strings on), so the text is the whole key; what depends on the session
+// (the server's version against MinServer, the session's settings, the
+// catalog, its prepared statements and transaction) is judged on the
+// cached class afterwards, never cached with it. The zero value is ready
+// to use and safe for concurrent use.
 type Classifier struct {
-	exact  cache[*Parsed]
-	shapes cache[shape]
+	once sync.Once
+	// budget replaces the caches' bound (tests).
+	budget int
+	exact  *lru[*Parsed]
+	shapes *lru[shape]
 	// parses counts full parses (tests and profiling).
 	parses atomic.Int64
 }
@@ -209,42 +216,23 @@ type Classifier struct {
 // Parses returns the number of full parses so far.
 func (c *Classifier) Parses() int64 { return c.parses.Load() }
 
-const (
-	cacheEntries = 8192
-	// cacheMaxText: longer statements are parsed every time rather than
-	// kept in memory.
-	cacheMaxText = 16 << 10
-)
-
-type shape struct {
-	*Class
-	head, tail int
+// CacheStats returns the entries and the estimated bytes the caches hold.
+func (c *Classifier) CacheStats() (entries, bytes int) {
+	c.init()
+	e1, b1 := c.exact.stats()
+	e2, b2 := c.shapes.stats()
+	return e1 + e2, b1 + b2
 }
 
-type cache[V any] struct {
-	m sync.Map
-	n atomic.Int64
-}
-
-func (c *cache[V]) get(k string) (V, bool) {
-	v, ok := c.m.Load(k)
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	return v.(V), true
-}
-
-func (c *cache[V]) put(k string, v V) {
-	if len(k) > cacheMaxText {
-		return
-	}
-	if c.n.Add(1) > cacheEntries {
-		// Full: start again rather than track recency on the hot path.
-		c.m.Clear()
-		c.n.Store(1)
-	}
-	c.m.Store(k, v)
+func (c *Classifier) init() {
+	c.once.Do(func() {
+		exact, shapes := exactCacheBytes, shapeCacheBytes
+		if c.budget > 0 {
+			exact, shapes = c.budget*3/4, c.budget/4
+		}
+		c.exact = newLRU[*Parsed](exact)
+		c.shapes = newLRU[shape](shapes)
+	})
 }
 
 // Parse classifies a query string. The result is shared: do not modify it
@@ -306,27 +294,32 @@ func isIdentByte(b byte) bool {
 }
 
 func (c *Classifier) parse(text string) *Parsed {
+	c.init()
 	if p, ok := c.exact.get(text); ok {
 		return p
 	}
-	if len(text) <= cacheMaxText {
-		if key, err := pg.Normalize(text); err == nil && key != text {
-			if sh, ok := c.shapes.get(key); ok && sh.head <= len(text)-sh.tail {
-				end := len(text) - sh.tail
-				return &Parsed{Stmts: []Statement{{Text: strings.TrimSpace(text[sh.head:end]), Head: sh.head, End: end, Class: sh.Class}}}
-			}
-			p := c.full(text)
-			if len(p.Stmts) == 1 && p.Stmts[0].Err == "" && !p.Stmts[0].literal {
-				st := p.Stmts[0]
-				c.shapes.put(key, shape{Class: st.Class, head: st.Head, tail: len(text) - st.End})
+	if len(text) > cacheMaxText {
+		return c.full(text)
+	}
+	var keyBuf [256]byte
+	var litBuf [16]shapeLit
+	if key, lits, ok := shapeOf(text, keyBuf[:0], litBuf[:0]); ok && !mentionsPasswordLit(text, lits) {
+		if sh, ok := c.shapes.getBytes(key); ok {
+			if p, ok := fromShape(text, sh); ok {
 				return p
 			}
-			c.exact.put(text, p)
+		}
+		p := c.full(text)
+		if shareable(p, lits) {
+			st := p.Stmts[0]
+			c.shapes.put(string(key), shape{Class: st.Class, head: st.Head, tail: len(text) - st.End}, classBytes(st.Class))
 			return p
 		}
+		c.exact.put(text, p, parsedBytes(text, p))
+		return p
 	}
 	p := c.full(text)
-	c.exact.put(text, p)
+	c.exact.put(text, p, parsedBytes(text, p))
 	return p
 }
 

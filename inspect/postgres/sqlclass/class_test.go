@@ -227,6 +227,19 @@ func TestEveryStatementHasAKind(t *testing.T) {
 	}
 }
 
+// TestTagKindCounted: the one-word tags answered from countedTags name
+// the kind the general reading of a tag gives.
+func TestTagKindCounted(t *testing.T) {
+	for word := range countedTags {
+		for _, tag := range []string{word, word + " 1", word + " 0 1", word + " 12 345", word + "  7", word + " 1 ",
+			word + "\t1", word + " 1a", word + " ALL", word + " 1 ALL", word + "S 1", " " + word} {
+			if got, want := TagKind(tag), tagKind(tag); got != want {
+				t.Errorf("TagKind(%q) = %q, want %q", tag, got, want)
+			}
+		}
+	}
+}
+
 func TestTagFits(t *testing.T) {
 	var c Classifier
 	for _, tc := range []struct {
@@ -265,6 +278,28 @@ func TestTagFits(t *testing.T) {
 		if got := TagFits(tc.tag, cl); got != tc.fits {
 			t.Errorf("%q answered %q: fits %v, want %v (tag kind %q)", tc.sql, tc.tag, got, tc.fits, TagKind(tc.tag))
 		}
+	}
+}
+
+// TestSubscriptionPasswordRedacted: a subscription's connection string is
+// not a node the walk visits; its password must still keep the statement
+// out of the journal as written.
+func TestSubscriptionPasswordRedacted(t *testing.T) {
+	var c Classifier
+	for _, sql := range []string{
+		"CREATE SUBSCRIPTION s CONNECTION 'host=x password=hunter2' PUBLICATION p",
+		"ALTER SUBSCRIPTION s CONNECTION 'host=x password=hunter2'",
+		"CREATE SUBSCRIPTION s CONNECTION 'postgresql://u:hunter2@x/db' PUBLICATION p",
+	} {
+		if st := c.Parse(sql).Stmts[0]; !st.Secrets {
+			t.Errorf("%q: no secret to redact", sql)
+		}
+		if out, _, ok := Redact(sql); !ok || strings.Contains(out, "hunter2") {
+			t.Errorf("%q redacted as %q", sql, out)
+		}
+	}
+	if st := c.Parse("CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p").Stmts[0]; st.Secrets {
+		t.Errorf("a connection string without a password marked secret")
 	}
 }
 

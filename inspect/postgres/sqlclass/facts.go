@@ -127,6 +127,16 @@ func mentionsPassword(s string) bool {
 	return false
 }
 
+// conninfo looks at a subscription's connection string for a password:
+// the string is a plain field of the statement, which the walk does not
+// visit, so it is redacted from the journal only when marked here.
+func (w *walker) conninfo(s string) {
+	w.literal = true
+	if mentionsPassword(s) {
+		w.c.Secrets = true
+	}
+}
+
 // mappingOptions looks at user mapping and foreign server options for a
 // password.
 func (w *walker) mappingOptions(opts []*pg.Node) {

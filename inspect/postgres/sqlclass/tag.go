@@ -58,10 +58,28 @@ var tagKinds = map[string][]string{
 	"create_foreign_table":      {"create_foreign_table"},
 }
 
+// countedTags are the tags of the statements that run most, one word and
+// counts: TagKind names them without building a string per statement.
+var countedTags = map[string]string{
+	"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete", "MERGE": "merge",
+	"FETCH": "fetch", "MOVE": "move", "COPY": "copy", "BEGIN": "begin", "COMMIT": "commit",
+	"ROLLBACK": "rollback", "SET": "set", "SHOW": "show", "RESET": "reset", "SAVEPOINT": "savepoint",
+	"RELEASE": "release", "PREPARE": "prepare", "DEALLOCATE": "deallocate", "EXPLAIN": "explain",
+	"LISTEN": "listen", "NOTIFY": "notify",
+}
+
 // TagKind turns a CommandComplete tag into the kind it names: the words
 // before any count, in lower case, joined by _, with the object words
 // renamed as statement kinds name them.
 func TagKind(tag string) string {
+	if word, counts, _ := strings.Cut(tag, " "); countedTags[word] != "" && onlyCounts(counts) {
+		return countedTags[word]
+	}
+	return tagKind(tag)
+}
+
+// tagKind is TagKind for any tag.
+func tagKind(tag string) string {
 	fields := strings.Fields(tag)
 	for len(fields) > 0 {
 		last := fields[len(fields)-1]
@@ -102,4 +120,14 @@ func TagFits(tag string, c *Class) bool {
 		}
 	}
 	return false
+}
+
+// onlyCounts says whether s is nothing but counts: digits and spaces.
+func onlyCounts(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != ' ' {
+			return false
+		}
+	}
+	return true
 }

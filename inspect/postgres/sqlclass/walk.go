@@ -311,6 +311,10 @@ func (w *walker) walk(m protoreflect.Message) {
 			}
 		}
 		w.literal = true
+	case *pg.CreateSubscriptionStmt:
+		w.conninfo(x.Conninfo)
+	case *pg.AlterSubscriptionStmt:
+		w.conninfo(x.Conninfo)
 	case *pg.CreateUserMappingStmt:
 		w.mappingOptions(x.Options)
 	case *pg.AlterUserMappingStmt:
