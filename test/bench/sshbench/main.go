@@ -38,7 +38,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
@@ -64,6 +63,8 @@ type options struct {
 	jsonOut    bool
 	keep       bool
 	quick      bool
+	profile    string
+	baseline   string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -79,6 +80,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "also print the results as JSON")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, journal, sshd log)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke-run sizes (64 MiB, 30 setup runs, 1 round)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the first interlock round of cat over exec to this `file`")
+	fs.StringVar(&o.baseline, "baseline", "", "another interlock `binary` measured in the same rounds of the transfers (before/after), with a journal of its own")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -104,6 +107,13 @@ func parseFlags(args []string) (options, error) {
 	if o.mib <= 0 || o.runs <= 0 || o.rounds <= 0 {
 		return o, errors.New("-mib, -runs and -rounds must be positive")
 	}
+	if o.profile != "" {
+		abs, err := filepath.Abs(o.profile)
+		if err != nil {
+			return o, err
+		}
+		o.profile = abs
+	}
 	return o, nil
 }
 
@@ -114,6 +124,11 @@ type metric struct {
 	Inter  [][]float64 `json:"interlock"`
 	// Masked is through interlock under a live mask rule (transfers).
 	Masked [][]float64 `json:"interlock_masked,omitempty"`
+	// Baseline is through the -baseline binary (transfers).
+	Baseline [][]float64 `json:"baseline,omitempty"`
+	// CPU is the CPU seconds interlock used in each round, by side
+	// (interlock, masked, baseline): its own cost, apart from the load.
+	CPU map[string][]float64 `json:"interlock_cpu_s,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -123,6 +138,12 @@ func run(ctx context.Context, o options) error {
 	bin, err := benchutil.Interlock(o.interlock)
 	if err != nil {
 		return err
+	}
+	baseBin := ""
+	if o.baseline != "" {
+		if baseBin, err = benchutil.Interlock(o.baseline); err != nil {
+			return err
+		}
 	}
 	for _, tool := range []string{sshdBin, "ssh", "scp"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -154,17 +175,24 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer sd.stop()
-	cfgPath, maskedCfg, journalPath, pin, err := writeConfig(dir, o.journalDir, sd)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := benchutil.RemovePins(pin); err != nil {
-			fmt.Fprintln(os.Stderr, "sshbench:", err)
+	cfgs := map[string]config{}
+	for _, name := range []string{"interlock", "baseline"} {
+		if name == "baseline" && baseBin == "" {
+			continue
 		}
-	}()
-	if !o.keep {
-		defer os.RemoveAll(filepath.Dir(journalPath))
+		c, err := writeConfig(dir, o.journalDir, name, sd)
+		if err != nil {
+			return err
+		}
+		cfgs[name] = c
+		defer func() {
+			if err := benchutil.RemovePins(c.pin); err != nil {
+				fmt.Fprintln(os.Stderr, "sshbench:", err)
+			}
+		}()
+		if !o.keep {
+			defer os.RemoveAll(filepath.Dir(c.journal))
+		}
 	}
 
 	src := filepath.Join(data, "src.bin")
@@ -187,37 +215,61 @@ func run(ctx context.Context, o options) error {
 	viaIL := func(argv ...string) []string { return sd.argv(sd.clientKey, argv...) }
 	port := strconv.Itoa(sd.port)
 	var metrics []*metric
-	sessions := 0
-	// measure runs each side in turn, round after round; masked adds
-	// interlock under the live mask rule as a third side.
+	sessions := map[string]int{}
+	// measure runs each side in turn, round after round; a transfer adds
+	// the -baseline binary, and masked adds interlock under the live mask
+	// rule.
 	measure := func(name string, n int, masked bool, argv func(side string) []string) error {
-		m := &metric{Name: name}
+		m := &metric{Name: name, CPU: map[string][]float64{}}
 		sides := []string{"direct", "interlock"}
+		if baseBin != "" && n == 1 {
+			sides = append(sides, "baseline")
+		}
 		if masked {
 			sides = append(sides, "masked")
 		}
 		for r := 0; r < o.rounds; r++ {
 			for _, side := range sides {
 				fmt.Printf("  %-26s %-9s round %d/%d ... ", name, side, r+1, o.rounds)
-				cfg := cfgPath
-				if side == "masked" {
-					cfg = maskedCfg
+				cl := client{self: self, n: n, argv: argv(side)}
+				switch side {
+				case "interlock":
+					cl.bin, cl.cfg = bin, cfgs["interlock"].plain
+				case "masked":
+					cl.bin, cl.cfg = bin, cfgs["interlock"].masked
+				case "baseline":
+					cl.bin, cl.cfg = baseBin, cfgs["baseline"].plain
 				}
-				secs, err := runClient(ctx, self, bin, cfg, side != "direct", n, argv(side))
+				if side == "interlock" && r == 0 && o.profile != "" && strings.HasPrefix(name, "cat") {
+					// Long enough for the whole transfer: the client
+					// waits for the profile, not the timed run.
+					cl.profile, cl.profileSecs = o.profile, 2*int(m.Direct[0][0])+5
+				}
+				res, err := cl.run(ctx)
 				if err != nil {
 					fmt.Println("failed")
 					return fmt.Errorf("%s (%s): %w", name, side, err)
 				}
-				fmt.Printf("median %.3fs (load %s)\n", benchutil.Median(secs), loadavg())
+				fmt.Printf("median %.3fs (load %s)", benchutil.Median(res.secs), loadavg())
+				if side != "direct" {
+					fmt.Printf(", interlock CPU %.2fs", res.cpu)
+					m.CPU[side] = append(m.CPU[side], res.cpu)
+					if side == "baseline" {
+						sessions["baseline"] += n
+					} else {
+						sessions["interlock"] += n
+					}
+				}
+				fmt.Println()
 				switch side {
 				case "interlock":
-					m.Inter = append(m.Inter, secs)
-					sessions += n
+					m.Inter = append(m.Inter, res.secs)
 				case "masked":
-					m.Masked = append(m.Masked, secs)
-					sessions += n
+					m.Masked = append(m.Masked, res.secs)
+				case "baseline":
+					m.Baseline = append(m.Baseline, res.secs)
 				default:
-					m.Direct = append(m.Direct, secs)
+					m.Direct = append(m.Direct, res.secs)
 				}
 			}
 		}
@@ -286,14 +338,24 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	// Proof of interception: one ssh session journaled per measured run.
-	opens, err := countOpens(ctx, journalPath)
-	if err != nil {
-		return err
+	fmt.Println()
+	for _, name := range []string{"interlock", "baseline"} {
+		c, ok := cfgs[name]
+		if !ok {
+			continue
+		}
+		opens, err := countOpens(ctx, c.journal)
+		if err != nil {
+			return err
+		}
+		if opens != sessions[name] {
+			return fmt.Errorf("the %s journal holds %d ssh sessions, its side ran %d: not everything went through interlock", name, opens, sessions[name])
+		}
+		fmt.Printf("interception checked: %d ssh sessions in the %s journal, one per run\n", opens, name)
 	}
-	if opens != sessions {
-		return fmt.Errorf("the journal holds %d ssh sessions, the interlock side ran %d: not everything went through interlock", opens, sessions)
+	if o.profile != "" && want("cat") {
+		fmt.Printf("CPU profile of interlock (first interlock round of cat over exec): %s\n", o.profile)
 	}
-	fmt.Printf("\ninterception checked: %d ssh sessions journaled, one per interlock-side run\n", opens)
 	report(bin, o, metrics)
 	if o.jsonOut {
 		b, _ := json.MarshalIndent(metrics, "", "  ")
@@ -315,65 +377,56 @@ func loadavg() string {
 	return f[0]
 }
 
-// runClient runs `sshbench client -n N -- argv` directly or under
-// interlock run, and returns the seconds of each run.
-func runClient(ctx context.Context, self, bin, cfg string, viaInterlock bool, n int, argv []string) ([]float64, error) {
-	cmdline := append([]string{self, "client", "-n", strconv.Itoa(n), "--"}, argv...)
-	if viaInterlock {
-		cmdline = append([]string{bin, "run", "-c", cfg, "--engine", "embedded", "-q", "--"}, cmdline...)
+// client is one `sshbench client -n N -- argv`: direct, or under
+// `interlock run` of bin with cfg.
+type client struct {
+	self, bin, cfg string
+	n              int
+	argv           []string
+	// profile, when set, is where the client writes a CPU profile of
+	// interlock of profileSecs seconds.
+	profile     string
+	profileSecs int
+}
+
+// clientRun is the seconds of each run and, through interlock, the CPU
+// seconds interlock used over them.
+type clientRun struct {
+	secs []float64
+	cpu  float64
+}
+
+// pprofAddr is where interlock serves pprof for -profile.
+const pprofAddr = "127.0.0.1:6064"
+
+func (cl client) run(ctx context.Context) (clientRun, error) {
+	cmdline := []string{cl.self, "client", "-n", strconv.Itoa(cl.n)}
+	if cl.profile != "" {
+		cmdline = append(cmdline, "-profile", cl.profile, "-profile-secs", strconv.Itoa(cl.profileSecs))
+	}
+	cmdline = append(append(cmdline, "--"), cl.argv...)
+	if cl.bin != "" {
+		cmdline = append([]string{cl.bin, "run", "-c", cl.cfg, "--engine", "embedded", "-q", "--"}, cmdline...)
 	}
 	cmd := exec.CommandContext(ctx, cmdline[0], cmdline[1:]...)
+	if cl.profile != "" {
+		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF="+pprofAddr)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		return clientRun{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	var res struct {
-		NS []int64 `json:"ns"`
+	var res clientResult
+	if err := json.Unmarshal(out, &res); err != nil || len(res.NS) != cl.n {
+		return clientRun{}, fmt.Errorf("client said %q: %v", out, err)
 	}
-	if err := json.Unmarshal(out, &res); err != nil || len(res.NS) != n {
-		return nil, fmt.Errorf("client said %q: %v", out, err)
-	}
-	secs := make([]float64, n)
+	r := clientRun{secs: make([]float64, cl.n), cpu: res.ParentCPUMS / 1e3}
 	for i, ns := range res.NS {
-		secs[i] = float64(ns) / 1e9
+		r.secs[i] = float64(ns) / 1e9
 	}
-	return secs, nil
-}
-
-// clientMain runs argv n times, timing each, and prints the times.
-func clientMain(args []string) int {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	n := fs.Int("n", 1, "runs")
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: sshbench client -n N -- ARGV...")
-		return 2
-	}
-	argv := fs.Args()
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	var res struct {
-		NS []int64 `json:"ns"`
-	}
-	for i := 0; i < *n; i++ {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		var stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = devnull, &stderr
-		t0 := time.Now()
-		err := cmd.Run()
-		d := time.Since(t0)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "run %d of %v: %v: %s\n", i+1, argv, err, stderr.String())
-			return 1
-		}
-		res.NS = append(res.NS, d.Nanoseconds())
-	}
-	json.NewEncoder(os.Stdout).Encode(res)
-	return 0
+	return r, nil
 }
 
 var sshSessionRE = regexp.MustCompile(`"protocol":"ssh"`)

@@ -154,19 +154,25 @@ func (sd *sshd) argv(key string, command ...string) []string {
 	return append(argv, command...)
 }
 
-// writeConfig writes interlock's config: the journal (sync: normal), one
-// ssh target holding credKey, presenting the target's own host key.
-func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, maskedCfg, journalPath, pin string, err error) {
+// config is one interlock side's: its config files (plain and masked),
+// its journal and its BPF pins.
+type config struct {
+	plain, masked, journal, pin string
+}
+
+// writeConfig writes the configs of the side name: its own journal (sync:
+// normal), one ssh target holding credKey, presenting the target's own
+// host key.
+func writeConfig(dir, journalDir, name string, sd *sshd) (config, error) {
 	if journalDir == "" {
 		journalDir = dir
 	}
-	jd, err := os.MkdirTemp(journalDir, "journal-")
+	jd, err := os.MkdirTemp(journalDir, "journal-"+name+"-")
 	if err != nil {
-		return "", "", "", "", err
+		return config{}, err
 	}
-	journalPath = filepath.Join(jd, "journal.db")
-	pin = benchutil.PinPath("interlock-sshbench")
-	cfg := benchutil.ConfigHead(dir, journalPath, pin) + fmt.Sprintf(`targets:
+	c := config{journal: filepath.Join(jd, "journal.db"), pin: benchutil.PinPath("interlock-sshbench")}
+	cfg := benchutil.ConfigHead(dir, c.journal, c.pin) + fmt.Sprintf(`targets:
   - name: bench
     protocol: ssh
     address: "127.0.0.3:%d"
@@ -176,14 +182,14 @@ func writeConfig(dir, journalDir string, sd *sshd) (cfgPath, maskedCfg, journalP
     known_hosts: %s
     host_key_file: %s
 `, sd.port, sd.credKey, sd.knownHosts, sd.hostKey)
-	cfgPath = filepath.Join(dir, "interlock.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return "", "", "", "", err
+	c.plain = filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(c.plain, []byte(cfg), 0o644); err != nil {
+		return config{}, err
 	}
 	// The masked side: every detector, live, over all the target sends
 	// (sftp reads and exec output alike).
-	maskedCfg = filepath.Join(dir, "interlock-masked.yaml")
-	return cfgPath, maskedCfg, journalPath, pin, os.WriteFile(maskedCfg, []byte(cfg+maskPolicy), 0o644)
+	c.masked = filepath.Join(dir, name+"-masked.yaml")
+	return c, os.WriteFile(c.masked, []byte(cfg+maskPolicy), 0o644)
 }
 
 const maskPolicy = `policy:
