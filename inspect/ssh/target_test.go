@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -205,6 +206,11 @@ type memJournal struct {
 }
 
 func (j *memJournal) Append(_ context.Context, r model.Record, d model.Durability) (uint64, error) {
+	// The caller may reuse a []byte payload once this returns, as the
+	// journal lets it (model.Recorder).
+	if p, ok := r.Payload.([]byte); ok {
+		r.Payload = bytes.Clone(p)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.recs = append(j.recs, r)
