@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type clientResult struct {
 	// interlock's own cost, which a shared machine's load disturbs much
 	// less than the wall times. -1 when it could not be read.
 	ParentCPUMS float64 `json:"parent_cpu_ms"`
+	// ClientCPUMS is the CPU time of the runs themselves (ssh, scp and
+	// what they ran, from wait4's rusage).
+	ClientCPUMS float64 `json:"client_cpu_ms"`
 }
 
 // clientMain runs argv n times, timing each, and prints the times. With
@@ -62,6 +66,9 @@ func clientMain(args []string) int {
 			return 1
 		}
 		res.NS = append(res.NS, d.Nanoseconds())
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			res.ClientCPUMS += float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+		}
 	}
 	if cpu1, ok := cpuTicks(os.Getppid()); cpuOK && ok && cpu1 >= cpu0 {
 		res.ParentCPUMS = float64(cpu1-cpu0) * 1000 / clockTicks
@@ -108,23 +115,30 @@ const clockTicks = 100
 
 // cpuTicks is utime + stime of pid, all threads (fields 14 and 15 of its
 // stat, counted after the parenthesised comm, which may hold spaces).
-func cpuTicks(pid int) (uint64, bool) {
+func cpuTicks(pid int) (uint64, bool) { return statTicks(pid, 11) }
+
+// childTicks is cutime + cstime of pid (fields 16 and 17): what its
+// children that it waited for used.
+func childTicks(pid int) (uint64, bool) { return statTicks(pid, 13) }
+
+// statTicks adds two fields of pid's stat, the first at index i after the
+// comm (field 3 is index 0).
+func statTicks(pid, i int) (uint64, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, false
 	}
 	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
+	j := strings.LastIndexByte(s, ')')
+	if j < 0 {
 		return 0, false
 	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state): utime is field 14, stime 15.
-	if len(f) < 13 {
+	f := strings.Fields(s[j+1:])
+	if len(f) < i+2 {
 		return 0, false
 	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	k, err2 := strconv.ParseUint(f[12], 10, 64)
+	u, err1 := strconv.ParseUint(f[i], 10, 64)
+	k, err2 := strconv.ParseUint(f[i+1], 10, 64)
 	if err1 != nil || err2 != nil {
 		return 0, false
 	}

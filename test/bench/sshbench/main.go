@@ -65,6 +65,7 @@ type options struct {
 	quick      bool
 	profile    string
 	baseline   string
+	masked     bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, journal, sshd log)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke-run sizes (64 MiB, 30 setup runs, 1 round)")
 	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the first interlock round of cat over exec to this `file`")
+	fs.BoolVar(&o.masked, "masked", true, "also measure the downloads under a live mask rule")
 	fs.StringVar(&o.baseline, "baseline", "", "another interlock `binary` measured in the same rounds of the transfers (before/after), with a journal of its own")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -129,6 +131,9 @@ type metric struct {
 	// CPU is the CPU seconds interlock used in each round, by side
 	// (interlock, masked, baseline): its own cost, apart from the load.
 	CPU map[string][]float64 `json:"interlock_cpu_s,omitempty"`
+	// Ends is the CPU seconds of the two ends in each round, by side: the
+	// client (ssh or scp) and the target (sshd and what it ran).
+	Ends map[string][]float64 `json:"ends_cpu_s,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -220,12 +225,12 @@ func run(ctx context.Context, o options) error {
 	// the -baseline binary, and masked adds interlock under the live mask
 	// rule.
 	measure := func(name string, n int, masked bool, argv func(side string) []string) error {
-		m := &metric{Name: name, CPU: map[string][]float64{}}
+		m := &metric{Name: name, CPU: map[string][]float64{}, Ends: map[string][]float64{}}
 		sides := []string{"direct", "interlock"}
 		if baseBin != "" && n == 1 {
 			sides = append(sides, "baseline")
 		}
-		if masked {
+		if masked && o.masked {
 			sides = append(sides, "masked")
 		}
 		for r := 0; r < o.rounds; r++ {
@@ -245,11 +250,13 @@ func run(ctx context.Context, o options) error {
 					// waits for the profile, not the timed run.
 					cl.profile, cl.profileSecs = o.profile, 2*int(m.Direct[0][0])+5
 				}
+				target := sd.cpu()
 				res, err := cl.run(ctx)
 				if err != nil {
 					fmt.Println("failed")
 					return fmt.Errorf("%s (%s): %w", name, side, err)
 				}
+				m.Ends[side] = append(m.Ends[side], res.clientCPU+sd.cpu()-target)
 				fmt.Printf("median %.3fs (load %s)", benchutil.Median(res.secs), loadavg())
 				if side != "direct" {
 					fmt.Printf(", interlock CPU %.2fs", res.cpu)
@@ -389,11 +396,13 @@ type client struct {
 	profileSecs int
 }
 
-// clientRun is the seconds of each run and, through interlock, the CPU
-// seconds interlock used over them.
+// clientRun is the seconds of each run, the CPU seconds they used and,
+// through interlock, the CPU seconds interlock used over them.
 type clientRun struct {
 	secs []float64
 	cpu  float64
+	// clientCPU is the CPU seconds of the runs (ssh or scp).
+	clientCPU float64
 }
 
 // pprofAddr is where interlock serves pprof for -profile.
@@ -422,7 +431,7 @@ func (cl client) run(ctx context.Context) (clientRun, error) {
 	if err := json.Unmarshal(out, &res); err != nil || len(res.NS) != cl.n {
 		return clientRun{}, fmt.Errorf("client said %q: %v", out, err)
 	}
-	r := clientRun{secs: make([]float64, cl.n), cpu: res.ParentCPUMS / 1e3}
+	r := clientRun{secs: make([]float64, cl.n), cpu: res.ParentCPUMS / 1e3, clientCPU: res.ClientCPUMS / 1e3}
 	for i, ns := range res.NS {
 		r.secs[i] = float64(ns) / 1e9
 	}

@@ -29,6 +29,7 @@ func report(bin string, o options, metrics []*metric) {
 			fmt.Fprintf(tw, "%s (MiB/s)\t%.1f\t%.1f\t%.2f×\t≥ 0.80×\t%s\t\n", m.Name, d, i, r, met(r >= 0.8))
 			fmt.Fprintf(tw, "  rounds\t%s\t%s\t\t\t\t\n", rounds(m.Direct, float64(o.mib)), rounds(m.Inter, float64(o.mib)))
 			fmt.Fprintf(tw, "  interlock CPU (s/GiB)\t\t%.2f\t\t\t\t\n", cpuPerGiB(m.CPU["interlock"], o.mib))
+			fmt.Fprintf(tw, "  ssh + sshd CPU (s/GiB)\t%.2f\t%.2f\t\t\t\t\n", cpuPerGiB(m.Ends["direct"], o.mib), cpuPerGiB(m.Ends["interlock"], o.mib))
 			if len(m.Baseline) > 0 {
 				k := roundMedian(m.Baseline, func(s []float64) float64 { return float64(o.mib) / s[0] })
 				fmt.Fprintf(tw, "  baseline (MiB/s)\t\t%.1f\t%.2f×\t\t\t\n", k, k/d)

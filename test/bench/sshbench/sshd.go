@@ -141,6 +141,15 @@ func (sd *sshd) stop() {
 	}
 }
 
+// cpu is the CPU seconds sshd's finished connections used (its children
+// and theirs, once reaped), read after a pause that lets sshd reap the
+// connection that just ended.
+func (sd *sshd) cpu() float64 {
+	time.Sleep(300 * time.Millisecond)
+	t, _ := childTicks(sd.cmd.Process.Pid)
+	return float64(t) / clockTicks
+}
+
 // opts are the client options: no user config, strict host key checking
 // against the ordinary known_hosts, the given key, no prompts.
 func (sd *sshd) opts(key string) []string {
