@@ -38,6 +38,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
@@ -200,6 +201,10 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
+	// The journal's commits wait for this disk: its fdatasync latency
+	// before and after the measurements goes beside the numbers.
+	jdir := filepath.Dir(cfgs["interlock"].journal)
+	syncBefore := syncLatency(jdir)
 	src := filepath.Join(data, "src.bin")
 	fmt.Printf("writing a %d MiB test file in %s\n", o.mib, data)
 	if err := randomFile(src, int64(o.mib)<<20); err != nil {
@@ -246,9 +251,10 @@ func run(ctx context.Context, o options) error {
 					cl.bin, cl.cfg = baseBin, cfgs["baseline"].plain
 				}
 				if side == "interlock" && r == 0 && o.profile != "" && strings.HasPrefix(name, "cat") {
-					// Long enough for the whole transfer: the client
-					// waits for the profile, not the timed run.
-					cl.profile, cl.profileSecs = o.profile, 2*int(m.Direct[0][0])+5
+					// Long enough for the whole transfer at a fifth of
+					// direct's rate; the client waits for the profile,
+					// the timed run does not.
+					cl.profile, cl.profileSecs = o.profile, 5*int(m.Direct[0][0])+20
 				}
 				target := sd.cpu()
 				res, err := cl.run(ctx)
@@ -363,12 +369,21 @@ func run(ctx context.Context, o options) error {
 	if o.profile != "" && want("cat") {
 		fmt.Printf("CPU profile of interlock (first interlock round of cat over exec): %s\n", o.profile)
 	}
-	report(bin, o, metrics)
+	report(bin, o, metrics, fmt.Sprintf("fdatasync on the journal's disk (%s): %s before, %s after", jdir, syncBefore, syncLatency(jdir)))
 	if o.jsonOut {
 		b, _ := json.MarshalIndent(metrics, "", "  ")
 		fmt.Println(string(b))
 	}
 	return nil
+}
+
+// syncLatency is p50 and p99 of 200 fdatasyncs of 4 KiB appends in dir.
+func syncLatency(dir string) string {
+	lat, err := benchutil.SyncLatencies(dir, 200, syscall.Fdatasync)
+	if err != nil {
+		return "unmeasured (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("p50 %d µs, p99 %d µs", lat[len(lat)/2].Microseconds(), lat[len(lat)*99/100].Microseconds())
 }
 
 // loadavg is the 1-minute load average, to show how busy the machine was.

@@ -12,11 +12,12 @@ import (
 
 // report prints, for each metric, the median over rounds of each side and
 // the ratio, with the aims next to them.
-func report(bin string, o options, metrics []*metric) {
+func report(bin string, o options, metrics []*metric, disk string) {
 	fmt.Println()
 	for _, l := range machine(bin) {
 		fmt.Println(l)
 	}
+	fmt.Println(disk)
 	fmt.Printf("%d MiB per transfer, %d setup runs per round, %d round(s) per side; medians over rounds\n\n", o.mib, o.runs, o.rounds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "metric\tdirect\tinterlock\tratio\taim\tmet?\t")
