@@ -118,6 +118,8 @@ type Recorder interface {
 	// session's share of the bounded queue is full, and then waits for
 	// the journal to commit that session's earlier records (backpressure,
 	// not loss); a journal.gap entry is written only when storage fails.
+	// Like Append, it keeps no reference to a []byte payload: the caller
+	// may reuse its buffer once Post returns.
 	Post(rec Record)
 }
 

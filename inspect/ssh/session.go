@@ -5,16 +5,11 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock/interlock/model"
 )
-
-// ioBufSize is the read size of the data pumps: bulk transfers then come
-// in few large records, interactive ones as they are typed and drawn.
-const ioBufSize = 128 << 10
 
 // sessionChan is one session channel: a shell, an exec or a subsystem.
 type sessionChan struct {
@@ -31,6 +26,8 @@ type sessionChan struct {
 	command    string
 	tunnelOnce sync.Once
 	mask       *outputMask
+	// io journals the channel's data (iorec.go).
+	io *chanIO
 	// counts are the channel's requests that carry no operation (types
 	// interlock does not support), journaled in aggregate as a
 	// connection's global ones are. Owned by the channel's request loop.
@@ -62,7 +59,7 @@ func (c *conn) session(nc gossh.NewChannel) {
 		return
 	}
 	c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: allowed}, model.Committed)
-	s := &sessionChan{c: c, id: id, cch: cch, uch: uch, upReqsDone: make(chan struct{})}
+	s := &sessionChan{c: c, id: id, cch: cch, uch: uch, upReqsDone: make(chan struct{}), io: newChanIO(c, id)}
 	go func() {
 		defer c.recoverGoroutine()
 		defer close(s.upReqsDone)
@@ -79,6 +76,7 @@ func (c *conn) session(nc gossh.NewChannel) {
 	// The client closed the channel (or the connection ended).
 	uch.Close()
 	s.pumps.Wait()
+	s.io.close()
 	<-s.upReqsDone
 }
 
@@ -132,6 +130,8 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 			s.malformed(req, rec)
 			return
 		}
+		// After the output drawn at the old size, in a replay too.
+		s.io.flush()
 		c.record(model.KindSSHResize, model.SSHResize{Channel: s.id, Cols: m.Cols, Rows: m.Rows, OffsetNS: rec.OffsetNS}, model.Committed)
 		s.forward(req)
 	case "signal":
@@ -141,6 +141,7 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 			return
 		}
 		rec.Signal, rec.Decision = m.Name, allowed
+		s.io.flush()
 		c.record(model.KindSSHRequest, rec, model.Committed)
 		s.forward(req)
 	case "shell", "exec", "subsystem":
@@ -258,7 +259,7 @@ func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 		req.Reply(true, nil)
 	}
 	// Recorded as what the client saw, so a replay shows the refusal.
-	s.c.recordIO(s.id, "e", []byte(msg))
+	s.io.post("e", []byte(msg))
 	s.cch.Stderr().Write([]byte(msg))
 	if req.Type != "exec" {
 		req.Reply(false, nil)
@@ -306,7 +307,7 @@ func (s *sessionChan) run(f func()) {
 	f()
 }
 
-// pump copies src to dst, recording each chunk as it arrives. up is the
+// pump copies src to dst, recording what it reads (iorec.go). up is the
 // client-to-target direction: at its end the target's side gets EOF. A
 // chunk in which tun finds a tunnel is recorded, not passed on, and ends
 // the channel.
@@ -315,11 +316,12 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool,
 		s.pumpMasked(dst, src, stream, tun)
 		return
 	}
-	buf := make([]byte, ioBufSize)
+	rec := s.io.stream(stream)
 	for {
+		buf := rec.next()
 		n, err := src.Read(buf)
 		if n > 0 {
-			s.c.recordIO(s.id, stream, buf[:n])
+			rec.add(n)
 			if s.tunnelIn(tun, buf[:n], stream) {
 				break
 			}
@@ -336,6 +338,8 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool,
 			break
 		}
 	}
+	// What the stream ended with goes before the channel's exit.
+	s.io.flush()
 	if up {
 		s.uch.CloseWrite()
 	}
@@ -348,7 +352,7 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool,
 func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string, tun *tunnelScan) {
 	mo := s.mask.stream(
 		func(p []byte) error { _, err := dst.Write(p); return err },
-		func(p []byte) { s.c.recordIO(s.id, stream, p) },
+		func(p []byte) { s.io.post(stream, p) },
 		s.c.recoverGoroutine,
 	)
 	buf := make([]byte, ioBufSize)
@@ -375,15 +379,6 @@ func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string, tu
 	mo.close()
 }
 
-// recordIO posts a chunk of channel data; the bytes are the payload.
-func (c *conn) recordIO(ch uint32, stream string, p []byte) {
-	c.h.journal.Post(model.Record{
-		Kind: model.KindSSHIO, Session: c.s.ID, Time: time.Now(),
-		Data:    model.SSHIO{Channel: ch, Stream: stream, OffsetNS: c.offset(), Bytes: len(p)},
-		Payload: append([]byte(nil), p...),
-	})
-}
-
 // upstreamRequests passes the target's channel requests on to the client,
 // journaling exit statuses and signals.
 func (s *sessionChan) upstreamRequests(reqs <-chan *gossh.Request) {
@@ -391,6 +386,8 @@ func (s *sessionChan) upstreamRequests(reqs <-chan *gossh.Request) {
 		switch req.Type {
 		case "exit-status":
 			var m struct{ Status uint32 }
+			// After the output: the status ends the channel's story.
+			s.io.flush()
 			if gossh.Unmarshal(req.Payload, &m) == nil {
 				st := int(m.Status)
 				s.c.record(model.KindSSHExit, model.SSHExit{Channel: s.id, ExitStatus: &st, OffsetNS: s.c.offset()}, model.Committed)
@@ -402,6 +399,7 @@ func (s *sessionChan) upstreamRequests(reqs <-chan *gossh.Request) {
 				CoreDumped bool
 				Msg, Lang  string
 			}
+			s.io.flush()
 			if gossh.Unmarshal(req.Payload, &m) == nil {
 				s.c.record(model.KindSSHExit, model.SSHExit{Channel: s.id, ExitSignal: m.Signal, OffsetNS: s.c.offset()}, model.Committed)
 			}

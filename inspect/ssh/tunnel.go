@@ -185,13 +185,16 @@ func (s *sessionChan) tunnelIn(tun *tunnelScan, p []byte, stream string) bool {
 func (s *sessionChan) endTunnel(found, stream string) {
 	s.tunnelOnce.Do(func() {
 		s.uch.Close()
+		// The chunk that carried the tunnel is journaled before the
+		// refusal.
+		s.io.flush()
 		rec := s.request("tunnel")
 		rec.Command = s.command
 		rec.Decision = model.Decision{Action: model.Deny, Rule: "tunnel", Reason: tunnelReason(found, stream)}
 		s.c.record(model.KindSSHRequest, rec, model.Synced)
 		s.c.log.Warn("ssh channel ended: tunnel", "channel", s.id, "command", s.command, "found", found, "stream", stream)
 		msg := []byte("\r\ninterlock: channel ended by policy (tunnel): " + rec.Decision.Reason + "\r\n")
-		s.c.recordIO(s.id, "e", msg)
+		s.io.post("e", msg)
 		s.cch.Stderr().Write(msg)
 		s.cch.Close()
 	})

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,11 @@ func (j *Journal) Append(_ context.Context, rec model.Record, d model.Durability
 		if _, err := json.Marshal(rec.Data); err != nil {
 			return 0, fmt.Errorf("testkit: %s record: %w", rec.Kind, err)
 		}
+	}
+	// The caller may reuse a []byte payload once this returns, as the
+	// journal lets it (model.Recorder).
+	if p, ok := rec.Payload.([]byte); ok {
+		rec.Payload = bytes.Clone(p)
 	}
 	seq := uint64(len(j.entries)) + 1
 	j.entries = append(j.entries, Entry{Record: rec, Seq: seq, Durability: d})

@@ -38,9 +38,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+	"syscall"
 
-	"github.com/interlock/interlock/internal/testkit/sshtest"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/bench/benchutil"
@@ -65,6 +64,9 @@ type options struct {
 	jsonOut    bool
 	keep       bool
 	quick      bool
+	profile    string
+	baseline   string
+	masked     bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -80,6 +82,9 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "also print the results as JSON")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, journal, sshd log)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke-run sizes (64 MiB, 30 setup runs, 1 round)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the first interlock round of cat over exec to this `file`")
+	fs.BoolVar(&o.masked, "masked", true, "also measure the downloads under a live mask rule")
+	fs.StringVar(&o.baseline, "baseline", "", "another interlock `binary` measured in the same rounds of the transfers (before/after), with a journal of its own")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -105,6 +110,13 @@ func parseFlags(args []string) (options, error) {
 	if o.mib <= 0 || o.runs <= 0 || o.rounds <= 0 {
 		return o, errors.New("-mib, -runs and -rounds must be positive")
 	}
+	if o.profile != "" {
+		abs, err := filepath.Abs(o.profile)
+		if err != nil {
+			return o, err
+		}
+		o.profile = abs
+	}
 	return o, nil
 }
 
@@ -115,6 +127,14 @@ type metric struct {
 	Inter  [][]float64 `json:"interlock"`
 	// Masked is through interlock under a live mask rule (transfers).
 	Masked [][]float64 `json:"interlock_masked,omitempty"`
+	// Baseline is through the -baseline binary (transfers).
+	Baseline [][]float64 `json:"baseline,omitempty"`
+	// CPU is the CPU seconds interlock used in each round, by side
+	// (interlock, masked, baseline): its own cost, apart from the load.
+	CPU map[string][]float64 `json:"interlock_cpu_s,omitempty"`
+	// Ends is the CPU seconds of the two ends in each round, by side: the
+	// client (ssh or scp) and the target (sshd and what it ran).
+	Ends map[string][]float64 `json:"ends_cpu_s,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -125,7 +145,13 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	for _, tool := range []string{sshtest.SSHD, "ssh", "scp"} {
+	baseBin := ""
+	if o.baseline != "" {
+		if baseBin, err = benchutil.Interlock(o.baseline); err != nil {
+			return err
+		}
+	}
+	for _, tool := range []string{sshdBin, "ssh", "scp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing (apt-get install openssh-server openssh-client): %w", tool, err)
 		}
@@ -150,26 +176,35 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(data)
 
-	// INFO, not the tests' VERBOSE: a line per connection is not what is
-	// measured; MaxStartups above the rounds' concurrent logins.
-	sd, err := sshtest.Start(ctx, dir, sshtest.Options{LogLevel: "INFO", MaxStartups: "500:30:1000"})
+	sd, err := startSSHD(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer sd.Stop()
-	cfgPath, maskedCfg, journalPath, pin, err := writeConfig(dir, o.journalDir, sd)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := benchutil.RemovePins(pin); err != nil {
-			fmt.Fprintln(os.Stderr, "sshbench:", err)
+	defer sd.stop()
+	cfgs := map[string]config{}
+	for _, name := range []string{"interlock", "baseline"} {
+		if name == "baseline" && baseBin == "" {
+			continue
 		}
-	}()
-	if !o.keep {
-		defer os.RemoveAll(filepath.Dir(journalPath))
+		c, err := writeConfig(dir, o.journalDir, name, sd)
+		if err != nil {
+			return err
+		}
+		cfgs[name] = c
+		defer func() {
+			if err := benchutil.RemovePins(c.pin); err != nil {
+				fmt.Fprintln(os.Stderr, "sshbench:", err)
+			}
+		}()
+		if !o.keep {
+			defer os.RemoveAll(filepath.Dir(c.journal))
+		}
 	}
 
+	// The journal's commits wait for this disk: its fdatasync latency
+	// before and after the measurements goes beside the numbers.
+	jdir := filepath.Dir(cfgs["interlock"].journal)
+	syncBefore := syncLatency(jdir)
 	src := filepath.Join(data, "src.bin")
 	fmt.Printf("writing a %d MiB test file in %s\n", o.mib, data)
 	if err := randomFile(src, int64(o.mib)<<20); err != nil {
@@ -186,41 +221,68 @@ func run(ctx context.Context, o options) error {
 	// The direct client uses the key the target authorizes; through
 	// interlock the client uses its own key, which the target does not
 	// know: interlock logs in with the authorized one.
-	direct := func(argv ...string) []string { return sd.SSHArgv(sd.CredKey.Path, argv...) }
-	viaIL := func(argv ...string) []string { return sd.SSHArgv(sd.ClientKey.Path, argv...) }
-	port := strconv.Itoa(sd.Port)
+	direct := func(argv ...string) []string { return sd.argv(sd.credKey, argv...) }
+	viaIL := func(argv ...string) []string { return sd.argv(sd.clientKey, argv...) }
+	port := strconv.Itoa(sd.port)
 	var metrics []*metric
-	sessions := 0
-	// measure runs each side in turn, round after round; masked adds
-	// interlock under the live mask rule as a third side.
+	sessions := map[string]int{}
+	// measure runs each side in turn, round after round; a transfer adds
+	// the -baseline binary, and masked adds interlock under the live mask
+	// rule.
 	measure := func(name string, n int, masked bool, argv func(side string) []string) error {
-		m := &metric{Name: name}
+		m := &metric{Name: name, CPU: map[string][]float64{}, Ends: map[string][]float64{}}
 		sides := []string{"direct", "interlock"}
-		if masked {
+		if baseBin != "" && n == 1 {
+			sides = append(sides, "baseline")
+		}
+		if masked && o.masked {
 			sides = append(sides, "masked")
 		}
 		for r := 0; r < o.rounds; r++ {
 			for _, side := range sides {
 				fmt.Printf("  %-26s %-9s round %d/%d ... ", name, side, r+1, o.rounds)
-				cfg := cfgPath
-				if side == "masked" {
-					cfg = maskedCfg
+				cl := client{self: self, n: n, argv: argv(side)}
+				switch side {
+				case "interlock":
+					cl.bin, cl.cfg = bin, cfgs["interlock"].plain
+				case "masked":
+					cl.bin, cl.cfg = bin, cfgs["interlock"].masked
+				case "baseline":
+					cl.bin, cl.cfg = baseBin, cfgs["baseline"].plain
 				}
-				secs, err := runClient(ctx, self, bin, cfg, side != "direct", n, argv(side))
+				if side == "interlock" && r == 0 && o.profile != "" && strings.HasPrefix(name, "cat") {
+					// Long enough for the whole transfer at a fifth of
+					// direct's rate; the client waits for the profile,
+					// the timed run does not.
+					cl.profile, cl.profileSecs = o.profile, 5*int(m.Direct[0][0])+20
+				}
+				target := sd.cpu()
+				res, err := cl.run(ctx)
 				if err != nil {
 					fmt.Println("failed")
 					return fmt.Errorf("%s (%s): %w", name, side, err)
 				}
-				fmt.Printf("median %.3fs (load %s)\n", benchutil.Median(secs), loadavg())
+				m.Ends[side] = append(m.Ends[side], res.clientCPU+sd.cpu()-target)
+				fmt.Printf("median %.3fs (load %s)", benchutil.Median(res.secs), loadavg())
+				if side != "direct" {
+					fmt.Printf(", interlock CPU %.2fs", res.cpu)
+					m.CPU[side] = append(m.CPU[side], res.cpu)
+					if side == "baseline" {
+						sessions["baseline"] += n
+					} else {
+						sessions["interlock"] += n
+					}
+				}
+				fmt.Println()
 				switch side {
 				case "interlock":
-					m.Inter = append(m.Inter, secs)
-					sessions += n
+					m.Inter = append(m.Inter, res.secs)
 				case "masked":
-					m.Masked = append(m.Masked, secs)
-					sessions += n
+					m.Masked = append(m.Masked, res.secs)
+				case "baseline":
+					m.Baseline = append(m.Baseline, res.secs)
 				default:
-					m.Direct = append(m.Direct, secs)
+					m.Direct = append(m.Direct, res.secs)
 				}
 			}
 		}
@@ -229,21 +291,21 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("scp") {
 		err := measure("scp upload", 1, false, func(side string) []string {
-			k := sd.CredKey.Path
+			k := sd.credKey
 			if side == "interlock" {
-				k = sd.ClientKey.Path
+				k = sd.clientKey
 			}
-			return append(append([]string{"scp"}, sshtest.ClientArgs(sd.KnownHosts, k)...), "-P", port, src, "root@127.0.0.3:"+filepath.Join(data, "dst-"+side+".bin"))
+			return append(append([]string{"scp"}, sd.opts(k)...), "-P", port, src, "root@127.0.0.3:"+filepath.Join(data, "dst-"+side+".bin"))
 		})
 		if err != nil {
 			return err
 		}
 		err = measure("scp download", 1, true, func(side string) []string {
-			k := sd.CredKey.Path
+			k := sd.credKey
 			if side != "direct" {
-				k = sd.ClientKey.Path
+				k = sd.clientKey
 			}
-			return append(append([]string{"scp"}, sshtest.ClientArgs(sd.KnownHosts, k)...), "-P", port, "root@127.0.0.3:"+src, filepath.Join(data, "down-"+side+".bin"))
+			return append(append([]string{"scp"}, sd.opts(k)...), "-P", port, "root@127.0.0.3:"+src, filepath.Join(data, "down-"+side+".bin"))
 		})
 		if err != nil {
 			return err
@@ -277,11 +339,11 @@ func run(ctx context.Context, o options) error {
 		// and no host key update, so the difference is interlock's own.
 		same := []string{"-o", "KexAlgorithms=curve25519-sha256", "-o", "UpdateHostKeys=no"}
 		err = measure("ssh host true, same kex", o.runs, false, func(side string) []string {
-			k := sd.CredKey.Path
+			k := sd.credKey
 			if side == "interlock" {
-				k = sd.ClientKey.Path
+				k = sd.clientKey
 			}
-			argv := sd.SSHArgv(k, "true")
+			argv := sd.argv(k, "true")
 			return append(append([]string{argv[0]}, same...), argv[1:]...)
 		})
 		if err != nil {
@@ -289,20 +351,39 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	// Proof of interception: one ssh session journaled per measured run.
-	opens, err := countOpens(ctx, journalPath)
-	if err != nil {
-		return err
+	fmt.Println()
+	for _, name := range []string{"interlock", "baseline"} {
+		c, ok := cfgs[name]
+		if !ok {
+			continue
+		}
+		opens, err := countOpens(ctx, c.journal)
+		if err != nil {
+			return err
+		}
+		if opens != sessions[name] {
+			return fmt.Errorf("the %s journal holds %d ssh sessions, its side ran %d: not everything went through interlock", name, opens, sessions[name])
+		}
+		fmt.Printf("interception checked: %d ssh sessions in the %s journal, one per run\n", opens, name)
 	}
-	if opens != sessions {
-		return fmt.Errorf("the journal holds %d ssh sessions, the interlock side ran %d: not everything went through interlock", opens, sessions)
+	if o.profile != "" && want("cat") {
+		fmt.Printf("CPU profile of interlock (first interlock round of cat over exec): %s\n", o.profile)
 	}
-	fmt.Printf("\ninterception checked: %d ssh sessions journaled, one per interlock-side run\n", opens)
-	report(bin, o, metrics)
+	report(bin, o, metrics, fmt.Sprintf("fdatasync on the journal's disk (%s): %s before, %s after", jdir, syncBefore, syncLatency(jdir)))
 	if o.jsonOut {
 		b, _ := json.MarshalIndent(metrics, "", "  ")
 		fmt.Println(string(b))
 	}
 	return nil
+}
+
+// syncLatency is p50 and p99 of 200 fdatasyncs of 4 KiB appends in dir.
+func syncLatency(dir string) string {
+	lat, err := benchutil.SyncLatencies(dir, 200, syscall.Fdatasync)
+	if err != nil {
+		return "unmeasured (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("p50 %d µs, p99 %d µs", lat[len(lat)/2].Microseconds(), lat[len(lat)*99/100].Microseconds())
 }
 
 // loadavg is the 1-minute load average, to show how busy the machine was.
@@ -318,65 +399,58 @@ func loadavg() string {
 	return f[0]
 }
 
-// runClient runs `sshbench client -n N -- argv` directly or under
-// interlock run, and returns the seconds of each run.
-func runClient(ctx context.Context, self, bin, cfg string, viaInterlock bool, n int, argv []string) ([]float64, error) {
-	cmdline := append([]string{self, "client", "-n", strconv.Itoa(n), "--"}, argv...)
-	if viaInterlock {
-		cmdline = append([]string{bin, "run", "-c", cfg, "--engine", "embedded", "-q", "--"}, cmdline...)
+// client is one `sshbench client -n N -- argv`: direct, or under
+// `interlock run` of bin with cfg.
+type client struct {
+	self, bin, cfg string
+	n              int
+	argv           []string
+	// profile, when set, is where the client writes a CPU profile of
+	// interlock of profileSecs seconds.
+	profile     string
+	profileSecs int
+}
+
+// clientRun is the seconds of each run, the CPU seconds they used and,
+// through interlock, the CPU seconds interlock used over them.
+type clientRun struct {
+	secs []float64
+	cpu  float64
+	// clientCPU is the CPU seconds of the runs (ssh or scp).
+	clientCPU float64
+}
+
+// pprofAddr is where interlock serves pprof for -profile.
+const pprofAddr = "127.0.0.1:6064"
+
+func (cl client) run(ctx context.Context) (clientRun, error) {
+	cmdline := []string{cl.self, "client", "-n", strconv.Itoa(cl.n)}
+	if cl.profile != "" {
+		cmdline = append(cmdline, "-profile", cl.profile, "-profile-secs", strconv.Itoa(cl.profileSecs))
+	}
+	cmdline = append(append(cmdline, "--"), cl.argv...)
+	if cl.bin != "" {
+		cmdline = append([]string{cl.bin, "run", "-c", cl.cfg, "--engine", "embedded", "-q", "--"}, cmdline...)
 	}
 	cmd := exec.CommandContext(ctx, cmdline[0], cmdline[1:]...)
+	if cl.profile != "" {
+		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF="+pprofAddr)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		return clientRun{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	var res struct {
-		NS []int64 `json:"ns"`
+	var res clientResult
+	if err := json.Unmarshal(out, &res); err != nil || len(res.NS) != cl.n {
+		return clientRun{}, fmt.Errorf("client said %q: %v", out, err)
 	}
-	if err := json.Unmarshal(out, &res); err != nil || len(res.NS) != n {
-		return nil, fmt.Errorf("client said %q: %v", out, err)
-	}
-	secs := make([]float64, n)
+	r := clientRun{secs: make([]float64, cl.n), cpu: res.ParentCPUMS / 1e3, clientCPU: res.ClientCPUMS / 1e3}
 	for i, ns := range res.NS {
-		secs[i] = float64(ns) / 1e9
+		r.secs[i] = float64(ns) / 1e9
 	}
-	return secs, nil
-}
-
-// clientMain runs argv n times, timing each, and prints the times.
-func clientMain(args []string) int {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	n := fs.Int("n", 1, "runs")
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: sshbench client -n N -- ARGV...")
-		return 2
-	}
-	argv := fs.Args()
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	var res struct {
-		NS []int64 `json:"ns"`
-	}
-	for i := 0; i < *n; i++ {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		var stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = devnull, &stderr
-		t0 := time.Now()
-		err := cmd.Run()
-		d := time.Since(t0)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "run %d of %v: %v: %s\n", i+1, argv, err, stderr.String())
-			return 1
-		}
-		res.NS = append(res.NS, d.Nanoseconds())
-	}
-	json.NewEncoder(os.Stdout).Encode(res)
-	return 0
+	return r, nil
 }
 
 var sshSessionRE = regexp.MustCompile(`"protocol":"ssh"`)
