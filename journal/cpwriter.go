@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -102,21 +101,11 @@ func (w *writer) checkpoint(now time.Time) {
 // storeCheckpoint keeps the checkpoint in the database for verify and
 // export. The transaction is not fsynced on its own: the next sync carries
 // it, and the copy outside the database is what guards against rollback.
-func (w *writer) storeCheckpoint(cp evidence.Checkpoint) (err error) {
-	ctx := context.Background()
-	if err := w.begin(ctx, w.opts.Sync == SyncAlways); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			w.rollback()
+func (w *writer) storeCheckpoint(cp evidence.Checkpoint) error {
+	return w.inTx(w.opts.Sync == SyncAlways, func(rc *rawConn) error {
+		if err := rc.exec(sqlCheckpoint, cp.Size, cp.TimeNS, cp.Note); err != nil {
+			return fmt.Errorf("insert checkpoint: %w", err)
 		}
-	}()
-	if _, err := w.cp.ExecContext(ctx, cp.Size, cp.TimeNS, cp.Note); err != nil {
-		return fmt.Errorf("insert checkpoint: %w", err)
-	}
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return fmt.Errorf("commit checkpoint: %w", err)
-	}
-	return nil
+		return nil
+	})
 }

@@ -181,11 +181,11 @@ func (s *Snapshot) SelectRange(sel Selection, last int64) (first, end int64, fou
 }
 
 // HashReader reads the stored tree hashes, for tlog's proofs.
-func (s *Snapshot) HashReader() tlog.HashReader { return dbHashReader{s.ctx, s.tx} }
+func (s *Snapshot) HashReader() tlog.HashReader { return hashReader{sqlTrees(s.ctx, s.tx)} }
 
 // Frontier returns the frontier hashes of the tree of size n.
 func (s *Snapshot) Frontier(n int64) ([]tlog.Hash, error) {
-	cr, err := loadRange(s.ctx, s.tx, n)
+	cr, err := loadRange(sqlTrees(s.ctx, s.tx), n)
 	if err != nil {
 		return nil, err
 	}

@@ -157,7 +157,7 @@ func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 	}
 	nb := evidence.AppendBody(nil, uint64(head+1), timeNS, evidence.AppendTail(nil, kind, session, p.Data, nil))
 	h := evidence.ChainHash(prevHash, nb)
-	tree, err := loadRange(context.Background(), db, head)
+	tree, err := loadRange(sqlTrees(context.Background(), db), head)
 	if err != nil {
 		return "", err
 	}

@@ -27,12 +27,18 @@ type writer struct {
 
 	// conn is dedicated so that per-connection pragmas (synchronous,
 	// busy_timeout) stay set and the statements stay prepared. nil after a
-	// connection was discarded; the next batch reconnects.
-	conn                                 *sql.Conn
-	insert, insertPayload, head, put, cp *sql.Stmt
+	// connection was discarded; the next batch reconnects. rc holds its
+	// driver-level statements.
+	conn *sql.Conn
+	rc   rawConn
 	// full is the connection's current synchronous setting, to skip
 	// redundant pragmas; valid only while conn is.
 	full bool
+	// dataVersion is the connection's PRAGMA data_version when it last
+	// found the head to be what size and headHash say; dvKnown is false
+	// until then and after a failed transaction.
+	dataVersion int64
+	dvKnown     bool
 
 	// unsyncedSince is when the oldest record that is committed but not
 	// fsynced was handed to the journal (posted records count from Post,
@@ -114,52 +120,44 @@ func (w *writer) connect(ctx context.Context) error {
 	return nil
 }
 
+// hotSQL is prepared at Open, so that a journal whose schema does not
+// take them fails there rather than at its first batch.
+var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlPutMeta, sqlCheckpoint, sqlInsertEntry, sqlInsertPay}
+
 // prepare needs the schema, so Open calls it after initSchema.
-func (w *writer) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		s   **sql.Stmt
-		sql string
-	}{
-		{&w.insert, `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&w.insertPayload, `INSERT INTO payloads (seq, salt, data) VALUES (?, ?, ?)`},
-		{&w.head, `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`},
-		{&w.put, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`},
-		{&w.cp, `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`},
-	} {
-		s, err := w.conn.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("journal: prepare %q: %w", p.sql, err)
+func (w *writer) prepare(context.Context) error {
+	return w.withRaw(func(rc *rawConn) error {
+		for _, q := range hotSQL {
+			if _, err := rc.stmt(q); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
 		}
-		*p.s = s
-	}
-	return nil
+		return nil
+	})
 }
 
 // discard drops a connection whose state is unknown (a transaction that
 // would not roll back). Returning driver.ErrBadConn from Raw makes
 // database/sql close it instead of pooling it.
 func (w *writer) discard() {
-	w.closeStmts()
+	w.dvKnown = false
 	if w.conn == nil {
 		return
 	}
-	_ = w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = w.conn.Raw(func(any) error {
+		w.rc.close()
+		return driver.ErrBadConn
+	})
 	_ = w.conn.Close()
 	w.conn = nil
 }
 
-func (w *writer) closeStmts() {
-	for _, s := range []**sql.Stmt{&w.insert, &w.insertPayload, &w.head, &w.put, &w.cp} {
-		if *s != nil {
-			(*s).Close()
-			*s = nil
-		}
-	}
-}
-
 func (w *writer) close() {
-	w.closeStmts()
 	if w.conn != nil {
+		_ = w.conn.Raw(func(any) error {
+			w.rc.close()
+			return nil
+		})
 		w.conn.Close()
 		w.conn = nil
 	}
@@ -412,22 +410,15 @@ func (w *writer) idleSync() {
 	w.j.idleSyncs.Add(1)
 }
 
-func (w *writer) syncNow() (err error) {
-	ctx := context.Background()
-	if err := w.begin(ctx, true); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			w.rollback()
+func (w *writer) syncNow() error {
+	err := w.inTx(true, func(rc *rawConn) error {
+		if err := rc.exec(sqlPutMeta, "last_sync_ns", time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("write last_sync_ns: %w", err)
 		}
-	}()
-	now := time.Now()
-	if _, err := w.put.ExecContext(ctx, "last_sync_ns", now.UnixNano()); err != nil {
-		return fmt.Errorf("write last_sync_ns: %w", err)
-	}
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return fmt.Errorf("commit sync: %w", err)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
 	w.setUnsynced(time.Time{})
 	w.syncRetryAt = time.Time{}
