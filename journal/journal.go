@@ -41,10 +41,10 @@ const (
 	DefaultPostLinger   = 2 * time.Millisecond
 )
 
-// Schema version stored in the meta table. Version 1 (no tree, payloads or
-// checkpoints) is upgraded at Open; any other version is refused: guessing
-// at an unknown layout could misreport evidence.
-const SchemaVersion = 2
+// Schema version stored in the meta table. Older versions are upgraded at
+// Open (migrate.go); any other version is refused: guessing at an unknown
+// layout could misreport evidence.
+const SchemaVersion = 3
 
 // maxBatch bounds one transaction so a burst cannot hold the write lock
 // (and other processes) for long.

@@ -63,14 +63,14 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 			return err
 		}
 		through := w.size
-		if _, err := rc.queryRow(`SELECT count(*) `+pruneSel, 1, through, before.UnixNano()); err != nil {
+		if _, err := rc.queryRow(`SELECT count(*) FROM entries `+pruneSel, 1, through, before.UnixNano()); err != nil {
 			return fmt.Errorf("count: %w", err)
 		}
 		res.Deleted, _ = rc.dest[0].(int64)
 		if res.Deleted == 0 {
 			return nil
 		}
-		if err := rc.exec(`DELETE `+pruneSel, through, before.UnixNano()); err != nil {
+		if err := rc.exec(`UPDATE entries SET salt = NULL, payload = NULL `+pruneSel, through, before.UnixNano()); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
 		enc, err := encodeRecord(model.Record{Kind: KindRetention, Data: RetentionData{
@@ -116,9 +116,9 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	return res, nil
 }
 
-// pruneSel selects the payloads a retention run deletes: those of entries
-// up to the head (?1) older than the cut (?2).
-const pruneSel = `FROM payloads WHERE seq IN (SELECT seq FROM entries WHERE seq <= ? AND time_ns < ?)`
+// pruneSel selects the entries whose payloads a retention run deletes:
+// those up to the head (?1) older than the cut (?2) that still have one.
+const pruneSel = `WHERE seq <= ? AND time_ns < ? AND (payload IS NOT NULL OR salt IS NOT NULL)`
 
 // readOptional reads a file that may not exist (nil, nil then).
 func readOptional(path string) ([]byte, error) {

@@ -122,7 +122,7 @@ func (w *writer) connect(ctx context.Context) error {
 
 // hotSQL is prepared at Open, so that a journal whose schema does not
 // take them fails there rather than at its first batch.
-var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlPutMeta, sqlCheckpoint, sqlInsertEntry, sqlInsertPay}
+var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlPutMeta, sqlCheckpoint, sqlInsertEntry}
 
 // prepare needs the schema, so Open calls it after initSchema.
 func (w *writer) prepare(context.Context) error {

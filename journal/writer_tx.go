@@ -23,8 +23,7 @@ const (
 	sqlHead        = `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`
 	sqlPutMeta     = `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`
 	sqlCheckpoint  = `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`
-	sqlInsertEntry = `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlInsertPay   = `INSERT INTO payloads (seq, salt, data) VALUES (?, ?, ?)`
+	sqlInsertEntry = `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // commit writes batch in one transaction and returns the first sequence
@@ -92,13 +91,8 @@ func (w *writer) insertEntry(rc *rawConn, seq uint64, t int64, rec *encodedRecor
 	dst = evidence.AppendChainHash(w.h, dst, prev, w.body)
 	w.stored = w.tree.AddStored(tlog.RecordHash(w.body), w.stored)
 	w.col = treeColumn(w.col, w.stored)
-	if err := rc.exec(sqlInsertEntry, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col); err != nil {
+	if err := rc.exec(sqlInsertEntry, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col, rec.salt, rec.payload); err != nil {
 		return dst, fmt.Errorf("insert entry %d: %w", seq, err)
-	}
-	if rec.payload != nil {
-		if err := rc.exec(sqlInsertPay, int64(seq), rec.salt, rec.payload); err != nil {
-			return dst, fmt.Errorf("insert payload of entry %d: %w", seq, err)
-		}
 	}
 	return dst, nil
 }
