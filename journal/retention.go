@@ -54,7 +54,7 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	saved, savedSize, savedHead := w.tree.Clone(), w.size, append([]byte(nil), w.headHash...)
 	var seq uint64
 	var hash []byte
-	err = w.inTx(true, func(rc *rawConn) error {
+	err = w.inTx(func(rc *rawConn) error {
 		// Compiled afresh: the pragma takes effect when it is compiled.
 		if _, err := rc.sc.Exec(`PRAGMA secure_delete = ON`, nil); err != nil {
 			return fmt.Errorf("secure_delete: %w", err)
@@ -102,11 +102,14 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 		return res, nil
 	}
 	w.size, w.headHash = int64(seq), hash
-	w.synced = w.size
-	w.setUnsynced(time.Time{})
 	w.j.lastSeq.Store(seq)
 	w.j.appends.Add(1)
 	res.Seq = seq
+	// What is deleted is no longer evidence: the entry that says so is
+	// synced before the caller hears of it.
+	if err := w.syncNow(); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: retention entry %d committed but not synced: %w", seq, err)
+	}
 	// The deleted payloads are still in WAL frames until a checkpoint
 	// copies the pages back and the WAL is reset.
 	if _, err := w.conn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {

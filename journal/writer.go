@@ -31,21 +31,24 @@ type writer struct {
 	// driver-level statements.
 	conn *sql.Conn
 	rc   rawConn
-	// full is the connection's current synchronous setting, to skip
-	// redundant pragmas; valid only while conn is.
-	full bool
 	// dataVersion is the connection's PRAGMA data_version when it last
 	// found the head to be what size and headHash say; dvKnown is false
 	// until then and after a failed transaction.
 	dataVersion int64
 	dvKnown     bool
 
-	// unsyncedSince is when the oldest record that is committed but not
-	// fsynced was handed to the journal (posted records count from Post,
-	// not from their commit); zero when everything is synced.
+	// sy fsyncs the WAL (syncer.go); syncing says its goroutine runs.
+	sy      *syncer
+	syncing bool
+	// unsyncedSince is when the oldest committed record that no sync job
+	// covers yet was handed to the journal (posted records count from
+	// Post, not from their commit); zero when there is none. inflight are
+	// the jobs submitted and not yet finished, oldest first.
 	unsyncedSince time.Time
-	// syncRetryAt delays the next idle sync after a failed one, so a
-	// broken disk does not make the writer spin.
+	inflight      []inflightSync
+	results       []syncResult
+	// syncRetryAt delays the next sync after a failed one, so a broken
+	// disk does not make the writer spin.
 	syncRetryAt time.Time
 
 	// order is the batch as committed: posted records first.
@@ -58,10 +61,12 @@ type writer struct {
 
 	// size is the tree size (head seq) this writer knows, headHash the
 	// chain hash of that entry and tree the compact range of that tree.
-	// synced is the size known to be fsynced: only that much is signed.
+	// synced is the size known to be fsynced and syncedTree that tree:
+	// only that much is signed.
 	size, synced int64
 	headHash     []byte
 	tree         evidence.CompactRange
+	syncedTree   evidence.CompactRange
 
 	cps checkpointer
 
@@ -86,6 +91,7 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 		prev: make([]byte, 0, evidence.HashSize),
 		curr: make([]byte, 0, evidence.HashSize),
 		cps:  checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
+		sy:   newSyncer(log, opts.Path),
 	}
 	if err := w.connect(ctx); err != nil {
 		db.Close()
@@ -108,7 +114,8 @@ func (w *writer) connect(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("journal: %s refused WAL mode (journal_mode is %q)", w.opts.Path, mode)
 	}
-	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+	// The syncer fsyncs the WAL after the commits that need it.
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
 		c.Close()
 		return fmt.Errorf("journal: set synchronous on %s: %w", w.opts.Path, err)
 	}
@@ -116,13 +123,17 @@ func (w *writer) connect(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	w.conn, w.full = c, true
+	if err := w.useWAL(); err != nil {
+		c.Close()
+		return err
+	}
+	w.conn = c
 	return nil
 }
 
 // hotSQL is prepared at Open, so that a journal whose schema does not
 // take them fails there rather than at its first batch.
-var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlPutMeta, sqlCheckpoint, sqlInsertEntry}
+var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlCheckpoint, sqlInsertEntry}
 
 // prepare needs the schema, so Open calls it after initSchema.
 func (w *writer) prepare(context.Context) error {
@@ -162,11 +173,17 @@ func (w *writer) close() {
 		w.conn = nil
 	}
 	w.db.Close()
+	if w.sy.wal != nil {
+		w.sy.wal.Close()
+	}
 }
 
 func (w *writer) run() {
 	j := w.j
 	defer close(j.done)
+	w.sy.j = j
+	go w.sy.run()
+	w.syncing = true
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	batch := make([]*request, 0, maxBatch)
@@ -195,10 +212,12 @@ func (w *writer) run() {
 		case c := <-j.ctl:
 			c.err = c.fn(w)
 			close(c.done)
+		case <-w.sy.note:
+			w.onSynced()
 		case <-timerC:
 			timerC = nil
 			if !w.unsyncedSince.IsZero() && !time.Now().Before(w.syncAt()) {
-				w.idleSync()
+				w.requestSync(nil, true)
 			}
 			w.maybeCheckpoint(time.Now())
 		}
@@ -216,28 +235,6 @@ func (w *writer) run() {
 		clear(batch)
 	}
 	w.shutdown()
-}
-
-// syncAt is when committed records must be synced at the latest.
-func (w *writer) syncAt() time.Time {
-	at := w.unsyncedSince.Add(w.opts.SyncInterval)
-	if w.syncRetryAt.After(at) {
-		at = w.syncRetryAt
-	}
-	return at
-}
-
-// nextWake is when the writer must act on its own: a sync falling due or a
-// checkpoint. Zero means nothing is scheduled.
-func (w *writer) nextWake() time.Time {
-	var at time.Time
-	if !w.unsyncedSince.IsZero() {
-		at = w.syncAt()
-	}
-	if cp := w.cps.due(w.size, w.synced); !cp.IsZero() && (at.IsZero() || cp.Before(at)) {
-		at = cp
-	}
-	return at
 }
 
 // drain adds whatever is already queued, without waiting: group commit
@@ -321,6 +318,8 @@ func (w *writer) process(batch []*request) {
 	if !w.unsyncedSince.IsZero() && w.unsyncedSince.Before(oldest) {
 		oldest = w.unsyncedSince
 	}
+	// The batch waits for an fsync if a record asks for one, or if
+	// committed records are due to be synced.
 	full := w.opts.Sync == SyncAlways || start.Sub(oldest) >= w.opts.SyncInterval
 	for _, r := range batch {
 		full = full || r.sync
@@ -344,8 +343,7 @@ func (w *writer) process(batch []*request) {
 	}
 	batch = w.order
 	defer clear(w.order)
-	first, batch, err := w.commit(batch, full)
-	w.order = batch
+	first, err := w.commit(batch)
 	if err != nil {
 		j.failedBatches.Add(1)
 		w.log.Error("journal batch failed; its records were refused", "records", len(batch), "synced", full, "err", err)
@@ -367,12 +365,8 @@ func (w *writer) process(batch []*request) {
 	j.lastSeq.Store(last)
 	j.appends.Add(uint64(len(batch)))
 	j.batches.Add(1)
-	if full {
-		j.fsyncBatches.Add(1)
-		w.setUnsynced(time.Time{})
-		w.synced = w.size
-	} else if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
-		w.setUnsynced(oldest)
+	if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
+		w.unsyncedSince = oldest
 	}
 	for _, r := range batch {
 		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
@@ -383,10 +377,16 @@ func (w *writer) process(batch []*request) {
 	// Credit goes back once the records are committed: a session waits
 	// for its records to be in the journal, not only out of the queue.
 	j.shares.giveBatch(batch)
+	// Synced appends (all appends under SyncAlways) are answered by the
+	// syncer once the WAL is fsynced; the others now.
+	var wait []waiter
 	for i, r := range batch {
+		seq := first + uint64(i)
 		switch {
+		case r.res != nil && full && (r.sync || w.opts.Sync == SyncAlways):
+			wait = append(wait, waiter{r, seq})
 		case r.res != nil:
-			r.res <- result{seq: first + uint64(i)}
+			r.res <- result{seq: seq}
 		case r.gap != nil:
 			j.gaps.Add(1)
 		default:
@@ -394,43 +394,18 @@ func (w *writer) process(batch []*request) {
 		}
 	}
 	if full {
-		w.maybeCheckpoint(time.Now())
+		w.requestSync(wait, false)
 	}
-}
-
-// idleSync makes committed records durable when no batch came along within
-// SyncInterval to carry the fsync. An empty transaction would not touch
-// the WAL, so it rewrites a meta row under synchronous=FULL.
-func (w *writer) idleSync() {
-	if err := w.syncNow(); err != nil {
-		w.syncRetryAt = time.Now().Add(w.opts.SyncInterval)
-		w.log.Error("journal sync failed; will retry", "unsynced_since", w.unsyncedSince, "err", err)
-		return
-	}
-	w.j.idleSyncs.Add(1)
-}
-
-func (w *writer) syncNow() error {
-	err := w.inTx(true, func(rc *rawConn) error {
-		if err := rc.exec(sqlPutMeta, "last_sync_ns", time.Now().UnixNano()); err != nil {
-			return fmt.Errorf("write last_sync_ns: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	w.setUnsynced(time.Time{})
-	w.syncRetryAt = time.Time{}
-	w.synced = w.size
-	return nil
+	w.publishUnsynced()
 }
 
 // shutdown runs once the queues are closed and drained: sync what is still
 // only committed, sign the final tree, then release the database.
 func (w *writer) shutdown() {
 	j := w.j
-	if !w.unsyncedSince.IsZero() {
+	w.sy.waitIdle()
+	w.onSynced()
+	if w.synced < w.size {
 		if err := w.syncNow(); err != nil {
 			j.closeErr = fmt.Errorf("journal: final sync: %w", err)
 			w.log.Error("journal final sync failed", "err", err)
@@ -441,6 +416,7 @@ func (w *writer) shutdown() {
 	if w.synced == w.size && w.size > w.cps.last.Size {
 		w.checkpoint(time.Now())
 	}
+	w.sy.close()
 	w.close()
 	if j.sinks != nil {
 		j.sinks.close()

@@ -21,7 +21,6 @@ const (
 	sqlRollback    = `ROLLBACK`
 	sqlDataVersion = `PRAGMA data_version`
 	sqlHead        = `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`
-	sqlPutMeta     = `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`
 	sqlCheckpoint  = `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`
 	sqlInsertEntry = `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
@@ -30,11 +29,11 @@ const (
 // number. BEGIN IMMEDIATE takes the database write lock before the head is
 // checked, so another process appending to the same file cannot slip an
 // entry between our view of the head and our insert.
-func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request, err error) {
+func (w *writer) commit(batch []*request) (first uint64, err error) {
 	saved := w.tree.Clone()
 	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
 	var seq uint64
-	err = w.inTx(full, func(rc *rawConn) error {
+	err = w.inTx(func(rc *rawConn) error {
 		if err := w.syncHead(rc); err != nil {
 			return err
 		}
@@ -59,27 +58,15 @@ func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request
 				return err
 			}
 		}
-		// Records that arrived while this batch was being written join it
-		// when it is about to fsync anyway: the fsync is the expensive
-		// part, and they would otherwise wait for the next one.
-		if full && w.j != nil {
-			n := len(batch)
-			batch = drain(w.j.reqs, w.j.posts, batch, w.closing)
-			for _, r := range batch[n:] {
-				if err := insert(r); err != nil {
-					return err
-				}
-			}
-		}
 		w.prev, w.curr = prev, curr
 		return nil
 	})
 	if err != nil {
 		w.tree, w.size, w.headHash = saved, savedSize, savedHead
-		return 0, batch, fmt.Errorf("entries %d-%d: %w", first, seq, err)
+		return 0, fmt.Errorf("entries %d-%d: %w", first, seq, err)
 	}
 	w.size, w.headHash = int64(seq), append(w.headHash[:0], w.prev...)
-	return first, batch, nil
+	return first, nil
 }
 
 // insertEntry writes rec as entry seq at time t, chained from prev, with
@@ -147,11 +134,11 @@ func (w *writer) syncHead(rc *rawConn) error {
 }
 
 // inTx runs fn inside a write transaction on the driver connection and
-// commits it, with the durability full asks for. On any error the
-// transaction is rolled back; if the connection still has one open after
-// that, it is discarded: a half-written batch must never be committed by
-// the next one.
-func (w *writer) inTx(full bool, fn func(rc *rawConn) error) error {
+// commits it (written to the WAL, not synced: the syncer does that). On
+// any error the transaction is rolled back; if the connection still has
+// one open after that, it is discarded: a half-written batch must never be
+// committed by the next one.
+func (w *writer) inTx(fn func(rc *rawConn) error) error {
 	if w.conn == nil {
 		if err := w.connect(context.Background()); err != nil {
 			return err
@@ -159,9 +146,6 @@ func (w *writer) inTx(full bool, fn func(rc *rawConn) error) error {
 	}
 	bad := false
 	err := w.withRaw(func(rc *rawConn) error {
-		if err := w.setSync(rc, full); err != nil {
-			return err
-		}
 		if err := rc.exec(sqlBegin); err != nil {
 			return fmt.Errorf("begin write transaction: %w", err)
 		}
@@ -185,25 +169,4 @@ func (w *writer) inTx(full bool, fn func(rc *rawConn) error) error {
 		w.discard()
 	}
 	return err
-}
-
-// setSync sets the durability of the coming commit; the pragma cannot
-// change inside a transaction. Under WAL, a FULL commit fsyncs the WAL,
-// which also makes every earlier NORMAL commit durable: that is what lets
-// one fsync serve many records. The pragma takes effect when it is
-// compiled, so it cannot be a prepared statement: it is compiled afresh
-// each time, which is why it is only sent when the setting changes.
-func (w *writer) setSync(rc *rawConn, full bool) error {
-	if full == w.full {
-		return nil
-	}
-	mode := "NORMAL"
-	if full {
-		mode = "FULL"
-	}
-	if _, err := rc.sc.Exec(`PRAGMA synchronous = `+mode, nil); err != nil {
-		return fmt.Errorf("set synchronous=%s: %w", mode, err)
-	}
-	w.full = full
-	return nil
 }

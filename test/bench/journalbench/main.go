@@ -230,7 +230,7 @@ func durableAppends(path string, writers int, d time.Duration) (appendResult, er
 		all = append(all, l...)
 	}
 	st := j.Stats()
-	fsyncs := st.FsyncBatches + st.IdleSyncs - before.FsyncBatches - before.IdleSyncs
+	fsyncs := st.Fsyncs - before.Fsyncs
 	return appendResult{
 		rate:     float64(len(all)) / elapsed.Seconds(),
 		perFsync: float64(len(all)) / float64(max(fsyncs, 1)),
