@@ -81,9 +81,10 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 		}
 		// The same insert path as a batch, inside this transaction.
 		seq = uint64(w.size) + 1
-		if hash, err = w.insertEntry(rc, seq, time.Now().UnixNano(), &enc, w.headHash, nil); err != nil {
+		if err := w.insert(rc, []*encodedRecord{&enc}, seq); err != nil {
 			return fmt.Errorf("retention entry: %w", err)
 		}
+		hash = append([]byte(nil), w.last...)
 		return nil
 	})
 	if w.conn != nil {

@@ -54,10 +54,14 @@ type writer struct {
 	// order is the batch as committed: posted records first.
 	order []*request
 
+	// h, recs, arena, spans, stored, hbuf and last are the batch's
+	// scratch space (writer_tx.go).
 	h          hash.Hash
-	body, col  []byte
-	prev, curr []byte
+	recs       []*encodedRecord
+	arena      []byte
+	spans      []rowSpan
 	stored     []tlog.Hash
+	hbuf, last []byte
 
 	// size is the tree size (head seq) this writer knows, headHash the
 	// chain hash of that entry and tree the compact range of that tree.
@@ -87,11 +91,9 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 	db.SetMaxOpenConns(1)
 	w := &writer{
 		opts: opts, log: log, dsn: d, db: db,
-		h:    sha256.New(),
-		prev: make([]byte, 0, evidence.HashSize),
-		curr: make([]byte, 0, evidence.HashSize),
-		cps:  checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
-		sy:   newSyncer(log, opts.Path),
+		h:   sha256.New(),
+		cps: checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
+		sy:  newSyncer(log, opts.Path),
 	}
 	if err := w.connect(ctx); err != nil {
 		db.Close()
@@ -133,7 +135,7 @@ func (w *writer) connect(ctx context.Context) error {
 
 // hotSQL is prepared at Open, so that a journal whose schema does not
 // take them fails there rather than at its first batch.
-var hotSQL = []string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlCheckpoint, sqlInsertEntry}
+var hotSQL = append([]string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlCheckpoint}, sqlInsertRows[:]...)
 
 // prepare needs the schema, so Open calls it after initSchema.
 func (w *writer) prepare(context.Context) error {

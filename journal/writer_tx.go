@@ -6,6 +6,7 @@ package journal
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"time"
 
@@ -22,7 +23,6 @@ const (
 	sqlDataVersion = `PRAGMA data_version`
 	sqlHead        = `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`
 	sqlCheckpoint  = `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`
-	sqlInsertEntry = `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // commit writes batch in one transaction and returns the first sequence
@@ -32,56 +32,122 @@ const (
 func (w *writer) commit(batch []*request) (first uint64, err error) {
 	saved := w.tree.Clone()
 	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
-	var seq uint64
+	w.recs = w.recs[:0]
+	for _, r := range batch {
+		w.recs = append(w.recs, &r.rec)
+	}
+	defer clear(w.recs)
 	err = w.inTx(func(rc *rawConn) error {
 		if err := w.syncHead(rc); err != nil {
 			return err
 		}
-		prev := append(w.prev[:0], w.headHash...)
-		curr := w.curr
-		seq = uint64(w.size)
-		first = seq + 1
-		insert := func(r *request) (err error) {
-			seq++
-			t := r.rec.timeNS
-			if !r.rec.hasTime {
-				t = time.Now().UnixNano()
-			}
-			if curr, err = w.insertEntry(rc, seq, t, &r.rec, prev, curr); err != nil {
-				return err
-			}
-			prev, curr = curr, prev
-			return nil
-		}
-		for _, r := range batch {
-			if err := insert(r); err != nil {
-				return err
-			}
-		}
-		w.prev, w.curr = prev, curr
-		return nil
+		first = uint64(w.size) + 1
+		return w.insert(rc, w.recs, first)
 	})
 	if err != nil {
 		w.tree, w.size, w.headHash = saved, savedSize, savedHead
-		return 0, fmt.Errorf("entries %d-%d: %w", first, seq, err)
+		return 0, fmt.Errorf("entries %d-%d: %w", first, first+uint64(len(batch))-1, err)
 	}
-	w.size, w.headHash = int64(seq), append(w.headHash[:0], w.prev...)
+	w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
 	return first, nil
 }
 
-// insertEntry writes rec as entry seq at time t, chained from prev, with
-// its payload, and adds its leaf to the tree. It returns the entry's chain
-// hash, computed into dst[:0]. The caller holds the write transaction and
-// moves size and headHash on once it commits.
-func (w *writer) insertEntry(rc *rawConn, seq uint64, t int64, rec *encodedRecord, prev, dst []byte) ([]byte, error) {
-	w.body = evidence.AppendBody(w.body[:0], seq, t, rec.tail)
-	dst = evidence.AppendChainHash(w.h, dst, prev, w.body)
-	w.stored = w.tree.AddStored(tlog.RecordHash(w.body), w.stored)
-	w.col = treeColumn(w.col, w.stored)
-	if err := rc.exec(sqlInsertEntry, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col, rec.salt, rec.payload); err != nil {
-		return dst, fmt.Errorf("insert entry %d: %w", seq, err)
+// Rows are inserted up to maxInsertRows per statement: one statement
+// (one cgo crossing, one VDBE run) per row cost more than SQLite's work
+// on the row itself. A batch is cut into statements of power-of-two sizes,
+// so a handful of prepared statements serve every batch size.
+const (
+	rowCols       = 9
+	maxInsertRows = 256
+)
+
+// sqlInsertRows[k] inserts 1<<k entries.
+var sqlInsertRows = func() (qs [9]string) {
+	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for k := range qs {
+		q := `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES ` + row
+		for range 1<<k - 1 {
+			q += `, ` + row
+		}
+		qs[k] = q
 	}
-	return dst, nil
+	return qs
+}()
+
+// rowSpan locates an entry's body, hash and tree column in w.arena.
+type rowSpan struct {
+	seq, time        int64
+	body, hash, tree int // ends; each starts where the one before ends
+}
+
+// insert writes recs as entries first, first+1, ..., chained from
+// w.headHash, adds their leaves to the tree, and leaves the last entry's
+// chain hash in w.last. The caller holds the write transaction and moves
+// size and headHash on once it commits.
+func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error {
+	w.last = append(w.last[:0], w.headHash...)
+	seq := int64(first)
+	for len(recs) > 0 {
+		k := 0
+		for k < 8 && 2<<k <= len(recs) {
+			k++
+		}
+		n := 1 << k
+		chunk := recs[:n]
+		recs = recs[n:]
+		// Bodies, hashes and tree columns go to the arena first, and are
+		// sliced once it no longer grows.
+		w.arena, w.spans = w.arena[:0], w.spans[:0]
+		for _, rec := range chunk {
+			t := rec.timeNS
+			if !rec.hasTime {
+				t = time.Now().UnixNano()
+			}
+			start := len(w.arena)
+			w.arena = evidence.AppendBody(w.arena, uint64(seq), t, rec.tail)
+			sp := rowSpan{seq: seq, time: t, body: len(w.arena)}
+			prev := w.last
+			if len(w.spans) > 0 {
+				prev = w.arena[w.spans[len(w.spans)-1].body:w.spans[len(w.spans)-1].hash]
+			}
+			w.hbuf = evidence.AppendChainHash(w.h, w.hbuf, prev, w.arena[start:sp.body])
+			w.arena = append(w.arena, w.hbuf...)
+			sp.hash = len(w.arena)
+			w.stored = w.tree.AddStored(tlog.RecordHash(w.arena[start:sp.body]), w.stored)
+			for _, h := range w.stored {
+				w.arena = append(w.arena, h[:]...)
+			}
+			sp.tree = len(w.arena)
+			w.spans = append(w.spans, sp)
+			seq++
+		}
+		args := rc.args[:0]
+		start := 0
+		for i, sp := range w.spans {
+			rec := chunk[i]
+			for c, v := range [rowCols]driver.Value{sp.seq, sp.time, rec.kind, rec.session,
+				w.arena[start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], nilIfEmpty(rec.salt), nilIfEmpty(rec.payload)} {
+				args = append(args, driver.NamedValue{Ordinal: i*rowCols + c + 1, Value: v})
+			}
+			start = sp.tree
+		}
+		rc.args = args
+		if err := rc.run(sqlInsertRows[k], args); err != nil {
+			return fmt.Errorf("insert entries %d-%d: %w", w.spans[0].seq, seq-1, err)
+		}
+		lastSp := w.spans[len(w.spans)-1]
+		w.last = append(w.last[:0], w.arena[lastSp.body:lastSp.hash]...)
+	}
+	return nil
+}
+
+// nilIfEmpty keeps a record without payload (nil) a NULL: a nil []byte in
+// an interface is not a nil interface, and the driver would bind a blob.
+func nilIfEmpty(b []byte) driver.Value {
+	if b == nil {
+		return nil
+	}
+	return b
 }
 
 // syncHead makes size, headHash and tree describe the database's head,
