@@ -1,11 +1,13 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Every body the writer produces parses back to its kind and session,
@@ -32,4 +34,13 @@ func FuzzEncodeRecord(f *testing.F) {
 			t.Fatalf("kind/session %q/%q read back as %q/%q", kind, session, p.Kind, p.Session)
 		}
 	})
+}
+
+func TestLeafHasherIsRecordHash(t *testing.T) {
+	var l leafHasher
+	for _, b := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("entry body "), 200)} {
+		if got, want := l.sum(b), tlog.RecordHash(b); got != want {
+			t.Errorf("leaf hash of %d bytes: %x, want %x", len(b), got, want)
+		}
+	}
 }

@@ -73,12 +73,18 @@ func dsn(path string, params url.Values) (string, error) {
 	return "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + params.Encode(), nil
 }
 
+// Both connections are used by one goroutine at a time (database/sql hands
+// a connection to one caller; the writer's is its own), so SQLite's
+// per-call connection mutex (_mutex=full, go-sqlite3's default) only costs:
+// a lock and unlock around every step and every column read.
+
 func writerDSN(path string, busy time.Duration) (string, error) {
 	return dsn(path, url.Values{
 		// rw, not rwc: Open created the file with the right mode, and a
 		// reconnect after the file vanished must fail, not start afresh.
 		"mode":          {"rw"},
 		"_busy_timeout": {strconv.FormatInt(busy.Milliseconds(), 10)},
+		"_mutex":        {"no"},
 	})
 }
 
@@ -87,6 +93,7 @@ func readerDSN(path string) (string, error) {
 		"mode":          {"ro"},
 		"_query_only":   {"1"},
 		"_busy_timeout": {strconv.FormatInt(DefaultBusyTimeout.Milliseconds(), 10)},
+		"_mutex":        {"no"},
 	})
 }
 

@@ -2,9 +2,11 @@ package journal
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -83,6 +85,27 @@ func loadRange(read treeReader, n int64) (evidence.CompactRange, error) {
 		return evidence.CompactRange{}, err
 	}
 	return evidence.NewCompactRange(n, hashes)
+}
+
+// leafHasher computes RFC 6962 leaf hashes (tlog.RecordHash) with one
+// reused SHA-256: the writer and Verify hash every entry's leaf, and a new
+// hasher per call was a noticeable part of that.
+type leafHasher struct {
+	h   hash.Hash
+	buf []byte
+}
+
+var leafPrefix = []byte{0}
+
+func (l *leafHasher) sum(body []byte) tlog.Hash {
+	if l.h == nil {
+		l.h = sha256.New()
+	}
+	l.h.Reset()
+	l.h.Write(leafPrefix)
+	l.h.Write(body)
+	l.buf = l.h.Sum(l.buf[:0])
+	return tlog.Hash(l.buf)
 }
 
 // treeColumn packs stored hashes into an entry's tree column.

@@ -225,6 +225,7 @@ type verifier struct {
 	journalID string
 	prev      []byte // hash of the last good entry (zeros before entry 1)
 	h         hash.Hash
+	leaf      leafHasher
 	tree      evidence.CompactRange
 	stored    []tlog.Hash
 	col       []byte
@@ -362,7 +363,7 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 		}
 		v.rep.JournalID = od.JournalID
 	}
-	v.stored = v.tree.AddStored(tlog.RecordHash(r.body), v.stored)
+	v.stored = v.tree.AddStored(v.leaf.sum(r.body), v.stored)
 	if v.col = treeColumn(v.col, v.stored); !bytes.Equal(v.col, r.tree) {
 		return "tree hashes stored with the entry do not match its body", false
 	}

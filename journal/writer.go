@@ -54,9 +54,10 @@ type writer struct {
 	// order is the batch as committed: posted records first.
 	order []*request
 
-	// h, recs, arena, spans, stored, hbuf and last are the batch's
+	// h, leaf, recs, arena, spans, stored, hbuf and last are the batch's
 	// scratch space (writer_tx.go).
 	h          hash.Hash
+	leaf       leafHasher
 	recs       []*encodedRecord
 	arena      []byte
 	spans      []rowSpan

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/interlock/interlock/journal/evidence"
 )
 
@@ -113,7 +111,7 @@ func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error 
 			w.hbuf = evidence.AppendChainHash(w.h, w.hbuf, prev, w.arena[start:sp.body])
 			w.arena = append(w.arena, w.hbuf...)
 			sp.hash = len(w.arena)
-			w.stored = w.tree.AddStored(tlog.RecordHash(w.arena[start:sp.body]), w.stored)
+			w.stored = w.tree.AddStored(w.leaf.sum(w.arena[start:sp.body]), w.stored)
 			for _, h := range w.stored {
 				w.arena = append(w.arena, h[:]...)
 			}
