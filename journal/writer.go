@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 // writer owns the write connection. Everything in it is touched only by the
@@ -109,7 +111,18 @@ func (w *writer) connect(ctx context.Context) error {
 		return fmt.Errorf("journal: connect %s: %w", w.opts.Path, err)
 	}
 	var mode string
-	if err := c.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
+	// Processes opening a new file at once can meet in the switch to WAL
+	// mode, where SQLite answers "database is locked" at once rather than
+	// wait (either could deadlock the other): retry within the busy
+	// timeout.
+	for deadline := time.Now().Add(w.opts.BusyTimeout); ; time.Sleep(time.Millisecond) {
+		err = c.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		var se sqlite3.Error
+		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		c.Close()
 		return fmt.Errorf("journal: set WAL mode on %s: %w", w.opts.Path, err)
 	}
