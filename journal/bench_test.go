@@ -2,6 +2,8 @@ package journal
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +52,7 @@ func BenchmarkAppend(b *testing.B) {
 			st := j.Stats()
 			if st.Batches > 0 {
 				b.ReportMetric(float64(st.Appends)/float64(st.Batches), "records/batch")
-				b.ReportMetric(float64(st.Appends)/float64(max(st.FsyncBatches+st.IdleSyncs, 1)), "records/fsync")
+				b.ReportMetric(float64(st.Appends)/float64(max(st.Fsyncs, 1)), "records/fsync")
 			}
 		})
 	}
@@ -112,4 +114,55 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkAppendMixed measures what a Committed append (a read's record)
+// waits for while other sessions append Synced ones (writes): with the
+// fsync off the writer, only the commit.
+func BenchmarkAppendMixed(b *testing.B) {
+	j := openT(b, Options{Path: tempPath(b)})
+	rec := model.Record{Kind: "pg.statement", Session: "0123456789abcdef", Data: map[string]any{"sql": "SELECT 1"}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := j.Append(context.Background(), rec, model.Synced); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	var lats []time.Duration
+	b.ResetTimer()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			t0 := time.Now()
+			if _, err := j.Append(context.Background(), rec, model.Committed); err != nil {
+				b.Error(err)
+				return
+			}
+			mine = append(mine, time.Since(t0))
+		}
+		mu.Lock()
+		lats = append(lats, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	slices.Sort(lats)
+	if len(lats) > 0 {
+		b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "committed-p50-µs")
+		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "committed-p99-µs")
+	}
 }

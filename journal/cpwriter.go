@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -45,10 +44,10 @@ var immediately = time.Unix(1, 0)
 func (c *checkpointer) want(size int64) { c.wantAt = max(c.wantAt, size) }
 
 // due says when the next checkpoint falls due for a writer whose tree has
-// size entries of which synced are fsynced. Zero means not before the next
-// sync: only synced trees are signed, and the sync wakes the writer anyway.
-func (c *checkpointer) due(size, synced int64) time.Time {
-	if c.signer == nil || size == 0 || synced != size {
+// synced entries fsynced: only synced trees are signed. Zero means never
+// (no signer, or nothing synced yet).
+func (c *checkpointer) due(synced int64) time.Time {
+	if c.signer == nil || synced == 0 {
 		return time.Time{}
 	}
 	switch {
@@ -65,24 +64,25 @@ func (c *checkpointer) due(size, synced int64) time.Time {
 	return c.lastAt.Add(c.heartbeat)
 }
 
-// maybeCheckpoint signs the tree if a checkpoint is due.
+// maybeCheckpoint signs the synced tree if a checkpoint is due.
 func (w *writer) maybeCheckpoint(now time.Time) {
-	at := w.cps.due(w.size, w.synced)
+	at := w.cps.due(w.synced)
 	if at.IsZero() || now.Before(at) {
 		return
 	}
 	w.checkpoint(now)
 }
 
-// checkpoint signs the writer's tree, which the caller has made sure is
-// synced, stores the checkpoint and hands it to the sinks. A failure is
-// logged and retried at the next interval: checkpoints are evidence about
-// the journal, not part of it, so they never stop a record.
+// checkpoint signs the synced tree (which may be behind the head while
+// later batches wait for their fsync), stores the checkpoint and hands it
+// to the sinks. A failure is logged and retried at the next interval:
+// checkpoints are evidence about the journal, not part of it, so they never
+// stop a record.
 func (w *writer) checkpoint(now time.Time) {
-	cp, err := evidence.SignCheckpoint(w.cps.signer, w.cps.origin, w.size, w.tree.Root(), now)
+	cp, err := evidence.SignCheckpoint(w.cps.signer, w.cps.origin, w.synced, w.syncedTree.Root(), now)
 	w.cps.lastAt = now
 	if err != nil {
-		w.log.Error("journal checkpoint not signed", "size", w.size, "err", err)
+		w.log.Error("journal checkpoint not signed", "size", w.synced, "err", err)
 		return
 	}
 	w.cps.last = cp
@@ -102,21 +102,11 @@ func (w *writer) checkpoint(now time.Time) {
 // storeCheckpoint keeps the checkpoint in the database for verify and
 // export. The transaction is not fsynced on its own: the next sync carries
 // it, and the copy outside the database is what guards against rollback.
-func (w *writer) storeCheckpoint(cp evidence.Checkpoint) (err error) {
-	ctx := context.Background()
-	if err := w.begin(ctx, w.opts.Sync == SyncAlways); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			w.rollback()
+func (w *writer) storeCheckpoint(cp evidence.Checkpoint) error {
+	return w.inTx(func(rc *rawConn) error {
+		if err := rc.exec(sqlCheckpoint, cp.Size, cp.TimeNS, cp.Note); err != nil {
+			return fmt.Errorf("insert checkpoint: %w", err)
 		}
-	}()
-	if _, err := w.cp.ExecContext(ctx, cp.Size, cp.TimeNS, cp.Note); err != nil {
-		return fmt.Errorf("insert checkpoint: %w", err)
-	}
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return fmt.Errorf("commit checkpoint: %w", err)
-	}
-	return nil
+		return nil
+	})
 }

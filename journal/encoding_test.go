@@ -1,12 +1,14 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Every body the writer produces parses back to its kind and session,
@@ -74,6 +76,15 @@ func TestEncodeStatementAsMarshal(t *testing.T) {
 		}
 		if _, err := evidence.ParseBody(evidence.AppendBody(nil, 1, 1, enc.tail)); err != nil {
 			t.Errorf("%T: %v", data, err)
+		}
+	}
+}
+
+func TestLeafHasherIsRecordHash(t *testing.T) {
+	var l leafHasher
+	for _, b := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("entry body "), 200)} {
+		if got, want := l.sum(b), tlog.RecordHash(b); got != want {
+			t.Errorf("leaf hash of %d bytes: %x, want %x", len(b), got, want)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func (w *writer) matchTree(ctx context.Context, cp evidence.Checkpoint, head int
 			"to see what is left; interlock will not append to it",
 			ErrRolledBack, w.opts.Path, head, where, cp.Time().Format(time.RFC3339), cp.Size, head+1, cp.Size)
 	}
-	tree, err := loadRange(ctx, w.conn, cp.Size)
+	tree, err := loadRange(sqlTrees(ctx, w.conn), cp.Size)
 	if err != nil {
 		return fmt.Errorf("%w: %s: read the tree at %d: %v", ErrRolledBack, w.opts.Path, cp.Size, err)
 	}
@@ -161,7 +161,7 @@ func (w *writer) matchTree(ctx context.Context, cp evidence.Checkpoint, head int
 // one before, parse, and carry the tree hashes its leaf gives. It leaves
 // the writer's head and tree at head.
 func (w *writer) checkTail(ctx context.Context, base evidence.Checkpoint, head int64) error {
-	tree, err := loadRange(ctx, w.conn, base.Size)
+	tree, err := loadRange(sqlTrees(ctx, w.conn), base.Size)
 	if err != nil {
 		return fmt.Errorf("journal: read the tree at %d: %w", base.Size, err)
 	}

@@ -121,7 +121,7 @@ func TestStartupGuardRefusesReplacedDatabase(t *testing.T) {
 func TestStartupGuardChecksUnsignedTail(t *testing.T) {
 	path := tamperFixture(t, 6)
 	// Forge entry 7 after the final checkpoint, with a made-up hash.
-	tamper(t, path, `INSERT INTO entries SELECT 7, time_ns, kind, session, CAST(replace(CAST(body AS TEXT), '"seq":6', '"seq":7') AS BLOB), hash, tree FROM entries WHERE seq = 6`)
+	tamper(t, path, `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) SELECT 7, time_ns, kind, session, CAST(replace(CAST(body AS TEXT), '"seq":6', '"seq":7') AS BLOB), hash, tree FROM entries WHERE seq = 6`)
 	_, err := Open(context.Background(), Options{Path: path, Logger: quietLogger()})
 	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "entry 7") || !strings.Contains(err.Error(), "hash mismatch") {
 		t.Fatalf("Open with a forged unsigned entry: %v", err)

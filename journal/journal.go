@@ -41,10 +41,10 @@ const (
 	DefaultPostLinger   = 2 * time.Millisecond
 )
 
-// Schema version stored in the meta table. Version 1 (no tree, payloads or
-// checkpoints) is upgraded at Open; any other version is refused: guessing
-// at an unknown layout could misreport evidence.
-const SchemaVersion = 2
+// Schema version stored in the meta table. Older versions are upgraded at
+// Open (migrate.go); any other version is refused: guessing at an unknown
+// layout could misreport evidence.
+const SchemaVersion = 3
 
 // maxBatch bounds one transaction so a burst cannot hold the write lock
 // (and other processes) for long.
@@ -154,11 +154,15 @@ type Stats struct {
 	Appends uint64
 	// Batches is the number of committed write transactions holding records.
 	Batches uint64
-	// FsyncBatches counts the Batches committed with synchronous=FULL.
+	// FsyncBatches counts the Batches whose records were fsynced before
+	// their appends returned.
 	FsyncBatches uint64
 	// IdleSyncs counts syncs made because committed records were waiting
 	// for their interval and no batch came to carry the fsync.
 	IdleSyncs uint64
+	// Fsyncs counts the fsyncs of the WAL: one may serve several batches
+	// (FsyncBatches) and idle syncs.
+	Fsyncs uint64
 	// FailedBatches counts batches rolled back; every record in them was
 	// refused (posted ones are counted as lost).
 	FailedBatches uint64
@@ -205,7 +209,7 @@ type Journal struct {
 	gapKind    map[string]uint64
 	gapSession map[string]uint64
 
-	appends, batches, fsyncBatches, idleSyncs, failedBatches, lastSeq atomic.Uint64
+	appends, batches, fsyncBatches, idleSyncs, fsyncs, failedBatches, lastSeq atomic.Uint64
 	// unsyncedNanos mirrors the writer's unsyncedSince (UnixNano, 0 when
 	// all is synced) for Stats, which other goroutines call.
 	unsyncedNanos                                                atomic.Int64
@@ -436,6 +440,7 @@ func (j *Journal) Stats() Stats {
 		Batches:       j.batches.Load(),
 		FsyncBatches:  j.fsyncBatches.Load(),
 		IdleSyncs:     j.idleSyncs.Load(),
+		Fsyncs:        j.fsyncs.Load(),
 		FailedBatches: j.failedBatches.Load(),
 		LastSeq:       j.lastSeq.Load(),
 		Posted:        j.posted.Load(),

@@ -349,12 +349,13 @@ func TestRefusesForeignDatabases(t *testing.T) {
 	future := filepath.Join(dir, "future.db")
 	j := openT(t, Options{Path: future})
 	j.Close()
-	exec(future, `UPDATE meta SET value = 3 WHERE key = 'schema_version'`)
-	if _, err := Open(context.Background(), Options{Path: future, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "unsupported schema version 3") {
-		t.Errorf("Open of schema v3: %v", err)
+	next := fmt.Sprint(SchemaVersion + 1)
+	exec(future, `UPDATE meta SET value = `+next+` WHERE key = 'schema_version'`)
+	if _, err := Open(context.Background(), Options{Path: future, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "unsupported schema version "+next) {
+		t.Errorf("Open of schema v%s: %v", next, err)
 	}
-	if _, err := Verify(context.Background(), future, nil); err == nil || !strings.Contains(err.Error(), "unsupported schema version 3") {
-		t.Errorf("Verify of schema v3: %v", err)
+	if _, err := Verify(context.Background(), future, nil); err == nil || !strings.Contains(err.Error(), "unsupported schema version "+next) {
+		t.Errorf("Verify of schema v%s: %v", next, err)
 	}
 
 	other := filepath.Join(dir, "other.db")

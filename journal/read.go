@@ -31,14 +31,13 @@ type Entry struct {
 // read snapshot, holding only the current entry in memory. It stops at the
 // first error from fn and returns that error unchanged.
 func Entries(ctx context.Context, path string, fromSeq uint64, fn func(Entry) error) error {
-	db, tx, err := openReader(ctx, path)
+	r, err := openReader(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT e.seq, e.time_ns, e.kind, e.session, e.body, e.hash, p.salt, p.data
-		FROM entries AS e LEFT JOIN payloads AS p ON p.seq = e.seq WHERE e.seq >= ? ORDER BY e.seq`, int64(min(fromSeq, 1<<63-1)))
+	defer r.close()
+	rows, err := r.conn.QueryContext(ctx, `SELECT seq, time_ns, kind, session, body, hash, salt, payload
+		FROM entries WHERE seq >= ? ORDER BY seq`, int64(min(fromSeq, 1<<63-1)))
 	if err != nil {
 		return fmt.Errorf("journal: read entries of %s: %w", path, err)
 	}
@@ -93,32 +92,32 @@ type SessionSummary struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// The open entries come from a range scan of the kind index in time order;
-// each close entry is one probe of the (session, kind) index. Bodies of
-// other entries are never read.
+// The open entries come from a range scan of entries_opens in time order;
+// each close entry is one probe of entries_bounds. Bodies of other entries
+// are never read. The kinds are literals because SQLite uses a partial
+// index only for a WHERE it can see implies the index's.
 const sessionsQuery = `
 SELECT o.seq, o.time_ns, o.session, o.body, c.time_ns, c.body
 FROM entries AS o
 LEFT JOIN entries AS c ON c.seq = (
-	SELECT min(x.seq) FROM entries AS x WHERE x.session = o.session AND x.kind = ?2)
-WHERE o.kind = ?1 AND o.time_ns >= ?3
+	SELECT min(x.seq) FROM entries AS x WHERE x.session = o.session AND x.kind = '` + model.KindSessionClose + `')
+WHERE o.kind = '` + model.KindSessionOpen + `' AND o.time_ns >= ?
 ORDER BY o.time_ns DESC, o.seq DESC`
 
 // ListSessions lists the sessions recorded in the journal at path, newest
 // first. It reads the session.open and session.close entries only, and
 // does not verify them: that is Verify's job.
 func ListSessions(ctx context.Context, path string, f SessionFilter) ([]SessionSummary, error) {
-	db, tx, err := openReader(ctx, path)
+	r, err := openReader(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	defer tx.Rollback()
+	defer r.close()
 	since := int64(-1 << 63)
 	if !f.Since.IsZero() {
 		since = f.Since.UnixNano()
 	}
-	rows, err := tx.QueryContext(ctx, sessionsQuery, model.KindSessionOpen, model.KindSessionClose, since)
+	rows, err := r.conn.QueryContext(ctx, sessionsQuery, since)
 	if err != nil {
 		return nil, fmt.Errorf("journal: list sessions of %s: %w", path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -118,7 +119,7 @@ func TestListSessionsUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`EXPLAIN QUERY PLAN `+sessionsQuery, model.KindSessionOpen, model.KindSessionClose, 0)
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+sessionsQuery, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestListSessionsUsesIndexes(t *testing.T) {
 		plan = append(plan, detail)
 	}
 	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "USING INDEX entries_kind") || !strings.Contains(text, "INDEX entries_session") ||
+	if !strings.Contains(text, "USING INDEX entries_opens") || !strings.Contains(text, "INDEX entries_bounds") ||
 		strings.Contains(text, "SCAN") || strings.Contains(text, "TEMP B-TREE") {
 		t.Errorf("sessions query plan:\n%s", text)
 	}
@@ -163,5 +164,81 @@ func TestEntriesFrom(t *testing.T) {
 	}
 	if len(seqs) != 4 || seqs[0] != 4 || seqs[3] != 7 {
 		t.Errorf("visited %v, want 4..7", seqs)
+	}
+}
+
+// A session's entries are found between its open and its close, without
+// an index over every entry: SessionEntries walks that range (and stops at
+// the close), SelectRange finds records of the session after its close as
+// well, and both find the bounds by entries_bounds, not by a scan.
+func TestSessionEntriesAndSelectRange(t *testing.T) {
+	path := tempPath(t)
+	j := openT(t, Options{Path: path})
+	rec := func(kind, session string) uint64 {
+		return appendT(t, j, model.Record{Kind: kind, Session: session, Data: map[string]int{"n": 1}}, model.Committed)
+	}
+	rec("before", "a") // a record of a before its open: not a's in SessionEntries
+	aOpen := rec(model.KindSessionOpen, "a")
+	rec(model.KindSessionOpen, "b")
+	aIO := rec(model.KindSSHIO, "a")
+	rec(model.KindSSHIO, "b")
+	aClose := rec(model.KindSessionClose, "a")
+	rec(model.KindSSHIO, "b")
+	aLate := rec(model.KindAnomaly, "a")
+	bLast := rec(model.KindSSHIO, "b")
+	j.Close()
+
+	snap, err := OpenSnapshot(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	visit := func(session string) (seqs []uint64) {
+		if err := snap.SessionEntries(session, snap.Head, func(e Entry) error {
+			if e.Session != session {
+				t.Errorf("entry %d of session %q in %s's walk", e.Seq, e.Session, session)
+			}
+			seqs = append(seqs, e.Seq)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return seqs
+	}
+	if got, want := fmt.Sprint(visit("a")), fmt.Sprint([]uint64{aOpen, aIO, aClose}); got != want {
+		t.Errorf("SessionEntries(a) = %s, want %s", got, want)
+	}
+	if got := visit("b"); len(got) != 4 || got[3] != bLast {
+		t.Errorf("SessionEntries(b) = %v, want 4 entries up to %d", got, bLast)
+	}
+	if got := visit("none"); len(got) != 0 {
+		t.Errorf("SessionEntries(none) = %v", got)
+	}
+	lo, hi, found, err := snap.SelectRange(Selection{Session: "a"}, snap.Head)
+	if err != nil || !found || lo != int64(aOpen) || hi != int64(aLate) {
+		t.Errorf("SelectRange(a) = %d, %d, %v, %v; want %d to %d", lo, hi, found, err, aOpen, aLate)
+	}
+
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+sqlSessionBounds, "a", 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if text := strings.Join(plan, "\n"); strings.Count(text, "USING COVERING INDEX entries_bounds") != 2 || strings.Contains(text, "SCAN entries") {
+		t.Errorf("session bounds plan:\n%s", text)
 	}
 }

@@ -51,66 +51,78 @@ func (j *Journal) PrunePayloads(ctx context.Context, before time.Time) (PruneRes
 }
 
 func (w *writer) prune(before time.Time) (res PruneResult, err error) {
-	ctx := context.Background()
-	if err := w.begin(ctx, true); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: %w", err)
-	}
-	committed := false
 	saved, savedSize, savedHead := w.tree.Clone(), w.size, append([]byte(nil), w.headHash...)
-	defer func() {
-		if !committed {
-			w.rollback()
-			w.tree, w.size, w.headHash = saved, savedSize, savedHead
+	var seq uint64
+	var hash []byte
+	err = w.inTx(func(rc *rawConn) error {
+		// Compiled afresh: the pragma takes effect when it is compiled.
+		if _, err := rc.sc.Exec(`PRAGMA secure_delete = ON`, nil); err != nil {
+			return fmt.Errorf("secure_delete: %w", err)
 		}
-	}()
-	if _, err := w.conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: %w", err)
+		if err := w.syncHead(rc); err != nil {
+			return err
+		}
+		through := w.size
+		if _, err := rc.queryRow(`SELECT count(*) FROM entries `+pruneSel, 1, through, before.UnixNano()); err != nil {
+			return fmt.Errorf("count: %w", err)
+		}
+		res.Deleted, _ = rc.dest[0].(int64)
+		if res.Deleted == 0 {
+			return nil
+		}
+		if err := rc.exec(`UPDATE entries SET salt = NULL, payload = NULL `+pruneSel, through, before.UnixNano()); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		enc, err := encodeRecord(model.Record{Kind: KindRetention, Data: RetentionData{
+			BeforeNS: before.UnixNano(), ThroughSeq: uint64(through), Deleted: res.Deleted,
+		}})
+		if err != nil {
+			return err
+		}
+		// The same insert path as a batch, inside this transaction.
+		seq = uint64(w.size) + 1
+		if err := w.insert(rc, []*encodedRecord{&enc}, seq); err != nil {
+			return fmt.Errorf("retention entry: %w", err)
+		}
+		hash = append([]byte(nil), w.last...)
+		return nil
+	})
+	if w.conn != nil {
+		if offErr := w.withRaw(func(rc *rawConn) error {
+			_, err := rc.sc.Exec(`PRAGMA secure_delete = OFF`, nil)
+			return err
+		}); offErr != nil {
+			w.log.Warn("journal: secure_delete left on", "err", offErr)
+		}
 	}
-	defer w.conn.ExecContext(context.Background(), `PRAGMA secure_delete = OFF`)
-	if err := w.syncHead(ctx); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: %w", err)
-	}
-	through := w.size
-	const sel = `FROM payloads WHERE seq IN (SELECT seq FROM entries WHERE seq <= ? AND time_ns < ?)`
-	if err := w.conn.QueryRowContext(ctx, `SELECT count(*) `+sel, through, before.UnixNano()).Scan(&res.Deleted); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: count: %w", err)
+	if err != nil {
+		w.tree, w.size, w.headHash = saved, savedSize, savedHead
+		return PruneResult{}, fmt.Errorf("journal: prune payloads: %w", err)
 	}
 	if res.Deleted == 0 {
 		return res, nil
 	}
-	if _, err := w.conn.ExecContext(ctx, `DELETE `+sel, through, before.UnixNano()); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: delete: %w", err)
-	}
-	enc, err := encodeRecord(model.Record{Kind: KindRetention, Data: RetentionData{
-		BeforeNS: before.UnixNano(), ThroughSeq: uint64(through), Deleted: res.Deleted,
-	}})
-	if err != nil {
-		return res, err
-	}
-	// The same insert path as a batch, inside this transaction.
-	seq := uint64(w.size) + 1
-	hash, err := w.insertEntry(ctx, seq, time.Now().UnixNano(), &enc, w.headHash, nil)
-	if err != nil {
-		return res, fmt.Errorf("journal: prune payloads: retention entry: %w", err)
-	}
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return res, fmt.Errorf("journal: prune payloads: commit: %w", err)
-	}
-	committed = true
 	w.size, w.headHash = int64(seq), hash
-	w.synced = w.size
-	w.setUnsynced(time.Time{})
 	w.j.lastSeq.Store(seq)
 	w.j.appends.Add(1)
 	res.Seq = seq
+	// What is deleted is no longer evidence: the entry that says so is
+	// synced before the caller hears of it.
+	if err := w.syncNow(); err != nil {
+		return res, fmt.Errorf("journal: prune payloads: retention entry %d committed but not synced: %w", seq, err)
+	}
 	// The deleted payloads are still in WAL frames until a checkpoint
 	// copies the pages back and the WAL is reset.
-	if _, err := w.conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+	if _, err := w.conn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		w.log.Warn("journal: WAL not truncated after pruning payloads; old frames keep them until the next checkpoint", "err", err)
 	}
 	w.log.Info("journal payloads pruned", "before", before, "deleted", res.Deleted, "retention_seq", seq)
 	return res, nil
 }
+
+// pruneSel selects the entries whose payloads a retention run deletes:
+// those up to the head (?1) older than the cut (?2) that still have one.
+const pruneSel = `WHERE seq <= ? AND time_ns < ? AND (payload IS NOT NULL OR salt IS NOT NULL)`
 
 // readOptional reads a file that may not exist (nil, nil then).
 func readOptional(path string) ([]byte, error) {

@@ -20,15 +20,18 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-// The session index leads with session and carries kind so that finding a
-// session's close entry is one index probe, not a walk over all its
-// statements. The kind index carries time_ns so "sessions since T" is a
-// range scan already in time order.
-//
-// payloads is keyed by the entry's seq; a retention job deletes its rows
-// (salt with them) and the entry's commitment stays. checkpoints keeps every
-// signed tree head this journal issued, for verify and export.
-var schemaDDL = []string{
+// Entries are a rowid table in seq order, so a batch appends to the last
+// leaf page and the WAL gets one page per commit for most batches. The
+// time_ns, kind and session columns copy body fields for queries (Verify
+// checks that they agree); the payload and its salt sit in the entry's row
+// (NULL without one), where a retention job clears them and the entry's
+// commitment stays. No index covers every entry: each would dirty pages of
+// its own in every commit. The partial indexes below are written only for
+// the few entries they cover (a session's open and close, retention runs),
+// and are all that listing sessions and verifying retention need.
+// checkpoints keeps every signed tree head this journal issued, for verify
+// and export.
+var schemaDDL = append([]string{
 	`CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL)`,
 	`CREATE TABLE entries (
 		seq     INTEGER PRIMARY KEY,
@@ -37,22 +40,27 @@ var schemaDDL = []string{
 		session TEXT NOT NULL,
 		body    BLOB NOT NULL,
 		hash    BLOB NOT NULL,
-		tree    BLOB NOT NULL
+		tree    BLOB NOT NULL,
+		salt    BLOB,
+		payload BLOB
 	)`,
-	`CREATE INDEX entries_session ON entries (session, kind)`,
-	`CREATE INDEX entries_kind ON entries (kind, time_ns)`,
-	`CREATE TABLE payloads (seq INTEGER PRIMARY KEY, salt BLOB NOT NULL, data BLOB NOT NULL)`,
 	`CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, time_ns INTEGER NOT NULL, note BLOB NOT NULL)`,
 	`CREATE INDEX checkpoints_size ON checkpoints (tree_size, time_ns)`,
-}
+}, entryIndexes...)
 
-// migrateV1 turns the first journal layout (no tree, payloads or
-// checkpoints) into version 2. The tree column is filled in by backfillTree.
-var migrateV1 = []string{
-	`ALTER TABLE entries ADD COLUMN tree BLOB NOT NULL DEFAULT x''`,
-	`CREATE TABLE payloads (seq INTEGER PRIMARY KEY, salt BLOB NOT NULL, data BLOB NOT NULL)`,
-	`CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, time_ns INTEGER NOT NULL, note BLOB NOT NULL)`,
-	`CREATE INDEX checkpoints_size ON checkpoints (tree_size, time_ns)`,
+// entryIndexes are the partial indexes on entries. A query uses one only
+// when its WHERE names the same kind as a literal (SQLite must prove the
+// index covers every row the query wants), so the queries spell the kinds
+// out too.
+//
+//   - entries_opens lists sessions by open time (ListSessions);
+//   - entries_bounds finds a session's open and close entries
+//     (ListSessions, Snapshot.SessionEntries, SelectRange);
+//   - entries_retention finds retention runs (Verify).
+var entryIndexes = []string{
+	`CREATE INDEX entries_opens ON entries (time_ns) WHERE kind = '` + model.KindSessionOpen + `'`,
+	`CREATE INDEX entries_bounds ON entries (session, kind) WHERE kind = '` + model.KindSessionOpen + `' OR kind = '` + model.KindSessionClose + `'`,
+	`CREATE INDEX entries_retention ON entries (kind) WHERE kind = '` + KindRetention + `'`,
 }
 
 // dsn builds a go-sqlite3 URI for path. The path is escaped because
@@ -65,12 +73,18 @@ func dsn(path string, params url.Values) (string, error) {
 	return "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + params.Encode(), nil
 }
 
+// Both connections are used by one goroutine at a time (database/sql hands
+// a connection to one caller; the writer's is its own), so SQLite's
+// per-call connection mutex (_mutex=full, go-sqlite3's default) only costs:
+// a lock and unlock around every step and every column read.
+
 func writerDSN(path string, busy time.Duration) (string, error) {
 	return dsn(path, url.Values{
 		// rw, not rwc: Open created the file with the right mode, and a
 		// reconnect after the file vanished must fail, not start afresh.
 		"mode":          {"rw"},
 		"_busy_timeout": {strconv.FormatInt(busy.Milliseconds(), 10)},
+		"_mutex":        {"no"},
 	})
 }
 
@@ -79,6 +93,7 @@ func readerDSN(path string) (string, error) {
 		"mode":          {"ro"},
 		"_query_only":   {"1"},
 		"_busy_timeout": {strconv.FormatInt(DefaultBusyTimeout.Milliseconds(), 10)},
+		"_mutex":        {"no"},
 	})
 }
 
@@ -101,8 +116,8 @@ func checkVersion(ctx context.Context, q queryer) (version int64, ok bool, err e
 		return 0, true, fmt.Errorf("journal: read schema version: %w", err)
 	}
 	iv, isInt := v.(int64)
-	if !isInt || (iv != SchemaVersion && iv != 1) {
-		return 0, true, fmt.Errorf("journal: unsupported schema version %v (this interlock knows versions 1 and %d)", v, SchemaVersion)
+	if !isInt || iv < 1 || iv > SchemaVersion {
+		return 0, true, fmt.Errorf("journal: unsupported schema version %v (this interlock knows versions 1 to %d)", v, SchemaVersion)
 	}
 	return iv, true, nil
 }
@@ -150,8 +165,8 @@ func (w *writer) initSchema(ctx context.Context) (id string, created bool, err e
 		}
 		created = true
 	} else {
-		if version == 1 {
-			if err := w.migrate(ctx); err != nil {
+		if version < SchemaVersion {
+			if err := w.migrate(ctx, version); err != nil {
 				return "", false, err
 			}
 		}
@@ -215,91 +230,60 @@ func (w *writer) create(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// migrate upgrades a version 1 journal in place. Its entries keep their
-// bytes and hashes; only the tree hashes are added.
-func (w *writer) migrate(ctx context.Context) error {
-	c := w.conn
-	for _, stmt := range migrateV1 {
-		if _, err := c.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("journal: upgrade schema 1 to %d: %w", SchemaVersion, err)
-		}
-	}
-	rows, err := c.QueryContext(ctx, `SELECT seq, body FROM entries ORDER BY seq`)
-	if err != nil {
-		return fmt.Errorf("journal: upgrade: read entries: %w", err)
-	}
-	type upd struct {
-		seq int64
-		col []byte
-	}
-	var cr evidence.CompactRange
-	var ups []upd
-	var buf []tlog.Hash
-	for rows.Next() {
-		var seq int64
-		var body []byte
-		if err := rows.Scan(&seq, &body); err != nil {
-			rows.Close()
-			return fmt.Errorf("journal: upgrade: read entry: %w", err)
-		}
-		if seq != cr.Size()+1 {
-			rows.Close()
-			return fmt.Errorf("journal: upgrade: entry %d missing; run `interlock journal verify` on this version 1 journal with the interlock that wrote it", cr.Size()+1)
-		}
-		buf = cr.AddStored(tlog.RecordHash(body), buf)
-		ups = append(ups, upd{seq, treeColumn(nil, buf)})
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return fmt.Errorf("journal: upgrade: read entries: %w", err)
-	}
-	rows.Close()
-	for _, u := range ups {
-		if _, err := c.ExecContext(ctx, `UPDATE entries SET tree = ? WHERE seq = ?`, u.col, u.seq); err != nil {
-			return fmt.Errorf("journal: upgrade: write tree of entry %d: %w", u.seq, err)
-		}
-	}
-	if _, err := c.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'schema_version'`, SchemaVersion); err != nil {
-		return fmt.Errorf("journal: upgrade: %w", err)
-	}
-	w.log.Info("journal upgraded", "from_schema", 1, "to_schema", SchemaVersion, "entries", len(ups))
-	return nil
+// reader is a read-only connection inside one read transaction, so a
+// whole walk sees one snapshot while writers go on appending. It is a
+// Conn rather than a Tx so that Verify can step rows on the driver
+// connection (Conn.Raw) within the same transaction.
+type reader struct {
+	db   *sql.DB
+	conn *sql.Conn
 }
 
-// openReader opens path read-only and starts a read transaction, so a
-// whole walk sees one snapshot while writers go on appending.
-func openReader(ctx context.Context, path string) (*sql.DB, *sql.Tx, error) {
+func (r *reader) close() {
+	_, _ = r.conn.ExecContext(context.Background(), `ROLLBACK`)
+	r.conn.Close()
+	r.db.Close()
+}
+
+// openReader opens path read-only and starts a read transaction.
+func openReader(ctx context.Context, path string) (*reader, error) {
 	// Without this check SQLite's error for a missing file is the opaque
 	// "unable to open database file".
 	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	d, err := readerDSN(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	db, err := sql.Open("sqlite3", d)
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	v, ok, err := checkVersion(ctx, tx)
+	r := &reader{db: db, conn: conn}
+	// The snapshot is taken at the first read, checkVersion's.
+	if _, err := conn.ExecContext(ctx, `BEGIN`); err != nil {
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	v, ok, err := checkVersion(ctx, conn)
 	switch {
 	case err != nil:
 	case !ok:
 		err = fmt.Errorf("journal: %s is not an interlock journal (no meta table)", path)
-	case v == 1:
-		err = fmt.Errorf("journal: %s has schema version 1; start interlock once (daemon or run) to upgrade it to version %d, then read it again", path, SchemaVersion)
+	case v < SchemaVersion:
+		err = fmt.Errorf("journal: %s has schema version %d; start interlock once (daemon or run) to upgrade it to version %d, then read it again", path, v, SchemaVersion)
 	}
 	if err != nil {
-		tx.Rollback()
-		db.Close()
-		return nil, nil, err
+		r.close()
+		return nil, err
 	}
-	return db, tx, nil
+	return r, nil
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal/evidence"
+	"github.com/interlock/interlock/model"
 )
 
 // Snapshot is a read-only view of a journal at one moment, for exporters:
@@ -19,8 +20,7 @@ import (
 // writers go on appending.
 type Snapshot struct {
 	ctx  context.Context
-	db   *sql.DB
-	tx   *sql.Tx
+	r    *reader
 	Path string
 	// JournalID and SigningKey are from the meta table; Head is the last
 	// entry's seq.
@@ -31,16 +31,16 @@ type Snapshot struct {
 
 // OpenSnapshot opens path read-only; Close releases it.
 func OpenSnapshot(ctx context.Context, path string) (*Snapshot, error) {
-	db, tx, err := openReader(ctx, path)
+	r, err := openReader(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	s := &Snapshot{ctx: ctx, db: db, tx: tx, Path: path}
-	if s.JournalID, err = metaString(ctx, tx, "journal_id"); err == nil {
-		s.SigningKey, err = metaString(ctx, tx, "signing_key")
+	s := &Snapshot{ctx: ctx, r: r, Path: path}
+	if s.JournalID, err = metaString(ctx, r.conn, "journal_id"); err == nil {
+		s.SigningKey, err = metaString(ctx, r.conn, "signing_key")
 	}
 	if err == nil {
-		err = tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&s.Head)
+		err = r.conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&s.Head)
 	}
 	if err != nil {
 		s.Close()
@@ -51,15 +51,15 @@ func OpenSnapshot(ctx context.Context, path string) (*Snapshot, error) {
 
 // Close ends the snapshot.
 func (s *Snapshot) Close() error {
-	s.tx.Rollback()
-	return s.db.Close()
+	s.r.close()
+	return nil
 }
 
 // Checkpoints returns every stored checkpoint, each verified with v, sorted
 // by tree size then time. One that does not verify is an error: an
 // exporter must not pass on a checkpoint it cannot vouch for.
 func (s *Snapshot) Checkpoints(v note.Verifier) ([]evidence.Checkpoint, error) {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT id, note FROM checkpoints ORDER BY id`)
+	rows, err := s.r.conn.QueryContext(s.ctx, `SELECT id, note FROM checkpoints ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("journal: read checkpoints: %w", err)
 	}
@@ -95,8 +95,8 @@ func (s *Snapshot) Checkpoints(v note.Verifier) ([]evidence.Checkpoint, error) {
 // Entries calls fn for each entry with first <= seq <= last, in order, with
 // its payload and salt when present. fn must not keep the slices.
 func (s *Snapshot) Entries(first, last int64, fn func(Entry) error) error {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT e.seq, e.time_ns, e.kind, e.session, e.body, e.hash, p.salt, p.data
-		FROM entries AS e LEFT JOIN payloads AS p ON p.seq = e.seq WHERE e.seq BETWEEN ? AND ? ORDER BY e.seq`, first, last)
+	rows, err := s.r.conn.QueryContext(s.ctx, `SELECT seq, time_ns, kind, session, body, hash, salt, payload
+		FROM entries WHERE seq BETWEEN ? AND ? ORDER BY seq`, first, last)
 	if err != nil {
 		return fmt.Errorf("journal: read entries: %w", err)
 	}
@@ -119,11 +119,20 @@ func (s *Snapshot) Entries(first, last int64, fn func(Entry) error) error {
 	return nil
 }
 
-// SessionEntries calls fn for each entry of one session, in order (by the
-// session index, without reading the others).
+// SessionEntries calls fn for each entry of one session, in order: from
+// its session.open to its session.close, or up to last while it has none
+// (nor an open: then from entry 1). The two are found by entries_bounds and
+// the walk reads the entries between them: there is no index over every
+// entry's session, which would cost every commit a page. A record of the
+// session written after its close (a summarised limit hit) is not visited;
+// SelectRange, which an export's selection rests on, finds those too.
 func (s *Snapshot) SessionEntries(session string, last int64, fn func(Entry) error) error {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT e.seq, e.time_ns, e.kind, e.body, p.data
-		FROM entries AS e LEFT JOIN payloads AS p ON p.seq = e.seq WHERE e.session = ? AND e.seq <= ? ORDER BY e.seq`, session, last)
+	from, to, err := s.sessionBounds(session, last)
+	if err != nil {
+		return err
+	}
+	rows, err := s.r.conn.QueryContext(s.ctx, `SELECT seq, time_ns, kind, body, payload
+		FROM entries WHERE session = ? AND seq BETWEEN ? AND ? ORDER BY seq`, session, from, to)
 	if err != nil {
 		return fmt.Errorf("journal: read session %s: %w", session, err)
 	}
@@ -140,6 +149,28 @@ func (s *Snapshot) SessionEntries(session string, last int64, fn func(Entry) err
 		}
 	}
 	return rows.Err()
+}
+
+// sqlSessionBounds is two probes of entries_bounds.
+const sqlSessionBounds = `SELECT
+	(SELECT min(seq) FROM entries WHERE session = ?1 AND kind = '` + model.KindSessionOpen + `'),
+	(SELECT min(seq) FROM entries WHERE session = ?1 AND kind = '` + model.KindSessionClose + `' AND seq <= ?2)`
+
+// sessionBounds returns the seqs of the session's first session.open (1
+// when it has none: a session's records follow its open, which inspect
+// writes first) and of its first session.close at or before last (last
+// when it has none).
+func (s *Snapshot) sessionBounds(session string, last int64) (from, to int64, err error) {
+	var open, closed sql.NullInt64
+	err = s.r.conn.QueryRowContext(s.ctx, sqlSessionBounds, session, last).Scan(&open, &closed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("journal: find session %s: %w", session, err)
+	}
+	from, to = max(open.Int64, 1), last
+	if closed.Valid {
+		to = closed.Int64
+	}
+	return from, to, nil
 }
 
 // Selection narrows an export.
@@ -167,25 +198,32 @@ func (s *Snapshot) SelectRange(sel Selection, last int64) (first, end int64, fou
 	if !sel.Until.IsZero() {
 		until = sel.Until.UnixNano()
 	}
-	q := `SELECT min(seq), max(seq) FROM entries WHERE seq <= ? AND time_ns BETWEEN ? AND ?`
-	args := []any{last, since, until}
+	q := `SELECT min(seq), max(seq) FROM entries WHERE seq BETWEEN ? AND ? AND time_ns BETWEEN ? AND ?`
+	args := []any{1, last, since, until}
 	if sel.Session != "" {
+		// Records of the session may follow its close (a summarised
+		// limit hit): only the start is bounded.
+		from, _, err := s.sessionBounds(sel.Session, last)
+		if err != nil {
+			return 0, 0, false, err
+		}
 		q += ` AND session = ?`
 		args = append(args, sel.Session)
+		args[0] = from
 	}
 	var lo, hi sql.NullInt64
-	if err := s.tx.QueryRowContext(s.ctx, q, args...).Scan(&lo, &hi); err != nil {
+	if err := s.r.conn.QueryRowContext(s.ctx, q, args...).Scan(&lo, &hi); err != nil {
 		return 0, 0, false, fmt.Errorf("journal: select entries: %w", err)
 	}
 	return lo.Int64, hi.Int64, lo.Valid, nil
 }
 
 // HashReader reads the stored tree hashes, for tlog's proofs.
-func (s *Snapshot) HashReader() tlog.HashReader { return dbHashReader{s.ctx, s.tx} }
+func (s *Snapshot) HashReader() tlog.HashReader { return hashReader{sqlTrees(s.ctx, s.r.conn)} }
 
 // Frontier returns the frontier hashes of the tree of size n.
 func (s *Snapshot) Frontier(n int64) ([]tlog.Hash, error) {
-	cr, err := loadRange(s.ctx, s.tx, n)
+	cr, err := loadRange(sqlTrees(s.ctx, s.r.conn), n)
 	if err != nil {
 		return nil, err
 	}

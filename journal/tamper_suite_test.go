@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -58,7 +59,7 @@ type mutation func(db *sql.DB, r *rand.Rand) (string, error)
 var evidenceCells = []struct{ table, column, key string }{
 	{"entries", "body", "seq"}, {"entries", "hash", "seq"}, {"entries", "tree", "seq"},
 	{"entries", "kind", "seq"}, {"entries", "session", "seq"}, {"entries", "time_ns", "seq"},
-	{"payloads", "salt", "seq"}, {"payloads", "data", "seq"},
+	{"entries", "salt", "seq"}, {"entries", "payload", "seq"},
 	{"checkpoints", "note", "id"}, {"checkpoints", "tree_size", "id"}, {"checkpoints", "time_ns", "id"},
 	{"meta", "value", "key"},
 }
@@ -113,27 +114,40 @@ func changeByte(db *sql.DB, r *rand.Rand) (string, error) {
 	return fmt.Sprintf("byte of %s.%s at %v", c.table, c.column, k), err
 }
 
+// deleteRow deletes an entry, or clears an entry's payload as a retention
+// run would, but without its journal.retention entry.
 func deleteRow(db *sql.DB, r *rand.Rand) (string, error) {
-	table := []string{"entries", "payloads"}[r.IntN(2)]
-	k, err := randomRow(db, r, table, "seq")
+	if r.IntN(2) == 0 {
+		var seq int64
+		err := db.QueryRow(`SELECT seq FROM entries WHERE payload IS NOT NULL ORDER BY random() LIMIT 1`).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		_, err = db.Exec(`UPDATE entries SET salt = NULL, payload = NULL WHERE seq = ?`, seq)
+		return fmt.Sprintf("delete payload of %d", seq), err
+	}
+	k, err := randomRow(db, r, "entries", "seq")
 	if err != nil || k == nil {
 		return "", err
 	}
-	_, err = db.Exec(`DELETE FROM `+table+` WHERE seq = ?`, k)
-	return fmt.Sprintf("delete %s %v", table, k), err
+	_, err = db.Exec(`DELETE FROM entries WHERE seq = ?`, k)
+	return fmt.Sprintf("delete entry %v", k), err
 }
 
 // insertRow adds a row: an entry past the head (a copy of a random entry
 // renumbered, its hash and tree recomputed as a careful forger would), or
-// a payload for an entry that commits to none.
+// a payload to an entry that commits to none.
 func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 	if r.IntN(2) == 0 {
 		var seq int64
 		var body []byte
-		if err := db.QueryRow(`SELECT seq, body FROM entries WHERE seq NOT IN (SELECT seq FROM payloads) ORDER BY random() LIMIT 1`).Scan(&seq, &body); err != nil {
+		if err := db.QueryRow(`SELECT seq, body FROM entries WHERE payload IS NULL ORDER BY random() LIMIT 1`).Scan(&seq, &body); err != nil {
 			return "", err
 		}
-		_, err := db.Exec(`INSERT INTO payloads (seq, salt, data) VALUES (?, zeroblob(32), CAST('x' AS BLOB))`, seq)
+		_, err := db.Exec(`UPDATE entries SET salt = zeroblob(32), payload = CAST('x' AS BLOB) WHERE seq = ?`, seq)
 		return fmt.Sprintf("payload for entry %d", seq), err
 	}
 	var head int64
@@ -157,7 +171,7 @@ func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 	}
 	nb := evidence.AppendBody(nil, uint64(head+1), timeNS, evidence.AppendTail(nil, kind, session, p.Data, nil))
 	h := evidence.ChainHash(prevHash, nb)
-	tree, err := loadRange(context.Background(), db, head)
+	tree, err := loadRange(sqlTrees(context.Background(), db), head)
 	if err != nil {
 		return "", err
 	}
@@ -167,41 +181,58 @@ func insertRow(db *sql.DB, r *rand.Rand) (string, error) {
 }
 
 func swapRows(db *sql.DB, r *rand.Rand) (string, error) {
-	table, cols := "entries", "body, hash, tree, time_ns, kind, session"
-	if r.IntN(3) == 0 {
-		table, cols = "payloads", "salt, data"
-	}
-	a, err := randomRow(db, r, table, "seq")
+	a, err := randomRow(db, r, "entries", "seq")
 	if err != nil || a == nil {
 		return "", err
 	}
-	b, err := randomRow(db, r, table, "seq")
+	b, err := randomRow(db, r, "entries", "seq")
 	if err != nil || b == nil || a == b {
 		return "", err
 	}
+	if r.IntN(3) == 0 {
+		// Two entries' payloads (with their salts) trade places.
+		var sa, pa, sb, pb []byte
+		if err := db.QueryRow(`SELECT salt, payload FROM entries WHERE seq = ?`, a).Scan(&sa, &pa); err != nil {
+			return "", err
+		}
+		if err := db.QueryRow(`SELECT salt, payload FROM entries WHERE seq = ?`, b).Scan(&sb, &pb); err != nil {
+			return "", err
+		}
+		if pa == nil && pb == nil {
+			return "", nil // nothing to swap
+		}
+		for _, u := range []struct {
+			salt, pay []byte
+			seq       any
+		}{{sb, pb, a}, {sa, pa, b}} {
+			if _, err := db.Exec(`UPDATE entries SET salt = ?, payload = ? WHERE seq = ?`, u.salt, u.pay, u.seq); err != nil {
+				return "", err
+			}
+		}
+		return fmt.Sprintf("swap the payloads of entries %v and %v", a, b), nil
+	}
 	// Through a free seq, as the primary key forbids a direct swap.
 	for _, q := range []string{
-		`UPDATE ` + table + ` SET seq = -1 WHERE seq = ?1`,
-		`UPDATE ` + table + ` SET seq = ?1 WHERE seq = ?2`,
-		`UPDATE ` + table + ` SET seq = ?2 WHERE seq = -1`,
+		`UPDATE entries SET seq = -1 WHERE seq = ?1`,
+		`UPDATE entries SET seq = ?1 WHERE seq = ?2`,
+		`UPDATE entries SET seq = ?2 WHERE seq = -1`,
 	} {
 		if _, err := db.Exec(q, a, b); err != nil {
 			return "", err
 		}
 	}
-	return fmt.Sprintf("swap %s %v and %v (%s)", table, a, b, cols), nil
+	return fmt.Sprintf("swap entries %v and %v", a, b), nil
 }
 
 // truncateTail cuts the journal after a random entry, with the checkpoints
-// and payloads that would betray it: only the external checkpoint is left
-// to show it.
+// that would betray it: only the external checkpoint is left to show it.
 func truncateTail(db *sql.DB, r *rand.Rand) (string, error) {
 	var head int64
 	if err := db.QueryRow(`SELECT max(seq) FROM entries`).Scan(&head); err != nil {
 		return "", err
 	}
 	k := 1 + r.Int64N(head-1)
-	for _, q := range []string{`DELETE FROM entries WHERE seq > ?`, `DELETE FROM payloads WHERE seq > ?`, `DELETE FROM checkpoints WHERE tree_size > ?`} {
+	for _, q := range []string{`DELETE FROM entries WHERE seq > ?`, `DELETE FROM checkpoints WHERE tree_size > ?`} {
 		if _, err := db.Exec(q, k); err != nil {
 			return "", err
 		}

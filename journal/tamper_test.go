@@ -114,7 +114,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 		},
 		{
 			name:   "entry inserted past the head with a made-up hash",
-			sql:    fmt.Sprintf(`INSERT INTO entries SELECT seq + 1, time_ns, kind, session, CAST(replace(CAST(body AS TEXT), '"seq":%d', '"seq":%d') AS BLOB), hash, tree FROM entries WHERE seq = %d`, n, n+1, n),
+			sql:    fmt.Sprintf(`INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) SELECT seq + 1, time_ns, kind, session, CAST(replace(CAST(body AS TEXT), '"seq":%d', '"seq":%d') AS BLOB), hash, tree FROM entries WHERE seq = %d`, n, n+1, n),
 			badSeq: n + 1, reason: "hash mismatch",
 		},
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"sort"
-	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -104,21 +103,20 @@ func Verify(ctx context.Context, path string, progress func(done, total uint64))
 // snapshot, so it can run while writers append. The error is for failures
 // to read; a journal that does not verify gives a report with OK false.
 func VerifyWith(ctx context.Context, path string, opts VerifyOptions) (VerifyReport, error) {
-	db, tx, err := openReader(ctx, path)
+	r, err := openReader(ctx, path)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	defer db.Close()
-	defer tx.Rollback()
+	defer r.close()
 
 	v := &verifier{h: sha256.New(), prev: make([]byte, evidence.HashSize)}
 	rep := &v.rep
-	if v.journalID, err = metaString(ctx, tx, "journal_id"); err != nil {
+	if v.journalID, err = metaString(ctx, r.conn, "journal_id"); err != nil {
 		return VerifyReport{}, err
 	}
 	key := opts.PublicKey
 	if key == nil {
-		vkey, err := metaString(ctx, tx, "signing_key")
+		vkey, err := metaString(ctx, r.conn, "signing_key")
 		if err != nil {
 			return VerifyReport{}, err
 		}
@@ -129,67 +127,75 @@ func VerifyWith(ctx context.Context, path string, opts VerifyOptions) (VerifyRep
 		rep.KeyFromJournal = true
 	}
 	rep.Key = fmt.Sprintf("%s+%08x", key.Name(), key.KeyHash())
-	if reason := v.loadCheckpoints(ctx, tx, key, opts.External); reason != "" {
+	if reason := v.loadCheckpoints(ctx, r.conn, key, opts.External); reason != "" {
 		rep.Reason = reason
 		return *rep, nil
 	}
-	if err := v.loadRetention(ctx, tx); err != nil {
+	if err := v.loadRetention(ctx, r.conn); err != nil {
 		return VerifyReport{}, err
 	}
-	var total, payloadRows int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0), (SELECT count(*) FROM payloads) FROM entries`).Scan(&total, &payloadRows); err != nil {
+	var total int64
+	if err := r.conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&total); err != nil {
 		return VerifyReport{}, fmt.Errorf("journal: read head of %s: %w", path, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT e.seq, e.time_ns, e.kind, e.session, e.body, e.hash, e.tree, p.salt, p.data
-		FROM entries AS e LEFT JOIN payloads AS p ON p.seq = e.seq ORDER BY e.seq`)
+	err = walkEntries(r.conn, func(next func(*row) (bool, error)) error {
+		var e row
+		for {
+			ok, err := next(&e)
+			if err != nil {
+				return fmt.Errorf("journal: read entry %d of %s: %w", rep.HeadSeq+1, path, err)
+			}
+			if !ok {
+				return nil
+			}
+			if v.walk(&e, next) {
+				return nil
+			}
+			if rep.Entries%progressEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if opts.Progress != nil {
+					opts.Progress(rep.Entries, uint64(total))
+				}
+			}
+		}
+	})
 	if err != nil {
-		return VerifyReport{}, fmt.Errorf("journal: read entries of %s: %w", path, err)
+		return VerifyReport{}, err
 	}
-	defer rows.Close()
-
-	var r row
-	for rows.Next() {
-		if err := r.scan(rows); err != nil {
-			return VerifyReport{}, fmt.Errorf("journal: read entry %d of %s: %w", rep.HeadSeq+1, path, err)
-		}
-		want := rep.HeadSeq + 1
-		if r.seq > 0 && uint64(r.seq) > want {
-			// Name the missing entry itself, not its successor.
-			v.fail(want, fmt.Sprintf("entry %d missing", want))
-			return *rep, rows.Close()
-		}
-		reason, hashBad := v.check(&r)
-		if hashBad {
-			reason = v.blameHash(rows, &r)
-		}
-		if reason != "" {
-			bad := uint64(r.seq)
-			if r.seq < 1 {
-				bad = want // a row that cannot be in the chain breaks it here
-			}
-			v.fail(bad, reason)
-			return *rep, rows.Close()
-		}
-		if reason := v.checkpointsAt(); reason != "" {
-			return *rep, rows.Close()
-		}
-		if rep.Entries%progressEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return VerifyReport{}, err
-			}
-			if opts.Progress != nil {
-				opts.Progress(rep.Entries, uint64(total))
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return VerifyReport{}, fmt.Errorf("journal: read entries of %s: %w", path, err)
+	if rep.Reason != "" {
+		return *rep, nil
 	}
 	if opts.Progress != nil {
 		opts.Progress(rep.Entries, uint64(total))
 	}
-	v.finish(opts.RequireSigned, payloadRows)
+	v.finish(opts.RequireSigned)
 	return *rep, nil
+}
+
+// walk checks one entry; it reports true when the walk must stop there
+// (the report then says why).
+func (v *verifier) walk(r *row, next func(*row) (bool, error)) (stop bool) {
+	want := v.rep.HeadSeq + 1
+	if r.seq > 0 && uint64(r.seq) > want {
+		// Name the missing entry itself, not its successor.
+		v.fail(want, fmt.Sprintf("entry %d missing", want))
+		return true
+	}
+	reason, hashBad := v.check(r)
+	if hashBad {
+		reason = v.blameHash(next, r)
+	}
+	if reason != "" {
+		bad := uint64(r.seq)
+		if r.seq < 1 {
+			bad = want // a row that cannot be in the chain breaks it here
+		}
+		v.fail(bad, reason)
+		return true
+	}
+	return v.checkpointsAt() != ""
 }
 
 // besideCheckpoint reads the checkpoint file next to the database, if any.
@@ -200,19 +206,6 @@ func besideCheckpoint(path string) (*evidence.ExternalCheckpoint, error) {
 		return nil, err
 	}
 	return &evidence.ExternalCheckpoint{Name: f, Note: b}, nil
-}
-
-// row is reused for every entry; its RawBytes are only valid until the
-// next Scan: Verify holds one entry at a time (two when it blames a hash
-// break), however long the journal is.
-type row struct {
-	seq                                                int64
-	timeNS, kind, session, body, hash, tree, salt, pay sql.RawBytes
-	computed                                           []byte // reused across rows
-}
-
-func (r *row) scan(rows *sql.Rows) error {
-	return rows.Scan(&r.seq, &r.timeNS, &r.kind, &r.session, &r.body, &r.hash, &r.tree, &r.salt, &r.pay)
 }
 
 // signedTree is a checkpoint to match against the tree during the walk.
@@ -232,6 +225,7 @@ type verifier struct {
 	journalID string
 	prev      []byte // hash of the last good entry (zeros before entry 1)
 	h         hash.Hash
+	leaf      leafHasher
 	tree      evidence.CompactRange
 	stored    []tlog.Hash
 	col       []byte
@@ -241,7 +235,6 @@ type verifier struct {
 	next     int
 	lastGood int64
 	ret      []retention
-	payRows  int64
 }
 
 func (v *verifier) fail(seq uint64, reason string) {
@@ -252,7 +245,7 @@ func (v *verifier) fail(seq uint64, reason string) {
 // loadCheckpoints reads and verifies every stored checkpoint and the
 // external ones. A checkpoint that does not verify fails the journal: its
 // signature is the only thing that dates the tree.
-func (v *verifier) loadCheckpoints(ctx context.Context, tx *sql.Tx, key note.Verifier, ext []evidence.ExternalCheckpoint) string {
+func (v *verifier) loadCheckpoints(ctx context.Context, tx *sql.Conn, key note.Verifier, ext []evidence.ExternalCheckpoint) string {
 	rows, err := tx.QueryContext(ctx, `SELECT id, tree_size, time_ns, note FROM checkpoints ORDER BY id`)
 	if err != nil {
 		return fmt.Sprintf("cannot read the checkpoints table: %v", err)
@@ -298,8 +291,8 @@ func (v *verifier) loadCheckpoints(ctx context.Context, tx *sql.Tx, key note.Ver
 // loadRetention reads the journal.retention entries first, so that the walk
 // knows which missing payloads were deleted on purpose. They are verified
 // like any entry when the walk reaches them.
-func (v *verifier) loadRetention(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, body FROM entries WHERE kind = ? ORDER BY seq`, KindRetention)
+func (v *verifier) loadRetention(ctx context.Context, tx *sql.Conn) error {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, body FROM entries WHERE kind = '`+KindRetention+`' ORDER BY seq`)
 	if err != nil {
 		return fmt.Errorf("journal: read retention entries: %w", err)
 	}
@@ -354,13 +347,12 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 	if perr != nil {
 		return perr.Error(), false
 	}
-	var num [20]byte
 	switch {
-	case string(r.timeNS) != string(strconv.AppendInt(num[:0], p.Time, 10)):
+	case !sameInt(r.timeNS, p.Time):
 		return "time_ns column does not match body", false
-	case string(r.kind) != p.Kind:
+	case !sameText(r.kind, p.Kind):
 		return "kind column does not match body", false
-	case string(r.session) != p.Session:
+	case !sameText(r.session, p.Session):
 		return "session column does not match body", false
 	case r.seq == 1 && p.Kind != model.KindJournalOpen:
 		return fmt.Sprintf("entry 1 is %q, not %q", p.Kind, model.KindJournalOpen), false
@@ -371,13 +363,13 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 		}
 		v.rep.JournalID = od.JournalID
 	}
-	v.stored = v.tree.AddStored(tlog.RecordHash(r.body), v.stored)
+	v.stored = v.tree.AddStored(v.leaf.sum(r.body), v.stored)
 	if v.col = treeColumn(v.col, v.stored); !bytes.Equal(v.col, r.tree) {
 		return "tree hashes stored with the entry do not match its body", false
 	}
 	switch {
 	case p.Payload == nil && (r.salt != nil || r.pay != nil):
-		return "a payload row exists for an entry that commits to none", false
+		return "a payload is stored for an entry that commits to none", false
 	case p.Payload == nil:
 	case r.pay == nil && r.salt == nil:
 		if !v.deletedOnPurpose(uint64(r.seq), p.Time) {
@@ -385,7 +377,6 @@ func (v *verifier) check(r *row) (reason string, hashBad bool) {
 		}
 		v.rep.PayloadsDeleted++
 	default:
-		v.payRows++
 		if c := evidence.PayloadCommitment(r.salt, r.pay); len(r.salt) != evidence.SaltSize || !bytes.Equal(c[:], p.Payload) {
 			return "payload does not match its commitment (payload or salt changed)", false
 		}
@@ -416,7 +407,7 @@ func (v *verifier) checkpointsAt() string {
 }
 
 // finish checks what only the end of the walk shows.
-func (v *verifier) finish(requireSigned bool, payloadRows int64) {
+func (v *verifier) finish(requireSigned bool) {
 	rep := &v.rep
 	if rep.Entries == 0 {
 		v.fail(1, "entry 1 missing (the journal has no entries)")
@@ -429,10 +420,6 @@ func (v *verifier) finish(requireSigned bool, payloadRows int64) {
 		st := v.cps[len(v.cps)-1]
 		v.fail(rep.HeadSeq+1, fmt.Sprintf("the journal ends at entry %d but %s (signed %s) covers %d entries: entries %d to %d were removed (tail truncated)",
 			rep.HeadSeq, st.name, st.cp.Time().Format(time.RFC3339Nano), st.cp.Size, rep.HeadSeq+1, st.cp.Size))
-		return
-	}
-	if payloadRows != v.payRows {
-		v.fail(0, fmt.Sprintf("%d payload rows belong to no entry", payloadRows-v.payRows))
 		return
 	}
 	rep.Unsigned = rep.HeadSeq - rep.SignedSize
@@ -448,24 +435,21 @@ func (v *verifier) finish(requireSigned bool, payloadRows int64) {
 // over r's body, the body is intact and the stored hash was edited; if it
 // chains from the stored hash, the stored hash is original and the body
 // was edited.
-func (v *verifier) blameHash(rows *sql.Rows, r *row) string {
+func (v *verifier) blameHash(next func(*row) (bool, error), r *row) string {
 	if len(r.hash) != evidence.HashSize {
 		return fmt.Sprintf("stored hash changed (%d bytes, want %d)", len(r.hash), evidence.HashSize)
 	}
 	computed := append([]byte(nil), r.computed...)
 	stored := append([]byte(nil), r.hash...)
 	const unsure = "hash mismatch: body or stored hash was changed"
-	if !rows.Next() {
-		return unsure
-	}
-	var next row
-	if err := next.scan(rows); err != nil || next.seq != r.seq+1 {
+	var n row
+	if ok, err := next(&n); !ok || err != nil || n.seq != r.seq+1 {
 		return unsure
 	}
 	switch {
-	case bytes.Equal(evidence.AppendChainHash(v.h, nil, computed, next.body), next.hash):
+	case bytes.Equal(evidence.AppendChainHash(v.h, nil, computed, n.body), n.hash):
 		return "stored hash changed"
-	case bytes.Equal(evidence.AppendChainHash(v.h, nil, stored, next.body), next.hash):
+	case bytes.Equal(evidence.AppendChainHash(v.h, nil, stored, n.body), n.hash):
 		if r.seq > 1 {
 			return fmt.Sprintf("hash mismatch: body was changed (or entry %d was rewritten together with its hash)", r.seq-1)
 		}

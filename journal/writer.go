@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 // writer owns the write connection. Everything in it is touched only by the
@@ -27,35 +29,51 @@ type writer struct {
 
 	// conn is dedicated so that per-connection pragmas (synchronous,
 	// busy_timeout) stay set and the statements stay prepared. nil after a
-	// connection was discarded; the next batch reconnects.
-	conn                                 *sql.Conn
-	insert, insertPayload, head, put, cp *sql.Stmt
-	// full is the connection's current synchronous setting, to skip
-	// redundant pragmas; valid only while conn is.
-	full bool
+	// connection was discarded; the next batch reconnects. rc holds its
+	// driver-level statements.
+	conn *sql.Conn
+	rc   rawConn
+	// dataVersion is the connection's PRAGMA data_version when it last
+	// found the head to be what size and headHash say; dvKnown is false
+	// until then and after a failed transaction.
+	dataVersion int64
+	dvKnown     bool
 
-	// unsyncedSince is when the oldest record that is committed but not
-	// fsynced was handed to the journal (posted records count from Post,
-	// not from their commit); zero when everything is synced.
+	// sy fsyncs the WAL (syncer.go); syncing says its goroutine runs.
+	sy      *syncer
+	syncing bool
+	// unsyncedSince is when the oldest committed record that no sync job
+	// covers yet was handed to the journal (posted records count from
+	// Post, not from their commit); zero when there is none. inflight are
+	// the jobs submitted and not yet finished, oldest first.
 	unsyncedSince time.Time
-	// syncRetryAt delays the next idle sync after a failed one, so a
-	// broken disk does not make the writer spin.
+	inflight      []inflightSync
+	results       []syncResult
+	// syncRetryAt delays the next sync after a failed one, so a broken
+	// disk does not make the writer spin.
 	syncRetryAt time.Time
 
 	// order is the batch as committed: posted records first.
 	order []*request
 
+	// h, leaf, recs, arena, spans, stored, hbuf and last are the batch's
+	// scratch space (writer_tx.go).
 	h          hash.Hash
-	body, col  []byte
-	prev, curr []byte
+	leaf       leafHasher
+	recs       []*encodedRecord
+	arena      []byte
+	spans      []rowSpan
 	stored     []tlog.Hash
+	hbuf, last []byte
 
 	// size is the tree size (head seq) this writer knows, headHash the
 	// chain hash of that entry and tree the compact range of that tree.
-	// synced is the size known to be fsynced: only that much is signed.
+	// synced is the size known to be fsynced and syncedTree that tree:
+	// only that much is signed.
 	size, synced int64
 	headHash     []byte
 	tree         evidence.CompactRange
+	syncedTree   evidence.CompactRange
 
 	cps checkpointer
 
@@ -76,10 +94,9 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 	db.SetMaxOpenConns(1)
 	w := &writer{
 		opts: opts, log: log, dsn: d, db: db,
-		h:    sha256.New(),
-		prev: make([]byte, 0, evidence.HashSize),
-		curr: make([]byte, 0, evidence.HashSize),
-		cps:  checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
+		h:   sha256.New(),
+		cps: checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
+		sy:  newSyncer(log, opts.Path),
 	}
 	if err := w.connect(ctx); err != nil {
 		db.Close()
@@ -94,7 +111,18 @@ func (w *writer) connect(ctx context.Context) error {
 		return fmt.Errorf("journal: connect %s: %w", w.opts.Path, err)
 	}
 	var mode string
-	if err := c.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
+	// Processes opening a new file at once can meet in the switch to WAL
+	// mode, where SQLite answers "database is locked" at once rather than
+	// wait (either could deadlock the other): retry within the busy
+	// timeout.
+	for deadline := time.Now().Add(w.opts.BusyTimeout); ; time.Sleep(time.Millisecond) {
+		err = c.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		var se sqlite3.Error
+		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		c.Close()
 		return fmt.Errorf("journal: set WAL mode on %s: %w", w.opts.Path, err)
 	}
@@ -102,7 +130,8 @@ func (w *writer) connect(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("journal: %s refused WAL mode (journal_mode is %q)", w.opts.Path, mode)
 	}
-	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+	// The syncer fsyncs the WAL after the commits that need it.
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
 		c.Close()
 		return fmt.Errorf("journal: set synchronous on %s: %w", w.opts.Path, err)
 	}
@@ -110,65 +139,67 @@ func (w *writer) connect(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	w.conn, w.full = c, true
+	if err := w.useWAL(); err != nil {
+		c.Close()
+		return err
+	}
+	w.conn = c
 	return nil
 }
 
+// hotSQL is prepared at Open, so that a journal whose schema does not
+// take them fails there rather than at its first batch.
+var hotSQL = append([]string{sqlBegin, sqlCommit, sqlRollback, sqlDataVersion, sqlHead, sqlCheckpoint}, sqlInsertRows[:]...)
+
 // prepare needs the schema, so Open calls it after initSchema.
-func (w *writer) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		s   **sql.Stmt
-		sql string
-	}{
-		{&w.insert, `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&w.insertPayload, `INSERT INTO payloads (seq, salt, data) VALUES (?, ?, ?)`},
-		{&w.head, `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`},
-		{&w.put, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`},
-		{&w.cp, `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`},
-	} {
-		s, err := w.conn.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("journal: prepare %q: %w", p.sql, err)
+func (w *writer) prepare(context.Context) error {
+	return w.withRaw(func(rc *rawConn) error {
+		for _, q := range hotSQL {
+			if _, err := rc.stmt(q); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
 		}
-		*p.s = s
-	}
-	return nil
+		return nil
+	})
 }
 
 // discard drops a connection whose state is unknown (a transaction that
 // would not roll back). Returning driver.ErrBadConn from Raw makes
 // database/sql close it instead of pooling it.
 func (w *writer) discard() {
-	w.closeStmts()
+	w.dvKnown = false
 	if w.conn == nil {
 		return
 	}
-	_ = w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = w.conn.Raw(func(any) error {
+		w.rc.close()
+		return driver.ErrBadConn
+	})
 	_ = w.conn.Close()
 	w.conn = nil
 }
 
-func (w *writer) closeStmts() {
-	for _, s := range []**sql.Stmt{&w.insert, &w.insertPayload, &w.head, &w.put, &w.cp} {
-		if *s != nil {
-			(*s).Close()
-			*s = nil
-		}
-	}
-}
-
 func (w *writer) close() {
-	w.closeStmts()
 	if w.conn != nil {
+		_ = w.conn.Raw(func(any) error {
+			w.rc.close()
+			return nil
+		})
 		w.conn.Close()
 		w.conn = nil
 	}
 	w.db.Close()
+	if w.sy.wal != nil {
+		w.sy.wal.Close()
+	}
 }
 
 func (w *writer) run() {
 	j := w.j
 	defer close(j.done)
+	w.sy.j = j
+	go w.sy.run()
+	w.syncing = true
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	batch := make([]*request, 0, maxBatch)
@@ -197,10 +228,12 @@ func (w *writer) run() {
 		case c := <-j.ctl:
 			c.err = c.fn(w)
 			close(c.done)
+		case <-w.sy.note:
+			w.onSynced()
 		case <-timerC:
 			timerC = nil
 			if !w.unsyncedSince.IsZero() && !time.Now().Before(w.syncAt()) {
-				w.idleSync()
+				w.requestSync(nil, true)
 			}
 			w.maybeCheckpoint(time.Now())
 		}
@@ -218,28 +251,6 @@ func (w *writer) run() {
 		clear(batch)
 	}
 	w.shutdown()
-}
-
-// syncAt is when committed records must be synced at the latest.
-func (w *writer) syncAt() time.Time {
-	at := w.unsyncedSince.Add(w.opts.SyncInterval)
-	if w.syncRetryAt.After(at) {
-		at = w.syncRetryAt
-	}
-	return at
-}
-
-// nextWake is when the writer must act on its own: a sync falling due or a
-// checkpoint. Zero means nothing is scheduled.
-func (w *writer) nextWake() time.Time {
-	var at time.Time
-	if !w.unsyncedSince.IsZero() {
-		at = w.syncAt()
-	}
-	if cp := w.cps.due(w.size, w.synced); !cp.IsZero() && (at.IsZero() || cp.Before(at)) {
-		at = cp
-	}
-	return at
 }
 
 // drain adds whatever is already queued, without waiting: group commit
@@ -323,6 +334,8 @@ func (w *writer) process(batch []*request) {
 	if !w.unsyncedSince.IsZero() && w.unsyncedSince.Before(oldest) {
 		oldest = w.unsyncedSince
 	}
+	// The batch waits for an fsync if a record asks for one, or if
+	// committed records are due to be synced.
 	full := w.opts.Sync == SyncAlways || start.Sub(oldest) >= w.opts.SyncInterval
 	for _, r := range batch {
 		full = full || r.sync
@@ -346,8 +359,7 @@ func (w *writer) process(batch []*request) {
 	}
 	batch = w.order
 	defer clear(w.order)
-	first, batch, err := w.commit(batch, full)
-	w.order = batch
+	first, err := w.commit(batch)
 	if err != nil {
 		j.failedBatches.Add(1)
 		w.log.Error("journal batch failed; its records were refused", "records", len(batch), "synced", full, "err", err)
@@ -369,12 +381,8 @@ func (w *writer) process(batch []*request) {
 	j.lastSeq.Store(last)
 	j.appends.Add(uint64(len(batch)))
 	j.batches.Add(1)
-	if full {
-		j.fsyncBatches.Add(1)
-		w.setUnsynced(time.Time{})
-		w.synced = w.size
-	} else if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
-		w.setUnsynced(oldest)
+	if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
+		w.unsyncedSince = oldest
 	}
 	for _, r := range batch {
 		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
@@ -385,10 +393,16 @@ func (w *writer) process(batch []*request) {
 	// Credit goes back once the records are committed: a session waits
 	// for its records to be in the journal, not only out of the queue.
 	j.shares.giveBatch(batch)
+	// Synced appends (all appends under SyncAlways) are answered by the
+	// syncer once the WAL is fsynced; the others now.
+	var wait []waiter
 	for i, r := range batch {
+		seq := first + uint64(i)
 		switch {
+		case r.res != nil && full && (r.sync || w.opts.Sync == SyncAlways):
+			wait = append(wait, waiter{r, seq})
 		case r.res != nil:
-			r.res <- result{seq: first + uint64(i)}
+			r.res <- result{seq: seq}
 		case r.gap != nil:
 			j.gaps.Add(1)
 		default:
@@ -396,50 +410,18 @@ func (w *writer) process(batch []*request) {
 		}
 	}
 	if full {
-		w.maybeCheckpoint(time.Now())
+		w.requestSync(wait, false)
 	}
-}
-
-// idleSync makes committed records durable when no batch came along within
-// SyncInterval to carry the fsync. An empty transaction would not touch
-// the WAL, so it rewrites a meta row under synchronous=FULL.
-func (w *writer) idleSync() {
-	if err := w.syncNow(); err != nil {
-		w.syncRetryAt = time.Now().Add(w.opts.SyncInterval)
-		w.log.Error("journal sync failed; will retry", "unsynced_since", w.unsyncedSince, "err", err)
-		return
-	}
-	w.j.idleSyncs.Add(1)
-}
-
-func (w *writer) syncNow() (err error) {
-	ctx := context.Background()
-	if err := w.begin(ctx, true); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			w.rollback()
-		}
-	}()
-	now := time.Now()
-	if _, err := w.put.ExecContext(ctx, "last_sync_ns", now.UnixNano()); err != nil {
-		return fmt.Errorf("write last_sync_ns: %w", err)
-	}
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return fmt.Errorf("commit sync: %w", err)
-	}
-	w.setUnsynced(time.Time{})
-	w.syncRetryAt = time.Time{}
-	w.synced = w.size
-	return nil
+	w.publishUnsynced()
 }
 
 // shutdown runs once the queues are closed and drained: sync what is still
 // only committed, sign the final tree, then release the database.
 func (w *writer) shutdown() {
 	j := w.j
-	if !w.unsyncedSince.IsZero() {
+	w.sy.waitIdle()
+	w.onSynced()
+	if w.synced < w.size {
 		if err := w.syncNow(); err != nil {
 			j.closeErr = fmt.Errorf("journal: final sync: %w", err)
 			w.log.Error("journal final sync failed", "err", err)
@@ -450,6 +432,7 @@ func (w *writer) shutdown() {
 	if w.synced == w.size && w.size > w.cps.last.Size {
 		w.checkpoint(time.Now())
 	}
+	w.sy.close()
 	w.close()
 	if j.sinks != nil {
 		j.sinks.close()

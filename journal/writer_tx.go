@@ -6,180 +6,231 @@ package journal
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"errors"
+	"database/sql/driver"
 	"fmt"
 	"time"
-
-	sqlite3 "github.com/mattn/go-sqlite3"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal/evidence"
 )
 
+// SQL of the write path, prepared once per connection (rawConn.stmt).
+const (
+	sqlBegin       = `BEGIN IMMEDIATE`
+	sqlCommit      = `COMMIT`
+	sqlRollback    = `ROLLBACK`
+	sqlDataVersion = `PRAGMA data_version`
+	sqlHead        = `SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1`
+	sqlCheckpoint  = `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`
+)
+
 // commit writes batch in one transaction and returns the first sequence
 // number. BEGIN IMMEDIATE takes the database write lock before the head is
-// read, so another process appending to the same file cannot slip an
-// entry between our read of the head and our insert.
-func (w *writer) commit(batch []*request, full bool) (first uint64, _ []*request, err error) {
-	ctx := context.Background() // bounded by busy_timeout, not by any caller
-	if err := w.begin(ctx, full); err != nil {
-		return 0, batch, err
-	}
+// checked, so another process appending to the same file cannot slip an
+// entry between our view of the head and our insert.
+func (w *writer) commit(batch []*request) (first uint64, err error) {
 	saved := w.tree.Clone()
 	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
-	defer func() {
-		if err != nil {
-			w.rollback()
-			w.tree, w.size, w.headHash = saved, savedSize, savedHead
-		}
-	}()
-	if err := w.syncHead(ctx); err != nil {
-		return 0, batch, err
+	w.recs = w.recs[:0]
+	for _, r := range batch {
+		w.recs = append(w.recs, &r.rec)
 	}
-	prev := append(w.prev[:0], w.headHash...)
-	curr := w.curr
-	seq := uint64(w.size)
-	insert := func(r *request) (err error) {
-		seq++
-		t := r.rec.timeNS
-		if !r.rec.hasTime {
-			t = time.Now().UnixNano()
-		}
-		if curr, err = w.insertEntry(ctx, seq, t, &r.rec, prev, curr); err != nil {
+	defer clear(w.recs)
+	err = w.inTx(func(rc *rawConn) error {
+		if err := w.syncHead(rc); err != nil {
 			return err
 		}
-		prev, curr = curr, prev
-		return nil
+		first = uint64(w.size) + 1
+		return w.insert(rc, w.recs, first)
+	})
+	if err != nil {
+		w.tree, w.size, w.headHash = saved, savedSize, savedHead
+		return 0, fmt.Errorf("entries %d-%d: %w", first, first+uint64(len(batch))-1, err)
 	}
-	for _, r := range batch {
-		if err := insert(r); err != nil {
-			return 0, batch, err
-		}
-	}
-	// Records that arrived while this batch was being written join it
-	// when it is about to fsync anyway: the fsync is the expensive part,
-	// and they would otherwise wait for the next one.
-	if full && w.j != nil {
-		n := len(batch)
-		batch = drain(w.j.reqs, w.j.posts, batch, w.closing)
-		for _, r := range batch[n:] {
-			if err := insert(r); err != nil {
-				return 0, batch, err
-			}
-		}
-	}
-	w.prev, w.curr = prev, curr
-	firstSeq := uint64(w.size) + 1
-	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
-		return 0, batch, fmt.Errorf("commit entries %d-%d: %w", firstSeq, seq, err)
-	}
-	w.size, w.headHash = int64(seq), append(w.headHash[:0], prev...)
-	return firstSeq, batch, nil
+	w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
+	return first, nil
 }
 
-// insertEntry writes rec as entry seq at time t, chained from prev, with
-// its payload, and adds its leaf to the tree. It returns the entry's chain
-// hash, computed into dst[:0]. The caller holds the write transaction and
-// moves size and headHash on once it commits.
-func (w *writer) insertEntry(ctx context.Context, seq uint64, t int64, rec *encodedRecord, prev, dst []byte) ([]byte, error) {
-	w.body = evidence.AppendBody(w.body[:0], seq, t, rec.tail)
-	dst = evidence.AppendChainHash(w.h, dst, prev, w.body)
-	w.stored = w.tree.AddStored(tlog.RecordHash(w.body), w.stored)
-	w.col = treeColumn(w.col, w.stored)
-	if _, err := w.insert.ExecContext(ctx, int64(seq), t, rec.kind, rec.session, w.body, dst, w.col); err != nil {
-		return dst, fmt.Errorf("insert entry %d: %w", seq, err)
-	}
-	if rec.payload != nil {
-		if _, err := w.insertPayload.ExecContext(ctx, int64(seq), rec.salt, rec.payload); err != nil {
-			return dst, fmt.Errorf("insert payload of entry %d: %w", seq, err)
+// Rows are inserted up to maxInsertRows per statement: one statement
+// (one cgo crossing, one VDBE run) per row cost more than SQLite's work
+// on the row itself. A batch is cut into statements of power-of-two sizes,
+// so a handful of prepared statements serve every batch size.
+const (
+	rowCols       = 9
+	maxInsertRows = 256
+)
+
+// sqlInsertRows[k] inserts 1<<k entries.
+var sqlInsertRows = func() (qs [9]string) {
+	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for k := range qs {
+		q := `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES ` + row
+		for range 1<<k - 1 {
+			q += `, ` + row
 		}
+		qs[k] = q
 	}
-	return dst, nil
+	return qs
+}()
+
+// rowSpan locates an entry's body, hash and tree column in w.arena.
+type rowSpan struct {
+	seq, time        int64
+	body, hash, tree int // ends; each starts where the one before ends
+}
+
+// insert writes recs as entries first, first+1, ..., chained from
+// w.headHash, adds their leaves to the tree, and leaves the last entry's
+// chain hash in w.last. The caller holds the write transaction and moves
+// size and headHash on once it commits.
+func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error {
+	w.last = append(w.last[:0], w.headHash...)
+	seq := int64(first)
+	for len(recs) > 0 {
+		k := 0
+		for k < 8 && 2<<k <= len(recs) {
+			k++
+		}
+		n := 1 << k
+		chunk := recs[:n]
+		recs = recs[n:]
+		// Bodies, hashes and tree columns go to the arena first, and are
+		// sliced once it no longer grows.
+		w.arena, w.spans = w.arena[:0], w.spans[:0]
+		for _, rec := range chunk {
+			t := rec.timeNS
+			if !rec.hasTime {
+				t = time.Now().UnixNano()
+			}
+			start := len(w.arena)
+			w.arena = evidence.AppendBody(w.arena, uint64(seq), t, rec.tail)
+			sp := rowSpan{seq: seq, time: t, body: len(w.arena)}
+			prev := w.last
+			if len(w.spans) > 0 {
+				prev = w.arena[w.spans[len(w.spans)-1].body:w.spans[len(w.spans)-1].hash]
+			}
+			w.hbuf = evidence.AppendChainHash(w.h, w.hbuf, prev, w.arena[start:sp.body])
+			w.arena = append(w.arena, w.hbuf...)
+			sp.hash = len(w.arena)
+			w.stored = w.tree.AddStored(w.leaf.sum(w.arena[start:sp.body]), w.stored)
+			for _, h := range w.stored {
+				w.arena = append(w.arena, h[:]...)
+			}
+			sp.tree = len(w.arena)
+			w.spans = append(w.spans, sp)
+			seq++
+		}
+		args := rc.args[:0]
+		start := 0
+		for i, sp := range w.spans {
+			rec := chunk[i]
+			for c, v := range [rowCols]driver.Value{sp.seq, sp.time, rec.kind, rec.session,
+				w.arena[start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], nilIfEmpty(rec.salt), nilIfEmpty(rec.payload)} {
+				args = append(args, driver.NamedValue{Ordinal: i*rowCols + c + 1, Value: v})
+			}
+			start = sp.tree
+		}
+		rc.args = args
+		if err := rc.run(sqlInsertRows[k], args); err != nil {
+			return fmt.Errorf("insert entries %d-%d: %w", w.spans[0].seq, seq-1, err)
+		}
+		lastSp := w.spans[len(w.spans)-1]
+		w.last = append(w.last[:0], w.arena[lastSp.body:lastSp.hash]...)
+	}
+	return nil
+}
+
+// nilIfEmpty keeps a record without payload (nil) a NULL: a nil []byte in
+// an interface is not a nil interface, and the driver would bind a blob.
+func nilIfEmpty(b []byte) driver.Value {
+	if b == nil {
+		return nil
+	}
+	return b
 }
 
 // syncHead makes size, headHash and tree describe the database's head,
 // inside the write transaction. They differ when another process appended
-// to the same file since our last batch: then the tree's right edge is read
-// back from the entries' tree columns.
-func (w *writer) syncHead(ctx context.Context) error {
-	var headSeq int64
-	var headHash []byte
-	err := w.head.QueryRowContext(ctx).Scan(&headSeq, &headHash)
+// to (or edited) the same file since our last transaction: then the tree's
+// right edge is read back from the entries' tree columns. PRAGMA
+// data_version tells whether any other connection committed in between,
+// which is much cheaper than reading the head every batch; it does not
+// change for our own commits.
+func (w *writer) syncHead(rc *rawConn) error {
+	if _, err := rc.queryRow(sqlDataVersion, 1); err != nil {
+		return fmt.Errorf("read data_version: %w", err)
+	}
+	dv, _ := rc.dest[0].(int64)
+	if w.dvKnown && dv == w.dataVersion {
+		return nil
+	}
+	// Whatever follows, our view is checked against this version.
+	w.dataVersion, w.dvKnown = dv, false
+	headSeq, headHash := int64(0), make([]byte, evidence.HashSize)
+	found, err := rc.queryRow(sqlHead, 2)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("read head: %w", err)
+	case !found:
 		// Only if every entry was deleted from outside. Recording on
 		// keeps evidence of what happens next, where refusing would stop
 		// every intercepted operation; Verify reports the damage.
 		w.log.Warn("journal has no entries; chaining from zero")
-		headSeq, headHash = 0, make([]byte, evidence.HashSize)
-	case err != nil:
-		return fmt.Errorf("read head: %w", err)
-	case len(headHash) != evidence.HashSize:
-		return fmt.Errorf("head entry %d has a %d-byte hash", headSeq, len(headHash))
+	default:
+		headSeq, _ = rc.dest[0].(int64)
+		headHash, _ = rc.dest[1].([]byte)
+		if len(headHash) != evidence.HashSize {
+			return fmt.Errorf("head entry %d has a %d-byte hash", headSeq, len(headHash))
+		}
 	}
-	if headSeq == w.size && bytes.Equal(headHash, w.headHash) {
-		return nil
+	if headSeq != w.size || !bytes.Equal(headHash, w.headHash) {
+		tree, err := loadRange(rc.trees(), headSeq)
+		if err != nil {
+			return fmt.Errorf("read the tree's right edge at %d: %w", headSeq, err)
+		}
+		if headSeq < w.size {
+			w.log.Warn("journal head went back: entries were removed from outside", "had", w.size, "now", headSeq)
+			w.synced = min(w.synced, headSeq)
+		}
+		w.tree, w.size, w.headHash = tree, headSeq, append(w.headHash[:0], headHash...)
 	}
-	tree, err := loadRange(ctx, w.conn, headSeq)
-	if err != nil {
-		return fmt.Errorf("read the tree's right edge at %d: %w", headSeq, err)
-	}
-	if headSeq < w.size {
-		w.log.Warn("journal head went back: entries were removed from outside", "had", w.size, "now", headSeq)
-		w.synced = min(w.synced, headSeq)
-	}
-	w.tree, w.size, w.headHash = tree, headSeq, append(w.headHash[:0], headHash...)
+	w.dvKnown = true
 	return nil
 }
 
-// begin sets the durability of the coming commit and opens the write
-// transaction. The pragma cannot change inside a transaction. Under WAL,
-// a FULL commit fsyncs the WAL, which also makes every earlier NORMAL
-// commit durable: that is what lets one fsync serve many records.
-func (w *writer) begin(ctx context.Context, full bool) error {
-	if w.conn == nil {
-		if err := w.connect(ctx); err != nil {
-			return err
-		}
-		if err := w.prepare(ctx); err != nil {
-			w.discard()
-			return err
-		}
-	}
-	if full != w.full {
-		mode := "NORMAL"
-		if full {
-			mode = "FULL"
-		}
-		if _, err := w.conn.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
-			return fmt.Errorf("set synchronous=%s: %w", mode, err)
-		}
-		w.full = full
-	}
-	if _, err := w.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return fmt.Errorf("begin write transaction: %w", err)
-	}
-	return nil
-}
-
-// rollback undoes a failed transaction. If the connection still has one
-// open afterwards, it is discarded: a half-written batch must never be
+// inTx runs fn inside a write transaction on the driver connection and
+// commits it (written to the WAL, not synced: the syncer does that). On
+// any error the transaction is rolled back; if the connection still has
+// one open after that, it is discarded: a half-written batch must never be
 // committed by the next one.
-func (w *writer) rollback() {
+func (w *writer) inTx(fn func(rc *rawConn) error) error {
 	if w.conn == nil {
-		return
-	}
-	_, rerr := w.conn.ExecContext(context.Background(), `ROLLBACK`)
-	inTx := true
-	cerr := w.conn.Raw(func(dc any) error {
-		if c, ok := dc.(*sqlite3.SQLiteConn); ok {
-			inTx = !c.AutoCommit()
+		if err := w.connect(context.Background()); err != nil {
+			return err
 		}
-		return nil
+	}
+	bad := false
+	err := w.withRaw(func(rc *rawConn) error {
+		if err := rc.exec(sqlBegin); err != nil {
+			return fmt.Errorf("begin write transaction: %w", err)
+		}
+		err := fn(rc)
+		if err == nil {
+			if err = rc.exec(sqlCommit); err == nil {
+				return nil
+			}
+			err = fmt.Errorf("commit: %w", err)
+		}
+		// The head may be ours no more: check it in the next transaction.
+		w.dvKnown = false
+		rerr := rc.exec(sqlRollback)
+		if !rc.sc.AutoCommit() {
+			w.log.Warn("journal: discarding write connection after failed rollback", "rollback_err", rerr)
+			bad = true
+		}
+		return err
 	})
-	if inTx || cerr != nil {
-		w.log.Warn("journal: discarding write connection after failed rollback", "rollback_err", rerr, "err", cerr)
+	if bad {
 		w.discard()
 	}
+	return err
 }

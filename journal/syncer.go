@@ -1,0 +1,241 @@
+package journal
+
+// The WAL's fsync, off the writer goroutine. The writer commits every batch
+// with synchronous=NORMAL (the WAL written, not synced) and hands what must
+// be durable to the syncer, which fdatasyncs the WAL file and then answers
+// the appends that waited for it. Meanwhile the writer commits the next
+// batch: the fsync of one batch overlaps the work of the next, Committed
+// appends never wait behind another caller's fsync, and one fsync covers
+// every batch committed before it started.
+//
+// In WAL mode the only difference SQLite makes between synchronous=FULL and
+// NORMAL is that FULL fsyncs the WAL at every commit; NORMAL still syncs it
+// before each checkpoint copies it into the database (and the database
+// after), and the WAL header when the file is reused. So an fdatasync of
+// the WAL file after a NORMAL commit makes that commit exactly as durable as
+// FULL would have, without holding the write lock (and every other process
+// appending to the file) through the fsync.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/interlock/interlock/journal/evidence"
+)
+
+// syncJob asks for the WAL to be synced with everything committed up to
+// size.
+type syncJob struct {
+	size int64
+	// tree is the tree of that size: a checkpoint signs only synced trees.
+	tree evidence.CompactRange
+	// since is when the oldest record the job is the first to cover was
+	// handed over.
+	since time.Time
+	// waiters are the appends to answer once synced.
+	waiters []waiter
+	// idle marks a job made because records waited for their interval,
+	// not for a batch.
+	idle bool
+}
+
+// waiter is an append committed as entry seq that waits for its fsync.
+type waiter struct {
+	r   *request
+	seq uint64
+}
+
+// syncResult is a finished job, as the writer learns of it.
+type syncResult struct {
+	*syncJob
+	err error
+}
+
+// syncer runs the fsyncs of one writer.
+type syncer struct {
+	log *slog.Logger
+	j   *Journal // nil during Open
+
+	mu      sync.Mutex
+	pending []*syncJob
+	done    []syncResult
+	busy    bool // a job is between pending and done
+	stop    bool
+	idle    sync.Cond // signalled when pending is empty and nothing is busy
+	// wake tells the syncer goroutine that pending has jobs; note tells the
+	// writer that done has results. Both hold at most one token.
+	wake, note chan struct{}
+	exited     chan struct{}
+
+	// wal is the WAL file of the database at path; the writer replaces it
+	// only while the syncer is idle (after waitIdle).
+	path string
+	wal  *os.File
+}
+
+func newSyncer(log *slog.Logger, path string) *syncer {
+	s := &syncer{log: log, path: path, wake: make(chan struct{}, 1), note: make(chan struct{}, 1), exited: make(chan struct{})}
+	s.idle.L = &s.mu
+	return s
+}
+
+// openWAL opens the WAL file of the database at path for fdatasync, and
+// syncs the directory once so that the file itself is found after a power
+// loss (SQLite would do that at its first sync of the file, which under
+// NORMAL can be long after the first commit).
+func openWAL(path string) (*os.File, error) {
+	f, err := os.Open(path + "-wal")
+	if err != nil {
+		return nil, fmt.Errorf("journal: open the WAL of %s for syncing: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err == nil {
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: sync the directory of %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// fsync makes everything written to the WAL so far durable. The file is
+// opened at the first sync if the writer's connect found none yet (a new
+// database gets its WAL at its first transaction).
+func (s *syncer) fsync() error {
+	if s.wal == nil {
+		f, err := openWAL(s.path)
+		if err != nil {
+			return err
+		}
+		s.wal = f
+	}
+	for {
+		err := syscall.Fdatasync(int(s.wal.Fd()))
+		if !errors.Is(err, syscall.EINTR) {
+			if err != nil {
+				return fmt.Errorf("fdatasync %s: %w", s.wal.Name(), err)
+			}
+			return nil
+		}
+	}
+}
+
+// submit queues a job for the syncer goroutine.
+func (s *syncer) submit(job *syncJob) {
+	s.mu.Lock()
+	s.pending = append(s.pending, job)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the syncer goroutine: each fsync covers every job pending when it
+// starts.
+func (s *syncer) run() {
+	defer close(s.exited)
+	var jobs []*syncJob
+	for {
+		s.mu.Lock()
+		for len(s.pending) == 0 && !s.stop {
+			s.idle.Broadcast()
+			s.mu.Unlock()
+			<-s.wake
+			s.mu.Lock()
+		}
+		if len(s.pending) == 0 {
+			s.idle.Broadcast()
+			s.mu.Unlock()
+			return
+		}
+		jobs = append(jobs[:0], s.pending...)
+		clear(s.pending)
+		s.pending = s.pending[:0]
+		s.busy = true
+		s.mu.Unlock()
+
+		err := s.fsync()
+		s.answer(jobs, err)
+
+		s.mu.Lock()
+		for _, job := range jobs {
+			s.done = append(s.done, syncResult{job, err})
+		}
+		s.busy = false
+		s.mu.Unlock()
+		clear(jobs)
+		select {
+		case s.note <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// answer counts the syncs and answers the appends that waited for them.
+func (s *syncer) answer(jobs []*syncJob, err error) {
+	if j := s.j; j != nil && err == nil {
+		j.fsyncs.Add(1)
+		for _, job := range jobs {
+			if job.idle {
+				j.idleSyncs.Add(1)
+			} else {
+				j.fsyncBatches.Add(1)
+			}
+		}
+	}
+	if err != nil {
+		s.log.Error("journal: fsync of the WAL failed; the records that waited for it were refused", "err", err)
+		err = fmt.Errorf("journal: record committed but not synced: %w", err)
+	}
+	for _, job := range jobs {
+		for _, wt := range job.waiters {
+			if err != nil {
+				wt.r.res <- result{err: err}
+			} else {
+				wt.r.res <- result{seq: wt.seq}
+			}
+		}
+	}
+}
+
+// results returns the jobs finished since the last call.
+func (s *syncer) results(dst []syncResult) []syncResult {
+	s.mu.Lock()
+	dst = append(dst, s.done...)
+	clear(s.done)
+	s.done = s.done[:0]
+	s.mu.Unlock()
+	return dst
+}
+
+// waitIdle waits until every submitted job is finished.
+func (s *syncer) waitIdle() {
+	s.mu.Lock()
+	for len(s.pending) > 0 || s.busy {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+}
+
+// close stops the syncer goroutine after the jobs already submitted.
+func (s *syncer) close() {
+	s.mu.Lock()
+	s.stop = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	<-s.exited
+}
