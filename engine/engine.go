@@ -496,7 +496,9 @@ func (e *Engine) closeNow() error {
 	if e.lim != nil {
 		e.lim.close()
 	}
-	return errors.Join(e.red.Close(), e.journal.Close())
+	// The resolver keeps descriptors of the processes that connected
+	// last (identity/identity_procfds.go).
+	return errors.Join(e.red.Close(), e.ids.Close(), e.journal.Close())
 }
 
 // Metrics is the engine's instrumentation, served by the daemon.
