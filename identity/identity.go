@@ -282,6 +282,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		return nil, nil, identErrReusedMid
 	}
 
+	pf.Runner, pf.Program = classifyRunner(pf.Exe, pf.Cmdline)
 	s.degraded = r.judgeProgram(dirfd, k, exeKey, pf)
 	if pf.ExeTrust == model.ExeVerified && pf.ExeSHA256 == "" && s.hashWhy != "" {
 		s.degraded = "the executable was not hashed (" + s.hashWhy + "): hash rules cannot match"

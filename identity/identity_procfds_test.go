@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -162,5 +164,32 @@ func TestResolveNoHeldFDsOnFakeProc(t *testing.T) {
 	f := newIdentTestFake(t)
 	if f.r.fds != nil {
 		t.Fatal("descriptors kept for a /proc that is not a procfs")
+	}
+}
+
+// TestNsInodes: the namespaces read from the links' text are the inode
+// numbers a stat through the links gives.
+func TestNsInodes(t *testing.T) {
+	dirfd, err := unix.Open("/proc/self", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirfd)
+	user, mnt, err := nsInodes(dirfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var su, sm unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &su); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat("/proc/self/ns/mnt", &sm); err != nil {
+		t.Fatal(err)
+	}
+	if user != su.Ino || mnt != sm.Ino || user == 0 || mnt == 0 || user == mnt {
+		t.Fatalf("readlink says user %d mnt %d; stat says %d and %d", user, mnt, su.Ino, sm.Ino)
+	}
+	if _, err := nsInode(dirfd, "cwd"); err == nil {
+		t.Fatal("a link that names no namespace was read as one")
 	}
 }

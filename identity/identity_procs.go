@@ -81,7 +81,8 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 	}
 	pf.PPID = ppid
 	// The cached facts are of the same file; whether that file is the
-	// one this connect was made by is the kernel record's to say.
+	// one this connect was made by is the kernel record's to say. Runner
+	// and Program are the cached ones: the same exe and command line.
 	s.degraded = r.judgeProgram(d.fd, k, c.exe, &pf)
 	pf.Parents = r.parentChain(ctx, s, ppid, key.tgid, time.Now())
 	pf.Cmdline = append([]string(nil), c.pf.Cmdline...)
