@@ -256,6 +256,9 @@ func run(o options) error {
 		}
 	}
 
+	if err := printMachine(o, il, srv, bouncer, jdir); err != nil {
+		return err
+	}
 	res := results{}
 	profiled := false
 	for _, tls := range o.tls {
@@ -285,6 +288,11 @@ func run(o options) error {
 			}
 		}
 	}
+	sync, err := syncFigures(jdir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  disk sync    at the end, in the journals' dir: %s\n", sync)
 	for _, tls := range o.tls {
 		report(o, tls, res[tls])
 		if o.baseline != "" {

@@ -4,12 +4,18 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/interlock/interlock/test/bench/benchutil"
+	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
 // parse reads pgbench's summary (TPS, transactions, failures) and its
@@ -58,6 +64,62 @@ func parse(out, dir string) (result, error) {
 	r.P50US = lat[len(lat)/2]
 	r.P99US = lat[len(lat)*99/100]
 	return r, nil
+}
+
+// printMachine prints what the figures come from: the machine, the
+// programs, and the sync latency of the journals' disk, measured now (and
+// again at the end: syncFigures).
+func printMachine(o options, il string, srv *pgtest.Server, bouncer, jdir string) error {
+	version := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	iv, err := benchutil.InterlockVersion(il)
+	if err != nil {
+		return err
+	}
+	sync, err := syncFigures(jdir)
+	if err != nil {
+		return err
+	}
+	fmt.Println("PostgreSQL through interlock, PgBouncer and direct (bench-pg)")
+	fmt.Printf("  date         %s\n", time.Now().Format("2006-01-02 15:04 MST"))
+	fmt.Printf("  machine      %s, %d CPUs (%s), %s\n", benchutil.Kernel(), runtime.NumCPU(), benchutil.CPUModel(), runtime.Version())
+	fmt.Printf("  interlock    %s (embedded engine)\n", iv)
+	if o.baseline != "" {
+		bv, err := benchutil.InterlockVersion(o.baseline)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  baseline     %s (%s)\n", bv, o.baseline)
+	}
+	fmt.Printf("  server       %s, fsync on; %s; %s\n", version(filepath.Join(srv.BinDir, "postgres"), "--version"),
+		version(filepath.Join(srv.BinDir, "pgbench"), "--version"), version(bouncer, "--version"))
+	fmt.Printf("  journal      %s, sync: normal, sync_interval: 10ms\n", jdir)
+	fmt.Printf("  disk sync    at the start, in the journals' dir: %s\n", sync)
+	fmt.Printf("  runs         %d s each, %d round(s), client TLS %s\n", o.dur, o.rounds, strings.Join(o.tls, " then "))
+	return nil
+}
+
+// syncFigures times 100 fdatasync and 100 fsync calls, each after a 4 KiB
+// append, in dir: the floor under a synced journal record there.
+func syncFigures(dir string) (string, error) {
+	var parts []string
+	for _, s := range []struct {
+		name string
+		fn   func(int) error
+	}{{"fdatasync", unix.Fdatasync}, {"fsync", unix.Fsync}} {
+		lat, err := benchutil.SyncLatencies(dir, 100, s.fn)
+		if err != nil {
+			return "", fmt.Errorf("measure %s latency: %w", s.name, err)
+		}
+		parts = append(parts, fmt.Sprintf("%s p50 %.0f µs, p99 %.0f µs", s.name,
+			float64(lat[len(lat)/2].Microseconds()), float64(lat[len(lat)*99/100].Microseconds())))
+	}
+	return strings.Join(parts, "; "), nil
 }
 
 // med is the median over rounds of one figure of a leg's results.
