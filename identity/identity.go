@@ -51,9 +51,12 @@ type Resolver struct {
 	ancestors *identLRU[uint32, identAncestor]
 	chains    *identLRU[identChainKey, identChain]
 	procs     *identLRU[identProcKey, identProc]
-	mmSlots   chan struct{}
-	scratch   procfsScratchPool
-	hostNS    hostNamespaces
+	// fds are the descriptors kept open for processes seen recently
+	// (identity_procfds.go); nil when procRoot is not a procfs.
+	fds     *identLRU[uint32, *identFDs]
+	mmSlots chan struct{}
+	scratch procfsScratchPool
+	hostNS  hostNamespaces
 
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).
@@ -99,6 +102,9 @@ func NewResolver(opts ResolverOptions) *Resolver {
 	}
 	if len(r.procRoot) > 1 && r.procRoot[len(r.procRoot)-1] == '/' {
 		r.procRoot = r.procRoot[:len(r.procRoot)-1]
+	}
+	if realProcfs(r.procRoot) {
+		r.fds = newIdentLRU[uint32, *identFDs](identFDProcs)
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -192,6 +198,9 @@ func (r *Resolver) reused(startTicks uint64, k model.KernelFacts) bool {
 // reuses the pid; the start time is still read before and after.
 func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.KernelFacts) (*model.ProcFacts, map[string]string, string) {
 	tgid := k.TGID
+	if pf, claims, ok := r.heldProc(ctx, s, k); ok {
+		return pf, claims, ""
+	}
 	dir := r.procRoot + "/" + strconv.FormatUint(uint64(tgid), 10)
 	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -200,7 +209,13 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		}
 		return nil, nil, fmt.Sprintf("opening %s: %v", dir, err)
 	}
-	defer unix.Close(dirfd)
+	// held: the descriptor is kept for the process's next connections.
+	held := false
+	defer func() {
+		if !held {
+			unix.Close(dirfd)
+		}
+	}()
 
 	// Start time, first read.
 	data, _, err := procfsReadAt(s, dirfd, "stat", procfsMaxSmallFile)
@@ -220,7 +235,8 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	start, state := st.startTicks, st.state
 	procKey := identProcKey{tgid: tgid, startTicks: start, uid: k.UID, gid: k.GID, cgroupID: k.CgroupID}
 	if state != 'Z' && state != 'X' {
-		if pf, claims, ok := r.cachedProc(ctx, s, dirfd, procKey, st.ppid, k); ok {
+		if pf, claims, ok := r.cachedProc(ctx, s, procDir{fd: dirfd}, procKey, st.ppid, k); ok {
+			held = r.holdFDs(tgid, start, dirfd)
 			return pf, claims, ""
 		}
 	}
@@ -266,6 +282,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		return nil, nil, identErrReusedMid
 	}
 
+	pf.Runner, pf.Program = classifyRunner(pf.Exe, pf.Cmdline)
 	s.degraded = r.judgeProgram(dirfd, k, exeKey, pf)
 	if pf.ExeTrust == model.ExeVerified && pf.ExeSHA256 == "" && s.hashWhy != "" {
 		s.degraded = "the executable was not hashed (" + s.hashWhy + "): hash rules cannot match"
@@ -278,7 +295,9 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.User(k.UID)
 	pf.Group = r.names.Group(k.GID)
-	r.rememberProc(procKey, pf, claims, exeKey, cmdline)
+	if r.rememberProc(procKey, pf, claims, exeKey, cmdline) {
+		held = r.holdFDs(tgid, start, dirfd)
+	}
 	return pf, claims, ""
 }
 
@@ -378,7 +397,7 @@ func (r *Resolver) parentChain(ctx context.Context, s *procfsScratch, ppid, self
 	if ppid == 0 {
 		return nil
 	}
-	first, next, start, ok := r.ancestor(ctx, s, ppid, now)
+	first, next, start, ok := r.ancestor(ctx, s, ppid, now, true)
 	if !ok {
 		return nil
 	}
@@ -395,7 +414,7 @@ func (r *Resolver) parentChain(ctx context.Context, s *procfsScratch, ppid, self
 	out[0] = first
 	pid := next
 	for len(out) < identMaxParents {
-		ref, nxt, _, ok := r.ancestor(ctx, s, pid, now)
+		ref, nxt, _, ok := r.ancestor(ctx, s, pid, now, false)
 		if !ok {
 			break
 		}
@@ -421,17 +440,39 @@ func identInChain(refs []model.ProcessRef, pid uint32) bool {
 // ancestor reads one ancestor: stat (always: it proves the pid still
 // holds the same process, and gives comm and ppid), the exe link (always:
 // cheap, and exec changes it), and the uid from status, cached for
-// identAncestorTTL under the same pid, start time and comm.
-func (r *Resolver) ancestor(ctx context.Context, s *procfsScratch, pid uint32, now time.Time) (ref model.ProcessRef, ppid uint32, startTicks uint64, ok bool) {
-	ref.PID = pid
+// identAncestorTTL under the same pid, start time and comm. With hold
+// (the parent, read for every connection) it reads through the
+// descriptors kept for pid, and keeps them if there are none yet.
+func (r *Resolver) ancestor(ctx context.Context, s *procfsScratch, pid uint32, now time.Time, hold bool) (ref model.ProcessRef, ppid uint32, startTicks uint64, ok bool) {
+	if hold && r.fds != nil {
+		if h, kept := r.fds.get(pid); kept && h.acquire() {
+			ref, ppid, startTicks, ok = r.ancestorIn(ctx, s, procDir{fd: h.dir, held: h}, pid, now)
+			h.release()
+			// Bound to the process they were opened for: a failed read
+			// means it has exited.
+			if ok && startTicks == h.startTicks {
+				return ref, ppid, startTicks, ok
+			}
+			r.dropFDs(pid, h)
+		}
+	}
 	dir := r.procRoot + "/" + strconv.FormatUint(uint64(pid), 10)
 	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		r.debugMiss(ctx, "opening ancestor", pid, err)
-		return ref, 0, 0, false
+		return model.ProcessRef{PID: pid}, 0, 0, false
 	}
-	defer unix.Close(dirfd)
-	data, _, err := procfsReadAt(s, dirfd, "stat", procfsMaxSmallFile)
+	ref, ppid, startTicks, ok = r.ancestorIn(ctx, s, procDir{fd: dirfd}, pid, now)
+	if !ok || !hold || !r.holdFDs(pid, startTicks, dirfd) {
+		unix.Close(dirfd)
+	}
+	return ref, ppid, startTicks, ok
+}
+
+// ancestorIn is ancestor's reading of the process at d.
+func (r *Resolver) ancestorIn(ctx context.Context, s *procfsScratch, d procDir, pid uint32, now time.Time) (ref model.ProcessRef, ppid uint32, startTicks uint64, ok bool) {
+	ref.PID = pid
+	data, _, err := d.read(s, "stat", procfsMaxSmallFile)
 	if err != nil {
 		r.debugMiss(ctx, "reading ancestor stat", pid, err)
 		return ref, 0, 0, false
@@ -450,7 +491,7 @@ func (r *Resolver) ancestor(ctx context.Context, s *procfsScratch, pid uint32, n
 		ref.Comm = cached.comm
 	}
 	changed := false
-	if n, err := unix.Readlinkat(dirfd, "exe", s.link[:]); err == nil {
+	if n, err := unix.Readlinkat(d.fd, "exe", s.link[:]); err == nil {
 		if string(s.link[:n]) != cached.exe {
 			cached.exe = procfsString(s.link[:n])
 			changed = true
@@ -461,7 +502,7 @@ func (r *Resolver) ancestor(ctx context.Context, s *procfsScratch, pid uint32, n
 		changed = true
 	}
 	if !hit {
-		data, _, err := procfsReadAt(s, dirfd, "status", procfsMaxSmallFile)
+		data, _, err := d.read(s, "status", procfsMaxSmallFile)
 		if err == nil {
 			if sts := procfsParseStatus(data); sts.haveUID {
 				ref.UID = sts.ruid

@@ -58,14 +58,17 @@ func (c *identLRU[K, V]) get(k K) (V, bool) {
 	return n.val, true
 }
 
-func (c *identLRU[K, V]) add(k K, v V) {
+// add stores v under k. It returns the value it displaced, if any: the
+// one k held before, or the least recently used one it evicted.
+func (c *identLRU[K, V]) add(k K, v V) (displaced V, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.items[k]; ok {
+	if n, found := c.items[k]; found {
+		displaced, ok = n.val, true
 		n.val = v
 		c.unlink(n)
 		c.pushFront(n)
-		return
+		return displaced, ok
 	}
 	var n *identLRUNode[K, V]
 	if len(c.items) >= c.max {
@@ -73,12 +76,40 @@ func (c *identLRU[K, V]) add(k K, v V) {
 		n = c.root.prev
 		c.unlink(n)
 		delete(c.items, n.key)
+		displaced, ok = n.val, true
 	} else {
 		n = new(identLRUNode[K, V])
 	}
 	n.key, n.val = k, v
 	c.items[k] = n
 	c.pushFront(n)
+	return displaced, ok
+}
+
+// removeIf removes k if drop says its value should go.
+func (c *identLRU[K, V]) removeIf(k K, drop func(V) bool) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.items[k]; ok && drop(n.val) {
+		c.unlink(n)
+		delete(c.items, k)
+		return n.val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// drain removes every entry and returns their values.
+func (c *identLRU[K, V]) drain() []V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]V, 0, len(c.items))
+	for _, n := range c.items {
+		out = append(out, n.val)
+	}
+	clear(c.items)
+	c.root.next, c.root.prev = &c.root, &c.root
+	return out
 }
 
 func (c *identLRU[K, V]) remove(k K) {

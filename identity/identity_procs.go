@@ -40,13 +40,13 @@ type identProc struct {
 }
 
 // cachedProc returns the cached facts for key if they still hold.
-func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, key identProcKey, ppid uint32, k model.KernelFacts) (*model.ProcFacts, map[string]string, bool) {
+func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, key identProcKey, ppid uint32, k model.KernelFacts) (*model.ProcFacts, map[string]string, bool) {
 	c, ok := r.procs.get(key)
 	if !ok || time.Now().After(c.expires) {
 		return nil, nil, false
 	}
 	var st unix.Statx_t
-	if identStatx(dirfd, "exe", &st) != nil || identFileKeyOf(&st) != c.exe {
+	if identStatx(d.fd, "exe", &st) != nil || identFileKeyOf(&st) != c.exe {
 		return nil, nil, false
 	}
 	// cmdline is read under the process's mmap lock: the same bounded
@@ -54,14 +54,14 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 	if !identAcquire(ctx, r.mmSlots, identMMWait) {
 		return nil, nil, false
 	}
-	data, _, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
+	data, _, err := d.read(s, "cmdline", procfsCmdlineMaxBytes)
 	same := err == nil && bytes.Equal(data, c.cmdline)
 	<-r.mmSlots
 	if !same {
 		return nil, nil, false
 	}
 	pf := c.pf
-	if data, _, err := procfsReadAt(s, dirfd, "status", procfsMaxSmallFile); err == nil {
+	if data, _, err := d.read(s, "status", procfsMaxSmallFile); err == nil {
 		sts := procfsParseStatus(data)
 		pf.EUID, pf.EGID = sts.euid, sts.egid
 	} else {
@@ -71,7 +71,7 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 		r.testHookMidRead(key.tgid)
 	}
 	// The start time again: the process was the same one all along.
-	data, _, err = procfsReadAt(s, dirfd, "stat", procfsMaxSmallFile)
+	data, _, err = d.read(s, "stat", procfsMaxSmallFile)
 	if err != nil {
 		return nil, nil, false
 	}
@@ -81,8 +81,9 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 	}
 	pf.PPID = ppid
 	// The cached facts are of the same file; whether that file is the
-	// one this connect was made by is the kernel record's to say.
-	s.degraded = r.judgeProgram(dirfd, k, c.exe, &pf)
+	// one this connect was made by is the kernel record's to say. Runner
+	// and Program are the cached ones: the same exe and command line.
+	s.degraded = r.judgeProgram(d.fd, k, c.exe, &pf)
 	pf.Parents = r.parentChain(ctx, s, ppid, key.tgid, time.Now())
 	pf.Cmdline = append([]string(nil), c.pf.Cmdline...)
 	return &pf, c.claims, true
@@ -91,15 +92,16 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, dirfd int, 
 // rememberProc caches a fresh resolution with what validates it: the key
 // of the executable that was hashed and the command line that was parsed,
 // as read for this resolution (read again now, they could belong to a
-// program the process exec'd since).
-func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte) {
+// program the process exec'd since). It reports whether it did.
+func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte) bool {
 	// A resolution that had to skip cmdline and environ (no slot) or lacks
 	// the hash is not worth keeping: the next one may do better.
 	if len(pf.Cmdline) == 0 || cmdline == nil || pf.ExeSHA256 == "" {
-		return
+		return false
 	}
 	r.procs.add(key, identProc{
 		pf: *pf, claims: claims, exe: exe,
 		cmdline: cmdline, expires: time.Now().Add(identProcTTL),
 	})
+	return true
 }

@@ -372,9 +372,20 @@ func BenchmarkResolve(b *testing.B) {
 	if root != "" {
 		k.CgroupID = identTestIno(b, root+identTestProcCgroup(b, pid))
 	}
+	// What the hook records of the program, so the resolution judges it
+	// as it does a connect's (the namespaces, the executable's identity).
+	var ex unix.Statx_t
+	var su, sm unix.Stat_t
+	if unix.Statx(unix.AT_FDCWD, "/proc/self/exe", 0, unix.STATX_BASIC_STATS, &ex) != nil ||
+		unix.Stat("/proc/self/ns/user", &su) != nil || unix.Stat("/proc/self/ns/mnt", &sm) != nil {
+		b.Fatal("cannot read the test's own executable and namespaces")
+	}
+	k.ExeDev, k.ExeIno = unix.Mkdev(ex.Dev_major, ex.Dev_minor), ex.Ino
+	k.ExeCtimeNS = ex.Ctime.Sec*1e9 + int64(ex.Ctime.Nsec)
+	k.UserNS, k.MntNS = uint32(su.Ino), uint32(sm.Ino)
 	r := NewResolver(ResolverOptions{Cgroup2Root: root})
 	ctx := context.Background()
-	if id := r.Resolve(ctx, k); id.Proc == nil || id.Proc.ExeSHA256 == "" {
+	if id := r.Resolve(ctx, k); id.Proc == nil || id.Proc.ExeSHA256 == "" || id.Proc.ExeTrust != model.ExeVerified {
 		b.Fatalf("%+v %s", id.Proc, id.ProcError)
 	}
 	b.ReportAllocs()

@@ -67,6 +67,13 @@ func procfsReadAt(s *procfsScratch, dirfd int, name string, limit int) (data []b
 		return nil, false, err
 	}
 	defer unix.Close(fd)
+	return procfsReadFD(s, fd, limit, false)
+}
+
+// procfsReadFD reads the open file fd like procfsReadAt. With pread it
+// reads from offset 0 whatever was read before (a descriptor kept open:
+// procfs makes the content afresh for a read at offset 0).
+func procfsReadFD(s *procfsScratch, fd, limit int, pread bool) (data []byte, truncated bool, err error) {
 	buf := s.buf[:cap(s.buf)]
 	n := 0
 	for n <= limit {
@@ -87,7 +94,13 @@ func procfsReadAt(s *procfsScratch, dirfd int, name string, limit int) (data []b
 		if lim := limit + 1 - n; want > lim {
 			want = lim
 		}
-		m, rerr := unix.Read(fd, buf[n:n+want])
+		var m int
+		var rerr error
+		if pread {
+			m, rerr = unix.Pread(fd, buf[n:n+want], int64(n))
+		} else {
+			m, rerr = unix.Read(fd, buf[n:n+want])
+		}
 		if rerr == unix.EINTR {
 			continue
 		}

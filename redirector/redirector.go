@@ -140,7 +140,11 @@ func (r *Redirector) listen(ctx context.Context) error {
 		return err
 	}
 	mark := binary.LittleEndian.Uint32(markBytes[:]) | 1
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	// No TCP keepalive on the accepted connections: their peer is a
+	// process on this host's loopback, whose kernel closes them when it
+	// dies and answers probes while it lives, so probes could never tell
+	// anything; arming them costs four setsockopt calls per connect.
+	lc := net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,8 +15,17 @@ import (
 // NETLINK_SOCK_DIAG. The kernel reports the socket's owner uid and inode,
 // which cross-check the BPF connect record: the record says who called
 // connect(), sock_diag says whose socket it is.
+//
+// It speaks netlink with plain syscalls on blocking sockets kept in a
+// pool: the kernel answers an exact lookup during the sendto, so the
+// recvfrom that follows finds the answer waiting. A general netlink
+// library cost every connect a 64 KiB receive buffer on the stack of the
+// goroutine that asks (grown and copied for each new goroutine), a read
+// deadline and a getsockname.
 type sockDiag struct {
-	handles chan *nl.SocketHandle
+	socks chan int
+	seq   atomic.Uint32
+	bufs  sync.Pool
 }
 
 // sockInfo is what sock_diag reports about a socket.
@@ -27,41 +37,53 @@ type sockInfo struct {
 	Cookie uint64
 }
 
+// sockDiagTimeout bounds each send and receive; the kernel answers at
+// once, so it only matters if it does not.
+const sockDiagTimeout = 2e9 // ns
+
+// sockDiagReplySize holds one answer: a netlink header and an inet_diag_msg
+// with the few attributes the kernel adds when asked for none.
+const sockDiagReplySize = 8 << 10
+
 func newSockDiag(poolSize int) *sockDiag {
-	return &sockDiag{handles: make(chan *nl.SocketHandle, poolSize)}
+	d := &sockDiag{socks: make(chan int, poolSize)}
+	d.bufs.New = func() any { b := make([]byte, sockDiagReplySize); return &b }
+	return d
 }
 
-func (d *sockDiag) get() (*nl.SocketHandle, error) {
+func (d *sockDiag) get() (int, error) {
 	select {
-	case h := <-d.handles:
-		return h, nil
+	case fd := <-d.socks:
+		return fd, nil
 	default:
 	}
-	s, err := nl.Subscribe(unix.NETLINK_SOCK_DIAG)
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return nil, fmt.Errorf("open sock_diag netlink socket: %w", err)
+		return -1, fmt.Errorf("open sock_diag netlink socket: %w", err)
 	}
-	tv := unix.NsecToTimeval(int64(2e9))
-	if err := s.SetReceiveTimeout(&tv); err != nil {
-		s.Close()
-		return nil, err
+	tv := unix.NsecToTimeval(sockDiagTimeout)
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("sock_diag socket timeout: %w", err)
+		}
 	}
-	return &nl.SocketHandle{Socket: s}, nil
+	return fd, nil
 }
 
-func (d *sockDiag) put(h *nl.SocketHandle) {
+func (d *sockDiag) put(fd int) {
 	select {
-	case d.handles <- h:
+	case d.socks <- fd:
 	default:
-		h.Close()
+		unix.Close(fd)
 	}
 }
 
 func (d *sockDiag) close() {
 	for {
 		select {
-		case h := <-d.handles:
-			h.Close()
+		case fd := <-d.socks:
+			unix.Close(fd)
 		default:
 			return
 		}
@@ -74,21 +96,32 @@ type inetDiagReq struct {
 	src, dst netip.AddrPort
 }
 
-func (r *inetDiagReq) Len() int { return 56 }
+const (
+	nlmsgHdrLen    = 16
+	inetDiagReqLen = 56
+)
 
-func (r *inetDiagReq) Serialize() []byte {
-	b := make([]byte, 56)
-	b[0] = r.family
-	b[1] = unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(b[4:], 0xffffffff) // all states
-	binary.BigEndian.PutUint16(b[8:], r.src.Port())
-	binary.BigEndian.PutUint16(b[10:], r.dst.Port())
-	putDiagAddr(b[12:28], r.family, r.src.Addr())
-	putDiagAddr(b[28:44], r.family, r.dst.Addr())
-	// b[44:48] interface 0; cookie "none" so the kernel matches by tuple.
-	binary.NativeEndian.PutUint32(b[48:], 0xffffffff)
-	binary.NativeEndian.PutUint32(b[52:], 0xffffffff)
-	return b
+// put writes the request's netlink message (header and
+// inet_diag_req_v2) into b, which must hold nlmsgHdrLen+inetDiagReqLen
+// bytes.
+func (r *inetDiagReq) put(b []byte, seq uint32) {
+	clear(b[:nlmsgHdrLen+inetDiagReqLen])
+	binary.NativeEndian.PutUint32(b[0:], nlmsgHdrLen+inetDiagReqLen)
+	binary.NativeEndian.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(b[8:], seq)
+	// b[12:16]: port id 0, the kernel fills in the socket's.
+	q := b[nlmsgHdrLen:]
+	q[0] = r.family
+	q[1] = unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(q[4:], 0xffffffff) // all states
+	binary.BigEndian.PutUint16(q[8:], r.src.Port())
+	binary.BigEndian.PutUint16(q[10:], r.dst.Port())
+	putDiagAddr(q[12:28], r.family, r.src.Addr())
+	putDiagAddr(q[28:44], r.family, r.dst.Addr())
+	// q[44:48] interface 0; cookie "none" so the kernel matches by tuple.
+	binary.NativeEndian.PutUint32(q[48:], 0xffffffff)
+	binary.NativeEndian.PutUint32(q[52:], 0xffffffff)
 }
 
 func putDiagAddr(dst []byte, family uint8, a netip.Addr) {
@@ -128,42 +161,103 @@ func (d *sockDiag) lookup(src, dst netip.AddrPort) (sockInfo, error) {
 }
 
 func (d *sockDiag) lookupFamily(fam uint8, src, dst netip.AddrPort) (sockInfo, error) {
-	h, err := d.get()
+	fd, err := d.get()
 	if err != nil {
 		return sockInfo{}, err
 	}
-	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, 0)
-	req.AddData(&inetDiagReq{family: fam, src: src, dst: dst})
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_SOCK_DIAG: h}
-	var info sockInfo
-	found := false
-	err = req.ExecuteIter(unix.NETLINK_SOCK_DIAG, nl.SOCK_DIAG_BY_FAMILY, func(msg []byte) bool {
-		// struct inet_diag_msg: 4 bytes header, 48 bytes id, expires,
-		// rqueue, wqueue, uid, inode (u32 each).
-		if len(msg) < 72 {
-			return false
-		}
-		if lo, hi := binary.NativeEndian.Uint32(msg[44:]), binary.NativeEndian.Uint32(msg[48:]); lo != 0xffffffff || hi != 0xffffffff {
-			info.Cookie = uint64(lo) | uint64(hi)<<32
-		}
-		info.UID = binary.NativeEndian.Uint32(msg[64:])
-		info.Inode = binary.NativeEndian.Uint32(msg[68:])
-		found = true
-		return false
-	})
-	if err != nil {
-		// ENOENT is an answer; anything else may have left the socket
-		// in a bad state, so it is not reused.
-		if errors.Is(err, unix.ENOENT) {
-			d.put(h)
-			return sockInfo{}, errNoSocket
-		}
-		h.Close()
-		return sockInfo{}, fmt.Errorf("sock_diag lookup: %w", err)
+	bp := d.bufs.Get().(*[]byte)
+	defer d.bufs.Put(bp)
+	info, err := d.exchange(fd, *bp, &inetDiagReq{family: fam, src: src, dst: dst})
+	switch {
+	case err == nil, errors.Is(err, errNoSocket):
+		// An answer: the socket is clean for the next one.
+		d.put(fd)
+	default:
+		// It may hold a late answer to this request: not reused.
+		unix.Close(fd)
 	}
-	d.put(h)
-	if !found {
-		return sockInfo{}, errNoSocket
+	return info, err
+}
+
+// exchange sends req on fd and reads the kernel's answer into buf.
+func (d *sockDiag) exchange(fd int, buf []byte, req *inetDiagReq) (sockInfo, error) {
+	seq := d.seq.Add(1)
+	req.put(buf, seq)
+	kernel := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
+	for {
+		err := unix.Sendto(fd, buf[:nlmsgHdrLen+inetDiagReqLen], 0, kernel)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return sockInfo{}, fmt.Errorf("sock_diag send: %w", err)
+		}
+		break
 	}
-	return info, nil
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return sockInfo{}, fmt.Errorf("sock_diag receive: %w", err)
+		}
+		if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
+			continue // not from the kernel
+		}
+		info, done, err := parseDiagReply(buf[:n], seq)
+		if done {
+			return info, err
+		}
+	}
+}
+
+// parseDiagReply reads the messages of one datagram: the answer to
+// request seq (done), or none of it (an earlier request's, skipped).
+func parseDiagReply(b []byte, seq uint32) (info sockInfo, done bool, err error) {
+	for len(b) >= nlmsgHdrLen {
+		l := int(binary.NativeEndian.Uint32(b[0:]))
+		if l < nlmsgHdrLen || l > len(b) {
+			return sockInfo{}, true, errors.New("sock_diag: malformed answer")
+		}
+		typ := binary.NativeEndian.Uint16(b[4:])
+		msg := b[nlmsgHdrLen:l]
+		if binary.NativeEndian.Uint32(b[8:]) == seq {
+			switch typ {
+			case unix.NLMSG_ERROR:
+				if len(msg) < 4 {
+					return sockInfo{}, true, errors.New("sock_diag: malformed error")
+				}
+				errno := -int32(binary.NativeEndian.Uint32(msg))
+				if errno == 0 {
+					return sockInfo{}, true, errNoSocket // an ack, no answer
+				}
+				if unix.Errno(errno) == unix.ENOENT {
+					return sockInfo{}, true, errNoSocket
+				}
+				return sockInfo{}, true, fmt.Errorf("sock_diag lookup: %w", unix.Errno(errno))
+			case unix.NLMSG_DONE:
+				return sockInfo{}, true, errNoSocket
+			case unix.SOCK_DIAG_BY_FAMILY:
+				// struct inet_diag_msg: 4 bytes header, 48 bytes id,
+				// expires, rqueue, wqueue, uid, inode (u32 each).
+				if len(msg) < 72 {
+					return sockInfo{}, true, errors.New("sock_diag: short answer")
+				}
+				if lo, hi := binary.NativeEndian.Uint32(msg[44:]), binary.NativeEndian.Uint32(msg[48:]); lo != 0xffffffff || hi != 0xffffffff {
+					info.Cookie = uint64(lo) | uint64(hi)<<32
+				}
+				info.UID = binary.NativeEndian.Uint32(msg[64:])
+				info.Inode = binary.NativeEndian.Uint32(msg[68:])
+				return info, true, nil
+			}
+		}
+		// Messages are aligned to 4 bytes.
+		l = (l + 3) &^ 3
+		if l >= len(b) {
+			break
+		}
+		b = b[l:]
+	}
+	return sockInfo{}, false, nil
 }

@@ -122,7 +122,6 @@ func (p *Pipes) Relay(ctx context.Context, client, upstream net.Conn, idle time.
 		errUp     error
 		errDown   error
 		cancelled atomic.Bool
-		finished  = make(chan struct{})
 		last      atomic.Int64
 	)
 	last.Store(time.Now().UnixNano())
@@ -133,14 +132,12 @@ func (p *Pipes) Relay(ctx context.Context, client, upstream net.Conn, idle time.
 		})
 	}
 	// Shutdown of interlock ends sessions that would otherwise idle on.
-	go func() {
-		select {
-		case <-ctx.Done():
-			cancelled.Store(true)
-			kill()
-		case <-finished:
-		}
-	}()
+	// A callback, not a goroutine waiting on ctx: one goroutine fewer to
+	// start and schedule per session, on the connect path.
+	stop := context.AfterFunc(ctx, func() {
+		cancelled.Store(true)
+		kill()
+	})
 	copyDir := func(dst, src net.Conn, n *int64, e *error) {
 		defer wg.Done()
 		r := relay{pipes: p, idle: idle, last: &last}
@@ -166,7 +163,7 @@ func (p *Pipes) Relay(ctx context.Context, client, upstream net.Conn, idle time.
 	go copyDir(upstream, client, &up, &errUp)
 	copyDir(client, upstream, &down, &errDown)
 	wg.Wait()
-	close(finished)
+	stop()
 	// An idle session ends with the idle error, not with the closed
 	// connection the other direction then saw.
 	if errors.Is(errUp, inspect.ErrIdle) {

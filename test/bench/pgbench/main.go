@@ -2,35 +2,38 @@
 // the same server directly and through PgBouncer (session mode), side by
 // side in one run, with pgbench as the client.
 //
-// It starts a PostgreSQL 15 on 127.0.0.2 (fsync on), initialises pgbench's
-// tables, starts PgBouncer (run as the postgres user; clients log in with
-// trust, PgBouncer logs in to the server with scram-sha-256), and runs
-// every workload against the three in turn. Interlock runs as
-// `interlock run --engine embedded -- pgbench ...` with full statement
-// journaling (sync: normal). TPS comes from pgbench, latency percentiles
-// from its per-transaction log.
+// It starts a PostgreSQL 15 on 127.0.0.2 (fsync on, TLS offered),
+// initialises pgbench's tables, starts PgBouncer (run as the postgres
+// user; clients log in with trust, PgBouncer logs in to the server with
+// scram-sha-256; TLS offered to clients), and runs every workload against
+// the three in turn, like for like: every leg with the same client TLS
+// setting, once with TLS off on all of them and once with TLS on. Interlock
+// runs as `interlock run --engine embedded -- pgbench ...` with full
+// statement journaling (sync: normal), and after each of its runs the
+// bench counts the pg.statement entries the run added to the journal
+// against the statements pgbench's transactions sent. TPS comes from
+// pgbench, latency percentiles from its per-transaction log.
 package main
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/interlock/interlock/internal/testkit"
+	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/bench/benchutil"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -38,12 +41,38 @@ import (
 type workload struct {
 	name string
 	args []string
-	// selectOnly workloads are the ones the TPS aim is about.
-	selectOnly bool
+	// selectOnly workloads are the ones the TPS and latency aims are
+	// about; tpcb the one the write aim is about.
+	selectOnly, tpcb bool
+	// clients is pgbench's -c.
+	clients int
 	// effects workloads also run through interlock with an effects rule,
 	// so that every write transaction goes through the gate.
 	effects bool
+	// stmts is how many statements one transaction of the script sends:
+	// the journal must hold a pg.statement entry for each.
+	stmts int
 }
+
+var workloads = func() []workload {
+	var ws []workload
+	for _, c := range []int{1, 4, 8} {
+		for _, mode := range []string{"simple", "extended", "prepared"} {
+			args := []string{"-S", "-M", mode, "-c", strconv.Itoa(c)}
+			if c > 1 {
+				args = append(args, "-j", "2")
+			}
+			ws = append(ws, workload{name: fmt.Sprintf("S %s c%d", mode, c), args: args, selectOnly: true, clients: c, stmts: 1})
+		}
+	}
+	// TPC-B: BEGIN, three UPDATEs, a SELECT, an INSERT, END.
+	ws = append(ws,
+		workload{name: "TPC-B c1", args: []string{"-c", "1"}, clients: 1, effects: true, stmts: 7},
+		workload{name: "TPC-B c8", args: []string{"-c", "8", "-j", "2"}, clients: 8, effects: true, tpcb: true, stmts: 7},
+		workload{name: "S -C c8", args: []string{"-S", "-C", "-c", "8", "-j", "2"}, clients: 8, stmts: 1},
+	)
+	return ws
+}()
 
 type result struct {
 	TPS      float64 `json:"tps"`
@@ -51,35 +80,73 @@ type result struct {
 	P99US    float64 `json:"p99_us"`
 	Txns     int     `json:"txns"`
 	Failures int     `json:"failures"`
+	// Journaled is how many pg.statement entries an interlock run added
+	// to its journal; Sent how many statements its transactions sent
+	// (-1 for the legs that journal nothing).
+	Journaled int `json:"journaled"`
+	Sent      int `json:"sent"`
 }
 
 type options struct {
-	interlock  string
-	baseline   string
-	dur, scale int
-	only       string
-	profile    string
-	jsonOut    bool
-	journalDir string
+	interlock   string
+	baseline    string
+	dur, scale  int
+	rounds      int
+	only        string
+	tls         []string
+	profile     string
+	profileWork string
+	jsonOut     bool
+	journalDir  string
 }
 
 func main() {
 	var o options
+	var tls string
 	flag.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required)")
 	flag.StringVar(&o.baseline, "baseline", "", "an earlier interlock binary to run beside it, for before/after figures in one run")
 	flag.IntVar(&o.dur, "T", 10, "seconds per pgbench run")
 	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor")
+	flag.IntVar(&o.rounds, "rounds", 1, "runs of each workload on each leg, interleaved; the tables give medians")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the 'S prepared c8' workload to this file")
+	flag.StringVar(&tls, "tls", "off,on", "client TLS on every leg, one run each: off (sslmode=disable), on (sslmode=require)")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the -profile-workload run to this file")
+	flag.StringVar(&o.profileWork, "profile-workload", "S prepared c8", "the workload -profile profiles (its first interlock run)")
 	flag.BoolVar(&o.jsonOut, "json", false, "also print machine-readable results")
-	flag.StringVar(&o.journalDir, "journal-dir", "", "where interlock's journal goes (default: a temp dir on the disk)")
+	flag.StringVar(&o.journalDir, "journal-dir", "", "where interlock's journals go (default: a temp dir on the disk)")
 	flag.Parse()
+	for _, t := range strings.Split(tls, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case tlsOff, tlsOn:
+			o.tls = append(o.tls, t)
+		default:
+			fmt.Fprintf(os.Stderr, "bench-pg: -tls: %q is neither off nor on\n", t)
+			os.Exit(2)
+		}
+	}
+	if o.rounds < 1 || o.dur < 1 {
+		fmt.Fprintln(os.Stderr, "bench-pg: -rounds and -T must be positive")
+		os.Exit(2)
+	}
 	// run returns only after stopping what it started (PostgreSQL runs
 	// detached from this process and outlives it otherwise).
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pg:", err)
 		os.Exit(1)
 	}
+}
+
+// legs of one run: the TLS setting, the workload, the leg, each round.
+type results map[string]map[string]map[string][]result
+
+func (r results) add(tls, w, side string, res result) {
+	if r[tls] == nil {
+		r[tls] = map[string]map[string][]result{}
+	}
+	if r[tls][w] == nil {
+		r[tls][w] = map[string][]result{}
+	}
+	r[tls][w][side] = append(r[tls][w][side], res)
 }
 
 func run(o options) error {
@@ -92,6 +159,23 @@ func run(o options) error {
 	il, err := benchutil.Interlock(o.interlock)
 	if err != nil {
 		return err
+	}
+	want := map[string]bool{}
+	for _, w := range strings.Split(o.only, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			if !slices.ContainsFunc(workloads, func(x workload) bool { return x.name == w }) {
+				return fmt.Errorf("-only: no workload %q", w)
+			}
+			want[w] = true
+		}
+	}
+	if o.profile != "" {
+		if !slices.ContainsFunc(workloads, func(x workload) bool { return x.name == o.profileWork }) {
+			return fmt.Errorf("-profile-workload: no workload %q", o.profileWork)
+		}
+		if len(want) > 0 && !want[o.profileWork] {
+			return fmt.Errorf("-profile-workload %q is not among the -only workloads", o.profileWork)
+		}
 	}
 	bouncer, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -128,9 +212,8 @@ func run(o options) error {
 	os.Chmod(work, 0o755)
 	cleanups = append(cleanups, func() { os.RemoveAll(work) })
 
-	direct := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", srv.Host, srv.Port, pgtest.AppUser, pgtest.AppDB)
 	fmt.Fprintf(os.Stderr, "initialising pgbench tables (scale %d)...\n", o.scale)
-	init := exec.Command(pgbench, "-i", "-q", "-s", strconv.Itoa(o.scale), direct)
+	init := exec.Command(pgbench, "-i", "-q", "-s", strconv.Itoa(o.scale), conninfo(srv.Host, srv.Port, tlsOff))
 	init.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 	if out, err := init.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench -i: %v: %s", err, out)
@@ -141,329 +224,184 @@ func run(o options) error {
 		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cleanups = append(cleanups, stopBouncer)
-	viaBouncer := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", bport, pgtest.AppUser, pgtest.AppDB)
 
 	jdir := o.journalDir
 	if jdir == "" {
 		jdir = filepath.Join(work, "journal")
 	}
 	os.MkdirAll(jdir, 0o755)
-	cfgPath, err := interlockConfig(work, jdir, srv, "", "interlock.yaml")
-	if err != nil {
-		return err
-	}
-	// The same with an effects rule on the target: every transaction
-	// that writes is held, its effects read and judged before COMMIT. The
-	// rule never fires (nothing is dropped); it only turns the gate on.
-	fxPath, err := interlockConfig(work, jdir, srv, `policy:
+	// One journal per interlock leg, so that each run's entries can be
+	// counted and an older baseline binary never meets a newer format.
+	legs := map[string]*interlockLeg{
+		"interlock": {bin: il, journal: filepath.Join(jdir, "interlock.db")},
+		// The effects rule on the target: every transaction that writes
+		// is held, its effects read and judged before COMMIT. The rule
+		// never fires (nothing is dropped); it only turns the gate on.
+		"interlock+effects": {bin: il, journal: filepath.Join(jdir, "interlock-effects.db"), policy: `policy:
   rules:
     - name: no-drops
       match: {targets: [db], effects: {dropped: true}}
       action: deny
-`, "interlock-effects.yaml")
+`},
+	}
+	if o.baseline != "" {
+		b, err := benchutil.Interlock(o.baseline)
+		if err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		legs["baseline"] = &interlockLeg{bin: b, journal: filepath.Join(jdir, "baseline.db")}
+	}
+	for name, l := range legs {
+		if l.cfg, err = interlockConfig(work, l.journal, srv, l.policy, strings.ReplaceAll(name, "+", "-")+".yaml"); err != nil {
+			return err
+		}
+	}
+
+	if err := printMachine(o, il, srv, bouncer, jdir); err != nil {
+		return err
+	}
+	res := results{}
+	profiled := false
+	for _, tls := range o.tls {
+		for _, w := range workloads {
+			if len(want) > 0 && !want[w.name] {
+				continue
+			}
+			sides := []string{"direct", "pgbouncer", "interlock"}
+			if w.effects {
+				sides = append(sides, "interlock+effects")
+			}
+			if o.baseline != "" {
+				sides = append(sides, "baseline")
+			}
+			for round := 1; round <= o.rounds; round++ {
+				for _, side := range sides {
+					var prof string
+					if o.profile != "" && !profiled && side == "interlock" && w.name == o.profileWork {
+						prof, profiled = o.profile, true
+					}
+					r, err := runLeg(o, pgbench, srv, bport, legs[side], tls, w, side, round, work, prof)
+					if err != nil {
+						return err
+					}
+					res.add(tls, w.name, side, r)
+				}
+			}
+		}
+	}
+	sync, err := syncFigures(jdir)
 	if err != nil {
 		return err
 	}
-
-	workloads := []workload{
-		{"S simple c1", []string{"-S", "-M", "simple", "-c", "1"}, true, false},
-		{"S extended c1", []string{"-S", "-M", "extended", "-c", "1"}, true, false},
-		{"S prepared c1", []string{"-S", "-M", "prepared", "-c", "1"}, true, false},
-		{"S simple c8", []string{"-S", "-M", "simple", "-c", "8", "-j", "2"}, true, false},
-		{"S extended c8", []string{"-S", "-M", "extended", "-c", "8", "-j", "2"}, true, false},
-		{"S prepared c8", []string{"-S", "-M", "prepared", "-c", "8", "-j", "2"}, true, false},
-		{"TPC-B c1", []string{"-c", "1"}, false, true},
-		{"TPC-B c8", []string{"-c", "8", "-j", "2"}, false, true},
-		{"S -C c8", []string{"-S", "-C", "-c", "8", "-j", "2"}, false, false},
-	}
-	want := map[string]bool{}
-	for _, w := range strings.Split(o.only, ",") {
-		if w = strings.TrimSpace(w); w != "" {
-			want[w] = true
-		}
-	}
-	sides := []string{"direct", "pgbouncer", "interlock"}
-	results := map[string]map[string]result{}
-	for _, w := range workloads {
-		if len(want) > 0 && !want[w.name] {
-			continue
-		}
-		results[w.name] = map[string]result{}
-		ws := sides
-		if w.effects {
-			ws = append(append([]string(nil), ws...), "interlock+effects")
-		}
+	fmt.Printf("  disk sync    at the end, in the journals' dir: %s\n", sync)
+	for _, tls := range o.tls {
+		report(o, tls, res[tls])
 		if o.baseline != "" {
-			ws = append(append([]string(nil), ws...), "baseline")
+			reportBaseline(tls, res[tls], o.baseline)
 		}
-		for _, side := range ws {
-			dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), strings.ReplaceAll(side, "+", "_"))
-			os.MkdirAll(dir, 0o755)
-			args := append([]string{"-n", "-T", strconv.Itoa(o.dur), "-l", "--log-prefix", filepath.Join(dir, "log")}, w.args...)
-			var cmd *exec.Cmd
-			switch side {
-			case "direct":
-				cmd = exec.Command(pgbench, append(args, direct)...)
-				cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
-			case "pgbouncer":
-				cmd = exec.Command(pgbench, append(args, viaBouncer)...)
-			case "interlock", "interlock+effects", "baseline":
-				cfg, bin := cfgPath, il
-				switch side {
-				case "interlock+effects":
-					cfg = fxPath
-				case "baseline":
-					bin = o.baseline
-				}
-				cmd = exec.Command(bin, append([]string{"run", "-q", "-c", cfg, "--engine", "embedded", "--", pgbench}, append(args, direct)...)...)
-				if o.profile != "" && w.name == "S prepared c8" {
-					cmd.Env = append(os.Environ(), "INTERLOCK_PPROF=127.0.0.1:6060")
-				}
-			}
-			cmd.Dir = dir
-			fmt.Fprintf(os.Stderr, "%-14s %-17s ", w.name, side)
-			var prof chan error
-			if side == "interlock" && o.profile != "" && w.name == "S prepared c8" {
-				prof = make(chan error, 1)
-				go func() { prof <- fetchProfile(o.profile, o.dur) }()
-			}
-			out, err := cmd.CombinedOutput()
-			if prof != nil {
-				if perr := <-prof; perr != nil {
-					fmt.Fprintf(os.Stderr, "(profile: %v) ", perr)
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("%s via %s: %v\n%s", w.name, side, err, out)
-			}
-			r, err := parse(string(out), dir)
-			if err != nil {
-				return fmt.Errorf("%s via %s: %v\n%s", w.name, side, err, out)
-			}
-			if r.Failures > 0 {
-				return fmt.Errorf("%s via %s: %d failed transactions\n%s", w.name, side, r.Failures, out)
-			}
-			fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs\n", r.TPS, r.P50US, r.P99US)
-			results[w.name][side] = r
-			os.RemoveAll(dir)
-		}
-	}
-	report(workloads, results, jdir)
-	if o.baseline != "" {
-		reportBaseline(workloads, results, o.baseline)
 	}
 	if o.jsonOut {
-		return json.NewEncoder(os.Stdout).Encode(results)
+		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	return nil
 }
 
-// fetchProfile takes a CPU profile of the interlock run in the middle of
-// the workload.
-func fetchProfile(path string, dur int) error {
-	time.Sleep(time.Second)
-	secs := max(dur-3, 1)
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:6060/debug/pprof/profile?seconds=%d", secs))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+// interlockLeg is one interlock binary with its config and journal.
+type interlockLeg struct {
+	bin, cfg, journal, policy string
+	// seen is the last journal entry counted.
+	seen uint64
 }
 
-func parse(out, dir string) (result, error) {
-	var r result
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "tps = "):
-			f := strings.Fields(l)
-			r.TPS, _ = strconv.ParseFloat(f[2], 64)
-		case strings.HasPrefix(l, "number of transactions actually processed:"):
-			f := strings.Fields(strings.TrimPrefix(l, "number of transactions actually processed:"))
-			r.Txns, _ = strconv.Atoi(f[0])
-		case strings.HasPrefix(l, "number of failed transactions:"):
-			f := strings.Fields(strings.TrimPrefix(l, "number of failed transactions:"))
-			r.Failures, _ = strconv.Atoi(f[0])
-		}
+// runLeg runs pgbench once for workload w on one leg.
+func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *interlockLeg, tls string, w workload, side string, round int, work, profile string) (result, error) {
+	what := fmt.Sprintf("%s, TLS %s, via %s (round %d)", w.name, tls, side, round)
+	dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), tls, strings.ReplaceAll(side, "+", "_"))
+	os.MkdirAll(dir, 0o755)
+	defer os.RemoveAll(dir)
+	args := append([]string{"-n", "-T", strconv.Itoa(o.dur), "-l", "--log-prefix", filepath.Join(dir, "log")}, w.args...)
+	var cmd *exec.Cmd
+	switch side {
+	case "direct":
+		cmd = exec.Command(pgbench, append(args, conninfo(srv.Host, srv.Port, tls))...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
+	case "pgbouncer":
+		cmd = exec.Command(pgbench, append(args, conninfo("127.0.0.1", bport, tls))...)
+	default:
+		// The client has no password: interlock logs in with its own.
+		cmd = exec.Command(leg.bin, append([]string{"run", "-q", "-c", leg.cfg, "--engine", "embedded", "--", pgbench}, append(args, conninfo(srv.Host, srv.Port, tls))...)...)
 	}
-	if r.TPS == 0 {
-		return r, fmt.Errorf("no tps in pgbench's output")
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "log*"))
-	var lat []float64
-	for _, f := range files {
-		fh, err := os.Open(f)
+	cmd.Dir = dir
+	fmt.Fprintf(os.Stderr, "%-16s TLS %-3s %-17s ", w.name, tls, side)
+	var prof chan error
+	if profile != "" {
+		port, err := testkit.PickPort("127.0.0.1")
 		if err != nil {
-			continue
+			return result{}, err
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) >= 3 {
-				if v, err := strconv.ParseFloat(fs[2], 64); err == nil {
-					lat = append(lat, v)
-				}
-			}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF="+addr)
+		prof = make(chan error, 1)
+		// From 1 s in (interlock's start) to 1 s before the end.
+		go func() {
+			prof <- benchutil.Profile(context.Background(), addr, 10*time.Second, time.Second, max(o.dur-2, 1), profile)
+		}()
+	}
+	out, err := cmd.CombinedOutput()
+	if prof != nil {
+		if perr := <-prof; perr != nil {
+			return result{}, fmt.Errorf("%s: -profile: %w", what, perr)
 		}
-		fh.Close()
+		fmt.Fprintf(os.Stderr, "(CPU profile in %s) ", profile)
 	}
-	if len(lat) == 0 {
-		return r, fmt.Errorf("no per-transaction log")
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %v\n%s", what, err, out)
 	}
-	sort.Float64s(lat)
-	r.P50US = lat[len(lat)/2]
-	r.P99US = lat[len(lat)*99/100]
+	r, err := parse(string(out), dir)
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %v\n%s", what, err, out)
+	}
+	if r.Failures > 0 {
+		return result{}, fmt.Errorf("%s: %d failed transactions\n%s", what, r.Failures, out)
+	}
+	r.Journaled, r.Sent = -1, -1
+	if leg != nil {
+		if r.Journaled, err = leg.statements(); err != nil {
+			return result{}, fmt.Errorf("%s: %w", what, err)
+		}
+		r.Sent = r.Txns * w.stmts
+		// pgbench's own queries come on top, once per run.
+		if r.Journaled < r.Sent || r.Journaled > r.Sent+setupStatements {
+			return result{}, fmt.Errorf("%s: the journal gained %d pg.statement entries for %d transactions of %d statements (%d sent, at most %d more of pgbench's own): not every statement was journaled once",
+				what, r.Journaled, r.Txns, w.stmts, r.Sent, setupStatements)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs", r.TPS, r.P50US, r.P99US)
+	if r.Journaled >= 0 {
+		fmt.Fprintf(os.Stderr, "  journaled %d of %d", r.Journaled, r.Sent)
+	}
+	fmt.Fprintln(os.Stderr)
 	return r, nil
 }
 
-func interlockConfig(work, jdir string, srv *pgtest.Server, policy, name string) (string, error) {
-	pw := filepath.Join(work, "app.password")
-	if err := os.WriteFile(pw, []byte(pgtest.AppPassword+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	cfg := benchutil.ConfigHead(work, filepath.Join(jdir, "journal.db"), "/sys/fs/bpf/interlock-bench-pg") + fmt.Sprintf(`targets:
-  - name: db
-    protocol: postgres
-    address: "%s"
-    credentials:
-      user: %s
-      password_file: %s
-    tls: disable
-`, srv.Addr(), pgtest.AppUser, pw) + policy
-	p := filepath.Join(work, name)
-	return p, os.WriteFile(p, []byte(cfg), 0o600)
-}
+// setupStatements is what pgbench (15) sends besides its transactions,
+// once per run: the count of pgbench_branches it takes for the scale, and
+// whether pgbench_accounts is partitioned.
+const setupStatements = 2
 
-// startBouncer runs PgBouncer in session mode as the postgres user.
-func startBouncer(bin string, srv *pgtest.Server, work string) (int, func(), error) {
-	dir := filepath.Join(work, "pgbouncer")
-	os.MkdirAll(dir, 0o755)
-	port, err := testkit.PickPort("127.0.0.1")
+// statements counts the pg.statement entries added to the leg's journal
+// since the last count.
+func (l *interlockLeg) statements() (int, error) {
+	n := 0
+	err := journal.Entries(context.Background(), l.journal, l.seen+1, func(e journal.Entry) error {
+		if e.Kind == model.KindPGStatement {
+			n++
+		}
+		l.seen = e.Seq
+		return nil
+	})
 	if err != nil {
-		return 0, nil, err
+		return 0, fmt.Errorf("count the statements in %s: %w", l.journal, err)
 	}
-	ini := fmt.Sprintf(`[databases]
-%s = host=%s port=%d dbname=%s
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = trust
-auth_file = %s/userlist.txt
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 50
-logfile = %s/pgbouncer.log
-pidfile = %s/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-`, pgtest.AppDB, srv.Host, srv.Port, pgtest.AppDB, port, dir, dir, dir)
-	files := map[string]string{
-		"pgbouncer.ini": ini,
-		"userlist.txt":  fmt.Sprintf("%q %q\n", pgtest.AppUser, pgtest.AppPassword),
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			return 0, nil, err
-		}
-	}
-	exec.Command("chown", "-R", "postgres:postgres", dir).Run()
-	cmd := exec.Command("runuser", "-u", "postgres", "--", bin, filepath.Join(dir, "pgbouncer.ini"))
-	if err := cmd.Start(); err != nil {
-		return 0, nil, err
-	}
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-		}
-	}
-	for i := 0; i < 100; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return port, stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	b, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
-	return 0, nil, fmt.Errorf("did not start listening: %s", b)
-}
-
-func report(workloads []workload, results map[string]map[string]result, jdir string) {
-	fmt.Printf("\nPostgreSQL through interlock (full statement journaling, journal in %s), PgBouncer (session mode) and direct, side by side\n\n", jdir)
-	fmt.Println("| workload | direct TPS | PgBouncer TPS | interlock TPS | interlock/direct | interlock/PgBouncer | p50 µs d / b / i | p99 µs d / b / i | added p50 (i−d) µs |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := results[w.name]
-		if !ok {
-			continue
-		}
-		d, b, i := r["direct"], r["pgbouncer"], r["interlock"]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.0f |\n",
-			w.name, d.TPS, b.TPS, i.TPS, i.TPS/d.TPS, i.TPS/b.TPS, d.P50US, b.P50US, i.P50US, d.P99US, b.P99US, i.P99US, i.P50US-d.P50US)
-	}
-	fmt.Println("\nThe effects gate (write transactions held and their effects read before COMMIT), same run:")
-	fmt.Println()
-	fmt.Println("| workload | direct TPS | interlock TPS (gate off) | interlock TPS (gate on) | on/off | p50 µs direct / off / on | added p50 by the gate µs | added p50 vs direct µs |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := results[w.name]
-		if !ok || !w.effects {
-			continue
-		}
-		d, off, on := r["direct"], r["interlock"], r["interlock+effects"]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f / %.0f | %.0f | %.0f |\n",
-			w.name, d.TPS, off.TPS, on.TPS, on.TPS/off.TPS, d.P50US, off.P50US, on.P50US, on.P50US-off.P50US, on.P50US-d.P50US)
-	}
-	fmt.Println("\nAims:")
-	for _, w := range workloads {
-		r, ok := results[w.name]
-		if !ok {
-			continue
-		}
-		d, b, i := r["direct"], r["pgbouncer"], r["interlock"]
-		switch {
-		case w.selectOnly:
-			fmt.Printf("- %s: TPS interlock/PgBouncer %.2f× (aim ≥ 1: %s); added p50 %.0f µs (aim ≤ 200: %s)\n",
-				w.name, i.TPS/b.TPS, met(i.TPS >= b.TPS), i.P50US-d.P50US, met(i.P50US-d.P50US <= 200))
-		case strings.Contains(w.name, "-C"):
-			fmt.Printf("- %s: connection churn interlock/direct %.2f× (aim ≥ 0.5: %s)\n", w.name, i.TPS/d.TPS, met(i.TPS >= 0.5*d.TPS))
-		}
-	}
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "missed"
-}
-
-// reportBaseline compares this interlock with an earlier binary, run in
-// the same run on the same server.
-func reportBaseline(workloads []workload, results map[string]map[string]result, baseline string) {
-	fmt.Printf("\nThis interlock against %s (same run):\n\n", baseline)
-	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := results[w.name]
-		if !ok {
-			continue
-		}
-		d, b, i := r["direct"], r["baseline"], r["interlock"]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f |\n", w.name, d.TPS, b.TPS, i.TPS, i.TPS/b.TPS, b.P50US, i.P50US)
-	}
+	return n, nil
 }

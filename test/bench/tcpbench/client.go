@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -36,6 +39,12 @@ type clientResult struct {
 	Bytes   int64   `json:"bytes,omitempty"`
 	Seconds float64 `json:"seconds,omitempty"`
 	MiBps   float64 `json:"mib_per_s,omitempty"`
+
+	// ParentCPUMS is the CPU time (user + system, all threads) the
+	// client's parent process used during the measured part: under
+	// `interlock run` that is interlock's own cost, which the load of a
+	// shared machine disturbs less than the latencies. -1 when unread.
+	ParentCPUMS float64 `json:"parent_cpu_ms"`
 
 	// Local and Peer are the last connection's addresses as the client
 	// saw them (getsockname, getpeername).
@@ -70,11 +79,11 @@ func clientMain(args []string) int {
 	n := fs.Int("n", 0, "connections (connect) or round trips (echo) to measure")
 	warmup := fs.Int("warmup", 0, "unmeasured connections or round trips first")
 	size := fs.Int("size", 64, "echo message size in bytes")
-	bytes := fs.Int64("bytes", 0, "bulk transfer size in bytes")
+	nbytes := fs.Int64("bytes", 0, "bulk transfer size in bytes")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	res := clientResult{Mode: *mode}
+	res := clientResult{Mode: *mode, ParentCPUMS: -1}
 	var err error
 	switch *mode {
 	case modeConnect:
@@ -82,7 +91,7 @@ func clientMain(args []string) int {
 	case modeEcho:
 		err = runEcho(*addr, *n, *warmup, *size, &res)
 	case modeBulkUp, modeBulkDown:
-		err = runBulk(*addr, *mode == modeBulkUp, *bytes, &res)
+		err = runBulk(*addr, *mode == modeBulkUp, *nbytes, &res)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -130,7 +139,11 @@ func runConnect(addr string, n, warmup int, res *clientResult) error {
 	lat := make([]time.Duration, 0, n)
 	one := []byte{'x'}
 	back := make([]byte, 1)
+	cpu := parentCPU{}
 	for i := range warmup + n {
+		if i == warmup {
+			cpu.start()
+		}
 		t0 := time.Now()
 		c, err := dial(addr)
 		if err != nil {
@@ -157,6 +170,7 @@ func runConnect(addr string, n, warmup int, res *clientResult) error {
 			lat = append(lat, d)
 		}
 	}
+	res.ParentCPUMS = cpu.stop()
 	summarise(res, lat)
 	return nil
 }
@@ -177,7 +191,11 @@ func runEcho(addr string, n, warmup, size int, res *clientResult) error {
 	}
 	back := make([]byte, size)
 	lat := make([]time.Duration, 0, n)
+	cpu := parentCPU{}
 	for i := range warmup + n {
+		if i == warmup {
+			cpu.start()
+		}
 		msg[0] = byte(i)
 		t0 := time.Now()
 		if _, err := c.Write(msg); err != nil {
@@ -194,6 +212,7 @@ func runEcho(addr string, n, warmup, size int, res *clientResult) error {
 			lat = append(lat, d)
 		}
 	}
+	res.ParentCPUMS = cpu.stop()
 	summarise(res, lat)
 	return nil
 }
@@ -224,6 +243,8 @@ func runBulk(addr string, up bool, total int64, res *clientResult) error {
 	var moved int64
 	var t0 time.Time
 	var elapsed time.Duration
+	cpu := parentCPU{}
+	cpu.start()
 	if up {
 		buf := make([]byte, ioChunk)
 		for i := range buf {
@@ -272,6 +293,7 @@ func runBulk(addr string, up bool, total int64, res *clientResult) error {
 			return fmt.Errorf("bulk: received %d bytes, asked for %d", moved, total)
 		}
 	}
+	res.ParentCPUMS = cpu.stop()
 	res.N = 1
 	res.Bytes = moved
 	res.Seconds = elapsed.Seconds()
@@ -306,4 +328,51 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 func us(d time.Duration) float64 {
 	return math.Round(float64(d)/float64(time.Microsecond)*10) / 10
+}
+
+// parentCPU measures the CPU time of the client's parent process between
+// start and stop, from /proc/PPID/stat (utime + stime of all its threads,
+// in clock ticks: 10 ms at the usual 100 Hz, fine over a round).
+type parentCPU struct {
+	ticks uint64
+	ok    bool
+}
+
+func (p *parentCPU) start() { p.ticks, p.ok = readCPUTicks(os.Getppid()) }
+
+// stop is the CPU time in ms since start, or -1 when it could not be read.
+func (p *parentCPU) stop() float64 {
+	t, ok := readCPUTicks(os.Getppid())
+	if !p.ok || !ok || t < p.ticks {
+		return -1
+	}
+	return float64(t-p.ticks) * 1000 / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// readCPUTicks is utime + stime of pid (fields 14 and 15 of its stat,
+// counted after the parenthesised comm, which may hold spaces).
+func readCPUTicks(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return u + s, true
 }

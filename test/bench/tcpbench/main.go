@@ -40,7 +40,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/interlock/interlock/internal/cgroupfs"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/bench/benchutil"
@@ -69,6 +72,8 @@ type options struct {
 	warmConns   int
 	warmEcho    int
 	fsyncProbes int
+	profile     string
+	profileSecs int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -88,6 +93,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.warmConns, "warmup-conns", 50, "unmeasured connections before each connect round")
 	fs.IntVar(&o.warmEcho, "warmup-echo", 1000, "unmeasured round trips before each echo round")
 	fs.IntVar(&o.fsyncProbes, "fsync-probes", 200, "fdatasync calls timed on the journal's disk")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of interlock during the first interlock round of the first metric run to this file, from 1 s after interlock starts (with -only connect -conns 20000: the connect path)")
+	fs.IntVar(&o.profileSecs, "profile-seconds", 5, "seconds the -profile sample lasts; the profiled round must last 1 s longer")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -117,6 +124,9 @@ func parseFlags(args []string) (options, error) {
 	if o.conns <= 0 || o.echo <= 0 || o.bulkMiB <= 0 || o.rounds <= 0 || o.fsyncProbes <= 0 {
 		return o, errors.New("-conns, -echo, -bulk-mib, -rounds and -fsync-probes must be positive")
 	}
+	if o.profile != "" && o.profileSecs <= 0 {
+		return o, errors.New("-profile-seconds must be positive")
+	}
 	if o.warmConns < 0 || o.warmEcho < 0 {
 		return o, errors.New("warm-up counts cannot be negative")
 	}
@@ -134,6 +144,8 @@ type bench struct {
 	jdir    string // the journals' own temp dir (dir unless -journal-dir)
 	engines map[string]*engineSide
 	servers map[string]*server
+	// profiled is set once the -profile round has run.
+	profiled bool
 }
 
 // engineSide is a side that runs the client under an interlock binary:
@@ -203,6 +215,14 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	// The disk's sync latency drifts with whatever else uses it: again
+	// at the end, so the run's figures have both bounds.
+	jd := filepath.Dir(b.engines[sideInterlock].journal)
+	p50, p99, _, err := measureSync(jd, o.fsyncProbes, unix.Fsync)
+	if err != nil {
+		return fmt.Errorf("measure fsync latency: %w", err)
+	}
+	fmt.Printf("  disk sync    at the end, n=%d: fsync p50 %.1f µs, p99 %.1f µs\n", o.fsyncProbes, us(p50), us(p99))
 	for _, side := range b.sides() {
 		if b.engines[side] == nil {
 			continue
@@ -440,8 +460,27 @@ func (b *bench) runClient(ctx context.Context, side string, m metric) (clientRes
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second
+	var prof chan error
+	if side == sideInterlock && b.o.profile != "" && !b.profiled {
+		b.profiled = true
+		addr, err := pprofAddr()
+		if err != nil {
+			return clientResult{}, err
+		}
+		cmd.Env = append(os.Environ(), "INTERLOCK_PPROF="+addr)
+		prof = make(chan error, 1)
+		go func() {
+			prof <- benchutil.Profile(cctx, addr, 10*time.Second, time.Second, b.o.profileSecs, b.o.profile)
+		}()
+	}
 	before := b.servers[m.server].accepted.Load()
 	runErr := cmd.Run()
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return clientResult{}, fmt.Errorf("-profile: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "tcpbench: CPU profile of interlock (%s, round 1, %d s) in %s\n", m.name, b.o.profileSecs, b.o.profile)
+	}
 	if eng != nil && cmd.Process != nil {
 		removeRunCgroup(cmd.Process.Pid)
 	}
@@ -520,6 +559,16 @@ func parseResult(out []byte) (clientResult, error) {
 		return r, fmt.Errorf("client output %q: %w", line, err)
 	}
 	return r, nil
+}
+
+// pprofAddr is a free loopback address for the profiled interlock's
+// pprof server (127.0.0.1: the redirected targets are on 127.0.0.2).
+func pprofAddr() (string, error) {
+	port, err := testkit.PickPort("127.0.0.1")
+	if err != nil {
+		return "", fmt.Errorf("-profile: %w", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
 func tail(s string) string {

@@ -56,6 +56,32 @@ func summarize(res results) []row {
 		}
 		return r
 	}
+	// Interlock's own CPU (its process, all threads) over the measured
+	// part of each round: the cost the connect path changes aim at, less
+	// disturbed by a busy machine than the latencies. No direct figure:
+	// there the parent is this bench.
+	cpu := func(name, unit, m string, per func(clientResult) float64) {
+		var r row
+		r.Metric, r.Unit = name, unit
+		f := func(c clientResult) float64 {
+			if c.ParentCPUMS < 0 {
+				return 0
+			}
+			return per(c)
+		}
+		r.InterR = values(res[m][sideInterlock], f)
+		r.Interlock = benchutil.Median(r.InterR)
+		if bs := res[m][sideBefore]; len(bs) > 0 {
+			r.BeforeR = values(bs, f)
+			r.Before = ptr(benchutil.Median(r.BeforeR))
+			if *r.Before != 0 {
+				r.AfterB = ptr(r.Interlock / *r.Before)
+			}
+		}
+		rows = append(rows, r)
+	}
+	perOp := func(c clientResult) float64 { return c.ParentCPUMS * 1000 / float64(max(c.N, 1)) }
+	perGiB := func(c clientResult) float64 { return c.ParentCPUMS / 1000 / (float64(c.Bytes) / (1 << 30)) }
 	p50 := func(r clientResult) float64 { return r.P50US }
 	p99 := func(r clientResult) float64 { return r.P99US }
 	rate := func(r clientResult) float64 { return r.MiBps }
@@ -91,9 +117,11 @@ func summarize(res results) []row {
 		} else {
 			rows = append(rows, ad)
 		}
+		cpu("interlock CPU per connection", "µs", "connect", perOp)
 	}
 	if _, ok := res["echo"]; ok {
 		rows = append(rows, side("echo 64B round trip p50", "µs", "echo", p50), side("echo 64B round trip p99", "µs", "echo", p99))
+		cpu("interlock CPU per round trip", "µs", "echo", perOp)
 	}
 	for _, m := range []struct{ key, name string }{{"bulk-up", "bulk client→server"}, {"bulk-down", "bulk server→client"}} {
 		if _, ok := res[m.key]; !ok {
@@ -105,6 +133,7 @@ func summarize(res results) []row {
 			r.Met = ptr(*r.Ratio >= 0.9)
 		}
 		rows = append(rows, r)
+		cpu("interlock CPU per GiB, "+m.name[5:], "CPU-s", m.key, perGiB)
 	}
 	return rows
 }
@@ -113,6 +142,8 @@ func num(v float64) string {
 	switch {
 	case v >= 1000 || v <= -1000:
 		return fmt.Sprintf("%.0f", v)
+	case v < 10 && v > -10:
+		return fmt.Sprintf("%.2f", v)
 	default:
 		return fmt.Sprintf("%.1f", v)
 	}
