@@ -189,7 +189,11 @@ func (w *writer) syncHead(rc *rawConn) error {
 		}
 		if headSeq < w.size {
 			w.log.Warn("journal head went back: entries were removed from outside", "had", w.size, "now", headSeq)
-			w.synced = min(w.synced, headSeq)
+			if headSeq < w.synced {
+				// A checkpoint signs (synced, syncedTree): both must
+				// describe the same tree.
+				w.synced, w.syncedTree = headSeq, tree.Clone()
+			}
 		}
 		w.tree, w.size, w.headHash = tree, headSeq, append(w.headHash[:0], headHash...)
 	}
