@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -9,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func copyFile(t testing.TB, src, dst string) {
@@ -149,5 +152,72 @@ func TestOpenSignsCrashTail(t *testing.T) {
 	rep := verifyOK(t, path, 4)
 	if rep.SignedSize != 4 {
 		t.Errorf("verify: %+v", rep)
+	}
+}
+
+// Entries removed from outside while the journal is open: the writer
+// chains on from the head it finds, and every checkpoint it signs from
+// then on is of a tree the database holds (the signed size and root move
+// back together). Checkpoints of the removed entries stay as the evidence
+// of the cut; none may claim a wrong root for the entries that remain.
+func TestHeadWentBackWhileOpen(t *testing.T) {
+	path := tempPath(t)
+	j := openT(t, Options{Path: path, SyncInterval: 500 * time.Millisecond, checkpointInterval: time.Millisecond, heartbeat: 5 * time.Millisecond})
+	for range 6 {
+		appendT(t, j, model.Record{Kind: "op"}, model.Synced)
+	}
+	waitFor(t, func() bool { return j.Stats().SignedSize == 7 })
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM entries WHERE seq > 5`); err != nil {
+		t.Fatal(err)
+	}
+	if seq := appendT(t, j, model.Record{Kind: "after"}, model.Committed); seq != 6 {
+		t.Fatalf("append after the cut got seq %d, want 6", seq)
+	}
+	// Heartbeats sign the synced tree while the new entry waits for its
+	// sync.
+	time.Sleep(50 * time.Millisecond)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := OpenSnapshot(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	key, err := note.NewVerifier(snap.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := snap.Checkpoints(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Those of more than 5 entries signed before the cut are its evidence
+	// (verify reports it); the others must state the tree as it is.
+	newest := cps[0]
+	for _, cp := range cps {
+		if cp.TimeNS > newest.TimeNS {
+			newest = cp
+		}
+		if cp.Size > 5 {
+			continue
+		}
+		tree, err := loadRange(sqlTrees(context.Background(), db), cp.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tree.Root() != cp.Root {
+			t.Errorf("checkpoint of %d entries signed at %d states a root the first %d entries do not have", cp.Size, cp.TimeNS, cp.Size)
+		}
+	}
+	if newest.Size != 6 {
+		t.Errorf("final checkpoint covers %d entries, want 6", newest.Size)
+	} else if tree, err := loadRange(sqlTrees(context.Background(), db), 6); err != nil || tree.Root() != newest.Root {
+		t.Errorf("final checkpoint does not state the tree of the journal as it is: %v", err)
 	}
 }

@@ -96,7 +96,7 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 		opts: opts, log: log, dsn: d, db: db,
 		h:   sha256.New(),
 		cps: checkpointer{signer: signer, interval: opts.checkpointInterval, heartbeat: opts.heartbeat},
-		sy:  newSyncer(log, opts.Path),
+		sy:  newSyncer(log, opts.Path, opts.SyncInterval),
 	}
 	if err := w.connect(ctx); err != nil {
 		db.Close()

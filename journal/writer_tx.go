@@ -56,11 +56,12 @@ func (w *writer) commit(batch []*request) (first uint64, err error) {
 // so a handful of prepared statements serve every batch size.
 const (
 	rowCols       = 9
-	maxInsertRows = 256
+	insertSizes   = 9
+	maxInsertRows = 1 << (insertSizes - 1)
 )
 
 // sqlInsertRows[k] inserts 1<<k entries.
-var sqlInsertRows = func() (qs [9]string) {
+var sqlInsertRows = func() (qs [insertSizes]string) {
 	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	for k := range qs {
 		q := `INSERT INTO entries (seq, time_ns, kind, session, body, hash, tree, salt, payload) VALUES ` + row
@@ -87,7 +88,7 @@ func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error 
 	seq := int64(first)
 	for len(recs) > 0 {
 		k := 0
-		for k < 8 && 2<<k <= len(recs) {
+		for 2<<k <= min(len(recs), maxInsertRows) {
 			k++
 		}
 		n := 1 << k
@@ -124,7 +125,7 @@ func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error 
 		for i, sp := range w.spans {
 			rec := chunk[i]
 			for c, v := range [rowCols]driver.Value{sp.seq, sp.time, rec.kind, rec.session,
-				w.arena[start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], nilIfEmpty(rec.salt), nilIfEmpty(rec.payload)} {
+				w.arena[start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], rec.salt, rec.payload} {
 				args = append(args, driver.NamedValue{Ordinal: i*rowCols + c + 1, Value: v})
 			}
 			start = sp.tree
@@ -137,15 +138,6 @@ func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error 
 		w.last = append(w.last[:0], w.arena[lastSp.body:lastSp.hash]...)
 	}
 	return nil
-}
-
-// nilIfEmpty keeps a record without payload (nil) a NULL: a nil []byte in
-// an interface is not a nil interface, and the driver would bind a blob.
-func nilIfEmpty(b []byte) driver.Value {
-	if b == nil {
-		return nil
-	}
-	return b
 }
 
 // syncHead makes size, headHash and tree describe the database's head,
@@ -189,7 +181,11 @@ func (w *writer) syncHead(rc *rawConn) error {
 		}
 		if headSeq < w.size {
 			w.log.Warn("journal head went back: entries were removed from outside", "had", w.size, "now", headSeq)
-			w.synced = min(w.synced, headSeq)
+			if headSeq < w.synced {
+				// A checkpoint signs (synced, syncedTree): both must
+				// describe the same tree.
+				w.synced, w.syncedTree = headSeq, tree.Clone()
+			}
 		}
 		w.tree, w.size, w.headHash = tree, headSeq, append(w.headHash[:0], headHash...)
 	}
