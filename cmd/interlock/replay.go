@@ -110,7 +110,7 @@ func replaySessionArg(ctx context.Context, cmd *cli.Command) (path, id string, e
 }
 
 // replayRecords yields the entries of one session, in sequence order,
-// read through the session index.
+// from its session.open to its session.close (journal.OpenSnapshot).
 func replayRecords(ctx context.Context, path, id string) iter.Seq2[asciicast.Record, error] {
 	return func(yield func(asciicast.Record, error) bool) {
 		snap, err := journal.OpenSnapshot(ctx, path)
