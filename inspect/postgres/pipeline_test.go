@@ -173,3 +173,50 @@ func TestReadOnlyRecordFailureWithholdsAnswer(t *testing.T) {
 		t.Fatal("the session went on after a record failed")
 	}
 }
+
+// TestSideEffectsAreNotPipelined: a read-only statement is forwarded while
+// its record commits, so a crash then could leave it run and unrecorded.
+// Nothing that changes state may pass for read-only once the session has
+// judged it against the catalog: statements a session would use to act
+// while looking like a read go through Append, committed first.
+func TestSideEffectsAreNotPipelined(t *testing.T) {
+	g := &gatedJournal{release: make(chan struct{})}
+	close(g.release)
+	p := startProxy(t, proxyOpts{wrap: func(r model.Recorder) model.Recorder { g.Recorder = r; return g }})
+	c := connect(t, p.dsn(""))
+	ctx := context.Background()
+	tag := fmt.Sprintf("%d", time.Now().UnixNano())
+	setup := fmt.Sprintf(`CREATE TEMP SEQUENCE s%[1]s; CREATE TEMP TABLE t%[1]s (id int);
+		CREATE FUNCTION pg_temp.f%[1]s() RETURNS int LANGUAGE sql AS 'INSERT INTO t%[1]s VALUES (1) RETURNING 1'`, tag)
+	if _, err := c.Exec(ctx, setup, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{
+		"SELECT nextval('s" + tag + "')",
+		"SELECT setval('s" + tag + "', 5)",
+		"SELECT pg_advisory_lock(1)",
+		"SELECT set_config('application_name', 'x', false)",
+		"SELECT pg_cancel_backend(0)",
+		"SELECT pg_temp.f" + tag + "()",
+		"SELECT * FROM t" + tag + " FOR UPDATE",
+		"WITH d AS (DELETE FROM t" + tag + " RETURNING *) SELECT * FROM d",
+		"SELECT * FROM t" + tag + ", LATERAL (SELECT nextval('s" + tag + "')) n",
+		"SELECT 1 INTO TEMP t2" + tag,
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			marked := text + " -- " + tag + mode.String()
+			rows, err := c.Query(ctx, marked, mode)
+			if err == nil {
+				rows.Close()
+			}
+			if g.startedText(marked) {
+				t.Errorf("%q (%s) was forwarded before its record committed, as a read", text, mode)
+			}
+		}
+	}
+	// The control: a plain read is.
+	marked := "SELECT 1 -- " + tag
+	if _, err := c.Exec(ctx, marked, pgx.QueryExecModeSimpleProtocol); err != nil || !g.startedText(marked) {
+		t.Errorf("a plain read was not pipelined (%v)", err)
+	}
+}
