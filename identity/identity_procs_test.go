@@ -17,21 +17,7 @@ import (
 // cache while it stays the same, and read again after it execs another
 // program under the same pid and start time.
 func TestResolveCacheSeesExec(t *testing.T) {
-	testenv.RequireRoot(t)
-	root := identTestCgroup2Root(t)
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "go")
-	cmd := exec.Command("/bin/sh", "-c", "while [ ! -e "+gate+" ]; do sleep 0.01; done; exec /usr/bin/sleep 30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	pid := cmd.Process.Pid
-	k := model.KernelFacts{
-		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),
-		ConnectBootNS: identTestBootNS(t),
-	}
+	pid, gate, k := identTestGatedShell(t)
 	r := NewResolver(ResolverOptions{})
 	shell, _ := filepath.EvalSymlinks("/bin/sh")
 	first := r.Resolve(context.Background(), k)
@@ -69,21 +55,7 @@ func TestResolveCacheSeesExec(t *testing.T) {
 // under the executable and command line of after it; the next resolution
 // sees the new program.
 func TestResolveCacheExecDuringResolution(t *testing.T) {
-	testenv.RequireRoot(t)
-	root := identTestCgroup2Root(t)
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "go")
-	cmd := exec.Command("/bin/sh", "-c", "while [ ! -e "+gate+" ]; do sleep 0.01; done; exec /usr/bin/sleep 30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	pid := cmd.Process.Pid
-	k := model.KernelFacts{
-		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),
-		ConnectBootNS: identTestBootNS(t),
-	}
+	pid, gate, k := identTestGatedShell(t)
 	sleep, _ := filepath.EvalSymlinks("/usr/bin/sleep")
 	r := NewResolver(ResolverOptions{})
 	r.testHookMidRead = func(uint32) {
@@ -105,4 +77,26 @@ func TestResolveCacheExecDuringResolution(t *testing.T) {
 	if after.Proc == nil || after.Proc.Exe != sleep || after.Proc.ExeSHA256 != identTestFileSHA(t, sleep) {
 		t.Fatalf("after exec the cache answered with the facts from before it: %+v", after.Proc)
 	}
+}
+
+// identTestGatedShell starts a shell that execs /usr/bin/sleep once the
+// file gate exists, and returns its pid, gate and the kernel's facts of a
+// connect it makes.
+func identTestGatedShell(t *testing.T) (pid int, gate string, k model.KernelFacts) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	root := identTestCgroup2Root(t)
+	gate = filepath.Join(t.TempDir(), "go")
+	cmd := exec.Command("/bin/sh", "-c", "while [ ! -e "+gate+" ]; do sleep 0.01; done; exec /usr/bin/sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid = cmd.Process.Pid
+	k = model.KernelFacts{
+		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),
+		ConnectBootNS: identTestBootNS(t),
+	}
+	return pid, gate, k
 }
