@@ -173,6 +173,24 @@ func TestCreatePlacement(t *testing.T) {
 	}
 	cg.Remove()
 
+	// A name a killed run left taken is not reused, and the leftover is
+	// not touched.
+	left := mkcg(t, root, safe+"/cmd")
+	cg, err = create(root, safe, runParent, "cmd")
+	if err != nil {
+		t.Fatalf("a leftover cgroup with the run's name: %v", err)
+	}
+	if cg.Path != safe+"/cmd-2" || cg.Dir != filepath.Join(root, safe, "cmd-2") {
+		t.Errorf("with cmd taken: placed at %s (%s), want %s/cmd-2", cg.Path, cg.Dir, safe)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Errorf("the leftover was removed: %v", err)
+	}
+	cg.Remove()
+	if err := os.Remove(left); err != nil {
+		t.Fatal(err)
+	}
+
 	// Under a umask that takes bits off, the modes are still 0755.
 	old := syscall.Umask(0o077)
 	cg, err = create(root, user, runParent, "cmd")

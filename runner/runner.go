@@ -117,13 +117,8 @@ func create(root, self, runParent, name string) (*Cgroup, error) {
 		}
 		parent = runParent
 	}
-	p := path.Join(parent, name)
-	dir, err := cgroupfs.Dir(root, p)
+	p, dir, err := mkdirFresh(root, parent, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		err = fmt.Errorf("create cgroup %s: %w", dir, err)
 		if pl.Relocated {
 			return nil, &PlacementError{Placement: pl, Parent: runParent, Err: err}
 		}
@@ -150,6 +145,42 @@ func create(root, self, runParent, name string) (*Cgroup, error) {
 		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	return &Cgroup{Path: p, Dir: dir, ID: id, Placement: pl, fd: fd}, nil
+}
+
+// maxNameTries bounds how many suffixed names mkdirFresh tries after
+// name itself is taken.
+const maxNameTries = 64
+
+// mkdirFresh makes a new cgroup below parent named name, or name-2,
+// name-3 and so on when the name is taken. A run's name carries its pid,
+// and a run killed before it could remove its cgroup leaves the name
+// taken for whichever process gets that pid next. The leftover is not
+// ours to remove: it may hold what the killed run's command left behind,
+// or belong to a run with the same pid in another pid namespace. It
+// returns the cgroup's path below the root and its directory.
+func mkdirFresh(root, parent, name string) (string, string, error) {
+	var taken []string
+	for i := 1; i <= maxNameTries; i++ {
+		n := name
+		if i > 1 {
+			n = fmt.Sprintf("%s-%d", name, i)
+		}
+		p := path.Join(parent, n)
+		dir, err := cgroupfs.Dir(root, p)
+		if err != nil {
+			return "", "", err
+		}
+		err = os.Mkdir(dir, 0o755)
+		if err == nil {
+			return p, dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", "", fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		taken = append(taken, n)
+	}
+	return "", "", fmt.Errorf("create cgroup below %s: the names %s to %s are all taken by cgroups earlier runs left; "+
+		"remove the empty ones with rmdir", filepath.Join(root, parent), taken[0], taken[len(taken)-1])
 }
 
 // ensureRunParent makes RunParent if it is missing, and refuses it if a

@@ -191,7 +191,7 @@ exec %s -addr %s`, cgDir, clientBin, srv.addr())
 				t.Fatalf("the command's output lacks its cgroups or the move's status: %s\n%s", stdout, stderr)
 			}
 			runCg := before[1]
-			if !regexp.MustCompile(`^` + regexp.QuoteMeta(runner.RunParent) + `/interlock-run-\d+$`).MatchString(runCg) {
+			if !regexp.MustCompile(`^` + regexp.QuoteMeta(runner.RunParent) + `/interlock-run-\d+(-\d+)?$`).MatchString(runCg) {
 				t.Errorf("the command ran in %s, want a cgroup below %s (the caller's %s is the user's)", runCg, runner.RunParent, cgPath)
 			}
 			if !strings.Contains(stderr, "below interlock's own subtree") || !strings.Contains(stderr, cgPath) {
@@ -262,7 +262,7 @@ func TestRunNestsInRootOnlyCgroup(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("interlock run exited %d: %s%s", code, stdout, stderr)
 	}
-	if want := regexp.MustCompile(`^0::` + regexp.QuoteMeta(cgPath) + `/interlock-run-\d+\n$`); !want.MatchString(stdout) {
+	if want := regexp.MustCompile(`^0::` + regexp.QuoteMeta(cgPath) + `/interlock-run-\d+(-\d+)?\n$`); !want.MatchString(stdout) {
 		t.Errorf("the command ran in %q, want below %s", stdout, cgPath)
 	}
 	if !strings.Contains(stderr, "below the caller's") {

@@ -430,3 +430,22 @@ func inCgroup(t *testing.T, dir string, argv ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 	return cmd
 }
+
+// stopRun ends an `interlock run` a test may have left running. SIGTERM
+// first: the run forwards it to its command, then removes its cgroup.
+// SIGKILL only when it does not end, as a killed run leaves its cgroup
+// behind for the next process with its pid.
+func stopRun(c *exec.Cmd) {
+	if c.Process == nil || c.ProcessState != nil {
+		return
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.Process.Kill()
+		<-done
+	}
+}

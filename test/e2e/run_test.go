@@ -69,7 +69,7 @@ func TestRunAttributesTheSession(t *testing.T) {
 	if p.ExeSHA256 != clientSHA256 {
 		t.Errorf("exe_sha256 = %s, want %s", p.ExeSHA256, clientSHA256)
 	}
-	if !regexp.MustCompile(`/interlock-run-\d+$`).MatchString(p.CgroupPath) {
+	if !regexp.MustCompile(`/interlock-run-\d+(-\d+)?$`).MatchString(p.CgroupPath) {
 		t.Errorf("cgroup_path = %q, want the run's own cgroup", p.CgroupPath)
 	}
 	if len(p.Parents) == 0 || p.Parents[0].Exe != interlockBin {

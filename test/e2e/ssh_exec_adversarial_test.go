@@ -402,7 +402,7 @@ func TestSSHAdversarialExecReview(t *testing.T) {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		t.Cleanup(func() { stopRun(c) })
 		return c, &stderr
 	}
 	pending := func(id string) model.ApprovalRequest {

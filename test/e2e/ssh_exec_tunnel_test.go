@@ -194,7 +194,7 @@ func TestSSHAdversarialExecTunnel(t *testing.T) {
 		if err := rc.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { rc.cmd.Process.Kill(); rc.cmd.Wait() })
+		t.Cleanup(func() { stopRun(rc.cmd) })
 		// INIT and an OPEN that creates the marker, in one write.
 		rc.send(sftpPkt(1, 0, uint32(3)), sftpPkt(sshFxpOpen, 1, marker, uint32(0x1a), uint32(0)))
 		if typ, _, _, ok := rc.reply(); ok {

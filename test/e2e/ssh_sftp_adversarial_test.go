@@ -121,7 +121,7 @@ func startRawClient(t *testing.T, e *env, st *sshTarget, mode string) *rawClient
 	if err := rc.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rc.cmd.Process.Kill(); rc.cmd.Wait() })
+	t.Cleanup(func() { stopRun(rc.cmd) })
 	rc.send(sftpPkt(1, 0, uint32(3)))
 	if typ, _, _, ok := rc.reply(); !ok || typ != 2 {
 		t.Fatalf("no sftp VERSION (type %d, ok %v); stderr: %s", typ, ok, rc.err.String())
