@@ -48,9 +48,10 @@ var pureFunctions = words(`count sum avg min max now length char_length octet_le
 // transactional), but they are PostgreSQL's own, so not opaque.
 var impureBuiltins = words(`nextval setval currval lastval set_config pg_terminate_backend pg_cancel_backend
 	pg_advisory_lock pg_advisory_xact_lock pg_advisory_unlock pg_advisory_unlock_all pg_try_advisory_lock
-	pg_try_advisory_xact_lock pg_advisory_lock_shared pg_notify pg_reload_conf pg_rotate_logfile
+	pg_try_advisory_xact_lock pg_advisory_lock_shared pg_advisory_xact_lock_shared pg_try_advisory_lock_shared
+	pg_try_advisory_xact_lock_shared pg_advisory_unlock_shared pg_notify pg_reload_conf pg_rotate_logfile
 	pg_stat_reset pg_stat_reset_shared pg_stat_reset_single_table_counters pg_stat_force_next_flush
-	lo_import lo_export lo_create lo_creat lo_unlink lo_open lo_write lo_put lo_from_bytea lo_truncate
+	lo_import lo_export lo_create lo_creat lo_unlink lo_open lo_write lowrite lo_put lo_from_bytea lo_truncate
 	pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file txid_current pg_current_xact_id
 	pg_switch_wal pg_create_restore_point pg_start_backup pg_stop_backup pg_backup_start pg_backup_stop
 	pg_create_logical_replication_slot pg_create_physical_replication_slot pg_drop_replication_slot
@@ -79,8 +80,19 @@ var effectKinds = map[string]string{
 	"pg_stat_reset_shared": "alter_system", "pg_stat_reset_single_table_counters": "alter_system",
 	"pg_import_system_collations": "create_collation",
 	"pg_advisory_lock":            "lock", "pg_advisory_xact_lock": "lock", "pg_try_advisory_lock": "lock",
-	"pg_try_advisory_xact_lock": "lock", "pg_advisory_lock_shared": "lock",
+	"pg_try_advisory_xact_lock": "lock", "pg_advisory_lock_shared": "lock", "pg_advisory_xact_lock_shared": "lock",
+	"pg_try_advisory_lock_shared": "lock", "pg_try_advisory_xact_lock_shared": "lock",
+	"pg_advisory_unlock": "lock", "pg_advisory_unlock_shared": "lock", "pg_advisory_unlock_all": "lock",
+	"lowrite":                  "update",
+	"pg_stat_force_next_flush": "alter_system", "pg_log_backend_memory_contexts": "alter_system",
 }
+
+// noEffectKind are the impure built-ins that add no kind, each for a
+// reason: their effect is on the session's own state, which no rule
+// judges (currval, lastval, lo_open, an xid of its own), or a built-in
+// rule judges them by their arguments (the signal functions).
+var noEffectKind = words(`currval lastval lo_open txid_current pg_current_xact_id
+	pg_terminate_backend pg_cancel_backend`)
 
 // EffectKind is the statement kind a call of a built-in function with
 // effects adds ("" for none).
