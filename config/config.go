@@ -27,6 +27,7 @@ type Config struct {
 	Metrics   MetricsConfig   `yaml:"metrics"`
 	Policy    PolicyConfig    `yaml:"policy"`
 	Limits    LimitsConfig    `yaml:"limits"`
+	Identity  IdentityConfig  `yaml:"identity"`
 	Targets   []TargetConfig  `yaml:"targets"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read

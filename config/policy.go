@@ -127,6 +127,18 @@ type IdentityMatch struct {
 	// Claimed entries are NAME=glob over the CI claims (GITHUB_REPOSITORY,
 	// CI_PROJECT_PATH, ...).
 	Claimed []string `yaml:"claimed,omitempty"`
+	// LoginUsers and LoginUIDs match the human behind the process: the
+	// audit login uid (identity.Human), whatever users sudo or su made it
+	// since.
+	LoginUsers []string `yaml:"login_users,omitempty"`
+	LoginUIDs  []int    `yaml:"login_uids,omitempty"`
+	// Verified maps workload claim names (repository, ref, workflow, ...)
+	// to globs that a verified OIDC token's claims must match; a rule
+	// with it never matches claimed provenance.
+	Verified map[string]string `yaml:"verified,omitempty"`
+	// Agents are names from identity.agents; "none" matches a process
+	// with no agent in its ancestry.
+	Agents []string `yaml:"agents,omitempty"`
 }
 
 // OperationMatch matches what is being done.

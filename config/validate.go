@@ -60,6 +60,7 @@ func (c *Config) validate(l *errorList) {
 	c.validateMetrics(l)
 	c.validatePolicy(l)
 	c.validateLimits(l)
+	c.Identity.validate(l)
 	c.validateTargets(l)
 }
 

@@ -168,6 +168,7 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	if id.Proc != nil && id.ProcError == "" {
 		id.ProcError = s.degraded
 	}
+	r.principals(ctx, &id)
 	return id
 }
 

@@ -17,6 +17,9 @@ const (
 	// ProvClaimed facts come from the process environment; the process can
 	// set them to anything, so policy must opt in to trust them.
 	ProvClaimed Provenance = "claimed"
+	// ProvVerified facts were checked against a signature of an issuer
+	// the config trusts, such as a CI platform's OIDC ID token.
+	ProvVerified Provenance = "verified"
 )
 
 // KernelFacts are what the cgroup connect hook recorded for a connection.
@@ -128,4 +131,11 @@ type Identity struct {
 	// Claimed holds CI job claims read from the environment, keyed by the
 	// variable name (GITHUB_REPOSITORY, CI_JOB_ID, ...).
 	Claimed map[string]string `json:"claimed,omitempty"`
+
+	// Human, Workload and Agent are who is behind the process: the person
+	// who logged in, the CI job, the AI agent or automation in its
+	// ancestry. Each is nil when interlock found none (principals.go).
+	Human    *Human    `json:"human,omitempty"`
+	Workload *Workload `json:"workload,omitempty"`
+	Agent    *Agent    `json:"agent,omitempty"`
 }

@@ -50,6 +50,10 @@ type identityMatch struct {
 	users, groups, exes, cgroups, units, containers []pattern
 	uids, gids                                      []int
 	exeSHA256                                       []string
+	// human and agents: identity.login_users, login_uids and agents
+	// (match_human.go); verified: identity.verified (match_verified.go).
+	human    *humanMatch
+	verified *verifiedMatch
 }
 
 type opMatch struct {
@@ -76,6 +80,7 @@ func compileIdentity(m *config.IdentityMatch) *identityMatch {
 		users: compileGlobs(m.Users), groups: compileGlobs(m.Groups), exes: compileGlobs(m.Exes),
 		cgroups: compileGlobs(m.Cgroups), units: compileGlobs(m.Units), containers: compileGlobs(m.Containers),
 		uids: m.UIDs, gids: m.GIDs, exeSHA256: m.ExeSHA256,
+		human: compileHuman(m), verified: compileVerified(m),
 	}
 }
 

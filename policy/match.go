@@ -231,6 +231,12 @@ func matchIdentity(r *rule, id model.Identity, names *accounts.Names) matchResul
 			return noMatch
 		}
 	}
+	if res := m.human.match(id); res != match {
+		return res
+	}
+	if res := m.verified.match(id); res != match {
+		return res
+	}
 	if !r.needsProc {
 		return match
 	}
