@@ -202,6 +202,10 @@ func TestSideEffectsAreNotPipelined(t *testing.T) {
 		"WITH d AS (DELETE FROM t" + tag + " RETURNING *) SELECT * FROM d",
 		"SELECT * FROM t" + tag + ", LATERAL (SELECT nextval('s" + tag + "')) n",
 		"SELECT 1 INTO TEMP t2" + tag,
+		// Stable in the catalog, yet each assigns the transaction an id.
+		"SELECT txid_current()",
+		"SELECT pg_current_xact_id()",
+		"SELECT pg_try_advisory_xact_lock_shared(1)",
 	} {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 			marked := text + " -- " + tag + mode.String()

@@ -329,23 +329,31 @@ const (
 func (snap *trustSnap) function(r sqlclass.Ref) trustVerdict {
 	switch r.Schema {
 	case "pg_catalog":
-		if snap.catVolatile[r.Name] && !sqlclass.PureName(r) {
-			return vImpure
-		}
-		return vPure
+		return snap.builtin(r)
 	case "":
 		if ft, ok := snap.funcs[r.Name]; ok && (ft.untrusted || ft.volatile) {
 			return vOpaque
 		}
-		if snap.catVolatile[r.Name] && !sqlclass.PureName(r) {
-			return vImpure
-		}
-		return vPure
+		return snap.builtin(r)
 	case "information_schema":
 		return vPure
 	}
 	if ft, ok := snap.funcsIn[r.String()]; !ok || ft.untrusted || ft.volatile {
 		return vOpaque
+	}
+	return vPure
+}
+
+// builtin judges a function of pg_catalog. Volatile ones have effects
+// unless interlock knows them to be pure; interlock's own list of those
+// with effects counts too, since the catalog marks some of them stable
+// (txid_current and pg_current_xact_id assign the transaction an id).
+func (snap *trustSnap) builtin(r sqlclass.Ref) trustVerdict {
+	if sqlclass.PureName(r) {
+		return vPure
+	}
+	if snap.catVolatile[r.Name] || sqlclass.ImpureBuiltinName(r) {
+		return vImpure
 	}
 	return vPure
 }
