@@ -168,6 +168,9 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	if id.Proc != nil && id.ProcError == "" {
 		id.ProcError = s.degraded
 	}
+	if id.Proc != nil {
+		id.Human = s.login.human()
+	}
 	r.principals(ctx, &id)
 	return id
 }
@@ -266,6 +269,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
 	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
+	s.login = r.readLogin(ctx, s, dirfd, tgid)
 
 	if r.testHookMidRead != nil {
 		r.testHookMidRead(tgid)
@@ -296,7 +300,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.User(k.UID)
 	pf.Group = r.names.Group(k.GID)
-	if r.rememberProc(procKey, pf, claims, exeKey, cmdline) {
+	if r.rememberProc(procKey, pf, claims, exeKey, cmdline, s.login) {
 		held = r.holdFDs(tgid, start, dirfd)
 	}
 	return pf, claims, ""
