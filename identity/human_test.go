@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
@@ -120,24 +119,7 @@ func TestResolveRealHuman(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var sleepPid int
-	for i := 0; i < 200 && sleepPid == 0; i++ {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/" + strconv.Itoa(cmd.Process.Pid) + "/children")
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			sleepPid, _ = strconv.Atoi(f[0])
-		}
-		if sleepPid == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if sleepPid == 0 {
-		t.Fatal("the login shell started no sleep")
-	}
-	t.Cleanup(func() {
-		if p, err := os.FindProcess(sleepPid); err == nil {
-			p.Kill()
-		}
-	})
+	sleepPid := identTestChild(t, cmd.Process.Pid, "sleep")
 	sess, err := os.ReadFile("/proc/" + strconv.Itoa(sleepPid) + "/sessionid")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,8 @@ type Resolver struct {
 	mmSlots chan struct{}
 	scratch procfsScratchPool
 	hostNS  hostNamespaces
+	// agents are the configured agents (SetAgents, agent.go).
+	agents atomic.Pointer[[]AgentSpec]
 
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).
@@ -487,6 +490,7 @@ func (r *Resolver) ancestorIn(ctx context.Context, s *procfsScratch, d procDir, 
 		r.debugMiss(ctx, "unparsable ancestor stat", pid, nil)
 		return ref, 0, 0, false
 	}
+	ref.StartBootNS = st.startTicks * r.tickNS
 	cached, hit := r.ancestors.get(pid)
 	hit = hit && cached.startTicks == st.startTicks && cached.comm == string(st.comm) && now.Before(cached.expires)
 	if hit {
