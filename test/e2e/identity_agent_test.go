@@ -75,6 +75,22 @@ policy:
 		t.Fatalf("the agent's comm was not renamed (the test proves nothing): %+v", p)
 	}
 
+	// The human: the test's own login uid, inherited through interlock
+	// run and the agent (none when the test runs from a service).
+	own, err := os.ReadFile("/proc/self/loginuid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := so.Identity.Human
+	switch ownUID := strings.TrimSpace(string(own)); {
+	case h == nil || h.Provenance != "proc":
+		t.Errorf("human %+v", h)
+	case ownUID == "4294967295" && (!h.NoLogin || h.LoginUID != nil):
+		t.Errorf("no login expected: human %+v", h)
+	case ownUID != "4294967295" && (h.LoginUID == nil || fmt.Sprint(*h.LoginUID) != ownUID):
+		t.Errorf("login uid %s expected: human %+v", ownUID, h)
+	}
+
 	const modSQL = "DROP TABLE IF EXISTS modified_was_here"
 	_, stderr = psql(modified, modSQL)
 	if strings.Contains(stderr, "no-agent-drop") {
