@@ -279,6 +279,9 @@ func (c *Config) validatePolicy(l *errorList) {
 		}
 		oneOf(l, key+".action", r.Action, ruleActions...)
 		validateMatch(l, key+".match", r.Match)
+		if id := r.Match.Identity; id != nil {
+			validateAgentRefs(l, key+".match.identity.agents", id.Agents, c.Identity.Agents)
+		}
 		if r.Match.Effects != nil {
 			validateEffectsRule(l, key, r)
 		}
@@ -345,7 +348,8 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 		oneOf(l, key+".protocols["+strconv.Itoa(j)+"]", p, model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH)
 	}
 	if id := m.Identity; id != nil {
-		for field, globs := range map[string][]string{"exes": id.Exes, "cgroups": id.Cgroups, "units": id.Units, "containers": id.Containers, "users": id.Users, "groups": id.Groups} {
+		for field, globs := range map[string][]string{"exes": id.Exes, "cgroups": id.Cgroups, "units": id.Units, "containers": id.Containers,
+			"users": id.Users, "groups": id.Groups, "login_users": id.LoginUsers} {
 			for j, g := range globs {
 				globOK(l, key+".identity."+field+"["+strconv.Itoa(j)+"]", g)
 			}
@@ -366,6 +370,11 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 		for j, u := range id.UIDs {
 			if u < 0 || u > 1<<32-1 {
 				l.add(key+".identity.uids["+strconv.Itoa(j)+"]", "is not a uid")
+			}
+		}
+		for j, u := range id.LoginUIDs {
+			if u < 0 || u >= 1<<32-1 {
+				l.add(key+".identity.login_uids["+strconv.Itoa(j)+"]", "is not a login uid (0 to 4294967294; 4294967295 is the kernel's \"unset\")")
 			}
 		}
 		for j, g := range id.GIDs {

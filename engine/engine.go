@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, err
 	}
 	ids := identity.NewResolver(identity.ResolverOptions{Cgroup2Root: root, Logger: opts.Logger})
+	ids.SetAgents(agentSpecs(cfg.Identity.Agents))
 	red, err := redirector.New(ctx, redirector.Options{
 		MapPin:      opts.MapPin,
 		LinkPin:     opts.LinkPin,

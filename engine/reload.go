@@ -48,7 +48,11 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	steps = append(steps, reloadStep{"policy", applyRules}, reloadStep{"webhook", applyWebhook})
+	// The new agents before the rules that name them: a connection
+	// resolved in between must not miss a deny rule's agent.
+	e.ids.SetAgents(agentSpecs(cfg.Identity.Agents))
 	if err := commitReload(steps, func() error { return e.intercept(ctx, old, cfg) }); err != nil {
+		e.ids.SetAgents(agentSpecs(old.Identity.Agents))
 		return err
 	}
 	e.mu.Lock()

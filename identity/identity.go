@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,8 @@ type Resolver struct {
 	mmSlots chan struct{}
 	scratch procfsScratchPool
 	hostNS  hostNamespaces
+	// agents are the configured agents (SetAgents, agent.go).
+	agents atomic.Pointer[[]AgentSpec]
 
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).
@@ -168,6 +171,9 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	if id.Proc != nil && id.ProcError == "" {
 		id.ProcError = s.degraded
 	}
+	if id.Proc != nil {
+		id.Human = s.login.human()
+	}
 	r.principals(ctx, &id)
 	return id
 }
@@ -266,6 +272,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
 	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
+	s.login = r.readLogin(ctx, s, dirfd, tgid)
 
 	if r.testHookMidRead != nil {
 		r.testHookMidRead(tgid)
@@ -296,7 +303,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.User(k.UID)
 	pf.Group = r.names.Group(k.GID)
-	if r.rememberProc(procKey, pf, claims, exeKey, cmdline) {
+	if r.rememberProc(procKey, pf, claims, exeKey, cmdline, s.login) {
 		held = r.holdFDs(tgid, start, dirfd)
 	}
 	return pf, claims, ""
@@ -483,6 +490,7 @@ func (r *Resolver) ancestorIn(ctx context.Context, s *procfsScratch, d procDir, 
 		r.debugMiss(ctx, "unparsable ancestor stat", pid, nil)
 		return ref, 0, 0, false
 	}
+	ref.StartBootNS = st.startTicks * r.tickNS
 	cached, hit := r.ancestors.get(pid)
 	hit = hit && cached.startTicks == st.startTicks && cached.comm == string(st.comm) && now.Before(cached.expires)
 	if hit {

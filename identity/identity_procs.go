@@ -36,6 +36,11 @@ type identProc struct {
 	claims  map[string]string
 	exe     identFileKey
 	cmdline []byte
+	// login is kept with the rest: only a process with CAP_AUDIT_CONTROL
+	// can change its login uid or session id (and, with the kernel's
+	// loginuid_immutable, only once, from unset), so within identProcTTL
+	// nothing short of root makes the cached one wrong.
+	login   procLogin
 	expires time.Time
 }
 
@@ -80,6 +85,7 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 		return nil, nil, false
 	}
 	pf.PPID = ppid
+	s.login = c.login
 	// The cached facts are of the same file; whether that file is the
 	// one this connect was made by is the kernel record's to say. Runner
 	// and Program are the cached ones: the same exe and command line.
@@ -93,7 +99,7 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 // of the executable that was hashed and the command line that was parsed,
 // as read for this resolution (read again now, they could belong to a
 // program the process exec'd since). It reports whether it did.
-func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte) bool {
+func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte, login procLogin) bool {
 	// A resolution that had to skip cmdline and environ (no slot) or lacks
 	// the hash is not worth keeping: the next one may do better.
 	if len(pf.Cmdline) == 0 || cmdline == nil || pf.ExeSHA256 == "" {
@@ -101,7 +107,7 @@ func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims ma
 	}
 	r.procs.add(key, identProc{
 		pf: *pf, claims: claims, exe: exe,
-		cmdline: cmdline, expires: time.Now().Add(identProcTTL),
+		cmdline: cmdline, login: login, expires: time.Now().Add(identProcTTL),
 	})
 	return true
 }

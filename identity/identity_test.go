@@ -151,8 +151,8 @@ func TestIdentityFakeProc(t *testing.T) {
 		StartBootNS: 1000 * f.r.tickNS,
 		PPID:        50,
 		Parents: []model.ProcessRef{
-			{PID: 50, Comm: "Runner.Listener", Exe: "/opt/runner/bin/Runner.Listener", UID: 1001},
-			{PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd", UID: 0},
+			{PID: 50, Comm: "Runner.Listener", Exe: "/opt/runner/bin/Runner.Listener", UID: 1001, StartBootNS: 500 * f.r.tickNS},
+			{PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd", UID: 0, StartBootNS: 1 * f.r.tickNS},
 		},
 		EUID: 0, EGID: 1,
 		User: "root", Group: "root",

@@ -35,6 +35,9 @@ type procfsScratch struct {
 	degraded string
 	// hashWhy is why the executable was not hashed, if it was not.
 	hashWhy string
+	// login is the audit login uid and session id read for this
+	// resolution (human.go).
+	login procLogin
 }
 
 // procfsScratchPool recycles scratch space between resolutions.
@@ -42,7 +45,7 @@ type procfsScratchPool struct{ pool sync.Pool }
 
 func (p *procfsScratchPool) get() *procfsScratch {
 	if s, ok := p.pool.Get().(*procfsScratch); ok {
-		s.degraded, s.hashWhy = "", ""
+		s.degraded, s.hashWhy, s.login = "", "", procLogin{}
 		return s
 	}
 	return &procfsScratch{buf: make([]byte, 16<<10)}

@@ -64,6 +64,10 @@ type ProcessRef struct {
 	Comm string `json:"comm"`
 	Exe  string `json:"exe,omitempty"`
 	UID  uint32 `json:"uid"`
+	// StartBootNS is the ancestor's start time, as ProcFacts has it: a
+	// later read of the pid (its cmdline, its executable for an agent's
+	// hash) is checked against it.
+	StartBootNS uint64 `json:"start_boot_ns,omitempty"`
 }
 
 // ProcFacts are read from /proc and the cgroup filesystem at accept time.

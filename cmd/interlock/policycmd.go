@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -60,6 +62,10 @@ func policyCommand() *cli.Command {
 					&cli.StringFlag{Name: "cgroup", Usage: "cgroup path"},
 					&cli.StringFlag{Name: "unit", Usage: "systemd unit"},
 					&cli.StringSliceFlag{Name: "claim", Usage: "a CI claim NAME=VALUE (repeatable)"},
+					&cli.StringFlag{Name: "login-user", Usage: "the user who logged in (the audit login uid's name); without --login-user, --login-uid or --no-login the login is unknown"},
+					&cli.IntFlag{Name: "login-uid", Usage: "the audit login uid (default: --login-user's)"},
+					&cli.BoolFlag{Name: "no-login", Usage: "the process descends from no login (a service)"},
+					&cli.StringFlag{Name: "agent", Usage: "the agent of identity.agents found in the process's ancestry, or none"},
 					&cli.StringFlag{Name: "sql", Usage: "SQL text (postgres targets)"},
 					&cli.StringFlag{Name: "command", Usage: "command line (ssh exec)"},
 					&cli.BoolFlag{Name: "pty", Usage: "the exec of --command runs on a pty (ssh -t): it is judged as a shell too"},
@@ -156,6 +162,9 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 		o.Identity.ProcError = "--exe-trust gone: the process exited before it could be inspected"
 	default:
 		return exitWith(exitUsage, fmt.Errorf("--exe-trust must be verified, claimed, unknown or gone, not %q", trust))
+	}
+	if err := policyTestPrincipals(cmd, cfg, &o.Identity); err != nil {
+		return err
 	}
 	for _, c := range cmd.StringSlice("claim") {
 		k, v, ok := strings.Cut(c, "=")
@@ -302,4 +311,47 @@ func printExplanation(w io.Writer, r testResult) {
 	if ex.Why != "" {
 		fmt.Fprintln(w, indent+"why: "+ex.Why)
 	}
+}
+
+// policyTestPrincipals sets the human and the agent from the flags.
+func policyTestPrincipals(cmd *cli.Command, cfg *config.Config, id *model.Identity) error {
+	switch {
+	case cmd.Bool("no-login") && (cmd.IsSet("login-user") || cmd.IsSet("login-uid")):
+		return exitWith(exitUsage, errors.New("--no-login contradicts --login-user and --login-uid"))
+	case cmd.Bool("no-login"):
+		id.Human = &model.Human{NoLogin: true, Provenance: model.ProvProc}
+	case cmd.IsSet("login-user") || cmd.IsSet("login-uid"):
+		h := &model.Human{LoginUser: cmd.String("login-user"), Provenance: model.ProvProc}
+		uid := cmd.Int("login-uid")
+		if !cmd.IsSet("login-uid") {
+			u, err := user.Lookup(h.LoginUser)
+			if err != nil {
+				return exitWith(exitUsage, fmt.Errorf("--login-user %s: %w; give --login-uid too", h.LoginUser, err))
+			}
+			n, err := strconv.ParseUint(u.Uid, 10, 32)
+			if err != nil {
+				return exitWith(exitUsage, fmt.Errorf("--login-user %s: uid %q: %w", h.LoginUser, u.Uid, err))
+			}
+			uid = int(n)
+		}
+		if uid < 0 || uid >= 1<<32-1 {
+			return exitWith(exitUsage, fmt.Errorf("--login-uid %d is not a login uid", uid))
+		}
+		v := uint32(uid)
+		h.LoginUID = &v
+		if h.LoginUser == "" {
+			if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+				h.LoginUser = u.Username
+			}
+		}
+		id.Human = h
+	}
+	switch a := cmd.String("agent"); {
+	case a == "" || a == config.AgentNone:
+	case slices.Contains(cfg.Identity.AgentNames(), a):
+		id.Agent = &model.Agent{Name: a, Provenance: model.ProvProc}
+	default:
+		return exitWith(exitUsage, fmt.Errorf("--agent %q is not an agent of identity.agents in %s (nor none)", a, configName(cfg)))
+	}
+	return nil
 }

@@ -1,0 +1,134 @@
+package identity
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/testenv"
+)
+
+// identTestAgentShell copies the test binary to dir/name (with extra
+// bytes appended: another hash) and starts it as TestAgentHelperProcess
+// under argv[0] "innocent", which renames its comm and starts a sleep;
+// it returns the two pids.
+func identTestAgentShell(t *testing.T, dir, name string, extra []byte) (shPid, sleepPid int) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, append(b, extra...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(p, "-test.run=^TestAgentHelperProcess$")
+	cmd.Args[0] = "innocent"
+	cmd.Env = append(os.Environ(), "INTERLOCK_IDENT_AGENT_HELPER=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid, identTestChild(t, cmd.Process.Pid, "sleep")
+}
+
+// TestAgentHelperProcess is the agent of TestResolveRealAgent, when run
+// by it: it renames itself (its comm, as prctl(PR_SET_NAME) would) and
+// runs a sleep.
+func TestAgentHelperProcess(t *testing.T) {
+	if os.Getenv("INTERLOCK_IDENT_AGENT_HELPER") != "1" {
+		return
+	}
+	if err := os.WriteFile("/proc/self/comm", []byte("innocent"), 0); err != nil {
+		os.Exit(3)
+	}
+	cmd := exec.Command("/usr/bin/sleep", "30")
+	cmd.Run()
+	os.Exit(0)
+}
+
+// identTestChild waits for a child of ppid whose comm is comm, and
+// kills it at the end.
+func identTestChild(t *testing.T, ppid int, comm string) int {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			j := strings.LastIndexByte(string(b), ')')
+			if err != nil || j < 0 {
+				continue
+			}
+			f := strings.Fields(string(b[j+1:]))
+			if len(f) > 1 && f[1] == strconv.Itoa(ppid) && strings.Contains(string(b), "("+comm+")") {
+				t.Cleanup(func() {
+					if p, err := os.FindProcess(pid); err == nil {
+						p.Kill()
+					}
+				})
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d started no %s", ppid, comm)
+	return 0
+}
+
+// TestResolveRealAgent: an agent is found in the ancestry by its
+// executable whatever its argv[0] says; with the hash pinned, a modified
+// copy is not the agent; a command-line match is only claimed.
+func TestResolveRealAgent(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	self, _ := os.Executable()
+	origSHA := identTestFileSHA(t, self)
+	shPid, sleepPid := identTestAgentShell(t, dir, "agentsh", nil)
+	_, modSleep := identTestAgentShell(t, dir, "agentsh-mod", []byte{0})
+	shExe := filepath.Join(dir, "agentsh")
+
+	r := NewResolver(ResolverOptions{})
+	defer r.Close()
+	r.SetAgents([]AgentSpec{{Name: "other", Exes: []string{"/nowhere/*"}}, {Name: "shell", Exes: []string{dir + "/agentsh*"}}})
+	id := identTestResolvePid(t, r, sleepPid)
+	want := model.Agent{Name: "shell", PID: uint32(shPid), Exe: shExe, MatchedBy: "exe", Provenance: model.ProvProc}
+	if a := id.Agent; a == nil || *a != want {
+		t.Fatalf("agent %+v, want %+v", a, want)
+	}
+	if comm := id.Proc.Parents[0].Comm; comm != "innocent" {
+		t.Fatalf("comm %q: the test does not hide the name", comm)
+	}
+
+	r.SetAgents([]AgentSpec{{Name: "shell", Exes: []string{dir + "/agentsh*"}, SHA256: []string{strings.ToUpper(origSHA)}}})
+	want.MatchedBy, want.ExeSHA256 = "sha256", origSHA
+	if a := identTestResolvePid(t, r, sleepPid).Agent; a == nil || *a != want {
+		t.Fatalf("agent by hash %+v, want %+v", a, want)
+	}
+	if a := identTestResolvePid(t, r, modSleep).Agent; a != nil {
+		t.Fatalf("a modified copy is the agent: %+v", a)
+	}
+
+	r.SetAgents([]AgentSpec{{Name: "script", Cmdlines: []string{"innocent -test.run=*"}}})
+	a := identTestResolvePid(t, r, sleepPid).Agent
+	if a == nil || a.Name != "script" || a.PID != uint32(shPid) || a.MatchedBy != "cmdline" || a.Provenance != model.ProvClaimed {
+		t.Fatalf("agent by command line %+v", a)
+	}
+
+	r.SetAgents(nil)
+	if a := identTestResolvePid(t, r, sleepPid).Agent; a != nil {
+		t.Fatalf("agent with none configured: %+v", a)
+	}
+}
