@@ -283,14 +283,14 @@ var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#111}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:12px;overflow-wrap:anywhere}
-th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family:monospace}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:12px;overflow-wrap:break-word}
+th{background:#f3f3f3}td.t,.t{white-space:pre-wrap;word-break:break-all;font-family:monospace}.nw{white-space:nowrap}
 .deny{color:#a00;font-weight:bold}.warn{background:#fff4d6;padding:.5em}
 .scroll{overflow-x:auto;max-width:100%}.mono{font-family:monospace;word-break:break-all}.sub{color:#555}
 .b{display:inline-block;padding:0 .4em;border-radius:3px;font-size:11px;font-weight:bold}
 .b.ok{background:#dcf2e0;color:#075e1b;border:1px solid #5aa96b}.b.cl{background:#fdebd3;color:#8a4300;border:1px solid #d9903a}
 .claimed{border-left:3px dashed #d9903a;padding-left:4px;font-style:italic}.lbl{color:#8a4300;font-size:11px}
-.err{color:#a00}.chain{color:#333}
+.err{color:#a00}.chain{color:#333}td.human,td.agent{min-width:9em}td.workload{min-width:14em}
 </style></head><body>
 <h1>Interlock evidence bundle</h1>
 <table>
@@ -303,8 +303,8 @@ th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family
 <p>This page is a view. The evidence is entries.jsonl, checked with <code>interlock journal verify --bundle FILE --pubkey journal.pub</code>; every row below names the entry (seq) it comes from.</p>
 {{range .M.Warnings}}<p class="warn">{{.}}</p>{{end}}
 <h2>Sessions ({{.SessionCount}})</h2>
-<div class="scroll"><table id="sessions"><tr><th>session</th><th>target</th><th>opened / closed</th><th>client → destination</th><th>process</th><th>human</th><th>workload</th><th>agent</th><th>decision</th><th>operations</th><th>denied</th><th>bytes up / down</th><th>error</th></tr>
-{{range .Sessions}}<tr data-session="{{.ID}}"><td class="t">{{.ID}}</td><td>{{v .Target}} ({{.Protocol}})</td><td>{{.Opened}}<br>{{if .Closed}}{{.Closed}}{{else}}open{{end}}</td><td>{{.Client}} → {{.Dst}}</td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td>{{.Decision}}</td><td>{{.Operations}}</td><td{{if .Denials}} class="deny"{{end}}>{{.Denials}}</td><td>{{.Up}} / {{.Down}}</td><td class="t">{{ml .Error}}</td></tr>
+<div class="scroll"><table id="sessions"><tr><th>session</th><th>target</th><th>process</th><th>human</th><th>workload</th><th>agent</th><th>outcome</th></tr>
+{{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono">{{.ID}}</div><div class="sub nw">{{.Opened}}</div><div class="sub nw">{{if .Closed}}{{.Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
 {{end}}</table></div>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
 <h2>Identities ({{.IdentityCount}})</h2>
 <div class="scroll"><table id="identities"><tr><th>uid</th><th>user</th><th>executable</th><th>sha-256</th><th>unit</th><th>container</th><th>human</th><th>workload</th><th>agent</th><th>sessions</th></tr>

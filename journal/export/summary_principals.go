@@ -105,5 +105,5 @@ const principalTemplates = `
 {{- range .EnvClaims}}<div class="mono">{{v .}}</div>{{end}}</div>
 {{- else}}<span class="sub">none</span>{{end}}{{end}}</td>
 <td class="agent">{{with agent .Agent}}<b>{{.Name}}</b>
-{{- if .Claimed}} <span class="b cl" data-provenance="claimed">claimed</span>{{end}}<div class="sub mono">{{.Detail}}</div>
+{{- if .Claimed}} <span class="b cl" data-provenance="claimed">claimed</span>{{end}}<div class="sub">{{.Detail}}</div>
 {{- else}}<span class="sub">none</span>{{end}}</td>{{end}}`
