@@ -250,3 +250,57 @@ func TestSummaryInBrowser(t *testing.T) {
 			dom.TableWidth, dom.ContainerWidth, dom.ContainerOverflow)
 	}
 }
+
+// TestSessionsListPrincipals runs `interlock sessions list` on the same
+// journal: the table names each principal with the workload's
+// provenance, and --json carries the structs whole.
+func TestSessionsListPrincipals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	principalJournal(t, path)
+	out, serr, code := runCmd(t, exec.Command(interlockBin, "sessions", "list", "-j", path))
+	if code != 0 {
+		t.Fatalf("sessions list: exit %d: %s", code, serr)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 {
+			rows[f[2]] = l
+		}
+	}
+	for id, wants := range map[string][]string{
+		"human-sudo":  {" alice "},
+		"ci-verified": {" no login ", " acme/billing@refs/heads/main (verified) "},
+		"ci-claimed":  {` "acme/billing (verified)@refs/heads/main" (claimed, token refused) `},
+		"agent":       {" alice ", " claude-code "},
+	} {
+		for _, w := range wants {
+			if !strings.Contains(rows[id], w) {
+				t.Errorf("session %s: row lacks %q:\n%s", id, w, out)
+			}
+		}
+	}
+	out, serr, code = runCmd(t, exec.Command(interlockBin, "sessions", "list", "-j", path, "--json"))
+	if code != 0 {
+		t.Fatalf("sessions list --json: exit %d: %s", code, serr)
+	}
+	var list []journal.SessionSummary
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 4 {
+		t.Fatalf("sessions list --json: %v\n%s", err, out)
+	}
+	for _, s := range list {
+		switch s.ID {
+		case "human-sudo":
+			if s.Human == nil || len(s.Human.Chain) != 1 || s.Human.Chain[0].ToUser != "root" || s.Human.SessionID == nil || *s.Human.SessionID != 42 {
+				t.Errorf("human-sudo: human %+v", s.Human)
+			}
+		case "ci-claimed":
+			if s.Workload == nil || s.Workload.Provenance != model.ProvClaimed || !strings.Contains(s.Workload.Error, "<script>") {
+				t.Errorf("ci-claimed: workload %+v", s.Workload)
+			}
+		case "agent":
+			if s.Agent == nil || s.Agent.PID != 5150 || s.Agent.ExeSHA256 == "" {
+				t.Errorf("agent: agent %+v", s.Agent)
+			}
+		}
+	}
+}
