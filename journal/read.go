@@ -90,6 +90,11 @@ type SessionSummary struct {
 	BytesDown  int64  `json:"bytes_down"`
 	DurationNS int64  `json:"duration_ns"`
 	Error      string `json:"error,omitempty"`
+	// Human, Workload and Agent are the principals behind the client, as
+	// its session.open recorded them (nil when none was found).
+	Human    *model.Human    `json:"human,omitempty"`
+	Workload *model.Workload `json:"workload,omitempty"`
+	Agent    *model.Agent    `json:"agent,omitempty"`
 }
 
 // The open entries come from a range scan of entries_opens in time order;
@@ -151,6 +156,9 @@ func ListSessions(ctx context.Context, path string, f SessionFilter) ([]SessionS
 			PID:      open.Identity.Kernel.TGID,
 			UID:      open.Identity.Kernel.UID,
 			CgroupID: open.Identity.Kernel.CgroupID,
+			Human:    open.Identity.Human,
+			Workload: open.Identity.Workload,
+			Agent:    open.Identity.Agent,
 		}
 		if p := open.Identity.Proc; p != nil {
 			s.Exe, s.CgroupPath = p.Exe, p.CgroupPath

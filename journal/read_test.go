@@ -39,7 +39,12 @@ func TestListSessions(t *testing.T) {
 	rec := func(kind, session string, sec int, data any) {
 		appendT(t, j, model.Record{Kind: kind, Session: session, Time: at(sec), Data: data}, model.Committed)
 	}
-	rec(model.KindSessionOpen, "a", 0, sessionOpen("pg", 100, 1000, 7, "/usr/bin/psql"))
+	withPrincipals := sessionOpen("pg", 100, 1000, 7, "/usr/bin/psql")
+	login := uint32(1000)
+	withPrincipals.Identity.Human = &model.Human{LoginUID: &login, LoginUser: "alice", Provenance: model.ProvProc}
+	withPrincipals.Identity.Workload = &model.Workload{Provenance: model.ProvVerified, Claims: map[string]string{"repository": "acme/billing"}}
+	withPrincipals.Identity.Agent = &model.Agent{Name: "claude", PID: 99, MatchedBy: "exe", Provenance: model.ProvProc}
+	rec(model.KindSessionOpen, "a", 0, withPrincipals)
 	rec("pg.statement", "a", 1, map[string]string{"sql": "select 1"})
 	rec(model.KindSessionOpen, "b", 2, sessionOpen("ssh", 200, 0, 8, ""))
 	rec("pg.statement", "a", 3, map[string]string{"sql": "select 2"})
@@ -70,7 +75,7 @@ func TestListSessions(t *testing.T) {
 		a.OrigDst.String() != "127.0.0.2:5432" || a.Client.String() != "127.0.0.1:40000" {
 		t.Errorf("session a = %+v", a)
 	}
-	if b := all[1]; b.Close != nil || b.Exe != "" || b.Target != "ssh" || b.PID != 200 {
+	if b := all[1]; b.Human != nil || b.Workload != nil || b.Agent != nil || b.Close != nil || b.Exe != "" || b.Target != "ssh" || b.PID != 200 {
 		t.Errorf("open session b = %+v", b)
 	}
 	if c := all[0]; c.Error != "upstream reset" || c.Close == nil {
@@ -80,7 +85,9 @@ func TestListSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"open_seq":2`, `"orig_dst":"127.0.0.2:5432"`, `"cgroup_path":"/ci/job"`, `"bytes_down":20`, `"duration_ns":4000000000`} {
+	for _, field := range []string{`"open_seq":2`, `"orig_dst":"127.0.0.2:5432"`, `"cgroup_path":"/ci/job"`, `"bytes_down":20`, `"duration_ns":4000000000`,
+		`"human":{"login_uid":1000,"login_user":"alice","provenance":"proc"}`, `"workload":{"provenance":"verified","claims":{"repository":"acme/billing"}}`,
+		`"agent":{"name":"claude","pid":99,"matched_by":"exe","provenance":"proc"}`} {
 		if !strings.Contains(string(js), field) {
 			t.Errorf("JSON %s lacks %s", js, field)
 		}

@@ -153,6 +153,15 @@ func describe(e Event) string {
 		if p := m.Identity.Proc; p != nil {
 			s += " exe " + Quote(p.Exe)
 		}
+		if h := m.Identity.Human; h != nil {
+			s += ", human " + HumanText(h)
+		}
+		if w := m.Identity.Workload; w != nil {
+			s += ", workload " + WorkloadText(w, 0)
+		}
+		if a := m.Identity.Agent; a != nil {
+			s += ", agent " + AgentText(a) + " (" + AgentDetail(a) + ")"
+		}
 		if m.SSH != nil {
 			s += ", user " + Quote(m.SSH.User) + ", client " + Quote(m.SSH.ClientVersion)
 		}

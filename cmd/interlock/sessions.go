@@ -12,6 +12,8 @@ import (
 
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal"
+	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/sessionview"
 )
 
 func sessionsCommand() *cli.Command {
@@ -56,10 +58,13 @@ func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
 }
 
 // printSessions is the sessions table, one line a session: the client's
-// text in it (the executable path, an error quoting a statement) escaped.
+// text in it (the executable path, an error quoting a statement, claimed
+// CI values) escaped. The principals are short here: the login user, the
+// workload's name and provenance, the agent's name; --json and `sessions
+// show` have the rest.
 func printSessions(w io.Writer, list []journal.SessionSummary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "OPENED\tSESSION\tTARGET\tDESTINATION\tPID\tUID\tEXE\tUP\tDOWN\tDURATION\tSTATUS")
+	fmt.Fprintln(tw, "OPENED\tSESSION\tTARGET\tDESTINATION\tPID\tUID\tEXE\tHUMAN\tWORKLOAD\tAGENT\tUP\tDOWN\tDURATION\tSTATUS")
 	cut := false
 	for _, s := range list {
 		status, dur := "open", "-"
@@ -79,15 +84,41 @@ func printSessions(w io.Writer, list []journal.SessionSummary) error {
 		if s.Exe == "" {
 			exe = "?"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n",
+		workload, wcut := workloadCell(s.Workload)
+		cut = cut || wcut
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n",
 			s.Open.Local().Format("2006-01-02 15:04:05"), textview.Escape(s.ID), textview.Escape(s.Target), s.OrigDst, s.PID, s.UID, exe,
+			orDash(sessionview.LoginText(s.Human)), workload, orDash(sessionview.AgentText(s.Agent)),
 			s.BytesUp, s.BytesDown, dur, status)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if cut {
-		fmt.Fprintln(w, "errors cut to fit: `interlock sessions list --json` prints them whole")
+		fmt.Fprintln(w, "errors and workloads cut to fit: `interlock sessions list --json` prints them whole")
 	}
 	return nil
+}
+
+// workloadCell is the workload's name, cut to fit, and its provenance,
+// which is never cut: "acme/billing@refs/heads/main (verified)". A
+// refused token only says so here (its error can be long).
+func workloadCell(w *model.Workload) (cell string, cut bool) {
+	if w == nil {
+		return "-", false
+	}
+	const max = 40
+	name := sessionview.WorkloadName(w, max)
+	prov := sessionview.ProvenanceText(w.Provenance)
+	if w.Error != "" {
+		prov += ", token refused"
+	}
+	return name + " (" + prov + ")", w.Error != "" || name != sessionview.WorkloadName(w, 0)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

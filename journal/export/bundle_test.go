@@ -97,9 +97,23 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 	if stmts[1][3] != "SELECT email FROM users WHERE id = $1" || stmts[1][12] != "SELECT 1" || stmts[1][11] != "yes" || stmts[2][3] != "'=DROP TABLE users <script>" || stmts[2][8] != "deny" {
 		t.Errorf("statements.csv rows:\n%q\n%q", stmts[1], stmts[2])
 	}
+	// Each statement carries its session's principals; pg-00's statements
+	// are rows 1 and 2, pg-01's 3 and 4, pg-02's 5 and 6.
+	for row, want := range map[int][3]string{
+		1: {"alice (login uid 1000, session 3), alice → root via sudo", "", "claude (matched by exe, pid 80 /usr/bin/claude)"},
+		3: {"", "acme/billing@refs/heads/main (verified)", ""},
+		6: {"", `"=acme/x (verified)@main" (claimed), token refused: "token signature invalid"`, ""},
+	} {
+		if got := [3]string(stmts[row][18:21]); got != want {
+			t.Errorf("statements.csv row %d principals %q, want %q", row, got, want)
+		}
+	}
 	appr, err := csv.NewReader(bytes.NewReader(files[evidence.FileApprovals])).ReadAll()
 	if err != nil || len(appr) != 1+6 || appr[2][5] != "deny" || appr[1][9] != "drop_table" {
 		t.Fatalf("approvals.csv: %q %v", appr, err)
+	}
+	if appr[0][19] != "who_human" || appr[1][19] != stmts[1][18] || appr[1][21] != stmts[1][20] || appr[3][20] != stmts[3][19] {
+		t.Errorf("approvals.csv principals of the requesters: %q", appr[:4])
 	}
 	html := string(files[evidence.FileSummary])
 	for _, bad := range []string{"<script>", "src=", "href=\"http", "@import", "url("} {
@@ -107,7 +121,8 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 			t.Errorf("summary.html contains %q", bad)
 		}
 	}
-	for _, good := range []string{"&lt;script&gt;", "Denials (6)", "Approvals (6)", "Masking decisions (3)", "/usr/bin/psql", "runner.service", "pg-02", "ssh-01"} {
+	for _, good := range []string{"&lt;script&gt;", "Denials (6)", "Approvals (6)", "Masking decisions (3)", "/usr/bin/psql", "runner.service", "pg-02", "ssh-01",
+		"alice → root via sudo", `data-provenance="verified">verified<`, "token refused: token signature invalid", "<b>claude</b>"} {
 		if !strings.Contains(html, good) {
 			t.Errorf("summary.html lacks %q", good)
 		}

@@ -36,7 +36,11 @@ func timeString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC
 // against formula injection (Excel, LibreOffice and Sheets run such a
 // cell as a formula). The exact bytes are in entries.jsonl.
 func cell(s string) string {
-	s = textview.EscapeMultiline(s)
+	return formulaSafe(textview.EscapeMultiline(s))
+}
+
+// formulaSafe is cell for text a view has already escaped.
+func formulaSafe(s string) string {
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s
 	}
@@ -45,12 +49,16 @@ func cell(s string) string {
 
 // statements writes statements.csv: one row per pg.statement, completed by
 // its pg.result when that comes within the next pendingMax statements
-// (the result follows the statement once the server answered).
+// (the result follows the statement once the server answered), and by
+// the principals its session.open named.
 type statements struct {
 	w       *csv.Writer
 	pending []*stmtRow
 	bySeq   map[uint64]*stmtRow
 	rows    uint64
+	// who is each open session's principals, from its session.open; a
+	// session's statements all come between its open and its close.
+	who map[string][]string
 }
 
 const pendingMax = 65536
@@ -62,21 +70,50 @@ type stmtRow struct {
 	stmt    model.PGStatement
 	result  *model.PGResult
 	rseq    uint64
+	who     []string
 }
 
+// The principals come last, so readers that index the older columns keep
+// working; they are empty when the selection left the session's open out.
 var statementHeader = []string{"seq", "time", "session", "sql", "protocol", "kinds", "tables", "read_only",
-	"action", "rule", "reason", "masked", "tag", "rows", "sqlstate", "error", "duration_ns", "result_seq"}
+	"action", "rule", "reason", "masked", "tag", "rows", "sqlstate", "error", "duration_ns", "result_seq",
+	"human", "workload", "agent"}
+
+// principalCells are the human, workload and agent of an identity as CSV
+// cells: sessionview's text, already escaped, with provenance (a claimed
+// workload says so), guarded against formulas.
+func principalCells(id model.Identity) []string {
+	agent := sessionview.AgentText(id.Agent)
+	if agent != "" {
+		agent += " (" + sessionview.AgentDetail(id.Agent) + ")"
+	}
+	return []string{
+		formulaSafe(sessionview.HumanText(id.Human)),
+		formulaSafe(sessionview.WorkloadText(id.Workload, 0)),
+		formulaSafe(agent),
+	}
+}
 
 func newStatements(w io.Writer) *statements {
-	s := &statements{w: csv.NewWriter(w), bySeq: map[uint64]*stmtRow{}}
+	s := &statements{w: csv.NewWriter(w), bySeq: map[uint64]*stmtRow{}, who: map[string][]string{}}
 	s.w.Write(statementHeader)
 	return s
 }
 
 func (s *statements) add(seq uint64, p evidence.Body) error {
 	switch p.Kind {
+	case model.KindSessionOpen:
+		var o model.SessionOpen
+		if err := json.Unmarshal(p.Data, &o); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		s.who[p.Session] = principalCells(o.Identity)
+		return nil
+	case model.KindSessionClose:
+		delete(s.who, p.Session)
+		return nil
 	case model.KindPGStatement:
-		r := &stmtRow{seq: seq, timeNS: p.Time, session: p.Session}
+		r := &stmtRow{seq: seq, timeNS: p.Time, session: p.Session, who: s.who[p.Session]}
 		if err := json.Unmarshal(p.Data, &r.stmt); err != nil {
 			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
 		}
@@ -112,6 +149,12 @@ func (s *statements) write(r *stmtRow) error {
 			errText = "not run: " + errText
 		}
 	}
+	principal := func(i int) string {
+		if r.who == nil {
+			return ""
+		}
+		return r.who[i]
+	}
 	masked := ""
 	if st.Decision.Action == model.Mask || st.Decision.Mask != nil {
 		masked = "yes"
@@ -122,6 +165,7 @@ func (s *statements) write(r *stmtRow) error {
 		strings.Join(st.Kinds, " "), cell(strings.Join(st.Tables, " ")), strconv.FormatBool(st.ReadOnly),
 		string(st.Decision.Action), cell(st.Decision.Rule), cell(st.Decision.Reason), masked,
 		cell(tag), strconv.FormatInt(rows, 10), state, cell(errText), strconv.FormatInt(dur, 10), rseq,
+		principal(0), principal(1), principal(2),
 	})
 }
 
@@ -147,7 +191,9 @@ var approvalHeader = []string{"seq", "time", "session", "kind", "id", "verdict",
 	"operation", "operation_text", "rule", "approvers", "needed", "scope", "timeout_ns", "expires_ns", "reason",
 	// Last, so readers that index the older columns keep working: the
 	// SHA-256 of the exact operation text, which approve --expect names.
-	"text_sha256"}
+	"text_sha256",
+	// The principals behind the requester or the approver.
+	"who_human", "who_workload", "who_agent"}
 
 func newApprovals(w io.Writer) *approvals {
 	a := &approvals{w: csv.NewWriter(w)}
@@ -175,6 +221,7 @@ func (a *approvals) add(seq uint64, p evidence.Body) error {
 		row[4] = cell(r.ID)
 		row[6], row[7] = who(r.Requester)
 		row[7] = cell(row[7])
+		copy(row[19:], principalCells(r.Requester))
 		row[8], row[9], row[10], row[11] = cell(r.Target), r.Operation.Kind, cell(r.Operation.Text), cell(r.Rule)
 		row[12], row[13], row[14], row[15] = cell(strings.Join(r.Approvers, " ")), strconv.Itoa(r.Needed), cell(r.Scope), strconv.FormatInt(r.TimeoutNS, 10)
 		row[18] = cell(r.TextSHA256)
@@ -186,6 +233,7 @@ func (a *approvals) add(seq uint64, p evidence.Body) error {
 		row[4], row[5] = cell(d.ID), cell(d.Verdict)
 		row[6], row[7] = who(d.Approver)
 		row[7] = cell(row[7])
+		copy(row[19:], principalCells(d.Approver))
 		row[14], row[16], row[17] = cell(d.Scope), strconv.FormatInt(d.ExpiresNS, 10), cell(d.Reason)
 	case model.KindGrantExpired:
 		var g model.GrantExpired

@@ -58,6 +58,22 @@ func newFixture(t testing.TB, sessions int) *fixture {
 			Decision: model.Decision{Action: model.Allow, Rule: "ci-read"},
 			Postgres: &model.PGStartup{User: "app", Database: "prod", ProtocolVersion: "3.0"},
 		}
+		// One principal of each kind: a person who became root through
+		// sudo, with an agent; a verified CI job; a job whose token was
+		// refused, left with what its environment claims.
+		switch i {
+		case 0:
+			login, audit := uint32(1000), uint32(3)
+			open.Identity.Human = &model.Human{LoginUID: &login, LoginUser: "alice", SessionID: &audit, Provenance: model.ProvProc,
+				Chain: []model.UserHop{{PID: 90, Via: "sudo", FromUID: 1000, FromUser: "alice", ToUID: 0, ToUser: "root"}}}
+			open.Identity.Agent = &model.Agent{Name: "claude", PID: 80, Exe: "/usr/bin/claude", MatchedBy: "exe", Provenance: model.ProvProc}
+		case 1:
+			open.Identity.Workload = &model.Workload{Provenance: model.ProvVerified, Platform: "github", Issuer: "https://token.actions.githubusercontent.com",
+				Claims: map[string]string{"repository": "acme/billing", "ref": "refs/heads/main"}}
+		case 2:
+			open.Identity.Workload = &model.Workload{Provenance: model.ProvClaimed, Platform: "github", Error: "token signature invalid",
+				Claims: map[string]string{"repository": "=acme/x (verified)", "ref": "main"}}
+		}
 		app(model.Record{Kind: model.KindSessionOpen, Session: id, Time: at(sec), Data: open})
 		st := app(model.Record{Kind: model.KindPGStatement, Session: id, Time: at(sec + 1), Data: model.PGStatement{
 			SQL: "SELECT email FROM users WHERE id = $1", Protocol: "extended", Kinds: []string{"select"}, Tables: []string{"users"}, ReadOnly: true,

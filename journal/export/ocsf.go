@@ -2,6 +2,7 @@ package export
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -240,6 +241,16 @@ func datastoreActivity(kinds []string) (int, string) {
 	return id, names[id]
 }
 
+// addActor names who is behind a session's events. actor.user is the
+// person who logged in when the journal knows one (the audit login uid,
+// which the process cannot change), else the process's own user as
+// before; the process's user is always actor.process.user, and the
+// top-level user (the account that connected) stays the process's.
+// actor.session is the audit login session, actor.app_name the agent,
+// actor.idp the issuer of a verified workload token. Everything else of
+// the principals (the sudo chain, the claims and their provenance, a
+// refused token's error) has no OCSF attribute and is in
+// unmapped.interlock as the journal recorded it.
 func addActor(ev obj, o *model.SessionOpen) {
 	k := o.Identity.Kernel
 	user := obj{"uid": strconv.FormatUint(uint64(k.UID), 10)}
@@ -255,8 +266,41 @@ func addActor(ev obj, o *model.SessionOpen) {
 		proc["file"] = file
 		proc["cmd_line"] = strings.Join(pr.Cmdline, " ")
 	}
-	ev["actor"] = obj{"user": user, "process": proc}
+	proc["user"] = user
+	actor := obj{"user": user, "process": proc}
+	id := o.Identity
+	if h := id.Human; h != nil && !h.NoLogin && h.LoginUID != nil {
+		login := obj{"uid": strconv.FormatUint(uint64(*h.LoginUID), 10)}
+		if h.LoginUser != "" {
+			login["name"] = h.LoginUser
+		}
+		actor["user"] = login
+		if h.SessionID != nil {
+			sess := obj{"uid": strconv.FormatUint(uint64(*h.SessionID), 10)}
+			if c := cmp.Or(h.KeyFingerprint, h.KeyID); c != "" {
+				sess["credential_uid"] = c
+			}
+			actor["session"] = sess
+		}
+	}
+	if a := id.Agent; a != nil {
+		actor["app_name"] = a.Name
+	}
+	if w := id.Workload; w != nil && w.Provenance == model.ProvVerified {
+		actor["idp"] = obj{"name": cmp.Or(w.Platform, w.Issuer), "uid": w.Issuer}
+	}
+	ev["actor"] = actor
 	ev["user"] = user
 	ev["src_endpoint"] = obj{"ip": o.Client.Addr().String(), "port": o.Client.Port()}
 	ev["dst_endpoint"] = obj{"ip": o.OrigDst.Addr().String(), "port": o.OrigDst.Port(), "name": o.Target.Name}
+	il := ev["unmapped"].(obj)["interlock"].(obj)
+	if id.Human != nil {
+		il["human"] = id.Human
+	}
+	if id.Workload != nil {
+		il["workload"] = id.Workload
+	}
+	if id.Agent != nil {
+		il["agent"] = id.Agent
+	}
 }

@@ -37,12 +37,35 @@ type sessionRow struct {
 	Opened, Closed                                                      string
 	Up, Down                                                            int64
 	Operations, Denials                                                 int
+	principals
 }
 
 type identityRow struct {
-	Exe, ExeSHA256, User, Unit, Container, Claims string
-	UID                                           uint32
-	Sessions                                      int
+	Exe, ExeSHA256, User, Unit, Container string
+	UID                                   uint32
+	Sessions                              int
+	principals
+}
+
+// principals are who is behind a session's process. EnvClaims are the CI
+// variables an older journal recorded before workloads were resolved:
+// shown, as claimed, only when there is no Workload.
+type principals struct {
+	Human     *model.Human
+	Workload  *model.Workload
+	Agent     *model.Agent
+	EnvClaims []string
+}
+
+func principalsOf(id model.Identity) principals {
+	p := principals{Human: id.Human, Workload: id.Workload, Agent: id.Agent}
+	if p.Workload == nil {
+		for k, v := range id.Claimed {
+			p.EnvClaims = append(p.EnvClaims, k+"="+v)
+		}
+		sort.Strings(p.EnvClaims)
+	}
+	return p
 }
 
 type eventRow struct {
@@ -105,18 +128,16 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 		r.Target, r.Protocol, r.Opened = o.Target.Name, string(o.Target.Protocol), ev.Time
 		r.Client, r.Dst, r.Decision = o.Client.String(), o.OrigDst.String(), string(o.Decision.Action)
 		r.PID, r.UID = o.Identity.Kernel.TGID, o.Identity.Kernel.UID
-		idr := identityRow{UID: o.Identity.Kernel.UID}
+		r.principals = principalsOf(o.Identity)
+		idr := identityRow{UID: o.Identity.Kernel.UID, principals: r.principals}
 		if pr := o.Identity.Proc; pr != nil {
 			r.Exe, r.User, r.Unit = pr.Exe, pr.User, pr.SystemdUnit
 			idr.Exe, idr.ExeSHA256, idr.User, idr.Unit, idr.Container = pr.Exe, pr.ExeSHA256, pr.User, pr.SystemdUnit, pr.ContainerID
 		}
-		var claims []string
-		for k, v := range o.Identity.Claimed {
-			claims = append(claims, k+"="+v)
-		}
-		sort.Strings(claims)
-		idr.Claims = strings.Join(claims, " ")
-		key := fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s", idr.UID, idr.Exe, idr.ExeSHA256, idr.Unit, idr.Claims)
+		// The principals are part of who connected: the same program run
+		// by another person, job or agent is another identity.
+		who, _ := json.Marshal([]any{idr.Human, idr.Workload, idr.Agent, idr.EnvClaims})
+		key := fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s", idr.UID, idr.Exe, idr.ExeSHA256, idr.Unit, who)
 		if s.identities[key] == nil {
 			s.identities[key] = &idr
 		}
@@ -247,8 +268,13 @@ func optTime(ns int64) string {
 // render as something other than the bytes recorded. v escapes to one
 // line; ml keeps lines apart in the pre-wrap cells, so a multi-line
 // statement reads as multi-line, every line of it.
-var summaryTemplate = template.Must(template.New("summary").Funcs(template.FuncMap{
+//
+// The sessions and identities tables sit in a container that scrolls
+// sideways, and their cells wrap anywhere: a table as wide as its longest
+// path would otherwise push columns off a 1280-pixel screen.
+var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(template.FuncMap{
 	"v": textview.Escape, "ml": textview.EscapeMultiline,
+	"human": humanView, "workload": workloadView, "agent": agentView,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
@@ -257,9 +283,14 @@ var summaryTemplate = template.Must(template.New("summary").Funcs(template.FuncM
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#111}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:12px}
-th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family:monospace}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:12px;overflow-wrap:break-word}
+th{background:#f3f3f3}td.t,.t{white-space:pre-wrap;word-break:break-all;font-family:monospace}.nw{white-space:nowrap}
 .deny{color:#a00;font-weight:bold}.warn{background:#fff4d6;padding:.5em}
+.scroll{overflow-x:auto;max-width:100%}.mono{font-family:monospace;word-break:break-all}.sub{color:#555}
+.b{display:inline-block;padding:0 .4em;border-radius:3px;font-size:11px;font-weight:bold}
+.b.ok{background:#dcf2e0;color:#075e1b;border:1px solid #5aa96b}.b.cl{background:#fdebd3;color:#8a4300;border:1px solid #d9903a}
+.claimed{border-left:3px dashed #d9903a;padding-left:4px;font-style:italic}.lbl{color:#8a4300;font-size:11px}
+.err{color:#a00}.chain{color:#333}td.human,td.agent{min-width:9em}td.workload{min-width:14em}
 </style></head><body>
 <h1>Interlock evidence bundle</h1>
 <table>
@@ -272,13 +303,13 @@ th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family
 <p>This page is a view. The evidence is entries.jsonl, checked with <code>interlock journal verify --bundle FILE --pubkey journal.pub</code>; every row below names the entry (seq) it comes from.</p>
 {{range .M.Warnings}}<p class="warn">{{.}}</p>{{end}}
 <h2>Sessions ({{.SessionCount}})</h2>
-<table><tr><th>session</th><th>target</th><th>opened</th><th>closed</th><th>client</th><th>pid</th><th>uid</th><th>user</th><th>executable</th><th>unit</th><th>decision</th><th>operations</th><th>denied</th><th>bytes up/down</th><th>error</th></tr>
-{{range .Sessions}}<tr><td class="t">{{.ID}}</td><td>{{v .Target}} ({{.Protocol}})</td><td>{{.Opened}}</td><td>{{.Closed}}</td><td>{{.Client}}</td><td>{{.PID}}</td><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td>{{v .Unit}}</td><td>{{.Decision}}</td><td>{{.Operations}}</td><td{{if .Denials}} class="deny"{{end}}>{{.Denials}}</td><td>{{.Up}} / {{.Down}}</td><td class="t">{{ml .Error}}</td></tr>
-{{end}}</table>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
+<div class="scroll"><table id="sessions"><tr><th>session</th><th>target</th><th>process</th><th>human</th><th>workload</th><th>agent</th><th>outcome</th></tr>
+{{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono">{{.ID}}</div><div class="sub nw">{{.Opened}}</div><div class="sub nw">{{if .Closed}}{{.Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
+{{end}}</table></div>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
 <h2>Identities ({{.IdentityCount}})</h2>
-<table><tr><th>uid</th><th>user</th><th>executable</th><th>sha-256</th><th>unit</th><th>container</th><th>CI claims (unverified)</th><th>sessions</th></tr>
-{{range .Identities}}<tr><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{v .Unit}}</td><td>{{v .Container}}</td><td class="t">{{v .Claims}}</td><td>{{.Sessions}}</td></tr>
-{{end}}</table>
+<div class="scroll"><table id="identities"><tr><th>uid</th><th>user</th><th>executable</th><th>sha-256</th><th>unit</th><th>container</th><th>human</th><th>workload</th><th>agent</th><th>sessions</th></tr>
+{{range .Identities}}<tr><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{v .Unit}}</td><td>{{v .Container}}</td>{{template "principals" .}}<td>{{.Sessions}}</td></tr>
+{{end}}</table></div>
 <h2>Denials ({{.Counts.Denials}})</h2>
 {{template "events" .Denials}}
 <h2>Approvals ({{.Counts.Approvals}})</h2>
@@ -289,4 +320,4 @@ th{background:#f3f3f3}td.t{white-space:pre-wrap;word-break:break-all;font-family
 {{define "events"}}{{if .}}<table><tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
 {{range .}}<tr><td>{{.Seq}}</td><td>{{.Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
-`))
+`)).Parse(principalTemplates))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/journal/evidence"
+	"github.com/interlock/interlock/model"
 )
 
 // spoof is client text that would show an auditor something else: a
@@ -63,5 +64,21 @@ func TestCSVCellsAreVisibleAndInert(t *testing.T) {
 	}
 	if got[3] != `\x1b]8;;http://x\x07` {
 		t.Errorf("escape cell %q", got[3])
+	}
+}
+
+// A principal's text is the client's to choose too: a login name or a
+// claimed repository that starts like a formula is guarded.
+func TestPrincipalCellsAreInert(t *testing.T) {
+	login := uint32(1000)
+	got := principalCells(model.Identity{
+		Human:    &model.Human{LoginUID: &login, LoginUser: "-2+3"},
+		Workload: &model.Workload{Provenance: model.ProvClaimed, Claims: map[string]string{"repository": "=acme/x"}},
+	})
+	if got[0] != "'-2+3 (login uid 1000)" {
+		t.Errorf("human cell %q", got[0])
+	}
+	if got[1] != "'=acme/x (claimed)" || got[2] != "" {
+		t.Errorf("workload, agent cells %q %q", got[1], got[2])
 	}
 }
