@@ -279,6 +279,9 @@ func (c *Config) validatePolicy(l *errorList) {
 		}
 		oneOf(l, key+".action", r.Action, ruleActions...)
 		validateMatch(l, key+".match", r.Match)
+		if r.Match.Identity != nil && r.Match.Identity.Verified != nil {
+			c.Identity.OIDC.validateVerified(l, key+".match.identity.verified", r.Match.Identity.Verified)
+		}
 		if r.Match.Effects != nil {
 			validateEffectsRule(l, key, r)
 		}
