@@ -60,6 +60,8 @@ func policyCommand() *cli.Command {
 					&cli.StringFlag{Name: "cgroup", Usage: "cgroup path"},
 					&cli.StringFlag{Name: "unit", Usage: "systemd unit"},
 					&cli.StringSliceFlag{Name: "claim", Usage: "a CI claim NAME=VALUE (repeatable)"},
+					&cli.StringSliceFlag{Name: "verified", Usage: "a claim NAME=VALUE of a verified CI job's OIDC token, such as repository=acme/billing (repeatable; the workload is claimed, with the same claims, when --claimed-workload is set)"},
+					&cli.BoolFlag{Name: "claimed-workload", Usage: "the --verified claims come from the environment, not a verified token (as when a token is missing or fails)"},
 					&cli.StringFlag{Name: "sql", Usage: "SQL text (postgres targets)"},
 					&cli.StringFlag{Name: "command", Usage: "command line (ssh exec)"},
 					&cli.BoolFlag{Name: "pty", Usage: "the exec of --command runs on a pty (ssh -t): it is judged as a shell too"},
@@ -166,6 +168,22 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 			o.Identity.Claimed = map[string]string{}
 		}
 		o.Identity.Claimed[k] = v
+	}
+	if vs := cmd.StringSlice("verified"); len(vs) > 0 {
+		w := &model.Workload{Provenance: model.ProvVerified, Claims: map[string]string{}}
+		if cmd.Bool("claimed-workload") {
+			w.Provenance = model.ProvClaimed
+		}
+		for _, c := range vs {
+			k, v, ok := strings.Cut(c, "=")
+			if !ok || k == "" {
+				return exitWith(exitUsage, fmt.Errorf("--verified %q: write NAME=VALUE, such as repository=acme/billing", c))
+			}
+			w.Claims[k] = v
+		}
+		o.Identity.Workload = w
+	} else if cmd.Bool("claimed-workload") {
+		return exitWith(exitUsage, errors.New("--claimed-workload needs the claims: give them with --verified NAME=VALUE"))
 	}
 
 	var ops []testResult
