@@ -378,6 +378,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 		d.mapping(n, v, key, line)
 	case v.Kind() == reflect.Slice:
 		d.sequence(n, v, key, line)
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String && v.Type().Elem().Kind() == reflect.String:
+		d.stringMap(n, v, key, line)
 	default:
 		// Only reachable if the schema gains a type this walker lacks.
 		panic("config: no decoder for " + v.Type().String())
@@ -454,6 +456,41 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, key string, line int) {
 			d.explained[joinKey(key, g)] = true
 		}
 	}
+}
+
+// stringMap decodes a YAML mapping of names to strings (such as
+// identity.verified) into the map v. Its keys are the file's to choose:
+// validation, not the schema, says which are known.
+func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, key string, line int) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.at(line, key, "must be a mapping of names to values (name: value), not "+describe(n))
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if kn.Kind != yaml.ScalarNode || kn.ShortTag() == "!!merge" {
+			d.at(kn.Line, key, "a key must be a plain name, not "+describe(kn))
+			continue
+		}
+		child := joinKey(key, kn.Value)
+		if first, dup := seen[kn.Value]; dup {
+			d.at(kn.Line, child, fmt.Sprintf("duplicate key (first set on line %d); remove one", first))
+			continue
+		}
+		seen[kn.Value] = kn.Line
+		d.lines[child] = kn.Line
+		s, ok := d.scalar(vn, child, kn.Line, "a string")
+		if !ok {
+			continue
+		}
+		m.SetMapIndex(reflect.ValueOf(kn.Value).Convert(v.Type().Key()), reflect.ValueOf(s).Convert(v.Type().Elem()))
+	}
+	v.Set(m)
 }
 
 // sequence decodes a YAML sequence into the slice v, replacing its

@@ -282,6 +282,9 @@ func (c *Config) validatePolicy(l *errorList) {
 		if id := r.Match.Identity; id != nil {
 			validateAgentRefs(l, key+".match.identity.agents", id.Agents, c.Identity.Agents)
 		}
+		if r.Match.Identity != nil && r.Match.Identity.Verified != nil {
+			c.Identity.OIDC.validateVerified(l, key+".match.identity.verified", r.Match.Identity.Verified)
+		}
 		if r.Match.Effects != nil {
 			validateEffectsRule(l, key, r)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/identity"
+	"github.com/interlock/interlock/identity/oidcjob"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/journal"
@@ -54,6 +55,9 @@ type Engine struct {
 	journal *journal.Journal
 	red     *redirector.Redirector
 	ids     *identity.Resolver
+	// oidc verifies jobs' ID tokens for ids (workload.go); nil without
+	// identity.oidc. Reload replaces it, under reloadMu.
+	oidc    *oidcjob.Verifier
 	policy  *policy.Policy
 	broker  *approvals.Broker
 	webhook atomic.Pointer[approvals.Webhook]
@@ -179,6 +183,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		e.closeNow()
 		return nil, err
 	}
+	v, err := startOIDC(cfg.Identity.OIDC, opts.Logger)
+	if err != nil {
+		e.closeNow()
+		return nil, fmt.Errorf("identity.oidc: %w", err)
+	}
+	e.setOIDC(v)
 	e.broker = approvals.New(approvals.Options{
 		Journal:  j,
 		Identify: e.IdentityOf,
@@ -550,6 +560,7 @@ func (e *Engine) closeNow() error {
 	if e.lim != nil {
 		e.lim.close()
 	}
+	closeOIDC(e.oidc)
 	// The resolver keeps descriptors of the processes that connected
 	// last (identity/identity_procfds.go).
 	return errors.Join(e.red.Close(), e.ids.Close(), e.journal.Close())

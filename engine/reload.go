@@ -21,11 +21,12 @@ type reloadStep struct {
 	apply func() (undo func())
 }
 
-// Reload applies a new config's targets, handler settings, rules, webhook
-// and cgroups, all or nothing: every part is prepared first, and when one
-// fails, or the kernel side refuses the new targets or cgroups, the old
-// config stays in force everywhere (the README promises it). Journal and
-// bpf settings need a restart; Reload says so instead of ignoring them.
+// Reload applies a new config's targets, handler settings, rules,
+// webhook, identity.oidc and cgroups, all or nothing: every part is
+// prepared first, and when one fails, or the kernel side refuses the new
+// targets or cgroups, the old config stays in force everywhere (the
+// README promises it). Journal and bpf settings need a restart; Reload
+// says so instead of ignoring them.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
@@ -48,13 +49,22 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	steps = append(steps, reloadStep{"policy", applyRules}, reloadStep{"webhook", applyWebhook})
+	oidcStep, oidcDone, err := e.prepareOIDC(old, cfg)
+	if err != nil {
+		return fmt.Errorf("identity.oidc: %w; the old config stays in force", err)
+	}
+	if oidcStep != nil {
+		steps = append(steps, *oidcStep)
+	}
 	// The new agents before the rules that name them: a connection
 	// resolved in between must not miss a deny rule's agent.
 	e.ids.SetAgents(agentSpecs(cfg.Identity.Agents))
 	if err := commitReload(steps, func() error { return e.intercept(ctx, old, cfg) }); err != nil {
 		e.ids.SetAgents(agentSpecs(old.Identity.Agents))
+		oidcDone(false)
 		return err
 	}
+	oidcDone(true)
 	e.mu.Lock()
 	e.cfg = cfg
 	e.mu.Unlock()

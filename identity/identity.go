@@ -3,7 +3,8 @@
 // the BPF hook) into a model.Identity by reading /proc and the cgroup
 // filesystem, checking each read against the process's start time so a
 // reused pid is never mistaken for the original, and marking every
-// attribute with its provenance (kernel, proc, claimed).
+// attribute with its provenance (kernel, proc, claimed, or verified for a
+// CI job whose OIDC ID token checked out: workload.go).
 package identity
 
 import (
@@ -64,6 +65,10 @@ type Resolver struct {
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).
 	testHookMidRead func(tgid uint32)
+
+	// wl verifies the job's ID token (workload.go); nil when no issuer
+	// is configured.
+	wl atomic.Pointer[workloadConf]
 }
 
 // ProcError texts.
@@ -174,7 +179,7 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	if id.Proc != nil {
 		id.Human = s.login.human()
 	}
-	r.principals(ctx, &id)
+	r.principals(ctx, &id, s.job)
 	return id
 }
 
@@ -303,7 +308,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 	}
 	pf.User = r.names.User(k.UID)
 	pf.Group = r.names.Group(k.GID)
-	if r.rememberProc(procKey, pf, claims, exeKey, cmdline, s.login) {
+	if r.rememberProc(procKey, pf, claims, s.job, exeKey, cmdline, s.login) {
 		held = r.holdFDs(tgid, start, dirfd)
 	}
 	return pf, claims, ""
@@ -332,7 +337,8 @@ func (r *Resolver) readCgroup(ctx context.Context, s *procfsScratch, dirfd int, 
 	return r.cg.detailsBytes(p), false
 }
 
-// readMemory reads cmdline and environ (the claims). Both come from the
+// readMemory reads cmdline and environ (the claims, and into s.job the
+// variables that may hold the job's ID token). Both come from the
 // process's memory, under its mmap lock, and a process can make these
 // reads block: a bounded number of them run at once, so a hostile process
 // cannot park every thread of ours. It also returns the raw cmdline it
@@ -358,7 +364,12 @@ func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, 
 		r.debugMiss(ctx, "reading environ", tgid, err)
 		return nil, cmdline
 	}
-	return procfsParseClaims(data, trunc), cmdline
+	var secretVars map[string]struct{}
+	if wc := r.wl.Load(); wc != nil {
+		secretVars = wc.vars
+	}
+	claims, s.job = procfsParseEnv(data, trunc, secretVars)
+	return claims, cmdline
 }
 
 // readExe fills Exe and ExeSHA256. The hash is of /proc/TGID/exe itself,

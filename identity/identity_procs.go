@@ -34,6 +34,7 @@ type identProcKey struct {
 type identProc struct {
 	pf      model.ProcFacts
 	claims  map[string]string
+	job     map[string]string
 	exe     identFileKey
 	cmdline []byte
 	// login is kept with the rest: only a process with CAP_AUDIT_CONTROL
@@ -92,6 +93,7 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 	s.degraded = r.judgeProgram(d.fd, k, c.exe, &pf)
 	pf.Parents = r.parentChain(ctx, s, ppid, key.tgid, time.Now())
 	pf.Cmdline = append([]string(nil), c.pf.Cmdline...)
+	s.job = c.job
 	return &pf, c.claims, true
 }
 
@@ -99,14 +101,14 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 // of the executable that was hashed and the command line that was parsed,
 // as read for this resolution (read again now, they could belong to a
 // program the process exec'd since). It reports whether it did.
-func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims map[string]string, exe identFileKey, cmdline []byte, login procLogin) bool {
+func (r *Resolver) rememberProc(key identProcKey, pf *model.ProcFacts, claims, job map[string]string, exe identFileKey, cmdline []byte, login procLogin) bool {
 	// A resolution that had to skip cmdline and environ (no slot) or lacks
 	// the hash is not worth keeping: the next one may do better.
 	if len(pf.Cmdline) == 0 || cmdline == nil || pf.ExeSHA256 == "" {
 		return false
 	}
 	r.procs.add(key, identProc{
-		pf: *pf, claims: claims, exe: exe,
+		pf: *pf, claims: claims, job: job, exe: exe,
 		cmdline: cmdline, login: login, expires: time.Now().Add(identProcTTL),
 	})
 	return true

@@ -19,6 +19,7 @@ const (
 	procfsCmdlineMaxArgs  = 256
 	procfsEnvironMaxBytes = 1 << 20
 	procfsClaimMaxValue   = 256
+	procfsSecretMaxValue  = 16 << 10
 	procfsTruncatedMark   = "…(truncated)"
 	// procfsPoolMaxBuf is the largest scratch buffer kept for reuse; bigger
 	// ones (a huge environment) are left to the garbage collector.
@@ -38,6 +39,9 @@ type procfsScratch struct {
 	// login is the audit login uid and session id read for this
 	// resolution (human.go).
 	login procLogin
+	// job holds the process's token variables (workload.go) for this
+	// resolution only: cleared before the scratch is reused or pooled.
+	job map[string]string
 }
 
 // procfsScratchPool recycles scratch space between resolutions.
@@ -45,13 +49,14 @@ type procfsScratchPool struct{ pool sync.Pool }
 
 func (p *procfsScratchPool) get() *procfsScratch {
 	if s, ok := p.pool.Get().(*procfsScratch); ok {
-		s.degraded, s.hashWhy, s.login = "", "", procLogin{}
+		s.degraded, s.hashWhy, s.login, s.job = "", "", procLogin{}, nil
 		return s
 	}
 	return &procfsScratch{buf: make([]byte, 16<<10)}
 }
 
 func (p *procfsScratchPool) put(s *procfsScratch) {
+	s.job = nil
 	if cap(s.buf) > procfsPoolMaxBuf {
 		s.buf = make([]byte, 16<<10)
 	}
@@ -341,14 +346,23 @@ var procfsClaimVars = func() map[string]string {
 // possibly partial, entry is ignored. The first occurrence of a name wins,
 // as with getenv(3). Values are capped at procfsClaimMaxValue bytes.
 func procfsParseClaims(b []byte, truncated bool) map[string]string {
+	claims, _ := procfsParseEnv(b, truncated, nil)
+	return claims
+}
+
+// procfsParseEnv is procfsParseClaims that also returns, apart, the
+// variables named in secret (a job's ID token and what requests one):
+// whole, up to procfsSecretMaxValue bytes (a longer or cut value is
+// left out, since part of a token is no token), and never among the
+// claims.
+func procfsParseEnv(b []byte, truncated bool, secret map[string]struct{}) (claims, secrets map[string]string) {
 	if truncated {
 		if i := bytes.LastIndexByte(b, 0); i >= 0 {
 			b = b[:i]
 		} else {
-			return nil
+			return nil, nil
 		}
 	}
-	var out map[string]string
 	for len(b) > 0 {
 		var ent []byte
 		if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -360,11 +374,22 @@ func procfsParseClaims(b []byte, truncated bool) map[string]string {
 		if eq <= 0 {
 			continue
 		}
+		if _, ok := secret[string(ent[:eq])]; ok {
+			name := string(ent[:eq])
+			if _, dup := secrets[name]; dup || len(ent)-eq-1 > procfsSecretMaxValue {
+				continue
+			}
+			if secrets == nil {
+				secrets = make(map[string]string, len(secret))
+			}
+			secrets[name] = string(ent[eq+1:])
+			continue
+		}
 		name, ok := procfsClaimVars[string(ent[:eq])]
 		if !ok {
 			continue
 		}
-		if _, dup := out[name]; dup {
+		if _, dup := claims[name]; dup {
 			continue
 		}
 		val := ent[eq+1:]
@@ -376,10 +401,10 @@ func procfsParseClaims(b []byte, truncated bool) map[string]string {
 			}
 			val = val[:cut]
 		}
-		if out == nil {
-			out = make(map[string]string, 8)
+		if claims == nil {
+			claims = make(map[string]string, 8)
 		}
-		out[name] = procfsString(val)
+		claims[name] = procfsString(val)
 	}
-	return out
+	return claims, secrets
 }

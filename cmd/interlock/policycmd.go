@@ -66,6 +66,8 @@ func policyCommand() *cli.Command {
 					&cli.IntFlag{Name: "login-uid", Usage: "the audit login uid (default: --login-user's)"},
 					&cli.BoolFlag{Name: "no-login", Usage: "the process descends from no login (a service)"},
 					&cli.StringFlag{Name: "agent", Usage: "the agent of identity.agents found in the process's ancestry, or none"},
+					&cli.StringSliceFlag{Name: "verified", Usage: "a claim NAME=VALUE of a verified CI job's OIDC token, such as repository=acme/billing (repeatable; the workload is claimed, with the same claims, when --claimed-workload is set)"},
+					&cli.BoolFlag{Name: "claimed-workload", Usage: "the --verified claims come from the environment, not a verified token (as when a token is missing or fails)"},
 					&cli.StringFlag{Name: "sql", Usage: "SQL text (postgres targets)"},
 					&cli.StringFlag{Name: "command", Usage: "command line (ssh exec)"},
 					&cli.BoolFlag{Name: "pty", Usage: "the exec of --command runs on a pty (ssh -t): it is judged as a shell too"},
@@ -175,6 +177,22 @@ func policyTestAction(_ context.Context, cmd *cli.Command) error {
 			o.Identity.Claimed = map[string]string{}
 		}
 		o.Identity.Claimed[k] = v
+	}
+	if vs := cmd.StringSlice("verified"); len(vs) > 0 {
+		w := &model.Workload{Provenance: model.ProvVerified, Claims: map[string]string{}}
+		if cmd.Bool("claimed-workload") {
+			w.Provenance = model.ProvClaimed
+		}
+		for _, c := range vs {
+			k, v, ok := strings.Cut(c, "=")
+			if !ok || k == "" {
+				return exitWith(exitUsage, fmt.Errorf("--verified %q: write NAME=VALUE, such as repository=acme/billing", c))
+			}
+			w.Claims[k] = v
+		}
+		o.Identity.Workload = w
+	} else if cmd.Bool("claimed-workload") {
+		return exitWith(exitUsage, errors.New("--claimed-workload needs the claims: give them with --verified NAME=VALUE"))
 	}
 
 	var ops []testResult
