@@ -19,7 +19,17 @@ import (
 //	               exe_sha256 also "" unless exe_trust is "verified"),
 //	               exe_trust, runner, program (string), pid (int),
 //	               claimed (map of string to string: the environment's CI
-//	               claims, which the process controls)
+//	               claims, which the process controls),
+//	               login ("known", "none" for a process that descends from
+//	               no login, "unknown"), login_user (string), login_uid
+//	               (int; -1 unless login is "known"),
+//	               agent (a name of identity.agents, "none", or "unknown"
+//	               when the process could not be read), agent_provenance
+//	               ("proc", "claimed" or ""),
+//	               workload ("verified", "claimed", "none", or "unknown"
+//	               when the process could not be read), verified
+//	               (map of string to string: the claims of a verified
+//	               token; empty unless workload is "verified")
 //	target:   map  name, protocol, address
 //	op:       map  protocol, kind, text, path, detail (string), kinds,
 //	               tables (list of string), read_only, no_where (bool)
@@ -113,6 +123,7 @@ func identityVar(ident model.Identity, names *accounts.Names) map[string]any {
 		"exe_trust": model.ExeUnknown, "runner": "", "program": "",
 		"claimed": claimed,
 	}
+	principalVars(id, ident)
 	if p := ident.Proc; p != nil {
 		if p.ExeTrusted() {
 			id["exe"], id["exe_sha256"] = p.Exe, p.ExeSHA256
@@ -121,6 +132,44 @@ func identityVar(ident model.Identity, names *accounts.Names) map[string]any {
 		id["cgroup"], id["unit"], id["container"] = p.CgroupPath, p.SystemdUnit, p.ContainerID
 	}
 	return id
+}
+
+// principalVars adds the human, the agent and the workload. What was not
+// established reads "unknown" (or -1, or empty), never as its absence: a
+// condition that asks for "none" must not hold for a process interlock
+// could not read.
+func principalVars(id map[string]any, ident model.Identity) {
+	login, user, uid := "unknown", "", int64(-1)
+	if h := ident.Human; h != nil && ident.Proc != nil {
+		switch {
+		case h.NoLogin:
+			login = "none"
+		case h.LoginUID != nil:
+			login, user, uid = "known", h.LoginUser, int64(*h.LoginUID)
+		}
+	}
+	id["login"], id["login_user"], id["login_uid"] = login, user, uid
+
+	agent, agentProv := "unknown", ""
+	if ident.Proc != nil {
+		agent = "none"
+		if a := ident.Agent; a != nil {
+			agent, agentProv = a.Name, string(a.Provenance)
+		}
+	}
+	id["agent"], id["agent_provenance"] = agent, agentProv
+
+	workload, verified := "unknown", map[string]string{}
+	if ident.Proc != nil {
+		workload = "none"
+	}
+	if w := ident.Workload; w != nil {
+		workload = string(w.Provenance)
+		if w.Provenance == model.ProvVerified && w.Claims != nil {
+			verified = w.Claims
+		}
+	}
+	id["workload"], id["verified"] = workload, verified
 }
 
 func opVar(op model.Operation) map[string]any {
