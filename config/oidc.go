@@ -27,6 +27,12 @@ type OIDCConfig struct {
 	// (ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN from its environment, with
 	// the github issuer's audience).
 	GitHubRequest bool `yaml:"github_request,omitempty"`
+	// GitHubRequestHosts are globs over the host names the request may go
+	// to. The URL comes from the job's environment: without this bound a
+	// job could make the daemon send requests, with a bearer token of the
+	// job's choosing, to any host it can reach (a metadata service, an
+	// internal API). Empty means DefaultGitHubRequestHosts.
+	GitHubRequestHosts []string `yaml:"github_request_hosts,omitempty"`
 	// Refresh is how often the issuers' keys are fetched again; 1h when
 	// unset.
 	Refresh *Duration `yaml:"refresh,omitempty"`
@@ -45,6 +51,18 @@ type OIDCIssuer struct {
 	// JWKSURL is where the issuer's keys are; empty means OIDC discovery
 	// (ISSUER/.well-known/openid-configuration).
 	JWKSURL string `yaml:"jwks_url,omitempty"`
+}
+
+// DefaultGitHubRequestHosts are where GitHub-hosted and most self-hosted
+// runners get their ID tokens from.
+var DefaultGitHubRequestHosts = []string{"*.actions.githubusercontent.com"}
+
+// RequestHosts returns the host globs the GitHub token request may go to.
+func (c OIDCConfig) RequestHosts() []string {
+	if len(c.GitHubRequestHosts) == 0 {
+		return slices.Clone(DefaultGitHubRequestHosts)
+	}
+	return slices.Clone(c.GitHubRequestHosts)
 }
 
 // DefaultTokenEnv is the variable read when token_env is not set.
@@ -80,7 +98,8 @@ func (c OIDCConfig) RefreshInterval() time.Duration { return orDuration(c.Refres
 // that leaves it alone keeps the fetched keys and verified tokens).
 func (c OIDCConfig) Equal(o OIDCConfig) bool {
 	return slices.Equal(c.Issuers, o.Issuers) && slices.Equal(c.TokenVars(), o.TokenVars()) &&
-		c.GitHubRequest == o.GitHubRequest && c.RefreshInterval() == o.RefreshInterval()
+		c.GitHubRequest == o.GitHubRequest && slices.Equal(c.RequestHosts(), o.RequestHosts()) &&
+		c.RefreshInterval() == o.RefreshInterval()
 }
 
 // GitHubIssuer returns the first issuer of platform github, which the
@@ -141,6 +160,17 @@ func (c *OIDCConfig) validate(l *errorList) {
 			l.add(key+".github_request", "needs an issuer with platform: github, whose audience the token is requested for "+
 				"(issuer: https://token.actions.githubusercontent.com)")
 		}
+	}
+	for j, h := range c.GitHubRequestHosts {
+		k := key + ".github_request_hosts[" + strconv.Itoa(j) + "]"
+		if h == "" || h == "*" || strings.ContainsAny(h, "/:@ ") || hasControl(h) {
+			l.add(k, quote(h)+" is not a host name glob; write one such as *.actions.githubusercontent.com (a lone * would let a job send the daemon anywhere)")
+		} else {
+			globOK(l, k, h)
+		}
+	}
+	if len(c.GitHubRequestHosts) > 0 && !c.GitHubRequest {
+		l.add(key+".github_request_hosts", "has no effect without github_request: true")
 	}
 	if c.Refresh != nil {
 		if d := time.Duration(*c.Refresh); d < minOIDCRefresh || d > maxOIDCRefresh {

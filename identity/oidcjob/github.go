@@ -9,10 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/interlock/interlock/internal/glob"
 )
 
 // The GitHub Actions variables a job requests its token with, and the
@@ -46,10 +49,12 @@ const (
 // (per URL and request token) for their lifetime.
 type githubRequester struct {
 	audience string
-	now      func() time.Time
-	client   *http.Client
-	slots    chan struct{}
-	jobs     *boundedCache[[sha256.Size]byte, jobToken]
+	// hosts are the globs the request URL's host must match.
+	hosts  []string
+	now    func() time.Time
+	client *http.Client
+	slots  chan struct{}
+	jobs   *boundedCache[[sha256.Size]byte, jobToken]
 }
 
 // jobToken is a job's requested token (raw, kept in memory only) or why
@@ -60,9 +65,10 @@ type jobToken struct {
 	expires time.Time
 }
 
-func newGitHubRequester(audience string, now func() time.Time) *githubRequester {
+func newGitHubRequester(audience string, hosts []string, now func() time.Time) *githubRequester {
 	return &githubRequester{
 		audience: audience,
+		hosts:    hosts,
 		now:      now,
 		client: &http.Client{
 			Timeout: githubTimeout,
@@ -104,6 +110,9 @@ func (g *githubRequester) request(ctx context.Context, reqURL, reqToken string) 
 	u, err := url.Parse(reqURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", errors.New(GitHubRequestURLVar + " is not an http(s) URL")
+	}
+	if !g.allowedHost(u.Hostname()) {
+		return "", fmt.Errorf("%s names host %q, which identity.oidc.github_request_hosts does not list; nothing was sent", GitHubRequestURLVar, u.Hostname())
 	}
 	q := u.Query()
 	q.Set("audience", g.audience)
@@ -149,4 +158,16 @@ func (g *githubRequester) request(ctx context.Context, reqURL, reqToken string) 
 		return "", fmt.Errorf("request to %s: the answer holds no token (want {\"value\": TOKEN})", u.Host)
 	}
 	return answer.Value, nil
+}
+
+// allowedHost says whether the request may go to host: the job chose the
+// URL, the config bounds where it may point.
+func (g *githubRequester) allowedHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, h := range g.hosts {
+		if glob.Match(strings.ToLower(h), host) {
+			return true
+		}
+	}
+	return false
 }

@@ -141,7 +141,7 @@ func New(opts Options) (*Verifier, error) {
 		if !ok {
 			return nil, errors.New("oidcjob: github_request needs an issuer with platform github")
 		}
-		v.github = newGitHubRequester(gh.Audience, v.now)
+		v.github = newGitHubRequester(gh.Audience, cfg.RequestHosts(), v.now)
 	}
 	v.ctx, v.cancel = context.WithCancel(context.Background())
 	return v, nil

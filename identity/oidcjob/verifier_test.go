@@ -200,7 +200,7 @@ func TestKeysNotFetched(t *testing.T) {
 // token get its ID token for the issuer's audience, once per job.
 func TestGitHubRequest(t *testing.T) {
 	is := oidctest.New(t)
-	v := started(t, config.OIDCConfig{Issuers: []config.OIDCIssuer{githubIssuer(is)}, GitHubRequest: true})
+	v := started(t, config.OIDCConfig{Issuers: []config.OIDCIssuer{githubIssuer(is)}, GitHubRequest: true, GitHubRequestHosts: []string{"127.0.0.1"}})
 	reqURL := is.ServeGitHubRequest(t, "job-request-token", func(audience string) string {
 		return is.Sign(t, oidctest.GitHubClaims(is.URL, audience, "acme/billing", time.Now().Add(5*time.Minute)))
 	})
@@ -223,6 +223,24 @@ func TestGitHubRequest(t *testing.T) {
 	}
 	if strings.Contains(w.Error, "stolen-guess") {
 		t.Errorf("the reason %q holds the request token", w.Error)
+	}
+	// The job chooses the URL; the config bounds where it may point. A
+	// host the config does not list gets nothing, not even a request.
+	before := len(is.Requests())
+	env[GitHubRequestTokenVar] = "job-request-token"
+	for _, u := range []string{
+		strings.Replace(reqURL, "127.0.0.1", "localhost", 1),
+		"http://169.254.169.254/latest/meta-data/",
+		"https://127.0.0.1.evil.example/token",
+	} {
+		env[GitHubRequestURLVar] = u
+		w := v.Verify(context.Background(), env)
+		if w == nil || w.Provenance != model.ProvClaimed || !strings.Contains(w.Error, "github_request_hosts does not list") {
+			t.Errorf("Verify with request URL %s = %+v, want claimed, refused by github_request_hosts", u, w)
+		}
+	}
+	if n := len(is.Requests()); n != before {
+		t.Errorf("%d requests were sent to hosts the config does not list", n-before)
 	}
 	if got := strings.Join(v.TokenEnv(), ","); got != "INTERLOCK_ID_TOKEN,"+GitHubRequestURLVar+","+GitHubRequestTokenVar {
 		t.Errorf("TokenEnv() = %s", got)

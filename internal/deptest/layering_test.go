@@ -55,7 +55,7 @@ var Layering = []Rule{
 		Why: "the evidence format and the bundle verifier build without cgo or storage: an auditor's verifier needs only model"},
 	{From: "identity", Only: []string{"internal/...", "model"}, Forbid: []string{sqlite},
 		Why: "process identity reads /proc and the cgroup filesystem; it knows nothing of the programs, sessions or the journal"},
-	{From: "identity/oidcjob", Only: []string{"config", "policy/cmdline", "model"}, Forbid: []string{sqlite},
+	{From: "identity/oidcjob", Only: []string{"config", "policy/cmdline", "internal/glob", "model"}, Forbid: []string{sqlite},
 		Why: "the ID token verifier knows its config and the vocabulary; the engine hands it to the resolver through identity's interface"},
 }
 

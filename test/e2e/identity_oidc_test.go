@@ -23,6 +23,7 @@ const oidcPolicy = `identity:
     issuers:
       - {issuer: %s, audience: interlock, platform: github}
     github_request: true
+    github_request_hosts: [127.0.0.1]
     refresh: 1m
 policy:
   default: deny
