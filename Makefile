@@ -73,6 +73,11 @@ unit:
 unit-nocgo:
 	CGO_ENABLED=0 $(GO) test -count=1 ./journal/evidence/... ./cmd/interlock-verify/
 
+# What e2e tests leave for a person to look at (the summary's screenshot)
+# is kept in dist/e2e-artifacts, one directory per test.
+INTERLOCK_ARTIFACTS ?= $(CURDIR)/dist/e2e-artifacts
+export INTERLOCK_ARTIFACTS
+
 e2e: build
 	$(GO) test -count=1 -timeout 15m ./test/...
 
