@@ -3,6 +3,7 @@ package ssh
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -74,12 +75,24 @@ func TestExecJudgedAsShell(t *testing.T) {
 // writes, after other output) ends the channel: the client gets what came
 // before, not the banner, and the journal a synced tunnel refusal.
 func TestTunnelEndsChannel(t *testing.T) {
+	// #chunked: the target writes the output 7 bytes at a time; without
+	// it, in one write, so the banner and what precedes it arrive in one
+	// read, and what precedes it must still reach the client.
+	for _, chunked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) { tunnelEndsChannel(t, chunked) })
+	}
+}
+
+func tunnelEndsChannel(t *testing.T, chunked bool) {
 	r := newRig(t, rigOpts{})
 	c := r.mustDial()
 	sess, _ := c.NewSession()
 	out, _ := sess.StdoutPipe()
-	// #chunked: the target writes the output 7 bytes at a time.
-	if err := sess.Start("printf 'hello\\nSSH-2.0-relayed\\r\\n'; sleep 2 #chunked"); err != nil {
+	cmd := "printf 'hello\\nSSH-2.0-relayed\\r\\n'; sleep 2"
+	if chunked {
+		cmd += " #chunked"
+	}
+	if err := sess.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(out)

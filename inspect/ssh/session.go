@@ -322,7 +322,11 @@ func (s *sessionChan) pump(dst io.Writer, src io.Reader, stream string, up bool,
 		n, err := src.Read(buf)
 		if n > 0 {
 			rec.add(n)
-			if s.tunnelIn(tun, buf[:n], stream) {
+			var pass io.Writer
+			if !up {
+				pass = dst
+			}
+			if s.tunnelIn(tun, buf[:n], stream, pass) {
 				break
 			}
 			if up {
@@ -360,7 +364,9 @@ func (s *sessionChan) pumpMasked(dst io.Writer, src io.Reader, stream string, tu
 		n, err := src.Read(buf)
 		if n > 0 {
 			s.c.bytesDown.Add(int64(n))
-			if s.tunnelIn(tun, buf[:n], stream) {
+			// Masked output is held back by the mask, so what comes
+			// ahead of a tunnel in the same read is not passed on.
+			if s.tunnelIn(tun, buf[:n], stream, nil) {
 				// The chunk is recorded (masked) for the evidence; the
 				// channel is closed, so nothing more reaches the client.
 				mo.write(buf[:n])

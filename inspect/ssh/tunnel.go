@@ -3,6 +3,7 @@ package ssh
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/interlock/interlock/model"
 )
@@ -57,34 +58,40 @@ func newTunnelScan(client bool) *tunnelScan {
 	return &tunnelScan{m1: true, m2: true, sftpInit: client}
 }
 
-// scan reports what p (with what came before it) shows of a tunnel, or "".
-func (t *tunnelScan) scan(p []byte) string {
-	if t.banner(p) {
-		return "an SSH identification string"
+// scan reports what p (with what came before it) shows of a tunnel, or
+// "". before is how many bytes of p come ahead of the tunnel's start
+// (the lines before a banner, however the reads split them); 0 when it
+// began in an earlier read, or for the client's sftp handshake.
+func (t *tunnelScan) scan(p []byte) (found string, before int) {
+	if ok, start := t.banner(p); ok {
+		return "an SSH identification string", start
 	}
 	if t.sftpInit && t.initPacket(p) {
-		return "an sftp handshake (SSH_FXP_INIT)"
+		return "an sftp handshake (SSH_FXP_INIT)", 0
 	}
-	return ""
+	return "", 0
 }
 
 // banner follows p line by line: memchr to each newline, then at most
-// len(bannerV199) steps.
-func (t *tunnelScan) banner(p []byte) bool {
+// len(bannerV199) steps. On a find, start is where in p the banner's
+// line begins.
+func (t *tunnelScan) banner(p []byte) (found bool, start int) {
 	for i := 0; i < len(p); {
 		if t.pos < 0 {
 			j := bytes.IndexByte(p[i:], '\n')
 			if j < 0 {
-				return false
+				return false, 0
 			}
 			i += j + 1
 			t.pos, t.m1, t.m2 = 0, true, true
+			start = i
 			continue
 		}
 		b := p[i]
 		i++
 		if b == '\n' {
 			t.pos, t.m1, t.m2 = 0, true, true
+			start = i
 			continue
 		}
 		n := t.pos
@@ -92,14 +99,14 @@ func (t *tunnelScan) banner(p []byte) bool {
 		t.m2 = t.m2 && n < len(bannerV199) && bannerV199[n] == b
 		switch {
 		case t.m1 && n+1 == len(bannerV2), t.m2 && n+1 == len(bannerV199):
-			return true
+			return true, start
 		case !t.m1 && !t.m2:
 			t.pos = -1
 		default:
 			t.pos++
 		}
 	}
-	return false
+	return false, 0
 }
 
 // initPacket looks for an SSH_FXP_INIT packet in p, and across the end
@@ -167,13 +174,21 @@ func scanner(scan, client bool) *tunnelScan {
 
 // tunnelIn scans a chunk of the channel's data; on a find it ends the
 // channel and says so.
-func (s *sessionChan) tunnelIn(tun *tunnelScan, p []byte, stream string) bool {
+//
+// pass, when not nil, gets the bytes of p ahead of the tunnel before the
+// channel ends: the output before a banner's line is the target's
+// ordinary output, and how the reads happened to split it must not
+// decide whether the client sees it.
+func (s *sessionChan) tunnelIn(tun *tunnelScan, p []byte, stream string, pass io.Writer) bool {
 	if tun == nil {
 		return false
 	}
-	found := tun.scan(p)
+	found, before := tun.scan(p)
 	if found == "" {
 		return false
+	}
+	if pass != nil && before > 0 {
+		pass.Write(p[:before])
 	}
 	s.endTunnel(found, stream)
 	return true

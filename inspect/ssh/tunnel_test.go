@@ -8,7 +8,7 @@ import (
 
 func scanAll(t *tunnelScan, chunks ...string) string {
 	for _, c := range chunks {
-		if f := t.scan([]byte(c)); f != "" {
+		if f, _ := t.scan([]byte(c)); f != "" {
 			return f
 		}
 	}
@@ -99,7 +99,7 @@ func BenchmarkTunnelScan(b *testing.B) {
 			t := newTunnelScan(c.client)
 			b.SetBytes(int64(len(c.data)))
 			for i := 0; i < b.N; i++ {
-				if f := t.scan(c.data); f != "" {
+				if f, _ := t.scan(c.data); f != "" {
 					b.Fatal(f)
 				}
 			}
@@ -133,6 +133,34 @@ func BenchmarkRelayTunnelScan(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestTunnelScanBefore: the bytes ahead of a banner's line in the read
+// that completes it are its own output, whichever way the reads split.
+func TestTunnelScanBefore(t *testing.T) {
+	for _, c := range []struct {
+		chunks []string
+		before int
+	}{
+		{[]string{"hello\nSSH-2.0-relayed\r\n"}, 6},
+		{[]string{"hello\nworld\nSSH-2.0-x"}, 12},
+		{[]string{"hello\nS", "SH-2.0-"}, 0},
+		{[]string{"hello\n", "more\nSSH-1.99-x"}, 5},
+		{[]string{"SSH-2.0-x"}, 0},
+		{[]string{"xx", "x\r\nSSH-2.0-"}, 3},
+	} {
+		tun := newTunnelScan(false)
+		var found string
+		var before int
+		for _, ch := range c.chunks {
+			if found, before = tun.scan([]byte(ch)); found != "" {
+				break
+			}
+		}
+		if found == "" || before != c.before {
+			t.Errorf("%q: found %q, before %d, want %d", c.chunks, found, before, c.before)
 		}
 	}
 }
