@@ -142,4 +142,10 @@ type Identity struct {
 	Human    *Human    `json:"human,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
 	Agent    *Agent    `json:"agent,omitempty"`
+	// AgentError says why the look for the configured agents could not
+	// finish (an ancestor that could not be read, an executable that
+	// could not be hashed, a parent chain short of pid 1): which agent,
+	// if any, is behind the process is then unknown. Agent, when set
+	// too, is the nearest one found, and an unread one may be nearer.
+	AgentError string `json:"agent_error,omitempty"`
 }
