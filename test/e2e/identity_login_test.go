@@ -240,7 +240,7 @@ policy:
 	}
 	h := so.Identity.Human
 	if h == nil || h.NoLogin || h.Provenance != model.ProvProc || h.LoginUID == nil || *h.LoginUID != person.uid ||
-		h.LoginUser != person.name || h.SessionID == nil {
+		h.LoginUser != person.name || h.SessionID == nil || h.ChainIncomplete {
 		t.Fatalf("human %+v, want the login of %s (%d) with a session", h, person.name, person.uid)
 	}
 	// The chain runs from the person to other, and sudo made a change.
