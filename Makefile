@@ -19,7 +19,7 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
 # .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check.
-TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium
+TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 .PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package

@@ -51,8 +51,10 @@ type agentCandidate struct {
 	exe, sha   string
 	cmdline    string
 	// shaRead, cmdRead: sha and cmdline were looked for (ancestors' are
-	// read only when an agent needs them).
+	// read only when an agent needs them); shaWhy, cmdWhy say why one
+	// looked for is not there.
 	shaRead, cmdRead bool
+	shaWhy, cmdWhy   string
 	// claimedExe: the process's executable link is what it claims (it
 	// runs in another user or mount namespace).
 	claimedExe bool
@@ -62,6 +64,13 @@ type agentCandidate struct {
 // process or its ancestors, nearest first. It matches the executable
 // (the /proc/PID/exe link, which renaming comm or argv[0] does not
 // change), its hash, or the command line; only the last is claimed.
+//
+// A fact an agent needs that could not be had (an ancestor gone or
+// reused before it was read, an executable left unhashed by the limits,
+// no slot to read a command line, a parent chain that stops short of
+// pid 1) does not count as "not that agent": id.AgentError then says
+// why, and policy takes the agent as unknown. The look goes on, so that
+// the auditor sees the nearest agent found past it.
 func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	specs := r.agents.Load()
 	pf := id.Proc
@@ -73,31 +82,72 @@ func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 		cmdline: strings.Join(pf.Cmdline, " "), cmdRead: true,
 		claimedExe: pf.ExeTrust == model.ExeClaimed,
 	}
-	if a := r.matchAgent(ctx, *specs, &self, id.Kernel.UID); a != nil {
-		id.Agent = a
+	if self.sha == "" {
+		self.shaWhy = "executable not hashed"
+	}
+	if self.cmdline == "" {
+		self.cmdWhy = "command line not read"
+	}
+	var why string
+	if a := r.matchAgent(ctx, *specs, &self, id.Kernel.UID, &why); a != nil {
+		id.Agent, id.AgentError = a, why
 		return
 	}
 	for _, p := range pf.Parents {
 		c := agentCandidate{pid: p.PID, startTicks: p.StartBootNS / r.tickNS, exe: p.Exe}
-		if a := r.matchAgent(ctx, *specs, &c, id.Kernel.UID); a != nil {
-			id.Agent = a
+		if a := r.matchAgent(ctx, *specs, &c, id.Kernel.UID, &why); a != nil {
+			id.Agent, id.AgentError = a, why
 			return
 		}
 	}
+	if why == "" {
+		why = chainShort(pf)
+	}
+	id.AgentError = why
+}
+
+// chainShort says why pf's parent chain does not reach pid 1 (or
+// kthreadd, whose parent is 0), where an ancestor it lacks could be an
+// agent; "" when it does.
+func chainShort(pf *model.ProcFacts) string {
+	n := len(pf.Parents)
+	switch {
+	case n == 0 && pf.PPID != 0:
+		return "the parent " + strconv.FormatUint(uint64(pf.PPID), 10) + " could not be read"
+	case n > 0 && pf.Parents[n-1].PID > 2:
+		return "the parent chain stops at pid " + strconv.FormatUint(uint64(pf.Parents[n-1].PID), 10) + ", short of pid 1"
+	}
+	return ""
 }
 
 // matchAgent returns the first of specs that c is, or nil. The hash of
 // an ancestor's executable is charged to payer (the connecting uid), like
-// the process's own.
-func (r *Resolver) matchAgent(ctx context.Context, specs []AgentSpec, c *agentCandidate, payer uint32) *model.Agent {
+// the process's own. When a spec needs a fact of c that could not be had,
+// *why says so (the first such, for the auditor).
+func (r *Resolver) matchAgent(ctx context.Context, specs []AgentSpec, c *agentCandidate, payer uint32, why *string) *model.Agent {
+	unknown := func(what string) {
+		// pid 1 is started by the kernel, not by any launch a
+		// process controls: what of it cannot be read (some
+		// sandboxes hide its executable even from root) leaves no
+		// doubt about an agent.
+		if *why == "" && c.pid != 1 {
+			*why = "pid " + strconv.FormatUint(uint64(c.pid), 10) + ": " + what
+		}
+	}
 	for i := range specs {
 		s := &specs[i]
 		if len(s.Exes) > 0 || len(s.SHA256) > 0 {
+			if c.exe == "" && len(s.Exes) > 0 {
+				unknown("executable link not read")
+			}
 			exeOK := len(s.Exes) == 0 || (c.exe != "" && anyGlob(s.Exes, c.exe))
 			if exeOK && len(s.SHA256) > 0 {
 				r.agentHash(ctx, c, payer)
 				if c.sha != "" && slices.Contains(s.SHA256, c.sha) {
 					return c.agent(s.Name, agentBySHA256)
+				}
+				if c.sha == "" {
+					unknown(c.shaWhy)
 				}
 			} else if exeOK {
 				return c.agent(s.Name, agentByExe)
@@ -107,6 +157,9 @@ func (r *Resolver) matchAgent(ctx context.Context, specs []AgentSpec, c *agentCa
 			r.agentCmdline(ctx, c)
 			if c.cmdline != "" && anyGlob(s.Cmdlines, c.cmdline) {
 				return c.agent(s.Name, agentByCmdline)
+			}
+			if c.cmdWhy != "" {
+				unknown(c.cmdWhy)
 			}
 		}
 	}
@@ -134,18 +187,19 @@ func anyGlob(globs []string, s string) bool {
 // still the process read in the parent chain (its start time). The
 // descriptor stays bound to that process: reads through it fail once it
 // has exited, whatever takes its pid.
-func (r *Resolver) agentOpen(ctx context.Context, s *procfsScratch, c *agentCandidate) (int, bool) {
+// When it is not, it returns -1 and why.
+func (r *Resolver) agentOpen(ctx context.Context, s *procfsScratch, c *agentCandidate) (int, string) {
 	dirfd, err := unix.Open(r.procRoot+"/"+strconv.FormatUint(uint64(c.pid), 10), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		r.debugMiss(ctx, "opening ancestor for agents", c.pid, err)
-		return -1, false
+		return -1, "gone before it was read (" + err.Error() + ")"
 	}
 	data, _, err := procfsReadAt(s, dirfd, "stat", procfsMaxSmallFile)
 	if st, ok := procfsParseStat(data); err != nil || !ok || st.startTicks != c.startTicks {
 		unix.Close(dirfd)
-		return -1, false
+		return -1, "gone before it was read"
 	}
-	return dirfd, true
+	return dirfd, ""
 }
 
 // agentStillSame reads the start time again after a read through dirfd.
@@ -162,19 +216,26 @@ func (r *Resolver) agentHash(ctx context.Context, c *agentCandidate, payer uint3
 		return
 	}
 	c.shaRead = true
+	if c.exe == "" {
+		c.shaWhy = "executable link not read"
+		return
+	}
 	s := r.scratch.get()
 	defer r.scratch.put(s)
-	dirfd, ok := r.agentOpen(ctx, s, c)
-	if !ok {
+	dirfd, why := r.agentOpen(ctx, s, c)
+	if dirfd < 0 {
+		c.shaWhy = why
 		return
 	}
 	defer unix.Close(dirfd)
 	n, err := unix.Readlinkat(dirfd, "exe", s.link[:])
 	if err != nil || procfsString(s.link[:n]) != c.exe {
-		return // exec'd since the chain was read
+		c.shaWhy = "executable changed since the parent chain was read"
+		return
 	}
 	var st unix.Statx_t
 	if err := identStatx(dirfd, "exe", &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		c.shaWhy = "executable not a regular file that could be hashed"
 		return
 	}
 	sum, err := r.hashes.sum(ctx, identFileKeyOf(&st), payer, func() (int, error) {
@@ -182,11 +243,14 @@ func (r *Resolver) agentHash(ctx context.Context, c *agentCandidate, payer uint3
 	})
 	if err != nil {
 		r.debugMiss(ctx, "hashing ancestor exe for agents", c.pid, err)
+		c.shaWhy = "executable not hashed: " + err.Error()
 		return
 	}
-	if agentStillSame(s, dirfd, c.startTicks) {
-		c.sha = sum
+	if !agentStillSame(s, dirfd, c.startTicks) {
+		c.shaWhy = "gone while it was hashed"
+		return
 	}
+	c.sha = sum
 }
 
 // agentCmdline reads an ancestor's command line, once, in one of the
@@ -198,22 +262,27 @@ func (r *Resolver) agentCmdline(ctx context.Context, c *agentCandidate) {
 	c.cmdRead = true
 	s := r.scratch.get()
 	defer r.scratch.put(s)
-	dirfd, ok := r.agentOpen(ctx, s, c)
-	if !ok {
+	dirfd, why := r.agentOpen(ctx, s, c)
+	if dirfd < 0 {
+		c.cmdWhy = why
 		return
 	}
 	defer unix.Close(dirfd)
 	if !identAcquire(ctx, r.mmSlots, identMMWait) {
+		c.cmdWhy = "command line not read: no slot free in time"
 		return
 	}
 	data, trunc, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
 	<-r.mmSlots
 	if err != nil {
 		r.debugMiss(ctx, "reading ancestor cmdline for agents", c.pid, err)
+		c.cmdWhy = "command line not read: " + err.Error()
 		return
 	}
 	line := strings.Join(procfsParseCmdline(data, trunc), " ")
-	if agentStillSame(s, dirfd, c.startTicks) {
-		c.cmdline = line
+	if !agentStillSame(s, dirfd, c.startTicks) {
+		c.cmdWhy = "gone while its command line was read"
+		return
 	}
+	c.cmdline = line
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,8 +118,8 @@ func TestResolveRealAgent(t *testing.T) {
 	if a := identTestResolvePid(t, r, sleepPid).Agent; a == nil || *a != want {
 		t.Fatalf("agent by hash %+v, want %+v", a, want)
 	}
-	if a := identTestResolvePid(t, r, modSleep).Agent; a != nil {
-		t.Fatalf("a modified copy is the agent: %+v", a)
+	if id := identTestResolvePid(t, r, modSleep); id.Agent != nil || id.AgentError != "" {
+		t.Fatalf("a modified copy is the agent: %+v (%s)", id.Agent, id.AgentError)
 	}
 
 	r.SetAgents([]AgentSpec{{Name: "script", Cmdlines: []string{"innocent -test.run=*"}}})
@@ -128,7 +129,69 @@ func TestResolveRealAgent(t *testing.T) {
 	}
 
 	r.SetAgents(nil)
-	if a := identTestResolvePid(t, r, sleepPid).Agent; a != nil {
-		t.Fatalf("agent with none configured: %+v", a)
+	if id := identTestResolvePid(t, r, sleepPid); id.Agent != nil || id.AgentError != "" {
+		t.Fatalf("agent with none configured: %+v (%s)", id.Agent, id.AgentError)
+	}
+}
+
+// TestResolveAgentUnfinished: when a fact an agent needs cannot be had
+// (the hash limits leave the executable unhashed, the ancestor is gone,
+// the parent chain stops short), the look records why instead of ending
+// as "no agent", and goes on to the agent past it.
+func TestResolveAgentUnfinished(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	self, _ := os.Executable()
+	origSHA := identTestFileSHA(t, self)
+	shPid, sleepPid := identTestAgentShell(t, dir, "agentsh", nil)
+	shExe := filepath.Join(dir, "agentsh")
+
+	r := NewResolver(ResolverOptions{})
+	defer r.Close()
+	r.SetHashLimits(HashLimits{MaxBytes: 1})
+	pinned := AgentSpec{Name: "shell", Exes: []string{dir + "/agentsh*"}, SHA256: []string{origSHA}}
+	r.SetAgents([]AgentSpec{pinned})
+	id := identTestResolvePid(t, r, sleepPid)
+	want := "pid " + strconv.Itoa(shPid) + ": executable not hashed"
+	if id.Agent != nil || !strings.HasPrefix(id.AgentError, want) {
+		t.Fatalf("unhashed agent: %+v, error %q, want %q", id.Agent, id.AgentError, want)
+	}
+	// Past it, the test (the shell's parent) is found, with the error
+	// kept: the nearer one may have been the shell.
+	r.SetAgents([]AgentSpec{pinned, {Name: "test", Exes: []string{self}}})
+	id = identTestResolvePid(t, r, sleepPid)
+	if a := id.Agent; a == nil || a.Name != "test" || a.PID != uint32(os.Getpid()) || !strings.HasPrefix(id.AgentError, want) {
+		t.Fatalf("agent past the unhashed one: %+v, error %q", a, id.AgentError)
+	}
+
+	// The ancestor read in the chain has gone by the time its command
+	// line is wanted (its start time no longer matches).
+	r.SetAgents([]AgentSpec{{Name: "script", Cmdlines: []string{"innocent *"}}})
+	id = identTestResolvePid(t, r, sleepPid)
+	if id.Agent == nil || id.AgentError != "" {
+		t.Fatalf("agent by command line before the ancestor goes: %+v (%s)", id.Agent, id.AgentError)
+	}
+	pf := *id.Proc
+	pf.Parents = append([]model.ProcessRef(nil), pf.Parents...)
+	pf.Parents[0].StartBootNS += 10 * r.tickNS
+	gone := model.Identity{Kernel: id.Kernel, Proc: &pf}
+	r.agent(context.Background(), &gone)
+	if gone.Agent != nil || gone.AgentError != "pid "+strconv.Itoa(shPid)+": gone before it was read" {
+		t.Fatalf("ancestor gone: %+v, error %q", gone.Agent, gone.AgentError)
+	}
+
+	// A chain that stops short of pid 1: what lies above may be the
+	// agent.
+	r.SetAgents([]AgentSpec{{Name: "elsewhere", Exes: []string{"/nowhere/*"}}})
+	pf.Parents = pf.Parents[:1]
+	short := model.Identity{Kernel: id.Kernel, Proc: &pf}
+	r.agent(context.Background(), &short)
+	if short.Agent != nil || !strings.Contains(short.AgentError, "short of pid 1") {
+		t.Fatalf("short chain: %+v, error %q", short.Agent, short.AgentError)
+	}
+	whole := model.Identity{Kernel: id.Kernel, Proc: id.Proc}
+	r.agent(context.Background(), &whole)
+	if whole.Agent != nil || whole.AgentError != "" || whole.Proc.Parents[0].Exe != shExe {
+		t.Fatalf("whole chain: %+v, error %q", whole.Agent, whole.AgentError)
 	}
 }

@@ -91,7 +91,8 @@ func (r *Resolver) human(ctx context.Context, id *model.Identity) {
 	if h.LoginUID != nil {
 		h.LoginUser = r.names.User(*h.LoginUID)
 	}
-	h.Chain = userChain(pf.Parents, model.ProcessRef{PID: id.Kernel.TGID, Exe: pf.Exe, UID: id.Kernel.UID}, pf.EUID, h.LoginUID)
+	self := model.ProcessRef{PID: id.Kernel.TGID, Exe: pf.Exe, UID: id.Kernel.UID}
+	h.Chain, h.ChainIncomplete = userChain(pf.Parents, self, pf.EUID, !pf.IDsUnread, h.LoginUID)
 	for i := range h.Chain {
 		h.Chain[i].FromUser = r.names.User(h.Chain[i].FromUID)
 		h.Chain[i].ToUser = r.names.User(h.Chain[i].ToUID)
@@ -106,7 +107,11 @@ func (r *Resolver) human(ctx context.Context, id *model.Identity) {
 // becoming the user) and are left out. A setuid executable that the
 // process itself runs shows as one more change, to its effective uid,
 // with Via that executable.
-func userChain(parents []model.ProcessRef, self model.ProcessRef, selfEUID uint32, login *uint32) []model.UserHop {
+//
+// A uid that could not be read (UIDUnread, or !euidRead for selfEUID)
+// reads as 0: no hop is made from it (it would be a change to root that
+// never was), and incomplete says a change may be missing.
+func userChain(parents []model.ProcessRef, self model.ProcessRef, selfEUID uint32, euidRead bool, login *uint32) (hops []model.UserHop, incomplete bool) {
 	line := make([]model.ProcessRef, 0, len(parents)+1)
 	for i := len(parents) - 1; i >= 0; i-- {
 		line = append(line, parents[i])
@@ -115,21 +120,32 @@ func userChain(parents []model.ProcessRef, self model.ProcessRef, selfEUID uint3
 	from := 1
 	if login != nil {
 		for i := range line {
-			if line[i].UID == *login {
+			if !line[i].UIDUnread && line[i].UID == *login {
 				from = i + 1
 				break
 			}
 		}
 	}
-	var hops []model.UserHop
+	// An unread uid before the login's outermost process: the login
+	// may have been elsewhere.
+	for i := 0; i < from-1; i++ {
+		incomplete = incomplete || line[i].UIDUnread
+	}
 	for i := from; i < len(line); i++ {
 		p, c := line[i-1], line[i]
+		if p.UIDUnread || c.UIDUnread {
+			incomplete = true
+			continue
+		}
 		if c.UID != p.UID {
 			hops = append(hops, model.UserHop{PID: c.PID, Via: p.Exe, FromUID: p.UID, ToUID: c.UID})
 		}
 	}
-	if selfEUID != self.UID {
+	switch {
+	case !euidRead:
+		incomplete = true
+	case selfEUID != self.UID:
 		hops = append(hops, model.UserHop{PID: self.PID, Via: self.Exe, FromUID: self.UID, ToUID: selfEUID})
 	}
-	return hops
+	return hops, incomplete
 }

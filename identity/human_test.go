@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -29,7 +30,10 @@ func TestUserChain(t *testing.T) {
 		self    model.ProcessRef
 		euid    uint32
 		login   *uint32
-		want    []model.UserHop
+		// euidUnread: status could not be read (euid is then 0).
+		euidUnread bool
+		want       []model.UserHop
+		incomplete bool
 	}{
 		{name: "sudo after an ssh login: the login itself is not a hop", parents: sshLogin,
 			self: model.ProcessRef{PID: 50, Exe: "/usr/bin/psql", UID: 1002}, euid: 1002, login: u(1001),
@@ -47,12 +51,32 @@ func TestUserChain(t *testing.T) {
 		{name: "a setuid executable run by the process itself", parents: sshLogin[1:],
 			self: model.ProcessRef{PID: 50, Exe: "/usr/local/bin/suidtool", UID: 1001}, euid: 0, login: u(1001),
 			want: []model.UserHop{{PID: 50, Via: "/usr/local/bin/suidtool", FromUID: 1001, ToUID: 0}}},
+		{name: "the process's status unread: no setuid hop to root made up", parents: sshLogin[1:],
+			self: model.ProcessRef{PID: 50, Exe: "/usr/bin/psql", UID: 1001}, euid: 0, euidUnread: true, login: u(1001),
+			incomplete: true},
+		{name: "an ancestor's uid unread: no hop to or from it, the others kept", parents: []model.ProcessRef{
+			{PID: 6, Exe: "/usr/bin/sudo", UID: 0, UIDUnread: true}, {PID: 5, Exe: "/usr/bin/bash", UID: 1002},
+			{PID: 4, Exe: "/usr/bin/su", UID: 1001}, {PID: 3, Exe: "/usr/bin/bash", UID: 1001}},
+			self: model.ProcessRef{PID: 7, Exe: "/usr/bin/psql", UID: 1002}, euid: 1002, login: u(1001),
+			want:       []model.UserHop{{PID: 5, Via: "/usr/bin/su", FromUID: 1001, ToUID: 1002}},
+			incomplete: true},
+		{name: "an unread uid before the login: where the login was is not known", parents: []model.ProcessRef{
+			{PID: 30, Exe: "/usr/bin/bash", UID: 1001}, {PID: 20, Exe: "/usr/sbin/sshd", UID: 0, UIDUnread: true},
+			{PID: 10, Exe: "/usr/sbin/sshd", UID: 0}},
+			self: model.ProcessRef{PID: 50, Exe: "/usr/bin/psql", UID: 1001}, euid: 1001, login: u(1001),
+			incomplete: true},
+		{name: "with a root login, an unread uid (read as 0) is skipped, not compared", parents: []model.ProcessRef{
+			{PID: 30, Exe: "/usr/bin/sudo", UID: 0}, {PID: 20, Exe: "/usr/bin/bash", UID: 0, UIDUnread: true},
+			{PID: 10, Exe: "/usr/sbin/sshd", UID: 0}},
+			self: model.ProcessRef{PID: 50, Exe: "/usr/bin/psql", UID: 1002}, euid: 1002, login: u(0),
+			want:       []model.UserHop{{PID: 50, Via: "/usr/bin/sudo", FromUID: 0, ToUID: 1002}},
+			incomplete: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := userChain(c.parents, c.self, c.euid, c.login)
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("chain %+v, want %+v", got, c.want)
+			got, incomplete := userChain(c.parents, c.self, c.euid, !c.euidUnread, c.login)
+			if !reflect.DeepEqual(got, c.want) || incomplete != c.incomplete {
+				t.Fatalf("chain %+v (incomplete %v), want %+v (incomplete %v)", got, incomplete, c.want, c.incomplete)
 			}
 		})
 	}
@@ -138,5 +162,32 @@ func TestResolveRealHuman(t *testing.T) {
 		if !reflect.DeepEqual(h.Chain, want) {
 			t.Fatalf("round %d: chain %+v, want %+v", round, h.Chain, want)
 		}
+	}
+}
+
+// TestHumanStatusUnread: with the status of the process and of its
+// parent unreadable, their uids read as 0; the facts say they were not
+// read, and the human's chain makes up no change of user to root from
+// them but says it is incomplete.
+func TestHumanStatusUnread(t *testing.T) {
+	f := newIdentTestFake(t)
+	f.tool.noStatus = true
+	os.Remove(filepath.Join(f.proc, "100", "status"))
+	os.Remove(filepath.Join(f.proc, "50", "status"))
+	for pid, v := range map[string]string{"100": "1000", "50": "1000"} {
+		for _, name := range []string{"loginuid", "sessionid"} {
+			if err := os.WriteFile(filepath.Join(f.proc, pid, name), []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.k.UID = 1000
+	id := f.r.Resolve(context.Background(), f.k)
+	if id.Proc == nil || !id.Proc.IDsUnread || len(id.Proc.Parents) != 2 || !id.Proc.Parents[0].UIDUnread || id.Proc.Parents[1].UIDUnread {
+		t.Fatalf("proc facts %+v (%s): the unread ids are not marked", id.Proc, id.ProcError)
+	}
+	h := id.Human
+	if h == nil || h.LoginUID == nil || *h.LoginUID != 1000 || len(h.Chain) != 0 || !h.ChainIncomplete {
+		t.Fatalf("human %+v: want login 1000, no hop, an incomplete chain", h)
 	}
 }

@@ -272,6 +272,7 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 		return nil, nil, identErrExited
 	}
 	pf.EUID, pf.EGID = sts.euid, sts.egid
+	pf.IDsUnread = !sts.haveUID || !sts.haveGID
 
 	exeKey := r.readExe(ctx, s, dirfd, tgid, k.UID, pf)
 
@@ -511,6 +512,9 @@ func (r *Resolver) ancestorIn(ctx context.Context, s *procfsScratch, d procDir, 
 		ref.Comm = cached.comm
 	}
 	changed := false
+	// uidRead: ref.UID is the process's (a cached uid was read too). An
+	// unread one is not cached: 0 would pass for root.
+	uidRead := hit
 	if n, err := unix.Readlinkat(d.fd, "exe", s.link[:]); err == nil {
 		if string(s.link[:n]) != cached.exe {
 			cached.exe = procfsString(s.link[:n])
@@ -527,12 +531,14 @@ func (r *Resolver) ancestorIn(ctx context.Context, s *procfsScratch, d procDir, 
 			if sts := procfsParseStatus(data); sts.haveUID {
 				ref.UID = sts.ruid
 				cached.uid = sts.ruid
+				uidRead = true
 			}
 		} else {
 			r.debugMiss(ctx, "reading ancestor status", pid, err)
 		}
 	}
-	if !hit || changed {
+	ref.UIDUnread = !uidRead
+	if uidRead && (!hit || changed) {
 		r.ancestors.add(pid, cached)
 	}
 	return ref, st.ppid, st.startTicks, true

@@ -67,12 +67,17 @@ func (r *Resolver) cachedProc(ctx context.Context, s *procfsScratch, d procDir, 
 		return nil, nil, false
 	}
 	pf := c.pf
-	if data, _, err := d.read(s, "status", procfsMaxSmallFile); err == nil {
-		sts := procfsParseStatus(data)
-		pf.EUID, pf.EGID = sts.euid, sts.egid
-	} else {
+	// Ids that cannot be read now send the process to a full read,
+	// which says so.
+	data, _, err = d.read(s, "status", procfsMaxSmallFile)
+	if err != nil {
 		return nil, nil, false
 	}
+	sts := procfsParseStatus(data)
+	if !sts.haveUID || !sts.haveGID {
+		return nil, nil, false
+	}
+	pf.EUID, pf.EGID, pf.IDsUnread = sts.euid, sts.egid, false
 	if r.testHookMidRead != nil {
 		r.testHookMidRead(key.tgid)
 	}

@@ -64,6 +64,9 @@ type ProcessRef struct {
 	Comm string `json:"comm"`
 	Exe  string `json:"exe,omitempty"`
 	UID  uint32 `json:"uid"`
+	// UIDUnread: the uid could not be read (status unreadable), so UID
+	// is 0 and means nothing.
+	UIDUnread bool `json:"uid_unread,omitempty"`
 	// StartBootNS is the ancestor's start time, as ProcFacts has it: a
 	// later read of the pid (its cmdline, its executable for an agent's
 	// hash) is checked against it.
@@ -84,8 +87,11 @@ type ProcFacts struct {
 	Parents []ProcessRef `json:"parents,omitempty"`
 	// EUID and EGID differ from the kernel facts' real ids for setuid
 	// programs.
-	EUID        uint32 `json:"euid"`
-	EGID        uint32 `json:"egid"`
+	EUID uint32 `json:"euid"`
+	EGID uint32 `json:"egid"`
+	// IDsUnread: status could not be read, so EUID and EGID are 0 and
+	// mean nothing.
+	IDsUnread   bool   `json:"ids_unread,omitempty"`
 	User        string `json:"user,omitempty"`
 	Group       string `json:"group,omitempty"`
 	CgroupPath  string `json:"cgroup_path"`
@@ -142,4 +148,10 @@ type Identity struct {
 	Human    *Human    `json:"human,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
 	Agent    *Agent    `json:"agent,omitempty"`
+	// AgentError says why the look for the configured agents could not
+	// finish (an ancestor that could not be read, an executable that
+	// could not be hashed, a parent chain short of pid 1): which agent,
+	// if any, is behind the process is then unknown. Agent, when set
+	// too, is the nearest one found, and an unread one may be nearer.
+	AgentError string `json:"agent_error,omitempty"`
 }

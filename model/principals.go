@@ -24,6 +24,10 @@ type Human struct {
 	// Chain is each change of user along the parent chain, outermost
 	// first: who ran sudo (or su, runuser, setuid programs) to become whom.
 	Chain []UserHop `json:"chain,omitempty"`
+	// ChainIncomplete: a change of user may be missing from Chain, as
+	// the uid of a process along it (or the effective uid of the process
+	// itself) could not be read; no hop is made up from an unread uid.
+	ChainIncomplete bool `json:"chain_incomplete,omitempty"`
 	// KeyFingerprint and KeyID are what the person logged in with, where
 	// sshd logged it (a public key's SHA256 fingerprint, a certificate's
 	// key id).

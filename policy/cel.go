@@ -24,7 +24,8 @@ import (
 //	               no login, "unknown"), login_user (string), login_uid
 //	               (int; -1 unless login is "known"),
 //	               agent (a name of identity.agents, "none", or "unknown"
-//	               when the process could not be read), agent_provenance
+//	               when the process could not be read or the look for an
+//	               agent could not finish: agent_error), agent_provenance
 //	               ("proc", "claimed" or ""),
 //	               workload ("verified", "claimed", "none", or "unknown"
 //	               when the process could not be read), verified
@@ -151,7 +152,7 @@ func principalVars(id map[string]any, ident model.Identity) {
 	id["login"], id["login_user"], id["login_uid"] = login, user, uid
 
 	agent, agentProv := "unknown", ""
-	if ident.Proc != nil {
+	if ident.Proc != nil && ident.AgentError == "" {
 		agent = "none"
 		if a := ident.Agent; a != nil {
 			agent, agentProv = a.Name, string(a.Provenance)

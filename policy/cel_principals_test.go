@@ -41,6 +41,11 @@ policy:
 		{"no agent", with(proc, nil, nil, nil), "show", model.Allow},
 		{"an agent", with(proc, nil, &model.Agent{Name: "claude", Provenance: model.ProvProc}, nil), "show", model.Deny},
 		{"process gone: agent unknown", with(nil, nil, nil, nil), "show", model.Deny},
+		{"agent look unfinished", func() model.Origin {
+			o := with(proc, nil, nil, nil)
+			o.Identity.AgentError = "an ancestor exited before it was read"
+			return o
+		}(), "show", model.Deny},
 		{"verified main", with(proc, nil, nil, &model.Workload{Provenance: model.ProvVerified, Claims: main}), "select", model.Allow},
 		{"claimed main", with(proc, nil, nil, &model.Workload{Provenance: model.ProvClaimed, Claims: main}), "select", model.Deny},
 	} {

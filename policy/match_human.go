@@ -25,8 +25,8 @@ func compileHuman(m *config.IdentityMatch) *humanMatch {
 // match says whether id's human and agent are what the rule names. A nil
 // match matches anything. What interlock could not establish is unknown,
 // never a no: without the process's facts (Proc nil) neither its login
-// nor its agents were looked for, and without a Human its login uid
-// could not be read. A process that descends from no login has no login
+// nor its agents were looked for, without a Human its login uid could
+// not be read, and with an AgentError the agents were not all looked for. A process that descends from no login has no login
 // user: that is a known no.
 func (h *humanMatch) match(id model.Identity) matchResult {
 	if h == nil {
@@ -57,7 +57,10 @@ func (h *humanMatch) match(id model.Identity) matchResult {
 		}
 	}
 	if len(h.agents) > 0 {
-		if id.Proc == nil {
+		// An agent look that could not finish (AgentError) leaves
+		// both a named agent and none unknown: an unread ancestor
+		// may be the agent, or a nearer one than the one found.
+		if id.Proc == nil || id.AgentError != "" {
 			return unknown
 		}
 		name := config.AgentNone

@@ -9,7 +9,7 @@ import (
 // TestHumanAndAgentRules: login_users, login_uids and agents match what
 // was established; a missing fact (no Human, no Proc) makes a deny rule
 // apply and an allow rule not, and "none" matches a process without an
-// agent.
+// agent, unless the look for agents could not finish (AgentError).
 func TestHumanAndAgentRules(t *testing.T) {
 	cfg := parse(t, `
 identity:
@@ -45,6 +45,12 @@ policy:
 		o.Identity.Human, o.Identity.Agent = h, a
 		return o
 	}
+	// unfinished is with, the look for agents having stopped short.
+	unfinished := func(h *model.Human, a *model.Agent) model.Origin {
+		o := with(h, a, pf)
+		o.Identity.AgentError = "pid 7: executable not hashed: hash budget spent"
+		return o
+	}
 	alice := &model.Human{LoginUID: u(1000), LoginUser: "alice", Provenance: model.ProvProc}
 	bob := &model.Human{LoginUID: u(1002), LoginUser: "bob", Provenance: model.ProvProc}
 	service := &model.Human{NoLogin: true, Provenance: model.ProvProc}
@@ -72,6 +78,10 @@ policy:
 		{"the agent inserts: allow for none does not apply", with(bob, claude, pf), "insert", false},
 		{"a service inserts: allow for a login does not apply", with(service, nil, pf), "insert", false},
 		{"no human read: the allow does not apply", with(nil, nil, pf), "insert", false},
+		{"an unfinished look found no agent: the agent deny applies", unfinished(bob, nil), "update", false},
+		{"an unfinished look found the agent: the agent deny applies", unfinished(bob, claude), "update", false},
+		{"an unfinished look found no agent: the allow for none does not apply", unfinished(bob, nil), "insert", false},
+		{"an unfinished look does not touch a rule on the login alone", unfinished(bob, nil), "drop_table", true},
 	} {
 		pol := p
 		if c.kind == "insert" {
