@@ -70,6 +70,13 @@ func (h *humanMatch) match(id model.Identity) matchResult {
 		if !slices.Contains(h.agents, name) {
 			return noMatch
 		}
+		if id.Agent != nil && id.Agent.Provenance == model.ProvClaimed {
+			// Found by its command line (or a link the process
+			// controls): the process could have written it, so a
+			// rule about that agent applies as unknown: deny and
+			// review rules hold, an allow rule does not open.
+			return unknown
+		}
 	}
 	return match
 }

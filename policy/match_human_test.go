@@ -37,6 +37,7 @@ policy:
   unknown_identity: allow
   rules:
     - {name: humans-insert, match: {identity: {agents: [none], login_users: ["*"]}, operation: {kinds: [insert]}}, action: allow}
+    - {name: bot-truncates, match: {identity: {agents: [claude]}, operation: {kinds: [truncate]}}, action: allow}
 `))
 	u := func(v uint32) *uint32 { return &v }
 	pf := &model.ProcFacts{Exe: "/usr/bin/psql", ExeTrust: model.ExeVerified}
@@ -56,6 +57,7 @@ policy:
 	service := &model.Human{NoLogin: true, Provenance: model.ProvProc}
 	nameless := &model.Human{LoginUID: u(4242), Provenance: model.ProvProc}
 	claude := &model.Agent{Name: "claude", MatchedBy: "exe", Provenance: model.ProvProc}
+	claimedClaude := &model.Agent{Name: "claude", MatchedBy: "cmdline", Provenance: model.ProvClaimed}
 
 	for _, c := range []struct {
 		name    string
@@ -82,9 +84,12 @@ policy:
 		{"an unfinished look found the agent: the agent deny applies", unfinished(bob, claude), "update", false},
 		{"an unfinished look found no agent: the allow for none does not apply", unfinished(bob, nil), "insert", false},
 		{"an unfinished look does not touch a rule on the login alone", unfinished(bob, nil), "drop_table", true},
+		{"a claimed agent updates: the agent deny applies", with(bob, claimedClaude, pf), "update", false},
+		{"the agent truncates: its allow applies", with(bob, claude, pf), "truncate", true},
+		{"a claimed agent truncates: its allow does not open", with(bob, claimedClaude, pf), "truncate", false},
 	} {
 		pol := p
-		if c.kind == "insert" {
+		if c.kind == "insert" || c.kind == "truncate" {
 			pol = p2
 		}
 		d := pol.Evaluate(c.o, pg(c.kind, nil, false, false))
