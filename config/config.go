@@ -28,6 +28,7 @@ type Config struct {
 	Policy    PolicyConfig    `yaml:"policy"`
 	Limits    LimitsConfig    `yaml:"limits"`
 	Identity  IdentityConfig  `yaml:"identity"`
+	Ship      ShipConfig      `yaml:"ship"`
 	Targets   []TargetConfig  `yaml:"targets"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read

@@ -61,6 +61,7 @@ func (c *Config) validate(l *errorList) {
 	c.validatePolicy(l)
 	c.validateLimits(l)
 	c.Identity.validate(l)
+	c.validateShip(l)
 	c.validateTargets(l)
 }
 

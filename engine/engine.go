@@ -141,6 +141,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		CheckpointSinks: cfg.Journal.CheckpointSinks.List(),
 		Sync:            journal.SyncMode(cfg.Journal.Sync),
 		SyncInterval:    time.Duration(cfg.Journal.SyncInterval),
+		HoldForHub:      cfg.Ship.Enabled(),
 		Logger:          opts.Logger,
 	})
 	if err != nil {

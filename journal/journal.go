@@ -87,6 +87,10 @@ type Options struct {
 	// disables the wait.
 	PostLinger time.Duration
 	Logger     *slog.Logger
+	// HoldForHub keeps, when shipping to a fleet hub is configured, the
+	// payloads of every entry that no hub.cosignature entry covers yet:
+	// PrunePayloads stops at the newest cosigned size.
+	HoldForHub bool
 
 	// beforeBatch runs in the writer after it took a batch's first request
 	// and before it drains the queue; tests use it to shape batches.

@@ -63,6 +63,13 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 			return err
 		}
 		through := w.size
+		if w.opts.HoldForHub {
+			held, err := w.holdForHub(rc, through)
+			if err != nil {
+				return err
+			}
+			through = held
+		}
 		if _, err := rc.queryRow(`SELECT count(*) FROM entries `+pruneSel, 1, through, before.UnixNano()); err != nil {
 			return fmt.Errorf("count: %w", err)
 		}
@@ -118,6 +125,25 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	}
 	w.log.Info("journal payloads pruned", "before", before, "deleted", res.Deleted, "retention_seq", seq)
 	return res, nil
+}
+
+// holdForHub lowers a retention run's reach to the size the fleet hub's
+// newest journaled cosignature covers: what the hub has not witnessed is
+// held here, whole, until it has (docs/hub.md, "Nothing lost").
+func (w *writer) holdForHub(rc *rawConn, through int64) (int64, error) {
+	found, err := rc.queryRow(sqlLastCosignature, 2)
+	if err != nil {
+		return 0, fmt.Errorf("find the newest %s: %w", model.KindHubCosignature, err)
+	}
+	if !found {
+		return 0, nil
+	}
+	body, _ := rc.dest[1].([]byte)
+	size, err := cosignedSize(body)
+	if err != nil {
+		return 0, fmt.Errorf("entry %v (%s): %w", rc.dest[0], model.KindHubCosignature, err)
+	}
+	return min(through, size), nil
 }
 
 // pruneSel selects the entries whose payloads a retention run deletes:

@@ -133,6 +133,14 @@ func (m *Metrics) AddCounter(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "interlock", Name: name, Help: help}, fn))
 }
 
+// AddCounterVec registers a labelled counter, for parts made after New
+// that count by a label of their own (the shipper's errors by code).
+func (m *Metrics) AddCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "interlock", Name: name, Help: help}, labels)
+	m.reg.MustRegister(c)
+	return c
+}
+
 // UpstreamLoginFailed implements inspect.Events.
 func (m *Metrics) UpstreamLoginFailed(target, reason string) {
 	m.LoginFailures.WithLabelValues(target, reason).Inc()

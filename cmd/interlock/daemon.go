@@ -108,6 +108,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		"journal", cfg.Journal.Path, "cgroups", cfg.Intercept.Cgroups, "targets", len(cfg.Targets), "listeners", addrs)
 	logNothingToIntercept(log, cfg)
 	publishPostgresCA(cfg, log)
+	stopShipper := startShipper(cfg, eng, log)
 	sdNotify("READY=1")
 
 	for sig := range sigs {
@@ -134,6 +135,9 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	} else if n := len(eng.Redirector().Attached()); n > 0 {
 		log.Info("programs stay attached: connects to targets from the intercepted cgroups are refused until interlock runs again", "cgroups", n)
 	}
+	// The shipper appends to the journal: it stops before the engine
+	// closes it.
+	stopShipper()
 	errs = append(errs, eng.Close())
 	if err := errors.Join(errs...); err != nil {
 		return exitWith(exitSoftware, err)

@@ -180,6 +180,7 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 		}
 	}
 	add(journalCheck(cfg.Journal.Path))
+	add(shipCheck(ctx, cfg))
 	add(stateDirCheck(cfg.StateDir))
 	add(keysCheck(cfg.StateDir))
 

@@ -507,6 +507,7 @@ func pruneAction(ctx context.Context, cmd *cli.Command) error {
 	j, err := journal.Open(ctx, journal.Options{
 		Path: path, StateDir: cfg.StateDir, CheckpointSinks: cfg.Journal.CheckpointSinks.List(),
 		Sync: journal.SyncMode(cfg.Journal.Sync), Logger: newLogger(cfg, slog.LevelWarn),
+		HoldForHub: cfg.Ship.Enabled(),
 	})
 	if err != nil {
 		return exitWith(exitIOErr, err)

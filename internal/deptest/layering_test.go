@@ -53,6 +53,8 @@ var Layering = []Rule{
 	{From: "asciicast", Only: []string{"model"}, Why: "asciicast is a format over the vocabulary"},
 	{From: "journal/evidence", Only: []string{"model"}, Forbid: []string{sqlite},
 		Why: "the evidence format and the bundle verifier build without cgo or storage: an auditor's verifier needs only model"},
+	{From: "ship", Forbid: []string{"inspect/...", "policy", "approvals/...", "engine", "control/...", "redirector/...", "bpf/...", "runner/...", "hub/server", "hub/store", "hub/publish"},
+		Why: "the shipper reads the journal and speaks hub/hubapi: it knows nothing of the data path nor of the hub's side"},
 	{From: "identity", Only: []string{"internal/...", "model"}, Forbid: []string{sqlite},
 		Why: "process identity reads /proc and the cgroup filesystem; it knows nothing of the programs, sessions or the journal"},
 	{From: "identity/oidcjob", Only: []string{"config", "policy/cmdline", "internal/glob", "model"}, Forbid: []string{sqlite},
