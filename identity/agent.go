@@ -28,10 +28,12 @@ const (
 	agentByExe     = "exe"
 	agentBySHA256  = "sha256"
 	agentByCmdline = "cmdline"
+	agentByLineage = "lineage"
 )
 
 // SetAgents sets the agents recognised from now on (at start and on each
-// config reload).
+// config reload). With agent lineage kept (SetLineage), the agents'
+// running processes are found and tagged again.
 func (r *Resolver) SetAgents(specs []AgentSpec) {
 	cp := make([]AgentSpec, len(specs))
 	for i, s := range specs {
@@ -41,6 +43,7 @@ func (r *Resolver) SetAgents(specs []AgentSpec) {
 		}
 	}
 	r.agents.Store(&cp)
+	r.lineageScan(context.Background())
 }
 
 // agentCandidate is one process of the line the agents are looked for in:
@@ -62,6 +65,8 @@ type agentCandidate struct {
 // process or its ancestors, nearest first. It matches the executable
 // (the /proc/PID/exe link, which renaming comm or argv[0] does not
 // change), its hash, or the command line; only the last is claimed.
+// When the ancestry shows none, the kernel-kept lineage may (lineage.go):
+// the process was orphaned from an agent.
 func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	specs := r.agents.Load()
 	pf := id.Proc
@@ -75,15 +80,18 @@ func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	}
 	if a := r.matchAgent(ctx, *specs, &self, id.Kernel.UID); a != nil {
 		id.Agent = a
+		r.lineageRegister(ctx, a, pf.StartBootNS/r.tickNS)
 		return
 	}
 	for _, p := range pf.Parents {
 		c := agentCandidate{pid: p.PID, startTicks: p.StartBootNS / r.tickNS, exe: p.Exe}
 		if a := r.matchAgent(ctx, *specs, &c, id.Kernel.UID); a != nil {
 			id.Agent = a
+			r.lineageRegister(ctx, a, c.startTicks)
 			return
 		}
 	}
+	r.lineageAgent(id, *specs)
 }
 
 // matchAgent returns the first of specs that c is, or nil. The hash of

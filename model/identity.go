@@ -142,4 +142,9 @@ type Identity struct {
 	Human    *Human    `json:"human,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
 	Agent    *Agent    `json:"agent,omitempty"`
+	// AgentError says why the agent is unknown: agents are configured,
+	// none shows in the ancestry, and the kernel-kept lineage that would
+	// find one the process was orphaned from could not be read. Policy
+	// treats the agent as unknown then, never as none.
+	AgentError string `json:"agent_error,omitempty"`
 }

@@ -152,9 +152,10 @@ func principalVars(id map[string]any, ident model.Identity) {
 
 	agent, agentProv := "unknown", ""
 	if ident.Proc != nil {
-		agent = "none"
 		if a := ident.Agent; a != nil {
 			agent, agentProv = a.Name, string(a.Provenance)
+		} else if ident.AgentError == "" {
+			agent = "none"
 		}
 	}
 	id["agent"], id["agent_provenance"] = agent, agentProv

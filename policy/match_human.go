@@ -27,7 +27,8 @@ func compileHuman(m *config.IdentityMatch) *humanMatch {
 // never a no: without the process's facts (Proc nil) neither its login
 // nor its agents were looked for, and without a Human its login uid
 // could not be read. A process that descends from no login has no login
-// user: that is a known no.
+// user: that is a known no. Likewise its agent, when the kernel-kept
+// lineage could not be read (AgentError).
 func (h *humanMatch) match(id model.Identity) matchResult {
 	if h == nil {
 		return match
@@ -57,7 +58,10 @@ func (h *humanMatch) match(id model.Identity) matchResult {
 		}
 	}
 	if len(h.agents) > 0 {
-		if id.Proc == nil {
+		// With AgentError set, no agent shows in the ancestry but the
+		// lineage that would show one it was orphaned from could not
+		// be read: whether it has an agent is unknown.
+		if id.Proc == nil || (id.Agent == nil && id.AgentError != "") {
 			return unknown
 		}
 		name := config.AgentNone

@@ -9,7 +9,7 @@ import (
 // TestHumanAndAgentRules: login_users, login_uids and agents match what
 // was established; a missing fact (no Human, no Proc) makes a deny rule
 // apply and an allow rule not, and "none" matches a process without an
-// agent.
+// agent (an unread lineage is unknown, not none).
 func TestHumanAndAgentRules(t *testing.T) {
 	cfg := parse(t, `
 identity:
@@ -50,6 +50,11 @@ policy:
 	service := &model.Human{NoLogin: true, Provenance: model.ProvProc}
 	nameless := &model.Human{LoginUID: u(4242), Provenance: model.ProvProc}
 	claude := &model.Agent{Name: "claude", MatchedBy: "exe", Provenance: model.ProvProc}
+	lineage := &model.Agent{Name: "claude", PID: 42, MatchedBy: "lineage", Provenance: model.ProvKernel}
+	// No agent in the ancestry, and the lineage that would show one it
+	// was orphaned from could not be read.
+	unread := with(bob, nil, pf)
+	unread.Identity.AgentError = "agent lineage not read: process exited before it could be inspected"
 
 	for _, c := range []struct {
 		name    string
@@ -72,6 +77,9 @@ policy:
 		{"the agent inserts: allow for none does not apply", with(bob, claude, pf), "insert", false},
 		{"a service inserts: allow for a login does not apply", with(service, nil, pf), "insert", false},
 		{"no human read: the allow does not apply", with(nil, nil, pf), "insert", false},
+		{"the agent found by lineage updates", with(bob, lineage, pf), "update", false},
+		{"lineage not read: the agent deny applies", unread, "update", false},
+		{"lineage not read: allow for none does not apply", unread, "insert", false},
 	} {
 		pol := p
 		if c.kind == "insert" {
