@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -166,4 +167,72 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkLineageForkExec measures what the lineage programs add to
+// every fork and exec on the machine: spawning /bin/true without them,
+// with them attached (an untagged spawner: the common case), and from a
+// tagged spawner (every child gets a tag). docs/benchmarks.md has the
+// figures: go test -run '^$' -bench LineageForkExec -benchtime 2000x.
+func BenchmarkLineageForkExec(b *testing.B) {
+	testenv.RequireRoot(b)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		b.Fatal(err)
+	}
+	spawn := func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("off", spawn)
+	l, err := loadLineage()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.close()
+	if err := l.SetExes(map[identity.LineageExe]uint32{{Dev: 1, Ino: 1}: 1}); err != nil {
+		b.Fatal(err)
+	}
+	// The programs' own run time, as the kernel counts it (less noisy
+	// than the spawn loop on a busy machine).
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	perRun := func(b *testing.B, p *ebpf.Program, name string) {
+		st0, err := p.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			st1, err := p.Stats()
+			if err != nil || st1.RunCount == st0.RunCount {
+				return
+			}
+			b.ReportMetric(float64(st1.Runtime-st0.Runtime)/float64(st1.RunCount-st0.RunCount), name+"-ns/run")
+		})
+	}
+	withStats := func(b *testing.B) {
+		perRun(b, l.objs.LineageExec, "exec")
+		perRun(b, l.objs.LineageFork, "fork")
+		spawn(b)
+	}
+	b.Run("on", withStats)
+	// Tag this process (the benchmark's own thread group leader).
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := l.Tag(fd, identity.LineageTag{AgentID: 1, RootTGID: uint32(os.Getpid())}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("on-tagged", withStats)
+	b.Run("off-again", func(b *testing.B) {
+		l.close()
+		spawn(b)
+	})
 }
