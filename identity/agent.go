@@ -28,10 +28,12 @@ const (
 	agentByExe     = "exe"
 	agentBySHA256  = "sha256"
 	agentByCmdline = "cmdline"
+	agentByLineage = "lineage"
 )
 
 // SetAgents sets the agents recognised from now on (at start and on each
-// config reload).
+// config reload). With agent lineage kept (SetLineage), the agents'
+// running processes are found and tagged again.
 func (r *Resolver) SetAgents(specs []AgentSpec) {
 	cp := make([]AgentSpec, len(specs))
 	for i, s := range specs {
@@ -41,6 +43,7 @@ func (r *Resolver) SetAgents(specs []AgentSpec) {
 		}
 	}
 	r.agents.Store(&cp)
+	r.lineageScan(context.Background())
 }
 
 // agentCandidate is one process of the line the agents are looked for in:
@@ -71,6 +74,9 @@ type agentCandidate struct {
 // pid 1) does not count as "not that agent": id.AgentError then says
 // why, and policy takes the agent as unknown. The look goes on, so that
 // the auditor sees the nearest agent found past it.
+//
+// When the ancestry shows none, the kernel-kept lineage may (lineage.go):
+// the process was orphaned from an agent.
 func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	specs := r.agents.Load()
 	pf := id.Proc
@@ -91,19 +97,28 @@ func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	var why string
 	if a := r.matchAgent(ctx, *specs, &self, id.Kernel.UID, &why); a != nil {
 		id.Agent, id.AgentError = a, why
+		r.lineageRegister(ctx, a, pf.StartBootNS/r.tickNS)
 		return
 	}
 	for _, p := range pf.Parents {
 		c := agentCandidate{pid: p.PID, startTicks: p.StartBootNS / r.tickNS, exe: p.Exe}
 		if a := r.matchAgent(ctx, *specs, &c, id.Kernel.UID, &why); a != nil {
 			id.Agent, id.AgentError = a, why
+			r.lineageRegister(ctx, a, c.startTicks)
 			return
 		}
 	}
+	// The ancestry shows none: the lineage may, for a process orphaned
+	// from an agent. What the ancestry could not establish stays said
+	// even when the lineage names an agent: an unread ancestor could be
+	// a nearer one.
+	r.lineageAgent(id, *specs)
 	if why == "" {
 		why = chainShort(pf)
 	}
-	id.AgentError = why
+	if why != "" {
+		id.AgentError = strings.TrimPrefix(id.AgentError+"; "+why, "; ")
+	}
 }
 
 // chainShort says why pf's parent chain does not reach pid 1 (or

@@ -103,6 +103,8 @@ func TestResolveRealAgent(t *testing.T) {
 
 	r := NewResolver(ResolverOptions{})
 	defer r.Close()
+	// Lineage kept, and no process tagged: only the ancestry names agents.
+	r.SetLineage(context.Background(), newLineageFake(t), "")
 	r.SetAgents([]AgentSpec{{Name: "other", Exes: []string{"/nowhere/*"}}, {Name: "shell", Exes: []string{dir + "/agentsh*"}}})
 	id := identTestResolvePid(t, r, sleepPid)
 	want := model.Agent{Name: "shell", PID: uint32(shPid), Exe: shExe, MatchedBy: "exe", Provenance: model.ProvProc}
@@ -113,6 +115,12 @@ func TestResolveRealAgent(t *testing.T) {
 		t.Fatalf("comm %q: the test does not hide the name", comm)
 	}
 
+	// A fresh resolver: the scan at the first SetAgents tagged the
+	// modified copy too (its name matched then), and a tag outlives a
+	// reload that narrows its agent.
+	r = NewResolver(ResolverOptions{})
+	defer r.Close()
+	r.SetLineage(context.Background(), newLineageFake(t), "")
 	r.SetAgents([]AgentSpec{{Name: "shell", Exes: []string{dir + "/agentsh*"}, SHA256: []string{strings.ToUpper(origSHA)}}})
 	want.MatchedBy, want.ExeSHA256 = "sha256", origSHA
 	if a := identTestResolvePid(t, r, sleepPid).Agent; a == nil || *a != want {
@@ -148,6 +156,7 @@ func TestResolveAgentUnfinished(t *testing.T) {
 
 	r := NewResolver(ResolverOptions{})
 	defer r.Close()
+	r.SetLineage(context.Background(), newLineageFake(t), "")
 	r.SetHashLimits(HashLimits{MaxBytes: 1})
 	pinned := AgentSpec{Name: "shell", Exes: []string{dir + "/agentsh*"}, SHA256: []string{origSHA}}
 	r.SetAgents([]AgentSpec{pinned})

@@ -61,6 +61,8 @@ type Resolver struct {
 	hostNS  hostNamespaces
 	// agents are the configured agents (SetAgents, agent.go).
 	agents atomic.Pointer[[]AgentSpec]
+	// lin is the kernel-kept agent lineage (lineage.go).
+	lin lineageState
 
 	// testHookMidRead, when set, runs between the two reads of the start
 	// time (tests use it to simulate pid reuse mid-read).

@@ -148,10 +148,13 @@ type Identity struct {
 	Human    *Human    `json:"human,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
 	Agent    *Agent    `json:"agent,omitempty"`
-	// AgentError says why the look for the configured agents could not
-	// finish (an ancestor that could not be read, an executable that
-	// could not be hashed, a parent chain short of pid 1): which agent,
-	// if any, is behind the process is then unknown. Agent, when set
-	// too, is the nearest one found, and an unread one may be nearer.
+	// AgentError says why which agent is behind the process is unknown:
+	// the look through its ancestors could not finish (an ancestor that
+	// could not be read, an executable that could not be hashed, a parent
+	// chain short of pid 1), or, with none in the ancestry, the
+	// kernel-kept lineage that would find one it was orphaned from could
+	// not be read. Agent, when set too, is the nearest one found, and an
+	// unread one may be nearer. Policy takes the agent as unknown, never
+	// as none.
 	AgentError string `json:"agent_error,omitempty"`
 }

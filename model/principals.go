@@ -80,7 +80,10 @@ type Agent struct {
 	PID       uint32 `json:"pid"`
 	Exe       string `json:"exe,omitempty"`
 	ExeSHA256 string `json:"exe_sha256,omitempty"`
-	// MatchedBy is what identified it: exe, sha256 or cmdline.
+	// MatchedBy is what identified it: exe, sha256 or cmdline in the
+	// ancestry, or lineage: the kernel tagged the process at fork as a
+	// descendant of the agent (PID is then the agent's root, which may be
+	// gone, and Exe and ExeSHA256 what it ran as interlock registered it).
 	MatchedBy  string     `json:"matched_by"`
 	Provenance Provenance `json:"provenance"`
 }

@@ -26,8 +26,9 @@ func compileHuman(m *config.IdentityMatch) *humanMatch {
 // match matches anything. What interlock could not establish is unknown,
 // never a no: without the process's facts (Proc nil) neither its login
 // nor its agents were looked for, without a Human its login uid could
-// not be read, and with an AgentError the agents were not all looked for. A process that descends from no login has no login
-// user: that is a known no.
+// not be read, and with an AgentError the agent could not be established
+// (an ancestor unread, the kernel-kept lineage unread). A process that
+// descends from no login has no login user: that is a known no.
 func (h *humanMatch) match(id model.Identity) matchResult {
 	if h == nil {
 		return match
@@ -57,9 +58,10 @@ func (h *humanMatch) match(id model.Identity) matchResult {
 		}
 	}
 	if len(h.agents) > 0 {
-		// An agent look that could not finish (AgentError) leaves
+		// An agent that could not be established (AgentError) leaves
 		// both a named agent and none unknown: an unread ancestor
-		// may be the agent, or a nearer one than the one found.
+		// may be the agent, or a nearer one than the one found, and
+		// an unread lineage may name the agent it was orphaned from.
 		if id.Proc == nil || id.AgentError != "" {
 			return unknown
 		}

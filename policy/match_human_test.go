@@ -9,7 +9,8 @@ import (
 // TestHumanAndAgentRules: login_users, login_uids and agents match what
 // was established; a missing fact (no Human, no Proc) makes a deny rule
 // apply and an allow rule not, and "none" matches a process without an
-// agent, unless the look for agents could not finish (AgentError).
+// agent, unless the agent could not be established (AgentError: the look
+// for agents could not finish, or the lineage was unread).
 func TestHumanAndAgentRules(t *testing.T) {
 	cfg := parse(t, `
 identity:
@@ -58,6 +59,11 @@ policy:
 	nameless := &model.Human{LoginUID: u(4242), Provenance: model.ProvProc}
 	claude := &model.Agent{Name: "claude", MatchedBy: "exe", Provenance: model.ProvProc}
 	claimedClaude := &model.Agent{Name: "claude", MatchedBy: "cmdline", Provenance: model.ProvClaimed}
+	lineage := &model.Agent{Name: "claude", PID: 42, MatchedBy: "lineage", Provenance: model.ProvKernel}
+	// No agent in the ancestry, and the lineage that would show one it
+	// was orphaned from could not be read.
+	unread := with(bob, nil, pf)
+	unread.Identity.AgentError = "agent lineage not read: process exited before it could be inspected"
 
 	for _, c := range []struct {
 		name    string
@@ -87,6 +93,9 @@ policy:
 		{"a claimed agent updates: the agent deny applies", with(bob, claimedClaude, pf), "update", false},
 		{"the agent truncates: its allow applies", with(bob, claude, pf), "truncate", true},
 		{"a claimed agent truncates: its allow does not open", with(bob, claimedClaude, pf), "truncate", false},
+		{"the agent found by lineage updates", with(bob, lineage, pf), "update", false},
+		{"lineage not read: the agent deny applies", unread, "update", false},
+		{"lineage not read: allow for none does not apply", unread, "insert", false},
 	} {
 		pol := p
 		if c.kind == "insert" || c.kind == "truncate" {

@@ -54,8 +54,11 @@ type Redirector struct {
 	opts  Options
 	root  string
 	progs *programs
-	diag  *sockDiag
-	log   *slog.Logger
+	// lin is the agent lineage's programs (lineage.go); nil when they
+	// could not be attached.
+	lin  *lineage
+	diag *sockDiag
+	log  *slog.Logger
 
 	listeners []net.Listener
 	// taken counts connect records consumed by Origin; with the hooks'
@@ -108,6 +111,16 @@ func New(ctx context.Context, opts Options) (*Redirector, error) {
 	if err := r.attachGuard(); err != nil {
 		r.Close()
 		return nil, err
+	}
+	// Without lineage interlock still runs: an agent is then found by
+	// ancestry only, and a process without one in its ancestry has an
+	// unknown agent (identity.AgentError), which opens nothing.
+	if lin, err := loadLineage(); err != nil {
+		r.log.Warn("agent lineage is not kept: an agent's orphaned tools cannot be told from other processes, so rules about agents treat every process without an agent in its ancestry as unknown", "err", err)
+		opts.Identities.SetLineage(ctx, nil, "agent lineage is not kept: "+err.Error())
+	} else {
+		r.lin = lin
+		opts.Identities.SetLineage(ctx, lin, "")
 	}
 	return r, nil
 }
@@ -534,6 +547,10 @@ func (r *Redirector) Close() error {
 	}
 	r.mu.Unlock()
 	r.diag.close()
+	if r.lin != nil {
+		r.opts.Identities.SetLineage(context.Background(), nil, "")
+		errs = append(errs, r.lin.close())
+	}
 	if r.progs != nil {
 		errs = append(errs, r.progs.close())
 	}
