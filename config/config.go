@@ -29,6 +29,7 @@ type Config struct {
 	Limits    LimitsConfig    `yaml:"limits"`
 	Identity  IdentityConfig  `yaml:"identity"`
 	Targets   []TargetConfig  `yaml:"targets"`
+	Hub       HubConfig       `yaml:"hub"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read
 	// from, so that Validate can name it. Nil for configs not parsed.
@@ -263,6 +264,7 @@ func Default() *Config {
 		BPF:     BPFConfig{PinPath: defaultPinPath},
 		Log:     LogConfig{Level: LevelInfo, Format: FormatAuto},
 		Targets: []TargetConfig{},
+		Hub:     defaultHub(),
 	}
 }
 

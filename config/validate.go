@@ -62,6 +62,7 @@ func (c *Config) validate(l *errorList) {
 	c.validateLimits(l)
 	c.Identity.validate(l)
 	c.validateTargets(l)
+	c.validateHub(l)
 }
 
 // absPath checks that p is a usable absolute path; file says it names a
