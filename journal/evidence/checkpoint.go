@@ -76,6 +76,13 @@ func cpErr(format string, args ...any) error {
 // (note.Open alone ignores extra unknown signatures and non-zero base64
 // padding bits).
 func ParseCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
+	return parseCheckpoint(msg, v, OriginPrefix, "an interlock journal")
+}
+
+// parseCheckpoint is ParseCheckpoint for origins under prefix: host
+// journals and fleet logs share the form but must never pass for each
+// other.
+func parseCheckpoint(msg []byte, v note.Verifier, prefix, what string) (Checkpoint, error) {
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
 		var unknown *note.UnverifiedNoteError
@@ -108,8 +115,8 @@ func ParseCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 		return Checkpoint{}, cpErr("checkpoint text has %d lines, want 4 (origin, size, root, time)", len(lines))
 	}
 	c := Checkpoint{Origin: lines[0], Note: append([]byte(nil), msg...)}
-	if !strings.HasPrefix(c.Origin, OriginPrefix) || len(c.Origin) == len(OriginPrefix) {
-		return Checkpoint{}, cpErr("checkpoint origin %q is not an interlock journal", c.Origin)
+	if !strings.HasPrefix(c.Origin, prefix) || len(c.Origin) == len(prefix) {
+		return Checkpoint{}, cpErr("checkpoint origin %q is not %s", c.Origin, what)
 	}
 	if c.Size, err = strconv.ParseInt(lines[1], 10, 64); err != nil || c.Size < 1 || strconv.FormatInt(c.Size, 10) != lines[1] {
 		return Checkpoint{}, cpErr("checkpoint tree size %q is not a positive integer", lines[1])
