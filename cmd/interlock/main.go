@@ -141,6 +141,7 @@ func rootCommand() *cli.Command {
 			policyCommand(),
 			doctorCommand(),
 			sshCACommand(),
+			hubCommand(),
 			versionCommand(),
 			packageHelperCommand(),
 		},
