@@ -86,15 +86,19 @@ func accept(st store.HostState, b *hubapi.Batch, cosigner note.Signer, now time.
 				return nil, badEntry(e, "%v", err)
 			}
 		}
+		payload := e.Payload
+		if payload == nil && e.Salt != nil {
+			// An empty payload: JSON's omitempty dropped it, its salt
+			// stayed.
+			payload = []byte{}
+		}
 		switch {
-		case e.Payload != nil && body.Payload == nil:
+		case payload != nil && body.Payload == nil:
 			return nil, badEntry(e, "has a payload but its body commits to none")
-		case e.Payload != nil:
-			if c := evidence.PayloadCommitment(e.Salt, e.Payload); !bytes.Equal(c[:], body.Payload) {
+		case payload != nil:
+			if c := evidence.PayloadCommitment(e.Salt, payload); !bytes.Equal(c[:], body.Payload) {
 				return nil, badEntry(e, "its payload does not match the commitment in its body")
 			}
-		case e.Salt != nil:
-			return nil, badEntry(e, "has a salt without a payload")
 		}
 		chain := evidence.ChainHash(prev, e.Body)
 		prev = chain[:]
@@ -106,7 +110,7 @@ func accept(st store.HostState, b *hubapi.Batch, cosigner note.Signer, now time.
 		}
 		acc.Entries = append(acc.Entries, store.Entry{
 			Seq: e.Seq, TimeNS: body.Time, Kind: body.Kind, Session: body.Session,
-			Body: e.Body, Hash: chain[:], Leaf: leaf[:], Salt: e.Salt, Payload: e.Payload,
+			Body: e.Body, Hash: chain[:], Leaf: leaf[:], Salt: e.Salt, Payload: payload,
 		})
 		if body.Kind == model.KindSessionOpen {
 			acc.Sessions = append(acc.Sessions, sessionOpen(e.Seq, body))

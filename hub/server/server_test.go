@@ -82,7 +82,13 @@ func TestShipCosignAndFleet(t *testing.T) {
 		Target:   model.Target{Name: "prod-db", Protocol: model.ProtoPostgres, Address: "db:5432"},
 		Identity: model.Identity{Proc: &model.ProcFacts{User: "alice"}},
 	}, Payload: []byte("rows")})
-	h.append(t, events(3, "b")...)
+	h.append(t, events(2, "b")...)
+	h.append(t, model.Record{Kind: "test.empty", Data: map[string]any{}, Payload: []byte{}})
+	altered := h.batch(t, 7, 10)
+	altered.Entries[0].Payload = []byte("rowz")
+	if status, _, ref := h.ship(t, hub, altered); status != http.StatusUnprocessableEntity || ref.Code != hubapi.CodeBadEntry {
+		t.Errorf("an altered payload: %d %+v", status, ref)
+	}
 	status, ok, ref = h.ship(t, hub, h.batch(t, 7, 10))
 	if status != http.StatusOK {
 		t.Fatalf("batch 7..10: %d %+v", status, ref)
@@ -102,6 +108,9 @@ func TestShipCosignAndFleet(t *testing.T) {
 		if !bytes.Equal(e.Body, want[i].Body) || !bytes.Equal(e.Payload, want[i].Payload) || !bytes.Equal(e.Salt, want[i].Salt) {
 			t.Errorf("entry %d stored differently", e.Seq)
 		}
+	}
+	if e := stored[9]; len(e.Salt) != 32 || e.Payload == nil || len(e.Payload) != 0 {
+		t.Errorf("the empty payload of entry 10 stored as salt %x payload %q (nil: %v)", e.Salt, e.Payload, e.Payload == nil)
 	}
 	root, err := tlog.TreeHash(10, hub.st.TreeHashes(ctx, h.join.HostID))
 	if err != nil || !bytes.Equal(root[:], ok.Head.Root) {
@@ -214,6 +223,10 @@ func TestRefusals(t *testing.T) {
 	b.Entries[0].Seq = 9
 	expect("entry out of place", b, http.StatusUnprocessableEntity, hubapi.CodeBadEntry)
 
+	b = h.batch(t, 5, 6)
+	b.Entries[1].Salt, b.Entries[1].Payload = make([]byte, 32), []byte("not committed to")
+	expect("payload without a commitment", b, http.StatusUnprocessableEntity, hubapi.CodeBadEntry)
+
 	// A fork: a copy of the journal taken at entry 7 (same id, same key)
 	// goes on with other entries. The original ships first; the copy's
 	// next entries chain to its own history, not to what the hub holds.
@@ -252,7 +265,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("refusal %d (%s) keeps no checkpoint", r.ID, r.Code)
 		}
 	}
-	wantCodes := "not_contiguous not_contiguous not_contiguous bad_checkpoint bad_checkpoint root_mismatch bad_entry bad_entry root_mismatch"
+	wantCodes := "not_contiguous not_contiguous not_contiguous bad_checkpoint bad_checkpoint root_mismatch bad_entry bad_entry bad_entry root_mismatch"
 	if strings.Join(codes, " ") != wantCodes {
 		t.Errorf("refusals kept: %v, want %s", codes, wantCodes)
 	}
