@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,21 +79,33 @@ func newHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h, _ := startHub(t, conn, filepath.Join(t.TempDir(), "hub"), nil)
+	return h
+}
+
+// startHub starts a hub on database conn with its state in stateDir;
+// mod, when set, changes its options. stop stops it (cleanup does too).
+func startHub(t *testing.T, conn, stateDir string, mod func(*Options)) (h *testHub, stop func()) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := LoadOrCreateKeys(filepath.Join(t.TempDir(), "hub"))
+	keys, err := LoadOrCreateKeys(stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := &recordingPublisher{}
-	srv, err := New(Options{
+	opts := Options{
 		Store: st, Keys: keys, Names: []string{"127.0.0.1"},
 		MaxBatchEntries: 500, MaxBatchBytes: 24 << 20, FleetInterval: time.Hour, Publisher: pub,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +116,18 @@ func newHub(t *testing.T) *testHub {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		st.Close()
-	})
-	return &testHub{st: st, keys: keys, srv: srv, url: "https://" + ln.Addr().String(), pub: pub}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			st.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &testHub{st: st, keys: keys, srv: srv, url: "https://" + ln.Addr().String(), pub: pub}, stop
 }
 
 func (h *testHub) token(t *testing.T, ttl time.Duration) string {
