@@ -22,6 +22,15 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
+# versitygw: the S3-compatible server with object lock the hub's publish
+# tests run against (test/e2e/s3test). Installed once per version into a
+# cache directory that outlives the checkout; the tests find it through
+# INTERLOCK_VERSITYGW.
+VERSITYGW_VERSION := v1.8.0
+TEST_CACHE        ?= $(or $(SUDO_HOME),$(HOME))/.cache/interlock
+VERSITYGW         := $(TEST_CACHE)/versitygw-$(VERSITYGW_VERSION)/versitygw
+export INTERLOCK_VERSITYGW := $(VERSITYGW)
+
 .PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package
 
 all: build
@@ -43,12 +52,16 @@ go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go not found (not on PATH, nor in /usr/local/go/bin, /usr/lib/go/bin, ~/go/bin). Install Go (https://go.dev/doc/install) or run: sudo make $(MAKECMDGOALS) GO=/path/to/bin/go"; exit 127; }
 
 # deps installs what the tests need and is a no-op when it is all there.
-deps:
+deps: $(VERSITYGW)
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+$(VERSITYGW):
+	@echo "installing versitygw $(VERSITYGW_VERSION) into $(dir $@)"
+	GOBIN=$(dir $@) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 deps-gen:
 	@missing=""; for p in $(GEN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -6,6 +6,9 @@
 // builds it anywhere with
 //
 //	CGO_ENABLED=0 go build ./cmd/interlock-verify
+//
+// With --fleet-key it checks a fleet bundle (interlock hub export)
+// instead: every host's entries up to one fleet checkpoint of a hub.
 package main
 
 import (
@@ -34,6 +37,7 @@ const (
 )
 
 const usage = `usage: interlock-verify [--pubkey FILE] [--checkpoint FILE]... [--allow-unsealed] [--json] BUNDLE
+       interlock-verify --fleet-key FILE [--hub-key FILE] [--fleet-checkpoint FILE] [--json] FLEET-BUNDLE
 
 Checks an interlock evidence bundle (from interlock journal export) offline:
 its seal, manifest, entries, payloads, Merkle tree and signed checkpoints.
@@ -47,6 +51,17 @@ its seal, manifest, entries, payloads, Merkle tree and signed checkpoints.
                       member of the audit group): its signed checkpoints prove
                       its entries, not its views (CSVs, casts, summary)
   --json              print the report as JSON
+
+With --fleet-key, checks a fleet bundle (from interlock hub export) instead:
+each host's entries against its checkpoints, their host signatures and the
+hub's cosignatures, their inclusion in the fleet log, and the fleet
+checkpoint's signature.
+
+  --fleet-key FILE         the hub's fleet public key you trust (required)
+  --hub-key FILE           the hub's cosignature key you trust (default: the
+                           bundle's, which the fleet log vouches for)
+  --fleet-checkpoint FILE  a fleet checkpoint you hold (from the bucket): the
+                           bundle's must state the same tree
 
 Exits 0 when the bundle verifies, 1 when it does not (naming the first bad
 entry and why), 64 on a bad command line, 66 when a file is missing, 74 when
@@ -74,6 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	allowUnsealed := fl.Bool("allow-unsealed", false, "")
 	var checkpoints repeated
 	fl.Var(&checkpoints, "checkpoint", "")
+	fleetKey := fl.String("fleet-key", "", "")
+	hubKey := fl.String("hub-key", "", "")
+	fleetCheckpoint := fl.String("fleet-checkpoint", "", "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -90,6 +108,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, err := readable(path); err != nil {
 		fmt.Fprintf(stderr, "interlock-verify: bundle: %v\n", err)
 		return code
+	}
+	if *fleetKey != "" {
+		if *pubkey != "" || len(checkpoints) != 0 || *allowUnsealed {
+			fmt.Fprintf(stderr, "interlock-verify: --pubkey, --checkpoint and --allow-unsealed are for an evidence bundle, not a fleet bundle\n\n%s", usage)
+			return exitUsage
+		}
+		return verifyFleet(path, *fleetKey, *hubKey, *fleetCheckpoint, *asJSON, stdout, stderr)
+	}
+	if *hubKey != "" || *fleetCheckpoint != "" {
+		fmt.Fprintf(stderr, "interlock-verify: --hub-key and --fleet-checkpoint need --fleet-key\n\n%s", usage)
+		return exitUsage
 	}
 	opts := evidence.BundleOptions{AllowUnsealed: *allowUnsealed}
 	if *pubkey != "" {
@@ -130,6 +159,64 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		printReport(stdout, path, rep)
+	}
+	if !rep.OK {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// verifyFleet checks a fleet bundle.
+func verifyFleet(path, fleetKey, hubKey, pinned string, asJSON bool, stdout, stderr io.Writer) int {
+	var opts evidence.FleetOptions
+	if code, err := readable(fleetKey); err != nil {
+		fmt.Fprintf(stderr, "interlock-verify: fleet key: %v\n", err)
+		return code
+	}
+	v, _, err := evidence.LoadVerifier(fleetKey)
+	if err != nil {
+		fmt.Fprintf(stderr, "interlock-verify: fleet key: %v\n", err)
+		return exitUsage
+	}
+	opts.FleetKey = v
+	if hubKey != "" {
+		b, err := os.ReadFile(hubKey)
+		if err != nil {
+			code, _ := readable(hubKey)
+			fmt.Fprintf(stderr, "interlock-verify: hub key: %v\n", err)
+			return code
+		}
+		if opts.HubKey, err = evidence.NewCosignatureVerifier(string(b)); err != nil {
+			fmt.Fprintf(stderr, "interlock-verify: hub key %s: %v\n", hubKey, err)
+			return exitUsage
+		}
+	}
+	if pinned != "" {
+		b, err := os.ReadFile(pinned)
+		if err != nil {
+			code, _ := readable(pinned)
+			fmt.Fprintf(stderr, "interlock-verify: fleet checkpoint: %v\n", err)
+			return code
+		}
+		opts.Pinned = &evidence.ExternalCheckpoint{Name: pinned, Note: b}
+	}
+	rep, err := evidence.VerifyFleetBundleFile(path, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "interlock-verify: %v\n", err)
+		return exitIOErr
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Bundle string `json:"fleet_bundle"`
+			evidence.FleetReport
+		}{path, rep}); err != nil {
+			fmt.Fprintf(stderr, "interlock-verify: %v\n", err)
+			return exitIOErr
+		}
+	} else {
+		rep.WriteText(stdout, path)
 	}
 	if !rep.OK {
 		return exitFailed

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 var (
@@ -122,5 +124,62 @@ func TestCommandLine(t *testing.T) {
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("%q: exit %d (want %d)\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out, errOut)
 		}
+	}
+}
+
+var (
+	fleetGolden = filepath.Join("..", "..", "journal", "evidence", "testdata", "fleet.bundle.gz")
+	fleetPub    = filepath.Join("..", "..", "journal", "evidence", "testdata", "fleet.pub")
+	hubPub      = filepath.Join("..", "..", "journal", "evidence", "testdata", "hub.pub")
+)
+
+func TestVerifiesAFleetBundle(t *testing.T) {
+	code, out, errOut := runVerify("--fleet-key", fleetPub, "--hub-key", hubPub, fleetGolden)
+	if code != exitOK || !strings.Contains(out, ": OK, hub hub1, 2 hosts, proven against the fleet checkpoint of 6 leaves") ||
+		!strings.Contains(out, "host h1 (host1): journal j1, entries 1 to 10, 3 cosigned checkpoints") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	// Another fleet key: the fleet checkpoint is not the one trusted.
+	code, out, _ = runVerify("--fleet-key", pub, "--json", fleetGolden)
+	var rep struct {
+		OK     bool   `json:"ok"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitFailed || rep.OK || !strings.Contains(rep.Reason, "not the key you trust") {
+		t.Fatalf("another fleet key: exit %d, %+v, %v\n%s", code, rep, err, out)
+	}
+	if code, _, errOut := runVerify("--fleet-key", fleetPub, "--pubkey", pub, fleetGolden); code != exitUsage {
+		t.Fatalf("--pubkey with --fleet-key: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := runVerify("--fleet-key", filepath.Join(t.TempDir(), "none"), fleetGolden); code != exitNoInput {
+		t.Fatalf("missing fleet key: exit %d", code)
+	}
+}
+
+// A fleet bundle with one entry's body changed fails, naming the host and
+// the seq.
+func TestRefusesAChangedFleetBundle(t *testing.T) {
+	f, err := os.Open(fleetGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := evidence.ReadFleetBundle(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &b.Hosts[0].Entries[3]
+	e.Body = bytes.Replace(e.Body, []byte(`"n":4`), []byte(`"n":5`), 1)
+	var buf bytes.Buffer
+	if err := evidence.WriteFleetBundle(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	forged := filepath.Join(t.TempDir(), "forged.gz")
+	if err := os.WriteFile(forged, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runVerify("--fleet-key", fleetPub, forged)
+	if code != exitFailed || !strings.Contains(out, "FAILED at host h0 seq 4: host h0: entry 4's body does not hash to its leaf") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }

@@ -90,6 +90,8 @@ func verifyCommand() *cli.Command {
 			"With --bundle, checks an exported bundle offline: its seal, manifest, entries, proofs and\n" +
 			"checkpoints, with --pubkey as the only thing trusted. An unsealed bundle (exported by a\n" +
 			"member of the audit group, who may not read the signing key) fails unless --allow-unsealed.\n" +
+			"With --fleet-bundle and --fleet-key, checks a fleet bundle (interlock hub export) offline:\n" +
+			"each host's entries, checkpoints and the hub's cosignatures, up to the fleet checkpoint.\n" +
 			"Exits 0 when everything verifies, 1 when something does not (naming the first bad sequence\n" +
 			"number and why), 66 when an input is missing.",
 		Flags: []cli.Flag{
@@ -100,6 +102,10 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "pubkey", Usage: "the public key to trust (default: state_dir/journal.pub for a journal; the bundle's own key for a bundle)"},
 			&cli.BoolFlag{Name: "require-signed", Usage: "fail when entries after the newest checkpoint are not signed (for a closed journal)"},
 			&cli.BoolFlag{Name: "allow-unsealed", Usage: "with --bundle: accept a bundle exported without the signing key (journal export --unsealed); its checkpoints prove its entries, not its views"},
+			&cli.StringFlag{Name: "fleet-bundle", Usage: "verify this fleet bundle (interlock hub export) instead of a journal"},
+			&cli.StringFlag{Name: "fleet-key", Usage: "with --fleet-bundle: the hub's fleet public key to trust (required)"},
+			&cli.StringFlag{Name: "hub-key", Usage: "with --fleet-bundle: the hub's cosignature key to trust (default: the bundle's, which the fleet log vouches for)"},
+			&cli.StringFlag{Name: "fleet-checkpoint", Usage: "with --fleet-bundle: a fleet checkpoint you hold (from the bucket); the bundle's must state the same tree"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
@@ -164,6 +170,14 @@ func loadPubkey(path string) (note.Verifier, error) {
 }
 
 func verifyAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.String("fleet-bundle") != "" {
+		return verifyFleetAction(cmd)
+	}
+	for _, f := range []string{"fleet-key", "hub-key", "fleet-checkpoint"} {
+		if cmd.IsSet(f) {
+			return exitWith(exitUsage, fmt.Errorf("--%s is for --fleet-bundle", f))
+		}
+	}
 	if cmd.String("bundle") != "" {
 		if cmd.String("journal") != "" {
 			return exitWith(exitUsage, errors.New("give --journal or --bundle, not both"))

@@ -51,6 +51,8 @@ var Layering = []Rule{
 	{From: "sessionview", Forbid: []string{"journal/...", "inspect/...", "engine", sqlite},
 		Why: "sessionview renders records; it reads no storage"},
 	{From: "asciicast", Only: []string{"model"}, Why: "asciicast is a format over the vocabulary"},
+	{From: "hub/publish", Only: []string{"config", "policy/cmdline", "internal/...", "journal/evidence", "model"}, Forbid: []string{sqlite},
+		Why: "the fleet checkpoint publisher knows its config and the evidence format; the hub's server and store drive it"},
 	{From: "journal/evidence", Only: []string{"model"}, Forbid: []string{sqlite},
 		Why: "the evidence format and the bundle verifier build without cgo or storage: an auditor's verifier needs only model"},
 	{From: "identity", Only: []string{"internal/...", "model"}, Forbid: []string{sqlite},

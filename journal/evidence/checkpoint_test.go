@@ -13,6 +13,7 @@ import (
 type testSigner struct {
 	note.Signer
 	verifier note.Verifier
+	vkey     string
 }
 
 func testKey(t *testing.T) testSigner {
@@ -29,7 +30,7 @@ func testKey(t *testing.T) testSigner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testSigner{s, v}
+	return testSigner{s, v, vkey}
 }
 
 // ParseCheckpoint accepts only the exact form SignCheckpoint writes.
