@@ -57,6 +57,8 @@ type HubConfig struct {
 	// FleetInterval is the longest the fleet log grows before the hub
 	// signs a fleet checkpoint of it (and the shortest between two).
 	FleetInterval Duration `yaml:"fleet_interval"`
+	// Publish is where fleet checkpoints are published (hubpublish.go).
+	Publish HubPublishConfig `yaml:"publish"`
 }
 
 // HubTLS is hub.tls: the hub's server certificate. Without Cert and Key
@@ -126,6 +128,7 @@ func (c *Config) validateHub(l *errorList) {
 	if d := time.Duration(h.FleetInterval); d < minHubFleetInterval || d > maxHubFleetInterval {
 		l.add("hub.fleet_interval", fmt.Sprintf("%s is out of range; write a duration from %s to %s", d, minHubFleetInterval, maxHubFleetInterval))
 	}
+	h.Publish.validate(l)
 }
 
 // ValidateHubServe checks what serving a hub needs beyond Validate: a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,12 +23,15 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v3"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/hub/publish"
 	"github.com/interlock/interlock/hub/server"
 	"github.com/interlock/interlock/hub/store"
 	"github.com/interlock/interlock/internal/atomicfile"
 	"github.com/interlock/interlock/internal/textview"
+	"github.com/interlock/interlock/journal/evidence"
 )
 
 func hubCommand() *cli.Command {
@@ -66,6 +70,19 @@ func hubCommand() *cli.Command {
 				Usage:  "list the enrolled hosts and how far each has shipped",
 				Flags:  []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action: hubHosts,
+			},
+			{
+				Name:  "export",
+				Usage: "write a fleet bundle that verifies offline against the fleet key",
+				Description: "Writes the fleet bundle (docs/hub.md) of every host, or of --host, against the\n" +
+					"newest fleet checkpoint the hub signed. Verify it with\n" +
+					"  interlock journal verify --fleet-bundle FILE --fleet-key fleet.pub\n" +
+					"Exits 0 once written: the bundle is copied as stored, unchecked.",
+				Flags: []cli.Flag{configFlag(),
+					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "the bundle file to write", Required: true},
+					&cli.StringSliceFlag{Name: "host", Usage: "export only this host id (repeatable)"},
+					&cli.StringFlag{Name: "fleet-key-out", Usage: "also write the fleet key (the verifier key auditors pin) to this file"}},
+				Action: hubExport,
 			},
 			{
 				Name:  "operator",
@@ -155,6 +172,23 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 			opts.Names = append(opts.Names, h)
 		}
 	}
+	if cfg.Hub.Publish.Enabled() {
+		po, err := publish.FromConfig(cfg.Hub.Publish)
+		if err != nil {
+			return exitWith(exitConfig, err)
+		}
+		p, err := publish.New(ctx, po)
+		if err != nil {
+			// A bucket without object lock would keep nothing safe: no
+			// start rather than checkpoints that prove nothing.
+			return exitWith(exitUnavailable, err)
+		}
+		fv, err := note.NewVerifier(keys.FleetKey)
+		if err != nil {
+			return exitWith(exitSoftware, err)
+		}
+		opts.Publisher = fleetPublisher{p: p, fleetKey: fv}
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return exitWith(exitSoftware, err)
@@ -166,6 +200,57 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 	log.Info("hub: serving", "listen", ln.Addr().String(), "hub_id", keys.HubID, "ca_sha256", keys.CAFingerprint(),
 		"cosigner_key", keys.CosignerKey, "fleet_key", keys.FleetKey)
 	return srv.Serve(ctx, ln)
+}
+
+// fleetPublisher hands the server's fleet checkpoints to the S3
+// publisher, which takes them parsed.
+type fleetPublisher struct {
+	p        *publish.Publisher
+	fleetKey note.Verifier
+}
+
+func (f fleetPublisher) Publish(ctx context.Context, size int64, n []byte) error {
+	cp, err := evidence.ParseFleetCheckpoint(n, f.fleetKey)
+	if err != nil {
+		return fmt.Errorf("hub: fleet checkpoint %d: %w", size, err)
+	}
+	if cp.Size != size {
+		return fmt.Errorf("hub: fleet checkpoint stored as size %d is of size %d", size, cp.Size)
+	}
+	return f.p.Publish(ctx, cp)
+}
+
+func hubExport(ctx context.Context, cmd *cli.Command) error {
+	_, keys, st, err := openHub(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b, err := server.Export(ctx, st, keys, cmd.StringSlice("host"))
+	switch {
+	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoHost):
+		return exitWith(exitFailed, err)
+	case err != nil:
+		return exitWith(exitUnavailable, err)
+	}
+	var buf bytes.Buffer
+	if err := evidence.WriteFleetBundle(&buf, b); err != nil {
+		return exitWith(exitSoftware, err)
+	}
+	if err := atomicfile.Write(cmd.String("out"), buf.Bytes(), 0o640); err != nil {
+		return exitWith(exitIOErr, err)
+	}
+	if p := cmd.String("fleet-key-out"); p != "" {
+		if err := atomicfile.Write(p, []byte(keys.FleetKey+"\n"), 0o644); err != nil {
+			return exitWith(exitIOErr, err)
+		}
+	}
+	entries := 0
+	for _, h := range b.Hosts {
+		entries += len(h.Entries)
+	}
+	fmt.Printf("fleet bundle of %d hosts, %d entries, in %s\n", len(b.Hosts), entries, cmd.String("out"))
+	return nil
 }
 
 // tokenOut is what `hub token create --json` prints.

@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 // testHub is a hub serving on loopback over real mutual TLS, on a fresh
 // database.
 type testHub struct {
+	conn string
 	st   *store.Store
 	keys *Keys
 	srv  *Server
@@ -127,7 +128,7 @@ func startHub(t *testing.T, conn, stateDir string, mod func(*Options)) (h *testH
 		})
 	}
 	t.Cleanup(stop)
-	return &testHub{st: st, keys: keys, srv: srv, url: "https://" + ln.Addr().String(), pub: pub}, stop
+	return &testHub{conn: conn, st: st, keys: keys, srv: srv, url: "https://" + ln.Addr().String(), pub: pub}, stop
 }
 
 func (h *testHub) token(t *testing.T, ttl time.Duration) string {

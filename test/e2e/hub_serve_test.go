@@ -151,6 +151,11 @@ func TestHubCLI(t *testing.T) {
 		t.Errorf("hosts:\n%s", out)
 	}
 
+	// Nothing shipped: no fleet checkpoint to export against.
+	if _, stderr, code := runCmd(t, exec.Command(interlockBin, "hub", "export", "-o", filepath.Join(dir, "fleet.bundle"), "-c", cfg)); code != 1 || !strings.Contains(stderr, "no fleet checkpoint") {
+		t.Errorf("export before any fleet checkpoint: exit %d, %s", code, stderr)
+	}
+
 	serve.Process.Signal(os.Interrupt)
 	select {
 	case err := <-served:
