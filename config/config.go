@@ -30,6 +30,7 @@ type Config struct {
 	Identity  IdentityConfig  `yaml:"identity"`
 	Ship      ShipConfig      `yaml:"ship"`
 	Targets   []TargetConfig  `yaml:"targets"`
+	Hub       HubConfig       `yaml:"hub"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read
 	// from, so that Validate can name it. Nil for configs not parsed.
@@ -264,6 +265,7 @@ func Default() *Config {
 		BPF:     BPFConfig{PinPath: defaultPinPath},
 		Log:     LogConfig{Level: LevelInfo, Format: FormatAuto},
 		Targets: []TargetConfig{},
+		Hub:     defaultHub(),
 	}
 }
 

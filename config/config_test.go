@@ -32,6 +32,11 @@ func TestDefault(t *testing.T) {
 		BPF:       BPFConfig{PinPath: "/sys/fs/bpf/interlock"},
 		Log:       LogConfig{Level: LevelInfo, Format: FormatAuto},
 		Targets:   []TargetConfig{},
+		Hub: HubConfig{
+			Listen: ":8443", StateDir: "/var/lib/interlock-hub", TLS: HubTLS{Names: []string{}},
+			TokenTTL: Duration(time.Hour), MaxBatchEntries: 4096, MaxBatchBytes: 64 << 20,
+			FleetInterval: Duration(10 * time.Second),
+		},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Default() = %+v\nwant %+v", d, want)
@@ -96,6 +101,18 @@ targets:
   - name: "0"
     protocol: tcp
     address: localhost.:1
+hub:
+  listen: 10.0.0.5:9443
+  database: /etc/interlock/hub-db.conn
+  state_dir: /srv/hub
+  tls:
+    cert: /etc/interlock/hub.crt
+    key: /etc/interlock/hub.key
+    names: [hub.internal, 10.0.0.5]
+  token_ttl: 2h
+  max_batch_entries: 100
+  max_batch_bytes: 33554432
+  fleet_interval: 1m
 `
 
 var fullWant = &Config{
@@ -118,6 +135,12 @@ var fullWant = &Config{
 		{Name: "db-replica.2", Protocol: model.ProtoTCP, Address: "[2001:db8::5]:5432"},
 		{Name: "cache_1", Protocol: model.ProtoTCP, Address: "127.0.0.2:6379"},
 		{Name: "0", Protocol: model.ProtoTCP, Address: "localhost.:1"},
+	},
+	Hub: HubConfig{
+		Listen: "10.0.0.5:9443", Database: "/etc/interlock/hub-db.conn", StateDir: "/srv/hub",
+		TLS:      HubTLS{Cert: "/etc/interlock/hub.crt", Key: "/etc/interlock/hub.key", Names: []string{"hub.internal", "10.0.0.5"}},
+		TokenTTL: Duration(2 * time.Hour), MaxBatchEntries: 100, MaxBatchBytes: 32 << 20,
+		FleetInterval: Duration(time.Minute),
 	},
 }
 

@@ -63,6 +63,7 @@ func (c *Config) validate(l *errorList) {
 	c.Identity.validate(l)
 	c.validateShip(l)
 	c.validateTargets(l)
+	c.validateHub(l)
 }
 
 // absPath checks that p is a usable absolute path; file says it names a

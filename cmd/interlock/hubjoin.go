@@ -45,14 +45,6 @@ func hubJoinCommand() *cli.Command {
 	}
 }
 
-func hubCommand() *cli.Command {
-	return &cli.Command{
-		Name:     "hub",
-		Usage:    "the fleet evidence hub: enrol this host",
-		Commands: []*cli.Command{hubJoinCommand()},
-	}
-}
-
 func hubJoinAction(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Args().Len() != 1 {
 		return exitWith(exitUsage, errors.New("hub join takes the hub's URL: interlock hub join https://HUB:PORT --token T"))

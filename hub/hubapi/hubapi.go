@@ -5,6 +5,8 @@
 // shipper, the hub and an offline verifier can all speak it.
 package hubapi
 
+import "encoding/json"
+
 // Paths of the hub's API. Every path but Join needs the host's client
 // certificate (mutual TLS); Join needs a join token instead.
 const (
@@ -115,4 +117,41 @@ const (
 	CodeUnauthorized = "unauthorized"
 	// CodeTooLarge: the batch exceeds the hub's limits.
 	CodeTooLarge = "too_large"
+	// CodeBadRequest: the request is not what the endpoint takes (not
+	// JSON, a field missing or malformed).
+	CodeBadRequest = "bad_request"
+	// CodeNotFound: there is nothing to serve yet (no fleet checkpoint).
+	CodeNotFound = "not_found"
+	// CodeUnavailable: the hub could not do it now (its database is
+	// down); nothing was kept, and the request may be retried.
+	CodeUnavailable = "unavailable"
 )
+
+// Query parameters of PathSessions. Times are RFC 3339.
+const (
+	QueryHost   = "host"
+	QuerySince  = "since"
+	QueryUntil  = "until"
+	QueryUser   = "user"
+	QueryTarget = "target"
+	QueryLimit  = "limit"
+)
+
+// Session is one session.open entry a search found, on any host.
+type Session struct {
+	HostID   string `json:"host_id"`
+	HostName string `json:"host_name"`
+	Seq      int64  `json:"seq"`
+	// TimeNS is the open time (Unix nanoseconds); Session the session id.
+	TimeNS  int64  `json:"time_ns"`
+	Session string `json:"session"`
+	// Data is the entry's data (model.SessionOpen); Body the entry's body,
+	// which the host's checkpoints vouch for.
+	Data json.RawMessage `json:"data"`
+	Body []byte          `json:"body"`
+}
+
+// Sessions answers a search, newest first.
+type Sessions struct {
+	Sessions []Session `json:"sessions"`
+}

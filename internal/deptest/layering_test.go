@@ -61,12 +61,19 @@ var Layering = []Rule{
 		Why: "process identity reads /proc and the cgroup filesystem; it knows nothing of the programs, sessions or the journal"},
 	{From: "identity/oidcjob", Only: []string{"config", "policy/cmdline", "internal/glob", "model"}, Forbid: []string{sqlite},
 		Why: "the ID token verifier knows its config and the vocabulary; the engine hands it to the resolver through identity's interface"},
+	{From: "hub/hubapi", Only: []string{"model"}, Forbid: []string{sqlite},
+		Why: "the hub's wire vocabulary is a leaf that the shipper, the hub and a verifier share"},
+	{From: "hub/store", Only: []string{"journal/evidence", "model"}, Forbid: []string{sqlite},
+		Why: "the hub's store keeps evidence in PostgreSQL in the evidence format; it links no journal storage (cgo)"},
+	{From: "hub/server", Only: []string{"hub/hubapi", "hub/store", "journal/evidence", "model", "internal/..."}, Forbid: []string{sqlite},
+		Why: "the hub checks and cosigns in the evidence format and keeps what it accepts in hub/store; it links no journal storage (cgo) and no host-side package"},
 }
 
 // stdOnly lists the packages that, besides the interlock packages their
 // rule allows, import only the standard library.
 var stdOnly = map[string]string{
 	"control/controlapi": "the control API's wire types need only encoding/json's vocabulary",
+	"hub/hubapi":         "the hub's wire types need only encoding/json's vocabulary",
 }
 
 // onlyImporters lists, for a package, the only packages that may import

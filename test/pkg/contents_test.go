@@ -22,6 +22,7 @@ var expected = []entry{
 	{"/etc/interlock", "drwxr-xr-x", true, true},
 	{"/etc/interlock/interlock.yaml", "-rw-r--r--", true, true},
 	{"/usr/lib/systemd/system/interlock.service", "-rw-r--r--", true, true},
+	{"/usr/lib/systemd/system/interlock-hub.service", "-rw-r--r--", true, true},
 	{"/usr/share/man/man8/interlock.8.gz", "-rw-r--r--", true, true},
 	{"/usr/share/bash-completion/completions/interlock", "-rw-r--r--", true, true},
 	{"/usr/share/zsh/vendor-completions/_interlock", "-rw-r--r--", true, false},
@@ -34,6 +35,7 @@ var expected = []entry{
 	{"/usr/share/doc/interlock/postgres.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/ssh.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/journal.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/hub.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/design.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/benchmarks.md", "-rw-r--r--", true, true},
 }
@@ -216,6 +218,32 @@ func TestUnitVerifies(t *testing.T) {
 	} {
 		if got := unit[key]; got != want {
 			t.Errorf("unit %s=%q, want %q", key, got, want)
+		}
+	}
+}
+
+// TestHubUnitVerifies: the hub's unit passes systemd-analyze verify as
+// packaged, serves from /etc/interlock/hub.yaml without privileges, and
+// does not start where no hub is configured.
+func TestHubUnitVerifies(t *testing.T) {
+	x := extractDeb(t, debs[v1])
+	script := `mount -t overlay overlay -o lowerdir="$1/usr":/usr /usr && exec systemd-analyze verify /usr/lib/systemd/system/interlock-hub.service`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", x).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	unit := readUnit(t, filepath.Join(x, "usr/lib/systemd/system/interlock-hub.service"))
+	for key, want := range map[string]string{
+		"ExecStart":                "/usr/bin/interlock hub serve -c /etc/interlock/hub.yaml",
+		"ConditionPathExists":      "/etc/interlock/hub.yaml",
+		"DynamicUser":              "yes",
+		"StateDirectory":           "interlock-hub",
+		"CapabilityBoundingSet":    "",
+		"NoNewPrivileges":          "yes",
+		"RestartPreventExitStatus": "64 77 78",
+	} {
+		if got, ok := unit[key]; !ok || got != want {
+			t.Errorf("hub unit %s=%q, want %q", key, got, want)
 		}
 	}
 }
