@@ -35,6 +35,7 @@ var expected = []entry{
 	{"/usr/share/doc/interlock/postgres.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/ssh.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/journal.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/identity.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/hub.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/design.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/benchmarks.md", "-rw-r--r--", true, true},
