@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -161,4 +163,51 @@ func forkJournal(t *testing.T, fh *fleetHost, branch string) (string, evidence.C
 		return cp.Size == int64(seq)
 	})
 	return path, cp
+}
+
+// testFleetSessions: `interlock sessions list --hub` with an operator's
+// certificate from `interlock hub operator` finds every session.open each
+// host journaled, by host and by target, and the table names the hosts.
+func testFleetSessions(t *testing.T, hub *fleetHub, hosts []*fleetHost) {
+	op := filepath.Join(t.TempDir(), "operator")
+	if _, stderr, code := hub.interlock("operator", "--name", "auditor", "--out", op); code != 0 {
+		t.Fatalf("hub operator: exit %d: %s", code, stderr)
+	}
+	list := func(args ...string) []hubapi.Session {
+		t.Helper()
+		out, stderr, code := runCmd(t, exec.Command(interlockBin, append([]string{"sessions", "list", "--hub", hub.url, "--operator", op, "--json", "--limit", "1000"}, args...)...))
+		var found []hubapi.Session
+		if code != 0 || json.Unmarshal([]byte(out), &found) != nil {
+			t.Fatalf("sessions list --hub %v: exit %d %.300s %s", args, code, out, stderr)
+		}
+		return found
+	}
+	for _, fh := range hosts {
+		want := map[string]bool{}
+		for _, en := range fh.entries() {
+			if en.Kind == model.KindSessionOpen {
+				want[en.Session] = true
+			}
+		}
+		found := list("--host", fh.hostID, "--target", "db")
+		for _, s := range found {
+			if s.HostID != fh.hostID || s.HostName != fh.name || !want[s.Session] {
+				t.Errorf("%s: the hub found session %s of host %s (%s)", fh.name, s.Session, s.HostID, s.HostName)
+			}
+		}
+		if len(want) == 0 || len(found) != len(want) {
+			t.Errorf("%s: the hub found %d sessions, the journal has %d", fh.name, len(found), len(want))
+		}
+	}
+	if found := list("--target", "no-such-target"); len(found) != 0 {
+		t.Errorf("sessions of a target no host has: %d", len(found))
+	}
+	out, stderr, code := runCmd(t, exec.Command(interlockBin, "sessions", "list", "--hub", hub.url, "--operator", op, "--limit", "5"))
+	if code != 0 || strings.Count(out, "\n") != 6 {
+		t.Errorf("sessions list --hub: exit %d\n%s%s", code, out, stderr)
+	}
+	// Without an operator's certificate there is no search.
+	if _, stderr, code := runCmd(t, exec.Command(interlockBin, "sessions", "list", "--hub", hub.url)); code != 64 || !strings.Contains(stderr, "--operator") {
+		t.Errorf("sessions list --hub without --operator: exit %d %s", code, stderr)
+	}
 }

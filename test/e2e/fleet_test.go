@@ -186,6 +186,8 @@ func TestFleetHub(t *testing.T) {
 		}
 	})
 
+	t.Run("sessions list --hub", func(t *testing.T) { testFleetSessions(t, hub, hosts) })
+
 	t.Run("every checkpoint is cosigned", func(t *testing.T) {
 		for _, fh := range hosts {
 			rows := strings.Split(hub.sql("SELECT size || ' ' || encode(cosigned, 'hex') FROM checkpoints WHERE host_id = '"+fh.hostID+"' ORDER BY size"), "\n")
