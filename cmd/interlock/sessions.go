@@ -22,20 +22,28 @@ func sessionsCommand() *cli.Command {
 		Usage: "list, show, replay and export recorded sessions",
 		Commands: []*cli.Command{sessionsShowCommand(), sessionsReplayCommand(), sessionsExportCommand(), {
 			Name:  "list",
-			Usage: "list sessions from the journal, newest first",
-			Flags: []cli.Flag{
+			Usage: "list sessions from the journal, or with --hub those of every host at a fleet hub, newest first",
+			Flags: append([]cli.Flag{
 				configFlag(),
 				journalFlag(),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON (one array)"},
 				&cli.DurationFlag{Name: "since", Usage: "only sessions opened within this long (e.g. 1h)"},
 				&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many sessions (0: all)"},
-			},
+			}, sessionsHubFlags()...),
 			Action: sessionsListAction,
 		}},
 	}
 }
 
 func sessionsListAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.String("hub") != "" {
+		return sessionsHubList(ctx, cmd)
+	}
+	for _, f := range []string{"operator", "host", "user", "target"} {
+		if cmd.IsSet(f) {
+			return exitWith(exitUsage, fmt.Errorf("--%s searches a fleet hub: give --hub URL too", f))
+		}
+	}
 	path, err := journalPath(cmd)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package pgtest
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strconv"
 )
 
@@ -19,4 +20,14 @@ func (s *Server) CreateDB(name string) (string, error) {
 		RawQuery: url.Values{"sslmode": {"verify-full"}, "sslrootcert": {s.CAFile}}.Encode(),
 	}
 	return u.String(), nil
+}
+
+// Dump returns pg_dump's plain-text dump of a database (schema and every
+// row): for tests that must show a value is nowhere in it.
+func (s *Server) Dump(db string) (string, error) {
+	out, err := s.asPostgres(filepath.Join(s.BinDir, "pg_dump"), "-h", s.Socket, "-p", strconv.Itoa(s.Port), "-U", SuperUser, "-d", db).Output()
+	if err != nil {
+		return "", fmt.Errorf("pgtest: pg_dump %s: %w", db, err)
+	}
+	return string(out), nil
 }
