@@ -31,6 +31,8 @@ func (j *Journal) CheckpointAt(ctx context.Context, atMost int64) (evidence.Chec
 }
 
 func (w *writer) checkpointAt(atMost int64) (evidence.Checkpoint, error) {
+	// Fsyncs that finished since the writer last looked count too.
+	w.onSynced()
 	size := min(atMost, w.synced)
 	switch {
 	case size < 1 || w.cps.signer == nil:

@@ -106,3 +106,18 @@ func TestPruneHoldsForHub(t *testing.T) {
 		t.Fatalf("PrunePayloads without the hold = %+v, %v; want the 3 held payloads", res, err)
 	}
 }
+
+// TestCheckpointAtRightAfterSynced: an append that returned synced is
+// one CheckpointAt vouches for at once (the syncer hands its result to
+// the writer before it answers the appender).
+func TestCheckpointAtRightAfterSynced(t *testing.T) {
+	j := openT(t, Options{Path: tempPath(t)})
+	ctx := context.Background()
+	for i := range 200 {
+		seq := appendT(t, j, model.Record{Kind: "x"}, model.Synced)
+		cp, err := j.CheckpointAt(ctx, int64(seq))
+		if err != nil || cp.Size != int64(seq) {
+			t.Fatalf("append %d: seq %d synced, CheckpointAt gave size %d (%v)", i, seq, cp.Size, err)
+		}
+	}
+}

@@ -192,12 +192,16 @@ func (s *syncer) run() {
 		start := time.Now()
 		err := s.fsync()
 		took = time.Since(start)
-		s.answer(jobs, err)
-
+		// The results are handed to the writer before the waiters are
+		// answered: a caller whose Synced append returned may ask for a
+		// checkpoint of it next, and the writer must know it is synced.
 		s.mu.Lock()
 		for _, job := range jobs {
 			s.done = append(s.done, syncResult{job, err})
 		}
+		s.mu.Unlock()
+		s.answer(jobs, err)
+		s.mu.Lock()
 		s.busy = false
 		s.mu.Unlock()
 		clear(jobs)
