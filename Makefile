@@ -31,7 +31,7 @@ TEST_CACHE        ?= $(or $(SUDO_HOME),$(HOME))/.cache/interlock
 VERSITYGW         := $(TEST_CACHE)/versitygw-$(VERSITYGW_VERSION)/versitygw
 export INTERLOCK_VERSITYGW := $(VERSITYGW)
 
-.PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy generate check-generate deps deps-gen vet fmt clean package
+.PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
@@ -120,6 +120,11 @@ bench-pg: build deps
 # real sshd on 127.0.0.3 (docs/benchmarks.md).
 bench-ssh: build deps
 	$(GO) run ./test/bench/sshbench -interlock ./$(BIN)
+
+# bench-hub: shipping to the fleet hub against the journal's durable
+# append rate, with the hub's and PostgreSQL's CPU (docs/benchmarks.md).
+bench-hub: build deps
+	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
 
 # generate rebuilds the BPF objects and Go bindings from bpf/*.c.
 generate: deps-gen

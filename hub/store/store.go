@@ -23,7 +23,7 @@ import (
 // SchemaVersion is the version of the tables below. Open creates them,
 // upgrades older versions, and refuses a newer one: a hub must not write
 // evidence into a layout it does not know.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrationLock is the advisory lock that serializes schema changes when
 // several hubs start on one database at once.
@@ -135,6 +135,16 @@ CREATE TABLE refusals (
 	-- was forked or an entry bad: the evidence of what the host presented.
 	bodies bytea
 );
+`,
+	// Version 2: no foreign key from entries and tree_hashes to hosts. A
+	// foreign key is checked by a trigger per row, a query and a row
+	// lock on the host, about three per shipped entry: half of
+	// PostgreSQL's CPU per entry (docs/benchmarks.md, "Fleet hub"). Both
+	// tables are written only by Batch, under the host's row lock, in
+	// the transaction that read the host, and hosts are never deleted.
+	`
+ALTER TABLE entries DROP CONSTRAINT entries_host_id_fkey;
+ALTER TABLE tree_hashes DROP CONSTRAINT tree_hashes_host_id_fkey;
 `}
 
 // Store is the hub's PostgreSQL store. It is safe for concurrent use.

@@ -101,6 +101,39 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// TestMigrateFromVersion1: a database a hub of schema 1 made (foreign
+// keys from entries and tree_hashes to hosts) is upgraded at Open: the
+// keys are gone, what it held is kept, and batches are stored after it.
+func TestMigrateFromVersion1(t *testing.T) {
+	conn := newDB(t)
+	ctx := context.Background()
+	s := openStore(t, conn)
+	// Back to what version 1 made, with a host that shipped a batch.
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT entries_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
+		ALTER TABLE tree_hashes ADD CONSTRAINT tree_hashes_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
+		UPDATE hub_schema SET version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	h := enrol(t, s, "host-01")
+	if _, err := s.Batch(ctx, h.ID, func(st HostState) (*Accepted, error) { return batchOf(st, 3), nil }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openStore(t, conn)
+	var v, fks int
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM hub_schema`).Scan(&v); err != nil || v != SchemaVersion {
+		t.Errorf("schema version %d (%v), want %d", v, err, SchemaVersion)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('entries'::regclass, 'tree_hashes'::regclass)`).Scan(&fks); err != nil || fks != 0 {
+		t.Errorf("%d foreign keys left on entries and tree_hashes (%v)", fks, err)
+	}
+	after, err := s.Batch(ctx, h.ID, func(st HostState) (*Accepted, error) { return batchOf(st, 2), nil })
+	if err != nil || after.Size != 5 {
+		t.Fatalf("batch after the upgrade: size %d, %v", after.Size, err)
+	}
+}
+
 func emptyRoot() tlog.Hash {
 	h, _ := tlog.TreeHash(0, nil)
 	return h
