@@ -230,14 +230,13 @@ func (fw *FleetBundleWriter) Close() error {
 	return fw.failed()
 }
 
-// Flush pushes what was written so far to the underlying writer (a
-// client reading a streamed bundle sees progress).
+// Flush hands what was written so far to the compressor, which passes
+// it on as its blocks fill. It does not flush the compressor itself: a
+// sync flush would change the compressed bytes, and a bundle served in a
+// stream is the same file, byte for byte, as the one written at once.
 func (fw *FleetBundleWriter) Flush() error {
 	if fw.err == nil {
 		fw.err = fw.bw.Flush()
-	}
-	if fw.err == nil {
-		fw.err = fw.zw.Flush()
 	}
 	return fw.failed()
 }
