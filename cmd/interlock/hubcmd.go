@@ -88,9 +88,10 @@ func hubCommand() *cli.Command {
 			},
 			{
 				Name:  "operator",
-				Usage: "issue an operator's client certificate (for searching sessions)",
+				Usage: "issue an operator's client certificate (for searching sessions and verifying the fleet)",
 				Description: "Writes operator.key, operator.crt and the hub's ca.crt into --out: the\n" +
-					"certificate the hub's sessions search asks for. Hosts cannot obtain one.",
+					"certificate the hub's sessions search and fleet bundle download ask for (sessions list --hub,\n" +
+					"journal verify --hub). Hosts cannot obtain one.",
 				Flags: []cli.Flag{configFlag(),
 					&cli.StringFlag{Name: "name", Usage: "who the certificate is for", Required: true},
 					&cli.StringFlag{Name: "out", Usage: "directory to write the key and certificates to", Required: true},
