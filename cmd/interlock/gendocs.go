@@ -42,8 +42,10 @@ var flagEnums = map[string][]string{
 	"engine": {"auto", "daemon", "embedded"},
 }
 
-// fileFlags take a file name.
-var fileFlags = map[string]bool{"config": true, "journal": true, "output": true, "out": true}
+// fileFlags take a file (or directory) name, wherever they appear.
+var fileFlags = map[string]bool{"config": true, "journal": true, "output": true, "out": true,
+	"bundle": true, "pubkey": true, "checkpoint": true, "fleet-bundle": true, "fleet-key": true, "hub-key": true,
+	"fleet-checkpoint": true, "fleet-key-out": true, "ca": true, "operator": true, "save": true}
 
 func (d *docCmd) name() string { return strings.Join(d.path, " ") }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -82,14 +82,16 @@ func hubCommand() *cli.Command {
 				Flags: []cli.Flag{configFlag(),
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "the bundle file to write", Required: true},
 					&cli.StringSliceFlag{Name: "host", Usage: "export only this host id (repeatable)"},
+					&cli.Int64Flag{Name: "from", Usage: "with one --host: its entries from this seq (the bundle carries the tree before it)"},
 					&cli.StringFlag{Name: "fleet-key-out", Usage: "also write the fleet key (the verifier key auditors pin) to this file"}},
 				Action: hubExport,
 			},
 			{
 				Name:  "operator",
-				Usage: "issue an operator's client certificate (for searching sessions)",
+				Usage: "issue an operator's client certificate (for searching sessions and verifying the fleet)",
 				Description: "Writes operator.key, operator.crt and the hub's ca.crt into --out: the\n" +
-					"certificate the hub's sessions search asks for. Hosts cannot obtain one.",
+					"certificate the hub's sessions search and fleet bundle download ask for (sessions list --hub,\n" +
+					"journal verify --hub). Hosts cannot obtain one.",
 				Flags: []cli.Flag{configFlag(),
 					&cli.StringFlag{Name: "name", Usage: "who the certificate is for", Required: true},
 					&cli.StringFlag{Name: "out", Usage: "directory to write the key and certificates to", Required: true},
@@ -227,18 +229,20 @@ func hubExport(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer st.Close()
-	b, err := server.Export(ctx, st, keys, cmd.StringSlice("host"))
+	plan, err := server.PlanExport(ctx, st, keys, server.ExportOptions{Hosts: cmd.StringSlice("host"), From: cmd.Int64("from")})
 	switch {
-	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoHost):
+	case errors.Is(err, server.ErrExportRange):
+		return exitWith(exitUsage, err)
+	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoHost), errors.Is(err, server.ErrNothingToExport):
 		return exitWith(exitFailed, err)
 	case err != nil:
 		return exitWith(exitUnavailable, err)
 	}
-	var buf bytes.Buffer
-	if err := evidence.WriteFleetBundle(&buf, b); err != nil {
-		return exitWith(exitSoftware, err)
-	}
-	if err := atomicfile.Write(cmd.String("out"), buf.Bytes(), 0o640); err != nil {
+	// Streamed to the file: the whole fleet's entries need not fit in
+	// memory.
+	if err := atomicfile.WriteFrom(cmd.String("out"), 0o640, func(w io.Writer) error {
+		return plan.WriteTo(ctx, w, nil)
+	}); err != nil {
 		return exitWith(exitIOErr, err)
 	}
 	if p := cmd.String("fleet-key-out"); p != "" {
@@ -246,11 +250,7 @@ func hubExport(ctx context.Context, cmd *cli.Command) error {
 			return exitWith(exitIOErr, err)
 		}
 	}
-	entries := 0
-	for _, h := range b.Hosts {
-		entries += len(h.Entries)
-	}
-	fmt.Printf("fleet bundle of %d hosts, %d entries, in %s\n", len(b.Hosts), entries, cmd.String("out"))
+	fmt.Printf("fleet bundle of %d hosts, %d entries, in %s\n", plan.Hosts(), plan.Entries(), cmd.String("out"))
 	return nil
 }
 

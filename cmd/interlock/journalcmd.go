@@ -92,9 +92,13 @@ func verifyCommand() *cli.Command {
 			"member of the audit group, who may not read the signing key) fails unless --allow-unsealed.\n" +
 			"With --fleet-bundle and --fleet-key, checks a fleet bundle (interlock hub export) offline:\n" +
 			"each host's entries, checkpoints and the hub's cosignatures, up to the fleet checkpoint.\n" +
+			"With --hub and --operator, downloads that fleet bundle from the hub (mutual TLS, the hub\n" +
+			"trusted through the operator directory's ca.crt only) and checks it the same way; without\n" +
+			"--fleet-key it verifies against the fleet key the hub served (trust on first use, and says\n" +
+			"so): pin --fleet-key and the --fleet-checkpoint from the bucket.\n" +
 			"Exits 0 when everything verifies, 1 when something does not (naming the first bad sequence\n" +
-			"number and why), 66 when an input is missing.",
-		Flags: []cli.Flag{
+			"number and why), 66 when an input is missing, 69 when the hub cannot be reached or refuses.",
+		Flags: append([]cli.Flag{
 			configFlag(),
 			journalFlag(),
 			&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Usage: "verify this exported bundle instead of a journal"},
@@ -103,12 +107,12 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "require-signed", Usage: "fail when entries after the newest checkpoint are not signed (for a closed journal)"},
 			&cli.BoolFlag{Name: "allow-unsealed", Usage: "with --bundle: accept a bundle exported without the signing key (journal export --unsealed); its checkpoints prove its entries, not its views"},
 			&cli.StringFlag{Name: "fleet-bundle", Usage: "verify this fleet bundle (interlock hub export) instead of a journal"},
-			&cli.StringFlag{Name: "fleet-key", Usage: "with --fleet-bundle: the hub's fleet public key to trust (required)"},
-			&cli.StringFlag{Name: "hub-key", Usage: "with --fleet-bundle: the hub's cosignature key to trust (default: the bundle's, which the fleet log vouches for)"},
-			&cli.StringFlag{Name: "fleet-checkpoint", Usage: "with --fleet-bundle: a fleet checkpoint you hold (from the bucket); the bundle's must state the same tree"},
+			&cli.StringFlag{Name: "fleet-key", Usage: "with --fleet-bundle or --hub: the hub's fleet public key to trust (required with --fleet-bundle; with --hub, default: the hub's, trusted on first use)"},
+			&cli.StringFlag{Name: "hub-key", Usage: "with --fleet-bundle or --hub: the hub's cosignature key to trust (default: the bundle's, which the fleet log vouches for)"},
+			&cli.StringFlag{Name: "fleet-checkpoint", Usage: "with --fleet-bundle or --hub: a fleet checkpoint you hold (from the bucket); the bundle's must state the same tree"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
-		},
+		}, verifyHubFlags()...),
 		Action: verifyAction,
 	}
 }
@@ -170,12 +174,15 @@ func loadPubkey(path string) (note.Verifier, error) {
 }
 
 func verifyAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.String("hub") != "" {
+		return verifyHubAction(ctx, cmd)
+	}
 	if cmd.String("fleet-bundle") != "" {
 		return verifyFleetAction(cmd)
 	}
-	for _, f := range []string{"fleet-key", "hub-key", "fleet-checkpoint"} {
+	for _, f := range []string{"fleet-key", "hub-key", "fleet-checkpoint", "operator", "host", "from", "save", "max-bytes"} {
 		if cmd.IsSet(f) {
-			return exitWith(exitUsage, fmt.Errorf("--%s is for --fleet-bundle", f))
+			return exitWith(exitUsage, fmt.Errorf("--%s is for --fleet-bundle or --hub", f))
 		}
 	}
 	if cmd.String("bundle") != "" {

@@ -15,7 +15,7 @@ import (
 // of trust.
 func verifyFleetAction(cmd *cli.Command) error {
 	path := cmd.String("fleet-bundle")
-	for _, f := range []string{"bundle", "journal", "pubkey", "checkpoint", "allow-unsealed", "require-signed"} {
+	for _, f := range []string{"bundle", "journal", "pubkey", "checkpoint", "allow-unsealed", "require-signed", "operator", "host", "from", "save", "max-bytes"} {
 		if cmd.IsSet(f) {
 			return exitWith(exitUsage, fmt.Errorf("--%s is not for --fleet-bundle", f))
 		}
@@ -26,26 +26,9 @@ func verifyFleetAction(cmd *cli.Command) error {
 	if _, err := readInput("fleet bundle", path); err != nil {
 		return err
 	}
-	var opts evidence.FleetOptions
-	var err error
-	if opts.FleetKey, err = loadPubkey(cmd.String("fleet-key")); err != nil {
+	opts, err := fleetPins(cmd)
+	if err != nil {
 		return err
-	}
-	if hk := cmd.String("hub-key"); hk != "" {
-		b, err := readInput("hub key", hk)
-		if err != nil {
-			return err
-		}
-		if opts.HubKey, err = evidence.NewCosignatureVerifier(string(b)); err != nil {
-			return exitWith(exitUsage, fmt.Errorf("hub key %s: %w", hk, err))
-		}
-	}
-	if fc := cmd.String("fleet-checkpoint"); fc != "" {
-		b, err := readInput("fleet checkpoint", fc)
-		if err != nil {
-			return err
-		}
-		opts.Pinned = &evidence.ExternalCheckpoint{Name: fc, Note: b}
 	}
 	rep, err := evidence.VerifyFleetBundleFile(path, opts)
 	if err != nil {
@@ -61,12 +44,47 @@ func verifyFleetAction(cmd *cli.Command) error {
 	} else {
 		rep.WriteText(os.Stdout, path)
 	}
-	if !rep.OK {
-		where := ""
-		if rep.HostID != "" {
-			where = fmt.Sprintf(" at host %s seq %d", rep.HostID, rep.Seq)
+	return fleetExit(rep)
+}
+
+// fleetPins reads what the auditor trusts of a fleet: --fleet-key,
+// --hub-key and --fleet-checkpoint, each when given.
+func fleetPins(cmd *cli.Command) (evidence.FleetOptions, error) {
+	var opts evidence.FleetOptions
+	var err error
+	if fk := cmd.String("fleet-key"); fk != "" {
+		if opts.FleetKey, err = loadPubkey(fk); err != nil {
+			return opts, err
 		}
-		return exitWith(exitFailed, fmt.Errorf("fleet bundle verification failed%s: %s", where, rep.Reason))
 	}
-	return nil
+	if hk := cmd.String("hub-key"); hk != "" {
+		b, err := readInput("hub key", hk)
+		if err != nil {
+			return opts, err
+		}
+		if opts.HubKey, err = evidence.NewCosignatureVerifier(string(b)); err != nil {
+			return opts, exitWith(exitUsage, fmt.Errorf("hub key %s: %w", hk, err))
+		}
+	}
+	if fc := cmd.String("fleet-checkpoint"); fc != "" {
+		b, err := readInput("fleet checkpoint", fc)
+		if err != nil {
+			return opts, err
+		}
+		opts.Pinned = &evidence.ExternalCheckpoint{Name: fc, Note: b}
+	}
+	return opts, nil
+}
+
+// fleetExit is the exit of a fleet verification: 1 naming the host and
+// seq of the first failure.
+func fleetExit(rep evidence.FleetReport) error {
+	if rep.OK {
+		return nil
+	}
+	where := ""
+	if rep.HostID != "" {
+		where = fmt.Sprintf(" at host %s seq %d", rep.HostID, rep.Seq)
+	}
+	return exitWith(exitFailed, fmt.Errorf("fleet bundle verification failed%s: %s", where, rep.Reason))
 }

@@ -30,7 +30,7 @@ import (
 func sessionsHubFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "hub", Usage: "search the sessions of every host at this fleet hub (https://HUB:PORT) instead of this host's journal"},
-		&cli.StringFlag{Name: "operator", Usage: "with --hub: the directory `interlock hub operator --out` wrote (operator.key, operator.crt, ca.crt)"},
+		&cli.StringFlag{Name: "operator", Usage: "with --hub: the `DIR` that interlock hub operator --out wrote (operator.key, operator.crt, ca.crt)"},
 		&cli.StringFlag{Name: "host", Usage: "with --hub: only this host id"},
 		&cli.StringFlag{Name: "user", Usage: "with --hub: only sessions of this user (the process's or the login's)"},
 		&cli.StringFlag{Name: "target", Usage: "with --hub: only sessions to this target"},

@@ -7,8 +7,9 @@ package hubapi
 
 import "encoding/json"
 
-// Paths of the hub's API. Every path but Join needs the host's client
-// certificate (mutual TLS); Join needs a join token instead.
+// Paths of the hub's API. The host paths need the host's client
+// certificate (mutual TLS), the operator paths an operator's; Join needs
+// a join token instead, and the fleet checkpoint nothing.
 const (
 	PathJoin    = "/v1/join"
 	PathHead    = "/v1/host/head"
@@ -19,7 +20,23 @@ const (
 	// PathSessions searches sessions across hosts (operators and auditors;
 	// see docs/hub.md for who may call it).
 	PathSessions = "/v1/sessions"
+	// PathFleetBundle serves the fleet bundle `interlock hub export`
+	// writes (gzip-compressed JSON, streamed), for operators: every host,
+	// or the hosts named by QueryHost, from QueryFrom with one host.
+	PathFleetBundle = "/v1/fleet/bundle"
 )
+
+// Query parameters of PathFleetBundle besides QueryHost (repeatable).
+const (
+	// QueryFrom is the first seq of the one host's entries (1 when
+	// absent); the bundle carries the frontier of the tree before it.
+	QueryFrom = "from"
+)
+
+// TrailerExportError is the HTTP trailer in which the hub says why a
+// fleet bundle it had started to stream was cut short (a failure of its
+// database half way: the status was already sent).
+const TrailerExportError = "Interlock-Export-Error"
 
 // JoinRequest enrols a host: it proves it holds a join token the hub
 // issued (one use, short-lived), and registers the keys the hub will hold

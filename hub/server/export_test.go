@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"testing"
@@ -50,11 +51,7 @@ func TestExportVerifies(t *testing.T) {
 	}
 	verify := func() evidence.FleetReport {
 		t.Helper()
-		bundle, err := Export(ctx, hub.st, hub.keys, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return evidence.VerifyFleetBundle(bundle, evidence.FleetOptions{FleetKey: fv})
+		return evidence.VerifyFleetBundle(export(t, hub, ExportOptions{}), evidence.FleetOptions{FleetKey: fv})
 	}
 	rep := verify()
 	if !rep.OK || len(rep.Hosts) != 2 || rep.FleetSize != 3 {
@@ -94,4 +91,24 @@ func TestExportVerifies(t *testing.T) {
 	} else {
 		t.Logf("deleted entry: %s (seq %d)", rep.Reason, rep.Seq)
 	}
+}
+
+// export writes the fleet bundle of opts as `interlock hub export` does,
+// and reads it back as a verifier does.
+func export(t *testing.T, hub *testHub, opts ExportOptions) *evidence.FleetBundle {
+	t.Helper()
+	ctx := context.Background()
+	plan, err := PlanExport(ctx, hub.st, hub.keys, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := plan.WriteTo(ctx, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := evidence.ReadFleetBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,7 +1,8 @@
 // Package server is the fleet hub's HTTPS API (docs/hub.md): it enrols
 // hosts with join tokens, authenticates them by the client certificates
 // its CA issued, accepts or refuses the batches they ship, cosigns what
-// it accepts, signs fleet checkpoints and serves session searches. What
+// it accepts, signs fleet checkpoints and serves session searches and
+// fleet bundles to operators. What
 // it keeps is in hub/store; the wire types are hub/hubapi.
 package server
 
@@ -120,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+hubapi.PathBatches, s.host(s.batch))
 	mux.HandleFunc("GET "+hubapi.PathFleet, s.fleet)
 	mux.HandleFunc("GET "+hubapi.PathSessions, s.operator(s.sessions))
+	mux.HandleFunc("GET "+hubapi.PathFleetBundle, s.operator(s.fleetBundle))
 	return mux
 }
 

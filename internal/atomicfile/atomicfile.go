@@ -7,6 +7,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,8 +15,21 @@ import (
 
 // Write replaces path with data, with mode.
 func Write(path string, data []byte, mode os.FileMode) error {
+	return WriteFrom(path, mode, writeBytes(data))
+}
+
+func writeBytes(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}
+}
+
+// WriteFrom replaces path with what write writes, with mode, for content
+// too large to hold in memory. Nothing replaces path if write fails.
+func WriteFrom(path string, mode os.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	tmp, err := writeTemp(dir, filepath.Base(path), write, mode)
 	if err != nil {
 		return err
 	}
@@ -41,7 +55,7 @@ func WriteIfChanged(path string, data []byte, mode os.FileMode) error {
 // is the same for everyone who starts with none.
 func Create(path string, data []byte, mode os.FileMode) (created bool, err error) {
 	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	tmp, err := writeTemp(dir, filepath.Base(path), writeBytes(data), mode)
 	if err != nil {
 		return false, err
 	}
@@ -56,16 +70,16 @@ func Create(path string, data []byte, mode os.FileMode) (created bool, err error
 	return true, nil
 }
 
-// writeTemp writes data, with mode, to a new hidden file in dir named
+// writeTemp writes what write writes, with mode, to a new hidden file in dir named
 // after name, and syncs it. Nothing is left behind on error.
-func writeTemp(dir, name string, data []byte, mode os.FileMode) (string, error) {
+func writeTemp(dir, name string, write func(io.Writer) error, mode os.FileMode) (string, error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
 		return "", err
 	}
 	err = f.Chmod(mode)
 	if err == nil {
-		_, err = f.Write(data)
+		err = write(f)
 	}
 	if err == nil {
 		err = f.Sync()

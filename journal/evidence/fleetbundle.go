@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -96,21 +97,148 @@ type FleetEntry struct {
 }
 
 // WriteFleetBundle writes b, gzip-compressed, filling in its format and
-// version.
+// version. It writes what a FleetBundleWriter given the same bundle
+// writes, byte for byte.
 func WriteFleetBundle(w io.Writer, b *FleetBundle) error {
+	fw, err := NewFleetBundleWriter(w, b)
+	if err != nil {
+		return err
+	}
+	for i := range b.Hosts {
+		if err := fw.Host(&b.Hosts[i]); err != nil {
+			return err
+		}
+		for j := range b.Hosts[i].Entries {
+			if err := fw.Entry(&b.Hosts[i].Entries[j]); err != nil {
+				return err
+			}
+		}
+	}
+	return fw.Close()
+}
+
+// FleetBundleWriter writes a fleet bundle a host and an entry at a time,
+// so that a hub can serve one of any size from a bounded memory. The
+// JSON is the encoding of the whole FleetBundle, produced in pieces: each
+// piece is the standard encoding of its struct with its list (the
+// bundle's hosts, a host's entries) left open.
+type FleetBundleWriter struct {
+	zw     *gzip.Writer
+	bw     *bufio.Writer
+	hosts  int
+	inHost bool
+	first  bool // no entry written yet in the open host
+	err    error
+}
+
+// NewFleetBundleWriter starts a fleet bundle of b's header (its format and
+// version filled in; its Hosts are ignored: add them with Host).
+func NewFleetBundleWriter(w io.Writer, b *FleetBundle) (*FleetBundleWriter, error) {
 	b.Format, b.Version = FleetFormat, FleetVersion
+	head := *b
+	head.Hosts = []FleetHost{}
 	zw := gzip.NewWriter(w)
-	bw := bufio.NewWriterSize(zw, 1<<16)
-	if err := json.NewEncoder(bw).Encode(b); err != nil {
-		return fmt.Errorf("evidence: write fleet bundle: %w", err)
+	fw := &FleetBundleWriter{zw: zw, bw: bufio.NewWriterSize(zw, 1<<16)}
+	return fw, fw.open(&head, `"hosts":[]}`)
+}
+
+// open writes v's JSON without the empty list that ends it (tail).
+func (fw *FleetBundleWriter) open(v any, tail string) error {
+	if fw.err != nil {
+		return fw.err
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("evidence: write fleet bundle: %w", err)
+	j, err := json.Marshal(v)
+	switch {
+	case err != nil:
+		fw.err = err
+	case !bytes.HasSuffix(j, []byte(tail)):
+		// A field added after the list would end up inside it.
+		fw.err = fmt.Errorf("%T does not end with its list", v)
+	default:
+		_, fw.err = fw.bw.Write(j[:len(j)-2])
 	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("evidence: write fleet bundle: %w", err)
+	return fw.failed()
+}
+
+// failed is the writer's first error, with context.
+func (fw *FleetBundleWriter) failed() error {
+	if fw.err == nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("evidence: write fleet bundle: %w", fw.err)
+}
+
+func (fw *FleetBundleWriter) write(s string) error {
+	if fw.err == nil {
+		_, fw.err = fw.bw.WriteString(s)
+	}
+	return fw.err
+}
+
+// Host starts the next host (h's Entries are ignored: add them with
+// Entry).
+func (fw *FleetBundleWriter) Host(h *FleetHost) error {
+	if fw.inHost {
+		fw.write("]}")
+	}
+	if fw.hosts > 0 {
+		fw.write(",")
+	}
+	head := *h
+	head.Entries = []FleetEntry{}
+	fw.hosts++
+	fw.inHost, fw.first = true, true
+	return fw.open(&head, `"entries":[]}`)
+}
+
+// Entry adds the next entry of the current host.
+func (fw *FleetBundleWriter) Entry(e *FleetEntry) error {
+	if !fw.inHost && fw.err == nil {
+		fw.err = errors.New("an entry before any host")
+	}
+	if !fw.first {
+		fw.write(",")
+	}
+	fw.first = false
+	if fw.err != nil {
+		return fw.failed()
+	}
+	j, err := json.Marshal(e)
+	if err != nil {
+		fw.err = err
+		return fw.failed()
+	}
+	_, fw.err = fw.bw.Write(j)
+	return fw.failed()
+}
+
+// Close ends the bundle and flushes it. A bundle not closed (its writer
+// failed half way) is cut short, and does not parse.
+func (fw *FleetBundleWriter) Close() error {
+	if fw.inHost {
+		fw.write("]}")
+		fw.inHost = false
+	}
+	// json.Encoder ends a document with a newline; so did this format.
+	fw.write("]}\n")
+	if fw.err == nil {
+		fw.err = fw.bw.Flush()
+	}
+	if fw.err == nil {
+		fw.err = fw.zw.Close()
+	}
+	return fw.failed()
+}
+
+// Flush hands what was written so far to the compressor, which passes
+// it on as its blocks fill. It does not flush the compressor itself: a
+// sync flush would change the compressed bytes, and a bundle served in a
+// stream is the same file, byte for byte, as the one written at once.
+func (fw *FleetBundleWriter) Flush() error {
+	if fw.err == nil {
+		fw.err = fw.bw.Flush()
+	}
+	return fw.failed()
 }
 
 // ReadFleetBundle reads a fleet bundle, gzip-compressed or not. It checks

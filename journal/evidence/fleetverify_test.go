@@ -2,9 +2,12 @@ package evidence
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,5 +276,64 @@ func TestFleetGolden(t *testing.T) {
 	rep, err := VerifyFleetBundleFile(bundle, FleetOptions{FleetKey: fleetKey, HubKey: hubKey})
 	if err != nil || !rep.OK || len(rep.Hosts) != 2 || rep.FleetSize != 6 {
 		t.Fatalf("%+v, %v", rep, err)
+	}
+}
+
+// TestFleetBundleWriterIsTheEncoding: the bundle written a host and an
+// entry at a time is the JSON encoding of the whole bundle, byte for
+// byte (a host with no entries, a narrowed host with a frontier, and no
+// hosts at all included), and a writer cut short leaves a bundle that
+// does not parse rather than a smaller one that does.
+func TestFleetBundleWriterIsTheEncoding(t *testing.T) {
+	f := newTestFleet(t, 3, 10, 4)
+	b := f.bundle
+	b.Hosts[1].FirstSeq, b.Hosts[1].Left = 6, []tlog.Hash{{1}, {2}}
+	b.Hosts[1].Entries = b.Hosts[1].Entries[5:]
+	b.Hosts[2].Entries = nil
+	for _, c := range []struct {
+		name string
+		b    FleetBundle
+	}{{"hosts", b}, {"no hosts", FleetBundle{HubID: "hub1"}}} {
+		var buf bytes.Buffer
+		if err := WriteFleetBundle(&buf, &c.b); err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(&c.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The writer writes an empty list where the encoding of a nil
+		// slice is null; both read back the same.
+		want = bytes.ReplaceAll(want, []byte(`"entries":null`), []byte(`"entries":[]`))
+		want = bytes.ReplaceAll(want, []byte(`"hosts":null`), []byte(`"hosts":[]`))
+		if !bytes.Equal(got, append(want, '\n')) {
+			t.Errorf("%s: written\n%.400s\nwant\n%.400s", c.name, got, want)
+		}
+	}
+
+	var buf bytes.Buffer
+	fw, err := NewFleetBundleWriter(&buf, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Host(&b.Hosts[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Entry(&b.Hosts[0].Entries[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFleetBundle(bytes.NewReader(buf.Bytes())); err == nil {
+		t.Error("a bundle cut short after its first entry parses")
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,5 +211,59 @@ func testFleetSessions(t *testing.T, hub *fleetHub, hosts []*fleetHost) {
 	// Without an operator's certificate there is no search.
 	if _, stderr, code := runCmd(t, exec.Command(interlockBin, "sessions", "list", "--hub", hub.url)); code != 64 || !strings.Contains(stderr, "--operator") {
 		t.Errorf("sessions list --hub without --operator: exit %d %s", code, stderr)
+	}
+}
+
+// testVerifyHub: `interlock journal verify --hub` downloads from the hub
+// the very bundle `hub export` wrote (bundle), and it verifies with every
+// pin; without pins it verifies too but says it trusted what the hub
+// served; one host from a seq verifies on its own.
+func testVerifyHub(t *testing.T, hub *fleetHub, op, bundle, fleetKey, hubKey, pinned string, hosts []*fleetHost) {
+	type report struct {
+		OK              bool     `json:"ok"`
+		TrustOnFirstUse bool     `json:"trust_on_first_use"`
+		Unpinned        []string `json:"unpinned"`
+		BundleSHA256    string   `json:"bundle_sha256"`
+		Hosts           []struct {
+			HostID   string `json:"host_id"`
+			FirstSeq int64  `json:"first_seq"`
+			LastSeq  int64  `json:"last_seq"`
+		} `json:"hosts"`
+	}
+	verify := func(args ...string) (report, string, string) {
+		t.Helper()
+		out, stderr, code := runCmd(t, exec.Command(interlockBin, append([]string{"journal", "verify", "--hub", hub.url, "--operator", op}, args...)...))
+		var r report
+		if code != 0 || (slices.Contains(args, "--json") && json.Unmarshal([]byte(out), &r) != nil) {
+			t.Fatalf("journal verify --hub %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+		return r, out, stderr
+	}
+	exported, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(exported)
+	r, _, stderr := verify("--json", "--fleet-key", fleetKey, "--hub-key", hubKey, "--fleet-checkpoint", pinned)
+	if !r.OK || r.TrustOnFirstUse || len(r.Unpinned) != 0 || len(r.Hosts) != len(hosts) || stderr != "" {
+		t.Errorf("journal verify --hub with every pin: %+v %s", r, stderr)
+	}
+	if r.BundleSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("the hub served a bundle of SHA-256 %s; hub export wrote %x", r.BundleSHA256, sum)
+	}
+	_, out, _ := verify()
+	for _, want := range []string{": OK, hub ", "trust on first use", "--fleet-key", "--fleet-checkpoint", "fleet/checkpoints/0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("journal verify --hub without pins does not say %q:\n%s", want, out)
+		}
+	}
+	fh := hosts[1]
+	r, _, _ = verify("--json", "--fleet-key", fleetKey, "--host", fh.hostID, "--from", "3")
+	if !r.OK || len(r.Hosts) != 1 || r.Hosts[0].HostID != fh.hostID || r.Hosts[0].FirstSeq != 3 || r.Hosts[0].LastSeq != fh.head() {
+		t.Errorf("journal verify --hub --host %s --from 3: %+v", fh.name, r)
+	}
+	// Without the operator's certificate, the hub is not asked.
+	if _, stderr, code := runCmd(t, exec.Command(interlockBin, "journal", "verify", "--hub", hub.url)); code != 64 || !strings.Contains(stderr, "--operator") {
+		t.Errorf("journal verify --hub without --operator: exit %d %s", code, stderr)
 	}
 }

@@ -241,6 +241,10 @@ func TestFleetHub(t *testing.T) {
 	}
 	os.WriteFile(hubKeyFile, []byte(mustRead(t, filepath.Join(a.shipDir, ship.HubKeyFile))), 0o644)
 	verifier := buildVerifier(t)
+	op := filepath.Join(dir, "operator")
+	if _, stderr, code := hub.interlock("operator", "--name", "verifier", "--out", op); code != 0 {
+		t.Fatalf("hub operator: exit %d: %s", code, stderr)
+	}
 
 	t.Run("the fleet bundle verifies", func(t *testing.T) {
 		bundle := filepath.Join(dir, "fleet.bundle")
@@ -279,6 +283,7 @@ func TestFleetHub(t *testing.T) {
 		if code != 0 {
 			t.Errorf("interlock-verify (CGO_ENABLED=0) --fleet-key: exit %d\n%s%s", code, out, stderr)
 		}
+		testVerifyHub(t, hub, op, bundle, fleetKey, hubKeyFile, pinned, hosts)
 	})
 
 	t.Run("object lock keeps the published checkpoint", func(t *testing.T) {
@@ -337,6 +342,10 @@ func TestFleetHub(t *testing.T) {
 		out, stderr, code = runCmd(t, exec.Command(verifier, "--fleet-key", fleetKey, bundle))
 		if code != 1 || !strings.Contains(out+stderr, a.hostID) || !strings.Contains(out+stderr, fmt.Sprint(seq)) {
 			t.Errorf("interlock-verify of a bundle with entry %d changed: exit %d, want 1 naming host %s and the seq\n%s%s", seq, code, a.hostID, out, stderr)
+		}
+		out, stderr, code = runCmd(t, exec.Command(interlockBin, "journal", "verify", "--hub", hub.url, "--operator", op, "--fleet-key", fleetKey))
+		if code != 1 || !strings.Contains(stderr, where) || !strings.Contains(out, "FAILED at "+where) {
+			t.Errorf("journal verify --hub with entry %d changed: exit %d, want 1 naming %q\n%s%s", seq, code, where, out, stderr)
 		}
 	})
 }
