@@ -37,7 +37,7 @@ func hubJoinCommand() *cli.Command {
 			configFlag(),
 			&cli.StringFlag{Name: "token", Usage: "the join token", Required: true},
 			&cli.StringFlag{Name: "ca", Usage: "PEM file of the CA that issued the hub's certificate"},
-			&cli.StringFlag{Name: "ca-sha256", Usage: "hex SHA-256 of the hub's CA certificate, as `hub token create` printed it"},
+			&cli.StringFlag{Name: "ca-sha256", Usage: "hex SHA-256 of the hub's CA certificate, as 'interlock hub token create' printed it"},
 			&cli.StringFlag{Name: "name", Usage: "this host's name at the hub (default: the host name)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing enrolment"},
 		},
