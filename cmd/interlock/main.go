@@ -136,6 +136,7 @@ func rootCommand() *cli.Command {
 			runCommand(),
 			daemonCommand(),
 			sessionsCommand(),
+			statementsCommand(),
 			journalCommand(),
 			approvalsCommand(),
 			policyCommand(),

@@ -41,15 +41,7 @@ func sessionsHubFlags() []cli.Flag {
 // (GET /v1/sessions, docs/hub.md), with an operator's certificate. The
 // hub is trusted through the operator directory's ca.crt only.
 func sessionsHubList(ctx context.Context, cmd *cli.Command) error {
-	base := strings.TrimSuffix(cmd.String("hub"), "/")
-	if u, err := url.Parse(base); err != nil || u.Scheme != "https" || u.Host == "" {
-		return exitWith(exitUsage, fmt.Errorf("--hub %q: want https://HUB:PORT", base))
-	}
-	dir := cmd.String("operator")
-	if dir == "" {
-		return exitWith(exitUsage, errors.New("--hub needs --operator DIR: the operator certificate `interlock hub operator --out DIR` wrote on the hub"))
-	}
-	hc, err := operatorClient(dir)
+	base, hc, err := operatorFlags(cmd)
 	if err != nil {
 		return err
 	}
@@ -65,29 +57,9 @@ func sessionsHubList(ctx context.Context, cmd *cli.Command) error {
 	if n := cmd.Int("limit"); n > 0 {
 		q.Set(hubapi.QueryLimit, strconv.Itoa(int(n)))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+hubapi.PathSessions+"?"+q.Encode(), nil)
-	if err != nil {
-		return exitWith(exitUsage, fmt.Errorf("--hub: %w", err))
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return exitWith(exitUnavailable, fmt.Errorf("search the hub's sessions: %w", err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return exitWith(exitUnavailable, fmt.Errorf("search the hub's sessions: %w", err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		var ref hubapi.Refusal
-		if json.Unmarshal(body, &ref) == nil && ref.Code != "" {
-			return exitWith(exitUnavailable, fmt.Errorf("the hub refused the search (%s, %d): %s", ref.Code, resp.StatusCode, textview.Escape(ref.Message)))
-		}
-		return exitWith(exitUnavailable, fmt.Errorf("the hub answered the search with %s", resp.Status))
-	}
 	var found hubapi.Sessions
-	if err := json.Unmarshal(body, &found); err != nil {
-		return exitWith(exitUnavailable, fmt.Errorf("the hub's answer to the search: %w", err))
+	if err := hubSearch(ctx, hc, base+hubapi.PathSessions, q, "sessions", &found); err != nil {
+		return err
 	}
 	if found.Sessions == nil {
 		found.Sessions = []hubapi.Session{}
@@ -96,6 +68,54 @@ func sessionsHubList(ctx context.Context, cmd *cli.Command) error {
 		return printJSON(found.Sessions)
 	}
 	return printHubSessions(os.Stdout, found.Sessions)
+}
+
+// operatorFlags reads --hub and --operator: the hub's base URL and a
+// client with the operator's certificate.
+func operatorFlags(cmd *cli.Command) (string, *http.Client, error) {
+	base := strings.TrimSuffix(cmd.String("hub"), "/")
+	if u, err := url.Parse(base); err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", nil, exitWith(exitUsage, fmt.Errorf("--hub %q: want https://HUB:PORT", base))
+	}
+	dir := cmd.String("operator")
+	if dir == "" {
+		return "", nil, exitWith(exitUsage, errors.New("--hub needs --operator DIR: the operator certificate `interlock hub operator --out DIR` wrote on the hub"))
+	}
+	hc, err := operatorClient(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	return base, hc, nil
+}
+
+// hubSearch GETs a search of the hub's and decodes its answer into out;
+// what names the search in errors. Every failure is the hub's or the
+// network's: exit 69.
+func hubSearch(ctx context.Context, hc *http.Client, u string, q url.Values, what string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"?"+q.Encode(), nil)
+	if err != nil {
+		return exitWith(exitUsage, fmt.Errorf("--hub: %w", err))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return exitWith(exitUnavailable, fmt.Errorf("search the hub's %s: %w", what, err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return exitWith(exitUnavailable, fmt.Errorf("search the hub's %s: %w", what, err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ref hubapi.Refusal
+		if json.Unmarshal(body, &ref) == nil && ref.Code != "" {
+			return exitWith(exitUnavailable, fmt.Errorf("the hub refused the search of its %s (%s, %d): %s", what, ref.Code, resp.StatusCode, textview.Escape(ref.Message)))
+		}
+		return exitWith(exitUnavailable, fmt.Errorf("the hub answered the search of its %s with %s", what, resp.Status))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return exitWith(exitUnavailable, fmt.Errorf("the hub's answer to the search of its %s: %w", what, err))
+	}
+	return nil
 }
 
 // operatorClient is mutual TLS with the operator's certificate, trusting

@@ -5,7 +5,11 @@
 // shipper, the hub and an offline verifier can all speak it.
 package hubapi
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/interlock/interlock/model"
+)
 
 // Paths of the hub's API. The host paths need the host's client
 // certificate (mutual TLS), the operator paths an operator's; Join needs
@@ -20,6 +24,10 @@ const (
 	// PathSessions searches sessions across hosts (operators and auditors;
 	// see docs/hub.md for who may call it).
 	PathSessions = "/v1/sessions"
+	// PathStatements searches the operations of every host's sessions
+	// (pg.statement, and ssh exec, subsystem and shell requests), for
+	// operators.
+	PathStatements = "/v1/statements"
 	// PathFleetBundle serves the fleet bundle `interlock hub export`
 	// writes (gzip-compressed JSON, streamed), for operators: every host,
 	// or the hosts named by QueryHost, from QueryFrom with one host.
@@ -171,4 +179,52 @@ type Session struct {
 // Sessions answers a search, newest first.
 type Sessions struct {
 	Sessions []Session `json:"sessions"`
+}
+
+// Query parameters of PathStatements besides QueryHost, QueryUser,
+// QueryTarget, QuerySince, QueryUntil and QueryLimit (the session's user
+// and target).
+const (
+	QuerySession = "session"
+	// QueryKind is an entry kind (pg.statement, ssh.request) or an
+	// operation's kind (select, drop_table, exec, ...).
+	QueryKind  = "kind"
+	QueryTable = "table"
+	// QueryAction is the decision's action: allow, deny, review or mask.
+	QueryAction = "action"
+	// QueryText is a substring of the SQL or command, any case.
+	QueryText = "text"
+)
+
+// Statement is one operation a statement search found, on any host.
+type Statement struct {
+	HostID   string `json:"host_id"`
+	HostName string `json:"host_name"`
+	Seq      int64  `json:"seq"`
+	// TimeNS is the entry's time (Unix nanoseconds).
+	TimeNS  int64  `json:"time_ns"`
+	Session string `json:"session"`
+	// Target and User are the session's (User the process's user, or the
+	// human's login user when there is one), "" when the hub holds no
+	// session.open of it.
+	Target string `json:"target,omitempty"`
+	User   string `json:"user,omitempty"`
+	// Kind is the entry's kind; Kinds the statement kinds or the ssh
+	// request's type; Tables the relations a statement names.
+	Kind   string   `json:"kind"`
+	Kinds  []string `json:"kinds"`
+	Tables []string `json:"tables,omitempty"`
+	// Text is the SQL as journaled (password literals redacted) or the
+	// command.
+	Text     string         `json:"text"`
+	Decision model.Decision `json:"decision"`
+	// Data is the entry's data; Body the entry's body, which the host's
+	// checkpoints vouch for.
+	Data json.RawMessage `json:"data"`
+	Body []byte          `json:"body"`
+}
+
+// Statements answers a statement search, newest first.
+type Statements struct {
+	Statements []Statement `json:"statements"`
 }

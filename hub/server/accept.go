@@ -115,6 +115,9 @@ func accept(st store.HostState, b *hubapi.Batch, cosigner note.Signer, now time.
 		if body.Kind == model.KindSessionOpen {
 			acc.Sessions = append(acc.Sessions, sessionOpen(e.Seq, body))
 		}
+		if op, ok := store.OperationOf(e.Seq, body); ok {
+			acc.Operations = append(acc.Operations, op)
+		}
 	}
 
 	// 4. The root over the hub's tree and the batch is the checkpoint's:

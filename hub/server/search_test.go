@@ -43,20 +43,7 @@ func TestSessionsSearch(t *testing.T) {
 			t.Fatalf("batch: %d %+v", status, ref)
 		}
 	}
-	opKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, err := hub.keys.IssueOperator(opKey.Public(), "auditor", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(opKey)
-	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := hub.client(&cert)
+	op := operatorHTTP(t, hub)
 	search := func(query string) []hubapi.Session {
 		t.Helper()
 		resp, err := op.Get(hub.url + hubapi.PathSessions + "?" + query)
@@ -118,6 +105,25 @@ func TestSessionsSearch(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("head with an operator certificate: %d", resp.StatusCode)
 	}
+}
+
+// operatorHTTP is a client with an operator certificate of the hub.
+func operatorHTTP(t *testing.T, hub *testHub) *http.Client {
+	t.Helper()
+	opKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := hub.keys.IssueOperator(opKey.Public(), "auditor", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(opKey)
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub.client(&cert)
 }
 
 func sortedStrings(s ...string) []string { sort.Strings(s); return s }

@@ -121,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+hubapi.PathBatches, s.host(s.batch))
 	mux.HandleFunc("GET "+hubapi.PathFleet, s.fleet)
 	mux.HandleFunc("GET "+hubapi.PathSessions, s.operator(s.sessions))
+	mux.HandleFunc("GET "+hubapi.PathStatements, s.operator(s.statements))
 	mux.HandleFunc("GET "+hubapi.PathFleetBundle, s.operator(s.fleetBundle))
 	return mux
 }

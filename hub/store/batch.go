@@ -54,6 +54,9 @@ type IndexedHash struct {
 type Accepted struct {
 	Entries  []Entry
 	Sessions []SessionOpen
+	// Operations are the batch's operations (OperationOf), for statement
+	// searches.
+	Operations []Operation
 	// Hashes are the host tree's new stored hashes.
 	Hashes []IndexedHash
 	// Size and Root are the checkpoint's; ChainHash the last entry's.
@@ -178,6 +181,9 @@ func (s *Store) addBatch(ctx context.Context, tx pgx.Tx, h Host, a *Accepted) (H
 		if err != nil {
 			return Host{}, fmt.Errorf("hub store: index sessions of %s: %w", h.ID, err)
 		}
+	}
+	if err := addOperations(ctx, tx, h.ID, a.Operations); err != nil {
+		return Host{}, err
 	}
 	fleetIndex, err := appendFleet(ctx, tx, h.ID, a.Size, a.Cosigned)
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 // SchemaVersion is the version of the tables below. Open creates them,
 // upgrades older versions, and refuses a newer one: a hub must not write
 // evidence into a layout it does not know.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrationLock is the advisory lock that serializes schema changes when
 // several hubs start on one database at once.
@@ -145,6 +145,28 @@ CREATE TABLE refusals (
 	`
 ALTER TABLE entries DROP CONSTRAINT entries_host_id_fkey;
 ALTER TABLE tree_hashes DROP CONSTRAINT tree_hashes_host_id_fkey;
+`,
+	// Version 3: the operations (pg.statement, and ssh.request that run
+	// something) with what statement searches filter on, filled at
+	// acceptance, and from the stored entries by the upgrade
+	// (indexOperations). A search joins an operation to its session's
+	// open by (host_id, session), hence that index.
+	`
+CREATE TABLE operations (
+	host_id text NOT NULL,
+	seq bigint NOT NULL,
+	time_ns bigint NOT NULL,
+	session text NOT NULL,
+	kind text NOT NULL,
+	op_kinds text[] NOT NULL,
+	tables text[] NOT NULL,
+	text text NOT NULL,
+	action text NOT NULL,
+	rule text NOT NULL,
+	PRIMARY KEY (host_id, seq)
+);
+CREATE INDEX operations_time ON operations (time_ns);
+CREATE INDEX sessions_session ON sessions (host_id, session);
 `}
 
 // Store is the hub's PostgreSQL store. It is safe for concurrent use.
@@ -199,6 +221,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		for ; v < SchemaVersion; v++ {
 			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("hub store: migrate schema %d to %d: %w", v, v+1, err)
+			}
+			if v == 2 {
+				if err := indexOperations(ctx, tx); err != nil {
+					return err
+				}
 			}
 			if v == 0 {
 				empty, _ := tlog.TreeHash(0, nil)

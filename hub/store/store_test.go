@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/interlock/interlock/journal/evidence"
+	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -111,6 +112,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	// Back to what version 1 made, with a host that shipped a batch.
 	if _, err := s.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT entries_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
 		ALTER TABLE tree_hashes ADD CONSTRAINT tree_hashes_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
+		DROP TABLE operations; DROP INDEX sessions_session;
 		UPDATE hub_schema SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,67 @@ func TestMigrateFromVersion1(t *testing.T) {
 	after, err := s.Batch(ctx, h.ID, func(st HostState) (*Accepted, error) { return batchOf(st, 2), nil })
 	if err != nil || after.Size != 5 {
 		t.Fatalf("batch after the upgrade: size %d, %v", after.Size, err)
+	}
+}
+
+// TestMigrateFromVersion2: the upgrade to schema 3 indexes the
+// operations among the entries a hub of schema 2 stored (and nothing
+// else), and batches index theirs after it.
+func TestMigrateFromVersion2(t *testing.T) {
+	conn := newDB(t)
+	ctx := context.Background()
+	s := openStore(t, conn)
+	if _, err := s.pool.Exec(ctx, `DROP TABLE operations; DROP INDEX sessions_session; UPDATE hub_schema SET version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	h := enrol(t, s, "host-01")
+	bodies := []struct{ kind, data string }{
+		{model.KindPGStatement, `{"sql":"DROP TABLE t","kinds":["drop_table"],"tables":["t"],"decision":{"action":"deny","rule":"r"}}`},
+		{model.KindSSHRequest, `{"channel":0,"type":"exec","command":"uptime","decision":{"action":"allow"}}`},
+		{model.KindSSHRequest, `{"channel":0,"type":"env","env":"A=b","decision":{"action":"allow"}}`},
+		{"test.event", `{}`},
+	}
+	if _, err := s.Batch(ctx, h.ID, func(st HostState) (*Accepted, error) {
+		a := batchOf(st, len(bodies))
+		for i, b := range bodies {
+			e := &a.Entries[i]
+			e.Kind = b.kind
+			e.Body = evidence.AppendBody(nil, uint64(e.Seq), 1000+e.Seq, evidence.AppendTail(nil, b.kind, "s1", []byte(b.data), nil))
+		}
+		return a, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openStore(t, conn)
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM hub_schema`).Scan(&v); err != nil || v != SchemaVersion {
+		t.Errorf("schema version %d (%v), want %d", v, err, SchemaVersion)
+	}
+	found, err := s.Operations(ctx, OperationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, f := range found {
+		seqs = append(seqs, f.Seq)
+	}
+	if fmt.Sprint(seqs) != "[2 1]" {
+		t.Errorf("operations indexed by the upgrade: seqs %v, want [2 1]", seqs)
+	}
+	if got, err := s.Operations(ctx, OperationFilter{Action: "deny", Kind: "drop_table", Table: "t", Text: "drop"}); err != nil || len(got) != 1 || got[0].Seq != 1 {
+		t.Errorf("the denied drop after the upgrade: %d (%v)", len(got), err)
+	}
+	if _, err := s.Batch(ctx, h.ID, func(st HostState) (*Accepted, error) {
+		a := batchOf(st, 1)
+		a.Operations = []Operation{{Seq: a.Entries[0].Seq, TimeNS: 5000, Session: "s1", Kind: model.KindSSHRequest, Kinds: []string{"shell"}, Tables: []string{}, Action: "allow"}}
+		return a, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Operations(ctx, OperationFilter{Kind: "shell"}); err != nil || len(got) != 1 || got[0].Seq != 5 {
+		t.Errorf("a batch's operation after the upgrade: %d (%v)", len(got), err)
 	}
 }
 

@@ -187,6 +187,7 @@ func TestFleetHub(t *testing.T) {
 	})
 
 	t.Run("sessions list --hub", func(t *testing.T) { testFleetSessions(t, hub, hosts) })
+	t.Run("statements list --hub", func(t *testing.T) { testFleetStatements(t, hub, hosts) })
 
 	t.Run("every checkpoint is cosigned", func(t *testing.T) {
 		for _, fh := range hosts {
