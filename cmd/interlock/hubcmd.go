@@ -83,6 +83,7 @@ func hubCommand() *cli.Command {
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "the bundle file to write", Required: true},
 					&cli.StringSliceFlag{Name: "host", Usage: "export only this host id (repeatable)"},
 					&cli.Int64Flag{Name: "from", Usage: "with one --host: its entries from this seq (the bundle carries the tree before it)"},
+					&cli.Int64Flag{Name: "fleet-size", Usage: "against the fleet checkpoint of this size (one the hub signed, e.g. the bucket's copy an auditor pinned) instead of the newest"},
 					&cli.StringFlag{Name: "fleet-key-out", Usage: "also write the fleet key (the verifier key auditors pin) to this file"}},
 				Action: hubExport,
 			},
@@ -229,11 +230,12 @@ func hubExport(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer st.Close()
-	plan, err := server.PlanExport(ctx, st, keys, server.ExportOptions{Hosts: cmd.StringSlice("host"), From: cmd.Int64("from")})
+	plan, err := server.PlanExport(ctx, st, keys, server.ExportOptions{Hosts: cmd.StringSlice("host"), From: cmd.Int64("from"), FleetSize: cmd.Int64("fleet-size")})
 	switch {
 	case errors.Is(err, server.ErrExportRange):
 		return exitWith(exitUsage, err)
-	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoHost), errors.Is(err, server.ErrNothingToExport):
+	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoSuchFleetCheckpoint), errors.Is(err, store.ErrNoHost),
+		errors.Is(err, server.ErrNothingToExport):
 		return exitWith(exitFailed, err)
 	case err != nil:
 		return exitWith(exitUnavailable, err)

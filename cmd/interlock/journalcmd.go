@@ -95,7 +95,8 @@ func verifyCommand() *cli.Command {
 			"With --hub and --operator, downloads that fleet bundle from the hub (mutual TLS, the hub\n" +
 			"trusted through the operator directory's ca.crt only) and checks it the same way; without\n" +
 			"--fleet-key it verifies against the fleet key the hub served (trust on first use, and says\n" +
-			"so): pin --fleet-key and the --fleet-checkpoint from the bucket.\n" +
+			"so): pin --fleet-key and the --fleet-checkpoint from the bucket (the bundle is then asked\n" +
+			"for against that checkpoint's size, not the hub's newest).\n" +
 			"Exits 0 when everything verifies, 1 when something does not (naming the first bad sequence\n" +
 			"number and why), 66 when an input is missing, 69 when the hub cannot be reached or refuses.",
 		Flags: append([]cli.Flag{

@@ -95,6 +95,14 @@ func verifyHubAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if opts.Pinned != nil {
+		// Ask for the bundle against the pinned checkpoint, not the
+		// newest: one signed between reading the bucket and this download
+		// would otherwise state another tree than the pin.
+		if n, ok := pinnedFleetSize(opts.Pinned.Note, opts.FleetKey); ok {
+			q.Set(hubapi.QueryFleetSize, strconv.FormatInt(n, 10))
+		}
+	}
 	hc, err := operatorClient(dir)
 	if err != nil {
 		return err
@@ -250,4 +258,24 @@ func causeOr(ctx context.Context, err error) error {
 		return c
 	}
 	return err
+}
+
+// pinnedFleetSize is the size of the tree a pinned fleet checkpoint
+// states, to ask the hub for the bundle against it. With the fleet key
+// it is read from the verified note; without (trust on first use) from
+// its text alone: only a hint of which bundle to download, since the
+// verifier then checks the pin against the bundle's fleet key and tree.
+// ok is false when there is no size to read: the hub then serves its
+// newest, and the verifier says why the pin does not hold.
+func pinnedFleetSize(msg []byte, fleetKey note.Verifier) (int64, bool) {
+	if fleetKey != nil {
+		cp, err := evidence.ParseFleetCheckpoint(msg, fleetKey)
+		return cp.Size, err == nil && cp.Size > 0
+	}
+	lines := strings.SplitN(string(msg), "\n", 3)
+	if len(lines) < 3 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	return n, err == nil && n > 0
 }

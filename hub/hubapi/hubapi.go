@@ -39,6 +39,10 @@ const (
 	// QueryFrom is the first seq of the one host's entries (1 when
 	// absent); the bundle carries the frontier of the tree before it.
 	QueryFrom = "from"
+	// QueryFleetSize asks for the bundle against the fleet checkpoint of
+	// this size (one the hub signed: the auditor's pinned copy from the
+	// bucket) instead of the newest.
+	QueryFleetSize = "fleet_size"
 )
 
 // TrailerExportError is the HTTP trailer in which the hub says why a

@@ -34,12 +34,21 @@ func (s *Server) fleetBundle(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.From = n
 	}
+	if v := q.Get(hubapi.QueryFleetSize); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			s.refuse(w, http.StatusBadRequest, hubapi.CodeBadRequest, fmt.Sprintf("%s: %q is not a fleet log size", hubapi.QueryFleetSize, v), nil)
+			return
+		}
+		opts.FleetSize = n
+	}
 	plan, err := PlanExport(r.Context(), s.opts.Store, s.opts.Keys, opts)
 	switch {
 	case errors.Is(err, ErrExportRange):
 		s.refuse(w, http.StatusBadRequest, hubapi.CodeBadRequest, err.Error(), nil)
 		return
-	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoHost), errors.Is(err, ErrNothingToExport):
+	case errors.Is(err, store.ErrNoFleetCheckpoint), errors.Is(err, store.ErrNoSuchFleetCheckpoint), errors.Is(err, store.ErrNoHost),
+		errors.Is(err, ErrNothingToExport):
 		s.refuse(w, http.StatusNotFound, hubapi.CodeNotFound, err.Error(), nil)
 		return
 	case err != nil:

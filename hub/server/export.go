@@ -21,13 +21,18 @@ type ExportOptions struct {
 	// seq; the bundle then carries the frontier of the tree before it, so
 	// the entries still prove against every checkpoint after it.
 	From int64
+	// FleetSize, when set, exports against the fleet checkpoint of this
+	// size instead of the newest: the one an auditor pinned from the
+	// bucket, so that a checkpoint signed since does not change the
+	// bundle under the pin.
+	FleetSize int64
 }
 
 // Errors of PlanExport that are the request's, not the hub's.
 var (
 	// ErrNothingToExport: none of the hosts asked for has a checkpoint
 	// under the newest fleet checkpoint yet.
-	ErrNothingToExport = errors.New("hub: export: none of the hosts has a checkpoint under the newest fleet checkpoint yet")
+	ErrNothingToExport = errors.New("hub: export: none of the hosts has a checkpoint under the fleet checkpoint yet")
 	// ErrExportRange: From is not within the one host's entries.
 	ErrExportRange = errors.New("hub: export: bad range")
 )
@@ -38,7 +43,7 @@ var (
 var exportPage int64 = 512
 
 // ExportPlan is a fleet bundle (docs/hub.md, "Fleet bundle") without its
-// entries: the newest fleet checkpoint, and per host its checkpoints that
+// entries: the newest fleet checkpoint (or the one of ExportOptions.FleetSize), and per host its checkpoints that
 // checkpoint covers with their inclusion proofs. WriteTo adds the entries
 // as it writes, a page at a time.
 type ExportPlan struct {
@@ -57,7 +62,13 @@ func PlanExport(ctx context.Context, st *store.Store, keys *Keys, opts ExportOpt
 	if opts.From > 1 && len(opts.Hosts) != 1 {
 		return nil, fmt.Errorf("%w: a first seq is for one host", ErrExportRange)
 	}
-	fc, err := st.LatestFleetCheckpoint(ctx)
+	var fc store.FleetCheckpoint
+	var err error
+	if opts.FleetSize > 0 {
+		fc, err = st.FleetCheckpointOfSize(ctx, opts.FleetSize)
+	} else {
+		fc, err = st.LatestFleetCheckpoint(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hub: export: %w", err)
 	}
@@ -107,7 +118,7 @@ func PlanExport(ctx context.Context, st *store.Store, keys *Keys, opts ExportOpt
 		}
 		if opts.From > 1 {
 			if opts.From > last {
-				return nil, fmt.Errorf("%w: host %s has entries 1 to %d under the newest fleet checkpoint, none from %d", ErrExportRange, h.ID, last, opts.From)
+				return nil, fmt.Errorf("%w: host %s has entries 1 to %d under the fleet checkpoint, none from %d", ErrExportRange, h.ID, last, opts.From)
 			}
 			fh.FirstSeq = opts.From
 			// The stored hashes, as they are: altered ones fail the

@@ -174,6 +174,27 @@ func (s *Store) LatestFleetCheckpoint(ctx context.Context) (FleetCheckpoint, err
 	return c, nil
 }
 
+// ErrNoSuchFleetCheckpoint: the hub signed no fleet checkpoint of the
+// size asked for.
+var ErrNoSuchFleetCheckpoint = errors.New("hub store: the hub signed no fleet checkpoint of that size")
+
+// FleetCheckpointOfSize returns the fleet checkpoint of the tree of size
+// leaves.
+func (s *Store) FleetCheckpointOfSize(ctx context.Context, size int64) (FleetCheckpoint, error) {
+	var c FleetCheckpoint
+	var pub *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT size, note, signed_at, published_at FROM fleet_checkpoints WHERE size = $1`, size).
+		Scan(&c.Size, &c.Note, &c.SignedAt, &pub)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("%w (%d)", ErrNoSuchFleetCheckpoint, size)
+	}
+	if err != nil {
+		return c, fmt.Errorf("hub store: read fleet checkpoint %d: %w", size, err)
+	}
+	c.PublishedAt = timeOrZero(pub)
+	return c, nil
+}
+
 // AddFleetCheckpoint keeps a signed fleet checkpoint. One for a size
 // already kept is left as it was: the first signed stays the evidence.
 func (s *Store) AddFleetCheckpoint(ctx context.Context, size int64, note []byte, at time.Time) error {
