@@ -45,15 +45,7 @@ func sessionsHubList(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	for flag, key := range map[string]string{"host": hubapi.QueryHost, "user": hubapi.QueryUser, "target": hubapi.QueryTarget} {
-		if v := cmd.String(flag); v != "" {
-			q.Set(key, v)
-		}
-	}
-	if d := cmd.Duration("since"); d > 0 {
-		q.Set(hubapi.QuerySince, time.Now().Add(-d).UTC().Format(time.RFC3339))
-	}
+	q := hubQuery(cmd, map[string]string{"host": hubapi.QueryHost, "user": hubapi.QueryUser, "target": hubapi.QueryTarget})
 	if n := cmd.Int("limit"); n > 0 {
 		q.Set(hubapi.QueryLimit, strconv.Itoa(int(n)))
 	}
@@ -68,6 +60,21 @@ func sessionsHubList(ctx context.Context, cmd *cli.Command) error {
 		return printJSON(found.Sessions)
 	}
 	return printHubSessions(os.Stdout, found.Sessions)
+}
+
+// hubQuery is a hub search's query: each string flag set on cmd under
+// its query key, and --since as the time that long ago.
+func hubQuery(cmd *cli.Command, keys map[string]string) url.Values {
+	q := url.Values{}
+	for flag, key := range keys {
+		if v := cmd.String(flag); v != "" {
+			q.Set(key, v)
+		}
+	}
+	if d := cmd.Duration("since"); d > 0 {
+		q.Set(hubapi.QuerySince, time.Now().Add(-d).UTC().Format(time.RFC3339))
+	}
+	return q
 }
 
 // operatorFlags reads --hub and --operator: the hub's base URL and a

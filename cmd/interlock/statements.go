@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -63,18 +62,10 @@ func statementsListAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	for flag, key := range map[string]string{
+	q := hubQuery(cmd, map[string]string{
 		"host": hubapi.QueryHost, "session": hubapi.QuerySession, "user": hubapi.QueryUser, "target": hubapi.QueryTarget,
 		"kind": hubapi.QueryKind, "table": hubapi.QueryTable, "action": hubapi.QueryAction, "text": hubapi.QueryText,
-	} {
-		if v := cmd.String(flag); v != "" {
-			q.Set(key, v)
-		}
-	}
-	if d := cmd.Duration("since"); d > 0 {
-		q.Set(hubapi.QuerySince, time.Now().Add(-d).UTC().Format(time.RFC3339))
-	}
+	})
 	q.Set(hubapi.QueryLimit, strconv.Itoa(int(cmd.Int("limit"))))
 	var found hubapi.Statements
 	if err := hubSearch(ctx, hc, base+hubapi.PathStatements, q, "statements", &found); err != nil {
