@@ -3,16 +3,13 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/hub/hubapi"
 	"github.com/interlock/interlock/internal/testkit"
-	"github.com/interlock/interlock/test/testenv"
 )
 
 // TestPublishBacklog: fleet checkpoints signed while the bucket is down
@@ -51,11 +48,7 @@ func TestPublishBacklog(t *testing.T) {
 // checkpoints are cosigned with the key it enrolled with, and the fleet
 // loop signs a fleet checkpoint of both hubs' leaves by itself.
 func TestRestart(t *testing.T) {
-	testenv.Require(t, "a PostgreSQL 15 server for the hub", pgErr)
-	conn, err := pg.CreateDB(fmt.Sprintf("hub_restart_%d", os.Getpid()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := pg.NewDB(t, "hub_restart")
 	state := filepath.Join(t.TempDir(), "hub")
 	hub, stop := startHub(t, conn, state, nil)
 	h := newHost(t, t.TempDir())

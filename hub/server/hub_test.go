@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -30,20 +29,12 @@ import (
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
-	"github.com/interlock/interlock/test/testenv"
 )
 
 // One PostgreSQL serves the package's tests; each test gets a database.
-var (
-	pg    *pgtest.Server
-	pgErr error
-	dbSeq atomic.Int64
-)
+var pg pgtest.Shared
 
 func TestMain(m *testing.M) {
-	if pgErr = pgtest.Available(); pgErr == nil {
-		pg, pgErr = pgtest.Start(pgtest.Options{})
-	}
 	code := m.Run()
 	pg.Stop()
 	os.Exit(code)
@@ -75,11 +66,7 @@ func (p *recordingPublisher) Publish(_ context.Context, size int64, note []byte)
 
 func newHub(t *testing.T) *testHub {
 	t.Helper()
-	testenv.Require(t, "a PostgreSQL 15 server for the hub", pgErr)
-	conn, err := pg.CreateDB(fmt.Sprintf("hub_%d_%d", os.Getpid(), dbSeq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := pg.NewDB(t, "hub")
 	h, _ := startHub(t, conn, filepath.Join(t.TempDir(), "hub"), nil)
 	return h
 }

@@ -16,19 +16,12 @@ import (
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
-	"github.com/interlock/interlock/test/testenv"
 )
 
-var (
-	pg    *pgtest.Server
-	pgErr error
-	dbSeq atomic.Int64
-)
+// One PostgreSQL serves the package's tests; each test gets a database.
+var pg pgtest.Shared
 
 func TestMain(m *testing.M) {
-	if pgErr = pgtest.Available(); pgErr == nil {
-		pg, pgErr = pgtest.Start(pgtest.Options{})
-	}
 	code := m.Run()
 	pg.Stop()
 	os.Exit(code)
@@ -36,12 +29,7 @@ func TestMain(m *testing.M) {
 
 func newDB(t *testing.T) string {
 	t.Helper()
-	testenv.Require(t, "a PostgreSQL 15 server for the hub's store", pgErr)
-	conn, err := pg.CreateDB(fmt.Sprintf("store_%d_%d", os.Getpid(), dbSeq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
+	return pg.NewDB(t, "store")
 }
 
 func openStore(t *testing.T, conn string) *Store {

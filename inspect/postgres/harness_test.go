@@ -18,7 +18,6 @@ import (
 	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
-	"github.com/interlock/interlock/test/testenv"
 )
 
 // statements pairs each pg.statement with its pg.result.
@@ -73,32 +72,18 @@ func (p denyPolicy) Decide(_ context.Context, _ model.Origin, op model.Operation
 	return model.Decision{Action: model.Allow, Rule: "default"}
 }
 
-var (
-	pgOnce sync.Once
-	pgSrv  *pgtest.Server
-	pgErr  error
-)
+// One PostgreSQL serves the package's tests.
+var pg pgtest.Shared
 
-// server starts one PostgreSQL for the package's tests (stopped by
-// TestMain).
+// server is the package's PostgreSQL, started on first use.
 func server(t testing.TB) *pgtest.Server {
 	t.Helper()
-	pgOnce.Do(func() {
-		if err := pgtest.Available(); err != nil {
-			pgErr = err
-			return
-		}
-		pgSrv, pgErr = pgtest.Start(pgtest.Options{})
-	})
-	testenv.Require(t, "PostgreSQL for tests", pgErr)
-	return pgSrv
+	return pg.Server(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pgSrv != nil {
-		pgSrv.Stop()
-	}
+	pg.Stop()
 	os.Exit(code)
 }
 
