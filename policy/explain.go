@@ -68,7 +68,7 @@ func (p *Policy) Explain(o model.Origin, op model.Operation) (model.Decision, Ex
 		case v.res == noMatch:
 			tr.Note = missNote(r, op, v.miss)
 		case v.res == unknown && r.lenient():
-			tr.Note = "the process could not be inspected: an " + string(r.action) + " rule about it does not apply"
+			tr.Note = "what it asks of the process could not be established (the process unread, its login, agent or verified workload unknown): an " + string(r.action) + " rule then does not apply"
 		default:
 			ok, err := p.holds(r, &act, &o, &op)
 			switch {
@@ -187,7 +187,7 @@ func applyNote(r *rule, op model.Operation, v verdict, session bool) string {
 		notes = append(notes, "the statement is opaque and the rule names a write or DDL kind: it applies whatever the statement's kinds and tables (include_opaque)")
 	}
 	if v.res == unknown {
-		notes = append(notes, "the process could not be inspected: a "+string(r.action)+" rule about it applies")
+		notes = append(notes, "what it asks of the process could not be established (the process unread, its login, agent or verified workload unknown): a "+string(r.action)+" rule then applies")
 	}
 	if r.action == model.Mask {
 		notes = append(notes, "masks what the operation returns, if it is allowed")

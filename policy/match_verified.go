@@ -36,22 +36,19 @@ func compileVerified(m *config.IdentityMatch) *verifiedMatch {
 // match says whether id's workload is verified and its claims match. A
 // nil match matches anything.
 //
-// Only a workload whose token was verified can match: claims from the
-// environment, or from a token that failed, are what the process says of
-// itself, and a rule that asks for verified claims never takes them
-// (noMatch: an allow rule does not apply). When the process could not be
-// read at all, whether it had a token is not known (unknown: a deny or
-// review rule applies, an allow rule does not).
+// Only a workload whose token was verified is known to be, or not to
+// be, what the rule names. Without one (no token, a token that failed,
+// claims from the environment alone, a process that could not be read)
+// which job it is cannot be established: unknown, so an allow rule does
+// not apply and a deny, review or mask rule does. Were it noMatch, a job
+// could walk past a deny rule on its repository by showing no token.
 func (v *verifiedMatch) match(id model.Identity) matchResult {
 	if v == nil {
 		return match
 	}
-	if id.Proc == nil {
-		return unknown
-	}
 	w := id.Workload
-	if w == nil || w.Provenance != model.ProvVerified {
-		return noMatch
+	if id.Proc == nil || w == nil || w.Provenance != model.ProvVerified {
+		return unknown
 	}
 	for _, c := range v.claims {
 		val, ok := w.Claims[c.name]

@@ -7,10 +7,12 @@ import (
 )
 
 // TestVerifiedWorkload: identity.verified matches only a workload whose
-// token was verified, with every named claim matching; the same claims
-// claimed (from the environment, or a token that failed) never match. An
-// unreadable process is unknown: the allow rule does not apply, the deny
-// rule does.
+// token was verified, with every named claim matching. Without a verified
+// token (claims from the environment, a token that failed, none, a
+// process that could not be read) the job is unknown: the allow rule does
+// not apply, and the deny rule does, so a fork's job cannot slip past it
+// by showing no token. A verified token of another repository is known
+// not to be a fork's.
 func TestVerifiedWorkload(t *testing.T) {
 	p := MustNew(parse(t, `
 identity:
@@ -66,7 +68,10 @@ policy:
 		{"no workload", with(nil, true), "insert", model.Deny, "policy.default"},
 		{"process unreadable", with(nil, false), "insert", model.Deny, "policy.default"},
 		{"verified fork drops", with(workload(model.ProvVerified, "fork/billing"), true), "drop_table", model.Deny, "no-drop-from-forks"},
-		{"claimed fork drops", with(workload(model.ProvClaimed, "fork/billing"), true), "drop_table", model.Allow, "drop-ok"},
+		{"claimed fork drops", with(workload(model.ProvClaimed, "fork/billing"), true), "drop_table", model.Deny, "no-drop-from-forks"},
+		{"a fork hiding its token drops", with(nil, true), "drop_table", model.Deny, "no-drop-from-forks"},
+		{"a failed token drops", with(failed, true), "drop_table", model.Deny, "no-drop-from-forks"},
+		{"verified billing drops", with(workload(model.ProvVerified, "acme/billing"), true), "drop_table", model.Allow, "drop-ok"},
 		{"unreadable drops", with(nil, false), "drop_table", model.Deny, "no-drop-from-forks"},
 	}
 	for _, tt := range tests {
