@@ -267,13 +267,24 @@ func TestBundleStructuralTampering(t *testing.T) {
 // hashes and counts made consistent, sealed with the forger's key.
 func repack(t *testing.T, files map[string][]byte, entries string, forger *journal.Signer) string {
 	t.Helper()
+	return rewriteBundle(t, files, func(m *evidence.Manifest, files map[string][]byte) {
+		files[evidence.FileEntries] = []byte(entries)
+		m.Counts.Entries = uint64(strings.Count(entries, "\n"))
+	}, func(sw *evidence.SealWriter, of *os.File) error { return sw.Finish(of, forger) })
+}
+
+// rewriteBundle rewrites a bundle's members with edit, makes the
+// manifest's hashes and sizes agree, and writes it with finish (sealed
+// with some key, or unsealed).
+func rewriteBundle(t *testing.T, files map[string][]byte, edit func(*evidence.Manifest, map[string][]byte),
+	finish func(*evidence.SealWriter, *os.File) error) string {
+	t.Helper()
 	var m evidence.Manifest
 	if err := json.Unmarshal(files[evidence.FileManifest], &m); err != nil {
 		t.Fatal(err)
 	}
 	files = maps.Clone(files)
-	files[evidence.FileEntries] = []byte(entries)
-	m.Counts.Entries = uint64(strings.Count(entries, "\n"))
+	edit(&m, files)
 	for i, mf := range m.Files {
 		sum := sha256.Sum256(files[mf.Name])
 		m.Files[i].SHA256, m.Files[i].Size = hex.EncodeToString(sum[:]), int64(len(files[mf.Name]))
@@ -295,8 +306,11 @@ func repack(t *testing.T, files map[string][]byte, entries string, forger *journ
 	}
 	tw.Close()
 	path := filepath.Join(dir, "forged.tar.gz")
-	of, _ := os.Create(path)
-	if err := sw.Finish(of, forger); err != nil {
+	of, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(sw, of); err != nil {
 		t.Fatal(err)
 	}
 	of.Close()

@@ -1,12 +1,7 @@
 package export
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -158,40 +153,5 @@ func TestUnsealedForgeries(t *testing.T) {
 // who may read the journal can do.
 func repackUnsealed(t *testing.T, files map[string][]byte, edit func(*evidence.Manifest, map[string][]byte)) string {
 	t.Helper()
-	var m evidence.Manifest
-	if err := json.Unmarshal(files[evidence.FileManifest], &m); err != nil {
-		t.Fatal(err)
-	}
-	files = maps.Clone(files)
-	edit(&m, files)
-	for i, mf := range m.Files {
-		sum := sha256.Sum256(files[mf.Name])
-		m.Files[i].SHA256, m.Files[i].Size = hex.EncodeToString(sum[:]), int64(len(files[mf.Name]))
-	}
-	manifest, _ := json.MarshalIndent(m, "", " ")
-	dir := t.TempDir()
-	sw, err := evidence.NewSealWriter(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := tar.NewWriter(sw)
-	put := func(name string, b []byte) {
-		tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(b)), Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
-		tw.Write(b)
-	}
-	put(evidence.FileManifest, append(manifest, '\n'))
-	for _, mf := range m.Files {
-		put(mf.Name, files[mf.Name])
-	}
-	tw.Close()
-	path := filepath.Join(dir, "forged.tar.gz")
-	of, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sw.FinishUnsealed(of); err != nil {
-		t.Fatal(err)
-	}
-	of.Close()
-	return path
+	return rewriteBundle(t, files, edit, func(sw *evidence.SealWriter, of *os.File) error { return sw.FinishUnsealed(of) })
 }
