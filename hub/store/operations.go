@@ -188,14 +188,7 @@ func (s *Store) Operations(ctx context.Context, f OperationFilter) ([]FoundOpera
 	if len(f.Text) > MaxSearchText {
 		return nil, fmt.Errorf("hub store: a text filter of %d bytes (at most %d)", len(f.Text), MaxSearchText)
 	}
-	until := int64(1<<63 - 1)
-	if !f.Until.IsZero() {
-		until = f.Until.UnixNano()
-	}
-	var since int64 = -1 << 63
-	if !f.Since.IsZero() {
-		since = f.Since.UnixNano()
-	}
+	since, until := timeRange(f.Since, f.Until)
 	text := ""
 	if f.Text != "" {
 		text = "%" + likeEscaper.Replace(f.Text) + "%"

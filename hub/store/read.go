@@ -258,20 +258,26 @@ type Session struct {
 // MaxSessions bounds one search.
 const MaxSessions = 1000
 
+// timeRange is a search's bounds in nanoseconds: a zero time leaves
+// that side open.
+func timeRange(since, until time.Time) (int64, int64) {
+	lo, hi := int64(-1<<63), int64(1<<63-1)
+	if !since.IsZero() {
+		lo = since.UnixNano()
+	}
+	if !until.IsZero() {
+		hi = until.UnixNano()
+	}
+	return lo, hi
+}
+
 // Sessions searches the session.open entries of all hosts, newest first.
 func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]Session, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > MaxSessions {
 		limit = MaxSessions
 	}
-	until := int64(1<<63 - 1)
-	if !f.Until.IsZero() {
-		until = f.Until.UnixNano()
-	}
-	var since int64 = -1 << 63
-	if !f.Since.IsZero() {
-		since = f.Since.UnixNano()
-	}
+	since, until := timeRange(f.Since, f.Until)
 	rows, err := s.pool.Query(ctx, `SELECT o.host_id, h.name, o.seq, o.time_ns, o.session, e.body
 		FROM sessions o JOIN hosts h ON h.id = o.host_id JOIN entries e ON e.host_id = o.host_id AND e.seq = o.seq
 		WHERE o.time_ns >= $1 AND o.time_ns < $2
