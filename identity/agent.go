@@ -103,6 +103,11 @@ func (r *Resolver) agent(ctx context.Context, id *model.Identity) {
 	for _, p := range pf.Parents {
 		c := agentCandidate{pid: p.PID, startTicks: p.StartBootNS / r.tickNS, exe: p.Exe}
 		if a := r.matchAgent(ctx, *specs, &c, id.Kernel.UID, &why); a != nil {
+			if a.MatchedBy != agentByCmdline {
+				if r.ancestorNSClaimed(ctx, &c); c.claimedExe {
+					a.Provenance = model.ProvClaimed
+				}
+			}
 			id.Agent, id.AgentError = a, why
 			r.lineageRegister(ctx, a, c.startTicks)
 			return
@@ -179,6 +184,26 @@ func (r *Resolver) matchAgent(ctx context.Context, specs []AgentSpec, c *agentCa
 		}
 	}
 	return nil
+}
+
+// ancestorNSClaimed checks an ancestor matched by its executable: in a
+// user or mount namespace other than the host's, the process chose what
+// its exe link says (a bind mount over an agent's path), so the match is
+// only claimed. Namespaces that cannot be read count as another's.
+func (r *Resolver) ancestorNSClaimed(ctx context.Context, c *agentCandidate) {
+	s := r.scratch.get()
+	defer r.scratch.put(s)
+	dirfd, why := r.agentOpen(ctx, s, c)
+	if why != "" {
+		c.claimedExe = true
+		return
+	}
+	defer unix.Close(dirfd)
+	user, mnt, err := nsInodes(dirfd)
+	hostUser, hostMnt, herr := r.hostNS.get(r.procRoot)
+	if err != nil || herr != nil || user != hostUser || mnt != hostMnt {
+		c.claimedExe = true
+	}
 }
 
 func (c *agentCandidate) agent(name, by string) *model.Agent {

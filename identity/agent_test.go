@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,13 @@ import (
 // under argv[0] "innocent", which renames its comm and starts a sleep;
 // it returns the two pids.
 func identTestAgentShell(t *testing.T, dir, name string, extra []byte) (shPid, sleepPid int) {
+	t.Helper()
+	return identTestAgentShellIn(t, dir, name, extra, nil)
+}
+
+// identTestAgentShellIn is identTestAgentShell with the agent started
+// with attr (namespaces of its own, say).
+func identTestAgentShellIn(t *testing.T, dir, name string, extra []byte, attr *syscall.SysProcAttr) (shPid, sleepPid int) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -35,6 +43,7 @@ func identTestAgentShell(t *testing.T, dir, name string, extra []byte) (shPid, s
 	cmd := exec.Command(p, "-test.run=^TestAgentHelperProcess$")
 	cmd.Args[0] = "innocent"
 	cmd.Env = append(os.Environ(), "INTERLOCK_IDENT_AGENT_HELPER=1")
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -202,5 +211,31 @@ func TestResolveAgentUnfinished(t *testing.T) {
 	r.agent(context.Background(), &whole)
 	if whole.Agent != nil || whole.AgentError != "" || whole.Proc.Parents[0].Exe != shExe {
 		t.Fatalf("whole chain: %+v, error %q", whole.Agent, whole.AgentError)
+	}
+}
+
+// TestAgentAncestorInOtherNamespace: an ancestor matched by its
+// executable while it runs in a mount namespace of its own is only a
+// claimed agent: there it chooses what its exe link says (a bind mount
+// over an agent's path), so an allow rule for that agent must not open
+// for it.
+func TestAgentAncestorInOtherNamespace(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	_, sleepPid := identTestAgentShellIn(t, dir, "agentsh", nil, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS})
+	r := NewResolver(ResolverOptions{})
+	defer r.Close()
+	r.SetLineage(context.Background(), newLineageFake(t), "")
+	r.SetAgents([]AgentSpec{{Name: "shell", Exes: []string{dir + "/agentsh"}}})
+	a := identTestResolvePid(t, r, sleepPid).Agent
+	if a == nil || a.Name != "shell" || a.MatchedBy != "exe" || a.Provenance != model.ProvClaimed {
+		t.Fatalf("agent in its own mount namespace: %+v, want shell by exe, claimed", a)
+	}
+
+	// The control: the same agent in the host's namespaces is proc.
+	_, hostSleep := identTestAgentShell(t, dir, "agentsh2", nil)
+	r.SetAgents([]AgentSpec{{Name: "shell", Exes: []string{dir + "/agentsh2"}}})
+	if a := identTestResolvePid(t, r, hostSleep).Agent; a == nil || a.Provenance != model.ProvProc {
+		t.Fatalf("agent in the host's namespaces: %+v, want proc", a)
 	}
 }
