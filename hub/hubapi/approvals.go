@@ -96,3 +96,28 @@ type SignedDecision struct {
 	// after the note verifies and its text matches them.
 	Signed string `json:"signed"`
 }
+
+// Roles of a person signed in to the hub (the console and the approver
+// API), given by the hub's role mapping from their IdP groups.
+const (
+	RoleApprover = "approver"
+	RoleAuditor  = "auditor" // read-only
+	RoleAdmin    = "admin"
+)
+
+// Principal is a person signed in to the hub: who the IdP said they are,
+// and the roles the hub gives them.
+type Principal struct {
+	Approver
+	Roles []string `json:"roles"`
+}
+
+// Has says whether p holds role; an admin holds every role.
+func (p Principal) Has(role string) bool {
+	for _, r := range p.Roles {
+		if r == role || r == RoleAdmin {
+			return true
+		}
+	}
+	return false
+}
