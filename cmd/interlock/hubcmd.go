@@ -193,6 +193,14 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 		}
 		opts.Publisher = fleetPublisher{p: p, fleetKey: fv}
 	}
+	if o := cfg.Hub.OIDC; o.Enabled() {
+		bearer, err := server.NewOIDCBearer(ctx, server.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID,
+			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles})
+		if err != nil {
+			return exitWith(exitConfig, cfg.Errorf("hub.oidc", "%v", err))
+		}
+		opts.Authenticators = append(opts.Authenticators, bearer)
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return exitWith(exitSoftware, err)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
@@ -111,13 +113,23 @@ func (c OIDCConfig) Principal(tok *oidc.IDToken) (hubapi.Principal, error) {
 // provider in its Authorization header (Bearer), verified with the
 // provider's published keys for the hub's client id.
 type OIDCBearer struct {
-	cfg      OIDCConfig
+	cfg OIDCConfig
+	ctx context.Context
+
+	// The provider is discovered at the first call that needs it, and
+	// again after a failure (at most every retryDiscovery): a hub whose
+	// IdP is down at start still ships, and approvers are refused until
+	// the IdP answers.
+	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
-	ctx      context.Context
+	tried    time.Time
+	err      error
 }
 
-// NewOIDCBearer discovers the issuer (its keys are fetched and refreshed
-// as tokens need them).
+const retryDiscovery = 10 * time.Second
+
+// NewOIDCBearer is a bearer authenticator for cfg; ctx bounds the
+// discovery and key fetches (the hub's lifetime).
 func NewOIDCBearer(ctx context.Context, cfg OIDCConfig) (*OIDCBearer, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Issuer == "" || cfg.ClientID == "" {
@@ -126,11 +138,28 @@ func NewOIDCBearer(ctx context.Context, cfg OIDCConfig) (*OIDCBearer, error) {
 	if cfg.HTTPClient != nil {
 		ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
 	}
-	p, err := oidc.NewProvider(ctx, cfg.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("hub: OIDC discovery of %s: %w", cfg.Issuer, err)
+	return &OIDCBearer{cfg: cfg, ctx: ctx}, nil
+}
+
+func (b *OIDCBearer) idTokenVerifier() (*oidc.IDTokenVerifier, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.verifier != nil {
+		return b.verifier, nil
 	}
-	return &OIDCBearer{cfg: cfg, verifier: p.Verifier(&oidc.Config{ClientID: cfg.ClientID}), ctx: ctx}, nil
+	if b.err != nil && time.Since(b.tried) < retryDiscovery {
+		return nil, b.err
+	}
+	b.tried = time.Now()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(ctx, b.cfg.Issuer)
+	if err != nil {
+		b.err = fmt.Errorf("hub: OIDC discovery of %s: %w", b.cfg.Issuer, err)
+		return nil, b.err
+	}
+	b.verifier, b.err = p.Verifier(&oidc.Config{ClientID: b.cfg.ClientID}), nil
+	return b.verifier, nil
 }
 
 // Authenticate implements Authenticator.
@@ -140,9 +169,13 @@ func (b *OIDCBearer) Authenticate(r *http.Request) (hubapi.Principal, error) {
 	if !ok || tok == "" {
 		return hubapi.Principal{}, ErrNoCredentials
 	}
+	v, err := b.idTokenVerifier()
+	if err != nil {
+		return hubapi.Principal{}, err
+	}
 	// The key set is fetched with the provider's context (its client),
 	// not the request's, which ends with the call.
-	idt, err := b.verifier.Verify(b.ctx, strings.TrimSpace(tok))
+	idt, err := v.Verify(b.ctx, strings.TrimSpace(tok))
 	if err != nil {
 		return hubapi.Principal{}, fmt.Errorf("hub: the bearer token is not a valid ID token of %s: %w", b.cfg.Issuer, err)
 	}
