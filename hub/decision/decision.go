@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,4 +210,34 @@ func RequestSHA256(req model.ApprovalRequest) (string, error) {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:]), nil
+}
+
+// RequesterNames are the names a requester goes by as a person: the
+// login user, every user along the sudo chain, the process's user and
+// the CI actor (verified or only claimed: a name here can only keep
+// someone from approving, never let them). An approver whose IdP
+// username is one of them is the requester, and neither the hub nor the
+// host takes their decision; with no name at all, the requester could be
+// anyone, and neither takes any.
+func RequesterNames(id model.Identity) []string {
+	var out []string
+	add := func(n string) {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if h := id.Human; h != nil {
+		add(h.LoginUser)
+		for _, hop := range h.Chain {
+			add(hop.FromUser)
+			add(hop.ToUser)
+		}
+	}
+	if id.Proc != nil {
+		add(id.Proc.User)
+	}
+	if wl := id.Workload; wl != nil {
+		add(wl.Claims[model.ClaimActor])
+	}
+	return out
 }

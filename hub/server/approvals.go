@@ -187,38 +187,10 @@ func (s *Server) wakeHost(hostID string) {
 	}
 }
 
-// requesterNames are the names the requester goes by, as people: the
-// login user, every user along the sudo chain, the process's user and
-// the CI actor (verified or only claimed: a name can only keep someone
-// from approving, never let them). An approver with any of these
-// usernames is the requester.
-func requesterNames(id model.Identity) []string {
-	var out []string
-	add := func(n string) {
-		if n != "" && !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	if h := id.Human; h != nil {
-		add(h.LoginUser)
-		for _, hop := range h.Chain {
-			add(hop.FromUser)
-			add(hop.ToUser)
-		}
-	}
-	if id.Proc != nil {
-		add(id.Proc.User)
-	}
-	if wl := id.Workload; wl != nil {
-		add(wl.Claims[model.ClaimActor])
-	}
-	return out
-}
-
 // isRequester says whether who is the requester of req; an error when
 // nothing names the requester, who is then unknown and may be anyone.
 func isRequester(who hubapi.Principal, req model.ApprovalRequest) (bool, error) {
-	names := requesterNames(req.Requester)
+	names := decision.RequesterNames(req.Requester)
 	if len(names) == 0 {
 		return false, fmt.Errorf("%w: nothing names the requester (no login user, process user or CI actor), so the hub cannot tell them from you", ErrSelfApproval)
 	}
