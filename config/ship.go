@@ -13,6 +13,11 @@ type ShipConfig struct {
 	// HubURL is the hub's https:// base URL, as given to
 	// `interlock hub join`.
 	HubURL string `yaml:"hub_url,omitempty"`
+	// ConsoleURL is the base URL of the hub's web console, where approvers
+	// decide: a client whose operation is held is told
+	// CONSOLE_URL/approvals/ID. It is not hub_url: that one takes mutual
+	// TLS, which a browser does not hold.
+	ConsoleURL string `yaml:"console_url,omitempty"`
 	// StateDir holds the enrolment `interlock hub join` wrote: the host
 	// id, the TLS client key and certificate, the hub's CA, and the hub's
 	// cosignature and fleet keys.
@@ -44,6 +49,7 @@ const (
 // Ship is the ship section resolved: every default filled in.
 type Ship struct {
 	HubURL             string
+	ConsoleURL         string
 	StateDir           string
 	BatchEntries       int
 	BatchBytes         int64
@@ -58,6 +64,7 @@ func (c ShipConfig) Enabled() bool { return c.HubURL != "" }
 func (c ShipConfig) Resolve() Ship {
 	s := Ship{
 		HubURL:       c.HubURL,
+		ConsoleURL:   c.ConsoleURL,
 		StateDir:     c.StateDir,
 		BatchEntries: int(orInt(c.BatchEntries, defaultBatchEntries)),
 		BatchBytes:   orInt(c.BatchBytes, defaultBatchBytes),
@@ -82,6 +89,17 @@ func (c *Config) validateShip(l *errorList) {
 			l.add("ship.hub_url", quote(s.HubURL)+" is not https: the hub is reached over mutual TLS only")
 		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 			l.add("ship.hub_url", quote(s.HubURL)+" has credentials, a query or a fragment; write only https://HUB:PORT[/PATH]")
+		}
+	}
+	if s.ConsoleURL != "" {
+		u, err := url.Parse(s.ConsoleURL)
+		switch {
+		case err != nil || u.Host == "":
+			l.add("ship.console_url", quote(s.ConsoleURL)+" is not a URL; write https://CONSOLE[/PATH]")
+		case u.Scheme != "https" && u.Scheme != "http":
+			l.add("ship.console_url", quote(s.ConsoleURL)+" is not http or https")
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			l.add("ship.console_url", quote(s.ConsoleURL)+" has credentials, a query or a fragment; write only https://CONSOLE[/PATH]")
 		}
 	}
 	if s.StateDir != "" {

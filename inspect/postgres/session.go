@@ -256,7 +256,8 @@ func limitsServer(typ byte) (int, bool) {
 func (s *session) serve(ctx context.Context) inspect.Outcome {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.ctx = cctx
+	// A statement held for review tells the client through s.ctx.
+	s.ctx = model.WithTeller(cctx, s.tellClient)
 	s.cr = newReader(s.client, "client", limitsClient)
 	s.ur = newReader(s.up, "server", limitsServer)
 	s.uw = bufio.NewWriterSize(s.up, bufSize)

@@ -10,6 +10,11 @@
 //	                                (to DSN's server and to ADDR, a server
 //	                                that answers garbage) while a healthy
 //	                                session stays open and keeps working
+//	pgclient -dsn DSN -mode notice  DELETE FROM held through the extended
+//	                                protocol, then inside a pipelined
+//	                                batch; each NoticeResponse is printed
+//	                                to stderr as a JSON line as it arrives
+//	                                (notice.go)
 package main
 
 import (
@@ -54,6 +59,8 @@ func main() {
 		err = runPgx(ctx, *dsn, *bigMiB, r.Steps)
 	case "fuzz":
 		err = runFuzz(ctx, *dsn, *bad, *n, r.Steps)
+	case "notice":
+		err = runNotice(ctx, *dsn, r.Steps)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
