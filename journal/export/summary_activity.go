@@ -77,6 +77,20 @@ func (o *opRow) Action() string {
 	return a
 }
 
+// Covered names the mask rules of an operation that was allowed under
+// mask rules but had nothing masked ("" otherwise): the decision says
+// mask, what happened is allow.
+func (o *opRow) Covered() string {
+	if o.Masked > 0 || o.d.Mask == nil || (o.d.Action != model.Mask && o.d.Action != model.Allow) {
+		return ""
+	}
+	var names []string
+	for _, r := range o.d.Mask.Rules {
+		names = append(names, r.Rule)
+	}
+	return strings.Join(names, ", ")
+}
+
 // ActionKind is the action's class in the page: deny, review, mask or
 // allow.
 func (o *opRow) ActionKind() string { return actionKind(o.Action()) }
@@ -342,9 +356,9 @@ func pgResultText(r model.PGResult) string {
 	case r.Error != "":
 		return "error " + r.SQLState + ": " + r.Error
 	case r.Tag != "":
-		return fmt.Sprintf("%s (%d rows)", r.Tag, r.Rows)
+		return fmt.Sprintf("%s (%s)", r.Tag, rows(r.Rows))
 	}
-	return fmt.Sprintf("%d rows", r.Rows)
+	return rows(r.Rows)
 }
 
 func maskNote(rule, column, detector string, n int) string {
@@ -356,4 +370,11 @@ func maskNote(rule, column, detector string, n int) string {
 		s += " (" + detector + ")"
 	}
 	return s
+}
+
+func rows(n int64) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }

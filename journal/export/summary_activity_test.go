@@ -99,7 +99,7 @@ func TestSummaryActivityActions(t *testing.T) {
 	}
 	for _, w := range []string{
 		"Masking decisions (2)", "2 masked by pii in customers.email", "1 masked by secrets in channel 0 output (aws_key)",
-		"SELECT 2 (2 rows)", "exit status 0", "0 bytes in, 300 bytes out",
+		"SELECT 2 (2 rows)", "mask rule pii covered its output; nothing was masked", "exit status 0", "0 bytes in, 300 bytes out",
 		// The approvals link to the operation they held.
 		`<a href="#e10">→ 10</a>`, `<a href="#e13">→ 13</a>`, `<a href="#s-pg">pg</a>`,
 		// Files: the scp upload sized by its stream, the sftp download

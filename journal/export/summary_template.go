@@ -2,6 +2,7 @@ package export
 
 import (
 	"html/template"
+	"time"
 
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
@@ -33,6 +34,7 @@ var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(
 	"human": humanView, "workload": workloadView, "agent": agentView,
 	"humanText": sessionview.HumanText, "agentText": sessionview.AgentText,
 	"workloadText": func(w *model.Workload) string { return sessionview.WorkloadText(w, 0) },
+	"tm":           shortTime,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -74,16 +76,16 @@ section.sess{border-top:1px solid #e3e3e3}
 <h2>Sessions ({{.SessionCount}})</h2>
 <table id="sessions"><colgroup><col style="width:15%"><col style="width:12%"><col style="width:17%"><col style="width:15%"><col style="width:18%"><col style="width:11%"><col style="width:12%"></colgroup>
 <tr><th>session</th><th>target</th><th>process</th><th>human</th><th>workload</th><th>agent</th><th>outcome</th></tr>
-{{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono"><a href="#s-{{.ID}}">{{.ID}}</a></div><div class="sub">{{.Opened}}</div><div class="sub">{{if .Closed}}{{.Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
+{{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono"><a href="#s-{{.ID}}">{{.ID}}</a></div><div class="sub">{{tm .Opened}}</div><div class="sub">{{if .Closed}}{{tm .Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
 {{end}}</table>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
 <h2 id="activity">Activity</h2>
-<p class="sub">What each session did, operation by operation: SQL statements, ssh exec commands, shells and subsystems, sftp operations, refused requests and channels. The action is what the operation got: <b>allow</b>, <b>deny</b>, <b>mask</b> (values of its output were masked, as its masking entries record), <b>review: approved</b> or <b>review: denied</b> (held for approval; timeouts deny).{{if .OpsDropped}} Only the first {{.MaxRows}} operations are listed; {{.OpsDropped}} more are in entries.jsonl.{{end}}</p>
+<p class="sub">Times are UTC. What each session did, operation by operation: SQL statements, ssh exec commands, shells and subsystems, sftp operations, refused requests and channels. The action is what the operation got: <b>allow</b>, <b>deny</b>, <b>mask</b> (values of its output were masked, as its masking entries record), <b>review: approved</b> or <b>review: denied</b> (held for approval; timeouts deny).{{if .OpsDropped}} Only the first {{.MaxRows}} operations are listed; {{.OpsDropped}} more are in entries.jsonl.{{end}}</p>
 {{range .Sessions}}<section class="sess" id="s-{{.ID}}">
-<h3>Session <span class="mono">{{.ID}}</span> · {{v .Target}} ({{.Protocol}}) · {{.Opened}} → {{if .Closed}}{{.Closed}}{{else}}open{{end}}</h3>
+<h3>Session <span class="mono">{{.ID}}</span> · {{v .Target}} ({{.Protocol}}) · {{tm .Opened}} → {{if .Closed}}{{tm .Closed}}{{else}}open{{end}}</h3>
 <div class="who">{{with humanText .Human}}<b>human</b> {{.}} · {{end}}{{with workloadText .Workload}}<b>workload</b> {{.}} · {{end}}{{with agentText .Agent}}<b>agent</b> {{.}} · {{end}}<b>process</b> pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}} <span class="mono">{{v .Exe}}</span></div>
 {{if .Ops}}<table class="ops"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:39%"><col style="width:10%"><col style="width:17%"><col style="width:17%"></colgroup>
 <tr><th>entry</th><th>time</th><th>operation</th><th>action</th><th>rule and reason</th><th>result</th></tr>
-{{range .Ops}}<tr id="e{{.Seq}}" data-kind="{{.Kind}}" data-outcome="{{.Action}}"><td><a href="#e{{.Seq}}">{{.Seq}}</a></td><td>{{.Time}}</td><td><span class="k">{{.Kind}}</span><div class="t op">{{ml .What}}</div></td><td class="act {{.ActionKind}}">{{.Action}}</td><td>{{v .Rule}}{{if .Reason}}<div class="sub t">{{ml .Reason}}</div>{{end}}</td><td>{{range .Result}}<div class="t">{{ml .}}</div>{{end}}{{range .MaskNotes}}<div class="t">{{v .}}</div>{{end}}</td></tr>
+{{range .Ops}}<tr id="e{{.Seq}}" data-kind="{{.Kind}}" data-outcome="{{.Action}}"><td><a href="#e{{.Seq}}">{{.Seq}}</a></td><td>{{tm .Time}}</td><td><span class="k">{{.Kind}}</span><div class="t op">{{ml .What}}</div></td><td class="act {{.ActionKind}}">{{.Action}}</td><td>{{v .Rule}}{{if .Reason}}<div class="sub t">{{ml .Reason}}</div>{{end}}</td><td>{{range .Result}}<div class="t">{{ml .}}</div>{{end}}{{range .MaskNotes}}<div class="t">{{v .}}</div>{{end}}{{with .Covered}}<div class="sub">mask rule {{v .}} covered its output; nothing was masked</div>{{end}}</td></tr>
 {{end}}</table>{{if gt .OpCount (len .Ops)}}<p class="sub">{{len .Ops}} of its {{.OpCount}} operations are listed.</p>{{end}}{{else}}<p class="sub">No operations recorded.</p>{{end}}
 {{if .Transfers}}<h4>Files transferred</h4>
 <table class="files"><colgroup><col style="width:6%"><col style="width:7%"><col style="width:9%"><col style="width:36%"><col style="width:12%"><col style="width:12%"><col style="width:18%"></colgroup>
@@ -107,6 +109,16 @@ section.sess{border-top:1px solid #e3e3e3}
 </body></html>
 {{define "events"}}{{if .}}<table class="events"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:11%"><col style="width:9%"><col style="width:31%"><col style="width:7%"><col style="width:10%"><col style="width:15%"></colgroup>
 <tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
-{{range .}}<tr><td>{{.Seq}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{.Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
+{{range .}}<tr><td>{{.Seq}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{tm .Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
 `)).Parse(principalTemplates))
+
+// shortTime shows an RFC 3339 time (UTC) to the millisecond, with a space
+// where a narrow cell may wrap it; the entries have it to the nanosecond.
+func shortTime(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
