@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +73,10 @@ policy:
       match: {operation: {kinds: [delete]}}
       action: review
       review: {approvers: [daemon], timeout: 30s}
+    - name: hold-fx-updates
+      match: {effects: {tables: [fx], rows_updated_over: 0}}
+      action: review
+      review: {approvers: [daemon], timeout: 30s}
 `
 
 // TestApprovalTellsPostgresClient: a client whose statement is held is
@@ -85,8 +90,8 @@ policy:
 func TestApprovalTellsPostgresClient(t *testing.T) {
 	srv := requirePG(t)
 	if out, err := srv.PSQL(pgtest.AppDB, "CREATE TABLE t(id int)", "INSERT INTO t SELECT generate_series(1, 5)",
-		"CREATE TABLE held(id int)", "INSERT INTO held VALUES (1), (2), (3)",
-		"GRANT ALL ON t, held TO "+pgtest.AppUser); err != nil {
+		"CREATE TABLE held(id int)", "INSERT INTO held VALUES (1), (2), (3)", "CREATE TABLE fx(id int)", "INSERT INTO fx VALUES (1)",
+		"GRANT ALL ON t, held, fx TO "+pgtest.AppUser); err != nil {
 		t.Fatalf("setup: %v %s", err, out)
 	}
 	e := newEnv(t, []target{pgTarget(t, "db", srv.Addr(), pgtest.AppPassword, "")}, tellRules)
@@ -122,6 +127,24 @@ func TestApprovalTellsPostgresClient(t *testing.T) {
 			t.Errorf("stdout %q stderr %q", out, stderr)
 		}
 		t.Logf("psql's stderr:\n%s", stderr)
+	})
+
+	// A transaction held at its COMMIT by an effects rule, while
+	// interlock holds back the server's answers: the notice goes ahead
+	// of them.
+	t.Run("psql commit held by effects", func(t *testing.T) {
+		c, out, stderr := psql("UPDATE fx SET id = id + 1;\nSELECT 'fx ' || id FROM fx;\n")
+		id := waitRequest(t, e, "hold-fx-updates")
+		waitTold(t, "psql", stderr, "NOTICE:  interlock: commit held for approval, request "+id, `rule "hold-fx-updates"`)
+		if _, se, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath); code != 0 {
+			t.Fatalf("approve: %d %s", code, se)
+		}
+		if err := c.Wait(); err != nil {
+			t.Fatalf("psql: %v %s", err, stderr)
+		}
+		if !strings.Contains(out.String(), "fx 2") || !strings.Contains(stderr.String(), "commit approved, request "+id) || strings.Contains(stderr.String(), "ERROR") {
+			t.Errorf("stdout %q stderr %q", out, stderr)
+		}
 	})
 
 	t.Run("psql denied", func(t *testing.T) {
@@ -216,7 +239,13 @@ func TestApprovalTellsSSHClient(t *testing.T) {
 	d := st.dir
 	e := newSSHEnv(t, st, sshTargetOpts{extra: fmt.Sprintf(
 		`exec: {mode: allowlist, allow: ["true"], unlisted: review, review: {approvers: [daemon], timeout: 30s}}`),
-		global: "ship:\n  console_url: https://console.example/ui\n"})
+		global: "ship:\n  console_url: https://console.example/ui\n" + fmt.Sprintf(`policy:
+  rules:
+    - name: hold-secret-reads
+      match: {operation: {kinds: [sftp], paths: ["%s/secret/*"]}}
+      action: review
+      review: {approvers: [daemon], timeout: 30s}
+`, d)})
 	const rule = "targets.box.exec-allowlist"
 	start := func(cmd string) (*exec.Cmd, *lockedBuffer) {
 		c := exec.Command(interlockBin, append([]string{"run", "-q", "-c", e.cfgPath, "--"}, st.sshArgv(cmd)...)...)
@@ -250,6 +279,37 @@ func TestApprovalTellsSSHClient(t *testing.T) {
 			t.Errorf("stderr %q", stderr)
 		}
 		t.Logf("ssh's stderr:\n%s", stderr)
+	})
+
+	// An sftp read held while the transfer's subsystem runs: the message
+	// goes on the sftp channel's stderr, which sftp shows.
+	t.Run("sftp held", func(t *testing.T) {
+		if err := os.MkdirAll(filepath.Join(d, "secret"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "secret", "k"), []byte("held file\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		local := filepath.Join(t.TempDir(), "k")
+		argv := append(append([]string{"sftp"}, st.clientOpts("")...), "-P", strconv.Itoa(st.port), "root@127.0.0.3:"+d+"/secret/k", local)
+		c := exec.Command(interlockBin, append([]string{"run", "-q", "-c", e.cfgPath, "--"}, argv...)...)
+		stderr := &lockedBuffer{}
+		c.Stderr = stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stopRun(c) })
+		id := waitRequest(t, e, "hold-secret-reads")
+		waitTold(t, "sftp", stderr, "interlock: sftp held for approval, request "+id, "interlock approvals approve "+id)
+		if _, se, code := asUser(t, "daemon", "approvals", "approve", id, "-c", e.cfgPath); code != 0 {
+			t.Fatalf("approve: %d %s", code, se)
+		}
+		if err := c.Wait(); err != nil {
+			t.Fatalf("sftp: %v %s", err, stderr)
+		}
+		if b, _ := os.ReadFile(local); string(b) != "held file\n" || !strings.Contains(stderr.String(), "interlock: sftp approved, request "+id) {
+			t.Errorf("sftp got %q; stderr %q", b, stderr)
+		}
 	})
 
 	t.Run("denied", func(t *testing.T) {
