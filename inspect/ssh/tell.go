@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"strings"
+	"time"
 
 	"github.com/interlock/interlock/model"
 )
@@ -31,7 +32,27 @@ func (s *sessionChan) tell(n model.ApprovalNotice) {
 	}
 	msg := []byte(b.String())
 	s.io.post("e", msg)
-	if _, err := s.cch.Stderr().Write(msg); err != nil {
-		s.c.log.Debug("could not tell the client of its held operation", "request", n.Request, "err", err)
+	// The write waits for the client's channel window: a client that
+	// does not read must not hold up the decision (the review's timeout
+	// starts after the notice), so after tellWait the channel is closed,
+	// which ends the write and the held operation with it.
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.cch.Stderr().Write(msg)
+		done <- err
+	}()
+	t := time.NewTimer(tellWait)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.c.log.Debug("could not tell the client of its held operation", "request", n.Request, "err", err)
+		}
+	case <-t.C:
+		s.c.log.Warn("the client does not take the notice of its held operation; closing the channel", "request", n.Request, "channel", s.id)
+		s.cch.Close()
 	}
 }
+
+// tellWait bounds how long a notice may wait for the client.
+const tellWait = 5 * time.Second

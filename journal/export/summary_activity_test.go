@@ -112,6 +112,22 @@ func TestSummaryActivityActions(t *testing.T) {
 			t.Errorf("summary.html lacks %q", w)
 		}
 	}
+	// Each entry has one anchor: its operation's row, or its row in the
+	// approvals or masking table.
+	ids := map[string]int{}
+	for _, m := range regexp.MustCompile(` id="(e\d+)"`).FindAllStringSubmatch(out, -1) {
+		ids[m[1]]++
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("anchor %s appears %d times", id, n)
+		}
+	}
+	for _, id := range []string{"e8", "e9", "e6"} {
+		if ids[id] != 1 {
+			t.Errorf("entry %s (an approval or masking entry) has no anchor", id)
+		}
+	}
 	if strings.Contains(out, "\x1b") {
 		t.Error("summary.html holds a raw ESC")
 	}

@@ -35,6 +35,10 @@ var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(
 	"humanText": sessionview.HumanText, "agentText": sessionview.AgentText,
 	"workloadText": func(w *model.Workload) string { return sessionview.WorkloadText(w, 0) },
 	"tm":           shortTime,
+	// anchored marks an events table whose rows are the anchors of their
+	// entries (approvals, masking: entries no other row stands for).
+	"anchored": func(rows []eventRow) eventTable { return eventTable{rows, true} },
+	"plain":    func(rows []eventRow) eventTable { return eventTable{rows, false} },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -100,16 +104,16 @@ section.sess{border-top:1px solid #e3e3e3}
 {{range .Identities}}<tr><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{v .Unit}}</td><td>{{v .Container}}</td>{{template "principals" .}}<td>{{.Sessions}}</td></tr>
 {{end}}</table>
 <h2 id="denials">Denials ({{.Counts.Denials}})</h2>
-{{template "events" .Denials}}
+{{template "events" plain .Denials}}
 <h2 id="approvals">Approvals ({{.Counts.Approvals}})</h2>
-{{template "events" .Approvals}}
+{{template "events" anchored .Approvals}}
 <h2 id="masking">Masking decisions ({{.Counts.Masks}})</h2>
 <p class="sub">What masking did, from the pg.mask and ssh.mask entries: how many values each rule masked and where. The originals are not in the bundle, only their keyed hashes.</p>
-{{template "events" .Masks}}
+{{template "events" anchored .Masks}}
 </body></html>
-{{define "events"}}{{if .}}<table class="events"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:11%"><col style="width:9%"><col style="width:31%"><col style="width:7%"><col style="width:10%"><col style="width:15%"></colgroup>
+{{define "events"}}{{$anchor := .Anchor}}{{if .Rows}}<table class="events"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:11%"><col style="width:9%"><col style="width:31%"><col style="width:7%"><col style="width:10%"><col style="width:15%"></colgroup>
 <tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
-{{range .}}<tr><td>{{.Seq}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{tm .Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
+{{range .Rows}}<tr{{if $anchor}} id="e{{.Seq}}"{{end}}><td>{{if $anchor}}<a href="#e{{.Seq}}">{{.Seq}}</a>{{else}}{{.Seq}}{{end}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{tm .Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
 `)).Parse(principalTemplates))
 
@@ -121,4 +125,10 @@ func shortTime(s string) string {
 		return s
 	}
 	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
+
+// eventTable is one of the denials, approvals and masking tables.
+type eventTable struct {
+	Rows   []eventRow
+	Anchor bool
 }
