@@ -247,7 +247,7 @@ func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PG
 	if s.decider == nil {
 		return verdict{Decision: model.Decision{Action: model.Allow, Rule: "default"}}
 	}
-	d := s.decider.Decide(s.ctx, sqlclass.Operation(text, c))
+	d := s.decider.Decide(s.decisionCtx(), sqlclass.Operation(text, c))
 	if d.Mask != nil {
 		s.refreshMasks()
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
+	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
@@ -202,6 +204,50 @@ func TestApprovalTellsPostgresClient(t *testing.T) {
 			t.Errorf("pgx got %d notices, want 4 (held and approved, twice):\n%s", notices, stderr)
 		}
 	})
+	// Adversarial: a client that stops reading (a result larger than the
+	// sockets hold, then a held DELETE) cannot keep its review pending:
+	// the notice cannot reach it, so its session is ended and the review
+	// with it, well within the rule's 30 s timeout.
+	t.Run("client that does not read", func(t *testing.T) {
+		c := exec.Command(interlockBin, "run", "-q", "-c", e.cfgPath, "--", pgclientBin, "-mode", "noread",
+			"-dsn", conninfo(srv, "sslmode=disable password="+pgtest.AppPassword))
+		stderr := &lockedBuffer{}
+		c.Stderr = stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stopRun(c) })
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("client stderr: %s", stderr)
+				for _, en := range e.entries() {
+					t.Logf("entry %d %s %.300s", en.Seq, en.Kind, en.Data)
+				}
+			}
+		})
+		id := waitRequest(t, e, "hold-deletes")
+		start := time.Now()
+		testkit.WaitFor(t, 15*time.Second, 100*time.Millisecond, func() bool {
+			for _, p := range pendingOf(t, e) {
+				if p.Request.ID == id {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("the review ended %s after it was listed", time.Since(start).Round(time.Millisecond))
+		ended := false
+		for _, d := range entriesOf[model.ApprovalDecision](e, model.KindApprovalDecision) {
+			ended = ended || d.ID == id && d.Verdict == model.VerdictDeny && strings.Contains(d.Reason, "session ended")
+		}
+		if !ended {
+			t.Errorf("request %s was not closed as the session ended", id)
+		}
+		if r, _, ok := e.findStatement("DELETE FROM held WHERE id = 3"); ok && r.St.Decision.Action != model.Deny {
+			t.Errorf("the DELETE of the client that does not read went through: %+v", r.St.Decision)
+		}
+	})
+
 	t.Run("pgbench pipeline", func(t *testing.T) {
 		script := filepath.Join(t.TempDir(), "held.sql")
 		if err := os.WriteFile(script, []byte("\\startpipeline\nSELECT 1;\nDELETE FROM held WHERE id = 3;\nSELECT 2;\n\\endpipeline\n"), 0o644); err != nil {
@@ -328,4 +374,14 @@ func TestApprovalTellsSSHClient(t *testing.T) {
 		noRawControls(t, "ssh", se)
 		absent(t, filepath.Join(d, "told-2"))
 	})
+}
+
+// pendingOf is what the approver user "daemon" lists.
+func pendingOf(t *testing.T, e *env) pendingList {
+	t.Helper()
+	var l pendingList
+	if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", e.cfgPath, "--json"); code == 0 {
+		json.Unmarshal([]byte(o), &l)
+	}
+	return l
 }

@@ -15,6 +15,8 @@
 //	                                batch; each NoticeResponse is printed
 //	                                to stderr as a JSON line as it arrives
 //	                                (notice.go)
+//	pgclient -dsn DSN -mode noread  a big SELECT, then a held DELETE, then
+//	                                reads nothing until killed
 package main
 
 import (
@@ -61,6 +63,8 @@ func main() {
 		err = runFuzz(ctx, *dsn, *bad, *n, r.Steps)
 	case "notice":
 		err = runNotice(ctx, *dsn, r.Steps)
+	case "noread":
+		err = runNoRead(ctx, *dsn, r.Steps)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // notice is one NoticeResponse as pgx's OnNotice got it.
@@ -62,5 +64,44 @@ func runNotice(ctx context.Context, dsn string, steps map[string]string) error {
 		return fmt.Errorf("after: %w", err)
 	}
 	steps["left"] = fmt.Sprint(left)
+	return nil
+}
+
+// runNoRead is a client that stops reading: it asks for a result larger
+// than the sockets hold, then sends a statement a review rule holds, and
+// reads nothing more. Interlock must still end the review (its notice
+// cannot reach the client) instead of keeping it pending for ever.
+func runNoRead(ctx context.Context, dsn string, steps map[string]string) error {
+	c, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	hc, err := c.Hijack()
+	if err != nil {
+		return fmt.Errorf("hijack: %w", err)
+	}
+	// One extended-protocol segment: the SELECT's rows fill the sockets
+	// (interlock's writer to this client blocks) before the DELETE
+	// behind it is judged and held.
+	send := func(msgs ...pgproto3.FrontendMessage) error {
+		var buf []byte
+		for _, m := range msgs {
+			if buf, err = m.Encode(buf); err != nil {
+				return err
+			}
+		}
+		_, err := hc.Conn.Write(buf)
+		return err
+	}
+	if err := send(&pgproto3.Parse{Query: "SELECT repeat('x', 1000000) FROM generate_series(1, 200)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := send(&pgproto3.Parse{Query: "DELETE FROM held WHERE id = 3"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	steps["sent"] = "ok"
+	fmt.Fprintln(os.Stderr, "sent; reading nothing")
+	<-ctx.Done()
 	return nil
 }
