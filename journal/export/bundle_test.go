@@ -122,7 +122,8 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 		}
 	}
 	for _, good := range []string{"&lt;script&gt;", "Denials (6)", "Approvals (6)", "Masking decisions (3)", "/usr/bin/psql", "runner.service", "pg-02", "ssh-01",
-		"alice → root via sudo", `data-provenance="verified">verified<`, "token refused: token signature invalid", "<b>claude</b>"} {
+		"alice → root via sudo", `data-provenance="verified">verified<`, "token refused: token signature invalid", "<b>claude</b>",
+		`<a class="mono" href="sessions/ssh-01.cast">sessions/ssh-01.cast</a>`} {
 		if !strings.Contains(html, good) {
 			t.Errorf("summary.html lacks %q", good)
 		}

@@ -42,6 +42,8 @@ type sessionRow struct {
 	Ops       []*opRow
 	OpCount   int
 	Transfers []*transferRow
+	// Casts are the bundle's terminal recordings of the session.
+	Casts []string
 }
 
 type identityRow struct {

@@ -162,6 +162,7 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 		Wide                []string
 		Ops                 []op
 		Files               []string
+		Casts               []string
 	}
 	dom, err := chromedp.Run(ctx, chromedp.Evaluate[facts](`(() => ({
 	Viewport: window.innerWidth, PageWidth: document.scrollingElement.scrollWidth,
@@ -170,6 +171,7 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 	Ops: [...document.querySelectorAll('tr[data-outcome]')].map(tr => ({Seq: tr.id, Kind: tr.dataset.kind, Outcome: tr.dataset.outcome,
 		Shown: tr.querySelector('td.act').innerText, Text: tr.querySelector('td .op').innerText})),
 	Files: [...document.querySelectorAll('table.files tr[data-path]')].map(tr => tr.innerText.replace(/\s+/g, ' ')),
+	Casts: [...document.querySelectorAll('a[href^="sessions/"]')].map(a => a.closest('section').querySelector('tr[data-kind]').dataset.kind + ' ' + a.getAttribute('href')),
 }))()`))
 	if err != nil {
 		t.Fatalf("chromium: read the page: %v", err)
@@ -182,6 +184,10 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	shoot(t, ctx, dir, "summary-1366x768-activity.png", false)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { document.querySelector('table.files').closest('section').scrollIntoView(); return true })()`)); err != nil {
+		t.Fatal(err)
+	}
+	shoot(t, ctx, dir, "summary-1366x768-files.png", false)
 	shoot(t, ctx, dir, "summary-1366x768-full.png", true)
 
 	if dom.Viewport != 1366 || dom.PageWidth > dom.Viewport {
@@ -216,6 +222,10 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 		if got := outcome(c.kind, c.text); got != c.want {
 			t.Errorf("%s %q: %q, want %q", c.kind, c.text, got, c.want)
 		}
+	}
+	// The shell's session names its terminal recording in the bundle.
+	if len(dom.Casts) != 1 || !strings.HasPrefix(dom.Casts[0], "shell sessions/") || !strings.HasSuffix(dom.Casts[0], ".cast") {
+		t.Errorf("terminal recordings linked: %q, want the shell's", dom.Casts)
 	}
 	files := strings.Join(dom.Files, "\n")
 	for _, w := range []string{"sftp upload " + remote + "/report.csv 6000 allow", "sftp download " + remote + "/dump.sql 4096 allow"} {
