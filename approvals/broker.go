@@ -184,12 +184,12 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 	b.pending[req.ID] = p
 	b.notifyChange()
 	b.mu.Unlock()
+	tell(rr.Tell, b.heldNotice(p))
 	b.log.Info("operation held for approval", "request", req.ID, "rule", rr.Rule, "target", req.Target,
 		"session", rr.Origin.Session, "op", rr.Operation.Kind, "timeout", rr.Timeout)
 	if b.opts.Notify != nil {
 		go b.opts.Notify(req)
 	}
-	tell(rr.Tell, b.heldNotice(p))
 
 	timer := time.NewTimer(rr.Timeout)
 	defer timer.Stop()
