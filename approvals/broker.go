@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -57,14 +58,20 @@ type Options struct {
 	// block for long.
 	Notify func(req model.ApprovalRequest)
 	Logger *slog.Logger
+	// Host names this host in what a held client is told (where to run
+	// `interlock approvals approve`); ConsoleURL is the console's base
+	// URL, where approvers decide too ("": no link).
+	Host       string
+	ConsoleURL string
 	// Now is the clock (tests).
 	Now func() time.Time
 }
 
 // Broker holds operations for review. It implements policy.Reviewer.
 type Broker struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	console atomic.Pointer[string]
 
 	mu      sync.Mutex
 	pending map[string]*pending
@@ -107,7 +114,9 @@ func New(opts Options) *Broker {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Broker{opts: opts, log: opts.Logger, pending: map[string]*pending{}, grants: map[string]*grant{}, changed: make(chan struct{})}
+	b := &Broker{opts: opts, log: opts.Logger, pending: map[string]*pending{}, grants: map[string]*grant{}, changed: make(chan struct{})}
+	b.SetConsoleURL(opts.ConsoleURL)
+	return b
 }
 
 func (b *Broker) notifyChange() {
@@ -181,6 +190,7 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 	b.pending[req.ID] = p
 	b.notifyChange()
 	b.mu.Unlock()
+	tell(rr.Tell, b.heldNotice(p))
 	b.log.Info("operation held for approval", "request", req.ID, "rule", rr.Rule, "target", req.Target,
 		"session", rr.Origin.Session, "op", rr.Operation.Kind, "timeout", rr.Timeout)
 	if b.opts.Notify != nil {
@@ -190,14 +200,20 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 
 	timer := time.NewTimer(rr.Timeout)
 	defer timer.Stop()
+	var d model.Decision
+	verdict := model.VerdictDeny
 	select {
-	case d := <-p.result:
-		return d
+	case d = <-p.result:
 	case <-timer.C:
-		return b.close(p, model.VerdictTimeout, "no decision within "+rr.Timeout.String())
+		d, verdict = b.close(p, model.VerdictTimeout, "no decision within "+rr.Timeout.String()), model.VerdictTimeout
 	case <-ctx.Done():
 		return b.close(p, model.VerdictDeny, "the session ended while the operation was held")
 	}
+	if d.Action == model.Allow || d.Action == model.Mask {
+		verdict = model.VerdictApprove
+	}
+	tell(rr.Tell, outcomeNotice(p, verdict, d))
+	return d
 }
 
 // close ends a request nobody decided (timeout, session gone): it is

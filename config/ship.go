@@ -14,6 +14,12 @@ type ShipConfig struct {
 	// HubURL is the hub's https:// base URL, as given to
 	// `interlock hub join`.
 	HubURL string `yaml:"hub_url,omitempty"`
+	// ConsoleURL is the base URL of the hub's web console, where approvers
+	// decide: a client whose operation is held is told
+	// CONSOLE_URL/approvals/ID, and the approval webhook links there. It
+	// is not hub_url: that one takes mutual
+	// TLS, which a browser does not hold.
+	ConsoleURL string `yaml:"console_url,omitempty"`
 	// StateDir holds the enrolment `interlock hub join` wrote: the host
 	// id, the TLS client key and certificate, the hub's CA, and the hub's
 	// cosignature and fleet keys.
@@ -29,9 +35,6 @@ type ShipConfig struct {
 	// with jitter) while the hub is unreachable or refuses a batch.
 	RetryMin *Duration `yaml:"retry_min,omitempty"`
 	RetryMax *Duration `yaml:"retry_max,omitempty"`
-	// ConsoleURL is the hub console's base URL: the approval webhook
-	// links each held request to ConsoleURL/approvals/ID.
-	ConsoleURL string `yaml:"console_url,omitempty"`
 }
 
 // Defaults of the ship section.
@@ -48,12 +51,12 @@ const (
 // Ship is the ship section resolved: every default filled in.
 type Ship struct {
 	HubURL             string
+	ConsoleURL         string
 	StateDir           string
 	BatchEntries       int
 	BatchBytes         int64
 	Interval           time.Duration
 	RetryMin, RetryMax time.Duration
-	ConsoleURL         string
 }
 
 // Enabled says whether the journal is shipped to a hub.

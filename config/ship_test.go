@@ -15,14 +15,14 @@ func TestShipParse(t *testing.T) {
 		def.Interval != time.Second || def.RetryMin != time.Second || def.RetryMax != time.Minute {
 		t.Errorf("defaults = %+v", def)
 	}
-	src := "ship:\n  hub_url: https://hub.example:8443\n  state_dir: /srv/hub\n  batch_entries: 50\n  batch_bytes: 65536\n" +
+	src := "ship:\n  hub_url: https://hub.example:8443\n  console_url: https://console.example/c\n  state_dir: /srv/hub\n  batch_entries: 50\n  batch_bytes: 65536\n" +
 		"  interval: 100ms\n  retry_min: 50ms\n  retry_max: 2s\n"
 	cfg, err := Parse("ship.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := cfg.Ship.Resolve()
-	want := Ship{HubURL: "https://hub.example:8443", StateDir: "/srv/hub", BatchEntries: 50, BatchBytes: 65536,
+	want := Ship{HubURL: "https://hub.example:8443", ConsoleURL: "https://console.example/c", StateDir: "/srv/hub", BatchEntries: 50, BatchBytes: 65536,
 		Interval: 100 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 2 * time.Second}
 	if !cfg.Ship.Enabled() || got != want {
 		t.Errorf("Resolve = %+v, want %+v", got, want)
@@ -40,6 +40,9 @@ func TestShipValidate(t *testing.T) {
 		{"ship:\n  retry_min: 2m\n  retry_max: 1m\n", "ship.retry_min: 2m0s is more than ship.retry_max"},
 		{"ship:\n  interval: 1h\n", "ship.interval: 1h0m0s is out of range"},
 		{"ship:\n  hub_ulr: https://hub\n", "hub_url"},
+		{"ship:\n  console_url: console.example\n", `ship.console_url: "console.example" is not`},
+		{"ship:\n  console_url: ftp://console.example\n", `ship.console_url: "ftp://console.example" is not`},
+		{"ship:\n  console_url: https://console.example/?next=x\n", `ship.console_url: "https://console.example/?next=x"`},
 	} {
 		_, err := Parse("ship.yaml", []byte(c.src))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -193,6 +193,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		Identify: e.IdentityOf,
 		Notify:   e.notify,
 		Logger:   opts.Logger,
+		Host:     hostName(),
+		// A held client is told where approvers decide; a reload
+		// changes it (prepareWebhook).
+		ConsoleURL: cfg.Ship.ConsoleURL,
 	})
 	e.policy.SetReviewer(e.broker)
 	if err := e.setWebhook(cfg); err != nil {
@@ -523,4 +527,11 @@ func (e *Engine) notify(req model.ApprovalRequest) {
 	if wh := e.webhook.Load(); wh != nil {
 		wh.Notify(req)
 	}
+}
+
+// hostName names this host to a held client, which is told where an
+// approver runs `interlock approvals approve` ("" when unknown).
+func hostName() string {
+	h, _ := os.Hostname()
+	return h
 }

@@ -169,7 +169,8 @@ func (e *Engine) intercept(ctx context.Context, old, cfg *config.Config) error {
 }
 
 // prepareWebhook builds the approval webhook cfg asks for (none when it
-// asks for none); apply installs it.
+// asks for none); apply installs it, and the console URL held clients
+// are told.
 func (e *Engine) prepareWebhook(cfg *config.Config) (apply func() (undo func()), err error) {
 	var wh *approvals.Webhook
 	if w := cfg.Policy.Webhook; w != nil {
@@ -180,7 +181,12 @@ func (e *Engine) prepareWebhook(cfg *config.Config) (apply func() (undo func()),
 	}
 	return func() (undo func()) {
 		old := e.webhook.Swap(wh)
-		return func() { e.webhook.Store(old) }
+		oldConsole := e.broker.ConsoleURL()
+		e.broker.SetConsoleURL(cfg.Ship.ConsoleURL)
+		return func() {
+			e.webhook.Store(old)
+			e.broker.SetConsoleURL(oldConsole)
+		}
 	}, nil
 }
 

@@ -1,5 +1,7 @@
 package model
 
+import "context"
+
 // Approval records: a review rule holds an operation until enough approvers
 // decide. The broker that writes them comes later; the journal's exporters
 // (approvals.csv, the bundle summary, OCSF) already read them. Field names
@@ -130,4 +132,41 @@ type GrantExpired struct {
 	// ID is the request whose grant ended.
 	ID    string `json:"id"`
 	Scope string `json:"scope,omitempty"`
+}
+
+// ApprovalNotice is what the requester of a held operation is told, on
+// the connection that is held: once when the operation is held (Verdict
+// ""), and once when it is decided. The handler shows Message, Detail and
+// Hint as its protocol allows (a PostgreSQL NoticeResponse's fields, lines
+// on an ssh channel's stderr). They are escaped, one line each: the
+// operation's text and the rule's and approvers' words reach a client's
+// terminal only through them.
+type ApprovalNotice struct {
+	Request string `json:"request"`
+	// Verdict is "" while the operation is held, else approve, deny or
+	// timeout.
+	Verdict string `json:"verdict,omitempty"`
+	Message string `json:"message"`
+	Detail  string `json:"detail,omitempty"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// Teller tells the requester of a held operation about it. It is called
+// on the goroutine that waits for the decision, so it must not block for
+// long: a client that does not read gets its notice dropped or its session
+// ended, never a decision held up.
+type Teller func(ApprovalNotice)
+
+type tellerKey struct{}
+
+// WithTeller returns ctx carrying t: a handler passes it with the
+// operation it asks policy about, so a review can tell the client.
+func WithTeller(ctx context.Context, t Teller) context.Context {
+	return context.WithValue(ctx, tellerKey{}, t)
+}
+
+// TellerOf is the Teller ctx carries, or nil.
+func TellerOf(ctx context.Context) Teller {
+	t, _ := ctx.Value(tellerKey{}).(Teller)
+	return t
 }

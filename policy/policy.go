@@ -48,6 +48,11 @@ type ReviewRequest struct {
 	Timeout   time.Duration
 	// Mask is the masking the operation gets once approved.
 	Mask *model.MaskSpec
+	// Tell tells the client whose operation is held (nil: the handler
+	// cannot): the request id, the rule, who may approve and where, the
+	// deadline, and then the outcome. It comes from the ctx the handler
+	// passed to Decide (model.WithTeller).
+	Tell model.Teller
 }
 
 // Policy is the decision function handlers consult. It is safe for
@@ -148,7 +153,9 @@ func (p *Policy) hold(ctx context.Context, d model.Decision, req *ReviewRequest)
 	if box == nil {
 		return model.Decision{Action: model.Deny, Rule: d.Rule, Reason: "held for review, but no approvals broker runs here to decide"}
 	}
-	return box.r.Review(ctx, *req)
+	r := *req
+	r.Tell = model.TellerOf(ctx)
+	return box.r.Review(ctx, r)
 }
 
 // Evaluate returns what Decide would decide, without holding anything: a

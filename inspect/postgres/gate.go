@@ -495,7 +495,7 @@ func (s *session) judgeEffects(eff model.PGEffects, commit uint64) (model.Decisi
 	} else if s.h.policy != nil {
 		op := model.Operation{Protocol: model.ProtoPostgres, Kind: "commit", Effects: &eff,
 			Text: effectsSummary(eff), Kinds: []string{"commit"}}
-		d = s.h.policy.DecideEffects(s.ctx, s.origin, op)
+		d = s.h.policy.DecideEffects(s.decisionCtx(), s.origin, op)
 		if d.Action != model.Allow {
 			if d.Reason == "" {
 				d.Reason = "the transaction's effects were not approved"

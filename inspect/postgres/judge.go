@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock/interlock/inspect/postgres/sqlclass"
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 )
 
@@ -246,7 +247,7 @@ func (s *session) decidePolicy(text string, c *sqlclass.Class, params []model.PG
 	if s.decider == nil {
 		return verdict{Decision: model.Decision{Action: model.Allow, Rule: "default"}}
 	}
-	d := s.decider.Decide(s.ctx, sqlclass.Operation(text, c))
+	d := s.decider.Decide(s.decisionCtx(), sqlclass.Operation(text, c))
 	if d.Mask != nil {
 		s.refreshMasks()
 	}
@@ -344,7 +345,11 @@ func denyError(d model.Decision) *pgproto3.ErrorResponse {
 	if d.Reason != "" {
 		msg += ": " + d.Reason
 	}
-	e := errorResponse("ERROR", "42501", msg)
+	if d.Request != "" {
+		// The requester can name it to whoever decided.
+		msg += " (approval request " + d.Request + ")"
+	}
+	e := errorResponse("ERROR", "42501", textview.Escape(msg))
 	e.Detail = "The statement did not reach the server."
 	return e
 }

@@ -54,7 +54,10 @@ type session struct {
 	origin   model.Origin
 	log      *slog.Logger
 	ctx      context.Context
-	trust    *trustState
+	// decideCtx is what policy decides under: ctx, carrying tellClient,
+	// and cancelled once the session is ending (tell.go).
+	decideCtx context.Context
+	trust     *trustState
 	// decider is policy's decision function for this session (it keeps
 	// the session's decisions while the rules stay the same); nil
 	// without a policy.
@@ -257,6 +260,12 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.ctx = cctx
+	// A statement held for review tells the client through decideCtx,
+	// and its review ends as soon as either direction does: the other
+	// loop waits for the one that is held.
+	dctx, stopDeciding := context.WithCancel(cctx)
+	defer stopDeciding()
+	s.decideCtx = model.WithTeller(dctx, s.tellClient)
 	s.cr = newReader(s.client, "client", limitsClient)
 	s.ur = newReader(s.up, "server", limitsServer)
 	s.uw = bufio.NewWriterSize(s.up, bufSize)
@@ -322,6 +331,7 @@ func (s *session) serve(ctx context.Context) inspect.Outcome {
 	}
 
 	first := <-ends
+	stopDeciding()
 	var result error
 	switch {
 	case stopped.Load():

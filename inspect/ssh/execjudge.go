@@ -33,7 +33,7 @@ func (s *sessionChan) shellReason(cmd string) string { return cmdline.ExecAsShel
 // judgeAsShell asks policy about an exec judged as a shell and combines
 // its decision with the exec's, d.
 func (s *sessionChan) judgeAsShell(cmd, why string, d model.Decision) model.Decision {
-	sd := s.c.decide(model.Operation{Kind: "shell", Text: cmd, Detail: why})
+	sd := s.decide(model.Operation{Kind: "shell", Text: cmd, Detail: why})
 	if !permits(sd) {
 		sd.Reason = "the exec is judged as a shell because " + why + ": " + sd.Reason
 		return sd

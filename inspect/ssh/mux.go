@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,10 @@ import (
 
 // decide asks policy about an operation of this session. Without a policy
 // everything is allowed except what must be opened explicitly.
-func (c *conn) decide(op model.Operation) model.Decision {
+func (c *conn) decide(op model.Operation) model.Decision { return c.decideIn(c.ctx, op) }
+
+// decideIn is decide under ctx (which may carry a model.Teller).
+func (c *conn) decideIn(ctx context.Context, op model.Operation) model.Decision {
 	op.Protocol = model.ProtoSSH
 	// A decision may wait for an approver: the session is not idle then.
 	c.deciding.Add(1)
@@ -29,7 +33,7 @@ func (c *conn) decide(op model.Operation) model.Decision {
 		}
 		return allowed
 	}
-	return c.h.policy.Decide(c.ctx, c.s.Origin, op)
+	return c.h.policy.Decide(ctx, c.s.Origin, op)
 }
 
 // record journals rec: denials and what grants access are synced before

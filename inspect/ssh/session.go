@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 )
 
@@ -40,6 +42,8 @@ type sessionChan struct {
 	// transferSpec is the masking the program's decision gives the files
 	// it sends (sftp_mask.go, scp_mask.go).
 	transferSpec *model.MaskSpec
+	// tellCtx is the session's context carrying tell, for decide.
+	tellCtx context.Context
 }
 
 // session relays a session channel: requests are judged and journaled one
@@ -60,6 +64,10 @@ func (c *conn) session(nc gossh.NewChannel) {
 	}
 	c.record(model.KindSSHChannel, model.SSHChannel{Channel: id, Type: "session", Decision: allowed}, model.Committed)
 	s := &sessionChan{c: c, id: id, cch: cch, uch: uch, upReqsDone: make(chan struct{}), io: newChanIO(c, id)}
+	s.tellCtx = c.ctx
+	if s.tellCtx != nil {
+		s.tellCtx = model.WithTeller(s.tellCtx, s.tell)
+	}
 	go func() {
 		defer c.recoverGoroutine()
 		defer close(s.upReqsDone)
@@ -151,7 +159,7 @@ func (s *sessionChan) clientRequest(req *gossh.Request) {
 		if req.Type != "x11-req" {
 			kind = "agent_forwarding"
 		}
-		rec.Decision = c.decide(model.Operation{Kind: kind, Text: req.Type})
+		rec.Decision = s.decide(model.Operation{Kind: kind, Text: req.Type})
 		if err := c.record(model.KindSSHRequest, rec, durability(rec.Decision)); err != nil || !permits(rec.Decision) {
 			req.Reply(false, nil)
 			return
@@ -208,7 +216,7 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 	// An sftp server started by exec is relayed as the subsystem is
 	// (sftp_exec.go), after the exec rules allowed it.
 	sftp := req.Type == "subsystem" && rec.Command == "sftp" || req.Type == "exec" && sftpServerCommand(rec.Command)
-	rec.Decision = c.decide(op)
+	rec.Decision = s.decide(op)
 	if req.Type == "exec" && !sftp && permits(rec.Decision) {
 		if why := s.shellReason(rec.Command); why != "" {
 			rec.Decision = s.judgeAsShell(rec.Command, why, rec.Decision)
@@ -252,7 +260,12 @@ func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 	if rec.Command != "" {
 		what = strconv.Quote(rec.Command)
 	}
-	msg := fmt.Sprintf("interlock: %s refused by policy (%s): %s\r\n", what, rec.Decision.Rule, rec.Decision.Reason)
+	why := rec.Decision.Reason
+	if rec.Decision.Request != "" {
+		why += " (approval request " + rec.Decision.Request + ")"
+	}
+	// The reason may hold an approver's words: escaped, as the command is.
+	msg := fmt.Sprintf("interlock: %s refused by policy (%s): %s\r\n", what, textview.Escape(rec.Decision.Rule), textview.Escape(why))
 	if req.Type == "exec" {
 		// The client sees the command start and fail with status 126,
 		// as a shell reports a command it cannot execute.

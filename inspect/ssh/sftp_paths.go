@@ -151,7 +151,7 @@ func (r *sftpRelay) judge(op *sftpOp) model.Decision {
 		if x.p == "" && i > 0 {
 			continue
 		}
-		d := r.s.c.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: x.p, Detail: op.op, Open: x.access})
+		d := r.s.decide(model.Operation{Kind: "sftp", Text: op.text(), Path: x.p, Detail: op.op, Open: x.access})
 		if !permits(d) {
 			return d
 		}

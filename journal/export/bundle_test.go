@@ -122,7 +122,8 @@ func TestBundleVerifiesWithThePublicKeyAlone(t *testing.T) {
 		}
 	}
 	for _, good := range []string{"&lt;script&gt;", "Denials (6)", "Approvals (6)", "Masking decisions (3)", "/usr/bin/psql", "runner.service", "pg-02", "ssh-01",
-		"alice → root via sudo", `data-provenance="verified">verified<`, "token refused: token signature invalid", "<b>claude</b>"} {
+		"alice → root via sudo", `data-provenance="verified">verified<`, "token refused: token signature invalid", "<b>claude</b>",
+		`<a class="mono" href="sessions/ssh-01.cast">sessions/ssh-01.cast</a>`} {
 		if !strings.Contains(html, good) {
 			t.Errorf("summary.html lacks %q", good)
 		}
@@ -151,7 +152,7 @@ func TestSessionBundle(t *testing.T) {
 	out, m := f.export(t, journal.Selection{Session: "pg-01"})
 	bundle, pub := copyAlone(t, out, f)
 	rep := verifyWithPub(t, bundle, pub)
-	if !rep.OK || rep.Counts.Entries != 7 || rep.Counts.Omitted != 1 || m.TreeSize <= m.LastSeq {
+	if !rep.OK || rep.Counts.Entries != 8 || rep.Counts.Omitted != 1 || m.TreeSize <= m.LastSeq {
 		t.Fatalf("report %+v manifest %+v", rep, m)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(string(testkit.ReadTarGz(t, bundle)[evidence.FileEntries])), "\n") {
@@ -163,7 +164,7 @@ func TestSessionBundle(t *testing.T) {
 	out, _ = f.export(t, journal.Selection{Session: "pg-01", Since: f.base.Add(21e9), Until: f.base.Add(26e9)})
 	bundle, _ = copyAlone(t, out, f)
 	rep = verifyWithPub(t, bundle, pub)
-	if !rep.OK || rep.Counts.Omitted != 1 || rep.Counts.Entries != 6 || rep.FirstSeq == 1 {
+	if !rep.OK || rep.Counts.Omitted != 1 || rep.Counts.Entries != 7 || rep.FirstSeq == 1 {
 		t.Fatalf("time-window bundle: %+v", rep)
 	}
 }

@@ -377,6 +377,12 @@ func (b *builder) writeSummary() error {
 		return err
 	}
 	defer f.Close()
+	// A session's terminal recordings are named in its activity.
+	for id, names := range b.castFiles {
+		if r := b.sum.sessions[id]; r != nil {
+			r.Casts = names
+		}
+	}
 	if err := b.sum.render(f); err != nil {
 		return fmt.Errorf("export: summary: %w", err)
 	}

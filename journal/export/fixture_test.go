@@ -84,6 +84,8 @@ func newFixture(t testing.TB, sessions int) *fixture {
 		app(model.Record{Kind: model.KindAnomaly, Time: at(sec + 1), Data: model.Anomaly{Reason: "no origin"}})
 		app(model.Record{Kind: model.KindPGResult, Session: id, Time: at(sec + 2), Data: model.PGResult{Statement: st, Tag: "SELECT 1", Rows: 1, DurationNS: 1500},
 			Payload: []byte(`[["x***@example.com"]]`)})
+		app(model.Record{Kind: model.KindPGMask, Session: id, Time: at(sec + 2), Data: model.PGMask{Statement: st, Rule: "mask-email", Column: "users.email", Detector: "email", Count: 1},
+			Payload: make([]byte, 16)})
 		app(model.Record{Kind: model.KindPGStatement, Session: id, Time: at(sec + 3), Data: model.PGStatement{
 			SQL: "=DROP TABLE users <script>", Protocol: "simple", Kinds: []string{"drop_table"}, Tables: []string{"users"},
 			Decision: model.Decision{Action: model.Deny, Rule: "no-ddl", Reason: "DDL needs approval"},

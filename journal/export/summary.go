@@ -3,13 +3,11 @@ package export
 import (
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
 )
@@ -29,6 +27,7 @@ type summary struct {
 	masks      []eventRow
 	counts     struct{ Denials, Approvals, Masks int }
 	ptys       map[string]bool
+	act        activity
 }
 
 type sessionRow struct {
@@ -38,6 +37,13 @@ type sessionRow struct {
 	Up, Down                                                            int64
 	Operations, Denials                                                 int
 	principals
+	// Ops are the session's operations (summary_activity.go), OpCount
+	// how many it had; Transfers the files it moved.
+	Ops       []*opRow
+	OpCount   int
+	Transfers []*transferRow
+	// Casts are the bundle's terminal recordings of the session.
+	Casts []string
 }
 
 type identityRow struct {
@@ -72,6 +78,10 @@ type eventRow struct {
 	Seq                                     uint64
 	Time, Session, Kind, What, Action, Rule string
 	Reason                                  string
+	// Req is the approval request the row concerns; Link the operation
+	// row (its entry's seq) the row refers to, 0 for none in the page.
+	Req  string
+	Link uint64
 }
 
 func newSummary(m *evidence.Manifest) *summary {
@@ -99,6 +109,9 @@ func (s *summary) session(id string) *sessionRow {
 // first sign that its session had a terminal (a pty-req).
 func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 	ev := eventRow{Seq: seq, Time: timeString(p.Time), Session: p.Session, Kind: p.Kind}
+	// decided lists a denial. What masking did is in pg.mask and ssh.mask
+	// entries: a decision of mask only says a mask rule covers the
+	// operation, so it lists nothing.
 	decided := func(d model.Decision, what string) {
 		ev.What, ev.Action, ev.Rule, ev.Reason = what, string(d.Action), d.Rule, d.Reason
 		if d.Action == model.Deny {
@@ -107,17 +120,8 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 				s.session(p.Session).Denials++
 			}
 		}
-		if d.Action == model.Mask || d.Mask != nil {
-			if d.Mask != nil {
-				var rules []string
-				for _, r := range d.Mask.Rules {
-					rules = append(rules, r.Rule+" ("+strings.Join(append(append([]string{}, r.Columns...), r.Detectors...), ", ")+")")
-				}
-				ev.Reason = strings.Join(rules, "; ")
-			}
-			s.event(&s.masks, &s.counts.Masks, ev)
-		}
 	}
+	s.activityEntry(seq, p, ev)
 	switch p.Kind {
 	case model.KindSessionOpen:
 		var o model.SessionOpen
@@ -180,9 +184,24 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 			s.session(p.Session).Operations++
 			decided(f.Decision, "sftp "+f.Op+" "+f.Path)
 		}
+	case model.KindPGMask:
+		var m model.PGMask
+		if json.Unmarshal(p.Data, &m) == nil && m.Count > 0 {
+			ev.What, ev.Action, ev.Rule, ev.Link = fmt.Sprintf("statement %d: %s", m.Statement, m.Column), string(model.Mask), m.Rule, m.Statement
+			ev.Reason = maskNote(m.Rule, m.Column, m.Detector, m.Count)
+			s.event(&s.masks, &s.counts.Masks, ev)
+		}
+	case model.KindSSHMask:
+		var m model.MaskDecision
+		if json.Unmarshal(p.Data, &m) == nil && m.Count > 0 {
+			ev.What, ev.Action, ev.Rule = m.Column, string(model.Mask), m.Rule
+			ev.Reason = maskNote(m.Rule, m.Column, m.Detector, m.Count)
+			s.event(&s.masks, &s.counts.Masks, ev)
+		}
 	case model.KindApprovalRequest:
 		var r model.ApprovalRequest
 		if json.Unmarshal(p.Data, &r) == nil {
+			ev.Req = r.ID
 			uid, exe := who(r.Requester)
 			ev.What, ev.Rule = fmt.Sprintf("request %s by uid %s %s: %s %s on %s (needs %d of %s)", r.ID, uid, exe, r.Operation.Kind, r.Operation.Text, r.Target, r.Needed, strings.Join(r.Approvers, ", ")), r.Rule
 			if r.TextSHA256 != "" {
@@ -195,6 +214,7 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 	case model.KindApprovalDecision:
 		var d model.ApprovalDecision
 		if json.Unmarshal(p.Data, &d) == nil {
+			ev.Req = d.ID
 			uid, exe := who(d.Approver)
 			ev.What, ev.Action, ev.Reason = fmt.Sprintf("decision on %s by uid %s %s", d.ID, uid, exe), d.Verdict, d.Reason
 			if d.Hub != nil {
@@ -230,6 +250,7 @@ func appendOnce(list []string, w string) []string {
 }
 
 func (s *summary) render(w io.Writer) error {
+	s.finishActivity()
 	var sessions []*sessionRow
 	for _, id := range s.order {
 		if len(sessions) == maxRows {
@@ -251,7 +272,8 @@ func (s *summary) render(w io.Writer) error {
 		"M": s.m, "Created": timeString(s.m.CreatedNS), "Sessions": sessions, "SessionCount": len(s.sessions),
 		"Identities": ids, "IdentityCount": len(s.identities),
 		"Denials": s.denials, "Approvals": s.approvals, "Masks": s.masks, "Counts": s.counts, "MaxRows": maxRows,
-		"Since": optTime(s.m.Selection.SinceNS), "Until": optTime(s.m.Selection.UntilNS),
+		"OpsDropped": s.act.dropped,
+		"Since":      optTime(s.m.Selection.SinceNS), "Until": optTime(s.m.Selection.UntilNS),
 	})
 }
 
@@ -261,66 +283,3 @@ func optTime(ns int64) string {
 	}
 	return time.Unix(0, ns).UTC().Format(time.RFC3339)
 }
-
-// The page has no external assets and no script: html/template escapes
-// every value, and all style is inline.
-//
-// Client-controlled text (executables, users, claims, SQL, commands,
-// reasons) goes through textview first: html/template stops markup, but
-// a control byte, a bidi override or a zero-width character would still
-// render as something other than the bytes recorded. v escapes to one
-// line; ml keeps lines apart in the pre-wrap cells, so a multi-line
-// statement reads as multi-line, every line of it.
-//
-// The sessions and identities tables sit in a container that scrolls
-// sideways, and their cells wrap anywhere: a table as wide as its longest
-// path would otherwise push columns off a 1280-pixel screen.
-var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(template.FuncMap{
-	"v": textview.Escape, "ml": textview.EscapeMultiline,
-	"human": humanView, "workload": workloadView, "agent": agentView,
-}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Interlock evidence: journal {{.M.JournalID}}</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#111}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:12px;overflow-wrap:break-word}
-th{background:#f3f3f3}td.t,.t{white-space:pre-wrap;word-break:break-all;font-family:monospace}.nw{white-space:nowrap}
-.deny{color:#a00;font-weight:bold}.warn{background:#fff4d6;padding:.5em}
-.scroll{overflow-x:auto;max-width:100%}.mono{font-family:monospace;word-break:break-all}.sub{color:#555}
-.b{display:inline-block;padding:0 .4em;border-radius:3px;font-size:11px;font-weight:bold}
-.b.ok{background:#dcf2e0;color:#075e1b;border:1px solid #5aa96b}.b.cl{background:#fdebd3;color:#8a4300;border:1px solid #d9903a}
-.claimed{border-left:3px dashed #d9903a;padding-left:4px;font-style:italic}.lbl{color:#8a4300;font-size:11px}
-.err{color:#a00}.chain{color:#333}td.human,td.agent{min-width:9em}td.workload{min-width:14em}
-</style></head><body>
-<h1>Interlock evidence bundle</h1>
-<table>
-<tr><th>journal</th><td>{{.M.JournalID}}</td></tr>
-<tr><th>entries</th><td>{{.M.FirstSeq}} to {{.M.LastSeq}} ({{.M.Counts.Entries}} included, {{.M.Counts.Omitted}} of other sessions or times represented by their hash), proven against the signed tree of {{.M.TreeSize}} entries</td></tr>
-<tr><th>selection</th><td>{{if .Since}}since {{.Since}} {{end}}{{if .Until}}until {{.Until}} {{end}}{{if .M.Selection.Session}}session {{.M.Selection.Session}}{{end}}{{if not (or .Since .Until .M.Selection.Session)}}everything{{end}}</td></tr>
-<tr><th>public key</th><td class="t">{{.M.PublicKey}}</td></tr>
-<tr><th>exported</th><td>{{.Created}}</td></tr>
-</table>
-<p>This page is a view. The evidence is entries.jsonl, checked with <code>interlock journal verify --bundle FILE --pubkey journal.pub</code>; every row below names the entry (seq) it comes from.</p>
-{{range .M.Warnings}}<p class="warn">{{.}}</p>{{end}}
-<h2>Sessions ({{.SessionCount}})</h2>
-<div class="scroll"><table id="sessions"><tr><th>session</th><th>target</th><th>process</th><th>human</th><th>workload</th><th>agent</th><th>outcome</th></tr>
-{{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono">{{.ID}}</div><div class="sub nw">{{.Opened}}</div><div class="sub nw">{{if .Closed}}{{.Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
-{{end}}</table></div>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
-<h2>Identities ({{.IdentityCount}})</h2>
-<div class="scroll"><table id="identities"><tr><th>uid</th><th>user</th><th>executable</th><th>sha-256</th><th>unit</th><th>container</th><th>human</th><th>workload</th><th>agent</th><th>sessions</th></tr>
-{{range .Identities}}<tr><td>{{.UID}}</td><td>{{v .User}}</td><td class="t">{{v .Exe}}</td><td class="t">{{.ExeSHA256}}</td><td>{{v .Unit}}</td><td>{{v .Container}}</td>{{template "principals" .}}<td>{{.Sessions}}</td></tr>
-{{end}}</table></div>
-<h2>Denials ({{.Counts.Denials}})</h2>
-{{template "events" .Denials}}
-<h2>Approvals ({{.Counts.Approvals}})</h2>
-{{template "events" .Approvals}}
-<h2>Masking decisions ({{.Counts.Masks}})</h2>
-{{template "events" .Masks}}
-</body></html>
-{{define "events"}}{{if .}}<table><tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
-{{range .}}<tr><td>{{.Seq}}</td><td>{{.Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
-{{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
-`)).Parse(principalTemplates))

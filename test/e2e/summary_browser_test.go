@@ -18,7 +18,6 @@ import (
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/test/testenv"
 )
 
 // artifactsDir is where a test leaves files for a person to look at:
@@ -101,9 +100,6 @@ func principalJournal(t *testing.T, path string) {
 // table fits the viewport or scrolls inside its own container. It keeps a
 // full-page screenshot.
 func TestSummaryInBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	testenv.Require(t, "chromium (make test installs it)", err)
-
 	dir := t.TempDir()
 	path := filepath.Join(dir, "journal.db")
 	principalJournal(t, path)
@@ -116,19 +112,7 @@ func TestSummaryInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1280, 900), chromedp.Flag("hide-scrollbars", false))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first Run starts the browser and must not carry the timeout
-	// (it would stop the browser); the page's steps do.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, time.Minute)
-	defer cancelTimeout()
+	ctx := browser(t, 1280, 900)
 
 	type principalRow struct {
 		Session, Human, Workload, Agent string

@@ -10,6 +10,13 @@
 //	                                (to DSN's server and to ADDR, a server
 //	                                that answers garbage) while a healthy
 //	                                session stays open and keeps working
+//	pgclient -dsn DSN -mode notice  DELETE FROM held through the extended
+//	                                protocol, then inside a pipelined
+//	                                batch; each NoticeResponse is printed
+//	                                to stderr as a JSON line as it arrives
+//	                                (notice.go)
+//	pgclient -dsn DSN -mode noread  a big SELECT, then a held DELETE, then
+//	                                reads nothing until killed
 package main
 
 import (
@@ -54,6 +61,10 @@ func main() {
 		err = runPgx(ctx, *dsn, *bigMiB, r.Steps)
 	case "fuzz":
 		err = runFuzz(ctx, *dsn, *bad, *n, r.Steps)
+	case "notice":
+		err = runNotice(ctx, *dsn, r.Steps)
+	case "noread":
+		err = runNoRead(ctx, *dsn, r.Steps)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
