@@ -59,6 +59,8 @@ type HubConfig struct {
 	FleetInterval Duration `yaml:"fleet_interval"`
 	// Publish is where fleet checkpoints are published (hubpublish.go).
 	Publish HubPublishConfig `yaml:"publish"`
+	// Console is the web console and its sign-in (hubconsole.go).
+	Console HubConsoleConfig `yaml:"console"`
 }
 
 // HubTLS is hub.tls: the hub's server certificate. Without Cert and Key
@@ -129,6 +131,7 @@ func (c *Config) validateHub(l *errorList) {
 		l.add("hub.fleet_interval", fmt.Sprintf("%s is out of range; write a duration from %s to %s", d, minHubFleetInterval, maxHubFleetInterval))
 	}
 	h.Publish.validate(l)
+	h.Console.validate(l)
 }
 
 // ValidateHubServe checks what serving a hub needs beyond Validate: a
