@@ -67,6 +67,8 @@ var Layering = []Rule{
 		Why: "the hub's store keeps evidence in PostgreSQL in the evidence format; it links no journal storage (cgo)"},
 	{From: "hub/server", Only: []string{"hub/hubapi", "hub/store", "journal/evidence", "model", "internal/..."}, Forbid: []string{sqlite},
 		Why: "the hub checks and cosigns in the evidence format and keeps what it accepts in hub/store; it links no journal storage (cgo) and no host-side package"},
+	{From: "hub/console", Only: []string{"hub/hubapi", "hub/store", "journal/evidence", "model", "internal/...", "asciicast", "sessionview"}, Forbid: []string{sqlite},
+		Why: "the console reads the hub's store and renders it with the views the CLI uses; it asks the hub's approvals through its own interface, not hub/server"},
 }
 
 // stdOnly lists the packages that, besides the interlock packages their
