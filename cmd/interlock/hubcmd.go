@@ -193,6 +193,13 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 		}
 		opts.Publisher = fleetPublisher{p: p, fleetKey: fv}
 	}
+	con, err := hubConsole(cfg, st, keys, log)
+	if err != nil {
+		return err
+	}
+	if con != nil {
+		opts.Console = con.Handler()
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return exitWith(exitSoftware, err)

@@ -54,7 +54,10 @@ type Options struct {
 	FleetInterval time.Duration
 	// Publisher, when set, receives every fleet checkpoint.
 	Publisher Publisher
-	Logger    *slog.Logger
+	// Console, when set, serves every path the API does not: the web
+	// console (hub/console).
+	Console http.Handler
+	Logger  *slog.Logger
 	// Now is the clock (cosignature times, fleet checkpoints); time.Now
 	// when nil.
 	Now func() time.Time
@@ -123,6 +126,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+hubapi.PathSessions, s.operator(s.sessions))
 	mux.HandleFunc("GET "+hubapi.PathStatements, s.operator(s.statements))
 	mux.HandleFunc("GET "+hubapi.PathFleetBundle, s.operator(s.fleetBundle))
+	if s.opts.Console != nil {
+		mux.Handle("/", s.opts.Console)
+	}
 	return mux
 }
 
