@@ -165,7 +165,7 @@ const anyRole = ""
 
 // headers sets the security headers of every answer: no script but the
 // console's own files (the player needs WebAssembly, nothing inline), no
-// framing, no referrer (a page's URL names a request or a session), and
+// framing, no referrer to other sites (a page's URL names a request or a session; same-origin keeps the Origin header on POSTs, which no-referrer would make "null"), and
 // no caching of pages that hold the fleet's data.
 func headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +174,7 @@ func headers(next http.Handler) http.Handler {
 			"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		if !strings.Contains(r.URL.Path, "/assets/") {

@@ -314,7 +314,7 @@ func checkHeaders(t *testing.T, name string, resp *http.Response) {
 	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "'unsafe-eval'") {
 		t.Errorf("%s: CSP allows inline code: %q", name, csp)
 	}
-	for k, v := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+	for k, v := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"} {
 		if resp.Header.Get(k) != v {
 			t.Errorf("%s: %s is %q, want %q", name, k, resp.Header.Get(k), v)
 		}

@@ -339,10 +339,10 @@ func eventView(e sessionview.Event) eventRow {
 		return row
 	}
 	// ssh.io chunks and the rest, as `interlock sessions show` prints them.
+	// Lines starts with the offset, which has its own column here.
+	prefix := "+" + asciicast.FormatTime(e.OffsetNS) + " "
 	for _, l := range sessionview.Lines(e) {
-		// Lines starts with the offset and channel, shown in their own
-		// columns here.
-		row.Lines = append(row.Lines, l)
+		row.Lines = append(row.Lines, strings.TrimLeft(strings.TrimPrefix(l, prefix), " "))
 	}
 	return row
 }
