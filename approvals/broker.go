@@ -72,6 +72,9 @@ type Broker struct {
 	// changed is closed and replaced whenever the pending set changes, so
 	// watchers can wait for news.
 	changed chan struct{}
+	// hub, when attached, takes held requests to the fleet hub and brings
+	// its signed decisions back (remote.go).
+	hub *HubLink
 }
 
 type pending struct {
@@ -81,6 +84,8 @@ type pending struct {
 	deadline time.Time
 	approved map[uint32]bool
 	result   chan model.Decision
+	// sha is the request's hash as sent to the hub (remote.go).
+	sha string
 }
 
 type grant struct {
@@ -166,7 +171,8 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 		req.TextBytes = []byte(rr.Operation.Text)
 	}
 	// The request is on disk before anyone is told of it.
-	if _, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalRequest, Session: rr.Origin.Session, Data: req}, model.Synced); err != nil {
+	seq, err := b.opts.Journal.Append(ctx, model.Record{Kind: model.KindApprovalRequest, Session: rr.Origin.Session, Data: req}, model.Synced)
+	if err != nil {
 		return deny(rr, req.ID, "the journal cannot record the approval request: "+err.Error())
 	}
 	now := b.opts.Now()
@@ -180,6 +186,7 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 	if b.opts.Notify != nil {
 		go b.opts.Notify(req)
 	}
+	b.held(p, int64(seq))
 
 	timer := time.NewTimer(rr.Timeout)
 	defer timer.Stop()
@@ -209,6 +216,7 @@ func (b *Broker) close(p *pending, verdict, reason string) model.Decision {
 	if _, err := b.opts.Journal.Append(context.Background(), model.Record{Kind: model.KindApprovalDecision, Session: p.req.Session, Data: dec}, model.Synced); err != nil {
 		b.log.Error("journal approval timeout", "request", p.req.ID, "err", err)
 	}
+	b.withdrawn(p.req.ID)
 	return deny(p.review, p.req.ID, reason)
 }
 
@@ -279,6 +287,7 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 		if approve {
 			g = b.newGrant(p)
 		}
+		defer b.withdrawn(id)
 	}
 	b.mu.Unlock()
 

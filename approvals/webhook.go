@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,11 @@ type Webhook struct {
 	Secret []byte
 	Client *http.Client
 	Logger *slog.Logger
+	// ConsoleURL, when set, is the hub console's base URL: each event
+	// links to the request there, where an approver signed in through
+	// the company's identity provider decides it (chat carries the link,
+	// never the decision).
+	ConsoleURL string
 }
 
 // NewWebhook reads the secret file, if any.
@@ -64,6 +70,8 @@ type Event struct {
 	// the text's SHA-256, so it approves only the text shown here.
 	Approve string `json:"approve"`
 	Deny    string `json:"deny"`
+	// Link is the request on the hub console (ship.console_url).
+	Link string `json:"link,omitempty"`
 }
 
 // Notify sends one request, retrying twice on failure within the timeout.
@@ -78,6 +86,7 @@ func (w *Webhook) Notify(req model.ApprovalRequest) {
 		Event: "approval.request", Request: req, TextLines: lines,
 		Approve: "interlock approvals approve " + req.ID + " --expect " + req.TextSHA256 + " --reason '...'",
 		Deny:    "interlock approvals deny " + req.ID + " --reason '...'",
+		Link:    w.link(req.ID),
 	})
 	if err != nil {
 		w.Logger.Error("webhook: encode", "err", err)
@@ -124,6 +133,14 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 		return fmt.Errorf("%s answered %s", redactURL(w.URL), resp.Status)
 	}
 	return nil
+}
+
+// link is the console page of request id, "" without a console.
+func (w *Webhook) link(id string) string {
+	if w.ConsoleURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(w.ConsoleURL, "/") + "/approvals/" + url.PathEscape(id)
 }
 
 // redactURL drops credentials and query (tokens) from a URL for logs.

@@ -90,4 +90,13 @@ func TestWebhookShowsEscapedLinesAndHash(t *testing.T) {
 	if !strings.Contains(e.Approve, "--expect "+textview.Hash(text)) {
 		t.Errorf("approve command %q does not name the text's hash", e.Approve)
 	}
+	if e.Link != "" {
+		t.Errorf("a link %q without a console", e.Link)
+	}
+	// With the hub's console, the event links to the request there.
+	w.ConsoleURL = "https://hub.example.com:8443/console/"
+	w.Notify(model.ApprovalRequest{ID: "0190-a/b", Operation: model.Operation{Text: "x"}})
+	if e := <-got; e.Link != "https://hub.example.com:8443/console/approvals/0190-a%2Fb" {
+		t.Errorf("link %q", e.Link)
+	}
 }

@@ -59,6 +59,8 @@ type HubConfig struct {
 	FleetInterval Duration `yaml:"fleet_interval"`
 	// Publish is where fleet checkpoints are published (hubpublish.go).
 	Publish HubPublishConfig `yaml:"publish"`
+	// OIDC is the identity provider approvers sign in with (huboidc.go).
+	OIDC HubOIDCConfig `yaml:"oidc"`
 	// Console is the web console and its sign-in (hubconsole.go).
 	Console HubConsoleConfig `yaml:"console"`
 }
@@ -131,7 +133,8 @@ func (c *Config) validateHub(l *errorList) {
 		l.add("hub.fleet_interval", fmt.Sprintf("%s is out of range; write a duration from %s to %s", d, minHubFleetInterval, maxHubFleetInterval))
 	}
 	h.Publish.validate(l)
-	h.Console.validate(l)
+	h.OIDC.validate(l)
+	h.Console.validate(l, h.OIDC)
 }
 
 // ValidateHubServe checks what serving a hub needs beyond Validate: a

@@ -7,30 +7,27 @@ import (
 )
 
 func TestHubConsoleValidate(t *testing.T) {
-	ok := HubConsoleConfig{BaseURL: "https://hub.example.com:8443/console", Issuer: "https://idp.example.com", ClientID: "interlock",
-		ClientSecretFile: "/etc/interlock/console.secret", Roles: HubConsoleRoles{Approver: []string{"dba"}, Auditor: []string{"audit"}}}
+	oidc := HubOIDCConfig{Issuer: "https://idp.example.com", ClientID: "interlock"}
+	ok := HubConsoleConfig{BaseURL: "https://hub.example.com:8443/console", ClientSecretFile: "/etc/interlock/console.secret"}
 	for _, c := range []struct {
 		name   string
-		change func(*HubConsoleConfig)
+		change func(*HubConsoleConfig, *HubOIDCConfig)
 		want   string // "" for valid
 	}{
-		{"valid", func(*HubConsoleConfig) {}, ""},
-		{"off", func(c *HubConsoleConfig) { *c = HubConsoleConfig{} }, ""},
-		{"loopback http issuer", func(c *HubConsoleConfig) { c.Issuer = "http://127.0.0.1:9000/oidc" }, ""},
-		{"http issuer far away", func(c *HubConsoleConfig) { c.Issuer = "http://idp.example.com" }, "hub.console.issuer: "},
-		{"keys without an issuer", func(c *HubConsoleConfig) { c.Issuer = "" }, "hub.console.issuer: must be set"},
-		{"http base URL", func(c *HubConsoleConfig) { c.BaseURL = "http://hub.example.com/console" }, "hub.console.base_url: "},
-		{"no base URL", func(c *HubConsoleConfig) { c.BaseURL = "" }, "hub.console.base_url: "},
-		{"no client id", func(c *HubConsoleConfig) { c.ClientID = "" }, "hub.console.client_id: "},
-		{"relative secret", func(c *HubConsoleConfig) { c.ClientSecretFile = "console.secret" }, "not an absolute path"},
-		{"empty group", func(c *HubConsoleConfig) { c.Roles = HubConsoleRoles{Admin: []string{""}} }, "hub.console.roles.admin[0]"},
-		{"bad claim", func(c *HubConsoleConfig) { c.UsernameClaim = "preferred username" }, "hub.console.username_claim"},
-		{"long session", func(c *HubConsoleConfig) { d := Duration(30 * 24 * time.Hour); c.SessionTTL = &d }, "hub.console.session_ttl"},
+		{"valid", func(*HubConsoleConfig, *HubOIDCConfig) {}, ""},
+		{"off", func(c *HubConsoleConfig, _ *HubOIDCConfig) { *c = HubConsoleConfig{} }, ""},
+		{"public client", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.ClientSecretFile = "" }, ""},
+		{"no IdP", func(_ *HubConsoleConfig, o *HubOIDCConfig) { *o = HubOIDCConfig{} }, "hub.oidc.issuer: must be set to serve the console"},
+		{"keys without a base URL", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.BaseURL = "" }, "hub.console.base_url: must be set"},
+		{"http base URL", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.BaseURL = "http://hub.example.com/console" }, "hub.console.base_url: "},
+		{"base URL with a query", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.BaseURL = "https://hub.example.com/?x=1" }, "hub.console.base_url: "},
+		{"relative secret", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.ClientSecretFile = "console.secret" }, "not an absolute path"},
+		{"long session", func(c *HubConsoleConfig, _ *HubOIDCConfig) { d := Duration(30 * 24 * time.Hour); c.SessionTTL = &d }, "hub.console.session_ttl"},
 	} {
-		cfg := ok
-		c.change(&cfg)
+		cfg, o := ok, oidc
+		c.change(&cfg, &o)
 		l := &errorList{}
-		cfg.validate(l)
+		cfg.validate(l, o)
 		err := l.err()
 		switch {
 		case c.want == "" && err != nil:
@@ -39,28 +36,23 @@ func TestHubConsoleValidate(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
 	}
-	if ok.Username() != "preferred_username" || ok.Groups() != "groups" || ok.SessionLifetime() != 8*time.Hour {
-		t.Errorf("defaults: %s %s %s", ok.Username(), ok.Groups(), ok.SessionLifetime())
+	if ok.SessionLifetime() != 8*time.Hour {
+		t.Errorf("default session: %s", ok.SessionLifetime())
 	}
 	y := `hub:
-  console:
-    base_url: https://hub.example.com:8443/console
+  oidc:
     issuer: https://idp.example.com
     client_id: interlock
+  console:
+    base_url: https://hub.example.com:8443/console
     client_secret_file: /etc/interlock/console.secret
-    roles:
-      approver: [dba]
-      auditor: [audit]
-      admin: [sec]
+    session_ttl: 1h
 `
 	cfg, err := Parse("test.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Hub.Console.Enabled() || cfg.Hub.Console.Roles.Map()["admin"][0] != "sec" {
-		t.Errorf("parsed %+v", cfg.Hub.Console)
-	}
-	if _, err := Parse("test.yaml", []byte(strings.Replace(y, "admin:", "root:", 1))); err == nil || !strings.Contains(err.Error(), "root") {
-		t.Errorf("an unknown role: %v", err)
+	if !cfg.Hub.Console.Enabled() || cfg.Hub.Console.SessionLifetime() != time.Hour {
+		t.Errorf("parsed %+v %+v", cfg.Hub.Console, cfg.Hub.OIDC)
 	}
 }

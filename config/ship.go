@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,9 @@ type ShipConfig struct {
 	// with jitter) while the hub is unreachable or refuses a batch.
 	RetryMin *Duration `yaml:"retry_min,omitempty"`
 	RetryMax *Duration `yaml:"retry_max,omitempty"`
+	// ConsoleURL is the hub console's base URL: the approval webhook
+	// links each held request to ConsoleURL/approvals/ID.
+	ConsoleURL string `yaml:"console_url,omitempty"`
 }
 
 // Defaults of the ship section.
@@ -49,6 +53,7 @@ type Ship struct {
 	BatchBytes         int64
 	Interval           time.Duration
 	RetryMin, RetryMax time.Duration
+	ConsoleURL         string
 }
 
 // Enabled says whether the journal is shipped to a hub.
@@ -64,6 +69,7 @@ func (c ShipConfig) Resolve() Ship {
 		Interval:     orDuration(c.Interval, defaultShipInterval),
 		RetryMin:     orDuration(c.RetryMin, defaultRetryMin),
 		RetryMax:     orDuration(c.RetryMax, defaultRetryMax),
+		ConsoleURL:   strings.TrimSuffix(c.ConsoleURL, "/"),
 	}
 	if s.StateDir == "" {
 		s.StateDir = DefaultShipStateDir
@@ -82,6 +88,13 @@ func (c *Config) validateShip(l *errorList) {
 			l.add("ship.hub_url", quote(s.HubURL)+" is not https: the hub is reached over mutual TLS only")
 		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 			l.add("ship.hub_url", quote(s.HubURL)+" has credentials, a query or a fragment; write only https://HUB:PORT[/PATH]")
+		}
+	}
+	if s.ConsoleURL != "" {
+		u, err := url.Parse(s.ConsoleURL)
+		if err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname())) ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" || hasControl(s.ConsoleURL) {
+			l.add("ship.console_url", quote(s.ConsoleURL)+" is not the console's https:// base URL (no credentials, query or fragment)")
 		}
 	}
 	if s.StateDir != "" {

@@ -176,6 +176,7 @@ func (e *Engine) prepareWebhook(cfg *config.Config) (apply func() (undo func()),
 		if wh, err = approvals.NewWebhook(w.URL, time.Duration(w.Timeout), w.SecretFile, e.log); err != nil {
 			return nil, fmt.Errorf("policy.webhook: %w", err)
 		}
+		wh.ConsoleURL = cfg.Ship.Resolve().ConsoleURL
 	}
 	return func() (undo func()) {
 		old := e.webhook.Swap(wh)

@@ -12,6 +12,10 @@ const (
 	KindApprovalRequest = "approval.request"
 	// KindApprovalDecision: an approver decided, or the request timed out.
 	KindApprovalDecision = "approval.decision"
+	// KindApprovalRefused: a decision from the fleet hub that the host
+	// refused (its signature, host, request, hash, expiry, scope or
+	// approvers did not hold); it changed nothing.
+	KindApprovalRefused = "approval.refused"
 	// KindGrantExpired: a grant that covered more than one operation (a
 	// session, a time window) ended.
 	KindGrantExpired = "grant.expired"
@@ -71,6 +75,54 @@ type ApprovalDecision struct {
 	// (unix nanoseconds; 0 for a single operation).
 	Scope     string `json:"scope,omitempty"`
 	ExpiresNS int64  `json:"expires_ns,omitempty"`
+	// Hub is set when the decision came from the fleet hub: the approvers
+	// as the company's identity provider named them, and the decision the
+	// hub signed, whole (Approver is then empty: nobody on this host
+	// decided).
+	Hub *HubDecision `json:"hub,omitempty"`
+}
+
+// HubDecision is a decision the fleet hub signed, as the host verified
+// and journaled it (docs/hub.md, "Approvals from anywhere").
+type HubDecision struct {
+	// Approver decided (the last approval needed, or the deny);
+	// Approvers are every approval that counted.
+	Approver  IdPIdentity   `json:"approver"`
+	Approvers []IdPIdentity `json:"approvers,omitempty"`
+	// RequestSHA256 is the hash the decision names the request by: the
+	// SHA-256 of the approval.request entry's data.
+	RequestSHA256 string `json:"request_sha256"`
+	DecidedNS     int64  `json:"decided_ns"`
+	ExpiresNS     int64  `json:"expires_ns"`
+	// Signed is the hub's signed note, whole: it verifies with the hub key
+	// the host enrolled with (hub.pub).
+	Signed string `json:"signed"`
+}
+
+// IdPIdentity is a person as the company's identity provider named them
+// in the ID token the hub verified.
+type IdPIdentity struct {
+	Issuer   string   `json:"issuer"`
+	Subject  string   `json:"subject"`
+	Username string   `json:"username"`
+	Email    string   `json:"email,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+}
+
+// ApprovalRefused is the data of an approval.refused entry: a decision
+// the host did not act on, and why.
+type ApprovalRefused struct {
+	// ID is the request the decision names (it may be no request of this
+	// host's).
+	ID      string `json:"id"`
+	Why     string `json:"why"`
+	Verdict string `json:"verdict,omitempty"`
+	// Approver is who the decision says decided, unverified when the
+	// signature did not verify.
+	Approver string `json:"approver,omitempty"`
+	// Signed is the decision as it came, whole.
+	Signed string `json:"signed"`
 }
 
 // GrantExpired is the data of a grant.expired entry.

@@ -118,6 +118,7 @@ func startShipper(cfg *config.Config, eng *engine.Engine, log *slog.Logger) (sto
 		defer wg.Done()
 		sh.Run(ctx)
 	}()
+	startHubApprovals(ctx, sc, eng, &wg, log)
 	log.Info("shipping the journal to the hub", "hub", sc.HubURL, "state_dir", sc.StateDir)
 	return func() {
 		cancel()

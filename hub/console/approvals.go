@@ -229,14 +229,38 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, status, "Decision refused", "The hub refused this decision: "+textview.Escape(err.Error()), "Nothing was decided. Reload the queue.")
 		return
 	}
-	c.log.Info("console: decided", "request", id, "verdict", dec.Verdict, "username", s.who.Username)
+	c.log.Info("console: decided", "request", id, "verdict", dec.Verdict, "still_needed", dec.StillNeeded, "username", s.who.Username)
 	c.render(w, r, http.StatusOK, "decided", "Decided", s, decidedView{
 		ID: dec.RequestID, Verdict: dec.Verdict, HostID: dec.HostID, Approver: textview.Escape(dec.Approver.Username),
-		Reason: textview.Escape(dec.Reason), Expires: dec.ExpiresAt.UTC(), SHA256: dec.RequestSHA256,
+		Reason: textview.Escape(dec.Reason), Expires: dec.ExpiresAt.UTC(), SHA256: dec.RequestSHA256, StillNeeded: dec.StillNeeded,
+		Approvers: approversText(dec.Approvers),
 	})
 }
 
+// StatusError is an error of the hub's approvals with the HTTP status
+// the console answers it with (the hub's wiring wraps its errors so).
+type StatusError struct {
+	Err    error
+	Status int
+}
+
+func (e StatusError) Error() string   { return e.Err.Error() }
+func (e StatusError) Unwrap() error   { return e.Err }
+func (e StatusError) HTTPStatus() int { return e.Status }
+
 type decidedView struct {
 	ID, Verdict, HostID, Approver, Reason, SHA256 string
+	Approvers                                     string
 	Expires                                       time.Time
+	// StillNeeded: the approval counted, and the request needs this
+	// many more before the hub signs a decision.
+	StillNeeded int
+}
+
+func approversText(as []hubapi.Approver) string {
+	var names []string
+	for _, a := range as {
+		names = append(names, textview.Escape(a.Username))
+	}
+	return strings.Join(names, ", ")
 }

@@ -39,9 +39,14 @@ const (
 	maxSessions = 10000
 )
 
-// ErrNotSignedIn: the request carries no live console session (or, for
-// an unsafe method, not its CSRF token).
-var ErrNotSignedIn = errors.New("console: not signed in")
+// Errors of Authenticate. ErrNoSession: the request carries no console
+// cookie at all (another way in may be tried); ErrNotSignedIn: its
+// cookie names no live session, or an unsafe method lacks the session's
+// CSRF token (refused).
+var (
+	ErrNoSession   = errors.New("console: no session cookie")
+	ErrNotSignedIn = errors.New("console: not signed in")
+)
 
 // session is a signed-in person. Sessions live in the hub's memory: a
 // restart signs everyone out.
@@ -387,6 +392,9 @@ func (a *auth) logout(w http.ResponseWriter, r *http.Request) {
 // GET and HEAD the session's CSRF token in the X-Interlock-CSRF header,
 // so that another site cannot make a signed-in browser decide.
 func (c *Console) Authenticate(r *http.Request) (hubapi.Principal, error) {
+	if ck, err := r.Cookie(sessionCookie); err != nil || ck.Value == "" {
+		return hubapi.Principal{}, ErrNoSession
+	}
 	s := c.auth.lookup(r)
 	if s == nil {
 		return hubapi.Principal{}, ErrNotSignedIn

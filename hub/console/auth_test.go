@@ -279,6 +279,9 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("POST with the token: %+v %v", who, err)
 	}
 	r, _ := http.NewRequest(http.MethodGet, e.url+hubapi.PathApprovals, nil)
+	if _, err := e.con.Authenticate(r); !errors.Is(err, ErrNoSession) {
+		t.Errorf("no cookie: %v (want ErrNoSession, so that a bearer token is tried)", err)
+	}
 	r.AddCookie(&http.Cookie{Name: sessionCookie, Value: "forged"})
 	if _, err := e.con.Authenticate(r); !errors.Is(err, ErrNotSignedIn) {
 		t.Errorf("forged cookie: %v", err)

@@ -129,7 +129,8 @@ func newEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Options{Store: st, Keys: keys, Names: []string{"127.0.0.1"},
-		MaxBatchEntries: 500, MaxBatchBytes: 24 << 20, FleetInterval: time.Hour, Logger: log, Console: e.con.Handler()})
+		MaxBatchEntries: 500, MaxBatchBytes: 24 << 20, FleetInterval: time.Hour, Logger: log, Console: e.con.Handler(),
+		Authenticators: []server.Authenticator{cookieAuth{e.con}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,10 +229,10 @@ func csrfOf(t *testing.T, page string) string {
 type fakeApprovals struct {
 	mu      sync.Mutex
 	pending []hubapi.PendingApproval
-	decided []decision
+	decided []fakeDecision
 }
 
-type decision struct {
+type fakeDecision struct {
 	Who hubapi.Principal
 	ID  string
 	D   hubapi.DecideRequest
@@ -278,7 +279,7 @@ func (f *fakeApprovals) DecideApproval(_ context.Context, who hubapi.Principal, 
 	}
 	p := f.pending[i]
 	f.pending = slices.Delete(f.pending, i, i+1)
-	f.decided = append(f.decided, decision{who, id, d})
+	f.decided = append(f.decided, fakeDecision{who, id, d})
 	verdict := model.VerdictDeny
 	if d.Approve {
 		verdict = model.VerdictApprove
@@ -293,7 +294,7 @@ func (f *fakeApprovals) hold(p hubapi.PendingApproval) {
 	f.mu.Unlock()
 }
 
-func (f *fakeApprovals) decisions() []decision {
+func (f *fakeApprovals) decisions() []fakeDecision {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.decided)
@@ -397,3 +398,35 @@ func (e *testEnv) record(t *testing.T, h *host, recs ...model.Record) {
 }
 
 func (h *host) String() string { return fmt.Sprintf("host %s", h.id) }
+
+// cookieAuth is the console's session as the hub's approver API takes
+// it (as `interlock hub serve` wires it): no cookie is no credential.
+type cookieAuth struct{ c *Console }
+
+func (a cookieAuth) Authenticate(r *http.Request) (hubapi.Principal, error) {
+	p, err := a.c.Authenticate(r)
+	if errors.Is(err, ErrNoSession) {
+		return p, server.ErrNoCredentials
+	}
+	return p, err
+}
+
+// hubApprovals is the hub's approvals as `interlock hub serve` hands
+// them to the console: errors carry the API's HTTP status.
+type hubApprovals struct{ s *server.Server }
+
+func (a hubApprovals) PendingApprovals(ctx context.Context, who hubapi.Principal) ([]hubapi.PendingApproval, error) {
+	p, err := a.s.PendingApprovals(ctx, who)
+	if err != nil {
+		return nil, StatusError{err, server.ApprovalStatus(err)}
+	}
+	return p, nil
+}
+
+func (a hubApprovals) DecideApproval(ctx context.Context, who hubapi.Principal, id string, d hubapi.DecideRequest) (hubapi.SignedDecision, error) {
+	sd, err := a.s.DecideApproval(ctx, who, id, d)
+	if err != nil {
+		return sd, StatusError{err, server.ApprovalStatus(err)}
+	}
+	return sd, nil
+}

@@ -82,19 +82,27 @@ type DecideRequest struct {
 // its RequestSHA256, and that has not expired; it journals the decision
 // whole first.
 type SignedDecision struct {
-	RequestID     string    `json:"request_id"`
-	RequestSHA256 string    `json:"request_sha256"`
-	HostID        string    `json:"host_id"`
-	Verdict       string    `json:"verdict"` // model.VerdictApprove or model.VerdictDeny
-	Reason        string    `json:"reason,omitempty"`
-	Scope         string    `json:"scope,omitempty"`
-	Approver      Approver  `json:"approver"`
-	DecidedAt     time.Time `json:"decided_at"`
-	ExpiresAt     time.Time `json:"expires_at"`
+	RequestID     string   `json:"request_id"`
+	RequestSHA256 string   `json:"request_sha256"`
+	HostID        string   `json:"host_id"`
+	Verdict       string   `json:"verdict"` // model.VerdictApprove or model.VerdictDeny
+	Reason        string   `json:"reason,omitempty"`
+	Scope         string   `json:"scope,omitempty"`
+	Approver      Approver `json:"approver"`
+	// Approvers are every approver whose approval counted, Approver (the
+	// last) among them: the rule's needed count of distinct people. A
+	// deny names its one approver.
+	Approvers []Approver `json:"approvers,omitempty"`
+	DecidedAt time.Time  `json:"decided_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
 	// Signed is the signed note (golang.org/x/mod/sumdb/note) whose text
 	// states every field above; the fields are what the host reads only
 	// after the note verifies and its text matches them.
 	Signed string `json:"signed"`
+	// StillNeeded, in the answer to an approval that is not the last one
+	// needed, is how many more approvals the request needs; such an
+	// answer is not a decision and Signed is empty. It is never signed.
+	StillNeeded int `json:"still_needed,omitempty"`
 }
 
 // Roles of a person signed in to the hub (the console and the approver
@@ -121,3 +129,14 @@ func (p Principal) Has(role string) bool {
 	}
 	return false
 }
+
+// Refusal codes of the approver API (besides CodeUnauthorized,
+// CodeNotFound and CodeBadRequest).
+const (
+	// CodeForbidden: the caller may not decide this request (not its
+	// approver, or its requester).
+	CodeForbidden = "forbidden"
+	// CodeConflict: the request is no longer pending, the caller already
+	// approved it, or the text's hash is not the one expected.
+	CodeConflict = "conflict"
+)

@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/interlock/interlock/hub/decision"
 	"github.com/interlock/interlock/internal/atomicfile"
 	"github.com/interlock/interlock/journal/evidence"
 )
@@ -68,6 +69,11 @@ type Keys struct {
 	CosignerKey string
 	Fleet       note.Signer
 	FleetKey    string
+	// Decisions signs approval decisions with the cosigner key under the
+	// decision signature type (hub/decision): hosts verify them with the
+	// hub key they got at enrolment, and no decision passes for a
+	// cosignature or a checkpoint.
+	Decisions note.Signer
 }
 
 // LoadOrCreateKeys reads the hub's keys from stateDir, creating what is
@@ -94,6 +100,13 @@ func LoadOrCreateKeys(stateDir string) (*Keys, error) {
 	short := k.HubID[:8]
 	if k.Cosigner, k.CosignerKey, err = loadNoteKey(filepath.Join(stateDir, CosignerFile), "interlock-hub-"+short, true); err != nil {
 		return nil, err
+	}
+	skey, err := os.ReadFile(filepath.Join(stateDir, CosignerFile))
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if k.Decisions, err = decision.NewSigner(string(skey)); err != nil {
+		return nil, fmt.Errorf("hub: key %s: %w", CosignerFile, err)
 	}
 	if k.Fleet, k.FleetKey, err = loadNoteKey(filepath.Join(stateDir, FleetKeyFile), "interlock-fleet-"+short, false); err != nil {
 		return nil, err

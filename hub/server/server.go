@@ -2,7 +2,8 @@
 // hosts with join tokens, authenticates them by the client certificates
 // its CA issued, accepts or refuses the batches they ship, cosigns what
 // it accepts, signs fleet checkpoints and serves session searches and
-// fleet bundles to operators. What
+// fleet bundles to operators, and carries the approvals loop between
+// hosts and approvers signed in through the identity provider. What
 // it keeps is in hub/store; the wire types are hub/hubapi.
 package server
 
@@ -61,6 +62,13 @@ type Options struct {
 	// Now is the clock (cosignature times, fleet checkpoints); time.Now
 	// when nil.
 	Now func() time.Time
+	// Authenticators say who calls the approver API (approvals.go), tried
+	// in order: the console's session, an OIDC bearer token. Without any,
+	// every approver call is refused.
+	Authenticators []Authenticator
+	// DecisionTTL bounds how long a signed approval decision is good for
+	// (never past the request's deadline); 5 minutes when zero.
+	DecisionTTL time.Duration
 }
 
 // maxJoinBytes bounds a join request: a CSR and a few keys.
@@ -74,6 +82,11 @@ type Server struct {
 
 	// fleetMu serializes fleet checkpoint signing (the loop and tests).
 	fleetMu sync.Mutex
+
+	// wake holds, per host, a channel closed at its next decision: what
+	// its long poll waits on.
+	wakeMu sync.Mutex
+	wake   map[string]chan struct{}
 }
 
 // New makes a Server; Serve runs it.
@@ -126,6 +139,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+hubapi.PathSessions, s.operator(s.sessions))
 	mux.HandleFunc("GET "+hubapi.PathStatements, s.operator(s.statements))
 	mux.HandleFunc("GET "+hubapi.PathFleetBundle, s.operator(s.fleetBundle))
+	mux.HandleFunc("POST "+hubapi.PathHostApprovals, s.host(s.postHeld))
+	mux.HandleFunc("DELETE "+hubapi.PathHostApprovals+"/{id}", s.host(s.deleteHeld))
+	mux.HandleFunc("GET "+hubapi.PathHostDecisions, s.host(s.hostDecisions))
+	mux.HandleFunc("GET "+hubapi.PathApprovals, s.person(s.listApprovals))
+	mux.HandleFunc("GET "+hubapi.PathApprovals+"/{id}", s.person(s.getApproval))
+	mux.HandleFunc("POST "+hubapi.PathApprovals+"/{id}/decision", s.person(s.decideApproval))
 	if s.opts.Console != nil {
 		mux.Handle("/", s.opts.Console)
 	}

@@ -23,7 +23,7 @@ import (
 // SchemaVersion is the version of the tables below. Open creates them,
 // upgrades older versions, and refuses a newer one: a hub must not write
 // evidence into a layout it does not know.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrationLock is the advisory lock that serializes schema changes when
 // several hubs start on one database at once.
@@ -167,7 +167,9 @@ CREATE TABLE operations (
 );
 CREATE INDEX operations_time ON operations (time_ns);
 CREATE INDEX sessions_session ON sessions (host_id, session);
-`}
+`,
+	// Version 4: the approvals loop (approvals.go).
+	approvalsSchema}
 
 // Store is the hub's PostgreSQL store. It is safe for concurrent use.
 type Store struct {

@@ -100,7 +100,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	// Back to what version 1 made, with a host that shipped a batch.
 	if _, err := s.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT entries_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
 		ALTER TABLE tree_hashes ADD CONSTRAINT tree_hashes_host_id_fkey FOREIGN KEY (host_id) REFERENCES hosts;
-		DROP TABLE operations; DROP INDEX sessions_session;
+		DROP TABLE operations; DROP INDEX sessions_session; `+dropVersion4+`
 		UPDATE hub_schema SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestMigrateFromVersion2(t *testing.T) {
 	conn := newDB(t)
 	ctx := context.Background()
 	s := openStore(t, conn)
-	if _, err := s.pool.Exec(ctx, `DROP TABLE operations; DROP INDEX sessions_session; UPDATE hub_schema SET version = 2`); err != nil {
+	if _, err := s.pool.Exec(ctx, `DROP TABLE operations; DROP INDEX sessions_session; `+dropVersion4+` UPDATE hub_schema SET version = 2`); err != nil {
 		t.Fatal(err)
 	}
 	h := enrol(t, s, "host-01")

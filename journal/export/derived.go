@@ -209,6 +209,24 @@ func who(id model.Identity) (uid, exe string) {
 	return uid, exe
 }
 
+// hubApprovers names a hub decision's approvers as the identity
+// provider did: username <email> at issuer, each.
+func hubApprovers(h *model.HubDecision) string {
+	as := h.Approvers
+	if len(as) == 0 {
+		as = []model.IdPIdentity{h.Approver}
+	}
+	var parts []string
+	for _, a := range as {
+		s := a.Username
+		if a.Email != "" {
+			s += " <" + a.Email + ">"
+		}
+		parts = append(parts, s+" at "+a.Issuer+" (hub)")
+	}
+	return strings.Join(parts, ", ")
+}
+
 func (a *approvals) add(seq uint64, p evidence.Body) error {
 	row := make([]string, len(approvalHeader))
 	row[0], row[1], row[2], row[3] = strconv.FormatUint(seq, 10), timeString(p.Time), p.Session, p.Kind
@@ -231,10 +249,22 @@ func (a *approvals) add(seq uint64, p evidence.Body) error {
 			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
 		}
 		row[4], row[5] = cell(d.ID), cell(d.Verdict)
-		row[6], row[7] = who(d.Approver)
-		row[7] = cell(row[7])
-		copy(row[19:], principalCells(d.Approver))
+		if d.Hub != nil {
+			// Decided at the hub: nobody on this host, so no uid; the
+			// person as the identity provider named them.
+			row[19] = cell(hubApprovers(d.Hub))
+		} else {
+			row[6], row[7] = who(d.Approver)
+			row[7] = cell(row[7])
+			copy(row[19:], principalCells(d.Approver))
+		}
 		row[14], row[16], row[17] = cell(d.Scope), strconv.FormatInt(d.ExpiresNS, 10), cell(d.Reason)
+	case model.KindApprovalRefused:
+		var r model.ApprovalRefused
+		if err := json.Unmarshal(p.Data, &r); err != nil {
+			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
+		}
+		row[4], row[5], row[17] = cell(r.ID), cell(r.Verdict), cell("refused hub decision: "+r.Why)
 	case model.KindGrantExpired:
 		var g model.GrantExpired
 		if err := json.Unmarshal(p.Data, &g); err != nil {

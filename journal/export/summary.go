@@ -197,6 +197,9 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 		if json.Unmarshal(p.Data, &d) == nil {
 			uid, exe := who(d.Approver)
 			ev.What, ev.Action, ev.Reason = fmt.Sprintf("decision on %s by uid %s %s", d.ID, uid, exe), d.Verdict, d.Reason
+			if d.Hub != nil {
+				ev.What = fmt.Sprintf("decision on %s through the hub by %s", d.ID, hubApprovers(d.Hub))
+			}
 			s.event(&s.approvals, &s.counts.Approvals, ev)
 			if d.Verdict != model.VerdictApprove {
 				s.event(&s.denials, &s.counts.Denials, ev)
