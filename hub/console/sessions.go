@@ -334,9 +334,24 @@ func eventView(e sessionview.Event) eventRow {
 			row.Decision, row.Action = sessionview.DecisionText(m.Decision), string(m.Decision.Action)
 			return row
 		}
-	case model.KindApprovalRequest, model.KindApprovalDecision:
-		row.Lines = []string{textview.Escape(string(e.Data))}
-		return row
+	case model.KindApprovalRequest:
+		var m model.ApprovalRequest
+		if json.Unmarshal(e.Data, &m) == nil {
+			row.Lines = append([]string{fmt.Sprintf("request %s: rule %s, %d of %s, scope %s, text sha256 %s", textview.Escape(m.ID),
+				sessionview.Quote(m.Rule), m.Needed, textview.Escape(strings.Join(m.Approvers, ", ")), textview.Escape(m.Scope), textview.Escape(m.TextSHA256))},
+				textview.Lines(requestText(m))...)
+			row.Action = string(model.Review)
+			return row
+		}
+	case model.KindApprovalDecision:
+		var m model.ApprovalDecision
+		if json.Unmarshal(e.Data, &m) == nil {
+			row.Lines = []string{approvalDecisionText(m)}
+			if m.Reason != "" {
+				row.Lines = append(row.Lines, "reason "+sessionview.Quote(m.Reason))
+			}
+			return row
+		}
 	}
 	// ssh.io chunks and the rest, as `interlock sessions show` prints them.
 	// Lines starts with the offset, which has its own column here.
@@ -417,4 +432,27 @@ func (c *Console) cast(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	w.Header().Set("Content-Type", "application/x-asciicast")
 	w.Write([]byte(buf.String()))
+}
+
+// approvalDecisionText says who decided a request and how: the IdP
+// identities of a decision the hub signed, or the local approver.
+func approvalDecisionText(m model.ApprovalDecision) string {
+	s := textview.Escape(m.Verdict) + " " + textview.Escape(m.ID)
+	if h := m.Hub; h != nil {
+		var who []string
+		for _, a := range h.Approvers {
+			who = append(who, sessionview.Quote(a.Username)+" ("+textview.Escape(a.Issuer)+" "+textview.Escape(a.Subject)+")")
+		}
+		if len(who) == 0 {
+			who = []string{sessionview.Quote(h.Approver.Username) + " (" + textview.Escape(h.Approver.Issuer) + ")"}
+		}
+		return s + " by " + strings.Join(who, ", ") + ", signed by the hub (the note is in the entry)"
+	}
+	if p := m.Approver.Proc; p != nil {
+		return s + fmt.Sprintf(" by %s (uid %d) on the host", textview.Escape(p.User), m.Approver.Kernel.UID)
+	}
+	if m.Verdict == "timeout" {
+		return s + ": no decision in time"
+	}
+	return s + fmt.Sprintf(" by uid %d on the host", m.Approver.Kernel.UID)
 }
