@@ -49,7 +49,12 @@ func heldRequest(id, login, text string) hubapi.PendingApproval {
 func TestQueueAndDecide(t *testing.T) {
 	e := newEnv(t)
 	text := "DELETE FROM accounts\n WHERE id = 7; -- \x1b[2K\x1b[1Aok\r<script>alert(1)</script>\u202e"
-	e.appr.hold(heldRequest("r1", "bob", text))
+	p := heldRequest("r1", "bob", text)
+	// What a host or a client chose, shown as text: the host's name, the
+	// target and the rule's reason.
+	p.HostName = "runner-1<script>alert(2)</script>"
+	p.Held.Request.Reason = "a DELETE on accounts\x1b]8;;https://evil.example\x07"
+	e.appr.hold(p)
 	sum := textview.Hash(text)
 
 	alice, resp, page := e.signIn(t, person("alice", "dba-approvers"))
@@ -58,7 +63,8 @@ func TestQueueAndDecide(t *testing.T) {
 	}
 	for _, want := range []string{
 		"1| DELETE FROM accounts", `2|  WHERE id = 7; -- \x1b[2K\x1b[1Aok\r&lt;script&gt;alert(1)&lt;/script&gt;\u202e`,
-		"sha256 <code class=\"sha\">" + sum, "review-deletes (a DELETE on accounts)", "billing-db",
+		"sha256 <code class=\"sha\">" + sum, `review-deletes (a DELETE on accounts\x1b]8;;https://evil.example\x07)`, "billing-db",
+		"runner-1&lt;script&gt;alert(2)&lt;/script&gt;",
 		"bob (login uid 1000), bob → root via sudo (proc)", "acme/billing@refs/heads/main (verified)",
 		"claude-code, matched by exe, pid 4000 /usr/local/bin/claude", "root (uid 0) pid 4242 /usr/lib/postgresql/15/bin/psql",
 		`name="expect_sha256" value="` + sum + `"`, `class="deadline"`,

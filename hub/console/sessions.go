@@ -420,18 +420,37 @@ func (c *Console) cast(w http.ResponseWriter, r *http.Request, s *session) {
 		http.Error(w, "channel: a channel number", http.StatusBadRequest)
 		return
 	}
-	var buf strings.Builder
-	if err := asciicast.WriteChannel(&buf, c.records(r, open.HostID, open), uint32(n)); err != nil {
-		if errors.Is(err, asciicast.ErrNoTerminal) || errors.Is(err, asciicast.ErrNoChannel) {
-			http.Error(w, "no such terminal channel", http.StatusNotFound)
-			return
-		}
+	// Streamed: a long terminal session is never held in memory whole.
+	cw := &startedWriter{w: w}
+	err = asciicast.WriteChannel(cw, c.records(r, open.HostID, open), uint32(n))
+	switch {
+	case err == nil:
+	case cw.started:
+		// Cut short: abort, so that the player does not take a part
+		// for the whole.
+		c.log.Error("console: cast cut short", "host", open.HostID, "session", open.Session, "err", err)
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, asciicast.ErrNoTerminal) || errors.Is(err, asciicast.ErrNoChannel):
+		http.Error(w, "no such terminal channel", http.StatusNotFound)
+	default:
 		c.log.Error("console: cast", "host", open.HostID, "session", open.Session, "err", err)
 		http.Error(w, "the session could not be read", http.StatusServiceUnavailable)
-		return
 	}
-	w.Header().Set("Content-Type", "application/x-asciicast")
-	w.Write([]byte(buf.String()))
+}
+
+// startedWriter sets the cast's content type at its first byte and
+// remembers that the answer has begun.
+type startedWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *startedWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "application/x-asciicast")
+	}
+	return s.w.Write(p)
 }
 
 // approvalDecisionText says who decided a request and how: the IdP
