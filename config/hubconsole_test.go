@@ -43,6 +43,9 @@ func TestHubConsoleValidate(t *testing.T) {
   oidc:
     issuer: https://idp.example.com
     client_id: interlock
+    roles:
+      approver: [dba, sre]
+      auditor: [audit]
   console:
     base_url: https://hub.example.com:8443/console
     client_secret_file: /etc/interlock/console.secret
@@ -52,7 +55,8 @@ func TestHubConsoleValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Hub.Console.Enabled() || cfg.Hub.Console.SessionLifetime() != time.Hour {
+	if !cfg.Hub.Console.Enabled() || cfg.Hub.Console.SessionLifetime() != time.Hour ||
+		strings.Join(cfg.Hub.OIDC.Roles.Map()["approver"], ",") != "dba,sre" {
 		t.Errorf("parsed %+v %+v", cfg.Hub.Console, cfg.Hub.OIDC)
 	}
 }

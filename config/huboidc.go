@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
-	"sort"
 )
 
 // HubOIDCConfig is hub.oidc: the company's identity provider, through
@@ -27,20 +25,39 @@ type HubOIDCConfig struct {
 	// GroupsClaim is the claim listing the person's groups (compared with
 	// the rule's @groups and the role mapping); groups when unset.
 	GroupsClaim string `yaml:"groups_claim,omitempty"`
-	// Roles maps each role (approver, auditor, admin) to the IdP groups
-	// that hold it. Nobody holds a role not mapped here.
-	Roles map[string][]string `yaml:"roles,omitempty"`
+	// Roles names the IdP groups that hold each role. Nobody holds a role
+	// no group is mapped to.
+	Roles HubRoles `yaml:"roles"`
+}
+
+// HubRoles is hub.oidc.roles: for each role of the hub's, the IdP groups
+// that hold it.
+type HubRoles struct {
+	// Approver decides held requests its rules name it for.
+	Approver []string `yaml:"approver,omitempty"`
+	// Auditor reads (the console's sessions, evidence and queue).
+	Auditor []string `yaml:"auditor,omitempty"`
+	// Admin holds every role.
+	Admin []string `yaml:"admin,omitempty"`
+}
+
+// Map is the roles as hub/server's OIDCConfig takes them.
+func (r HubRoles) Map() map[string][]string {
+	m := map[string][]string{}
+	for role, gs := range map[string][]string{"approver": r.Approver, "auditor": r.Auditor, "admin": r.Admin} {
+		if len(gs) > 0 {
+			m[role] = gs
+		}
+	}
+	return m
 }
 
 // Enabled says whether approvers can sign in to the hub.
 func (c HubOIDCConfig) Enabled() bool { return c.Issuer != "" }
 
-// hubRoles are the roles hub.oidc.roles may map (hub/hubapi's).
-var hubRoles = []string{"admin", "approver", "auditor"}
-
 func (c HubOIDCConfig) validate(l *errorList) {
 	if !c.Enabled() {
-		if c.ClientID != "" || len(c.Roles) > 0 {
+		if c.ClientID != "" || len(c.Roles.Map()) > 0 {
 			l.add("hub.oidc.issuer", "must be set when hub.oidc has other keys: the provider's issuer URL")
 		}
 		return
@@ -62,18 +79,13 @@ func (c HubOIDCConfig) validate(l *errorList) {
 			l.add(k.key, "holds control characters")
 		}
 	}
-	roles := make([]string, 0, len(c.Roles))
-	for r := range c.Roles {
-		roles = append(roles, r)
-	}
-	sort.Strings(roles)
-	for _, r := range roles {
-		if !slices.Contains(hubRoles, r) {
-			l.add("hub.oidc.roles."+r, "is not a role; the roles are admin, approver and auditor")
-		}
-		for i, g := range c.Roles[r] {
+	for _, r := range []struct {
+		role   string
+		groups []string
+	}{{"approver", c.Roles.Approver}, {"auditor", c.Roles.Auditor}, {"admin", c.Roles.Admin}} {
+		for i, g := range r.groups {
 			if g == "" || hasControl(g) {
-				l.add(fmt.Sprintf("hub.oidc.roles.%s[%d]", r, i), "is not a group name")
+				l.add(fmt.Sprintf("hub.oidc.roles.%s[%d]", r.role, i), "is not a group name")
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package ship
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -59,10 +58,6 @@ type Approvals struct {
 	ctx     context.Context
 	mu      sync.Mutex
 	posting map[string]*posting
-	// taken are the decisions already handed to the broker (by the hash
-	// of their note), so that a decision the hub serves again before it
-	// saw the host's withdrawal is not journaled twice.
-	taken map[[32]byte]time.Time
 }
 
 type posting struct {
@@ -73,7 +68,7 @@ type posting struct {
 // NewApprovals is the link over client; its calls end with ctx.
 func NewApprovals(ctx context.Context, client *Client, dec Decider, retryMin, retryMax time.Duration, log *slog.Logger) *Approvals {
 	return &Approvals{client: client, dec: dec, log: log, retryMin: retryMin, retryMax: retryMax, wait: 30 * time.Second,
-		ctx: ctx, posting: map[string]*posting{}, taken: map[[32]byte]time.Time{}}
+		ctx: ctx, posting: map[string]*posting{}}
 }
 
 // Held posts h to the hub in the background (approvals.HubLink.Held).
@@ -179,22 +174,12 @@ func (a *Approvals) Run(ctx context.Context) {
 	}
 }
 
+// take hands d to the broker, then withdraws its request at the hub,
+// before the next poll: a decision the hub serves again after that is a
+// replay, and the broker refuses (and journals) it as one.
 func (a *Approvals) take(ctx context.Context, d hubapi.SignedDecision) {
-	key := sha256.Sum256([]byte(d.Signed + "\x00" + d.RequestID))
-	a.mu.Lock()
-	_, seen := a.taken[key]
-	now := time.Now()
-	a.taken[key] = now
-	for k, at := range a.taken {
-		if now.Sub(at) > time.Hour {
-			delete(a.taken, k)
-		}
-	}
-	a.mu.Unlock()
-	if !seen {
-		if err := a.dec.ApplyHubDecision(ctx, d); err != nil {
-			a.log.Warn("hub decision not applied", "request", d.RequestID, "err", err)
-		}
+	if err := a.dec.ApplyHubDecision(ctx, d); err != nil {
+		a.log.Warn("hub decision not applied", "request", d.RequestID, "err", err)
 	}
 	a.mu.Lock()
 	p := a.posting[d.RequestID]

@@ -205,7 +205,7 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 	}
 	if o := cfg.Hub.OIDC; o.Enabled() {
 		bearer, err := server.NewOIDCBearer(ctx, server.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID,
-			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles})
+			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map()})
 		if err != nil {
 			return exitWith(exitConfig, cfg.Errorf("hub.oidc", "%v", err))
 		}

@@ -83,7 +83,14 @@ type fleetHub struct {
 
 func startFleetHub(t *testing.T, pg *pgtest.Server, s3 *s3test.Server) *fleetHub {
 	t.Helper()
-	h := &fleetHub{t: t, pg: pg, db: "fleethub", dir: t.TempDir(), stderr: &testkit.SyncBuffer{}}
+	return startFleetHubWith(t, pg, s3, "fleethub", "")
+}
+
+// startFleetHubWith starts a hub on database db, publishing to s3 unless
+// it is nil, with extra lines in its hub section (indented two spaces).
+func startFleetHubWith(t *testing.T, pg *pgtest.Server, s3 *s3test.Server, db, extra string) *fleetHub {
+	t.Helper()
+	h := &fleetHub{t: t, pg: pg, db: db, dir: t.TempDir(), stderr: &testkit.SyncBuffer{}}
 	conn, err := pg.CreateDB(h.db)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +112,9 @@ func startFleetHub(t *testing.T, pg *pgtest.Server, s3 *s3test.Server) *fleetHub
   tls:
     names: [127.0.0.1]
   fleet_interval: 1s
-  publish:
+`, h.addr, connFile, filepath.Join(h.dir, "state"))
+	if s3 != nil {
+		y += fmt.Sprintf(`  publish:
     endpoint: %s
     bucket: %s
     region: %s
@@ -113,9 +122,9 @@ func startFleetHub(t *testing.T, pg *pgtest.Server, s3 *s3test.Server) *fleetHub
     secret_key_file: %s
     retention: 1h
     tls: false
-log:
-  level: debug
-`, h.addr, connFile, filepath.Join(h.dir, "state"), s3.Addr(), fleetBucket, s3test.Region, s3test.AccessKey, secret)
+`, s3.Addr(), fleetBucket, s3test.Region, s3test.AccessKey, secret)
+	}
+	y += extra + "log:\n  level: debug\n"
 	if err := os.WriteFile(h.cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
