@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,22 @@ type HubConsoleConfig struct {
 	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
 	// SessionTTL is how long a sign-in lasts; 8h when unset.
 	SessionTTL *Duration `yaml:"session_ttl,omitempty"`
+	// Scopes are asked for at sign-in; openid, profile, email and groups
+	// when unset (an IdP that refuses an unknown scope, or names the
+	// groups scope otherwise, is given its own list).
+	Scopes []string `yaml:"scopes,omitempty"`
+}
+
+// DefaultConsoleScopes are the scopes asked for unless hub.console.scopes
+// says otherwise.
+var DefaultConsoleScopes = []string{"openid", "profile", "email", "groups"}
+
+// SignInScopes are the scopes asked for at sign-in.
+func (c HubConsoleConfig) SignInScopes() []string {
+	if len(c.Scopes) == 0 {
+		return DefaultConsoleScopes
+	}
+	return c.Scopes
 }
 
 const (
@@ -39,7 +57,7 @@ func (c HubConsoleConfig) SessionLifetime() time.Duration {
 
 func (c HubConsoleConfig) validate(l *errorList, oidc HubOIDCConfig) {
 	if !c.Enabled() {
-		if c.ClientSecretFile != "" || c.SessionTTL != nil {
+		if c.ClientSecretFile != "" || c.SessionTTL != nil || len(c.Scopes) > 0 {
 			l.add("hub.console.base_url", "must be set with the other hub.console keys: the console's address as browsers reach it")
 		}
 		return
@@ -54,6 +72,14 @@ func (c HubConsoleConfig) validate(l *errorList, oidc HubOIDCConfig) {
 	}
 	if c.ClientSecretFile != "" {
 		absPath(l, "hub.console.client_secret_file", c.ClientSecretFile, true)
+	}
+	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
+		l.add("hub.console.scopes", "must include openid: without it the IdP sends no ID token")
+	}
+	for i, sc := range c.Scopes {
+		if sc == "" || hasControl(sc) || strings.ContainsAny(sc, " \"") {
+			l.add(fmt.Sprintf("hub.console.scopes[%d]", i), quote(sc)+" is not a scope")
+		}
 	}
 	if c.SessionTTL != nil {
 		if d := time.Duration(*c.SessionTTL); d < minConsoleSessionTTL || d > maxConsoleSessionTTL {

@@ -22,6 +22,9 @@ func TestHubConsoleValidate(t *testing.T) {
 		{"http base URL", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.BaseURL = "http://hub.example.com/console" }, "hub.console.base_url: "},
 		{"base URL with a query", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.BaseURL = "https://hub.example.com/?x=1" }, "hub.console.base_url: "},
 		{"relative secret", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.ClientSecretFile = "console.secret" }, "not an absolute path"},
+		{"scopes", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.Scopes = []string{"openid", "profile"} }, ""},
+		{"scopes without openid", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.Scopes = []string{"profile"} }, "hub.console.scopes: must include openid"},
+		{"bad scope", func(c *HubConsoleConfig, _ *HubOIDCConfig) { c.Scopes = []string{"openid", "a b"} }, "hub.console.scopes[1]"},
 		{"long session", func(c *HubConsoleConfig, _ *HubOIDCConfig) { d := Duration(30 * 24 * time.Hour); c.SessionTTL = &d }, "hub.console.session_ttl"},
 	} {
 		cfg, o := ok, oidc

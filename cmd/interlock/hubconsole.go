@@ -34,7 +34,7 @@ func hubConsole(cfg *config.Config, st *store.Store, keys *server.Keys, log *slo
 	c, err := console.New(console.Options{
 		Store: st, HubKey: keys.CosignerKey, BaseURL: cc.BaseURL, SessionTTL: cc.SessionLifetime(), Logger: log,
 		OIDC: console.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret,
-			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map()},
+			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map(), Scopes: cc.SignInScopes()},
 		// The fleet bundle `interlock hub export` writes, against the
 		// newest fleet checkpoint.
 		Export: func(ctx context.Context, w io.Writer) error {

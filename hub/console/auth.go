@@ -100,9 +100,9 @@ func (a *auth) oidcProvider(ctx context.Context) (*oidc.Provider, error) {
 
 func (a *auth) oauth2Config(p *oidc.Provider) *oauth2.Config {
 	o := a.c.opts.OIDC
-	scopes := []string{oidc.ScopeOpenID, "profile", "email"}
-	if o.GroupsClaim == "" || o.GroupsClaim == "groups" {
-		scopes = append(scopes, "groups")
+	scopes := o.Scopes
+	if len(scopes) == 0 {
+		scopes = []string{oidc.ScopeOpenID, "profile", "email", "groups"}
 	}
 	return &oauth2.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret, Endpoint: p.Endpoint(),
 		RedirectURL: a.c.base.String() + "/callback", Scopes: scopes}

@@ -50,6 +50,9 @@ type OIDC struct {
 	// Roles maps a role (hubapi.RoleApprover, ...) to the groups that
 	// hold it.
 	Roles map[string][]string
+	// Scopes are asked for at sign-in: openid, profile, email and groups
+	// when nil.
+	Scopes []string
 	// HTTPClient talks to the IdP; http.DefaultClient when nil.
 	HTTPClient *http.Client
 }

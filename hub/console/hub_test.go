@@ -100,4 +100,32 @@ func TestHubApprovals(t *testing.T) {
 	if _, page := get(t, alice, e.base+"/approvals"); strings.Contains(page, "req-hub1") {
 		t.Errorf("the decided request is still in the queue")
 	}
+
+	// Two approvals needed: the first is counted, the second decides.
+	two := heldRequest("req-hub2", "bob", "DELETE FROM accounts WHERE id = 8").Held
+	two.Request.Needed = 2
+	if two.RequestSHA256, err = decision.RequestSHA256(two.Request); err != nil {
+		t.Fatal(err)
+	}
+	e.call(t, h.http, hubapi.PathHostApprovals, two, &ok)
+	approve := func(b *http.Client) string {
+		t.Helper()
+		_, page := get(t, b, e.base+"/approvals/req-hub2")
+		resp, body := postForm(t, b, e.base+"/approvals/req-hub2/decision",
+			url.Values{"csrf": {csrfOf(t, page)}, "verdict": {"approve"}, "expect_sha256": {textview.Hash(two.Request.Operation.Text)}}, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("approve req-hub2: %d\n%s", resp.StatusCode, body)
+		}
+		return body
+	}
+	if body := approve(alice); !strings.Contains(body, "Approval counted: req-hub2") || !strings.Contains(body, "needs 1 more approval from") {
+		t.Errorf("the first of two approvals:\n%s", body)
+	}
+	if _, page := get(t, alice, e.base+"/approvals/req-hub2"); strings.Contains(page, `value="approve"`) || !strings.Contains(page, "1 of 2") {
+		t.Errorf("after her approval, alice may approve again:\n%s", page)
+	}
+	carol, _, _ := e.signIn(t, person("carol", "dba-approvers"))
+	if body := approve(carol); !strings.Contains(body, "Approved: req-hub2") || !strings.Contains(body, "alice, carol") {
+		t.Errorf("the second approval:\n%s", body)
+	}
 }
