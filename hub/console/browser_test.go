@@ -187,6 +187,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the player shows %q", term)
 	}
 
+	if _, err := e.srv.SignFleet(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/hosts/"+h.id+"/evidence"), chromedp.WaitVisible(chromedp.CSS("main table.grid"))); err != nil {
+		t.Fatalf("evidence page: %v", err)
+	}
+	ev := eval[string](t, ctx, `document.querySelector('main').innerText`)
+	screenshot(t, ctx, "evidence")
+	if !strings.Contains(ev, "host signature and hub cosignature verify") {
+		t.Errorf("the evidence page:\n%s", ev)
+	}
+
 	// The requester, in a browser of their own.
 	held2 := heldRequest("req-5d1b", "bob", "DELETE FROM invoices WHERE id = 9")
 	e.appr.hold(held2)
