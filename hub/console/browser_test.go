@@ -165,6 +165,26 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the hub got %+v", d)
 	}
 
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/sessions"), chromedp.WaitVisible(chromedp.CSS("table.sessions"))); err != nil {
+		t.Fatalf("sessions page: %v", err)
+	}
+	type listFacts struct {
+		Rows, DocWidth, Viewport int
+	}
+	l := eval[listFacts](t, ctx, `({Rows: document.querySelectorAll('table.sessions tbody tr').length,
+		DocWidth: document.documentElement.scrollWidth, Viewport: window.innerWidth})`)
+	screenshot(t, ctx, "sessions")
+	if l.Rows != 2 || l.DocWidth > l.Viewport {
+		t.Errorf("the sessions page: %+v", l)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/sessions?action=deny"), chromedp.WaitVisible(chromedp.CSS("table.ops"))); err != nil {
+		t.Fatalf("statements search: %v", err)
+	}
+	if ops := eval[string](t, ctx, `document.querySelector('table.ops').innerText`); !strings.Contains(ops, "DROP TABLE customers") || strings.Contains(ops, "SELECT id") {
+		t.Errorf("action=deny found:\n%s", ops)
+	}
+	screenshot(t, ctx, "search-deny")
+
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.sessionURL(h, "pg-7f3a")), chromedp.WaitVisible(chromedp.CSS("table.events"))); err != nil {
 		t.Fatalf("session page: %v", err)
 	}
