@@ -37,12 +37,12 @@ func hubConsole(cfg *config.Config, st *store.Store, keys *server.Keys, log *slo
 			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map(), Scopes: cc.SignInScopes()},
 		// The fleet bundle `interlock hub export` writes, against the
 		// newest fleet checkpoint.
-		Export: func(ctx context.Context, w io.Writer) error {
+		Export: func(ctx context.Context, w io.Writer, flush func() error) error {
 			plan, err := server.PlanExport(ctx, st, keys, server.ExportOptions{})
 			if err != nil {
 				return err
 			}
-			return plan.WriteTo(ctx, w, nil)
+			return plan.WriteTo(ctx, w, flush)
 		},
 	})
 	if err != nil {

@@ -187,8 +187,8 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, http.StatusOK, "queue", "Approvals", s, d)
 }
 
-// maxReason bounds a decision's reason.
-const maxReason = 2000
+// maxReason bounds a decision's reason (the hub's bound).
+const maxReason = 1000
 
 // decide sends an approver's verdict to the hub. An approval names the
 // SHA-256 of the text the page showed, so it holds only for that text;

@@ -34,6 +34,8 @@ const (
 	CSRFHeader = "X-Interlock-CSRF"
 	// loginTTL bounds a sign-in at the IdP.
 	loginTTL = 10 * time.Minute
+	// maxFormBytes bounds a POST's body.
+	maxFormBytes = 64 << 10
 	// maxSessions bounds the sessions kept: only a sign-in the IdP
 	// vouched for makes one, and the oldest go first.
 	maxSessions = 10000
@@ -374,6 +376,7 @@ func csrfOK(r *http.Request, s *session) bool {
 }
 
 func (a *auth) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	s := a.lookup(r)
 	if s == nil || !a.c.sameOrigin(r) || !csrfOK(r, s) {
 		a.c.fail(w, r, nil, http.StatusForbidden, "Not signed out", "The request did not come from a console page of this session.", "")
@@ -422,6 +425,10 @@ func (c *Console) signedIn(role string, fn func(http.ResponseWriter, *http.Reque
 			}
 			http.Redirect(w, r, c.prefix+"/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
+		}
+		if unsafe {
+			// A form here is a verdict and a reason: no more is read.
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		}
 		if unsafe && (!c.sameOrigin(r) || !csrfOK(r, s)) {
 			c.log.Warn("console: a POST without this session's CSRF token refused", "username", s.who.Username, "path", r.URL.Path)

@@ -64,8 +64,9 @@ type Options struct {
 	// says approvals are not served.
 	Approvals Approvals
 	// Export writes the fleet bundle (what `interlock hub export`
-	// writes) for the export link; nil hides it.
-	Export func(ctx context.Context, w io.Writer) error
+	// writes) for the export link, calling flush after each page of
+	// entries; nil hides it.
+	Export func(ctx context.Context, w io.Writer, flush func() error) error
 	// HubKey is the hub's cosignature verifier key: the evidence view
 	// checks each stored cosignature with it.
 	HubKey string

@@ -170,10 +170,29 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, http.StatusNotFound, "Nothing to export yet", "The hub has signed no fleet checkpoint yet.", "Wait for the hosts to ship.")
 		return
 	}
+	// Each page of entries moves the write deadline on, as the API's
+	// bundle endpoint does: the hub's write timeout does not cut a large
+	// bundle, and a stalled reader is still let go.
+	rc := http.NewResponseController(w)
+	extend := func() error {
+		if err := rc.SetWriteDeadline(time.Now().Add(2 * time.Minute)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Content-Disposition", `attachment; filename="fleet-bundle.json.gz"`)
 	c.log.Info("console: fleet export", "username", s.who.Username)
-	if err := c.opts.Export(r.Context(), w); err != nil {
+	err := extend()
+	if err == nil {
+		err = c.opts.Export(r.Context(), w, func() error {
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			return extend()
+		})
+	}
+	if err != nil {
 		c.log.Error("console: fleet export", "err", err)
 		panic(http.ErrAbortHandler)
 	}

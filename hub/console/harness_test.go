@@ -118,12 +118,12 @@ func newEnv(t *testing.T) *testEnv {
 	e.con, err = New(Options{Store: st, Approvals: e.appr, HubKey: keys.CosignerKey, BaseURL: e.base, Logger: log, Now: e.clock.now,
 		SessionTTL: time.Hour,
 		OIDC:       OIDC{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Roles: testRoles},
-		Export: func(ctx context.Context, w io.Writer) error {
+		Export: func(ctx context.Context, w io.Writer, flush func() error) error {
 			plan, err := server.PlanExport(ctx, st, keys, server.ExportOptions{})
 			if err != nil {
 				return err
 			}
-			return plan.WriteTo(ctx, w, nil)
+			return plan.WriteTo(ctx, w, flush)
 		}})
 	if err != nil {
 		t.Fatal(err)

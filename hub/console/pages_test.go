@@ -105,6 +105,8 @@ func TestQueueAndDecide(t *testing.T) {
 		"another origin":    {url.Values{"csrf": {csrf}, "verdict": {"approve"}, "expect_sha256": {sum}}, map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
 		"approve sans hash": {url.Values{"csrf": {csrf}, "verdict": {"approve"}}, nil, http.StatusBadRequest},
 		"no verdict":        {url.Values{"csrf": {csrf}, "expect_sha256": {sum}}, nil, http.StatusBadRequest},
+		"long reason":       {url.Values{"csrf": {csrf}, "verdict": {"deny"}, "reason": {strings.Repeat("x", 1001)}}, nil, http.StatusBadRequest},
+		"huge form":         {url.Values{"verdict": {"deny"}, "pad": {strings.Repeat("x", 70<<10)}, "csrf": {csrf}}, nil, http.StatusForbidden},
 		"other text":        {url.Values{"csrf": {csrf}, "verdict": {"approve"}, "expect_sha256": {textview.Hash("DELETE FROM accounts")}}, nil, http.StatusConflict},
 	} {
 		if resp, body := postForm(t, alice, e.base+"/approvals/r1/decision", c.form, c.hdr); resp.StatusCode != c.want {
