@@ -149,6 +149,9 @@ func effectLines(e *model.PGEffects) []string {
 }
 
 type queueData struct {
+	// IDs are the requests shown, sorted, space-separated: the page's
+	// script compares them with the hub's list.
+	IDs      string
 	Held     []heldView
 	One      bool
 	Missing  string
@@ -178,6 +181,12 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		d.Held = append(d.Held, c.heldView(p))
 	}
+	ids := make([]string, 0, len(d.Held))
+	for _, h := range d.Held {
+		ids = append(ids, h.ID)
+	}
+	slices.Sort(ids)
+	d.IDs = strings.Join(ids, " ")
 	if id != "" {
 		d.One = true
 		if len(d.Held) == 0 {

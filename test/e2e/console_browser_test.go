@@ -132,7 +132,15 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 	if err := chromedp.Do(alice, chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("header .who"))); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
+	// The empty queue says when a request arrives (it asks the hub's
+	// approver API with the session's cookie every 10 s).
+	if err := chromedp.Do(alice, chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.CSS("main[data-queue]"))); err != nil {
+		t.Fatalf("the empty queue: %v", err)
+	}
 	p := heldPsql(t, fh, pg, "DELETE FROM console_rows WHERE id = 1;\nSELECT 'done';\n")
+	if err := chromedp.Do(alice, chromedp.WaitVisible(chromedp.ID("queue-changed"))); err != nil {
+		t.Fatalf("the queue did not say a request arrived: %v", err)
+	}
 	consoleWaitFor(t, alice, base+"/approvals", `[...document.querySelectorAll('article.held pre.optext')].some(p => p.innerText.includes('console_rows WHERE id = 1'))`)
 	type heldFacts struct {
 		ID, Text, Expect, Human string

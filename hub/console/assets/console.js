@@ -18,6 +18,23 @@
   }
   tick();
   setInterval(tick, 1000);
+  // On the queue, say when requests arrive or go (the hub's approver
+  // API, with this session's cookie), without reloading under a reason
+  // being typed.
+  var queue = document.querySelector("main[data-queue]");
+  if (queue && window.fetch) {
+    var shown = queue.getAttribute("data-queue");
+    setInterval(function () {
+      fetch("/v1/approvals", {credentials: "same-origin"}).then(function (r) {
+        return r.ok ? r.json() : null;
+      }).then(function (list) {
+        if (!list) return;
+        var ids = list.map(function (p) { return p.held.request.id; }).sort().join(" ");
+        var note = document.getElementById("queue-changed");
+        if (ids !== shown && note) note.hidden = false;
+      }).catch(function () {});
+    }, 10000);
+  }
   // A decision is sent once: a second click would be a second POST.
   document.querySelectorAll("form.decide").forEach(function (f) {
     f.addEventListener("submit", function () {
