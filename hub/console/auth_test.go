@@ -3,12 +3,14 @@ package console
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/hub/hubapi"
+	"github.com/interlock/interlock/hub/store"
 )
 
 // noFollow is a browser that stops at each redirect, to read the flow's
@@ -299,5 +301,24 @@ func TestRolesOf(t *testing.T) {
 	// Role names are not groups.
 	if got := RolesOf(testRoles, []string{"approver", "admin"}); len(got) != 0 {
 		t.Errorf("role names as groups: %v", got)
+	}
+}
+
+// TestBaseURLAtRoot: a console at the root of its host serves there.
+func TestBaseURLAtRoot(t *testing.T) {
+	for _, base := range []string{"https://hub.example.com", "https://hub.example.com/", "https://hub.example.com/ops/console/"} {
+		c, err := New(Options{Store: &store.Store{}, BaseURL: base, OIDC: OIDC{Issuer: "https://idp.example.com", ClientID: "x"}})
+		if err != nil {
+			t.Fatalf("%s: %v", base, err)
+		}
+		h := c.Handler()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, strings.TrimSuffix(base, "/")+"/approvals", nil))
+		if rec.Code != http.StatusSeeOther || !strings.Contains(rec.Header().Get("Location"), "/login?next=") {
+			t.Errorf("%s: %d %s", base, rec.Code, rec.Header().Get("Location"))
+		}
+	}
+	if _, err := New(Options{Store: &store.Store{}, BaseURL: "http://hub.example.com/console", OIDC: OIDC{Issuer: "https://idp.example.com", ClientID: "x"}}); err == nil {
+		t.Errorf("an http base URL was taken")
 	}
 }

@@ -139,9 +139,11 @@ func (c *Console) UseApprovals(a Approvals) { c.opts.Approvals = a }
 func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := c.prefix
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, p+"/", http.StatusSeeOther)
-	})
+	if p != "" {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, p+"/", http.StatusSeeOther)
+		})
+	}
 	mux.HandleFunc("GET "+p+"/{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, p+"/approvals", http.StatusSeeOther)
 	})
