@@ -31,7 +31,7 @@ TEST_CACHE        ?= $(or $(SUDO_HOME),$(HOME))/.cache/interlock
 VERSITYGW         := $(TEST_CACHE)/versitygw-$(VERSITYGW_VERSION)/versitygw
 export INTERLOCK_VERSITYGW := $(VERSITYGW)
 
-.PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
+.PHONY: console-assets all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
@@ -127,6 +127,20 @@ bench-ssh: build deps
 # append rate, with the hub's and PostgreSQL's CPU (docs/benchmarks.md).
 bench-hub: build deps
 	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
+
+# console-assets refreshes the terminal player the hub's web console
+# serves (hub/console/assets, embedded in the binary and committed) from
+# npm's asciinema-player package: its bundle, stylesheet and license.
+# npm checks the package's integrity against the registry's.
+ASCIINEMA_PLAYER_VERSION := 3.18.0
+console-assets:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd $$tmp && \
+	npm pack --silent asciinema-player@$(ASCIINEMA_PLAYER_VERSION) >/dev/null && \
+	tar xzf asciinema-player-$(ASCIINEMA_PLAYER_VERSION).tgz && \
+	cp package/dist/bundle/asciinema-player.min.js package/dist/bundle/asciinema-player.css $(CURDIR)/hub/console/assets/ && \
+	cp package/LICENSE $(CURDIR)/hub/console/assets/asciinema-player.LICENSE && \
+	echo $(ASCIINEMA_PLAYER_VERSION) > $(CURDIR)/hub/console/assets/asciinema-player.VERSION
+	@echo "hub/console/assets: asciinema-player $(ASCIINEMA_PLAYER_VERSION)"
 
 # generate rebuilds the BPF objects and Go bindings from bpf/*.c.
 generate: deps-gen

@@ -61,6 +61,8 @@ type HubConfig struct {
 	Publish HubPublishConfig `yaml:"publish"`
 	// OIDC is the identity provider approvers sign in with (huboidc.go).
 	OIDC HubOIDCConfig `yaml:"oidc"`
+	// Console is the web console and its sign-in (hubconsole.go).
+	Console HubConsoleConfig `yaml:"console"`
 }
 
 // HubTLS is hub.tls: the hub's server certificate. Without Cert and Key
@@ -132,6 +134,7 @@ func (c *Config) validateHub(l *errorList) {
 	}
 	h.Publish.validate(l)
 	h.OIDC.validate(l)
+	h.Console.validate(l, h.OIDC)
 }
 
 // ValidateHubServe checks what serving a hub needs beyond Validate: a

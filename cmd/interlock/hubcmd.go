@@ -193,6 +193,16 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 		}
 		opts.Publisher = fleetPublisher{p: p, fleetKey: fv}
 	}
+	con, err := hubConsole(cfg, st, keys, log)
+	if err != nil {
+		return err
+	}
+	if con != nil {
+		opts.Console = con.Handler()
+		// The console's session cookie signs people in to the approver
+		// API too, before a bearer token is looked for.
+		opts.Authenticators = append(opts.Authenticators, consoleAuth{con})
+	}
 	if o := cfg.Hub.OIDC; o.Enabled() {
 		bearer, err := server.NewOIDCBearer(ctx, server.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID,
 			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map()})
@@ -204,6 +214,9 @@ func hubServe(ctx context.Context, cmd *cli.Command) error {
 	srv, err := server.New(opts)
 	if err != nil {
 		return exitWith(exitSoftware, err)
+	}
+	if con != nil {
+		con.UseApprovals(consoleApprovals{srv})
 	}
 	ln, err := net.Listen("tcp", cfg.Hub.Listen)
 	if err != nil {

@@ -55,7 +55,10 @@ type Options struct {
 	FleetInterval time.Duration
 	// Publisher, when set, receives every fleet checkpoint.
 	Publisher Publisher
-	Logger    *slog.Logger
+	// Console, when set, serves every path the API does not: the web
+	// console (hub/console).
+	Console http.Handler
+	Logger  *slog.Logger
 	// Now is the clock (cosignature times, fleet checkpoints); time.Now
 	// when nil.
 	Now func() time.Time
@@ -142,6 +145,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+hubapi.PathApprovals, s.person(s.listApprovals))
 	mux.HandleFunc("GET "+hubapi.PathApprovals+"/{id}", s.person(s.getApproval))
 	mux.HandleFunc("POST "+hubapi.PathApprovals+"/{id}/decision", s.person(s.decideApproval))
+	if s.opts.Console != nil {
+		mux.Handle("/", s.opts.Console)
+	}
 	return mux
 }
 
