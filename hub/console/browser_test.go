@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,60 +12,8 @@ import (
 
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
-	"github.com/interlock/interlock/test/testenv"
+	"github.com/interlock/interlock/test/browsertest"
 )
-
-// artifactsDir is where the test leaves its screenshots:
-// $INTERLOCK_ARTIFACTS/TestName when set (make test sets it), else the
-// test's temporary directory.
-func artifactsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("INTERLOCK_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	dir = filepath.Join(dir, t.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifacts: %v", err)
-	}
-	return dir
-}
-
-// chrome is a headless Chromium of its own (its own profile: cookies
-// are not shared with another chrome), at a laptop's screen size. It
-// trusts the hub's self-issued certificate as a person who accepted it
-// would.
-func chrome(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	testenv.Require(t, "chromium (make test installs it)", err)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.WindowSize(1366, 768), chromedp.IgnoreCertErrors)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first Do starts the browser and must not carry the timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	p := filepath.Join(artifactsDir(t), name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", p)
-}
 
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
@@ -126,7 +71,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	e.appr.hold(held)
 	sum := textview.Hash(text)
 
-	ctx := chrome(t)
+	ctx := browsertest.Chrome(t, 1366, 768, 2*time.Minute)
 	e.idp.QueueUser(person("alice", "dba-approvers", "auditors"))
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/login"), chromedp.WaitVisible(chromedp.CSS("article.held"))); err != nil {
 		t.Fatalf("sign in and open the queue: %v", err)
@@ -143,7 +88,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			Approve: !!a.querySelector('button[value=approve]'), Deny: !!a.querySelector('button[value=deny]'),
 			DocWidth: document.documentElement.scrollWidth, Viewport: window.innerWidth};
 	})()`)
-	screenshot(t, ctx, "queue")
+	browsertest.Screenshot(t, ctx, "queue", true)
 	if q.URL != "/console/approvals" || q.Who != "alice" || !q.Approve || !q.Deny || q.Expect != sum {
 		t.Fatalf("the queue: %+v", q)
 	}
@@ -158,7 +103,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("article.held button[value=approve]")), chromedp.WaitVisible(chromedp.CSS("section.decided"))); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
-	screenshot(t, ctx, "approved")
+	browsertest.Screenshot(t, ctx, "approved", true)
 	d := e.appr.decisions()
 	if len(d) != 1 || d[0].ID != "req-3c9e" || !d[0].D.Approve || d[0].D.ExpectSHA256 != sum || d[0].Who.Username != "alice" ||
 		d[0].Who.Issuer != e.idp.Issuer() || d[0].D.Reason != "retention job, ticket OPS-2291" {
@@ -173,7 +118,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	l := eval[listFacts](t, ctx, `({Rows: document.querySelectorAll('table.sessions tbody tr').length,
 		DocWidth: document.documentElement.scrollWidth, Viewport: window.innerWidth})`)
-	screenshot(t, ctx, "sessions")
+	browsertest.Screenshot(t, ctx, "sessions", true)
 	if l.Rows != 2 || l.DocWidth > l.Viewport {
 		t.Errorf("the sessions page: %+v", l)
 	}
@@ -183,13 +128,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	if ops := eval[string](t, ctx, `document.querySelector('table.ops').innerText`); !strings.Contains(ops, "DROP TABLE customers") || strings.Contains(ops, "SELECT id") {
 		t.Errorf("action=deny found:\n%s", ops)
 	}
-	screenshot(t, ctx, "search-deny")
+	browsertest.Screenshot(t, ctx, "search-deny", true)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.sessionURL(h, "pg-7f3a")), chromedp.WaitVisible(chromedp.CSS("table.events"))); err != nil {
 		t.Fatalf("session page: %v", err)
 	}
 	page := eval[string](t, ctx, `document.querySelector('main').innerText`)
-	screenshot(t, ctx, "session")
+	browsertest.Screenshot(t, ctx, "session", true)
 	for _, want := range []string{"SELECT id, name, card FROM customers", "mask (mask-cards)", `masked by rule "mask-cards" in "card" (detector "pan"): 12 values`,
 		`DROP TABLE customers; -- \x1b[2Kharmless`, "deny (no-drops)"} {
 		if !strings.Contains(page, want) {
@@ -208,7 +153,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			break
 		}
 	}
-	screenshot(t, ctx, "replay")
+	browsertest.Screenshot(t, ctx, "replay", true)
 	if !strings.Contains(term, "load average: 0.08") {
 		t.Errorf("the player shows %q", term)
 	}
@@ -220,7 +165,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("evidence page: %v", err)
 	}
 	ev := eval[string](t, ctx, `document.querySelector('main').innerText`)
-	screenshot(t, ctx, "evidence")
+	browsertest.Screenshot(t, ctx, "evidence", true)
 	if !strings.Contains(ev, "host signature and hub cosignature verify") {
 		t.Errorf("the evidence page:\n%s", ev)
 	}
@@ -228,7 +173,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The requester, in a browser of their own.
 	held2 := heldRequest("req-5d1b", "bob", "DELETE FROM invoices WHERE id = 9")
 	e.appr.hold(held2)
-	bob := chrome(t)
+	bob := browsertest.Chrome(t, 1366, 768, 2*time.Minute)
 	e.idp.QueueUser(person("bob", "dba-approvers"))
 	if err := chromedp.Do(bob, chromedp.Navigate(e.base+"/approvals/req-5d1b"), chromedp.WaitVisible(chromedp.CSS("article.held"))); err != nil {
 		t.Fatalf("the requester's queue: %v", err)
@@ -241,7 +186,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	m := eval[mine](t, bob, `({Buttons: document.querySelectorAll('article.held button').length,
 		WhyNot: (document.querySelector('article.held .whynot') || {}).innerText || '',
 		CSRF: document.querySelector('input[name=csrf]').value})`)
-	screenshot(t, bob, "requester")
+	browsertest.Screenshot(t, bob, "requester", true)
 	if m.Buttons != 0 || !strings.Contains(m.WhyNot, "never approves their own request") {
 		t.Errorf("the requester's view: %+v", m)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/internal/testkit/idptest"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/browsertest"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -25,41 +26,6 @@ import (
 // consolePerson is someone the test IdP signs in.
 func consolePerson(name string, groups ...string) *mockoidc.MockUser {
 	return &mockoidc.MockUser{Subject: "sub-" + name, Email: name + "@example.com", EmailVerified: true, PreferredUsername: name, Groups: groups}
-}
-
-// consoleChrome is a headless Chromium with a profile of its own (its
-// cookies are its own person's), at a laptop's screen size. The hub
-// serves a certificate from its own CA, which a person would have
-// accepted; the test ignores certificate errors instead.
-func consoleChrome(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	testenv.Require(t, "chromium (make test installs it)", err)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.WindowSize(1366, 768), chromedp.IgnoreCertErrors)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-func consoleShot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	p := filepath.Join(artifactsDir(t), name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", p)
 }
 
 // consoleWaitFor reloads url in the browser until js is true there.
@@ -127,7 +93,7 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 	base := hub.url + "/console"
 
 	// The approver.
-	alice := consoleChrome(t)
+	alice := browsertest.Chrome(t, 1366, 768, 3*time.Minute)
 	idp.QueueUser(consolePerson("alice", "dba", "audit"))
 	if err := chromedp.Do(alice, chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("header .who"))); err != nil {
 		t.Fatalf("sign in: %v", err)
@@ -156,13 +122,13 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consoleShot(t, alice, "queue")
+	browsertest.Screenshot(t, alice, "queue", true)
 	if !h.Approve || !strings.HasPrefix(h.Human, requesterLogin) || strings.TrimSpace(h.Text) != "1| DELETE FROM console_rows WHERE id = 1" {
 		t.Fatalf("the held DELETE in the queue: %+v", h)
 	}
 
 	// The requester, signed in as the login user they are.
-	bin := consoleChrome(t)
+	bin := browsertest.Chrome(t, 1366, 768, 3*time.Minute)
 	idp.QueueUser(consolePerson(requesterLogin, "dba"))
 	if err := chromedp.Do(bin, chromedp.Navigate(base+"/login?next="+"/console/approvals/"+h.ID), chromedp.WaitVisible(chromedp.CSS("article.held"))); err != nil {
 		t.Fatalf("the requester's view: %v", err)
@@ -178,7 +144,7 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consoleShot(t, bin, "requester")
+	browsertest.Screenshot(t, bin, "requester", true)
 	if m.Buttons != 0 || !strings.Contains(m.WhyNot, "requester") {
 		t.Errorf("the requester's view: %+v", m)
 	}
@@ -197,7 +163,7 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(sel+" button[value=approve]")), chromedp.WaitVisible(chromedp.CSS("section.decided"))); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
-	consoleShot(t, alice, "approved")
+	browsertest.Screenshot(t, alice, "approved", true)
 	out, stderr := p.wait(t)
 	if n := rowCount(t, pg, "console_rows WHERE id = 1"); n != "0" || !strings.Contains(out, "done") {
 		t.Fatalf("the approved DELETE did not run: %q %q", out, stderr)
@@ -236,7 +202,7 @@ func TestConsoleApprovalInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consoleShot(t, alice, "session")
+	browsertest.Screenshot(t, alice, "session", true)
 	for _, want := range []string{"DELETE FROM console_rows WHERE id = 1", "review-console-deletes", "alice"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the session page lacks %q", want)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,49 +15,9 @@ import (
 
 	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal/evidence"
+	"github.com/interlock/interlock/test/browsertest"
 	"github.com/interlock/interlock/test/e2e/pgtest"
-	"github.com/interlock/interlock/test/testenv"
 )
-
-// browser starts headless Chromium with a width x height viewport; the
-// returned context carries a minute's timeout for the page's steps.
-func browser(t *testing.T, width, height int64) context.Context {
-	t.Helper()
-	chromium, err := exec.LookPath("chromium")
-	testenv.Require(t, "chromium (make test installs it)", err)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(int(width), int(height)), chromedp.Flag("hide-scrollbars", false))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first Run starts the browser and must not carry the timeout
-	// (it would stop the browser); the page's steps do.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, time.Minute)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-// shoot saves a screenshot (the viewport, or the whole page) as name.
-func shoot(t *testing.T, ctx context.Context, dir, name string, full bool) {
-	t.Helper()
-	a := chromedp.CaptureScreenshot()
-	if full {
-		a = chromedp.FullScreenshot(100)
-	}
-	png, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatalf("chromium: screenshot: %v", err)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", p)
-}
 
 // TestSummaryAuditInBrowser: real psql and ssh sessions through
 // interlock (statements allowed, masked, denied and approved; an ssh
@@ -152,7 +111,7 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx := browser(t, 1366, 768)
+	ctx := browsertest.Chrome(t, 1366, 768, time.Minute)
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+page), chromedp.WaitReady(chromedp.CSS("#activity"))); err != nil {
 		t.Fatalf("chromium: load %s: %v", page, err)
 	}
@@ -178,17 +137,16 @@ func TestSummaryAuditInBrowser(t *testing.T) {
 	}
 	js, _ := json.MarshalIndent(dom, "", " ")
 	t.Logf("DOM: %s", js)
-	dir := artifactsDir(t)
-	shoot(t, ctx, dir, "summary-1366x768-top.png", false)
+	browsertest.Screenshot(t, ctx, "summary-1366x768-top", false)
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+page+"#activity")); err != nil {
 		t.Fatal(err)
 	}
-	shoot(t, ctx, dir, "summary-1366x768-activity.png", false)
+	browsertest.Screenshot(t, ctx, "summary-1366x768-activity", false)
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { document.querySelector('table.files').closest('section').scrollIntoView(); return true })()`)); err != nil {
 		t.Fatal(err)
 	}
-	shoot(t, ctx, dir, "summary-1366x768-files.png", false)
-	shoot(t, ctx, dir, "summary-1366x768-full.png", true)
+	browsertest.Screenshot(t, ctx, "summary-1366x768-files", false)
+	browsertest.Screenshot(t, ctx, "summary-1366x768-full", true)
 
 	if dom.Viewport != 1366 || dom.PageWidth > dom.Viewport {
 		t.Errorf("the page is %d px wide in a %d px viewport", dom.PageWidth, dom.Viewport)

@@ -18,23 +18,8 @@ import (
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/browsertest"
 )
-
-// artifactsDir is where a test leaves files for a person to look at:
-// $INTERLOCK_ARTIFACTS when set (CI keeps it), else the test's own
-// temporary directory. The path is logged either way.
-func artifactsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("INTERLOCK_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	dir = filepath.Join(dir, t.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifacts: %v", err)
-	}
-	return dir
-}
 
 // principalJournal writes a journal through the real writer with one
 // session for each kind of principal the summary must show: a person who
@@ -112,7 +97,7 @@ func TestSummaryInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx := browser(t, 1280, 900)
+	ctx := browsertest.Chrome(t, 1280, 900, time.Minute)
 
 	type principalRow struct {
 		Session, Human, Workload, Agent string
@@ -142,7 +127,7 @@ func TestSummaryInBrowser(t *testing.T) {
 		Scripts: document.querySelectorAll('script').length,
 	};
 })()`
-	shot := filepath.Join(artifactsDir(t), "summary-1280.png")
+	shot := filepath.Join(browsertest.ArtifactsDir(t), "summary-1280.png")
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+page), chromedp.WaitReady(chromedp.CSS("#sessions"))); err != nil {
 		t.Fatalf("chromium: load %s: %v", page, err)
 	}
