@@ -21,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/interlock/interlock/hub/hubapi"
+	"github.com/interlock/interlock/hub/idclaims"
 )
 
 // Cookies: the __Host- prefix makes the browser refuse them unless they
@@ -260,56 +261,10 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 // principal reads who the ID token names and the roles their groups
-// give them.
+// give them, as the hub's approver API does (hub/idclaims).
 func (a *auth) principal(idt *oidc.IDToken) (hubapi.Principal, error) {
 	o := a.c.opts.OIDC
-	userClaim, groupClaim := o.UsernameClaim, o.GroupsClaim
-	if userClaim == "" {
-		userClaim = "preferred_username"
-	}
-	if groupClaim == "" {
-		groupClaim = "groups"
-	}
-	var claims map[string]any
-	if err := idt.Claims(&claims); err != nil {
-		return hubapi.Principal{}, errors.New("the ID token's claims do not parse")
-	}
-	user, _ := claims[userClaim].(string)
-	if user == "" {
-		// Without it the hub cannot tell an approver from the requester.
-		return hubapi.Principal{}, fmt.Errorf("the ID token has no %s claim: the hub needs it to know who you are", userClaim)
-	}
-	var groups []string
-	switch g := claims[groupClaim].(type) {
-	case string:
-		groups = []string{g}
-	case []any:
-		for _, x := range g {
-			if s, ok := x.(string); ok {
-				groups = append(groups, s)
-			}
-		}
-	}
-	email, _ := claims["email"].(string)
-	name, _ := claims["name"].(string)
-	return hubapi.Principal{
-		Approver: hubapi.Approver{Issuer: idt.Issuer, Subject: idt.Subject, Username: user, Email: email, Name: name, Groups: groups},
-		Roles:    RolesOf(o.Roles, groups),
-	}, nil
-}
-
-// RolesOf gives the roles that groups hold under a role mapping.
-func RolesOf(mapping map[string][]string, groups []string) []string {
-	var out []string
-	for _, role := range []string{hubapi.RoleApprover, hubapi.RoleAuditor, hubapi.RoleAdmin} {
-		for _, g := range mapping[role] {
-			if slices.Contains(groups, g) {
-				out = append(out, role)
-				break
-			}
-		}
-	}
-	return out
+	return idclaims.Mapping{UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles}.Principal(idt)
 }
 
 func sessionKey(id string) [32]byte { return sha256.Sum256([]byte(id)) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/hub/hubapi"
+	"github.com/interlock/interlock/hub/idclaims"
 	"github.com/interlock/interlock/hub/store"
 )
 
@@ -290,16 +291,17 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-func TestRolesOf(t *testing.T) {
-	got := RolesOf(testRoles, []string{"auditors", "security", "x"})
+func TestRolesFor(t *testing.T) {
+	m := idclaims.Mapping{Roles: testRoles}
+	got := m.RolesFor([]string{"auditors", "security", "x"})
 	if strings.Join(got, ",") != "auditor,admin" {
 		t.Errorf("roles %v", got)
 	}
-	if got := RolesOf(testRoles, nil); len(got) != 0 {
+	if got := m.RolesFor(nil); len(got) != 0 {
 		t.Errorf("no groups: %v", got)
 	}
 	// Role names are not groups.
-	if got := RolesOf(testRoles, []string{"approver", "admin"}); len(got) != 0 {
+	if got := m.RolesFor([]string{"approver", "admin"}); len(got) != 0 {
 		t.Errorf("role names as groups: %v", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/interlock/interlock/hub/hubapi"
+	"github.com/interlock/interlock/hub/idclaims"
 )
 
 // Authenticator says who a person calling the approver API is. The
@@ -30,8 +30,8 @@ var ErrNoCredentials = errors.New("hub: no credentials")
 
 // Defaults of OIDCConfig.
 const (
-	DefaultUsernameClaim = "preferred_username"
-	DefaultGroupsClaim   = "groups"
+	DefaultUsernameClaim = idclaims.DefaultUsernameClaim
+	DefaultGroupsClaim   = idclaims.DefaultGroupsClaim
 )
 
 // OIDCConfig is the company's identity provider, as the hub trusts it
@@ -62,50 +62,14 @@ func (c OIDCConfig) withDefaults() OIDCConfig {
 	return c
 }
 
-// RolesFor is the roles the role mapping gives to members of groups,
-// sorted.
-func (c OIDCConfig) RolesFor(groups []string) []string {
-	var out []string
-	for role, gs := range c.Roles {
-		for _, g := range gs {
-			if slices.Contains(groups, g) {
-				out = append(out, role)
-				break
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// Principal is the person an ID token's verified claims describe: the
-// username and groups under the configured claims, and the roles their
-// groups map to. A token without a username is refused: the hub could
-// not tell the person from the requester.
+// Principal is the person an ID token's verified claims describe, with
+// the roles their groups map to (hub/idclaims, which the console's
+// sign-in reads them with too).
 func (c OIDCConfig) Principal(tok *oidc.IDToken) (hubapi.Principal, error) {
-	c = c.withDefaults()
-	var claims map[string]any
-	if err := tok.Claims(&claims); err != nil {
-		return hubapi.Principal{}, fmt.Errorf("hub: ID token claims: %w", err)
+	p, err := idclaims.Mapping{UsernameClaim: c.UsernameClaim, GroupsClaim: c.GroupsClaim, Roles: c.Roles}.Principal(tok)
+	if err != nil {
+		return hubapi.Principal{}, fmt.Errorf("hub: %w", err)
 	}
-	p := hubapi.Principal{Approver: hubapi.Approver{Issuer: tok.Issuer, Subject: tok.Subject}}
-	p.Username, _ = claims[c.UsernameClaim].(string)
-	if strings.TrimSpace(p.Username) == "" {
-		return hubapi.Principal{}, fmt.Errorf("hub: the ID token has no %s claim: the hub cannot tell who it names", c.UsernameClaim)
-	}
-	p.Email, _ = claims["email"].(string)
-	p.Name, _ = claims["name"].(string)
-	switch g := claims[c.GroupsClaim].(type) {
-	case []any:
-		for _, x := range g {
-			if s, ok := x.(string); ok {
-				p.Groups = append(p.Groups, s)
-			}
-		}
-	case string:
-		p.Groups = []string{g}
-	}
-	p.Roles = c.RolesFor(p.Groups)
 	return p, nil
 }
 

@@ -65,11 +65,13 @@ var Layering = []Rule{
 		Why: "the hub's wire vocabulary is a leaf that the shipper, the hub and a verifier share"},
 	{From: "hub/store", Only: []string{"hub/hubapi", "journal/evidence", "model"}, Forbid: []string{sqlite},
 		Why: "the hub's store keeps evidence (and the held requests and decisions of the wire) in PostgreSQL in the evidence format; it links no journal storage (cgo)"},
+	{From: "hub/idclaims", Only: []string{"hub/hubapi", "model"}, Forbid: []string{sqlite},
+		Why: "who an ID token names is read one way for the approver API and the console alike"},
 	{From: "hub/decision", Only: []string{"hub/hubapi", "model"}, Forbid: []string{sqlite},
 		Why: "the signed decision's format is a leaf that the hub signs with and the host verifies with"},
-	{From: "hub/server", Only: []string{"hub/hubapi", "hub/store", "hub/decision", "journal/evidence", "model", "internal/..."}, Forbid: []string{sqlite},
+	{From: "hub/server", Only: []string{"hub/hubapi", "hub/store", "hub/decision", "hub/idclaims", "journal/evidence", "model", "internal/..."}, Forbid: []string{sqlite},
 		Why: "the hub checks and cosigns in the evidence format and keeps what it accepts in hub/store; it links no journal storage (cgo) and no host-side package"},
-	{From: "hub/console", Only: []string{"hub/hubapi", "hub/store", "journal/evidence", "model", "internal/...", "asciicast", "sessionview"}, Forbid: []string{sqlite},
+	{From: "hub/console", Only: []string{"hub/hubapi", "hub/idclaims", "hub/store", "journal/evidence", "model", "internal/...", "asciicast", "sessionview"}, Forbid: []string{sqlite},
 		Why: "the console reads the hub's store and renders it with the views the CLI uses; it asks the hub's approvals through its own interface, not hub/server"},
 }
 
