@@ -13,6 +13,6 @@
 // generates the same bytes.
 package bpf
 
-//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat Interlock interlock.c"
+//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat -type ns_listener -type netns_event Interlock interlock.c"
 //go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -DINTERLOCK_NO_CORE\" -target bpfel -go-package bpf InterlockNoCore interlock.c"
 //go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type lineage_tag -type exe_key Lineage lineage.c"
