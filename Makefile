@@ -19,8 +19,9 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
 # .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check; runc and
-# busybox-static run the container tests' OCI bundles (no image pull).
-TEST_DEBS := sqlite3 iproute2 runc busybox-static util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
+# busybox-static run the container tests' OCI bundles, docker.io a
+# private dockerd with a cgroup parent (no image pull).
+TEST_DEBS := sqlite3 iproute2 runc busybox-static docker.io util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 # versitygw: the S3-compatible server with object lock the hub's publish

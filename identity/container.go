@@ -35,6 +35,8 @@ type containerRoots struct {
 	// runc holds state directories with one <id>/state.json per
 	// container (runc's --root).
 	runc []string
+	// dockerRunc is the one of runc that dockerd's runc uses.
+	dockerRunc string
 	// docker is dockerd's data root (containers/<id>/config.v2.json).
 	docker string
 	// tasks holds containerd's task bundles (<namespace>/<id>/config.json).
@@ -44,10 +46,11 @@ type containerRoots struct {
 }
 
 var defaultContainerRoots = containerRoots{
-	runc:   []string{"/run/runc", "/run/docker/runtime-runc/moby", "/run/containerd/runc/k8s.io", "/run/containerd/runc/default"},
-	docker: "/var/lib/docker",
-	tasks:  "/run/containerd/io.containerd.runtime.v2.task",
-	podman: "/var/lib/containers/storage/overlay-containers",
+	runc:       []string{"/run/runc", "/run/docker/runtime-runc/moby", "/run/containerd/runc/k8s.io", "/run/containerd/runc/default"},
+	dockerRunc: "/run/docker/runtime-runc/moby",
+	docker:     "/var/lib/docker",
+	tasks:      "/run/containerd/io.containerd.runtime.v2.task",
+	podman:     "/var/lib/containers/storage/overlay-containers",
 }
 
 // containerEntry is a cached answer; a miss is kept briefly, a container
@@ -110,9 +113,23 @@ func readContainer(roots containerRoots, cgRoot, path, knownID string) (*model.C
 		}
 		for _, dir := range roots.runc {
 			c, err := readRuncState(filepath.Join(dir, name, "state.json"), cgRoot, path)
-			if err != nil || c != nil {
-				return c, err
+			if err != nil || c == nil {
+				if err != nil {
+					return nil, err
+				}
+				continue
 			}
+			if dir == roots.dockerRunc {
+				// dockerd with the cgroupfs driver and a cgroup
+				// parent: /<parent>/<id>, runc's state under
+				// dockerd's, and dockerd's record of it.
+				d := &model.Container{ID: c.ID, Runtime: "docker"}
+				if err := readDocker(d, filepath.Join(roots.docker, "containers", c.ID, "config.v2.json")); err == nil && d.Provenance != "" {
+					return d, nil
+				}
+				c.Runtime = "docker"
+			}
+			return c, nil
 		}
 		return nil, nil
 	}

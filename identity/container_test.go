@@ -164,3 +164,25 @@ func TestContainerRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestReadContainerDockerCgroupParent: dockerd with the cgroupfs driver
+// and a cgroup parent puts a container at /<parent>/<id>; runc's state
+// under dockerd's names that cgroup, and dockerd's record says the rest.
+func TestReadContainerDockerCgroupParent(t *testing.T) {
+	roots, d := containerTestRoots(t)
+	roots.dockerRunc = filepath.Join(d, "docker-runc")
+	roots.runc = append(roots.runc, roots.dockerRunc)
+	const cgRoot = "/sys/fs/cgroup"
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	st := runcState(cgRoot + "/ci.slice/" + id)
+	st["id"] = id
+	writeJSON(t, filepath.Join(roots.dockerRunc, id, "state.json"), st, 0o600)
+	writeJSON(t, filepath.Join(roots.docker, "containers", id, "config.v2.json"), map[string]any{
+		"Name": "/job", "Image": "sha256:feed",
+		"Config": map[string]any{"Image": "alpine:3", "Labels": map[string]string{"com.buildkite.job_id": "b-1"}},
+	}, 0o600)
+	c, err := readContainer(roots, cgRoot, "/ci.slice/"+id, "")
+	if err != nil || c == nil || c.ID != id || c.Runtime != "docker" || c.Image != "alpine:3" || c.Labels["com.buildkite.job_id"] != "b-1" {
+		t.Errorf("docker container below a cgroup parent: %+v, %v", c, err)
+	}
+}
