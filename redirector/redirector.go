@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -352,8 +353,28 @@ func (r *Redirector) Stale() []string {
 	return out
 }
 
-// Detach stops intercepting a cgroup, removing pinned links too.
+// Detach stops intercepting a cgroup, removing pinned links too. For a
+// pattern, it stops expecting it and detaches every cgroup it matched.
 func (r *Redirector) Detach(cgroupPath string) error {
+	if IsPattern(cgroupPath) {
+		r.mu.Lock()
+		p := r.placer
+		var matched []string
+		for a := range r.attached {
+			if ok, _ := path.Match(cgroupPath, a); ok {
+				matched = append(matched, a)
+			}
+		}
+		r.mu.Unlock()
+		if p != nil {
+			p.unexpect(cgroupPath)
+		}
+		var errs []error
+		for _, a := range matched {
+			errs = append(errs, r.Detach(a))
+		}
+		return errors.Join(errs...)
+	}
 	r.mu.Lock()
 	a, ok := r.attached[cgroupPath]
 	delete(r.attached, cgroupPath)

@@ -318,3 +318,43 @@ func TestContainerNoLeak(t *testing.T) {
 		t.Errorf("the daemon holds %d sockets, pidfds and namespaces after %d containers, %d before", got, n, baseFDs)
 	}
 }
+
+// TestContainerCgroupPattern: intercept.cgroups names the runtime's
+// container cgroups by a pattern; a container whose cgroup matches is
+// intercepted from when it appears, a sibling that does not match is not,
+// and a matched cgroup's links go when it is removed.
+func TestContainerCgroupPattern(t *testing.T) {
+	requireRunc(t)
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	parent, parentDir := makeCgroup(t, "pat")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s/ilkc*]\n", parent))
+	d := e.startDaemon()
+
+	c := runContainer(t, ctrSpec{parent: parent, args: []string{"sleep", "600"}})
+	r, _ := dialFromCtr(t, c, "-addr", srv.addr())
+	waitSessions(t, e, 1)
+	so, ok := e.sessions()[r.Local]
+	if !ok || so.Identity.Container == nil || so.Identity.Container.ID != c.id {
+		t.Fatalf("the matched container's session: %+v", so.Identity)
+	}
+
+	// A sibling that does not match is not intercepted.
+	sib := filepath.Join(parentDir, "other")
+	if err := os.Mkdir(sib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(sib)
+	out, _, code := runCmd(t, inCgroup(t, sib, clientBin, "-addr", srv.addr()))
+	if code != 0 {
+		t.Fatalf("client in a sibling cgroup: %s", out)
+	}
+	outside := parseClient(t, []byte(out))
+	if _, ok := e.sessions()[outside.Local]; ok {
+		t.Errorf("a cgroup the pattern does not match was intercepted")
+	}
+
+	c.remove()
+	waitFor(t, func() bool {
+		return strings.Contains(d.stderr.String(), "a cgroup matched by a pattern was removed; detached")
+	})
+}
