@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -51,6 +53,10 @@ type nsServer struct {
 	served map[uint64]*nsEntry
 	closed bool
 	done   chan struct{}
+	// failed are the namespaces that could not be served, and when: one
+	// is tried again at most every second (its connects keep asking),
+	// and said once at warning level.
+	failed map[uint64]time.Time
 }
 
 // nsEntry is interlock's presence in one container namespace.
@@ -77,7 +83,7 @@ func (r *Redirector) ServeNamespaces(accept func(net.Listener)) error {
 	if err != nil {
 		return fmt.Errorf("read the BPF netns_events ring: %w", err)
 	}
-	s := &nsServer{r: r, rd: rd, accept: accept, served: map[uint64]*nsEntry{}, done: make(chan struct{})}
+	s := &nsServer{r: r, rd: rd, accept: accept, served: map[uint64]*nsEntry{}, done: make(chan struct{}), failed: map[uint64]time.Time{}}
 	r.mu.Lock()
 	r.ns = s
 	r.mu.Unlock()
@@ -103,9 +109,29 @@ func (s *nsServer) loop() {
 		ev.CgroupId = binary.NativeEndian.Uint64(rec.RawSample[8:16])
 		ev.Tgid = binary.NativeEndian.Uint32(rec.RawSample[16:20])
 		ev.Pid = binary.NativeEndian.Uint32(rec.RawSample[20:24])
+		last, seen := s.failed[ev.NetnsCookie]
+		if seen && time.Since(last) < nsRetry {
+			continue
+		}
 		if err := s.serve(ev); err != nil {
-			s.r.log.Warn("cannot serve a network namespace: its connects to targets are refused",
+			lvl := slog.LevelWarn
+			if seen {
+				lvl = slog.LevelDebug
+			}
+			s.r.log.Log(context.Background(), lvl, "cannot serve a network namespace: its connects to targets are refused",
 				"netns_cookie", ev.NetnsCookie, "pid", ev.Tgid, "cgroup_id", ev.CgroupId, "err", err)
+			if len(s.failed) >= maxNetnsFailed {
+				for c, t := range s.failed {
+					if time.Since(t) > time.Minute {
+						delete(s.failed, c)
+					}
+				}
+			}
+			if len(s.failed) < maxNetnsFailed || seen {
+				s.failed[ev.NetnsCookie] = time.Now()
+			}
+		} else {
+			delete(s.failed, ev.NetnsCookie)
 		}
 	}
 }
@@ -206,6 +232,13 @@ func (s *nsServer) findNetns(ev bpf.InterlockNetnsEvent) (*os.File, int, error) 
 	}
 	return nil, -1, fmt.Errorf("no process of cgroup %d is left in the namespace: %w", ev.CgroupId, first)
 }
+
+// nsRetry is how soon a namespace that could not be served is tried
+// again; maxNetnsFailed bounds how many such are remembered.
+const (
+	nsRetry        = time.Second
+	maxNetnsFailed = 4096
+)
 
 // maxNetnsCandidates bounds how many of a cgroup's processes are entered
 // to find a namespace.
