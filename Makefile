@@ -97,12 +97,14 @@ e2e: build
 	$(GO) test -count=1 -timeout 15m ./test/...
 
 # bench: TCP passthrough, direct and through interlock, then shipping to the
-# fleet hub (bench-hub) (docs/benchmarks.md).
+# fleet hub (bench-hub), then connect latency from a container against a
+# host process (ctrbench) (docs/benchmarks.md).
 # BEFORE=PATH adds an older interlock binary as a third side in the same
 # rounds, for before/after figures: make bench BEFORE=/tmp/interlock-before
 bench: build deps
 	$(GO) run ./test/bench/tcpbench -interlock ./$(BIN)$(if $(BEFORE), -before $(BEFORE))
 	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
+	$(GO) run ./test/bench/ctrbench -interlock ./$(BIN)
 
 # bench-journal: durable and batched append, verify and export, with the
 # disk's fsync latency measured in the same run (docs/benchmarks.md).
