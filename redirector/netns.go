@@ -53,6 +53,9 @@ type nsServer struct {
 	served map[uint64]*nsEntry
 	closed bool
 	done   chan struct{}
+	// execWatch reports namespaces at their first exec (netnswatch.go); nil
+	// without BTF.
+	execWatch *netnsWatch
 	// failed are the namespaces that could not be served, and when: one
 	// is tried again at most every second (its connects keep asking),
 	// and said once at warning level.
@@ -84,6 +87,9 @@ func (r *Redirector) ServeNamespaces(accept func(net.Listener)) error {
 		return fmt.Errorf("read the BPF netns_events ring: %w", err)
 	}
 	s := &nsServer{r: r, rd: rd, accept: accept, served: map[uint64]*nsEntry{}, done: make(chan struct{}), failed: map[uint64]time.Time{}}
+	if s.execWatch, err = loadNetnsWatch(r.progs); err != nil {
+		r.log.Warn("containers' namespaces are served at their first connect to a target, which is refused", "err", err)
+	}
 	r.mu.Lock()
 	r.ns = s
 	r.mu.Unlock()
@@ -545,6 +551,9 @@ func (s *nsServer) stop() {
 	served := s.served
 	s.served = map[uint64]*nsEntry{}
 	s.mu.Unlock()
+	if s.execWatch != nil {
+		s.execWatch.close()
+	}
 	s.rd.Close()
 	<-s.done
 	for c, e := range served {

@@ -227,6 +227,7 @@ func TestContainerFirstConnect(t *testing.T) {
 	parent, _ := makeCgroup(t, "ctrfirst")
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", parent))
 	e.startDaemon()
+	through := 0
 	for i := 0; i < 5; i++ {
 		out, c := runContainerFg(t, ctrSpec{netns: br.netnsOn(t, 20+i, false), parent: parent, args: []string{"/bin/tcpclient", "-addr", srv.addr()}})
 		var r clientResult
@@ -239,7 +240,14 @@ func TestContainerFirstConnect(t *testing.T) {
 		if r.Error == "" && !strings.Contains(r.Reply, br.gw+":") {
 			t.Errorf("container %s reached the target as %q, not through interlock", c.id, r.Reply)
 		}
+		if r.Error == "" {
+			through++
+		}
 	}
+	// With BTF, the namespace is reported at the client's exec, and
+	// served before its first connect most of the time; that is a race,
+	// so only logged.
+	t.Logf("%d of 5 first connects went through interlock, the others were refused", through)
 	noDirect(t, srv, br)
 }
 
