@@ -146,10 +146,16 @@ func (s *nsServer) loop() {
 func (s *nsServer) serve(ev bpf.InterlockNetnsEvent) error {
 	s.mu.Lock()
 	_, ok := s.served[ev.NetnsCookie]
-	closed := s.closed
+	closed, n := s.closed, len(s.served)
 	s.mu.Unlock()
 	if ok || closed {
 		return nil
+	}
+	if n >= maxServed {
+		// A job that makes namespaces by the thousand (unshare -Urn
+		// needs no privilege) must not run the daemon out of
+		// descriptors: beyond the bound, namespaces stay refused.
+		return fmt.Errorf("%d namespaces are served already, the most interlock serves at once", n)
 	}
 	pidfd, nsfd, err := s.findNetns(ev)
 	if err != nil {
@@ -238,6 +244,10 @@ func (s *nsServer) findNetns(ev bpf.InterlockNetnsEvent) (*os.File, int, error) 
 	}
 	return nil, -1, fmt.Errorf("no process of cgroup %d is left in the namespace: %w", ev.CgroupId, first)
 }
+
+// maxServed bounds the namespaces served at once (each holds up to four
+// descriptors).
+const maxServed = 1024
 
 // nsRetry is how soon a namespace that could not be served is tried
 // again; maxNetnsFailed bounds how many such are remembered.
