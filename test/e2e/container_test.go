@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -365,4 +366,37 @@ func TestContainerCgroupPattern(t *testing.T) {
 	waitFor(t, func() bool {
 		return strings.Contains(d.stderr.String(), "a cgroup matched by a pattern was removed; detached")
 	})
+}
+
+// TestContainerJobMadeNamespace: a job that makes a network namespace of
+// its own without privilege (unshare -Urn, as an unprivileged user) is
+// still intercepted there, and attributed to its process; never direct.
+func TestContainerJobMadeNamespace(t *testing.T) {
+	for _, tool := range []string{"unshare", "setpriv", "ip"} {
+		_, err := exec.LookPath(tool)
+		testenv.Require(t, tool, err)
+	}
+	srv := startEcho(t, "tcp4", "127.0.0.2:0")
+	cgPath, cgDir := makeCgroup(t, "ownns")
+	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
+	e.startDaemon()
+	// In the new namespace 127.0.0.2 is its own loopback, where nothing
+	// listens: only interlock can bring the hello to the host's server.
+	script := fmt.Sprintf(`ip link set lo up || exit 9
+for i in $(seq 50); do out=$(%s -addr %s) && break; sleep 0.05; done; echo "$out"`, clientBin, srv.addr())
+	out, stderr, code := runCmd(t, inCgroup(t, cgDir, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"unshare", "-Urn", "sh", "-c", script))
+	if code != 0 {
+		t.Fatalf("the job in its own namespace: exit %d: %s %s", code, out, stderr)
+	}
+	r := parseClient(t, []byte(out))
+	if r.Error != "" || !strings.Contains(r.Reply, fmt.Sprintf("pid=%d", r.PID)) {
+		t.Fatalf("the job in its own namespace: %+v", r)
+	}
+	waitSessions(t, e, 1)
+	so, ok := e.sessions()[r.Local]
+	// uid 0 in its user namespace is 65534 on the host.
+	if !ok || int(so.Identity.Kernel.TGID) != r.PID || so.Identity.Kernel.UID != 65534 {
+		t.Errorf("session of the job in its own namespace: %+v", so.Identity.Kernel)
+	}
 }
