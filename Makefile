@@ -18,8 +18,10 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # Debian packages the tests and benchmarks use; installed when missing.
 # rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
 # .deb and the .rpm into a Debian root and syntax-check the completions;
-# systemd provides systemd-analyze for the unit check.
-TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
+# systemd provides systemd-analyze for the unit check; runc and
+# busybox-static run the container tests' OCI bundles, docker.io a
+# private dockerd with a cgroup parent (no image pull).
+TEST_DEBS := sqlite3 iproute2 runc busybox-static docker.io util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 # versitygw: the S3-compatible server with object lock the hub's publish
@@ -95,12 +97,14 @@ e2e: build
 	$(GO) test -count=1 -timeout 15m ./test/...
 
 # bench: TCP passthrough, direct and through interlock, then shipping to the
-# fleet hub (bench-hub) (docs/benchmarks.md).
+# fleet hub (bench-hub), then connect latency from a container against a
+# host process (ctrbench) (docs/benchmarks.md).
 # BEFORE=PATH adds an older interlock binary as a third side in the same
 # rounds, for before/after figures: make bench BEFORE=/tmp/interlock-before
 bench: build deps
 	$(GO) run ./test/bench/tcpbench -interlock ./$(BIN)$(if $(BEFORE), -before $(BEFORE))
 	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
+	$(GO) run ./test/bench/ctrbench -interlock ./$(BIN)
 
 # bench-journal: durable and batched append, verify and export, with the
 # disk's fsync latency measured in the same run (docs/benchmarks.md).

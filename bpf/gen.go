@@ -5,6 +5,8 @@
 // CO-RE reads of the connecting task, for kernels without BTF. Lineage
 // (lineage.c) is the agent lineage's tracing programs, a separate object
 // so the connect hooks load without them where they cannot (no BTF).
+// NetnsWatch (netnswatch.c) reports a container's network namespace at
+// its first exec in an intercepted cgroup, on Interlock's maps.
 //
 // The C headers' <asm/...> live in the host's multiarch directory
 // (/usr/include/x86_64-linux-gnu, /usr/include/aarch64-linux-gnu, ...):
@@ -13,6 +15,7 @@
 // generates the same bytes.
 package bpf
 
-//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat Interlock interlock.c"
+//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type addr_key -type target_val -type redirect_config -type origin -type tuple_key -type stat -type ns_listener -type netns_event Interlock interlock.c"
 //go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -DINTERLOCK_NO_CORE\" -target bpfel -go-package bpf InterlockNoCore interlock.c"
 //go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf -type lineage_tag -type exe_key Lineage lineage.c"
+//go:generate sh -c "go tool bpf2go -cc clang -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" -target bpfel -go-package bpf NetnsWatch netnswatch.c"

@@ -90,6 +90,7 @@ enum stat {
 	STAT_REFUSED_FOREIGN_SOCKET,
 	STAT_REFUSED_UNPLACED_CGROUP,
 	STAT_STALE_RECORD,
+	STAT_NETNS_ASKED,
 	STAT_MAX,
 };
 
@@ -116,7 +117,32 @@ struct redirect_config {
 	__u32 listener_mark;
 	__u32 pad;
 	__u64 self_cgroup;  // interlock's own cgroup: never redirected
-	__u64 netns_cookie; // the listener's netns; 0 disables the check
+	// The host listener's netns; 0 (a kernel that cannot tell) sends
+	// every namespace's connects to the host listener's address.
+	__u64 netns_cookie;
+};
+
+// Where interlock listens in one network namespace: the host's from
+// config, a container's from netns_listeners.
+struct ns_listener {
+	__u32 listen_ip4;    // network byte order
+	__u32 listen_ip6[4]; // network byte order
+	__u16 listen_port4;  // host byte order
+	__u16 listen_port6;  // host byte order
+	// The listener's SO_MARK, one per namespace: root in a container's
+	// user namespace may read the marks of sockets in its network
+	// namespace (sock_diag), and must learn nothing that passes for
+	// interlock elsewhere.
+	__u32 mark;
+};
+
+// A connect to a target from a network namespace interlock does not serve
+// yet: the connect is refused, and the daemon opens a listener there.
+struct netns_event {
+	__u64 netns_cookie;
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 pid;
 };
 
 struct origin {
@@ -166,12 +192,15 @@ struct origin {
 #define CG_WATCHED 3     // a configured cgroup may appear below: any
 			 // descendant not placed yet is refused
 
+// A 4-tuple is unique only within a network namespace: two containers
+// may both connect from 10.0.0.2:40000 to their own 127.0.0.1 listener.
 struct tuple_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u16 sport; // host byte order
 	__u16 dport; // host byte order
 	__u32 pad;
+	__u64 netns_cookie;
 };
 
 struct {
@@ -220,6 +249,29 @@ struct {
 	__type(value, struct peer_addr);
 } peers SEC(".maps");
 
+// netns cookie -> the listener interlock opened inside that namespace.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ns_listener);
+} netns_listeners SEC(".maps");
+
+// Unserved namespaces that connected to a target, for the daemon.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} netns_events SEC(".maps");
+
+// When each unserved namespace was last reported (CLOCK_BOOTTIME, ns), so
+// that one namespace's connect loop cannot crowd others out of the ring.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} netns_asked SEC(".maps");
+
 // cgroup id -> CG_*; written by userspace, read by the guard.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -242,6 +294,8 @@ const struct redirect_config *unused_config __attribute__((unused));
 const struct origin *unused_origin __attribute__((unused));
 const struct tuple_key *unused_tuple_key __attribute__((unused));
 const enum stat *unused_stat __attribute__((unused));
+const struct ns_listener *unused_ns_listener __attribute__((unused));
+const struct netns_event *unused_netns_event __attribute__((unused));
 
 static __always_inline void count(__u32 idx)
 {
@@ -281,7 +335,7 @@ static __always_inline int refuse(const struct redirect_config *cfg, __u32 why)
 // network namespace, carrying interlock's mark. When interlock is gone the
 // connect is refused here instead of being sent to whoever took the port.
 static __always_inline int listener_present(struct bpf_sock_addr *ctx,
-					    const struct redirect_config *cfg,
+					    const struct ns_listener *cfg,
 					    int v6)
 {
 	struct bpf_sock_tuple tuple = {};
@@ -308,7 +362,7 @@ static __always_inline int listener_present(struct bpf_sock_addr *ctx,
 	sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
-	ok = sk->state == TCP_LISTEN && sk->mark == cfg->listener_mark;
+	ok = sk->state == TCP_LISTEN && sk->mark == cfg->mark;
 	bpf_sk_release(sk);
 	return ok;
 }
@@ -371,7 +425,7 @@ static __always_inline void read_program(struct origin *o)
 
 static __always_inline int record(void *ctx, const struct addr_key *dst,
 				  __u16 family, __u32 target_id,
-				  const struct redirect_config *cfg, int v6)
+				  const struct ns_listener *cfg, int v6)
 {
 	struct origin o = {};
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -426,6 +480,58 @@ static __always_inline const struct redirect_config *load_config(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&config, &zero);
+}
+
+// ask reports an unserved namespace to the daemon, at most every 100 ms
+// per namespace.
+static __always_inline void ask(__u64 netns)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 *last = bpf_map_lookup_elem(&netns_asked, &netns);
+	struct netns_event *e;
+	__u64 pid_tgid;
+
+	if (last && now - *last < 100000000ULL)
+		return;
+	bpf_map_update_elem(&netns_asked, &netns, &now, BPF_ANY);
+	e = bpf_ringbuf_reserve(&netns_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	pid_tgid = bpf_get_current_pid_tgid();
+	e->netns_cookie = netns;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->tgid = pid_tgid >> 32;
+	e->pid = (__u32)pid_tgid;
+	bpf_ringbuf_submit(e, 0);
+	count(STAT_NETNS_ASKED);
+}
+
+// find_listener fills l with interlock's listener in the connecting
+// socket's network namespace: the host's, or the one interlock opened in
+// a container's namespace. It returns 0 when interlock serves no listener
+// there (and asks the daemon to open one).
+static __always_inline int find_listener(struct bpf_sock_addr *ctx,
+					 const struct redirect_config *cfg,
+					 struct ns_listener *l)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct ns_listener *v;
+
+	if (!cfg->netns_cookie || netns == cfg->netns_cookie) {
+		l->listen_ip4 = cfg->listen_ip4;
+		__builtin_memcpy(l->listen_ip6, cfg->listen_ip6, 16);
+		l->listen_port4 = cfg->listen_port4;
+		l->listen_port6 = cfg->listen_port6;
+		l->mark = cfg->listener_mark;
+		return 1;
+	}
+	v = bpf_map_lookup_elem(&netns_listeners, &netns);
+	if (!v) {
+		ask(netns);
+		return 0;
+	}
+	__builtin_memcpy(l, v, sizeof(*l));
+	return 1;
 }
 
 // lookup_target finds the target a destination belongs to. A service
@@ -517,6 +623,7 @@ int interlock_connect4(struct bpf_sock_addr *ctx)
 {
 	struct addr_key key = {};
 	const struct redirect_config *cfg;
+	struct ns_listener l = {};
 	struct target_val *t;
 
 	cfg = load_config();
@@ -532,16 +639,16 @@ int interlock_connect4(struct bpf_sock_addr *ctx)
 	if (!t)
 		return 1;
 
-	if (cfg->netns_cookie && bpf_get_netns_cookie(ctx) != cfg->netns_cookie)
+	if (!find_listener(ctx, cfg, &l))
 		return refuse(cfg, STAT_REFUSED_NETNS);
-	if (!listener_present(ctx, cfg, 0))
+	if (!listener_present(ctx, &l, 0))
 		return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-	if (!record(ctx, &key, AF_INET, t->target_id, cfg, 0))
+	if (!record(ctx, &key, AF_INET, t->target_id, &l, 0))
 		return 0;
 	remember_peer(ctx, &key, AF_INET);
 
-	ctx->user_ip4 = cfg->listen_ip4;
-	ctx->user_port = bpf_htons(cfg->listen_port4);
+	ctx->user_ip4 = l.listen_ip4;
+	ctx->user_port = bpf_htons(l.listen_port4);
 	count(STAT_REDIRECTED);
 	return 1;
 }
@@ -551,6 +658,7 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 {
 	struct addr_key key = {};
 	const struct redirect_config *cfg;
+	struct ns_listener l = {};
 	struct target_val *t;
 	int mapped;
 
@@ -567,30 +675,30 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	if (!t)
 		return 1;
 
-	if (cfg->netns_cookie && bpf_get_netns_cookie(ctx) != cfg->netns_cookie)
+	if (!find_listener(ctx, cfg, &l))
 		return refuse(cfg, STAT_REFUSED_NETNS);
 	if (mapped) {
-		if (!listener_present(ctx, cfg, 0))
+		if (!listener_present(ctx, &l, 0))
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-		if (!record(ctx, &key, AF_INET, t->target_id, cfg, 0))
+		if (!record(ctx, &key, AF_INET, t->target_id, &l, 0))
 			return 0;
 		remember_peer(ctx, &key, AF_INET);
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
 		ctx->user_ip6[2] = bpf_htonl(0xffff);
-		ctx->user_ip6[3] = cfg->listen_ip4;
-		ctx->user_port = bpf_htons(cfg->listen_port4);
+		ctx->user_ip6[3] = l.listen_ip4;
+		ctx->user_port = bpf_htons(l.listen_port4);
 	} else {
-		if (!listener_present(ctx, cfg, 1))
+		if (!listener_present(ctx, &l, 1))
 			return refuse(cfg, STAT_REFUSED_NO_LISTENER);
-		if (!record(ctx, &key, AF_INET6, t->target_id, cfg, 1))
+		if (!record(ctx, &key, AF_INET6, t->target_id, &l, 1))
 			return 0;
 		remember_peer(ctx, &key, AF_INET6);
-		ctx->user_ip6[0] = cfg->listen_ip6[0];
-		ctx->user_ip6[1] = cfg->listen_ip6[1];
-		ctx->user_ip6[2] = cfg->listen_ip6[2];
-		ctx->user_ip6[3] = cfg->listen_ip6[3];
-		ctx->user_port = bpf_htons(cfg->listen_port6);
+		ctx->user_ip6[0] = l.listen_ip6[0];
+		ctx->user_ip6[1] = l.listen_ip6[1];
+		ctx->user_ip6[2] = l.listen_ip6[2];
+		ctx->user_ip6[3] = l.listen_ip6[3];
+		ctx->user_port = bpf_htons(l.listen_port6);
 	}
 	count(STAT_REDIRECTED);
 	return 1;
@@ -772,9 +880,10 @@ int interlock_sockops(struct bpf_sock_ops *skops)
 {
 	const struct redirect_config *cfg;
 	struct tuple_key key = {};
+	struct ns_listener *nl;
 	struct origin *o;
-	__u64 cookie;
-	__u16 dport;
+	__u64 cookie, netns;
+	__u16 dport, port4, port6;
 
 	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
@@ -783,9 +892,17 @@ int interlock_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	cookie = bpf_get_socket_cookie(skops);
 	o = bpf_map_lookup_elem(&pending, &cookie);
+	netns = bpf_get_netns_cookie(skops);
+	port4 = cfg->listen_port4;
+	port6 = cfg->listen_port6;
+	if (cfg->netns_cookie && netns != cfg->netns_cookie) {
+		nl = bpf_map_lookup_elem(&netns_listeners, &netns);
+		port4 = nl ? nl->listen_port4 : 0;
+		port6 = nl ? nl->listen_port6 : 0;
+	}
 	// remote_port holds the network-order port in its upper 16 bits.
 	dport = (__u16)bpf_ntohl(skops->remote_port);
-	if (!o && dport != cfg->listen_port4 && dport != cfg->listen_port6)
+	if (!o && (!dport || (dport != port4 && dport != port6)))
 		return 1;
 
 	// sock_ops context fields allow only 4-byte reads; volatile keeps the
@@ -812,6 +929,7 @@ int interlock_sockops(struct bpf_sock_ops *skops)
 	}
 	key.sport = (__u16)skops->local_port;
 	key.dport = dport;
+	key.netns_cookie = netns;
 
 	if (!o) {
 		// A connect to the listener that the hook did not send there:
@@ -821,7 +939,8 @@ int interlock_sockops(struct bpf_sock_ops *skops)
 			count(STAT_STALE_RECORD);
 		return 1;
 	}
-	if (dport != o->redir_port || !same_addr(key.daddr, o->redir_addr)) {
+	if (dport != o->redir_port || !same_addr(key.daddr, o->redir_addr) ||
+	    (o->netns_cookie && o->netns_cookie != netns)) {
 		// Not where the hook sent it: the record is not this
 		// connection's.
 		bpf_map_delete_elem(&pending, &cookie);

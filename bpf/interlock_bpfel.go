@@ -20,6 +20,23 @@ type InterlockAddrKey struct {
 	Pad  uint16
 }
 
+type InterlockNetnsEvent struct {
+	_           structs.HostLayout
+	NetnsCookie uint64
+	CgroupId    uint64
+	Tgid        uint32
+	Pid         uint32
+}
+
+type InterlockNsListener struct {
+	_           structs.HostLayout
+	ListenIp4   uint32
+	ListenIp6   [4]uint32
+	ListenPort4 uint16
+	ListenPort6 uint16
+	Mark        uint32
+}
+
 type InterlockOrigin struct {
 	_            structs.HostLayout
 	OrigAddr     [16]uint8
@@ -83,7 +100,8 @@ const (
 	InterlockStatSTAT_REFUSED_FOREIGN_SOCKET  InterlockStat = 8
 	InterlockStatSTAT_REFUSED_UNPLACED_CGROUP InterlockStat = 9
 	InterlockStatSTAT_STALE_RECORD            InterlockStat = 10
-	InterlockStatSTAT_MAX                     InterlockStat = 11
+	InterlockStatSTAT_NETNS_ASKED             InterlockStat = 11
+	InterlockStatSTAT_MAX                     InterlockStat = 12
 )
 
 type InterlockTargetVal struct {
@@ -93,12 +111,13 @@ type InterlockTargetVal struct {
 }
 
 type InterlockTupleKey struct {
-	_     structs.HostLayout
-	Saddr [16]uint8
-	Daddr [16]uint8
-	Sport uint16
-	Dport uint16
-	Pad   uint32
+	_           structs.HostLayout
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Sport       uint16
+	Dport       uint16
+	Pad         uint32
+	NetnsCookie uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -107,6 +126,9 @@ type InterlockTupleKey struct {
 const (
 	InterlockMapCgroupClass             = "cgroup_class"
 	InterlockMapConfig                  = "config"
+	InterlockMapNetnsAsked              = "netns_asked"
+	InterlockMapNetnsEvents             = "netns_events"
+	InterlockMapNetnsListeners          = "netns_listeners"
 	InterlockMapOrigins                 = "origins"
 	InterlockMapPeers                   = "peers"
 	InterlockMapPending                 = "pending"
@@ -125,6 +147,8 @@ const (
 	InterlockProgInterlockSockops       = "interlock_sockops"
 	InterlockVarUnusedAddrKey           = "unused_addr_key"
 	InterlockVarUnusedConfig            = "unused_config"
+	InterlockVarUnusedNetnsEvent        = "unused_netns_event"
+	InterlockVarUnusedNsListener        = "unused_ns_listener"
 	InterlockVarUnusedOrigin            = "unused_origin"
 	InterlockVarUnusedStat              = "unused_stat"
 	InterlockVarUnusedTargetVal         = "unused_target_val"
@@ -190,25 +214,30 @@ type InterlockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockMapSpecs struct {
-	CgroupClass *ebpf.MapSpec `ebpf:"cgroup_class"`
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Origins     *ebpf.MapSpec `ebpf:"origins"`
-	Peers       *ebpf.MapSpec `ebpf:"peers"`
-	Pending     *ebpf.MapSpec `ebpf:"pending"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	CgroupClass    *ebpf.MapSpec `ebpf:"cgroup_class"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	NetnsAsked     *ebpf.MapSpec `ebpf:"netns_asked"`
+	NetnsEvents    *ebpf.MapSpec `ebpf:"netns_events"`
+	NetnsListeners *ebpf.MapSpec `ebpf:"netns_listeners"`
+	Origins        *ebpf.MapSpec `ebpf:"origins"`
+	Peers          *ebpf.MapSpec `ebpf:"peers"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Targets        *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // InterlockVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockVariableSpecs struct {
-	UnusedAddrKey   *ebpf.VariableSpec `ebpf:"unused_addr_key"`
-	UnusedConfig    *ebpf.VariableSpec `ebpf:"unused_config"`
-	UnusedOrigin    *ebpf.VariableSpec `ebpf:"unused_origin"`
-	UnusedStat      *ebpf.VariableSpec `ebpf:"unused_stat"`
-	UnusedTargetVal *ebpf.VariableSpec `ebpf:"unused_target_val"`
-	UnusedTupleKey  *ebpf.VariableSpec `ebpf:"unused_tuple_key"`
+	UnusedAddrKey    *ebpf.VariableSpec `ebpf:"unused_addr_key"`
+	UnusedConfig     *ebpf.VariableSpec `ebpf:"unused_config"`
+	UnusedNetnsEvent *ebpf.VariableSpec `ebpf:"unused_netns_event"`
+	UnusedNsListener *ebpf.VariableSpec `ebpf:"unused_ns_listener"`
+	UnusedOrigin     *ebpf.VariableSpec `ebpf:"unused_origin"`
+	UnusedStat       *ebpf.VariableSpec `ebpf:"unused_stat"`
+	UnusedTargetVal  *ebpf.VariableSpec `ebpf:"unused_target_val"`
+	UnusedTupleKey   *ebpf.VariableSpec `ebpf:"unused_tuple_key"`
 }
 
 // InterlockObjects contains all objects after they have been loaded into the kernel.
@@ -231,19 +260,25 @@ func (o *InterlockObjects) Close() error {
 //
 // It can be passed to LoadInterlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockMaps struct {
-	CgroupClass *ebpf.Map `ebpf:"cgroup_class"`
-	Config      *ebpf.Map `ebpf:"config"`
-	Origins     *ebpf.Map `ebpf:"origins"`
-	Peers       *ebpf.Map `ebpf:"peers"`
-	Pending     *ebpf.Map `ebpf:"pending"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	Targets     *ebpf.Map `ebpf:"targets"`
+	CgroupClass    *ebpf.Map `ebpf:"cgroup_class"`
+	Config         *ebpf.Map `ebpf:"config"`
+	NetnsAsked     *ebpf.Map `ebpf:"netns_asked"`
+	NetnsEvents    *ebpf.Map `ebpf:"netns_events"`
+	NetnsListeners *ebpf.Map `ebpf:"netns_listeners"`
+	Origins        *ebpf.Map `ebpf:"origins"`
+	Peers          *ebpf.Map `ebpf:"peers"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Targets        *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *InterlockMaps) Close() error {
 	return _InterlockClose(
 		m.CgroupClass,
 		m.Config,
+		m.NetnsAsked,
+		m.NetnsEvents,
+		m.NetnsListeners,
 		m.Origins,
 		m.Peers,
 		m.Pending,
@@ -256,12 +291,14 @@ func (m *InterlockMaps) Close() error {
 //
 // It can be passed to LoadInterlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockVariables struct {
-	UnusedAddrKey   *ebpf.Variable `ebpf:"unused_addr_key"`
-	UnusedConfig    *ebpf.Variable `ebpf:"unused_config"`
-	UnusedOrigin    *ebpf.Variable `ebpf:"unused_origin"`
-	UnusedStat      *ebpf.Variable `ebpf:"unused_stat"`
-	UnusedTargetVal *ebpf.Variable `ebpf:"unused_target_val"`
-	UnusedTupleKey  *ebpf.Variable `ebpf:"unused_tuple_key"`
+	UnusedAddrKey    *ebpf.Variable `ebpf:"unused_addr_key"`
+	UnusedConfig     *ebpf.Variable `ebpf:"unused_config"`
+	UnusedNetnsEvent *ebpf.Variable `ebpf:"unused_netns_event"`
+	UnusedNsListener *ebpf.Variable `ebpf:"unused_ns_listener"`
+	UnusedOrigin     *ebpf.Variable `ebpf:"unused_origin"`
+	UnusedStat       *ebpf.Variable `ebpf:"unused_stat"`
+	UnusedTargetVal  *ebpf.Variable `ebpf:"unused_target_val"`
+	UnusedTupleKey   *ebpf.Variable `ebpf:"unused_tuple_key"`
 }
 
 // InterlockPrograms contains all programs after they have been loaded into the kernel.

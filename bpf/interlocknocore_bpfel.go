@@ -20,6 +20,15 @@ type InterlockNoCoreAddrKey struct {
 	Pad  uint16
 }
 
+type InterlockNoCoreNsListener struct {
+	_           structs.HostLayout
+	ListenIp4   uint32
+	ListenIp6   [4]uint32
+	ListenPort4 uint16
+	ListenPort6 uint16
+	Mark        uint32
+}
+
 type InterlockNoCoreOrigin struct {
 	_            structs.HostLayout
 	OrigAddr     [16]uint8
@@ -76,12 +85,13 @@ type InterlockNoCoreTargetVal struct {
 }
 
 type InterlockNoCoreTupleKey struct {
-	_     structs.HostLayout
-	Saddr [16]uint8
-	Daddr [16]uint8
-	Sport uint16
-	Dport uint16
-	Pad   uint32
+	_           structs.HostLayout
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Sport       uint16
+	Dport       uint16
+	Pad         uint32
+	NetnsCookie uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -90,6 +100,9 @@ type InterlockNoCoreTupleKey struct {
 const (
 	InterlockNoCoreMapCgroupClass             = "cgroup_class"
 	InterlockNoCoreMapConfig                  = "config"
+	InterlockNoCoreMapNetnsAsked              = "netns_asked"
+	InterlockNoCoreMapNetnsEvents             = "netns_events"
+	InterlockNoCoreMapNetnsListeners          = "netns_listeners"
 	InterlockNoCoreMapOrigins                 = "origins"
 	InterlockNoCoreMapPeers                   = "peers"
 	InterlockNoCoreMapPending                 = "pending"
@@ -108,6 +121,8 @@ const (
 	InterlockNoCoreProgInterlockSockops       = "interlock_sockops"
 	InterlockNoCoreVarUnusedAddrKey           = "unused_addr_key"
 	InterlockNoCoreVarUnusedConfig            = "unused_config"
+	InterlockNoCoreVarUnusedNetnsEvent        = "unused_netns_event"
+	InterlockNoCoreVarUnusedNsListener        = "unused_ns_listener"
 	InterlockNoCoreVarUnusedOrigin            = "unused_origin"
 	InterlockNoCoreVarUnusedStat              = "unused_stat"
 	InterlockNoCoreVarUnusedTargetVal         = "unused_target_val"
@@ -173,25 +188,30 @@ type InterlockNoCoreProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockNoCoreMapSpecs struct {
-	CgroupClass *ebpf.MapSpec `ebpf:"cgroup_class"`
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Origins     *ebpf.MapSpec `ebpf:"origins"`
-	Peers       *ebpf.MapSpec `ebpf:"peers"`
-	Pending     *ebpf.MapSpec `ebpf:"pending"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	CgroupClass    *ebpf.MapSpec `ebpf:"cgroup_class"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	NetnsAsked     *ebpf.MapSpec `ebpf:"netns_asked"`
+	NetnsEvents    *ebpf.MapSpec `ebpf:"netns_events"`
+	NetnsListeners *ebpf.MapSpec `ebpf:"netns_listeners"`
+	Origins        *ebpf.MapSpec `ebpf:"origins"`
+	Peers          *ebpf.MapSpec `ebpf:"peers"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Targets        *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // InterlockNoCoreVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InterlockNoCoreVariableSpecs struct {
-	UnusedAddrKey   *ebpf.VariableSpec `ebpf:"unused_addr_key"`
-	UnusedConfig    *ebpf.VariableSpec `ebpf:"unused_config"`
-	UnusedOrigin    *ebpf.VariableSpec `ebpf:"unused_origin"`
-	UnusedStat      *ebpf.VariableSpec `ebpf:"unused_stat"`
-	UnusedTargetVal *ebpf.VariableSpec `ebpf:"unused_target_val"`
-	UnusedTupleKey  *ebpf.VariableSpec `ebpf:"unused_tuple_key"`
+	UnusedAddrKey    *ebpf.VariableSpec `ebpf:"unused_addr_key"`
+	UnusedConfig     *ebpf.VariableSpec `ebpf:"unused_config"`
+	UnusedNetnsEvent *ebpf.VariableSpec `ebpf:"unused_netns_event"`
+	UnusedNsListener *ebpf.VariableSpec `ebpf:"unused_ns_listener"`
+	UnusedOrigin     *ebpf.VariableSpec `ebpf:"unused_origin"`
+	UnusedStat       *ebpf.VariableSpec `ebpf:"unused_stat"`
+	UnusedTargetVal  *ebpf.VariableSpec `ebpf:"unused_target_val"`
+	UnusedTupleKey   *ebpf.VariableSpec `ebpf:"unused_tuple_key"`
 }
 
 // InterlockNoCoreObjects contains all objects after they have been loaded into the kernel.
@@ -214,19 +234,25 @@ func (o *InterlockNoCoreObjects) Close() error {
 //
 // It can be passed to LoadInterlockNoCoreObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockNoCoreMaps struct {
-	CgroupClass *ebpf.Map `ebpf:"cgroup_class"`
-	Config      *ebpf.Map `ebpf:"config"`
-	Origins     *ebpf.Map `ebpf:"origins"`
-	Peers       *ebpf.Map `ebpf:"peers"`
-	Pending     *ebpf.Map `ebpf:"pending"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	Targets     *ebpf.Map `ebpf:"targets"`
+	CgroupClass    *ebpf.Map `ebpf:"cgroup_class"`
+	Config         *ebpf.Map `ebpf:"config"`
+	NetnsAsked     *ebpf.Map `ebpf:"netns_asked"`
+	NetnsEvents    *ebpf.Map `ebpf:"netns_events"`
+	NetnsListeners *ebpf.Map `ebpf:"netns_listeners"`
+	Origins        *ebpf.Map `ebpf:"origins"`
+	Peers          *ebpf.Map `ebpf:"peers"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Targets        *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *InterlockNoCoreMaps) Close() error {
 	return _InterlockNoCoreClose(
 		m.CgroupClass,
 		m.Config,
+		m.NetnsAsked,
+		m.NetnsEvents,
+		m.NetnsListeners,
 		m.Origins,
 		m.Peers,
 		m.Pending,
@@ -239,12 +265,14 @@ func (m *InterlockNoCoreMaps) Close() error {
 //
 // It can be passed to LoadInterlockNoCoreObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InterlockNoCoreVariables struct {
-	UnusedAddrKey   *ebpf.Variable `ebpf:"unused_addr_key"`
-	UnusedConfig    *ebpf.Variable `ebpf:"unused_config"`
-	UnusedOrigin    *ebpf.Variable `ebpf:"unused_origin"`
-	UnusedStat      *ebpf.Variable `ebpf:"unused_stat"`
-	UnusedTargetVal *ebpf.Variable `ebpf:"unused_target_val"`
-	UnusedTupleKey  *ebpf.Variable `ebpf:"unused_tuple_key"`
+	UnusedAddrKey    *ebpf.Variable `ebpf:"unused_addr_key"`
+	UnusedConfig     *ebpf.Variable `ebpf:"unused_config"`
+	UnusedNetnsEvent *ebpf.Variable `ebpf:"unused_netns_event"`
+	UnusedNsListener *ebpf.Variable `ebpf:"unused_ns_listener"`
+	UnusedOrigin     *ebpf.Variable `ebpf:"unused_origin"`
+	UnusedStat       *ebpf.Variable `ebpf:"unused_stat"`
+	UnusedTargetVal  *ebpf.Variable `ebpf:"unused_target_val"`
+	UnusedTupleKey   *ebpf.Variable `ebpf:"unused_tuple_key"`
 }
 
 // InterlockNoCorePrograms contains all programs after they have been loaded into the kernel.

@@ -131,6 +131,8 @@ type InterceptConfig struct {
 	// Cgroups are cgroup v2 paths relative to the cgroup2 mount, such as
 	// "/system.slice/actions-runner.service". Connections to targets from
 	// processes in these cgroups (and their descendants) are intercepted.
+	// The last element may be a glob ("/system.slice/docker-*.scope"):
+	// every child of that parent whose name matches, as it appears.
 	Cgroups []string `yaml:"cgroups"`
 	// Fail says what an intercepted connect does when the listener is gone.
 	Fail FailMode `yaml:"fail"`

@@ -132,6 +132,13 @@ func (c *Config) validateCgroups(l *errorList) {
 	}
 }
 
+// validCgroupGlob says whether a last element is a pattern path.Match
+// accepts.
+func validCgroupGlob(elem string) bool {
+	_, err := path.Match(elem, "")
+	return err == nil
+}
+
 // cgroupPathProblem says what is wrong with a cgroup path, or "".
 func cgroupPathProblem(p string) string {
 	for _, mount := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
@@ -150,9 +157,11 @@ func cgroupPathProblem(p string) string {
 		return quote(p) + " holds control characters"
 	case !strings.HasPrefix(p, "/"):
 		return quote(p) + " must start with / (a path relative to the cgroup2 mount, as in /proc/PID/cgroup after \"0::\")"
-	case strings.ContainsAny(p, "*?["):
-		return quote(p) + " looks like a glob; globs are not supported, list each cgroup path " +
-			"(systemctl list-units 'actions.runner.*' shows runner services)"
+	case strings.ContainsAny(path.Dir(p), "*?["):
+		return quote(p) + " has a glob before its last element; a pattern may only name the children of one cgroup, " +
+			"such as /system.slice/docker-*.scope"
+	case strings.ContainsAny(p, "*?[") && !validCgroupGlob(path.Base(p)):
+		return quote(p) + " is not a valid glob (path.Match syntax: *, ?, [a-z])"
 	case p != "/" && strings.HasSuffix(p, "/"):
 		return quote(p) + " ends with /; write " + quote(strings.TrimRight(p, "/"))
 	}

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"time"
+
+	"github.com/interlock/interlock/redirector"
 )
 
 // attachOrWait attaches to a cgroup, or, if it does not exist yet (a CI
@@ -14,6 +17,13 @@ import (
 func (e *Engine) attachOrWait(cg string) error {
 	// Expect attaches it the moment it appears, and has the guard refuse
 	// it until then; the poll in watchCgroups is the fallback.
+	if redirector.IsPattern(cg) {
+		// Only the placer's watch finds a pattern's cgroups.
+		if err := e.red.Expect(cg); err != nil {
+			return fmt.Errorf("watch for cgroups matching %s: %w", cg, err)
+		}
+		return nil
+	}
 	if err := e.red.Expect(cg); err != nil {
 		e.log.Warn("cannot watch for the cgroup to appear; polling for it instead", "cgroup", cg, "err", err)
 	}

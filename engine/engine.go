@@ -258,6 +258,17 @@ func (e *Engine) Start() {
 			e.acceptLoop(ln)
 		}()
 	}
+	// Containers' namespaces: the server calls this from its own
+	// goroutine until CloseListeners returns, so no Add follows Wait.
+	if err := e.red.ServeNamespaces(func(ln net.Listener) {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.acceptLoop(ln)
+		}()
+	}); err != nil {
+		e.log.Warn("containers' network namespaces are not served: their connects to targets are refused", "err", err)
+	}
 	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
@@ -448,8 +459,8 @@ func (e *Engine) refreshTargets() {
 // Close stops accepting, lets open sessions run for the grace period,
 // ends the rest, and closes the journal last so their close records land.
 func (e *Engine) Close() error {
-	for _, ln := range e.red.Listeners() {
-		ln.Close()
+	if err := e.red.CloseListeners(); err != nil {
+		e.log.Warn("closing the listeners", "err", err)
 	}
 	done := make(chan struct{})
 	go func() {

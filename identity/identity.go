@@ -53,6 +53,9 @@ type Resolver struct {
 	ancestors *identLRU[uint32, identAncestor]
 	chains    *identLRU[identChainKey, identChain]
 	procs     *identLRU[identProcKey, identProc]
+	// containers are the containers of cgroups seen (container.go).
+	containers *identLRU[uint64, containerEntry]
+	croots     containerRoots
 	// fds are the descriptors kept open for processes seen recently
 	// (identity_procfds.go); nil when procRoot is not a procfs.
 	fds     *identLRU[uint32, *identFDs]
@@ -106,6 +109,9 @@ func NewResolver(opts ResolverOptions) *Resolver {
 		chains:    newIdentLRU[identChainKey, identChain](identAncestorCacheSize),
 		procs:     newIdentLRU[identProcKey, identProc](identProcCacheSize),
 		mmSlots:   make(chan struct{}, identMMSlots),
+		// containers: by cgroup id (container.go)
+		containers: newIdentLRU[uint64, containerEntry](containerCacheSize),
+		croots:     defaultContainerRoots,
 	}
 	if r.procRoot == "" {
 		r.procRoot = "/proc"
@@ -175,6 +181,7 @@ func (r *Resolver) Resolve(ctx context.Context, k model.KernelFacts) (id model.I
 	s := r.scratch.get()
 	defer r.scratch.put(s)
 	id.Proc, id.Claimed, id.ProcError = r.inspect(ctx, s, k)
+	r.container(&id)
 	if id.Proc != nil && id.ProcError == "" {
 		id.ProcError = s.degraded
 	}

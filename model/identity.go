@@ -148,6 +148,11 @@ type Identity struct {
 	Human    *Human    `json:"human,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
 	Agent    *Agent    `json:"agent,omitempty"`
+	// Container is the container the process runs in, as its runtime's
+	// root-owned state describes it; nil outside a container (or when
+	// the runtime's state could not be read: ContainerError says why).
+	Container      *Container `json:"container,omitempty"`
+	ContainerError string     `json:"container_error,omitempty"`
 	// AgentError says why which agent is behind the process is unknown:
 	// the look through its ancestors could not finish (an ancestor that
 	// could not be read, an executable that could not be hashed, a parent
@@ -157,4 +162,27 @@ type Identity struct {
 	// unread one may be nearer. Policy takes the agent as unknown, never
 	// as none.
 	AgentError string `json:"agent_error,omitempty"`
+}
+
+// Container is a container a process runs in. ID and Runtime come from
+// the process's cgroup path (the kernel's); the rest from the runtime's
+// state on the host, read only from root-owned files no other user may
+// write, so the job inside cannot write it (Provenance proc, Source the
+// file). The process's own facts stay the host's: Kernel.TGID is its pid
+// in the initial pid namespace, Kernel.UID its uid mapped to the host.
+type Container struct {
+	ID string `json:"id"`
+	// Runtime is docker, podman, containerd, cri-o, kubernetes or runc.
+	Runtime string `json:"runtime"`
+	Name    string `json:"name,omitempty"`
+	Image   string `json:"image,omitempty"`
+	// ImageDigest is the image's content digest (docker's image id, or
+	// the digest the runtime's annotations name).
+	ImageDigest string `json:"image_digest,omitempty"`
+	// Labels are the runtime's labels (OCI annotations for runc and
+	// containerd): CI runners put the job there
+	// (com.gitlab.gitlab-runner.job.id, com.buildkite.job_id).
+	Labels     map[string]string `json:"labels,omitempty"`
+	Provenance Provenance        `json:"provenance,omitempty"`
+	Source     string            `json:"source,omitempty"`
 }

@@ -44,6 +44,10 @@ type placer struct {
 
 // Expect makes sure a configured cgroup is attached from the moment it
 // appears (now, if it exists), and again whenever it is made anew.
+//
+// A path whose last element is a glob (IsPattern) expects every child of
+// its parent whose name matches: each is attached as it appears, and
+// detached when it is removed.
 func (r *Redirector) Expect(cgroupPath string) error {
 	if _, err := cgroupfs.Dir(r.root, cgroupPath); err != nil {
 		return err
@@ -93,6 +97,37 @@ func (p *placer) expect(cg string) error {
 		anc = path.Dir(anc)
 	}
 	return p.watch(anc)
+}
+
+// IsPattern says whether a configured cgroup path is a glob over the
+// children of its parent.
+func IsPattern(cgroupPath string) bool {
+	return strings.ContainsAny(path.Base(cgroupPath), "*?[")
+}
+
+// wanted says whether cg is a configured cgroup or a child matching a
+// configured pattern (matched is true for the latter).
+func (p *placer) wanted(cg string) (want, matched bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.expected[cg] {
+		return true, false
+	}
+	for e := range p.expected {
+		if IsPattern(e) {
+			if ok, _ := path.Match(e, cg); ok {
+				return true, true
+			}
+		}
+	}
+	return false, false
+}
+
+// unexpect forgets a configured cgroup or pattern.
+func (p *placer) unexpect(cg string) {
+	p.mu.Lock()
+	delete(p.expected, cg)
+	p.mu.Unlock()
 }
 
 // isPrefix says whether cg is a proper ancestor of an expected cgroup.
@@ -149,9 +184,7 @@ func (p *placer) watch(cg string) error {
 
 // place gives a cgroup that appeared below a watched one its class.
 func (p *placer) place(cg string) {
-	p.mu.Lock()
-	want := p.expected[cg]
-	p.mu.Unlock()
+	want, matched := p.wanted(cg)
 	switch {
 	case want:
 		p.r.mu.Lock()
@@ -161,7 +194,7 @@ func (p *placer) place(cg string) {
 			break
 		}
 		if err := p.r.Attach(cg); err == nil {
-			p.r.log.Info("cgroup appeared; intercepting it", "cgroup", cg)
+			p.r.log.Info("cgroup appeared; intercepting it", "cgroup", cg, "by_pattern", matched)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			p.r.log.Error("attach a configured cgroup that appeared; it stays refused", "cgroup", cg, "err", err)
 		}
@@ -218,6 +251,14 @@ func (p *placer) loop() {
 				p.mu.Unlock()
 				if ok {
 					p.r.progs.clearClass(id)
+				}
+				// A container's scope matched by a pattern goes
+				// for good: its links (which hold the dead
+				// cgroup) and pins go with it.
+				if want, matched := p.wanted(cg); want && matched {
+					if err := p.r.Detach(cg); err == nil {
+						p.r.log.Debug("a cgroup matched by a pattern was removed; detached", "cgroup", cg)
+					}
 				}
 			case mask&unix.IN_CREATE != 0 && mask&unix.IN_ISDIR != 0:
 				p.mu.Lock()

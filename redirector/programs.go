@@ -156,13 +156,16 @@ type Stats struct {
 	// StaleRecords counts connect records dropped because the connection
 	// that reached the listener was not the one that made them.
 	StaleRecords uint64 `json:"stale_records"`
+	// NetnsAsked counts connects from a network namespace interlock did
+	// not serve yet (refused), reported to the daemon to serve it.
+	NetnsAsked uint64 `json:"netns_asked"`
 }
 
 func (p *programs) stats() (Stats, error) {
 	var s Stats
 	dst := []*uint64{&s.Redirected, &s.RefusedNoListener, &s.PassedFailOpen, &s.RefusedOtherNetns,
 		&s.Rekeyed, &s.PendingMapFull, &s.OriginsMapFull,
-		&s.RefusedNotTCP, &s.RefusedForeignSocket, &s.RefusedUnplacedCgroup, &s.StaleRecords}
+		&s.RefusedNotTCP, &s.RefusedForeignSocket, &s.RefusedUnplacedCgroup, &s.StaleRecords, &s.NetnsAsked}
 	for i, d := range dst {
 		var per []uint64
 		if err := p.objs.Stats.Lookup(uint32(i), &per); err != nil {

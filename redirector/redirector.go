@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,11 @@ type Redirector struct {
 	log  *slog.Logger
 
 	listeners []net.Listener
+	// hostCfg is where the host listeners are; a container's namespace
+	// gets listeners on the same addresses and, when free, ports.
+	hostCfg redirectConfig
+	// ns serves containers' network namespaces (netns.go).
+	ns *nsServer
 	// taken counts connect records consumed by Origin; with the hooks'
 	// rekeyed count it gives how many wait in the origins map.
 	taken atomic.Uint64
@@ -148,28 +154,11 @@ func (r *Redirector) attachGuard() error {
 // them from an impostor on the same port, and tells the hooks where they
 // are.
 func (r *Redirector) listen(ctx context.Context) error {
-	var markBytes [4]byte
-	if _, err := rand.Read(markBytes[:]); err != nil {
+	mark, err := newMark()
+	if err != nil {
 		return err
 	}
-	mark := binary.LittleEndian.Uint32(markBytes[:]) | 1
-	// No TCP keepalive on the accepted connections: their peer is a
-	// process on this host's loopback, whose kernel closes them when it
-	// dies and answers probes while it lives, so probes could never tell
-	// anything; arming them costs four setsockopt calls per connect.
-	lc := net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-		})
-		if err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("set SO_MARK on the listener: %w", serr)
-		}
-		return nil
-	}}
+	lc := markedListenConfig(mark)
 	ln4, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen on 127.0.0.1: %w", err)
@@ -202,7 +191,39 @@ func (r *Redirector) listen(ctx context.Context) error {
 	if cfg.SelfCgroup, err = cgroupfs.ID(selfDir); err != nil {
 		return err
 	}
+	r.hostCfg = cfg
 	return r.progs.setConfig(cfg)
+}
+
+// newMark is a random SO_MARK for a set of listeners (never 0, which
+// every unmarked socket has).
+func newMark() (uint32, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("choose a listener mark: %w", err)
+	}
+	return binary.LittleEndian.Uint32(b[:]) | 1, nil
+}
+
+// markedListenConfig makes listeners carrying mark.
+func markedListenConfig(mark uint32) net.ListenConfig {
+	// No TCP keepalive on the accepted connections: their peer is a
+	// process on this host's loopback, whose kernel closes them when it
+	// dies and answers probes while it lives, so probes could never tell
+	// anything; arming them costs four setsockopt calls per connect.
+	return net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_MARK on the listener: %w", serr)
+		}
+		return nil
+	}}
 }
 
 // netnsCookie is the network namespace of a socket; the hooks refuse
@@ -332,8 +353,28 @@ func (r *Redirector) Stale() []string {
 	return out
 }
 
-// Detach stops intercepting a cgroup, removing pinned links too.
+// Detach stops intercepting a cgroup, removing pinned links too. For a
+// pattern, it stops expecting it and detaches every cgroup it matched.
 func (r *Redirector) Detach(cgroupPath string) error {
+	if IsPattern(cgroupPath) {
+		r.mu.Lock()
+		p := r.placer
+		var matched []string
+		for a := range r.attached {
+			if ok, _ := path.Match(cgroupPath, a); ok {
+				matched = append(matched, a)
+			}
+		}
+		r.mu.Unlock()
+		if p != nil {
+			p.unexpect(cgroupPath)
+		}
+		var errs []error
+		for _, a := range matched {
+			errs = append(errs, r.Detach(a))
+		}
+		return errors.Join(errs...)
+	}
 	r.mu.Lock()
 	a, ok := r.attached[cgroupPath]
 	delete(r.attached, cgroupPath)
@@ -371,9 +412,16 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 		return model.Origin{}, fmt.Errorf("%w: not a TCP connection", ErrNoOrigin)
 	}
 	lap, pap := local.AddrPort(), peer.AddrPort()
+	// An accepted socket is in its listener's namespace: the host's, or
+	// the container's whose listener took it.
+	netns, err := connNetns(conn)
+	if err != nil {
+		return model.Origin{}, fmt.Errorf("%w (peer %s): %v", ErrNoOrigin, pap, err)
+	}
 	key := bpf.InterlockTupleKey{
 		Saddr: pap.Addr().As16(), Sport: pap.Port(),
 		Daddr: lap.Addr().As16(), Dport: lap.Port(),
+		NetnsCookie: netns,
 	}
 	var rec bpf.InterlockOrigin
 	m := r.progs.objs.Origins
@@ -392,6 +440,15 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 	if rec.RedirPort != lap.Port() || netip.AddrFrom16(rec.RedirAddr) != netip.AddrFrom16(lap.Addr().As16()) {
 		return model.Origin{}, fmt.Errorf("%w (peer %s): the record was made for a connect to %s, not to this listener",
 			ErrNoOrigin, pap, netip.AddrPortFrom(netip.AddrFrom16(rec.RedirAddr).Unmap(), rec.RedirPort))
+	}
+
+	if rec.NetnsCookie != netns {
+		return model.Origin{}, fmt.Errorf("%w (peer %s): the record was made in network namespace %d, this connection is in %d",
+			ErrNoOrigin, pap, rec.NetnsCookie, netns)
+	}
+	diag := r.diagFor(netns)
+	if diag == nil {
+		return model.Origin{}, fmt.Errorf("%w (peer %s): network namespace %d is no longer served", ErrNoOrigin, pap, netns)
 	}
 
 	r.mu.Lock()
@@ -414,7 +471,7 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 	}
 	diagCh := make(chan diagResult, 1)
 	go func() {
-		info, err := r.diag.lookup(pap, lap)
+		info, err := diag.lookup(pap, lap)
 		diagCh <- diagResult{info, err}
 	}()
 	id := r.opts.Identities.Resolve(ctx, k)
@@ -479,6 +536,29 @@ func kernelProgram(k *model.KernelFacts, rec *bpf.InterlockOrigin) {
 	}
 }
 
+// connNetns is the network namespace cookie of a connection's socket.
+func connNetns(conn net.Conn) (uint64, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return 0, errors.New("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cookie uint64
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		cookie, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	}); err != nil {
+		return 0, err
+	}
+	if gerr != nil {
+		return 0, fmt.Errorf("SO_NETNS_COOKIE: %w", gerr)
+	}
+	return cookie, nil
+}
+
 func commString(c [16]int8) string {
 	b := make([]byte, 0, len(c))
 	for _, ch := range c {
@@ -507,6 +587,7 @@ func (r *Redirector) Gauges() map[string]float64 {
 		out["refused_foreign_socket"] = float64(st.RefusedForeignSocket)
 		out["refused_unplaced_cgroup"] = float64(st.RefusedUnplacedCgroup)
 		out["stale_records"] = float64(st.StaleRecords)
+		out["netns_asked"] = float64(st.NetnsAsked)
 		// Records re-keyed but not taken: connections not accepted yet,
 		// or ones the LRU will age out.
 		if taken := r.taken.Load(); st.Rekeyed >= taken {
@@ -520,20 +601,34 @@ func (r *Redirector) Gauges() map[string]float64 {
 	}
 	r.mu.Unlock()
 	out["targets_map_entries"] = float64(n)
+	out["netns_served"] = float64(len(r.ServedNamespaces()))
 	out["targets_map_capacity"] = float64(r.progs.objs.Targets.MaxEntries())
 	return out
 }
 
-// Close stops listening (from then on the hooks refuse intercepted
-// connects, since the sockmap empties when the sockets close) and releases
-// this process's handles. Pinned links stay attached; unpinned ones go.
-func (r *Redirector) Close() error {
+// CloseListeners stops listening, in the host's namespace and in every
+// container's, and stops serving new namespaces.
+func (r *Redirector) CloseListeners() error {
 	var errs []error
 	for _, ln := range r.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
+	r.mu.Lock()
+	s := r.ns
+	r.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops listening (from then on the hooks refuse intercepted
+// connects, since the sockmap empties when the sockets close) and releases
+// this process's handles. Pinned links stay attached; unpinned ones go.
+func (r *Redirector) Close() error {
+	errs := []error{r.CloseListeners()}
 	if r.placer != nil {
 		r.placer.close()
 	}

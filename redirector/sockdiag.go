@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,23 @@ type sockDiag struct {
 	socks chan int
 	seq   atomic.Uint32
 	bufs  sync.Pool
+	// fixed: the pool holds sockets opened in another network namespace
+	// (a container's), and a socket opened here would ask the wrong one:
+	// get waits for a pooled socket instead.
+	fixed bool
+	// mu orders put against close, so that a socket handed back after
+	// close is closed rather than left in the pool.
+	mu     sync.Mutex
+	closed bool
+}
+
+// newSockDiagIn is a sockDiag over one netlink socket already opened in
+// the namespace to ask about.
+func newSockDiagIn(fd int) *sockDiag {
+	d := newSockDiag(1)
+	d.fixed = true
+	d.socks <- fd
+	return d
 }
 
 // sockInfo is what sock_diag reports about a socket.
@@ -52,6 +70,14 @@ func newSockDiag(poolSize int) *sockDiag {
 }
 
 func (d *sockDiag) get() (int, error) {
+	if d.fixed {
+		select {
+		case fd := <-d.socks:
+			return fd, nil
+		case <-time.After(sockDiagTimeout):
+			return -1, errors.New("sock_diag: the namespace's netlink socket is busy or closed")
+		}
+	}
 	select {
 	case fd := <-d.socks:
 		return fd, nil
@@ -72,6 +98,12 @@ func (d *sockDiag) get() (int, error) {
 }
 
 func (d *sockDiag) put(fd int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		unix.Close(fd)
+		return
+	}
 	select {
 	case d.socks <- fd:
 	default:
@@ -80,6 +112,9 @@ func (d *sockDiag) put(fd int) {
 }
 
 func (d *sockDiag) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
 	for {
 		select {
 		case fd := <-d.socks:

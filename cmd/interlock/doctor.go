@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -161,6 +162,10 @@ func runChecks(ctx context.Context, cmd *cli.Command) []check {
 	for _, cg := range cfg.Intercept.Cgroups {
 		if root == "" {
 			break
+		}
+		if redirector.IsPattern(cg) {
+			// A pattern's parent must exist; its matches come and go.
+			cg = path.Dir(cg)
 		}
 		if _, err := os.Stat(filepath.Join(root, cg)); err != nil {
 			add(check{Name: "cgroup " + cg, Status: "warn", Detail: "does not exist yet", Fix: "the daemon attaches it when it appears, but what runs in it before that is not intercepted: put the service in a slice that exists at boot (docs/install.md), or fix intercept.cgroups"})

@@ -124,7 +124,7 @@ func pinChecks(cfg *config.Config, root string, status *controlapi.Status) []che
 	linkPin := filepath.Join(cfg.BPF.PinPath, "daemon", "links")
 	var out []check
 	wanted := map[uint64]bool{}
-	for _, cg := range cfg.Intercept.Cgroups {
+	for _, cg := range expandCgroupPatterns(root, cfg.Intercept.Cgroups) {
 		c := check{Name: "pins " + cg}
 		dir, err := cgroupfs.Dir(root, cg)
 		if err != nil {
@@ -234,4 +234,23 @@ func judgePins(c check, id uint64, links []redirector.PinnedLink) check {
 // -shm files live beside the database).
 func dirWritable(dir string) bool {
 	return unix.Access(dir, unix.W_OK|unix.X_OK) == nil
+}
+
+// expandCgroupPatterns replaces each pattern in intercept.cgroups by the
+// cgroups that match it now (the daemon attaches each as it appears).
+func expandCgroupPatterns(root string, cgs []string) []string {
+	var out []string
+	for _, cg := range cgs {
+		if !redirector.IsPattern(cg) {
+			out = append(out, cg)
+			continue
+		}
+		matches, _ := filepath.Glob(filepath.Join(root, cg))
+		for _, m := range matches {
+			if rel, err := filepath.Rel(root, m); err == nil {
+				out = append(out, "/"+rel)
+			}
+		}
+	}
+	return out
 }

@@ -68,6 +68,9 @@ type HookStats struct {
 	// StaleRecords counts connect records dropped because the connection
 	// that reached the listener was not the one that made them.
 	StaleRecords uint64 `json:"stale_records"`
+	// NetnsAsked counts connects from a network namespace interlock did
+	// not serve yet (refused), reported to the daemon to serve it.
+	NetnsAsked uint64 `json:"netns_asked"`
 }
 
 // LiveSession is an open session.

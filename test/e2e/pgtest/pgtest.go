@@ -46,6 +46,9 @@ type Options struct {
 	Durable bool
 	// Extra lines for postgresql.conf.
 	Conf []string
+	// HBA are extra pg_hba.conf lines, before the defaults (a test that
+	// reaches the server from another address allows it here).
+	HBA []string
 }
 
 // Server is a running PostgreSQL.
@@ -163,13 +166,13 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	hba := strings.Join([]string{
+	hba := strings.Join(append(append([]string{}, opts.HBA...),
 		"local all all trust",
-		"host all " + MD5User + " 127.0.0.0/8 md5",
+		"host all "+MD5User+" 127.0.0.0/8 md5",
 		"host all all 127.0.0.0/8 scram-sha-256",
 		"host all all ::1/128 scram-sha-256",
 		"host replication all 127.0.0.0/8 scram-sha-256",
-	}, "\n") + "\n"
+	), "\n") + "\n"
 	if err := s.writeOwned(filepath.Join(s.data, "pg_hba.conf"), hba, 0o600); err != nil {
 		return nil, err
 	}

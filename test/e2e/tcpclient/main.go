@@ -35,9 +35,11 @@ func main() {
 	listener := flag.String("listener", "", "with -net stale6: the address the second connect goes to")
 	bulk := flag.Int("bulk", 0, "bytes to send after the hello line, then half-close")
 	hold := flag.String("hold", "", "after the first reply, wait until this file exists, then say hello again on the same connection")
+	bind := flag.String("bind", "", "with -net tcp4: the local address:port to connect from")
 	flag.Parse()
 	res := result{PID: os.Getpid(), UID: os.Getuid()}
 	staleListener = *listener
+	bindAddr = *bind
 	err := run(*network, *addr, *bulk, *hold, &res)
 	if err != nil {
 		res.Error = err.Error()
@@ -47,6 +49,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// bindAddr is -bind.
+var bindAddr string
 
 func run(network, addr string, bulk int, hold string, res *result) error {
 	var c net.Conn
@@ -63,7 +68,21 @@ func run(network, addr string, bulk int, hold string, res *result) error {
 	case "udp":
 		return runUDP(addr, res)
 	default:
-		c, err = net.DialTimeout(network, addr, 5*time.Second)
+		d := net.Dialer{Timeout: 5 * time.Second}
+		if bindAddr != "" {
+			la, rerr := net.ResolveTCPAddr("tcp", bindAddr)
+			if rerr != nil {
+				return rerr
+			}
+			d.LocalAddr = la
+			// Two clients in two namespaces take the same port.
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+				})
+			}
+		}
+		c, err = d.Dial(network, addr)
 	}
 	if err != nil {
 		return err
