@@ -69,7 +69,7 @@ func (s *Control) Listen(path string) error {
 	mux.HandleFunc("POST /v1/runs/{id}/end", s.endRun)
 	s.srv = serveSocket(ln, s.onlyRoot(mux), s.Logger, "control socket")
 	s.stop = make(chan struct{})
-	go s.collectRuns()
+	go s.collectRuns(s.stop)
 	return nil
 }
 
@@ -272,11 +272,12 @@ func (s *Control) finish(rn *run, res model.RunEnd) controlapi.Tally {
 
 // collectRuns ends the runs whose `interlock run` died without saying so,
 // once their cgroup is empty. While processes remain, they stay
-// intercepted: a killed run must not set them free.
-func (s *Control) collectRuns() {
+// intercepted: a killed run must not set them free. stop is passed in,
+// not read from s: Close clears s.stop while this loop runs.
+func (s *Control) collectRuns(stop <-chan struct{}) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	for stop := s.stop; ; {
+	for {
 		select {
 		case <-stop:
 			return
