@@ -173,6 +173,10 @@ func (c *Console) sessionRow(x store.Session) sessionRow {
 
 func (c *Console) unavailable(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	c.log.Error("console: store", "err", err)
+	if c.opts.Place != "" {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "The "+c.opts.Place+" could not be read", "The console failed to read the "+c.opts.Place+".", "Try again; the log says why.")
+		return
+	}
 	c.fail(w, r, s, http.StatusServiceUnavailable, "The hub's store failed", "The hub could not read its database.", "Try again; the hub's log says why.")
 }
 
