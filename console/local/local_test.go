@@ -399,3 +399,24 @@ func csrfOf(t *testing.T, page string) string {
 	rest := page[i+len(mark):]
 	return rest[:strings.IndexByte(rest, '"')]
 }
+
+// TestEvidenceTrustsTheKeyFileOnly: the evidence view checks the
+// journal's checkpoints with the key the console was given (the host's
+// journal.pub), not with the key the journal file names: with another
+// key, no checkpoint verifies.
+func TestEvidenceTrustsTheKeyFileOnly(t *testing.T) {
+	h := newHost(t)
+	_, other, err := note.GenerateKey(rand.Reader, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := *h.src
+	src.VerifierKey = other
+	h.src = &src
+	e := newEnv(t, h)
+	aud := e.signIn(t, "carol", "audit")
+	_, page := get(t, aud, e.base+"/hosts/h1/evidence")
+	if strings.Contains(page, `class="ok"`) || !strings.Contains(page, "does not verify") {
+		t.Errorf("checkpoints verify with a key that is not the journal's:\n%s", page)
+	}
+}
