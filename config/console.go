@@ -7,8 +7,9 @@ import (
 
 // ConsoleConfig is console: the web console a host's daemon serves from
 // its own journal, for a one-host setup (docs/console.md, "One host").
-// Off unless listen is set. It is read-only: it shows the held requests
-// and takes no decision (decide with `interlock approvals` on the host).
+// Off unless listen is set. It is read-only unless decide is true: it
+// shows the held requests, and approvers decide them with
+// `interlock approvals` on the host.
 type ConsoleConfig struct {
 	// Listen is the address:port the daemon serves the console on.
 	Listen string `yaml:"listen,omitempty"`
@@ -23,6 +24,10 @@ type ConsoleConfig struct {
 	TLS ConsoleTLS `yaml:"tls"`
 	// OIDC is the identity provider people sign in through, as hub.oidc.
 	OIDC HubOIDCConfig `yaml:"oidc"`
+	// Decide lets approvers decide held requests in the console, with
+	// the hub's rules (named by IdP username or @group, never the
+	// requester); their IdP identity is journaled with the decision.
+	Decide bool `yaml:"decide,omitempty"`
 }
 
 // ConsoleTLS is console.tls: PEM files of a certificate browsers trust
@@ -43,7 +48,7 @@ func (c ConsoleConfig) Enabled() bool { return c.Listen != "" }
 func (c *Config) validateConsole(l *errorList) {
 	cc := c.Console
 	if !cc.Enabled() {
-		if cc.BaseURL != "" || cc.TLS.Cert != "" || cc.OIDC.Enabled() {
+		if cc.BaseURL != "" || cc.TLS.Cert != "" || cc.OIDC.Enabled() || cc.Decide {
 			l.add("console.listen", "must be set with the other console keys: the address:port the daemon serves the console on")
 		}
 		return

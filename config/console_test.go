@@ -28,6 +28,12 @@ func TestConsoleConfig(t *testing.T) {
 		strings.Join(cfg.Console.OIDC.Roles.Map()["auditor"], ",") != "audit" {
 		t.Errorf("parsed %+v", cfg.Console)
 	}
+	if cfg.Console.Decide {
+		t.Error("decide is on by default")
+	}
+	if d, err := Parse("test.yaml", []byte(strings.Replace(ok, "  session_ttl: 1h\n", "  session_ttl: 1h\n  decide: true\n", 1))); err != nil || !d.Console.Decide {
+		t.Errorf("decide: true: %v", err)
+	}
 	for _, c := range []struct{ name, from, to, want string }{
 		{"off", "console:\n  listen: 127.0.0.1:8444", "console:\n  listen: ''", "console.listen: must be set"},
 		{"http base URL", "https://db1.example.com:8444/console", "http://127.0.0.1:8444/console", "console.base_url: "},
@@ -35,7 +41,8 @@ func TestConsoleConfig(t *testing.T) {
 		{"relative cert", "/etc/interlock/console.crt", "console.crt", "console.tls.cert"},
 		{"no IdP", "    issuer: https://idp.example.com\n", "", "console.oidc.issuer"},
 		{"bad listen", "127.0.0.1:8444", "8444", "console.listen"},
-		{"decide is not a key", "  session_ttl: 1h\n", "  session_ttl: 1h\n  decide: true\n", "decide"},
+		{"decide without listen", "console:\n  listen: 127.0.0.1:8444", "console:\n  decide: true", "console.listen: must be set"},
+		{"decide is a bool", "  session_ttl: 1h\n", "  session_ttl: 1h\n  decide: yes please\n", "console.decide"},
 	} {
 		y := strings.Replace(ok, c.from, c.to, 1)
 		if y == ok {

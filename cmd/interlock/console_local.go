@@ -21,8 +21,7 @@ import (
 	"github.com/interlock/interlock/ship"
 )
 
-// startConsole serves the host's read-only web console of the console
-// section (docs/console.md, "One host"), or nothing when it is off. A
+// startConsole serves the host's web console of the console section (docs/console.md, "One host"), or nothing when it is off. A
 // console that cannot start stops the daemon's start: its address was
 // asked for, and an operator must not take its absence for its being up.
 func startConsole(cfg *config.Config, eng *engine.Engine, log *slog.Logger) (stop func(), err error) {
@@ -50,7 +49,11 @@ func startConsole(cfg *config.Config, eng *engine.Engine, log *slog.Logger) (sto
 			log.Error("console: serve", "err", err)
 		}
 	}()
-	log.Info("serving the host's console (read-only)", "listen", ln.Addr().String(), "base_url", cc.BaseURL)
+	mode := "read-only"
+	if cc.Decide {
+		mode = "approvers decide"
+	}
+	log.Info("serving the host's console ("+mode+")", "listen", ln.Addr().String(), "base_url", cc.BaseURL)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -92,7 +95,7 @@ func localConsoleHandler(cfg *config.Config, eng *engine.Engine, log *slog.Logge
 		secret = strings.TrimSpace(string(b))
 	}
 	web, o := cc.Web(), cc.OIDC
-	c, err := local.New(local.Config{Source: src, Queue: local.Broker(eng.Approvals(), src.HostID, name), HubKey: hubKey,
+	c, err := local.New(local.Config{Source: src, Queue: local.Broker(eng.Approvals(), src.HostID, name, cc.Decide), Decide: cc.Decide, HubKey: hubKey,
 		BaseURL: cc.BaseURL, SessionTTL: web.SessionLifetime(), Logger: log,
 		OIDC: console.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret,
 			UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Roles: o.Roles.Map(), Scopes: web.SignInScopes()}})

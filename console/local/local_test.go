@@ -20,12 +20,15 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/interlock/interlock/approvals"
+	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/hub/console"
 	"github.com/interlock/interlock/hub/hubapi"
 	"github.com/interlock/interlock/hub/store"
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/policy"
 )
 
 // host is a real journal with two sessions (a PostgreSQL one with a
@@ -263,6 +266,13 @@ type fakeQueue struct {
 
 func newEnv(t *testing.T, h *host) *env {
 	t.Helper()
+	return newEnvWith(t, h, nil, false)
+}
+
+// newEnvWith serves the console with q as its queue (the fake queue's
+// when nil) and decide.
+func newEnvWith(t *testing.T, h *host, q console.Approvals, decide bool) *env {
+	t.Helper()
 	idp, err := mockoidc.Run()
 	if err != nil {
 		t.Fatal(err)
@@ -274,8 +284,10 @@ func newEnv(t *testing.T, h *host) *env {
 	t.Cleanup(srv.Close)
 	e := &env{base: srv.URL + "/console", idp: idp, srv: srv, queue: &fakeQueue{}}
 	cfg := idp.Config()
-	con, err := New(Config{Source: h.src, HubKey: h.hubKey, BaseURL: e.base,
-		Queue:  Queue{List: func() []approvals.Pending { return e.queue.pending }, HostID: "h1", HostName: "db-runner"},
+	if q == nil {
+		q = Queue{List: func() []approvals.Pending { return e.queue.pending }, HostID: "h1", HostName: "db-runner"}
+	}
+	con, err := New(Config{Source: h.src, HubKey: h.hubKey, BaseURL: e.base, Queue: q, Decide: decide,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OIDC: console.OIDC{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 			Roles: map[string][]string{hubapi.RoleApprover: {"dba", "dba-other"}, hubapi.RoleAuditor: {"audit"}}}})
@@ -418,5 +430,104 @@ func TestEvidenceTrustsTheKeyFileOnly(t *testing.T) {
 	_, page := get(t, aud, e.base+"/hosts/h1/evidence")
 	if strings.Contains(page, `class="ok"`) || !strings.Contains(page, "does not verify") {
 		t.Errorf("checkpoints verify with a key that is not the journal's:\n%s", page)
+	}
+}
+
+// TestConsoleDecides: with decide on, approvers decide through the real
+// broker with the hub's rules: the requester (by login user) and an
+// approver with another text are refused and nothing is decided; a
+// named approver's approval releases the operation, and the journal
+// holds the decision with their IdP identity.
+func TestConsoleDecides(t *testing.T) {
+	h := newHost(t)
+	b := approvals.New(approvals.Options{Journal: h.j})
+	t.Cleanup(b.Close)
+	e := newEnvWith(t, h, Broker(b, "h1", "db-runner", true), true)
+	login := uint32(1000)
+	if _, err := h.j.Append(context.Background(), model.Record{Kind: model.KindSessionOpen, Session: "pg2", Time: time.Now(), Data: model.SessionOpen{
+		Target: model.Target{Name: "billing-db", Protocol: model.ProtoPostgres}}}, model.Synced); err != nil {
+		t.Fatal(err)
+	}
+	result := make(chan model.Decision, 1)
+	go func() {
+		result <- b.Review(context.Background(), policy.ReviewRequest{
+			Origin: model.Origin{Session: "pg2", Target: model.Target{Name: "billing-db"},
+				Identity: model.Identity{Kernel: model.KernelFacts{UID: 0, TGID: 42}, Proc: &model.ProcFacts{User: "root"},
+					Human: &model.Human{LoginUID: &login, LoginUser: "alice", Provenance: model.ProvProc}}},
+			Operation: model.Operation{Protocol: model.ProtoPostgres, Kind: "delete", Text: "DELETE FROM accounts"},
+			Rule:      "deletes", Review: config.ReviewConfig{Approvers: []string{"@dba"}, Needed: 1, Scope: "once"}, Timeout: time.Minute})
+	}()
+	var p approvals.Pending
+	testkit.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+		l := b.List(approvals.Approver{UID: 0})
+		if len(l) == 1 {
+			p = l[0]
+		}
+		return len(l) == 1
+	})
+	decide := func(c *http.Client, page, verdict, sha string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/approvals/"+p.Request.ID+"/decision", strings.NewReader(url.Values{
+			"csrf": {csrfOf(t, page)}, "verdict": {verdict}, "expect_sha256": {sha}, "reason": {"ticket 18"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", e.srv.URL)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	// alice asked for it: named by the rule's group, still refused.
+	alice := e.signIn(t, "alice", "dba")
+	_, page := get(t, alice, e.base+"/approvals")
+	if !strings.Contains(page, "DELETE FROM accounts") || strings.Contains(page, `value="approve"`) || !strings.Contains(page, "you are the requester") {
+		t.Errorf("the requester's queue:\n%s", page)
+	}
+	if code, body := decide(alice, page, "approve", p.Request.TextSHA256); code != http.StatusForbidden {
+		t.Errorf("the requester's approval: %d\n%s", code, body)
+	}
+	dave := e.signIn(t, "dave", "dba")
+	_, page = get(t, dave, e.base+"/approvals")
+	if !strings.Contains(page, `value="approve"`) {
+		t.Fatalf("dave may not decide:\n%s", page)
+	}
+	if code, body := decide(dave, page, "approve", strings.Repeat("0", 64)); code != http.StatusConflict {
+		t.Errorf("an approval of another text: %d\n%s", code, body)
+	}
+	select {
+	case d := <-result:
+		t.Fatalf("decided by a refused approval: %+v", d)
+	default:
+	}
+	if code, body := decide(dave, page, "approve", p.Request.TextSHA256); code != http.StatusOK {
+		t.Fatalf("dave's approval: %d\n%s", code, body)
+	}
+	if d := <-result; d.Action != model.Allow || d.Request != p.Request.ID {
+		t.Errorf("the operation got %+v", d)
+	}
+	var decs []model.ApprovalDecision
+	if err := journal.Entries(context.Background(), h.j.Path(), 1, func(en journal.Entry) error {
+		if en.Kind == model.KindApprovalDecision {
+			var d model.ApprovalDecision
+			if err := decode(en.Body, &d); err != nil {
+				return err
+			}
+			decs = append(decs, d)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(decs) != 1 || decs[0].IdP == nil || decs[0].IdP.Username != "dave" || decs[0].IdP.Subject != "sub-dave" ||
+		decs[0].Verdict != model.VerdictApprove || decs[0].Reason != "ticket 18" || decs[0].Approver.Kernel.UID != 0 {
+		t.Errorf("journaled decisions %+v", decs)
+	}
+	// The session page names who decided, as the IdP did.
+	aud := e.signIn(t, "carol", "audit")
+	if _, page := get(t, aud, e.base+"/hosts/h1/sessions/pg2"); !strings.Contains(page, `by &#34;dave&#34;`) && !strings.Contains(page, `by "dave"`) {
+		t.Errorf("the session page does not name dave:\n%s", page)
 	}
 }

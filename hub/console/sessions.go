@@ -471,6 +471,9 @@ func approvalDecisionText(m model.ApprovalDecision) string {
 		}
 		return s + " by " + strings.Join(who, ", ") + ", signed by the hub (the note is in the entry)"
 	}
+	if a := m.IdP; a != nil {
+		return s + " by " + sessionview.Quote(a.Username) + " (" + textview.Escape(a.Issuer) + " " + textview.Escape(a.Subject) + ") in the host's console"
+	}
 	if p := m.Approver.Proc; p != nil {
 		return s + fmt.Sprintf(" by %s (uid %d) on the host", textview.Escape(p.User), m.Approver.Kernel.UID)
 	}
