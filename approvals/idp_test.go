@@ -76,3 +76,37 @@ func TestDecideIdP(t *testing.T) {
 	b.Close()
 	<-ch
 }
+
+// TestOnePersonCountsOnce: an approval with `interlock approvals` under a
+// user name and one in the console under the same IdP username are one
+// approver's, not two.
+func TestOnePersonCountsOnce(t *testing.T) {
+	ctx := context.Background()
+	b := New(Options{Journal: &testkit.Journal{}})
+	rr := request("once", 2, "daemon", "bin")
+	rr.Origin.Identity.Proc.User = "root"
+	id, ch := held(t, b, rr)
+	sha := b.List(Approver{UID: uidRoot})[0].Request.TextSHA256
+	if _, err := b.Decide(ctx, id, Approver{UID: uidDaemon}, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DecideIdP(ctx, id, idpPerson("daemon"), true, "", sha); !errors.Is(err, ErrAlreadyVoted) {
+		t.Errorf("daemon approved twice, by uid and in the console: %v", err)
+	}
+	if _, err := b.DecideIdP(ctx, id, idpPerson("bin"), true, "", sha); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-ch; d.Action != model.Allow {
+		t.Errorf("two approvers did not release: %+v", d)
+	}
+	// And the other way round.
+	id, ch = held(t, b, rr)
+	if _, err := b.DecideIdP(ctx, id, idpPerson("daemon"), true, "", sha); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Decide(ctx, id, Approver{UID: uidDaemon}, true, ""); !errors.Is(err, ErrAlreadyVoted) {
+		t.Errorf("daemon approved twice, in the console and by uid: %v", err)
+	}
+	b.Close()
+	<-ch
+}
