@@ -90,7 +90,12 @@ type pending struct {
 	created  time.Time
 	deadline time.Time
 	approved map[uint32]bool
-	result   chan model.Decision
+	// idp are the approvals of people signed in to the host's console
+	// (issuer and subject, idp.go); names the usernames of everyone who
+	// approved, by either way, so that one person counts once.
+	idp    map[string]bool
+	names  map[string]bool
+	result chan model.Decision
 	// sha is the request's hash as sent to the hub (remote.go).
 	sha string
 }
@@ -185,7 +190,8 @@ func (b *Broker) Review(ctx context.Context, rr policy.ReviewRequest) model.Deci
 		return deny(rr, req.ID, "the journal cannot record the approval request: "+err.Error())
 	}
 	now := b.opts.Now()
-	p := &pending{req: req, review: rr, created: now, deadline: now.Add(rr.Timeout), approved: map[uint32]bool{}, result: make(chan model.Decision, 1)}
+	p := &pending{req: req, review: rr, created: now, deadline: now.Add(rr.Timeout), approved: map[uint32]bool{},
+		idp: map[string]bool{}, names: map[string]bool{}, result: make(chan model.Decision, 1)}
 	b.mu.Lock()
 	b.pending[req.ID] = p
 	b.notifyChange()
@@ -275,7 +281,7 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrNotApprover
 	}
-	if approve && p.approved[who.UID] {
+	if approve && (p.approved[who.UID] || p.names[caller.name]) {
 		b.mu.Unlock()
 		return model.ApprovalDecision{}, ErrAlreadyVoted
 	}
@@ -289,12 +295,32 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 			"expected", expect, "text_sha256", p.req.TextSHA256)
 		return model.ApprovalDecision{}, ErrTextMismatch
 	}
-	verdict := model.VerdictDeny
 	final := true
 	if approve {
-		verdict = model.VerdictApprove
 		p.approved[who.UID] = true
-		final = len(p.approved) >= p.req.Needed
+		p.names[caller.name] = true
+		final = p.approvals() >= p.req.Needed
+	}
+	return b.conclude(ctx, p, id, approve, final, reason, func(dec *model.ApprovalDecision) {
+		if b.opts.Identify != nil {
+			dec.Approver = b.opts.Identify(ctx, who.PID, who.UID, who.GID)
+		} else {
+			dec.Approver = model.Identity{Kernel: model.KernelFacts{PID: uint32(who.PID), TGID: uint32(who.PID), UID: who.UID, GID: who.GID}}
+		}
+	}, "uid", who.UID)
+}
+
+// approvals counts the approvals so far, by either way.
+func (p *pending) approvals() int { return len(p.approved) + len(p.idp) }
+
+// conclude journals a vote on p and, when it is final, releases or
+// refuses the operation. It is called with b.mu held and releases it;
+// approver fills in who decided.
+func (b *Broker) conclude(ctx context.Context, p *pending, id string, approve, final bool, reason string,
+	approver func(*model.ApprovalDecision), logWho ...any) (model.ApprovalDecision, error) {
+	verdict := model.VerdictDeny
+	if approve {
+		verdict = model.VerdictApprove
 	}
 	var g *grant
 	if final {
@@ -308,11 +334,7 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 	b.mu.Unlock()
 
 	dec := model.ApprovalDecision{ID: id, Verdict: verdict, Reason: reason, Scope: p.req.Scope}
-	if b.opts.Identify != nil {
-		dec.Approver = b.opts.Identify(ctx, who.PID, who.UID, who.GID)
-	} else {
-		dec.Approver = model.Identity{Kernel: model.KernelFacts{PID: uint32(who.PID), TGID: uint32(who.PID), UID: who.UID, GID: who.GID}}
-	}
+	approver(&dec)
 	if g != nil && !g.expires.IsZero() {
 		dec.ExpiresNS = g.expires.UnixNano()
 	}
@@ -325,7 +347,7 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 		}
 		return dec, fmt.Errorf("journal the decision: %w", err)
 	}
-	b.log.Info("approval decision", "request", id, "verdict", verdict, "uid", who.UID, "final", final)
+	b.log.Info("approval decision", append([]any{"request", id, "verdict", verdict, "final", final}, logWho...)...)
 	if !final {
 		return dec, nil
 	}
@@ -339,7 +361,7 @@ func (b *Broker) DecideExpect(ctx context.Context, id string, who Approver, appr
 	}
 	b.armGrant(g)
 	p.result <- b.allowed(p.review, model.Decision{Action: model.Allow, Rule: p.review.Rule, Request: id,
-		Reason: fmt.Sprintf("approved by %d approver(s)", len(p.approved))})
+		Reason: fmt.Sprintf("approved by %d approver(s)", p.approvals())})
 	return dec, nil
 }
 
@@ -410,8 +432,8 @@ func (b *Broker) List(who Approver) []Pending {
 			continue
 		}
 		out = append(out, Pending{
-			Request: p.req, Created: p.created, Deadline: p.deadline, Approvals: len(p.approved),
-			MayDecide: !requester && approver && !p.approved[who.UID],
+			Request: p.req, Created: p.created, Deadline: p.deadline, Approvals: p.approvals(),
+			MayDecide: !requester && approver && !p.approved[who.UID] && !p.names[caller.name],
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })

@@ -31,6 +31,7 @@ type Config struct {
 	Ship      ShipConfig      `yaml:"ship"`
 	Targets   []TargetConfig  `yaml:"targets"`
 	Hub       HubConfig       `yaml:"hub"`
+	Console   ConsoleConfig   `yaml:"console"`
 
 	// lines maps a key path ("targets[1].address") to the line it was read
 	// from, so that Validate can name it. Nil for configs not parsed.

@@ -64,6 +64,7 @@ func (c *Config) validate(l *errorList) {
 	c.validateShip(l)
 	c.validateTargets(l)
 	c.validateHub(l)
+	c.validateConsole(l)
 }
 
 // absPath checks that p is a usable absolute path; file says it names a

@@ -82,6 +82,11 @@ type ApprovalDecision struct {
 	// hub signed, whole (Approver is then empty: nobody on this host
 	// decided).
 	Hub *HubDecision `json:"hub,omitempty"`
+	// IdP is set when a person signed in to this host's own console
+	// decided (docs/console.md, "One host"): who they are as the
+	// company's identity provider named them (Approver is then empty:
+	// the decision came over the console's https, from no local process).
+	IdP *IdPIdentity `json:"idp,omitempty"`
 }
 
 // HubDecision is a decision the fleet hub signed, as the host verified

@@ -92,6 +92,16 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		go metricsSrv.Serve(ln)
 	}
+	stopConsole, err := startConsole(cfg, eng, log)
+	if err != nil {
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		asrv.Close()
+		srv.Close()
+		eng.Close()
+		return err
+	}
 	// Signals are taken before "ready" is said: a SIGHUP sent by whoever
 	// waited for it (systemctl reload, a script) must reload, not be lost
 	// or end the daemon.
@@ -138,6 +148,7 @@ func daemonAction(ctx context.Context, cmd *cli.Command) error {
 	// The shipper appends to the journal: it stops before the engine
 	// closes it.
 	stopShipper()
+	stopConsole()
 	errs = append(errs, eng.Close())
 	if err := errors.Join(errs...); err != nil {
 		return exitWith(exitSoftware, err)

@@ -179,7 +179,11 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request, s *session) {
 		if id != "" && p.Held.Request.ID != id {
 			continue
 		}
-		d.Held = append(d.Held, c.heldView(p))
+		v := c.heldView(p)
+		if c.opts.ReadOnly {
+			v.MayDecide, v.WhyNot = false, readOnlyWhy
+		}
+		d.Held = append(d.Held, v)
 	}
 	ids := make([]string, 0, len(d.Held))
 	for _, h := range d.Held {
@@ -196,6 +200,9 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, http.StatusOK, "queue", "Approvals", s, d)
 }
 
+// readOnlyWhy is what a read-only console says to an approver.
+const readOnlyWhy = "this console is read-only: it shows the queue and takes no decision"
+
 // maxReason bounds a decision's reason (the hub's bound).
 const maxReason = 1000
 
@@ -204,6 +211,13 @@ const maxReason = 1000
 // the hub checks the approver may decide (not the requester, one of the
 // rule's approvers) whatever the page showed.
 func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *session) {
+	if c.opts.ReadOnly {
+		// Refused before the form is read: no decision reaches the
+		// approvals, whatever the page or a forged POST says.
+		c.log.Warn("console: decision refused: read-only", "request", r.PathValue("id"), "username", s.who.Username)
+		c.fail(w, r, s, http.StatusForbidden, "Decision refused", readOnlyWhy+".", "Decide with interlock approvals on the host.")
+		return
+	}
 	id := r.PathValue("id")
 	verdict := r.PostFormValue("verdict")
 	req := hubapi.DecideRequest{Reason: r.PostFormValue("reason"), ExpectSHA256: r.PostFormValue("expect_sha256")}

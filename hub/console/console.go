@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/hub/hubapi"
-	"github.com/interlock/interlock/hub/store"
 )
 
 // Approvals is what the console needs of the hub's approvals. The hub
@@ -59,7 +58,16 @@ type OIDC struct {
 
 // Options configure a Console.
 type Options struct {
-	Store *store.Store
+	// Store is what the console reads: the hub's store, or a host's
+	// journal (console/local).
+	Store Source
+	// ReadOnly refuses every decision, whatever the person's roles, and
+	// shows the queue without buttons: a host's console unless its
+	// config says decide.
+	ReadOnly bool
+	// Place names where the data comes from in the pages' errors ("the
+	// hub's store" when empty).
+	Place string
 	// Approvals is the hub's approvals; nil shows an empty queue that
 	// says approvals are not served.
 	Approvals Approvals

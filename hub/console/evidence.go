@@ -75,8 +75,10 @@ type checkpointRow struct {
 	CosignedAt string
 	FleetIndex int64
 	Verified   bool
-	Problem    string
-	Note       string
+	// HostOnly: not cosigned; the host's signature verifies.
+	HostOnly bool
+	Problem  string
+	Note     string
 }
 
 type refusalRow struct {
@@ -136,6 +138,19 @@ func (c *Console) hostEvidence(w http.ResponseWriter, r *http.Request, s *sessio
 		switch {
 		case errHost != nil:
 			row.Problem = "the host's enrolled key does not parse"
+		case len(cp.Cosigned) == 0:
+			// A host's own checkpoint the hub has not cosigned (a
+			// host's console): its signature alone is checked.
+			got, err := evidence.ParseCheckpoint(cp.Note, hostKey)
+			switch {
+			case err != nil:
+				row.Problem = "does not verify: " + textview.Escape(err.Error())
+			case got.Size != cp.Size || !strings.EqualFold(hex.EncodeToString(got.Root[:]), row.Root):
+				row.Problem = fmt.Sprintf("the note states size %d, the journal %d", got.Size, cp.Size)
+			default:
+				row.Verified, row.HostOnly = true, true
+			}
+			row.Note = textview.EscapeMultiline(string(cp.Note))
 		case errHub != nil:
 			row.Problem = "not checked: the console was given no hub key"
 		default:

@@ -173,6 +173,10 @@ func (c *Console) sessionRow(x store.Session) sessionRow {
 
 func (c *Console) unavailable(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	c.log.Error("console: store", "err", err)
+	if c.opts.Place != "" {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "The "+c.opts.Place+" could not be read", "The console failed to read the "+c.opts.Place+".", "Try again; the log says why.")
+		return
+	}
 	c.fail(w, r, s, http.StatusServiceUnavailable, "The hub's store failed", "The hub could not read its database.", "Try again; the hub's log says why.")
 }
 
@@ -466,6 +470,9 @@ func approvalDecisionText(m model.ApprovalDecision) string {
 			who = []string{sessionview.Quote(h.Approver.Username) + " (" + textview.Escape(h.Approver.Issuer) + ")"}
 		}
 		return s + " by " + strings.Join(who, ", ") + ", signed by the hub (the note is in the entry)"
+	}
+	if a := m.IdP; a != nil {
+		return s + " by " + sessionview.Quote(a.Username) + " (" + textview.Escape(a.Issuer) + " " + textview.Escape(a.Subject) + ") in the host's console"
 	}
 	if p := m.Approver.Proc; p != nil {
 		return s + fmt.Sprintf(" by %s (uid %d) on the host", textview.Escape(p.User), m.Approver.Kernel.UID)

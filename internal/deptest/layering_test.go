@@ -73,6 +73,8 @@ var Layering = []Rule{
 		Why: "the hub checks and cosigns in the evidence format and keeps what it accepts in hub/store; it links no journal storage (cgo) and no host-side package"},
 	{From: "hub/console", Only: []string{"hub/hubapi", "hub/idclaims", "hub/store", "journal/evidence", "model", "internal/...", "asciicast", "sessionview"}, Forbid: []string{sqlite},
 		Why: "the console reads the hub's store and renders it with the views the CLI uses; it asks the hub's approvals through its own interface, not hub/server"},
+	{From: "console/...", Forbid: []string{"inspect/...", "engine", "control/...", "redirector/...", "bpf/...", "runner/...", "hub/server", "ship"},
+		Why: "a host's console reads its journal and its broker's queue and renders them with hub/console (the hub's store only for its types): it knows nothing of the data path, the kernel side, the shipper or the hub's server"},
 }
 
 // stdOnly lists the packages that, besides the interlock packages their

@@ -211,6 +211,15 @@ func who(id model.Identity) (uid, exe string) {
 
 // hubApprovers names a hub decision's approvers as the identity
 // provider did: username <email> at issuer, each.
+// idpApprover names someone who decided in the host's own console.
+func idpApprover(a model.IdPIdentity) string {
+	s := a.Username
+	if a.Email != "" {
+		s += " <" + a.Email + ">"
+	}
+	return s + " at " + a.Issuer + " (host console)"
+}
+
 func hubApprovers(h *model.HubDecision) string {
 	as := h.Approvers
 	if len(as) == 0 {
@@ -249,7 +258,11 @@ func (a *approvals) add(seq uint64, p evidence.Body) error {
 			return fmt.Errorf("export: entry %d (%s): %w", seq, p.Kind, err)
 		}
 		row[4], row[5] = cell(d.ID), cell(d.Verdict)
-		if d.Hub != nil {
+		if d.IdP != nil {
+			// Decided in the host's own console: the person as the
+			// identity provider named them.
+			row[19] = cell(idpApprover(*d.IdP))
+		} else if d.Hub != nil {
 			// Decided at the hub: nobody on this host, so no uid; the
 			// person as the identity provider named them.
 			row[19] = cell(hubApprovers(d.Hub))

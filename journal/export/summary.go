@@ -220,6 +220,9 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 			if d.Hub != nil {
 				ev.What = fmt.Sprintf("decision on %s through the hub by %s", d.ID, hubApprovers(d.Hub))
 			}
+			if d.IdP != nil {
+				ev.What = fmt.Sprintf("decision on %s in the host's console by %s", d.ID, idpApprover(*d.IdP))
+			}
 			s.event(&s.approvals, &s.counts.Approvals, ev)
 			if d.Verdict != model.VerdictApprove {
 				s.event(&s.denials, &s.counts.Denials, ev)
