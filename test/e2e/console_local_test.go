@@ -29,6 +29,7 @@ import (
 	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/internal/testkit/idptest"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/test/browsertest"
 	"github.com/interlock/interlock/test/testenv"
 )
 
@@ -120,7 +121,7 @@ func TestConsoleOnOneHost(t *testing.T) {
 	// The replay in a browser.
 	_, err = exec.LookPath("chromium")
 	testenv.Require(t, "chromium (make test installs it)", err)
-	ctx := consoleChrome(t)
+	ctx := browsertest.Chrome(t, 1366, 768, 3*time.Minute)
 	idp.QueueUser(consolePerson("carol", "audit"))
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/login?next="+link+"/replay"), chromedp.WaitVisible(chromedp.CSS("#player .ap-player")),
 		chromedp.Click(chromedp.CSS("#player .ap-player"))); err != nil {
@@ -135,7 +136,7 @@ func TestConsoleOnOneHost(t *testing.T) {
 	if !strings.Contains(term, "console-out-42") {
 		t.Errorf("the player shows %q", term)
 	}
-	consoleShot(t, ctx, "host-console-replay")
+	browsertest.Screenshot(t, ctx, "host-console-replay", true)
 }
 
 // TestConsoleDecidesOnOneHost: with console.decide, a connect a review

@@ -37,6 +37,8 @@ var expected = []entry{
 	{"/usr/share/doc/interlock/journal.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/identity.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/hub.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/console.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/containers.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/design.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/benchmarks.md", "-rw-r--r--", true, true},
 }
