@@ -134,7 +134,15 @@ struct ns_listener {
 	// namespace (sock_diag), and must learn nothing that passes for
 	// interlock elsewhere.
 	__u32 mark;
+	// NSL_PEER_NETNS: the listener is not in this namespace but in
+	// interlock's own (gateway mode), whose id in this namespace is
+	// peer_nsid. A namespace's ids of its peers cannot be changed or
+	// removed once set, so the container cannot point it elsewhere.
+	__u32 flags;
+	__u32 peer_nsid;
 };
+
+#define NSL_PEER_NETNS 1
 
 // A connect to a target from a network namespace interlock does not serve
 // yet: the connect is refused, and the daemon opens a listener there.
@@ -332,7 +340,8 @@ static __always_inline int refuse(const struct redirect_config *cfg, __u32 why)
 
 // listener_present checks that interlock itself is listening where the
 // connect would be sent: a TCP listener on that address and port, in this
-// network namespace, carrying interlock's mark. When interlock is gone the
+// network namespace (in gateway mode, interlock's: see NSL_PEER_NETNS),
+// carrying interlock's mark. When interlock is gone the
 // connect is refused here instead of being sent to whoever took the port.
 static __always_inline int listener_present(struct bpf_sock_addr *ctx,
 					    const struct ns_listener *cfg,
@@ -359,7 +368,19 @@ static __always_inline int listener_present(struct bpf_sock_addr *ctx,
 		tuple.ipv4.dport = bpf_htons(cfg->listen_port4);
 		size = sizeof(tuple.ipv4);
 	}
-	sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (cfg->flags & NSL_PEER_NETNS) {
+		// Gateway mode: the connect leaves this namespace only if no
+		// socket here takes the address first (the container's root
+		// could put the gateway's address on its own interface).
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+		if (sk) {
+			bpf_sk_release(sk);
+			return 0;
+		}
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, size, cfg->peer_nsid, 0);
+	} else {
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	}
 	if (!sk)
 		return 0;
 	ok = sk->state == TCP_LISTEN && sk->mark == cfg->mark;

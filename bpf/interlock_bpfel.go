@@ -35,6 +35,8 @@ type InterlockNsListener struct {
 	ListenPort4 uint16
 	ListenPort6 uint16
 	Mark        uint32
+	Flags       uint32
+	PeerNsid    uint32
 }
 
 type InterlockOrigin struct {

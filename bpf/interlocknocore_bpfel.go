@@ -27,6 +27,8 @@ type InterlockNoCoreNsListener struct {
 	ListenPort4 uint16
 	ListenPort6 uint16
 	Mark        uint32
+	Flags       uint32
+	PeerNsid    uint32
 }
 
 type InterlockNoCoreOrigin struct {

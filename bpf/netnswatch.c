@@ -55,6 +55,8 @@ struct ns_listener {
 	__u16 listen_port4;
 	__u16 listen_port6;
 	__u32 mark;
+	__u32 flags;
+	__u32 peer_nsid;
 };
 
 struct netns_event {

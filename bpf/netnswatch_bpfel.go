@@ -20,6 +20,8 @@ type NetnsWatchNsListener struct {
 	ListenPort4 uint16
 	ListenPort6 uint16
 	Mark        uint32
+	Flags       uint32
+	PeerNsid    uint32
 }
 
 type NetnsWatchRedirectConfig struct {

@@ -137,7 +137,24 @@ type InterceptConfig struct {
 	Cgroups []string `yaml:"cgroups"`
 	// Fail says what an intercepted connect does when the listener is gone.
 	Fail FailMode `yaml:"fail"`
+	// ContainerRedirect is where a container's connects go: to interlock's
+	// listener inside the container's namespace (namespace), or to one on
+	// the container network's gateway address in the host's (gateway).
+	ContainerRedirect ContainerRedirect `yaml:"container_redirect"`
+	// ContainerGateway is the gateway address in gateway mode; "" takes
+	// each namespace's default route's gateway.
+	ContainerGateway string `yaml:"container_gateway,omitempty"`
 }
+
+// ContainerRedirect is intercept.container_redirect.
+type ContainerRedirect string
+
+const (
+	// RedirectNamespace listens inside each container's namespace.
+	RedirectNamespace ContainerRedirect = "namespace"
+	// RedirectGateway listens on the container network's gateway address.
+	RedirectGateway ContainerRedirect = "gateway"
+)
 
 // ControlConfig is the control section.
 type ControlConfig struct {
@@ -261,8 +278,9 @@ func Default() *Config {
 			SyncInterval: defaultSyncInterval,
 		},
 		Intercept: InterceptConfig{
-			Cgroups: []string{},
-			Fail:    FailClosed,
+			Cgroups:           []string{},
+			Fail:              FailClosed,
+			ContainerRedirect: RedirectNamespace,
 		},
 		Control: ControlConfig{Socket: defaultSocket},
 		BPF:     BPFConfig{PinPath: defaultPinPath},

@@ -48,6 +48,18 @@ func (c *Config) validate(l *errorList) {
 
 	c.validateCgroups(l)
 	oneOf(l, "intercept.fail", string(c.Intercept.Fail), FailClosed, FailOpen)
+	oneOf(l, "intercept.container_redirect", string(c.Intercept.ContainerRedirect), RedirectNamespace, RedirectGateway)
+	if g := c.Intercept.ContainerGateway; g != "" {
+		a, err := netip.ParseAddr(g)
+		switch {
+		case err != nil || !a.Is4():
+			l.add("intercept.container_gateway", fmt.Sprintf("%q is not an IPv4 address", g))
+		case a.IsLoopback() || a.IsUnspecified() || a.IsMulticast():
+			l.add("intercept.container_gateway", fmt.Sprintf("%s cannot be a container network's gateway", a))
+		case c.Intercept.ContainerRedirect != RedirectGateway:
+			l.add("intercept.container_gateway", "is used only with container_redirect: gateway")
+		}
+	}
 
 	if absPath(l, "control.socket", c.Control.Socket, true) && len(c.Control.Socket) > maxSocketPath {
 		l.add("control.socket", fmt.Sprintf("is %d bytes long; a unix socket path can be at most %d", len(c.Control.Socket), maxSocketPath))

@@ -153,12 +153,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	ids := identity.NewResolver(identity.ResolverOptions{Cgroup2Root: root, Logger: opts.Logger})
 	ids.SetAgents(agentSpecs(cfg.Identity.Agents))
 	red, err := redirector.New(ctx, redirector.Options{
-		MapPin:      opts.MapPin,
-		LinkPin:     opts.LinkPin,
-		FailOpen:    cfg.Intercept.Fail == config.FailOpen,
-		Cgroup2Root: root,
-		Identities:  ids,
-		Logger:      opts.Logger,
+		MapPin:   opts.MapPin,
+		LinkPin:  opts.LinkPin,
+		FailOpen: cfg.Intercept.Fail == config.FailOpen,
+		Gateway:  cfg.Intercept.ContainerRedirect == config.RedirectGateway,
+		// Validated: an IPv4 address or "".
+		ContainerGateway: parseAddrOrZero(cfg.Intercept.ContainerGateway),
+		Cgroup2Root:      root,
+		Identities:       ids,
+		Logger:           opts.Logger,
 	})
 	if err != nil {
 		j.Close()
@@ -545,4 +548,10 @@ func (e *Engine) notify(req model.ApprovalRequest) {
 func hostName() string {
 	h, _ := os.Hostname()
 	return h
+}
+
+// parseAddrOrZero is the address s, or the zero Addr when s is not one.
+func parseAddrOrZero(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
 }

@@ -60,6 +60,8 @@ type nsServer struct {
 	// is tried again at most every second (its connects keep asking),
 	// and said once at warning level.
 	failed map[uint64]time.Time
+	// gateways are the gateway listeners by address (gateway mode).
+	gateways map[netip.Addr]*gwListener
 }
 
 // nsEntry is interlock's presence in one container namespace.
@@ -69,6 +71,9 @@ type nsEntry struct {
 	dev, ino  uint64
 	listeners []net.Listener
 	diag      *sockDiag
+	// gateway is the gateway listener's address the namespace is served
+	// through in gateway mode (gateway.go); invalid otherwise.
+	gateway netip.Addr
 	// watch is a pidfd of a process in the namespace; closing it ends
 	// the watcher.
 	watch *os.File
@@ -86,7 +91,8 @@ func (r *Redirector) ServeNamespaces(accept func(net.Listener)) error {
 	if err != nil {
 		return fmt.Errorf("read the BPF netns_events ring: %w", err)
 	}
-	s := &nsServer{r: r, rd: rd, accept: accept, served: map[uint64]*nsEntry{}, done: make(chan struct{}), failed: map[uint64]time.Time{}}
+	s := &nsServer{r: r, rd: rd, accept: accept, served: map[uint64]*nsEntry{}, done: make(chan struct{}), failed: map[uint64]time.Time{},
+		gateways: map[netip.Addr]*gwListener{}}
 	if s.execWatch, err = loadNetnsWatch(r.progs); err != nil {
 		r.log.Warn("containers' namespaces are served at their first connect to a target, which is refused", "err", err)
 	}
@@ -175,24 +181,30 @@ func (s *nsServer) serve(ev bpf.InterlockNetnsEvent) error {
 		return err
 	}
 	var nl bpf.InterlockNsListener
-	err = inNetns(nsfd, func() error { return s.listenHere(e, ev.NetnsCookie, mark, &nl) })
-	if err != nil {
+	if s.r.opts.Gateway {
+		err = s.serveGateway(e, nsfd, ev.NetnsCookie, &nl)
+	} else {
+		err = inNetns(nsfd, func() error { return s.listenHere(e, ev.NetnsCookie, mark, &nl) })
+		nl.Mark = mark
+	}
+	fail := func() {
 		e.closeSockets()
+		s.releaseGateway(e.gateway, e.cookie)
 		pidfd.Close()
+	}
+	if err != nil {
+		fail()
 		return err
 	}
-	nl.Mark = mark
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		e.closeSockets()
-		pidfd.Close()
+		fail()
 		return nil
 	}
 	if err := s.r.progs.objs.NetnsListeners.Put(ev.NetnsCookie, nl); err != nil {
 		s.mu.Unlock()
-		e.closeSockets()
-		pidfd.Close()
+		fail()
 		return fmt.Errorf("write BPF netns_listeners map: %w", err)
 	}
 	s.served[ev.NetnsCookie] = e
@@ -201,7 +213,7 @@ func (s *nsServer) serve(ev bpf.InterlockNetnsEvent) error {
 		s.accept(ln)
 	}
 	s.r.log.Info("serving a container's network namespace", "netns_cookie", ev.NetnsCookie, "netns_inode", e.ino,
-		"pid", ev.Tgid, "listener", e.listeners[0].Addr().String())
+		"pid", ev.Tgid, "listener", netip.AddrPortFrom(netip.AddrFrom4([4]byte(binary.NativeEndian.AppendUint32(nil, nl.ListenIp4))), nl.ListenPort4).String())
 	go s.watch(e)
 	return nil
 }
@@ -301,17 +313,8 @@ func netnsCookieOf(nsfd int) (uint64, error) {
 // is the namespace the hook reported, and opens the listeners and the
 // sock_diag socket there.
 func (s *nsServer) listenHere(e *nsEntry, cookie uint64, mark uint32, nl *bpf.InterlockNsListener) error {
-	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("probe socket in the namespace: %w", err)
-	}
-	got, err := unix.GetsockoptUint64(probe, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	unix.Close(probe)
-	if err != nil {
-		return fmt.Errorf("SO_NETNS_COOKIE in the namespace: %w", err)
-	}
-	if got != cookie {
-		return fmt.Errorf("the process's namespace has cookie %d, not the %d that connected (it exited and its pid was reused?)", got, cookie)
+	if err := checkCookieHere(cookie); err != nil {
+		return err
 	}
 	ctx := context.Background()
 	lc := markedListenConfig(mark)
@@ -346,19 +349,24 @@ func (s *nsServer) listenHere(e *nsEntry, cookie uint64, mark uint32, nl *bpf.In
 			nl.ListenPort6 = ap6.Port()
 		}
 	}
+	e.diag, err = openDiagHere()
+	return err
+}
+
+// openDiagHere opens a sock_diag socket in the calling thread's namespace.
+func openDiagHere() (*sockDiag, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return fmt.Errorf("open sock_diag netlink socket in the namespace: %w", err)
+		return nil, fmt.Errorf("open sock_diag netlink socket in the namespace: %w", err)
 	}
 	tv := unix.NsecToTimeval(sockDiagTimeout)
 	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("sock_diag socket timeout: %w", err)
+			return nil, fmt.Errorf("sock_diag socket timeout: %w", err)
 		}
 	}
-	e.diag = newSockDiagIn(fd)
-	return nil
+	return newSockDiagIn(fd), nil
 }
 
 // inNetns runs fn on an OS thread that has entered the network namespace
@@ -449,6 +457,7 @@ func (s *nsServer) watch(e *nsEntry) {
 		// namespace (if anything enters it again) is refused and asks.
 		_ = s.r.progs.objs.NetnsListeners.Delete(e.cookie)
 		e.closeSockets()
+		s.releaseGateway(e.gateway, e.cookie)
 		s.r.log.Info("a container's network namespace has no process left: its listeners are closed", "netns_cookie", e.cookie)
 		return
 	}
@@ -546,6 +555,9 @@ func (r *Redirector) ServedNamespaces() map[uint64][]netip.AddrPort {
 		for _, ln := range e.listeners {
 			out[c] = append(out[c], ln.Addr().(*net.TCPAddr).AddrPort())
 		}
+		if g := s.gateways[e.gateway]; g != nil {
+			out[c] = append(out[c], g.ln.Addr().(*net.TCPAddr).AddrPort())
+		}
 	}
 	return out
 }
@@ -570,5 +582,6 @@ func (s *nsServer) stop() {
 		_ = s.r.progs.objs.NetnsListeners.Delete(c)
 		e.watch.Close()
 		e.closeSockets()
+		s.releaseGateway(e.gateway, c)
 	}
 }

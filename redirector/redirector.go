@@ -43,6 +43,12 @@ type Options struct {
 	// FailOpen lets intercepted connects through to the real target when
 	// the listener is gone. The default refuses them.
 	FailOpen bool
+	// Gateway serves containers' namespaces through a listener on their
+	// network's gateway address (gateway.go) instead of one inside each.
+	Gateway bool
+	// ContainerGateway is that address; invalid takes each namespace's
+	// default route's gateway.
+	ContainerGateway netip.Addr
 	// Cgroup2Root is the cgroup v2 mount point; detected when "".
 	Cgroup2Root string
 	Hosts       HostResolver
@@ -425,7 +431,17 @@ func (r *Redirector) Origin(ctx context.Context, conn net.Conn) (model.Origin, e
 	}
 	var rec bpf.InterlockOrigin
 	m := r.progs.objs.Origins
-	if err := m.LookupAndDelete(&key, &rec); err != nil {
+	var users []uint64
+	if netns == r.hostCfg.NetnsCookie {
+		users = r.gatewayUsers(lap)
+	}
+	if users != nil {
+		// A gateway listener: the record is under the client's
+		// namespace (gateway.go).
+		if netns, err = r.gatewayRecord(key, users, &rec); err != nil {
+			return model.Origin{}, fmt.Errorf("%w (peer %s): %v", ErrNoOrigin, pap, err)
+		}
+	} else if err := m.LookupAndDelete(&key, &rec); err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, syscall.EINVAL) {
 			if err = m.Lookup(&key, &rec); err == nil {
 				_ = m.Delete(&key)
