@@ -187,8 +187,9 @@ func (r *Redirector) gatewayUsers(ap netip.AddrPort) []uint64 {
 // gatewayRecord finds the record of a connection accepted on a gateway
 // listener: made in one of the namespaces served through it, under
 // exactly one of them (a container that took another's address and port
-// makes the records ambiguous, and the connection is refused). It
-// returns the namespace it was found in.
+// makes the records ambiguous, and the connection is refused), and not
+// from a socket in interlock's own namespace. It returns the namespace
+// the record was found in.
 func (r *Redirector) gatewayRecord(key bpf.InterlockTupleKey, users []uint64, rec *bpf.InterlockOrigin) (uint64, error) {
 	m := r.progs.objs.Origins
 	var found []uint64
@@ -204,13 +205,24 @@ func (r *Redirector) gatewayRecord(key bpf.InterlockTupleKey, users []uint64, re
 		key.NetnsCookie = c
 		_ = m.Delete(&key)
 	}
-	switch len(found) {
-	case 0:
+	if len(found) == 0 {
 		return 0, errors.New("no record in any namespace served through this gateway")
-	case 1:
-		return found[0], nil
 	}
-	return 0, fmt.Errorf("records in %d namespaces for the same connection", len(found))
+	if len(found) > 1 {
+		return 0, fmt.Errorf("records in %d namespaces for the same connection", len(found))
+	}
+	// A container's client socket is in its own namespace; one with that
+	// address in interlock's is a host process passing for the container
+	// (IP_FREEBIND needs no privilege) to take its record.
+	peer := netip.AddrPortFrom(netip.AddrFrom16(key.Saddr).Unmap(), key.Sport)
+	local := netip.AddrPortFrom(netip.AddrFrom16(key.Daddr).Unmap(), key.Dport)
+	if _, err := r.diag.lookup(peer, local); !errors.Is(err, errNoSocket) {
+		if err == nil {
+			err = errors.New("a socket in interlock's own namespace made it")
+		}
+		return 0, fmt.Errorf("not a container's connection: %w", err)
+	}
+	return found[0], nil
 }
 
 // checkCookieHere checks, on a thread inside a namespace, that it is the
