@@ -33,8 +33,9 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	e.mu.Lock()
 	old := e.cfg
 	e.mu.Unlock()
-	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail {
-		return errors.New("journal, bpf and intercept.fail settings change only on restart; restart interlock to apply them")
+	if cfg.Journal != old.Journal || cfg.BPF != old.BPF || cfg.Intercept.Fail != old.Intercept.Fail ||
+		cfg.Intercept.ContainerRedirect != old.Intercept.ContainerRedirect || cfg.Intercept.ContainerGateway != old.Intercept.ContainerGateway {
+		return errors.New("journal, bpf, intercept.fail and intercept.container_* settings change only on restart; restart interlock to apply them")
 	}
 	steps, err := prepareHandlers(e.handler, cfg)
 	if err != nil {

@@ -120,6 +120,8 @@ func TestContainerGateway(t *testing.T) {
 
 	ns := gatewayNetns(t, br, 10)
 	a := runContainer(t, ctrSpec{netns: ns, parent: parent, args: []string{"sleep", "600"}})
+	// served are the containers served through the gateway.
+	served := []*ctr{a}
 
 	t.Run("tcp", func(t *testing.T) {
 		r, refused := dialFromCtr(t, a, "-addr", srv.addr())
@@ -174,6 +176,7 @@ func TestContainerGateway(t *testing.T) {
 
 	t.Run("two containers one gateway", func(t *testing.T) {
 		b := runContainer(t, ctrSpec{netns: gatewayNetns(t, br, 11), parent: parent, args: []string{"sleep", "600"}})
+		served = append(served, b)
 		rb, _ := dialFromCtr(t, b, "-addr", srv.addr())
 		ra, _ := dialFromCtr(t, a, "-addr", srv.addr())
 		waitFor(t, func() bool {
@@ -204,6 +207,7 @@ func TestContainerGateway(t *testing.T) {
 		}
 		ns := gatewayNetns(t, br, 12)
 		x := runContainer(t, ctrSpec{netns: ns, parent: parent, args: []string{"sleep", "600"}})
+		served = append(served, x)
 		dialFromCtr(t, x, "-addr", srv.addr())
 		mustRun(t, "ip", "-n", ns, "addr", "add", br.gw+"/32", "dev", "lo")
 		inside := listenInNetns(t, ns, gl)
@@ -216,7 +220,46 @@ func TestContainerGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("gateway not the host's", func(t *testing.T) {
+		// No default route, or one through an address that is not the
+		// host's: interlock does not listen where a container's routes
+		// say; its connects stay refused.
+		noRoute := runContainer(t, ctrSpec{netns: br.netnsOn(t, 13, false), parent: parent, args: []string{"sleep", "600"}})
+		ns := br.netnsOn(t, 14, false)
+		mustRun(t, "ip", "-n", ns, "route", "add", "default", "via", br.prefix+"99")
+		foreign := runContainer(t, ctrSpec{netns: ns, parent: parent, args: []string{"sleep", "600"}})
+		for _, x := range []*ctr{noRoute, foreign} {
+			for i := 0; i < 5; i++ {
+				out, _ := x.exec(t, "/bin/tcpclient", "-addr", srv.addr())
+				if !strings.Contains(out, "operation not permitted") {
+					t.Fatalf("a connect from %s, which interlock cannot serve through a gateway: %s", x.id, out)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		for _, why := range []string{"no IPv4 default route", "is not an address of this host"} {
+			if !strings.Contains(d.stderr.String(), why) {
+				t.Errorf("the daemon did not say %q", why)
+			}
+		}
+		noRoute.remove()
+		foreign.remove()
+		noDirect(t, srv, br)
+	})
+
+	t.Run("listener closes with the last namespace", func(t *testing.T) {
+		if gatewayListener(t, br, d.cmd.Process.Pid) == "" {
+			t.Fatal("no gateway listener")
+		}
+		for _, x := range served {
+			x.remove()
+		}
+		waitFor(t, func() bool { return gatewayListener(t, br, d.cmd.Process.Pid) == "" })
+	})
+
 	t.Run("fail closed", func(t *testing.T) {
+		a := runContainer(t, ctrSpec{netns: gatewayNetns(t, br, 15), parent: parent, args: []string{"sleep", "600"}})
+		dialFromCtr(t, a, "-addr", srv.addr())
 		gl := gatewayListener(t, br, d.cmd.Process.Pid)
 		if gl == "" {
 			t.Fatal("no gateway listener")
