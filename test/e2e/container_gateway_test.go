@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -195,6 +196,31 @@ func TestContainerGateway(t *testing.T) {
 			}
 		}
 		noDirect(t, srv, br)
+	})
+
+	t.Run("straight to the gateway listener", func(t *testing.T) {
+		// The listener is reachable from the bridge and the host: a
+		// connection the hook did not send there has no record and is
+		// closed unserved, from a container or from the host.
+		gl := gatewayListener(t, br, d.cmd.Process.Pid)
+		if gl == "" {
+			t.Fatal("no gateway listener")
+		}
+		n := len(e.sessions())
+		out, _ := a.exec(t, "/bin/tcpclient", "-addr", gl)
+		fromCtr := parseClient(t, []byte(out))
+		out, _, _ = runCmd(t, exec.Command(clientBin, "-addr", gl))
+		fromHost := parseClient(t, []byte(out))
+		t.Logf("from the container: %s; from the host: %s", fromCtr.Error, fromHost.Error)
+		for who, r := range map[string]clientResult{"a container": fromCtr, "the host": fromHost} {
+			if r.Error == "" || r.Reply != "" {
+				t.Errorf("a connection from %s straight to the gateway listener was served: %+v", who, r)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := len(e.sessions()); got != n {
+			t.Errorf("%d sessions opened for connections without a record", got-n)
+		}
 	})
 
 	t.Run("gateway address taken inside the container", func(t *testing.T) {
