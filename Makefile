@@ -19,7 +19,8 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
 # .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check.
-TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
+# etcd-server: the Kubernetes tests' API server stores in it.
+TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo etcd-server
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 # versitygw: the S3-compatible server with object lock the hub's publish
@@ -30,6 +31,15 @@ VERSITYGW_VERSION := v1.8.0
 TEST_CACHE        ?= $(or $(SUDO_HOME),$(HOME))/.cache/interlock
 VERSITYGW         := $(TEST_CACHE)/versitygw-$(VERSITYGW_VERSION)/versitygw
 export INTERLOCK_VERSITYGW := $(VERSITYGW)
+
+# kube-apiserver: the Kubernetes target's tests run a real API server
+# (internal/testkit/kubetest), built once per version from the
+# k8s.io/kubernetes module into the same cache (hack/build-kube-apiserver.sh
+# says why go install cannot). The tests' client is the kubectl the
+# machine has (v1.32).
+KUBE_VERSION   := v1.37.2
+KUBE_APISERVER := $(TEST_CACHE)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
+export INTERLOCK_KUBE_APISERVER := $(KUBE_APISERVER)
 
 .PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
 
@@ -52,7 +62,11 @@ go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go not found (not on PATH, nor in /usr/local/go/bin, /usr/lib/go/bin, ~/go/bin). Install Go (https://go.dev/doc/install) or run: sudo make $(MAKECMDGOALS) GO=/path/to/bin/go"; exit 127; }
 
 # deps installs what the tests need and is a no-op when it is all there.
-deps: $(VERSITYGW)
+deps: $(VERSITYGW) $(KUBE_APISERVER)
+	@if ! command -v kubectl >/dev/null 2>&1; then \
+		echo "kubectl not found: the Kubernetes tests need it on PATH (v1.32 or later)"; \
+		if [ "$$CI" = true ]; then exit 1; fi; \
+	fi
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -62,6 +76,10 @@ deps: $(VERSITYGW)
 $(VERSITYGW):
 	@echo "installing versitygw $(VERSITYGW_VERSION) into $(dir $@)"
 	GOBIN=$(dir $@) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(KUBE_APISERVER):
+	@echo "building kube-apiserver $(KUBE_VERSION) into $(dir $@)"
+	GO=$(GO) sh hack/build-kube-apiserver.sh $(KUBE_VERSION) $@
 
 deps-gen:
 	@missing=""; for p in $(GEN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
