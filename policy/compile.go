@@ -58,7 +58,9 @@ type identityMatch struct {
 
 type opMatch struct {
 	kinds, commands, paths []pattern
-	tables                 []tablePattern
+	// resources, namespaces and names match kubernetes requests.
+	resources, namespaces, names []pattern
+	tables                       []tablePattern
 	// open is the sftp access the rule matches (operation.open).
 	open              []string
 	noWhere, readOnly *bool
@@ -91,6 +93,7 @@ func compileOp(m *config.OperationMatch, action model.Action) *opMatch {
 	return &opMatch{
 		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
 		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
+		resources: compileGlobs(m.Resources), namespaces: compileGlobs(m.Namespaces), names: compileGlobs(m.Names),
 		open:   m.Open,
 		opaque: includesOpaque(action, m),
 	}

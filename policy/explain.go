@@ -159,6 +159,12 @@ func missNote(r *rule, op model.Operation, m miss) string {
 		return "the command line does not match its commands"
 	case missPath:
 		return "the path does not match its paths"
+	case missResource:
+		return "the resource does not match its resources"
+	case missNamespace:
+		return "the namespace does not match its namespaces"
+	case missName:
+		return "the object's name does not match its names"
 	case missOpen:
 		needs := "none"
 		if len(op.Open) > 0 {

@@ -33,6 +33,9 @@ const (
 	missReadOnly
 	missCommand
 	missPath
+	missResource
+	missNamespace
+	missName
 	missIdentity
 	missOpen // the sftp access the operation needs (operation.open)
 )
@@ -160,6 +163,15 @@ func matchConditions(m *opMatch, op model.Operation) miss {
 	}
 	if len(m.paths) > 0 && !anyMatch(m.paths, op.Path) {
 		return missPath
+	}
+	if len(m.resources) > 0 && !anyMatch(m.resources, op.Resource) {
+		return missResource
+	}
+	if len(m.namespaces) > 0 && !anyMatch(m.namespaces, op.Namespace) {
+		return missNamespace
+	}
+	if len(m.names) > 0 && !anyMatch(m.names, op.Name) {
+		return missName
 	}
 	return hit
 }

@@ -139,6 +139,9 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 	list(op.Open)
 	str(op.Path)
 	str(op.Detail)
+	str(op.Resource)
+	str(op.Namespace)
+	str(op.Name)
 	if text {
 		str(op.Text)
 	}
@@ -157,7 +160,8 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 // caller's may be shared).
 func keyOf(op model.Operation, text bool) model.Operation {
 	k := model.Operation{Protocol: op.Protocol, Kind: op.Kind, Kinds: slices.Clone(op.Kinds), Tables: slices.Clone(op.Tables),
-		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere}
+		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere,
+		Resource: op.Resource, Namespace: op.Namespace, Name: op.Name}
 	if text {
 		k.Text = op.Text
 	}
@@ -168,6 +172,7 @@ func sameOp(k, op *model.Operation, text bool) bool {
 	return k.Protocol == op.Protocol && k.Kind == op.Kind && slices.Equal(k.Kinds, op.Kinds) &&
 		slices.Equal(k.Tables, op.Tables) && slices.Equal(k.Open, op.Open) && k.Path == op.Path &&
 		k.Detail == op.Detail && k.ReadOnly == op.ReadOnly && k.NoWhere == op.NoWhere &&
+		k.Resource == op.Resource && k.Namespace == op.Namespace && k.Name == op.Name &&
 		(!text || k.Text == op.Text)
 }
 
