@@ -19,8 +19,9 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # rpm, debootstrap, zsh and fish: the package tests (test/pkg) install the
 # .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check.
-# etcd-server: the Kubernetes tests' API server stores in it.
-TEST_DEBS := sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo etcd-server
+# etcd-server: the Kubernetes tests' API server stores in it; curl is
+# their client without a kubeconfig user (kubectl would prompt).
+TEST_DEBS := curl sqlite3 iproute2 util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo etcd-server
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 # versitygw: the S3-compatible server with object lock the hub's publish

@@ -40,6 +40,8 @@ type Handler struct {
 
 	mu      sync.Mutex
 	targets map[string]*target
+
+	retries retries
 }
 
 // target is what the handler keeps of one kubernetes target.

@@ -121,7 +121,16 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// Discovery, version and health: get or post on a path.
 		op.Kind = ""
 	}
-	rec.Decision = x.decide(r.Context(), op)
+	stream := ri.verb == "exec" || ri.verb == "attach" || ri.verb == "portforward"
+	rk := newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
+	if d, ok := x.h.retries.take(rk, time.Now()); stream && ok {
+		rec.Decision = retried(d)
+	} else {
+		rec.Decision = x.decide(r.Context(), op)
+	}
+	if stream {
+		x.h.retries.keep(rk, rec.Decision, time.Now())
+	}
 	d := model.Committed
 	if ri.isWrite() || rec.Decision.Action != model.Allow {
 		d = model.Synced
@@ -142,7 +151,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case ri.verb == "exec" || ri.verb == "attach":
-		resp.Code, resp.Error = x.serveStream(w, r, ri, seq)
+		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, func() { x.h.retries.forget(rk) })
 		if x.hijacked != nil {
 			defer x.hijacked()
 		}
@@ -152,6 +161,9 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "interlock: only exec, attach and portforward may upgrade the connection")
 	default:
 		x.forward(w, r, ri, &resp)
+		if resp.Code == http.StatusSwitchingProtocols {
+			x.h.retries.forget(rk)
+		}
 		if isUpgrade(r) && x.hijacked != nil {
 			defer x.hijacked()
 		}

@@ -40,8 +40,9 @@ var spdyProtocols = []string{
 
 // serveStream serves an exec or attach the policy allowed. It returns the
 // code and error journaled for the request.
-func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64) (int, string) {
-	opts, err := crisrv.NewOptions(r)
+// up is called once the client's stream is up.
+func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, up func()) (int, string) {
+	opts, err := streamOptions(r)
 	if err != nil {
 		body := statusJSON(http.StatusBadRequest, err.Error())
 		w.Header().Set("Content-Type", "application/json")
@@ -51,7 +52,7 @@ func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo
 	}
 	q := r.URL.Query()
 	ex := &streamExec{x: x, ri: ri, seq: seq, ch: x.channels.Add(1), query: r.URL.RawQuery,
-		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy"}
+		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up}
 	switch {
 	case wsstream.IsWebSocketRequestWithStreamCloseProtocol(r):
 		ex.protocol = apiremote.StreamProtocolV5Name + " (websocket)"
@@ -88,6 +89,7 @@ type streamExec struct {
 	command   []string
 	stdin     bool
 	protocol  string
+	up        func()
 
 	started bool
 	err     error
@@ -106,6 +108,7 @@ func (e *streamExec) offset() int64 { return time.Since(e.x.opened).Nanoseconds(
 // run opens the upstream stream with the client's streams, recorded.
 func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan crisrv.TerminalSize) error {
 	e.started = true
+	e.up()
 	x := e.x
 	start := model.K8sExec{Channel: e.ch, Seq: e.seq, Type: e.ri.verb, Namespace: e.ri.namespace, Pod: e.ri.name,
 		Container: e.container, Command: e.command, TTY: tty, Stdin: in != nil, Protocol: e.protocol, OffsetNS: e.offset()}
@@ -135,13 +138,13 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 	}
 	err = exe.StreamWithContext(ctx, opts)
 	exit := model.SSHExit{Channel: e.ch, OffsetNS: e.offset()}
-	var code utilexec.CodeExitError
+	var code utilexec.ExitError
 	switch {
 	case err == nil:
 		zero := 0
 		exit.ExitStatus = &zero
-	case errors.As(err, &code):
-		c := code.Code
+	case errors.As(err, &code) && code.Exited():
+		c := code.ExitStatus()
 		exit.ExitStatus = &c
 	default:
 		exit.ExitSignal = "error: " + err.Error()
@@ -267,13 +270,13 @@ func (x *session) serveWebsocket(w http.ResponseWriter, r *http.Request, opts *c
 	}
 	err = ex.run(r.Context(), in, out, errw, opts.TTY, resize)
 	status := metav1.Status{Status: metav1.StatusSuccess}
-	var code utilexec.CodeExitError
+	var code utilexec.ExitError
 	var se *apierrors.StatusError
 	switch {
 	case err == nil:
-	case errors.As(err, &code):
+	case errors.As(err, &code) && code.Exited():
 		status = metav1.Status{Status: metav1.StatusFailure, Reason: apiremote.NonZeroExitCodeReason,
-			Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: apiremote.ExitCodeCauseType, Message: strconv.Itoa(code.Code)}}},
+			Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: apiremote.ExitCodeCauseType, Message: strconv.Itoa(code.ExitStatus())}}},
 			Message: fmt.Sprintf("command terminated with non-zero exit code: %v", err)}
 	case errors.As(err, &se):
 		status = se.Status()
@@ -290,4 +293,20 @@ func pick(on bool, t wsstream.ChannelType) wsstream.ChannelType {
 		return t
 	}
 	return wsstream.IgnoreChannel
+}
+
+// streamOptions reads the streams a client asks for from the API's query
+// (stdin, stdout, stderr, tty: the kubelet's own names differ).
+func streamOptions(r *http.Request) (*crisrv.Options, error) {
+	q := r.URL.Query()
+	o := &crisrv.Options{Stdin: isTrue(q.Get("stdin")), Stdout: isTrue(q.Get("stdout")),
+		Stderr: isTrue(q.Get("stderr")), TTY: isTrue(q.Get("tty"))}
+	if o.TTY {
+		// A terminal merges stderr into stdout, as the API server does.
+		o.Stderr = false
+	}
+	if !o.Stdin && !o.Stdout && !o.Stderr {
+		return nil, errors.New("you must specify at least 1 of stdin, stdout, stderr")
+	}
+	return o, nil
 }

@@ -24,6 +24,9 @@ type kubeEnv struct {
 	c *kubetest.Cluster
 	// kc are the kubeconfigs by user ("" has no client certificate).
 	kc map[string]string
+	// trust is the CA bundle a client trusts: the cluster's and
+	// interlock's.
+	trust string
 }
 
 func newKubeEnv(t *testing.T, extra string) *kubeEnv {
@@ -66,7 +69,10 @@ func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 	}
 	clusterCA, _ := os.ReadFile(c.CA.CertFile)
 	trust := append(append([]byte{}, clusterCA...), ilCA...)
-	k := &kubeEnv{env: e, c: c, kc: map[string]string{}}
+	k := &kubeEnv{env: e, c: c, kc: map[string]string{}, trust: filepath.Join(e.dir, "trust.pem")}
+	if err := os.WriteFile(k.trust, trust, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for name, pair := range map[string]*kubetest.Pair{"alice": &alice, "bob": &bob, "": nil} {
 		path := filepath.Join(e.dir, "kubeconfig-"+name)
 		if err := kubetest.WriteKubeconfig(path, "https://"+c.Host, trust, pair); err != nil {
