@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -150,9 +151,17 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 	if err != nil {
 		// The refusal is journaled: someone presented a certificate
 		// interlock would not take.
-		s.Open(ctx, model.Decision{Action: model.Deny, Reason: err.Error()}, model.SessionOpen{
-			Kubernetes: &model.K8sStartup{ServerName: st.ServerName, ALPN: st.NegotiatedProtocol}})
-		writeRaw(tc, http.StatusUnauthorized, err.Error())
+		if s.Open(ctx, model.Decision{Action: model.Deny, Reason: err.Error()}, model.SessionOpen{
+			Kubernetes: &model.K8sStartup{ServerName: st.ServerName, ALPN: st.NegotiatedProtocol}}) == nil {
+			// The client is told why, in the HTTP it negotiated, on
+			// every request it sends.
+			body := statusJSON(http.StatusUnauthorized, err.Error())
+			serveConn(ctx, tc, st, s.Idle, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, body)
+			}), nil)
+		}
 		return inspect.Outcome{Refused: true, Err: err}
 	}
 	start := &model.K8sStartup{User: who.user, Groups: who.groups, Source: who.source, ServerName: st.ServerName, ALPN: st.NegotiatedProtocol}
@@ -161,14 +170,24 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
 	}
 	sess := &session{h: h, t: t, s: s, who: who, log: log, opened: time.Now(), ctx: ctx}
-	handler := http.HandlerFunc(sess.serveHTTP)
+	serveConn(ctx, tc, st, s.Idle, http.HandlerFunc(sess.serveHTTP), func(done func()) { sess.hijacked = done })
+	return inspect.Outcome{BytesUp: counted.in.Load(), BytesDown: counted.out.Load()}
+}
+
+// serveConn serves HTTP on the one client connection until it closes:
+// HTTP/2 when the client negotiated it, else HTTP/1.1. onHijack, when set,
+// is given the function a handler that took the connection over calls
+// when it is done with it.
+func serveConn(ctx context.Context, tc *tls.Conn, st tls.ConnectionState, idle time.Duration, handler http.Handler, onHijack func(done func())) {
 	if st.NegotiatedProtocol == "h2" {
-		srv := &http2.Server{IdleTimeout: s.Idle}
+		srv := &http2.Server{IdleTimeout: idle}
 		srv.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: handler, BaseConfig: &http.Server{}})
 	} else {
 		ln := &oneConn{conn: tc, done: make(chan struct{})}
-		sess.hijacked = ln.closeOnce
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: s.Idle,
+		if onHijack != nil {
+			onHijack(ln.closeOnce)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: idle,
 			// A hijacked connection (an exec's stream) ends when its
 			// handler does (session.hijacked), a served one when closed.
 			ConnState: func(_ net.Conn, cs http.ConnState) {
@@ -177,23 +196,12 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 				}
 			},
 			BaseContext: func(net.Listener) context.Context { return ctx }}
-		go func() {
-			<-ctx.Done()
-			srv.Close()
-		}()
+		// Shutdown of interlock ends the session.
+		stop := context.AfterFunc(ctx, func() { srv.Close(); ln.closeOnce() })
 		srv.Serve(ln)
 		ln.wait()
+		stop()
 	}
-	return inspect.Outcome{BytesUp: counted.in.Load(), BytesDown: counted.out.Load()}
-}
-
-// writeRaw answers an HTTP/1.1 client that interlock refuses before it
-// serves HTTP on the connection.
-func writeRaw(c net.Conn, code int, msg string) {
-	body := statusJSON(code, msg)
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s",
-		code, http.StatusText(code), strconv.Itoa(len(body)), body)
 }
 
 // identity is who interlock calls the API server as for a session.
