@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,4 +90,89 @@ func decodeJSON[T any](t *testing.T, b []byte) T {
 		t.Fatalf("decode %s: %v", b, err)
 	}
 	return v
+}
+
+// TestKubeCopy: kubectl cp both ways through interlock (tar over exec,
+// stdin and stdout), 10 MiB each, with equal checksums; the bytes of
+// both directions are recorded.
+func TestKubeCopy(t *testing.T) {
+	requireTools(t, "tar")
+	k := newKubeEnv(t, "")
+	data := make([]byte, 10<<20)
+	rand.Read(data)
+	src := filepath.Join(k.dir, "up.bin")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The "pod" is this host: the copy lands in a directory of the test.
+	podDir := t.TempDir()
+	if out, stderr, code := k.kubectl("alice", nil, "cp", src, kubetest.PodName+":"+podDir+"/in.bin"); code != 0 {
+		t.Fatalf("cp up: exit %d %s %s", code, out, stderr)
+	}
+	got, err := os.ReadFile(filepath.Join(podDir, "in.bin"))
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("cp up: the copy differs (%d bytes, %v)", len(got), err)
+	}
+	back := filepath.Join(k.dir, "down.bin")
+	if out, stderr, code := k.kubectl("alice", nil, "cp", kubetest.PodName+":"+podDir+"/in.bin", back); code != 0 {
+		t.Fatalf("cp down: exit %d %s %s", code, out, stderr)
+	}
+	got, err = os.ReadFile(back)
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("cp down: the copy differs (%d bytes, %v)", len(got), err)
+	}
+	var in, out int
+	for _, io := range entriesOf[model.SSHIO](k.env, model.KindK8sIO) {
+		switch io.Stream {
+		case "i":
+			in += io.Bytes
+		case "o":
+			out += io.Bytes
+		}
+	}
+	if in < len(data) || out < len(data) {
+		t.Errorf("recorded %d bytes in, %d out; want at least %d each", in, out, len(data))
+	}
+}
+
+// TestKubeExecTTY: kubectl exec -it in a terminal (tmux): what the person
+// typed and saw is recorded, with the terminal's size, and replays.
+func TestKubeExecTTY(t *testing.T) {
+	k := newKubeEnv(t, "")
+	tm := newTmux(t, k.dir)
+	done := filepath.Join(k.dir, "tty-done")
+	tm.open("kube", interlockBin+" run -c "+k.cfgPath+" -- kubectl --kubeconfig "+k.kc["alice"]+" exec -it "+kubetest.PodName+" -- env PS1=ktty: sh", done)
+	tm.waitFor("kube", "ktty:")
+	tm.keys("kube", "-l", "echo typed-$((6*7))")
+	tm.keys("kube", "Enter")
+	tm.waitFor("kube", "typed-42")
+	tm.keys("kube", "-l", "exit 5")
+	tm.keys("kube", "Enter")
+	waitFor(t, func() bool { _, err := os.Stat(done); return err == nil })
+	var session string
+	var ex model.K8sExec
+	for _, en := range k.entries() {
+		if en.Kind == model.KindK8sExec {
+			session, ex = en.Session, decodeJSON[model.K8sExec](t, en.Data)
+		}
+	}
+	if !ex.TTY || !ex.Stdin {
+		t.Fatalf("exec record %+v, want a tty with stdin", ex)
+	}
+	exits := entriesOf[model.SSHExit](k.env, model.KindK8sExit)
+	if len(exits) != 1 || exits[0].ExitStatus == nil || *exits[0].ExitStatus != 5 {
+		t.Errorf("exit records %+v, want 5", exits)
+	}
+	if len(entriesOf[model.SSHResize](k.env, model.KindK8sResize)) == 0 {
+		t.Errorf("no terminal size recorded")
+	}
+	cast, stderr, code := k.interlock("sessions", "export", "-c", k.cfgPath, session)
+	if code != 0 {
+		t.Fatalf("export: exit %d %s", code, stderr)
+	}
+	for _, want := range []string{`"i", `, `typed-$((6*7))`, `typed-42`, `"r", "100x30"`} {
+		if !strings.Contains(cast, want) {
+			t.Errorf("the cast lacks %s:\n%s", want, cast)
+		}
+	}
 }
