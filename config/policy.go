@@ -183,6 +183,23 @@ type OperationMatch struct {
 	Resources  []string `yaml:"resources,omitempty"`
 	Namespaces []string `yaml:"namespaces,omitempty"`
 	Names      []string `yaml:"names,omitempty"`
+	// Pod matches facts of the pod a kubernetes exec, attach or
+	// port-forward opens into.
+	Pod *PodMatch `yaml:"pod,omitempty"`
+}
+
+// PodMatch matches what interlock reads of a pod before a stream into it.
+// When the pod could not be read the facts are unknown: deny, review and
+// mask rules with a pod part apply, allow rules do not.
+type PodMatch struct {
+	// Privileged matches a pod with (true) or without (false) a
+	// privileged container.
+	Privileged *bool `yaml:"privileged,omitempty"`
+	// HostNamespaces matches a pod that shares (true) or shares none of
+	// (false) the node's PID, network or IPC namespace.
+	HostNamespaces *bool `yaml:"host_namespaces,omitempty"`
+	// ServiceAccounts are globs over the pod's service account.
+	ServiceAccounts []string `yaml:"service_accounts,omitempty"`
 }
 
 // ReviewConfig is a review rule's review section.

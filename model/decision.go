@@ -51,6 +51,10 @@ type Operation struct {
 	Resource  string `json:"resource,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name,omitempty"`
+	// Pod is what interlock read of the pod an exec, attach or
+	// port-forward opens a stream into; nil when it could not be read
+	// (unknown: deny and review rules on pod facts apply).
+	Pod *K8sPod `json:"pod,omitempty"`
 	// Effects is set when the operation is a postgres transaction about to
 	// commit (Kind "commit"): what it did, for effects rules and approvers.
 	Effects *PGEffects `json:"effects,omitempty"`

@@ -52,8 +52,10 @@ type K8sRequest struct {
 	// User and Groups are the identity impersonated (the session's).
 	User   string   `json:"user"`
 	Groups []string `json:"groups,omitempty"`
-	// Command is an exec's command.
+	// Command is an exec's command; Pod what interlock read of the pod
+	// a stream opens into (nil: it could not be read).
 	Command []string `json:"command,omitempty"`
+	Pod     *K8sPod  `json:"pod,omitempty"`
 	// BodyBytes is the request body's size as far as it was read;
 	// BodyTruncated says the payload holds only its first bytes. The
 	// body of a write is the entry's payload, with a Secret's values
@@ -74,6 +76,19 @@ type K8sResponse struct {
 	// Masked counts the Secret values replaced in the response.
 	Masked int    `json:"masked,omitempty"`
 	Error  string `json:"error,omitempty"`
+}
+
+// K8sPod is what policy may judge of the pod a stream opens into, read
+// from the API server just before.
+type K8sPod struct {
+	// Privileged: a container (init and ephemeral ones too) runs
+	// privileged.
+	Privileged bool `json:"privileged,omitempty"`
+	// HostPID, HostNetwork and HostIPC share the node's namespaces.
+	HostPID        bool   `json:"host_pid,omitempty"`
+	HostNetwork    bool   `json:"host_network,omitempty"`
+	HostIPC        bool   `json:"host_ipc,omitempty"`
+	ServiceAccount string `json:"service_account,omitempty"`
 }
 
 // K8sExec is the data of a k8s.exec entry: a stream began.

@@ -142,6 +142,17 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 	str(op.Resource)
 	str(op.Namespace)
 	str(op.Name)
+	if p := op.Pod; p != nil {
+		str("pod")
+		str(p.ServiceAccount)
+		var f byte
+		for i, b := range []bool{p.Privileged, p.HostPID, p.HostNetwork, p.HostIPC} {
+			if b {
+				f |= 1 << i
+			}
+		}
+		h.WriteByte(f)
+	}
 	if text {
 		str(op.Text)
 	}
@@ -162,6 +173,10 @@ func keyOf(op model.Operation, text bool) model.Operation {
 	k := model.Operation{Protocol: op.Protocol, Kind: op.Kind, Kinds: slices.Clone(op.Kinds), Tables: slices.Clone(op.Tables),
 		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere,
 		Resource: op.Resource, Namespace: op.Namespace, Name: op.Name}
+	if op.Pod != nil {
+		p := *op.Pod
+		k.Pod = &p
+	}
 	if text {
 		k.Text = op.Text
 	}
@@ -173,6 +188,7 @@ func sameOp(k, op *model.Operation, text bool) bool {
 		slices.Equal(k.Tables, op.Tables) && slices.Equal(k.Open, op.Open) && k.Path == op.Path &&
 		k.Detail == op.Detail && k.ReadOnly == op.ReadOnly && k.NoWhere == op.NoWhere &&
 		k.Resource == op.Resource && k.Namespace == op.Namespace && k.Name == op.Name &&
+		(k.Pod == nil) == (op.Pod == nil) && (k.Pod == nil || *k.Pod == *op.Pod) &&
 		(!text || k.Text == op.Text)
 }
 

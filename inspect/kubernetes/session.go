@@ -123,8 +123,18 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stream := ri.verb == "exec" || ri.verb == "attach" || ri.verb == "portforward"
 	rk := newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
-	if d, ok := x.h.retries.take(rk, time.Now()); stream && ok {
-		rec.Decision = retried(d)
+	kept, retry := x.h.retries.take(rk, time.Now())
+	if stream {
+		// Unknown when it cannot be read: rules on pod facts then treat
+		// it as unknown, which opens nothing.
+		pod, err := x.podFacts(r.Context(), ri.namespace, ri.name)
+		if err != nil {
+			x.log.Info("pod facts unknown", "err", err)
+		}
+		op.Pod, rec.Pod = pod, pod
+	}
+	if stream && retry {
+		rec.Decision = retried(kept)
 	} else {
 		rec.Decision = x.decide(r.Context(), op)
 	}

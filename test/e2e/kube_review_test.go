@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os/exec"
 	"strings"
@@ -12,16 +13,18 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-// TestKubeExecReview (issue 20): a review rule on exec in namespace prod
+// TestKubeExecReview (issue 20): a review rule on exec into a privileged
+// pod in namespace prod (a fact interlock reads from the API server)
 // holds kubectl exec before the stream is opened (kubectl waits); once an
 // approver approves, the command runs once; when one denies, kubectl
 // prints the rule and nothing runs, and kubectl's retry over SPDY is not
-// a second request for the approvers. An exec elsewhere is not held.
+// a second request for the approvers. An exec into another namespace or
+// into an unprivileged pod of prod is not held.
 func TestKubeExecReview(t *testing.T) {
 	k := newKubeEnv(t, `policy:
   rules:
     - name: hold-prod-exec
-      match: {protocols: [kubernetes], operation: {kinds: [exec], namespaces: [prod]}}
+      match: {protocols: [kubernetes], operation: {kinds: [exec], namespaces: [prod], pod: {privileged: true}}}
       action: review
       review:
         approvers: [daemon]
@@ -29,6 +32,12 @@ func TestKubeExecReview(t *testing.T) {
 `)
 	if out, stderr, code := k.kubectl("alice", nil, "exec", kubetest.PodName, "--", "echo", "default-not-held"); code != 0 || out != "default-not-held\n" {
 		t.Fatalf("exec in default: exit %d %q %s", code, out, stderr)
+	}
+	if err := k.c.MakePod(context.Background(), "prod", "calm", false); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := k.kubectl("alice", nil, "-n", "prod", "exec", "calm", "--", "echo", "calm-not-held"); code != 0 || out != "calm-not-held\n" {
+		t.Fatalf("exec into an unprivileged pod of prod: exit %d %q %s", code, out, stderr)
 	}
 	pending := func() pendingList {
 		var list pendingList
@@ -53,7 +62,8 @@ func TestKubeExecReview(t *testing.T) {
 		var list pendingList
 		waitFor(t, func() bool { list = pending(); return len(list) == 1 })
 		req := list[0].Request
-		if req.Rule != "hold-prod-exec" || req.Operation.Kind != "exec" || req.Operation.Namespace != "prod" {
+		if req.Rule != "hold-prod-exec" || req.Operation.Kind != "exec" || req.Operation.Namespace != "prod" ||
+			req.Operation.Pod == nil || !req.Operation.Pod.Privileged {
 			t.Errorf("held request %+v", req)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -94,6 +104,9 @@ func TestKubeExecReview(t *testing.T) {
 	retried := false
 	for _, r := range entriesOf[model.K8sRequest](k.env, model.KindK8sRequest) {
 		if strings.Contains(r.Query, "denied-ran") {
+			if r.Pod == nil || !r.Pod.Privileged || r.Pod.ServiceAccount != "default" {
+				t.Errorf("the pod facts journaled: %+v", r.Pod)
+			}
 			if r.Decision.Action != model.Deny {
 				t.Errorf("an attempt of the denied exec was %s", r.Decision.Action)
 			}
