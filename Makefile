@@ -42,7 +42,7 @@ KUBE_VERSION   := v1.37.2
 KUBE_APISERVER := $(TEST_CACHE)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 export INTERLOCK_KUBE_APISERVER := $(KUBE_APISERVER)
 
-.PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
+.PHONY: all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub bench-kube generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
@@ -114,12 +114,20 @@ e2e: build
 	$(GO) test -count=1 -timeout 15m ./test/...
 
 # bench: TCP passthrough, direct and through interlock, then shipping to the
-# fleet hub (bench-hub) (docs/benchmarks.md).
+# fleet hub (bench-hub), then kubectl against a kubernetes target
+# (bench-kube) (docs/benchmarks.md).
 # BEFORE=PATH adds an older interlock binary as a third side in the same
 # rounds, for before/after figures: make bench BEFORE=/tmp/interlock-before
 bench: build deps
 	$(GO) run ./test/bench/tcpbench -interlock ./$(BIN)$(if $(BEFORE), -before $(BEFORE))
 	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
+	$(GO) run ./test/bench/kubebench -interlock ./$(BIN)
+
+# bench-kube: kubectl get latency and a 100 MiB cat through kubectl exec,
+# direct against a real kube-apiserver and through interlock
+# (docs/benchmarks.md).
+bench-kube: build deps
+	$(GO) run ./test/bench/kubebench -interlock ./$(BIN)
 
 # bench-journal: durable and batched append, verify and export, with the
 # disk's fsync latency measured in the same run (docs/benchmarks.md).

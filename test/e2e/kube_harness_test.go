@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/interlock/interlock/inspect/tlsca"
 	"github.com/interlock/interlock/internal/testkit/kubetest"
 	"github.com/interlock/interlock/test/testenv"
@@ -44,7 +41,7 @@ func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, err := c.CA.Issue("alice", []string{"dev"})
+	alice, err := c.CA.Issue("alice", []string{kubetest.DevGroup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +49,9 @@ func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grantKube(t, c)
+	if err := c.Grant(ctx, "interlock"); err != nil {
+		t.Fatal(err)
+	}
 	e := newEnv(t, []target{{name: "k8s", protocol: "kubernetes", address: c.Host,
 		extra: "kubernetes:\n      ca_file: " + c.CA.CertFile + "\n      client_ca_file: " + c.CA.CertFile +
 			"\n      client_certificate_file: " + self.CertFile + "\n      client_key_file: " + self.KeyFile}}, extra)
@@ -82,38 +81,6 @@ func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 		k.kc[name] = path
 	}
 	return k
-}
-
-// grantKube gives interlock the right to impersonate and alice her
-// roles.
-func grantKube(t *testing.T, c *kubetest.Cluster) {
-	t.Helper()
-	ctx := context.Background()
-	rbac := c.Client.RbacV1()
-	roles := []*rbacv1.ClusterRole{
-		{ObjectMeta: metav1.ObjectMeta{Name: "impersonator"}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"users", "groups"}, Verbs: []string{"impersonate"}}}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "dev"}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach"}, Verbs: []string{"get", "create"}}}},
-	}
-	for _, r := range roles {
-		if _, err := rbac.ClusterRoles().Create(ctx, r, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "interlock-impersonates"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "impersonator"},
-		Subjects: []rbacv1.Subject{{Kind: "User", Name: "interlock"}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"default", "prod"} {
-		if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "dev"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "dev"},
-			Subjects: []rbacv1.Subject{{Kind: "Group", Name: "dev"}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // kubectl runs kubectl as user under `interlock run`, with env added.
