@@ -254,8 +254,12 @@ type readCloser struct {
 func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, resp *model.K8sResponse) {
 	u := x.t.upstream
 	secrets := ri.isSecrets()
+	tr := u.transport
+	if isUpgrade(r) {
+		tr = u.upgrade
+	}
 	rp := &httputil.ReverseProxy{
-		Transport:     u.transport,
+		Transport:     tr,
 		FlushInterval: -1,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = u.base.Scheme, u.base.Host

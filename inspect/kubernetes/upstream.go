@@ -18,6 +18,9 @@ type upstream struct {
 	// copies it and sets the session's identity.
 	cfg       *rest.Config
 	transport http.RoundTripper
+	// upgrade is transport over HTTP/1.1, which alone can switch
+	// protocols (a port-forward's SPDY or websocket).
+	upgrade http.RoundTripper
 }
 
 func newUpstream(tc config.TargetConfig) (*upstream, error) {
@@ -40,7 +43,13 @@ func newUpstream(tc config.TargetConfig) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: upstream transport: %w", err)
 	}
-	return &upstream{base: base, cfg: cfg, transport: tr}, nil
+	h1 := rest.CopyConfig(cfg)
+	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	up, err := rest.TransportFor(h1)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: upstream transport: %w", err)
+	}
+	return &upstream{base: base, cfg: cfg, transport: tr, upgrade: up}, nil
 }
 
 // impersonating is the client configuration that calls as who.

@@ -9,7 +9,7 @@ import (
 )
 
 // DevGroup is the group Grant gives pods, configmaps and secrets (all
-// verbs) and exec and attach, in namespaces default and prod.
+// verbs) and exec, attach and port-forward, in namespaces default and prod.
 const DevGroup = "dev"
 
 // Grant lets impersonator impersonate users and groups (what a
@@ -21,7 +21,7 @@ func (c *Cluster) Grant(ctx context.Context, impersonator string) error {
 			{APIGroups: []string{""}, Resources: []string{"users", "groups"}, Verbs: []string{"impersonate"}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "dev"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach"}, Verbs: []string{"get", "create"}}}},
+			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}}}},
 	}
 	for _, r := range roles {
 		if _, err := rbac.ClusterRoles().Create(ctx, r, metav1.CreateOptions{}); err != nil {
