@@ -90,6 +90,7 @@ type streamExec struct {
 	stdin     bool
 	protocol  string
 	up        func()
+	io        ioRec
 
 	started bool
 	err     error
@@ -108,6 +109,7 @@ func (e *streamExec) offset() int64 { return time.Since(e.x.opened).Nanoseconds(
 // run opens the upstream stream with the client's streams, recorded.
 func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan crisrv.TerminalSize) error {
 	e.started = true
+	e.io.e = e
 	e.up()
 	x := e.x
 	start := model.K8sExec{Channel: e.ch, Seq: e.seq, Type: e.ri.verb, Namespace: e.ri.namespace, Pod: e.ri.name,
@@ -137,6 +139,7 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 		opts.TerminalSizeQueue = &sizeQueue{e: e, c: resize}
 	}
 	err = exe.StreamWithContext(ctx, opts)
+	e.io.flush()
 	exit := model.SSHExit{Channel: e.ch, OffsetNS: e.offset()}
 	var code utilexec.ExitError
 	switch {
@@ -180,10 +183,7 @@ func (w *recWriter) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
-func (e *streamExec) post(stream string, p []byte) {
-	e.x.h.deps.Journal.Post(model.Record{Kind: model.KindK8sIO, Session: e.x.s.ID,
-		Data: model.SSHIO{Channel: e.ch, Stream: stream, OffsetNS: e.offset(), Bytes: len(p)}, Payload: p})
-}
+func (e *streamExec) post(stream string, p []byte) { e.io.add(stream, p) }
 
 // sizeQueue hands the client's terminal sizes to the upstream stream.
 type sizeQueue struct {
@@ -196,6 +196,7 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 	if !ok {
 		return nil
 	}
+	q.e.io.flush()
 	q.e.x.h.deps.Journal.Post(model.Record{Kind: model.KindK8sResize, Session: q.e.x.s.ID,
 		Data: model.SSHResize{Channel: q.e.ch, Cols: uint32(sz.Width), Rows: uint32(sz.Height), OffsetNS: q.e.offset()}})
 	return &remotecommand.TerminalSize{Width: sz.Width, Height: sz.Height}
