@@ -210,3 +210,29 @@ kill $pf`, k.kc["alice"], kubetest.PodName, local, srv.port(), k.dir, k.dir, cli
 		t.Errorf("no portforward request journaled")
 	}
 }
+
+// TestKubeAttach: kubectl attach -i through interlock: stdin reaches the
+// pod's process (the fake kubelet attaches to a cat) and its echo comes
+// back; both are recorded.
+func TestKubeAttach(t *testing.T) {
+	k := newKubeEnv(t, "")
+	in := filepath.Join(k.dir, "attach-in")
+	os.WriteFile(in, []byte("attached-hello\n"), 0o644)
+	out, stderr, code := k.runUnder("sh", "-c", "kubectl --kubeconfig "+k.kc["alice"]+" attach -i "+kubetest.PodName+" <"+in)
+	if code != 0 || !strings.Contains(out, "attached-hello") {
+		t.Fatalf("attach: exit %d %q %s", code, out, stderr)
+	}
+	var got string
+	for _, en := range k.entries() {
+		if en.Kind == model.KindK8sIO && decodeJSON[model.SSHIO](t, en.Data).Stream == "i" {
+			got += string(payload(k.env, en.Seq))
+		}
+	}
+	if got != "attached-hello\n" {
+		t.Errorf("recorded stdin %q", got)
+	}
+	execs := entriesOf[model.K8sExec](k.env, model.KindK8sExec)
+	if len(execs) != 1 || execs[0].Type != "attach" {
+		t.Errorf("stream records %+v, want one attach", execs)
+	}
+}
