@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -98,7 +99,7 @@ func parseRequest(r *http.Request) reqInfo {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		switch {
-		case watchPrefix || isTrue(q.Get("watch")):
+		case watchPrefix || queryBool(q, "watch"):
 			ri.verb = "watch"
 		case ri.name == "":
 			ri.verb = "list"
@@ -128,7 +129,16 @@ func parseRequest(r *http.Request) reqInfo {
 	return ri
 }
 
-func isTrue(s string) bool { return s == "true" || s == "1" }
+// queryBool reads a boolean query parameter as the API server converts
+// it: present with any value but "0" or "false" (any case) is true, so
+// ?watch and ?watch=yes are watches as far as the server is concerned.
+func queryBool(q url.Values, key string) bool {
+	v, ok := q[key]
+	if !ok || len(v) == 0 {
+		return false
+	}
+	return v[0] != "0" && !strings.EqualFold(v[0], "false")
+}
 
 func splitPath(p string) []string {
 	var out []string

@@ -22,6 +22,10 @@ func TestParseRequest(t *testing.T) {
 		{"GET", "/api/v1/secrets", reqInfo{true, "list", "", "v1", "secrets", "", "", ""}},
 		{"DELETE", "/api/v1/namespaces/x", reqInfo{true, "delete", "", "v1", "namespaces", "", "", "x"}},
 		{"GET", "/api/v1/watch/namespaces/x/secrets", reqInfo{true, "watch", "", "v1", "secrets", "", "x", ""}},
+		// As the API server converts booleans: ?watch and ?watch=yes watch.
+		{"GET", "/api/v1/namespaces/x/secrets?watch", reqInfo{true, "watch", "", "v1", "secrets", "", "x", ""}},
+		{"GET", "/api/v1/namespaces/x/secrets?watch=TRUE", reqInfo{true, "watch", "", "v1", "secrets", "", "x", ""}},
+		{"GET", "/api/v1/namespaces/x/secrets?watch=False", reqInfo{true, "list", "", "v1", "secrets", "", "x", ""}},
 		{"GET", "/version", reqInfo{verb: "get"}},
 	} {
 		got := parseRequest(httptest.NewRequest(c.method, c.target, nil))

@@ -150,7 +150,12 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch rec.Decision.Action {
-	case model.Allow, model.Mask:
+	case model.Allow:
+	case model.Mask:
+		// Column and detector masks are postgres and ssh output's; what
+		// a mask rule asks cannot be done here, so it is refused.
+		refuse(http.StatusForbidden, fmt.Sprintf("interlock: %s %s matched mask rule %q, which a kubernetes target cannot apply", ri.verb, describe(ri, r.URL.Path), rec.Decision.Rule))
+		return
 	default:
 		msg := fmt.Sprintf("interlock: %s %s denied by policy rule %q", ri.verb, describe(ri, r.URL.Path), rec.Decision.Rule)
 		if rec.Decision.Reason != "" {
@@ -266,7 +271,9 @@ func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, re
 			pr.Out.Host = u.base.Host
 			pr.Out.Header.Del("Authorization")
 			for k := range pr.Out.Header {
-				if strings.HasPrefix(http.CanonicalHeaderKey(k), "Impersonate-") {
+				// X-Remote-* are what an authenticating front proxy
+				// asserts; only interlock speaks for the client.
+				if c := http.CanonicalHeaderKey(k); strings.HasPrefix(c, "Impersonate-") || strings.HasPrefix(c, "X-Remote-") {
 					pr.Out.Header.Del(k)
 				}
 			}

@@ -300,8 +300,8 @@ func pick(on bool, t wsstream.ChannelType) wsstream.ChannelType {
 // (stdin, stdout, stderr, tty: the kubelet's own names differ).
 func streamOptions(r *http.Request) (*crisrv.Options, error) {
 	q := r.URL.Query()
-	o := &crisrv.Options{Stdin: isTrue(q.Get("stdin")), Stdout: isTrue(q.Get("stdout")),
-		Stderr: isTrue(q.Get("stderr")), TTY: isTrue(q.Get("tty"))}
+	o := &crisrv.Options{Stdin: queryBool(q, "stdin"), Stdout: queryBool(q, "stdout"),
+		Stderr: queryBool(q, "stderr"), TTY: queryBool(q, "tty")}
 	if o.TTY {
 		// A terminal merges stderr into stdout, as the API server does.
 		o.Stderr = false

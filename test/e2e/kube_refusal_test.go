@@ -56,8 +56,11 @@ func TestKubeRefusals(t *testing.T) {
 	if out := curl("--path-as-is", base+"/api/v1/namespaces/default//secrets"); !strings.Contains(out, "not in canonical form") {
 		t.Errorf("a path with //: %s", out)
 	}
-	if out := curl(base + "/api/v1/namespaces/default/secrets?watch=true"); !strings.Contains(out, "watching secrets is refused") {
-		t.Errorf("a watch on secrets: %s", out)
+	// ?watch with no value is a watch to the API server too.
+	for _, q := range []string{"?watch=true", "?watch", "?watch=yes"} {
+		if out := curl(base + "/api/v1/namespaces/default/secrets" + q); !strings.Contains(out, "watching secrets is refused") {
+			t.Errorf("a watch on secrets (%s): %s", q, out)
+		}
 	}
 	// Each refusal is journaled as denied.
 	denied := map[string]bool{}
