@@ -91,16 +91,20 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// what the server will do.
 	if r.URL.RawPath != "" || path.Clean(r.URL.Path) != r.URL.Path || !strings.HasPrefix(r.URL.Path, "/") {
 		rec.Decision = model.Decision{Action: model.Deny, Reason: "path is not in canonical form"}
-		if x.journal(r.Context(), rec, nil, model.Synced) == nil {
-			refuse(http.StatusBadRequest, "interlock: the request path is not in canonical form")
+		if x.journal(r.Context(), rec, nil, model.Synced) != nil {
+			refuse(http.StatusServiceUnavailable, "interlock: the journal cannot record the request")
+			return
 		}
+		refuse(http.StatusBadRequest, "interlock: the request path is not in canonical form")
 		return
 	}
 	if h := refusedHeader(r.Header); h != "" {
 		rec.Decision = model.Decision{Action: model.Deny, Reason: "client sent " + h}
-		if x.journal(r.Context(), rec, nil, model.Synced) == nil {
-			refuse(http.StatusForbidden, fmt.Sprintf("interlock: the client may not send %s: interlock calls the API server as the identity it established (%s)", h, x.who.user))
+		if x.journal(r.Context(), rec, nil, model.Synced) != nil {
+			refuse(http.StatusServiceUnavailable, "interlock: the journal cannot record the request")
+			return
 		}
+		refuse(http.StatusForbidden, fmt.Sprintf("interlock: the client may not send %s: interlock calls the API server as the identity it established (%s)", h, x.who.user))
 		return
 	}
 	var payload []byte
