@@ -34,8 +34,12 @@ goline=$(sed -n 's/^go \(.*\)$/\1/p' "$modfile" | head -n1)
 printf 'package main\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
 # Only the modules kube-apiserver's packages need are fetched: the replace
 # targets of the others (sample-apiserver, ...) are never looked up.
-GOFLAGS=-mod=mod "$go" get "k8s.io/kubernetes/cmd/kube-apiserver@$version" >/dev/null 2>&1 || true
-GOFLAGS=-mod=mod "$go" mod tidy
+"$go" mod tidy
 mkdir -p "$(dirname "$out")"
-CGO_ENABLED=0 "$go" build -trimpath -ldflags '-s -w' -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+# The version kubernetes' own build stamps (else it reports v0.0.0-master).
+minor=$(echo "$version" | cut -d. -f2)
+pkg=k8s.io/component-base/version
+CGO_ENABLED=0 "$go" build -trimpath \
+	-ldflags "-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
+	-o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 mv "$out.tmp" "$out"
