@@ -125,6 +125,8 @@ func (h *Handler) target(name string) *target {
 // client may send many requests (HTTP/2) or one stream (an exec).
 func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session) inspect.Outcome {
 	defer client.Close()
+	// Stream records' offsets count from here, as an ssh session's do.
+	opened := time.Now()
 	log := h.deps.Log().With("session", s.ID, "target", s.Origin.Target.Name)
 	t := h.target(s.Origin.Target.Name)
 	if t == nil {
@@ -169,7 +171,7 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		log.Error("refusing session: the journal cannot record it", "err", err)
 		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
 	}
-	sess := &session{h: h, t: t, s: s, who: who, log: log, opened: time.Now(), ctx: ctx}
+	sess := &session{h: h, t: t, s: s, who: who, log: log, opened: opened, ctx: ctx}
 	serveConn(ctx, tc, st, s.Idle, http.HandlerFunc(sess.serveHTTP), func(done func()) { sess.hijacked = done })
 	return inspect.Outcome{BytesUp: counted.in.Load(), BytesDown: counted.out.Load()}
 }

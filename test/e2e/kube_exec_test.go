@@ -78,6 +78,10 @@ func TestKubeExec(t *testing.T) {
 		if out, stderr, code := k.interlock("sessions", "export", "-c", k.cfgPath, session); code != 0 || !strings.Contains(out, "out "+marker) {
 			t.Errorf("websockets=%s: replay: exit %d\n%s\n%s", ws, code, out, stderr)
 		}
+		if out, stderr, code := k.interlock("sessions", "show", "-c", k.cfgPath, session); code != 0 || !strings.Contains(out, "out "+marker+`\n`) ||
+			!strings.Contains(out, "exit status 3") {
+			t.Errorf("websockets=%s: sessions show: exit %d\n%s\n%s", ws, code, out, stderr)
+		}
 	}
 	// RBAC still judges exec: bob may not.
 	if _, stderr, code := k.kubectl("bob", nil, "exec", kubetest.PodName, "--", "echo", "bob-was-here"); code == 0 || k.c.Kubelet.ExecCount("bob-was-here") != 0 {
