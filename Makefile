@@ -20,8 +20,10 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 # .deb and the .rpm into a Debian root and syntax-check the completions;
 # systemd provides systemd-analyze for the unit check; runc and
 # busybox-static run the container tests' OCI bundles, docker.io a
-# private dockerd with a cgroup parent (no image pull).
-TEST_DEBS := sqlite3 iproute2 runc busybox-static docker.io util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo
+# private dockerd with a cgroup parent (no image pull); etcd-server: the
+# Kubernetes tests' API server stores in it; curl is their client without
+# a kubeconfig user (kubectl would prompt).
+TEST_DEBS := curl sqlite3 iproute2 runc busybox-static docker.io util-linux procps rpm debootstrap zsh fish groff-base man-db systemd postgresql-15 postgresql-client-15 openssh-server openssh-client tmux rsync chromium sudo etcd-server
 GEN_DEBS  := clang llvm libbpf-dev linux-libc-dev
 
 # versitygw: the S3-compatible server with object lock the hub's publish
@@ -33,7 +35,16 @@ TEST_CACHE        ?= $(or $(SUDO_HOME),$(HOME))/.cache/interlock
 VERSITYGW         := $(TEST_CACHE)/versitygw-$(VERSITYGW_VERSION)/versitygw
 export INTERLOCK_VERSITYGW := $(VERSITYGW)
 
-.PHONY: console-assets all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub generate check-generate deps deps-gen vet fmt clean package
+# kube-apiserver: the Kubernetes target's tests run a real API server
+# (internal/testkit/kubetest), built once per version from the
+# k8s.io/kubernetes module into the same cache (hack/build-kube-apiserver.sh
+# says why go install cannot). The tests' client is the kubectl the
+# machine has (v1.32).
+KUBE_VERSION   := v1.37.2
+KUBE_APISERVER := $(TEST_CACHE)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
+export INTERLOCK_KUBE_APISERVER := $(KUBE_APISERVER)
+
+.PHONY: console-assets all go-check build verifier run test unit unit-nocgo e2e bench bench-journal bench-pg bench-ssh bench-policy bench-hub bench-kube generate check-generate deps deps-gen vet fmt clean package
 
 all: build
 
@@ -54,7 +65,11 @@ go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go not found (not on PATH, nor in /usr/local/go/bin, /usr/lib/go/bin, ~/go/bin). Install Go (https://go.dev/doc/install) or run: sudo make $(MAKECMDGOALS) GO=/path/to/bin/go"; exit 127; }
 
 # deps installs what the tests need and is a no-op when it is all there.
-deps: $(VERSITYGW)
+deps: $(VERSITYGW) $(KUBE_APISERVER)
+	@if ! command -v kubectl >/dev/null 2>&1; then \
+		echo "kubectl not found: the Kubernetes tests need it on PATH (v1.32 or later)"; \
+		if [ "$$CI" = true ]; then exit 1; fi; \
+	fi
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -64,6 +79,10 @@ deps: $(VERSITYGW)
 $(VERSITYGW):
 	@echo "installing versitygw $(VERSITYGW_VERSION) into $(dir $@)"
 	GOBIN=$(dir $@) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(KUBE_APISERVER):
+	@echo "building kube-apiserver $(KUBE_VERSION) into $(dir $@)"
+	GO=$(GO) sh hack/build-kube-apiserver.sh $(KUBE_VERSION) $@
 
 deps-gen:
 	@missing=""; for p in $(GEN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -98,13 +117,21 @@ e2e: build
 
 # bench: TCP passthrough, direct and through interlock, then shipping to the
 # fleet hub (bench-hub), then connect latency from a container against a
-# host process (ctrbench) (docs/benchmarks.md).
+# host process (ctrbench), then kubectl against a kubernetes target
+# (bench-kube) (docs/benchmarks.md).
 # BEFORE=PATH adds an older interlock binary as a third side in the same
 # rounds, for before/after figures: make bench BEFORE=/tmp/interlock-before
 bench: build deps
 	$(GO) run ./test/bench/tcpbench -interlock ./$(BIN)$(if $(BEFORE), -before $(BEFORE))
 	$(GO) run ./test/bench/hubbench -interlock ./$(BIN)
 	$(GO) run ./test/bench/ctrbench -interlock ./$(BIN)
+	$(GO) run ./test/bench/kubebench -interlock ./$(BIN)
+
+# bench-kube: kubectl get latency and a 100 MiB cat through kubectl exec,
+# direct against a real kube-apiserver and through interlock
+# (docs/benchmarks.md).
+bench-kube: build deps
+	$(GO) run ./test/bench/kubebench -interlock ./$(BIN)
 
 # bench-journal: durable and batched append, verify and export, with the
 # disk's fsync latency measured in the same run (docs/benchmarks.md).

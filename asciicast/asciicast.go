@@ -1,5 +1,6 @@
-// Package asciicast renders a recorded SSH terminal session (its ssh.*
-// journal entries) as an asciicast v2 file, the format asciinema plays
+// Package asciicast renders a recorded terminal session (the ssh.* journal
+// entries of an SSH session, the k8s.exec stream records of a kubernetes
+// one) as an asciicast v2 file, the format asciinema plays
 // (https://docs.asciinema.org/manual/asciicast/v2/).
 //
 // The rendering is a pure function of the records: the same entries always
@@ -132,9 +133,32 @@ func decode(records iter.Seq2[Record, error], want *uint32, header func(Header) 
 		if err != nil {
 			return err
 		}
+		// A kubernetes exec's stream records carry the ssh ones' data.
+		switch rec.Kind {
+		case model.KindK8sIO:
+			rec.Kind = model.KindSSHIO
+		case model.KindK8sResize:
+			rec.Kind = model.KindSSHResize
+		}
 		switch rec.Kind {
 		case model.KindSessionOpen:
 			openNS, haveOpen = rec.TimeNS, true
+		case model.KindK8sExec:
+			var r model.K8sExec
+			if started || json.Unmarshal(rec.Data, &r) != nil {
+				continue
+			}
+			if want == nil && !r.TTY || want != nil && r.Channel != *want {
+				continue
+			}
+			started, pty, ch, base = true, r.TTY, r.Channel, r.OffsetNS
+			ts := rec.TimeNS
+			if haveOpen {
+				ts = openNS + r.OffsetNS
+			}
+			if err := header(Header{Version: 2, Width: 80, Height: 24, Timestamp: ts / 1e9}); err != nil {
+				return err
+			}
 		case model.KindSSHRequest:
 			var r model.SSHRequest
 			if started || json.Unmarshal(rec.Data, &r) != nil || r.Global {

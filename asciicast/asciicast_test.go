@@ -117,3 +117,38 @@ func TestWriteChannel(t *testing.T) {
 		t.Errorf("a channel that never started: %v", err)
 	}
 }
+
+// TestKubernetesExec: a kubernetes exec's records render like an ssh
+// channel's: k8s.exec opens it, k8s.io and k8s.resize carry its stream.
+func TestKubernetesExec(t *testing.T) {
+	recs := seq(
+		Record{Seq: 1, Kind: "session.open", TimeNS: 1_700_000_000_000_000_000, Data: []byte(`{}`)},
+		Record{Seq: 2, Kind: "k8s.exec", Data: []byte(`{"channel":1,"seq":3,"type":"exec","namespace":"default","pod":"p","command":["sh"],"tty":true,"offset_ns":1000000000}`)},
+		Record{Seq: 3, Kind: "k8s.resize", Data: []byte(`{"channel":1,"cols":100,"rows":30,"offset_ns":1100000000}`)},
+		Record{Seq: 4, Kind: "k8s.io", Data: []byte(`{"channel":1,"stream":"o","offset_ns":1500000000,"bytes":2}`), Payload: []byte("$ ")},
+		Record{Seq: 5, Kind: "k8s.io", Data: []byte(`{"channel":1,"stream":"i","offset_ns":2000000000,"bytes":3}`), Payload: []byte("id\r")},
+		Record{Seq: 6, Kind: "k8s.exit", Data: []byte(`{"channel":1,"exit_status":0,"offset_ns":2500000000}`)},
+	)
+	var b bytes.Buffer
+	if err := Write(&b, recs); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"version":2,"width":80,"height":24,"timestamp":1700000001}
+[0.100000, "r", "100x30"]
+[0.500000, "o", "$ "]
+[1.000000, "i", "id\r"]
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	// Without a tty it is no terminal, but its channel plays.
+	b.Reset()
+	plain := seq(Record{Seq: 1, Kind: "k8s.exec", Data: []byte(`{"channel":2,"type":"exec","offset_ns":0}`)},
+		Record{Seq: 2, Kind: "k8s.io", Data: []byte(`{"channel":2,"stream":"o","offset_ns":5,"bytes":4}`), Payload: []byte("out\n")})
+	if err := Write(&b, plain); !errors.Is(err, ErrNoTerminal) {
+		t.Errorf("Write without a tty: %v", err)
+	}
+	if err := WriteChannel(&b, plain, 2); err != nil || !bytes.Contains(b.Bytes(), []byte(`"out\r\n"`)) {
+		t.Errorf("WriteChannel: %v\n%s", err, b.String())
+	}
+}

@@ -229,6 +229,9 @@ type TargetConfig struct {
 	Exec *ExecConfig `yaml:"exec,omitempty"`
 	// Allow opens what is refused by default.
 	Allow *SSHAllow `yaml:"allow,omitempty"`
+
+	// Kubernetes targets.
+	Kubernetes *KubernetesConfig `yaml:"kubernetes,omitempty"`
 }
 
 // Credentials is a target's credentials section.

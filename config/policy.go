@@ -176,6 +176,30 @@ type OperationMatch struct {
 	// rules match when the operation needs any of the listed accesses,
 	// allow rules only when every access it needs is listed.
 	Open []string `yaml:"open,omitempty"`
+	// Resources, Namespaces and Names match a kubernetes request's
+	// resource (pods, secrets, deployments.apps: resource.group for a
+	// named API group; pods/exec with a subresource), namespace and
+	// object name, as globs.
+	Resources  []string `yaml:"resources,omitempty"`
+	Namespaces []string `yaml:"namespaces,omitempty"`
+	Names      []string `yaml:"names,omitempty"`
+	// Pod matches facts of the pod a kubernetes exec, attach or
+	// port-forward opens into.
+	Pod *PodMatch `yaml:"pod,omitempty"`
+}
+
+// PodMatch matches what interlock reads of a pod before a stream into it.
+// When the pod could not be read the facts are unknown: deny, review and
+// mask rules with a pod part apply, allow rules do not.
+type PodMatch struct {
+	// Privileged matches a pod with (true) or without (false) a
+	// privileged container.
+	Privileged *bool `yaml:"privileged,omitempty"`
+	// HostNamespaces matches a pod that shares (true) or shares none of
+	// (false) the node's PID, network or IPC namespace.
+	HostNamespaces *bool `yaml:"host_namespaces,omitempty"`
+	// ServiceAccounts are globs over the pod's service account.
+	ServiceAccounts []string `yaml:"service_accounts,omitempty"`
 }
 
 // ReviewConfig is a review rule's review section.
@@ -348,7 +372,7 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 		globOK(l, key+".targets["+strconv.Itoa(j)+"]", g)
 	}
 	for j, p := range m.Protocols {
-		oneOf(l, key+".protocols["+strconv.Itoa(j)+"]", p, model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH)
+		oneOf(l, key+".protocols["+strconv.Itoa(j)+"]", p, model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH, model.ProtoKubernetes)
 	}
 	if id := m.Identity; id != nil {
 		for field, globs := range map[string][]string{"exes": id.Exes, "cgroups": id.Cgroups, "units": id.Units, "containers": id.Containers,
@@ -395,7 +419,8 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 		for j, f := range op.Open {
 			oneOf(l, key+".operation.open["+strconv.Itoa(j)+"]", f, openAccess...)
 		}
-		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths} {
+		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths,
+			"resources": op.Resources, "namespaces": op.Namespaces, "names": op.Names} {
 			for j, g := range globs {
 				globOK(l, key+".operation."+field+"["+strconv.Itoa(j)+"]", g)
 			}
@@ -504,6 +529,7 @@ func (p PolicyConfig) Timeout(r *ReviewConfig) time.Duration {
 // kindAliases are names people write for kinds that are spelt otherwise.
 var kindAliases = map[string]string{
 	"copy":                        "copy_from or copy_to",
+	"port_forward":                "port_forwarding or portforward",
 	"create_materialized_view":    "create_matview",
 	"alter_materialized_view":     "alter_matview",
 	"drop_materialized_view":      "drop_matview",
@@ -525,7 +551,7 @@ var kindAliases = map[string]string{
 // isOpKind says whether k is an operation kind of any protocol: a
 // PostgreSQL statement kind (model.SQLKinds), an ssh operation or connect.
 func isOpKind(k string) bool {
-	return model.IsSQLKind(k) || slices.Contains(model.SSHKinds, k) || slices.Contains(model.TCPKinds, k)
+	return model.IsSQLKind(k) || slices.Contains(model.SSHKinds, k) || slices.Contains(model.TCPKinds, k) || slices.Contains(model.K8sKinds, k)
 }
 
 // KindProblem says what is wrong with an operation kind as written in
@@ -573,7 +599,7 @@ func suggestKind(k string) string {
 	if a, ok := kindAliases[lower]; ok {
 		return a
 	}
-	all := append(append(model.SQLKinds(), model.SSHKinds...), model.TCPKinds...)
+	all := append(append(append(model.SQLKinds(), model.SSHKinds...), model.TCPKinds...), model.K8sKinds...)
 	best, bestDist := "", 3
 	for _, c := range all {
 		if d := editDistance(lower, c); d < bestDist {

@@ -165,7 +165,7 @@ func TestKindProblem(t *testing.T) {
 	for k, want := range map[string]string{
 		"selec":          "did you mean select?",
 		"drop_databse":   "did you mean drop_database?",
-		"port_forward":   "did you mean port_forwarding?",
+		"port_forward":   "did you mean port_forwarding or portforward?",
 		"copy":           "did you mean copy_from or copy_to?",
 		"ddl":            "is a class of kinds",
 		"Select":         "must be written in lowercase: select",

@@ -62,6 +62,7 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 	only("deny_exec", len(t.DenyExec) > 0, model.ProtoSSH)
 	only("allow", t.Allow != nil, model.ProtoSSH)
 	only("exec", t.Exec != nil, model.ProtoSSH)
+	only("kubernetes", t.Kubernetes != nil, model.ProtoKubernetes)
 
 	switch t.Protocol {
 	case model.ProtoTCP:
@@ -90,6 +91,11 @@ func validateTargetOptions(l *errorList, i int, t TargetConfig) {
 				l.add(key+".deny_statements["+strconv.Itoa(j)+"]", msg)
 			}
 		}
+	case model.ProtoKubernetes:
+		if t.Credentials != nil {
+			l.add(key+".credentials", "a kubernetes target's credential is kubernetes.client_certificate_file and client_key_file, or kubernetes.token_file")
+		}
+		validateKubernetes(l, key, t.Kubernetes)
 	case model.ProtoSSH:
 		validateCredentials(l, key, t, true)
 		switch {

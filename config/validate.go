@@ -204,11 +204,11 @@ func (c *Config) validateTargets(l *errorList) {
 		}
 
 		switch t.Protocol {
-		case model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH:
+		case model.ProtoTCP, model.ProtoPostgres, model.ProtoSSH, model.ProtoKubernetes:
 		case "":
-			l.add(key+".protocol", "is required; write tcp, postgres or ssh")
+			l.add(key+".protocol", "is required; write tcp, postgres, ssh or kubernetes")
 		default:
-			l.add(key+".protocol", quote(string(t.Protocol))+" is not a protocol interlock knows; write tcp, postgres or ssh")
+			l.add(key+".protocol", quote(string(t.Protocol))+" is not a protocol interlock knows; write tcp, postgres, ssh or kubernetes")
 		}
 		validateTargetOptions(l, i, t)
 

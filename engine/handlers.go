@@ -5,6 +5,7 @@ import (
 
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
+	"github.com/interlock/interlock/inspect/kubernetes"
 	"github.com/interlock/interlock/inspect/postgres"
 	"github.com/interlock/interlock/inspect/ssh"
 	"github.com/interlock/interlock/inspect/tcp"
@@ -33,12 +34,17 @@ func (e *Engine) buildHandlers(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
+	kube, err := kubernetes.New(kubernetes.Options{Deps: deps})
+	if err != nil {
+		return fmt.Errorf("kubernetes: %w", err)
+	}
 	e.life = &inspect.Lifecycle{Journal: rec, Logger: e.log,
 		Panicked: func(p model.Protocol) { e.metrics.SessionPanics.WithLabelValues(string(p)).Inc() }}
 	e.handler = map[model.Protocol]inspect.Handler{
-		model.ProtoTCP:      &tcp.Handler{Policy: pol, Logger: e.log},
-		model.ProtoPostgres: pg,
-		model.ProtoSSH:      sh,
+		model.ProtoTCP:        &tcp.Handler{Policy: pol, Logger: e.log},
+		model.ProtoPostgres:   pg,
+		model.ProtoSSH:        sh,
+		model.ProtoKubernetes: kube,
 	}
 	return nil
 }

@@ -45,6 +45,16 @@ type Operation struct {
 	// would need through open (remove: write; mkdir: create; ...), so
 	// that one rule can make a directory read-only.
 	Open []string `json:"open,omitempty"`
+	// Kubernetes: the resource (resource, resource.group for a named API
+	// group, with /subresource when there is one), the namespace and the
+	// object's name.
+	Resource  string `json:"resource,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// Pod is what interlock read of the pod an exec, attach or
+	// port-forward opens a stream into; nil when it could not be read
+	// (unknown: deny and review rules on pod facts apply).
+	Pod *K8sPod `json:"pod,omitempty"`
 	// Effects is set when the operation is a postgres transaction about to
 	// commit (Kind "commit"): what it did, for effects rules and approvers.
 	Effects *PGEffects `json:"effects,omitempty"`

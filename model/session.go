@@ -13,6 +13,8 @@ const (
 	ProtoTCP      Protocol = "tcp"
 	ProtoPostgres Protocol = "postgres"
 	ProtoSSH      Protocol = "ssh"
+	// ProtoKubernetes is a Kubernetes API server (HTTPS).
+	ProtoKubernetes Protocol = "kubernetes"
 )
 
 // Target is a destination whose connections interlock intercepts.
@@ -57,6 +59,9 @@ type SessionOpen struct {
 	// of those protocols.
 	Postgres *PGStartup  `json:"postgres,omitempty"`
 	SSH      *SSHStartup `json:"ssh,omitempty"`
+	// Kubernetes is who interlock calls the API server as, for sessions
+	// of kubernetes targets.
+	Kubernetes *K8sStartup `json:"kubernetes,omitempty"`
 }
 
 // SessionClose is the data of a session.close entry.

@@ -131,4 +131,7 @@ var (
 	// TCPKinds are the tcp operation kinds; every protocol's sessions
 	// start with a connect.
 	TCPKinds = []string{"connect"}
+	// K8sKinds are the kubernetes operation kinds: the API's verbs, and
+	// the streams a pod's subresources open.
+	K8sKinds = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "exec", "attach", "portforward"}
 )

@@ -58,7 +58,10 @@ type identityMatch struct {
 
 type opMatch struct {
 	kinds, commands, paths []pattern
-	tables                 []tablePattern
+	// resources, namespaces and names match kubernetes requests.
+	resources, namespaces, names []pattern
+	pod                          *podMatch
+	tables                       []tablePattern
 	// open is the sftp access the rule matches (operation.open).
 	open              []string
 	noWhere, readOnly *bool
@@ -91,6 +94,8 @@ func compileOp(m *config.OperationMatch, action model.Action) *opMatch {
 	return &opMatch{
 		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
 		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
+		resources: compileGlobs(m.Resources), namespaces: compileGlobs(m.Namespaces), names: compileGlobs(m.Names),
+		pod:    compilePod(m.Pod),
 		open:   m.Open,
 		opaque: includesOpaque(action, m),
 	}
@@ -294,4 +299,17 @@ func sugarRules(t config.TargetConfig) []rule {
 		}
 	}
 	return out
+}
+
+// podMatch is an operation part's pod facts (operation.pod).
+type podMatch struct {
+	privileged, hostNS *bool
+	serviceAccounts    []pattern
+}
+
+func compilePod(m *config.PodMatch) *podMatch {
+	if m == nil {
+		return nil
+	}
+	return &podMatch{privileged: m.Privileged, hostNS: m.HostNamespaces, serviceAccounts: compileGlobs(m.ServiceAccounts)}
 }

@@ -159,6 +159,17 @@ func missNote(r *rule, op model.Operation, m miss) string {
 		return "the command line does not match its commands"
 	case missPath:
 		return "the path does not match its paths"
+	case missResource:
+		return "the resource does not match its resources"
+	case missNamespace:
+		return "the namespace does not match its namespaces"
+	case missName:
+		return "the object's name does not match its names"
+	case missPod:
+		if op.Pod == nil {
+			return "the pod could not be read, and an allow rule does not apply to unknown pod facts"
+		}
+		return "the pod's facts do not match its pod part"
 	case missOpen:
 		needs := "none"
 		if len(op.Open) > 0 {

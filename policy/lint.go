@@ -41,17 +41,21 @@ func (w *linter) warn(key, format string, args ...any) {
 	w.out = append(w.out, w.cfg.Errorf(key, "warning: "+format, args...))
 }
 
-// kindProtocol is the protocol whose operations have kind k, or "" for
-// connect, which every protocol's sessions start with, and for what is not
-// a kind.
-func kindProtocol(k string) model.Protocol {
-	switch {
-	case model.IsSQLKind(k):
-		return model.ProtoPostgres
-	case slices.Contains(model.SSHKinds, k):
-		return model.ProtoSSH
+// kindProtocols are the protocols whose operations have kind k (exec,
+// delete and update are kinds of several), or none for connect, which
+// every protocol's sessions start with, and for what is not a kind.
+func kindProtocols(k string) []string {
+	var p []string
+	if model.IsSQLKind(k) {
+		p = append(p, string(model.ProtoPostgres))
 	}
-	return ""
+	if slices.Contains(model.SSHKinds, k) {
+		p = append(p, string(model.ProtoSSH))
+	}
+	if slices.Contains(model.K8sKinds, k) {
+		p = append(p, string(model.ProtoKubernetes))
+	}
+	return p
 }
 
 // selected returns the targets a rule's match takes in, by name and
@@ -165,13 +169,14 @@ func (w *linter) kinds(key string, r config.RuleConfig, sel []config.TargetConfi
 		if config.KindProblem(k) != "" {
 			continue // an error already
 		}
-		p := kindProtocol(k)
+		ps := kindProtocols(k)
+		p := strings.Join(ps, " or ")
 		switch {
-		case p == "":
-		case len(r.Match.Protocols) > 0 && !slices.Contains(r.Match.Protocols, string(p)):
+		case len(ps) == 0:
+		case len(r.Match.Protocols) > 0 && !slices.ContainsFunc(ps, func(p string) bool { return slices.Contains(r.Match.Protocols, p) }):
 			w.warn(kkey, "%s is a %s kind, but the rule is limited to protocol %s: it never matches",
 				k, p, strings.Join(r.Match.Protocols, ", "))
-		case haveTargets && len(sel) > 0 && !hasProtocol(sel, p):
+		case haveTargets && len(sel) > 0 && !slices.ContainsFunc(ps, func(p string) bool { return hasProtocol(sel, model.Protocol(p)) }):
 			w.warn(kkey, "%s is a %s kind, and none of the targets the rule applies to is a %s target (%s): it never matches",
 				k, p, p, names(sel))
 		}

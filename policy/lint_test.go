@@ -72,7 +72,7 @@ policy:
 	for _, want := range []string{
 		`test.yaml:15: policy.rules[0].match.targets[0]: warning: "prod-db" matches no target (the targets are db, db2, box, web, db3)`,
 		"test.yaml:18: policy.rules[1].match.operation.kinds[0]: warning: select is a postgres kind, but the rule is limited to protocol ssh",
-		"test.yaml:21: policy.rules[2].match.operation.kinds[0]: warning: delete is a postgres kind, and none of the targets the rule applies to is a postgres target (box (ssh))",
+		"test.yaml:21: policy.rules[2].match.operation.kinds[0]: warning: delete is a postgres or kubernetes kind, and none of the targets the rule applies to is a postgres or kubernetes target (box (ssh))",
 		"test.yaml:24: policy.rules[3].match.operation.kinds[0]: warning: a DO statement runs code its text does not show",
 		"test.yaml:30: policy.rules[5].match.effects: warning: none of the targets this rule applies to is a postgres target",
 		"test.yaml:33: policy.rules[6].match.effects: warning: every postgres target this rule applies to has check_effects: false (db2 (postgres))",

@@ -33,6 +33,10 @@ const (
 	missReadOnly
 	missCommand
 	missPath
+	missResource
+	missNamespace
+	missName
+	missPod
 	missIdentity
 	missOpen // the sftp access the operation needs (operation.open)
 )
@@ -67,6 +71,9 @@ func (r *rule) matches(o model.Origin, op model.Operation, names *accounts.Names
 		}
 		if r.op != nil {
 			if m := matchConditions(r.op, op); m != hit {
+				return verdict{miss: m}
+			}
+			if m := matchPod(r.op.pod, op, true); m != hit {
 				return verdict{miss: m}
 			}
 			if len(r.op.open) > 0 && !openCovered(r.op.open, op.Open) {
@@ -114,6 +121,9 @@ func matchOp(m *opMatch, op model.Operation) (miss, bool) {
 	if m.allowlist != nil && unlisted(m.allowlist, op) == "" {
 		return missCommand, false
 	}
+	if c := matchPod(m.pod, op, false); c != hit {
+		return c, false
+	}
 	return hit, viaOpaque
 }
 
@@ -160,6 +170,41 @@ func matchConditions(m *opMatch, op model.Operation) miss {
 	}
 	if len(m.paths) > 0 && !anyMatch(m.paths, op.Path) {
 		return missPath
+	}
+	if len(m.resources) > 0 && !anyMatch(m.resources, op.Resource) {
+		return missResource
+	}
+	if len(m.namespaces) > 0 && !anyMatch(m.namespaces, op.Namespace) {
+		return missNamespace
+	}
+	if len(m.names) > 0 && !anyMatch(m.names, op.Name) {
+		return missName
+	}
+	return hit
+}
+
+// matchPod matches an operation part's pod facts. Facts that could not be
+// read are unknown: a deny, review or mask rule (allow false) applies, an
+// allow rule does not.
+func matchPod(m *podMatch, op model.Operation, allow bool) miss {
+	if m == nil {
+		return hit
+	}
+	p := op.Pod
+	if p == nil {
+		if allow {
+			return missPod
+		}
+		return hit
+	}
+	if m.privileged != nil && *m.privileged != p.Privileged {
+		return missPod
+	}
+	if m.hostNS != nil && *m.hostNS != (p.HostPID || p.HostNetwork || p.HostIPC) {
+		return missPod
+	}
+	if len(m.serviceAccounts) > 0 && !anyMatch(m.serviceAccounts, p.ServiceAccount) {
+		return missPod
 	}
 	return hit
 }

@@ -171,7 +171,7 @@ var noTarget = model.Decision{Action: model.Deny, Rule: "no-target", Reason: "th
 // isSession says whether op is the connect that starts a session whose
 // operations are judged one by one.
 func isSession(op *model.Operation) bool {
-	return op.Kind == "connect" && len(op.Kinds) == 0 && (op.Protocol == model.ProtoPostgres || op.Protocol == model.ProtoSSH)
+	return op.Kind == "connect" && len(op.Kinds) == 0 && (op.Protocol == model.ProtoPostgres || op.Protocol == model.ProtoSSH || op.Protocol == model.ProtoKubernetes)
 }
 
 func (p *Policy) evaluate(o model.Origin, op model.Operation) (model.Decision, *ReviewRequest) {

@@ -139,6 +139,20 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 	list(op.Open)
 	str(op.Path)
 	str(op.Detail)
+	str(op.Resource)
+	str(op.Namespace)
+	str(op.Name)
+	if p := op.Pod; p != nil {
+		str("pod")
+		str(p.ServiceAccount)
+		var f byte
+		for i, b := range []bool{p.Privileged, p.HostPID, p.HostNetwork, p.HostIPC} {
+			if b {
+				f |= 1 << i
+			}
+		}
+		h.WriteByte(f)
+	}
 	if text {
 		str(op.Text)
 	}
@@ -157,7 +171,12 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 // caller's may be shared).
 func keyOf(op model.Operation, text bool) model.Operation {
 	k := model.Operation{Protocol: op.Protocol, Kind: op.Kind, Kinds: slices.Clone(op.Kinds), Tables: slices.Clone(op.Tables),
-		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere}
+		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere,
+		Resource: op.Resource, Namespace: op.Namespace, Name: op.Name}
+	if op.Pod != nil {
+		p := *op.Pod
+		k.Pod = &p
+	}
 	if text {
 		k.Text = op.Text
 	}
@@ -168,6 +187,8 @@ func sameOp(k, op *model.Operation, text bool) bool {
 	return k.Protocol == op.Protocol && k.Kind == op.Kind && slices.Equal(k.Kinds, op.Kinds) &&
 		slices.Equal(k.Tables, op.Tables) && slices.Equal(k.Open, op.Open) && k.Path == op.Path &&
 		k.Detail == op.Detail && k.ReadOnly == op.ReadOnly && k.NoWhere == op.NoWhere &&
+		k.Resource == op.Resource && k.Namespace == op.Namespace && k.Name == op.Name &&
+		(k.Pod == nil) == (op.Pod == nil) && (k.Pod == nil || *k.Pod == *op.Pod) &&
 		(!text || k.Text == op.Text)
 }
 

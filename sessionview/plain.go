@@ -90,7 +90,7 @@ func streamWord(s string) string {
 
 // Lines renders one event as lines of plain text: its time offset, its
 // channel and what it says, every client-controlled byte escaped. An
-// ssh.io chunk is split after each newline (escaped as \n, so the lines
+// ssh.io (or k8s.io) chunk is split after each newline (escaped as \n, so the lines
 // join back to the exact chunk); the continuation lines are indented under
 // the first.
 func Lines(e Event) []string {
@@ -99,7 +99,7 @@ func Lines(e Event) []string {
 		ch = fmt.Sprintf("ch %d", *e.Channel)
 	}
 	prefix := fmt.Sprintf("+%s %-5s ", asciicast.FormatTime(e.OffsetNS), ch)
-	if e.Kind == model.KindSSHIO {
+	if e.Kind == model.KindSSHIO || e.Kind == model.KindK8sIO {
 		head := prefix + streamWord(e.Stream) + " "
 		if e.PayloadDeleted {
 			var m model.SSHIO

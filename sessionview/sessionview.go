@@ -205,10 +205,33 @@ func Read(records iter.Seq2[Record, error], event func(Event) error) (*Session, 
 		case haveOpen:
 			ev.OffsetNS = rec.TimeNS - s.OpenNS
 		}
-		if strings.HasPrefix(rec.Kind, "ssh.") && cm.Channel != nil && !cm.Global {
+		if (strings.HasPrefix(rec.Kind, "ssh.") || rec.Kind == model.KindK8sExec || rec.Kind == model.KindK8sIO ||
+			rec.Kind == model.KindK8sResize || rec.Kind == model.KindK8sExit) && cm.Channel != nil && !cm.Global {
 			ev.Channel = cm.Channel
 		}
-		switch rec.Kind {
+		kind := rec.Kind
+		// A kubernetes exec's stream records carry the ssh ones' data.
+		switch kind {
+		case model.KindK8sIO:
+			kind = model.KindSSHIO
+		case model.KindK8sExit:
+			kind = model.KindSSHExit
+		}
+		switch kind {
+		case model.KindK8sExec:
+			var m model.K8sExec
+			if json.Unmarshal(rec.Data, &m) != nil {
+				break
+			}
+			c := channel(m.Channel)
+			c.Type = "k8s." + m.Type
+			if m.TTY && c.PTY == nil {
+				c.PTY = &model.SSHRequest{Channel: m.Channel, Type: "pty-req", OffsetNS: m.OffsetNS}
+			}
+			if c.Program == nil {
+				c.Program = &model.SSHRequest{Channel: m.Channel, Type: "exec", Command: strings.Join(m.Command, " "), OffsetNS: m.OffsetNS}
+				c.started, c.StartNS = true, m.OffsetNS
+			}
 		case model.KindSessionOpen:
 			var o model.SessionOpen
 			if json.Unmarshal(rec.Data, &o) == nil && !haveOpen {

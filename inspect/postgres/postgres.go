@@ -31,6 +31,7 @@ import (
 	"github.com/interlock/interlock/config"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/inspect/postgres/sqlclass"
+	"github.com/interlock/interlock/inspect/tlsca"
 	"github.com/interlock/interlock/model"
 )
 
@@ -229,4 +230,20 @@ func (h *Handler) sameProcess(target string, pid uint32, o backendOwner) bool {
 type registry struct {
 	mu sync.Mutex
 	m  map[string]*cancelEntry
+}
+
+// serverTLS is the client leg's TLS: interlock answers SSLRequest (and
+// direct TLS) with a server certificate its local CA signed, valid for
+// every name and address in hosts (ALPN "postgresql", TLS 1.2 or later).
+// A client with sslmode=verify-full puts the CA in its sslrootcert.
+func serverTLS(stateDir string, hosts []string) (*tls.Config, error) {
+	cert, err := tlsca.ServerCert(stateDir, "server", "interlock postgres proxy", hosts)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"postgresql"},
+	}, nil
 }

@@ -39,6 +39,7 @@ var expected = []entry{
 	{"/usr/share/doc/interlock/hub.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/console.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/containers.md", "-rw-r--r--", true, true},
+	{"/usr/share/doc/interlock/kubernetes.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/design.md", "-rw-r--r--", true, true},
 	{"/usr/share/doc/interlock/benchmarks.md", "-rw-r--r--", true, true},
 }

@@ -1,4 +1,7 @@
-package postgres
+// Package tlsca is interlock's local CA for the client legs it serves over
+// TLS (postgres, kubernetes): it keeps the CA and the server certificates
+// it issues in <state_dir>/tls/, where a client finds ca.crt to trust.
+package tlsca
 
 import (
 	"crypto/ecdsa"
@@ -21,51 +24,43 @@ import (
 	"github.com/interlock/interlock/internal/atomicfile"
 )
 
-// The client leg's TLS: interlock answers SSLRequest (and direct TLS)
-// with a server certificate signed by its own local CA. Both live in
-// <state_dir>/tls/: ca.crt is what a client with sslmode=verify-full puts
-// in its sslrootcert; the keys are mode 0600.
+// The CA and the certificates live in <state_dir>/tls/: ca.crt is what a
+// client trusts (a postgres client's sslrootcert, a kubeconfig's
+// certificate-authority-data); the keys are mode 0600.
 const (
 	caFile     = "ca.crt"
 	caKeyFile  = "ca.key"
-	crtFile    = "server.crt"
-	keyFile    = "server.key"
 	caLife     = 10 * 365 * 24 * time.Hour
 	leafLife   = 397 * 24 * time.Hour
 	leafMargin = 30 * 24 * time.Hour
 )
 
-// serverTLS loads or creates the CA and a server certificate valid for
-// every name and address in hosts, and returns the TLS config that serves
-// it (ALPN "postgresql", TLS 1.2 or later).
-func serverTLS(stateDir string, hosts []string) (*tls.Config, error) {
+// CAPath is where the CA certificate of stateDir is.
+func CAPath(stateDir string) string { return filepath.Join(stateDir, "tls", caFile) }
+
+// ServerCert loads or creates the CA and the server certificate name
+// (name.crt and name.key), valid for every name and address in hosts and
+// for localhost, and returns it with the CA in its chain.
+func ServerCert(stateDir, name, commonName string, hosts []string) (tls.Certificate, error) {
 	dir := filepath.Join(stateDir, "tls")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
+		return tls.Certificate{}, fmt.Errorf("create %s: %w", dir, err)
 	}
 	// Two interlock processes may share a state directory: the first to
 	// take the lock creates what is missing.
 	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
+		return tls.Certificate{}, err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
+		return tls.Certificate{}, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	ca, caKey, err := loadOrCreateCA(dir)
 	if err != nil {
-		return nil, err
+		return tls.Certificate{}, err
 	}
-	cert, err := loadOrIssueLeaf(dir, ca, caKey, hosts)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"postgresql"},
-	}, nil
+	return loadOrIssueLeaf(dir, name, commonName, ca, caKey, hosts)
 }
 
 func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
@@ -111,8 +106,8 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	return c, key, err
 }
 
-func loadOrIssueLeaf(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
-	crtPath, keyPath := filepath.Join(dir, crtFile), filepath.Join(dir, keyFile)
+func loadOrIssueLeaf(dir, name, commonName string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
+	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if c, k, err := loadPair(crtPath, keyPath); err == nil && covers(c, hosts) &&
 		time.Until(c.NotAfter) > leafMargin && c.CheckSignatureFrom(ca) == nil {
 		return tls.Certificate{Certificate: [][]byte{c.Raw, ca.Raw}, PrivateKey: k, Leaf: c}, nil
@@ -127,7 +122,7 @@ func loadOrIssueLeaf(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, 
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: "interlock postgres proxy", Organization: []string{"interlock"}},
+		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"interlock"}},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(leafLife),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

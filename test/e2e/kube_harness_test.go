@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/inspect/tlsca"
+	"github.com/interlock/interlock/internal/testkit/kubetest"
+	"github.com/interlock/interlock/test/testenv"
+)
+
+// kubeEnv is a real API server (kubetest) behind a kubernetes target, and
+// kubeconfigs for kubectl under `interlock run`: alice (group dev, may
+// work with pods, configmaps and secrets in default and exec in prod too),
+// bob (no RBAC at all), and one without a client certificate.
+type kubeEnv struct {
+	*env
+	c *kubetest.Cluster
+	// kc are the kubeconfigs by user ("" has no client certificate).
+	kc map[string]string
+	// trust is the CA bundle a client trusts: the cluster's and
+	// interlock's.
+	trust string
+}
+
+func newKubeEnv(t *testing.T, extra string) *kubeEnv {
+	t.Helper()
+	testenv.Require(t, "kubernetes test cluster", kubetest.Prerequisites())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	c, err := kubetest.Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	self, err := c.CA.Issue("interlock", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := c.CA.Issue("alice", []string{kubetest.DevGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := c.CA.Issue("bob", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Grant(ctx, "interlock"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, []target{{name: "k8s", protocol: "kubernetes", address: c.Host,
+		extra: "kubernetes:\n      ca_file: " + c.CA.CertFile + "\n      client_ca_file: " + c.CA.CertFile +
+			"\n      client_certificate_file: " + self.CertFile + "\n      client_key_file: " + self.KeyFile}}, extra)
+	// The kubeconfig's one change: it trusts interlock's CA too. The CA
+	// is made now, as interlock would make it, so the files can be
+	// written before the run.
+	stateDir := filepath.Join(e.dir, "state")
+	if _, err := tlsca.ServerCert(stateDir, "probe", "probe", []string{"localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	ilCA, err := os.ReadFile(tlsca.CAPath(stateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterCA, _ := os.ReadFile(c.CA.CertFile)
+	trust := append(append([]byte{}, clusterCA...), ilCA...)
+	k := &kubeEnv{env: e, c: c, kc: map[string]string{}, trust: filepath.Join(e.dir, "trust.pem")}
+	if err := os.WriteFile(k.trust, trust, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, pair := range map[string]*kubetest.Pair{"alice": &alice, "bob": &bob, "": nil} {
+		path := filepath.Join(e.dir, "kubeconfig-"+name)
+		if err := kubetest.WriteKubeconfig(path, "https://"+c.Host, trust, pair); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, 0o644)
+		k.kc[name] = path
+	}
+	return k
+}
+
+// kubectl runs kubectl as user under `interlock run`, with env added.
+func (k *kubeEnv) kubectl(user string, env []string, args ...string) (stdout, stderr string, code int) {
+	k.t.Helper()
+	argv := append([]string{"env"}, env...)
+	argv = append(argv, "kubectl", "--kubeconfig", k.kc[user])
+	return k.runUnder(append(argv, args...)...)
+}
