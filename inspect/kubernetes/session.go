@@ -137,11 +137,19 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		op.Pod, rec.Pod = pod, pod
 	}
+	notes := &notices{}
 	if stream && retry {
 		rec.Decision = retried(kept)
 	} else {
-		rec.Decision = x.decide(r.Context(), op)
+		rec.Decision = x.decide(model.WithTeller(r.Context(), func(n model.ApprovalNotice) {
+			if n.Verdict == "" {
+				x.log.Info("request held for approval: the client is told only with its response", "request", n.Request, "seq", seq)
+			}
+			notes.tell(n)
+		}), op)
 	}
+	notice := notes.outcome(rec.Decision.Rule)
+	setWarning(w.Header(), notice)
 	if stream {
 		x.h.retries.keep(rk, rec.Decision, time.Now())
 	}
@@ -165,12 +173,15 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.Decision.Reason != "" {
 			msg += ": " + rec.Decision.Reason
 		}
+		if rec.Decision.Request != "" {
+			msg += " (approval request " + rec.Decision.Request + ")"
+		}
 		refuse(http.StatusForbidden, msg)
 		return
 	}
 	switch {
 	case ri.verb == "exec" || ri.verb == "attach":
-		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, func() { x.h.retries.forget(rk) })
+		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, func() { x.h.retries.forget(rk) })
 		if x.hijacked != nil {
 			defer x.hijacked()
 		}

@@ -40,8 +40,9 @@ var spdyProtocols = []string{
 
 // serveStream serves an exec or attach the policy allowed. It returns the
 // code and error journaled for the request.
+// notice, if not "", is the approval the client is told of on its stream;
 // up is called once the client's stream is up.
-func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, up func()) (int, string) {
+func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, notice string, up func()) (int, string) {
 	opts, err := streamOptions(r)
 	if err != nil {
 		body := statusJSON(http.StatusBadRequest, err.Error())
@@ -52,7 +53,7 @@ func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo
 	}
 	q := r.URL.Query()
 	ex := &streamExec{x: x, ri: ri, seq: seq, ch: x.channels.Add(1), query: r.URL.RawQuery,
-		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up}
+		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up, notice: notice}
 	switch {
 	case wsstream.IsWebSocketRequestWithStreamCloseProtocol(r):
 		ex.protocol = apiremote.StreamProtocolV5Name + " (websocket)"
@@ -90,6 +91,7 @@ type streamExec struct {
 	stdin     bool
 	protocol  string
 	up        func()
+	notice    string
 	io        ioRec
 
 	started bool
@@ -111,6 +113,7 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 	e.started = true
 	e.io.e = e
 	e.up()
+	e.tellStream(out, errw, tty)
 	x := e.x
 	start := model.K8sExec{Channel: e.ch, Seq: e.seq, Type: e.ri.verb, Namespace: e.ri.namespace, Pod: e.ri.name,
 		Container: e.container, Command: e.command, TTY: tty, Stdin: in != nil, Protocol: e.protocol, OffsetNS: e.offset()}
@@ -310,4 +313,21 @@ func streamOptions(r *http.Request) (*crisrv.Options, error) {
 		return nil, errors.New("you must specify at least 1 of stdin, stdout, stderr")
 	}
 	return o, nil
+}
+
+// tellStream tells the client of an approval on its stream, before the
+// command's output and outside its record: kubectl does not read the
+// upgrade response's Warning header. A terminal gets it on stdout (its
+// stderr is merged), else stderr; a client that asked for neither is not
+// told.
+func (e *streamExec) tellStream(out, errw io.Writer, tty bool) {
+	if e.notice == "" {
+		return
+	}
+	switch {
+	case tty && out != nil:
+		out.Write([]byte(e.notice + "\r\n"))
+	case !tty && errw != nil:
+		errw.Write([]byte(e.notice + "\n"))
+	}
 }

@@ -77,19 +77,24 @@ func TestKubeExecReview(t *testing.T) {
 	}
 
 	cmd, out, errb := start("approved-ran")
-	decide("approved-ran", "approve", "change 7")
+	req := decide("approved-ran", "approve", "change 7")
 	if err := cmd.Wait(); err != nil || out.String() != "approved-ran\n" {
 		t.Errorf("approved exec: %v %q %s", err, out.String(), errb.String())
+	}
+	// kubectl shows nothing while held; after, its stderr names the
+	// request, the rule and the outcome (a line on the exec's stream).
+	if e := errb.String(); !strings.Contains(e, req.ID) || !strings.Contains(e, "approved") || !strings.Contains(e, "hold-prod-exec") {
+		t.Errorf("kubectl's stderr after the approval does not name request %s: %q", req.ID, e)
 	}
 	if n := k.c.Kubelet.ExecCount("approved-ran"); n != 1 {
 		t.Errorf("the approved command ran %d times", n)
 	}
 
 	cmd, _, errb = start("denied-ran")
-	decide("denied-ran", "deny", "not during the freeze")
+	req = decide("denied-ran", "deny", "not during the freeze")
 	err := cmd.Wait()
-	if err == nil || !strings.Contains(errb.String(), `policy rule "hold-prod-exec"`) {
-		t.Errorf("denied exec: %v: %s", err, errb.String())
+	if err == nil || !strings.Contains(errb.String(), `policy rule "hold-prod-exec"`) || !strings.Contains(errb.String(), req.ID) {
+		t.Errorf("denied exec: %v: stderr does not name the rule and request %s: %s", err, req.ID, errb.String())
 	}
 	if n := k.c.Kubelet.ExecCount("denied-ran"); n != 0 {
 		t.Errorf("the denied command ran %d times", n)
