@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/interlock/interlock/hub/decision"
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/policy"
@@ -390,19 +390,7 @@ func lookupAccount(uid uint32) account {
 
 // mayApprove checks the account against approver names and @groups.
 func (a account) mayApprove(approvers []string) bool {
-	if a.name == "" {
-		return false
-	}
-	for _, x := range approvers {
-		if group, ok := strings.CutPrefix(x, "@"); ok {
-			if slices.Contains(a.groups, group) {
-				return true
-			}
-		} else if x == a.name {
-			return true
-		}
-	}
-	return false
+	return decision.NamesApprover(a.name, a.groups, approvers)
 }
 
 // Pending is a request waiting for a decision; control/server converts it

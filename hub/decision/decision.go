@@ -241,3 +241,24 @@ func RequesterNames(id model.Identity) []string {
 	}
 	return out
 }
+
+// NamesApprover says whether a rule's approvers (user names and
+// @groups) name the person called name, member of groups. The host's
+// broker (local accounts, console sign-ins) and the hub both ask it, so a
+// rule names the same people wherever it is decided. An empty name is
+// nobody.
+func NamesApprover(name string, groups, approvers []string) bool {
+	if name == "" {
+		return false
+	}
+	for _, a := range approvers {
+		if g, ok := strings.CutPrefix(a, "@"); ok {
+			if slices.Contains(groups, g) {
+				return true
+			}
+		} else if a == name {
+			return true
+		}
+	}
+	return false
+}

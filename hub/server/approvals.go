@@ -200,16 +200,7 @@ func isRequester(who hubapi.Principal, req model.ApprovalRequest) (bool, error) 
 // namedApprover says whether the rule's approvers (names and @groups)
 // name who by their IdP username or groups.
 func namedApprover(who hubapi.Principal, approvers []string) bool {
-	for _, a := range approvers {
-		if g, ok := strings.CutPrefix(a, "@"); ok {
-			if slices.Contains(who.Groups, g) {
-				return true
-			}
-		} else if a == who.Username {
-			return true
-		}
-	}
-	return false
+	return decision.NamesApprover(who.Username, who.Groups, approvers)
 }
 
 func sameApprover(a, b hubapi.Approver) bool { return a.Issuer == b.Issuer && a.Subject == b.Subject }
