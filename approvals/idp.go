@@ -41,7 +41,7 @@ func mayDecideIdP(p *pending, who IdPApprover, approve bool) error {
 	if len(names) == 0 {
 		return ErrRequesterUnnamed
 	}
-	if slices.Contains(names, who.Username) {
+	if decision.IsRequester(names, who.Username) {
 		return ErrIdPSelfApproval
 	}
 	if !(account{name: who.Username, groups: who.Groups}).mayApprove(p.req.Approvers) {

@@ -181,7 +181,7 @@ func checkHubDecision(l *HubLink, d hubapi.SignedDecision, p *pending, ok bool, 
 		if a.Username == "" || a.Issuer == "" || a.Subject == "" {
 			return "an approver has no username, issuer or subject"
 		}
-		if slices.Contains(names, a.Username) {
+		if decision.IsRequester(names, a.Username) {
 			return "approver " + a.Username + " is the requester"
 		}
 	}

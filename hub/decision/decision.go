@@ -262,3 +262,20 @@ func NamesApprover(name string, groups, approvers []string) bool {
 	}
 	return false
 }
+
+// IsRequester says whether the person the IdP calls username goes by one
+// of the requester's names. IdP usernames and Unix names are spelled
+// differently (Alice, alice@corp.example, alice), so the comparison
+// ignores case and an email-style domain: matching too widely only keeps
+// someone from approving, matching too narrowly would let the requester
+// approve their own request.
+func IsRequester(names []string, username string) bool {
+	local, _, _ := strings.Cut(username, "@")
+	for _, n := range names {
+		nl, _, _ := strings.Cut(n, "@")
+		if strings.EqualFold(n, username) || strings.EqualFold(nl, local) {
+			return true
+		}
+	}
+	return false
+}

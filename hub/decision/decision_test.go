@@ -79,3 +79,22 @@ func TestRequesterNames(t *testing.T) {
 		t.Errorf("names of nobody: %v", got)
 	}
 }
+
+// TestIsRequesterSpellings: the requester signed in to the IdP under
+// another spelling of their login name is still the requester.
+func TestIsRequesterSpellings(t *testing.T) {
+	names := []string{"alice", "root"}
+	for _, u := range []string{"alice", "Alice", "ALICE", "alice@corp.example", "Alice@Corp.Example", "root"} {
+		if !IsRequester(names, u) {
+			t.Errorf("%q is not taken for the requester %v", u, names)
+		}
+	}
+	if !IsRequester([]string{"bob@corp.example"}, "BOB") {
+		t.Error("a CI actor spelled with a domain is not matched by the bare name")
+	}
+	for _, u := range []string{"bob", "alicia", "bob@alice", ""} {
+		if IsRequester(names, u) {
+			t.Errorf("%q is taken for the requester %v", u, names)
+		}
+	}
+}

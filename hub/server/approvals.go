@@ -194,7 +194,7 @@ func isRequester(who hubapi.Principal, req model.ApprovalRequest) (bool, error) 
 	if len(names) == 0 {
 		return false, fmt.Errorf("%w: nothing names the requester (no login user, process user or CI actor), so the hub cannot tell them from you", ErrSelfApproval)
 	}
-	return slices.Contains(names, who.Username), nil
+	return decision.IsRequester(names, who.Username), nil
 }
 
 // namedApprover says whether the rule's approvers (names and @groups)
