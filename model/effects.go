@@ -62,6 +62,24 @@ func (t PGTableEffect) Altered() bool {
 	return t.Lock == "AccessExclusiveLock" && !t.Dropped && !t.Rewritten && !t.Created
 }
 
+// Changes names what happened to the relation beyond its row counts, in
+// the words the approval views (console page, interlock approvals) show.
+func (t PGTableEffect) Changes() []string {
+	var out []string
+	for _, c := range []struct {
+		set  bool
+		what string
+	}{
+		{t.Created, "created"}, {t.Dropped, "dropped"}, {t.Rewritten, "rewritten (truncated)"},
+		{t.Altered(), "altered"}, {t.System, "system catalog"},
+	} {
+		if c.set {
+			out = append(out, c.what)
+		}
+	}
+	return out
+}
+
 // RoleCatalogs are the system catalogs that hold roles, their memberships
 // and their settings: a change to any of them changes a role.
 var RoleCatalogs = []string{"pg_catalog.pg_authid", "pg_catalog.pg_auth_members", "pg_catalog.pg_db_role_setting"}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -142,4 +143,17 @@ func BenchmarkPGStatementJSON(b *testing.B) {
 			buf, _ = AppendJSON(buf[:0], s)
 		}
 	})
+}
+
+func TestPGTableEffectChanges(t *testing.T) {
+	got := PGTableEffect{Created: true, System: true}.Changes()
+	if strings.Join(got, ",") != "created,system catalog" {
+		t.Fatalf("Changes() = %q", got)
+	}
+	if got := (PGTableEffect{Lock: "AccessExclusiveLock"}).Changes(); strings.Join(got, ",") != "altered" {
+		t.Fatalf("Changes() of an ACCESS EXCLUSIVE lock = %q", got)
+	}
+	if got := (PGTableEffect{Inserted: 3}).Changes(); len(got) != 0 {
+		t.Fatalf("Changes() of a plain insert = %q", got)
+	}
 }

@@ -301,18 +301,7 @@ func printEffects(w io.Writer, e *model.PGEffects) {
 		if len(t.Also) > 0 {
 			name += " (also " + textview.Escape(strings.Join(t.Also, ", ")) + ")"
 		}
-		var changed []string
-		for _, c := range []struct {
-			set  bool
-			what string
-		}{
-			{t.Created, "created"}, {t.Dropped, "dropped"}, {t.Rewritten, "rewritten (truncated)"},
-			{t.Altered(), "altered"}, {t.System, "system catalog"},
-		} {
-			if c.set {
-				changed = append(changed, c.what)
-			}
-		}
+		changed := t.Changes()
 		lock, what := textview.Escape(t.Lock), strings.Join(changed, ", ")
 		if lock == "" {
 			lock = "-"

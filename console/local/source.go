@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -230,9 +231,9 @@ func (s *Source) Operations(ctx context.Context, f store.OperationFilter) ([]sto
 // case-insensitively as ILIKE does.
 func opMatches(op store.Operation, f store.OperationFilter, text string) bool {
 	switch {
-	case f.Kind != "" && op.Kind != f.Kind && !contains(op.Kinds, f.Kind):
+	case f.Kind != "" && op.Kind != f.Kind && !slices.Contains(op.Kinds, f.Kind):
 		return false
-	case f.Table != "" && !contains(op.Tables, f.Table):
+	case f.Table != "" && !slices.Contains(op.Tables, f.Table):
 		return false
 	case f.Action != "" && op.Action != f.Action:
 		return false
@@ -240,15 +241,6 @@ func opMatches(op store.Operation, f store.OperationFilter, text string) bool {
 		return false
 	}
 	return true
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // SessionOf finds one session's session.open.

@@ -120,18 +120,7 @@ func effectLines(e *model.PGEffects) []string {
 		if len(t.Also) > 0 {
 			name += " (also " + textview.Escape(strings.Join(t.Also, ", ")) + ")"
 		}
-		var changed []string
-		for _, c := range []struct {
-			set  bool
-			what string
-		}{
-			{t.Created, "created"}, {t.Dropped, "dropped"}, {t.Rewritten, "rewritten (truncated)"},
-			{t.Altered(), "altered"}, {t.System, "system catalog"},
-		} {
-			if c.set {
-				changed = append(changed, c.what)
-			}
-		}
+		changed := t.Changes()
 		s := fmt.Sprintf("%s: %d inserted, %d updated, %d deleted", name, t.Inserted, t.Updated, t.Deleted)
 		if t.Lock != "" {
 			s += ", lock " + textview.Escape(t.Lock)
