@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/interlock/interlock/approvals"
 	"github.com/interlock/interlock/hub/console"
+	"github.com/interlock/interlock/hub/decision"
 	"github.com/interlock/interlock/hub/hubapi"
 	"github.com/interlock/interlock/model"
 )
@@ -54,7 +54,7 @@ var _ console.Approvals = Queue{}
 func (q Queue) PendingApprovals(_ context.Context, who hubapi.Principal) ([]hubapi.PendingApproval, error) {
 	out := []hubapi.PendingApproval{}
 	for _, p := range q.List() {
-		if !who.Has(hubapi.RoleAuditor) && !(who.Has(hubapi.RoleApprover) && names(p.Request.Approvers, who)) {
+		if !who.Has(hubapi.RoleAuditor) && !(who.Has(hubapi.RoleApprover) && decision.NamesApprover(who.Username, who.Groups, p.Request.Approvers)) {
 			continue
 		}
 		v := hubapi.PendingApproval{HostID: q.HostID, HostName: q.HostName, Approvals: p.Approvals,
@@ -80,21 +80,6 @@ func idpApprover(who hubapi.Principal) approvals.IdPApprover {
 	a := who.Approver
 	return approvals.IdPApprover{Issuer: a.Issuer, Subject: a.Subject, Username: a.Username, Email: a.Email, Name: a.Name,
 		Groups: slices.Clone(a.Groups)}
-}
-
-// names says whether a rule's approvers name who: a username, or an
-// @group among their IdP groups.
-func names(approvers []string, who hubapi.Principal) bool {
-	for _, a := range approvers {
-		if g, ok := strings.CutPrefix(a, "@"); ok {
-			if slices.Contains(who.Groups, g) {
-				return true
-			}
-		} else if a == who.Username && a != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // DecideApproval takes who's decision through the broker, which checks
