@@ -133,6 +133,9 @@ func readContainer(roots containerRoots, cgRoot, path, knownID string) (*model.C
 		}
 		return nil, nil
 	}
+	if err := cgroupNotDelegated(cgRoot, path); err != nil {
+		return nil, err
+	}
 	c := &model.Container{ID: knownID, Runtime: runtime}
 	var err error
 	switch runtime {
@@ -148,6 +151,27 @@ func readContainer(roots containerRoots, cgRoot, path, knownID string) (*model.C
 		}
 	}
 	return c, err
+}
+
+// cgroupNotDelegated checks that root owns the cgroup directory and those
+// above it. A subtree delegated to a user (systemd's user@UID.service, a
+// rootless or user-namespaced runtime) is owned by that user, who may name
+// a cgroup docker-<id>.scope after another container and move into it;
+// the id would then be the job's claim, not the runtime's.
+func cgroupNotDelegated(cgRoot, path string) error {
+	top := filepath.Clean(cgRoot)
+	for dir := filepath.Join(top, path); ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return fmt.Errorf("cgroup of the container: %w", err)
+		}
+		if st.Uid != 0 {
+			return fmt.Errorf("cgroup %s is delegated to uid %d, who may name it after any container: not attributed", dir, st.Uid)
+		}
+		if dir == top || dir == "/" {
+			return nil
+		}
+	}
 }
 
 // containerRuntime names the runtime by the cgroup path's form.

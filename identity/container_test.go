@@ -109,8 +109,39 @@ func TestReadContainerNotRootOnly(t *testing.T) {
 	}
 }
 
+// cgroupDirs makes a cgroup path below a stand-in cgroup2 root in d and
+// returns the root.
+func cgroupDirs(t *testing.T, d, path string) string {
+	t.Helper()
+	root := filepath.Join(d, "cgroup")
+	if err := os.MkdirAll(filepath.Join(root, path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// A user's delegated cgroup subtree may hold a directory named after
+// another container; the user made it, so its name is not the runtime's.
+func TestReadContainerDelegatedCgroup(t *testing.T) {
+	roots, d := containerTestRoots(t)
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	writeJSON(t, filepath.Join(roots.docker, "containers", id, "config.v2.json"), map[string]any{
+		"Name": "/deploy", "Config": map[string]any{"Image": "deployer:1"},
+	}, 0o600)
+	user := "/user.slice/user-1000.slice/user@1000.service"
+	path := user + "/app.slice/docker-" + id + ".scope"
+	cgRoot := cgroupDirs(t, d, path)
+	if err := os.Chown(filepath.Join(cgRoot, user), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readContainer(roots, cgRoot, path, id)
+	if c != nil || err == nil {
+		t.Errorf("a container id named in a cgroup below a user's delegated subtree was attributed: %+v, %v", c, err)
+	}
+}
+
 func TestReadContainerDocker(t *testing.T) {
-	roots, _ := containerTestRoots(t)
+	roots, d := containerTestRoots(t)
 	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	writeJSON(t, filepath.Join(roots.docker, "containers", id, "config.v2.json"), map[string]any{
 		"Name":  "/runner-abc-project-1-concurrent-0",
@@ -120,7 +151,8 @@ func TestReadContainerDocker(t *testing.T) {
 			"Labels": map[string]string{"com.gitlab.gitlab-runner.job.id": "99"},
 		},
 	}, 0o600)
-	c, err := readContainer(roots, "/sys/fs/cgroup", "/system.slice/docker-"+id+".scope", id)
+	cgRoot := cgroupDirs(t, d, "/system.slice/docker-"+id+".scope")
+	c, err := readContainer(roots, cgRoot, "/system.slice/docker-"+id+".scope", id)
 	if err != nil || c == nil {
 		t.Fatalf("docker container: %+v, %v", c, err)
 	}
@@ -131,19 +163,21 @@ func TestReadContainerDocker(t *testing.T) {
 	// Without dockerd's record the id and runtime still stand (they are
 	// the cgroup path's), with no provenance for what is missing.
 	other := "f123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	c, err = readContainer(roots, "/sys/fs/cgroup", "/system.slice/docker-"+other+".scope", other)
+	cgroupDirs(t, d, "/system.slice/docker-"+other+".scope")
+	c, err = readContainer(roots, cgRoot, "/system.slice/docker-"+other+".scope", other)
 	if err != nil || c == nil || c.ID != other || c.Image != "" || c.Provenance != "" {
 		t.Errorf("docker container without a record: %+v, %v", c, err)
 	}
 }
 
 func TestReadContainerContainerd(t *testing.T) {
-	roots, _ := containerTestRoots(t)
+	roots, d := containerTestRoots(t)
 	id := "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 	writeJSON(t, filepath.Join(roots.tasks, "k8s.io", id, "config.json"), map[string]any{
 		"annotations": map[string]string{"io.kubernetes.cri.image-name": "docker.io/library/busybox:1", "io.kubernetes.cri.container-name": "job"},
 	}, 0o644)
-	c, err := readContainer(roots, "/sys/fs/cgroup", "/kubepods.slice/kubepods-pod1234_5678.slice/cri-containerd-"+id+".scope", id)
+	path := "/kubepods.slice/kubepods-pod1234_5678.slice/cri-containerd-" + id + ".scope"
+	c, err := readContainer(roots, cgroupDirs(t, d, path), path, id)
 	if err != nil || c == nil || c.Runtime != "containerd" || c.Image != "docker.io/library/busybox:1" || c.Name != "job" {
 		t.Errorf("containerd container: %+v, %v", c, err)
 	}

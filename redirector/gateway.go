@@ -228,14 +228,9 @@ func (r *Redirector) gatewayRecord(key bpf.InterlockTupleKey, users []uint64, re
 // checkCookieHere checks, on a thread inside a namespace, that it is the
 // one with this cookie.
 func checkCookieHere(cookie uint64) error {
-	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	got, err := cookieHere()
 	if err != nil {
-		return fmt.Errorf("probe socket in the namespace: %w", err)
-	}
-	got, err := unix.GetsockoptUint64(probe, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	unix.Close(probe)
-	if err != nil {
-		return fmt.Errorf("SO_NETNS_COOKIE in the namespace: %w", err)
+		return err
 	}
 	if got != cookie {
 		return fmt.Errorf("the process's namespace has cookie %d, not the %d that connected (it exited and its pid was reused?)", got, cookie)

@@ -294,19 +294,25 @@ func (s *nsServer) cgroupDirs(id uint64) []string {
 // probe socket made inside it.
 func netnsCookieOf(nsfd int) (uint64, error) {
 	var cookie uint64
-	err := inNetns(nsfd, func() error {
-		probe, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("probe socket in the namespace: %w", err)
-		}
-		defer unix.Close(probe)
-		cookie, err = unix.GetsockoptUint64(probe, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-		if err != nil {
-			return fmt.Errorf("SO_NETNS_COOKIE in the namespace: %w", err)
-		}
-		return nil
+	err := inNetns(nsfd, func() (err error) {
+		cookie, err = cookieHere()
+		return err
 	})
 	return cookie, err
+}
+
+// cookieHere is the cookie of the calling thread's network namespace.
+func cookieHere() (uint64, error) {
+	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("probe socket in the namespace: %w", err)
+	}
+	defer unix.Close(probe)
+	cookie, err := unix.GetsockoptUint64(probe, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("SO_NETNS_COOKIE in the namespace: %w", err)
+	}
+	return cookie, nil
 }
 
 // listenHere runs on a thread inside the namespace: it checks that this
