@@ -126,9 +126,14 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		op.Kind = ""
 	}
 	stream := ri.verb == "exec" || ri.verb == "attach" || ri.verb == "portforward"
-	rk := newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
-	kept, retry := x.h.retries.take(rk, time.Now())
+	// Only a stream request is retried by kubectl: any other would take
+	// the handler-wide lock on every API request for nothing.
+	var rk retryKey
+	var kept model.Decision
+	var retry bool
 	if stream {
+		rk = newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
+		kept, retry = x.h.retries.take(rk, time.Now())
 		// Unknown when it cannot be read: rules on pod facts then treat
 		// it as unknown, which opens nothing.
 		pod, err := x.podFacts(r.Context(), ri.namespace, ri.name)
