@@ -4,6 +4,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -54,5 +57,23 @@ func TestMaskSecretJSON(t *testing.T) {
 		if _, _, ok := maskSecretJSON([]byte(doc)); ok {
 			t.Errorf("%q was taken as maskable", doc)
 		}
+	}
+}
+
+// TestRetryNotReusedOnAnotherPod: a kept stream decision is reused only
+// on the pod facts it was taken on; a pod made again privileged under the
+// same name within the window is judged anew.
+func TestRetryNotReusedOnAnotherPod(t *testing.T) {
+	var r retries
+	now := time.Now()
+	k := retryKey{target: "k8s", tgid: 7, path: "/api/v1/namespaces/default/pods/p/exec"}
+	plain := &model.K8sPod{ServiceAccount: "default"}
+	r.keep(k, model.Decision{Action: model.Allow}, plain, now)
+	if _, ok := r.take(k, &model.K8sPod{ServiceAccount: "default", Privileged: true}, now); ok {
+		t.Errorf("the decision on an unprivileged pod was reused for a privileged one")
+	}
+	r.keep(k, model.Decision{Action: model.Allow}, plain, now)
+	if _, ok := r.take(k, &model.K8sPod{ServiceAccount: "default"}, now); !ok {
+		t.Errorf("the retry on the same pod facts was judged anew")
 	}
 }

@@ -28,7 +28,11 @@ type retryKey struct {
 }
 
 type retryEntry struct {
-	d       model.Decision
+	d model.Decision
+	// pod is the facts d was taken on: a pod deleted and made again
+	// under the same name (privileged, say) between the two requests is
+	// another pod, judged anew.
+	pod     *model.K8sPod
 	expires time.Time
 }
 
@@ -42,8 +46,9 @@ func newRetryKey(o model.Origin, user, path, query string) retryKey {
 		user: user, path: path, query: query}
 }
 
-// take returns the decision kept for k and forgets it.
-func (r *retries) take(k retryKey, now time.Time) (model.Decision, bool) {
+// take returns the decision kept for k, if it was taken on the pod facts
+// pod, and forgets it.
+func (r *retries) take(k retryKey, pod *model.K8sPod, now time.Time) (model.Decision, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[k]
@@ -51,11 +56,12 @@ func (r *retries) take(k retryKey, now time.Time) (model.Decision, bool) {
 		return model.Decision{}, false
 	}
 	delete(r.m, k)
-	return e.d, now.Before(e.expires)
+	samePod := (e.pod == nil && pod == nil) || (e.pod != nil && pod != nil && *e.pod == *pod)
+	return e.d, samePod && now.Before(e.expires)
 }
 
-// keep remembers d for k's retry.
-func (r *retries) keep(k retryKey, d model.Decision, now time.Time) {
+// keep remembers d, taken on pod, for k's retry.
+func (r *retries) keep(k retryKey, d model.Decision, pod *model.K8sPod, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -66,7 +72,7 @@ func (r *retries) keep(k retryKey, d model.Decision, now time.Time) {
 			delete(r.m, key)
 		}
 	}
-	r.m[k] = retryEntry{d: d, expires: now.Add(retryWindow)}
+	r.m[k] = retryEntry{d: d, pod: pod, expires: now.Add(retryWindow)}
 }
 
 // forget drops k once its stream is up: a later identical request is a

@@ -126,8 +126,11 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		op.Kind = ""
 	}
 	stream := ri.verb == "exec" || ri.verb == "attach" || ri.verb == "portforward"
-	rk := newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
-	kept, retry := x.h.retries.take(rk, time.Now())
+	// Only a stream request is retried by kubectl: any other would take
+	// the handler-wide lock on every API request for nothing.
+	var rk retryKey
+	var kept model.Decision
+	var retry bool
 	if stream {
 		// Unknown when it cannot be read: rules on pod facts then treat
 		// it as unknown, which opens nothing.
@@ -136,6 +139,8 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			x.log.Info("pod facts unknown", "err", err)
 		}
 		op.Pod, rec.Pod = pod, pod
+		rk = newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
+		kept, retry = x.h.retries.take(rk, pod, time.Now())
 	}
 	notes := &notices{}
 	if stream && retry {
@@ -151,7 +156,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	notice := notes.outcome(rec.Decision.Rule)
 	setWarning(w.Header(), notice)
 	if stream {
-		x.h.retries.keep(rk, rec.Decision, time.Now())
+		x.h.retries.keep(rk, rec.Decision, op.Pod, time.Now())
 	}
 	d := model.Committed
 	if ri.isWrite() || rec.Decision.Action != model.Allow {
