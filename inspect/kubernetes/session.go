@@ -155,7 +155,10 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	notice := notes.outcome(rec.Decision.Rule)
 	setWarning(w.Header(), notice)
-	if stream {
+	// A decision is kept for one retry only: a reused one is not kept
+	// again, or a process that fails its upgrade on purpose would keep a
+	// decision alive past the window for as long as it liked.
+	if stream && !retry {
 		x.h.retries.keep(rk, rec.Decision, op.Pod, time.Now())
 	}
 	d := model.Committed
