@@ -39,6 +39,9 @@ const (
 	DefaultBusyTimeout  = 10 * time.Second
 	DefaultPostQueue    = 16384
 	DefaultPostLinger   = 2 * time.Millisecond
+	// DefaultPipelineLinger is longer than a typical statement's round
+	// trip to its server and short beside the sync interval.
+	DefaultPipelineLinger = time.Millisecond
 )
 
 // Schema version stored in the meta table. Older versions are upgraded at
@@ -86,7 +89,11 @@ type Options struct {
 	// more before it commits (never past half the sync interval); negative
 	// disables the wait.
 	PostLinger time.Duration
-	Logger     *slog.Logger
+	// PipelineLinger is how long a Committed record of Start may wait for
+	// its waiter to ask for it while other sessions append (their records
+	// then share its transaction); negative commits it at once.
+	PipelineLinger time.Duration
+	Logger         *slog.Logger
 	// HoldForHub keeps, when shipping to a fleet hub is configured, the
 	// payloads of every entry that no hub.cosignature entry covers yet:
 	// PrunePayloads stops at the newest cosigned size.
@@ -139,6 +146,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.PostLinger == 0 {
 		o.PostLinger = DefaultPostLinger
+	}
+	if o.PipelineLinger == 0 {
+		o.PipelineLinger = DefaultPipelineLinger
 	}
 	for _, s := range o.CheckpointSinks {
 		if err := ParseSink(s); err != nil {
@@ -203,6 +213,10 @@ type Journal struct {
 	reqs   chan *request
 	posts  chan *request
 	ctl    chan *ctlRequest
+	// kick wakes a writer that is not watching posts (writer.postsDue):
+	// a poster that has to wait for room sends it, so that the wait is
+	// the writer's progress, not its linger.
+	kick chan struct{}
 
 	done     chan struct{} // closed when the writer has stopped
 	closeErr error         // set by the writer before done
@@ -227,8 +241,13 @@ type request struct {
 	rec  encodedRecord
 	sync bool
 	// res is nil for posted records: nobody waits for them.
-	res      chan result
-	postedAt time.Time
+	res chan result
+	// pipelined is set on a Committed record of Start: its waiter asks
+	// for it (asked) when it needs it, and the writer may hold it back
+	// until then (writer.collect).
+	pipelined bool
+	asked     atomic.Bool
+	postedAt  time.Time
 	// size is what a posted record holds in memory until it is written.
 	size int64
 	// gap is set on the journal.gap record the writer adds itself.
@@ -296,6 +315,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		reqs:       make(chan *request, queueSize),
 		posts:      make(chan *request, opts.PostQueue),
 		ctl:        make(chan *ctlRequest),
+		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		gapKind:    map[string]uint64{},
 		gapSession: map[string]uint64{},
@@ -304,7 +324,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		w.close()
 		return nil, err
 	}
-	j.shares.init(opts.PostQueue)
+	j.shares.init(opts.PostQueue, j.kickWriter)
 	j.lastSeq.Store(uint64(w.size))
 	j.signedSize.Store(uint64(w.cps.last.Size))
 	w.j = j
@@ -360,7 +380,7 @@ func (j *Journal) Path() string { return j.opts.Path }
 // Once the writer has it, Append waits for the outcome whatever ctx does:
 // the record may already be committed, and the caller must know.
 func (j *Journal) Append(ctx context.Context, rec model.Record, d model.Durability) (uint64, error) {
-	return j.Start(ctx, rec, d)()
+	return j.start(ctx, rec, d, false)()
 }
 
 // Start queues rec as Append does and returns without waiting for the
@@ -369,7 +389,15 @@ func (j *Journal) Append(ctx context.Context, rec model.Record, d model.Durabili
 // let the target work while a record it must precede is committed. Errors
 // found before the record is queued (a cancelled ctx, a closed journal, a
 // record that cannot be encoded) are returned by wait as well.
+//
+// A Committed record may be held back, while other sessions append, until
+// wait is called or a millisecond has passed, so that the records of
+// operations in flight share one transaction.
 func (j *Journal) Start(ctx context.Context, rec model.Record, d model.Durability) (wait func() (uint64, error)) {
+	return j.start(ctx, rec, d, d == model.Committed)
+}
+
+func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durability, pipelined bool) (wait func() (uint64, error)) {
 	failed := func(err error) func() (uint64, error) {
 		return func() (uint64, error) { return 0, err }
 	}
@@ -383,7 +411,7 @@ func (j *Journal) Start(ctx context.Context, rec model.Record, d model.Durabilit
 	if err != nil {
 		return failed(err)
 	}
-	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1)}
+	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1), pipelined: pipelined}
 
 	j.mu.RLock()
 	if j.closed {
@@ -399,6 +427,15 @@ func (j *Journal) Start(ctx context.Context, rec model.Record, d model.Durabilit
 	j.mu.RUnlock()
 
 	return sync.OnceValues(func() (uint64, error) {
+		if pipelined {
+			select {
+			case res := <-r.res:
+				return res.seq, res.err
+			default:
+			}
+			r.asked.Store(true)
+			j.kickWriter()
+		}
 		res := <-r.res
 		return res.seq, res.err
 	})

@@ -56,7 +56,20 @@ func (j *Journal) Post(rec model.Record) {
 	case j.posts <- r:
 	default:
 		j.postWaits.Add(1)
+		j.kickWriter()
 		j.posts <- r
+	}
+	if len(j.posts) >= cap(j.posts)/2 {
+		j.kickWriter()
+	}
+}
+
+// kickWriter makes the writer take the posted records now rather than at
+// the end of its linger.
+func (j *Journal) kickWriter() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -84,6 +97,9 @@ type postShares struct {
 	bySession map[string]*share
 	bytes     int64
 	waiting   int
+	// beforeWait is called before a session waits for credit: the writer
+	// may be lingering, and only its progress gives credit back.
+	beforeWait func()
 }
 
 type share struct {
@@ -91,8 +107,9 @@ type share struct {
 	bytes int64
 }
 
-func (p *postShares) init(queue int) {
+func (p *postShares) init(queue int, beforeWait func()) {
 	p.cond.L = &p.mu
+	p.beforeWait = beforeWait
 	p.records = max(1, min(postShareRecords, queue/4))
 	p.bySession = map[string]*share{}
 }
@@ -116,6 +133,9 @@ func (p *postShares) take(session string, size int64) (waited bool) {
 		}
 		waited = true
 		p.waiting++
+		if p.beforeWait != nil {
+			p.beforeWait()
+		}
 		p.cond.Wait()
 		p.waiting--
 	}

@@ -55,6 +55,15 @@ type writer struct {
 
 	// order is the batch as committed: posted records first.
 	order []*request
+	// postsDue is set while posted records flow: the writer does not wake
+	// for each Post then, and takes them with the next batch or at
+	// postsDue at the latest (a linger of its own). Zero: the next Post
+	// wakes it.
+	postsDue time.Time
+	// multiSession says the last batch held records of more than one
+	// session: others are likely to come while a pipelined record waits,
+	// so it is worth holding it back until it is needed (collect).
+	multiSession bool
 
 	// h, leaf, recs, arena, spans, stored, hbuf and last are the batch's
 	// scratch space (writer_tx.go).
@@ -205,6 +214,13 @@ func (w *writer) run() {
 	batch := make([]*request, 0, maxBatch)
 	for !w.closing {
 		wake := w.nextWake()
+		postsC := j.posts
+		if !w.postsDue.IsZero() {
+			postsC = nil
+			if wake.IsZero() || w.postsDue.Before(wake) {
+				wake = w.postsDue
+			}
+		}
 		var timerC <-chan time.Time
 		if !wake.IsZero() {
 			timer.Reset(time.Until(wake))
@@ -222,9 +238,11 @@ func (w *writer) run() {
 			}
 			batch = w.collect(batch)
 			w.process(batch)
-		case r := <-j.posts:
+		case r := <-postsC:
 			batch = w.collect(append(batch[:0], r))
 			w.process(batch)
+		case <-j.kick:
+			w.process(drain(j.reqs, j.posts, batch[:0], false))
 		case c := <-j.ctl:
 			c.err = c.fn(w)
 			close(c.done)
@@ -232,6 +250,11 @@ func (w *writer) run() {
 			w.onSynced()
 		case <-timerC:
 			timerC = nil
+			if !w.postsDue.IsZero() && !time.Now().Before(w.postsDue) {
+				// Disarmed unless the batch finds posts to take.
+				w.postsDue = time.Time{}
+				w.process(drain(j.reqs, j.posts, batch[:0], false))
+			}
 			if !w.unsyncedSince.IsZero() && !time.Now().Before(w.syncAt()) {
 				w.requestSync(nil, true)
 			}
@@ -276,26 +299,20 @@ func drain(reqs <-chan *request, posts <-chan *request, batch []*request, closin
 // collect completes a batch. A batch holding only posted records may wait
 // a little (PostLinger, and never past their sync deadline) for more, so
 // that records posted close together, such as a session.close and the next
-// session.open, share a transaction. An Append ends the wait at once: a
-// caller is waiting for it.
+// session.open, share a transaction. So may a batch of pipelined records
+// (Start with Committed) while other sessions are appending too: nobody
+// needs them until their waiter asks (the target is still working on the
+// operations they record), and the records other sessions start meanwhile
+// share their transaction. An Append ends the wait at once, and so does a
+// waiter asking for a pipelined record: a caller is waiting.
 func (w *writer) collect(batch []*request) []*request {
 	j := w.j
 	batch = drain(j.reqs, j.posts, batch, w.closing)
-	if w.closing || len(batch) >= maxBatch || w.opts.PostLinger <= 0 {
+	if w.closing || len(batch) >= maxBatch {
 		return batch
 	}
-	oldest := time.Time{}
-	for _, r := range batch {
-		if r.res != nil {
-			return batch
-		}
-		if oldest.IsZero() || r.postedAt.Before(oldest) {
-			oldest = r.postedAt
-		}
-	}
-	// Leave half the interval for the commit and its fsync.
-	wait := min(w.opts.PostLinger, time.Until(oldest.Add(w.opts.SyncInterval/2)))
-	if wait <= 0 {
+	wait, ok := w.lingerFor(batch)
+	if !ok {
 		return batch
 	}
 	t := time.NewTimer(wait)
@@ -307,14 +324,56 @@ func (w *writer) collect(batch []*request) []*request {
 				w.closing = true
 				return batch
 			}
-			return drain(j.reqs, j.posts, append(batch, r), false)
+			batch = drain(j.reqs, j.posts, append(batch, r), false)
+			if _, ok := w.lingerFor(batch); !ok {
+				return batch
+			}
 		case r := <-j.posts:
 			batch = append(batch, r)
+		case <-j.kick:
+			return drain(j.reqs, j.posts, batch, false)
 		case <-t.C:
 			return batch
 		}
 	}
 	return batch
+}
+
+// lingerFor is how long batch may wait for more records before it is
+// committed; ok is false if it must be committed now.
+func (w *writer) lingerFor(batch []*request) (wait time.Duration, ok bool) {
+	var oldest time.Time
+	pipelined := false
+	for _, r := range batch {
+		switch {
+		case r.pipelined:
+			if r.asked.Load() {
+				return 0, false
+			}
+			pipelined = true
+		case r.res != nil:
+			return 0, false
+		case oldest.IsZero() || r.postedAt.Before(oldest):
+			oldest = r.postedAt
+		}
+	}
+	switch {
+	case pipelined && (!w.multiSession || w.opts.PipelineLinger <= 0):
+		// One session alone: its record commits while the target works,
+		// and nothing would share the transaction by waiting.
+		return 0, false
+	case pipelined:
+		wait = w.opts.PipelineLinger
+	case w.opts.PostLinger <= 0:
+		return 0, false
+	default:
+		wait = w.opts.PostLinger
+	}
+	if !oldest.IsZero() {
+		// Leave half the interval for the commit and its fsync.
+		wait = min(wait, time.Until(oldest.Add(w.opts.SyncInterval/2)))
+	}
+	return wait, wait > 0
 }
 
 func (w *writer) process(batch []*request) {
@@ -359,6 +418,12 @@ func (w *writer) process(batch []*request) {
 	}
 	batch = w.order
 	defer clear(w.order)
+	if len(batch) > 0 && batch[0].res == nil && batch[0].gap == nil {
+		// Posts are flowing: until the linger ends, they wait for the
+		// next batch instead of waking the writer one by one.
+		w.armPosts(start)
+	}
+	w.multiSession = manySessions(batch)
 	first, err := w.commit(batch)
 	if err != nil {
 		j.failedBatches.Add(1)
@@ -415,6 +480,33 @@ func (w *writer) process(batch []*request) {
 	w.publishUnsynced()
 }
 
+// armPosts stops the writer waking for each Post until now plus the
+// post linger (never more than half the sync interval: a posted record is
+// synced within SyncInterval of its Post).
+func (w *writer) armPosts(now time.Time) {
+	linger := min(w.opts.PostLinger, w.opts.SyncInterval/2)
+	if linger <= 0 || w.closing {
+		return
+	}
+	w.postsDue = now.Add(linger)
+}
+
+// manySessions reports whether batch holds records of two sessions or
+// more.
+func manySessions(batch []*request) bool {
+	first := ""
+	for _, r := range batch {
+		switch s := r.rec.session; {
+		case s == "":
+		case first == "":
+			first = s
+		case s != first:
+			return true
+		}
+	}
+	return false
+}
+
 // shutdown runs once the queues are closed and drained: sync what is still
 // only committed, sign the final tree, then release the database.
 func (w *writer) shutdown() {
@@ -437,5 +529,6 @@ func (w *writer) shutdown() {
 	if j.sinks != nil {
 		j.sinks.close()
 	}
-	w.log.Info("journal closed", "last_seq", j.lastSeq.Load(), "signed_size", w.cps.last.Size)
+	w.log.Info("journal closed", "last_seq", j.lastSeq.Load(), "signed_size", w.cps.last.Size,
+		"appends", j.appends.Load(), "batches", j.batches.Load(), "fsyncs", j.fsyncs.Load())
 }

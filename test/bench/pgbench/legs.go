@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -139,6 +142,31 @@ server_tls_sslmode = disable
 	b, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
 	return 0, nil, fmt.Errorf("did not start listening: %s", b)
 }
+
+// bouncerCPUTime is the CPU time PgBouncer's process has used so far
+// (user+system, from /proc; 0 if it cannot be read).
+func bouncerCPUTime(work string) time.Duration {
+	b, err := os.ReadFile(filepath.Join(work, "pgbouncer", "pgbouncer.pid"))
+	if err != nil {
+		return 0
+	}
+	st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command may hold spaces and parentheses: fields count from the
+	// last ')'. utime and stime are the 14th and 15th, in clock ticks.
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stt) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, what /proc's times count in: 100 on Linux.
+const clockTicks = 100
 
 // selfSigned is a certificate and key (PEM) for host, ECDSA P-256 like
 // the server's (pgtest) and interlock's own: a client with sslmode=require

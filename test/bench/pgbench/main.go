@@ -85,6 +85,12 @@ type result struct {
 	// (-1 for the legs that journal nothing).
 	Journaled int `json:"journaled"`
 	Sent      int `json:"sent"`
+	// CPUUS is the CPU time (user+system) per transaction of pgbench and
+	// of the leg's proxy together: the interlock process (which runs
+	// pgbench as its child), or PgBouncer's process. The proxy's own
+	// share is a leg's figure less the direct leg's (pgbench alone). It
+	// moves much less with the machine's other load than TPS does.
+	CPUUS float64 `json:"cpu_us_per_txn"`
 }
 
 type options struct {
@@ -347,7 +353,14 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 			prof <- benchutil.Profile(context.Background(), addr, 10*time.Second, time.Second, max(o.dur-2, 1), profile)
 		}()
 	}
+	var bouncerCPU time.Duration
+	if side == "pgbouncer" {
+		bouncerCPU = -bouncerCPUTime(work)
+	}
 	out, err := cmd.CombinedOutput()
+	if side == "pgbouncer" {
+		bouncerCPU += bouncerCPUTime(work)
+	}
 	if prof != nil {
 		if perr := <-prof; perr != nil {
 			return result{}, fmt.Errorf("%s: -profile: %w", what, perr)
@@ -364,6 +377,10 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 	if r.Failures > 0 {
 		return result{}, fmt.Errorf("%s: %d failed transactions\n%s", what, r.Failures, out)
 	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && r.Txns > 0 {
+		cpu := time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + bouncerCPU
+		r.CPUUS = float64(cpu.Microseconds()) / float64(r.Txns)
+	}
 	r.Journaled, r.Sent = -1, -1
 	// An earlier build (-baseline) writes its own journal format, which
 	// this build may read only after upgrading it: it is not counted.
@@ -378,7 +395,7 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 				what, r.Journaled, r.Txns, w.stmts, r.Sent, setupStatements)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs", r.TPS, r.P50US, r.P99US)
+	fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs  cpu %5.1f µs/txn", r.TPS, r.P50US, r.P99US, r.CPUUS)
 	if r.Journaled >= 0 {
 		fmt.Fprintf(os.Stderr, "  journaled %d of %d", r.Journaled, r.Sent)
 	}

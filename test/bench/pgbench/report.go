@@ -134,6 +134,7 @@ func med(rs []result, f func(result) float64) float64 {
 func tps(r result) float64 { return r.TPS }
 func p50(r result) float64 { return r.P50US }
 func p99(r result) float64 { return r.P99US }
+func cpu(r result) float64 { return r.CPUUS }
 
 // journaled sums a leg's journal check over its rounds.
 func journaled(rs []result) (got, sent int) {
@@ -159,6 +160,18 @@ func report(o options, tls string, res map[string]map[string][]result) {
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.0f | %d / %d |\n",
 			w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps), med(i, tps)/med(d, tps),
 			med(d, p50), med(b, p50), med(i, p50), med(d, p99), med(b, p99), med(i, p99), med(i, p50)-med(d, p50), got, sent)
+	}
+	fmt.Println("\nCPU per transaction, same runs (user+system µs; pgbench's own CPU is the direct leg's, the proxy's is a leg's less that):")
+	fmt.Println()
+	fmt.Println("| workload | pgbench alone | PgBouncer leg | interlock leg | PgBouncer's share | interlock's share | interlock / PgBouncer |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		r, ok := res[w.name]
+		if !ok {
+			continue
+		}
+		d, b, i := med(r["direct"], cpu), med(r["pgbouncer"], cpu), med(r["interlock"], cpu)
+		fmt.Printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f× |\n", w.name, d, b, i, b-d, i-d, (i-d)/max(b-d, 0.1))
 	}
 	effects := false
 	for _, w := range workloads {

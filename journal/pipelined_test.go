@@ -1,0 +1,81 @@
+package journal
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/interlock/interlock/model"
+)
+
+// TestPipelinedRecords: a Committed record of Start from a session
+// appending alone is committed at once, nobody asking; while sessions
+// append side by side, it waits for its waiter, the record another
+// session starts meanwhile shares its transaction, and asking for it ends
+// the wait (the linger here is a minute).
+func TestPipelinedRecords(t *testing.T) {
+	var hold atomic.Bool
+	gate := make(chan struct{})
+	opts := Options{Path: tempPath(t), PipelineLinger: time.Minute, PostLinger: -1}
+	opts.beforeBatch = func() {
+		if hold.Load() {
+			<-gate
+		}
+	}
+	j := openT(t, opts)
+	ctx := context.Background()
+	rec := func(session string) model.Record {
+		return model.Record{Kind: "pg.statement", Session: session, Data: map[string]any{"sql": "SELECT 1"}}
+	}
+
+	before := j.Stats().Batches
+	wait := j.Start(ctx, rec("a"), model.Committed)
+	waitFor(t, func() bool { return j.Stats().Batches > before })
+	if _, err := wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// One batch with two sessions' records: the writer expects company.
+	hold.Store(true)
+	wa := j.Start(ctx, rec("a"), model.Committed)
+	waitFor(t, func() bool { return len(j.reqs) == 0 }) // the writer holds it in beforeBatch
+	wb := j.Start(ctx, rec("b"), model.Committed)
+	hold.Store(false)
+	close(gate)
+	sa, err := wa()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := wb(); err != nil || sb != sa+1 {
+		t.Fatalf("second session's record: seq %d, %v; want %d", sb, err, sa+1)
+	}
+
+	before = j.Stats().Batches
+	wa = j.Start(ctx, rec("a"), model.Committed)
+	wb = j.Start(ctx, rec("b"), model.Committed)
+	time.Sleep(50 * time.Millisecond)
+	if n := j.Stats().Batches; n != before {
+		t.Fatalf("pipelined records were committed before anybody asked (%d batches)", n-before)
+	}
+	start := time.Now()
+	sa, err = wa()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("asking for a pipelined record took %s: the linger did not end", d)
+	}
+	if sb, err := wb(); err != nil || sb != sa+1 {
+		t.Fatalf("second session's record: seq %d, %v; want %d in the same batch", sb, err, sa+1)
+	}
+	if n := j.Stats().Batches; n != before+1 {
+		t.Fatalf("%d batches for two records started side by side, want 1", n-before)
+	}
+	// Append is never held back.
+	start = time.Now()
+	appendT(t, j, rec("c"), model.Committed)
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("Append waited %s", d)
+	}
+}
