@@ -23,6 +23,12 @@ type KubernetesConfig struct {
 	// RecordBodyMax caps the bytes of a write's request body kept in
 	// the journal (default 64 KiB).
 	RecordBodyMax int `yaml:"record_body_max,omitempty"`
+	// PassBearer lets a client's own bearer token through: the request
+	// goes upstream with it instead of interlock's credential and
+	// impersonation, after a SelfSubjectReview made with it told
+	// interlock whose it is (docs/kubernetes.md). Default false: a
+	// client's Authorization header is refused.
+	PassBearer bool `yaml:"pass_bearer,omitempty"`
 }
 
 // DefaultRecordBodyMax is record_body_max's default.
