@@ -91,6 +91,14 @@ type K8sResponse struct {
 	// Masked counts the Secret values replaced in the response.
 	Masked int    `json:"masked,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// BodyRecorded: the target records responses and the entry's payload
+	// is the body as the client got it, its first record_response_max
+	// bytes when BodyTruncated (Bytes is the whole size). BodyWithheld
+	// says why a body was not recorded (a credential in it that could
+	// not be masked).
+	BodyRecorded  bool   `json:"body_recorded,omitempty"`
+	BodyTruncated bool   `json:"body_truncated,omitempty"`
+	BodyWithheld  string `json:"body_withheld,omitempty"`
 }
 
 // K8sIdentity is the data of a k8s.identity entry: whose a client's

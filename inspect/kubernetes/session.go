@@ -88,9 +88,15 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Command = r.URL.Query()["command"]
 	}
 	resp := model.K8sResponse{Seq: seq}
+	// body is the answer's recorded body (record_responses).
+	var body []byte
 	defer func() {
 		resp.DurationNS = time.Since(start).Nanoseconds()
-		x.h.deps.Journal.Post(model.Record{Kind: model.KindK8sResponse, Session: x.s.ID, Data: resp})
+		rec := model.Record{Kind: model.KindK8sResponse, Session: x.s.ID, Data: resp}
+		if resp.BodyRecorded {
+			rec.Payload = body
+		}
+		x.h.deps.Journal.Post(rec)
 	}()
 	refuse := func(code int, msg string) {
 		resp.Code, resp.Error = code, msg
@@ -228,7 +234,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case isUpgrade(r) && ri.verb != "portforward":
 		refuse(http.StatusBadRequest, "interlock: only exec, attach and portforward may upgrade the connection")
 	default:
-		x.forward(w, r, ri, &resp)
+		body = x.forward(w, r, ri, &resp)
 		if resp.Code == http.StatusSwitchingProtocols {
 			x.h.retries.forget(rk)
 		}
@@ -298,6 +304,15 @@ func (x *session) captureBody(r *http.Request, ri reqInfo, rec *model.K8sRequest
 		}
 		return masked, nil
 	}
+	if paths := credentialPaths(ri); paths != nil {
+		// A TokenReview carries the token it asks about.
+		rec.BodyMasked = true
+		masked, ok := maskPaths(head, paths)
+		if !ok || truncated {
+			return nil, nil
+		}
+		return masked, nil
+	}
 	return head, nil
 }
 
@@ -310,9 +325,12 @@ type readCloser struct {
 // (interlock impersonating the session's identity, or the client's own
 // bearer token), and streams the answer back (a watch as it
 // comes). A Secret's values are masked in the answer.
-func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, resp *model.K8sResponse) {
+// With record_responses, the body the client got is returned for the
+// journal, as far as recordResponse keeps it.
+func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, resp *model.K8sResponse) []byte {
 	u := x.t.upstream
 	secrets := ri.isSecrets()
+	record := x.t.cfg.Kubernetes.RecordResponses && recordable(r, ri)
 	who := x.callerOf(r.Context())
 	tr, up := u.transports(who)
 	if isUpgrade(r) {
@@ -325,9 +343,13 @@ func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, re
 			pr.Out.URL.Scheme, pr.Out.URL.Host = u.base.Scheme, u.base.Host
 			pr.Out.Host = u.base.Host
 			authorize(pr.Out.Header, who)
-			if secrets {
+			if secrets || record && credentialPaths(ri) != nil {
 				// Only JSON can be masked; the transport undoes gzip.
 				pr.Out.Header.Set("Accept", jsonOnly(pr.Out.Header.Get("Accept")))
+			}
+			if secrets || record {
+				// What is masked or recorded is the body, not its gzip:
+				// the transport asks for gzip itself and undoes it.
 				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
@@ -349,18 +371,31 @@ func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, re
 		},
 	}
 	cw := &countWriter{ResponseWriter: w}
+	if record {
+		cw.keep = x.t.cfg.Kubernetes.ResponseMax()
+	}
 	rp.ServeHTTP(cw, r)
 	resp.Bytes = cw.n
+	if !record || resp.Error != "" {
+		return nil
+	}
+	return recordResponse(ri, cw, resp)
 }
 
-// countWriter counts the body bytes sent to the client.
+// countWriter counts the body bytes sent to the client, and keeps the
+// first keep of them.
 type countWriter struct {
 	http.ResponseWriter
-	n int64
+	n    int64
+	keep int
+	head []byte
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
+	if room := c.keep - len(c.head); room > 0 {
+		c.head = append(c.head, p[:min(room, n)]...)
+	}
 	c.n += int64(n)
 	return n, err
 }
