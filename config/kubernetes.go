@@ -23,6 +23,17 @@ type KubernetesConfig struct {
 	// RecordBodyMax caps the bytes of a write's request body kept in
 	// the journal (default 64 KiB).
 	RecordBodyMax int `yaml:"record_body_max,omitempty"`
+	// PassBearer lets a client's own bearer token through: the request
+	// goes upstream with it instead of interlock's credential and
+	// impersonation, after a SelfSubjectReview made with it told
+	// interlock whose it is (docs/kubernetes.md). Default false: a
+	// client's Authorization header is refused.
+	PassBearer bool `yaml:"pass_bearer,omitempty"`
+	// RecordResponses journals the body of every answer that is not a
+	// stream (a watch, an exec, a port-forward), as the client got it
+	// (a Secret's values masked), up to RecordResponseMax bytes.
+	RecordResponses   bool `yaml:"record_responses,omitempty"`
+	RecordResponseMax int  `yaml:"record_response_max,omitempty"`
 }
 
 // DefaultRecordBodyMax is record_body_max's default.
@@ -34,6 +45,14 @@ func (k *KubernetesConfig) BodyMax() int {
 		return DefaultRecordBodyMax
 	}
 	return k.RecordBodyMax
+}
+
+// ResponseMax is record_response_max, with its default.
+func (k *KubernetesConfig) ResponseMax() int {
+	if k == nil || k.RecordResponseMax == 0 {
+		return DefaultRecordBodyMax
+	}
+	return k.RecordResponseMax
 }
 
 func validateKubernetes(l *errorList, key string, k *KubernetesConfig) {
@@ -77,5 +96,11 @@ func validateKubernetes(l *errorList, key string, k *KubernetesConfig) {
 	}
 	if k.RecordBodyMax < 0 || k.RecordBodyMax > 16<<20 {
 		l.add(key+".record_body_max", "is out of range; write 1 to 16777216")
+	}
+	if k.RecordResponseMax < 0 || k.RecordResponseMax > 16<<20 {
+		l.add(key+".record_response_max", "is out of range; write 1 to 16777216")
+	}
+	if k.RecordResponseMax != 0 && !k.RecordResponses {
+		l.add(key+".record_response_max", "applies with record_responses: true only")
 	}
 }

@@ -183,6 +183,13 @@ type OperationMatch struct {
 	Resources  []string `yaml:"resources,omitempty"`
 	Namespaces []string `yaml:"namespaces,omitempty"`
 	Names      []string `yaml:"names,omitempty"`
+	// K8sUsers and K8sGroups are globs over who a kubernetes request is
+	// made as: the identity interlock impersonates (a client
+	// certificate's subject, or the process's), or the owner of a
+	// client's bearer token on a pass_bearer target. A group glob
+	// matches when any of the request's groups matches.
+	K8sUsers  []string `yaml:"k8s_users,omitempty"`
+	K8sGroups []string `yaml:"k8s_groups,omitempty"`
 	// Pod matches facts of the pod a kubernetes exec, attach or
 	// port-forward opens into.
 	Pod *PodMatch `yaml:"pod,omitempty"`
@@ -420,7 +427,8 @@ func validateMatch(l *errorList, key string, m MatchConfig) {
 			oneOf(l, key+".operation.open["+strconv.Itoa(j)+"]", f, openAccess...)
 		}
 		for field, globs := range map[string][]string{"tables": op.Tables, "commands": op.Commands, "paths": op.Paths,
-			"resources": op.Resources, "namespaces": op.Namespaces, "names": op.Names} {
+			"resources": op.Resources, "namespaces": op.Namespaces, "names": op.Names,
+			"k8s_users": op.K8sUsers, "k8s_groups": op.K8sGroups} {
 			for j, g := range globs {
 				globOK(l, key+".operation."+field+"["+strconv.Itoa(j)+"]", g)
 			}

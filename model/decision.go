@@ -55,6 +55,11 @@ type Operation struct {
 	// port-forward opens a stream into; nil when it could not be read
 	// (unknown: deny and review rules on pod facts apply).
 	Pod *K8sPod `json:"pod,omitempty"`
+	// K8sUser and K8sGroups are who a kubernetes request is made as: the
+	// identity interlock impersonates, or the owner of the client's
+	// bearer token (a pass_bearer target).
+	K8sUser   string   `json:"k8s_user,omitempty"`
+	K8sGroups []string `json:"k8s_groups,omitempty"`
 	// Effects is set when the operation is a postgres transaction about to
 	// commit (Kind "commit"): what it did, for effects rules and approvers.
 	Effects *PGEffects `json:"effects,omitempty"`

@@ -12,6 +12,9 @@ const (
 	KindK8sResize   = "k8s.resize"   // a terminal resize (data: SSHResize)
 	KindK8sExit     = "k8s.exit"     // an exec's exit code (data: SSHExit)
 	KindK8sMask     = "k8s.mask"     // what masking did to a response (data: MaskDecision)
+	// KindK8sIdentity: a session of a pass_bearer target first called
+	// as the owner of a client's bearer token (data: K8sIdentity).
+	KindK8sIdentity = "k8s.identity"
 )
 
 // K8sStartup is who a kubernetes session calls the API server as;
@@ -24,6 +27,10 @@ type K8sStartup struct {
 	Groups []string `json:"groups,omitempty"`
 	// Source is "client-certificate" or "process".
 	Source string `json:"source"`
+	// PassBearer: the target lets a client's bearer token through, so
+	// a request may be made as the token's owner instead (its
+	// k8s.request names who; k8s.identity entries the session's tokens).
+	PassBearer bool `json:"pass_bearer,omitempty"`
 	// ServerName is the TLS server name the client asked for.
 	ServerName string `json:"server_name,omitempty"`
 	// ALPN is the HTTP version the client leg negotiated (h2, http/1.1).
@@ -49,9 +56,17 @@ type K8sRequest struct {
 	Subresource string `json:"subresource,omitempty"`
 	Namespace   string `json:"namespace,omitempty"`
 	Name        string `json:"name,omitempty"`
-	// User and Groups are the identity impersonated (the session's).
+	// User and Groups are who the request was made as: the identity
+	// impersonated (the session's), or the owner of the client's bearer
+	// token as a SelfSubjectReview told (Source "bearer-token", with UID
+	// and TokenID).
 	User   string   `json:"user"`
 	Groups []string `json:"groups,omitempty"`
+	UID    string   `json:"uid,omitempty"`
+	Source string   `json:"source,omitempty"`
+	// TokenID tells a client's bearer tokens apart (the first 8 bytes of
+	// its SHA-256, in hex): it correlates requests, and is no token.
+	TokenID string `json:"token_id,omitempty"`
 	// Command is an exec's command; Pod what interlock read of the pod
 	// a stream opens into (nil: it could not be read).
 	Command []string `json:"command,omitempty"`
@@ -76,6 +91,25 @@ type K8sResponse struct {
 	// Masked counts the Secret values replaced in the response.
 	Masked int    `json:"masked,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// BodyRecorded: the target records responses and the entry's payload
+	// is the body as the client got it, its first record_response_max
+	// bytes when BodyTruncated (Bytes is the whole size). BodyWithheld
+	// says why a body was not recorded (a credential in it that could
+	// not be masked).
+	BodyRecorded  bool   `json:"body_recorded,omitempty"`
+	BodyTruncated bool   `json:"body_truncated,omitempty"`
+	BodyWithheld  string `json:"body_withheld,omitempty"`
+}
+
+// K8sIdentity is the data of a k8s.identity entry: whose a client's
+// bearer token is, as the API server told interlock with a
+// SelfSubjectReview made with the token. The token itself is never
+// journaled; TokenID (8 bytes of its SHA-256) tells tokens apart.
+type K8sIdentity struct {
+	User    string   `json:"user"`
+	UID     string   `json:"uid,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
+	TokenID string   `json:"token_id"`
 }
 
 // K8sPod is what policy may judge of the pod a stream opens into, read

@@ -60,8 +60,10 @@ type opMatch struct {
 	kinds, commands, paths []pattern
 	// resources, namespaces and names match kubernetes requests.
 	resources, namespaces, names []pattern
-	pod                          *podMatch
-	tables                       []tablePattern
+	// k8sUsers and k8sGroups match who a kubernetes request is made as.
+	k8sUsers, k8sGroups []pattern
+	pod                 *podMatch
+	tables              []tablePattern
 	// open is the sftp access the rule matches (operation.open).
 	open              []string
 	noWhere, readOnly *bool
@@ -95,6 +97,7 @@ func compileOp(m *config.OperationMatch, action model.Action) *opMatch {
 		kinds: compileGlobs(m.Kinds), tables: compileTableGlobs(m.Tables), commands: compileGlobs(m.Commands),
 		paths: compileGlobs(m.Paths), noWhere: m.NoWhere, readOnly: m.ReadOnly,
 		resources: compileGlobs(m.Resources), namespaces: compileGlobs(m.Namespaces), names: compileGlobs(m.Names),
+		k8sUsers: compileGlobs(m.K8sUsers), k8sGroups: compileGlobs(m.K8sGroups),
 		pod:    compilePod(m.Pod),
 		open:   m.Open,
 		opaque: includesOpaque(action, m),

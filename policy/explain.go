@@ -165,6 +165,10 @@ func missNote(r *rule, op model.Operation, m miss) string {
 		return "the namespace does not match its namespaces"
 	case missName:
 		return "the object's name does not match its names"
+	case missK8sUser:
+		return "the kubernetes user the request is made as does not match its k8s_users"
+	case missK8sGroup:
+		return "none of the kubernetes groups the request is made as matches its k8s_groups"
 	case missPod:
 		if op.Pod == nil {
 			return "the pod could not be read, and an allow rule does not apply to unknown pod facts"

@@ -60,3 +60,51 @@ policy:
 		}
 	}
 }
+
+// TestKubernetesUsers: k8s_users and k8s_groups match who a request is
+// made as, and a session's kept decision for one user does not answer
+// for another (a pass_bearer session's token may change between
+// requests).
+func TestKubernetesUsers(t *testing.T) {
+	p := MustNew(parse(t, `
+targets:
+  - name: k8s
+    protocol: kubernetes
+    address: 127.0.0.2:6443
+    kubernetes: {ca_file: /etc/hostname, token_file: /etc/hostname}
+policy:
+  default: allow
+  rules:
+    - name: no-ci-deletes
+      match: {operation: {kinds: [delete], k8s_users: ["system:serviceaccount:*:ci"]}}
+      action: deny
+    - name: no-masters
+      match: {operation: {k8s_groups: ["system:masters"]}}
+      action: deny
+`))
+	o := origin("k8s", 1000, &model.ProcFacts{Exe: "/usr/bin/kubectl", User: "ci"}, nil)
+	o.Target.Protocol = model.ProtoKubernetes
+	del := func(user string, groups ...string) model.Operation {
+		return model.Operation{Protocol: model.ProtoKubernetes, Kind: "delete", Resource: "pods", Namespace: "default", Name: "p",
+			K8sUser: user, K8sGroups: groups}
+	}
+	s := p.Session(o)
+	for _, c := range []struct {
+		name string
+		op   model.Operation
+		want model.Action
+	}{
+		{"another user", del("alice", "dev"), model.Allow},
+		{"the ci account", del("system:serviceaccount:default:ci", "dev"), model.Deny},
+		{"alice again", del("alice", "dev"), model.Allow},
+		{"alice as a master", del("alice", "dev", "system:masters"), model.Deny},
+		{"ci's get", model.Operation{Protocol: model.ProtoKubernetes, Kind: "get", Resource: "pods", K8sUser: "system:serviceaccount:default:ci"}, model.Allow},
+	} {
+		// Twice each, the second from the session's kept decisions.
+		for i := 0; i < 2; i++ {
+			if d := s.Decide(t.Context(), c.op); d.Action != c.want {
+				t.Errorf("%s (%d): %s by %q, want %s", c.name, i, d.Action, d.Rule, c.want)
+			}
+		}
+	}
+}

@@ -37,6 +37,8 @@ const (
 	missNamespace
 	missName
 	missPod
+	missK8sUser
+	missK8sGroup
 	missIdentity
 	missOpen // the sftp access the operation needs (operation.open)
 )
@@ -179,6 +181,12 @@ func matchConditions(m *opMatch, op model.Operation) miss {
 	}
 	if len(m.names) > 0 && !anyMatch(m.names, op.Name) {
 		return missName
+	}
+	if len(m.k8sUsers) > 0 && !anyMatch(m.k8sUsers, op.K8sUser) {
+		return missK8sUser
+	}
+	if len(m.k8sGroups) > 0 && !slices.ContainsFunc(op.K8sGroups, func(g string) bool { return anyMatch(m.k8sGroups, g) }) {
+		return missK8sGroup
 	}
 	return hit
 }

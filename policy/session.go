@@ -142,6 +142,11 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 	str(op.Resource)
 	str(op.Namespace)
 	str(op.Name)
+	// Who a kubernetes request is made as may change within a session
+	// (a client's bearer tokens): a decision kept for one must not
+	// answer for another.
+	str(op.K8sUser)
+	list(op.K8sGroups)
 	if p := op.Pod; p != nil {
 		str("pod")
 		str(p.ServiceAccount)
@@ -172,7 +177,8 @@ func (s *Session) hash(op *model.Operation, text bool) uint64 {
 func keyOf(op model.Operation, text bool) model.Operation {
 	k := model.Operation{Protocol: op.Protocol, Kind: op.Kind, Kinds: slices.Clone(op.Kinds), Tables: slices.Clone(op.Tables),
 		Open: slices.Clone(op.Open), Path: op.Path, Detail: op.Detail, ReadOnly: op.ReadOnly, NoWhere: op.NoWhere,
-		Resource: op.Resource, Namespace: op.Namespace, Name: op.Name}
+		Resource: op.Resource, Namespace: op.Namespace, Name: op.Name,
+		K8sUser: op.K8sUser, K8sGroups: slices.Clone(op.K8sGroups)}
 	if op.Pod != nil {
 		p := *op.Pod
 		k.Pod = &p
@@ -188,6 +194,7 @@ func sameOp(k, op *model.Operation, text bool) bool {
 		slices.Equal(k.Tables, op.Tables) && slices.Equal(k.Open, op.Open) && k.Path == op.Path &&
 		k.Detail == op.Detail && k.ReadOnly == op.ReadOnly && k.NoWhere == op.NoWhere &&
 		k.Resource == op.Resource && k.Namespace == op.Namespace && k.Name == op.Name &&
+		k.K8sUser == op.K8sUser && slices.Equal(k.K8sGroups, op.K8sGroups) &&
 		(k.Pod == nil) == (op.Pod == nil) && (k.Pod == nil || *k.Pod == *op.Pod) &&
 		(!text || k.Text == op.Text)
 }

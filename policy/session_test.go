@@ -216,7 +216,7 @@ func BenchmarkSessionDecide100Rules(b *testing.B) {
 func TestSessionKeyCoversOperation(t *testing.T) {
 	keyed := map[string]bool{"Protocol": true, "Kind": true, "Text": true, "Kinds": true, "Tables": true,
 		"ReadOnly": true, "NoWhere": true, "Path": true, "Detail": true, "Open": true, "Effects": true,
-		"Resource": true, "Namespace": true, "Name": true, "Pod": true}
+		"Resource": true, "Namespace": true, "Name": true, "Pod": true, "K8sUser": true, "K8sGroups": true}
 	typ := reflect.TypeOf(model.Operation{})
 	for i := 0; i < typ.NumField(); i++ {
 		if f := typ.Field(i); !keyed[f.Name] {

@@ -36,7 +36,10 @@ type served struct {
 	cfg     *rest.Config
 }
 
-func serve(t *testing.T) *served {
+func serve(t *testing.T) *served { t.Helper(); return serveWith(t, nil) }
+
+// serveWith is serve with the target's kubernetes section changed by set.
+func serveWith(t *testing.T, set func(*config.KubernetesConfig)) *served {
 	t.Helper()
 	testenv.Require(t, "kubernetes test cluster", kubetest.Prerequisites())
 	ctx := context.Background()
@@ -68,6 +71,9 @@ func serve(t *testing.T) *served {
 			ClientCertificateFile: self.CertFile, ClientKeyFile: self.KeyFile,
 			// The client reaches the handler at the listener's address.
 			ServerNames: []string{"127.0.0.1"}}}
+	if set != nil {
+		set(tc.Kubernetes)
+	}
 	j := &testkit.Journal{}
 	h, err := New(Options{Deps: inspect.Deps{Config: &config.Config{StateDir: state, Targets: []config.TargetConfig{tc}}, Journal: j}})
 	if err != nil {

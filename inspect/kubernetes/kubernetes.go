@@ -54,6 +54,8 @@ type target struct {
 	clientCAs *x509.CertPool
 	// upstream calls the API server as interlock; base is its URL.
 	upstream *upstream
+	// reviews caches whose a client's bearer token is (pass_bearer).
+	reviews reviews
 }
 
 // New checks every kubernetes target of the config (its files, the
@@ -166,7 +168,8 @@ func (h *Handler) Serve(ctx context.Context, client net.Conn, s *inspect.Session
 		}
 		return inspect.Outcome{Refused: true, Err: err}
 	}
-	start := &model.K8sStartup{User: who.user, Groups: who.groups, Source: who.source, ServerName: st.ServerName, ALPN: st.NegotiatedProtocol}
+	start := &model.K8sStartup{User: who.user, Groups: who.groups, Source: who.source, ServerName: st.ServerName, ALPN: st.NegotiatedProtocol,
+		PassBearer: t.cfg.Kubernetes.PassBearer}
 	if err := s.Open(ctx, decision, model.SessionOpen{Kubernetes: start}); err != nil {
 		log.Error("refusing session: the journal cannot record it", "err", err)
 		return inspect.Outcome{Refused: true, Err: fmt.Errorf("journal session open: %w", err)}
@@ -206,11 +209,19 @@ func serveConn(ctx context.Context, tc *tls.Conn, st tls.ConnectionState, idle t
 	}
 }
 
-// identity is who interlock calls the API server as for a session.
+// identity is who interlock calls the API server as: a session's
+// identity, impersonated, or the owner of a client's bearer token.
 type identity struct {
 	user   string
 	groups []string
 	source string
+	// uid and tokenID are a bearer token's (SelfSubjectReview's uid; 8
+	// bytes of the token's SHA-256), and token the token itself, sent
+	// upstream instead of interlock's credential. The token is never
+	// journaled nor logged.
+	uid     string
+	tokenID string
+	token   string
 }
 
 // identify establishes the identity interlock impersonates. A client

@@ -15,7 +15,7 @@ import (
 )
 
 // podFacts reads what policy may judge of the pod a stream opens into,
-// as the session's identity (who may exec into a pod may read it; one who
+// as the request's caller (who may exec into a pod may read it; one who
 // may not is refused by the API server either way).
 func (x *session) podFacts(ctx context.Context, ns, name string) (*model.K8sPod, error) {
 	u := x.t.upstream
@@ -27,11 +27,10 @@ func (x *session) podFacts(ctx context.Context, ns, name string) (*model.K8sPod,
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Impersonate-User", x.who.user)
-	for _, g := range x.who.groups {
-		req.Header.Add("Impersonate-Group", g)
-	}
-	res, err := u.transport.RoundTrip(req)
+	who := x.callerOf(ctx)
+	authorize(req.Header, who)
+	tr, _ := u.transports(who)
+	res, err := tr.RoundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: read pod %s/%s: %w", ns, name, err)
 	}

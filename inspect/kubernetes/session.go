@@ -37,6 +37,11 @@ type session struct {
 
 	deciderOnce sync.Once
 	decider     model.Decider
+
+	// bearers are the token ids whose k8s.identity this session has
+	// journaled (pass_bearer).
+	bearersMu sync.Mutex
+	bearers   map[string]bool
 }
 
 func (x *session) decide(ctx context.Context, op model.Operation) model.Decision {
@@ -47,15 +52,21 @@ func (x *session) decide(ctx context.Context, op model.Operation) model.Decision
 	return x.decider.Decide(ctx, op)
 }
 
-// refusedHeaders are what a client may not send: interlock calls the API
-// server as the identity it established, and with its own credential.
-func refusedHeader(h http.Header) string {
+// refusedHeader names what a client may not send: interlock calls the
+// API server as the identity it established (impersonation is
+// interlock's to set), and with its own credential unless the target
+// passes the client's bearer token (passBearer), which then comes in the
+// Authorization header only.
+func refusedHeader(h http.Header, passBearer bool) string {
 	for k := range h {
 		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Impersonate-") {
 			return k
 		}
 	}
-	if h.Get("Authorization") != "" {
+	if wsToken(h) {
+		return "a bearer token in Sec-WebSocket-Protocol"
+	}
+	if !passBearer && len(h.Values("Authorization")) > 0 {
 		return "Authorization"
 	}
 	return ""
@@ -70,13 +81,22 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Verb: ri.verb, APIGroup: ri.apiGroup, APIVersion: ri.apiVersion, Resource: ri.resource,
 		Subresource: ri.subresource, Namespace: ri.namespace, Name: ri.name,
 		User: x.who.user, Groups: x.who.groups}
+	if x.t.cfg.Kubernetes.PassBearer {
+		rec.Source = x.who.source
+	}
 	if ri.verb == "exec" {
 		rec.Command = r.URL.Query()["command"]
 	}
 	resp := model.K8sResponse{Seq: seq}
+	// body is the answer's recorded body (record_responses).
+	var body []byte
 	defer func() {
 		resp.DurationNS = time.Since(start).Nanoseconds()
-		x.h.deps.Journal.Post(model.Record{Kind: model.KindK8sResponse, Session: x.s.ID, Data: resp})
+		rec := model.Record{Kind: model.KindK8sResponse, Session: x.s.ID, Data: resp}
+		if resp.BodyRecorded {
+			rec.Payload = body
+		}
+		x.h.deps.Journal.Post(rec)
 	}()
 	refuse := func(code int, msg string) {
 		resp.Code, resp.Error = code, msg
@@ -98,7 +118,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "interlock: the request path is not in canonical form")
 		return
 	}
-	if h := refusedHeader(r.Header); h != "" {
+	if h := refusedHeader(r.Header, x.t.cfg.Kubernetes.PassBearer); h != "" {
 		rec.Decision = model.Decision{Action: model.Deny, Reason: "client sent " + h}
 		if x.journal(r.Context(), rec, nil, model.Synced) != nil {
 			refuse(http.StatusServiceUnavailable, "interlock: the journal cannot record the request")
@@ -106,6 +126,22 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		refuse(http.StatusForbidden, fmt.Sprintf("interlock: the client may not send %s: interlock calls the API server as the identity it established (%s)", h, x.who.user))
 		return
+	}
+	if x.t.cfg.Kubernetes.PassBearer {
+		// Who the request is made as is known before it is judged.
+		who, code, err := x.caller(r)
+		if err != nil {
+			rec.Source = SourceBearer
+			rec.Decision = model.Decision{Action: model.Deny, Reason: "bearer token refused: " + err.Error()}
+			if x.journal(r.Context(), rec, nil, model.Synced) != nil {
+				refuse(http.StatusServiceUnavailable, "interlock: the journal cannot record the request")
+				return
+			}
+			refuse(code, "interlock: "+err.Error())
+			return
+		}
+		rec.User, rec.Groups, rec.UID, rec.Source, rec.TokenID = who.user, who.groups, who.uid, who.source, who.tokenID
+		r = r.WithContext(withCaller(r.Context(), who))
 	}
 	var payload []byte
 	if ri.isWrite() && r.Body != nil && r.Body != http.NoBody {
@@ -117,7 +153,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	op := model.Operation{Protocol: model.ProtoKubernetes, Kind: ri.verb, Resource: ri.policyResource(),
-		Namespace: ri.namespace, Name: ri.name, Path: r.URL.Path}
+		Namespace: ri.namespace, Name: ri.name, Path: r.URL.Path, K8sUser: rec.User, K8sGroups: rec.Groups}
 	if ri.verb == "exec" {
 		op.Text = strings.Join(rec.Command, " ")
 	}
@@ -139,7 +175,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			x.log.Info("pod facts unknown", "err", err)
 		}
 		op.Pod, rec.Pod = pod, pod
-		rk = newRetryKey(x.s.Origin, x.who.user, r.URL.Path, r.URL.RawQuery)
+		rk = newRetryKey(x.s.Origin, rec.User+"\x00"+rec.TokenID, r.URL.Path, r.URL.RawQuery)
 		kept, retry = x.h.retries.take(rk, pod, time.Now())
 	}
 	notes := &notices{}
@@ -198,7 +234,7 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case isUpgrade(r) && ri.verb != "portforward":
 		refuse(http.StatusBadRequest, "interlock: only exec, attach and portforward may upgrade the connection")
 	default:
-		x.forward(w, r, ri, &resp)
+		body = x.forward(w, r, ri, &resp)
 		if resp.Code == http.StatusSwitchingProtocols {
 			x.h.retries.forget(rk)
 		}
@@ -268,6 +304,15 @@ func (x *session) captureBody(r *http.Request, ri reqInfo, rec *model.K8sRequest
 		}
 		return masked, nil
 	}
+	if paths := credentialPaths(ri); paths != nil {
+		// A TokenReview carries the token it asks about.
+		rec.BodyMasked = true
+		masked, ok := maskPaths(head, paths)
+		if !ok || truncated {
+			return nil, nil
+		}
+		return masked, nil
+	}
 	return head, nil
 }
 
@@ -276,15 +321,20 @@ type readCloser struct {
 	io.Closer
 }
 
-// forward sends the request to the API server as interlock, impersonating
-// the session's identity, and streams the answer back (a watch as it
+// forward sends the request to the API server as the request's caller
+// (interlock impersonating the session's identity, or the client's own
+// bearer token), and streams the answer back (a watch as it
 // comes). A Secret's values are masked in the answer.
-func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, resp *model.K8sResponse) {
+// With record_responses, the body the client got is returned for the
+// journal, as far as recordResponse keeps it.
+func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, resp *model.K8sResponse) []byte {
 	u := x.t.upstream
 	secrets := ri.isSecrets()
-	tr := u.transport
+	record := x.t.cfg.Kubernetes.RecordResponses && recordable(r, ri)
+	who := x.callerOf(r.Context())
+	tr, up := u.transports(who)
 	if isUpgrade(r) {
-		tr = u.upgrade
+		tr = up
 	}
 	rp := &httputil.ReverseProxy{
 		Transport:     tr,
@@ -292,21 +342,14 @@ func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, re
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = u.base.Scheme, u.base.Host
 			pr.Out.Host = u.base.Host
-			pr.Out.Header.Del("Authorization")
-			for k := range pr.Out.Header {
-				// X-Remote-* are what an authenticating front proxy
-				// asserts; only interlock speaks for the client.
-				if c := http.CanonicalHeaderKey(k); strings.HasPrefix(c, "Impersonate-") || strings.HasPrefix(c, "X-Remote-") {
-					pr.Out.Header.Del(k)
-				}
-			}
-			pr.Out.Header.Set("Impersonate-User", x.who.user)
-			for _, g := range x.who.groups {
-				pr.Out.Header.Add("Impersonate-Group", g)
-			}
-			if secrets {
+			authorize(pr.Out.Header, who)
+			if secrets || record && credentialPaths(ri) != nil {
 				// Only JSON can be masked; the transport undoes gzip.
 				pr.Out.Header.Set("Accept", jsonOnly(pr.Out.Header.Get("Accept")))
+			}
+			if secrets || record {
+				// What is masked or recorded is the body, not its gzip:
+				// the transport asks for gzip itself and undoes it.
 				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
@@ -328,18 +371,31 @@ func (x *session) forward(w http.ResponseWriter, r *http.Request, ri reqInfo, re
 		},
 	}
 	cw := &countWriter{ResponseWriter: w}
+	if record {
+		cw.keep = x.t.cfg.Kubernetes.ResponseMax()
+	}
 	rp.ServeHTTP(cw, r)
 	resp.Bytes = cw.n
+	if !record || resp.Error != "" {
+		return nil
+	}
+	return recordResponse(ri, cw, resp)
 }
 
-// countWriter counts the body bytes sent to the client.
+// countWriter counts the body bytes sent to the client, and keeps the
+// first keep of them.
 type countWriter struct {
 	http.ResponseWriter
-	n int64
+	n    int64
+	keep int
+	head []byte
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
+	if room := c.keep - len(c.head); room > 0 {
+		c.head = append(c.head, p[:min(room, n)]...)
+	}
 	c.n += int64(n)
 	return n, err
 }

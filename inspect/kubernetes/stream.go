@@ -53,7 +53,8 @@ func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo
 	}
 	q := r.URL.Query()
 	ex := &streamExec{x: x, ri: ri, seq: seq, ch: x.channels.Add(1), query: r.URL.RawQuery,
-		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up, notice: notice}
+		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up, notice: notice,
+		who: x.callerOf(r.Context())}
 	switch {
 	case wsstream.IsWebSocketRequestWithStreamCloseProtocol(r):
 		ex.protocol = apiremote.StreamProtocolV5Name + " (websocket)"
@@ -93,6 +94,8 @@ type streamExec struct {
 	up        func()
 	notice    string
 	io        ioRec
+	// who is the request's caller, whom the upstream stream runs as.
+	who identity
 
 	started bool
 	err     error
@@ -123,7 +126,7 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 	}
 	u := x.t.upstream
 	url := u.base.String() + "/api/v1/namespaces/" + e.ri.namespace + "/pods/" + e.ri.name + "/" + e.ri.verb + "?" + e.query
-	exe, err := remotecommand.NewWebSocketExecutor(u.impersonating(x.who), "GET", url)
+	exe, err := remotecommand.NewWebSocketExecutor(u.restConfig(e.who), "GET", url)
 	if err != nil {
 		e.err = fmt.Errorf("interlock: upstream stream: %w", err)
 		return e.err

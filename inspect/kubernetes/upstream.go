@@ -21,6 +21,12 @@ type upstream struct {
 	// upgrade is transport over HTTP/1.1, which alone can switch
 	// protocols (a port-forward's SPDY or websocket).
 	upgrade http.RoundTripper
+	// bare, bareUpgrade and bareCfg hold no credential, only the cluster
+	// CA: a pass_bearer target calls with the client's token through
+	// them (a client certificate of interlock's would win over the token
+	// at the API server). nil when the target does not pass tokens.
+	bare, bareUpgrade http.RoundTripper
+	bareCfg           *rest.Config
 }
 
 func newUpstream(tc config.TargetConfig) (*upstream, error) {
@@ -49,7 +55,39 @@ func newUpstream(tc config.TargetConfig) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: upstream transport: %w", err)
 	}
-	return &upstream{base: base, cfg: cfg, transport: tr, upgrade: up}, nil
+	u := &upstream{base: base, cfg: cfg, transport: tr, upgrade: up}
+	if k.PassBearer {
+		u.bareCfg = &rest.Config{Host: base.String(), TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile},
+			UserAgent: "interlock", QPS: -1}
+		if u.bare, err = rest.TransportFor(u.bareCfg); err != nil {
+			return nil, fmt.Errorf("kubernetes: upstream transport: %w", err)
+		}
+		h1 := rest.CopyConfig(u.bareCfg)
+		h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		if u.bareUpgrade, err = rest.TransportFor(h1); err != nil {
+			return nil, fmt.Errorf("kubernetes: upstream transport: %w", err)
+		}
+	}
+	return u, nil
+}
+
+// transports are the round trippers that call as who: interlock's own,
+// or, for a client's token, the bare ones.
+func (u *upstream) transports(who identity) (plain, upgrade http.RoundTripper) {
+	if who.token != "" {
+		return u.bare, u.bareUpgrade
+	}
+	return u.transport, u.upgrade
+}
+
+// restConfig is the client configuration that calls as who.
+func (u *upstream) restConfig(who identity) *rest.Config {
+	if who.token != "" {
+		c := rest.CopyConfig(u.bareCfg)
+		c.BearerToken = who.token
+		return c
+	}
+	return u.impersonating(who)
 }
 
 // impersonating is the client configuration that calls as who.

@@ -28,6 +28,13 @@ type kubeEnv struct {
 
 func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 	t.Helper()
+	return newKubeEnvWith(t, extra, "")
+}
+
+// newKubeEnvWith is newKubeEnv with lines added to the target's
+// kubernetes section (each "\n      key: value").
+func newKubeEnvWith(t *testing.T, extra, kube string) *kubeEnv {
+	t.Helper()
 	testenv.Require(t, "kubernetes test cluster", kubetest.Prerequisites())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -54,7 +61,7 @@ func newKubeEnv(t *testing.T, extra string) *kubeEnv {
 	}
 	e := newEnv(t, []target{{name: "k8s", protocol: "kubernetes", address: c.Host,
 		extra: "kubernetes:\n      ca_file: " + c.CA.CertFile + "\n      client_ca_file: " + c.CA.CertFile +
-			"\n      client_certificate_file: " + self.CertFile + "\n      client_key_file: " + self.KeyFile}}, extra)
+			"\n      client_certificate_file: " + self.CertFile + "\n      client_key_file: " + self.KeyFile + kube}}, extra)
 	// The kubeconfig's one change: it trusts interlock's CA too. The CA
 	// is made now, as interlock would make it, so the files can be
 	// written before the run.
