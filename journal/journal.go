@@ -217,6 +217,10 @@ type Journal struct {
 	// a poster that has to wait for room sends it, so that the wait is
 	// the writer's progress, not its linger.
 	kick chan struct{}
+	// company mirrors writer.multiSession for Start: while it is set, a
+	// pipelined record goes to the writer with the posted ones, without
+	// waking it; its waiter does when it asks.
+	company atomic.Bool
 
 	done     chan struct{} // closed when the writer has stopped
 	closeErr error         // set by the writer before done
@@ -412,6 +416,10 @@ func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durabilit
 		return failed(err)
 	}
 	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1), pipelined: pipelined}
+	q := j.reqs
+	if pipelined && j.company.Load() {
+		q = j.posts
+	}
 
 	j.mu.RLock()
 	if j.closed {
@@ -419,7 +427,7 @@ func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durabilit
 		return failed(ErrClosed)
 	}
 	select {
-	case j.reqs <- r:
+	case q <- r:
 	case <-ctx.Done():
 		j.mu.RUnlock()
 		return failed(ctx.Err())

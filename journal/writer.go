@@ -424,6 +424,7 @@ func (w *writer) process(batch []*request) {
 		w.armPosts(start)
 	}
 	w.multiSession = manySessions(batch)
+	j.company.Store(w.multiSession)
 	first, err := w.commit(batch)
 	if err != nil {
 		j.failedBatches.Add(1)

@@ -239,14 +239,15 @@ func met(ok bool) string {
 // the same run on the same server.
 func reportBaseline(tls string, res map[string]map[string][]result, baseline string) {
 	fmt.Printf("\nThis interlock against %s (same run, client TLS %s):\n\n", baseline, tls)
-	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after | CPU µs/txn before / after (pgbench alone) |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	for _, w := range workloads {
 		r, ok := res[w.name]
 		if !ok {
 			continue
 		}
 		d, b, i := r["direct"], r["baseline"], r["interlock"]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f |\n", w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps), med(b, p50), med(i, p50))
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f | %.1f / %.1f (%.1f) |\n", w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps),
+			med(b, p50), med(i, p50), med(b, cpu), med(i, cpu), med(d, cpu))
 	}
 }
