@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -330,5 +331,109 @@ func TestKubePortForwardAdversarial(t *testing.T) {
 	}
 	if n := other.accepts.Load(); n != 0 {
 		t.Errorf("the port no request named saw %d connections", n)
+	}
+}
+
+// TestKubePortForwardReview: a review rule holds kubectl port-forward
+// before its connection is upgraded (kubectl has not listened yet, so
+// nothing reaches the pod); approved, the forward carries a connection;
+// denied, kubectl prints the rule, and its SPDY retry takes the denial
+// without a second request for the approvers.
+func TestKubePortForwardReview(t *testing.T) {
+	k := newKubeEnv(t, `policy:
+  rules:
+    - name: hold-port-forward
+      match: {protocols: [kubernetes], operation: {kinds: [portforward]}}
+      action: review
+      review:
+        approvers: [daemon]
+        timeout: 60s
+`)
+	bin := buildKubepf(t)
+	pod := newPodPort(t, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		c.Write([]byte("through"))
+	})
+	pending := func() pendingList {
+		var list pendingList
+		if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", k.cfgPath, "--json"); code == 0 {
+			json.Unmarshal([]byte(o), &list)
+		}
+		return list
+	}
+	start := func(local int) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(interlockBin, "run", "-c", k.cfgPath, "--", "kubectl", "--kubeconfig", k.kc["alice"],
+			"port-forward", kubetest.PodName, fmt.Sprintf("%d:%d", local, pod.port))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = 10 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, &out
+	}
+	decide := func(verdict string) model.ApprovalRequest {
+		t.Helper()
+		var list pendingList
+		waitFor(t, func() bool { list = pending(); return len(list) == 1 })
+		req := list[0].Request
+		if req.Rule != "hold-port-forward" || req.Operation.Kind != "portforward" || req.Operation.Name != kubetest.PodName ||
+			req.Operation.Detail != "ports: any" {
+			t.Errorf("held request %+v", req.Operation)
+		}
+		before := pod.accepts.Load()
+		time.Sleep(300 * time.Millisecond)
+		if n := pod.accepts.Load() - before; n != 0 {
+			t.Errorf("the pod's port saw %d connections while the forward was held", n)
+		}
+		if o, stderr, code := asUser(t, "daemon", "approvals", verdict, req.ID, "-c", k.cfgPath, "--reason", "test"); code != 0 {
+			t.Fatalf("%s: exit %d %s %s", verdict, code, o, stderr)
+		}
+		return req
+	}
+
+	local := testkit.FreePort(t, "127.0.0.1")
+	cmd, out := start(local)
+	decide("approve")
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Forwarding from") })
+	res, stderr, code := k.runUnder(bin, "-tcp", fmt.Sprintf("127.0.0.1:%d", local), "-send", "100")
+	if code != 0 || !strings.Contains(res, `"tcp_read":7`) {
+		t.Errorf("through the approved forward: exit %d %s %s\n%s", code, res, stderr, out.String())
+	}
+	// Stopped so that the run removes its approvals socket (a killed
+	// run's stale socket fails the next decision).
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	cmd, out = start(testkit.FreePort(t, "127.0.0.1"))
+	req := decide("deny")
+	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), `policy rule "hold-port-forward"`) || !strings.Contains(out.String(), req.ID) {
+		t.Errorf("denied port-forward: %v: kubectl does not name the rule and request %s: %s", err, req.ID, out.String())
+	}
+	if list := pending(); len(list) != 0 {
+		t.Errorf("requests pending after the denial: %+v", list)
+	}
+	var approved, denied int
+	var streams []model.K8sPortForward
+	waitFor(t, func() bool {
+		approved, denied, streams = 0, 0, nil
+		for _, r := range k.portForwards(t) {
+			switch r.req.Decision.Action {
+			case model.Allow:
+				approved++
+			case model.Deny:
+				denied++
+			}
+			streams = append(streams, r.streams...)
+		}
+		return len(streams) == 1
+	})
+	// The denial's second attempt is kubectl's SPDY retry.
+	if approved != 1 || denied != 2 || len(streams) != 1 || streams[0].BytesUp != 100 || streams[0].BytesDown != 7 {
+		t.Errorf("journaled: %d approved, %d denied requests, streams %+v", approved, denied, streams)
+	}
+	if n := pod.accepts.Load(); n != 1 {
+		t.Errorf("the pod's port saw %d connections, want 1", n)
 	}
 }
