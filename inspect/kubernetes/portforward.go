@@ -109,6 +109,20 @@ func (x *session) servePortForward(w http.ResponseWriter, r *http.Request, ri re
 		return bad(err.Error())
 	}
 	pf := &portForward{x: x, ri: ri, seq: seq, ports: ports}
+	// The API server is asked first: a refusal of its own (RBAC, no such
+	// pod) reaches the client as the answer to its request, as it would
+	// without interlock, and no client stream is opened for nothing.
+	if _, err := pf.upstream(); err != nil {
+		code := pf.dialCode
+		if code < 400 {
+			code = http.StatusBadGateway
+		}
+		body := statusJSON(code, err.Error())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		io.WriteString(w, body)
+		return code, err.Error()
+	}
 	hw := &hijackWatch{ResponseWriter: w, up: up}
 	switch {
 	case wsstream.IsWebSocketRequestWithTunnelingProtocol(r):
@@ -205,15 +219,19 @@ type portForward struct {
 	// ports are the ports policy judged; nil: any.
 	ports map[int32]bool
 
-	streams atomic.Uint32
-	mu      sync.Mutex
-	open    int
-	ended   bool
-	running sync.WaitGroup
-	conn    httpstream.Connection
-	dialErr error
-	errs    []string
-	refused int
+	streams  atomic.Uint32
+	mu       sync.Mutex
+	open     int
+	ended    bool
+	running  sync.WaitGroup
+	conn     httpstream.Connection
+	dialErr  error
+	dialCode int
+	// errs are the first maxRefusalRecords streams that failed or were
+	// refused, for the response; failures and refusals count them all.
+	errs     []string
+	failures int
+	refused  int
 }
 
 // upstream is the SPDY connection to the API server's portforward,
@@ -235,7 +253,15 @@ func (p *portForward) upstream() (httpstream.Connection, error) {
 	}
 	target := &url.URL{Scheme: u.base.Scheme, Host: u.base.Host,
 		Path: "/api/v1/namespaces/" + p.ri.namespace + "/pods/" + p.ri.name + "/portforward"}
-	conn, _, err := spdy.NewDialer(upgrader, &http.Client{Transport: tr}, http.MethodPost, target).Dial(portforward.PortForwardProtocolV1Name)
+	// The status is kept: client-go's error carries only the message.
+	client := &http.Client{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+		res, err := tr.RoundTrip(req)
+		if res != nil {
+			p.dialCode = res.StatusCode
+		}
+		return res, err
+	})}
+	conn, _, err := spdy.NewDialer(upgrader, client, http.MethodPost, target).Dial(portforward.PortForwardProtocolV1Name)
 	if err != nil {
 		p.dialErr = fmt.Errorf("interlock: upstream port-forward: %w", err)
 		return nil, p.dialErr
@@ -243,6 +269,10 @@ func (p *portForward) upstream() (httpstream.Connection, error) {
 	p.conn = conn
 	return conn, nil
 }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // end is called once the client's connection is gone: streams it never
 // closed are cut with the upstream connection, and every stream is
@@ -265,6 +295,9 @@ func (p *portForward) failed() string {
 	errs := p.errs
 	if p.refused > maxRefusalRecords {
 		errs = append(slices.Clip(errs), fmt.Sprintf("%d streams refused in all, %d of them journaled", p.refused, maxRefusalRecords))
+	}
+	if n := p.failures + min(p.refused, maxRefusalRecords) - len(p.errs); n > 0 {
+		errs = append(slices.Clip(errs), fmt.Sprintf("%d more streams failed (see their entries)", n))
 	}
 	return strings.Join(errs, "; ")
 }
@@ -304,7 +337,7 @@ func (p *portForward) PortForward(ctx context.Context, _, _ string, port int32, 
 		p.mu.Lock()
 		p.refused++
 		journal := p.refused <= maxRefusalRecords
-		if journal {
+		if journal && len(p.errs) < maxRefusalRecords {
 			p.errs = append(p.errs, fmt.Sprintf("stream %d (port %d) refused: %v", n, port, err))
 		}
 		p.mu.Unlock()
@@ -320,7 +353,10 @@ func (p *portForward) PortForward(ctx context.Context, _, _ string, port int32, 
 	if err != nil {
 		rec.Error = err.Error()
 		p.mu.Lock()
-		p.errs = append(p.errs, fmt.Sprintf("stream %d (port %d): %v", n, port, err))
+		p.failures++
+		if len(p.errs) < maxRefusalRecords {
+			p.errs = append(p.errs, fmt.Sprintf("stream %d (port %d): %v", n, port, err))
+		}
 		p.mu.Unlock()
 	}
 	rec.DurationNS = time.Since(start).Nanoseconds()

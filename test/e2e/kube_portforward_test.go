@@ -169,6 +169,21 @@ kill $pf`, ws, k.kc["alice"], kubetest.PodName, local, pod.port, logf, logf, cli
 			}
 		}
 	}
+	// RBAC still judges port-forward, before the client's connection is
+	// upgraded: bob may not, and kubectl says so as the API server does.
+	pod := newPodPort(t, func(c net.Conn) { c.Write([]byte("hello")) })
+	if _, stderr, code := k.kubectl("bob", nil, "port-forward", kubetest.PodName, ":"+strconv.Itoa(pod.port)); code == 0 ||
+		!strings.Contains(stderr, "forbidden") {
+		t.Errorf("bob's port-forward: exit %d %s", code, stderr)
+	}
+	if n := pod.accepts.Load(); n != 0 {
+		t.Errorf("bob's port-forward reached the pod's port %d times", n)
+	}
+	for _, r := range k.portForwards(t) {
+		if r.req.User == "bob" && (r.resp.Code != 403 || len(r.streams) != 0) {
+			t.Errorf("bob's port-forward: response %+v, streams %+v", r.resp, r.streams)
+		}
+	}
 }
 
 // TestKubePortForwardDenied: a deny rule on portforward refuses the
