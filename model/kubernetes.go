@@ -90,6 +90,9 @@ type K8sPod struct {
 	HostNetwork    bool   `json:"host_network,omitempty"`
 	HostIPC        bool   `json:"host_ipc,omitempty"`
 	ServiceAccount string `json:"service_account,omitempty"`
+	// UID is the pod's: a pod deleted and made again under the same name
+	// is another pod, whatever its facts.
+	UID string `json:"uid,omitempty"`
 }
 
 // K8sExec is the data of a k8s.exec entry: a stream began.

@@ -96,7 +96,11 @@ func portsText(q url.Values) string {
 // servePortForward serves a port-forward the policy allowed. It returns
 // the code and error journaled for the request, once every stream has
 // been journaled; up is called once the client's connection is upgraded.
-func (x *session) servePortForward(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, up func()) (int, string) {
+// pod is the facts policy judged: the pod is read again before and after
+// the upstream connection is opened, which the API server and the
+// kubelet resolve the pod's name for; the same pod (its UID) on both
+// sides of it is the pod they resolved.
+func (x *session) servePortForward(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, pod *model.K8sPod, up func()) (int, string) {
 	bad := func(msg string) (int, string) {
 		body := statusJSON(http.StatusBadRequest, msg)
 		w.Header().Set("Content-Type", "application/json")
@@ -112,16 +116,26 @@ func (x *session) servePortForward(w http.ResponseWriter, r *http.Request, ri re
 	// The API server is asked first: a refusal of its own (RBAC, no such
 	// pod) reaches the client as the answer to its request, as it would
 	// without interlock, and no client stream is opened for nothing.
-	if _, err := pf.upstream(); err != nil {
-		code := pf.dialCode
-		if code < 400 {
-			code = http.StatusBadGateway
-		}
+	fail := func(code int, err error) (int, string) {
 		body := statusJSON(code, err.Error())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		io.WriteString(w, body)
 		return code, err.Error()
+	}
+	if err := x.recheckPod(r.Context(), ri.namespace, ri.name, pod); err != nil {
+		return fail(http.StatusConflict, err)
+	}
+	if _, err := pf.upstream(); err != nil {
+		code := pf.dialCode
+		if code < 400 {
+			code = http.StatusBadGateway
+		}
+		return fail(code, err)
+	}
+	if err := x.recheckPod(r.Context(), ri.namespace, ri.name, pod); err != nil {
+		pf.end()
+		return fail(http.StatusConflict, err)
 	}
 	hw := &hijackWatch{ResponseWriter: w, up: up}
 	switch {

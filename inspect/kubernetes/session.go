@@ -194,12 +194,12 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case ri.verb == "exec" || ri.verb == "attach":
-		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, func() { x.h.retries.forget(rk) })
+		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, rec.Pod, func() { x.h.retries.forget(rk) })
 		if x.hijacked != nil {
 			defer x.hijacked()
 		}
 	case ri.verb == "portforward":
-		resp.Code, resp.Error = x.servePortForward(w, r, ri, seq, func() { x.h.retries.forget(rk) })
+		resp.Code, resp.Error = x.servePortForward(w, r, ri, seq, rec.Pod, func() { x.h.retries.forget(rk) })
 		if x.hijacked != nil {
 			defer x.hijacked()
 		}
