@@ -5,13 +5,14 @@ package model
 // k8s.io, k8s.resize and k8s.exit carry the data of ssh.io, ssh.resize
 // and ssh.exit (SSHIO, SSHResize, SSHExit), so one renderer replays both.
 const (
-	KindK8sRequest  = "k8s.request"  // one API request, with policy's decision
-	KindK8sResponse = "k8s.response" // how it ended
-	KindK8sExec     = "k8s.exec"     // an exec or attach stream began
-	KindK8sIO       = "k8s.io"       // a chunk of an exec's stdin, stdout or stderr (data: SSHIO)
-	KindK8sResize   = "k8s.resize"   // a terminal resize (data: SSHResize)
-	KindK8sExit     = "k8s.exit"     // an exec's exit code (data: SSHExit)
-	KindK8sMask     = "k8s.mask"     // what masking did to a response (data: MaskDecision)
+	KindK8sRequest  = "k8s.request"     // one API request, with policy's decision
+	KindK8sResponse = "k8s.response"    // how it ended
+	KindK8sExec     = "k8s.exec"        // an exec or attach stream began
+	KindK8sIO       = "k8s.io"          // a chunk of an exec's stdin, stdout or stderr (data: SSHIO)
+	KindK8sResize   = "k8s.resize"      // a terminal resize (data: SSHResize)
+	KindK8sExit     = "k8s.exit"        // an exec's exit code (data: SSHExit)
+	KindK8sMask     = "k8s.mask"        // what masking did to a response (data: MaskDecision)
+	KindK8sPortFwd  = "k8s.portforward" // one port-forward stream closed, with its byte counts
 	// KindK8sIdentity: a session of a pass_bearer target first called
 	// as the owner of a client's bearer token (data: K8sIdentity).
 	KindK8sIdentity = "k8s.identity"
@@ -123,6 +124,9 @@ type K8sPod struct {
 	HostNetwork    bool   `json:"host_network,omitempty"`
 	HostIPC        bool   `json:"host_ipc,omitempty"`
 	ServiceAccount string `json:"service_account,omitempty"`
+	// UID is the pod's: a pod deleted and made again under the same name
+	// is another pod, whatever its facts.
+	UID string `json:"uid,omitempty"`
 }
 
 // K8sExec is the data of a k8s.exec entry: a stream began.
@@ -141,4 +145,26 @@ type K8sExec struct {
 	// over websocket, v4.channel.k8s.io over SPDY, ...).
 	Protocol string `json:"protocol,omitempty"`
 	OffsetNS int64  `json:"offset_ns"`
+}
+
+// K8sPortForward is one stream of a port-forward (one connection to a
+// port of the pod), journaled when it closes.
+type K8sPortForward struct {
+	// Seq is the k8s.request the port-forward belongs to; Stream numbers
+	// its streams from 1, in the order the client opened them.
+	Seq       uint64 `json:"seq"`
+	Stream    uint32 `json:"stream"`
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	Port      int32  `json:"port"`
+	// BytesUp went from the client to the pod's port, BytesDown back.
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
+	// Error is why the stream failed ("": it closed normally), as the
+	// API server or interlock said it. Refused: interlock did not relay
+	// it at all (a port policy did not judge, too many streams open).
+	Error      string `json:"error,omitempty"`
+	Refused    bool   `json:"refused,omitempty"`
+	OffsetNS   int64  `json:"offset_ns"`
+	DurationNS int64  `json:"duration_ns"`
 }

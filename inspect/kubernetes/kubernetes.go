@@ -323,6 +323,8 @@ func statusJSON(code int, msg string) string {
 		reason = "Unauthorized"
 	case http.StatusBadRequest:
 		reason = "BadRequest"
+	case http.StatusConflict:
+		reason = "Conflict"
 	case http.StatusBadGateway, http.StatusInternalServerError:
 		reason = "InternalError"
 	case http.StatusServiceUnavailable:

@@ -45,9 +45,46 @@ func (x *session) podFacts(ctx context.Context, ns, name string) (*model.K8sPod,
 	return factsOf(&pod), nil
 }
 
+// recheckPod reads the pod again just before interlock opens its own
+// stream into it, and refuses when it is not the pod policy judged: the
+// decision may have been held for review for minutes, and the pod
+// deleted and made again under the same name (privileged, say) or given
+// a new ephemeral container meanwhile. The API cannot name a pod's UID
+// in an exec, attach or port-forward, so the API server resolves the
+// name again when the stream is opened; this makes the window between
+// the two one round trip. Facts that were unknown when judged were
+// judged as unknown and are not read again.
+func (x *session) recheckPod(ctx context.Context, ns, name string, judged *model.K8sPod) error {
+	if judged == nil {
+		return nil
+	}
+	now, err := x.podFacts(ctx, ns, name)
+	if err != nil {
+		return fmt.Errorf("interlock: pod %s/%s could not be read again before the stream was opened: %w", ns, name, err)
+	}
+	if *now != *judged {
+		return fmt.Errorf("interlock: pod %s/%s changed after policy judged it (uid %s, %s; now uid %s, %s): the stream is not opened",
+			ns, name, judged.UID, describePod(judged), now.UID, describePod(now))
+	}
+	return nil
+}
+
+func describePod(p *model.K8sPod) string {
+	s := "service account " + p.ServiceAccount
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{p.Privileged, "privileged"}, {p.HostPID, "host PID"}, {p.HostNetwork, "host network"}, {p.HostIPC, "host IPC"}} {
+		if f.on {
+			s += ", " + f.name
+		}
+	}
+	return s
+}
+
 func factsOf(pod *corev1.Pod) *model.K8sPod {
 	f := &model.K8sPod{HostPID: pod.Spec.HostPID, HostNetwork: pod.Spec.HostNetwork, HostIPC: pod.Spec.HostIPC,
-		ServiceAccount: pod.Spec.ServiceAccountName}
+		ServiceAccount: pod.Spec.ServiceAccountName, UID: string(pod.UID)}
 	if f.ServiceAccount == "" {
 		f.ServiceAccount = "default"
 	}

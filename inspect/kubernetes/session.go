@@ -154,8 +154,13 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op := model.Operation{Protocol: model.ProtoKubernetes, Kind: ri.verb, Resource: ri.policyResource(),
 		Namespace: ri.namespace, Name: ri.name, Path: r.URL.Path, K8sUser: rec.User, K8sGroups: rec.Groups}
-	if ri.verb == "exec" {
+	switch ri.verb {
+	case "exec":
 		op.Text = strings.Join(rec.Command, " ")
+	case "portforward":
+		// The forwarding destination, as ssh's: streams for ports other
+		// than these are refused.
+		op.Detail = portsText(r.URL.Query())
 	}
 	if !ri.resourceReq {
 		// Discovery, version and health: get or post on a path.
@@ -225,7 +230,12 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case ri.verb == "exec" || ri.verb == "attach":
-		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, func() { x.h.retries.forget(rk) })
+		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, rec.Pod, func() { x.h.retries.forget(rk) })
+		if x.hijacked != nil {
+			defer x.hijacked()
+		}
+	case ri.verb == "portforward":
+		resp.Code, resp.Error = x.servePortForward(w, r, ri, seq, rec.Pod, func() { x.h.retries.forget(rk) })
 		if x.hijacked != nil {
 			defer x.hijacked()
 		}

@@ -42,7 +42,9 @@ var spdyProtocols = []string{
 // code and error journaled for the request.
 // notice, if not "", is the approval the client is told of on its stream;
 // up is called once the client's stream is up.
-func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, notice string, up func()) (int, string) {
+// pod is the facts policy judged, checked again before the upstream
+// stream is opened.
+func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, notice string, pod *model.K8sPod, up func()) (int, string) {
 	opts, err := streamOptions(r)
 	if err != nil {
 		body := statusJSON(http.StatusBadRequest, err.Error())
@@ -54,7 +56,7 @@ func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo
 	q := r.URL.Query()
 	ex := &streamExec{x: x, ri: ri, seq: seq, ch: x.channels.Add(1), query: r.URL.RawQuery,
 		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up, notice: notice,
-		who: x.callerOf(r.Context())}
+		who: x.callerOf(r.Context()), pod: pod}
 	switch {
 	case wsstream.IsWebSocketRequestWithStreamCloseProtocol(r):
 		ex.protocol = apiremote.StreamProtocolV5Name + " (websocket)"
@@ -93,6 +95,7 @@ type streamExec struct {
 	protocol  string
 	up        func()
 	notice    string
+	pod       *model.K8sPod
 	io        ioRec
 	// who is the request's caller, whom the upstream stream runs as.
 	who identity
@@ -118,6 +121,10 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 	e.up()
 	e.tellStream(out, errw, tty)
 	x := e.x
+	if err := x.recheckPod(ctx, e.ri.namespace, e.ri.name, e.pod); err != nil {
+		e.err = err
+		return err
+	}
 	start := model.K8sExec{Channel: e.ch, Seq: e.seq, Type: e.ri.verb, Namespace: e.ri.namespace, Pod: e.ri.name,
 		Container: e.container, Command: e.command, TTY: tty, Stdin: in != nil, Protocol: e.protocol, OffsetNS: e.offset()}
 	if _, err := x.h.deps.Journal.Append(ctx, model.Record{Kind: model.KindK8sExec, Session: x.s.ID, Data: start}, model.Committed); err != nil {

@@ -8,12 +8,18 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/interlock/interlock/internal/testkit"
+	"github.com/interlock/interlock/internal/testkit/kubetest"
 	"github.com/interlock/interlock/model"
 )
 
@@ -78,6 +84,43 @@ func TestKubeBearer(t *testing.T) {
 	if out, stderr, code := kubectl(bogus, "get", "pods"); code == 0 || !strings.Contains(stderr, "Unauthorized") && !strings.Contains(stderr, "must be logged in") {
 		t.Errorf("get pods with a bogus token: exit %d %s %s", code, out, stderr)
 	}
+
+	// Port-forward opens its own upstream connection: it too calls as
+	// the token's owner (who may, here), not as interlock impersonating
+	// the process (who may not).
+	if _, err := k.c.Client.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ci-forward"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.c.Client.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "ci-forward"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "ci-forward"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "ci", Namespace: "default"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := newPodPort(t, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		c.Write(bytes.Repeat([]byte("d"), 2345))
+	})
+	local := testkit.FreePort(t, "127.0.0.1")
+	logf := filepath.Join(k.dir, "pf-bearer.log")
+	script := fmt.Sprintf(`kubectl --kubeconfig %s port-forward %s %d:%d >%s 2>&1 &
+pf=$!
+for i in $(seq 100); do grep -q Forwarding %s && break; sleep 0.1; done
+%s -tcp 127.0.0.1:%d -send 1234
+kill $pf`, ci, kubetest.PodName, local, pod.port, logf, logf, buildKubepf(t), local)
+	if out, stderr, code := k.runUnder("sh", "-c", script); code != 0 || !strings.Contains(out, `"tcp_read":2345`) {
+		log, _ := os.ReadFile(logf)
+		t.Errorf("port-forward with ci's token: exit %d %s %s\n%s", code, out, stderr, log)
+	}
+	var forwarded bool
+	waitFor(t, func() bool {
+		for _, r := range k.portForwards(t) {
+			if r.req.User == user && len(r.streams) == 1 && r.streams[0].BytesUp == 1234 && r.streams[0].BytesDown == 2345 {
+				forwarded = true
+			}
+		}
+		return forwarded
+	})
 
 	var podsOK, configmapsRefused, bogusRefused bool
 	for _, r := range entriesOf[model.K8sRequest](k.env, model.KindK8sRequest) {

@@ -4,13 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/internal/testkit/kubetest"
 	"github.com/interlock/interlock/model"
 )
@@ -180,63 +178,5 @@ func TestKubeExecTTY(t *testing.T) {
 		if !strings.Contains(cast, want) {
 			t.Errorf("the cast lacks %s:\n%s", want, cast)
 		}
-	}
-}
-
-// TestKubePortForward: kubectl port-forward through interlock: judged and
-// journaled as a portforward request, its bytes relayed.
-func TestKubePortForward(t *testing.T) {
-	k := newKubeEnv(t, "")
-	srv := startEcho(t, "tcp4", "127.0.0.1:0")
-	local := testkit.FreePort(t, "127.0.0.1")
-	// One shell under interlock: the forward in the background, the
-	// client through it, then the forward stopped.
-	script := fmt.Sprintf(`kubectl --kubeconfig %s port-forward %s %d:%d >%s/pf.log 2>&1 &
-pf=$!
-for i in $(seq 100); do grep -q Forwarding %s/pf.log && break; sleep 0.1; done
-%s -addr 127.0.0.1:%d
-kill $pf`, k.kc["alice"], kubetest.PodName, local, srv.port(), k.dir, k.dir, clientBin, local)
-	out, stderr, code := k.runUnder("sh", "-c", script)
-	if code != 0 {
-		log, _ := os.ReadFile(k.dir + "/pf.log")
-		t.Fatalf("port-forward: exit %d %s %s\n%s", code, out, stderr, log)
-	}
-	if res := parseClient(t, []byte(out)); res.Reply == "" || res.Error != "" {
-		t.Errorf("the client through the forward got no answer: %s", out)
-	}
-	found := false
-	for _, r := range entriesOf[model.K8sRequest](k.env, model.KindK8sRequest) {
-		if r.Verb == "portforward" && r.Name == kubetest.PodName && r.User == "alice" && r.Decision.Action == model.Allow {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("no portforward request journaled")
-	}
-}
-
-// TestKubeAttach: kubectl attach -i through interlock: stdin reaches the
-// pod's process (the fake kubelet attaches to a cat) and its echo comes
-// back; both are recorded.
-func TestKubeAttach(t *testing.T) {
-	k := newKubeEnv(t, "")
-	in := filepath.Join(k.dir, "attach-in")
-	os.WriteFile(in, []byte("attached-hello\n"), 0o644)
-	out, stderr, code := k.runUnder("sh", "-c", "kubectl --kubeconfig "+k.kc["alice"]+" attach -i "+kubetest.PodName+" <"+in)
-	if code != 0 || !strings.Contains(out, "attached-hello") {
-		t.Fatalf("attach: exit %d %q %s", code, out, stderr)
-	}
-	var got string
-	for _, en := range k.entries() {
-		if en.Kind == model.KindK8sIO && decodeJSON[model.SSHIO](t, en.Data).Stream == "i" {
-			got += string(payload(k.env, en.Seq))
-		}
-	}
-	if got != "attached-hello\n" {
-		t.Errorf("recorded stdin %q", got)
-	}
-	execs := entriesOf[model.K8sExec](k.env, model.KindK8sExec)
-	if len(execs) != 1 || execs[0].Type != "attach" {
-		t.Errorf("stream records %+v, want one attach", execs)
 	}
 }
