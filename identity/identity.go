@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
@@ -364,7 +365,9 @@ func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, 
 	defer func() { <-r.mmSlots }()
 	data, trunc, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
 	if err == nil {
-		pf.Cmdline = procfsParseCmdline(data, trunc)
+		// Redacted here, where it is read: every record, cache entry,
+		// export and match downstream sees only this copy.
+		pf.Cmdline, pf.CmdlineRedacted = argvredact.Argv(procfsParseCmdline(data, trunc))
 		cmdline = bytes.Clone(data)
 	} else {
 		r.debugMiss(ctx, "reading cmdline", tgid, err)
