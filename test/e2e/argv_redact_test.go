@@ -1,19 +1,17 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -110,7 +108,7 @@ func TestArgvSecretsNotJournaled(t *testing.T) {
 			if scanned < 4 {
 				t.Errorf("scanned only %d files", scanned)
 			}
-			for name, b := range bundleFiles(t, bundle) {
+			for name, b := range testkit.ReadTarGz(t, bundle) {
 				argvNoSecret(t, "the bundle's "+name, b, secrets)
 			}
 			if d != nil {
@@ -136,38 +134,4 @@ func argvNoSecret(t *testing.T, where string, b []byte, secrets []string) {
 			t.Errorf("secret %d is in %s", i, where)
 		}
 	}
-}
-
-// bundleFiles reads an evidence bundle's members.
-func bundleFiles(t *testing.T, path string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = b
-	}
-	if len(out) == 0 {
-		t.Fatal("the bundle is empty")
-	}
-	return out
 }
