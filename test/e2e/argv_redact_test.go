@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/interlock/interlock/internal/testkit"
+	"github.com/interlock/interlock/internal/testkit/kubetest"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
@@ -133,5 +134,53 @@ func argvNoSecret(t *testing.T, where string, b []byte, secrets []string) {
 		if bytes.Contains(b, []byte(s)) {
 			t.Errorf("secret %d is in %s", i, where)
 		}
+	}
+}
+
+// TestKubeExecSecretNotJournaled: a kubectl exec whose command carries a
+// password runs in the pod as sent, and the password is in neither the
+// k8s.request (its command nor its raw query), the k8s.exec, kubectl's
+// own command line, nor any file of the journal.
+func TestKubeExecSecretNotJournaled(t *testing.T) {
+	k := newKubeEnv(t, "")
+	secret := argvSecret(t)
+	marker := "argv-marker-" + secret[len(secret)-8:]
+	out, stderr, code := k.kubectl("alice", nil, "exec", kubetest.PodName, "--",
+		"sh", "-c", "DB_PASSWORD="+secret+"; echo "+marker)
+	if code != 0 || strings.TrimSpace(out) != marker {
+		t.Fatalf("kubectl exec: exit %d: %s %s", code, out, stderr)
+	}
+	if n := k.c.Kubelet.ExecCount(secret); n != 1 {
+		t.Errorf("the pod ran the command with its secret %d times, want 1", n)
+	}
+	var reqs, execs int
+	for _, en := range k.entries() {
+		data := string(en.Data)
+		switch en.Kind {
+		case model.KindK8sRequest:
+			if strings.Contains(data, marker) {
+				reqs++
+				if !strings.Contains(data, `DB_PASSWORD=[redacted]`) || !strings.Contains(data, `DB_PASSWORD%3D%5Bredacted%5D`) || !strings.Contains(data, `"redacted":1`) {
+					t.Errorf("k8s.request does not show the redaction: %s", data)
+				}
+			}
+		case model.KindK8sExec:
+			if strings.Contains(data, marker) {
+				execs++
+				if !strings.Contains(data, `DB_PASSWORD=[redacted]`) || !strings.Contains(data, `"redacted":1`) {
+					t.Errorf("k8s.exec does not show the redaction: %s", data)
+				}
+			}
+		}
+	}
+	if reqs == 0 || execs != 1 {
+		t.Errorf("%d k8s.request and %d k8s.exec of the command", reqs, execs)
+	}
+	for _, f := range []string{k.journal, k.journal + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		argvNoSecret(t, f, b, []string{secret})
 	}
 }
