@@ -121,12 +121,20 @@ func redactWords(ws []word, depth int) {
 				continue
 			}
 		}
+		for _, sp := range jsonSpans(v) {
+			w.add(sp)
+		}
 		if depth < maxDepth && shellText(v) {
 			w.spans = append(w.spans, redactText(v, depth+1)...)
 			continue
 		}
 		for _, sp := range urlSpans(v) {
 			w.add(sp)
+		}
+		if !strings.Contains(v, "://") {
+			for _, sp := range formSpans(v, 0, len(v)) {
+				w.add(sp)
+			}
 		}
 	}
 }
@@ -165,6 +173,13 @@ func flagRules(ws []word, i int, tool string, login bool) (consumed int, handled
 			}
 			return 0, true
 		}
+		if noValueLong[tool][lname] {
+			// psql --password only makes it prompt
+			if eq {
+				w.addValue(len(name)+3, 0)
+			}
+			return 0, true
+		}
 		if sep, ok := curlLong[lname]; ok && tool == "curl" {
 			if eq {
 				w.addValue(len(name)+3, sep)
@@ -173,6 +188,10 @@ func flagRules(ws []word, i int, tool string, login bool) (consumed int, handled
 			return next(sep), true
 		}
 		if !secretName(name, false) {
+			if eq {
+				// --from-literal=password=x, --env=TOKEN=x
+				w.addAssignment(len(name) + 3)
+			}
 			return 0, false
 		}
 		if eq {
@@ -203,6 +222,11 @@ func flagRules(ws []word, i int, tool string, login bool) (consumed int, handled
 	// (-token=…, -pass); only a whole secret word counts, so that a short
 	// option with its value attached (-psecret) is not taken for a name.
 	name, _, eq := strings.Cut(v[1:], "=")
+	if eq && v[1] == 'D' && identName(name[1:]) && secretName(name[1:], false) {
+		// a Java system property, -Ddb.password=x, -DPASSWORD=x
+		w.addValue(len(name)+2, 0)
+		return 0, true
+	}
 	if len(name) < 2 || !flagName(name) || !secretName(name, true) {
 		return 0, false
 	}
@@ -245,6 +269,14 @@ func valueSpan(v string, at int, sep byte) (span, bool) {
 func (w *word) addValue(at int, sep byte) {
 	if sp, ok := valueSpan(w.val, at, sep); ok {
 		w.add(sp)
+	}
+}
+
+// addAssignment marks the value of a NAME=value that starts at offset at
+// of the word, when NAME is a secret's.
+func (w *word) addAssignment(at int) {
+	if k, _, eq := strings.Cut(w.val[at:], "="); eq && identName(k) && secretName(k, false) {
+		w.addValue(at+len(k)+1, 0)
 	}
 }
 
@@ -367,17 +399,80 @@ func urlSpans(v string) []span {
 			continue
 		}
 		parsed = qe
-		for at := qm + 1; at < qe; {
-			pe := at
-			for pe < qe && v[pe] != '&' && v[pe] != ';' {
-				pe++
-			}
-			if name, val, eq := strings.Cut(v[at:pe], "="); eq && val != "" && val != Marker &&
-				(secretQuery[strings.ToLower(name)] || secretName(name, false)) {
-				out = append(out, span{at + len(name) + 1, pe})
-			}
-			at = pe + 1
+		out = append(out, formSpans(v, qm+1, qe)...)
+	}
+	return out
+}
+
+// formSpans finds the secret values of v[from:to] read as a query or a
+// form (name=value pairs joined by & or ;): curl -d 'user=a&password=x'.
+func formSpans(v string, from, to int) []span {
+	if from == 0 && to == len(v) && !strings.ContainsAny(v, "&;") {
+		return nil // one pair: an assignment, which the word rules read
+	}
+	var out []span
+	for at := from; at < to; {
+		pe := at
+		for pe < to && v[pe] != '&' && v[pe] != ';' {
+			pe++
 		}
+		if name, val, eq := strings.Cut(v[at:pe], "="); eq && val != "" && val != Marker &&
+			(secretQuery[strings.ToLower(name)] || secretName(name, false)) {
+			out = append(out, span{at + len(name) + 1, pe})
+		}
+		at = pe + 1
+	}
+	return out
+}
+
+// jsonSpans finds the string values of secret-named members in JSON text
+// ("password": "x"), as curl -d and kubectl patch take it.
+func jsonSpans(v string) []span {
+	var out []span
+	for i := 0; i < len(v); {
+		q := strings.IndexByte(v[i:], '"')
+		if q < 0 {
+			break
+		}
+		q += i
+		e := q + 1
+		for e < len(v) && v[e] != '"' && v[e] != '\\' {
+			e++
+		}
+		if e >= len(v) || v[e] != '"' {
+			i = e
+			continue
+		}
+		name := v[q+1 : e]
+		k := e + 1
+		for k < len(v) && (v[k] == ' ' || v[k] == '\t' || v[k] == '\n') {
+			k++
+		}
+		if k >= len(v) || v[k] != ':' || !secretName(name, false) {
+			i = e // the closing quote may open the next string
+			continue
+		}
+		k++
+		for k < len(v) && (v[k] == ' ' || v[k] == '\t' || v[k] == '\n') {
+			k++
+		}
+		if k >= len(v) || v[k] != '"' {
+			i = k
+			continue
+		}
+		s := k + 1
+		m := s
+		for m < len(v) && v[m] != '"' {
+			if v[m] == '\\' {
+				m++
+			}
+			m++
+		}
+		end := min(m, len(v))
+		if end > s && v[s:end] != Marker {
+			out = append(out, span{s, end})
+		}
+		i = end + 1
 	}
 	return out
 }

@@ -88,6 +88,21 @@ func TestArgv(t *testing.T) {
 		{"process title with url", []string{"worker: postgres://u:pw@h/db idle"}, []string{"worker: postgres://u:" + R + "@h/db idle"}, 1},
 		{"git extraheader", []string{"git", "-c", "http.extraHeader=Authorization: Basic abc", "fetch"}, []string{"git", "-c", "http.extraHeader=Authorization: Basic " + R, "fetch"}, 1},
 		{"skopeo creds", []string{"skopeo", "copy", "--src-creds", "u:p", "a", "b"}, []string{"skopeo", "copy", "--src-creds", R, "a", "b"}, 1},
+		{"psql --password prompts", []string{"psql", "--password", "-h", "db"}, nil, 0},
+		{"pg_dump --password=", []string{"pg_dump", "--password=x"}, []string{"pg_dump", "--password=" + R}, 1},
+		{"gh --with-token takes no value", []string{"gh", "auth", "login", "--with-token", "--hostname", "h"}, nil, 0},
+		{"kubectl from-literal", []string{"kubectl", "create", "secret", "generic", "s", "--from-literal=password=x", "--from-literal=user=u"},
+			[]string{"kubectl", "create", "secret", "generic", "s", "--from-literal=password=" + R, "--from-literal=user=u"}, 1},
+		{"docker env", []string{"docker", "run", "-e", "DB_PASSWORD=x", "--env=API_TOKEN=y", "img"},
+			[]string{"docker", "run", "-e", "DB_PASSWORD=" + R, "--env=API_TOKEN=" + R, "img"}, 2},
+		{"java system properties", []string{"java", "-Dspring.datasource.password=x", "-DPASSWORD=y", "-Dfile.encoding=UTF-8", "-jar", "a.jar"},
+			[]string{"java", "-Dspring.datasource.password=" + R, "-DPASSWORD=" + R, "-Dfile.encoding=UTF-8", "-jar", "a.jar"}, 2},
+		{"keytool", []string{"keytool", "-list", "-storepass", "changeit", "-keypass", "k"}, []string{"keytool", "-list", "-storepass", R, "-keypass", R}, 2},
+		{"curl form data", []string{"curl", "-d", "user=a&password=x&x=1", "u"}, []string{"curl", "-d", "user=a&password=" + R + "&x=1", "u"}, 1},
+		{"curl json data", []string{"curl", "-d", `{"username":"a","password":"x\"y","n":1}`, "u"},
+			[]string{"curl", "-d", `{"username":"a","password":"` + R + `","n":1}`, "u"}, 1},
+		{"json with spaces", []string{"x", `{"client_secret": "s s", "id": "i"}`}, []string{"x", `{"client_secret": "` + R + `", "id": "i"}`}, 1},
+		{"json in sh -c", []string{"sh", "-c", `curl -d '{"token":"t"}' u`}, []string{"sh", "-c", `curl -d '{"token":"` + R + `"}' u`}, 1},
 		{"nothing", []string{"ls", "-la", "/tmp"}, nil, 0},
 		{"empty", nil, nil, 0},
 		{"lone dash", []string{"cat", "-", "--"}, nil, 0},
@@ -140,7 +155,8 @@ func TestSecretName(t *testing.T) {
 		"kubeconfig": false, "key": false, "ssh-key": false, "public-key": false, "tokenizer": false,
 		"password-file": false, "password-stdin": false, "token-ttl": false, "no-auth": false,
 		"author": false, "PWD": false, "OLDPWD": false, "HOME": false, "bypass": false, "": false,
-		"authentication-database": false, "compass": false,
+		"authentication-database": false, "compass": false, "with-token": false, "ask-password": false,
+		"storepass": true, "spring.datasource.password": true,
 	} {
 		if got := secretName(name, false); got != want {
 			t.Errorf("secretName(%q) = %v, want %v", name, got, want)
@@ -172,7 +188,10 @@ func TestAdversarial(t *testing.T) {
 		{"x", "Authorization: Bearer \xf0\x9f\x94\x91"},
 		{"x", "--tøken=ü", "PÄSSWORD=x"},
 		{"", "", ""},
-		{"x", ":", "=", "-", "--", "--=", "-=", "@", "://", "a://@", "a://:@"},
+		{"x", ":", "=", "-", "--", "--=", "-=", "@", "://", "a://@", "a://:@", "-D", "-D=", "-D=x", "--a=", "--a==", "&", ";=", `"`, `"a":`, `"token":"`, `"token":"\`},
+		{"x", strings.Repeat(`"token":"`, 1<<14)},
+		{"x", strings.Repeat(`"a":`, 1<<15)},
+		{"x", strings.Repeat("a=b&", 1<<15)},
 	}
 	for _, argv := range cases {
 		got, n := Argv(argv)

@@ -13,6 +13,18 @@ var secretParts = map[string]bool{
 	"bearer": true, "apikey": true, "accesskey": true, "secretkey": true, "privatekey": true,
 	"authkey": true, "authtoken": true, "accesstoken": true, "credential": true,
 	"credentials": true, "creds": true, "cookie": true, "auth": true, "authorization": true,
+	// keytool's -storepass, -keypass and their src/dest forms
+	"storepass": true, "keypass": true, "srcstorepass": true, "deststorepass": true,
+	"srckeypass": true, "destkeypass": true,
+}
+
+// nonSecretFirst, as a name's first word, makes it a switch about a
+// secret, not one: --with-token (read from stdin), --ask-password,
+// --generate-password.
+var nonSecretFirst = map[string]bool{
+	"no": true, "with": true, "without": true, "ask": true, "prompt": true, "show": true,
+	"print": true, "generate": true, "skip": true, "disable": true, "enable": true,
+	"require": true, "allow": true, "ignore": true,
 }
 
 // secretStems end the single word of a compound name that runs its
@@ -65,7 +77,7 @@ func secretName(name string, strict bool) bool {
 	if len(parts) == 0 {
 		return false
 	}
-	if len(parts) > 1 && nonSecretLast[parts[len(parts)-1]] {
+	if len(parts) > 1 && (nonSecretLast[parts[len(parts)-1]] || nonSecretFirst[parts[0]]) {
 		return false
 	}
 	for i, p := range parts {
@@ -116,6 +128,15 @@ var (
 	curlRules   = []shortRule{{letter: 'u', sep: ':'}, {letter: 'U', sep: ':'}, {letter: 'b'}}
 	curlLong    = map[string]byte{"user": ':', "proxy-user": ':'}
 	mysqlLongOp = map[string]bool{"password": true, "pass": true}
+	pgBool      = map[string]bool{"password": true}
+	// noValueLong are tools' options with a secret's name that take no
+	// value: the next word is not theirs.
+	noValueLong = map[string]map[string]bool{
+		"psql": pgBool, "pg_dump": pgBool, "pg_dumpall": pgBool, "pg_restore": pgBool,
+		"pg_basebackup": pgBool, "createdb": pgBool, "dropdb": pgBool, "createuser": pgBool,
+		"dropuser": pgBool, "vacuumdb": pgBool, "reindexdb": pgBool, "clusterdb": pgBool,
+		"pg_isready": pgBool, "pgbench": pgBool,
+	}
 )
 
 // tools are the programs whose short options are known; any other
@@ -143,7 +164,8 @@ var tools = map[string][]shortRule{
 // one, the options are its own (sshpass -p pw ssh -p 22: the second -p is
 // ssh's port).
 var plainTools = []string{"ssh", "scp", "sftp", "rsync", "git", "kubectl", "psql", "pg_dump",
-	"pg_restore", "env", "sudo", "doas", "su", "timeout", "nice", "nohup", "xargs", "exec", "wget",
+	"pg_restore", "pg_dumpall", "pg_basebackup", "createdb", "dropdb", "createuser", "dropuser",
+	"vacuumdb", "reindexdb", "clusterdb", "pg_isready", "pgbench", "keytool", "env", "sudo", "doas", "su", "timeout", "nice", "nohup", "xargs", "exec", "wget",
 	"aws", "gcloud", "vault", "gh", "terraform", "ansible", "ansible-playbook", "make", "npm",
 	"python", "python3", "node", "ruby", "perl", "java", "go", "tar", "cat", "echo", "grep",
 	"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"}
