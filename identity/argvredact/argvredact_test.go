@@ -221,6 +221,9 @@ func TestAdversarial(t *testing.T) {
 func FuzzArgv(f *testing.F) {
 	f.Add("kubectl", "--token=x", "sh -c 'mysql -pS'")
 	f.Add("psql", "postgresql://u:p@h/d", "Authorization: Bearer x")
+	f.Add("curl", `{"password": "x"}`, "a=1&token=t")
+	f.Add("sh", "-c", `x "--tok"en=a'b'c "$(mysql -pS)" -Dpassword=x`)
+	f.Add("mysql", `-p\x'y`, `--from-literal=token=\'`)
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		argv := []string{a, b, c}
 		got, n := Argv(argv)
@@ -233,6 +236,23 @@ func FuzzArgv(f *testing.F) {
 		}
 		if _, n3 := Argv(got); n3 != 0 {
 			t.Fatalf("redacting %q again replaced %d more", got, n3)
+		}
+	})
+}
+
+func FuzzLine(f *testing.F) {
+	f.Add(`PGPASSWORD="a\"b" psql 'postgres://u:p@h' -c "select 1"`)
+	f.Add(`curl -H 'Authorization: Bearer x' -d '{"token":"t"}'`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, n := Line(s)
+		if again, n2 := Line(s); again != got || n2 != n {
+			t.Fatal("not deterministic")
+		}
+		if n == 0 && got != s {
+			t.Fatal("changed without counting")
+		}
+		if utf8.ValidString(s) && !utf8.ValidString(got) {
+			t.Fatalf("%q became invalid UTF-8: %q", s, got)
 		}
 	})
 }
