@@ -288,6 +288,10 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
 	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
+	// Redacted as soon as it is read (outside the memory-read slot: a
+	// long crafted command line costs CPU, not a slot), so that every
+	// record, cache entry, export and match sees only this copy.
+	pf.Cmdline, pf.CmdlineRedacted = argvredact.Argv(pf.Cmdline)
 	s.login = r.readLogin(ctx, s, dirfd, tgid)
 
 	if r.testHookMidRead != nil {
@@ -365,9 +369,7 @@ func (r *Resolver) readMemory(ctx context.Context, s *procfsScratch, dirfd int, 
 	defer func() { <-r.mmSlots }()
 	data, trunc, err := procfsReadAt(s, dirfd, "cmdline", procfsCmdlineMaxBytes)
 	if err == nil {
-		// Redacted here, where it is read: every record, cache entry,
-		// export and match downstream sees only this copy.
-		pf.Cmdline, pf.CmdlineRedacted = argvredact.Argv(procfsParseCmdline(data, trunc))
+		pf.Cmdline = procfsParseCmdline(data, trunc)
 		cmdline = bytes.Clone(data)
 	} else {
 		r.debugMiss(ctx, "reading cmdline", tgid, err)
