@@ -53,3 +53,33 @@ func TestExecCommandRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedExecMessageRedacted: policy judges the command as sent (the
+// test's policy denies an exec whose text holds "forbidden", here only in
+// the password), and the refusal the client reads, journaled as its
+// stderr, names the command without its secret.
+func TestRefusedExecMessageRedacted(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	c := r.mustDial()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	sess.Stderr = &stderr
+	_ = sess.Run("mysql -pforbiddenS3cret app")
+	c.Close()
+	r.waitClosed(1)
+	if !strings.Contains(stderr.String(), `"mysql -p[redacted] app" refused`) {
+		t.Errorf("the client read %q", stderr.String())
+	}
+	for _, rec := range r.j.Records() {
+		b, _ := json.Marshal(rec.Data)
+		if p, ok := rec.Payload.([]byte); ok {
+			b = append(b, p...)
+		}
+		if strings.Contains(string(b), "S3cret") {
+			t.Errorf("a secret is journaled in %s: %s", rec.Kind, b)
+		}
+	}
+}
