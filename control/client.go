@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/interlock/interlock/control/controlapi"
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/model"
 )
 
@@ -108,10 +109,12 @@ func (c *Client) Status(ctx context.Context) (controlapi.Status, error) {
 	return st, err
 }
 
-// StartRun asks the daemon to intercept a cgroup.
+// StartRun asks the daemon to intercept a cgroup. argv is sent with its
+// secrets' values replaced: the daemon journals it.
 func (c *Client) StartRun(ctx context.Context, cgroup string, argv []string) (controlapi.RunInfo, error) {
 	var ri controlapi.RunInfo
-	err := c.do(ctx, http.MethodPost, "/v1/runs", controlapi.RunRequest{Cgroup: cgroup, Argv: argv}, &ri)
+	argv, n := argvredact.Argv(argv)
+	err := c.do(ctx, http.MethodPost, "/v1/runs", controlapi.RunRequest{Cgroup: cgroup, Argv: argv, ArgvRedacted: n}, &ri)
 	return ri, err
 }
 

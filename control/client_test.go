@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,31 @@ func TestStartRunSpeaksTheWire(t *testing.T) {
 	}
 	if body["cgroup"] != "/ci" || len(body) != 2 {
 		t.Errorf("request body %v, want cgroup and argv", body)
+	}
+}
+
+// TestStartRunRedactsArgv: a secret on the command line does not leave the
+// client; the daemon is told how many values were replaced.
+func TestStartRunRedactsArgv(t *testing.T) {
+	var body controlapi.RunRequest
+	path := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), "s3cret") {
+			t.Errorf("the secret was sent: %s", b)
+		}
+		_ = json.Unmarshal(b, &body)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":"r1"}`)
+	})
+	argv := []string{"kubectl", "--token=s3cret", "get", "pods"}
+	if _, err := newClient(path).StartRun(context.Background(), "/ci", argv); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(body.Argv, " ") != "kubectl --token=[redacted] get pods" || body.ArgvRedacted != 1 {
+		t.Errorf("request %+v", body)
+	}
+	if argv[1] != "--token=s3cret" {
+		t.Errorf("the caller's argv was changed: %q", argv)
 	}
 }
 

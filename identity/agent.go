@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/glob"
 	"github.com/interlock/interlock/model"
 )
@@ -319,7 +320,10 @@ func (r *Resolver) agentCmdline(ctx context.Context, c *agentCandidate) {
 		c.cmdWhy = "command line not read: " + err.Error()
 		return
 	}
-	line := strings.Join(procfsParseCmdline(data, trunc), " ")
+	// Globs see the command line redacted, as the process's own is
+	// matched and journaled: a match an auditor can check on the record.
+	argv, _ := argvredact.Argv(procfsParseCmdline(data, trunc))
+	line := strings.Join(argv, " ")
 	if !agentStillSame(s, dirfd, c.startTicks) {
 		c.cmdWhy = "gone while its command line was read"
 		return

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/accounts"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
@@ -287,6 +288,10 @@ func (r *Resolver) inspect(ctx context.Context, s *procfsScratch, k model.Kernel
 
 	cgd, cgKnown := r.readCgroup(ctx, s, dirfd, k)
 	claims, cmdline := r.readMemory(ctx, s, dirfd, tgid, pf)
+	// Redacted as soon as it is read (outside the memory-read slot: a
+	// long crafted command line costs CPU, not a slot), so that every
+	// record, cache entry, export and match sees only this copy.
+	pf.Cmdline, pf.CmdlineRedacted = argvredact.Argv(pf.Cmdline)
 	s.login = r.readLogin(ctx, s, dirfd, tgid)
 
 	if r.testHookMidRead != nil {

@@ -75,9 +75,13 @@ type ProcessRef struct {
 
 // ProcFacts are read from /proc and the cgroup filesystem at accept time.
 type ProcFacts struct {
-	Exe       string   `json:"exe"`
-	ExeSHA256 string   `json:"exe_sha256,omitempty"`
-	Cmdline   []string `json:"cmdline"`
+	Exe       string `json:"exe"`
+	ExeSHA256 string `json:"exe_sha256,omitempty"`
+	// Cmdline is the command line with the values of secrets in it
+	// replaced (identity/argvredact); CmdlineRedacted counts them, so
+	// the record says it is not the argv the process ran with.
+	Cmdline         []string `json:"cmdline"`
+	CmdlineRedacted int      `json:"cmdline_redacted,omitempty"`
 	// StartBootNS is the process start time since boot, in nanoseconds
 	// (resolution is one clock tick).
 	StartBootNS uint64 `json:"start_boot_ns"`

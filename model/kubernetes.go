@@ -69,9 +69,13 @@ type K8sRequest struct {
 	// its SHA-256, in hex): it correlates requests, and is no token.
 	TokenID string `json:"token_id,omitempty"`
 	// Command is an exec's command; Pod what interlock read of the pod
-	// a stream opens into (nil: it could not be read).
-	Command []string `json:"command,omitempty"`
-	Pod     *K8sPod  `json:"pod,omitempty"`
+	// a stream opens into (nil: it could not be read). Command, and the
+	// command parameters of Query, are journaled with the values of
+	// secrets in them replaced (identity/argvredact); Redacted counts
+	// them. Policy judges the command as sent.
+	Command  []string `json:"command,omitempty"`
+	Redacted int      `json:"redacted,omitempty"`
+	Pod      *K8sPod  `json:"pod,omitempty"`
 	// BodyBytes is the request body's size as far as it was read;
 	// BodyTruncated says the payload holds only its first bytes. The
 	// body of a write is the entry's payload, with a Secret's values
@@ -133,14 +137,17 @@ type K8sPod struct {
 type K8sExec struct {
 	Channel uint32 `json:"channel"`
 	// Seq is the k8s.request the stream belongs to.
-	Seq       uint64   `json:"seq"`
-	Type      string   `json:"type"` // exec or attach
-	Namespace string   `json:"namespace"`
-	Pod       string   `json:"pod"`
-	Container string   `json:"container,omitempty"`
-	Command   []string `json:"command,omitempty"`
-	TTY       bool     `json:"tty,omitempty"`
-	Stdin     bool     `json:"stdin,omitempty"`
+	Seq       uint64 `json:"seq"`
+	Type      string `json:"type"` // exec or attach
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	Container string `json:"container,omitempty"`
+	// Command is journaled as k8s.request has it: secrets' values
+	// replaced, Redacted counting them.
+	Command  []string `json:"command,omitempty"`
+	Redacted int      `json:"redacted,omitempty"`
+	TTY      bool     `json:"tty,omitempty"`
+	Stdin    bool     `json:"stdin,omitempty"`
 	// Protocol is the client leg's stream protocol (v5.channel.k8s.io
 	// over websocket, v4.channel.k8s.io over SPDY, ...).
 	Protocol string `json:"protocol,omitempty"`

@@ -219,8 +219,13 @@ type SSHRequest struct {
 	// Command is the exec command line or the subsystem name. A command
 	// that is not valid UTF-8 (JSON would replace those bytes with
 	// U+FFFD) is also kept whole in CommandBase64.
+	// The journaled Command and Env have the values of secrets in them
+	// replaced (identity/argvredact: mysql -pX, PASSWORD=x, a URL's
+	// password); Redacted counts them. Policy and approvals judge the
+	// command as sent.
 	Command       string `json:"command,omitempty"`
 	CommandBase64 string `json:"command_b64,omitempty"`
+	Redacted      int    `json:"redacted,omitempty"`
 	// Term, Cols and Rows describe a pty-req.
 	Term string `json:"term,omitempty"`
 	Cols uint32 `json:"cols,omitempty"`

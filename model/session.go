@@ -157,9 +157,12 @@ const (
 // RunStart is the data of a run.start entry: a command started under
 // `interlock run`, and who started it.
 type RunStart struct {
-	Argv     []string `json:"argv"`
-	Cgroup   string   `json:"cgroup"`
-	CgroupID uint64   `json:"cgroup_id"`
+	// Argv is the command with the values of secrets in it replaced
+	// (identity/argvredact); ArgvRedacted counts them.
+	Argv         []string `json:"argv"`
+	ArgvRedacted int      `json:"argv_redacted,omitempty"`
+	Cgroup       string   `json:"cgroup"`
+	CgroupID     uint64   `json:"cgroup_id"`
 	// Engine is "embedded" or "daemon".
 	Engine  string   `json:"engine"`
 	Invoker Identity `json:"invoker"`

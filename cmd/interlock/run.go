@@ -24,6 +24,7 @@ import (
 	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/control/server"
 	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/runner"
@@ -394,7 +395,10 @@ func startEmbeddedRun(ctx context.Context, cfg *config.Config, cg *runner.Cgroup
 	eng.Start()
 	id, _ := uuid.NewV7()
 	r.id = id.String()
-	rs := model.RunStart{Argv: argv, Cgroup: cg.Path, CgroupID: cg.ID, Engine: "embedded", Invoker: eng.Self(ctx)}
+	// The command runs with its argv; the record holds it with its
+	// secrets' values replaced.
+	jargv, n := argvredact.Argv(argv)
+	rs := model.RunStart{Argv: jargv, ArgvRedacted: n, Cgroup: cg.Path, CgroupID: cg.ID, Engine: "embedded", Invoker: eng.Self(ctx)}
 	// The run record is synced before the command starts: it says who
 	// started what, and must exist even if the host loses power next.
 	if _, err := eng.Journal().Append(ctx, model.Record{Kind: model.KindRunStart, Session: r.id, Data: rs}, model.Synced); err != nil {

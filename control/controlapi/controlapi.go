@@ -104,8 +104,12 @@ type RunInfo struct {
 type RunRequest struct {
 	// Cgroup is the path, relative to the cgroup2 root, of the cgroup the
 	// caller created for its command.
-	Cgroup string   `json:"cgroup"`
-	Argv   []string `json:"argv"`
+	Cgroup string `json:"cgroup"`
+	// Argv is the command, its secrets' values already replaced by the
+	// client (so that they never leave it); ArgvRedacted counts them.
+	// The server redacts again: a client may not have.
+	Argv         []string `json:"argv"`
+	ArgvRedacted int      `json:"argv_redacted,omitempty"`
 }
 
 // Pending is a held operation as the approvals socket lists it. The

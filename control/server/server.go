@@ -25,6 +25,7 @@ import (
 
 	"github.com/interlock/interlock/control/controlapi"
 	"github.com/interlock/interlock/engine"
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/cgroupfs"
 	"github.com/interlock/interlock/model"
 )
@@ -218,7 +219,8 @@ func (s *Control) startRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rn := &run{RunInfo: controlapi.RunInfo{ID: runID.String(), Cgroup: req.Cgroup, Started: time.Now(), Journal: s.Engine.JournalPath()}}
-	rs := model.RunStart{Argv: req.Argv, Cgroup: req.Cgroup, CgroupID: id, Engine: "daemon"}
+	argv, n := argvredact.Argv(req.Argv)
+	rs := model.RunStart{Argv: argv, ArgvRedacted: max(req.ArgvRedacted, 0) + n, Cgroup: req.Cgroup, CgroupID: id, Engine: "daemon"}
 	if cred != nil {
 		rn.OwnerPID = cred.Pid
 		rs.Invoker = s.Engine.IdentityOf(r.Context(), cred.Pid, cred.Uid, cred.Gid)

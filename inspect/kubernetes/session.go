@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/inspect"
 	"github.com/interlock/interlock/model"
 )
@@ -255,6 +256,13 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (x *session) journal(ctx context.Context, rec model.K8sRequest, payload []byte, d model.Durability) error {
+	// An exec's command may carry a secret (psql postgres://u:pw@…):
+	// the record has it replaced, in Command and in the raw query alike.
+	rec.Command, rec.Redacted = argvredact.Argv(rec.Command)
+	var n int
+	if rec.Query, n = redactCommandQuery(rec.Query); n > rec.Redacted {
+		rec.Redacted = n
+	}
 	r := model.Record{Kind: model.KindK8sRequest, Session: x.s.ID, Data: rec}
 	if payload != nil {
 		r.Payload = payload

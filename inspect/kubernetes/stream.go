@@ -18,6 +18,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/model"
 )
 
@@ -125,8 +126,9 @@ func (e *streamExec) run(ctx context.Context, in io.Reader, out, errw io.WriteCl
 		e.err = err
 		return err
 	}
+	command, redacted := argvredact.Argv(e.command)
 	start := model.K8sExec{Channel: e.ch, Seq: e.seq, Type: e.ri.verb, Namespace: e.ri.namespace, Pod: e.ri.name,
-		Container: e.container, Command: e.command, TTY: tty, Stdin: in != nil, Protocol: e.protocol, OffsetNS: e.offset()}
+		Container: e.container, Command: command, Redacted: redacted, TTY: tty, Stdin: in != nil, Protocol: e.protocol, OffsetNS: e.offset()}
 	if _, err := x.h.deps.Journal.Append(ctx, model.Record{Kind: model.KindK8sExec, Session: x.s.ID, Data: start}, model.Committed); err != nil {
 		e.err = fmt.Errorf("interlock: the journal cannot record the stream: %w", err)
 		return e.err

@@ -13,6 +13,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/model"
 )
 
@@ -43,6 +44,16 @@ func (c *conn) record(kind string, data any, d model.Durability) error {
 	// form, whatever path recorded it.
 	switch q := data.(type) {
 	case model.SSHRequest:
+		// A command line or an env request may carry a secret
+		// (mysql -pX, PGPASSWORD=x): the record has it replaced, here
+		// where every path that records a request passes.
+		var n, m int
+		q.Command, n = argvredact.Line(q.Command)
+		if q.Env != "" {
+			env, k := argvredact.Argv([]string{q.Env})
+			q.Env, m = env[0], k
+		}
+		q.Redacted += n + m
 		q.KeepBytes()
 		data = q
 	case model.SSHSFTP:

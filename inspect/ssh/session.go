@@ -9,6 +9,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock/interlock/identity/argvredact"
 	"github.com/interlock/interlock/internal/textview"
 	"github.com/interlock/interlock/model"
 )
@@ -258,7 +259,10 @@ func (s *sessionChan) startProgram(req *gossh.Request, rec model.SSHRequest) {
 func (s *sessionChan) refuse(req *gossh.Request, rec model.SSHRequest) {
 	what := "shell"
 	if rec.Command != "" {
-		what = strconv.Quote(rec.Command)
+		// The message is journaled as the client's stderr: the command
+		// in it redacted, as in the ssh.request.
+		red, _ := argvredact.Line(rec.Command)
+		what = strconv.Quote(red)
 	}
 	why := rec.Decision.Reason
 	if rec.Decision.Request != "" {
