@@ -221,6 +221,8 @@ type Journal struct {
 	// pipelined record goes to the writer with the posted ones, without
 	// waking it; its waiter does when it asks.
 	company atomic.Bool
+	// made counts the Appends and Starts made (request.made).
+	made atomic.Uint64
 
 	done     chan struct{} // closed when the writer has stopped
 	closeErr error         // set by the writer before done
@@ -251,6 +253,8 @@ type request struct {
 	// until then (writer.collect).
 	pipelined bool
 	asked     atomic.Bool
+	// made numbers Appends and Starts in the order they were made.
+	made uint64
 	postedAt  time.Time
 	// size is what a posted record holds in memory until it is written.
 	size int64
@@ -415,7 +419,7 @@ func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durabilit
 	if err != nil {
 		return failed(err)
 	}
-	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1), pipelined: pipelined}
+	r := &request{rec: enc, sync: d == model.Synced, res: make(chan result, 1), pipelined: pipelined, made: j.made.Add(1)}
 	q := j.reqs
 	if pipelined && j.company.Load() {
 		q = j.posts

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -18,8 +19,10 @@ func TestPipelinedRecords(t *testing.T) {
 	var hold atomic.Bool
 	gate := make(chan struct{})
 	opts := Options{Path: tempPath(t), PipelineLinger: time.Minute, PostLinger: -1}
+	entered := make(chan struct{}, 1)
 	opts.beforeBatch = func() {
 		if hold.Load() {
+			entered <- struct{}{}
 			<-gate
 		}
 	}
@@ -71,6 +74,44 @@ func TestPipelinedRecords(t *testing.T) {
 	}
 	if n := j.Stats().Batches; n != before+1 {
 		t.Fatalf("%d batches for two records started side by side, want 1", n-before)
+	}
+	// A pipelined record that went with the posts keeps its place
+	// before its session's next Append, however the writer drains its
+	// two queues.
+	select {
+	case <-entered: // the hold above, if the writer took it with the hook
+	default:
+	}
+	for i := range 20 {
+		gate = make(chan struct{})
+		hold.Store(true)
+		held := make(chan uint64, 2)
+		// Until the writer holds a batch of session c (a kick left by
+		// an earlier waiter can make it take one without the hook).
+		for holding := false; !holding; {
+			go func() { held <- appendT(t, j, rec("c"), model.Committed) }()
+			select {
+			case <-entered:
+				holding = true
+			case <-held:
+			}
+		}
+		wa := j.Start(ctx, rec("a"), model.Committed)
+		go func() { held <- appendT(t, j, rec("a"), model.Committed) }()
+		// Both queued behind the batch the writer holds, the pipelined
+		// one with the posts while sessions append side by side.
+		queued := func() bool { return len(j.reqs)+len(j.posts) == 2 }
+		testkit.WaitFor(t, 5*time.Second, time.Millisecond, queued)
+		hold.Store(false)
+		close(gate)
+		sa, err := wa()
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := max(<-held, <-held)
+		if sa > next {
+			t.Fatalf("round %d: the pipelined record is entry %d, after its session's next Append (%d)", i, sa, next)
+		}
 	}
 	// Append is never held back.
 	start = time.Now()

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -411,11 +413,16 @@ func (w *writer) process(batch []*request) {
 	if g := j.takeGap(); g != nil {
 		w.order = append(w.order, g)
 	}
+	waited := len(w.order)
 	for _, r := range batch {
 		if r.res != nil {
 			w.order = append(w.order, r)
 		}
 	}
+	// Appends and Starts keep the order they were made in: a pipelined
+	// record that came with the posts must not fall behind a later
+	// Append of its session.
+	slices.SortStableFunc(w.order[waited:], func(a, b *request) int { return cmp.Compare(a.made, b.made) })
 	batch = w.order
 	defer clear(w.order)
 	if len(batch) > 0 && batch[0].res == nil && batch[0].gap == nil {
