@@ -254,8 +254,8 @@ type request struct {
 	pipelined bool
 	asked     atomic.Bool
 	// made numbers Appends and Starts in the order they were made.
-	made uint64
-	postedAt  time.Time
+	made     uint64
+	postedAt time.Time
 	// size is what a posted record holds in memory until it is written.
 	size int64
 	// gap is set on the journal.gap record the writer adds itself.
