@@ -75,26 +75,33 @@ func K8sCaller(m model.K8sRequest) string {
 	return s
 }
 
-// K8sRequestText is a request in one line, without its decision: verb,
-// resource, caller, an exec's command and the pod's facts.
-func K8sRequestText(m model.K8sRequest) string {
-	s := word(m.Verb) + " " + K8sResource(m) + " " + K8sCaller(m)
+// K8sRequestLines is a request without its decision, for a view that
+// shows it on several lines: verb and resource, caller, and an exec's
+// command, the pod's facts and the body's size when it has them.
+func K8sRequestLines(m model.K8sRequest) []string {
+	lines := []string{word(m.Verb) + " " + K8sResource(m), K8sCaller(m)}
 	if len(m.Command) > 0 {
-		s += ", command " + quoteList(m.Command)
+		lines = append(lines, "command "+quoteList(m.Command))
 	}
 	if p := m.Pod; p != nil {
-		s += ", pod" + k8sPodText(*p)
+		lines = append(lines, "pod"+k8sPodText(*p))
 	}
 	if m.BodyBytes > 0 {
-		s += fmt.Sprintf(", body %d bytes", m.BodyBytes)
+		s := fmt.Sprintf("body %d bytes", m.BodyBytes)
 		if m.BodyTruncated {
 			s += " (recorded truncated)"
 		}
 		if m.BodyMasked {
 			s += " (secret values masked)"
 		}
+		lines = append(lines, s)
 	}
-	return s
+	return lines
+}
+
+// K8sRequestText is a request in one line, without its decision.
+func K8sRequestText(m model.K8sRequest) string {
+	return strings.Join(K8sRequestLines(m), ", ")
 }
 
 func k8sPodText(p model.K8sPod) string {
