@@ -125,7 +125,7 @@ func TestK8sExecChannel(t *testing.T) {
 	out := b.String()
 	for _, w := range []string{
 		`+0.000003 ch 0  out "out\n"`,
-		`  ch 0 k8s.exec: pty "" 0x0, exec "sh -c exit 3": allow (exec-ok), exit status 3, 0 bytes in, 4 out, 0 err`,
+		`  ch 0 k8s.exec: pty (no size), exec "sh -c exit 3": allow (exec-ok), exit status 3, 0 bytes in, 4 out, 0 err`,
 		`k8s response 1: 101, 0 bytes, 0s`,
 	} {
 		if !strings.Contains(out, w) {

@@ -61,6 +61,10 @@ func DecisionText(d model.Decision) string {
 }
 
 func ptyText(r model.SSHRequest) string {
+	if r.Term == "" && r.Cols == 0 && r.Rows == 0 {
+		// A kubernetes exec's tty: its size comes as resizes.
+		return "(no size)"
+	}
 	return fmt.Sprintf("%s %dx%d", Quote(r.Term), r.Cols, r.Rows)
 }
 
