@@ -61,6 +61,10 @@ func DecisionText(d model.Decision) string {
 }
 
 func ptyText(r model.SSHRequest) string {
+	if r.Term == "" && r.Cols == 0 && r.Rows == 0 {
+		// A kubernetes exec's tty: its size comes as resizes.
+		return "(no size)"
+	}
 	return fmt.Sprintf("%s %dx%d", Quote(r.Term), r.Cols, r.Rows)
 }
 
@@ -139,9 +143,23 @@ func splitAfterNewline(s string) []string {
 	return out
 }
 
-// describe is the text of an event other than an ssh.io chunk.
+// describe is the text of an event other than an ssh.io or k8s.io chunk.
 func describe(e Event) string {
-	switch e.Kind {
+	if s, ok := describeK8s(e); ok {
+		return s
+	}
+	// A kubernetes exec's resize and exit, and a response's masking,
+	// carry the ssh entries' data.
+	kind := e.Kind
+	switch kind {
+	case model.KindK8sResize:
+		kind = model.KindSSHResize
+	case model.KindK8sExit:
+		kind = model.KindSSHExit
+	case model.KindK8sMask:
+		kind = model.KindSSHMask
+	}
+	switch kind {
 	case model.KindSessionOpen:
 		var m model.SessionOpen
 		if json.Unmarshal(e.Data, &m) != nil {
@@ -164,6 +182,9 @@ func describe(e Event) string {
 		}
 		if m.SSH != nil {
 			s += ", user " + Quote(m.SSH.User) + ", client " + Quote(m.SSH.ClientVersion)
+		}
+		if m.Kubernetes != nil {
+			s += ", " + K8sStartupText(*m.Kubernetes)
 		}
 		return s + ": " + DecisionText(m.Decision)
 	case model.KindSessionClose:
@@ -250,11 +271,7 @@ func describe(e Event) string {
 		if json.Unmarshal(e.Data, &m) != nil {
 			break
 		}
-		s := "masked by rule " + Quote(m.Rule) + " in " + Quote(m.Column)
-		if m.Detector != "" {
-			s += " detector " + Quote(m.Detector)
-		}
-		return s + fmt.Sprintf(": %d values", m.Count)
+		return MaskText(m)
 	case model.KindGap:
 		var m model.Gap
 		if json.Unmarshal(e.Data, &m) != nil {

@@ -1,7 +1,10 @@
 // Package sessionview reads one recorded SSH session back as what was
 // done: every request (pty, shell, exec with its exact command, subsystem,
 // refused ones with their decision), every sftp operation and every chunk
-// of input, output and stderr, with its channel and time offset.
+// of input, output and stderr, with its channel and time offset. A
+// kubernetes session reads the same way: every API request with its
+// caller and decision, its response, each exec or attach as a channel
+// with its stream, port-forward streams and bearer token owners.
 //
 // It is the evidence view, beside the terminal picture asciicast draws. A
 // terminal interprets what it is shown: a command line erased with
@@ -184,6 +187,9 @@ type common struct {
 func Read(records iter.Seq2[Record, error], event func(Event) error) (*Session, error) {
 	s := &Session{Channels: []*Channel{}}
 	haveOpen := false
+	// k8sDecided is the decision of each kubernetes request (by its
+	// k8s.request seq), which an exec stream of it ran under.
+	k8sDecided := map[uint64]model.Decision{}
 	channel := func(id uint32) *Channel {
 		if c := s.Channel(id); c != nil {
 			return c
@@ -218,6 +224,11 @@ func Read(records iter.Seq2[Record, error], event func(Event) error) (*Session, 
 			kind = model.KindSSHExit
 		}
 		switch kind {
+		case model.KindK8sRequest:
+			var m model.K8sRequest
+			if json.Unmarshal(rec.Data, &m) == nil && (m.Verb == "exec" || m.Verb == "attach") {
+				k8sDecided[m.Seq] = m.Decision
+			}
 		case model.KindK8sExec:
 			var m model.K8sExec
 			if json.Unmarshal(rec.Data, &m) != nil {
@@ -229,7 +240,8 @@ func Read(records iter.Seq2[Record, error], event func(Event) error) (*Session, 
 				c.PTY = &model.SSHRequest{Channel: m.Channel, Type: "pty-req", OffsetNS: m.OffsetNS}
 			}
 			if c.Program == nil {
-				c.Program = &model.SSHRequest{Channel: m.Channel, Type: "exec", Command: strings.Join(m.Command, " "), OffsetNS: m.OffsetNS}
+				c.Program = &model.SSHRequest{Channel: m.Channel, Type: "exec", Command: strings.Join(m.Command, " "), OffsetNS: m.OffsetNS,
+					Decision: k8sDecided[m.Seq]}
 				c.started, c.StartNS = true, m.OffsetNS
 			}
 		case model.KindSessionOpen:

@@ -364,7 +364,7 @@ func exportCommand() *cli.Command {
 			"the checkpoints interlock signed into the journal (the newest one ends the bundle), while\n" +
 			"its views (CSVs, casts, summary) are the exporter's word. Verify it with --allow-unsealed.\n" +
 			"--format ocsf writes OCSF JSON Lines (Authentication 3002, SSH Activity 4007,\n" +
-			"Datastore Activity 6005) for a SIEM.",
+			"Datastore Activity 6005, API Activity 6003 for Kubernetes requests) for a SIEM.",
 		Flags: []cli.Flag{
 			configFlag(),
 			journalFlag(),

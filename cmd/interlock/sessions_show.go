@@ -20,7 +20,9 @@ func sessionsShowCommand() *cli.Command {
 			"channels opened or refused; requests (pty, shell, exec with its exact command,\n" +
 			"subsystem, env, signals, forwarding), refused ones with their command and decision; sftp\n" +
 			"operations; exit statuses; masking; journal gaps; and every chunk of input (in), output\n" +
-			"(out) and stderr (err). Nothing is rendered as a terminal would: client bytes are escaped\n" +
+			"(out) and stderr (err). A kubernetes session shows each API request (verb, resource,\n" +
+			"namespace and name, API group, who it was made as, decision) and its response, each exec\n" +
+			"or attach as a channel, port-forward streams and bearer token owners. Nothing is rendered as a terminal would: client bytes are escaped\n" +
 			"(\\r \\n \\x1b ..., bytes that are not UTF-8 as \\xNN, a backslash doubled, a quote as \\\"),\n" +
 			"so a command line erased with backspaces or escape codes, or typed with echo off, is\n" +
 			"there to read, and no byte acts on your terminal.\n" +

@@ -338,6 +338,17 @@ func eventView(e sessionview.Event) eventRow {
 			row.Decision, row.Action = sessionview.DecisionText(m.Decision), string(m.Decision.Action)
 			return row
 		}
+	case model.KindK8sRequest:
+		// A kubernetes request is an operation: its resource, caller and
+		// command on lines of their own (escaped by sessionview), its
+		// decision in the decision column.
+		var m model.K8sRequest
+		if json.Unmarshal(e.Data, &m) == nil {
+			row.Operation = true
+			row.Lines = append([]string{fmt.Sprintf("k8s request %d", m.Seq)}, sessionview.K8sRequestLines(m)...)
+			row.Decision, row.Action = sessionview.DecisionText(m.Decision), string(m.Decision.Action)
+			return row
+		}
 	case model.KindApprovalRequest:
 		var m model.ApprovalRequest
 		if json.Unmarshal(e.Data, &m) == nil {

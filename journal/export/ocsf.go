@@ -21,6 +21,7 @@ const (
 	classAuth         = 3002 // Authentication, category 3 Identity & Access Management
 	classSSH          = 4007 // SSH Activity, category 4 Network Activity
 	classDatastore    = 6005 // Datastore Activity, category 6 Application Activity
+	classAPI          = 6003 // API Activity, category 6 Application Activity
 	statusSuccess     = 1
 	statusFailure     = 2
 	severityInfo      = 1
@@ -53,7 +54,8 @@ type OCSFOptions struct {
 // OCSF writes the selected entries as OCSF events, one JSON object per
 // line, for a SIEM: session opens and closes as Authentication (3002),
 // ssh.* entries as SSH Activity (4007), pg.statement entries as Datastore
-// Activity (6005). Other entries have no OCSF class and are skipped; the
+// Activity (6005), k8s.request and k8s.response entries as API Activity
+// (6003). Other entries have no OCSF class and are skipped; the
 // bundle is the complete evidence. Each event names its entry
 // (unmapped.interlock.seq) so a finding can be traced back. It returns the
 // number of events written.
@@ -69,7 +71,7 @@ func OCSF(ctx context.Context, w io.Writer, opts OCSFOptions) (int64, error) {
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	enc := json.NewEncoder(bw)
-	opens := map[string]*model.SessionOpen{}
+	st := &ocsfState{opens: map[string]*model.SessionOpen{}, k8s: map[string]map[uint64]*model.K8sRequest{}}
 	var n, done int64
 	total := last - first + 1
 	err = snap.Entries(first, last, func(e journal.Entry) error {
@@ -89,7 +91,7 @@ func OCSF(ctx context.Context, w io.Writer, opts OCSFOptions) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("export: entry %d does not parse (run `interlock journal verify`): %w", e.Seq, err)
 		}
-		ev := ocsfEvent(snap.JournalID, e.Seq, p, opens)
+		ev := ocsfEvent(snap.JournalID, e.Seq, p, st)
 		if ev == nil {
 			return nil
 		}
@@ -107,7 +109,16 @@ func OCSF(ctx context.Context, w io.Writer, opts OCSFOptions) (int64, error) {
 
 type obj = map[string]any
 
-func ocsfEvent(journalID string, seq uint64, p evidence.Body, opens map[string]*model.SessionOpen) obj {
+// ocsfState is what later entries of a session need of earlier ones: its
+// session.open (who), and its kubernetes requests not answered yet (a
+// response names what it answered).
+type ocsfState struct {
+	opens map[string]*model.SessionOpen
+	k8s   map[string]map[uint64]*model.K8sRequest
+}
+
+func ocsfEvent(journalID string, seq uint64, p evidence.Body, st *ocsfState) obj {
+	opens := st.opens
 	base := func(class, category, activity int, className, activityName string) obj {
 		return obj{
 			"class_uid": class, "class_name": className, "category_uid": category,
@@ -150,6 +161,7 @@ func ocsfEvent(journalID string, seq uint64, p evidence.Body, opens map[string]*
 	case model.KindSessionClose:
 		o := opens[p.Session]
 		delete(opens, p.Session)
+		delete(st.k8s, p.Session)
 		ev := base(classAuth, categoryIAM, activityLogoff, "Authentication", "Logoff")
 		if o != nil {
 			addActor(ev, o)
@@ -209,6 +221,8 @@ func ocsfEvent(journalID string, seq uint64, p evidence.Body, opens map[string]*
 		ev["message"] = detail
 		decided(ev, d)
 		return ev
+	case model.KindK8sRequest, model.KindK8sResponse:
+		return k8sEvent(p, st, withSession(base(classAPI, categoryApplicate, apiUnknown, "API Activity", "Unknown")), decided)
 	}
 	return nil
 }

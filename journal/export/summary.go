@@ -10,6 +10,7 @@ import (
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/sessionview"
 )
 
 // maxRows caps each table of the summary so it stays one page a browser
@@ -44,6 +45,9 @@ type sessionRow struct {
 	Transfers []*transferRow
 	// Casts are the bundle's terminal recordings of the session.
 	Casts []string
+	// K8s says who a kubernetes session called the API server as, and
+	// whose each bearer token was (escaped by sessionview).
+	K8s []string
 }
 
 type identityRow struct {
@@ -82,6 +86,8 @@ type eventRow struct {
 	// row (its entry's seq) the row refers to, 0 for none in the page.
 	Req  string
 	Link uint64
+	// Esc: What is escaped already (a kubernetes request's text).
+	Esc bool
 }
 
 func newSummary(m *evidence.Manifest) *summary {
@@ -133,6 +139,9 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 		r.Client, r.Dst, r.Decision = o.Client.String(), o.OrigDst.String(), string(o.Decision.Action)
 		r.PID, r.UID = o.Identity.Kernel.TGID, o.Identity.Kernel.UID
 		r.principals = principalsOf(o.Identity)
+		if o.Kubernetes != nil {
+			r.K8s = append(r.K8s, sessionview.K8sStartupText(*o.Kubernetes))
+		}
 		idr := identityRow{UID: o.Identity.Kernel.UID, principals: r.principals}
 		if pr := o.Identity.Proc; pr != nil {
 			r.Exe, r.User, r.Unit = pr.Exe, pr.User, pr.SystemdUnit
@@ -234,6 +243,9 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 			ev.What = "grant " + g.ID + " expired (" + g.Scope + ")"
 			s.event(&s.approvals, &s.counts.Approvals, ev)
 		}
+	case model.KindK8sRequest, model.KindK8sResponse, model.KindK8sExec, model.KindK8sIO, model.KindK8sExit,
+		model.KindK8sPortFwd, model.KindK8sMask, model.KindK8sIdentity:
+		return s.k8sEntry(seq, p, ev)
 	case model.KindGap:
 		var g model.Gap
 		if json.Unmarshal(p.Data, &g) == nil {

@@ -14,7 +14,8 @@ import (
 // statement, an exec, a shell, a subsystem, an sftp operation, a refused
 // request or channel), completed by the entries that follow it (the
 // statement's result and masking, the channel's exit, bytes and
-// masking), and the files the session transferred.
+// masking), and the files the session transferred. Kubernetes requests
+// are in summary_k8s.go.
 //
 // The action shown is the one the operation got, read from its decision
 // and from what masking recorded: policy decides mask for every operation
@@ -25,9 +26,12 @@ import (
 
 // opRow is one operation of a session.
 type opRow struct {
-	Seq          uint64
-	Time, Kind   string
-	What         string // the client's text, escaped when rendered
+	Seq        uint64
+	Time, Kind string
+	What       string // the client's text, escaped when rendered
+	// Esc: What and Result are escaped already (a kubernetes request's,
+	// by sessionview, with its names quoted).
+	Esc          bool
 	Rule, Reason string
 	d            model.Decision
 	Result       []string
@@ -122,6 +126,9 @@ type activity struct {
 	// opened is the latest sftp open of each session's path, which the
 	// file's close and masking complete.
 	opened map[string]*opRow
+	// k8sReq is each kubernetes request's row, by session and the
+	// request's k8s seq, which its response and streams complete.
+	k8sReq map[string]*opRow
 }
 
 func chanKey(session string, ch uint32) string {

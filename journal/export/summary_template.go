@@ -30,7 +30,7 @@ import (
 // operation they concern; each session's row links to its activity
 // (s-<id>). The entry itself is the line of entries.jsonl with that seq.
 var summaryTemplate = template.Must(template.Must(template.New("summary").Funcs(template.FuncMap{
-	"v": textview.Escape, "ml": textview.EscapeMultiline,
+	"v": textview.Escape, "ml": textview.EscapeMultiline, "esc": esc,
 	"human": humanView, "workload": workloadView, "agent": agentView,
 	"humanText": sessionview.HumanText, "agentText": sessionview.AgentText,
 	"workloadText": func(w *model.Workload) string { return sessionview.WorkloadText(w, 0) },
@@ -83,14 +83,15 @@ section.sess{border-top:1px solid #e3e3e3}
 {{range .Sessions}}<tr data-session="{{.ID}}"><td><div class="mono"><a href="#s-{{.ID}}">{{.ID}}</a></div><div class="sub">{{tm .Opened}}</div><div class="sub">{{if .Closed}}{{tm .Closed}}{{else}}open{{end}}</div></td><td><b>{{v .Target}}</b> ({{.Protocol}})<div class="sub">{{.Client}} → {{.Dst}}</div></td><td>pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}}<div class="mono">{{v .Exe}}</div>{{if .Unit}}<div class="sub">{{v .Unit}}</div>{{end}}</td>{{template "principals" .}}<td class="outcome">{{.Decision}}<div>{{.Operations}} operation{{if ne .Operations 1}}s{{end}}, <span{{if .Denials}} class="deny"{{end}}>{{.Denials}} denied</span></div><div class="sub">{{.Up}} bytes up, {{.Down}} down</div>{{if .Error}}<div class="err t">{{ml .Error}}</div>{{end}}</td></tr>
 {{end}}</table>{{if gt .SessionCount .MaxRows}}<p>Only the first {{.MaxRows}} are shown.</p>{{end}}
 <h2 id="activity">Activity</h2>
-<p class="sub">Times are UTC. What each session did, operation by operation: SQL statements, ssh exec commands, shells and subsystems, sftp operations, refused requests and channels. The action is what the operation got: <b>allow</b>, <b>deny</b>, <b>mask</b> (values of its output were masked, as its masking entries record), <b>review: approved</b> or <b>review: denied</b> (held for approval; timeouts deny).{{if .OpsDropped}} Only the first {{.MaxRows}} operations are listed; {{.OpsDropped}} more are in entries.jsonl.{{end}}</p>
+<p class="sub">Times are UTC. What each session did, operation by operation: SQL statements, ssh exec commands, shells and subsystems, sftp operations, refused requests and channels, Kubernetes API requests (with who made them, their response, an exec's exit and port-forward streams). The action is what the operation got: <b>allow</b>, <b>deny</b>, <b>mask</b> (values of its output were masked, as its masking entries record), <b>review: approved</b> or <b>review: denied</b> (held for approval; timeouts deny).{{if .OpsDropped}} Only the first {{.MaxRows}} operations are listed; {{.OpsDropped}} more are in entries.jsonl.{{end}}</p>
 {{range .Sessions}}<section class="sess" id="s-{{.ID}}">
 <h3>Session <span class="mono">{{.ID}}</span> · {{v .Target}} ({{.Protocol}}) · {{tm .Opened}} → {{if .Closed}}{{tm .Closed}}{{else}}open{{end}}</h3>
 <div class="who">{{with humanText .Human}}<b>human</b> {{.}} · {{end}}{{with workloadText .Workload}}<b>workload</b> {{.}} · {{end}}{{with agentText .Agent}}<b>agent</b> {{.}} · {{end}}<b>process</b> pid {{.PID}} uid {{.UID}}{{if .User}} ({{v .User}}){{end}} <span class="mono">{{v .Exe}}</span></div>
+{{range .K8s}}<div class="who"><b>kubernetes</b> <span class="mono">{{.}}</span></div>{{end}}
 {{if .Casts}}<div class="who"><b>terminal recording</b>{{range .Casts}} <a class="mono" href="{{.}}">{{.}}</a>{{end}} (asciicast v2 in the bundle; <code>interlock sessions replay</code> plays it from the journal)</div>{{end}}
 {{if .Ops}}<table class="ops"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:39%"><col style="width:10%"><col style="width:17%"><col style="width:17%"></colgroup>
 <tr><th>entry</th><th>time</th><th>operation</th><th>action</th><th>rule and reason</th><th>result</th></tr>
-{{range .Ops}}<tr id="e{{.Seq}}" data-kind="{{.Kind}}" data-outcome="{{.Action}}"><td><a href="#e{{.Seq}}">{{.Seq}}</a></td><td>{{tm .Time}}</td><td><span class="k">{{.Kind}}</span><div class="t op">{{ml .What}}</div></td><td class="act {{.ActionKind}}">{{.Action}}</td><td>{{v .Rule}}{{if .Reason}}<div class="sub t">{{ml .Reason}}</div>{{end}}</td><td>{{range .Result}}<div class="t">{{ml .}}</div>{{end}}{{range .MaskNotes}}<div class="t">{{v .}}</div>{{end}}{{with .Covered}}<div class="sub">mask rule {{v .}} covered its output; nothing was masked</div>{{end}}</td></tr>
+{{range .Ops}}{{$o := .}}<tr id="e{{.Seq}}" data-kind="{{.Kind}}" data-outcome="{{.Action}}"><td><a href="#e{{.Seq}}">{{.Seq}}</a></td><td>{{tm .Time}}</td><td><span class="k">{{.Kind}}</span><div class="t op">{{esc .Esc .What}}</div></td><td class="act {{.ActionKind}}">{{.Action}}</td><td>{{v .Rule}}{{if .Reason}}<div class="sub t">{{ml .Reason}}</div>{{end}}</td><td>{{range .Result}}<div class="t">{{esc $o.Esc .}}</div>{{end}}{{range .MaskNotes}}<div class="t">{{v .}}</div>{{end}}{{with .Covered}}<div class="sub">mask rule {{v .}} covered its output; nothing was masked</div>{{end}}</td></tr>
 {{end}}</table>{{if gt .OpCount (len .Ops)}}<p class="sub">{{len .Ops}} of its {{.OpCount}} operations are listed.</p>{{end}}{{else}}<p class="sub">No operations recorded.</p>{{end}}
 {{if .Transfers}}<h4>Files transferred</h4>
 <table class="files"><colgroup><col style="width:6%"><col style="width:7%"><col style="width:9%"><col style="width:36%"><col style="width:12%"><col style="width:12%"><col style="width:18%"></colgroup>
@@ -109,12 +110,12 @@ section.sess{border-top:1px solid #e3e3e3}
 <h2 id="approvals">Approvals ({{.Counts.Approvals}})</h2>
 {{template "events" anchored .Approvals}}
 <h2 id="masking">Masking decisions ({{.Counts.Masks}})</h2>
-<p class="sub">What masking did, from the pg.mask and ssh.mask entries: how many values each rule masked and where. The originals are not in the bundle, only their keyed hashes.</p>
+<p class="sub">What masking did, from the pg.mask, ssh.mask and k8s.mask entries and the Secret values masked in Kubernetes responses: how many values each rule masked and where. The originals are not in the bundle, only their keyed hashes.</p>
 {{template "events" anchored .Masks}}
 </body></html>
 {{define "events"}}{{$anchor := .Anchor}}{{if .Rows}}<table class="events"><colgroup><col style="width:6%"><col style="width:11%"><col style="width:11%"><col style="width:9%"><col style="width:31%"><col style="width:7%"><col style="width:10%"><col style="width:15%"></colgroup>
 <tr><th>seq</th><th>time</th><th>session</th><th>kind</th><th>what</th><th>action</th><th>rule</th><th>reason</th></tr>
-{{range .Rows}}<tr{{if $anchor}} id="e{{.Seq}}"{{end}}><td>{{if $anchor}}<a href="#e{{.Seq}}">{{.Seq}}</a>{{else}}{{.Seq}}{{end}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{tm .Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{ml .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
+{{range .Rows}}<tr{{if $anchor}} id="e{{.Seq}}"{{end}}><td>{{if $anchor}}<a href="#e{{.Seq}}">{{.Seq}}</a>{{else}}{{.Seq}}{{end}}{{if .Link}}<div class="sub"><a href="#e{{.Link}}">→ {{.Link}}</a></div>{{end}}</td><td>{{tm .Time}}</td><td class="t">{{.Session}}</td><td>{{.Kind}}</td><td class="t">{{esc .Esc .What}}</td><td{{if eq .Action "deny" "timeout"}} class="deny"{{end}}>{{.Action}}</td><td>{{v .Rule}}</td><td class="t">{{ml .Reason}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}{{end}}
 `)).Parse(principalTemplates))
 

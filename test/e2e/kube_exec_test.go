@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/internal/testkit/kubetest"
 	"github.com/interlock/interlock/model"
 )
@@ -76,15 +79,85 @@ func TestKubeExec(t *testing.T) {
 		if out, stderr, code := k.interlock("sessions", "export", "-c", k.cfgPath, session); code != 0 || !strings.Contains(out, "out "+marker) {
 			t.Errorf("websockets=%s: replay: exit %d\n%s\n%s", ws, code, out, stderr)
 		}
+		// The request has a line of its own, and its response (journaled
+		// as the stream ends, which kubectl need not wait for).
+		deadline := time.Now().Add(10 * time.Second)
+		for !hasEntry(k, session, model.KindK8sResponse) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		request := `exec pods/exec in "default" name "` + kubetest.PodName + `", group core/v1, as `
 		if out, stderr, code := k.interlock("sessions", "show", "-c", k.cfgPath, session); code != 0 || !strings.Contains(out, "out "+marker+`\n`) ||
-			!strings.Contains(out, "exit status 3") {
+			!strings.Contains(out, "exit status 3") || !strings.Contains(out, "k8s request ") || !strings.Contains(out, request) ||
+			!strings.Contains(out, "k8s response ") {
 			t.Errorf("websockets=%s: sessions show: exit %d\n%s\n%s", ws, code, out, stderr)
+		}
+		if ws == "true" {
+			kubeExportViews(t, k, session, request)
 		}
 	}
 	// RBAC still judges exec: bob may not.
 	if _, stderr, code := k.kubectl("bob", nil, "exec", kubetest.PodName, "--", "echo", "bob-was-here"); code == 0 || k.c.Kubelet.ExecCount("bob-was-here") != 0 {
 		t.Errorf("bob's exec: exit %d, ran %d times: %s", code, k.c.Kubelet.ExecCount("bob-was-here"), stderr)
 	}
+}
+
+// kubeExportViews: the session's exec is a row of the bundle's summary
+// with its command's exit, and an API Activity event of its OCSF export.
+func kubeExportViews(t *testing.T, k *kubeEnv, session, request string) {
+	t.Helper()
+	bundle := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if _, stderr, code := k.interlock("journal", "export", "-q", "-c", k.cfgPath, "--session", session, "--out", bundle); code != 0 {
+		t.Fatalf("journal export: exit %d %s", code, stderr)
+	}
+	var summary string
+	for name, body := range testkit.ReadTarGz(t, bundle) {
+		if strings.HasSuffix(name, "summary.html") {
+			summary = string(body)
+		}
+	}
+	for _, w := range []string{`data-kind="k8s exec" data-outcome="allow"`, strings.ReplaceAll(strings.TrimSuffix(request, ", as "), `"`, "&#34;"), "exit status 3"} {
+		if !strings.Contains(summary, w) {
+			t.Errorf("summary.html lacks %q", w)
+		}
+	}
+	ocsf := filepath.Join(t.TempDir(), "events.jsonl")
+	if _, stderr, code := k.interlock("journal", "export", "-q", "-c", k.cfgPath, "--session", session, "--format", "ocsf", "--out", ocsf); code != 0 {
+		t.Fatalf("journal export --format ocsf: exit %d %s", code, stderr)
+	}
+	b, err := os.ReadFile(ocsf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev struct {
+			ClassUID int `json:"class_uid"`
+			API      struct {
+				Operation string `json:"operation"`
+				Response  *struct {
+					Code int `json:"code"`
+				} `json:"response"`
+			} `json:"api"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("OCSF line %q: %v", line, err)
+		}
+		if ev.ClassUID == 6003 && ev.API.Operation == "exec" {
+			codes[fmt.Sprint(ev.API.Response != nil)] = true
+		}
+	}
+	if !codes["false"] || !codes["true"] {
+		t.Errorf("OCSF: the exec's request and response are not both API Activity:\n%s", b)
+	}
+}
+
+func hasEntry(k *kubeEnv, session, kind string) bool {
+	for _, en := range k.entries() {
+		if en.Session == session && en.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 func decodeJSON[T any](t *testing.T, b []byte) T {
