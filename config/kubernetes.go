@@ -16,6 +16,13 @@ type KubernetesConfig struct {
 	ClientCertificateFile string `yaml:"client_certificate_file,omitempty"`
 	ClientKeyFile         string `yaml:"client_key_file,omitempty"`
 	TokenFile             string `yaml:"token_file,omitempty"`
+	// ServingCAFile and ServingCAKeyFile are a CA interlock issues the
+	// certificate it presents to clients from, instead of its own: the
+	// cluster CA (kubeadm's /etc/kubernetes/pki/ca.crt and ca.key, k3s's
+	// and kind's), so that kubeconfigs need no change. The key must be
+	// readable by root only; interlock holds it only while it signs.
+	ServingCAFile    string `yaml:"serving_ca_file,omitempty"`
+	ServingCAKeyFile string `yaml:"serving_ca_key_file,omitempty"`
 	// ServerNames are the names and addresses the certificate interlock
 	// presents to clients covers, besides the address's host: the names
 	// the kubeconfig's server URL may use.
@@ -88,6 +95,13 @@ func validateKubernetes(l *errorList, key string, k *KubernetesConfig) {
 		}
 	default:
 		absPath(l, key+".token_file", k.TokenFile, true)
+	}
+	switch {
+	case (k.ServingCAFile == "") != (k.ServingCAKeyFile == ""):
+		l.add(key+".serving_ca_key_file", "serving_ca_file and serving_ca_key_file go together (the cluster CA's certificate and key)")
+	case k.ServingCAFile != "":
+		absPath(l, key+".serving_ca_file", k.ServingCAFile, true)
+		absPath(l, key+".serving_ca_key_file", k.ServingCAKeyFile, true)
 	}
 	for j, n := range k.ServerNames {
 		if n == "" {

@@ -30,3 +30,28 @@ func TestKubernetesRecordResponses(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesServingCA: serving_ca_file and serving_ca_key_file are
+// read together, and refused alone or relative.
+func TestKubernetesServingCA(t *testing.T) {
+	target := func(extra string) string {
+		return "targets:\n  - name: k\n    protocol: kubernetes\n    address: 127.0.0.1:6443\n    kubernetes:\n" +
+			"      ca_file: /etc/hostname\n      token_file: /etc/hostname\n" + extra
+	}
+	cfg, err := Parse("k.yaml", []byte(target("      serving_ca_file: /etc/hostname\n      serving_ca_key_file: /etc/hostname\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Targets[0].Kubernetes; k.ServingCAFile != "/etc/hostname" || k.ServingCAKeyFile != "/etc/hostname" {
+		t.Errorf("parsed %+v", k)
+	}
+	for extra, want := range map[string]string{
+		"      serving_ca_file: /etc/hostname\n":                                    "go together",
+		"      serving_ca_key_file: /etc/hostname\n":                                "go together",
+		"      serving_ca_file: ca.crt\n      serving_ca_key_file: /etc/hostname\n": "serving_ca_file",
+	} {
+		if _, err := Parse("k.yaml", []byte(target(extra))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", extra, err)
+		}
+	}
+}

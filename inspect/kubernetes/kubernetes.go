@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -78,6 +79,42 @@ func New(o Options) (*Handler, error) {
 	return h, nil
 }
 
+// servingCert is the certificate presented to clients: issued from the
+// cluster CA when the site gives interlock its key (kubeconfigs then need
+// no change), else from interlock's own CA.
+func servingCert(stateDir, name string, k *config.KubernetesConfig, hosts []string) (tls.Certificate, error) {
+	if k.ServingCAFile == "" {
+		cert, err := tlsca.ServerCert(stateDir, "kubernetes-"+name, "interlock kubernetes proxy", hosts)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("kubernetes: server certificate: %w", err)
+		}
+		return cert, nil
+	}
+	// Whoever holds the cluster CA's key can mint any identity of the
+	// cluster: refuse a key file others could read or replace.
+	fi, err := os.Stat(k.ServingCAKeyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 || !ok || st.Uid != 0 {
+		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file %s must be a regular file owned by root with mode 0600 or stricter (it is %s): the cluster CA's key mints any identity of the cluster", k.ServingCAKeyFile, fi.Mode())
+	}
+	caPEM, err := os.ReadFile(k.ServingCAFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_file: %w", err)
+	}
+	keyPEM, err := os.ReadFile(k.ServingCAKeyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file: %w", err)
+	}
+	defer clear(keyPEM)
+	cert, err := tlsca.IssueFrom(caPEM, keyPEM, "interlock kubernetes proxy", hosts)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("kubernetes: serving certificate from %s: %w", k.ServingCAFile, err)
+	}
+	return cert, nil
+}
+
 func newTarget(stateDir string, tc config.TargetConfig) (*target, error) {
 	k := tc.Kubernetes
 	if k == nil {
@@ -88,9 +125,9 @@ func newTarget(stateDir string, tc config.TargetConfig) (*target, error) {
 		return nil, fmt.Errorf("kubernetes: address %q: %w", tc.Address, err)
 	}
 	hosts := append([]string{host}, k.ServerNames...)
-	cert, err := tlsca.ServerCert(stateDir, "kubernetes-"+tc.Name, "interlock kubernetes proxy", hosts)
+	cert, err := servingCert(stateDir, tc.Name, k, hosts)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: server certificate: %w", err)
+		return nil, err
 	}
 	t := &target{cfg: tc}
 	t.server = &tls.Config{

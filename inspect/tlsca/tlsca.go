@@ -14,10 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -61,6 +59,10 @@ func ServerCert(stateDir, name, commonName string, hosts []string) (tls.Certific
 		return tls.Certificate{}, err
 	}
 	return loadOrIssueLeaf(dir, name, commonName, ca, caKey, hosts)
+}
+
+func pkixName(commonName string) pkix.Name {
+	return pkix.Name{CommonName: commonName, Organization: []string{"interlock"}}
 }
 
 func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
@@ -116,26 +118,9 @@ func loadOrIssueLeaf(dir, name, commonName string, ca *x509.Certificate, caKey *
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	sn, err := serial()
+	tmpl, err := leafTemplate(commonName, hosts)
 	if err != nil {
 		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"interlock"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(leafLife),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range append(slices.Clone(hosts), "localhost", "127.0.0.1", "::1") {
-		if ip := net.ParseIP(h); ip != nil {
-			if !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			}
-		} else if !slices.Contains(tmpl.DNSNames, h) {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/interlock/interlock/inspect/tlsca"
 	"github.com/interlock/interlock/internal/testkit/kubetest"
+	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
 
@@ -59,6 +63,16 @@ func newKubeEnvWith(t *testing.T, extra, kube string) *kubeEnv {
 	if err := c.Grant(ctx, "interlock"); err != nil {
 		t.Fatal(err)
 	}
+	// A test may name the cluster CA's files in the target's section.
+	caKey, err := x509.MarshalECPrivateKey(c.CA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKeyFile := filepath.Join(dir, "cluster-ca.key")
+	if err := os.WriteFile(caKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKey}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kube = strings.NewReplacer("CLUSTER_CA_CRT", c.CA.CertFile, "CLUSTER_CA_KEY", caKeyFile).Replace(kube)
 	e := newEnv(t, []target{{name: "k8s", protocol: "kubernetes", address: c.Host,
 		extra: "kubernetes:\n      ca_file: " + c.CA.CertFile + "\n      client_ca_file: " + c.CA.CertFile +
 			"\n      client_certificate_file: " + self.CertFile + "\n      client_key_file: " + self.KeyFile + kube}}, extra)
@@ -96,4 +110,38 @@ func (k *kubeEnv) kubectl(user string, env []string, args ...string) (stdout, st
 	argv := append([]string{"env"}, env...)
 	argv = append(argv, "kubectl", "--kubeconfig", k.kc[user])
 	return k.runUnder(append(argv, args...)...)
+}
+
+// TestKubeClusterCAServing (issue 20): given the cluster CA's key,
+// interlock presents a certificate the cluster CA issued, so a kubeconfig
+// that trusts the cluster CA alone (no change at all) works through
+// interlock, and the request is journaled. (Without the cluster CA's key
+// interlock presents its own CA's certificate, which that kubeconfig does
+// not trust: the test fails.)
+func TestKubeClusterCAServing(t *testing.T) {
+	k := newKubeEnvWith(t, "", "\n      serving_ca_file: CLUSTER_CA_CRT\n      serving_ca_key_file: CLUSTER_CA_KEY")
+	clusterCA, err := os.ReadFile(k.c.CA.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := k.c.CA.Issue("alice", []string{kubetest.DevGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(k.dir, "kubeconfig-unchanged")
+	if err := kubetest.WriteKubeconfig(plain, "https://"+k.c.Host, clusterCA, &alice); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := k.runUnder("kubectl", "--kubeconfig", plain, "get", "pods")
+	if code != 0 || !strings.Contains(out, kubetest.PodName) {
+		t.Fatalf("kubectl with an unchanged kubeconfig: exit %d %s %s", code, out, stderr)
+	}
+	found := false
+	for _, r := range entriesOf[model.K8sRequest](k.env, model.KindK8sRequest) {
+		found = found || r.User == "alice" && r.Resource == "pods" && r.Verb == "list"
+	}
+	if !found {
+		t.Errorf("the request is not journaled: it did not go through interlock")
+	}
+
 }
