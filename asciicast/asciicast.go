@@ -134,12 +134,7 @@ func decode(records iter.Seq2[Record, error], want *uint32, header func(Header) 
 			return err
 		}
 		// A kubernetes exec's stream records carry the ssh ones' data.
-		switch rec.Kind {
-		case model.KindK8sIO:
-			rec.Kind = model.KindSSHIO
-		case model.KindK8sResize:
-			rec.Kind = model.KindSSHResize
-		}
+		rec.Kind = model.SSHDataKind(rec.Kind)
 		switch rec.Kind {
 		case model.KindSessionOpen:
 			openNS, haveOpen = rec.TimeNS, true

@@ -217,9 +217,10 @@ type Journal struct {
 	// a poster that has to wait for room sends it, so that the wait is
 	// the writer's progress, not its linger.
 	kick chan struct{}
-	// company mirrors writer.multiSession for Start: while it is set, a
-	// pipelined record goes to the writer with the posted ones, without
-	// waking it; its waiter does when it asks.
+	// company says the writer's last batch held records of more than one
+	// session: others are likely to come while a pipelined record waits,
+	// so Start sends it with the posted ones, without waking the writer,
+	// and the writer holds it back until its waiter asks (collect).
 	company atomic.Bool
 	// made counts the Appends and Starts made (request.made).
 	made atomic.Uint64

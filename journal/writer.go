@@ -62,10 +62,6 @@ type writer struct {
 	// postsDue at the latest (a linger of its own). Zero: the next Post
 	// wakes it.
 	postsDue time.Time
-	// multiSession says the last batch held records of more than one
-	// session: others are likely to come while a pipelined record waits,
-	// so it is worth holding it back until it is needed (collect).
-	multiSession bool
 
 	// h, leaf, recs, arena, spans, stored, hbuf and last are the batch's
 	// scratch space (writer_tx.go).
@@ -360,7 +356,7 @@ func (w *writer) lingerFor(batch []*request) (wait time.Duration, ok bool) {
 		}
 	}
 	switch {
-	case pipelined && (!w.multiSession || w.opts.PipelineLinger <= 0):
+	case pipelined && (!w.j.company.Load() || w.opts.PipelineLinger <= 0):
 		// One session alone: its record commits while the target works,
 		// and nothing would share the transaction by waiting.
 		return 0, false
@@ -430,8 +426,7 @@ func (w *writer) process(batch []*request) {
 		// next batch instead of waking the writer one by one.
 		w.armPosts(start)
 	}
-	w.multiSession = manySessions(batch)
-	j.company.Store(w.multiSession)
+	j.company.Store(manySessions(batch))
 	first, err := w.commit(batch)
 	if err != nil {
 		j.failedBatches.Add(1)

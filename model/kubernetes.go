@@ -4,6 +4,24 @@ package model
 // terminal: k8s.exec opens it (Channel numbers the session's execs),
 // k8s.io, k8s.resize and k8s.exit carry the data of ssh.io, ssh.resize
 // and ssh.exit (SSHIO, SSHResize, SSHExit), so one renderer replays both.
+// SSHDataKind is the ssh kind whose data an entry of kind carries
+// (k8s.io: ssh.io, k8s.resize: ssh.resize, k8s.exit: ssh.exit, k8s.mask:
+// ssh.mask), else kind itself: renderers of terminals and masking read
+// both protocols' entries as one.
+func SSHDataKind(kind string) string {
+	switch kind {
+	case KindK8sIO:
+		return KindSSHIO
+	case KindK8sResize:
+		return KindSSHResize
+	case KindK8sExit:
+		return KindSSHExit
+	case KindK8sMask:
+		return KindSSHMask
+	}
+	return kind
+}
+
 const (
 	KindK8sRequest  = "k8s.request"     // one API request, with policy's decision
 	KindK8sResponse = "k8s.response"    // how it ended

@@ -150,15 +150,7 @@ func describe(e Event) string {
 	}
 	// A kubernetes exec's resize and exit, and a response's masking,
 	// carry the ssh entries' data.
-	kind := e.Kind
-	switch kind {
-	case model.KindK8sResize:
-		kind = model.KindSSHResize
-	case model.KindK8sExit:
-		kind = model.KindSSHExit
-	case model.KindK8sMask:
-		kind = model.KindSSHMask
-	}
+	kind := model.SSHDataKind(e.Kind)
 	switch kind {
 	case model.KindSessionOpen:
 		var m model.SessionOpen

@@ -215,14 +215,8 @@ func Read(records iter.Seq2[Record, error], event func(Event) error) (*Session, 
 			rec.Kind == model.KindK8sResize || rec.Kind == model.KindK8sExit) && cm.Channel != nil && !cm.Global {
 			ev.Channel = cm.Channel
 		}
-		kind := rec.Kind
 		// A kubernetes exec's stream records carry the ssh ones' data.
-		switch kind {
-		case model.KindK8sIO:
-			kind = model.KindSSHIO
-		case model.KindK8sExit:
-			kind = model.KindSSHExit
-		}
+		kind := model.SSHDataKind(rec.Kind)
 		switch kind {
 		case model.KindK8sRequest:
 			var m model.K8sRequest

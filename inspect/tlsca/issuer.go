@@ -32,6 +32,16 @@ func IssueFrom(caCertPEM, caKeyPEM []byte, commonName string, hosts []string) (t
 	if !ok || !pub.Equal(ca.PublicKey) {
 		return tls.Certificate{}, errors.New("the CA key does not match the CA certificate")
 	}
+	cert, err := issueLeaf(commonName, hosts, ca, signer)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue from %q: %w", ca.Subject.CommonName, err)
+	}
+	return cert, nil
+}
+
+// issueLeaf signs a new server certificate for hosts with ca's key; it
+// never outlives ca. The chain holds the leaf and ca.
+func issueLeaf(commonName string, hosts []string, ca *x509.Certificate, caKey crypto.Signer) (tls.Certificate, error) {
 	key, err := newKey()
 	if err != nil {
 		return tls.Certificate{}, err
@@ -40,13 +50,12 @@ func IssueFrom(caCertPEM, caKeyPEM []byte, commonName string, hosts []string) (t
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	// A leaf outliving its issuer would fail verification early anyway.
 	if tmpl.NotAfter.After(ca.NotAfter) {
 		tmpl.NotAfter = ca.NotAfter
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("issue from %q: %w", ca.Subject.CommonName, err)
+		return tls.Certificate{}, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {

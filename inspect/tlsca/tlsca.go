@@ -114,26 +114,14 @@ func loadOrIssueLeaf(dir, name, commonName string, ca *x509.Certificate, caKey *
 		time.Until(c.NotAfter) > leafMargin && c.CheckSignatureFrom(ca) == nil {
 		return tls.Certificate{Certificate: [][]byte{c.Raw, ca.Raw}, PrivateKey: k, Leaf: c}, nil
 	}
-	key, err := newKey()
+	cert, err := issueLeaf(commonName, hosts, ca, caKey)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	tmpl, err := leafTemplate(commonName, hosts)
-	if err != nil {
+	if err := writePair(crtPath, keyPath, cert.Certificate[0], cert.PrivateKey.(*ecdsa.PrivateKey)); err != nil {
 		return tls.Certificate{}, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writePair(crtPath, keyPath, der, key); err != nil {
-		return tls.Certificate{}, err
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.Raw}, PrivateKey: key, Leaf: c}, nil
+	return cert, nil
 }
 
 func covers(c *x509.Certificate, hosts []string) bool {

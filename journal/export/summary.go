@@ -200,7 +200,7 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 			ev.Reason = maskNote(m.Rule, m.Column, m.Detector, m.Count)
 			s.event(&s.masks, &s.counts.Masks, ev)
 		}
-	case model.KindSSHMask:
+	case model.KindSSHMask, model.KindK8sMask:
 		var m model.MaskDecision
 		if json.Unmarshal(p.Data, &m) == nil && m.Count > 0 {
 			ev.What, ev.Action, ev.Rule = m.Column, string(model.Mask), m.Rule
@@ -243,8 +243,7 @@ func (s *summary) add(seq uint64, p evidence.Body) (pty bool) {
 			ev.What = "grant " + g.ID + " expired (" + g.Scope + ")"
 			s.event(&s.approvals, &s.counts.Approvals, ev)
 		}
-	case model.KindK8sRequest, model.KindK8sResponse, model.KindK8sExec, model.KindK8sIO, model.KindK8sExit,
-		model.KindK8sPortFwd, model.KindK8sMask, model.KindK8sIdentity:
+	case model.KindK8sRequest, model.KindK8sResponse, model.KindK8sExec, model.KindK8sPortFwd, model.KindK8sIdentity:
 		return s.k8sEntry(seq, p, ev)
 	case model.KindGap:
 		var g model.Gap

@@ -8,6 +8,7 @@ import (
 
 	"github.com/interlock/interlock/journal/evidence"
 	"github.com/interlock/interlock/model"
+	"github.com/interlock/interlock/sessionview"
 )
 
 // What each session did, for summary.html: one row per operation (a SQL
@@ -249,7 +250,7 @@ func (s *summary) activityEntry(seq uint64, p evidence.Body, ev eventRow) {
 					Note: "bytes counted at the handle's close", Op: by})
 			}
 		}
-	case model.KindSSHIO:
+	case model.KindSSHIO, model.KindK8sIO: // k8s.io carries an ssh.io's data
 		var io model.SSHIO
 		if json.Unmarshal(p.Data, &io) == nil {
 			if o := s.act.program[chanKey(p.Session, io.Channel)]; o != nil {
@@ -260,7 +261,7 @@ func (s *summary) activityEntry(seq uint64, p evidence.Body, ev eventRow) {
 				}
 			}
 		}
-	case model.KindSSHExit:
+	case model.KindSSHExit, model.KindK8sExit:
 		var x model.SSHExit
 		if json.Unmarshal(p.Data, &x) == nil {
 			if o := s.act.program[chanKey(p.Session, x.Channel)]; o != nil {
@@ -268,7 +269,9 @@ func (s *summary) activityEntry(seq uint64, p evidence.Body, ev eventRow) {
 				case x.ExitStatus != nil:
 					o.Result = append(o.Result, fmt.Sprintf("exit status %d", *x.ExitStatus))
 				case x.ExitSignal != "":
-					o.Result = append(o.Result, "killed by signal "+x.ExitSignal)
+					o.Result = append(o.Result, "killed by signal "+sessionview.Quote(x.ExitSignal))
+				default:
+					o.Result = append(o.Result, "ended without an exit status")
 				}
 			}
 		}

@@ -104,44 +104,12 @@ func (s *summary) k8sEntry(seq uint64, p evidence.Body, ev eventRow) (pty bool) 
 			s.ptys[p.Session] = true
 			return true
 		}
-	case model.KindK8sIO:
-		var m model.SSHIO
-		if json.Unmarshal(p.Data, &m) == nil {
-			if o := a.program[chanKey(p.Session, m.Channel)]; o != nil {
-				if m.Stream == "i" {
-					o.up += int64(m.Bytes)
-				} else {
-					o.down += int64(m.Bytes)
-				}
-			}
-		}
-	case model.KindK8sExit:
-		var m model.SSHExit
-		if json.Unmarshal(p.Data, &m) == nil {
-			if o := a.program[chanKey(p.Session, m.Channel)]; o != nil {
-				switch {
-				case m.ExitStatus != nil:
-					o.Result = append(o.Result, fmt.Sprintf("exit status %d", *m.ExitStatus))
-				case m.ExitSignal != "":
-					o.Result = append(o.Result, "killed by signal "+sessionview.Quote(m.ExitSignal))
-				default:
-					o.Result = append(o.Result, "ended without an exit status")
-				}
-			}
-		}
 	case model.KindK8sPortFwd:
 		var m model.K8sPortForward
 		if json.Unmarshal(p.Data, &m) == nil {
 			if o := a.k8sReq[k8sKey(p.Session, m.Seq)]; o != nil {
 				o.Result = append(o.Result, sessionview.K8sPortForwardText(m))
 			}
-		}
-	case model.KindK8sMask:
-		var m model.MaskDecision
-		if json.Unmarshal(p.Data, &m) == nil && m.Count > 0 {
-			ev.What, ev.Action, ev.Rule = m.Column, string(model.Mask), m.Rule
-			ev.Reason = maskNote(m.Rule, m.Column, m.Detector, m.Count)
-			s.event(&s.masks, &s.counts.Masks, ev)
 		}
 	case model.KindK8sIdentity:
 		var m model.K8sIdentity
