@@ -90,20 +90,11 @@ func servingCert(stateDir, name string, k *config.KubernetesConfig, hosts []stri
 		}
 		return cert, nil
 	}
-	// Whoever holds the cluster CA's key can mint any identity of the
-	// cluster: refuse a key file others could read or replace.
-	fi, err := os.Stat(k.ServingCAKeyFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file: %w", err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 || !ok || st.Uid != 0 {
-		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file %s must be a regular file owned by root with mode 0600 or stricter (it is %s): the cluster CA's key mints any identity of the cluster", k.ServingCAKeyFile, fi.Mode())
-	}
 	caPEM, err := os.ReadFile(k.ServingCAFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_file: %w", err)
 	}
-	keyPEM, err := os.ReadFile(k.ServingCAKeyFile)
+	keyPEM, err := readRootOnly(k.ServingCAKeyFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("kubernetes: serving_ca_key_file: %w", err)
 	}
@@ -113,6 +104,25 @@ func servingCert(stateDir, name string, k *config.KubernetesConfig, hosts []stri
 		return tls.Certificate{}, fmt.Errorf("kubernetes: serving certificate from %s: %w", k.ServingCAFile, err)
 	}
 	return cert, nil
+}
+
+// readRootOnly reads a file that must be regular, owned by root and
+// readable by nobody else: whoever holds the cluster CA's key can mint any
+// identity of the cluster. The checks are on the descriptor it reads.
+func readRootOnly(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 || !ok || st.Uid != 0 {
+		return nil, fmt.Errorf("%s must be a regular file owned by root with mode 0600 or stricter (it is %s): the cluster CA's key mints any identity of the cluster", path, fi.Mode())
+	}
+	return io.ReadAll(io.LimitReader(f, 1<<20))
 }
 
 func newTarget(stateDir string, tc config.TargetConfig) (*target, error) {
