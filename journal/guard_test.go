@@ -56,7 +56,7 @@ func TestStartupGuardRefusesRollback(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "j.db")
 	sink := filepath.Join(dir, "elsewhere.cp")
-	opts := Options{Path: path, CheckpointSinks: []string{sink}}
+	opts := Options{Path: path, CheckpointSinks: []string{sink}, FlushInterval: -1}
 	old := writeN(t, opts, 5)
 	copyFile(t, path, filepath.Join(dir, "old.db"))
 	head := writeN(t, opts, 5)
@@ -162,7 +162,7 @@ func TestOpenSignsCrashTail(t *testing.T) {
 // of the cut; none may claim a wrong root for the entries that remain.
 func TestHeadWentBackWhileOpen(t *testing.T) {
 	path := tempPath(t)
-	j := openT(t, Options{Path: path, SyncInterval: 500 * time.Millisecond, checkpointInterval: time.Millisecond, heartbeat: 5 * time.Millisecond})
+	j := openT(t, Options{Path: path, SyncInterval: 500 * time.Millisecond, checkpointInterval: time.Millisecond, heartbeat: 5 * time.Millisecond, FlushInterval: -1})
 	for range 6 {
 		appendT(t, j, model.Record{Kind: "op"}, model.Synced)
 	}

@@ -89,6 +89,10 @@ type Options struct {
 	// more before it commits (never past half the sync interval); negative
 	// disables the wait.
 	PostLinger time.Duration
+	// FlushInterval is how long entries committed to the commit log may
+	// wait for SQLite to take them (logmode.go); negative keeps the
+	// journal out of log mode, every batch a SQLite transaction.
+	FlushInterval time.Duration
 	// PipelineLinger is how long a Committed record of Start may wait for
 	// its waiter to ask for it while other sessions append (their records
 	// then share its transaction); negative commits it at once.
@@ -150,6 +154,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.PipelineLinger == 0 {
 		o.PipelineLinger = DefaultPipelineLinger
 	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
 	for _, s := range o.CheckpointSinks {
 		if err := ParseSink(s); err != nil {
 			return o, fmt.Errorf("journal: checkpoint sink: %w", err)
@@ -189,6 +196,11 @@ type Stats struct {
 	// that recorded them. PostWaits counts Posts that waited for room:
 	// a session slowed, nothing lost.
 	Posted, PostWritten, PostLost, Gaps, PostWaits uint64
+	// Flushes counts the transactions that moved entries from the
+	// commit log into the database; LogMode says batches are committed
+	// to the commit log now (no other process writes the journal).
+	Flushes uint64
+	LogMode bool
 	// Checkpoints counts checkpoints signed; SignedSize is the tree size
 	// of the newest.
 	Checkpoints, SignedSize uint64
@@ -224,6 +236,8 @@ type Journal struct {
 	company atomic.Bool
 	// made counts the Appends and Starts made (request.made).
 	made atomic.Uint64
+	// logMode mirrors the writer's, for Stats.
+	logMode atomic.Bool
 
 	done     chan struct{} // closed when the writer has stopped
 	closeErr error         // set by the writer before done
@@ -238,7 +252,7 @@ type Journal struct {
 	// unsyncedNanos mirrors the writer's unsyncedSince (UnixNano, 0 when
 	// all is synced) for Stats, which other goroutines call.
 	unsyncedNanos                                                atomic.Int64
-	posted, postWritten, postLost, gaps, checkpoints, signedSize atomic.Uint64
+	posted, postWritten, postLost, gaps, checkpoints, signedSize, flushes atomic.Uint64
 	// shares is the per-session credit of posted records in flight.
 	shares    postShares
 	postWaits atomic.Uint64
@@ -305,6 +319,9 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		err = w.prepare(ctx)
 	}
 	if err == nil {
+		err = w.openLog()
+	}
+	if err == nil {
 		w.cps.origin = evidence.Origin(id)
 		err = w.startupChecks(ctx, created)
 	}
@@ -335,9 +352,11 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 	}
 	j.shares.init(opts.PostQueue, j.kickWriter)
 	j.lastSeq.Store(uint64(w.size))
+	j.logMode.Store(w.logMode)
 	j.signedSize.Store(uint64(w.cps.last.Size))
 	w.j = j
 	w.maybeCheckpoint(time.Now())
+	openJournals.Store(journalKey(opts.Path), j)
 	go w.run()
 	log.Info("journal opened", "journal_id", id, "head_seq", w.size, "created", created, "sync", string(opts.Sync),
 		"sync_interval", opts.SyncInterval, "key", signer.VerifierKey)
@@ -484,6 +503,7 @@ func (j *Journal) Close() error {
 	}
 	j.mu.Unlock()
 	<-j.done
+	openJournals.CompareAndDelete(journalKey(j.opts.Path), j)
 	return j.closeErr
 }
 
@@ -502,6 +522,8 @@ func (j *Journal) Stats() Stats {
 		PostLost:      j.postLost.Load(),
 		Gaps:          j.gaps.Load(),
 		PostWaits:     j.postWaits.Load(),
+		Flushes:       j.flushes.Load(),
+		LogMode:       j.logMode.Load(),
 		Checkpoints:   j.checkpoints.Load(),
 		SignedSize:    j.signedSize.Load(),
 		Queued:        len(j.reqs) + len(j.posts),

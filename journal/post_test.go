@@ -139,7 +139,7 @@ func TestPostUnencodableIsCounted(t *testing.T) {
 // the first batch that commits again carries the journal.gap entry.
 func TestPostStorageFailureLeavesGap(t *testing.T) {
 	path := tempPath(t)
-	j := openT(t, Options{Path: path, BusyTimeout: 20 * time.Millisecond})
+	j := openT(t, Options{Path: path, BusyTimeout: 20 * time.Millisecond, FlushInterval: -1})
 	appendT(t, j, model.Record{Kind: "warm"}, model.Synced)
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {

@@ -252,6 +252,9 @@ func openReader(ctx context.Context, path string) (*reader, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
+	if err := beforeRead(ctx, path); err != nil {
+		return nil, err
+	}
 	d, err := readerDSN(path)
 	if err != nil {
 		return nil, err

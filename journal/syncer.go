@@ -80,6 +80,10 @@ type syncer struct {
 	// only while the syncer is idle (after waitIdle).
 	path string
 	wal  *os.File
+	// log, when set, is the commit log, synced instead of the WAL: in log
+	// mode batches are committed there (logmode.go). The writer sets it
+	// only while the syncer is idle.
+	logFile *os.File
 	// maxLinger bounds the group commit's wait.
 	maxLinger time.Duration
 }
@@ -118,6 +122,9 @@ func openWAL(path string) (*os.File, error) {
 // opened at the first sync if the writer's connect found none yet (a new
 // database gets its WAL at its first transaction).
 func (s *syncer) fsync() error {
+	if s.logFile != nil {
+		return fdatasync(s.logFile)
+	}
 	if s.wal == nil {
 		f, err := openWAL(s.path)
 		if err != nil {

@@ -159,6 +159,9 @@ func (w *writer) nextWake() time.Time {
 	if cp := w.cps.due(w.synced); !cp.IsZero() && (at.IsZero() || cp.Before(at)) {
 		at = cp
 	}
+	if lw := w.logWake(); !lw.IsZero() && (at.IsZero() || lw.Before(at)) {
+		at = lw
+	}
 	return at
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -63,15 +64,32 @@ type writer struct {
 	// wakes it.
 	postsDue time.Time
 
-	// h, leaf, recs, arena, spans, stored, hbuf and last are the batch's
-	// scratch space (writer_tx.go).
+	// h, leaf, recs, stored, hbuf and last are the batch's scratch space
+	// (writer_tx.go). pend are the rows staged for the database, their
+	// columns in arena: outside log mode only while a batch is inserted;
+	// in log mode the entries the commit log holds and the database not
+	// yet, from pendSince.
 	h          hash.Hash
 	leaf       leafHasher
 	recs       []*encodedRecord
 	arena      []byte
-	spans      []rowSpan
+	pend       []pendRow
+	pendSince  time.Time
 	stored     []tlog.Hash
 	hbuf, last []byte
+
+	// clog is the commit log (commitlog.go), nil when the journal is not
+	// the writer's own file. In logMode batches are committed by writing
+	// to it; logCheckAt is when the writer next looks whether another
+	// process wants to write (in log mode) or tries to take the log back
+	// (outside it).
+	clog       *commitLog
+	logMode    bool
+	logCheckAt time.Time
+	// flushRetryAt delays the next flush after a failed one; walFile is
+	// the database's WAL, synced by the writer before the log is emptied.
+	flushRetryAt time.Time
+	walFile      *os.File
 
 	// size is the tree size (head seq) this writer knows, headHash the
 	// chain hash of that entry and tree the compact range of that tree.
@@ -199,6 +217,12 @@ func (w *writer) close() {
 	if w.sy.wal != nil {
 		w.sy.wal.Close()
 	}
+	if w.walFile != nil {
+		w.walFile.Close()
+	}
+	if w.clog != nil {
+		w.clog.close()
+	}
 }
 
 func (w *writer) run() {
@@ -256,6 +280,7 @@ func (w *writer) run() {
 			if !w.unsyncedSince.IsZero() && !time.Now().Before(w.syncAt()) {
 				w.requestSync(nil, true)
 			}
+			w.logTick(time.Now())
 			w.maybeCheckpoint(time.Now())
 		}
 		// Go 1.23 timers: after Stop no stale tick can be received.
@@ -452,9 +477,11 @@ func (w *writer) process(batch []*request) {
 	if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
 		w.unsyncedSince = oldest
 	}
+	ended := false
 	for _, r := range batch {
 		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
 			w.cps.want(int64(last))
+			ended = true
 			break
 		}
 	}
@@ -481,6 +508,7 @@ func (w *writer) process(batch []*request) {
 		w.requestSync(wait, false)
 	}
 	w.publishUnsynced()
+	w.maybeFlush(ended)
 }
 
 // armPosts stops the writer waking for each Post until now plus the
@@ -516,6 +544,10 @@ func (w *writer) shutdown() {
 	j := w.j
 	w.sy.waitIdle()
 	w.onSynced()
+	if w.logMode {
+		// What stays in the log is replayed at the next Open.
+		w.flushLogged()
+	}
 	if w.synced < w.size {
 		if err := w.syncNow(); err != nil {
 			j.closeErr = fmt.Errorf("journal: final sync: %w", err)
@@ -526,6 +558,9 @@ func (w *writer) shutdown() {
 	}
 	if w.synced == w.size && w.size > w.cps.last.Size {
 		w.checkpoint(time.Now())
+	}
+	if w.logMode {
+		w.trimLog()
 	}
 	w.sy.close()
 	w.close()

@@ -101,7 +101,7 @@ func TestOverdueBatchSyncs(t *testing.T) {
 // appends work again once the lock is gone.
 func TestFailClosedWhileLocked(t *testing.T) {
 	path := tempPath(t)
-	j := openT(t, Options{Path: path, BusyTimeout: 100 * time.Millisecond})
+	j := openT(t, Options{Path: path, BusyTimeout: 100 * time.Millisecond, FlushInterval: -1})
 	appendT(t, j, model.Record{Kind: "before"}, model.Synced)
 
 	other, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=1000")
@@ -155,7 +155,7 @@ func TestFailClosedWhileLocked(t *testing.T) {
 func TestFailedBatchRollsBack(t *testing.T) {
 	path := tempPath(t)
 	g := newGate()
-	j := openT(t, Options{Path: path, beforeBatch: g.hook})
+	j := openT(t, Options{Path: path, beforeBatch: g.hook, FlushInterval: -1})
 
 	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {

@@ -23,10 +23,11 @@ const (
 	sqlCheckpoint  = `INSERT INTO checkpoints (tree_size, time_ns, note) VALUES (?, ?, ?)`
 )
 
-// commit writes batch in one transaction and returns the first sequence
-// number. BEGIN IMMEDIATE takes the database write lock before the head is
-// checked, so another process appending to the same file cannot slip an
-// entry between our view of the head and our insert.
+// commit writes batch and returns the first sequence number: in log mode
+// by one write to the commit log (logmode.go), otherwise in one SQLite
+// transaction. BEGIN IMMEDIATE takes the database write lock before the
+// head is checked, so another process appending to the same file cannot
+// slip an entry between our view of the head and our insert.
 func (w *writer) commit(batch []*request) (first uint64, err error) {
 	saved := w.tree.Clone()
 	savedSize, savedHead := w.size, append([]byte(nil), w.headHash...)
@@ -35,13 +36,25 @@ func (w *writer) commit(batch []*request) (first uint64, err error) {
 		w.recs = append(w.recs, &r.rec)
 	}
 	defer clear(w.recs)
-	err = w.inTx(func(rc *rawConn) error {
-		if err := w.syncHead(rc); err != nil {
-			return err
-		}
+	if w.logMode {
 		first = uint64(w.size) + 1
-		return w.insert(rc, w.recs, first)
-	})
+		if err = w.logBatch(w.recs, first); err == nil {
+			w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
+			return first, nil
+		}
+	} else if err = w.holdsLog(); err == nil {
+		// Outside log mode nothing is pending: the batch's rows are the
+		// only ones staged, and are dropped once inserted or refused.
+		err = w.inTx(func(rc *rawConn) error {
+			if err := w.syncHead(rc); err != nil {
+				return err
+			}
+			first = uint64(w.size) + 1
+			w.stage(w.recs, first)
+			return w.execRows(rc, w.pend)
+		})
+		w.dropPending(0)
+	}
 	if err != nil {
 		w.tree, w.size, w.headHash = saved, savedSize, savedHead
 		return 0, fmt.Errorf("entries %d-%d: %w", first, first+uint64(len(batch))-1, err)
@@ -73,71 +86,82 @@ var sqlInsertRows = func() (qs [insertSizes]string) {
 	return qs
 }()
 
-// rowSpan locates an entry's body, hash and tree column in w.arena.
-type rowSpan struct {
+// pendRow is an entry staged for the database: its record, and where its
+// body, hash and tree column end in w.arena (each starts where the one
+// before ends; the first row's body at start).
+type pendRow struct {
 	seq, time        int64
-	body, hash, tree int // ends; each starts where the one before ends
+	rec              *encodedRecord
+	start            int
+	body, hash, tree int
 }
 
-// insert writes recs as entries first, first+1, ..., chained from
-// w.headHash, adds their leaves to the tree, and leaves the last entry's
-// chain hash in w.last. The caller holds the write transaction and moves
-// size and headHash on once it commits.
-func (w *writer) insert(rc *rawConn, recs []*encodedRecord, first uint64) error {
+// stage numbers recs first, first+1, ..., chains them from w.headHash,
+// adds their leaves to the tree, and appends them to w.pend with their
+// columns in w.arena; w.last is left holding the last one's chain hash.
+// The caller moves size and headHash on once they are committed.
+func (w *writer) stage(recs []*encodedRecord, first uint64) {
 	w.last = append(w.last[:0], w.headHash...)
 	seq := int64(first)
-	for len(recs) > 0 {
+	for _, rec := range recs {
+		t := rec.timeNS
+		if !rec.hasTime {
+			t = time.Now().UnixNano()
+		}
+		start := len(w.arena)
+		w.arena = evidence.AppendBody(w.arena, uint64(seq), t, rec.tail)
+		sp := pendRow{seq: seq, time: t, rec: rec, start: start, body: len(w.arena)}
+		w.hbuf = evidence.AppendChainHash(w.h, w.hbuf, w.last, w.arena[start:sp.body])
+		w.last = append(w.last[:0], w.hbuf...)
+		w.arena = append(w.arena, w.hbuf...)
+		sp.hash = len(w.arena)
+		w.stored = w.tree.AddStored(w.leaf.sum(w.arena[start:sp.body]), w.stored)
+		for _, h := range w.stored {
+			w.arena = append(w.arena, h[:]...)
+		}
+		sp.tree = len(w.arena)
+		w.pend = append(w.pend, sp)
+		seq++
+	}
+}
+
+// execRows inserts rows, staged by stage, inside the caller's write
+// transaction.
+func (w *writer) execRows(rc *rawConn, rows []pendRow) error {
+	for len(rows) > 0 {
 		k := 0
-		for 2<<k <= min(len(recs), maxInsertRows) {
+		for 2<<k <= min(len(rows), maxInsertRows) {
 			k++
 		}
 		n := 1 << k
-		chunk := recs[:n]
-		recs = recs[n:]
-		// Bodies, hashes and tree columns go to the arena first, and are
-		// sliced once it no longer grows.
-		w.arena, w.spans = w.arena[:0], w.spans[:0]
-		for _, rec := range chunk {
-			t := rec.timeNS
-			if !rec.hasTime {
-				t = time.Now().UnixNano()
-			}
-			start := len(w.arena)
-			w.arena = evidence.AppendBody(w.arena, uint64(seq), t, rec.tail)
-			sp := rowSpan{seq: seq, time: t, body: len(w.arena)}
-			prev := w.last
-			if len(w.spans) > 0 {
-				prev = w.arena[w.spans[len(w.spans)-1].body:w.spans[len(w.spans)-1].hash]
-			}
-			w.hbuf = evidence.AppendChainHash(w.h, w.hbuf, prev, w.arena[start:sp.body])
-			w.arena = append(w.arena, w.hbuf...)
-			sp.hash = len(w.arena)
-			w.stored = w.tree.AddStored(w.leaf.sum(w.arena[start:sp.body]), w.stored)
-			for _, h := range w.stored {
-				w.arena = append(w.arena, h[:]...)
-			}
-			sp.tree = len(w.arena)
-			w.spans = append(w.spans, sp)
-			seq++
-		}
+		chunk := rows[:n]
+		rows = rows[n:]
 		args := rc.args[:0]
-		start := 0
-		for i, sp := range w.spans {
-			rec := chunk[i]
+		for i, sp := range chunk {
+			rec := sp.rec
 			for c, v := range [rowCols]driver.Value{sp.seq, sp.time, rec.kind, rec.session,
-				w.arena[start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], rec.salt, rec.payload} {
+				w.arena[sp.start:sp.body], w.arena[sp.body:sp.hash], w.arena[sp.hash:sp.tree], rec.salt, rec.payload} {
 				args = append(args, driver.NamedValue{Ordinal: i*rowCols + c + 1, Value: v})
 			}
-			start = sp.tree
 		}
 		rc.args = args
 		if err := rc.run(sqlInsertRows[k], args); err != nil {
-			return fmt.Errorf("insert entries %d-%d: %w", w.spans[0].seq, seq-1, err)
+			return fmt.Errorf("insert entries %d-%d: %w", chunk[0].seq, chunk[n-1].seq, err)
 		}
-		lastSp := w.spans[len(w.spans)-1]
-		w.last = append(w.last[:0], w.arena[lastSp.body:lastSp.hash]...)
 	}
 	return nil
+}
+
+// dropPending forgets the staged rows from n on (all of them for 0).
+func (w *writer) dropPending(n int) {
+	if n == 0 {
+		clear(w.pend)
+		w.pend, w.arena = w.pend[:0], w.arena[:0]
+		return
+	}
+	w.arena = w.arena[:w.pend[n-1].tree]
+	clear(w.pend[n:])
+	w.pend = w.pend[:n]
 }
 
 // syncHead makes size, headHash and tree describe the database's head,
@@ -209,9 +233,20 @@ func (w *writer) inTx(fn func(rc *rawConn) error) error {
 		if err := rc.exec(sqlBegin); err != nil {
 			return fmt.Errorf("begin write transaction: %w", err)
 		}
-		err := fn(rc)
+		// In log mode the entries only the commit log holds go first:
+		// whatever fn writes (a checkpoint, a retention record) comes
+		// after them, as it did in the log's order.
+		flushed := 0
+		if w.logMode {
+			flushed = len(w.pend)
+		}
+		err := w.execRows(rc, w.pend[:flushed])
+		if err == nil {
+			err = fn(rc)
+		}
 		if err == nil {
 			if err = rc.exec(sqlCommit); err == nil {
+				w.flushedPending(flushed)
 				return nil
 			}
 			err = fmt.Errorf("commit: %w", err)

@@ -1,0 +1,413 @@
+package journal
+
+// The writer in log mode (commitlog.go): batches committed by writing them
+// to the commit log, flushed to SQLite in large transactions, handed over
+// to another process that wants to write, and replayed after a crash.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultFlushInterval is how long entries may stay in the commit log
+// alone before SQLite takes them: long enough that one SQLite transaction
+// carries the statements of many round trips, short beside a person
+// looking at the journal from another process.
+const DefaultFlushInterval = 2 * time.Millisecond
+
+const (
+	// flushRows and flushBytes flush before the interval when this much
+	// is pending: SQLite's insert is linear in it, and it is memory.
+	flushRows  = 1024
+	flushBytes = 8 << 20
+	// logTrimAt empties the log once everything in it is in the database:
+	// a larger log costs a WAL fsync less often, and a longer replay.
+	logTrimAt = 16 << 20
+	// wantPoll is how often a log-mode writer looks whether a process
+	// waits to write through SQLite; promotePoll how often a writer that
+	// stepped down tries to take the log back.
+	wantPoll    = 20 * time.Millisecond
+	promotePoll = time.Second
+)
+
+// maxPendingRows and maxPendingBytes bound what waits in memory for a
+// database that does not take it (locked by a foreign process, a full
+// disk): beyond them records are refused, as they are when a SQLite commit
+// fails. Variables so that tests can lower them.
+var (
+	maxPendingRows  = 1 << 16
+	maxPendingBytes = 256 << 20
+)
+
+// logBatch stages recs as entries first, ... and writes them to the log.
+// On error nothing of them is staged or in the log.
+func (w *writer) logBatch(recs []*encodedRecord, first uint64) error {
+	if len(w.pend) >= maxPendingRows || len(w.arena) >= maxPendingBytes {
+		if err := w.flush(); err != nil {
+			return fmt.Errorf("the database has not taken the %d entries the commit log holds: %w", len(w.pend), err)
+		}
+	}
+	n, na := len(w.pend), len(w.arena)
+	w.stage(recs, first)
+	buf := w.clog.buf[:0]
+	for i := n; i < len(w.pend); i++ {
+		sp := &w.pend[i]
+		buf = appendFrame(buf, &logRow{seq: sp.seq, timeNS: sp.time, kind: sp.rec.kind, session: sp.rec.session,
+			tail: sp.rec.tail, salt: sp.rec.salt, payload: sp.rec.payload, hash: w.arena[sp.body:sp.hash]})
+	}
+	err := w.clog.write(buf)
+	if cap(buf) > 1<<20 {
+		buf = nil // a large payload's frame is not kept for the next batch
+	}
+	w.clog.buf = buf
+	if err != nil {
+		clear(w.pend[n:])
+		w.pend, w.arena = w.pend[:n], w.arena[:na]
+		return err
+	}
+	if n == 0 {
+		w.pendSince = time.Now()
+	}
+	return nil
+}
+
+// flush inserts the pending entries into the database in one transaction.
+func (w *writer) flush() error {
+	if len(w.pend) == 0 {
+		return nil
+	}
+	if err := w.inTx(func(*rawConn) error { return nil }); err != nil {
+		w.flushRetryAt = time.Now().Add(w.opts.SyncInterval)
+		return err
+	}
+	w.flushRetryAt = time.Time{}
+	if w.clog.size >= logTrimAt {
+		w.trimLog()
+	}
+	return nil
+}
+
+// flushedPending is inTx's report that the first n pending rows (all of
+// them: nothing else is staged in log mode) are committed to the database.
+func (w *writer) flushedPending(n int) {
+	if n == 0 {
+		return
+	}
+	w.dropPending(0)
+	w.pendSince = time.Time{}
+	if w.j != nil {
+		w.j.flushes.Add(1)
+	}
+}
+
+// trimLog empties the log once the database's WAL, which now holds
+// everything the log does, is synced.
+func (w *writer) trimLog() {
+	if len(w.pend) > 0 {
+		return
+	}
+	if err := w.syncWAL(); err != nil {
+		w.log.Warn("journal: commit log not emptied: the WAL did not sync", "err", err)
+		return
+	}
+	if err := w.clog.truncate(); err != nil {
+		w.log.Warn("journal: commit log not emptied", "err", err)
+	}
+}
+
+// syncWAL fdatasyncs the database's WAL on the writer's own descriptor (the
+// syncer's may be in use for the log).
+func (w *writer) syncWAL() error {
+	if w.walFile == nil {
+		f, err := openWAL(w.opts.Path)
+		if err != nil {
+			return err
+		}
+		w.walFile = f
+	}
+	return fdatasync(w.walFile)
+}
+
+// maybeFlush flushes after a batch when enough is pending, when it is
+// due, or when the batch ended a session (whoever reads the journal next
+// is likely to look for it).
+func (w *writer) maybeFlush(ended bool) {
+	if !w.logMode || len(w.pend) == 0 {
+		return
+	}
+	now := time.Now()
+	if !w.flushRetryAt.IsZero() && now.Before(w.flushRetryAt) {
+		return
+	}
+	if ended || len(w.pend) >= flushRows || len(w.arena) >= flushBytes || !now.Before(w.pendSince.Add(w.opts.FlushInterval)) {
+		w.flushLogged()
+	}
+}
+
+func (w *writer) flushLogged() {
+	if err := w.flush(); err != nil {
+		w.log.Error("journal: entries not flushed from the commit log to the database; they are kept in the log and retried", "pending", len(w.pend), "err", err)
+	}
+}
+
+// logWake is when the writer must act for the log: a flush, or a look at
+// the other processes.
+func (w *writer) logWake() time.Time {
+	if w.clog == nil {
+		return time.Time{}
+	}
+	at := w.logCheckAt
+	if len(w.pend) > 0 {
+		due := w.pendSince.Add(w.opts.FlushInterval)
+		if w.flushRetryAt.After(due) {
+			due = w.flushRetryAt
+		}
+		if due.Before(at) {
+			at = due
+		}
+	}
+	return at
+}
+
+// logTick runs the log's timed work.
+func (w *writer) logTick(now time.Time) {
+	if w.clog == nil {
+		return
+	}
+	w.maybeFlush(false)
+	if now.Before(w.logCheckAt) {
+		return
+	}
+	if w.logMode {
+		w.logCheckAt = now.Add(wantPoll)
+		if w.clog.wanted() {
+			w.leaveLogMode()
+		}
+		return
+	}
+	w.logCheckAt = now.Add(promotePoll)
+	if w.opts.FlushInterval > 0 {
+		w.enterLogMode()
+	}
+}
+
+// leaveLogMode hands the journal to a process that wants to write it
+// through SQLite: everything goes to the database first, and is synced.
+func (w *writer) leaveLogMode() {
+	if err := w.flush(); err != nil {
+		w.log.Error("journal: cannot hand the journal to another process: flush failed", "err", err)
+		return
+	}
+	if err := w.syncNow(); err != nil {
+		w.log.Error("journal: cannot hand the journal to another process: sync failed", "err", err)
+		return
+	}
+	w.sy.logFile = nil
+	w.logMode = false
+	w.j.logMode.Store(false)
+	w.dvKnown = false
+	if err := w.clog.acquireShared(w.opts.BusyTimeout); err != nil {
+		w.log.Error("journal: lost the commit log's lock; batches are refused until it is back", "err", err)
+	}
+	w.log.Info("journal: another process writes this journal; committing through SQLite until it stops")
+}
+
+// enterLogMode takes the log back when no other process writes the
+// journal. Log-mode writers empty the log into the database before they
+// step down, so the log holds nothing the database lacks; it is emptied
+// once the database's WAL is synced.
+func (w *writer) enterLogMode() {
+	if !w.clog.tryExclusive() {
+		if err := w.clog.acquireShared(w.opts.BusyTimeout); err != nil {
+			w.log.Error("journal: lost the commit log's lock; batches are refused until it is back", "err", err)
+		}
+		return
+	}
+	err := w.inTx(w.syncHead) // others may have appended meanwhile
+	if err == nil {
+		err = w.syncNow()
+	}
+	if err == nil {
+		err = w.clog.truncate()
+	}
+	if err != nil {
+		w.log.Warn("journal: staying out of log mode", "err", err)
+		if err := w.clog.acquireShared(w.opts.BusyTimeout); err != nil {
+			w.log.Error("journal: lost the commit log's lock; batches are refused until it is back", "err", err)
+		}
+		return
+	}
+	w.sy.waitIdle()
+	w.sy.logFile = w.clog.f
+	w.logMode = true
+	w.j.logMode.Store(true)
+	w.log.Info("journal: writing alone again; committing through the commit log")
+}
+
+// holdsLog reports whether the writer may commit through SQLite: it holds
+// the log shared, taking it again if it lost it.
+func (w *writer) holdsLog() error {
+	if w.clog == nil || w.clog.lock != lockNone {
+		return nil
+	}
+	return w.clog.acquireShared(w.opts.BusyTimeout)
+}
+
+// openLog opens the commit log at Open, takes it exclusive if no other
+// process writes the journal (shared otherwise), and replays into the
+// database what a crashed writer left in it.
+func (w *writer) openLog() error {
+	c, err := openCommitLog(w.opts.Path)
+	if err != nil {
+		return err
+	}
+	excl := w.opts.FlushInterval > 0 && c.tryExclusive()
+	if !excl {
+		if err := c.acquireShared(w.opts.BusyTimeout); err != nil {
+			c.close()
+			return err
+		}
+	}
+	w.clog = c
+	if err := w.recoverLog(); err != nil {
+		return err
+	}
+	if excl {
+		w.sy.logFile = c.f
+		w.logMode = true
+		w.logCheckAt = time.Now().Add(wantPoll)
+	} else {
+		w.logCheckAt = time.Now().Add(promotePoll)
+	}
+	return nil
+}
+
+// recoverLog inserts the entries of the log that the database lacks,
+// each checked to chain onto the one before, syncs the WAL and empties the
+// log. The caller holds the log's lock, so no writer adds to it meanwhile.
+func (w *writer) recoverLog() error {
+	b, err := os.ReadFile(w.clog.path)
+	if err != nil {
+		return fmt.Errorf("journal: read the commit log: %w", err)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	rows, good, err := parseLog(b)
+	if err != nil {
+		return fmt.Errorf("journal: the commit log %s is damaged (%v); move it aside to open the journal (entries only it holds are then lost)", w.clog.path, err)
+	}
+	replayed := 0
+	if len(rows) > 0 {
+		err = w.inTx(func(rc *rawConn) error {
+			if err := w.syncHead(rc); err != nil {
+				return err
+			}
+			for i := range rows {
+				r := &rows[i]
+				if r.seq <= w.size {
+					continue
+				}
+				if r.seq != w.size+1 {
+					return fmt.Errorf("its entry %d follows the database's head %d: entries between are missing", r.seq, w.size)
+				}
+				rec := &encodedRecord{kind: r.kind, session: r.session, timeNS: r.timeNS, hasTime: true,
+					tail: r.tail, salt: r.salt, payload: r.payload}
+				w.stage([]*encodedRecord{rec}, uint64(r.seq))
+				if string(w.last) != string(r.hash) {
+					return fmt.Errorf("its entry %d does not chain onto the database's entries", r.seq)
+				}
+				w.size, w.headHash = r.seq, append(w.headHash[:0], w.last...)
+				replayed++
+			}
+			return w.execRows(rc, w.pend)
+		})
+		w.dropPending(0)
+		if err != nil {
+			w.dvKnown = false
+			return fmt.Errorf("journal: replay the commit log %s: %w", w.clog.path, err)
+		}
+	}
+	if good < len(b) {
+		w.log.Warn("journal: the commit log ends in a frame cut short or damaged; the records in it were never reported committed, and are dropped",
+			"bytes", len(b)-good)
+	}
+	if replayed > 0 {
+		w.log.Warn("journal: entries a stopped writer had committed to the commit log were put into the database",
+			"entries", replayed, "head_seq", w.size, "torn_bytes", len(b)-good)
+	}
+	if err := w.syncWAL(); err != nil {
+		return fmt.Errorf("journal: sync after replaying the commit log: %w", err)
+	}
+	return w.clog.truncate()
+}
+
+// openJournals are this process's open journals by absolute path: a
+// reader in the same process flushes the writer's commit log first, so it
+// reads what was appended before it.
+var openJournals sync.Map
+
+func journalKey(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return filepath.Clean(path)
+}
+
+// beforeRead brings the database up to date for a reader of path: the
+// writer of this process flushes; a log no writer holds (its writer
+// crashed) is replayed.
+func beforeRead(ctx context.Context, path string) error {
+	if v, ok := openJournals.Load(journalKey(path)); ok {
+		err := v.(*Journal).control(ctx, func(w *writer) error { return w.flush() })
+		if err != nil && !errors.Is(err, ErrClosed) {
+			return err
+		}
+		return nil
+	}
+	return replayOrphanLog(ctx, path)
+}
+
+// replayOrphanLog replays a commit log that no process holds. A reader that
+// may not write the journal's directory reads the database as it is.
+func replayOrphanLog(ctx context.Context, path string) error {
+	fi, err := os.Stat(path + LogSuffix)
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	c, err := openCommitLog(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil
+		}
+		return err
+	}
+	if err := flock(c.f, syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		c.close() // a writer holds it: it flushes on its own
+		return nil
+	}
+	c.lock = lockShared
+	opts, err := Options{Path: path}.withDefaults()
+	if err != nil {
+		c.close()
+		return err
+	}
+	w, err := newWriter(ctx, opts, opts.Logger.With("component", "journal", "path", path), nil)
+	if err != nil {
+		c.close()
+		return err
+	}
+	w.clog = c
+	defer w.close()
+	if err := w.prepare(ctx); err != nil {
+		return err
+	}
+	return w.recoverLog()
+}
