@@ -251,7 +251,7 @@ type Journal struct {
 	appends, batches, fsyncBatches, idleSyncs, fsyncs, failedBatches, lastSeq atomic.Uint64
 	// unsyncedNanos mirrors the writer's unsyncedSince (UnixNano, 0 when
 	// all is synced) for Stats, which other goroutines call.
-	unsyncedNanos                                                atomic.Int64
+	unsyncedNanos                                                         atomic.Int64
 	posted, postWritten, postLost, gaps, checkpoints, signedSize, flushes atomic.Uint64
 	// shares is the per-session credit of posted records in flight.
 	shares    postShares
