@@ -37,6 +37,21 @@ const (
 	promotePoll = time.Second
 )
 
+// directPayloadBytes: a batch whose payloads add up to this much is
+// committed to SQLite directly in log mode, after what the log holds.
+// Written to the log too, its bytes would cost a copy and a write more
+// than they save (a transaction is a small part of storing 128 KiB of
+// terminal output); the batch's sync then covers the WAL as well.
+const directPayloadBytes = 32 << 10
+
+func payloadSize(recs []*encodedRecord) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.payload)
+	}
+	return n
+}
+
 // maxPendingRows and maxPendingBytes bound what waits in memory for a
 // database that does not take it (locked by a foreign process, a full
 // disk): beyond them records are refused, as they are when a SQLite commit

@@ -43,6 +43,9 @@ type syncJob struct {
 	// idle marks a job made because records waited for their interval,
 	// not for a batch.
 	idle bool
+	// wal asks for the WAL to be synced too: in log mode, batches heavy
+	// with payloads are committed to SQLite directly (logmode.go).
+	wal bool
 }
 
 // waiter is an append committed as entry seq that waits for its fsync.
@@ -125,6 +128,11 @@ func (s *syncer) fsync() error {
 	if s.logFile != nil {
 		return fdatasync(s.logFile)
 	}
+	return s.fsyncWAL()
+}
+
+// fsyncWAL syncs the WAL whatever the mode.
+func (s *syncer) fsyncWAL() error {
 	if s.wal == nil {
 		f, err := openWAL(s.path)
 		if err != nil {
@@ -198,6 +206,12 @@ func (s *syncer) run() {
 
 		start := time.Now()
 		err := s.fsync()
+		for _, job := range jobs {
+			if job.wal && err == nil && s.logFile != nil {
+				err = s.fsyncWAL()
+				break
+			}
+		}
 		took = time.Since(start)
 		// The results are handed to the writer before the waiters are
 		// answered: a caller whose Synced append returned may ask for a

@@ -26,7 +26,8 @@ func (w *writer) requestSync(waiters []waiter, idle bool) {
 	if since.IsZero() {
 		since = time.Now()
 	}
-	w.sy.submit(&syncJob{size: w.size, tree: w.tree.Clone(), since: since, waiters: waiters, idle: idle})
+	w.sy.submit(&syncJob{size: w.size, tree: w.tree.Clone(), since: since, waiters: waiters, idle: idle, wal: w.walDirty})
+	w.walDirty = false
 	w.inflight = append(w.inflight, inflightSync{w.size, since})
 	w.unsyncedSince = time.Time{}
 	w.publishUnsynced()
@@ -80,9 +81,14 @@ func (w *writer) syncNow() error {
 		w.sy.waitIdle()
 		w.onSynced()
 	}
-	if err := w.sy.fsync(); err != nil {
+	err := w.sy.fsync()
+	if err == nil && w.walDirty && w.sy.logFile != nil {
+		err = w.sy.fsyncWAL()
+	}
+	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	w.walDirty = false
 	if w.j != nil {
 		w.j.fsyncs.Add(1)
 	}

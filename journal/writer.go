@@ -90,6 +90,9 @@ type writer struct {
 	// the database's WAL, synced by the writer before the log is emptied.
 	flushRetryAt time.Time
 	walFile      *os.File
+	// walDirty says that entries were committed to SQLite directly in
+	// log mode since the last sync job: the next one syncs the WAL too.
+	walDirty bool
 
 	// size is the tree size (head seq) this writer knows, headHash the
 	// chain hash of that entry and tree the compact range of that tree.

@@ -36,13 +36,31 @@ func (w *writer) commit(batch []*request) (first uint64, err error) {
 		w.recs = append(w.recs, &r.rec)
 	}
 	defer clear(w.recs)
-	if w.logMode {
+	switch {
+	case w.logMode && payloadSize(w.recs) < directPayloadBytes:
 		first = uint64(w.size) + 1
 		if err = w.logBatch(w.recs, first); err == nil {
 			w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
 			return first, nil
 		}
-	} else if err = w.holdsLog(); err == nil {
+	case w.logMode:
+		// Heavy with payloads: written once, to SQLite, after what the
+		// log holds (inTx flushes it first).
+		n := len(w.pend)
+		err = w.inTx(func(rc *rawConn) error {
+			first = uint64(w.size) + 1
+			w.stage(w.recs, first)
+			return w.execRows(rc, w.pend[n:])
+		})
+		if len(w.pend) > n {
+			w.dropPending(n) // refused: what the log holds stays
+		}
+		w.walDirty = true
+	default:
+		err = w.holdsLog()
+		if err != nil {
+			break
+		}
 		// Outside log mode nothing is pending: the batch's rows are the
 		// only ones staged, and are dropped once inserted or refused.
 		err = w.inTx(func(rc *rawConn) error {
