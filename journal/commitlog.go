@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -57,17 +58,21 @@ const (
 // commitLog is the log file and its locks, owned by the writer goroutine.
 type commitLog struct {
 	path string
-	f    *os.File // O_APPEND: every write lands at the end
+	f    *os.File
 	want *os.File
 	lock lockState
-	// size is the length of the log as this writer last wrote or
-	// truncated it: a failed write is cut back to it.
-	size int64
-	buf  []byte
+	// off is where the next frame goes. The log is not truncated when it
+	// is emptied but rewound (rewind): frames overwrite the older ones,
+	// and an fdatasync of blocks already written needs no metadata
+	// written with them (an append that grows the file does, on ext4 a
+	// journal commit), which made a Synced record's fsync a quarter
+	// slower. Replay stops where the sequence numbers go back.
+	off int64
+	buf []byte
 }
 
 func openCommitLog(dbPath string) (*commitLog, error) {
-	f, err := os.OpenFile(dbPath+LogSuffix, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(dbPath+LogSuffix, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("journal: open the commit log: %w", err)
 	}
@@ -76,13 +81,7 @@ func openCommitLog(dbPath string) (*commitLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("journal: open the commit log's want file: %w", err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		want.Close()
-		return nil, fmt.Errorf("journal: stat the commit log: %w", err)
-	}
-	return &commitLog{path: dbPath + LogSuffix, f: f, want: want, size: fi.Size()}, nil
+	return &commitLog{path: dbPath + LogSuffix, f: f, want: want}, nil
 }
 
 func (c *commitLog) close() {
@@ -191,14 +190,17 @@ func appendOptional(dst, b []byte) []byte {
 }
 
 // parseLog decodes the frames of a log file's contents. It stops at the
-// first frame that is cut short or fails its CRC: the tail of a write that
-// a crash or power loss interrupted, whose records nobody was told were
-// committed. good is the length of the frames before it.
+// end marker, at a frame whose number does not follow (left from an
+// earlier pass), and at the first frame that is cut short or fails its
+// CRC: the tail of a write that a crash or power loss interrupted, whose
+// records nobody was told were committed. good is the length of the
+// frames before it.
 func parseLog(b []byte) (rows []logRow, good int, err error) {
 	for len(b)-good >= logFrameHeader {
 		n := int(binary.LittleEndian.Uint32(b[good:]))
 		sum := binary.LittleEndian.Uint32(b[good+4:])
-		if n > maxLogFrame || len(b)-good-logFrameHeader < n {
+		if n == 0 || n > maxLogFrame || len(b)-good-logFrameHeader < n {
+			// A zero length is the end a rewind marks.
 			break
 		}
 		body := b[good+logFrameHeader : good+logFrameHeader+n]
@@ -208,6 +210,11 @@ func parseLog(b []byte) (rows []logRow, good int, err error) {
 		row, err := decodeFrame(body)
 		if err != nil {
 			return rows, good, fmt.Errorf("commit log frame at byte %d: %w", good, err)
+		}
+		if len(rows) > 0 && row.seq <= rows[len(rows)-1].seq {
+			// Frames of an earlier pass over the file. (Numbers may
+			// skip: batches heavy with payloads go to SQLite only.)
+			break
 		}
 		rows = append(rows, row)
 		good += logFrameHeader + n
@@ -306,28 +313,47 @@ func (d *frameDecoder) optional() []byte {
 	return v
 }
 
-// write appends buf to the log in one write(2). A short or failed write
-// is cut back, so the next frame does not follow a torn one.
+// write puts buf at the log's end in one pwrite(2), followed by the
+// end marker. A failed write leaves off where it was: the next batch
+// overwrites whatever part of it landed.
 func (c *commitLog) write(buf []byte) error {
-	n, err := c.f.Write(buf)
-	if err == nil {
-		c.size += int64(n)
-		return nil
+	buf = append(buf, make([]byte, logFrameHeader)...)
+	_, err := c.f.WriteAt(buf, c.off)
+	if err != nil {
+		return fmt.Errorf("write the commit log: %w", err)
 	}
-	if terr := c.f.Truncate(c.size); terr != nil {
-		return fmt.Errorf("write the commit log: %w (and cutting it back failed: %v)", err, terr)
-	}
-	return fmt.Errorf("write the commit log: %w", err)
+	c.off += int64(len(buf) - logFrameHeader)
+	return nil
 }
 
-// truncate empties the log. Only once every entry it holds is in the
-// database and the database's WAL is synced.
-func (c *commitLog) truncate() error {
-	if err := c.f.Truncate(0); err != nil {
+// rewind empties the log: its start gets the end marker, and the next
+// frame goes there. Only once every entry it holds is in the database and
+// the database's WAL is synced. A log grown far past logTrimAt (one huge
+// batch) is cut back.
+func (c *commitLog) rewind() error {
+	if _, err := c.f.WriteAt(make([]byte, logFrameHeader), 0); err != nil {
 		return fmt.Errorf("journal: empty the commit log: %w", err)
 	}
-	c.size = 0
+	c.off = 0
+	if fi, err := c.f.Stat(); err == nil && fi.Size() > 4*logTrimAt {
+		if err := c.f.Truncate(logTrimAt); err != nil {
+			return fmt.Errorf("journal: cut back the commit log: %w", err)
+		}
+	}
 	return nil
+}
+
+// empty reports whether the log holds no frame, from its first header.
+func (c *commitLog) empty() (bool, error) {
+	var h [logFrameHeader]byte
+	n, err := c.f.ReadAt(h[:], 0)
+	if n < logFrameHeader {
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		return false, fmt.Errorf("journal: read the commit log: %w", err)
+	}
+	return binary.LittleEndian.Uint32(h[:]) == 0, nil
 }
 
 // fsync makes what was written to the log durable.

@@ -6,6 +6,7 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,9 +28,6 @@ const (
 	// is pending: SQLite's insert is linear in it, and it is memory.
 	flushRows  = 1024
 	flushBytes = 8 << 20
-	// logTrimAt empties the log once everything in it is in the database:
-	// a larger log costs a WAL fsync less often, and a longer replay.
-	logTrimAt = 16 << 20
 	// wantPoll is how often a log-mode writer looks whether a process
 	// waits to write through SQLite; promotePoll how often a writer that
 	// stepped down tries to take the log back.
@@ -51,6 +49,11 @@ func payloadSize(recs []*encodedRecord) int {
 	}
 	return n
 }
+
+// logTrimAt empties the log once everything in it is in the database: a
+// larger log costs a WAL fsync less often, and a longer replay. A
+// variable so that tests can lower it.
+var logTrimAt int64 = 16 << 20
 
 // maxPendingRows and maxPendingBytes bound what waits in memory for a
 // database that does not take it (locked by a foreign process, a full
@@ -103,7 +106,7 @@ func (w *writer) flush() error {
 		return err
 	}
 	w.flushRetryAt = time.Time{}
-	if w.clog.size >= logTrimAt {
+	if w.clog.off >= logTrimAt {
 		w.trimLog()
 	}
 	return nil
@@ -132,7 +135,7 @@ func (w *writer) trimLog() {
 		w.log.Warn("journal: commit log not emptied: the WAL did not sync", "err", err)
 		return
 	}
-	if err := w.clog.truncate(); err != nil {
+	if err := w.clog.rewind(); err != nil {
 		w.log.Warn("journal: commit log not emptied", "err", err)
 	}
 }
@@ -250,7 +253,7 @@ func (w *writer) enterLogMode() {
 		err = w.syncNow()
 	}
 	if err == nil {
-		err = w.clog.truncate()
+		err = w.clog.rewind()
 	}
 	if err != nil {
 		w.log.Warn("journal: staying out of log mode", "err", err)
@@ -319,7 +322,7 @@ func (w *writer) recoverLog() error {
 	if err != nil {
 		return fmt.Errorf("journal: the commit log %s is damaged (%v); move it aside to open the journal (entries only it holds are then lost)", w.clog.path, err)
 	}
-	replayed := 0
+	replayed, gap := 0, false
 	if len(rows) > 0 {
 		err = w.inTx(func(rc *rawConn) error {
 			if err := w.syncHead(rc); err != nil {
@@ -331,7 +334,15 @@ func (w *writer) recoverLog() error {
 					continue
 				}
 				if r.seq != w.size+1 {
-					return fmt.Errorf("its entry %d follows the database's head %d: entries between are missing", r.seq, w.size)
+					// The entries between were committed to SQLite
+					// directly (heavy with payloads) and lost with an
+					// unsynced WAL: every sync that covered a later
+					// entry synced the WAL too, so none of these was
+					// synced either. They cannot chain on.
+					w.log.Error("journal: the commit log's entries from this one on follow entries the database lost; they were never synced and are dropped",
+						"seq", r.seq, "head_seq", w.size)
+					gap = true
+					break
 				}
 				rec := &encodedRecord{kind: r.kind, session: r.session, timeNS: r.timeNS, hasTime: true,
 					tail: r.tail, salt: r.salt, payload: r.payload}
@@ -350,9 +361,9 @@ func (w *writer) recoverLog() error {
 			return fmt.Errorf("journal: replay the commit log %s: %w", w.clog.path, err)
 		}
 	}
-	if good < len(b) {
-		w.log.Warn("journal: the commit log ends in a frame cut short or damaged; the records in it were never reported committed, and are dropped",
-			"bytes", len(b)-good)
+	if torn := len(b) - good; !gap && torn > 0 && (torn < logFrameHeader || binary.LittleEndian.Uint32(b[good:]) != 0) {
+		w.log.Warn("journal: the commit log ends in a frame cut short or damaged; its records were never reported committed, and are dropped",
+			"offset", good)
 	}
 	if replayed > 0 {
 		w.log.Warn("journal: entries a stopped writer had committed to the commit log were put into the database",
@@ -361,7 +372,7 @@ func (w *writer) recoverLog() error {
 	if err := w.syncWAL(); err != nil {
 		return fmt.Errorf("journal: sync after replaying the commit log: %w", err)
 	}
-	return w.clog.truncate()
+	return w.clog.rewind()
 }
 
 // openJournals are this process's open journals by absolute path: a
@@ -393,9 +404,14 @@ func beforeRead(ctx context.Context, path string) error {
 // replayOrphanLog replays a commit log that no process holds. A reader that
 // may not write the journal's directory reads the database as it is.
 func replayOrphanLog(ctx context.Context, path string) error {
-	fi, err := os.Stat(path + LogSuffix)
-	if err != nil || fi.Size() == 0 {
+	if f, err := os.Open(path + LogSuffix); err != nil {
 		return nil
+	} else {
+		empty, err := (&commitLog{f: f}).empty()
+		f.Close()
+		if err != nil || empty {
+			return err
+		}
 	}
 	c, err := openCommitLog(path)
 	if err != nil {
