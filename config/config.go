@@ -94,6 +94,11 @@ type JournalConfig struct {
 	// waits for the group fsync: the loss window for plain reads and output
 	// on power failure. 1ms to 1s.
 	SyncInterval Duration `yaml:"sync_interval"`
+	// FlushInterval is how long entries committed to the commit log wait
+	// for the database to take them, while interlock writes the journal
+	// alone (docs/journal.md, "The commit log"): what a reader in another
+	// process may lag. 0 commits every batch to the database instead.
+	FlushInterval Duration `yaml:"flush_interval"`
 	// CheckpointSinks are where signed checkpoints go besides the file
 	// next to the database.
 	CheckpointSinks CheckpointSinks `yaml:"checkpoint_sinks"`
@@ -262,11 +267,12 @@ type SSHAllow struct {
 
 // Built-in defaults.
 const (
-	defaultStateDir     = "/var/lib/interlock"
-	defaultJournalPath  = "/var/lib/interlock/journal.db"
-	defaultSyncInterval = Duration(10_000_000) // 10ms
-	defaultSocket       = "/run/interlock/interlock.sock"
-	defaultPinPath      = "/sys/fs/bpf/interlock"
+	defaultStateDir      = "/var/lib/interlock"
+	defaultJournalPath   = "/var/lib/interlock/journal.db"
+	defaultSyncInterval  = Duration(10_000_000) // 10ms
+	defaultFlushInterval = Duration(2_000_000)  // 2ms
+	defaultSocket        = "/run/interlock/interlock.sock"
+	defaultPinPath       = "/sys/fs/bpf/interlock"
 )
 
 // Default returns the built-in defaults: the configuration used when no
@@ -276,9 +282,10 @@ func Default() *Config {
 	return &Config{
 		StateDir: defaultStateDir,
 		Journal: JournalConfig{
-			Path:         defaultJournalPath,
-			Sync:         SyncNormal,
-			SyncInterval: defaultSyncInterval,
+			Path:          defaultJournalPath,
+			Sync:          SyncNormal,
+			SyncInterval:  defaultSyncInterval,
+			FlushInterval: defaultFlushInterval,
 		},
 		Intercept: InterceptConfig{
 			Cgroups:           []string{},

@@ -23,9 +23,10 @@ func TestDefault(t *testing.T) {
 	want := &Config{
 		StateDir: "/var/lib/interlock",
 		Journal: JournalConfig{
-			Path:         "/var/lib/interlock/journal.db",
-			Sync:         SyncNormal,
-			SyncInterval: Duration(10 * time.Millisecond),
+			Path:          "/var/lib/interlock/journal.db",
+			Sync:          SyncNormal,
+			SyncInterval:  Duration(10 * time.Millisecond),
+			FlushInterval: Duration(2 * time.Millisecond),
 		},
 		Intercept: InterceptConfig{Cgroups: []string{}, Fail: FailClosed, ContainerRedirect: RedirectNamespace},
 		Control:   ControlConfig{Socket: "/run/interlock/interlock.sock"},
@@ -75,6 +76,7 @@ journal:
   path: /srv/interlock/journal.db
   sync: always
   sync_interval: 250ms
+  flush_interval: 5ms
 intercept:
   cgroups:
     - /system.slice/actions.runner.octo-org-octo-repo.runner-1.service
@@ -119,9 +121,10 @@ var fullWant = &Config{
 	Source:   "full.yaml",
 	StateDir: "/var/lib/interlock",
 	Journal: JournalConfig{
-		Path:         "/srv/interlock/journal.db",
-		Sync:         SyncAlways,
-		SyncInterval: Duration(250 * time.Millisecond),
+		Path:          "/srv/interlock/journal.db",
+		Sync:          SyncAlways,
+		SyncInterval:  Duration(250 * time.Millisecond),
+		FlushInterval: Duration(5 * time.Millisecond),
 	},
 	Intercept: InterceptConfig{
 		Cgroups:           []string{"/system.slice/actions.runner.octo-org-octo-repo.runner-1.service", "/ci.slice", "/"},
@@ -370,7 +373,7 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Load(bad)
-		if err == nil || err.Error() != bad+":4: journal.pathh: unknown key; did you mean path? (known keys here: checkpoint_sinks, path, sync, sync_interval)" {
+		if err == nil || err.Error() != bad+":4: journal.pathh: unknown key; did you mean path? (known keys here: checkpoint_sinks, flush_interval, path, sync, sync_interval)" {
 			t.Errorf("got %v", err)
 		}
 	})

@@ -49,7 +49,7 @@ var parseErrorTests = []struct {
 	{"source is not a key", "source: /x\n", 1, "source", "unknown key"},
 
 	// Wrong types.
-	{"section is a string", "journal: /var/lib/x\n", 1, "journal", "must be a mapping of keys (checkpoint_sinks, path, sync, sync_interval), not the string"},
+	{"section is a string", "journal: /var/lib/x\n", 1, "journal", "must be a mapping of keys (checkpoint_sinks, flush_interval, path, sync, sync_interval), not the string"},
 	{"section is a list", "log:\n  - info\n", 1, "log", "must be a mapping"},
 	{"targets is a mapping", "targets:\n  name: db\n", 1, "targets", "must be a list"},
 	{"cgroups is a string", "intercept:\n  cgroups: /system.slice\n", 2, "intercept.cgroups", "must be a list"},
@@ -73,6 +73,8 @@ var parseErrorTests = []struct {
 	{"duration too short", "journal:\n  sync_interval: 500us\n", 2, "journal.sync_interval", "500µs is out of range; write a duration from 1ms to 1s"},
 	{"duration zero", "journal:\n  sync_interval: 0s\n", 2, "journal.sync_interval", "out of range"},
 	{"duration negative", "journal:\n  sync_interval: -5ms\n", 2, "journal.sync_interval", "out of range"},
+	{"flush interval too short", "journal:\n  flush_interval: 50us\n", 2, "journal.flush_interval", "write 0 (no commit log) or a duration from 100µs to 1s"},
+	{"flush interval too long", "journal:\n  flush_interval: 2s\n", 2, "journal.flush_interval", "out of range"},
 	{"duration too long", "journal:\n  sync_interval: 1.5s\n", 2, "journal.sync_interval", "out of range"},
 	{"duration is a list", "journal:\n  sync_interval: [1ms]\n", 2, "journal.sync_interval", "must be a duration such as 10ms, not a list"},
 	{"duration on next line", "journal:\n  sync_interval:\n    2s\n", 3, "journal.sync_interval", "out of range"},

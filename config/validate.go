@@ -17,7 +17,10 @@ import (
 // Limits checked by Validate.
 const (
 	minSyncInterval = time.Millisecond
-	maxSyncInterval = time.Second
+	// minFlushInterval: below it each batch would be its own SQLite
+	// transaction again.
+	minFlushInterval = 100 * time.Microsecond
+	maxSyncInterval  = time.Second
 	// maxSocketPath is the longest path a unix socket can bind to
 	// (sun_path is 108 bytes, with the terminating NUL).
 	maxSocketPath = 107
@@ -43,6 +46,9 @@ func (c *Config) validate(l *errorList) {
 	oneOf(l, "journal.sync", string(c.Journal.Sync), SyncNormal, SyncAlways)
 	if d := time.Duration(c.Journal.SyncInterval); d < minSyncInterval || d > maxSyncInterval {
 		l.add("journal.sync_interval", fmt.Sprintf("%s is out of range; write a duration from %s to %s", d, minSyncInterval, maxSyncInterval))
+	}
+	if d := time.Duration(c.Journal.FlushInterval); d != 0 && (d < minFlushInterval || d > maxSyncInterval) {
+		l.add("journal.flush_interval", fmt.Sprintf("%s is out of range; write 0 (no commit log) or a duration from %s to %s", d, minFlushInterval, maxSyncInterval))
 	}
 	c.validateCheckpointSinks(l)
 

@@ -139,6 +139,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		CheckpointSinks: cfg.Journal.CheckpointSinks.List(),
 		Sync:            journal.SyncMode(cfg.Journal.Sync),
 		SyncInterval:    time.Duration(cfg.Journal.SyncInterval),
+		FlushInterval:   flushInterval(cfg.Journal.FlushInterval),
 		HoldForHub:      cfg.Ship.Enabled(),
 		Logger:          opts.Logger,
 	})
@@ -554,4 +555,14 @@ func hostName() string {
 func parseAddrOrZero(s string) netip.Addr {
 	a, _ := netip.ParseAddr(s)
 	return a
+}
+
+// flushInterval is journal.flush_interval as the journal takes it: 0 in
+// the config keeps the journal out of log mode, which the journal says
+// with a negative interval (its 0 is "the default").
+func flushInterval(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
