@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/interlock/interlock/journal/evidence"
+)
+
+type bundleResult struct {
+	entries         uint64
+	seconds, perCPU float64
+}
+
+// verifyBundle verifies a bundle offline once, as interlock-verify does,
+// and reports the wall time and the entries per CPU-second (user+sys, so
+// other work on the machine shows less than in the wall time). key nil
+// trusts the bundle's own key, which costs the same.
+func verifyBundle(path string, key note.Verifier) (bundleResult, error) {
+	runtime.GC()
+	cpu0, start := cpuTime(), time.Now()
+	rep, err := evidence.VerifyBundle(context.Background(), path, evidence.BundleOptions{PublicKey: key})
+	wall, cpu := time.Since(start), cpuTime()-cpu0
+	if err != nil {
+		return bundleResult{}, err
+	}
+	if !rep.OK {
+		return bundleResult{}, fmt.Errorf("the bundle does not verify: %s", rep.Reason)
+	}
+	n := rep.Counts.Entries + rep.Counts.Omitted
+	return bundleResult{entries: n, seconds: wall.Seconds(), perCPU: float64(n) / cpu.Seconds()}, nil
+}
+
+// verifyBundleRounds is -bundle: the same bundle verified o.rounds times,
+// each round's figures and their median and spread, so that two builds can
+// be compared on one file by running them in turn.
+func verifyBundleRounds(o options) error {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var rates, walls []float64
+	for i := range max(o.rounds, 1) {
+		r, err := verifyBundle(o.bundle, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("round %d: %d entries, %.3f s wall, %.0f entries per CPU-second\n", i+1, r.entries, r.seconds, r.perCPU)
+		rates, walls = append(rates, r.perCPU), append(walls, r.seconds)
+	}
+	slices.Sort(rates)
+	slices.Sort(walls)
+	fmt.Printf("median %.0f entries per CPU-second (min %.0f, max %.0f); wall median %.3f s (min %.3f, max %.3f)\n",
+		rates[len(rates)/2], rates[0], rates[len(rates)-1], walls[len(walls)/2], walls[0], walls[len(walls)-1])
+	return nil
+}
