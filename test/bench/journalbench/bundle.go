@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -11,7 +12,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/interlock/interlock/journal"
 	"github.com/interlock/interlock/journal/evidence"
+	"github.com/interlock/interlock/journal/export"
 )
 
 type bundleResult struct {
@@ -42,6 +45,18 @@ func verifyBundle(path string, key note.Verifier) (bundleResult, error) {
 // each round's figures and their median and spread, so that two builds can
 // be compared on one file by running them in turn.
 func verifyBundleRounds(o options) error {
+	if o.exportFrom != "" {
+		signer, err := journal.LoadSigner(filepath.Join(filepath.Dir(o.exportFrom), journal.KeyFile))
+		if err != nil {
+			return err
+		}
+		runtime.GC()
+		cpu0, start := cpuTime(), time.Now()
+		if _, err := export.Bundle(context.Background(), o.bundle, export.Options{Journal: o.exportFrom, Signer: signer}); err != nil {
+			return err
+		}
+		fmt.Printf("export: %.2f s wall, %.2f s CPU\n", time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds())
+	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {

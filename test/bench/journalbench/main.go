@@ -39,6 +39,7 @@ type options struct {
 	keep     bool
 	// bundle, rounds and cpuProfile: verify an existing bundle only.
 	bundle     string
+	exportFrom string
 	rounds     int
 	cpuProfile string
 }
@@ -51,6 +52,7 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "also print machine-readable results")
 	flag.BoolVar(&o.keep, "keep", false, "keep the journals")
 	flag.StringVar(&o.bundle, "bundle", "", "only verify this bundle (one a -keep run left), -rounds times")
+	flag.StringVar(&o.exportFrom, "export", "", "with -bundle: first export this journal (one a -keep run left, beside its journal.key) to that bundle")
 	flag.IntVar(&o.rounds, "rounds", 5, "with -bundle: how many times to verify it")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "with -bundle: write a CPU profile of the rounds to this file")
 	quick := flag.Bool("quick", false, "smoke-run sizes")
