@@ -43,10 +43,14 @@ func TestBundlePayloadTampering(t *testing.T) {
 	if unpadded == data[1] { // no padding to drop: cut a character instead
 		unpadded = data[1][:len(data[1])-1]
 	}
+	otherSalt := "0" + salt[1][1:]
+	if salt[1][0] == '0' {
+		otherSalt = "1" + salt[1][1:]
+	}
 	forger, _ := journal.LoadOrCreateKey(t.TempDir())
 	for name, tc := range map[string]struct{ line, want string }{
 		"other data":       {strings.Replace(first, data[1], base64.StdEncoding.EncodeToString(other), 1), "does not match the commitment"},
-		"other salt":       {strings.Replace(first, salt[1], "0"+salt[1][1:], 1), "does not match the commitment"},
+		"other salt":       {strings.Replace(first, salt[1], otherSalt, 1), "does not match the commitment"},
 		"uppercase salt":   {strings.Replace(first, salt[1], strings.ToUpper(salt[1]), 1), "malformed"},
 		"short salt":       {strings.Replace(first, salt[1], salt[1][2:], 1), "malformed"},
 		"unpadded data":    {strings.Replace(first, data[1], unpadded, 1), "malformed"},
@@ -76,4 +80,43 @@ func TestBundlePayloadTampering(t *testing.T) {
 
 func hexByte(c byte) string {
 	return strings.ToLower(string("0123456789ABCDEF"[c>>4]) + string("0123456789ABCDEF"[c&15]))
+}
+
+// Payloads left out of payloads.jsonl read as deleted (as retention
+// deletes them), and the manifest must count them so: an unsealed bundle,
+// which its signed checkpoints vouch for, shows the count is checked
+// against the entries' commitments and not taken from the manifest.
+func TestBundleDeletedPayloadsCounted(t *testing.T) {
+	f := newFixture(t, 2)
+	out, _ := f.export(t, journal.Selection{})
+	files := testkit.ReadTarGz(t, out)
+	lines := strings.SplitAfter(string(files[evidence.FilePayloads]), "\n")
+	lines = lines[:len(lines)-1]
+	if len(lines) < 3 {
+		t.Fatalf("the fixture's bundle has %d payloads; the test needs three", len(lines))
+	}
+	kept := append([]string{lines[1]}, lines[3:]...) // the first and the third deleted
+	for _, tc := range []struct {
+		name             string
+		payloads, delete uint64
+		ok               bool
+	}{
+		{"counted", uint64(len(kept)), 2, true},
+		{"miscounted", uint64(len(kept)), 1, false},
+		{"one more kept", uint64(len(kept)) + 1, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := rewriteBundle(t, files, func(m *evidence.Manifest, files map[string][]byte) {
+				files[evidence.FilePayloads] = []byte(strings.Join(kept, ""))
+				m.Counts.Payloads, m.Counts.PayloadsDeleted = tc.payloads, tc.delete
+			}, func(sw *evidence.SealWriter, of *os.File) error { return sw.FinishUnsealed(of) })
+			rep, err := evidence.VerifyBundle(context.Background(), b, evidence.BundleOptions{PublicKey: f.signer.Verifier(), AllowUnsealed: true})
+			if err != nil || rep.OK != tc.ok {
+				t.Fatalf("verify: %+v %v", rep, err)
+			}
+			if !tc.ok && !strings.Contains(rep.Reason, "manifest counts") {
+				t.Fatalf("caught as %q, want the manifest's counts", rep.Reason)
+			}
+		})
+	}
 }
