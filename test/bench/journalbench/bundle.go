@@ -17,7 +17,7 @@ import (
 	"github.com/interlock/interlock/journal/export"
 )
 
-type bundleResult struct {
+type roundResult struct {
 	entries         uint64
 	seconds, perCPU float64
 }
@@ -26,24 +26,23 @@ type bundleResult struct {
 // and reports the wall time and the entries per CPU-second (user+sys, so
 // other work on the machine shows less than in the wall time). key nil
 // trusts the bundle's own key, which costs the same.
-func verifyBundle(path string, key note.Verifier) (bundleResult, error) {
+func verifyBundle(path string, key note.Verifier) (roundResult, error) {
 	runtime.GC()
 	cpu0, start := cpuTime(), time.Now()
 	rep, err := evidence.VerifyBundle(context.Background(), path, evidence.BundleOptions{PublicKey: key})
 	wall, cpu := time.Since(start), cpuTime()-cpu0
 	if err != nil {
-		return bundleResult{}, err
+		return roundResult{}, err
 	}
 	if !rep.OK {
-		return bundleResult{}, fmt.Errorf("the bundle does not verify: %s", rep.Reason)
+		return roundResult{}, fmt.Errorf("the bundle does not verify: %s", rep.Reason)
 	}
 	n := rep.Counts.Entries + rep.Counts.Omitted
-	return bundleResult{entries: n, seconds: wall.Seconds(), perCPU: float64(n) / cpu.Seconds()}, nil
+	return roundResult{entries: n, seconds: wall.Seconds(), perCPU: float64(n) / cpu.Seconds()}, nil
 }
 
 // verifyBundleRounds is -bundle: the same bundle verified o.rounds times,
-// each round's figures and their median and spread, so that two builds can
-// be compared on one file by running them in turn.
+// so that two builds can be compared on one file by running them in turn.
 func verifyBundleRounds(o options) error {
 	if o.exportFrom != "" {
 		signer, err := journal.LoadSigner(filepath.Join(filepath.Dir(o.exportFrom), journal.KeyFile))
@@ -57,6 +56,21 @@ func verifyBundleRounds(o options) error {
 		}
 		fmt.Printf("export: %.2f s wall, %.2f s CPU\n", time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds())
 	}
+	return rounds(o, func() (roundResult, error) { return verifyBundle(o.bundle, nil) })
+}
+
+// verifyJournalRounds is -journal: journal.Verify of a kept journal in
+// rounds, as -bundle does for a bundle.
+func verifyJournalRounds(o options) error {
+	return rounds(o, func() (roundResult, error) {
+		v, err := verify(o.journal)
+		return roundResult{entries: v.entries, seconds: float64(v.entries) / v.wall, perCPU: v.perCPU}, err
+	})
+}
+
+// rounds runs one verification o.rounds times (under a CPU profile with
+// -cpuprofile) and prints each round and the median and spread.
+func rounds(o options, once func() (roundResult, error)) error {
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -70,7 +84,7 @@ func verifyBundleRounds(o options) error {
 	}
 	var rates, walls []float64
 	for i := range max(o.rounds, 1) {
-		r, err := verifyBundle(o.bundle, nil)
+		r, err := once()
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,7 @@ type options struct {
 	keep     bool
 	// bundle, rounds and cpuProfile: verify an existing bundle only.
 	bundle     string
+	journal    string
 	exportFrom string
 	rounds     int
 	cpuProfile string
@@ -52,6 +53,7 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "also print machine-readable results")
 	flag.BoolVar(&o.keep, "keep", false, "keep the journals")
 	flag.StringVar(&o.bundle, "bundle", "", "only verify this bundle (one a -keep run left), -rounds times")
+	flag.StringVar(&o.journal, "journal", "", "only verify this journal (one a -keep run left) with journal.Verify, -rounds times")
 	flag.StringVar(&o.exportFrom, "export", "", "with -bundle: first export this journal (one a -keep run left, beside its journal.key) to that bundle")
 	flag.IntVar(&o.rounds, "rounds", 5, "with -bundle: how many times to verify it")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "with -bundle: write a CPU profile of the rounds to this file")
@@ -61,8 +63,11 @@ func main() {
 		o.entries, o.duration = 20_000, 500*time.Millisecond
 	}
 	run := run
-	if o.bundle != "" {
+	switch {
+	case o.bundle != "":
 		run = verifyBundleRounds
+	case o.journal != "":
+		run = verifyJournalRounds
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "journalbench:", err)
@@ -356,7 +361,7 @@ func verify(path string) (verifyResult, error) {
 
 type exportResult struct {
 	seconds, mib float64
-	verify       bundleResult
+	verify       roundResult
 }
 
 func exportTime(path, dir string) (exportResult, error) {
