@@ -63,8 +63,8 @@ func NewSealWriter(dir string) (*SealWriter, error) {
 		return nil, err
 	}
 	// klauspost's deflate at level 2: on journalbench's million entries
-	// (392 MiB of tar, mostly JSON) it compresses to 28 MiB with 0.55x the
-	// CPU of the standard library's level 1 (32 MiB), and its output
+	// (392 MB of tar, mostly JSON) it compresses to 28 MB with 0.55x the
+	// CPU of the standard library's level 1 (32 MB), and its output
 	// inflates in 0.75x the time, which is the verifier's largest cost
 	// after SHA-256. Any inflater reads it: the format is deflate.
 	fw, err := flate.NewWriter(tmp, 2)
