@@ -138,3 +138,71 @@ func TestValidDataFindsFloats(t *testing.T) {
 		}
 	}
 }
+
+// skipPlain skips no byte a string scan must look at, and no word without
+// one stops it, whatever the bytes around it.
+
+// parsePayloadLine accepts a line only when encoding/json reads it the
+// same way and writes it back byte for byte.
+func FuzzParsePayloadLine(f *testing.F) {
+	f.Add([]byte(`{"seq":7,"salt":"` + strings.Repeat("ab", 32) + `","data":"aGVsbG8="}`))
+	f.Add([]byte(`{"seq":07,"salt":"","data":""}`))
+	f.Add([]byte(`{"seq":1,"salt":"a<b","data":""}`))
+	f.Add([]byte(`{"seq":1,"salt":"","data":"\u0041"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		seq, salt, data, ok := parsePayloadLine(b)
+		if !ok {
+			return
+		}
+		var pl PayloadLine
+		if err := json.Unmarshal(b, &pl); err != nil {
+			t.Fatalf("parsePayloadLine accepted %q, encoding/json: %v", b, err)
+		}
+		if pl.Seq != seq || pl.Salt != string(salt) || pl.Data != string(data) {
+			t.Fatalf("parsePayloadLine(%q) = %d %q %q, encoding/json reads %+v", b, seq, salt, data, pl)
+		}
+		if again, _ := json.Marshal(pl); !bytes.Equal(again, b) {
+			t.Fatalf("parsePayloadLine accepted %q, which encoding/json writes as %s", b, again)
+		}
+	})
+}
+
+// BenchmarkParseBody measures the canonical check on the bodies of a
+// journal's usual entries (journalbench's mix).
+func BenchmarkParseBody(b *testing.B) {
+	bodies := [][]byte{
+		[]byte(`{"v":1,"seq":3,"time":1796619667118885842,"kind":"pg.statement","session":"sess-000000","data":{"sql":"SELECT id, name, email FROM accounts WHERE id = $1","protocol":"extended","params":[{"type":"int4","value":null,"format":"text"}],"kinds":["select"],"tables":["accounts"],"read_only":true,"decision":{"action":"allow","rule":"ci-read"},"rows":0,"start_ns":2,"duration_ns":0}}`),
+		[]byte(`{"v":1,"seq":4,"time":1796619667118887715,"kind":"pg.result","session":"sess-000000","data":{"statement":3,"tag":"SELECT 1","rows":1,"duration_ns":183000}}`),
+		[]byte(`{"v":1,"seq":6,"time":1796619667118890299,"kind":"ssh.io","session":"sess-000000","data":{"channel":0,"stream":"o","offset_ns":5,"bytes":64},"payload":"140c18c671e6ea14d29235ba434d1c43f573e8f759aff780554c6cbc0341fd11"}`),
+	}
+	n := 0
+	for _, body := range bodies {
+		n += len(body)
+	}
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		for _, body := range bodies {
+			if _, err := ParseBody(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// skipPlain stops at the first byte a string scan must look at.
+func TestSkipPlain(t *testing.T) {
+	for c := range 256 {
+		special := c < 0x20 || c >= 0x80 || c == '"' || c == '\\'
+		for at := range 9 {
+			b := bytes.Repeat([]byte{'a'}, 9)
+			b[at] = byte(c)
+			want := len(b)
+			if special {
+				want = at
+			}
+			if got := skipPlain(b, 0); got != want {
+				t.Fatalf("skipPlain(%q, 0) = %d, want %d", b, got, want)
+			}
+		}
+	}
+}

@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -96,7 +95,7 @@ func VerifyBundle(ctx context.Context, path string, opts BundleOptions) (BundleR
 		return BundleReport{}, fmt.Errorf("bundle: %w", err)
 	}
 	defer f.Close()
-	v := &bundleVerifier{ctx: ctx, opts: opts, commitments: map[uint64][]byte{}}
+	v := &bundleVerifier{ctx: ctx, opts: opts}
 	err = v.run(bufio.NewReaderSize(f, 1<<20))
 	var be *bundleError
 	switch {
@@ -111,17 +110,21 @@ func VerifyBundle(ctx context.Context, path string, opts BundleOptions) (BundleR
 }
 
 type bundleVerifier struct {
-	ctx         context.Context
-	opts        BundleOptions
-	rep         BundleReport
-	key         note.Verifier
-	m           Manifest
-	proofs      Proofs
-	cps         []Checkpoint // sorted by size
-	nextCP      int
-	leaves      []byte
-	tree        CompactRange
-	commitments map[uint64][]byte
+	ctx    context.Context
+	opts   BundleOptions
+	rep    BundleReport
+	key    note.Verifier
+	m      Manifest
+	proofs Proofs
+	cps    []Checkpoint // sorted by size
+	nextCP int
+	leaves []byte
+	tree   CompactRange
+	// commitments are the payload commitments of entries.jsonl in seq
+	// order; payloads.jsonl, in seq order too, is matched against them
+	// from the front.
+	commitments []commitment
+	leafSHA     hash.Hash // reused: one SHA-256 state for a million leaves
 }
 
 func (v *bundleVerifier) run(r io.Reader) error {
@@ -129,6 +132,9 @@ func (v *bundleVerifier) run(r io.Reader) error {
 	if err != nil {
 		return fail("", 0, "%v", err)
 	}
+	// klauspost's gzip is the standard library's reader with a faster
+	// inflate (about 0.7x the CPU on a bundle), pure Go, and it checks the
+	// same CRC and size at the end.
 	gz, err := gzip.NewReader(io.MultiReader(bytes.NewReader(seal.header), seal.rest))
 	if err != nil {
 		return fail("", 0, "bundle is not a valid gzip file: %v", err)
@@ -442,7 +448,8 @@ func (v *bundleVerifier) matchCheckpoints(file string) error {
 
 func (v *bundleVerifier) entries(m *member) error {
 	sc := bufio.NewScanner(m)
-	sc.Buffer(nil, MaxPayload+(1<<20))
+	// 256 KiB reads: fewer calls through tar, inflate and the member hash.
+	sc.Buffer(make([]byte, 256<<10), MaxPayload+(1<<20))
 	sel := v.m.Selection
 	line := 0
 	for sc.Scan() {
@@ -465,7 +472,7 @@ func (v *bundleVerifier) entries(m *member) error {
 		if err := v.grow(p.Seq-1, m.name); err != nil {
 			return err
 		}
-		v.tree.Add(LeafHash(body))
+		v.tree.Add(v.leafHash(body))
 		if err := v.matchCheckpoints(m.name); err != nil {
 			var be *bundleError
 			if errors.As(err, &be) {
@@ -474,7 +481,7 @@ func (v *bundleVerifier) entries(m *member) error {
 			return err
 		}
 		if p.Payload != nil {
-			v.commitments[p.Seq] = p.Payload
+			v.commitments = append(v.commitments, commitment{p.Seq, p.Payload})
 		}
 		v.rep.Counts.Entries++
 		if v.opts.Progress != nil && v.rep.Counts.Entries%16384 == 0 {
@@ -517,51 +524,23 @@ func (v *bundleVerifier) entries(m *member) error {
 	return nil
 }
 
+// leafHash is LeafHash(body) without a new SHA-256 state per entry.
+func (v *bundleVerifier) leafHash(body []byte) (h tlog.Hash) {
+	if v.leafSHA == nil {
+		v.leafSHA = sha256.New()
+	}
+	v.leafSHA.Reset()
+	v.leafSHA.Write([]byte{0}) // RFC 6962's leaf prefix, as tlog.RecordHash
+	v.leafSHA.Write(body)
+	v.leafSHA.Sum(h[:0])
+	return h
+}
+
 // opensJournal reports whether p is the journal.open entry of journal
 // id, as the journal's own Verify requires of entry 1.
 func opensJournal(p Body, id string) bool {
 	var od OpenData
 	return p.Kind == model.KindJournalOpen && json.Unmarshal(p.Data, &od) == nil && od.JournalID == id
-}
-
-func (v *bundleVerifier) payloads(m *member) error {
-	sc := bufio.NewScanner(m)
-	sc.Buffer(nil, 2*MaxPayload+(1<<20))
-	line := 0
-	var last uint64
-	for sc.Scan() {
-		line++
-		var pl PayloadLine
-		if err := json.Unmarshal(sc.Bytes(), &pl); err != nil {
-			return fail(m.name, 0, "line %d does not parse: %v", line, err)
-		}
-		if again, _ := json.Marshal(pl); !bytes.Equal(again, sc.Bytes()) {
-			return fail(m.name, pl.Seq, "line %d is not in canonical form", line)
-		}
-		want, ok := v.commitments[pl.Seq]
-		switch {
-		case pl.Seq <= last:
-			return fail(m.name, pl.Seq, "line %d: payload of entry %d is out of order", line, pl.Seq)
-		case !ok:
-			return fail(m.name, pl.Seq, "line %d: entry %d is not in the bundle or commits to no payload", line, pl.Seq)
-		}
-		last = pl.Seq
-		salt, err1 := hex.DecodeString(pl.Salt)
-		data, err2 := base64.StdEncoding.Strict().DecodeString(pl.Data)
-		if err1 != nil || err2 != nil || len(salt) != SaltSize {
-			return fail(m.name, pl.Seq, "line %d: salt or data of entry %d is malformed", line, pl.Seq)
-		}
-		if c := PayloadCommitment(salt, data); !bytes.Equal(c[:], want) {
-			return fail(m.name, pl.Seq, "payload of entry %d does not match the commitment in its entry", pl.Seq)
-		}
-		delete(v.commitments, pl.Seq)
-		v.rep.Counts.Payloads++
-	}
-	if err := sc.Err(); err != nil {
-		return fail(m.name, 0, "bundle is corrupt in %s: %v", m.name, err)
-	}
-	v.rep.Counts.PayloadsDeleted = uint64(len(v.commitments))
-	return nil
 }
 
 // finish compares what was counted with the manifest.

@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"bytes"
-	"compress/flate"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -15,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/klauspost/compress/flate"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -62,9 +62,12 @@ func NewSealWriter(dir string) (*SealWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Level 1: an export of a million entries is mostly JSON, which still
-	// compresses about 5x, and is CPU-bound at higher levels.
-	fw, err := flate.NewWriter(tmp, flate.BestSpeed)
+	// klauspost's deflate at level 2: on journalbench's million entries
+	// (392 MB of tar, mostly JSON) it compresses to 28 MB with 0.55x the
+	// CPU of the standard library's level 1 (32 MB), and its output
+	// inflates in 0.75x the time, which is the verifier's largest cost
+	// after SHA-256. Any inflater reads it: the format is deflate.
+	fw, err := flate.NewWriter(tmp, 2)
 	if err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
