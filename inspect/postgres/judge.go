@@ -366,12 +366,24 @@ func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, p
 		Prepared: prepared, Wrapped: wrapped}
 	rec := model.Record{Kind: model.KindPGStatement, Session: s.id, Time: now}
 	if c.Secrets || c.ConnSecrets || (c.Inner != nil && c.Inner.Secrets) {
-		red, originals, ok := sqlclass.Redact(text)
-		if !ok {
-			// It did not scan: keep none of it rather than a password.
-			red, originals = "[redacted: the statement holds a password and did not scan]", []string{text}
+		redact := func(v string) (string, []string) {
+			red, originals, ok := sqlclass.Redact(v)
+			if !ok {
+				// It did not scan: keep none of it rather than a password.
+				return "[redacted: the statement holds a password and did not scan]", []string{v}
+			}
+			return red, originals
 		}
-		st.SQL, st.Redacted = red, len(originals)
+		red, originals := redact(text)
+		st.SQL = red
+		if prepared != "" {
+			// An EXECUTE's class is its prepared statement's: the
+			// password is in the PREPARE's text.
+			var more []string
+			st.Prepared, more = redact(prepared)
+			originals = append(originals, more...)
+		}
+		st.Redacted = len(originals)
 		if s.h.masker != nil {
 			var hashes []byte
 			for _, o := range originals {
@@ -403,6 +415,9 @@ func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, p
 		if st.SQLBase64 != "" && st.SQL != strings.ToValidUTF8(text, "\uFFFD") {
 			st.SQLBase64 = ""
 		}
+		// The PREPARE an EXECUTE runs was scrubbed in its own record; so
+		// is its text here.
+		st.Prepared = scrub(st.Prepared)
 		if len(st.Params) > 0 {
 			ps := make([]model.PGParam, len(st.Params))
 			for i, p := range st.Params {
