@@ -81,9 +81,12 @@ type PGStatement struct {
 	// whole in SQLBase64.
 	SQL       string `json:"sql"`
 	SQLBase64 string `json:"sql_b64,omitempty"`
-	// Prepared is the text of the SQL PREPARE an EXECUTE runs.
+	// Prepared is the text of the SQL PREPARE an EXECUTE runs, redacted
+	// and scrubbed as SQL is.
 	Prepared string `json:"prepared_sql,omitempty"`
-	// Redacted counts the password literals replaced in SQL.
+	// Redacted counts the password literals and detected values replaced
+	// in SQL, Prepared and the parameters' values (their keyed hashes are
+	// the payload).
 	Redacted int `json:"redacted,omitempty"`
 	// Wrapped says interlock ran the statement inside a transaction it
 	// held, to read its effects before the COMMIT (see pg.effects).

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -196,7 +197,7 @@ func (s *session) serverMsg(m msg) error {
 			}
 		case 'T', 'n':
 			if m.typ == 'T' && it.stmt != nil {
-				fs, err := decodeFields(m.body)
+				fs, err := s.fieldsOf(m.body)
 				if err != nil {
 					return err
 				}
@@ -212,7 +213,7 @@ func (s *session) serverMsg(m msg) error {
 		switch m.typ {
 		case 'T':
 			if r := it.run(); r != nil {
-				fs, err := decodeFields(m.body)
+				fs, err := s.fieldsOf(m.body)
 				if err != nil {
 					return err
 				}
@@ -263,7 +264,7 @@ func (s *session) serverMsg(m msg) error {
 		switch m.typ {
 		case 'T':
 			if r != nil {
-				fs, err := decodeFields(m.body)
+				fs, err := s.fieldsOf(m.body)
 				if err != nil {
 					return err
 				}
@@ -338,7 +339,7 @@ func (s *session) hiddenMsg(it *item, m msg) error {
 	if h.describes != nil {
 		switch m.typ {
 		case 'T':
-			fs, err := decodeFields(m.body)
+			fs, err := s.fieldsOf(m.body)
 			if err != nil {
 				return err
 			}
@@ -399,6 +400,31 @@ func (s *session) hiddenMsg(it *item, m msg) error {
 
 func kindName(k itemKind) string {
 	return [...]string{"Query", "Parse", "Bind", "Describe", "Describe", "Execute", "Close", "Sync", "FunctionCall", "a denied message", "interlock's own message"}[k]
+}
+
+// maxDescMemo bounds the RowDescription the server goroutine keeps to
+// compare the next one with.
+const maxDescMemo = 4 << 10
+
+// fieldsOf decodes a RowDescription, reusing the fields of the previous
+// one when the server sent the same bytes again: a client that describes
+// its prepared statement at every execution (pgbench, pgx) gets the same
+// description each time. The fields depend on nothing but the bytes, and
+// a field list is never changed once made (runs and statements share it).
+// Only the server goroutine calls it.
+func (s *session) fieldsOf(body []byte) ([]field, error) {
+	if s.descFields != nil && bytes.Equal(body, s.descBody) {
+		return s.descFields, nil
+	}
+	fs, err := decodeFields(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) <= maxDescMemo {
+		s.descBody = append(s.descBody[:0], body...)
+		s.descFields = fs
+	}
+	return fs, nil
 }
 
 func decodeFields(body []byte) ([]field, error) {

@@ -46,7 +46,7 @@ func (s *session) onParse(m msg) error {
 		if err != nil {
 			return err
 		}
-		s.queue(&item{kind: iProbe, runs: []*run{rr}, deny: rr.deny, closed: true})
+		s.queue((&item{kind: iProbe, deny: rr.deny, closed: true}).only(rr))
 		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 	}
 	ps := &prepared{text: p.Query, class: sqlclass.Merged(s.h.cls.Parse(p.Query)), paramOIDs: p.ParameterOIDs}
@@ -330,7 +330,7 @@ func (s *session) onBind(m msg) error {
 	if r.deny != nil {
 		// Close the portal the Bind would have replaced, then make the
 		// server fail so that it skips the rest until Sync.
-		s.queue(&item{kind: iProbe, runs: []*run{r}, deny: r.deny})
+		s.queue((&item{kind: iProbe, deny: r.deny}).only(r))
 		if err := s.send(&pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
 			return err
 		}
@@ -356,7 +356,7 @@ func (s *session) onBind(m msg) error {
 	s.mu.Lock()
 	s.portals.add(portal, pend)
 	s.mu.Unlock()
-	s.queue(&item{kind: iBind, runs: []*run{r}, name: portal, pend: pend})
+	s.queue((&item{kind: iBind, name: portal, pend: pend}).only(r))
 	if b != nil {
 		return b.release()
 	}
@@ -371,10 +371,19 @@ func quoteName(n string) string {
 	return fmt.Sprintf("%q", n)
 }
 
-// applyFormats gives result columns the formats a Bind asked for.
+// applyFormats gives result columns the formats a Bind asked for: the
+// same list when they have them already (a field list is never changed
+// once made, so runs share it), else a copy.
 func applyFormats(fields []field, formats []int16) []field {
 	if len(fields) == 0 {
 		return nil
+	}
+	same := true
+	for i := range fields {
+		same = same && fields[i].format == formatAt(formats, i)
+	}
+	if same {
+		return fields
 	}
 	out := make([]field, len(fields))
 	copy(out, fields)
@@ -404,7 +413,7 @@ func (s *session) onDescribe(m msg) error {
 		if r != nil && !cursor {
 			r.described = true
 		}
-		s.queue(&item{kind: iDescribeP, runs: []*run{r}})
+		s.queue((&item{kind: iDescribeP}).only(r))
 	default:
 		return clientErr("Describe of unknown object type %q", printable(d.ObjectType))
 	}
@@ -452,7 +461,7 @@ func (s *session) onExecute(m msg) error {
 			return err
 		}
 		if nr.deny != nil {
-			s.queue(&item{kind: iProbe, runs: []*run{nr}, deny: nr.deny, closed: true})
+			s.queue((&item{kind: iProbe, deny: nr.deny, closed: true}).only(nr))
 			return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 		}
 		nr.flow = r.flow
@@ -467,7 +476,7 @@ func (s *session) onExecute(m msg) error {
 		if err != nil {
 			return err
 		}
-		s.queue(&item{kind: iProbe, runs: []*run{rr}, deny: rr.deny, closed: true})
+		s.queue((&item{kind: iProbe, deny: rr.deny, closed: true}).only(rr))
 		return s.send(&pgproto3.Parse{Name: s.probe, Query: probeSQL})
 	}
 	if r.mask != nil && !r.described {
@@ -479,7 +488,7 @@ func (s *session) onExecute(m msg) error {
 			return err
 		}
 	}
-	s.queue(&item{kind: iExecute, runs: []*run{r}})
+	s.queue((&item{kind: iExecute}).only(r))
 	return s.forward(m)
 }
 

@@ -356,19 +356,34 @@ func denyError(d model.Decision) *pgproto3.ErrorResponse {
 
 // stmtRecord builds the pg.statement record of a statement: its exact
 // text (lossless when it is not UTF-8), with password literals replaced
-// by their keyed hashes (the payload).
-func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, proto, stmtName, portal string, params []model.PGParam) model.Record {
+// by their keyed hashes (the payload). prepared is the text of the SQL
+// PREPARE an EXECUTE runs ("" for none); wrapped says the statement runs
+// in a transaction interlock holds.
+func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, proto, stmtName, portal string, params []model.PGParam, prepared string, wrapped bool) model.Record {
 	now := time.Now()
 	st := model.PGStatement{SQL: text, Protocol: proto, StatementName: stmtName, Portal: portal, Params: params,
-		Kinds: c.Kinds, Tables: c.Tables, ReadOnly: c.ReadOnly, Decision: d, StartNS: now.UnixNano()}
+		Kinds: c.Kinds, Tables: c.Tables, ReadOnly: c.ReadOnly, Decision: d, StartNS: now.UnixNano(),
+		Prepared: prepared, Wrapped: wrapped}
 	rec := model.Record{Kind: model.KindPGStatement, Session: s.id, Time: now}
 	if c.Secrets || c.ConnSecrets || (c.Inner != nil && c.Inner.Secrets) {
-		red, originals, ok := sqlclass.Redact(text)
-		if !ok {
-			// It did not scan: keep none of it rather than a password.
-			red, originals = "[redacted: the statement holds a password and did not scan]", []string{text}
+		redact := func(v string) (string, []string) {
+			red, originals, ok := sqlclass.Redact(v)
+			if !ok {
+				// It did not scan: keep none of it rather than a password.
+				return "[redacted: the statement holds a password and did not scan]", []string{v}
+			}
+			return red, originals
 		}
-		st.SQL, st.Redacted = red, len(originals)
+		red, originals := redact(text)
+		st.SQL = red
+		if prepared != "" {
+			// An EXECUTE's class is its prepared statement's: the
+			// password is in the PREPARE's text.
+			var more []string
+			st.Prepared, more = redact(prepared)
+			originals = append(originals, more...)
+		}
+		st.Redacted = len(originals)
 		if s.h.masker != nil {
 			var hashes []byte
 			for _, o := range originals {
@@ -400,6 +415,9 @@ func (s *session) stmtRecord(text string, c *sqlclass.Class, d model.Decision, p
 		if st.SQLBase64 != "" && st.SQL != strings.ToValidUTF8(text, "\uFFFD") {
 			st.SQLBase64 = ""
 		}
+		// The PREPARE an EXECUTE runs was scrubbed in its own record; so
+		// is its text here.
+		st.Prepared = scrub(st.Prepared)
 		if len(st.Params) > 0 {
 			ps := make([]model.PGParam, len(st.Params))
 			for i, p := range st.Params {
@@ -442,13 +460,14 @@ const (
 // anything that may take effect at once. Refusals are synced.
 func (s *session) record(text string, c *sqlclass.Class, v verdict, proto, stmtName, portal string, params []model.PGParam, prep *prepared, sc scope) (*run, error) {
 	d := v.Decision
-	rec := s.stmtRecord(text, c, d, proto, stmtName, portal, params)
-	st := rec.Data.(model.PGStatement)
+	prepText := ""
 	if prep != nil && prep.sql {
-		st.Prepared = prep.text
+		prepText = prep.text
 	}
-	st.Wrapped = sc == scopeWrap && (d.Action == model.Allow || d.Action == model.Mask)
-	rec.Data = st
+	// Built whole in one go: boxing the statement into the record twice
+	// cost an allocation and a copy of it per statement.
+	rec := s.stmtRecord(text, c, d, proto, stmtName, portal, params, prepText,
+		sc == scopeWrap && (d.Action == model.Allow || d.Action == model.Mask))
 	held := sc != scopeNow
 	r := &run{mask: d.Mask, text: text, class: c, flow: v.flow}
 	dur := model.Synced

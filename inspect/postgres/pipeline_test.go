@@ -23,6 +23,7 @@ type gatedJournal struct {
 	model.Recorder
 	mu      sync.Mutex
 	started []string // texts of the statements started
+	at      []time.Time
 	release chan struct{}
 	fail    error
 }
@@ -32,6 +33,7 @@ func (g *gatedJournal) Start(ctx context.Context, rec model.Record, d model.Dura
 	g.mu.Lock()
 	if st, ok := rec.Data.(model.PGStatement); ok {
 		g.started = append(g.started, st.SQL)
+		g.at = append(g.at, time.Now())
 	}
 	release, fail := g.release, g.fail
 	g.mu.Unlock()
@@ -45,14 +47,21 @@ func (g *gatedJournal) Start(ctx context.Context, rec model.Record, d model.Dura
 }
 
 func (g *gatedJournal) startedText(marker string) bool {
+	_, ok := g.startedAt(marker)
+	return ok
+}
+
+// startedAt is when the statement containing marker was started: the
+// statement is forwarded only after that.
+func (g *gatedJournal) startedAt(marker string) (time.Time, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, s := range g.started {
+	for i, s := range g.started {
 		if strings.Contains(s, marker) {
-			return true
+			return g.at[i], true
 		}
 	}
-	return false
+	return time.Time{}, false
 }
 
 // serverRan says whether a backend of the test server has started a query
@@ -86,6 +95,11 @@ func TestReadOnlyAnswerWaitsForItsRecord(t *testing.T) {
 			g.release = make(chan struct{})
 			release := g.release
 			g.mu.Unlock()
+			var releaseOnce sync.Once
+			free := func() { releaseOnce.Do(func() { close(release) }) }
+			// A failure must not leave the session waiting on its record
+			// (the proxy's cleanup waits for the session).
+			t.Cleanup(free)
 
 			marker := fmt.Sprintf("pipelined_%d", time.Now().UnixNano())
 			got := make(chan error, 1)
@@ -94,14 +108,16 @@ func TestReadOnlyAnswerWaitsForItsRecord(t *testing.T) {
 				got <- c.QueryRow(context.Background(), "SELECT '"+marker+"'::text", mode).Scan(&v)
 			}()
 			deadline := time.Now().Add(20 * time.Second)
-			for !g.startedText(marker) {
+			var since time.Time
+			for ok := false; !ok; since, ok = g.startedAt(marker) {
 				if time.Now().After(deadline) {
 					t.Fatal("the statement was not journaled through Start")
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			// Started before this instant: its execution starts after.
-			since := time.Now().Add(-5 * time.Millisecond)
+			// Its execution starts after its record was started, and a
+			// Parse of the text before it (cache_statement) ends before:
+			// since tells them apart however late this loop saw the start.
 			for !serverRan(t, marker, since) {
 				if time.Now().After(deadline) {
 					t.Fatal("the statement did not reach the server while its record was being committed")
@@ -113,7 +129,7 @@ func TestReadOnlyAnswerWaitsForItsRecord(t *testing.T) {
 				t.Fatalf("the client had its answer before the record committed (err %v)", err)
 			case <-time.After(300 * time.Millisecond):
 			}
-			close(release)
+			free()
 			select {
 			case err := <-got:
 				if err != nil {

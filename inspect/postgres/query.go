@@ -113,7 +113,7 @@ func (s *session) onQuery(m msg) error {
 		allPlain = allPlain && plain(st.class)
 	}
 	if allPlain {
-		return s.plainQuery(q.String, stmts)
+		return s.plainQuery(q.String, stmts, m.raw)
 	}
 	if err := s.waitAll(); err != nil {
 		return err
@@ -125,9 +125,12 @@ func (s *session) onQuery(m msg) error {
 }
 
 // plainQuery judges, journals and forwards a query string of plain reads
-// at once; the server's answers reach the client as they come.
-func (s *session) plainQuery(text string, stmts []qstmt) error {
+// at once; the server's answers reach the client as they come. raw is the
+// client's Query message that holds text (nil: encode it): when nothing
+// is denied, it goes as it came.
+func (s *session) plainQuery(text string, stmts []qstmt, raw []byte) error {
 	it := &item{kind: iQuery, seg: s.nextSeg()}
+	it.runs = it.one[:0]
 	out := text
 	for i, st := range stmts {
 		d := s.decide(st.Text, st.class)
@@ -142,6 +145,10 @@ func (s *session) plainQuery(text string, stmts []qstmt) error {
 		}
 	}
 	s.queue(it)
+	if raw != nil && out == text {
+		_, err := s.uw.Write(raw)
+		return err
+	}
 	return s.sendQuery(out)
 }
 
@@ -195,7 +202,7 @@ func pieces(stmts []qstmt) [][2]int {
 func (s *session) runQuery(text string, stmts []qstmt) error {
 	ps := pieces(stmts)
 	if len(ps) == 0 {
-		return s.plainQuery(text, stmts)
+		return s.plainQuery(text, stmts, nil)
 	}
 	for i, pc := range ps {
 		last := i == len(ps)-1

@@ -29,6 +29,9 @@ type item struct {
 	// Execute, Describe portal or FunctionCall.
 	runs []*run
 	idx  int
+	// one holds runs when there is one run (most items): the slice then
+	// costs no allocation of its own.
+	one [1]*run
 	// stmt is a Describe statement's statement.
 	stmt *prepared
 	// name and pend: the name a Parse, Bind or Close changes and the
@@ -61,6 +64,13 @@ type item struct {
 	hidden *hidden
 	// failed: the server answered it with an error.
 	failed bool
+}
+
+// only makes r the item's one run.
+func (it *item) only(r *run) *item {
+	it.one[0] = r
+	it.runs = it.one[:]
+	return it
 }
 
 func (it *item) run() *run {

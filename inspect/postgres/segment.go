@@ -158,7 +158,7 @@ func (s *session) onFunctionCall(m msg) error {
 	if err != nil {
 		return err
 	}
-	it := &item{kind: iFunc, runs: []*run{r}, seg: s.nextSeg()}
+	it := (&item{kind: iFunc, seg: s.nextSeg()}).only(r)
 	s.barrier = it.seg
 	if r.deny != nil {
 		s.queue(it)

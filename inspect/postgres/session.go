@@ -129,6 +129,9 @@ type session struct {
 	// The server goroutine's own state.
 	open    map[*run]struct{}
 	results []model.Record
+	// descBody and descFields: the last RowDescription decoded (fieldsOf).
+	descBody   []byte
+	descFields []field
 
 	// masks are the mask rules that cover the session (nil: none), for
 	// scrubbing what the server sends outside rows.
