@@ -50,10 +50,12 @@ func payloadSize(recs []*encodedRecord) int {
 	return n
 }
 
-// logTrimAt empties the log once everything in it is in the database: a
-// larger log costs a WAL fsync less often, and a longer replay. A
-// variable so that tests can lower it.
-var logTrimAt int64 = 16 << 20
+// logTrimAt rewinds the log once everything in it is in the database and
+// it has grown this far: each rewind costs the WAL an fdatasync, and until
+// the first one the log's fsyncs write metadata (the file grows), which
+// made a connect through a 16 MiB log 0.1 ms slower than through SQLite.
+// A variable so that tests can lower it.
+var logTrimAt int64 = 1 << 20
 
 // maxPendingRows and maxPendingBytes bound what waits in memory for a
 // database that does not take it (locked by a foreign process, a full
