@@ -42,6 +42,11 @@ const (
 // terminal output); the batch's sync then covers the WAL as well.
 const directPayloadBytes = 32 << 10
 
+// directRows: so is a batch of this many records (posted output in bulk),
+// whose SQLite transaction is shared by enough of them already: through
+// the log, batched Post cost 7.1–8.0 → 8.5–10.3 µs of CPU per entry.
+const directRows = 32
+
 func payloadSize(recs []*encodedRecord) int {
 	n := 0
 	for _, r := range recs {

@@ -37,15 +37,16 @@ func (w *writer) commit(batch []*request) (first uint64, err error) {
 	}
 	defer clear(w.recs)
 	switch {
-	case w.logMode && payloadSize(w.recs) < directPayloadBytes:
+	case w.logMode && len(w.recs) < directRows && payloadSize(w.recs) < directPayloadBytes:
 		first = uint64(w.size) + 1
 		if err = w.logBatch(w.recs, first); err == nil {
 			w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
 			return first, nil
 		}
 	case w.logMode:
-		// Heavy with payloads: written once, to SQLite, after what the
-		// log holds (inTx flushes it first).
+		// Heavy with payloads, or records enough to fill a transaction:
+		// written once, to SQLite, after what the log holds (inTx
+		// flushes it first).
 		n := len(w.pend)
 		err = w.inTx(func(rc *rawConn) error {
 			first = uint64(w.size) + 1
