@@ -168,7 +168,7 @@ func fromShape(text string, sh shape) (*Parsed, bool) {
 // every text of the shape: one statement that parsed, whose class does
 // not depend on literal values, and whose literals are all plain
 // constants inside it.
-func shareable(p *Parsed, lits []shapeLit) bool {
+func shareable(p *Parsed, lits []shapeLit, text string) bool {
 	if len(p.Stmts) != 1 {
 		return false
 	}
@@ -181,5 +181,5 @@ func shareable(p *Parsed, lits []shapeLit) bool {
 			return false
 		}
 	}
-	return literalsAreConsts(st.tree, lits)
+	return literalsAreConsts(st.tree, lits, text)
 }

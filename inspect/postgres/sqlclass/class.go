@@ -310,7 +310,7 @@ func (c *Classifier) parse(text string) *Parsed {
 			}
 		}
 		p := c.full(text)
-		if shareable(p, lits) {
+		if shareable(p, lits, text) {
 			st := p.Stmts[0]
 			c.shapes.put(string(key), shape{Class: st.Class, head: st.Head, tail: len(text) - st.End}, classBytes(st.Class))
 			return p

@@ -34,8 +34,9 @@ import (
 // and every literal the scanner found turned out to be an A_Const of the
 // same type at the same position: a literal the grammar reads in any
 // other way (a DO body, a COPY file name, FETCH's count, a typmod that
-// picks a type, the value a unary minus folds into) keeps its text out of
-// the shape cache. A shape is used only for a class that does not depend
+// picks a type) keeps its text out of the shape cache; a number a unary
+// minus folds into counts as the constant at the minus (pgbench's
+// "abalance + -4123"). A shape is used only for a class that does not depend
 // on literal values (Class.literal), and never for a text with a string
 // literal that mentions a password: the walk reads string values for
 // PASSWORD clauses inside them (redactInside), the one place where a
@@ -293,7 +294,7 @@ func lower(b byte) byte {
 // A_Const of its token's type at its position in the parse tree: then the
 // grammar read each as a plain constant, and a text of the same shape is
 // read the same way with other values.
-func literalsAreConsts(tree *pg.Node, lits []shapeLit) bool {
+func literalsAreConsts(tree *pg.Node, lits []shapeLit, text string) bool {
 	consts := map[int32]byte{}
 	var visit func(m protoreflect.Message)
 	visit = func(m protoreflect.Message) {
@@ -328,7 +329,18 @@ func literalsAreConsts(tree *pg.Node, lits []shapeLit) bool {
 	}
 	visit(tree.ProtoReflect())
 	for _, l := range lits {
-		if consts[int32(l.start)] != l.typ {
+		if consts[int32(l.start)] == l.typ {
+			continue
+		}
+		// A unary minus right before the number (spaces between) folds
+		// into it: the grammar's doNegate negates the constant in place,
+		// keeping its type, and moves its location to the minus. The
+		// minus is in the key, so every text of the shape folds alike.
+		m := l.start - 1
+		for m >= 0 && isSpace(text[m]) {
+			m--
+		}
+		if l.typ == 's' || m < 0 || text[m] != '-' || consts[int32(m)] != l.typ {
 			return false
 		}
 	}

@@ -106,6 +106,19 @@ func TestShapeCacheNeverConfuses(t *testing.T) {
 		// A unary minus folds into the constant.
 		{"negative", `SELECT x FROM t WHERE a = 5`, `SELECT x FROM t WHERE a = -5`},
 		{"negative fold", `SELECT x FROM t WHERE a = -5`, `SELECT x FROM t WHERE a = -6`},
+		{"negative fold spaced", "SELECT x FROM t WHERE a = -\n 5", "SELECT x FROM t WHERE a = -\n 6"},
+		{"binary or unary minus", `SELECT x FROM t WHERE a = b - 5`, `SELECT x FROM t WHERE a = b + -5`},
+		{"minus run into operator", `SELECT x FROM t WHERE a =-5`, `SELECT x FROM t WHERE a =-6`},
+		{"double negation", `SELECT x FROM t WHERE a = - -5`, `SELECT x FROM t WHERE a = - -6`},
+		{"minus comment number", `SELECT x FROM t WHERE a = -/* c */5`, `SELECT x FROM t WHERE a = -/* c */6`},
+		{"negative int32 edge", `SELECT x FROM t WHERE a = -2147483647`, `SELECT x FROM t WHERE a = -2147483648`},
+		{"negative float", `SELECT x FROM t WHERE a = -1.5`, `SELECT x FROM t WHERE a = -2.5`},
+		{"negative string", `SELECT x FROM t WHERE a = -'5'`, `SELECT x FROM t WHERE a = -'6'`},
+		{"negative signal", `SELECT pg_terminate_backend(-1)`, `SELECT pg_terminate_backend(-2)`},
+		{"negative setting", `SET extra_float_digits = -1`, `SET extra_float_digits = -15`},
+		{"negative fetch", `FETCH -5 FROM c`, `FETCH -6 FROM c`},
+		{"negative sequence step", `ALTER SEQUENCE s INCREMENT BY -1`, `ALTER SEQUENCE s INCREMENT BY -2`},
+		{"negative limit", `SELECT x FROM t LIMIT -1`, `SELECT x FROM t LIMIT -2`},
 		// Parameters are not literals.
 		{"parameter", `SELECT x FROM t WHERE a = 1`, `SELECT x FROM t WHERE a = $1`},
 		{"parameter junk", `SELECT x FROM t WHERE a = $1`, `SELECT x FROM t WHERE a = $1abc`},
@@ -193,13 +206,23 @@ func TestShapeCacheParsesOnce(t *testing.T) {
 	if n := c.Parses(); n != 2 {
 		t.Errorf("%d full parses for two shapes", n)
 	}
+	// pgbench's TPC-B: a unary minus folded into a constant is still a
+	// constant of the shape.
+	before := c.Parses()
+	for i := 0; i < 100; i++ {
+		c.Parse(fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + -%d WHERE aid = %d;", i*37+1, i*7919))
+		c.Parse(fmt.Sprintf("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (%d, 1, %d, -%d, CURRENT_TIMESTAMP);", i%10+1, i*7919, i*37+1))
+	}
+	if n := c.Parses() - before; n != 2 {
+		t.Errorf("%d full parses for two shapes with negative numbers", n)
+	}
 	// A literal the grammar does not read as a constant keeps its text
 	// out of the shape cache: each text is parsed.
 	for i := 0; i < 3; i++ {
 		c.Parse(fmt.Sprintf("FETCH %d FROM c", i+1))
 	}
-	if n := c.Parses(); n != 5 {
-		t.Errorf("%d full parses, want 5 (FETCH counts are not shared)", n)
+	if n := c.Parses(); n != 7 {
+		t.Errorf("%d full parses, want 7 (FETCH counts are not shared)", n)
 	}
 }
 
