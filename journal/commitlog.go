@@ -164,9 +164,9 @@ func appendFrame(dst []byte, row *logRow) []byte {
 	dst = append(dst, make([]byte, logFrameHeader)...)
 	dst = binary.AppendUvarint(dst, uint64(row.seq))
 	dst = binary.AppendVarint(dst, row.timeNS)
-	dst = appendBytes(dst, []byte(row.kind))
-	dst = appendBytes(dst, []byte(row.session))
-	dst = appendBytes(dst, row.tail)
+	dst = appendString(dst, row.kind)
+	dst = appendString(dst, row.session)
+	dst = appendString(dst, row.tail)
 	dst = appendOptional(dst, row.salt)
 	dst = appendOptional(dst, row.payload)
 	dst = append(dst, row.hash...)
@@ -176,8 +176,10 @@ func appendFrame(dst []byte, row *logRow) []byte {
 	return dst
 }
 
-func appendBytes(dst, b []byte) []byte {
-	return append(binary.AppendUvarint(dst, uint64(len(b))), b...)
+// appendString writes s length-first; a session id is longer than what a
+// []byte conversion would keep off the heap.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
 }
 
 // appendOptional keeps nil apart from empty: a NULL payload column is not
@@ -232,7 +234,7 @@ func decodeFrame(b []byte) (logRow, error) {
 	r.tail = d.bytes()
 	r.salt = d.optional()
 	r.payload = d.optional()
-	r.hash = d.fixed(evidence.HashSize)
+	r.hash = d.take(evidence.HashSize)
 	switch {
 	case d.err != nil:
 		return r, d.err
@@ -275,11 +277,12 @@ func (d *frameDecoder) varint() int64 {
 	return v
 }
 
-func (d *frameDecoder) fixed(n int) []byte {
+// take returns the next n bytes.
+func (d *frameDecoder) take(n uint64) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if uint64(len(d.b)) < uint64(n) {
+	if n > uint64(len(d.b)) {
 		d.err = errors.New("field cut short")
 		return nil
 	}
@@ -288,26 +291,17 @@ func (d *frameDecoder) fixed(n int) []byte {
 	return v
 }
 
-func (d *frameDecoder) bytes() []byte {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.err = errors.New("field cut short")
-		return nil
-	}
-	return d.fixed(int(n))
-}
+func (d *frameDecoder) bytes() []byte { return d.take(d.uvarint()) }
 
+// optional reads what appendOptional wrote: nil for none, a non-nil
+// (perhaps empty) slice otherwise.
 func (d *frameDecoder) optional() []byte {
 	n := d.uvarint()
 	if d.err != nil || n == 0 {
 		return nil
 	}
-	if n-1 > uint64(len(d.b)) {
-		d.err = errors.New("field cut short")
-		return nil
-	}
-	v := d.fixed(int(n - 1))
-	if v == nil {
+	v := d.take(n - 1)
+	if v == nil && d.err == nil {
 		v = []byte{}
 	}
 	return v
@@ -356,7 +350,7 @@ func (c *commitLog) empty() (bool, error) {
 	return binary.LittleEndian.Uint32(h[:]) == 0, nil
 }
 
-// fsync makes what was written to the log durable.
+// fdatasync makes what was written to f durable (the log, or the WAL).
 func fdatasync(f *os.File) error {
 	for {
 		err := syscall.Fdatasync(int(f.Fd()))

@@ -119,16 +119,19 @@ func (w *writer) flush() error {
 	return nil
 }
 
-// flushedPending is inTx's report that the first n pending rows (all of
-// them: nothing else is staged in log mode) are committed to the database.
-func (w *writer) flushedPending(n int) {
-	if n == 0 {
-		return
+// committedPending is inTx's report that every staged row is in the
+// database: the first held, which the commit log holds too, and those the
+// transaction added directly, whose durability is the WAL's alone.
+func (w *writer) committedPending(held int) {
+	if w.logMode && len(w.pend) > held {
+		w.walDirty = true
 	}
 	w.dropPending(0)
-	w.pendSince = time.Time{}
-	if w.j != nil {
-		w.j.flushes.Add(1)
+	if held > 0 {
+		w.pendSince = time.Time{}
+		if w.j != nil {
+			w.j.flushes.Add(1)
+		}
 	}
 }
 
@@ -147,17 +150,13 @@ func (w *writer) trimLog() {
 	}
 }
 
-// syncWAL fdatasyncs the database's WAL on the writer's own descriptor (the
-// syncer's may be in use for the log).
+// syncWAL fdatasyncs the database's WAL, whatever the syncer syncs, once
+// the syncer is idle (its descriptor is the syncer's).
 func (w *writer) syncWAL() error {
-	if w.walFile == nil {
-		f, err := openWAL(w.opts.Path)
-		if err != nil {
-			return err
-		}
-		w.walFile = f
+	if w.syncing {
+		w.sy.waitIdle()
 	}
-	return fdatasync(w.walFile)
+	return w.sy.fsyncWAL()
 }
 
 // maybeFlush flushes after a batch when enough is pending, when it is
@@ -362,9 +361,7 @@ func (w *writer) recoverLog() error {
 			}
 			return w.execRows(rc, w.pend)
 		})
-		w.dropPending(0)
 		if err != nil {
-			w.dvKnown = false
 			return fmt.Errorf("journal: replay the commit log %s: %w", w.clog.path, err)
 		}
 	}

@@ -314,6 +314,11 @@ func TestLogModeDatabaseStuck(t *testing.T) {
 	if refused == nil || acked < maxPendingRows || !strings.Contains(refused.Error(), "has not taken") {
 		t.Fatalf("with the database locked: %d acked, then %v; want %d acked, then refused", acked, refused, maxPendingRows)
 	}
+	// A batch that goes to SQLite directly is refused too, and takes
+	// nothing of what the log holds with it.
+	if _, err := j.Append(context.Background(), model.Record{Kind: "big", Payload: bytes.Repeat([]byte("x"), 64<<10)}, model.Committed); err == nil {
+		t.Fatal("a heavy record was acked while the database was locked")
+	}
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,6 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	saved, savedSize, savedHead := w.tree.Clone(), w.size, append([]byte(nil), w.headHash...)
 	var seq uint64
 	var hash []byte
-	staged := -1
 	err = w.inTx(func(rc *rawConn) error {
 		// Compiled afresh: the pragma takes effect when it is compiled.
 		if _, err := rc.sc.Exec(`PRAGMA secure_delete = ON`, nil); err != nil {
@@ -89,20 +88,12 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 		}
 		// The same insert path as a batch, inside this transaction.
 		seq = uint64(w.size) + 1
-		n := len(w.pend)
-		staged = n
-		w.stage([]*encodedRecord{&enc}, seq)
-		if err := w.execRows(rc, w.pend[n:]); err != nil {
+		if err := w.insertNow(rc, []*encodedRecord{&enc}, seq); err != nil {
 			return fmt.Errorf("retention entry: %w", err)
 		}
 		hash = append([]byte(nil), w.last...)
 		return nil
 	})
-	// Its row is in the database only, never in the commit log: refused,
-	// it goes; committed, inTx dropped it with the rows it flushed.
-	if staged >= 0 && len(w.pend) > staged {
-		w.dropPending(staged)
-	}
 	if w.conn != nil {
 		if offErr := w.withRaw(func(rc *rawConn) error {
 			_, err := rc.sc.Exec(`PRAGMA secure_delete = OFF`, nil)
@@ -123,13 +114,9 @@ func (w *writer) prune(before time.Time) (res PruneResult, err error) {
 	w.j.appends.Add(1)
 	res.Seq = seq
 	// What is deleted is no longer evidence: the entry that says so is
-	// synced before the caller hears of it (in log mode the syncer syncs
-	// the commit log, which does not hold it).
-	err = w.syncNow()
-	if err == nil && w.logMode {
-		err = w.syncWAL()
-	}
-	if err != nil {
+	// synced before the caller hears of it (in log mode the WAL too, as the
+	// commit log does not hold it: inTx marked it).
+	if err := w.syncNow(); err != nil {
 		return res, fmt.Errorf("journal: prune payloads: retention entry %d committed but not synced: %w", seq, err)
 	}
 	// The deleted payloads are still in WAL frames until a checkpoint

@@ -17,13 +17,12 @@ package journal
 // appending to the file) through the fsync.
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/interlock/interlock/journal/evidence"
@@ -83,7 +82,7 @@ type syncer struct {
 	// only while the syncer is idle (after waitIdle).
 	path string
 	wal  *os.File
-	// log, when set, is the commit log, synced instead of the WAL: in log
+	// logFile, when set, is the commit log, synced instead of the WAL: in log
 	// mode batches are committed there (logmode.go). The writer sets it
 	// only while the syncer is idle.
 	logFile *os.File
@@ -140,15 +139,7 @@ func (s *syncer) fsyncWAL() error {
 		}
 		s.wal = f
 	}
-	for {
-		err := syscall.Fdatasync(int(s.wal.Fd()))
-		if !errors.Is(err, syscall.EINTR) {
-			if err != nil {
-				return fmt.Errorf("fdatasync %s: %w", s.wal.Name(), err)
-			}
-			return nil
-		}
-	}
+	return fdatasync(s.wal)
 }
 
 // submit queues a job for the syncer goroutine.
@@ -206,11 +197,8 @@ func (s *syncer) run() {
 
 		start := time.Now()
 		err := s.fsync()
-		for _, job := range jobs {
-			if job.wal && err == nil && s.logFile != nil {
-				err = s.fsyncWAL()
-				break
-			}
+		if err == nil && s.logFile != nil && slices.ContainsFunc(jobs, func(j *syncJob) bool { return j.wal }) {
+			err = s.fsyncWAL()
 		}
 		took = time.Since(start)
 		// The results are handed to the writer before the waiters are

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"os"
 	"slices"
 	"time"
 
@@ -86,10 +85,8 @@ type writer struct {
 	clog       *commitLog
 	logMode    bool
 	logCheckAt time.Time
-	// flushRetryAt delays the next flush after a failed one; walFile is
-	// the database's WAL, synced by the writer before the log is emptied.
+	// flushRetryAt delays the next flush after a failed one.
 	flushRetryAt time.Time
-	walFile      *os.File
 	// walDirty says that entries were committed to SQLite directly in
 	// log mode since the last sync job: the next one syncs the WAL too.
 	walDirty bool
@@ -219,9 +216,6 @@ func (w *writer) close() {
 	w.db.Close()
 	if w.sy.wal != nil {
 		w.sy.wal.Close()
-	}
-	if w.walFile != nil {
-		w.walFile.Close()
 	}
 	if w.clog != nil {
 		w.clog.close()

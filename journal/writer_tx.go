@@ -36,43 +36,22 @@ func (w *writer) commit(batch []*request) (first uint64, err error) {
 		w.recs = append(w.recs, &r.rec)
 	}
 	defer clear(w.recs)
-	switch {
-	case w.logMode && len(w.recs) < directRows && payloadSize(w.recs) < directPayloadBytes:
+	if w.logMode && len(w.recs) < directRows && payloadSize(w.recs) < directPayloadBytes {
 		first = uint64(w.size) + 1
-		if err = w.logBatch(w.recs, first); err == nil {
-			w.size, w.headHash = int64(first)+int64(len(batch))-1, append(w.headHash[:0], w.last...)
-			return first, nil
-		}
-	case w.logMode:
-		// Heavy with payloads, or records enough to fill a transaction:
-		// written once, to SQLite, after what the log holds (inTx
-		// flushes it first).
-		n := len(w.pend)
+		err = w.logBatch(w.recs, first)
+	} else if err = w.holdsLog(); err == nil {
+		// Outside log mode; or in it, a batch heavy with payloads or with
+		// records enough to fill a transaction, written once, to SQLite,
+		// after what the log holds.
 		err = w.inTx(func(rc *rawConn) error {
-			first = uint64(w.size) + 1
-			w.stage(w.recs, first)
-			return w.execRows(rc, w.pend[n:])
-		})
-		if len(w.pend) > n {
-			w.dropPending(n) // refused: what the log holds stays
-		}
-		w.walDirty = true
-	default:
-		err = w.holdsLog()
-		if err != nil {
-			break
-		}
-		// Outside log mode nothing is pending: the batch's rows are the
-		// only ones staged, and are dropped once inserted or refused.
-		err = w.inTx(func(rc *rawConn) error {
-			if err := w.syncHead(rc); err != nil {
-				return err
+			if !w.logMode {
+				if err := w.syncHead(rc); err != nil {
+					return err
+				}
 			}
 			first = uint64(w.size) + 1
-			w.stage(w.recs, first)
-			return w.execRows(rc, w.pend)
+			return w.insertNow(rc, w.recs, first)
 		})
-		w.dropPending(0)
 	}
 	if err != nil {
 		w.tree, w.size, w.headHash = saved, savedSize, savedHead
@@ -171,6 +150,14 @@ func (w *writer) execRows(rc *rawConn, rows []pendRow) error {
 	return nil
 }
 
+// insertNow stages recs as entries first, first+1, ... and inserts them
+// inside the caller's write transaction (inTx drops them if it fails).
+func (w *writer) insertNow(rc *rawConn, recs []*encodedRecord, first uint64) error {
+	n := len(w.pend)
+	w.stage(recs, first)
+	return w.execRows(rc, w.pend[n:])
+}
+
 // dropPending forgets the staged rows from n on (all of them for 0).
 func (w *writer) dropPending(n int) {
 	if n == 0 {
@@ -247,25 +234,26 @@ func (w *writer) inTx(fn func(rc *rawConn) error) error {
 			return err
 		}
 	}
-	bad := false
+	// In log mode the entries only the commit log holds go first:
+	// whatever fn writes (a batch, a checkpoint, a retention record) comes
+	// after them, as it did in the log's order. Rows fn stages go to the
+	// database only: refused, they are dropped here.
+	held := 0
+	if w.logMode {
+		held = len(w.pend)
+	}
+	bad, committed := false, false
 	err := w.withRaw(func(rc *rawConn) error {
 		if err := rc.exec(sqlBegin); err != nil {
 			return fmt.Errorf("begin write transaction: %w", err)
 		}
-		// In log mode the entries only the commit log holds go first:
-		// whatever fn writes (a checkpoint, a retention record) comes
-		// after them, as it did in the log's order.
-		flushed := 0
-		if w.logMode {
-			flushed = len(w.pend)
-		}
-		err := w.execRows(rc, w.pend[:flushed])
+		err := w.execRows(rc, w.pend[:held])
 		if err == nil {
 			err = fn(rc)
 		}
 		if err == nil {
 			if err = rc.exec(sqlCommit); err == nil {
-				w.flushedPending(flushed)
+				committed = true
 				return nil
 			}
 			err = fmt.Errorf("commit: %w", err)
@@ -281,6 +269,12 @@ func (w *writer) inTx(fn func(rc *rawConn) error) error {
 	})
 	if bad {
 		w.discard()
+	}
+	switch {
+	case committed:
+		w.committedPending(held)
+	case len(w.pend) > held:
+		w.dropPending(held)
 	}
 	return err
 }
