@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -105,6 +106,33 @@ func newKubeEnvWith(t *testing.T, extra, kube string) *kubeEnv {
 }
 
 // kubectl runs kubectl as user under `interlock run`, with env added.
+// pending is what `interlock approvals list` shows the daemon's user;
+// empty when it cannot be read (callers wait for what they expect).
+func (k *kubeEnv) pending(t *testing.T) pendingList {
+	t.Helper()
+	var list pendingList
+	if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", k.cfgPath, "--json"); code == 0 {
+		json.Unmarshal([]byte(o), &list)
+	}
+	return list
+}
+
+// heldOne waits until exactly one request is held and returns it.
+func (k *kubeEnv) heldOne(t *testing.T) model.ApprovalRequest {
+	t.Helper()
+	var list pendingList
+	waitFor(t, func() bool { list = k.pending(t); return len(list) == 1 })
+	return list[0].Request
+}
+
+// decide approves or denies request id as the daemon's user.
+func (k *kubeEnv) decide(t *testing.T, id, verdict, reason string) {
+	t.Helper()
+	if o, stderr, code := asUser(t, "daemon", "approvals", verdict, id, "-c", k.cfgPath, "--reason", reason); code != 0 {
+		t.Fatalf("%s: exit %d %s %s", verdict, code, o, stderr)
+	}
+}
+
 func (k *kubeEnv) kubectl(user string, env []string, args ...string) (stdout, stderr string, code int) {
 	k.t.Helper()
 	argv := append([]string{"env"}, env...)

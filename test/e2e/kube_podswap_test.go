@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -65,25 +64,6 @@ func TestKubePodSwap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pending := func() pendingList {
-		var list pendingList
-		if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", k.cfgPath, "--json"); code == 0 {
-			json.Unmarshal([]byte(o), &list)
-		}
-		return list
-	}
-	held := func() model.ApprovalRequest {
-		t.Helper()
-		var list pendingList
-		waitFor(t, func() bool { list = pending(); return len(list) == 1 })
-		return list[0].Request
-	}
-	decide := func(req model.ApprovalRequest, verdict string) {
-		t.Helper()
-		if o, stderr, code := asUser(t, "daemon", "approvals", verdict, req.ID, "-c", k.cfgPath, "--reason", "test"); code != 0 {
-			t.Fatalf("%s: exit %d %s %s", verdict, code, o, stderr)
-		}
-	}
 	start := func(args ...string) (*exec.Cmd, *bytes.Buffer) {
 		cmd := exec.Command(interlockBin, append([]string{"run", "-c", k.cfgPath, "--", "kubectl", "--kubeconfig", k.kc["alice"], "-n", "prod"}, args...)...)
 		var out bytes.Buffer
@@ -99,12 +79,12 @@ func TestKubePodSwap(t *testing.T) {
 	// exec: judged on the unprivileged pod, approved after the swap.
 	first := uid()
 	cmd, out := start("exec", pod, "--", "echo", "swapped-ran")
-	req := held()
+	req := k.heldOne(t)
 	if p := req.Operation.Pod; p == nil || p.UID != first || p.Privileged {
 		t.Fatalf("held exec judged pod %+v, want uid %s unprivileged", p, first)
 	}
 	swap(true)
-	decide(req, "approve")
+	k.decide(t, req.ID, "approve", "test")
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "changed after policy judged it") {
 		t.Errorf("exec into the swapped pod: %v: %s", err, out.String())
 	}
@@ -128,16 +108,16 @@ func TestKubePodSwap(t *testing.T) {
 	port := newPodPort(t, func(c net.Conn) { c.Write([]byte("hello")) })
 	second := uid()
 	cmd, out = start("port-forward", pod, fmt.Sprintf("%d:%d", testkit.FreePort(t, "127.0.0.1"), port.port))
-	req = held()
+	req = k.heldOne(t)
 	if p := req.Operation.Pod; p == nil || p.UID != second || !p.Privileged {
 		t.Fatalf("held port-forward judged pod %+v, want uid %s privileged", p, second)
 	}
 	swap(false)
 	third := uid()
-	decide(req, "approve")
+	k.decide(t, req.ID, "approve", "test")
 	var retry model.ApprovalRequest
 	waitFor(t, func() bool {
-		list := pending()
+		list := k.pending(t)
 		if len(list) == 1 && list[0].Request.ID != req.ID {
 			retry = list[0].Request
 			return true
@@ -147,7 +127,7 @@ func TestKubePodSwap(t *testing.T) {
 	if p := retry.Operation.Pod; p == nil || p.UID != third || p.Privileged {
 		t.Errorf("the retry judged pod %+v, want uid %s unprivileged", p, third)
 	}
-	decide(retry, "deny")
+	k.decide(t, retry.ID, "deny", "test")
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "hold-prod") {
 		t.Errorf("port-forward: %v: %s", err, out.String())
 	}

@@ -369,13 +369,6 @@ func TestKubePortForwardReview(t *testing.T) {
 		io.Copy(io.Discard, c)
 		c.Write([]byte("through"))
 	})
-	pending := func() pendingList {
-		var list pendingList
-		if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", k.cfgPath, "--json"); code == 0 {
-			json.Unmarshal([]byte(o), &list)
-		}
-		return list
-	}
 	start := func(local int) (*exec.Cmd, *bytes.Buffer) {
 		cmd := exec.Command(interlockBin, "run", "-c", k.cfgPath, "--", "kubectl", "--kubeconfig", k.kc["alice"],
 			"port-forward", kubetest.PodName, fmt.Sprintf("%d:%d", local, pod.port))
@@ -390,9 +383,7 @@ func TestKubePortForwardReview(t *testing.T) {
 	}
 	decide := func(verdict string) model.ApprovalRequest {
 		t.Helper()
-		var list pendingList
-		waitFor(t, func() bool { list = pending(); return len(list) == 1 })
-		req := list[0].Request
+		req := k.heldOne(t)
 		if req.Rule != "hold-port-forward" || req.Operation.Kind != "portforward" || req.Operation.Name != kubetest.PodName ||
 			req.Operation.Detail != "ports: any" {
 			t.Errorf("held request %+v", req.Operation)
@@ -402,9 +393,7 @@ func TestKubePortForwardReview(t *testing.T) {
 		if n := pod.accepts.Load() - before; n != 0 {
 			t.Errorf("the pod's port saw %d connections while the forward was held", n)
 		}
-		if o, stderr, code := asUser(t, "daemon", "approvals", verdict, req.ID, "-c", k.cfgPath, "--reason", "test"); code != 0 {
-			t.Fatalf("%s: exit %d %s %s", verdict, code, o, stderr)
-		}
+		k.decide(t, req.ID, verdict, "test")
 		return req
 	}
 
@@ -426,7 +415,7 @@ func TestKubePortForwardReview(t *testing.T) {
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), `policy rule "hold-port-forward"`) || !strings.Contains(out.String(), req.ID) {
 		t.Errorf("denied port-forward: %v: kubectl does not name the rule and request %s: %s", err, req.ID, out.String())
 	}
-	if list := pending(); len(list) != 0 {
+	if list := k.pending(t); len(list) != 0 {
 		t.Errorf("requests pending after the denial: %+v", list)
 	}
 	var approved, denied int

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -39,13 +38,6 @@ func TestKubeExecReview(t *testing.T) {
 	if out, stderr, code := k.kubectl("alice", nil, "-n", "prod", "exec", "calm", "--", "echo", "calm-not-held"); code != 0 || out != "calm-not-held\n" {
 		t.Fatalf("exec into an unprivileged pod of prod: exit %d %q %s", code, out, stderr)
 	}
-	pending := func() pendingList {
-		var list pendingList
-		if o, _, code := asUser(t, "daemon", "approvals", "list", "-c", k.cfgPath, "--json"); code == 0 {
-			json.Unmarshal([]byte(o), &list)
-		}
-		return list
-	}
 	start := func(marker string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 		cmd := exec.Command(interlockBin, "run", "-c", k.cfgPath, "--", "kubectl", "--kubeconfig", k.kc["alice"],
 			"-n", "prod", "exec", kubetest.PodName, "--", "echo", marker)
@@ -59,9 +51,7 @@ func TestKubeExecReview(t *testing.T) {
 	}
 	decide := func(marker, verdict, reason string) model.ApprovalRequest {
 		t.Helper()
-		var list pendingList
-		waitFor(t, func() bool { list = pending(); return len(list) == 1 })
-		req := list[0].Request
+		req := k.heldOne(t)
 		if req.Rule != "hold-prod-exec" || req.Operation.Kind != "exec" || req.Operation.Namespace != "prod" ||
 			req.Operation.Pod == nil || !req.Operation.Pod.Privileged {
 			t.Errorf("held request %+v", req)
@@ -70,9 +60,7 @@ func TestKubeExecReview(t *testing.T) {
 		if n := k.c.Kubelet.ExecCount(marker); n != 0 {
 			t.Errorf("%s ran while held: %v", marker, k.c.Kubelet.Execs())
 		}
-		if o, stderr, code := asUser(t, "daemon", "approvals", verdict, req.ID, "-c", k.cfgPath, "--reason", reason); code != 0 {
-			t.Fatalf("%s: exit %d %s %s", verdict, code, o, stderr)
-		}
+		k.decide(t, req.ID, verdict, reason)
 		return req
 	}
 
@@ -101,7 +89,7 @@ func TestKubeExecReview(t *testing.T) {
 	}
 	// kubectl retried over SPDY: the retry took the denial, no second
 	// request was held.
-	if list := pending(); len(list) != 0 {
+	if list := k.pending(t); len(list) != 0 {
 		t.Errorf("requests pending after the denial: %+v", list)
 	}
 	// Both attempts are journaled as refused, with the one request.
