@@ -29,7 +29,8 @@ import (
 // interlock each offer TLS to a client that asks and serve plaintext to
 // one that does not, so only the client's setting changes between the two
 // runs. The legs behind them (PgBouncer → server, interlock → server)
-// are plaintext in both, alike.
+// are plaintext in both, alike. The go relay cannot terminate TLS: with
+// TLS on it carries the client's to the server, which does its crypto.
 const (
 	tlsOff = "off"
 	tlsOn  = "on"
@@ -150,7 +151,17 @@ func bouncerCPUTime(work string) time.Duration {
 	if err != nil {
 		return 0
 	}
-	st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return procCPUTime(pid)
+}
+
+// procCPUTime is the CPU time process pid has used so far, all its
+// threads (user+system, from /proc; 0 if it cannot be read).
+func procCPUTime(pid int) time.Duration {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}

@@ -1,18 +1,21 @@
 // Command pgbench is `make bench-pg`: PostgreSQL through interlock against
-// the same server directly and through PgBouncer (session mode), side by
-// side in one run, with pgbench as the client.
+// the same server directly, through PgBouncer (session mode) and through a
+// minimal Go relay (the floor any Go proxy pays here), side by side in one
+// run, with pgbench as the client.
 //
 // It starts a PostgreSQL 15 on 127.0.0.2 (fsync on, TLS offered),
 // initialises pgbench's tables, starts PgBouncer (run as the postgres
 // user; clients log in with trust, PgBouncer logs in to the server with
-// scram-sha-256; TLS offered to clients), and runs every workload against
-// the three in turn, like for like: every leg with the same client TLS
-// setting, once with TLS off on all of them and once with TLS on. Interlock
-// runs as `interlock run --engine embedded -- pgbench ...` with full
-// statement journaling (sync: normal), and after each of its runs the
-// bench counts the pg.statement entries the run added to the journal
-// against the statements pgbench's transactions sent. TPS comes from
-// pgbench, latency percentiles from its per-transaction log.
+// scram-sha-256; TLS offered to clients) and the go relay (this binary
+// again, with -relay-serve: a Read/Write loop per direction, no parsing,
+// no journal), and runs every workload against the four in turn, like for
+// like: every leg with the same client TLS setting, once with TLS off on
+// all of them and once with TLS on. Interlock runs as `interlock run
+// --engine embedded -- pgbench ...` with full statement journaling (sync:
+// normal), and after each of its runs the bench counts the pg.statement
+// entries the run added to the journal against the statements pgbench's
+// transactions sent. TPS comes from pgbench, latency percentiles from its
+// per-transaction log.
 package main
 
 import (
@@ -107,6 +110,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == relayServeFlag {
+		if err := serveRelay(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	var tls string
 	flag.StringVar(&o.interlock, "interlock", "", "path of the interlock binary (required)")
@@ -225,11 +235,16 @@ func run(o options) error {
 		return fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
 
-	bport, stopBouncer, err := startBouncer(bouncer, srv, work)
-	if err != nil {
+	var px proxies
+	var stopBouncer, stopRelay func()
+	if px.bouncerPort, stopBouncer, err = startBouncer(bouncer, srv, work); err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cleanups = append(cleanups, stopBouncer)
+	if px.relayPort, px.relayPID, stopRelay, err = startRelay(srv.Addr()); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopRelay)
 
 	jdir := o.journalDir
 	if jdir == "" {
@@ -273,7 +288,7 @@ func run(o options) error {
 			if len(want) > 0 && !want[w.name] {
 				continue
 			}
-			sides := []string{"direct", "pgbouncer", "interlock"}
+			sides := []string{"direct", "pgbouncer", "relay", "interlock"}
 			if w.effects {
 				sides = append(sides, "interlock+effects")
 			}
@@ -286,7 +301,7 @@ func run(o options) error {
 					if o.profile != "" && !profiled && side == "interlock" && w.name == o.profileWork {
 						prof, profiled = o.profile, true
 					}
-					r, err := runLeg(o, pgbench, srv, bport, legs[side], tls, w, side, round, work, prof)
+					r, err := runLeg(o, pgbench, srv, px, legs[side], tls, w, side, round, work, prof)
 					if err != nil {
 						return err
 					}
@@ -319,8 +334,15 @@ type interlockLeg struct {
 	seen uint64
 }
 
+// proxies is where the legs that are not interlock listen.
+type proxies struct {
+	bouncerPort, relayPort int
+	// relayPID is the go relay's process, for its CPU time.
+	relayPID int
+}
+
 // runLeg runs pgbench once for workload w on one leg.
-func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *interlockLeg, tls string, w workload, side string, round int, work, profile string) (result, error) {
+func runLeg(o options, pgbench string, srv *pgtest.Server, px proxies, leg *interlockLeg, tls string, w workload, side string, round int, work, profile string) (result, error) {
 	what := fmt.Sprintf("%s, TLS %s, via %s (round %d)", w.name, tls, side, round)
 	dir := filepath.Join(work, "logs", strings.NewReplacer(" ", "_", "-", "").Replace(w.name), tls, strings.ReplaceAll(side, "+", "_"))
 	os.MkdirAll(dir, 0o755)
@@ -332,7 +354,12 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 		cmd = exec.Command(pgbench, append(args, conninfo(srv.Host, srv.Port, tls))...)
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 	case "pgbouncer":
-		cmd = exec.Command(pgbench, append(args, conninfo("127.0.0.1", bport, tls))...)
+		cmd = exec.Command(pgbench, append(args, conninfo("127.0.0.1", px.bouncerPort, tls))...)
+	case "relay":
+		// The server sees the client's login (and its TLS) through the
+		// relay, so the client needs the password as on the direct leg.
+		cmd = exec.Command(pgbench, append(args, conninfo("127.0.0.1", px.relayPort, tls))...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.AppPassword)
 	default:
 		// The client has no password: interlock logs in with its own.
 		cmd = exec.Command(leg.bin, append([]string{"run", "-q", "-c", leg.cfg, "--engine", "embedded", "--", pgbench}, append(args, conninfo(srv.Host, srv.Port, tls))...)...)
@@ -353,14 +380,20 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 			prof <- benchutil.Profile(context.Background(), addr, 10*time.Second, time.Second, max(o.dur-2, 1), profile)
 		}()
 	}
-	var bouncerCPU time.Duration
-	if side == "pgbouncer" {
-		bouncerCPU = -bouncerCPUTime(work)
+	// The proxy's CPU time during the run, when it is a process of its
+	// own (interlock's is pgbench's parent's, in the rusage below).
+	proxyCPU := func() time.Duration {
+		switch side {
+		case "pgbouncer":
+			return bouncerCPUTime(work)
+		case "relay":
+			return procCPUTime(px.relayPID)
+		}
+		return 0
 	}
+	before := proxyCPU()
 	out, err := cmd.CombinedOutput()
-	if side == "pgbouncer" {
-		bouncerCPU += bouncerCPUTime(work)
-	}
+	proxyCPUUsed := proxyCPU() - before
 	if prof != nil {
 		if perr := <-prof; perr != nil {
 			return result{}, fmt.Errorf("%s: -profile: %w", what, perr)
@@ -378,7 +411,7 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, bport int, leg *inter
 		return result{}, fmt.Errorf("%s: %d failed transactions\n%s", what, r.Failures, out)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && r.Txns > 0 {
-		cpu := time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + bouncerCPU
+		cpu := time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + proxyCPUUsed
 		r.CPUUS = float64(cpu.Microseconds()) / float64(r.Txns)
 	}
 	r.Journaled, r.Sent = -1, -1

@@ -85,7 +85,7 @@ func printMachine(o options, il string, srv *pgtest.Server, bouncer, jdir string
 	if err != nil {
 		return err
 	}
-	fmt.Println("PostgreSQL through interlock, PgBouncer and direct (bench-pg)")
+	fmt.Println("PostgreSQL through interlock, PgBouncer, a go relay and direct (bench-pg)")
 	fmt.Printf("  date         %s\n", time.Now().Format("2006-01-02 15:04 MST"))
 	fmt.Printf("  machine      %s, %d CPUs (%s), %s\n", benchutil.Kernel(), runtime.NumCPU(), benchutil.CPUModel(), runtime.Version())
 	fmt.Printf("  interlock    %s (embedded engine)\n", iv)
@@ -146,32 +146,35 @@ func journaled(rs []result) (got, sent int) {
 }
 
 func report(o options, tls string, res map[string]map[string][]result) {
-	fmt.Printf("\nClient TLS %s on every leg (sslmode=%s): interlock (every statement journaled, journal in %s), PgBouncer (session mode) and direct; medians of %d round(s) of %d s\n\n",
-		strings.ToUpper(tls), sslmode(tls), journalDirOf(o), o.rounds, o.dur)
-	fmt.Println("| workload | direct TPS | PgBouncer TPS | interlock TPS | interlock/PgBouncer | interlock/direct | p50 µs d / b / i | p99 µs d / b / i | added p50 (i−d) µs | pg.statement journaled / sent |")
+	fmt.Printf("\nClient TLS %s on every leg (sslmode=%s): interlock (every statement journaled, journal in %s), PgBouncer (session mode), %s and direct; medians of %d round(s) of %d s\n\n",
+		strings.ToUpper(tls), sslmode(tls), journalDirOf(o), relayWhat(tls), o.rounds, o.dur)
+	fmt.Println("| workload | direct TPS | PgBouncer TPS | relay TPS | interlock TPS | relay/PgBouncer | interlock/PgBouncer | interlock/relay | interlock/direct | p50 µs d / b / r / i | p99 µs d / b / r / i | added p50 (i−d) µs | pg.statement journaled / sent |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		r, ok := res[w.name]
+		if !ok {
+			continue
+		}
+		d, b, g, i := r["direct"], r["pgbouncer"], r["relay"], r["interlock"]
+		got, sent := journaled(i)
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.2f× | %.2f× | %.0f / %.0f / %.0f / %.0f | %.0f / %.0f / %.0f / %.0f | %.0f | %d / %d |\n",
+			w.name, med(d, tps), med(b, tps), med(g, tps), med(i, tps),
+			med(g, tps)/med(b, tps), med(i, tps)/med(b, tps), med(i, tps)/med(g, tps), med(i, tps)/med(d, tps),
+			med(d, p50), med(b, p50), med(g, p50), med(i, p50), med(d, p99), med(b, p99), med(g, p99), med(i, p99),
+			med(i, p50)-med(d, p50), got, sent)
+	}
+	fmt.Println("\nCPU per transaction, same runs (user+system µs; pgbench's own CPU is the direct leg's, the proxy's is a leg's less that):")
+	fmt.Println()
+	fmt.Println("| workload | pgbench alone | PgBouncer leg | relay leg | interlock leg | PgBouncer's share | relay's share | interlock's share | interlock / PgBouncer | interlock / relay |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, w := range workloads {
 		r, ok := res[w.name]
 		if !ok {
 			continue
 		}
-		d, b, i := r["direct"], r["pgbouncer"], r["interlock"]
-		got, sent := journaled(i)
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.0f | %d / %d |\n",
-			w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps), med(i, tps)/med(d, tps),
-			med(d, p50), med(b, p50), med(i, p50), med(d, p99), med(b, p99), med(i, p99), med(i, p50)-med(d, p50), got, sent)
-	}
-	fmt.Println("\nCPU per transaction, same runs (user+system µs; pgbench's own CPU is the direct leg's, the proxy's is a leg's less that):")
-	fmt.Println()
-	fmt.Println("| workload | pgbench alone | PgBouncer leg | interlock leg | PgBouncer's share | interlock's share | interlock / PgBouncer |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := res[w.name]
-		if !ok {
-			continue
-		}
-		d, b, i := med(r["direct"], cpu), med(r["pgbouncer"], cpu), med(r["interlock"], cpu)
-		fmt.Printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f× |\n", w.name, d, b, i, b-d, i-d, (i-d)/max(b-d, 0.1))
+		d, b, g, i := med(r["direct"], cpu), med(r["pgbouncer"], cpu), med(r["relay"], cpu), med(r["interlock"], cpu)
+		fmt.Printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f× | %.2f× |\n",
+			w.name, d, b, g, i, b-d, g-d, i-d, (i-d)/max(b-d, 0.1), (i-d)/max(g-d, 0.1))
 	}
 	effects := false
 	for _, w := range workloads {
@@ -217,8 +220,23 @@ func report(o options, tls string, res map[string]map[string][]result) {
 				w.name, med(i, tps)/med(b, tps), met(med(i, tps) >= 0.8*med(b, tps)), got, sent, met(got >= sent))
 		case strings.Contains(w.name, "-C"):
 			fmt.Printf("- %s: connection churn interlock/direct %.2f× (aim of issue 4 ≥ 0.5: %s)\n", w.name, med(i, tps)/med(d, tps), met(med(i, tps) >= 0.5*med(d, tps)))
+		default:
+			continue
 		}
+		g, dc := r["relay"], med(d, cpu)
+		fmt.Printf("  - go relay floor: %.2f× PgBouncer TPS, share %.0f µs/txn (PgBouncer's %.0f, interlock's %.0f)\n",
+			med(g, tps)/med(b, tps), med(g, cpu)-dc, med(b, cpu)-dc, med(i, cpu)-dc)
 	}
+}
+
+// relayWhat is the go relay leg in a table's header: with client TLS on it
+// cannot terminate TLS, so it passes the client's through and PostgreSQL
+// does the crypto that PgBouncer and interlock do in their own share.
+func relayWhat(tls string) string {
+	if tls == tlsOn {
+		return "a go relay (plain Read/Write, no parsing, no journal; it passes the client's TLS through to PostgreSQL, which terminates it, so its share has no TLS in it)"
+	}
+	return "a go relay (plain Read/Write, no parsing, no journal: the floor of a Go proxy)"
 }
 
 func journalDirOf(o options) string {
