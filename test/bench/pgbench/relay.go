@@ -51,10 +51,12 @@ func relayConn(client net.Conn, target string) {
 		return
 	}
 	defer server.Close()
+	// Two goroutines per connection, this one and another, one per
+	// direction.
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); pump(server, client) }()
-	go func() { defer wg.Done(); pump(client, server) }()
+	pump(client, server)
 	wg.Wait()
 }
 

@@ -224,6 +224,13 @@ func report(o options, tls string, res map[string]map[string][]result) {
 			continue
 		}
 		g, dc := r["relay"], med(d, cpu)
+		if strings.Contains(w.name, "-C") {
+			// PgBouncer keeps its server connections and the relay
+			// cannot, nor can the login's CPU be told apart from the
+			// proxy's: only the TPS against direct says anything.
+			fmt.Printf("  - go relay floor: %.2f× direct TPS (a new server connection per client one, like interlock; PgBouncer reuses its own)\n", med(g, tps)/med(d, tps))
+			continue
+		}
 		fmt.Printf("  - go relay floor: %.2f× PgBouncer TPS, share %.0f µs/txn (PgBouncer's %.0f, interlock's %.0f)\n",
 			med(g, tps)/med(b, tps), med(g, cpu)-dc, med(b, cpu)-dc, med(i, cpu)-dc)
 	}
