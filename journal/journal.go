@@ -229,6 +229,13 @@ type Journal struct {
 	// a poster that has to wait for room sends it, so that the wait is
 	// the writer's progress, not its linger.
 	kick chan struct{}
+	// wake tells the writer goroutine that requests are queued (or that a
+	// leader moved a deadline earlier, lead.go); watchPosts says whether
+	// a Post should send it too. closing is set before reqs is closed.
+	wake       chan struct{}
+	watchPosts atomic.Bool
+	closing    atomic.Bool
+	w          *writer
 	// company says the writer's last batch held records of more than one
 	// session: others are likely to come while a pipelined record waits,
 	// so Start sends it with the posted ones, without waking the writer,
@@ -342,6 +349,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 		posts:      make(chan *request, opts.PostQueue),
 		ctl:        make(chan *ctlRequest),
 		kick:       make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		gapKind:    map[string]uint64{},
 		gapSession: map[string]uint64{},
@@ -355,6 +363,8 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 	j.logMode.Store(w.logMode)
 	j.signedSize.Store(uint64(w.cps.last.Size))
 	w.j = j
+	j.w = w
+	j.watchPosts.Store(true)
 	w.maybeCheckpoint(time.Now())
 	openJournals.Store(journalKey(opts.Path), j)
 	go w.run()
@@ -418,9 +428,13 @@ func (j *Journal) Append(ctx context.Context, rec model.Record, d model.Durabili
 // found before the record is queued (a cancelled ctx, a closed journal, a
 // record that cannot be encoded) are returned by wait as well.
 //
-// A Committed record may be held back, while other sessions append, until
-// wait is called or a millisecond has passed, so that the records of
-// operations in flight share one transaction.
+// A Committed record is queued until the caller says it sent the
+// operation on (CommitStarted) or calls wait, and then committed in the
+// caller's goroutine if the writer is idle (lead.go). While other sessions
+// append, it goes with the posted records and may be held back until wait
+// is called or a millisecond has passed, so that the records of operations
+// in flight share one transaction. A Post made before wait returns may be
+// committed ahead of it.
 func (j *Journal) Start(ctx context.Context, rec model.Record, d model.Durability) (wait func() (uint64, error)) {
 	return j.start(ctx, rec, d, d == model.Committed)
 }
@@ -450,13 +464,36 @@ func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durabilit
 		j.mu.RUnlock()
 		return failed(ErrClosed)
 	}
+	// A pipelined record waits in the queue for CommitStarted (or its
+	// waiter), which the caller calls once it has sent the operation on:
+	// committing it then overlaps the target's work instead of delaying
+	// the operation or waking the writer.
+	deferred := pipelined && q == j.reqs
+	if !deferred && q == j.reqs && j.tryLead(r) {
+		j.mu.RUnlock()
+		return sync.OnceValues(func() (uint64, error) {
+			res := <-r.res
+			return res.seq, res.err
+		})
+	}
 	select {
 	case q <- r:
-	case <-ctx.Done():
-		j.mu.RUnlock()
-		return failed(ctx.Err())
+	default:
+		// Full: whoever drains it must be awake.
+		j.wakeWriter()
+		select {
+		case q <- r:
+		case <-ctx.Done():
+			j.mu.RUnlock()
+			return failed(ctx.Err())
+		}
 	}
 	j.mu.RUnlock()
+	switch {
+	case deferred && len(q) < deferredMax:
+	case q == j.reqs || j.watchPosts.Load():
+		j.wakeWriter()
+	}
 
 	return sync.OnceValues(func() (uint64, error) {
 		if pipelined {
@@ -465,12 +502,39 @@ func (j *Journal) start(ctx context.Context, rec model.Record, d model.Durabilit
 				return res.seq, res.err
 			default:
 			}
-			r.asked.Store(true)
-			j.kickWriter()
+			if !j.leadQueued() {
+				r.asked.Store(true)
+				j.kickWriter()
+			}
 		}
 		res := <-r.res
 		return res.seq, res.err
 	})
+}
+
+// deferredMax bounds the records Start leaves queued for CommitStarted:
+// past it, the writer is woken for them.
+const deferredMax = 64
+
+// CommitStarted commits the records Start queued, in the caller's
+// goroutine if the writer is idle (waking it otherwise). It implements
+// model.Committer: the data path calls it once it has sent on the
+// operations it started records for.
+func (j *Journal) CommitStarted() {
+	if len(j.reqs) == 0 {
+		return
+	}
+	if !j.leadQueued() {
+		j.wakeWriter()
+	}
+}
+
+// leadQueued commits what is queued if the writer's token is free; it
+// reports whether it did.
+func (j *Journal) leadQueued() bool {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return !j.closed && j.tryLead(nil)
 }
 
 // control runs fn in the writer goroutine.
@@ -499,9 +563,11 @@ func (j *Journal) Close() error {
 	j.mu.Lock()
 	if !j.closed {
 		j.closed = true
+		j.closing.Store(true)
 		close(j.reqs)
 	}
 	j.mu.Unlock()
+	j.wakeWriter()
 	<-j.done
 	openJournals.CompareAndDelete(journalKey(j.opts.Path), j)
 	return j.closeErr

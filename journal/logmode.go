@@ -159,20 +159,26 @@ func (w *writer) syncWAL() error {
 	return w.sy.fsyncWAL()
 }
 
-// maybeFlush flushes after a batch when enough is pending, when it is
-// due, or when the batch ended a session (whoever reads the journal next
-// is likely to look for it).
+// maybeFlush flushes after a batch when shouldFlush says so.
 func (w *writer) maybeFlush(ended bool) {
+	if w.shouldFlush(ended) {
+		w.flushLogged()
+	}
+}
+
+// shouldFlush reports whether the entries the log holds are to go to the
+// database now: enough are pending, they are due, or the batch ended a
+// session (whoever reads the journal next is likely to look for it); not
+// while a failed flush waits for its retry.
+func (w *writer) shouldFlush(ended bool) bool {
 	if !w.logMode || len(w.pend) == 0 {
-		return
+		return false
 	}
 	now := time.Now()
 	if !w.flushRetryAt.IsZero() && now.Before(w.flushRetryAt) {
-		return
+		return false
 	}
-	if ended || len(w.pend) >= flushRows || len(w.arena) >= flushBytes || !now.Before(w.pendSince.Add(w.opts.FlushInterval)) {
-		w.flushLogged()
-	}
+	return ended || len(w.pend) >= flushRows || len(w.arena) >= flushBytes || !now.Before(w.pendSince.Add(w.opts.FlushInterval))
 }
 
 func (w *writer) flushLogged() {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestPipelinedRecords: a Committed record of Start from a session
-// appending alone is committed at once, nobody asking; while sessions
+// appending alone is committed at CommitStarted, nobody asking; while sessions
 // append side by side, it waits for its waiter, the record another
 // session starts meanwhile shares its transaction, and asking for it ends
 // the wait (the linger here is a minute).
@@ -32,8 +32,15 @@ func TestPipelinedRecords(t *testing.T) {
 		return model.Record{Kind: "pg.statement", Session: session, Data: map[string]any{"sql": "SELECT 1"}}
 	}
 
+	// Alone, it waits for CommitStarted, not for its waiter, and is
+	// committed then (here by the writer: the hook keeps leaders out).
 	before := j.Stats().Batches
 	wait := j.Start(ctx, rec("a"), model.Committed)
+	time.Sleep(20 * time.Millisecond)
+	if n := j.Stats().Batches; n != before {
+		t.Fatalf("a started record was committed before CommitStarted (%d batches)", n-before)
+	}
+	j.CommitStarted()
 	waitFor(t, func() bool { return j.Stats().Batches > before })
 	if _, err := wait(); err != nil {
 		t.Fatal(err)
@@ -42,6 +49,7 @@ func TestPipelinedRecords(t *testing.T) {
 	// One batch with two sessions' records: the writer expects company.
 	hold.Store(true)
 	wa := j.Start(ctx, rec("a"), model.Committed)
+	j.CommitStarted()
 	waitFor(t, func() bool { return len(j.reqs) == 0 }) // the writer holds it in beforeBatch
 	wb := j.Start(ctx, rec("b"), model.Committed)
 	hold.Store(false)
@@ -54,6 +62,10 @@ func TestPipelinedRecords(t *testing.T) {
 		t.Fatalf("second session's record: seq %d, %v; want %d", sb, err, sa+1)
 	}
 
+	// A waiter that asked while its batch was being committed leaves a
+	// kick, and a Start queued meanwhile a wake-up: the writer takes
+	// them before the records below come.
+	waitFor(t, func() bool { return len(j.kick) == 0 && len(j.wake) == 0 })
 	before = j.Stats().Batches
 	wa = j.Start(ctx, rec("a"), model.Committed)
 	wb = j.Start(ctx, rec("b"), model.Committed)

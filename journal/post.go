@@ -61,6 +61,8 @@ func (j *Journal) Post(rec model.Record) {
 	}
 	if len(j.posts) >= cap(j.posts)/2 {
 		j.kickWriter()
+	} else if j.watchPosts.Load() {
+		j.wakeWriter()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -20,9 +21,15 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
-// writer owns the write connection. Everything in it is touched only by the
-// writer goroutine (and by Open before that goroutine starts).
+// writer owns the write connection. Everything in it is touched only by
+// whoever holds tok: the writer goroutine, or a session's goroutine that
+// commits its own record while the writer sleeps (lead.go), and by Open
+// before that goroutine starts.
 type writer struct {
+	// tok is the writer's token. Requests leave the queues only in its
+	// holder's hands, so the order they were queued in is the order they
+	// are committed in, whoever commits them.
+	tok  sync.Mutex
 	j    *Journal
 	opts Options
 	log  *slog.Logger
@@ -105,6 +112,15 @@ type writer struct {
 	// closing is set once the Append queue is closed: the writer drains
 	// what is posted and stops.
 	closing bool
+
+	// armed is when the sleeping writer goroutine's timer fires (zero:
+	// it has none); a leader that makes something fall due earlier wakes
+	// it (lead.go). inline is set while a leader commits; flushWanted
+	// when its batch asked for a flush, which the writer goroutine does.
+	armed       time.Time
+	inline      bool
+	flushWanted bool
+	leadBatch   []*request
 }
 
 func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Signer) (*writer, error) {
@@ -231,43 +247,67 @@ func (w *writer) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	batch := make([]*request, 0, maxBatch)
+	w.tok.Lock()
 	for !w.closing {
-		wake := w.nextWake()
-		postsC := j.posts
-		if !w.postsDue.IsZero() {
-			postsC = nil
-			if wake.IsZero() || w.postsDue.Before(wake) {
-				wake = w.postsDue
-			}
-		}
+		wake := w.wakeAt()
+		// A writer waiting for postsDue is not woken by each Post.
+		j.watchPosts.Store(w.postsDue.IsZero())
+		w.armed = wake
 		var timerC <-chan time.Time
 		if !wake.IsZero() {
 			timer.Reset(time.Until(wake))
 			timerC = timer.C
 		}
+		w.tok.Unlock()
 		select {
-		case r, ok := <-j.reqs:
-			if !ok {
+		case <-j.wake:
+			w.tok.Lock()
+			w.armed = time.Time{}
+			if j.closing.Load() {
 				w.closing = true
 				break
 			}
-			batch = append(batch[:0], r)
-			if w.opts.beforeBatch != nil {
-				w.opts.beforeBatch()
+			batch = batch[:0]
+			select {
+			case r, ok := <-j.reqs:
+				if ok {
+					batch = append(batch, r)
+					if w.opts.beforeBatch != nil {
+						w.opts.beforeBatch()
+					}
+				}
+			default:
 			}
-			batch = w.collect(batch)
-			w.process(batch)
-		case r := <-postsC:
-			batch = w.collect(append(batch[:0], r))
-			w.process(batch)
+			// A kick sent meanwhile asks for this batch to go now.
+			kicked := false
+			select {
+			case <-j.kick:
+				kicked = true
+			default:
+			}
+			if batch = drain(j.reqs, j.posts, batch, false); len(batch) > 0 {
+				if !kicked {
+					batch = w.collect(batch)
+				}
+				w.process(batch)
+			}
+			w.flushIfWanted()
 		case <-j.kick:
-			w.process(drain(j.reqs, j.posts, batch[:0], false))
+			w.tok.Lock()
+			w.armed = time.Time{}
+			batch = drain(j.reqs, j.posts, batch[:0], false)
+			w.process(batch)
+			w.flushIfWanted()
 		case c := <-j.ctl:
+			w.tok.Lock()
 			c.err = c.fn(w)
 			close(c.done)
 		case <-w.sy.note:
+			w.tok.Lock()
 			w.onSynced()
 		case <-timerC:
+			w.tok.Lock()
+			w.armed = time.Time{}
 			timerC = nil
 			if !w.postsDue.IsZero() && !time.Now().Before(w.postsDue) {
 				// Disarmed unless the batch finds posts to take.
@@ -505,6 +545,12 @@ func (w *writer) process(batch []*request) {
 		w.requestSync(wait, false)
 	}
 	w.publishUnsynced()
+	if w.inline {
+		// A session's goroutine does not wait for a flush it does not
+		// need: the writer goroutine does it.
+		w.flushWanted = w.flushWanted || w.shouldFlush(ended)
+		return
+	}
 	w.maybeFlush(ended)
 }
 

@@ -187,6 +187,9 @@ func (r Recorder) Start(ctx context.Context, rec model.Record, d model.Durabilit
 	})
 }
 
+// CommitStarted implements model.Committer.
+func (r Recorder) CommitStarted() { model.CommitStarted(r.Inner) }
+
 // Post implements model.Recorder. The journal's Post waits when the
 // session is over its share of the queue: the time it took is counted.
 func (r Recorder) Post(rec model.Record) {

@@ -138,6 +138,22 @@ type Starter interface {
 	Start(ctx context.Context, rec Record, d Durability) (wait func() (uint64, error))
 }
 
+// Committer is a Starter that may keep a started record queued until it
+// is told the operation was sent on: the caller calls CommitStarted then,
+// so that the record commits while the target works (wait commits it
+// too, if nothing did before).
+type Committer interface {
+	CommitStarted()
+}
+
+// CommitStarted tells r, if it is a Committer, that the operations of the
+// records started so far were sent on.
+func CommitStarted(r Recorder) {
+	if c, ok := r.(Committer); ok {
+		c.CommitStarted()
+	}
+}
+
 // Start queues rec on r without waiting when r is a Starter, and appends
 // it at once (waiting) otherwise; either way wait returns Append's result.
 func Start(ctx context.Context, r Recorder, rec Record, d Durability) (wait func() (uint64, error)) {

@@ -68,6 +68,7 @@ func (s *session) clientLoop() error {
 			if err := s.uw.Flush(); err != nil {
 				return err
 			}
+			s.commitStarted()
 		}
 	}
 }

@@ -1,5 +1,7 @@
 package postgres
 
+import "github.com/interlock/interlock/model"
+
 // Read-only statements are forwarded while their records commit. The rule
 // that keeps the evidence whole: nothing the server sends reaches the
 // client before the record of every statement forwarded ahead of it is
@@ -12,6 +14,7 @@ package postgres
 // lets anything more through. It is called before the statement is
 // forwarded.
 func (s *session) addPending(wait func() (uint64, error)) {
+	s.started = true
 	s.pendMu.Lock()
 	s.pending = append(s.pending, wait)
 	s.npending.Add(1)
@@ -48,4 +51,16 @@ func (r *run) stmtSeq() uint64 {
 		return seq
 	}
 	return r.seq
+}
+
+// commitStarted tells the journal that the statements whose records the
+// client loop started were forwarded: their records commit now, while the
+// server works, in this goroutine if the journal's writer is idle. The
+// client loop calls it before it waits for the client, its statements
+// flushed to the server.
+func (s *session) commitStarted() {
+	if s.started {
+		s.started = false
+		model.CommitStarted(s.h.journal)
+	}
 }

@@ -43,7 +43,10 @@ type session struct {
 	pendMu   sync.Mutex
 	pending  []func() (uint64, error)
 	npending atomic.Int32
-	spare    []func() (uint64, error)
+	// started is set while the client loop has started records it has
+	// not told the journal to commit (model.CommitStarted).
+	started bool
+	spare   []func() (uint64, error)
 	// sess is the engine's view of the session: its open record goes
 	// through it (inspect.Lifecycle writes the close).
 	sess     *inspect.Session
