@@ -116,7 +116,9 @@ func TestKubePodSwap(t *testing.T) {
 	third := uid()
 	k.decide(t, req.ID, "approve", "test")
 	var retry model.ApprovalRequest
-	waitFor(t, func() bool {
+	// kubectl retries after a back-off of its own, slower on a loaded
+	// machine than the harness's usual 10 s.
+	testkit.WaitFor(t, 30*time.Second, 20*time.Millisecond, func() bool {
 		list := k.pending(t)
 		if len(list) == 1 && list[0].Request.ID != req.ID {
 			retry = list[0].Request
