@@ -237,7 +237,12 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case ri.verb == "portforward":
 		resp.Code, resp.Error = x.servePortForward(w, r, ri, seq, rec.Pod, func() { x.h.retries.forget(rk) })
-		if x.hijacked != nil {
+		// Only a connection taken over is done with: one answered with
+		// an error (a pod changed since it was judged) is still served,
+		// and ending it here closed it before net/http had sent the
+		// answer (kubectl saw "unexpected EOF", not the 409, and did not
+		// retry).
+		if x.hijacked != nil && resp.Code == http.StatusSwitchingProtocols {
 			defer x.hijacked()
 		}
 	case ri.isSecrets() && ri.verb == "watch":
