@@ -118,14 +118,18 @@ func TestKubePodSwap(t *testing.T) {
 	var retry model.ApprovalRequest
 	// kubectl retries after a back-off of its own, slower on a loaded
 	// machine than the harness's usual 10 s.
-	testkit.WaitFor(t, 30*time.Second, 20*time.Millisecond, func() bool {
+	for deadline := time.Now().Add(30 * time.Second); retry.ID == ""; time.Sleep(20 * time.Millisecond) {
 		list := k.pending(t)
 		if len(list) == 1 && list[0].Request.ID != req.ID {
 			retry = list[0].Request
-			return true
+		} else if time.Now().After(deadline) {
+			var pfs []string
+			for _, r := range k.portForwards(t) {
+				pfs = append(pfs, fmt.Sprintf("%+v", r.resp))
+			}
+			t.Fatalf("no retry held within 30 s; pending %+v; port-forward responses %v; kubectl: %s", list, pfs, out.String())
 		}
-		return false
-	})
+	}
 	if p := retry.Operation.Pod; p == nil || p.UID != third || p.Privileged {
 		t.Errorf("the retry judged pod %+v, want uid %s unprivileged", p, third)
 	}
