@@ -231,8 +231,11 @@ func (x *session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case ri.verb == "exec" || ri.verb == "attach":
-		resp.Code, resp.Error = x.serveStream(w, r, ri, seq, notice, rec.Pod, func() { x.h.retries.forget(rk) })
-		if x.hijacked != nil {
+		var hijacked bool
+		resp.Code, resp.Error, hijacked = x.serveStream(w, r, ri, seq, notice, rec.Pod, func() { x.h.retries.forget(rk) })
+		// As for a port-forward below: a connection not taken over still
+		// has its answer to send.
+		if x.hijacked != nil && hijacked {
 			defer x.hijacked()
 		}
 	case ri.verb == "portforward":

@@ -40,20 +40,23 @@ var spdyProtocols = []string{
 }
 
 // serveStream serves an exec or attach the policy allowed. It returns the
-// code and error journaled for the request.
+// code and error journaled for the request, and whether the client's
+// connection was taken over (an answer written without it is still to be
+// sent when serveStream returns).
 // notice, if not "", is the approval the client is told of on its stream;
 // up is called once the client's stream is up.
 // pod is the facts policy judged, checked again before the upstream
 // stream is opened.
-func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, notice string, pod *model.K8sPod, up func()) (int, string) {
+func (x *session) serveStream(rw http.ResponseWriter, r *http.Request, ri reqInfo, seq uint64, notice string, pod *model.K8sPod, up func()) (code int, msg string, hijacked bool) {
 	opts, err := streamOptions(r)
 	if err != nil {
 		body := statusJSON(http.StatusBadRequest, err.Error())
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, body)
-		return http.StatusBadRequest, err.Error()
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusBadRequest)
+		io.WriteString(rw, body)
+		return http.StatusBadRequest, err.Error(), false
 	}
+	w := &hijackWatch{ResponseWriter: rw, up: func() {}}
 	q := r.URL.Query()
 	ex := &streamExec{x: x, ri: ri, seq: seq, ch: x.channels.Add(1), query: r.URL.RawQuery,
 		container: q.Get("container"), command: q["command"], stdin: opts.Stdin, protocol: "spdy", up: up, notice: notice,
@@ -74,12 +77,12 @@ func (x *session) serveStream(w http.ResponseWriter, r *http.Request, ri reqInfo
 		crisrv.ServeAttach(w, r, ex, ri.name, "", ex.container, opts, streamIdle, streamCreation, spdyProtocols)
 	}
 	if !ex.started {
-		return http.StatusBadRequest, "the client's stream could not be set up"
+		return http.StatusBadRequest, "the client's stream could not be set up", w.hijacked
 	}
 	if ex.err != nil {
-		return http.StatusSwitchingProtocols, ex.err.Error()
+		return http.StatusSwitchingProtocols, ex.err.Error(), w.hijacked
 	}
-	return http.StatusSwitchingProtocols, ""
+	return http.StatusSwitchingProtocols, "", w.hijacked
 }
 
 // streamExec runs one exec or attach through to the API server and
