@@ -41,6 +41,13 @@ func serve(t *testing.T) *served { t.Helper(); return serveWith(t, nil) }
 // serveWith is serve with the target's kubernetes section changed by set.
 func serveWith(t *testing.T, set func(*config.KubernetesConfig)) *served {
 	t.Helper()
+	return serveThrough(t, set, nil)
+}
+
+// serveThrough is serveWith with the handler's journal wrapped by wrap
+// (when not nil); served.journal is what it wraps.
+func serveThrough(t *testing.T, set func(*config.KubernetesConfig), wrap func(model.Recorder) model.Recorder) *served {
+	t.Helper()
 	testenv.Require(t, "kubernetes test cluster", kubetest.Prerequisites())
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -75,11 +82,15 @@ func serveWith(t *testing.T, set func(*config.KubernetesConfig)) *served {
 		set(tc.Kubernetes)
 	}
 	j := &testkit.Journal{}
-	h, err := New(Options{Deps: inspect.Deps{Config: &config.Config{StateDir: state, Targets: []config.TargetConfig{tc}}, Journal: j}})
+	var rec model.Recorder = j
+	if wrap != nil {
+		rec = wrap(j)
+	}
+	h, err := New(Options{Deps: inspect.Deps{Config: &config.Config{StateDir: state, Targets: []config.TargetConfig{tc}}, Journal: rec}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	life := &inspect.Lifecycle{Journal: j}
+	life := &inspect.Lifecycle{Journal: rec}
 	go func() {
 		for i := 0; ; i++ {
 			conn, err := ln.Accept()
