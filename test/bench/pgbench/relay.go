@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // relayServeFlag makes this binary the "go relay" leg's process instead of
@@ -108,16 +107,7 @@ func startRelay(target string) (port, pid int, stop func(), err error) {
 	if err := cmd.Start(); err != nil {
 		return 0, 0, nil, fmt.Errorf("relay: start: %w", err)
 	}
-	stop = func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-		}
-	}
+	stop = func() { stopProcess(cmd) }
 	line, err := bufio.NewReader(out).ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
