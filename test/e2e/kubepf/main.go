@@ -133,11 +133,16 @@ func main() {
 			continue
 		}
 		ds, msg, err := open(port)
-		if err != nil {
+		switch {
+		case err != nil && msg == nil:
 			res.Errors[name] = "create: " + err.Error()
 			continue
+		case err != nil:
+			// Refused at once: the data stream may be reset before its
+			// creation is answered; the reason is on the error stream.
+		default:
+			ds.Close()
 		}
-		ds.Close()
 		res.Errors[name] = wait(msg, 10*time.Second)
 	}
 	if *hold != 0 {
