@@ -14,6 +14,12 @@ const (
 // clientLoop handles what the client sends until it ends.
 func (s *session) clientLoop() error {
 	for {
+		if !s.cr.whole() {
+			// About to wait for the client, perhaps behind half a
+			// message it never finishes: what was forwarded must not
+			// wait with it for its records.
+			s.commitStarted()
+		}
 		s.idle.waiting(s.cr.buffered())
 		m, err := s.cr.next()
 		s.idle.busy()
@@ -68,7 +74,6 @@ func (s *session) clientLoop() error {
 			if err := s.uw.Flush(); err != nil {
 				return err
 			}
-			s.commitStarted()
 		}
 	}
 }

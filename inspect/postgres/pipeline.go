@@ -56,8 +56,7 @@ func (r *run) stmtSeq() uint64 {
 // commitStarted tells the journal that the statements whose records the
 // client loop started were forwarded: their records commit now, while the
 // server works, in this goroutine if the journal's writer is idle. The
-// client loop calls it before it waits for the client, its statements
-// flushed to the server.
+// client loop calls it before any read that may wait for the client.
 func (s *session) commitStarted() {
 	if s.started {
 		s.started = false

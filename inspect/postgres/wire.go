@@ -79,6 +79,20 @@ func (r *reader) err(format string, a ...any) error {
 // writer on the other side is flushed.
 func (r *reader) buffered() int { return r.br.Buffered() - r.discard }
 
+// whole reports whether a complete message is buffered: next will not
+// wait for the client.
+func (r *reader) whole() bool {
+	n := r.buffered()
+	if n < 5 {
+		return false
+	}
+	b, err := r.br.Peek(r.discard + 5)
+	if err != nil {
+		return false
+	}
+	return int64(n) >= 1+int64(binary.BigEndian.Uint32(b[r.discard+1:]))
+}
+
 func (r *reader) next() (msg, error) {
 	if r.discard > 0 {
 		if _, err := r.br.Discard(r.discard); err != nil {
