@@ -85,10 +85,12 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir}
+	// The error returns set c to nil: keep the cluster for its logs.
+	started := c
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w\n%s", err, c.Logs())
-			c.Stop()
+			err = fmt.Errorf("%w\n%s", err, started.Logs())
+			started.Stop()
 		}
 	}()
 	if c.CA, err = NewCA(dir, "cluster"); err != nil {
