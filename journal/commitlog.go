@@ -25,8 +25,10 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/interlock/interlock/journal/evidence"
 )
@@ -69,6 +71,8 @@ type commitLog struct {
 	// slower. Replay stops where the sequence numbers go back.
 	off int64
 	buf []byte
+	// fd is f's descriptor, for write's raw pwrite.
+	fd int
 }
 
 func openCommitLog(dbPath string) (*commitLog, error) {
@@ -81,10 +85,11 @@ func openCommitLog(dbPath string) (*commitLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("journal: open the commit log's want file: %w", err)
 	}
-	return &commitLog{path: dbPath + LogSuffix, f: f, want: want}, nil
+	return &commitLog{path: dbPath + LogSuffix, f: f, want: want, fd: int(f.Fd())}, nil
 }
 
 func (c *commitLog) close() {
+	c.fd = -1   // a write after close fails (EBADF), never reaching a reused number
 	c.f.Close() // closing the last descriptor releases the flock
 	c.want.Close()
 	c.lock = lockNone
@@ -310,9 +315,20 @@ func (d *frameDecoder) optional() []byte {
 // write puts buf at the log's end in one pwrite(2), followed by the
 // end marker. A failed write leaves off where it was: the next batch
 // overwrites whatever part of it landed.
+//
+// The pwrite is a raw system call, outside the runtime's system-call
+// accounting: a session's goroutine makes one per statement it commits,
+// and each entry into a system call may wake the runtime's sysmon thread
+// from its sleep, which on a VM cost about a tenth of the PostgreSQL
+// path's CPU at one client (docs/benchmarks.md, "Raw socket I/O"). A
+// write of a few KiB into pages the log reuses (it is rewound at
+// logTrimAt) returns at page-cache speed; what it gives up is the hand-off
+// of this goroutine's P to another thread if the kernel makes it wait
+// (dirty-page throttling), while the other Ps run on.
 func (c *commitLog) write(buf []byte) error {
 	buf = append(buf, make([]byte, logFrameHeader)...)
-	_, err := c.f.WriteAt(buf, c.off)
+	err := rawPwrite(c.fd, buf, c.off)
+	runtime.KeepAlive(c.f)
 	if err != nil {
 		return fmt.Errorf("write the commit log: %w", err)
 	}
@@ -361,4 +377,25 @@ func fdatasync(f *os.File) error {
 			return nil
 		}
 	}
+}
+
+// rawPwrite writes all of b at off with raw pwrite(2) calls.
+func rawPwrite(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_PWRITE64, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(off), 0, 0)
+		switch e {
+		case 0:
+			if n == 0 {
+				return io.ErrShortWrite
+			}
+			b = b[n:]
+			off += int64(n)
+		case syscall.EINTR:
+			// Not in a system call to the runtime, the goroutine can be
+			// interrupted by its preemption signal.
+		default:
+			return os.NewSyscallError("pwrite", e)
+		}
+	}
+	return nil
 }

@@ -421,3 +421,42 @@ func TestLogModeRewinds(t *testing.T) {
 	verifyOK(t, path, 406)
 	verifyOK(t, cp, 406)
 }
+
+// The log's raw pwrite writes all of a buffer where asked, and a log
+// closed under it fails the write instead of writing to whatever file
+// reuses the descriptor's number.
+func TestCommitLogRawWrite(t *testing.T) {
+	path := tempPath(t)
+	c, err := openCommitLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := bytes.Repeat([]byte("frame!"), 50_000) // 300 KB, one call
+	c.off = 4096
+	if err := c.write(append([]byte(nil), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	if c.off != 4096+int64(len(frame)) {
+		t.Fatalf("off = %d after a write of %d at 4096", c.off, len(frame))
+	}
+	got, err := os.ReadFile(path + LogSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 4096 + len(frame) + logFrameHeader; len(got) != want || !bytes.Equal(got[4096:4096+len(frame)], frame) ||
+		!bytes.Equal(got[4096+len(frame):], make([]byte, logFrameHeader)) {
+		t.Fatalf("the log holds %d bytes, want %d: the frame then the end marker", len(got), want)
+	}
+	c.close()
+	other, err := os.CreateTemp(t.TempDir(), "reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := c.write([]byte("late")); err == nil {
+		t.Fatal("a write to a closed log succeeded")
+	}
+	if fi, _ := other.Stat(); fi.Size() != 0 {
+		t.Fatalf("a write to a closed log reached another file (%d bytes)", fi.Size())
+	}
+}

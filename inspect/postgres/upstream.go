@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/interlock/interlock/config"
+	"github.com/interlock/interlock/internal/rawconn"
 )
 
 // target is a postgres target's settings, read at start and on reload.
@@ -96,6 +97,16 @@ func newTarget(tc config.TargetConfig) (*target, error) {
 	base.ChannelBinding = "prefer"
 	base.RequireAuth = ""
 	base.SSLNegotiation = "postgres"
+	// The session relays the server's socket outside the runtime's
+	// system-call accounting (internal/rawconn), under TLS if any.
+	dial := base.DialFunc
+	base.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawconn.Wrap(c), nil
+	}
 	t.base = base
 	return t, nil
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/interlock/interlock/internal/rawconn"
 )
 
 // upstream is interlock's own SSH connection to the target. It is made
@@ -73,6 +75,11 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	}
 	d := net.Dialer{Timeout: c.h.dialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		// Relayed outside the runtime's system-call accounting
+		// (internal/rawconn), as the client's leg is.
+		nc = rawconn.Wrap(nc)
+	}
 	if err != nil {
 		fail("upstream-unreachable", fmt.Sprintf("cannot reach target %s at %s: %v", t.name, addr, err),
 			fmt.Sprintf("interlock: target %s is unreachable\r\n", t.name), err)
