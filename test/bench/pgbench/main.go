@@ -7,7 +7,8 @@
 // initialises pgbench's tables, starts PgBouncer (run as the postgres
 // user; clients log in with trust, PgBouncer logs in to the server with
 // scram-sha-256; TLS offered to clients) and the go relay (this binary
-// again, with -relay-serve: a Read/Write loop per direction, no parsing,
+// again, with -relay-serve: a Read/Write loop per direction with raw
+// system calls as interlock's sessions make (internal/rawconn), no parsing,
 // no journal), and runs every workload against the four in turn, like for
 // like: every leg with the same client TLS setting, once with TLS off on
 // all of them and once with TLS on. Interlock runs as `interlock run

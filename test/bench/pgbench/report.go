@@ -241,9 +241,9 @@ func report(o options, tls string, res map[string]map[string][]result) {
 // does the crypto that PgBouncer and interlock do in their own share.
 func relayWhat(tls string) string {
 	if tls == tlsOn {
-		return "a go relay (plain Read/Write, no parsing, no journal; it passes the client's TLS through to PostgreSQL, which terminates it, so its share has no TLS in it)"
+		return "a go relay (plain Read/Write with raw system calls, no parsing, no journal; it passes the client's TLS through to PostgreSQL, which terminates it, so its share has no TLS in it)"
 	}
-	return "a go relay (plain Read/Write, no parsing, no journal: the floor of a Go proxy)"
+	return "a go relay (plain Read/Write with raw system calls, no parsing, no journal: the floor of a Go proxy)"
 }
 
 func journalDirOf(o options) string {
