@@ -25,7 +25,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -327,8 +326,7 @@ func (d *frameDecoder) optional() []byte {
 // (dirty-page throttling), while the other Ps run on.
 func (c *commitLog) write(buf []byte) error {
 	buf = append(buf, make([]byte, logFrameHeader)...)
-	err := rawPwrite(c.fd, buf, c.off)
-	runtime.KeepAlive(c.f)
+	err := rawPwrite(c.fd, buf, c.off) // c holds f, so fd stays open
 	if err != nil {
 		return fmt.Errorf("write the commit log: %w", err)
 	}

@@ -75,16 +75,14 @@ func (up *upstream) connect(ctx context.Context, c *conn) {
 	}
 	d := net.Dialer{Timeout: c.h.dialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err == nil {
-		// Relayed outside the runtime's system-call accounting
-		// (internal/rawconn), as the client's leg is.
-		nc = rawconn.Wrap(nc)
-	}
 	if err != nil {
 		fail("upstream-unreachable", fmt.Sprintf("cannot reach target %s at %s: %v", t.name, addr, err),
 			fmt.Sprintf("interlock: target %s is unreachable\r\n", t.name), err)
 		return
 	}
+	// Relayed outside the runtime's system-call accounting
+	// (internal/rawconn), as the client's leg is.
+	nc = rawconn.Wrap(nc)
 	// The deadline counts from the accept: the client's handshake and
 	// this one together stay within the handshake timeout.
 	nc.SetDeadline(c.start.Add(c.h.handshakeTimeout))

@@ -75,12 +75,10 @@ func (c *Conn) NetConn() net.Conn { return c.Conn }
 // SyscallConn returns the wrapped connection's raw connection.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
-// CloseWrite shuts down the writing side, where the connection has one.
+// CloseWrite shuts down the writing side (Wrap wraps only connections
+// that have one).
 func (c *Conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: syscall.EOPNOTSUPP}
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
 }
 
 // Read reads like net.Conn's Read: at most len(p) bytes of what the socket
