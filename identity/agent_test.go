@@ -89,6 +89,7 @@ func identTestChild(t *testing.T, ppid int, comm string) int {
 						p.Kill()
 					}
 				})
+				identTestWaitExeced(t, pid)
 				return pid
 			}
 		}

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -35,10 +36,7 @@ func TestResolveCacheSeesExec(t *testing.T) {
 	os.WriteFile(gate, nil, 0o644)
 	sleep, _ := filepath.EvalSymlinks("/usr/bin/sleep")
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == sleep {
-			break
-		}
+	for time.Now().Before(deadline) && !identTestRuns(pid, "/usr/bin/sleep") {
 		time.Sleep(10 * time.Millisecond)
 	}
 	after := r.Resolve(context.Background(), k)
@@ -48,6 +46,14 @@ func TestResolveCacheSeesExec(t *testing.T) {
 	if len(after.Proc.Cmdline) != 2 || after.Proc.Cmdline[0] != "/usr/bin/sleep" {
 		t.Errorf("cmdline after exec: %q", after.Proc.Cmdline)
 	}
+}
+
+// identTestRuns reports whether pid has finished exec'ing argv0: its
+// executable link changes before the loader sets the new image's
+// command line, which reads empty in between.
+func identTestRuns(pid int, argv0 string) bool {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return bytes.HasPrefix(b, []byte(argv0+"\x00"))
 }
 
 // TestResolveCacheExecDuringResolution: a process that execs while it is
@@ -62,7 +68,7 @@ func TestResolveCacheExecDuringResolution(t *testing.T) {
 		// The exec happens after exe and cmdline were read.
 		os.WriteFile(gate, nil, 0o644)
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == sleep {
+			if identTestRuns(pid, "/usr/bin/sleep") {
 				return
 			}
 		}
@@ -93,6 +99,7 @@ func identTestGatedShell(t *testing.T) (pid int, gate string, k model.KernelFact
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid = cmd.Process.Pid
+	identTestWaitExeced(t, pid)
 	k = model.KernelFacts{
 		PID: uint32(pid), TGID: uint32(pid), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
 		CgroupID:      identTestIno(t, root+identTestProcCgroup(t, pid)),

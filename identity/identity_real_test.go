@@ -111,7 +111,34 @@ func identTestStartSleep(t *testing.T, cgroupDir string, env []string) *exec.Cmd
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	identTestWaitExeced(t, cmd.Process.Pid)
 	return cmd
+}
+
+// identTestWaitExeced waits until the process's new image has its
+// arguments and environment in place. Start returns once execve has
+// replaced the memory map (a vfork'd child releases its parent there),
+// but the ELF loader sets the argument and environment bounds later:
+// until then /proc/PID/cmdline and environ read empty. A process that
+// connects has long passed that point; a test that reads it at once has
+// not.
+func identTestWaitExeced(t *testing.T, pid int) {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("waiting for pid %d to exec: %v", pid, err)
+		}
+		if len(b) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d has no command line 10 s after exec", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // identTestMkCgroup creates a cgroup directory under root, removed at the end.
@@ -340,6 +367,7 @@ func TestResolveRealDeletedExe(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	identTestWaitExeced(t, cmd.Process.Pid)
 	if err := os.Remove(bin); err != nil {
 		t.Fatal(err)
 	}
