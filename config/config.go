@@ -270,7 +270,7 @@ const (
 	defaultStateDir      = "/var/lib/interlock"
 	defaultJournalPath   = "/var/lib/interlock/journal.db"
 	defaultSyncInterval  = Duration(10_000_000) // 10ms
-	defaultFlushInterval = Duration(2_000_000)  // 2ms
+	defaultFlushInterval = Duration(10_000_000) // 10ms
 	defaultSocket        = "/run/interlock/interlock.sock"
 	defaultPinPath       = "/sys/fs/bpf/interlock"
 )

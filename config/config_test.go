@@ -26,7 +26,7 @@ func TestDefault(t *testing.T) {
 			Path:          "/var/lib/interlock/journal.db",
 			Sync:          SyncNormal,
 			SyncInterval:  Duration(10 * time.Millisecond),
-			FlushInterval: Duration(2 * time.Millisecond),
+			FlushInterval: Duration(10 * time.Millisecond),
 		},
 		Intercept: InterceptConfig{Cgroups: []string{}, Fail: FailClosed, ContainerRedirect: RedirectNamespace},
 		Control:   ControlConfig{Socket: "/run/interlock/interlock.sock"},

@@ -20,8 +20,12 @@ import (
 // DefaultFlushInterval is how long entries may stay in the commit log
 // alone before SQLite takes them: long enough that one SQLite transaction
 // carries the statements of many round trips, short beside a person
-// looking at the journal from another process.
-const DefaultFlushInterval = 2 * time.Millisecond
+// looking at the journal from another process. Each flush is a cgo call
+// that enters the runtime's system-call state, which wakes Go's sysmon
+// out of its idle sleep into a millisecond of 20 us polls; at 2 ms that
+// was a fifth more CPU per statement at one client (docs/benchmarks.md,
+// "The flush interval").
+const DefaultFlushInterval = 10 * time.Millisecond
 
 const (
 	// flushRows and flushBytes flush before the interval when this much
