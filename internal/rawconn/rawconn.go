@@ -30,6 +30,9 @@ import (
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn
+	// network names the socket's kind in errors ("tcp", "unix"), as
+	// net's own errors do, even when the local address is unknown.
+	network string
 
 	rmu   sync.Mutex
 	rbuf  []byte
@@ -41,31 +44,51 @@ type Conn struct {
 	wbuf   []byte
 	wn     int
 	werr   syscall.Errno
+	wzero  bool // write(2) took nothing and said nothing
 	writeF func(uintptr) bool
 }
 
 // Wrap returns c reading and writing through raw system calls when c is a
-// connection with a socket the runtime polls (a *net.TCPConn or
-// *net.UnixConn); any other connection is returned as it is.
+// stream connection with a socket the runtime polls (a *net.TCPConn, or a
+// *net.UnixConn of a SOCK_STREAM socket: on a datagram socket an empty
+// read is a message, not the end); any other connection is returned as it
+// is.
 func Wrap(c net.Conn) net.Conn {
 	var rc syscall.RawConn
 	var err error
+	network := "tcp"
 	switch x := c.(type) {
 	case *net.TCPConn:
 		rc, err = x.SyscallConn()
 	case *net.UnixConn:
+		network = "unix"
 		rc, err = x.SyscallConn()
+		if err == nil && !isStream(rc) {
+			return c
+		}
 	default:
 		return c
 	}
 	if err != nil {
 		return c
 	}
-	w := &Conn{Conn: c, rc: rc}
+	w := &Conn{Conn: c, rc: rc, network: network}
 	// Method values made once: a closure per call would be allocated.
 	w.readF = w.rawRead
 	w.writeF = w.rawWrite
 	return w
+}
+
+// isStream reports whether rc's socket is SOCK_STREAM (false when that
+// cannot be read).
+func isStream(rc syscall.RawConn) bool {
+	typ, serr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		typ, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+	}); err != nil || serr != nil {
+		return false
+	}
+	return typ == syscall.SOCK_STREAM
 }
 
 // NetConn returns the wrapped connection, for code that needs its type
@@ -132,7 +155,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr = p, 0, 0
+	c.wbuf, c.wn, c.werr, c.wzero = p, 0, 0, false
 	err := c.rc.Write(c.writeF)
 	n, errno := c.wn, c.werr
 	c.wbuf = nil
@@ -141,6 +164,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case c.wzero:
+		// As net's own Write says it: retrying would spin.
+		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }
@@ -151,6 +177,10 @@ func (c *Conn) rawWrite(fd uintptr) bool {
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
+			if n == 0 {
+				c.wzero = true
+				return true
+			}
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -170,5 +200,5 @@ func (c *Conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err
 	}
-	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: c.network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

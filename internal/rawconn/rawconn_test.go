@@ -178,8 +178,8 @@ func TestReadDeadline(t *testing.T) {
 		t.Fatalf("read %d, %v; want a timeout", n, err)
 	case !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout():
 		t.Fatalf("error %v is not a deadline timeout", err)
-	case !errors.As(err, &oe) || oe.Op != "read":
-		t.Fatalf("error %#v is not a read *net.OpError", err)
+	case !errors.As(err, &oe) || oe.Op != "read" || oe.Net != "tcp":
+		t.Fatalf("error %#v is not a read *net.OpError on tcp", err)
 	case time.Since(start) < 25*time.Millisecond:
 		t.Fatalf("timed out after %v, before the deadline", time.Since(start))
 	}
@@ -279,6 +279,31 @@ func TestUnixSocket(t *testing.T) {
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(w, got); err != nil || string(got) != "ping" {
 		t.Fatalf("echo = %q, %v", got, err)
+	}
+}
+
+// A unix socket that is not a stream is left alone: there an empty read
+// is an empty message, which the wrapper would turn into io.EOF.
+func TestUnixNonStreamNotWrapped(t *testing.T) {
+	for _, typ := range []int{syscall.SOCK_DGRAM, syscall.SOCK_SEQPACKET} {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, typ|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fds[0]), "pair")
+		c, err := net.FileConn(f)
+		f.Close()
+		syscall.Close(fds[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.(*net.UnixConn); !ok {
+			t.Fatalf("socket type %d: FileConn gave %T, want *net.UnixConn", typ, c)
+		}
+		if w := Wrap(c); w != c {
+			t.Errorf("socket type %d was wrapped; only SOCK_STREAM may be", typ)
+		}
+		c.Close()
 	}
 }
 
