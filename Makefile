@@ -99,8 +99,14 @@ vet:
 
 test: go-check deps vet check-generate unit unit-nocgo package e2e
 
+# TEST_LOGS: each test run's whole output. hack/gotest-failures.sh tees it
+# there and, when the run fails, repeats each failed test's first lines at
+# the end (CI shows the end of the output; a failed test's cleanup logs
+# would otherwise push its reason out of view).
+TEST_LOGS ?= $(CURDIR)/dist/test-logs
+
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+	hack/gotest-failures.sh $(TEST_LOGS)/unit.log $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
 
 # unit-nocgo: the evidence format and the auditor's verifier build and pass
 # without cgo (and TestEvidenceNeedsNoCgo fails on an import of SQLite).
@@ -115,7 +121,7 @@ export INTERLOCK_ARTIFACTS
 # The timeout is per package: on a 2-core machine test/e2e (about 10
 # minutes alone) shares the CPUs with test/adversarial and ran past 15.
 e2e: build
-	$(GO) test -count=1 -timeout 30m ./test/...
+	hack/gotest-failures.sh $(TEST_LOGS)/e2e.log $(GO) test -count=1 -timeout 30m ./test/...
 
 # bench: TCP passthrough, direct and through interlock, then shipping to the
 # fleet hub (bench-hub), then connect latency from a container against a
