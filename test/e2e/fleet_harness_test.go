@@ -172,6 +172,23 @@ func (h *fleetHub) kill() {
 	<-h.done
 }
 
+// pause stops the hub (SIGSTOP): it keeps its connections and answers
+// nothing until resume.
+func (h *fleetHub) pause() {
+	h.t.Helper()
+	if err := h.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		h.t.Fatalf("stop the hub: %v", err)
+	}
+}
+
+// resume continues a paused hub (SIGCONT).
+func (h *fleetHub) resume() {
+	h.t.Helper()
+	if err := h.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		h.t.Fatalf("continue the hub: %v", err)
+	}
+}
+
 // sql runs statements on the hub's database as the superuser and returns
 // psql's unaligned, tuples-only output.
 func (h *fleetHub) sql(stmts ...string) string {

@@ -78,6 +78,9 @@ func TestFleetHub(t *testing.T) {
 	}
 
 	t.Run("kills while shipping", func(t *testing.T) {
+		// Each step says when it began: a wait that runs out says which.
+		began := time.Now()
+		step := func(what string) { t.Logf("%5.1fs: %s", time.Since(began).Seconds(), what) }
 		var stops []func() (int, int)
 		for _, fh := range hosts {
 			stops = append(stops, fh.load(pg, fleetLoad))
@@ -91,7 +94,7 @@ func TestFleetHub(t *testing.T) {
 		}()
 		waitShipped := func(what string, min map[*fleetHost]int64) {
 			t.Helper()
-			t.Logf("waiting for the hub to hold enough of each host's journal %s", what)
+			step("waiting for the hub to hold enough of each host's journal " + what)
 			testkit.WaitFor(t, fleetWait, 100*time.Millisecond, func() bool {
 				for fh, n := range min {
 					if fh.hubSize(hub) < n {
@@ -107,18 +110,32 @@ func TestFleetHub(t *testing.T) {
 		hub.kill()
 		heldA, heldB := a.hubSize(hub), b.hubSize(hub)
 		headA, headB := a.head(), b.head()
+		step(fmt.Sprintf("hub killed holding %d and %d entries; waiting for the hosts' journals to pass %d and %d", heldA, heldB, headA+40, headB+40))
 		testkit.WaitFor(t, fleetWait, 100*time.Millisecond, func() bool {
 			return a.head() >= headA+40 && b.head() >= headB+40
 		})
+		step("starting the hub again")
 		hub.start()
 		waitShipped("after the hub restarted", map[*fleetHost]int64{a: max(heldA, headA) + 40, b: max(heldB, headB) + 40})
 
-		// Host A dies while it ships: its journal is ahead of the hub.
+		// Host A dies while it ships: its journal is ahead of the hub and
+		// a batch may be in flight. The hub is stopped (SIGSTOP) while A's
+		// load goes on, so A is ahead for certain; waiting for that with
+		// the hub running was a race with A's shipper, which mostly kept up
+		// (it took up to 30 s under load, and a minute once in CI).
+		step("stopping the hub until host A's journal is ahead of it")
+		hub.pause()
 		testkit.WaitFor(t, fleetWait, 20*time.Millisecond, func() bool { return a.head() > a.hubSize(hub) })
 		a.d.stop(t, syscall.SIGKILL)
-		killedAt := a.head()
+		killedAt, heldAtKill := a.head(), a.hubSize(hub)
+		hub.resume()
+		if killedAt <= heldAtKill {
+			t.Fatalf("host A was killed at head %d with the hub holding %d: not ahead", killedAt, heldAtKill)
+		}
+		step(fmt.Sprintf("host A killed at head %d (the hub holds %d); restarting it", killedAt, heldAtKill))
 		a.restart()
 		waitShipped("after host A restarted", map[*fleetHost]int64{a: killedAt + 40})
+		step("done")
 	})
 	if t.Failed() {
 		return
