@@ -122,9 +122,11 @@ func TestFleetHub(t *testing.T) {
 		// a batch may be in flight. The hub is stopped (SIGSTOP) while A's
 		// load goes on, so A is ahead for certain; waiting for that with
 		// the hub running was a race with A's shipper, which mostly kept up
-		// (it took up to 30 s under load, and a minute once in CI).
+		// (up to 58 s of the 60 s allowed under load here, and over it
+		// once in CI).
 		step("stopping the hub until host A's journal is ahead of it")
 		hub.pause()
+		defer hub.resume()
 		testkit.WaitFor(t, fleetWait, 20*time.Millisecond, func() bool { return a.head() > a.hubSize(hub) })
 		a.d.stop(t, syscall.SIGKILL)
 		killedAt, heldAtKill := a.head(), a.hubSize(hub)
