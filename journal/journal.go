@@ -109,6 +109,9 @@ type Options struct {
 	// checkpointInterval and heartbeat override the checkpoint cadence in
 	// tests.
 	checkpointInterval, heartbeat time.Duration
+	// pageSize overrides the page size a new journal file is created
+	// with (benchmarks compare it); 0 is pageSize.
+	pageSize int
 }
 
 func (o Options) withDefaults() (Options, error) {

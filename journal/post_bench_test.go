@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,4 +51,48 @@ func BenchmarkPostSessions(b *testing.B) {
 	if st := j.Stats(); st.PostLost != 0 {
 		b.Fatalf("%d lost", st.PostLost)
 	}
+}
+
+// BenchmarkPostPayloads measures what a channel's bulk output costs the
+// journal: one session posting ssh.io records of 128 KiB of bytes, as
+// the SSH handler joins them, into a file of each page size. cpu-s/GiB is
+// the process's CPU time (user and system) per GiB of payload.
+func BenchmarkPostPayloads(b *testing.B) {
+	payload := make([]byte, 128<<10)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>9)
+	}
+	for _, size := range []int{4 << 10, pageSize, 64 << 10} {
+		b.Run(fmt.Sprintf("page=%dk", size>>10), func(b *testing.B) {
+			j := openT(b, Options{Path: tempPath(b), pageSize: size})
+			b.SetBytes(int64(len(payload)))
+			before := processCPU(b)
+			b.ResetTimer()
+			for i := range b.N {
+				for st := j.Stats(); st.Posted-st.PostWritten-st.PostLost >= 64; st = j.Stats() {
+					time.Sleep(50 * time.Microsecond)
+				}
+				j.Post(model.Record{Kind: model.KindSSHIO, Session: "sess-000001",
+					Data: model.SSHIO{Stream: "o", OffsetNS: int64(i), Bytes: len(payload)}, Payload: payload})
+			}
+			for st := j.Stats(); st.PostWritten+st.PostLost < uint64(b.N); st = j.Stats() {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.StopTimer()
+			if st := j.Stats(); st.PostLost != 0 {
+				b.Fatalf("%d lost", st.PostLost)
+			}
+			gib := float64(b.N) * float64(len(payload)) / (1 << 30)
+			b.ReportMetric((processCPU(b)-before).Seconds()/gib, "cpu-s/GiB")
+		})
+	}
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -63,6 +63,18 @@ var entryIndexes = []string{
 	`CREATE INDEX entries_retention ON entries (kind) WHERE kind = '` + KindRetention + `'`,
 }
 
+// pageSize is the page size of a new journal file. Payloads (terminal
+// output, file contents) are most of a journal's bytes, and SQLite writes
+// each page of one as a WAL frame (two pwrites: the frame's header, then
+// the page) and again into the database at the checkpoint: at 4 KiB pages
+// that cost as much CPU as the proxy's relaying. Larger pages cost the
+// small records: a flush of a few session.open and close records dirties
+// a page in each of three B-trees, and the WAL grows by whole pages, so
+// SQLite's automatic checkpoint (every 1,000 pages, 16 MB here), whose
+// fsyncs hold up the appends behind it, comes as often as the page is
+// large. 16 KiB keeps nearly all of the payloads' gain (docs/benchmarks.md).
+const pageSize = 16 << 10
+
 // dsn builds a go-sqlite3 URI for path. The path is escaped because
 // go-sqlite3 splits the DSN at the first '?' and SQLite decodes %XX.
 func dsn(path string, params url.Values) (string, error) {

@@ -151,6 +151,16 @@ func (w *writer) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: connect %s: %w", w.opts.Path, err)
 	}
+	// A new file takes large pages; an existing one keeps its own (SQLite
+	// ignores the pragma once the file has a page, and in WAL mode).
+	size := w.opts.pageSize
+	if size == 0 {
+		size = pageSize
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf(`PRAGMA page_size = %d`, size)); err != nil {
+		c.Close()
+		return fmt.Errorf("journal: set the page size of %s: %w", w.opts.Path, err)
+	}
 	var mode string
 	// Processes opening a new file at once can meet in the switch to WAL
 	// mode, where SQLite answers "database is locked" at once rather than
