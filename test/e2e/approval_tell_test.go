@@ -243,7 +243,7 @@ func TestApprovalTellsPostgresClient(t *testing.T) {
 		if !ended {
 			t.Errorf("request %s was not closed as the session ended", id)
 		}
-		if r, _, ok := e.findStatement("DELETE FROM held WHERE id = 3"); ok && r.St.Decision.Action != model.Deny {
+		if r, _, ok := e.lookupStatement("DELETE FROM held WHERE id = 3"); ok && r.St.Decision.Action != model.Deny {
 			t.Errorf("the DELETE of the client that does not read went through: %+v", r.St.Decision)
 		}
 	})

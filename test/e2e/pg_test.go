@@ -117,7 +117,34 @@ func (e *env) pgStatements() ([]pgRecord, map[string]model.SessionOpen) {
 	return out, opens
 }
 
+// findStatement finds the first pg.statement of text sql, with its result
+// and its session's open record, waiting for them: the daemon's writer
+// moves records from its commit log into SQLite every flush_interval and
+// at each session's end, and this process reads SQLite, so the records of a
+// client that has just exited may be one flush away (the session's end
+// races the test's read). A statement that stays without a result is
+// returned as found after a second.
 func (e *env) findStatement(sql string) (pgRecord, model.SessionOpen, bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var foundAt time.Time
+	for {
+		r, so, ok := e.lookupStatement(sql)
+		now := time.Now()
+		if ok && foundAt.IsZero() {
+			foundAt = now
+		}
+		if ok && (r.Res != nil || now.Sub(foundAt) > time.Second) || now.After(deadline) {
+			return r, so, ok
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lookupStatement is findStatement without the wait, for a statement that
+// may rightly be absent.
+func (e *env) lookupStatement(sql string) (pgRecord, model.SessionOpen, bool) {
+	e.t.Helper()
 	sts, opens := e.pgStatements()
 	for _, s := range sts {
 		if s.St.SQL == sql {
