@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 	"github.com/interlock/interlock/test/testenv"
 )
@@ -417,8 +418,7 @@ func BenchmarkResolve(b *testing.B) {
 		b.Fatalf("%+v %s", id.Proc, id.ProcError)
 	}
 	b.ReportAllocs()
-	var ru0, ru1 unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	cpu0 := testkit.ProcessCPU(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r.Resolve(ctx, k)
@@ -426,7 +426,5 @@ func BenchmarkResolve(b *testing.B) {
 	b.StopTimer()
 	// CPU time per resolution (user+system, whole process): on a busy
 	// machine wall time also counts waiting for a CPU.
-	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testkit.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }

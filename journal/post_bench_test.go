@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/model"
 )
 
@@ -66,7 +66,7 @@ func BenchmarkPostPayloads(b *testing.B) {
 		b.Run(fmt.Sprintf("page=%dk", size>>10), func(b *testing.B) {
 			j := openT(b, Options{Path: tempPath(b), pageSize: size})
 			b.SetBytes(int64(len(payload)))
-			before := processCPU(b)
+			before := testkit.ProcessCPU(b)
 			b.ResetTimer()
 			for i := range b.N {
 				for st := j.Stats(); st.Posted-st.PostWritten-st.PostLost >= 64; st = j.Stats() {
@@ -83,16 +83,7 @@ func BenchmarkPostPayloads(b *testing.B) {
 				b.Fatalf("%d lost", st.PostLost)
 			}
 			gib := float64(b.N) * float64(len(payload)) / (1 << 30)
-			b.ReportMetric((processCPU(b)-before).Seconds()/gib, "cpu-s/GiB")
+			b.ReportMetric((testkit.ProcessCPU(b)-before).Seconds()/gib, "cpu-s/GiB")
 		})
 	}
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,12 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/interlock/interlock/internal/testkit"
 	"github.com/interlock/interlock/test/e2e/pgtest"
 )
 
@@ -36,7 +35,7 @@ func BenchmarkSelect(b *testing.B) {
 				var n int
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu0 := processCPU(b)
+				cpu0 := testkit.ProcessCPU(b)
 				for i := 0; i < b.N; i++ {
 					if mode == "prepared" {
 						err = c.QueryRow(ctx, "SELECT $1::int", i).Scan(&n)
@@ -47,17 +46,8 @@ func BenchmarkSelect(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(testkit.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,6 +1,7 @@
 // Package testkit is what the module's tests share: an in-memory
 // model.Recorder, free ports, a buffer a process may write while the test
-// reads it, polling with a deadline, and the reading of tar.gz bundles.
+// reads it, polling with a deadline, the process's CPU time for benchmarks,
+// and the reading of tar.gz bundles.
 // Only tests and the test harnesses under test/ import it; its helpers
 // take a testing.TB where a failure should stop the test.
 package testkit
@@ -15,6 +16,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -73,6 +75,18 @@ func WaitFor(tb testing.TB, within, every time.Duration, cond func() bool) {
 		}
 		time.Sleep(every)
 	}
+}
+
+// ProcessCPU is the user and system CPU time this process has used so
+// far. Benchmarks report it per operation: on a busy machine the wall time
+// also counts the waits for a CPU.
+func ProcessCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Tail is the last n bytes of s, marked as cut when it was longer: for
