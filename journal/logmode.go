@@ -6,10 +6,12 @@ package journal
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -403,56 +405,119 @@ func journalKey(path string) string {
 
 // beforeRead brings the database up to date for a reader of path: the
 // writer of this process flushes; a log no writer holds (its writer
-// crashed) is replayed.
-func beforeRead(ctx context.Context, path string) error {
+// crashed) is replayed. When a writer in another process holds the log,
+// it returns the last entry number the log holds: that writer moves it
+// into the database within its flush interval, and the reader waits for
+// it (catchUp), so that it reads what was committed before it began.
+func beforeRead(ctx context.Context, path string) (logged int64, err error) {
 	if v, ok := openJournals.Load(journalKey(path)); ok {
 		err := v.(*Journal).control(ctx, func(w *writer) error { return w.flush() })
 		if err != nil && !errors.Is(err, ErrClosed) {
-			return err
+			return 0, err
 		}
-		return nil
+		return 0, nil
 	}
-	return replayOrphanLog(ctx, path)
+	held, err := replayOrphanLog(ctx, path)
+	if err != nil || !held {
+		return 0, err
+	}
+	return loggedHead(path), nil
+}
+
+// loggedHead returns the number of the last entry in the commit log of
+// path, 0 when it holds none or cannot be read. The file is read while its
+// writer writes it: a frame cut short fails its CRC and ends the parse
+// (parseLog), and frames left from before a rewind, which the database
+// already has, end it where their numbers go back, so the number returned
+// is one the writer committed, never more.
+func loggedHead(path string) int64 {
+	b, err := os.ReadFile(path + LogSuffix)
+	if err != nil {
+		return 0
+	}
+	rows, _, _ := parseLog(b)
+	if len(rows) == 0 {
+		return 0
+	}
+	return rows[len(rows)-1].seq
+}
+
+// catchUpWait bounds how long a reader waits for another process's writer
+// to move its commit log into the database (it does so every
+// flush_interval, 10 ms by default); a writer that is stuck or gone leaves
+// the reader to read what the database has, with a warning.
+var catchUpWait = 3 * time.Second
+
+// catchUp waits until the database read through conn holds entry seq.
+func catchUp(ctx context.Context, conn *sql.Conn, path string, seq int64) error {
+	deadline := time.Now().Add(catchUpWait)
+	for {
+		var head int64
+		if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM entries`).Scan(&head); err != nil {
+			return fmt.Errorf("journal: read the head of %s: %w", path, err)
+		}
+		if head >= seq {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			slog.Warn("journal: the writer of this journal has not moved its commit log into the database; reading without the entries only the log holds",
+				"path", path, "database_head", head, "log_head", seq, "waited", catchUpWait)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // replayOrphanLog replays a commit log that no process holds. A reader that
-// may not write the journal's directory reads the database as it is.
-func replayOrphanLog(ctx context.Context, path string) error {
-	if f, err := os.Open(path + LogSuffix); err != nil {
-		return nil
-	} else {
-		empty, err := (&commitLog{f: f}).empty()
+// may not write the journal's directory reads the database as it is. held
+// says that a writer holds the log (it flushes on its own).
+func replayOrphanLog(ctx context.Context, path string) (held bool, err error) {
+	f, err := os.Open(path + LogSuffix)
+	if err != nil {
+		return false, nil
+	}
+	empty, err := (&commitLog{f: f}).empty()
+	if err != nil || empty {
 		f.Close()
-		if err != nil || empty {
-			return err
-		}
+		return false, err
+	}
+	// Read-only is enough to see a writer's exclusive lock: a reader that
+	// may not write the directory still waits for what the log holds.
+	err = flock(f, syscall.LOCK_SH|syscall.LOCK_NB)
+	f.Close()
+	if err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK), nil
 	}
 	c, err := openCommitLog(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
 	if err := flock(c.f, syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		c.close() // a writer holds it: it flushes on its own
-		return nil
+		c.close() // a writer took it meanwhile: it flushes on its own
+		return true, nil
 	}
 	c.lock = lockShared
 	opts, err := Options{Path: path}.withDefaults()
 	if err != nil {
 		c.close()
-		return err
+		return false, err
 	}
 	w, err := newWriter(ctx, opts, opts.Logger.With("component", "journal", "path", path), nil)
 	if err != nil {
 		c.close()
-		return err
+		return false, err
 	}
 	w.clog = c
 	defer w.close()
 	if err := w.prepare(ctx); err != nil {
-		return err
+		return false, err
 	}
-	return w.recoverLog()
+	return false, w.recoverLog()
 }

@@ -9,9 +9,10 @@ import (
 	"github.com/interlock/interlock/model"
 )
 
-// filePragma reads one integer pragma of the file at path on a connection
-// of its own.
-func filePragma(t *testing.T, path, pragma string) int {
+// fileInt reads one integer (a pragma, a count) from the file at path on
+// a read-only connection of its own, as a reader in another process
+// would, without the commit log.
+func fileInt(t *testing.T, path, query string) int {
 	t.Helper()
 	d, err := readerDSN(path)
 	if err != nil {
@@ -23,8 +24,8 @@ func filePragma(t *testing.T, path, pragma string) int {
 	}
 	defer db.Close()
 	var v int
-	if err := db.QueryRow(`PRAGMA ` + pragma).Scan(&v); err != nil {
-		t.Fatalf("PRAGMA %s: %v", pragma, err)
+	if err := db.QueryRow(query).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
 	}
 	return v
 }
@@ -47,7 +48,7 @@ func TestPageSize(t *testing.T) {
 			path := tempPath(t)
 			j := openT(t, Options{Path: path, pageSize: c.create})
 			appendT(t, j, rec, model.Synced)
-			if got := filePragma(t, path, "page_size"); got != c.want {
+			if got := fileInt(t, path, "PRAGMA page_size"); got != c.want {
 				t.Fatalf("page_size = %d, want %d", got, c.want)
 			}
 			if err := j.Close(); err != nil {
@@ -60,7 +61,7 @@ func TestPageSize(t *testing.T) {
 			if err := j.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if got := filePragma(t, path, "page_size"); got != c.want {
+			if got := fileInt(t, path, "PRAGMA page_size"); got != c.want {
 				t.Fatalf("page_size after reopening = %d, want %d", got, c.want)
 			}
 			rep, err := Verify(context.Background(), path, nil)

@@ -264,7 +264,8 @@ func openReader(ctx context.Context, path string) (*reader, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if err := beforeRead(ctx, path); err != nil {
+	logged, err := beforeRead(ctx, path)
+	if err != nil {
 		return nil, err
 	}
 	d, err := readerDSN(path)
@@ -280,6 +281,13 @@ func openReader(ctx context.Context, path string) (*reader, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	if logged > 0 {
+		if err := catchUp(ctx, conn, path, logged); err != nil {
+			conn.Close()
+			db.Close()
+			return nil, err
+		}
 	}
 	r := &reader{db: db, conn: conn}
 	// The snapshot is taken at the first read, checkVersion's.
