@@ -86,7 +86,7 @@ func (w *writer) wakeAt() time.Time {
 func (w *writer) flushIfWanted() {
 	if w.flushWanted {
 		w.flushWanted = false
-		w.maybeFlush(true)
+		w.maybeFlush()
 	}
 }
 

@@ -165,18 +165,20 @@ func (w *writer) syncWAL() error {
 	return w.sy.fsyncWAL()
 }
 
-// maybeFlush flushes after a batch when shouldFlush says so.
-func (w *writer) maybeFlush(ended bool) {
-	if w.shouldFlush(ended) {
+// maybeFlush flushes when shouldFlush says so.
+func (w *writer) maybeFlush() {
+	if w.shouldFlush() {
 		w.flushLogged()
 	}
 }
 
 // shouldFlush reports whether the entries the log holds are to go to the
-// database now: enough are pending, they are due, or the batch ended a
-// session (whoever reads the journal next is likely to look for it); not
-// while a failed flush waits for its retry.
-func (w *writer) shouldFlush(ended bool) bool {
+// database now: enough are pending, or they are due; not while a failed
+// flush waits for its retry. The end of a session does not hurry them
+// (it did, for readers, until readers waited for the log: beforeRead):
+// with a flush at every session's end, a TCP connection cost a SQLite
+// transaction of its own, about 8% of its CPU (docs/benchmarks.md).
+func (w *writer) shouldFlush() bool {
 	if !w.logMode || len(w.pend) == 0 {
 		return false
 	}
@@ -184,7 +186,7 @@ func (w *writer) shouldFlush(ended bool) bool {
 	if !w.flushRetryAt.IsZero() && now.Before(w.flushRetryAt) {
 		return false
 	}
-	return ended || len(w.pend) >= flushRows || len(w.arena) >= flushBytes || !now.Before(w.pendSince.Add(w.opts.FlushInterval))
+	return len(w.pend) >= flushRows || len(w.arena) >= flushBytes || !now.Before(w.pendSince.Add(w.opts.FlushInterval))
 }
 
 func (w *writer) flushLogged() {
@@ -217,7 +219,7 @@ func (w *writer) logTick(now time.Time) {
 	if w.clog == nil {
 		return
 	}
-	w.maybeFlush(false)
+	w.maybeFlush()
 	if now.Before(w.logCheckAt) {
 		return
 	}

@@ -524,11 +524,9 @@ func (w *writer) process(batch []*request) {
 	if w.unsyncedSince.IsZero() || oldest.Before(w.unsyncedSince) {
 		w.unsyncedSince = oldest
 	}
-	ended := false
 	for _, r := range batch {
 		if r.rec.kind == model.KindSessionClose || r.rec.kind == model.KindRunEnd {
 			w.cps.want(int64(last))
-			ended = true
 			break
 		}
 	}
@@ -558,10 +556,10 @@ func (w *writer) process(batch []*request) {
 	if w.inline {
 		// A session's goroutine does not wait for a flush it does not
 		// need: the writer goroutine does it.
-		w.flushWanted = w.flushWanted || w.shouldFlush(ended)
+		w.flushWanted = w.flushWanted || w.shouldFlush()
 		return
 	}
-	w.maybeFlush(ended)
+	w.maybeFlush()
 }
 
 // armPosts stops the writer waking for each Post until now plus the
