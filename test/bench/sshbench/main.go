@@ -354,7 +354,8 @@ func run(ctx context.Context, o options) error {
 	fmt.Println()
 	for _, name := range []string{"interlock", "baseline"} {
 		c, ok := cfgs[name]
-		if !ok {
+		if !ok || name == "baseline" && sessions[name] == 0 {
+			// The baseline runs in the transfers only.
 			continue
 		}
 		opens, err := countOpens(ctx, c.journal)
