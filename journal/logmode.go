@@ -177,7 +177,8 @@ func (w *writer) maybeFlush() {
 // flush waits for its retry. The end of a session does not hurry them
 // (it did, for readers, until readers waited for the log: beforeRead):
 // with a flush at every session's end, a TCP connection cost a SQLite
-// transaction of its own, about 8% of its CPU (docs/benchmarks.md).
+// transaction of its own, a tenth of its CPU with the journal on disk and
+// a fifth on tmpfs (docs/benchmarks.md).
 func (w *writer) shouldFlush() bool {
 	if !w.logMode || len(w.pend) == 0 {
 		return false
@@ -446,8 +447,9 @@ func loggedHead(path string) int64 {
 
 // catchUpWait bounds how long a reader waits for another process's writer
 // to move its commit log into the database (it does so every
-// flush_interval, 10 ms by default); a writer that is stuck or gone leaves
-// the reader to read what the database has, with a warning.
+// flush_interval, 10 ms by default); a writer that is stuck leaves the
+// reader to read what the database has, with a warning. (A writer that
+// died holds no lock: its log is replayed, replayOrphanLog.)
 var catchUpWait = 3 * time.Second
 
 // catchUp waits until the database read through conn holds entry seq.
