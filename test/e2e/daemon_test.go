@@ -400,15 +400,20 @@ func TestDaemonReattachesRecreatedCgroup(t *testing.T) {
 	cgPath, cgDir := makeCgroup(t, "recreated")
 	e := newEnv(t, []target{{name: "echo", address: srv.addr()}}, fmt.Sprintf("intercept:\n  cgroups: [%s]\n", cgPath))
 	d := e.startDaemon()
+	// The daemon may say "cgroup appeared" while it starts, for the
+	// cgroup as first made: the wait is for a message after the new one.
+	reattached := func() int {
+		s := d.stderr.String()
+		return strings.Count(s, "made anew") + strings.Count(s, "cgroup appeared")
+	}
+	before := reattached()
 	if err := os.Remove(cgDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(cgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
-		return strings.Contains(d.stderr.String(), "made anew") || strings.Contains(d.stderr.String(), "cgroup appeared")
-	})
+	waitFor(t, func() bool { return reattached() > before })
 	out, _, code := runCmd(t, inCgroup(t, cgDir, clientBin, "-addr", srv.addr()))
 	if code != 0 {
 		t.Fatalf("client: %s", out)
