@@ -95,6 +95,12 @@ type result struct {
 	// share is a leg's figure less the direct leg's (pgbench alone). It
 	// moves much less with the machine's other load than TPS does.
 	CPUUS float64 `json:"cpu_us_per_txn"`
+	// SwitchesPerTxn counts the context switches (voluntary and not) of
+	// the same processes per transaction. Each is a thread put to sleep
+	// or woken, which on a VM is an interrupt through the hypervisor: the
+	// cost that is left on the select path is mostly these, and they vary
+	// much less between runs than the CPU time does.
+	SwitchesPerTxn float64 `json:"context_switches_per_txn"`
 }
 
 type options struct {
@@ -392,9 +398,18 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, px proxies, leg *inte
 		}
 		return 0
 	}
-	before := proxyCPU()
+	proxySwitches := func() int64 {
+		switch side {
+		case "pgbouncer":
+			return procSwitches(bouncerPID(work))
+		case "relay":
+			return procSwitches(px.relayPID)
+		}
+		return 0
+	}
+	before, beforeSwitches := proxyCPU(), proxySwitches()
 	out, err := cmd.CombinedOutput()
-	proxyCPUUsed := proxyCPU() - before
+	proxyCPUUsed, proxySwitched := proxyCPU()-before, proxySwitches()-beforeSwitches
 	if prof != nil {
 		if perr := <-prof; perr != nil {
 			return result{}, fmt.Errorf("%s: -profile: %w", what, perr)
@@ -414,6 +429,7 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, px proxies, leg *inte
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && r.Txns > 0 {
 		cpu := time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + proxyCPUUsed
 		r.CPUUS = float64(cpu.Microseconds()) / float64(r.Txns)
+		r.SwitchesPerTxn = float64(ru.Nvcsw+ru.Nivcsw+proxySwitched) / float64(r.Txns)
 	}
 	r.Journaled, r.Sent = -1, -1
 	// An earlier build (-baseline) writes its own journal format, which
@@ -429,7 +445,7 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, px proxies, leg *inte
 				what, r.Journaled, r.Txns, w.stmts, r.Sent, setupStatements)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs  cpu %5.1f µs/txn", r.TPS, r.P50US, r.P99US, r.CPUUS)
+	fmt.Fprintf(os.Stderr, "%9.0f tps  p50 %7.1f µs  p99 %8.1f µs  cpu %5.1f µs/txn  %4.2f cs/txn", r.TPS, r.P50US, r.P99US, r.CPUUS, r.SwitchesPerTxn)
 	if r.Journaled >= 0 {
 		fmt.Fprintf(os.Stderr, "  journaled %d of %d", r.Journaled, r.Sent)
 	}

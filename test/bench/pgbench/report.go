@@ -131,10 +131,11 @@ func med(rs []result, f func(result) float64) float64 {
 	return benchutil.Median(v)
 }
 
-func tps(r result) float64 { return r.TPS }
-func p50(r result) float64 { return r.P50US }
-func p99(r result) float64 { return r.P99US }
-func cpu(r result) float64 { return r.CPUUS }
+func tps(r result) float64      { return r.TPS }
+func p50(r result) float64      { return r.P50US }
+func p99(r result) float64      { return r.P99US }
+func cpu(r result) float64      { return r.CPUUS }
+func switches(r result) float64 { return r.SwitchesPerTxn }
 
 // journaled sums a leg's journal check over its rounds.
 func journaled(rs []result) (got, sent int) {
@@ -175,6 +176,18 @@ func report(o options, tls string, res map[string]map[string][]result) {
 		d, b, g, i := med(r["direct"], cpu), med(r["pgbouncer"], cpu), med(r["relay"], cpu), med(r["interlock"], cpu)
 		fmt.Printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f× | %.2f× |\n",
 			w.name, d, b, g, i, b-d, g-d, i-d, (i-d)/max(b-d, 0.1), (i-d)/max(g-d, 0.1))
+	}
+	fmt.Println("\nContext switches per transaction, same runs (voluntary and not, every thread; pgbench's own are the direct leg's, the proxy's a leg's less those):")
+	fmt.Println()
+	fmt.Println("| workload | pgbench alone | PgBouncer leg | relay leg | interlock leg | PgBouncer's share | relay's share | interlock's share |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		r, ok := res[w.name]
+		if !ok {
+			continue
+		}
+		d, b, g, i := med(r["direct"], switches), med(r["pgbouncer"], switches), med(r["relay"], switches), med(r["interlock"], switches)
+		fmt.Printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", w.name, d, b, g, i, b-d, g-d, i-d)
 	}
 	effects := false
 	for _, w := range workloads {
@@ -264,15 +277,15 @@ func met(ok bool) string {
 // the same run on the same server.
 func reportBaseline(tls string, res map[string]map[string][]result, baseline string) {
 	fmt.Printf("\nThis interlock against %s (same run, client TLS %s):\n\n", baseline, tls)
-	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after | CPU µs/txn before / after (pgbench alone) |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| workload | direct TPS | before TPS | after TPS | after/before | p50 µs before / after | CPU µs/txn before / after (pgbench alone) | context switches/txn before / after (pgbench alone) |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, w := range workloads {
 		r, ok := res[w.name]
 		if !ok {
 			continue
 		}
 		d, b, i := r["direct"], r["baseline"], r["interlock"]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f | %.1f / %.1f (%.1f) |\n", w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps),
-			med(b, p50), med(i, p50), med(b, cpu), med(i, cpu), med(d, cpu))
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.0f / %.0f | %.1f / %.1f (%.1f) | %.2f / %.2f (%.2f) |\n", w.name, med(d, tps), med(b, tps), med(i, tps), med(i, tps)/med(b, tps),
+			med(b, p50), med(i, p50), med(b, cpu), med(i, cpu), med(d, cpu), med(b, switches), med(i, switches), med(d, switches))
 	}
 }
