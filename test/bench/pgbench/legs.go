@@ -157,35 +157,6 @@ func bouncerPID(work string) int {
 	return pid
 }
 
-// procSwitches is how many context switches, voluntary and not, the
-// threads of process pid have made so far (from /proc; 0 if it cannot be
-// read). A thread that has exited no longer counts: the relay's and
-// PgBouncer's threads live as long as the bench.
-func procSwitches(pid int) int64 {
-	if pid <= 0 {
-		return 0
-	}
-	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
-				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				n += c
-			}
-		}
-	}
-	return n
-}
-
 // procCPUTime is the CPU time process pid has used so far, all its
 // threads (user+system, from /proc; 0 if it cannot be read).
 func procCPUTime(pid int) time.Duration {

@@ -399,13 +399,15 @@ func runLeg(o options, pgbench string, srv *pgtest.Server, px proxies, leg *inte
 		return 0
 	}
 	proxySwitches := func() int64 {
+		pid := 0
 		switch side {
 		case "pgbouncer":
-			return procSwitches(bouncerPID(work))
+			pid = bouncerPID(work)
 		case "relay":
-			return procSwitches(px.relayPID)
+			pid = px.relayPID
 		}
-		return 0
+		n, _ := benchutil.ContextSwitches(pid)
+		return int64(n)
 	}
 	before, beforeSwitches := proxyCPU(), proxySwitches()
 	out, err := cmd.CombinedOutput()

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/interlock/interlock/test/bench/benchutil"
 )
 
 // clientResult is what one client process prints on stdout, as one JSON
@@ -45,6 +47,10 @@ type clientResult struct {
 	// `interlock run` that is interlock's own cost, which the load of a
 	// shared machine disturbs less than the latencies. -1 when unread.
 	ParentCPUMS float64 `json:"parent_cpu_ms"`
+	// ParentSwitches is how many context switches (voluntary and not, all
+	// threads) the parent made meanwhile; -1 when unread. They vary less
+	// between runs than its CPU time on a VM.
+	ParentSwitches float64 `json:"parent_switches"`
 
 	// Local and Peer are the last connection's addresses as the client
 	// saw them (getsockname, getpeername).
@@ -83,7 +89,7 @@ func clientMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	res := clientResult{Mode: *mode, ParentCPUMS: -1}
+	res := clientResult{Mode: *mode, ParentCPUMS: -1, ParentSwitches: -1}
 	var err error
 	switch *mode {
 	case modeConnect:
@@ -170,7 +176,7 @@ func runConnect(addr string, n, warmup int, res *clientResult) error {
 			lat = append(lat, d)
 		}
 	}
-	res.ParentCPUMS = cpu.stop()
+	res.ParentCPUMS, res.ParentSwitches = cpu.stop()
 	summarise(res, lat)
 	return nil
 }
@@ -212,7 +218,7 @@ func runEcho(addr string, n, warmup, size int, res *clientResult) error {
 			lat = append(lat, d)
 		}
 	}
-	res.ParentCPUMS = cpu.stop()
+	res.ParentCPUMS, res.ParentSwitches = cpu.stop()
 	summarise(res, lat)
 	return nil
 }
@@ -293,7 +299,7 @@ func runBulk(addr string, up bool, total int64, res *clientResult) error {
 			return fmt.Errorf("bulk: received %d bytes, asked for %d", moved, total)
 		}
 	}
-	res.ParentCPUMS = cpu.stop()
+	res.ParentCPUMS, res.ParentSwitches = cpu.stop()
 	res.N = 1
 	res.Bytes = moved
 	res.Seconds = elapsed.Seconds()
@@ -334,19 +340,26 @@ func us(d time.Duration) float64 {
 // start and stop, from /proc/PPID/stat (utime + stime of all its threads,
 // in clock ticks: 10 ms at the usual 100 Hz, fine over a round).
 type parentCPU struct {
-	ticks uint64
-	ok    bool
+	ticks, switches uint64
+	ok, swOK        bool
 }
 
-func (p *parentCPU) start() { p.ticks, p.ok = readCPUTicks(os.Getppid()) }
+func (p *parentCPU) start() {
+	p.ticks, p.ok = readCPUTicks(os.Getppid())
+	p.switches, p.swOK = benchutil.ContextSwitches(os.Getppid())
+}
 
-// stop is the CPU time in ms since start, or -1 when it could not be read.
-func (p *parentCPU) stop() float64 {
-	t, ok := readCPUTicks(os.Getppid())
-	if !p.ok || !ok || t < p.ticks {
-		return -1
+// stop is the CPU time in ms and the context switches since start, each
+// -1 when it could not be read.
+func (p *parentCPU) stop() (ms, switches float64) {
+	ms, switches = -1, -1
+	if t, ok := readCPUTicks(os.Getppid()); p.ok && ok && t >= p.ticks {
+		ms = float64(t-p.ticks) * 1000 / clockTicks
 	}
-	return float64(t-p.ticks) * 1000 / clockTicks
+	if n, ok := benchutil.ContextSwitches(os.Getppid()); p.swOK && ok && n >= p.switches {
+		switches = float64(n - p.switches)
+	}
+	return ms, switches
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every

@@ -64,7 +64,7 @@ func summarize(res results) []row {
 		var r row
 		r.Metric, r.Unit = name, unit
 		f := func(c clientResult) float64 {
-			if c.ParentCPUMS < 0 {
+			if c.ParentCPUMS < 0 || c.ParentSwitches < 0 {
 				return 0
 			}
 			return per(c)
@@ -82,6 +82,7 @@ func summarize(res results) []row {
 	}
 	perOp := func(c clientResult) float64 { return c.ParentCPUMS * 1000 / float64(max(c.N, 1)) }
 	perGiB := func(c clientResult) float64 { return c.ParentCPUMS / 1000 / (float64(c.Bytes) / (1 << 30)) }
+	switchesPerOp := func(c clientResult) float64 { return c.ParentSwitches / float64(max(c.N, 1)) }
 	p50 := func(r clientResult) float64 { return r.P50US }
 	p99 := func(r clientResult) float64 { return r.P99US }
 	rate := func(r clientResult) float64 { return r.MiBps }
@@ -118,10 +119,12 @@ func summarize(res results) []row {
 			rows = append(rows, ad)
 		}
 		cpu("interlock CPU per connection", "µs", "connect", perOp)
+		cpu("interlock context switches per connection", "", "connect", switchesPerOp)
 	}
 	if _, ok := res["echo"]; ok {
 		rows = append(rows, side("echo 64B round trip p50", "µs", "echo", p50), side("echo 64B round trip p99", "µs", "echo", p99))
 		cpu("interlock CPU per round trip", "µs", "echo", perOp)
+		cpu("interlock context switches per round trip", "", "echo", switchesPerOp)
 	}
 	for _, m := range []struct{ key, name string }{{"bulk-up", "bulk client→server"}, {"bulk-down", "bulk server→client"}} {
 		if _, ok := res[m.key]; !ok {
@@ -197,7 +200,11 @@ func printTable(w io.Writer, rows []row, o options) {
 				verdict = "MISSED"
 			}
 		}
-		line := []string{r.Metric + " (" + r.Unit + ")", orDash(r.Direct, num)}
+		metric := r.Metric
+		if r.Unit != "" {
+			metric += " (" + r.Unit + ")"
+		}
+		line := []string{metric, orDash(r.Direct, num)}
 		if withBefore {
 			line = append(line, orDash(r.Before, num), num(r.Interlock), orDash(r.AfterB, times))
 		} else {
