@@ -17,12 +17,14 @@ package journal
 // appending to the file) through the fsync.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/interlock/interlock/journal/evidence"
@@ -88,13 +90,46 @@ type syncer struct {
 	logFile *os.File
 	// maxLinger bounds the group commit's wait.
 	maxLinger time.Duration
+	// thread runs the fdatasyncs (syncthread.go); nil if it could not be
+	// started, and then this goroutine runs them.
+	thread     *syncThread
+	threadLost atomic.Bool // its failure was logged
 }
 
 func newSyncer(log *slog.Logger, path string, syncInterval time.Duration) *syncer {
 	s := &syncer{log: log, path: path, maxLinger: syncInterval / 10,
 		wake: make(chan struct{}, 1), note: make(chan struct{}, 1), exited: make(chan struct{})}
 	s.idle.L = &s.mu
+	t, err := newSyncThread()
+	if err != nil {
+		log.Warn("journal: fsyncs run on the syncer goroutine, holding a P while they wait", "err", err)
+	}
+	s.thread = t
 	return s
+}
+
+// fdatasync syncs f on the sync thread, or in this goroutine if there is
+// none or it stopped.
+func (s *syncer) fdatasync(f *os.File) error {
+	if s.thread != nil {
+		err := s.thread.fdatasync(f)
+		if !errors.Is(err, errSyncThreadStopped) {
+			return err
+		}
+		if !s.thread.isClosed() && !s.threadLost.Swap(true) {
+			s.log.Warn("journal: the sync thread failed; fsyncs run on the syncer goroutine", "err", err)
+		}
+	}
+	return fdatasync(f)
+}
+
+// closeThread stops the sync thread (the writer's close calls it: a syncer
+// whose goroutine never started has one too). Syncs after it run in the
+// caller's goroutine.
+func (s *syncer) closeThread() {
+	if s.thread != nil {
+		s.thread.close()
+	}
 }
 
 // openWAL opens the WAL file of the database at path for fdatasync, and
@@ -125,7 +160,7 @@ func openWAL(path string) (*os.File, error) {
 // database gets its WAL at its first transaction).
 func (s *syncer) fsync() error {
 	if s.logFile != nil {
-		return fdatasync(s.logFile)
+		return s.fdatasync(s.logFile)
 	}
 	return s.fsyncWAL()
 }
@@ -139,7 +174,7 @@ func (s *syncer) fsyncWAL() error {
 		}
 		s.wal = f
 	}
-	return fdatasync(s.wal)
+	return s.fdatasync(s.wal)
 }
 
 // submit queues a job for the syncer goroutine.

@@ -140,6 +140,7 @@ func newWriter(ctx context.Context, opts Options, log *slog.Logger, signer *Sign
 		sy:  newSyncer(log, opts.Path, opts.SyncInterval),
 	}
 	if err := w.connect(ctx); err != nil {
+		w.sy.closeThread()
 		db.Close()
 		return nil, err
 	}
@@ -240,6 +241,7 @@ func (w *writer) close() {
 		w.conn = nil
 	}
 	w.db.Close()
+	w.sy.closeThread()
 	if w.sy.wal != nil {
 		w.sy.wal.Close()
 	}
