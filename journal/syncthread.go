@@ -23,8 +23,9 @@ package journal
 typedef struct {
 	int req;          // eventfd, blocking: the syncer asks for a sync
 	int done;         // eventfd, non-blocking on Go's side: the thread answers
-	volatile int fd;  // the file to sync; -1 asks the thread to stop
-	volatile int err; // errno of the last fdatasync, 0 if it succeeded
+	volatile int fd;      // the file to sync; -1 asks the thread to stop
+	volatile int err;     // errno of the last fdatasync, 0 if it succeeded
+	volatile int stopped; // set, before its last answer, when the thread ends
 } interlock_sync_thread;
 
 static void *interlock_sync_loop(void *arg) {
@@ -40,7 +41,9 @@ static void *interlock_sync_loop(void *arg) {
 			t->fd = -1;
 		}
 		int stop = t->fd < 0;
-		if (!stop) {
+		if (stop) {
+			t->stopped = 1;
+		} else {
 			int r;
 			do {
 				r = fdatasync(t->fd);
@@ -186,7 +189,8 @@ func (st *syncThread) ask() error {
 func (st *syncThread) fdatasync(f *os.File) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.broken || st.closed {
+	if st.broken || st.closed || st.t.stopped != 0 {
+		st.broken = st.broken || !st.closed
 		return errSyncThreadStopped
 	}
 	st.t.fd = C.int(f.Fd())
@@ -197,6 +201,12 @@ func (st *syncThread) fdatasync(f *os.File) error {
 		// state: it is not asked again, and the caller syncs itself.
 		st.broken = true
 		return fmt.Errorf("%w: %w", errSyncThreadStopped, err)
+	}
+	if st.t.stopped != 0 {
+		// The thread could not read its eventfd and ended without
+		// syncing: nothing is left to answer a next round.
+		st.broken = true
+		return fmt.Errorf("%w: it ended: %w", errSyncThreadStopped, syscall.Errno(st.t.err))
 	}
 	if e := st.t.err; e != 0 {
 		return fmt.Errorf("fdatasync %s: %w", f.Name(), syscall.Errno(e))
@@ -220,15 +230,19 @@ func (st *syncThread) close() {
 		return
 	}
 	st.closed = true
-	if st.broken {
-		// The thread may still use its descriptors and memory: leak them
-		// rather than let a reused descriptor number reach it.
-		return
+	if st.t.stopped == 0 {
+		if st.broken {
+			// The thread may still use its descriptors and memory: leak
+			// them rather than let a reused descriptor number reach it.
+			return
+		}
+		st.t.fd = -1
+		if st.ask() != nil {
+			return
+		}
 	}
-	st.t.fd = -1
-	if st.ask() != nil {
-		return
-	}
+	// The thread has answered its last round and touches nothing of this
+	// any more.
 	st.done.Close()
 	unix.Close(st.req)
 	C.free(unsafe.Pointer(st.t))

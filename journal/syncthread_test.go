@@ -106,6 +106,22 @@ func TestSyncerFallsBackWithoutThread(t *testing.T) {
 	if s.threadLost.Load() {
 		t.Fatal("a closed thread was reported as failed")
 	}
+	// A thread that ended on its own (its eventfd unreadable: here it is
+	// told to end behind the syncer's back) is not asked again: nothing
+	// would answer, and the round would wait forever.
+	s3 := newSyncer(slog.New(slog.DiscardHandler), filepath.Join(t.TempDir(), "j.db"), 10*time.Millisecond)
+	s3.thread.t.fd = -1
+	if err := s3.thread.ask(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.fdatasync(f); err != nil {
+		t.Fatalf("fdatasync after the thread ended: %v", err)
+	}
+	if !s3.threadLost.Load() || !s3.thread.broken {
+		t.Fatal("a thread that ended was not reported")
+	}
+	s3.closeThread() // frees what it used, without asking it
+
 	// A failed round: the thread is marked broken, the sync is made here.
 	s2 := newSyncer(slog.New(slog.DiscardHandler), filepath.Join(t.TempDir(), "j.db"), 10*time.Millisecond)
 	s2.thread.broken = true
