@@ -113,11 +113,13 @@ func newSyncer(log *slog.Logger, path string, syncInterval time.Duration) *synce
 func (s *syncer) fdatasync(f *os.File) error {
 	if s.thread != nil {
 		err := s.thread.fdatasync(f)
-		if !errors.Is(err, errSyncThreadStopped) {
+		switch {
+		case errors.Is(err, errSyncThreadFailed):
+			if !s.threadLost.Swap(true) {
+				s.log.Warn("journal: the sync thread failed; fsyncs run on the syncer goroutine", "err", err)
+			}
+		case !errors.Is(err, errSyncThreadClosed):
 			return err
-		}
-		if !s.thread.isClosed() && !s.threadLost.Swap(true) {
-			s.log.Warn("journal: the sync thread failed; fsyncs run on the syncer goroutine", "err", err)
 		}
 	}
 	return fdatasync(f)

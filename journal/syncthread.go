@@ -13,9 +13,11 @@ package journal
 // fsync off the scheduler").
 
 /*
+#define _GNU_SOURCE // gettid
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -26,11 +28,13 @@ typedef struct {
 	volatile int fd;      // the file to sync; -1 asks the thread to stop
 	volatile int err;     // errno of the last fdatasync, 0 if it succeeded
 	volatile int stopped; // set, before its last answer, when the thread ends
+	volatile pid_t tid;   // the thread's id, once it runs (tests, debugging)
 } interlock_sync_thread;
 
 static void *interlock_sync_loop(void *arg) {
 	interlock_sync_thread *t = arg;
 	uint64_t v;
+	t->tid = gettid();
 	for (;;) {
 		ssize_t n = read(t->req, &v, sizeof v);
 		if (n != (ssize_t)sizeof v) {
@@ -94,9 +98,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errSyncThreadStopped: the thread is closed, or a round with it failed
-// and its state is unknown. The caller syncs in its own goroutine instead.
-var errSyncThreadStopped = errors.New("journal: the sync thread is stopped")
+// The thread cannot be asked: it was closed, or a round with it failed (its
+// state unknown, or it ended on its own). Either way the caller syncs in its
+// own goroutine instead; only a failure is worth a word in the log.
+var (
+	errSyncThreadClosed = errors.New("journal: the sync thread is closed")
+	errSyncThreadFailed = errors.New("journal: the sync thread failed")
+)
 
 // syncThread runs fdatasync on a pthread of its own, one call at a time.
 type syncThread struct {
@@ -110,8 +118,8 @@ type syncThread struct {
 	one, got uint64
 	readF    func(uintptr) bool
 	rerr     syscall.Errno
-	// broken: a round failed, so the thread's state is unknown; closed:
-	// close ran.
+	// broken: a round failed, so the thread's state is unknown (or it
+	// ended); closed: close ran.
 	broken, closed bool
 }
 
@@ -169,14 +177,9 @@ func (st *syncThread) ask() error {
 	if e != 0 {
 		return fmt.Errorf("journal: wake the sync thread: %w", e)
 	}
-	for {
-		st.rerr = 0
-		if err := st.rc.Read(st.readF); err != nil {
-			return fmt.Errorf("journal: wait for the sync thread: %w", err)
-		}
-		if st.rerr != syscall.EINTR {
-			break
-		}
+	st.rerr = 0
+	if err := st.rc.Read(st.readF); err != nil {
+		return fmt.Errorf("journal: wait for the sync thread: %w", err)
 	}
 	if st.rerr != 0 {
 		return fmt.Errorf("journal: wait for the sync thread: %w", st.rerr)
@@ -189,9 +192,14 @@ func (st *syncThread) ask() error {
 func (st *syncThread) fdatasync(f *os.File) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.broken || st.closed || st.t.stopped != 0 {
-		st.broken = st.broken || !st.closed
-		return errSyncThreadStopped
+	switch {
+	case st.closed:
+		return errSyncThreadClosed
+	case st.broken || st.t.stopped != 0:
+		// Ended on its own (below), or behind this side's back: nothing
+		// would answer a round.
+		st.broken = true
+		return errSyncThreadFailed
 	}
 	st.t.fd = C.int(f.Fd())
 	err := st.ask()
@@ -200,25 +208,18 @@ func (st *syncThread) fdatasync(f *os.File) error {
 		// Whether the file was synced is unknown, and so is the thread's
 		// state: it is not asked again, and the caller syncs itself.
 		st.broken = true
-		return fmt.Errorf("%w: %w", errSyncThreadStopped, err)
+		return fmt.Errorf("%w: %w", errSyncThreadFailed, err)
 	}
 	if st.t.stopped != 0 {
 		// The thread could not read its eventfd and ended without
-		// syncing: nothing is left to answer a next round.
+		// syncing.
 		st.broken = true
-		return fmt.Errorf("%w: it ended: %w", errSyncThreadStopped, syscall.Errno(st.t.err))
+		return fmt.Errorf("%w: it ended: %w", errSyncThreadFailed, syscall.Errno(st.t.err))
 	}
 	if e := st.t.err; e != 0 {
 		return fmt.Errorf("fdatasync %s: %w", f.Name(), syscall.Errno(e))
 	}
 	return nil
-}
-
-// isClosed reports whether close ran.
-func (st *syncThread) isClosed() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.closed
 }
 
 // close stops the thread and frees what it used, once it has said it

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,24 +12,28 @@ import (
 	"time"
 )
 
-// threads is how many threads this process has.
-func threads(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+// alive reports whether thread tid of this process is still there.
+func alive(tid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+	return err == nil
 }
 
 func TestSyncThreadSyncsAndStops(t *testing.T) {
-	before := threads(t)
 	st, err := newSyncThread()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := threads(t); n != before+1 {
-		t.Fatalf("threads: %d after starting the sync thread, want %d", n, before+1)
+	// The thread says who it is once it runs.
+	deadline := time.Now().Add(5 * time.Second)
+	for st.t.tid == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sync thread did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tid := int(st.t.tid)
+	if !alive(tid) || tid == os.Getpid() {
+		t.Fatalf("thread %d: not a thread of its own in this process", tid)
 	}
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
@@ -62,7 +67,7 @@ func TestSyncThreadSyncsAndStops(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if err := st.fdatasync(w); !errors.Is(err, syscall.EINVAL) || errors.Is(err, errSyncThreadStopped) {
+	if err := st.fdatasync(w); !errors.Is(err, syscall.EINVAL) || errors.Is(err, errSyncThreadFailed) {
 		t.Fatalf("fdatasync of a pipe on the thread: %v, want EINVAL", err)
 	}
 	if err := st.fdatasync(f); err != nil {
@@ -71,14 +76,14 @@ func TestSyncThreadSyncsAndStops(t *testing.T) {
 
 	st.close()
 	st.close() // twice is harmless
-	if err := st.fdatasync(f); !errors.Is(err, errSyncThreadStopped) {
-		t.Fatalf("fdatasync after close: %v, want errSyncThreadStopped", err)
+	if err := st.fdatasync(f); !errors.Is(err, errSyncThreadClosed) {
+		t.Fatalf("fdatasync after close: %v, want errSyncThreadClosed", err)
 	}
 	// The thread exits once it has answered the stop.
-	deadline := time.Now().Add(5 * time.Second)
-	for threads(t) > before {
+	deadline = time.Now().Add(5 * time.Second)
+	for alive(tid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("threads: %d after close, want %d: the sync thread did not exit", threads(t), before)
+			t.Fatalf("thread %d still runs after close", tid)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -146,6 +146,25 @@ func journaled(rs []result) (got, sent int) {
 	return got, sent
 }
 
+// shareTable prints figure f per workload for each leg, each proxy's share
+// (its leg less pgbench alone, the direct leg) and interlock's share
+// against the others'.
+func shareTable(res map[string]map[string][]result, f func(result) float64, num, title string) {
+	fmt.Printf("\n%s:\n\n", title)
+	fmt.Println("| workload | pgbench alone | PgBouncer leg | relay leg | interlock leg | PgBouncer's share | relay's share | interlock's share | interlock / PgBouncer | interlock / relay |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	row := strings.Repeat(" "+num+" |", 7)
+	for _, w := range workloads {
+		r, ok := res[w.name]
+		if !ok {
+			continue
+		}
+		d, b, g, i := med(r["direct"], f), med(r["pgbouncer"], f), med(r["relay"], f), med(r["interlock"], f)
+		fmt.Printf("| %s |"+row+" %.2f× | %.2f× |\n",
+			w.name, d, b, g, i, b-d, g-d, i-d, (i-d)/max(b-d, 0.01), (i-d)/max(g-d, 0.01))
+	}
+}
+
 func report(o options, tls string, res map[string]map[string][]result) {
 	fmt.Printf("\nClient TLS %s on every leg (sslmode=%s): interlock (every statement journaled, journal in %s), PgBouncer (session mode), %s and direct; medians of %d round(s) of %d s\n\n",
 		strings.ToUpper(tls), sslmode(tls), journalDirOf(o), relayWhat(tls), o.rounds, o.dur)
@@ -164,31 +183,8 @@ func report(o options, tls string, res map[string]map[string][]result) {
 			med(d, p50), med(b, p50), med(g, p50), med(i, p50), med(d, p99), med(b, p99), med(g, p99), med(i, p99),
 			med(i, p50)-med(d, p50), got, sent)
 	}
-	fmt.Println("\nCPU per transaction, same runs (user+system µs; pgbench's own CPU is the direct leg's, the proxy's is a leg's less that):")
-	fmt.Println()
-	fmt.Println("| workload | pgbench alone | PgBouncer leg | relay leg | interlock leg | PgBouncer's share | relay's share | interlock's share | interlock / PgBouncer | interlock / relay |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := res[w.name]
-		if !ok {
-			continue
-		}
-		d, b, g, i := med(r["direct"], cpu), med(r["pgbouncer"], cpu), med(r["relay"], cpu), med(r["interlock"], cpu)
-		fmt.Printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f× | %.2f× |\n",
-			w.name, d, b, g, i, b-d, g-d, i-d, (i-d)/max(b-d, 0.1), (i-d)/max(g-d, 0.1))
-	}
-	fmt.Println("\nContext switches per transaction, same runs (voluntary and not, every thread; pgbench's own are the direct leg's, the proxy's a leg's less those):")
-	fmt.Println()
-	fmt.Println("| workload | pgbench alone | PgBouncer leg | relay leg | interlock leg | PgBouncer's share | relay's share | interlock's share |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
-	for _, w := range workloads {
-		r, ok := res[w.name]
-		if !ok {
-			continue
-		}
-		d, b, g, i := med(r["direct"], switches), med(r["pgbouncer"], switches), med(r["relay"], switches), med(r["interlock"], switches)
-		fmt.Printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", w.name, d, b, g, i, b-d, g-d, i-d)
-	}
+	shareTable(res, cpu, "%.1f", "CPU per transaction, same runs (user+system µs; pgbench's own CPU is the direct leg's, the proxy's is a leg's less that)")
+	shareTable(res, switches, "%.2f", "Context switches per transaction, same runs (voluntary and not, every thread; pgbench's own are the direct leg's, the proxy's a leg's less those)")
 	effects := false
 	for _, w := range workloads {
 		if _, ok := res[w.name]; ok && w.effects {

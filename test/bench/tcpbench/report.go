@@ -56,11 +56,11 @@ func summarize(res results) []row {
 		}
 		return r
 	}
-	// Interlock's own CPU (its process, all threads) over the measured
-	// part of each round: the cost the connect path changes aim at, less
-	// disturbed by a busy machine than the latencies. No direct figure:
-	// there the parent is this bench.
-	cpu := func(name, unit, m string, per func(clientResult) float64) {
+	// Interlock's own CPU and context switches (its process, all threads)
+	// over the measured part of each round: the cost the connect path
+	// changes aim at, less disturbed by a busy machine than the latencies.
+	// No direct figure: there the parent is this bench.
+	own := func(name, unit, m string, per func(clientResult) float64) {
 		var r row
 		r.Metric, r.Unit = name, unit
 		f := func(c clientResult) float64 {
@@ -118,13 +118,13 @@ func summarize(res results) []row {
 		} else {
 			rows = append(rows, ad)
 		}
-		cpu("interlock CPU per connection", "µs", "connect", perOp)
-		cpu("interlock context switches per connection", "", "connect", switchesPerOp)
+		own("interlock CPU per connection", "µs", "connect", perOp)
+		own("interlock context switches per connection", "", "connect", switchesPerOp)
 	}
 	if _, ok := res["echo"]; ok {
 		rows = append(rows, side("echo 64B round trip p50", "µs", "echo", p50), side("echo 64B round trip p99", "µs", "echo", p99))
-		cpu("interlock CPU per round trip", "µs", "echo", perOp)
-		cpu("interlock context switches per round trip", "", "echo", switchesPerOp)
+		own("interlock CPU per round trip", "µs", "echo", perOp)
+		own("interlock context switches per round trip", "", "echo", switchesPerOp)
 	}
 	for _, m := range []struct{ key, name string }{{"bulk-up", "bulk client→server"}, {"bulk-down", "bulk server→client"}} {
 		if _, ok := res[m.key]; !ok {
@@ -136,7 +136,7 @@ func summarize(res results) []row {
 			r.Met = ptr(*r.Ratio >= 0.9)
 		}
 		rows = append(rows, r)
-		cpu("interlock CPU per GiB, "+m.name[5:], "CPU-s", m.key, perGiB)
+		own("interlock CPU per GiB, "+m.name[5:], "CPU-s", m.key, perGiB)
 	}
 	return rows
 }
